@@ -1,0 +1,159 @@
+"""The `meterflow` command: the local stack (up, down, status), migrations and the services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from meterflow.db import migrate
+from meterflow.errors import MeterflowError
+from meterflow.logs import configure_logging
+from meterflow.settings import Settings
+from meterflow.stack.local import LocalStack
+from meterflow.stack.processes import read_pid, terminate
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A long-running meterflow process that `meterflow up` starts as `meterflow <name>`."""
+
+    name: str
+    entry_point: str  # "module:function", imported only when the service runs
+    listens: str  # what `up` prints about where it can be reached
+
+
+SERVICES: tuple[Service, ...] = ()
+
+
+def _run_service(service: Service, settings: Settings) -> int:
+    module_name, func_name = service.entry_point.split(":")
+    module = __import__(module_name, fromlist=[func_name])
+    result: int = getattr(module, func_name)(settings)
+    return result
+
+
+def cmd_up(settings: Settings) -> int:
+    up_pid_file = settings.state_dir / "up.pid"
+    running = read_pid(up_pid_file)
+    if running is not None:
+        print(
+            f"meterflow is already up (pid {running}); `meterflow status` shows where it "
+            "listens, `meterflow down` stops it."
+        )
+        return 0
+    stack = LocalStack.from_settings(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    up_pid_file.write_text(f"{os.getpid()}\n")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    children: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    exit_code = 0
+    try:
+        stack.start()
+        for service in SERVICES:
+            proc = subprocess.Popen([sys.executable, "-m", "meterflow.cli", service.name])
+            children.append((service, proc))
+        _print_endpoints(settings)
+        while not stop.wait(0.5):
+            for service, proc in children:
+                if proc.poll() is not None:
+                    print(
+                        f"meterflow: {service.name} exited with code {proc.returncode}; "
+                        "stopping everything (its log lines are above)",
+                        file=sys.stderr,
+                    )
+                    exit_code = 1
+                    stop.set()
+    finally:
+        print("meterflow: stopping", file=sys.stderr)
+        for _, proc in reversed(children):
+            terminate(proc.pid, timeout=30)
+        stack.stop()
+        up_pid_file.unlink(missing_ok=True)
+        print("meterflow: stopped", file=sys.stderr)
+    return exit_code
+
+
+def _print_endpoints(settings: Settings) -> None:
+    kafka = settings.bootstrap_servers
+    print("meterflow is up (Ctrl-C or `meterflow down` stops it)")
+    print(f"  kafka     {kafka}{'' if settings.kafka_bootstrap else ' (embedded)'}")
+    print(f"  postgres  {settings.dsn}{'' if settings.database_url else ' (embedded)'}")
+    t = settings.topics
+    print(f"  topics    {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
+    for service in SERVICES:
+        print(f"  {service.name:<9} {service.listens}")
+    sys.stdout.flush()
+
+
+def cmd_down(settings: Settings) -> int:
+    up_pid = read_pid(settings.state_dir / "up.pid")
+    if up_pid is not None:
+        print(f"meterflow: stopping `meterflow up` (pid {up_pid})")
+        terminate(up_pid, timeout=90)
+    stack = LocalStack.from_settings(settings)
+    leftovers = {name: pid for name, pid in stack.running().items() if pid is not None}
+    if leftovers:
+        print("meterflow: stopping " + ", ".join(f"{n} (pid {p})" for n, p in leftovers.items()))
+    stack.stop()
+    print("meterflow is down")
+    return 0
+
+
+def cmd_status(settings: Settings) -> int:
+    up_pid = read_pid(settings.state_dir / "up.pid")
+    print(f"meterflow up: {'pid ' + str(up_pid) if up_pid else 'not running'}")
+    for name, pid in LocalStack.from_settings(settings).running().items():
+        print(f"  {name:<9} {'pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def cmd_migrate(settings: Settings) -> int:
+    applied = asyncio.run(migrate(settings.dsn, schema=settings.db_schema))
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meterflow", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("METERFLOW_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run Kafka, Postgres and every service in the foreground")
+    sub.add_parser("down", help="stop what `meterflow up` or the tests left running")
+    sub.add_parser("status", help="show what is running")
+    sub.add_parser("migrate", help="apply the database migrations to DATABASE_URL")
+    for service in SERVICES:
+        sub.add_parser(service.name, help=f"run the {service.name} service alone")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate}
+    try:
+        settings = Settings.from_env()
+        if args.command in commands:
+            return commands[args.command](settings)
+        service = next(s for s in SERVICES if s.name == args.command)
+        return _run_service(service, settings)
+    except MeterflowError as exc:
+        print(f"meterflow: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

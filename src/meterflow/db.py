@@ -1,0 +1,64 @@
+"""Postgres connections and the schema migrations, plain SQL files applied in order once."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same for every process applying migrations.
+_MIGRATION_LOCK = 0x6D65746572
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every migration shipped with meterflow, in the order to apply them."""
+    folder = resources.files("meterflow") / "migrations"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    return [(f.name, f.read_text()) for f in files]
+
+
+async def connect(dsn: str, *, schema: str = "public") -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"search_path": schema})
+
+
+async def create_pool(dsn: str, *, schema: str = "public", size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str, *, schema: str = "public") -> list[str]:
+    """Create `schema` if needed and apply the migrations it lacks; returns those applied.
+
+    Safe to run from several processes at once: an advisory lock serialises them and each
+    migration commits together with its record in `schema_migrations`.
+    """
+    conn = await connect(dsn, schema=schema)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            applied = []
+            for name, sql in migration_files():
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                log.info("db.migrated schema=%s migration=%s", schema, name)
+                applied.append(name)
+            return applied
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    finally:
+        await conn.close()

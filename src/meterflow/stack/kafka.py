@@ -16,6 +16,10 @@ from meterflow.stack.processes import read_pid, terminate
 
 log = logging.getLogger(__name__)
 
+# Brokers this process started, by pid: stop() reaps them, so no zombie or
+# "subprocess still running" warning is left behind.
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
 POM = Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "pom.xml"
 
 _LOG4J = """\
@@ -188,6 +192,7 @@ class LocalKafka:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        _started[proc.pid] = proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -199,6 +204,7 @@ class LocalKafka:
                 return
             time.sleep(0.25)
         terminate(proc.pid, timeout=10)
+        proc.wait()
         raise StackError(f"Kafka did not start within {timeout:.0f}s; read {self.log_file}")
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -206,6 +212,8 @@ class LocalKafka:
         if pid is None:
             return
         graceful = terminate(pid, timeout=timeout)
+        if pid in _started:
+            _started.pop(pid).wait()
         log.info("kafka.stopped pid=%s graceful=%s", pid, graceful)
         self.pid_file.unlink(missing_ok=True)
 

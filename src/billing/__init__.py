@@ -1,0 +1,1 @@
+"""meterflow's pure billing domain: money, periods, aggregations, charge models, invoices."""

@@ -1,0 +1,119 @@
+"""The shape every aggregation shares: a small mergeable state that turns events into units."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Context, Decimal, InvalidOperation
+from typing import ClassVar, Self
+
+from billing.periods import BillingPeriod
+
+# Sums and weighted sums run in this context: 60 digits hold any sum of values below 1e30
+# with 28 significant digits exactly, so the order of additions (batching, merging) never
+# changes a total.
+EXACT = Context(prec=60)
+
+EventValue = Decimal | str | None
+
+
+class Aggregation(ABC):
+    """Running state of one (subscription, charge, period), per Lago aggregation type.
+
+    `add` folds one event in place; `merge` returns a new state combining two partial ones
+    (associative, and indifferent to how events were split between them); `result` is the
+    period's units. `to_dict`/`from_dict` round-trip through JSON (Decimals as strings).
+    """
+
+    __slots__ = ()
+
+    aggregation_type: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def initialize(cls, period: BillingPeriod) -> Self:
+        """An empty state for the period."""
+
+    @classmethod
+    @abstractmethod
+    def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
+        """What `add` needs from an event's properties; raises InvalidEvent if unusable."""
+
+    @abstractmethod
+    def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
+        """Fold one event's value in."""
+
+    @abstractmethod
+    def merge(self, other: Self) -> Self:
+        """A new state holding both states' events; neither operand changes."""
+
+    @abstractmethod
+    def result(self) -> Decimal:
+        """The period's units so far."""
+
+    @property
+    @abstractmethod
+    def events_count(self) -> int:
+        """How many events were folded in."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-safe snapshot (str, int, list and dict only)."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Self:
+        """The state a `to_dict` snapshot describes."""
+
+
+def require_type(data: Mapping[str, object], aggregation_type: str) -> None:
+    if data.get("type") != aggregation_type:
+        raise ValueError(f"not a {aggregation_type} snapshot: type={data.get('type')!r}")
+
+
+def read_int(data: Mapping[str, object], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"snapshot field {key!r} must be a non-negative int, got {value!r}")
+    return value
+
+
+def read_str(data: Mapping[str, object], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"snapshot field {key!r} must be a string, got {value!r}")
+    return value
+
+
+def parse_decimal(text: object, key: str) -> Decimal:
+    if not isinstance(text, str):
+        raise ValueError(f"snapshot field {key!r} must be a decimal string, got {text!r}")
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError(f"snapshot field {key!r} is not a decimal: {text!r}") from exc
+    if not value.is_finite():
+        raise ValueError(f"snapshot field {key!r} must be finite, got {text!r}")
+    return value
+
+
+def parse_instant(text: object, key: str) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"snapshot field {key!r} must be an ISO 8601 string, got {text!r}")
+    instant = datetime.fromisoformat(text)
+    if instant.tzinfo is None:
+        raise ValueError(f"snapshot field {key!r} must carry an offset, got {text!r}")
+    return instant.astimezone(UTC)
+
+
+def require_decimal(value: EventValue, aggregation_type: str) -> Decimal:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{aggregation_type} adds Decimal values, not {type(value).__name__}")
+    return value
+
+
+def require_aware(timestamp: datetime) -> datetime:
+    if timestamp.tzinfo is None or timestamp.utcoffset() is None:
+        raise ValueError(f"event timestamps must be timezone-aware, got {timestamp!r}")
+    return timestamp.astimezone(UTC)

@@ -1,0 +1,89 @@
+"""latest_agg: the value of the period's most recent event (0 without events)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Self
+
+from billing.aggregations.aggregation import (
+    Aggregation,
+    EventValue,
+    parse_decimal,
+    parse_instant,
+    read_int,
+    read_str,
+    require_aware,
+    require_decimal,
+    require_type,
+)
+from billing.aggregations.event_values import numeric_property
+from billing.periods import BillingPeriod
+
+# (timestamp, transaction_id, value): the greatest key is the latest event. Events with the
+# same timestamp are ordered by transaction_id, then value, so every replica and every merge
+# order picks the same one (Lago leaves that tie to the database's row order).
+_Latest = tuple[datetime, str, Decimal]
+
+
+@dataclass(slots=True)
+class LatestAggregation(Aggregation):
+    """Keeps only the latest event's key and value."""
+
+    aggregation_type: ClassVar[str] = "latest_agg"
+
+    latest: _Latest | None = None
+    events_count: int = 0
+
+    @classmethod
+    def initialize(cls, period: BillingPeriod) -> Self:
+        return cls()
+
+    @classmethod
+    def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
+        return numeric_property(properties, field_name)
+
+    def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
+        candidate = (
+            require_aware(timestamp),
+            transaction_id,
+            require_decimal(value, self.aggregation_type),
+        )
+        if self.latest is None or candidate > self.latest:
+            self.latest = candidate
+        self.events_count += 1
+
+    def merge(self, other: Self) -> Self:
+        keys = [k for k in (self.latest, other.latest) if k is not None]
+        return type(self)(max(keys) if keys else None, self.events_count + other.events_count)
+
+    def result(self) -> Decimal:
+        return Decimal(0) if self.latest is None else self.latest[2]
+
+    def to_dict(self) -> dict[str, object]:
+        latest: dict[str, object] | None = None
+        if self.latest is not None:
+            timestamp, transaction_id, value = self.latest
+            latest = {
+                "timestamp": timestamp.isoformat(),
+                "transaction_id": transaction_id,
+                "value": str(value),
+            }
+        return {"type": self.aggregation_type, "latest": latest, "events_count": self.events_count}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Self:
+        require_type(data, cls.aggregation_type)
+        raw = data.get("latest")
+        latest: _Latest | None = None
+        if raw is not None:
+            if not isinstance(raw, Mapping):
+                raise ValueError(f"snapshot field 'latest' must be an object, got {raw!r}")
+            latest = (
+                parse_instant(raw.get("timestamp"), "latest.timestamp"),
+                read_str(raw, "transaction_id"),
+                parse_decimal(raw.get("value"), "latest.value"),
+            )
+        return cls(latest, read_int(data, "events_count"))

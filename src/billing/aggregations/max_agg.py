@@ -1,0 +1,70 @@
+"""max_agg: the largest value of the metric's property in the period (0 without events)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Self
+
+from billing.aggregations.aggregation import (
+    Aggregation,
+    EventValue,
+    parse_decimal,
+    read_int,
+    require_aware,
+    require_decimal,
+    require_type,
+)
+from billing.aggregations.event_values import numeric_property
+from billing.periods import BillingPeriod
+
+
+@dataclass(slots=True)
+class MaxAggregation(Aggregation):
+    """Keeps the maximum seen; None until the first event."""
+
+    aggregation_type: ClassVar[str] = "max_agg"
+
+    maximum: Decimal | None = None
+    events_count: int = 0
+
+    @classmethod
+    def initialize(cls, period: BillingPeriod) -> Self:
+        return cls()
+
+    @classmethod
+    def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
+        return numeric_property(properties, field_name)
+
+    def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
+        number = require_decimal(value, self.aggregation_type)
+        require_aware(timestamp)
+        if self.maximum is None or number > self.maximum:
+            self.maximum = number
+        self.events_count += 1
+
+    def merge(self, other: Self) -> Self:
+        candidates = [m for m in (self.maximum, other.maximum) if m is not None]
+        return type(self)(
+            max(candidates) if candidates else None, self.events_count + other.events_count
+        )
+
+    def result(self) -> Decimal:
+        # Lago answers 0 for a period without events.
+        return Decimal(0) if self.maximum is None else self.maximum
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "type": self.aggregation_type,
+            "maximum": None if self.maximum is None else str(self.maximum),
+            "events_count": self.events_count,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Self:
+        require_type(data, cls.aggregation_type)
+        raw = data.get("maximum")
+        maximum = None if raw is None else parse_decimal(raw, "maximum")
+        return cls(maximum, read_int(data, "events_count"))

@@ -1,0 +1,1 @@
+"""The Lago-compatible HTTP front door: usage events to Kafka, the catalog to Postgres."""

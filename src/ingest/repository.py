@@ -1,0 +1,569 @@
+"""Postgres access of the ingest API (asyncpg): organizations and keys, the catalog tables
+and the catalog outbox. Every request runs in one transaction (see `unit_of_work`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from meterflow.catalog import CatalogKind, CatalogRecord
+
+Row = asyncpg.Record
+# A plain connection, or one lent by the pool: every query function takes either.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: uuid.UUID
+    name: str
+    timezone: str
+
+
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        server_settings={"search_path": schema},
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """One connection in one transaction: everything a request writes commits together."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+# --- organizations and API keys ---------------------------------------------------------
+
+
+async def insert_organization(
+    conn: Conn, name: str, timezone: str, key_digest: bytes
+) -> Organization:
+    org_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO organizations (id, name, timezone) VALUES ($1, $2, $3)", org_id, name, timezone
+    )
+    await conn.execute(
+        "INSERT INTO api_keys (id, organization_id, key_digest) VALUES ($1, $2, $3)",
+        uuid.uuid4(),
+        org_id,
+        key_digest,
+    )
+    return Organization(org_id, name, timezone)
+
+
+async def organization_by_key(
+    pool: asyncpg.Pool, key_digest: bytes
+) -> tuple[Organization, bytes] | None:
+    row = await pool.fetchrow(
+        "SELECT o.id, o.name, o.timezone, k.key_digest FROM api_keys k "
+        "JOIN organizations o ON o.id = k.organization_id WHERE k.key_digest = $1",
+        key_digest,
+    )
+    if row is None:
+        return None
+    return Organization(row["id"], row["name"], row["timezone"]), bytes(row["key_digest"])
+
+
+# --- the outbox -------------------------------------------------------------------------
+
+
+async def enqueue(conn: Conn, record: CatalogRecord) -> None:
+    await conn.execute(
+        "INSERT INTO catalog_outbox (kind, lago_id, organization_id, version, body) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        record.kind.value,
+        uuid.UUID(record.lago_id),
+        uuid.UUID(record.organization_id),
+        record.version,
+        record.body,
+    )
+
+
+async def claim_outbox(conn: Conn, limit: int) -> list[tuple[int, CatalogRecord]]:
+    """The oldest unsent records, locked so that concurrent drains skip them."""
+    rows = await conn.fetch(
+        "SELECT id, kind, lago_id, organization_id, version, body FROM catalog_outbox "
+        "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [
+        (
+            r["id"],
+            CatalogRecord(
+                kind=CatalogKind(r["kind"]),
+                lago_id=str(r["lago_id"]),
+                organization_id=str(r["organization_id"]),
+                version=r["version"],
+                body=r["body"],
+            ),
+        )
+        for r in rows
+    ]
+
+
+async def delete_outbox(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("DELETE FROM catalog_outbox WHERE id = ANY($1::bigint[])", ids)
+
+
+# --- customers --------------------------------------------------------------------------
+
+_CUSTOMER = (
+    "SELECT c.*, o.timezone AS organization_timezone FROM customers c "
+    "JOIN organizations o ON o.id = c.organization_id "
+)
+
+
+async def customer(
+    conn: Conn, org: uuid.UUID, external_id: str, *, lock: bool = False
+) -> Row | None:
+    sql = _CUSTOMER + "WHERE c.organization_id = $1 AND c.external_id = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF c" if lock else ""), org, external_id)
+
+
+async def customer_by_id(conn: Conn, customer_id: uuid.UUID) -> Row:
+    row = await conn.fetchrow(_CUSTOMER + "WHERE c.id = $1", customer_id)
+    assert row is not None
+    return row
+
+
+async def insert_customer(
+    conn: Conn, org: uuid.UUID, external_id: str, columns: dict[str, Any]
+) -> uuid.UUID:
+    customer_id = uuid.uuid4()
+    # Serialise sequential ids per organization (two concurrent creates must not share one).
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", str(org))
+    await conn.execute(
+        "INSERT INTO customers (id, organization_id, external_id, sequential_id, name, email, "
+        "currency, timezone, attributes) VALUES ($1, $2, $3, (SELECT coalesce(max(sequential_id)"
+        ", 0) + 1 FROM customers WHERE organization_id = $2), $4, $5, $6, $7, $8)",
+        customer_id,
+        org,
+        external_id,
+        columns["name"],
+        columns["email"],
+        columns["currency"],
+        columns["timezone"],
+        columns["attributes"],
+    )
+    return customer_id
+
+
+async def update_customer(conn: Conn, customer_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE customers SET name = $2, email = $3, currency = $4, timezone = $5, "
+        "attributes = $6, version = version + 1, updated_at = now() WHERE id = $1",
+        customer_id,
+        columns["name"],
+        columns["email"],
+        columns["currency"],
+        columns["timezone"],
+        columns["attributes"],
+    )
+
+
+async def delete_customer(conn: Conn, customer_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE customers SET deleted_at = now(), version = version + 1, updated_at = now() "
+        "WHERE id = $1",
+        customer_id,
+    )
+
+
+async def list_customers(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Row], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM customers WHERE organization_id = $1 AND deleted_at IS NULL", org
+    )
+    rows = await conn.fetch(
+        _CUSTOMER + "WHERE c.organization_id = $1 AND c.deleted_at IS NULL "
+        "ORDER BY c.created_at DESC, c.id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+# --- billable metrics -------------------------------------------------------------------
+
+
+async def billable_metric(
+    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
+) -> Row | None:
+    sql = (
+        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND code = $2 "
+        "AND deleted_at IS NULL"
+    )
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def billable_metrics_by_ids(
+    conn: Conn, org: uuid.UUID, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Row]:
+    rows = await conn.fetch(
+        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND id = ANY($2::uuid[]) "
+        "AND deleted_at IS NULL",
+        org,
+        ids,
+    )
+    return {r["id"]: r for r in rows}
+
+
+async def billable_metric_by_id(conn: Conn, metric_id: uuid.UUID) -> Row:
+    row = await conn.fetchrow("SELECT * FROM billable_metrics WHERE id = $1", metric_id)
+    assert row is not None
+    return row
+
+
+async def insert_billable_metric(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    metric_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO billable_metrics (id, organization_id, code, name, aggregation_type, "
+        "field_name, recurring, filters, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        metric_id,
+        org,
+        columns["code"],
+        columns["name"],
+        columns["aggregation_type"],
+        columns["field_name"],
+        columns["recurring"],
+        columns["filters"],
+        columns["attributes"],
+    )
+    return metric_id
+
+
+async def update_billable_metric(conn: Conn, metric_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE billable_metrics SET code = $2, name = $3, aggregation_type = $4, "
+        "field_name = $5, recurring = $6, filters = $7, attributes = $8, "
+        "version = version + 1, updated_at = now() WHERE id = $1",
+        metric_id,
+        columns["code"],
+        columns["name"],
+        columns["aggregation_type"],
+        columns["field_name"],
+        columns["recurring"],
+        columns["filters"],
+        columns["attributes"],
+    )
+
+
+async def plans_using_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT plan_id FROM charges WHERE billable_metric_id = $1", metric_id
+    )
+    return [r["plan_id"] for r in rows]
+
+
+async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
+    """Soft-delete the metric and remove its charges; returns the plans that lost one."""
+    plans = await plans_using_metric(conn, metric_id)
+    await conn.execute("DELETE FROM charges WHERE billable_metric_id = $1", metric_id)
+    await conn.execute(
+        "UPDATE billable_metrics SET deleted_at = now(), version = version + 1, "
+        "updated_at = now() WHERE id = $1",
+        metric_id,
+    )
+    return plans
+
+
+async def list_billable_metrics(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Row], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL",
+        org,
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+# --- plans and charges ------------------------------------------------------------------
+
+
+async def plan(conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False) -> Row | None:
+    sql = "SELECT * FROM plans WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def plan_by_id(conn: Conn, plan_id: uuid.UUID) -> Row:
+    row = await conn.fetchrow("SELECT * FROM plans WHERE id = $1", plan_id)
+    assert row is not None
+    return row
+
+
+async def insert_plan(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    plan_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO plans (id, organization_id, code, name, interval, amount_cents, "
+        "amount_currency, pay_in_advance, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        plan_id,
+        org,
+        columns["code"],
+        columns["name"],
+        columns["interval"],
+        columns["amount_cents"],
+        columns["amount_currency"],
+        columns["pay_in_advance"],
+        columns["attributes"],
+    )
+    return plan_id
+
+
+async def update_plan(conn: Conn, plan_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE plans SET code = $2, name = $3, interval = $4, amount_cents = $5, "
+        "amount_currency = $6, pay_in_advance = $7, attributes = $8, version = version + 1, "
+        "updated_at = now() WHERE id = $1",
+        plan_id,
+        columns["code"],
+        columns["name"],
+        columns["interval"],
+        columns["amount_cents"],
+        columns["amount_currency"],
+        columns["pay_in_advance"],
+        columns["attributes"],
+    )
+
+
+async def bump_plan(conn: Conn, plan_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE plans SET version = version + 1, updated_at = now() WHERE id = $1", plan_id
+    )
+
+
+async def delete_plan(conn: Conn, plan_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE plans SET deleted_at = now(), version = version + 1, updated_at = now() "
+        "WHERE id = $1",
+        plan_id,
+    )
+
+
+async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM subscriptions WHERE plan_id = $1 AND status IN ('active', 'pending') "
+        "LIMIT 1",
+        plan_id,
+    )
+    return found is not None
+
+
+async def list_plans(conn: Conn, org: uuid.UUID, limit: int, offset: int) -> tuple[list[Row], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM plans WHERE organization_id = $1 AND deleted_at IS NULL", org
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM plans WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+async def charges_of(conn: Conn, plan_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+    """Each plan's charges in order, with their billable metric's code."""
+    rows = await conn.fetch(
+        "SELECT ch.*, bm.code AS billable_metric_code FROM charges ch "
+        "JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
+        "WHERE ch.plan_id = ANY($1::uuid[]) ORDER BY ch.plan_id, ch.position",
+        plan_ids,
+    )
+    out: dict[uuid.UUID, list[Row]] = {p: [] for p in plan_ids}
+    for r in rows:
+        out[r["plan_id"]].append(r)
+    return out
+
+
+async def replace_charges(conn: Conn, plan_id: uuid.UUID, charges: list[dict[str, Any]]) -> None:
+    """Make the plan's charges exactly `charges`: an entry whose `id` names one of the plan's
+    charges updates it (keeping its lago_id), others are created, the rest are removed."""
+    keep = [c["id"] for c in charges if c["id"] is not None]
+    await conn.execute(
+        "DELETE FROM charges WHERE plan_id = $1 AND NOT (id = ANY($2::uuid[]))", plan_id, keep
+    )
+    for position, c in enumerate(charges):
+        await conn.execute(
+            "INSERT INTO charges (id, plan_id, billable_metric_id, position, charge_model, "
+            "pay_in_advance, invoiceable, prorated, min_amount_cents, properties, filters, "
+            "attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "ON CONFLICT (id) DO UPDATE SET billable_metric_id = EXCLUDED.billable_metric_id, "
+            "position = EXCLUDED.position, charge_model = EXCLUDED.charge_model, "
+            "pay_in_advance = EXCLUDED.pay_in_advance, invoiceable = EXCLUDED.invoiceable, "
+            "prorated = EXCLUDED.prorated, min_amount_cents = EXCLUDED.min_amount_cents, "
+            "properties = EXCLUDED.properties, filters = EXCLUDED.filters, "
+            "attributes = EXCLUDED.attributes",
+            c["id"] or uuid.uuid4(),
+            plan_id,
+            c["billable_metric_id"],
+            position,
+            c["charge_model"],
+            c["pay_in_advance"],
+            c["invoiceable"],
+            c["prorated"],
+            c["min_amount_cents"],
+            c["properties"],
+            c["filters"],
+            c["attributes"],
+        )
+
+
+async def charge_ids_of(conn: Conn, plan_id: uuid.UUID) -> set[uuid.UUID]:
+    rows = await conn.fetch("SELECT id FROM charges WHERE plan_id = $1", plan_id)
+    return {r["id"] for r in rows}
+
+
+# --- subscriptions ----------------------------------------------------------------------
+
+_SUBSCRIPTION = (
+    "SELECT s.*, c.external_id AS external_customer_id, c.timezone AS customer_timezone, "
+    "o.timezone AS organization_timezone, p.code AS plan_code, "
+    "p.amount_cents AS plan_amount_cents, p.amount_currency AS plan_amount_currency, "
+    "p.interval AS plan_interval "
+    "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
+)
+
+
+async def subscription(
+    conn: Conn, org: uuid.UUID, external_id: str, *, status: str | None = None
+) -> Row | None:
+    """The live subscription with this external id, else (or with `status`) the latest one."""
+    if status is not None:
+        return await conn.fetchrow(
+            _SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
+            "AND s.status = $3 ORDER BY s.created_at DESC LIMIT 1",
+            org,
+            external_id,
+            status,
+        )
+    return await conn.fetchrow(
+        _SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
+        "ORDER BY (s.status IN ('active', 'pending')) DESC, s.created_at DESC LIMIT 1",
+        org,
+        external_id,
+    )
+
+
+async def subscription_by_id(conn: Conn, subscription_id: uuid.UUID) -> Row:
+    row = await conn.fetchrow(_SUBSCRIPTION + "WHERE s.id = $1", subscription_id)
+    assert row is not None
+    return row
+
+
+async def live_subscription_ids(conn: Conn, *, customer_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM subscriptions WHERE customer_id = $1 AND status IN ('active', 'pending')",
+        customer_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def live_subscription_ids_of_plan(conn: Conn, plan_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM subscriptions WHERE plan_id = $1 AND status IN ('active', 'pending')",
+        plan_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def insert_subscription(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    subscription_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO subscriptions (id, organization_id, external_id, customer_id, plan_id, "
+        "name, billing_time, subscription_at, started_at, ending_at, status) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        subscription_id,
+        org,
+        columns["external_id"],
+        columns["customer_id"],
+        columns["plan_id"],
+        columns["name"],
+        columns["billing_time"],
+        columns["subscription_at"],
+        columns["started_at"],
+        columns["ending_at"],
+        columns["status"],
+    )
+    return subscription_id
+
+
+async def update_subscription(
+    conn: Conn, subscription_id: uuid.UUID, columns: dict[str, Any]
+) -> None:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+    await conn.execute(
+        f"UPDATE subscriptions SET {sets}, version = version + 1, updated_at = now() WHERE id = $1",
+        subscription_id,
+        *columns.values(),
+    )
+
+
+async def bump_subscription(conn: Conn, subscription_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE subscriptions SET version = version + 1, updated_at = now() WHERE id = $1",
+        subscription_id,
+    )
+
+
+async def list_subscriptions(
+    conn: Conn,
+    org: uuid.UUID,
+    *,
+    external_customer_id: str | None,
+    plan_code: str | None,
+    statuses: list[str],
+    limit: int,
+    offset: int,
+) -> tuple[list[Row], int]:
+    where = (
+        "WHERE s.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
+        "AND ($3::text IS NULL OR p.code = $3) AND s.status = ANY($4::text[]) "
+    )
+    args = (org, external_customer_id, plan_code, statuses)
+    total = await conn.fetchval(
+        "SELECT count(*) FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+        "JOIN plans p ON p.id = s.plan_id " + where,
+        *args,
+    )
+    rows = await conn.fetch(
+        _SUBSCRIPTION + where + "ORDER BY s.created_at DESC, s.id LIMIT $5 OFFSET $6",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)

@@ -1,0 +1,36 @@
+"""IngestSettings read from the environment, with defaults and clear configuration errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.auth import key_digest, new_api_key
+from ingest.settings import IngestSettings
+from meterflow.errors import ConfigurationError
+
+
+def test_defaults() -> None:
+    s = IngestSettings.from_env({})
+    assert (s.host, s.port, s.metrics_port, s.max_batch) == ("0.0.0.0", 3000, 9101, 100)
+
+
+def test_from_env() -> None:
+    s = IngestSettings.from_env(
+        {"INGEST_PORT": "8080", "INGEST_METRICS_PORT": "9200", "INGEST_PRODUCE_TIMEOUT": "2.5"}
+    )
+    assert (s.port, s.metrics_port, s.produce_timeout) == (8080, 9200, 2.5)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"INGEST_PORT": "http"}, {"INGEST_MAX_BATCH": "0"}, {"INGEST_PRODUCE_TIMEOUT": "-1"}],
+)
+def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match=next(iter(env))):
+        IngestSettings.from_env(env)
+
+
+def test_api_keys_are_random_and_stored_as_sha256() -> None:
+    a, b = new_api_key(), new_api_key()
+    assert a != b and len(a) >= 40
+    assert len(key_digest(a)) == 32 and key_digest(a) == key_digest(a) != key_digest(b)

@@ -1,0 +1,2 @@
+"""The aggregator: a Faust app that turns usage events into running totals per
+subscription, charge and billing period, answers current usage, and closes periods."""

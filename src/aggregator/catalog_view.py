@@ -1,0 +1,235 @@
+"""The aggregator's in-memory view of the compacted catalog topic, and the reader that
+keeps it current.
+
+The catalog topic already is a compacted log of the latest version of every object, so
+each worker reads it from the beginning at start (a plain consumer without a group, so
+no committed offset can make it skip records) and then follows it. A Faust table fed
+from it would only copy the same records into a second changelog; lookups stay in
+memory either way, never a database query per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from meterflow.catalog import CatalogKind, CatalogRecord
+
+log = logging.getLogger(__name__)
+
+
+def parse_instant(raw: str) -> datetime:
+    """An ISO 8601 instant from the catalog ('Z' or an offset) as an aware datetime."""
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"instant without timezone: {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeTerms:
+    """One charge of a plan joined with its billable metric."""
+
+    charge_id: str
+    charge_model: str
+    properties: dict[str, Any]
+    charge: dict[str, Any]
+    metric_id: str
+    metric_code: str
+    aggregation_type: str
+    field_name: str | None
+    metric: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionTerms:
+    """Everything the aggregator needs to bucket and price one subscription's events."""
+
+    organization_id: str
+    subscription_id: str
+    external_subscription_id: str
+    external_customer_id: str
+    plan_code: str
+    interval: str
+    billing_time: str
+    subscription_at: datetime
+    terminated_at: datetime | None
+    timezone: str | None
+    organization_timezone: str | None
+    currency: str
+    charges: tuple[ChargeTerms, ...]
+
+    def charges_for_metric(self, code: str) -> list[ChargeTerms]:
+        return [c for c in self.charges if c.metric_code == code]
+
+
+class CatalogView:
+    """The latest version of every catalog object, indexed the ways the aggregator asks."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[CatalogKind, str], CatalogRecord] = {}
+        # (organization_id, external_id) -> lago_id
+        self._subscriptions: dict[tuple[str, str], str] = {}
+        self._customers: dict[tuple[str, str], str] = {}
+        self._plans: dict[tuple[str, str], str] = {}
+        self._terms: dict[tuple[str, str], SubscriptionTerms | None] = {}
+        self.records_applied = 0
+
+    def apply(self, record: CatalogRecord) -> bool:
+        """Take a record into the view; older versions than the one held are ignored."""
+        ident = (record.kind, record.lago_id)
+        held = self._objects.get(ident)
+        if held is not None and held.version > record.version:
+            return False
+        self._objects[ident] = record
+        body = record.body
+        index = {
+            CatalogKind.SUBSCRIPTION: self._subscriptions,
+            CatalogKind.CUSTOMER: self._customers,
+            CatalogKind.PLAN: self._plans,
+        }.get(record.kind)
+        if index is not None:
+            if held is not None and held.body is not None:
+                old_key = (held.organization_id, _external_key(held.kind, held.body))
+                if index.get(old_key) == record.lago_id:
+                    del index[old_key]
+            if body is not None:
+                index[(record.organization_id, _external_key(record.kind, body))] = record.lago_id
+        # Any change may alter how a subscription is priced; terms are cheap to rebuild.
+        self._terms.clear()
+        self.records_applied += 1
+        return True
+
+    def _body(self, kind: CatalogKind, lago_id: str | None) -> dict[str, Any] | None:
+        if lago_id is None:
+            return None
+        record = self._objects.get((kind, lago_id))
+        return None if record is None else record.body
+
+    def subscription_ids(self) -> list[tuple[str, str]]:
+        """(organization_id, external_subscription_id) of every known subscription."""
+        return list(self._subscriptions)
+
+    def terms(
+        self, organization_id: str, external_subscription_id: str
+    ) -> SubscriptionTerms | None:
+        """The subscription with its plan, charges, metrics and timezone, or None while
+        any of them is still unknown."""
+        key = (organization_id, external_subscription_id)
+        if key not in self._terms:
+            self._terms[key] = self._build_terms(organization_id, external_subscription_id)
+        return self._terms[key]
+
+    def _build_terms(self, org: str, external_id: str) -> SubscriptionTerms | None:
+        sub = self._body(CatalogKind.SUBSCRIPTION, self._subscriptions.get((org, external_id)))
+        if sub is None:
+            return None
+        plan = self._body(CatalogKind.PLAN, self._plans.get((org, sub["plan_code"])))
+        if plan is None:
+            return None
+        customer = self._body(
+            CatalogKind.CUSTOMER, self._customers.get((org, sub["external_customer_id"]))
+        )
+        organization = self._body(CatalogKind.ORGANIZATION, org)
+        charges = []
+        for charge in plan.get("charges") or []:
+            metric = self._body(CatalogKind.BILLABLE_METRIC, charge.get("billable_metric_id"))
+            if metric is None:
+                return None
+            charges.append(
+                ChargeTerms(
+                    charge_id=charge["lago_id"],
+                    charge_model=charge["charge_model"],
+                    properties=charge.get("properties") or {},
+                    charge=charge,
+                    metric_id=charge["billable_metric_id"],
+                    metric_code=metric["code"],
+                    aggregation_type=metric["aggregation_type"],
+                    field_name=metric.get("field_name"),
+                    metric=metric,
+                )
+            )
+        started = sub.get("subscription_at") or sub.get("started_at")
+        if not isinstance(started, str):
+            return None
+        terminated = sub.get("terminated_at")
+        return SubscriptionTerms(
+            organization_id=org,
+            subscription_id=sub["lago_id"],
+            external_subscription_id=external_id,
+            external_customer_id=sub["external_customer_id"],
+            plan_code=sub["plan_code"],
+            interval=plan["interval"],
+            billing_time=sub.get("billing_time") or "calendar",
+            subscription_at=parse_instant(started),
+            terminated_at=parse_instant(terminated) if terminated else None,
+            timezone=(customer or {}).get("timezone"),
+            organization_timezone=(organization or {}).get("timezone"),
+            currency=plan.get("amount_currency") or "USD",
+            charges=tuple(charges),
+        )
+
+
+def _external_key(kind: CatalogKind, body: dict[str, Any]) -> str:
+    return str(body["code"] if kind is CatalogKind.PLAN else body["external_id"])
+
+
+class CatalogReader:
+    """Reads the catalog topic from its beginning into a CatalogView, then follows it.
+
+    `ready` is set once everything that was in the topic at start has been read, so the
+    event stream never mistakes a known subscription for an unknown one after a restart.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, view: CatalogView) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.view = view
+        self.ready = asyncio.Event()
+        self.on_change: list[Any] = []
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end == 0:
+                self.ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                changed = False
+                for messages in batches.values():
+                    for message in messages:
+                        changed |= self._apply(message.value)
+                if not self.ready.is_set() and await consumer.position(tp) >= end:
+                    log.info("aggregator.catalog_loaded records=%d", self.view.records_applied)
+                    self.ready.set()
+                if changed:
+                    for callback in self.on_change:
+                        callback()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    def _apply(self, value: bytes | None) -> bool:
+        if value is None:
+            return False
+        try:
+            return self.view.apply(CatalogRecord.decode(value))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("aggregator.catalog_record_invalid error=%r", exc)
+            return False

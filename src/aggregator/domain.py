@@ -1,0 +1,60 @@
+"""The aggregator's port to the billing domain: parse an event, find its billing period,
+keep an aggregation state, price units. `BillingDomain` is the real one (package
+`billing`); unit tests of the ledger pass small fakes with the same shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from aggregator.catalog_view import ChargeTerms, SubscriptionTerms
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """A validated usage event, as the aggregator needs it."""
+
+    organization_id: str
+    transaction_id: str
+    external_subscription_id: str
+    code: str
+    timestamp: datetime
+    properties: dict[str, Any]
+
+
+class UsageState(Protocol):
+    """A serialisable running aggregation (count, sum, max, unique count, ...)."""
+
+    @property
+    def events_count(self) -> int: ...
+
+    def result(self) -> Decimal: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Domain(Protocol):
+    def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
+        """Validate a wire event (organization_id already removed); raises InvalidEvent."""
+
+    def period(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
+        """[start, end) of the billing period of `terms` containing `instant`, as UTC."""
+
+    def new_state(
+        self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
+    ) -> UsageState:
+        """A fresh aggregation state of the charge's metric for the period [start, end), or
+        the one restored from `data`."""
+
+    def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
+        """What the charge's aggregation reads from the event; raises InvalidEvent."""
+
+    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
+        """Fold one event's value into the state."""
+
+    def amount_cents(
+        self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str
+    ) -> int:
+        """The price of `units` under the charge's model, in the currency's minor units."""

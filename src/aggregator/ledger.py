@@ -1,0 +1,156 @@
+"""A subscription's ledger: the one table value that holds everything the aggregator knows
+about one (organization, external subscription), so that every change to it is a single
+changelog record, applied whole or not at all.
+
+The value is plain JSON:
+
+```
+{
+  "p": 2,                               source partition of the subscription's events
+  "applied": {"2": 1841},               highest source offset applied, per partition
+  "periods": {"<start>": {"end": "<end>", "charges": {"<charge id>": <state>}}},
+  "closed_until": "<end of the last closed period>" | null,
+  "final": false,                       true once the termination period is closed
+  "late": {"<start>": {"end": ..., "charges": {...}}},   late usage, sent with the next close
+  "held": [{"p": 2, "o": 17, "ts": <received ms>, "value": "<wire event>"}],
+  "outbox": [{"id": 4, "topic": "periods_closed" | "dead_letter", "key": ..., "value": ...}],
+  "seq": 4
+}
+```
+
+Times are UTC ISO 8601 strings; `<state>` is the aggregation state's `to_dict()`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from aggregator.catalog_view import ChargeTerms
+from aggregator.domain import Domain, UsageState
+
+PERIODS = "periods"
+LATE = "late"
+
+
+def ledger_key(organization_id: str, external_subscription_id: str) -> str:
+    """The table key of a subscription's ledger (the unit separator never occurs in ids)."""
+    return f"{organization_id}\x1f{external_subscription_id}"
+
+
+def marker_key(organization_id: str, external_subscription_id: str, transaction_id: str) -> str:
+    """The table key of a dedupe marker: Lago's uniqueness, scoped to the organization."""
+    return f"{organization_id}\x1f{external_subscription_id}\x1f{transaction_id}"
+
+
+def iso(instant: datetime) -> str:
+    return instant.isoformat()
+
+
+def instant(raw: str) -> datetime:
+    return datetime.fromisoformat(raw)
+
+
+def new_ledger_value(partition: int) -> dict[str, Any]:
+    return {
+        "p": partition,
+        "applied": {},
+        "periods": {},
+        "closed_until": None,
+        "final": False,
+        "late": {},
+        "held": [],
+        "outbox": [],
+        "seq": 0,
+    }
+
+
+class Ledger:
+    """A ledger value being changed in memory; `seal()` gives the value to write back.
+
+    Aggregation states are restored once and kept live while a batch folds events into
+    them, then serialised once: a batch writes each touched ledger exactly once.
+    """
+
+    __slots__ = ("_states", "value")
+
+    def __init__(self, value: dict[str, Any] | None, partition: int) -> None:
+        self.value: dict[str, Any] = new_ledger_value(partition) if value is None else _copy(value)
+        self._states: dict[tuple[str, str, str], UsageState] = {}
+
+    @property
+    def partition(self) -> int:
+        return int(self.value["p"])
+
+    def applied(self, partition: int) -> int:
+        return int(self.value["applied"].get(str(partition), -1))
+
+    def mark_applied(self, partition: int, offset: int) -> None:
+        if offset > self.applied(partition):
+            self.value["applied"][str(partition)] = offset
+
+    @property
+    def closed_until(self) -> datetime | None:
+        raw = self.value["closed_until"]
+        return None if raw is None else instant(raw)
+
+    def state(
+        self,
+        domain: Domain,
+        bucket: str,
+        start: datetime,
+        end: datetime,
+        charge: ChargeTerms,
+    ) -> UsageState:
+        """The live aggregation state of one charge in one period of `bucket`."""
+        ident = (bucket, iso(start), charge.charge_id)
+        live = self._states.get(ident)
+        if live is None:
+            period = self.value[bucket].setdefault(iso(start), {"end": iso(end), "charges": {}})
+            stored = period["charges"].get(charge.charge_id)
+            # A restored state must not share lists or dicts with the stored value.
+            data = None if stored is None else orjson.loads(orjson.dumps(stored))
+            live = domain.new_state(charge, start, end, data)
+            self._states[ident] = live
+        return live
+
+    def seal(self) -> dict[str, Any]:
+        """Serialise the live states into the value and return it."""
+        for (bucket, start, charge_id), live in self._states.items():
+            period = self.value[bucket].get(start)
+            if period is not None:
+                period["charges"][charge_id] = live.to_dict()
+        self._states.clear()
+        return self.value
+
+    def enqueue(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        """Queue a message to produce; it leaves the outbox only once the broker has it."""
+        self.value["seq"] += 1
+        self.value["outbox"].append(
+            {"id": self.value["seq"], "topic": topic, "key": key, "value": value}
+        )
+
+    def forget_sent(self, ids: set[int]) -> None:
+        self.value["outbox"] = [m for m in self.value["outbox"] if m["id"] not in ids]
+
+
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
+    """A copy deep enough that changing it never changes the table's stored value
+    (a batch may fail half-way; the stored value must then be the old one)."""
+    return {
+        "p": value["p"],
+        "applied": dict(value["applied"]),
+        "periods": {
+            s: {"end": p["end"], "charges": dict(p["charges"])} for s, p in value["periods"].items()
+        },
+        "closed_until": value["closed_until"],
+        "final": value.get("final", False),
+        "late": {
+            s: {"end": p["end"], "charges": dict(p["charges"])} for s, p in value["late"].items()
+        },
+        "held": list(value["held"]),
+        "outbox": list(value["outbox"]),
+        "seq": value["seq"],
+    }

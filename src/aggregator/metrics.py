@@ -1,0 +1,67 @@
+"""The aggregator's Prometheus metrics, on a registry of their own (one per app)."""
+
+from __future__ import annotations
+
+from collections import Counter as Counts
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AggregatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "meterflow_aggregator_events_total",
+            "Events by outcome: applied, late, held, released, duplicate, replayed, dead_letter",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "meterflow_aggregator_duplicates_total",
+            "Events dropped as duplicates of an already counted transaction_id",
+            registry=self.registry,
+        )
+        self.late = Counter(
+            "meterflow_aggregator_late_events_total",
+            "Events for an already closed period, kept as an adjustment for the next close",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "meterflow_aggregator_dead_letters_total",
+            "Events sent to the dead-letter topic, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "meterflow_aggregator_batch_size",
+            "Events per processed batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=self.registry,
+        )
+        self.periods_closed = Counter(
+            "meterflow_aggregator_periods_closed_total",
+            "Billing periods closed and emitted to periods-closed",
+            registry=self.registry,
+        )
+        self.table_keys = Gauge(
+            "meterflow_aggregator_table_keys",
+            "Keys held in each table on this worker",
+            ["table"],
+            registry=self.registry,
+        )
+
+    def record(self, counts: Counts[str]) -> None:
+        for name, n in counts.items():
+            if name.startswith("dead_letter:"):
+                self.dead_letters.labels(reason=name.split(":", 1)[1]).inc(n)
+                self.events.labels(outcome="dead_letter").inc(n)
+            elif name == "period_closed":
+                self.periods_closed.inc(n)
+            elif name == "marker_expired":
+                continue
+            else:
+                self.events.labels(outcome=name).inc(n)
+                if name == "duplicate":
+                    self.duplicates.inc(n)
+                elif name == "late":
+                    self.late.inc(n)

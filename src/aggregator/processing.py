@@ -1,0 +1,315 @@
+"""Folding a batch of source messages into subscription ledgers, exactly once in effect.
+
+A batch is applied synchronously (no await between reading a ledger and writing it
+back), so the period-closing timer, which runs on the same event loop, never sees a
+half-applied batch. Every touched ledger and every new dedupe marker is written once.
+
+Replay rules (why redelivery never double counts; the full argument is in `aggregator.app`):
+
+- a message whose offset is at or below its ledger's `applied` offset for that partition
+  was already folded in (or dropped, held, dead-lettered) by a write that survived: skip;
+- a dedupe marker names the (partition, offset) of the event that set it; an event finding
+  a marker set by another offset is a duplicate, one finding its own marker is the same
+  event delivered again, which the `applied` rule above then decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from aggregator.catalog_view import CatalogView, SubscriptionTerms
+from aggregator.domain import Domain, UsageEvent
+from aggregator.ledger import LATE, PERIODS, Ledger, iso, ledger_key, marker_key
+from aggregator.store import PartitionedStore
+from billing.errors import BillingError, InvalidEvent
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER = "dead_letter"
+PERIODS_CLOSED = "periods_closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One message of the events topic, with where it came from."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """How long the aggregator waits: after a period's end before closing it, for an unknown
+    subscription to appear, and for late events of a closed period."""
+
+    close_grace: timedelta
+    hold: timedelta
+    late: timedelta
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    key: str | None
+    value: dict[str, Any]
+
+
+def dead_letter_value(
+    message: SourceMessage | dict[str, Any], reason: str, detail: str, field: str | None = None
+) -> dict[str, Any]:
+    """The dead-letter record: why, where from, and the original payload untouched."""
+    if isinstance(message, SourceMessage):
+        payload = message.value or b""
+        source = {"partition": message.partition, "offset": message.offset}
+    else:
+        payload = message["value"].encode()
+        source = {"partition": message["p"], "offset": message["o"]}
+    try:
+        text: str | None = payload.decode("utf-8")
+        encoded = None
+    except UnicodeDecodeError:
+        text, encoded = None, base64.b64encode(payload).decode()
+    return {
+        "reason": reason,
+        "field": field,
+        "detail": detail,
+        "source": source,
+        "payload": text,
+        "payload_base64": encoded,
+        "dead_lettered_at": datetime.now(UTC).isoformat(),
+    }
+
+
+class BatchResult:
+    """What one batch did: ledgers and markers to write, dead letters to send, counts."""
+
+    def __init__(self) -> None:
+        self.ledgers: dict[str, Ledger] = {}
+        self.markers: dict[str, dict[str, Any]] = {}
+        self.dead_letters: list[DeadLetter] = []
+        self.counts: Counter[str] = Counter()
+
+
+class EventProcessor:
+    """Dedupes, holds, buckets and folds events into ledgers (pure: no I/O)."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        catalog: CatalogView,
+        ledgers: PartitionedStore,
+        markers: PartitionedStore,
+        windows: Windows,
+    ) -> None:
+        self.domain = domain
+        self.catalog = catalog
+        self.ledgers = ledgers
+        self.markers = markers
+        self.windows = windows
+
+    def apply_batch(self, messages: list[SourceMessage], now: datetime) -> BatchResult:
+        result = BatchResult()
+        for message in messages:
+            try:
+                self._apply_message(message, now, result)
+            except Exception as exc:  # one bad event must never stop the worker
+                log.exception(
+                    "aggregator.event_failed partition=%d offset=%d",
+                    message.partition,
+                    message.offset,
+                )
+                self._dead_letter(result, message, "internal_error", repr(exc))
+        for key, ledger in result.ledgers.items():
+            self.ledgers.put(ledger.partition, key, ledger.seal())
+        for key, marker in result.markers.items():
+            self.markers.put(marker["p"], key, marker)
+        return result
+
+    def _ledger(self, result: BatchResult, key: str, partition: int) -> Ledger:
+        ledger = result.ledgers.get(key)
+        if ledger is None:
+            ledger = Ledger(self.ledgers.get(key), partition)
+            result.ledgers[key] = ledger
+        return ledger
+
+    def _dead_letter(
+        self,
+        result: BatchResult,
+        message: SourceMessage,
+        reason: str,
+        detail: str,
+        field: str | None = None,
+    ) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key else None
+        result.dead_letters.append(
+            DeadLetter(key, dead_letter_value(message, reason, detail, field))
+        )
+        result.counts[f"dead_letter:{reason}"] += 1
+
+    def _apply_message(self, message: SourceMessage, now: datetime, result: BatchResult) -> None:
+        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+        try:
+            event = self._decode(message, received_at)
+        except InvalidEvent as exc:
+            # Not tied to a ledger: a redelivery dead-letters it again (at least once).
+            self._dead_letter(result, message, "invalid_event", exc.reason, exc.field)
+            return
+        lkey = ledger_key(event.organization_id, event.external_subscription_id)
+        ledger = self._ledger(result, lkey, message.partition)
+        mkey = marker_key(
+            event.organization_id, event.external_subscription_id, event.transaction_id
+        )
+        marker = result.markers.get(mkey) or self.markers.get(mkey)
+        if message.offset <= ledger.applied(message.partition):
+            result.counts["replayed"] += 1
+            if marker is None:
+                # The ledger's record survived a crash that lost this event's marker: the
+                # event was the first with its transaction id, so it set the marker.
+                result.markers[mkey] = {
+                    "p": message.partition,
+                    "o": message.offset,
+                    "exp": iso(now + self.windows.hold + self.windows.late),
+                }
+            return
+        ledger.mark_applied(message.partition, message.offset)
+        if marker is not None and (marker["p"], marker["o"]) != (
+            message.partition,
+            message.offset,
+        ):
+            result.counts["duplicate"] += 1
+            return
+        marker = {"p": message.partition, "o": message.offset, "exp": None}
+        result.markers[mkey] = marker
+        terms = self.catalog.terms(event.organization_id, event.external_subscription_id)
+        if terms is None:
+            ledger.value["held"].append(
+                {
+                    "p": message.partition,
+                    "o": message.offset,
+                    "ts": message.timestamp_ms,
+                    "key": message.key.decode("utf-8", "replace") if message.key else None,
+                    "value": (message.value or b"").decode("utf-8"),
+                }
+            )
+            marker["exp"] = iso(now + self.windows.hold + self.windows.late)
+            result.counts["held"] += 1
+            return
+        if ledger.value["held"]:
+            self.release_held(ledger, terms, now, result.counts)
+        outcome, expires = fold_event(self.domain, ledger, terms, event, now, self.windows)
+        marker["exp"] = iso(expires)
+        if outcome.startswith("dead_letter:"):
+            reason = outcome.split(":", 1)[1]
+            ledger.enqueue(
+                DEAD_LETTER,
+                event.external_subscription_id,
+                dead_letter_value(message, reason, f"event {event.transaction_id}"),
+            )
+        result.counts[outcome] += 1
+
+    def _decode(self, message: SourceMessage, received_at: datetime) -> UsageEvent:
+        if message.value is None:
+            raise InvalidEvent("empty message", None)
+        try:
+            raw = orjson.loads(message.value)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(f"not JSON: {exc}", None) from None
+        if not isinstance(raw, dict):
+            raise InvalidEvent("not a JSON object", None)
+        organization_id = raw.pop("organization_id", None)
+        if not isinstance(organization_id, str) or not organization_id:
+            raise InvalidEvent("missing or not a string", "organization_id")
+        try:
+            event = self.domain.parse_event(raw, received_at)
+        except InvalidEvent:
+            raise
+        except BillingError as exc:
+            raise InvalidEvent(str(exc), None) from None
+        return UsageEvent(
+            organization_id=organization_id,
+            transaction_id=event.transaction_id,
+            external_subscription_id=event.external_subscription_id,
+            code=event.code,
+            timestamp=event.timestamp,
+            properties=event.properties,
+        )
+
+    def release_held(
+        self, ledger: Ledger, terms: SubscriptionTerms, now: datetime, counts: Counter[str]
+    ) -> None:
+        """Fold the events held while the subscription was unknown, in arrival order."""
+        held = sorted(ledger.value["held"], key=lambda h: (h["p"], h["o"]))
+        ledger.value["held"] = []
+        for item in held:
+            raw = orjson.loads(item["value"])
+            organization_id = raw.pop("organization_id")
+            received_at = datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)
+            parsed = self.domain.parse_event(raw, received_at)
+            event = UsageEvent(
+                organization_id=organization_id,
+                transaction_id=parsed.transaction_id,
+                external_subscription_id=parsed.external_subscription_id,
+                code=parsed.code,
+                timestamp=parsed.timestamp,
+                properties=parsed.properties,
+            )
+            outcome, _ = fold_event(self.domain, ledger, terms, event, now, self.windows)
+            if outcome.startswith("dead_letter:"):
+                reason = outcome.split(":", 1)[1]
+                ledger.enqueue(
+                    DEAD_LETTER, item["key"] or "", dead_letter_value(item, reason, "held event")
+                )
+            counts[outcome] += 1
+            counts["released"] += 1
+
+
+def fold_event(
+    domain: Domain,
+    ledger: Ledger,
+    terms: SubscriptionTerms,
+    event: UsageEvent,
+    now: datetime,
+    windows: Windows,
+) -> tuple[str, datetime]:
+    """Fold one new event into its period (or the late bucket).
+
+    Returns the outcome (`applied`, `late` or `dead_letter:<reason>`) and until when the
+    event's dedupe marker must be kept.
+    """
+    keep_until = now + windows.late
+    charges = terms.charges_for_metric(event.code)
+    if not charges:
+        return "dead_letter:no_charge_for_code", keep_until
+    if event.timestamp < terms.subscription_at:
+        return "dead_letter:before_subscription_start", keep_until
+    if terms.terminated_at is not None and event.timestamp >= terms.terminated_at:
+        return "dead_letter:after_termination", keep_until
+    try:
+        start, end = domain.period(terms, event.timestamp)
+    except BillingError as exc:
+        log.warning("aggregator.period_failed subscription=%s error=%r", terms.subscription_id, exc)
+        return "dead_letter:no_billing_period", keep_until
+    closed_until = ledger.closed_until
+    bucket = PERIODS
+    if closed_until is not None and start < closed_until:
+        if now - end > windows.late:
+            return "dead_letter:too_late", keep_until
+        bucket = LATE
+    try:
+        values = [domain.value_of(charge, event) for charge in charges]
+    except InvalidEvent:
+        return "dead_letter:invalid_property", keep_until
+    for charge, value in zip(charges, values, strict=True):
+        domain.add(ledger.state(domain, bucket, start, end, charge), value, event)
+    if bucket == LATE:
+        return "late", keep_until
+    return "applied", max(keep_until, end + windows.close_grace + windows.late)

@@ -1,0 +1,97 @@
+"""A stand-in Domain for the aggregator's pure logic: the real billing periods and
+aggregations, with a minimal event parser and a flat unit price (the real parser and
+charge models are exercised by the integration tests)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from aggregator.catalog_view import CatalogView, ChargeTerms, SubscriptionTerms
+from aggregator.domain import UsageEvent, UsageState
+from aggregator.sample_catalog import SampleCatalog
+from billing.aggregations import AGGREGATIONS
+from billing.errors import InvalidEvent
+from billing.periods import (
+    BillingPeriod,
+    BillingTime,
+    PlanInterval,
+    period_containing,
+    resolve_timezone,
+)
+
+
+class StandInDomain:
+    def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
+        for name in ("transaction_id", "external_subscription_id", "code"):
+            if not isinstance(raw.get(name), str) or not raw[name]:
+                raise InvalidEvent("missing or not a string", name)
+        ts = raw.get("timestamp")
+        if not isinstance(ts, int | float) or isinstance(ts, bool):
+            raise InvalidEvent("not a number", "timestamp")
+        from datetime import UTC
+
+        return UsageEvent(
+            organization_id="",
+            transaction_id=raw["transaction_id"],
+            external_subscription_id=raw["external_subscription_id"],
+            code=raw["code"],
+            timestamp=datetime.fromtimestamp(ts, tz=UTC),
+            properties=raw.get("properties") or {},
+        )
+
+    def period(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
+        found = period_containing(
+            instant,
+            subscription_at=terms.subscription_at,
+            interval=PlanInterval(terms.interval),
+            billing_time=BillingTime(terms.billing_time),
+            tz=resolve_timezone(terms.timezone, terms.organization_timezone),
+        )
+        return found.start, found.end
+
+    def new_state(
+        self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
+    ) -> UsageState:
+        kind = AGGREGATIONS[charge.aggregation_type]
+        if data is None:
+            return kind.initialize(BillingPeriod(start, end))
+        return kind.from_dict(data)
+
+    def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
+        return AGGREGATIONS[charge.aggregation_type].event_value(
+            event.properties, charge.field_name or ""
+        )
+
+    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
+        state.add(value, event.timestamp, event.transaction_id)  # type: ignore[attr-defined]
+
+    def amount_cents(
+        self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str
+    ) -> int:
+        return int(units * Decimal(charge.properties["amount"]) * 100)
+
+
+@pytest.fixture
+def domain() -> StandInDomain:
+    return StandInDomain()
+
+
+@pytest.fixture
+def catalog() -> CatalogView:
+    """Organization o1 (UTC) with a monthly plan charging count_agg `calls` and sum_agg `gb`,
+    subscription s1 of customer c1 since 2026-01-01."""
+    sample = SampleCatalog("o1")
+    sample.organization()
+    sample.customer("c1")
+    sample.metric("calls")
+    sample.metric("gb", "sum_agg", "gb")
+    sample.plan("p1", ["calls", "gb"])
+    sample.subscription("s1", customer="c1", plan_code="p1", subscription_at="2026-01-01T00:00:00Z")
+    view = CatalogView()
+    for record in sample.records:
+        view.apply(record)
+    return view

@@ -1,0 +1,245 @@
+"""The batch logic: dedupe, replay after a crash, holding, dead letters, closing periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from aggregator.catalog_view import CatalogView
+from aggregator.closing import PeriodCloser, period_key, source_partition
+from aggregator.ledger import ledger_key
+from aggregator.processing import EventProcessor, SourceMessage, Windows
+from aggregator.sample_catalog import SampleCatalog
+from aggregator.store import MemoryStore
+
+NOW = datetime(2026, 1, 20, tzinfo=UTC)
+JAN_10 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
+WINDOWS = Windows(close_grace=timedelta(hours=1), hold=timedelta(hours=1), late=timedelta(days=30))
+
+
+def message(offset: int, txn: str, *, partition: int = 0, **overrides: Any) -> SourceMessage:
+    event = {
+        "organization_id": "o1",
+        "transaction_id": txn,
+        "external_subscription_id": "s1",
+        "code": "calls",
+        "timestamp": JAN_10,
+        "properties": {},
+    }
+    event.update(overrides)
+    return SourceMessage(partition, offset, b"s1", orjson.dumps(event), int(NOW.timestamp() * 1000))
+
+
+def make(domain: Any, catalog: CatalogView) -> tuple[EventProcessor, MemoryStore, MemoryStore]:
+    ledgers, markers = MemoryStore(), MemoryStore()
+    return EventProcessor(domain, catalog, ledgers, markers, WINDOWS), ledgers, markers
+
+
+def units(ledgers: MemoryStore, charge: str = "ch-o1-p1-calls", sub: str = "s1") -> int:
+    value = ledgers.get(ledger_key("o1", sub))
+    assert value is not None
+    return sum(
+        int(p["charges"].get(charge, {}).get("events_count", 0)) for p in value["periods"].values()
+    )
+
+
+def test_duplicates_in_a_batch_and_across_batches_count_once(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, _ = make(domain, catalog)
+    first = processor.apply_batch([message(0, "a"), message(1, "b"), message(2, "a")], NOW)
+    second = processor.apply_batch([message(3, "b"), message(4, "c")], NOW)
+    assert units(ledgers) == 3
+    assert first.counts["duplicate"] == 1 and second.counts["duplicate"] == 1
+    assert first.counts["applied"] == 2 and second.counts["applied"] == 1
+
+
+def test_each_touched_ledger_is_written_once_per_batch(domain: Any, catalog: CatalogView) -> None:
+    processor, ledgers, _ = make(domain, catalog)
+    processor.apply_batch([message(i, f"t{i}") for i in range(50)], NOW)
+    assert ledgers.writes == 1
+    assert units(ledgers) == 50
+
+
+def test_redelivery_of_applied_offsets_is_skipped(domain: Any, catalog: CatalogView) -> None:
+    processor, ledgers, _ = make(domain, catalog)
+    batch = [message(i, f"t{i}") for i in range(10)]
+    processor.apply_batch(batch, NOW)
+    again = processor.apply_batch([*batch, message(10, "t10")], NOW)
+    assert units(ledgers) == 11
+    assert again.counts["replayed"] == 10 and again.counts["duplicate"] == 0
+
+
+def test_marker_survived_but_ledger_lost_still_counts_once(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """SIGKILL after the markers' changelog records reached the broker, before the ledger's."""
+    processor, ledgers, _markers = make(domain, catalog)
+    processor.apply_batch([message(0, "a")], NOW)
+    ledgers.data.clear()  # the ledger record never made it
+    result = processor.apply_batch([message(0, "a"), message(1, "a")], NOW)
+    assert units(ledgers) == 1
+    assert result.counts["applied"] == 1 and result.counts["duplicate"] == 1
+
+
+def test_ledger_survived_but_marker_lost_still_counts_once(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, markers = make(domain, catalog)
+    processor.apply_batch([message(0, "a")], NOW)
+    markers.data.clear()  # the marker record never made it
+    result = processor.apply_batch([message(0, "a"), message(1, "a")], NOW)
+    assert units(ledgers) == 1
+    assert result.counts["replayed"] == 1 and result.counts["duplicate"] == 1
+
+
+def test_same_transaction_on_another_subscription_is_not_a_duplicate(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, _ledgers, _ = make(domain, catalog)
+    result = processor.apply_batch(
+        [message(0, "a"), message(1, "a", external_subscription_id="s-unknown")], NOW
+    )
+    assert result.counts["applied"] == 1 and result.counts["held"] == 1
+
+
+def test_invalid_events_are_dead_lettered_with_reason_and_payload(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, _ = make(domain, catalog)
+    poison = [
+        SourceMessage(0, 0, b"s1", b"{not json", 0),
+        SourceMessage(0, 1, b"s1", b"\xff\xfe", 0),
+        SourceMessage(0, 2, b"s1", b"[1, 2]", 0),
+        message(3, "x", organization_id=None),
+        message(4, "y", timestamp="yesterday"),
+        message(5, "z", code="unknown-code"),
+        message(6, "w", code="gb", properties={"gb": "lots"}),
+    ]
+    result = processor.apply_batch([*poison, message(7, "ok")], NOW)
+    assert units(ledgers) == 1
+    assert len(result.dead_letters) == 5
+    assert result.dead_letters[0].value["payload"] == "{not json"
+    assert result.dead_letters[1].value["payload_base64"] == "//4="
+    assert result.dead_letters[3].value["field"] == "organization_id"
+    assert result.dead_letters[4].value["field"] == "timestamp"
+    # Known subscription: dead letters go through the ledger's outbox, atomically with it.
+    outbox = ledgers.get(ledger_key("o1", "s1"))["outbox"]  # type: ignore[index]
+    assert [m["value"]["reason"] for m in outbox] == ["no_charge_for_code", "invalid_property"]
+
+
+def test_unknown_subscription_is_held_then_applied_once_it_appears(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, markers = make(domain, catalog)
+    held = [message(i, f"t{i}", external_subscription_id="s2") for i in range(3)]
+    result = processor.apply_batch([*held, message(3, "t0", external_subscription_id="s2")], NOW)
+    assert result.counts["held"] == 3 and result.counts["duplicate"] == 1
+    sample = SampleCatalog("o1")
+    catalog.apply(
+        sample.subscription(
+            "s2", customer="c1", plan_code="p1", subscription_at="2026-01-01T00:00:00Z"
+        )
+    )
+    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    counts = closer.tick(NOW, {source_partition("s2", 4)})
+    assert counts["released"] == 3
+    assert units(ledgers, sub="s2") == 3
+    # A redelivery of the held events changes nothing.
+    processor.apply_batch(held, NOW)
+    assert units(ledgers, sub="s2") == 3
+
+
+def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: CatalogView) -> None:
+    processor, ledgers, markers = make(domain, catalog)
+    processor.apply_batch([message(0, "t0", external_subscription_id="s9")], NOW)
+    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    counts = closer.tick(NOW + timedelta(hours=2), set(range(4)))
+    assert counts["dead_letter:unknown_subscription"] == 1
+    value = ledgers.get(ledger_key("o1", "s9"))
+    assert value is not None and value["held"] == []
+    assert value["outbox"][0]["value"]["reason"] == "unknown_subscription"
+
+
+def test_period_closes_after_grace_with_totals_and_late_events_become_adjustments(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, markers = make(domain, catalog)
+    processor.apply_batch(
+        [message(0, "a"), message(1, "b", code="gb", properties={"gb": "1.5"})], NOW
+    )
+    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    owned = {source_partition("s1", 4)}
+    feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
+    assert closer.tick(feb_1 + timedelta(minutes=59), owned)["period_closed"] == 0
+    assert closer.tick(feb_1 + timedelta(hours=1), owned)["period_closed"] == 1
+    value = ledgers.get(ledger_key("o1", "s1"))
+    assert value is not None
+    closed = value["outbox"][0]["value"]
+    assert closed["period_key"] == period_key("sub-o1-s1", datetime(2026, 1, 1, tzinfo=UTC))
+    assert (closed["period_start"], closed["period_end"]) == (
+        "2026-01-01T00:00:00+00:00",
+        "2026-02-01T00:00:00+00:00",
+    )
+    totals = {c["billable_metric_code"]: (c["units"], c["events_count"]) for c in closed["charges"]}
+    assert totals == {"calls": ("1", 1), "gb": ("1.5", 1)}
+    # A late event for January lands in the late bucket, then in February's close.
+    late = processor.apply_batch([message(2, "late")], feb_1 + timedelta(days=2))
+    assert late.counts["late"] == 1
+    mar_1 = datetime(2026, 3, 1, tzinfo=UTC)
+    closer.tick(mar_1 + timedelta(hours=2), owned)
+    value = ledgers.get(ledger_key("o1", "s1"))
+    assert value is not None
+    february = value["outbox"][1]["value"]
+    assert february["period_start"] == "2026-02-01T00:00:00+00:00"
+    assert [c["events_count"] for c in february["charges"]] == [0, 0]
+    adjustment = february["adjustments"][0]
+    assert adjustment["period_start"] == "2026-01-01T00:00:00+00:00"
+    assert adjustment["charges"][0]["events_count"] == 1
+
+
+def test_a_subscription_without_events_closes_its_periods_and_termination_ends_them(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, markers = make(domain, catalog)
+    sample = SampleCatalog("o1")
+    catalog.apply(
+        sample.subscription(
+            "s3",
+            customer="c1",
+            plan_code="p1",
+            subscription_at="2026-01-15T00:00:00Z",
+            terminated_at="2026-03-10T12:00:00Z",
+        )
+    )
+    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    closer.tick(datetime(2026, 6, 1, tzinfo=UTC), {source_partition("s3", 4)})
+    value = ledgers.get(ledger_key("o1", "s3"))
+    assert value is not None and value["final"]
+    spans = [
+        (m["value"]["period_start"][:10], m["value"]["period_end"][:19]) for m in value["outbox"]
+    ]
+    assert spans == [
+        ("2026-01-15", "2026-02-01T00:00:00"),
+        ("2026-02-01", "2026-03-01T00:00:00"),
+        ("2026-03-01", "2026-03-10T12:00:00"),
+    ]
+    assert value["outbox"][-1]["value"]["terminated"] is True
+    # Nothing more on later ticks.
+    closer.tick(datetime(2026, 7, 1, tzinfo=UTC), {source_partition("s3", 4)})
+    assert len(ledgers.get(ledger_key("o1", "s3"))["outbox"]) == 3  # type: ignore[index]
+
+
+def test_markers_expire_after_period_end_plus_grace_and_late_window(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, markers = make(domain, catalog)
+    processor.apply_batch([message(0, "a")], NOW)
+    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    expiry = datetime(2026, 2, 1, tzinfo=UTC) + WINDOWS.close_grace + WINDOWS.late
+    closer.tick(expiry - timedelta(seconds=1), {0})
+    assert len(markers) == 1
+    closer.tick(expiry + timedelta(seconds=1), {0})
+    assert len(markers) == 0

@@ -1,0 +1,262 @@
+"""Invoice arithmetic in Lago's order: fees, coupons, taxes, credit notes, prepaid credits.
+
+Every input and output amount is in integer minor units (Lago's `*_amount_cents`). Fees
+arrive already rounded (each fee rounds its precise amount once, half up). Coupons apply
+in the order given, each on what the previous ones left, never below zero. Taxes are the
+sum over fees of (fee - its pro-rata share of the coupons) x the fee's rates, rounded once
+for the invoice. Credit notes, then the wallet's prepaid credits, pay what remains.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from billing.charge_models.charge_amount import ChargeAmount
+from billing.errors import InvalidInvoiceInput
+from billing.money import minor_units, round_cents
+from billing.periods import (
+    BillingPeriod,
+    BillingTime,
+    PlanInterval,
+    next_period,
+    pro_rata_fraction,
+)
+
+_HUNDRED = Decimal(100)
+
+
+class FeeKind(enum.StrEnum):
+    """What a fee bills (Lago's fee_type values used here)."""
+
+    SUBSCRIPTION = "subscription"
+    CHARGE = "charge"
+
+
+class CouponType(enum.StrEnum):
+    FIXED_AMOUNT = "fixed_amount"
+    PERCENTAGE = "percentage"
+
+
+class CouponFrequency(enum.StrEnum):
+    ONCE = "once"
+    RECURRING = "recurring"
+    FOREVER = "forever"
+
+
+@dataclass(frozen=True, slots=True)
+class Fee:
+    """One invoice line, already rounded to minor units, with the tax rates (percent) on it."""
+
+    kind: FeeKind
+    amount_cents: int
+    tax_rates: tuple[Decimal, ...] = ()
+    code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedCoupon:
+    """A coupon applied to the customer, with what is left of it before this invoice.
+
+    Fixed coupons carry `amount_cents`; a `once` fixed coupon also carries what remains of
+    it (`amount_cents_remaining`, None meaning untouched), carried over invoice to invoice.
+    A `recurring` coupon carries `frequency_duration_remaining` periods; its unused value
+    in a period is lost. Percentage coupons carry `percentage_rate` (percent).
+    """
+
+    coupon_type: CouponType
+    frequency: CouponFrequency
+    amount_cents: int | None = None
+    amount_currency: str | None = None
+    percentage_rate: Decimal | None = None
+    frequency_duration_remaining: int | None = None
+    amount_cents_remaining: int | None = None
+    code: str = ""
+    terminated: bool = False
+
+    def _value_left(self) -> int:
+        assert self.amount_cents is not None
+        if self.frequency is CouponFrequency.ONCE and self.amount_cents_remaining is not None:
+            return self.amount_cents_remaining
+        return self.amount_cents
+
+
+@dataclass(frozen=True, slots=True)
+class CouponUse:
+    """What one coupon took off this invoice, and its state after it."""
+
+    code: str
+    amount_cents: int
+    after: AppliedCoupon
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceTotals:
+    """An invoice's totals with Lago's field names, all in minor units."""
+
+    currency: str
+    fees_amount_cents: int
+    coupons_amount_cents: int
+    sub_total_excluding_taxes_amount_cents: int
+    taxes_amount_cents: int
+    sub_total_including_taxes_amount_cents: int
+    credit_notes_amount_cents: int
+    prepaid_credit_amount_cents: int
+    total_amount_cents: int
+    coupon_uses: tuple[CouponUse, ...] = ()
+
+
+def _non_negative(name: str, cents: int) -> int:
+    if isinstance(cents, bool) or not isinstance(cents, int) or cents < 0:
+        raise InvalidInvoiceInput(f"{name} must be a non-negative integer of cents: {cents!r}")
+    return cents
+
+
+def subscription_fee_period(
+    closing: BillingPeriod,
+    *,
+    pay_in_advance: bool,
+    subscription_at: datetime,
+    interval: PlanInterval,
+    billing_time: BillingTime,
+    tz: ZoneInfo,
+) -> BillingPeriod:
+    """The period whose subscription fee the invoice closing `closing` bills: that period
+    itself when paid in arrears, the next one when paid in advance. (The very first advance
+    fee, for the first period, is billed when the subscription starts.)"""
+    if not pay_in_advance:
+        return closing
+    return next_period(
+        closing,
+        subscription_at=subscription_at,
+        interval=interval,
+        billing_time=billing_time,
+        tz=tz,
+    )
+
+
+def subscription_fee_cents(
+    plan_amount_cents: int,
+    *,
+    period: BillingPeriod,
+    full_period: BillingPeriod,
+    tz: ZoneInfo,
+) -> int:
+    """The plan's price for the period, pro-rated by local days when it is partial (a
+    calendar subscription's first period, a terminated one's last), rounded half up once.
+
+    An anniversary subscription's first period covers all its days, so it pays in full.
+    """
+    _non_negative("plan_amount_cents", plan_amount_cents)
+    fraction = pro_rata_fraction(period, full_period, tz)
+    return round_cents(Decimal(plan_amount_cents) * fraction.numerator / fraction.denominator)
+
+
+def charge_fee_cents(charge: ChargeAmount, currency: str) -> int:
+    """A charge's fee in minor units: its precise amount rounded half up once."""
+    return charge.amount_cents(currency)
+
+
+def _apply_coupon(coupon: AppliedCoupon, base: int, currency: str) -> CouponUse:
+    if coupon.coupon_type is CouponType.FIXED_AMOUNT:
+        if coupon.amount_cents is None:
+            raise InvalidInvoiceInput(f"fixed_amount coupon {coupon.code!r} has no amount_cents")
+        _non_negative(f"coupon {coupon.code!r} amount_cents", coupon.amount_cents)
+        if coupon.amount_currency is not None and coupon.amount_currency != currency:
+            raise InvalidInvoiceInput(
+                f"coupon {coupon.code!r} is in {coupon.amount_currency}, the invoice in {currency}"
+            )
+        deducted = min(coupon._value_left(), base)
+    else:
+        rate = coupon.percentage_rate
+        if rate is None or not rate.is_finite() or not 0 <= rate <= _HUNDRED:
+            raise InvalidInvoiceInput(
+                f"percentage coupon {coupon.code!r} needs a percentage_rate in [0, 100]"
+            )
+        deducted = min(round_cents(Decimal(base) * rate / _HUNDRED), base)
+    return CouponUse(coupon.code, deducted, _coupon_after(coupon, deducted))
+
+
+def _coupon_after(coupon: AppliedCoupon, deducted: int) -> AppliedCoupon:
+    if coupon.frequency is CouponFrequency.FOREVER:
+        return coupon
+    if coupon.frequency is CouponFrequency.RECURRING:
+        left = (coupon.frequency_duration_remaining or 0) - 1
+        return replace(coupon, frequency_duration_remaining=left, terminated=left <= 0)
+    if coupon.coupon_type is CouponType.PERCENTAGE:
+        return replace(coupon, terminated=True)
+    left = coupon._value_left() - deducted
+    return replace(coupon, amount_cents_remaining=left, terminated=left <= 0)
+
+
+def _is_usable(coupon: AppliedCoupon) -> bool:
+    if coupon.terminated:
+        return False
+    if coupon.frequency is CouponFrequency.RECURRING:
+        return (coupon.frequency_duration_remaining or 0) > 0
+    return True
+
+
+def compute_invoice(
+    currency: str,
+    fees: Sequence[Fee],
+    *,
+    coupons: Sequence[AppliedCoupon] = (),
+    credit_notes_available_cents: int = 0,
+    wallet_balance_cents: int = 0,
+) -> InvoiceTotals:
+    """The invoice's totals, and what each coupon took and has left.
+
+    A coupon only counts as used (a recurring period spent, a once coupon consumed) on an
+    invoice it actually reduced; on an invoice already at zero it waits for the next one.
+    """
+    minor_units(currency)  # refuses an unknown currency before any arithmetic
+    for fee in fees:
+        _non_negative(f"fee {fee.code!r} amount_cents", fee.amount_cents)
+        if any(not rate.is_finite() or rate < 0 for rate in fee.tax_rates):
+            raise InvalidInvoiceInput(f"fee {fee.code!r} has a negative or non-finite tax rate")
+    _non_negative("credit_notes_available_cents", credit_notes_available_cents)
+    _non_negative("wallet_balance_cents", wallet_balance_cents)
+
+    fees_cents = sum(fee.amount_cents for fee in fees)
+    remaining = fees_cents
+    uses: list[CouponUse] = []
+    for coupon in coupons:
+        if remaining == 0 or not _is_usable(coupon):
+            continue
+        use = _apply_coupon(coupon, remaining, currency)
+        if use.amount_cents == 0:
+            continue
+        uses.append(use)
+        remaining -= use.amount_cents
+    coupons_cents = fees_cents - remaining
+
+    taxes_precise = Decimal(0)
+    if fees_cents:
+        for fee in fees:
+            # Each fee bears the coupons in proportion to its amount, so a coupon lowers
+            # the tax of every fee it discounts, as Lago spreads it.
+            share = Decimal(coupons_cents) * fee.amount_cents / fees_cents
+            taxes_precise += (fee.amount_cents - share) * sum(fee.tax_rates, Decimal(0)) / _HUNDRED
+    taxes_cents = round_cents(taxes_precise)
+
+    sub_total_excluding = fees_cents - coupons_cents
+    sub_total_including = sub_total_excluding + taxes_cents
+    credit_notes_cents = min(credit_notes_available_cents, sub_total_including)
+    prepaid_cents = min(wallet_balance_cents, sub_total_including - credit_notes_cents)
+    return InvoiceTotals(
+        currency=currency,
+        fees_amount_cents=fees_cents,
+        coupons_amount_cents=coupons_cents,
+        sub_total_excluding_taxes_amount_cents=sub_total_excluding,
+        taxes_amount_cents=taxes_cents,
+        sub_total_including_taxes_amount_cents=sub_total_including,
+        credit_notes_amount_cents=credit_notes_cents,
+        prepaid_credit_amount_cents=prepaid_cents,
+        total_amount_cents=sub_total_including - credit_notes_cents - prepaid_cents,
+        coupon_uses=tuple(uses),
+    )

@@ -30,7 +30,18 @@ class Service:
     listens: str  # what `up` prints about where it can be reached
 
 
-SERVICES: tuple[Service, ...] = ()
+SERVICES: tuple[Service, ...] = (
+    Service(
+        name="ingest",
+        entry_point="ingest.service:main",
+        listens="http://127.0.0.1:$INGEST_PORT (default 3000), metrics :9101/metrics",
+    ),
+    Service(
+        name="aggregator",
+        entry_point="aggregator.service:main",
+        listens="http://127.0.0.1:$METERFLOW_AGGREGATOR_PORT (default 6066), metrics :9102/metrics",
+    ),
+)
 
 
 def _run_service(service: Service, settings: Settings) -> int:
@@ -127,6 +138,16 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
+def cmd_create_organization(settings: Settings, name: str, timezone: str) -> int:
+    from ingest.organizations import create_organization
+
+    org, key = asyncio.run(create_organization(settings, name, timezone))
+    print(f"organization {org.id} ({org.name}, timezone {org.timezone})")
+    print(f"api key: {key}")
+    print("The key is shown only this once; meterflow stores only its SHA-256 digest.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterflow", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("METERFLOW_LOG_LEVEL", "INFO"))
@@ -135,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `meterflow up` or the tests left running")
     sub.add_parser("status", help="show what is running")
     sub.add_parser("migrate", help="apply the database migrations to DATABASE_URL")
+    create_org = sub.add_parser(
+        "create-organization", help="create an organization and print its API key"
+    )
+    create_org.add_argument("--name", required=True)
+    create_org.add_argument("--timezone", default="UTC", help="IANA name, default UTC")
     for service in SERVICES:
         sub.add_parser(service.name, help=f"run the {service.name} service alone")
     return parser
@@ -146,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate}
     try:
         settings = Settings.from_env()
+        if args.command == "create-organization":
+            return cmd_create_organization(settings, args.name, args.timezone)
         if args.command in commands:
             return commands[args.command](settings)
         service = next(s for s in SERVICES if s.name == args.command)

@@ -1,0 +1,174 @@
+"""`POST /api/v1/events` and `/api/v1/events/batch`: validate usage events and produce them
+to the events topic, answering only once the broker acknowledged every one.
+
+The Kafka record: key = external_subscription_id (UTF-8), value = JSON
+``{"organization_id": <uuid>, **billing.events.event_to_wire(event)}``; external ids are
+unique only within an organization, so the organization travels with each event.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from billing.errors import InvalidEvent
+from billing.events import UsageEvent, event_to_wire, parse_event
+from ingest.context import IngestContext, context, organization
+from ingest.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
+from ingest.payload import INVALID, MANDATORY, UNKNOWN, iso, ok, read_json
+from ingest.repository import Organization
+
+log = logging.getLogger(__name__)
+
+EVENT_FIELDS = frozenset(
+    {
+        "transaction_id",
+        "external_subscription_id",
+        "code",
+        "timestamp",
+        "precise_total_amount_cents",
+        "properties",
+        "external_customer_id",  # deprecated in Lago, still accepted
+    }
+)
+
+
+def _error_code(exc: InvalidEvent) -> str:
+    """Lago-style code for a domain refusal (billing words its reasons for humans)."""
+    if exc.reason.endswith(" is required"):
+        return MANDATORY
+    return INVALID
+
+
+def validate_event(raw: Any, received_at: datetime) -> UsageEvent:
+    """One event input to a domain event; raises ValidationFailed (Lago's error_details)."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed({"event": ["value_is_invalid"]})
+    unknown = sorted(k for k in raw if k not in EVENT_FIELDS)
+    if unknown:
+        raise ValidationFailed({k: [UNKNOWN] for k in unknown})
+    # Lago's clients send absent optional fields as null.
+    present = {k: v for k, v in raw.items() if v is not None}
+    try:
+        return parse_event(present, received_at=received_at)
+    except InvalidEvent as exc:
+        log.debug("event.invalid field=%s reason=%r", exc.field, exc.reason)
+        raise ValidationFailed({exc.field or "event": [_error_code(exc)]}) from None
+
+
+def wire_message(org: Organization, event: UsageEvent) -> tuple[bytes, bytes]:
+    """(key, value) of the event's Kafka record: see the module docstring."""
+    value = orjson.dumps({"organization_id": str(org.id), **event_to_wire(event)})
+    return event.external_subscription_id.encode(), value
+
+
+def _instant(value: datetime) -> str:
+    """Lago's event timestamp format: UTC with milliseconds."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_body(event: UsageEvent, received_at: datetime) -> dict[str, Any]:
+    """The event as Lago answers it: the ids Lago assigns while processing are null, since
+    processing happens downstream, after the answer."""
+    precise = event.precise_total_amount_cents
+    return {
+        "lago_id": None,
+        "transaction_id": event.transaction_id,
+        "lago_customer_id": None,
+        "lago_subscription_id": None,
+        "external_subscription_id": event.external_subscription_id,
+        "code": event.code,
+        "timestamp": _instant(event.timestamp),
+        "precise_total_amount_cents": None if precise is None else str(precise),
+        "properties": event.properties,
+        "created_at": iso(received_at),
+    }
+
+
+async def _produce(ctx: IngestContext, org: Organization, batch: list[UsageEvent]) -> None:
+    try:
+        await ctx.broker.send_all(ctx.settings.topics.events, [wire_message(org, e) for e in batch])
+    except ApiError as exc:
+        ctx.metrics.events_rejected.labels(exc.code).inc(len(batch))
+        raise
+    ctx.metrics.events_accepted.inc(len(batch))
+
+
+def _rejected(ctx: IngestContext, exc: ApiError, count: int = 1) -> ApiError:
+    reasons = [
+        code
+        for codes in exc.error_details.values()
+        for code in (codes if isinstance(codes, list) else [exc.code])
+    ]
+    ctx.metrics.events_rejected.labels(reasons[0] if reasons else exc.code).inc(count)
+    return exc
+
+
+async def create(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    received_at = datetime.now(UTC)
+    try:
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
+            raise BadRequest({"event": [MANDATORY]})
+        extra = sorted(k for k in body if k != "event")
+        if extra:
+            raise ValidationFailed({k: [UNKNOWN] for k in extra})
+        event = validate_event(body["event"], received_at)
+    except ApiError as exc:
+        raise _rejected(ctx, exc) from None
+    await _produce(ctx, org, [event])
+    log.debug(
+        "event.accepted organization_id=%s external_subscription_id=%s transaction_id=%s",
+        org.id,
+        event.external_subscription_id,
+        event.transaction_id,
+    )
+    return ok({"event": event_body(event, received_at)})
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    """All or nothing: every event is validated before any is produced."""
+    ctx, org = context(request), organization(request)
+    received_at = datetime.now(UTC)
+    try:
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise BadRequest({"events": [MANDATORY]})
+        extra = sorted(k for k in body if k != "events")
+        if extra:
+            raise ValidationFailed({k: [UNKNOWN] for k in extra})
+        raw_events: list[Any] = body["events"]
+        if not raw_events:
+            raise ValidationFailed({"events": [MANDATORY]})
+        if len(raw_events) > ctx.ingest.max_batch:
+            raise ValidationFailed({"events": ["too_many_events"]})
+    except ApiError as exc:
+        raise _rejected(ctx, exc) from None
+    ctx.metrics.batch_size.observe(len(raw_events))
+    parsed: list[UsageEvent] = []
+    errors: ErrorDetails = {}
+    for i, raw in enumerate(raw_events):
+        try:
+            parsed.append(validate_event(raw, received_at))
+        except ValidationFailed as exc:
+            errors[str(i)] = exc.error_details
+    if errors:
+        for details in errors.values():
+            ctx.metrics.events_rejected.labels(next(iter(details.values()))[0]).inc()
+        # The valid events of a refused batch are refused too: nothing was produced.
+        ctx.metrics.events_rejected.labels("batch_refused").inc(len(parsed))
+        raise ValidationFailed(errors)
+    await _produce(ctx, org, parsed)
+    return ok({"events": [event_body(e, received_at) for e in parsed]})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/events", create),
+        web.post("/api/v1/events/batch", create_batch),
+    ]

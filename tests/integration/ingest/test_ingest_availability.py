@@ -1,0 +1,82 @@
+"""When Kafka does not answer, events get a 503 in Lago's shape (never a 200 for an event
+that was not stored); metrics are served on their own port without a key."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+
+from ingest.service import IngestServer
+from meterflow.settings import Settings
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens once the socket is closed
+
+
+async def test_kafka_unreachable_gives_503_and_catalog_still_works(
+    settings: Settings, tenant: Any, ingest_config: Callable[..., Any]
+) -> None:
+    broken = replace(settings, kafka_bootstrap=f"127.0.0.1:{closed_port()}")
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    event = {"transaction_id": "t", "external_subscription_id": "s", "code": "calls"}
+    async with (
+        IngestServer(broken, ingest_config(produce_timeout=2.0)) as server,
+        aiohttp.ClientSession(headers=headers) as session,
+    ):
+        started = time.monotonic()
+        for path, body in [
+            ("/api/v1/events", {"event": event}),
+            ("/api/v1/events/batch", {"events": [event, {**event, "transaction_id": "u"}]}),
+        ]:
+            async with session.post(server.url + path, json=body) as response:
+                status, answer = response.status, await response.json()
+            assert status == 503, answer
+            assert answer == {
+                "status": 503,
+                "error": "Service Unavailable",
+                "code": "broker_unavailable",
+                "error_details": {"broker": ["unavailable"]},
+            }
+        assert time.monotonic() - started < 15, "answered within the produce timeout"
+        # The catalog lives in Postgres: it keeps working, its records wait in the outbox.
+        async with session.post(
+            server.url + "/api/v1/customers", json={"customer": {"external_id": "c"}}
+        ) as response:
+            assert response.status == 200
+        async with aiohttp.ClientSession() as plain, plain.get(server.metrics_url) as response:
+            metrics = await response.text()
+        assert 'ingest_events_rejected_total{reason="broker_unavailable"} 3.0' in metrics
+
+
+async def test_metrics_count_accepted_and_rejected_events(
+    server: IngestServer, tenant: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    event = {"transaction_id": "t", "external_subscription_id": "s", "code": "calls"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for body in ({"event": event}, {"event": {**event, "transaction_id": None}}):
+            async with session.post(server.url + "/api/v1/events", json=body) as response:
+                await response.read()
+        async with session.post(
+            server.url + "/api/v1/events/batch", json={"events": [event, event, event]}
+        ) as response:
+            assert response.status == 200
+    async with aiohttp.ClientSession() as plain, plain.get(server.metrics_url) as response:
+        assert response.status == 200
+        metrics = await response.text()
+    assert "ingest_events_accepted_total 4.0" in metrics
+    assert 'ingest_events_rejected_total{reason="value_is_mandatory"} 1.0' in metrics
+    assert "ingest_batch_size_count 1.0" in metrics
+    assert 'ingest_request_seconds_count{method="POST",route="/api/v1/events",status="200"}' in (
+        metrics
+    )
+    assert "ingest_kafka_produce_seconds_count 2.0" in metrics

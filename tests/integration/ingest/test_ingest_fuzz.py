@@ -1,0 +1,71 @@
+"""Random JSON sent to the event endpoints never gets a 5xx: every answer is a 200 or a
+4xx in Lago's shape (the real server, the real Kafka)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.service import IngestServer
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["", "2026-01-01T00:00:00Z", "1767225600.5", "sub-1", "\x00", "1e400"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+event_keys = st.sampled_from(
+    [
+        "transaction_id",
+        "external_subscription_id",
+        "code",
+        "timestamp",
+        "properties",
+        "precise_total_amount_cents",
+        "other",
+    ]
+)
+event_like = st.dictionaries(event_keys, json_values, max_size=7)
+bodies = st.one_of(
+    json_values,
+    st.builds(lambda e: {"event": e}, event_like),
+    st.builds(lambda es: {"events": es}, st.lists(event_like | json_values, max_size=5)),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies, batch=st.booleans())
+async def test_random_json_never_gets_a_5xx(
+    server: IngestServer, tenant: Any, body: Any, batch: bool
+) -> None:
+    path = "/api/v1/events/batch" if batch else "/api/v1/events"
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {tenant.api_key}"}) as session,
+        session.post(
+            server.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        ) as response,
+    ):
+        answer = await response.json(content_type=None)
+    assert response.status < 500, (body, answer)
+    if response.status >= 400:
+        assert set(answer) == {"status", "error", "code", "error_details"}
+        assert answer["status"] == response.status

@@ -1,0 +1,345 @@
+"""The aggregator's Faust app: batches of events folded into subscription ledgers held in
+Faust tables, a timer closing periods, and the current-usage view.
+
+Why an event is counted exactly once although delivery is only at least once
+---------------------------------------------------------------------------------
+
+Faust runs with at-least-once delivery (its `exactly_once` mode is unreliable:
+faust-streaming issues 517 and 323). Every state change therefore has to be idempotent,
+and the argument rests on three facts about faust-streaming 0.15.3:
+
+1. `Stream.take_events` acknowledges the events of a batch only after the body of the
+   `async for` has finished with the batch, and only acknowledged offsets are committed.
+2. Before committing offsets (`Consumer._commit_offsets`, at-least-once mode) Faust awaits
+   `producer.flush()`, so every changelog record and every message sent while processing
+   the batch is on the broker before the offsets that produced it are committed.
+3. A table changelog record is one Kafka record: after a crash it is there whole or not
+   at all, and recovery (memory store, so always from the changelog's beginning) applies
+   the records in order.
+
+From (1) and (2): the committed offset of a partition never passes an event whose effects
+are not durable. The opposite can happen (effects durable, offset not committed: SIGKILL
+between the flush and the commit), and then the events are delivered again. From (3),
+each subscription's whole state lives in one table value, its ledger, which records the
+highest source offset it has applied for each partition; a redelivered event at or below
+that offset is skipped, one above it has not been applied. Dedupe markers are separate
+records, so a marker may survive without its ledger or the reverse: a marker names the
+(partition, offset) that set it, so a redelivered event finding its own marker is not a
+duplicate (the ledger decides), while any other event with the same transaction id is.
+
+Messages the ledger decides to send (closed periods, dead letters of known subscriptions)
+go into the ledger's outbox in the same record as the state change, and leave it only
+after the broker acknowledged them; a crash in between sends them again, which is why a
+closed period carries a deterministic `period_key`.
+
+Tables are written through `FaustTableStore`, which names the changelog partition
+explicitly: a batch mixes partitions, and Faust would otherwise log each write to the
+partition of whatever event is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from aggregator.catalog_view import CatalogReader, CatalogView
+from aggregator.closing import PeriodCloser
+from aggregator.current_usage import current_usage
+from aggregator.domain import Domain
+from aggregator.ledger import Ledger, ledger_key
+from aggregator.metrics import AggregatorMetrics
+from aggregator.processing import (
+    PERIODS_CLOSED,
+    EventProcessor,
+    SourceMessage,
+    Windows,
+)
+from aggregator.settings import AggregatorSettings
+from meterflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class FaustTableStore:
+    """A Faust table (memory store) behind the PartitionedStore interface.
+
+    Values are written as orjson bytes (serialised at once, so later changes to a dict can
+    never leak into a record still waiting in the producer buffer) and held decoded.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    @property
+    def _store(self) -> Any:
+        return self.table.data
+
+    def get(self, key: str) -> Any | None:
+        store = self._store
+        raw = store.data.get(key.encode())
+        if isinstance(raw, bytes | bytearray):
+            raw = orjson.loads(raw)
+            store.data[key.encode()] = raw
+        return raw
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        store = self._store
+        bkey = key.encode()
+        store.data[bkey] = value
+        store._key_partition[bkey] = partition
+        self.table.send_changelog(
+            partition, bkey, orjson.dumps(value), key_serializer="raw", value_serializer="raw"
+        )
+
+    def delete(self, partition: int, key: str) -> None:
+        store = self._store
+        bkey = key.encode()
+        store.data.pop(bkey, None)
+        store._key_partition.pop(bkey, None)
+        self.table.send_changelog(
+            partition, bkey, None, key_serializer="raw", value_serializer="raw"
+        )
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for bkey in list(self._store.data):
+            value = self.get(bkey.decode())
+            if value is not None:
+                yield bkey.decode(), value
+
+    def __len__(self) -> int:
+        return len(self._store.data)
+
+
+class Aggregator:
+    """The parts of one aggregator app, wired together (the app's composition root)."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        agg: AggregatorSettings,
+        domain: Domain,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.agg = agg
+        self.domain = domain
+        self.metrics = AggregatorMetrics()
+        self.catalog = CatalogView()
+        self.catalog_reader = CatalogReader(
+            settings.bootstrap_servers, settings.topics.catalog, self.catalog
+        )
+        self.windows = Windows(
+            close_grace=timedelta(seconds=agg.close_grace),
+            hold=timedelta(seconds=agg.hold_window),
+            late=timedelta(seconds=agg.late_window),
+        )
+        self.events_topic = app.topic(
+            settings.topics.events,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        table_options: dict[str, Any] = {
+            "partitions": settings.partitions,
+            # bytes in and out: values are orjson, encoded by FaustTableStore itself.
+            "key_type": bytes,
+            "value_type": bytes,
+        }
+        self.ledger_table = app.Table("ledgers", **table_options)
+        self.marker_table = app.Table("markers", **table_options)
+        self.ledgers = FaustTableStore(self.ledger_table)
+        self.markers = FaustTableStore(self.marker_table)
+        self.processor = EventProcessor(
+            domain, self.catalog, self.ledgers, self.markers, self.windows
+        )
+        self.closer = PeriodCloser(
+            domain,
+            self.catalog,
+            self.ledgers,
+            self.markers,
+            self.processor,
+            self.windows,
+            settings.partitions,
+        )
+        self._outbox_lock = asyncio.Lock()
+
+    def owned_partitions(self) -> set[int]:
+        return {
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == self.settings.topics.events
+        }
+
+    def ready(self) -> bool:
+        return (
+            self.catalog_reader.ready.is_set()
+            and cast(Any, self.app.tables).recovery.completed.is_set()
+            and bool(self.owned_partitions())
+        )
+
+    async def process(self, batch: list[Any]) -> None:
+        await self.catalog_reader.ready.wait()
+        messages = [
+            SourceMessage(
+                partition=e.message.partition,
+                offset=e.message.offset,
+                key=e.message.key,
+                value=e.message.value,
+                timestamp_ms=int(e.message.timestamp * 1000),
+            )
+            for e in batch
+        ]
+        result = self.processor.apply_batch(messages, datetime.now(UTC))
+        self.metrics.batch_size.observe(len(messages))
+        self.metrics.record(result.counts)
+        for letter in result.dead_letters:
+            await self.app.producer.send(
+                self.settings.topics.dead_letter,
+                None if letter.key is None else letter.key.encode(),
+                orjson.dumps(letter.value),
+                None,
+                None,
+                None,
+            )
+        await self.flush_outboxes(
+            [k for k, ledger in result.ledgers.items() if ledger.value["outbox"]]
+        )
+
+    async def tick(self) -> None:
+        if self.app.should_stop or not self.ready():
+            return
+        counts = self.closer.tick(datetime.now(UTC), self.owned_partitions())
+        self.metrics.record(counts)
+        if counts:
+            log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        await self.flush_outboxes([k for k, v in self.ledgers.items() if v["outbox"]])
+        self.metrics.table_keys.labels(table="ledgers").set(len(self.ledgers))
+        self.metrics.table_keys.labels(table="markers").set(len(self.markers))
+
+    async def flush_outboxes(self, keys: list[str]) -> None:
+        """Send what the ledgers' outboxes hold, then remove what the broker acknowledged."""
+        if not keys:
+            return
+        async with self._outbox_lock:
+            for key in keys:
+                value = self.ledgers.get(key)
+                if not value or not value["outbox"]:
+                    continue
+                sent: set[int] = set()
+                for message in value["outbox"]:
+                    topic = (
+                        self.settings.topics.periods_closed
+                        if message["topic"] == PERIODS_CLOSED
+                        else self.settings.topics.dead_letter
+                    )
+                    await self.app.producer.send_and_wait(
+                        topic,
+                        message["key"].encode(),
+                        orjson.dumps(message["value"]),
+                        None,
+                        None,
+                        None,
+                    )
+                    sent.add(message["id"])
+                # Read again: the stream may have changed the ledger while we awaited.
+                ledger = Ledger(self.ledgers.get(key), value["p"])
+                ledger.forget_sent(sent)
+                self.ledgers.put(ledger.partition, key, ledger.seal())
+
+    def usage(self, organization_id: str, external_subscription_id: str) -> dict[str, Any] | None:
+        terms = self.catalog.terms(organization_id, external_subscription_id)
+        if terms is None:
+            return None
+        ledger = self.ledgers.get(ledger_key(organization_id, external_subscription_id))
+        return current_usage(self.domain, terms, ledger, datetime.now(UTC))
+
+
+def create_app(
+    settings: Settings,
+    agg: AggregatorSettings,
+    *,
+    domain: Domain | None = None,
+) -> tuple[faust.App, Aggregator]:
+    """Build (without starting) the Faust app and the aggregator wired into it."""
+    if domain is None:
+        from aggregator.billing_domain import BillingDomain
+
+        domain = BillingDomain()
+    app = faust.App(
+        agg.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=agg.commit_interval,
+        producer_acks=-1,
+        datadir=str(agg.data_dir),
+        web_enabled=True,
+        web_host=agg.host,
+        web_port=agg.port,
+        canonical_url=f"http://{agg.host}:{agg.port}",
+        autodiscover=False,
+        stream_buffer_maxsize=max(4096, agg.batch_size * 2),
+    )
+    aggregator = Aggregator(app, settings, agg, domain)
+
+    async def aggregate(stream: Any) -> None:
+        async for batch in stream.take_events(agg.batch_size, within=agg.batch_within):
+            await aggregator.process(batch)
+
+    app.agent(aggregator.events_topic, name="aggregate")(aggregate)
+
+    async def follow_catalog() -> None:
+        await aggregator.catalog_reader.run()
+
+    app.task(follow_catalog)
+
+    async def close_periods() -> None:
+        try:
+            await aggregator.tick()
+        except Exception:  # the timer must keep ticking
+            log.exception("aggregator.tick_failed")
+
+    app.timer(agg.close_interval, name="close_periods")(close_periods)
+
+    async def usage_view(view: View, request: Request, external_subscription_id: str) -> Response:
+        organization_id = request.query.get("organization_id")
+        if not organization_id:
+            return view.json(_error(422, "organization_id is required"), status=422)
+        body = aggregator.usage(organization_id, external_subscription_id)
+        if body is None:
+            return view.json(_error(404, "subscription_not_found"), status=404)
+        return view.json(body)
+
+    routed = app.topic_route(aggregator.events_topic, match_info="external_subscription_id")(
+        usage_view
+    )
+    app.page("/current-usage/{external_subscription_id}")(routed)
+
+    async def ready_view(view: View, request: Request) -> Response:
+        ready = aggregator.ready()
+        body = {"ready": ready, "partitions": sorted(aggregator.owned_partitions())}
+        return view.json(body, status=200 if ready else 503)
+
+    app.page("/ready")(ready_view)
+    return app, aggregator
+
+
+def _error(status: int, code: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "error": "Not Found" if status == 404 else "Unprocessable Entity",
+        "code": code,
+        "error_details": {},
+    }

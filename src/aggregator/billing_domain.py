@@ -1,0 +1,74 @@
+"""The aggregator's Domain port implemented by the pure `billing` package."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from aggregator.catalog_view import ChargeTerms, SubscriptionTerms
+from aggregator.domain import UsageEvent, UsageState
+from billing.aggregations import AGGREGATIONS, Aggregation
+from billing.charge_models import CHARGE_MODELS
+from billing.events import parse_event
+from billing.periods import (
+    BillingPeriod,
+    BillingTime,
+    PlanInterval,
+    period_containing,
+    resolve_timezone,
+)
+
+
+@lru_cache(maxsize=4096)
+def _zone(customer_tz: str | None, organization_tz: str | None) -> ZoneInfo:
+    return resolve_timezone(customer_tz, organization_tz)
+
+
+class BillingDomain:
+    def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
+        event = parse_event(raw, received_at=received_at)
+        return UsageEvent(
+            organization_id="",
+            transaction_id=event.transaction_id,
+            external_subscription_id=event.external_subscription_id,
+            code=event.code,
+            timestamp=event.timestamp,
+            properties=dict(event.properties or {}),
+        )
+
+    def period(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
+        found = period_containing(
+            instant,
+            subscription_at=terms.subscription_at,
+            interval=PlanInterval(terms.interval),
+            billing_time=BillingTime(terms.billing_time),
+            tz=_zone(terms.timezone, terms.organization_timezone),
+        )
+        return found.start, found.end
+
+    def new_state(
+        self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
+    ) -> UsageState:
+        kind = AGGREGATIONS[charge.aggregation_type]
+        if data is None:
+            return kind.initialize(BillingPeriod(start, end))
+        return kind.from_dict(data)
+
+    def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
+        kind = AGGREGATIONS[charge.aggregation_type]
+        return kind.event_value(event.properties, charge.field_name or "")
+
+    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
+        cast(Aggregation, state).add(
+            cast(Any, value), event.timestamp, transaction_id=event.transaction_id
+        )
+
+    def amount_cents(
+        self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str
+    ) -> int:
+        model = CHARGE_MODELS[charge.charge_model]
+        priced = model.price(units, charge.properties, events_count=events_count)
+        return priced.amount_cents(currency)

@@ -1,0 +1,231 @@
+"""Fixtures of the aggregator tests: a real `meterflow aggregator` worker process on free
+ports with the test's own topics, Faust app id (so consumer group and changelog topics),
+and data dir; helpers to publish catalog records and events and to read output topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from meterflow.catalog import CatalogRecord
+from meterflow.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class AggregatorProcess:
+    """One aggregator worker run as `python -m meterflow.cli aggregator`."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["METERFLOW_AGGREGATOR_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"---- start {self.starts}\n".encode())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meterflow.cli", "aggregator"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    async def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"aggregator exited with {self.proc.returncode}:\n{self.log_tail()}")
+            status, _ = await self.get("/ready")
+            if status == 200:
+                return
+            await asyncio.sleep(0.3)
+        pytest.fail(f"aggregator not ready after {timeout}s:\n{self.log_tail()}")
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        def fetch() -> tuple[int, Any]:
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                    return response.status, orjson.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, orjson.loads(exc.read() or b"null")
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return 0, None
+
+        return await asyncio.to_thread(fetch)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit, no flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def worker_env(settings: Settings, data_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERFLOW_")}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
+            "METERFLOW_PARTITIONS": str(settings.partitions),
+            "METERFLOW_STATE_DIR": str(data_dir),
+            "METERFLOW_AGGREGATOR_APP_ID": f"{settings.topics.prefix}aggregator",
+            "METERFLOW_AGGREGATOR_PORT": str(free_port()),
+            "METERFLOW_AGGREGATOR_METRICS_PORT": str(free_port()),
+            "METERFLOW_AGGREGATOR_DATA_DIR": str(data_dir / "aggregator"),
+            "METERFLOW_AGGREGATOR_BATCH_WITHIN": "0.05",
+            "METERFLOW_AGGREGATOR_CLOSE_INTERVAL": "0.5",
+            "METERFLOW_AGGREGATOR_COMMIT_INTERVAL": "0.5",
+            "METERFLOW_LOG_LEVEL": "INFO",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+async def worker_factory(settings: Settings, tmp_path: Path) -> AsyncIterator[Any]:
+    """`worker_factory(**env_overrides)`: an AggregatorProcess (not started) for this test;
+    every one is stopped, and the Faust topics of the test's app id deleted, afterwards."""
+    made: list[AggregatorProcess] = []
+
+    def make(**overrides: str) -> AggregatorProcess:
+        env = worker_env(settings, tmp_path, **overrides)
+        worker = AggregatorProcess(env, tmp_path / f"aggregator-{len(made)}.log")
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()
+    await delete_app_topics(settings)
+
+
+async def delete_app_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        app_id = f"{settings.topics.prefix}aggregator"
+        names = [t for t in await admin.list_topics() if t.startswith(app_id)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def publish_catalog(settings: Settings, records: Iterable[CatalogRecord]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def event(
+    organization_id: str,
+    external_subscription_id: str,
+    transaction_id: str,
+    timestamp: float,
+    code: str = "calls",
+    properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The events-topic wire form: billing's event wire form plus organization_id."""
+    return {
+        "organization_id": organization_id,
+        "transaction_id": transaction_id,
+        "external_subscription_id": external_subscription_id,
+        "code": code,
+        "timestamp": timestamp,
+        "properties": properties or {},
+    }
+
+
+async def publish_events(
+    settings: Settings, events: Iterable[dict[str, Any] | tuple[bytes, bytes]]
+) -> None:
+    """Produce events keyed by external_subscription_id (or raw (key, value) pairs)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5
+    )
+    await producer.start()
+    try:
+        for item in events:
+            if isinstance(item, tuple):
+                key, value = item
+            else:
+                key, value = item["external_subscription_id"].encode(), orjson.dumps(item)
+            await producer.send(settings.topics.events, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    settings: Settings, topic: str, count: int, *, timeout: float = 60.0
+) -> list[dict[str, Any]]:
+    """At least `count` records of `topic` from its beginning (fails after `timeout`)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                found.extend(orjson.loads(m.value) for m in messages)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    assert len(found) >= count, f"only {len(found)} of {count} records on {topic}: {found}"
+    return found

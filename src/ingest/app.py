@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,9 +21,11 @@ from ingest.context import CONTEXT, ORGANIZATION, IngestContext
 from ingest.errors import (
     ApiError,
     BadRequest,
+    DatabaseUnavailable,
     MethodNotAllowed,
     PayloadTooLarge,
     RouteNotFound,
+    ValidationFailed,
     internal_error,
 )
 from ingest.metrics import IngestMetrics
@@ -32,6 +35,13 @@ from meterflow.settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_UNIQUE_FIELDS = {
+    "customers_external_id": "external_id",
+    "billable_metrics_code": "code",
+    "plans_code": "code",
+    "subscriptions_external_id": "external_id",
+}
 
 
 @web.middleware
@@ -51,6 +61,13 @@ async def lago_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return BadRequest(code=exc.reason.lower().replace(" ", "_")).response()
+    except asyncpg.UniqueViolationError as exc:
+        # Names are claimed before they are checked, so this is a last line of defence.
+        field = _UNIQUE_FIELDS.get(exc.constraint_name or "", "id")
+        return ValidationFailed({field: ["value_already_exist"]}).response()
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        log.warning("db.unavailable method=%s path=%s error=%r", request.method, request.path, exc)
+        return DatabaseUnavailable().response()
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -127,6 +127,7 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     metric = parse_metric(await read_wrapped(request, "billable_metric"))
     async with repository.unit_of_work(ctx.db) as conn:
+        await repository.claim_name(conn, org.id, "billable_metric", metric["code"])
         if await repository.billable_metric(conn, org.id, metric["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
         metric_id = await repository.insert_billable_metric(conn, org.id, _columns(metric))
@@ -144,6 +145,8 @@ async def update(request: web.Request) -> web.Response:
             raise NotFound("billable_metric")
         metric = parse_metric(raw, _current(row))
         code_changed = metric["code"] != row["code"]
+        if code_changed:
+            await repository.claim_name(conn, org.id, "billable_metric", metric["code"])
         if code_changed and await repository.billable_metric(conn, org.id, metric["code"]):
             raise ValidationFailed({"code": ["value_already_exist"]})
         await repository.update_billable_metric(conn, row["id"], _columns(metric))

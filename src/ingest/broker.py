@@ -34,6 +34,7 @@ class Broker:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self.healthy = True  # False since the last failure, until a send succeeds again
 
     async def start(self) -> None:
         """Try to connect now; a failure is logged, not raised (sends retry the start)."""
@@ -59,6 +60,7 @@ class Broker:
             try:
                 await asyncio.wait_for(producer.start(), self._timeout)
             except (KafkaError, OSError, TimeoutError) as exc:
+                self.healthy = False
                 await producer.stop()
                 log.warning("kafka.unavailable bootstrap=%s error=%r", self._bootstrap, exc)
                 raise BrokerUnavailable({"broker": ["unavailable"]}) from exc
@@ -79,6 +81,7 @@ class Broker:
                 futures = [await producer.send(topic, value, key=key) for key, value in messages]
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
+            self.healthy = False
             self._metrics.produce_failures.inc()
             log.warning(
                 "kafka.produce_failed topic=%s messages=%d error=%r", topic, len(messages), exc
@@ -86,6 +89,7 @@ class Broker:
             raise BrokerUnavailable({"broker": ["unavailable"]}) from exc
         finally:
             self._metrics.produce_latency.observe(time.perf_counter() - started)
+        self.healthy = True
 
     async def close(self) -> None:
         """Flush what is queued and disconnect."""

@@ -49,7 +49,10 @@ class CatalogPublisher:
             self._metrics.catalog_published.inc(len(claimed))
 
     async def drain_quietly(self) -> None:
-        """Drain after a commit: a Kafka outage must not fail a request already committed."""
+        """Drain after a commit: a Kafka outage must not fail (nor slow) a request already
+        committed, so while Kafka is known down the background loop alone retries."""
+        if not self._broker.healthy:
+            return
         try:
             await self.drain()
         except BrokerUnavailable:

@@ -185,6 +185,7 @@ async def upsert(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     external_id, given = parse_customer(await read_wrapped(request, "customer"))
     async with repository.unit_of_work(ctx.db) as conn:
+        await repository.claim_name(conn, org.id, "customer", external_id)
         existing = await repository.customer(conn, org.id, external_id, lock=True)
         if existing is None:
             customer_id = await repository.insert_customer(

@@ -99,6 +99,14 @@ class BrokerUnavailable(ApiError):
     code = "broker_unavailable"
 
 
+class DatabaseUnavailable(ApiError):
+    """Postgres did not answer: nothing was written, retry the same request."""
+
+    status = 503
+    error = "Service Unavailable"
+    code = "database_unavailable"
+
+
 def error_response(body: dict[str, Any], status: int) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 

@@ -263,6 +263,7 @@ async def create(request: web.Request) -> web.Response:
     async with repository.unit_of_work(ctx.db) as conn:
         charges = await _charges(conn, org.id, fields, raw_charges, set())
         fields.check()
+        await repository.claim_name(conn, org.id, "plan", plan["code"])
         if await repository.plan(conn, org.id, plan["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
         plan_id = await repository.insert_plan(conn, org.id, _columns(plan))
@@ -289,6 +290,8 @@ async def update(request: web.Request) -> web.Response:
             charges = await _charges(conn, org.id, fields, raw_charges, existing)
         fields.check()
         code_changed = plan["code"] != row["code"]
+        if code_changed:
+            await repository.claim_name(conn, org.id, "plan", plan["code"])
         if code_changed and await repository.plan(conn, org.id, plan["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
         await repository.update_plan(conn, row["id"], _columns(plan))

@@ -56,6 +56,14 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
         yield conn
 
 
+async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
+    """Serialise, until the transaction ends, every request creating or renaming a `kind`
+    called `name` in this organization: check-then-insert cannot race into a duplicate."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{org}:{kind}:{name}"
+    )
+
+
 # --- organizations and API keys ---------------------------------------------------------
 
 

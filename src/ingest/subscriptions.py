@@ -90,6 +90,8 @@ async def create(request: web.Request) -> web.Response:
         plan = await repository.plan(conn, org.id, plan_code)
         if plan is None:
             raise NotFound("plan")
+        await repository.claim_name(conn, org.id, "customer", external_customer_id)
+        await repository.claim_name(conn, org.id, "subscription", external_id)
         customer = await repository.customer(conn, org.id, external_customer_id, lock=True)
         if customer is None:
             # As in Lago, subscribing an unknown customer creates it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +82,36 @@ async def test_missing_or_wrong_key_is_401(server: IngestServer, headers: str | 
             422,
             {"colour": ["unknown_field"]},
         ),
+        (
+            "/api/v1/events",
+            None,
+            {"event": event(transaction_id=None)},
+            422,
+            {"transaction_id": ["value_is_mandatory"]},
+        ),
+        (
+            "/api/v1/events",
+            None,
+            {"event": event(transaction_id=12, properties=None)},
+            422,
+            {"transaction_id": ["value_is_invalid"]},
+        ),
+        (
+            "/api/v1/events",
+            None,
+            {"event": event(timestamp="next tuesday")},
+            422,
+            {"timestamp": ["value_is_invalid"]},
+        ),
+        (
+            "/api/v1/events",
+            None,
+            {"event": event(properties=[1])},
+            422,
+            {"properties": ["value_is_invalid"]},
+        ),
         ("/api/v1/events/batch", None, {"events": []}, 422, {"events": ["value_is_mandatory"]}),
+        ("/api/v1/events/batch", None, {"events": {}}, 400, {"events": ["value_is_mandatory"]}),
         (
             "/api/v1/events/batch",
             None,
@@ -277,3 +307,45 @@ async def test_organizations_see_only_their_own_data(
     assert status == 200 and body["customer"]["applicable_timezone"] == "Asia/Tokyo"
     status, body = await request(server, "GET", "/api/v1/customers", key=a.api_key)
     assert body["meta"]["total_count"] == 1
+
+
+async def test_concurrent_creates_of_one_name_make_one_object(
+    server: IngestServer, tenant: Any, db: asyncpg.Connection
+) -> None:
+    results = await asyncio.gather(
+        *(
+            request(
+                server,
+                "POST",
+                "/api/v1/customers",
+                key=tenant.api_key,
+                body={"customer": {"external_id": "race", "name": f"n{i}"}},
+            )
+            for i in range(10)
+        ),
+        *(
+            request(
+                server,
+                "POST",
+                "/api/v1/billable_metrics",
+                key=tenant.api_key,
+                body={
+                    "billable_metric": {
+                        "name": "M",
+                        "code": "race",
+                        "aggregation_type": "count_agg",
+                    }
+                },
+            )
+            for _ in range(5)
+        ),
+    )
+    assert [status for status, _ in results[:10]] == [200] * 10, "upserts all succeed"
+    assert sorted(status for status, _ in results[10:]) == [200, 422, 422, 422, 422]
+    assert all(
+        body["error_details"] == {"code": ["value_already_exist"]}
+        for status, body in results[10:]
+        if status == 422
+    )
+    assert await db.fetchval("SELECT count(*) FROM customers") == 1
+    assert await db.fetchval("SELECT count(*) FROM billable_metrics") == 1

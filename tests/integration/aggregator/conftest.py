@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,39 @@ class AggregatorProcess:
                 return 0, None
 
         return await asyncio.to_thread(fetch)
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """The current value of one Prometheus sample of the worker (0 when absent)."""
+        port = int(self.env["METERFLOW_AGGREGATOR_METRICS_PORT"])
+
+        def fetch() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    text: str = r.read().decode()
+                    return text
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return ""
+
+        wanted = name + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+        )
+        for line in (await asyncio.to_thread(fetch)).splitlines():
+            sample, _, value = line.rpartition(" ")
+            if sample == wanted:
+                return float(value)
+        return 0.0
+
+    async def wait_metric(
+        self, name: str, at_least: float, timeout: float = 60.0, **labels: str
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        value = 0.0
+        while time.monotonic() < deadline:
+            value = await self.metric(name, **labels)
+            if value >= at_least:
+                return
+            await asyncio.sleep(0.2)
+        pytest.fail(f"{name}{labels} stayed at {value} < {at_least}:\n{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no commit, no flush."""
@@ -206,9 +239,15 @@ async def publish_events(
 
 
 async def read_topic(
-    settings: Settings, topic: str, count: int, *, timeout: float = 60.0
+    settings: Settings,
+    topic: str,
+    count: int,
+    *,
+    timeout: float = 60.0,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """At least `count` records of `topic` from its beginning (fails after `timeout`)."""
+    """At least `count` records of `topic` from its beginning, and then until `until` holds
+    of them (fails after `timeout`)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
@@ -220,7 +259,9 @@ async def read_topic(
     found: list[dict[str, Any]] = []
     try:
         deadline = time.monotonic() + timeout
-        while len(found) < count and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            len(found) < count or (until is not None and not until(found))
+        ):
             batches = await consumer.getmany(timeout_ms=500)
             for messages in batches.values():
                 found.extend(orjson.loads(m.value) for m in messages)

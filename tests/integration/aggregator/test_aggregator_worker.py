@@ -13,6 +13,7 @@ from tests.integration.aggregator.conftest import (
     event,
     publish_catalog,
     publish_events,
+    read_topic,
 )
 
 from aggregator.sample_catalog import SampleCatalog
@@ -74,3 +75,119 @@ async def test_duplicates_are_dropped_and_current_usage_is_priced(
     assert usage["currency"] == "USD"
     status, body = await worker.get(f"/current-usage/nope?organization_id={org}")
     assert status == 404 and body["code"] == "subscription_not_found"
+
+
+def local_instant(text: str, tz: str) -> float:
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).timestamp()
+
+
+@pytest.mark.parametrize("tz", ["Asia/Tokyo", "America/New_York"])
+async def test_events_a_second_either_side_of_local_midnight_land_in_different_periods(
+    settings: Settings, worker_factory: Any, unique: str, tz: str
+) -> None:
+    org = f"org-{unique}"
+    sample = base_catalog(org, customer_tz=tz)
+    sample.subscription("s1", customer="c1", plan_code="p1", subscription_at="2026-01-01T00:00:00Z")
+    await publish_catalog(settings, sample.records)
+    boundary = local_instant("2026-11-01T00:00:00", tz)
+    await publish_events(
+        settings,
+        [event(org, "s1", "before", boundary - 1), event(org, "s1", "after", boundary + 1)],
+    )
+    # First run: a grace period of ten years, so nothing closes while the events arrive.
+    holding = worker_factory(METERFLOW_AGGREGATOR_CLOSE_GRACE=str(10 * 365 * 86400))
+    holding.start()
+    await holding.wait_ready()
+    await holding.wait_metric("meterflow_aggregator_events_total", 2, outcome="applied")
+    holding.stop()
+    # Second run, no grace: October closes (from the ledger recovered from the changelog).
+    closing = worker_factory(METERFLOW_AGGREGATOR_CLOSE_GRACE="0")
+    closing.start()
+    await closing.wait_ready()
+
+    def ends_at_boundary(c: dict[str, Any]) -> bool:
+        return datetime.fromisoformat(c["period_end"]).timestamp() == boundary
+
+    records = await read_topic(
+        settings,
+        settings.topics.periods_closed,
+        1,
+        until=lambda found: any(ends_at_boundary(c) for c in found),
+    )
+    closed = [c for c in records if ends_at_boundary(c)]
+    assert len(closed) == 1
+    october = closed[0]
+    calls = next(c for c in october["charges"] if c["billable_metric_code"] == "calls")
+    assert (calls["units"], calls["events_count"]) == ("1", 1)
+    usage = await usage_until(closing, f"/current-usage/s1?organization_id={org}", lambda u: True)
+    assert datetime.fromisoformat(usage["from_datetime"]).timestamp() == boundary
+    assert charge_units(usage)["calls"] == ("1", 1)
+
+
+async def test_events_of_an_unknown_subscription_are_held_until_it_appears(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    org = f"org-{unique}"
+    sample = base_catalog(org)
+    await publish_catalog(settings, sample.records)
+    worker = worker_factory()
+    worker.start()
+    await worker.wait_ready()
+    ts = datetime.now(UTC).timestamp()
+    await publish_events(settings, [event(org, "s-new", f"t{i}", ts) for i in range(7)])
+    await worker.wait_metric("meterflow_aggregator_events_total", 7, outcome="held")
+    status, _ = await worker.get(f"/current-usage/s-new?organization_id={org}")
+    assert status == 404
+    subscription = sample.subscription(
+        "s-new", customer="c1", plan_code="p1", subscription_at="2020-01-01T00:00:00Z"
+    )
+    await publish_catalog(settings, [subscription])
+    usage = await usage_until(
+        worker,
+        f"/current-usage/s-new?organization_id={org}",
+        lambda u: charge_units(u)["calls"] == ("7", 7),
+    )
+    assert usage["amount_cents"] == 350
+
+
+async def test_poison_messages_are_dead_lettered_and_the_worker_keeps_going(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    org = f"org-{unique}"
+    sample = base_catalog(org)
+    sample.subscription("s1", customer="c1", plan_code="p1", subscription_at="2020-01-01T00:00:00Z")
+    await publish_catalog(settings, sample.records)
+    worker = worker_factory()
+    worker.start()
+    await worker.wait_ready()
+    ts = datetime.now(UTC).timestamp()
+    poison: list[Any] = [
+        (b"s1", b"{not json"),
+        (b"s1", b"\xff\xfe\x00"),
+        (b"s1", b"[]"),
+        event(org, "s1", "no-ts", "yesterday"),  # type: ignore[arg-type]
+        event(org, "s1", "bad-gb", ts, "gb", {"gb": "lots"}),
+        event(org, "s1", "no-code", ts, "unknown_metric"),
+    ]
+    good = [event(org, "s1", f"ok{i}", ts) for i in range(5)]
+    await publish_events(settings, [good[0], *poison, *good[1:]])
+    letters = await read_topic(settings, settings.topics.dead_letter, len(poison))
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert reasons == sorted(["invalid_event"] * 4 + ["invalid_property", "no_charge_for_code"]), (
+        reasons
+    )
+    by_payload = {letter["payload"]: letter for letter in letters}
+    assert by_payload["{not json"]["source"]["partition"] >= 0
+    assert any(letter["payload_base64"] == "//4A" for letter in letters)
+    await usage_until(
+        worker,
+        f"/current-usage/s1?organization_id={org}",
+        lambda u: charge_units(u)["calls"] == ("5", 5),
+    )
+    status, _ = await worker.get("/ready")
+    assert status == 200
+    assert (
+        await worker.metric("meterflow_aggregator_dead_letters_total", reason="invalid_event") == 4
+    )

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from ingest.service import IngestServer
+from meterflow.catalog import CatalogKind
 from meterflow.settings import Settings
 
 
@@ -23,7 +24,7 @@ def closed_port() -> int:
 
 
 async def test_kafka_unreachable_gives_503_and_catalog_still_works(
-    settings: Settings, tenant: Any, ingest_config: Callable[..., Any]
+    settings: Settings, tenant: Any, ingest_config: Callable[..., Any], read_catalog: Any
 ) -> None:
     broken = replace(settings, kafka_bootstrap=f"127.0.0.1:{closed_port()}")
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
@@ -55,6 +56,12 @@ async def test_kafka_unreachable_gives_503_and_catalog_still_works(
         async with aiohttp.ClientSession() as plain, plain.get(server.metrics_url) as response:
             metrics = await response.text()
         assert 'ingest_events_rejected_total{reason="broker_unavailable"} 3.0' in metrics
+
+    # Once Kafka is reachable again, the record the broken server could not send goes out.
+    async with IngestServer(settings, ingest_config()):
+        records = await read_catalog(2, timeout=20)
+    assert records[-1].kind == CatalogKind.CUSTOMER
+    assert records[-1].body is not None and records[-1].body["external_id"] == "c"
 
 
 async def test_metrics_count_accepted_and_rejected_events(

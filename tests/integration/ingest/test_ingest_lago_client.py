@@ -28,7 +28,9 @@ from meterflow.settings import Settings
 Call = Callable[..., Any]
 
 
-async def test_customer_create_upsert_find_list_delete(tenant: Any, call: Call) -> None:
+async def test_customer_create_upsert_find_list_delete(
+    tenant: Any, call: Call, read_catalog: Call
+) -> None:
     lago = tenant.client
     created = await call(
         lago.customers.create,
@@ -70,6 +72,17 @@ async def test_customer_create_upsert_find_list_delete(tenant: Any, call: Call) 
     with pytest.raises(LagoApiError) as missing:
         await call(lago.customers.find, "cust-2")
     assert missing.value.status_code == 404
+
+    # organization, cust-1 twice, cust-2 created then deleted (null body, next version)
+    records = await read_catalog(5)
+    versions = [(r.lago_id, r.version, r.body is None) for r in records[1:]]
+    assert versions == [
+        (created.lago_id, 1, False),
+        (created.lago_id, 2, False),
+        (deleted.lago_id, 1, False),
+        (deleted.lago_id, 2, True),
+    ]
+    assert records[1].body == {**records[1].body, "external_id": "cust-1", "currency": "EUR"}
 
 
 async def test_catalog_then_events_reach_kafka(

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from billing.charge_models import CHARGE_MODELS
 from billing.errors import InvalidChargeProperties
+from billing.periods import PlanInterval
 from ingest import records, repository
 from ingest.context import context, organization
 from ingest.errors import NotFound, ValidationFailed
@@ -25,7 +26,7 @@ from ingest.payload import (
 )
 from ingest.repository import Conn
 
-INTERVALS = ("weekly", "monthly", "quarterly", "semiannual", "yearly")
+INTERVALS = tuple(PlanInterval)
 _PLAN = {
     "name",
     "invoice_display_name",

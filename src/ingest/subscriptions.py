@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from billing.periods import BillingTime
 from ingest import records, repository
 from ingest.context import context, organization
 from ingest.errors import NotFound, ValidationFailed
@@ -15,7 +16,7 @@ from ingest.payload import Fields, ok, page_params, pagination_meta, read_wrappe
 from ingest.records import subscription_body
 from ingest.repository import Conn
 
-BILLING_TIMES = ("calendar", "anniversary")
+BILLING_TIMES = tuple(BillingTime)
 STATUSES = ("active", "pending", "canceled", "terminated")
 _CREATE = {
     "external_customer_id",

@@ -34,7 +34,7 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="ingest",
         entry_point="ingest.service:main",
-        listens="http://127.0.0.1:$INGEST_PORT (default 3000), metrics :9101/metrics",
+        listens="Lago API on :3000 (INGEST_PORT), /metrics on :9101 (INGEST_METRICS_PORT)",
     ),
     Service(
         name="aggregator",

@@ -1,0 +1,1 @@
+"""The invoicer: closed billing periods to invoices with their fees, in Postgres."""

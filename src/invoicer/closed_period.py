@@ -1,0 +1,154 @@
+"""`PeriodClosed`: a periods-closed message read and checked, or a PoisonMessage."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from invoicer.errors import PoisonMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeUsage:
+    """A charge's final totals over one period, as the aggregator closed them."""
+
+    charge_id: str
+    charge_model: str
+    billable_metric_id: str
+    billable_metric_code: str
+    aggregation_type: str
+    units: Decimal
+    events_count: int
+    aggregation: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """Late events of a period already closed (and invoiced), to bill on this invoice."""
+
+    period_start: datetime
+    period_end: datetime
+    charges: tuple[ChargeUsage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodClosed:
+    period_key: str
+    organization_id: str
+    subscription_id: str
+    external_subscription_id: str
+    external_customer_id: str
+    plan_code: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    terminated: bool
+    charges: tuple[ChargeUsage, ...]
+    adjustments: tuple[Adjustment, ...]
+    closed_at: datetime | None
+
+
+def _field(raw: Mapping[str, Any], name: str, kind: type, where: str = "") -> Any:
+    value = raw.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PoisonMessage("invalid_message", f"{where}{name} must be a {kind.__name__}")
+    return value
+
+
+def _uuid(raw: Mapping[str, Any], name: str, where: str = "") -> str:
+    text = _field(raw, name, str, where)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise PoisonMessage("invalid_message", f"{where}{name} is not a uuid: {text!r}") from None
+
+
+def _instant(raw: Mapping[str, Any], name: str, where: str = "") -> datetime:
+    text = _field(raw, name, str, where)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise PoisonMessage("invalid_message", f"{where}{name} is not ISO 8601: {text!r}") from None
+    if value.tzinfo is None:
+        raise PoisonMessage("invalid_message", f"{where}{name} has no UTC offset: {text!r}")
+    return value.astimezone(UTC)
+
+
+def _charge(raw: Any, where: str) -> ChargeUsage:
+    if not isinstance(raw, dict):
+        raise PoisonMessage("invalid_message", f"{where} must be an object")
+    units_text = _field(raw, "units", str, where)
+    try:
+        units = Decimal(units_text)
+    except InvalidOperation:
+        raise PoisonMessage("invalid_message", f"{where}units is not a decimal") from None
+    if not units.is_finite():
+        raise PoisonMessage("invalid_message", f"{where}units must be finite")
+    events_count = _field(raw, "events_count", int, where)
+    aggregation = raw.get("aggregation") or {}
+    if not isinstance(aggregation, dict):
+        raise PoisonMessage("invalid_message", f"{where}aggregation must be an object")
+    return ChargeUsage(
+        charge_id=_uuid(raw, "charge_id", where),
+        charge_model=_field(raw, "charge_model", str, where),
+        billable_metric_id=_uuid(raw, "billable_metric_id", where),
+        billable_metric_code=_field(raw, "billable_metric_code", str, where),
+        aggregation_type=_field(raw, "aggregation_type", str, where),
+        units=units,
+        events_count=events_count,
+        aggregation=aggregation,
+    )
+
+
+def _charges(raw: Mapping[str, Any], where: str) -> tuple[ChargeUsage, ...]:
+    items = _field(raw, "charges", list, where)
+    return tuple(_charge(item, f"{where}charges.{i}.") for i, item in enumerate(items))
+
+
+def parse_period_closed(value: bytes | None) -> PeriodClosed:
+    """The message as a PeriodClosed; raises PoisonMessage when it can never be one."""
+    if value is None:
+        raise PoisonMessage("invalid_message", "empty value")
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage("invalid_json", str(exc)) from None
+    if not isinstance(raw, dict):
+        raise PoisonMessage("invalid_message", "the value must be a JSON object")
+    start, end = _instant(raw, "period_start"), _instant(raw, "period_end")
+    if not start < end:
+        raise PoisonMessage("invalid_message", "period_end must be after period_start")
+    adjustments = []
+    for i, item in enumerate(raw.get("adjustments") or []):
+        where = f"adjustments.{i}."
+        if not isinstance(item, dict):
+            raise PoisonMessage("invalid_message", f"{where} must be an object")
+        adjustments.append(
+            Adjustment(
+                period_start=_instant(item, "period_start", where),
+                period_end=_instant(item, "period_end", where),
+                charges=_charges(item, where),
+            )
+        )
+    closed_at = raw.get("closed_at")
+    return PeriodClosed(
+        period_key=_field(raw, "period_key", str),
+        organization_id=_uuid(raw, "organization_id"),
+        subscription_id=_uuid(raw, "subscription_id"),
+        external_subscription_id=_field(raw, "external_subscription_id", str),
+        external_customer_id=str(raw.get("external_customer_id") or ""),
+        plan_code=str(raw.get("plan_code") or ""),
+        currency=_field(raw, "currency", str),
+        period_start=start,
+        period_end=end,
+        terminated=bool(raw.get("terminated")),
+        charges=_charges(raw, ""),
+        adjustments=tuple(adjustments),
+        closed_at=_instant(raw, "closed_at") if isinstance(closed_at, str) else None,
+    )

@@ -1,0 +1,315 @@
+"""The periods-closed consumer: each closed period becomes one invoice, committed in
+Postgres before its Kafka offset.
+
+Delivery is at least once (auto-commit off). A message is done when its invoice is in
+Postgres, when Postgres already had one for its `period_key` (a redelivery or a replay), or
+when it went to the dead-letter topic; only then does its offset commit. Postgres being
+unreachable pauses the message's partition with back-off and commits nothing, so a crash or
+an outage at any point loses no period and duplicates none.
+
+Within one poll, partitions run concurrently and so do different subscriptions of one
+partition; one subscription's periods stay in order, because late-event adjustments price
+on top of the invoices of earlier periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from invoicer import repository
+from invoicer.closed_period import PeriodClosed, parse_period_closed
+from invoicer.errors import PoisonMessage
+from invoicer.metrics import InvoicerMetrics
+from invoicer.pricing import price_period
+from invoicer.settings import InvoicerSettings
+from meterflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Failures worth waiting out: the server is down, restarting, refusing connections, or
+# a transaction lost a race it can simply run again.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+KILL_AFTER_DB_COMMIT = "kill_after_db_commit"
+
+
+def dead_letter_value(record: ConsumerRecord[Any, Any], reason: str, detail: str) -> bytes:
+    """Why, where from, and the original payload untouched (text, else base64)."""
+    payload: bytes = record.value or b""
+    try:
+        text: str | None = payload.decode("utf-8")
+        encoded = None
+    except UnicodeDecodeError:
+        text, encoded = None, base64.b64encode(payload).decode()
+    return orjson.dumps(
+        {
+            "reason": reason,
+            "field": None,
+            "detail": detail,
+            "source": {
+                "service": "invoicer",
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+            "payload": text,
+            "payload_base64": encoded,
+            "dead_lettered_at": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+class Invoicer:
+    """Consumes periods-closed until `stop` is set; `start` and `close` own the resources."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: InvoicerSettings,
+        metrics: InvoicerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.metrics = metrics or InvoicerMetrics()
+        self.stop = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._pool_lock = asyncio.Lock()
+        self._pool_slots = asyncio.Semaphore(config.db_pool_size)
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers, acks="all"
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            self.settings.topics.periods_closed,
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=self.config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.config.batch_size,
+        )
+        await self._consumer.start()
+        log.info(
+            "invoicer.started topic=%s group=%s schema=%s",
+            self.settings.topics.periods_closed,
+            self.config.group_id,
+            self.settings.db_schema,
+        )
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("invoicer.stopped")
+
+    async def _db(self) -> asyncpg.Pool:
+        """The pool, created on first need (Postgres may be down when the invoicer starts)."""
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await repository.create_pool(
+                    self.settings.dsn,
+                    schema=self.settings.db_schema,
+                    size=self.config.db_pool_size,
+                )
+            return self._pool
+
+    async def run(self) -> None:
+        """Poll, invoice and commit until `stop` is set; the batch in flight completes."""
+        assert self._consumer is not None, "start() first"
+        finalizer = asyncio.create_task(self._finalize_loop())
+        try:
+            while not self.stop.is_set():
+                batches = await self._consumer.getmany(
+                    timeout_ms=500, max_records=self.config.batch_size
+                )
+                if batches:
+                    await asyncio.gather(
+                        *(self._process_partition(tp, msgs) for tp, msgs in batches.items())
+                    )
+        finally:
+            finalizer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await finalizer
+
+    async def _process_partition(
+        self, tp: TopicPartition, messages: list[ConsumerRecord[Any, Any]]
+    ) -> None:
+        by_key: dict[bytes | None, list[ConsumerRecord[Any, Any]]] = {}
+        for message in messages:
+            by_key.setdefault(message.key, []).append(message)
+        done: set[int] = set()
+
+        async def run_key(ordered: list[ConsumerRecord[Any, Any]]) -> None:
+            for message in ordered:
+                if not await self._handle(message):
+                    return
+                done.add(message.offset)
+
+        await asyncio.gather(*(run_key(ordered) for ordered in by_key.values()))
+        # Commit only the unbroken run of finished offsets: anything after a message that
+        # could not finish (stopped mid-outage) is delivered again.
+        last = None
+        for message in messages:
+            if message.offset not in done:
+                break
+            last = message.offset
+        if last is not None:
+            await self._commit(tp, last + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit({tp: offset})
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another worker: it redelivers, and the invoices
+            # already written make those redeliveries no-ops.
+            log.warning("invoicer.commit_failed partition=%s offset=%s error=%r", tp, offset, exc)
+
+    async def _handle(self, message: ConsumerRecord[Any, Any]) -> bool:
+        """True once the message is done (invoiced, a duplicate, or dead-lettered)."""
+        delay = self.config.retry_initial
+        try:
+            closed = parse_period_closed(message.value)
+        except PoisonMessage as exc:
+            return await self._dead_letter(message, exc.reason, exc.detail)
+        while True:
+            try:
+                async with self._pool_slots:
+                    await self._invoice(closed)
+                return True
+            except PoisonMessage as exc:
+                return await self._dead_letter(message, exc.reason, exc.detail)
+            except TRANSIENT as exc:
+                self.metrics.failures.labels("database_unavailable").inc()
+                log.warning(
+                    "invoicer.database_unavailable period_key=%s retry_in=%.1fs error=%r",
+                    closed.period_key,
+                    delay,
+                    exc,
+                )
+            except Exception as exc:
+                # A bug or corrupt data: dead-letter it with the reason rather than stall
+                # the partition forever or crash the worker.
+                log.exception("invoicer.unexpected_error period_key=%s", closed.period_key)
+                self.metrics.failures.labels("unexpected").inc()
+                return await self._dead_letter(message, "unexpected_error", repr(exc))
+            if not await self._sleep(delay):
+                return False
+            delay = min(delay * 2, self.config.retry_max)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait, unless asked to stop first; False when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        return not self.stop.is_set()
+
+    async def _invoice(self, closed: PeriodClosed) -> None:
+        pool = await self._db()
+        async with pool.acquire() as conn:
+            if await repository.invoice_exists(conn, closed.period_key):
+                self.metrics.duplicates.inc()
+                log.debug("invoicer.duplicate period_key=%s", closed.period_key)
+                return
+            terms = await repository.load_terms(conn, closed)
+            async with conn.transaction():
+                invoiced = await repository.invoiced_usage(conn, closed)
+                priced = price_period(closed, terms, invoiced)
+                invoice_id = await repository.insert_invoice(conn, closed, terms, priced)
+        if invoice_id is None:
+            self.metrics.duplicates.inc()
+            return
+        if self.config.fault == KILL_AFTER_DB_COMMIT:
+            log.warning("invoicer.fault_injected fault=%s", KILL_AFTER_DB_COMMIT)
+            os.kill(os.getpid(), signal.SIGKILL)
+        totals = priced.totals
+        self.metrics.invoices_issued.labels(priced.status).inc()
+        self.metrics.invoiced_cents.labels(priced.currency).inc(totals.total_amount_cents)
+        for fee in priced.fees:
+            self.metrics.fees_written.labels(fee.kind.value).inc()
+        lag = time.time() - closed.period_end.timestamp()
+        self.metrics.period_end_to_invoice.observe(max(lag, 0.0))
+        log.info(
+            "invoicer.invoice_issued invoice=%s period_key=%s subscription=%s status=%s "
+            "currency=%s total_amount_cents=%d fees=%d",
+            invoice_id,
+            closed.period_key,
+            closed.external_subscription_id,
+            priced.status,
+            priced.currency,
+            totals.total_amount_cents,
+            len(priced.fees),
+        )
+
+    async def _dead_letter(
+        self, message: ConsumerRecord[Any, Any], reason: str, detail: str
+    ) -> bool:
+        assert self._producer is not None
+        value = dead_letter_value(message, reason, detail)
+        delay = self.config.retry_initial
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    self.settings.topics.dead_letter, value, key=message.key
+                )
+                break
+            except KafkaError as exc:
+                log.warning("invoicer.dead_letter_failed reason=%s error=%r", reason, exc)
+                if not await self._sleep(delay):
+                    return False
+                delay = min(delay * 2, self.config.retry_max)
+        self.metrics.dead_lettered.labels(reason).inc()
+        log.error(
+            "invoicer.dead_lettered reason=%s detail=%s partition=%d offset=%d",
+            reason,
+            detail,
+            message.partition,
+            message.offset,
+        )
+        return True
+
+    async def _finalize_loop(self) -> None:
+        while not self.stop.is_set():
+            await self.finalize_due_drafts()
+            await self._sleep(self.config.finalize_interval)
+
+    async def finalize_due_drafts(self, now: datetime | None = None) -> int:
+        """Finalize every draft whose grace period has ended; returns how many."""
+        try:
+            pool = await self._db()
+            async with pool.acquire() as conn:
+                rows = await repository.finalize_due_drafts(conn, now or datetime.now(UTC))
+        except TRANSIENT as exc:
+            log.warning("invoicer.finalize_postponed error=%r", exc)
+            return 0
+        for row in rows:
+            self.metrics.finalized.inc()
+            log.info("invoicer.draft_finalized invoice=%s", row["id"])
+        return len(rows)

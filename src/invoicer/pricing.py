@@ -1,0 +1,368 @@
+"""Pricing a closed period into an invoice: the subscription fee, one fee per charge, fees
+for late events of earlier periods, then Lago's invoice arithmetic. Pure: no I/O.
+
+Choices worth knowing:
+
+- A plan paid in advance bills, on the invoice closing period N, the subscription fee of
+  period N+1 (none once terminated). Nothing else in meterflow issues an invoice when a
+  subscription starts, so the first close also bills the first period's advance fee.
+- A partial period (a calendar subscription's first, a terminated one's last) pays the
+  plan's price pro rata of its local days, as Lago does.
+- Late events are priced on top of everything already invoiced for their period: the
+  adjustment fee is price(invoiced + late) - price(invoiced), using the aggregation state
+  stored with those fees, so non-additive aggregations (max, unique count) and tiered
+  models stay right. A late event never lowers an invoice (no credit notes yet).
+- Coupons, taxes and prepaid credits: meterflow has no tables for them yet, so the totals
+  carry zeros from `billing.invoice.compute_invoice` with none applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from billing.aggregations import Aggregation, SumAggregation, aggregation_from_dict
+from billing.charge_models import CHARGE_MODELS, ChargeAmount
+from billing.errors import BillingError
+from billing.invoice import (
+    Fee,
+    FeeKind,
+    InvoiceTotals,
+    compute_invoice,
+    subscription_fee_cents,
+    subscription_fee_period,
+)
+from billing.money import minor_units
+from billing.periods import (
+    BillingPeriod,
+    BillingTime,
+    PlanInterval,
+    full_period_containing,
+    resolve_timezone,
+)
+from invoicer.closed_period import ChargeUsage, PeriodClosed
+from invoicer.errors import PoisonMessage
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTerms:
+    plan_id: str
+    code: str
+    name: str
+    invoice_display_name: str | None
+    interval: str
+    amount_cents: int
+    amount_currency: str
+    pay_in_advance: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeTerms:
+    charge_id: str
+    charge_model: str
+    properties: Mapping[str, Any]
+    invoiceable: bool
+    billable_metric_id: str
+    metric_code: str
+    metric_name: str
+    invoice_display_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionTerms:
+    """What the catalog in Postgres says about the subscription being invoiced."""
+
+    subscription_id: str
+    organization_id: str
+    customer_id: str
+    external_id: str
+    billing_time: str
+    subscription_at: datetime
+    timezone: str | None
+    organization_timezone: str | None
+    invoice_grace_period_days: int
+    plan: PlanTerms
+    charges: Mapping[str, ChargeTerms]
+
+
+@dataclass(frozen=True, slots=True)
+class PricedFee:
+    kind: FeeKind
+    item_code: str
+    item_name: str
+    invoice_display_name: str | None
+    amount_cents: int
+    precise_amount: Decimal
+    units: Decimal
+    events_count: int | None
+    from_date: datetime
+    to_date: datetime
+    pay_in_advance: bool = False
+    invoiceable: bool = True
+    charge_id: str | None = None
+    billable_metric_id: str | None = None
+    usage_period_start: datetime | None = None
+    is_adjustment: bool = False
+    aggregation: Mapping[str, Any] | None = None
+    amount_details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PricedInvoice:
+    period_key: str
+    currency: str
+    issuing_date: date
+    status: str  # "draft" while a grace period runs, else "finalized"
+    grace_until: datetime | None
+    invoicing_reason: str
+    subscription_from: datetime
+    subscription_to: datetime
+    fees: tuple[PricedFee, ...]
+    totals: InvoiceTotals
+
+
+# Previously invoiced aggregation states, by (charge_id, usage period start).
+InvoicedUsage = Mapping[tuple[str, datetime], Sequence[Mapping[str, Any]]]
+
+
+def _restore(snapshot: Mapping[str, Any]) -> Aggregation | None:
+    try:
+        return aggregation_from_dict(snapshot)
+    except (ValueError, TypeError, KeyError, BillingError):
+        return None
+
+
+def _price(
+    charge: ChargeTerms, units: Decimal, events: int, state: Aggregation | None
+) -> ChargeAmount:
+    per_event: list[Decimal] | None = None
+    if isinstance(state, SumAggregation) and state.events is not None:
+        per_event = state.event_amounts()
+    model = CHARGE_MODELS.get(charge.charge_model)
+    if model is None:
+        raise PoisonMessage(
+            "unknown_charge_model", f"charge {charge.charge_id} uses {charge.charge_model!r}"
+        )
+    try:
+        return model.price(
+            units, charge.properties, events_count=events, per_event_amounts=per_event
+        )
+    except BillingError as exc:
+        raise PoisonMessage("invalid_charge_properties", f"{charge.charge_id}: {exc}") from exc
+
+
+def amount_details(model: str, priced: ChargeAmount) -> dict[str, Any]:
+    """The fee's `amount_details` (Lago's names: ranges for tiered models, free/paid units)."""
+    details: dict[str, Any] = {k: str(v) for k, v in priced.details.items()}
+    if priced.tiers:
+        key = "graduated_ranges" if model == "graduated" else f"{model}_ranges"
+        details[key] = [
+            {
+                "from_value": str(t.from_value),
+                "to_value": None if t.to_value is None else str(t.to_value),
+                "units": str(t.units),
+                "per_unit_amount": str(t.per_unit_amount),
+                "flat_unit_amount": str(t.flat_amount),
+                "total_with_flat_amount": str(t.amount),
+            }
+            for t in priced.tiers
+        ]
+    return details
+
+
+def _charge_terms(terms: SubscriptionTerms, usage: ChargeUsage) -> ChargeTerms:
+    charge = terms.charges.get(usage.charge_id)
+    if charge is None:
+        raise PoisonMessage(
+            "charge_not_found",
+            f"charge {usage.charge_id} of subscription {terms.subscription_id} is not in the "
+            "catalog",
+        )
+    return charge
+
+
+def _charge_fee(
+    terms: SubscriptionTerms, usage: ChargeUsage, period: BillingPeriod, currency: str
+) -> PricedFee | None:
+    charge = _charge_terms(terms, usage)
+    if not charge.invoiceable:
+        return None
+    priced = _price(charge, usage.units, usage.events_count, _restore(usage.aggregation))
+    return PricedFee(
+        kind=FeeKind.CHARGE,
+        item_code=charge.metric_code,
+        item_name=charge.metric_name,
+        invoice_display_name=charge.invoice_display_name,
+        amount_cents=priced.amount_cents(currency),
+        precise_amount=priced.amount,
+        units=usage.units,
+        events_count=usage.events_count,
+        from_date=period.start,
+        to_date=period.end,
+        charge_id=charge.charge_id,
+        billable_metric_id=charge.billable_metric_id,
+        usage_period_start=period.start,
+        aggregation=usage.aggregation,
+        amount_details=amount_details(charge.charge_model, priced),
+    )
+
+
+def _adjustment_fee(
+    terms: SubscriptionTerms,
+    usage: ChargeUsage,
+    period: BillingPeriod,
+    invoiced: Sequence[Mapping[str, Any]],
+    currency: str,
+) -> PricedFee | None:
+    charge = _charge_terms(terms, usage)
+    if not charge.invoiceable or usage.events_count == 0:
+        return None
+    late = _restore(usage.aggregation)
+    base: Aggregation | None = None
+    for snapshot in invoiced:
+        state = _restore(snapshot)
+        if state is None:
+            continue
+        try:
+            base = state if base is None else base.merge(state)
+        except (ValueError, TypeError):
+            base = None
+            break
+    before_cents = 0
+    units = usage.units
+    if base is not None and late is not None:
+        try:
+            combined = base.merge(late)
+        except (ValueError, TypeError):
+            combined = None
+        if combined is not None:
+            before = _price(charge, base.result(), base.events_count, base)
+            after = _price(charge, combined.result(), combined.events_count, combined)
+            before_cents = before.amount_cents(currency)
+            priced = after
+            units = combined.result() - base.result()
+        else:
+            priced = _price(charge, usage.units, usage.events_count, late)
+    else:
+        priced = _price(charge, usage.units, usage.events_count, late)
+    cents = max(0, priced.amount_cents(currency) - before_cents)
+    precise = max(Decimal(0), priced.amount - Decimal(before_cents).scaleb(-minor_units(currency)))
+    return PricedFee(
+        kind=FeeKind.CHARGE,
+        item_code=charge.metric_code,
+        item_name=charge.metric_name,
+        invoice_display_name=charge.invoice_display_name,
+        amount_cents=cents,
+        precise_amount=precise,
+        units=units,
+        events_count=usage.events_count,
+        from_date=period.start,
+        to_date=period.end,
+        charge_id=charge.charge_id,
+        billable_metric_id=charge.billable_metric_id,
+        usage_period_start=period.start,
+        is_adjustment=True,
+        aggregation=usage.aggregation,
+        amount_details=amount_details(charge.charge_model, priced),
+    )
+
+
+def _subscription_fee(
+    terms: SubscriptionTerms, period: BillingPeriod, currency: str, advance: bool
+) -> PricedFee:
+    plan = terms.plan
+    tz = resolve_timezone(terms.timezone, terms.organization_timezone)
+    full = full_period_containing(
+        period.start,
+        subscription_at=terms.subscription_at,
+        interval=PlanInterval(plan.interval),
+        billing_time=BillingTime(terms.billing_time),
+        tz=tz,
+    )
+    cents = subscription_fee_cents(plan.amount_cents, period=period, full_period=full, tz=tz)
+    return PricedFee(
+        kind=FeeKind.SUBSCRIPTION,
+        item_code=plan.code,
+        item_name=plan.name,
+        invoice_display_name=plan.invoice_display_name,
+        amount_cents=cents,
+        precise_amount=Decimal(cents).scaleb(-minor_units(currency)),
+        units=Decimal(1),
+        events_count=None,
+        from_date=period.start,
+        to_date=period.end,
+        pay_in_advance=advance,
+    )
+
+
+def price_period(
+    closed: PeriodClosed,
+    terms: SubscriptionTerms,
+    invoiced: InvoicedUsage,
+    *,
+    now: datetime | None = None,
+) -> PricedInvoice:
+    """The invoice of one closed period; raises PoisonMessage if it cannot be priced."""
+    currency = closed.currency or terms.plan.amount_currency
+    try:
+        minor_units(currency)
+        tz = resolve_timezone(terms.timezone, terms.organization_timezone)
+        interval = PlanInterval(terms.plan.interval)
+        billing_time = BillingTime(terms.billing_time)
+    except (BillingError, ValueError) as exc:
+        raise PoisonMessage("invalid_catalog", str(exc)) from exc
+    closing = BillingPeriod(closed.period_start, closed.period_end)
+    plan = terms.plan
+    fees: list[PricedFee] = []
+    reason = "subscription_terminating" if closed.terminated else "subscription_periodic"
+    if plan.pay_in_advance:
+        if closing.start <= terms.subscription_at:
+            # The first period's advance fee: nothing billed it when the subscription began.
+            fees.append(_subscription_fee(terms, closing, currency, True))
+            reason = "subscription_starting"
+        if not closed.terminated:
+            following = subscription_fee_period(
+                closing,
+                pay_in_advance=True,
+                subscription_at=terms.subscription_at,
+                interval=interval,
+                billing_time=billing_time,
+                tz=tz,
+            )
+            fees.append(_subscription_fee(terms, following, currency, True))
+    else:
+        fees.append(_subscription_fee(terms, closing, currency, False))
+    for usage in closed.charges:
+        fee = _charge_fee(terms, usage, closing, currency)
+        if fee is not None:
+            fees.append(fee)
+    for adjustment in closed.adjustments:
+        late_period = BillingPeriod(adjustment.period_start, adjustment.period_end)
+        for usage in adjustment.charges:
+            previous = invoiced.get((usage.charge_id, late_period.start), ())
+            fee = _adjustment_fee(terms, usage, late_period, previous, currency)
+            if fee is not None:
+                fees.append(fee)
+    totals = compute_invoice(
+        currency, [Fee(f.kind, f.amount_cents, code=f.item_code) for f in fees]
+    )
+    grace = terms.invoice_grace_period_days
+    grace_until = closing.end + timedelta(days=grace) if grace > 0 else None
+    instant = now or datetime.now(UTC)
+    draft = grace_until is not None and grace_until > instant
+    subscription_fees = [f for f in fees if f.kind is FeeKind.SUBSCRIPTION]
+    return PricedInvoice(
+        period_key=closed.period_key,
+        currency=currency,
+        issuing_date=closing.end.astimezone(tz).date(),
+        status="draft" if draft else "finalized",
+        grace_until=grace_until if draft else None,
+        invoicing_reason=reason,
+        subscription_from=subscription_fees[-1].from_date if subscription_fees else closing.start,
+        subscription_to=subscription_fees[-1].to_date if subscription_fees else closing.end,
+        fees=tuple(fees),
+        totals=totals,
+    )

@@ -69,3 +69,117 @@ async def test_random_json_never_gets_a_5xx(
     if response.status >= 400:
         assert set(answer) == {"status", "error", "code", "error_details"}
         assert answer["status"] == response.status
+
+
+catalog_fields = {
+    "/api/v1/customers": (
+        "customer",
+        [
+            "external_id",
+            "name",
+            "currency",
+            "timezone",
+            "country",
+            "billing_configuration",
+            "shipping_address",
+            "metadata",
+            "net_payment_term",
+            "tax_codes",
+            "customer_type",
+        ],
+    ),
+    "/api/v1/billable_metrics": (
+        "billable_metric",
+        [
+            "name",
+            "code",
+            "aggregation_type",
+            "field_name",
+            "filters",
+            "recurring",
+            "weighted_interval",
+            "rounding_precision",
+        ],
+    ),
+    "/api/v1/plans": (
+        "plan",
+        [
+            "name",
+            "code",
+            "interval",
+            "amount_cents",
+            "amount_currency",
+            "pay_in_advance",
+            "charges",
+            "metadata",
+            "trial_period",
+            "bill_charges_monthly",
+        ],
+    ),
+    "/api/v1/subscriptions": (
+        "subscription",
+        [
+            "external_customer_id",
+            "plan_code",
+            "external_id",
+            "billing_time",
+            "subscription_at",
+            "ending_at",
+            "plan_overrides",
+        ],
+    ),
+}
+charge_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "billable_metric_id": json_values,
+        "charge_model": st.sampled_from(["standard", "graduated", "package", "volume", "x"])
+        | json_values,
+        "properties": st.dictionaries(
+            st.sampled_from(
+                [
+                    "amount",
+                    "graduated_ranges",
+                    "package_size",
+                    "rate",
+                    "volume_ranges",
+                    "free_units",
+                ]
+            ),
+            json_values,
+        ),
+        "filters": json_values,
+        "id": json_values,
+    },
+)
+
+
+@st.composite
+def catalog_requests(draw: st.DrawFn) -> tuple[str, Any]:
+    path = draw(st.sampled_from(sorted(catalog_fields)))
+    root, names = catalog_fields[path]
+    values = json_values | st.lists(charge_like, max_size=3) if root == "plan" else json_values
+    inner = draw(st.dictionaries(st.sampled_from(names), values, max_size=len(names)))
+    return path, draw(st.sampled_from([{root: inner}, inner, {root: inner, "x": 1}]))
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(call=catalog_requests(), method=st.sampled_from(["POST", "PUT"]))
+async def test_random_catalog_bodies_never_get_a_5xx(
+    server: IngestServer, tenant: Any, call: tuple[str, Any], method: str
+) -> None:
+    path, body = call
+    if method == "PUT":
+        path += "/some-code"
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {tenant.api_key}"}) as session,
+        session.request(method, server.url + path, data=json.dumps(body).encode()) as response,
+    ):
+        answer = await response.json(content_type=None)
+    assert response.status < 500, (path, body, answer)
+    if response.status >= 400:
+        assert set(answer) == {"status", "error", "code", "error_details"}

@@ -171,6 +171,7 @@ class Invoicer:
             for message in ordered:
                 if not await self._handle(message):
                     return
+                self.metrics.messages_done.inc()
                 done.add(message.offset)
 
         await asyncio.gather(*(run_key(ordered) for ordered in by_key.values()))

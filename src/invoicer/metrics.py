@@ -16,6 +16,11 @@ class InvoicerMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self.messages_done = Counter(
+            "invoicer_messages_done",
+            "periods-closed messages finished (invoiced, duplicate or dead-lettered)",
+            registry=r,
+        )
         self.invoices_issued = Counter(
             "invoicer_invoices_issued", "Invoices written, by status", ["status"], registry=r
         )

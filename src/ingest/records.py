@@ -8,6 +8,7 @@ applicable timezone; a plan nests its charges with their billable metric's id an
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -17,6 +18,8 @@ from ingest import repository
 from ingest.payload import iso
 from ingest.repository import Conn
 from meterflow.catalog import CatalogKind, CatalogRecord
+
+log = logging.getLogger(__name__)
 
 ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "country", "state", "zipcode")
 CUSTOMER_TEXT_FIELDS = (
@@ -43,6 +46,14 @@ async def _enqueue(
     conn: Conn, kind: CatalogKind, row: asyncpg.Record, body: dict[str, Any]
 ) -> None:
     deleted = "deleted_at" in row and row["deleted_at"] is not None
+    log.info(
+        "catalog.changed kind=%s lago_id=%s version=%d organization_id=%s deleted=%s",
+        kind.value,
+        row["id"],
+        row["version"],
+        row["organization_id"],
+        deleted,
+    )
     await repository.enqueue(
         conn,
         CatalogRecord(

@@ -154,6 +154,9 @@ def charge_body(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "lago_id": str(row["id"]),
         "lago_billable_metric_id": str(row["billable_metric_id"]),
+        # The input's name for the same id, echoed so that readers keyed on it (the
+        # aggregator's catalog view) find the metric either way.
+        "billable_metric_id": str(row["billable_metric_id"]),
         "billable_metric_code": row["billable_metric_code"],
         "code": a.get("code"),
         "invoice_display_name": a.get("invoice_display_name"),

@@ -220,6 +220,7 @@ async def test_catalog_then_events_reach_kafka(
     assert plan_body is not None
     assert [c["lago_id"] for c in plan_body["charges"]] == [c.lago_id for c in charges]
     assert plan_body["charges"][1]["lago_billable_metric_id"] == storage.lago_id
+    assert plan_body["charges"][1]["billable_metric_id"] == storage.lago_id
 
 
 async def test_terminating_a_subscription(tenant: Any, call: Call, read_catalog: Call) -> None:

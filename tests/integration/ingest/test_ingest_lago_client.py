@@ -4,6 +4,7 @@ on the catalog topic, and every accepted event is on the events topic, keyed by 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from lago_python_client.models import (
     Subscription,
 )
 
+from billing.events import event_from_wire
 from meterflow.catalog import CatalogKind
 from meterflow.settings import Settings
 
@@ -203,6 +205,9 @@ async def test_catalog_then_events_reach_kafka(
     ]
     by_tx = {value["transaction_id"]: value for _, value in events}
     assert by_tx["tx-3"]["properties"] == {"gb": 3, "region": "eu"}
+    # The value is billing's wire schema plus organization_id, which readers remove.
+    wired = event_from_wire({k: v for k, v in by_tx["tx-3"].items() if k != "organization_id"})
+    assert wired.timestamp == datetime.fromtimestamp(1767225603, UTC)
 
     # organization, customer, 2 metrics, plan, subscription
     records = await read_catalog(6)

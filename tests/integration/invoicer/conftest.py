@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from invoicer.consumer import Invoicer
 from invoicer.settings import InvoicerSettings
@@ -241,11 +242,14 @@ async def running_invoicer(settings: Settings, config: InvoicerSettings) -> Asyn
 
 @pytest.fixture
 def start_invoicer(settings: Settings, unique: str) -> Callable[..., Any]:
-    """`async with start_invoicer(**overrides) as invoicer:` an in-process invoicer with a
-    fresh consumer group (so each start reads the topic from the beginning)."""
+    """`async with start_invoicer(settings=None, **overrides) as invoicer:` an in-process
+    invoicer with a fresh consumer group (so each start reads the topic from the beginning);
+    `settings` replaces the test's (say, to reach Postgres through a proxy)."""
 
-    def start(**overrides: Any) -> contextlib.AbstractAsyncContextManager[Invoicer]:
-        return running_invoicer(settings, invoicer_config(unique, **overrides))
+    def start(
+        other: Settings | None = None, **overrides: Any
+    ) -> contextlib.AbstractAsyncContextManager[Invoicer]:
+        return running_invoicer(other or settings, invoicer_config(unique, **overrides))
 
     return start
 
@@ -296,7 +300,94 @@ class InvoicingKit:
     async def dead_letters(self, count: int) -> list[dict[str, Any]]:
         return await read_dead_letters(self.settings, count)
 
+    async def committed(self, group_id: str) -> int:
+        return await committed_total(self.settings, group_id)
+
 
 @pytest.fixture
 def kit(settings: Settings, db: asyncpg.Connection) -> InvoicingKit:
     return InvoicingKit(settings, db)
+
+
+async def committed_total(settings: Settings, group_id: str) -> int:
+    """The sum over periods-closed partitions of the group's committed offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        total = 0
+        for partition in range(settings.partitions):
+            offset = await consumer.committed(
+                TopicPartition(settings.topics.periods_closed, partition)
+            )
+            total += offset or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+class TcpProxy:
+    """A loopback TCP proxy to Postgres whose link the test can cut and restore: a real
+    server outage, as the invoicer sees it, without stopping the shared server."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            sink.close()
+            self._writers.discard(sink)
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def restore(self) -> None:
+        await self.start()
+
+
+@pytest.fixture
+async def postgres_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    target = urlsplit(settings.dsn)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()

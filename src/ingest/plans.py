@@ -68,8 +68,8 @@ _CHARGE = {
 _CHARGE_FILTER = {"invoice_display_name", "properties", "values"}
 
 
-def _uuid(value: str | None) -> uuid.UUID | None:
-    if value is None:
+def _uuid(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str):
         return None
     try:
         return uuid.UUID(value)
@@ -140,10 +140,10 @@ async def _charges(
         charge_id = _uuid(c.text("id", max_length=64))
         if c.has("id") and (charge_id is None or charge_id not in existing_ids):
             c.add("id", "charge_not_found")
-        c.text("billable_metric_id", required=True, max_length=64)
+        metric_ref = c.text("billable_metric_id", required=True, max_length=64)
         metric_id = metric_ids[i]
         metric = metrics.get(metric_id) if metric_id is not None else None
-        if c.has("billable_metric_id") and metric is None:
+        if metric_ref is not None and metric is None:
             raise NotFound("billable_metric")
         model = c.text("charge_model", required=True, choices=tuple(CHARGE_MODELS))
         properties = c.mapping("properties") or {}

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingest.service import IngestServer
@@ -169,6 +169,10 @@ def catalog_requests(draw: st.DrawFn) -> tuple[str, Any]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(call=catalog_requests(), method=st.sampled_from(["POST", "PUT"]))
+@example(  # found by this test: a list where a metric id belongs
+    call=("/api/v1/plans", {"plan": {"name": [], "charges": [{"billable_metric_id": []}]}}),
+    method="POST",
+)
 async def test_random_catalog_bodies_never_get_a_5xx(
     server: IngestServer, tenant: Any, call: tuple[str, Any], method: str
 ) -> None:

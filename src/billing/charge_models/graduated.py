@@ -5,23 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from billing.charge_models.charge_amount import ChargeAmount, TierCharge
-from billing.charge_models.properties import PropertyErrors
-from billing.charge_models.tiers import Ladder, parse_ladder
+from billing.charge_models.charge_amount import ChargeAmount
+from billing.charge_models.tiers import Ladder, graduated_charge, parse_ladder
 
 
 def _ladder(properties: Mapping[str, object]) -> Ladder:
-    errors = PropertyErrors()
-    ladder = parse_ladder(
+    return parse_ladder(
         properties,
         field="graduated_ranges",
         price_key="per_unit_amount",
         price_error="invalid_amount",
-        errors=errors,
     )
-    errors.raise_if_any()
-    assert ladder is not None
-    return ladder
 
 
 def validate(properties: Mapping[str, object]) -> None:
@@ -37,19 +31,6 @@ def price(
     events_count: int,
     per_event_amounts: Sequence[Decimal] | None = None,
 ) -> ChargeAmount:
-    """Sum over the tiers reached of tier units x per-unit amount, plus the flat amount of
-    every tier that holds at least one unit (Lago charges a tier's flat fee whole)."""
-    tiers: list[TierCharge] = []
-    for tier, tier_units in _ladder(properties).reached(units):
-        flat = tier.flat_amount if tier_units else Decimal(0)
-        tiers.append(
-            TierCharge(
-                tier.from_value,
-                tier.to_value,
-                tier_units,
-                tier.price,
-                flat,
-                tier_units * tier.price + flat,
-            )
-        )
-    return ChargeAmount(units, sum((t.amount for t in tiers), Decimal(0)), tuple(tiers))
+    """Sum over the tiers reached of tier units x per-unit amount, plus each reached tier's
+    flat amount."""
+    return graduated_charge(_ladder(properties), units, price_divisor=Decimal(1))

@@ -5,27 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from billing.charge_models.charge_amount import ChargeAmount, TierCharge
-from billing.charge_models.properties import PropertyErrors
-from billing.charge_models.tiers import Ladder, parse_ladder
+from billing.charge_models.charge_amount import ChargeAmount
+from billing.charge_models.tiers import Ladder, graduated_charge, parse_ladder
 
 _HUNDRED = Decimal(100)
 
 
 def _ladder(properties: Mapping[str, object]) -> Ladder:
-    errors = PropertyErrors()
-    ladder = parse_ladder(
+    return parse_ladder(
         properties,
         field="graduated_percentage_ranges",
         price_key="rate",
         price_error="invalid_rate",
-        errors=errors,
         # Lago documents the rate as a tier's only mandatory price.
         flat_amount_required=False,
     )
-    errors.raise_if_any()
-    assert ladder is not None
-    return ladder
 
 
 def validate(properties: Mapping[str, object]) -> None:
@@ -43,17 +37,4 @@ def price(
 ) -> ChargeAmount:
     """Sum over the tiers reached of tier units x rate / 100, plus each reached tier's flat
     amount once. `units` is usually an amount of money (a sum_agg of transaction amounts)."""
-    tiers: list[TierCharge] = []
-    for tier, tier_units in _ladder(properties).reached(units):
-        flat = tier.flat_amount if tier_units else Decimal(0)
-        tiers.append(
-            TierCharge(
-                tier.from_value,
-                tier.to_value,
-                tier_units,
-                tier.price,
-                flat,
-                tier_units * tier.price / _HUNDRED + flat,
-            )
-        )
-    return ChargeAmount(units, sum((t.amount for t in tiers), Decimal(0)), tuple(tiers))
+    return graduated_charge(_ladder(properties), units, price_divisor=_HUNDRED)

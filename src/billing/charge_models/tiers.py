@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
 
+from billing.charge_models.charge_amount import ChargeAmount, TierCharge
 from billing.charge_models.properties import PropertyErrors, non_negative_decimal
 
 
@@ -62,10 +63,37 @@ def parse_ladder(
     field: str,
     price_key: str,
     price_error: str,
-    errors: PropertyErrors,
     flat_amount_required: bool = True,
+) -> Ladder:
+    """The ladder under `properties[field]`; InvalidChargeProperties lists every problem."""
+    errors = PropertyErrors()
+    ladder = _parse_ladder(properties, field, price_key, price_error, errors, flat_amount_required)
+    errors.raise_if_any()
+    assert ladder is not None  # no error recorded means a ladder was built
+    return ladder
+
+
+def graduated_charge(ladder: Ladder, units: Decimal, *, price_divisor: Decimal) -> ChargeAmount:
+    """Sum over the tiers reached of tier units x price / `price_divisor`, plus the flat
+    amount of every tier holding at least one unit (Lago charges a tier's flat fee whole)."""
+    tiers: list[TierCharge] = []
+    for tier, tier_units in ladder.reached(units):
+        flat = tier.flat_amount if tier_units else Decimal(0)
+        amount = tier_units * tier.price / price_divisor + flat
+        tiers.append(
+            TierCharge(tier.from_value, tier.to_value, tier_units, tier.price, flat, amount)
+        )
+    return ChargeAmount(units, sum((t.amount for t in tiers), Decimal(0)), tuple(tiers))
+
+
+def _parse_ladder(
+    properties: Mapping[str, object],
+    field: str,
+    price_key: str,
+    price_error: str,
+    errors: PropertyErrors,
+    flat_amount_required: bool,
 ) -> Ladder | None:
-    """The ladder under `properties[field]`, or None with the problems added to `errors`."""
     raw = properties.get(field)
     if not isinstance(raw, list) or not raw:
         errors.add(field, f"missing_{field}")

@@ -11,22 +11,16 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from billing.charge_models.charge_amount import ChargeAmount, TierCharge
-from billing.charge_models.properties import PropertyErrors
 from billing.charge_models.tiers import Ladder, parse_ladder
 
 
 def _ladder(properties: Mapping[str, object]) -> Ladder:
-    errors = PropertyErrors()
-    ladder = parse_ladder(
+    return parse_ladder(
         properties,
         field="volume_ranges",
         price_key="per_unit_amount",
         price_error="invalid_amount",
-        errors=errors,
     )
-    errors.raise_if_any()
-    assert ladder is not None
-    return ladder
 
 
 def validate(properties: Mapping[str, object]) -> None:

@@ -1,0 +1,305 @@
+"""`/api/v1/invoices`: list, read and finalize the invoices the invoicer issued.
+
+The invoicer writes invoices and fees (tables of migration 0010); this module only reads
+them, and finalizes a draft on request. Every query is scoped to the caller's organization.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from billing.money import minor_units
+from ingest import repository
+from ingest.context import context, organization
+from ingest.errors import NotFound, ValidationFailed
+from ingest.payload import INVALID, iso, ok, page_params, pagination_meta
+from ingest.records import customer_body, subscription_body
+from ingest.repository import Conn
+
+STATUSES = ("draft", "finalized", "voided", "failed", "pending")
+PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+# Lago's invoice version 4: sub_total_excluding_taxes = fees - coupons.
+VERSION_NUMBER = 4
+
+
+def _number(value: Decimal) -> str:
+    return str(value)
+
+
+def fee_body(
+    fee: asyncpg.Record, invoice: asyncpg.Record, external_ids: dict[str, str]
+) -> dict[str, Any]:
+    is_charge = fee["fee_type"] == "charge"
+    units: Decimal = fee["units"]
+    precise: Decimal = fee["precise_amount"]
+    unit_amount = precise / units if units else Decimal(0)
+    return {
+        "lago_id": str(fee["id"]),
+        "lago_charge_id": str(fee["charge_id"]) if fee["charge_id"] else None,
+        "lago_charge_filter_id": None,
+        "lago_fixed_charge_id": None,
+        "lago_invoice_id": str(invoice["id"]),
+        "lago_true_up_fee_id": None,
+        "lago_true_up_parent_fee_id": None,
+        "lago_subscription_id": str(invoice["subscription_id"]),
+        "lago_customer_id": str(invoice["customer_id"]),
+        "external_customer_id": external_ids["customer"],
+        "external_subscription_id": external_ids["subscription"],
+        "amount_cents": fee["amount_cents"],
+        "precise_amount": _number(precise),
+        "precise_total_amount": _number(precise),
+        "amount_currency": fee["currency"],
+        "taxes_amount_cents": 0,
+        "taxes_precise_amount": "0.0",
+        "taxes_rate": 0,
+        "units": _number(units),
+        "precise_unit_amount": _number(unit_amount),
+        "total_aggregated_units": _number(units),
+        "total_amount_cents": fee["amount_cents"],
+        "total_amount_currency": fee["currency"],
+        "events_count": fee["events_count"],
+        "pay_in_advance": fee["pay_in_advance"],
+        "invoiceable": fee["invoiceable"],
+        "from_date": iso(fee["from_date"]),
+        "to_date": iso(fee["to_date"]),
+        "payment_status": invoice["payment_status"],
+        "created_at": iso(fee["created_at"]),
+        "succeeded_at": None,
+        "failed_at": None,
+        "refunded_at": None,
+        "event_transaction_id": None,
+        "description": None,
+        "precise_coupons_amount_cents": "0.0",
+        "sub_total_excluding_taxes_amount_cents": fee["amount_cents"],
+        "sub_total_excluding_taxes_precise_amount_cents": _number(
+            precise.scaleb(minor_units(fee["currency"]))
+        ),
+        "amount_details": fee["amount_details"],
+        "self_billed": False,
+        "is_late_events_adjustment": fee["is_adjustment"],
+        "item": {
+            "type": fee["fee_type"],
+            "code": fee["item_code"],
+            "name": fee["item_name"],
+            "description": None,
+            "invoice_display_name": fee["invoice_display_name"] or fee["item_name"],
+            "filter_invoice_display_name": None,
+            "filters": None,
+            "lago_item_id": str(
+                fee["billable_metric_id"] if is_charge else invoice["subscription_id"]
+            ),
+            "item_type": "BillableMetric" if is_charge else "Subscription",
+            "grouped_by": {},
+        },
+        "applied_taxes": [],
+    }
+
+
+def invoice_body(
+    invoice: asyncpg.Record,
+    customer: asyncpg.Record,
+    *,
+    subscription: asyncpg.Record | None = None,
+    fees: list[asyncpg.Record] | None = None,
+) -> dict[str, Any]:
+    """The invoice as Lago shows it; `subscription` and `fees` make it the extended one."""
+    attributes: dict[str, Any] = customer["attributes"] or {}
+    net_payment_term = attributes.get("net_payment_term") or 0
+    issuing: date = invoice["issuing_date"]
+    total = invoice["total_amount_cents"]
+    body: dict[str, Any] = {
+        "lago_id": str(invoice["id"]),
+        "billing_entity_code": None,
+        "sequential_id": invoice["sequential_id"],
+        "number": invoice["number"],
+        "purchase_order_number": None,
+        "issuing_date": issuing.isoformat(),
+        "payment_dispute_lost_at": None,
+        "payment_due_date": (issuing + timedelta(days=net_payment_term)).isoformat(),
+        "payment_overdue": False,
+        "net_payment_term": net_payment_term,
+        "invoice_type": invoice["invoice_type"],
+        "status": invoice["status"],
+        "payment_status": invoice["payment_status"],
+        "currency": invoice["currency"],
+        "fees_amount_cents": invoice["fees_amount_cents"],
+        "coupons_amount_cents": invoice["coupons_amount_cents"],
+        "credit_notes_amount_cents": invoice["credit_notes_amount_cents"],
+        "sub_total_excluding_taxes_amount_cents": invoice["sub_total_excluding_taxes_amount_cents"],
+        "taxes_amount_cents": invoice["taxes_amount_cents"],
+        "sub_total_including_taxes_amount_cents": invoice["sub_total_including_taxes_amount_cents"],
+        "prepaid_credit_amount_cents": invoice["prepaid_credit_amount_cents"],
+        "prepaid_granted_credit_amount_cents": 0,
+        "prepaid_purchased_credit_amount_cents": 0,
+        "progressive_billing_credit_amount_cents": 0,
+        "total_amount_cents": total,
+        "total_due_amount_cents": total,
+        "total_paid_amount_cents": 0,
+        "total_offsetted_credit_note_amount_cents": 0,
+        "version_number": VERSION_NUMBER,
+        "self_billed": False,
+        "voided_at": None,
+        "file_url": None,
+        "xml_url": None,
+        "web_url": None,
+        "created_at": iso(invoice["created_at"]),
+        "updated_at": iso(invoice["updated_at"]),
+        "customer": customer_body(customer),
+        "metadata": [],
+        "applied_taxes": [],
+        "applied_invoice_custom_sections": [],
+        "applied_usage_thresholds": [],
+        "billing_periods": invoice["billing_periods"],
+    }
+    if subscription is not None and fees is not None:
+        external_ids = {
+            "customer": customer["external_id"],
+            "subscription": subscription["external_id"],
+        }
+        body["subscriptions"] = [subscription_body(subscription)]
+        body["fees"] = [fee_body(f, invoice, external_ids) for f in fees]
+        body["credits"] = []
+    return body
+
+
+async def _invoice_row(
+    conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    try:
+        invoice_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound("invoice") from None
+    row = await conn.fetchrow(
+        "SELECT * FROM invoices WHERE id = $1 AND organization_id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        invoice_id,
+        org,
+    )
+    if row is None:
+        raise NotFound("invoice")
+    return row
+
+
+async def _extended(conn: Conn, invoice: asyncpg.Record) -> dict[str, Any]:
+    customer = await repository.customer_by_id(conn, invoice["customer_id"])
+    subscription = await repository.subscription_by_id(conn, invoice["subscription_id"])
+    fees = await conn.fetch(
+        "SELECT * FROM fees WHERE invoice_id = $1 ORDER BY position", invoice["id"]
+    )
+    return invoice_body(invoice, customer, subscription=subscription, fees=list(fees))
+
+
+def _date_param(request: web.Request, name: str, errors: dict[str, list[str]]) -> date | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = ["invalid_date"]
+        return None
+
+
+def _choices(
+    request: web.Request, name: str, allowed: tuple[str, ...], errors: dict[str, list[str]]
+) -> list[str] | None:
+    values = request.query.getall(f"{name}es[]", []) or request.query.getall(f"{name}[]", [])
+    if not values and request.query.get(name):
+        values = [request.query[name]]
+    if any(v not in allowed for v in values):
+        errors[name] = [INVALID]
+    return values or None
+
+
+async def find_all(request: web.Request) -> web.Response:
+    """Filters: external_customer_id, status / statuses[], payment_status /
+    payment_statuses[], invoice_type, currency, issuing_date_from, issuing_date_to."""
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    errors: dict[str, list[str]] = {}
+    date_from = _date_param(request, "issuing_date_from", errors)
+    date_to = _date_param(request, "issuing_date_to", errors)
+    statuses = _choices(request, "status", STATUSES, errors)
+    payment_statuses = _choices(request, "payment_status", PAYMENT_STATUSES, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    where = (
+        "WHERE i.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
+        "AND ($3::text[] IS NULL OR i.status = ANY($3::text[])) "
+        "AND ($4::text[] IS NULL OR i.payment_status = ANY($4::text[])) "
+        "AND ($5::date IS NULL OR i.issuing_date >= $5) "
+        "AND ($6::date IS NULL OR i.issuing_date <= $6) "
+        "AND ($7::text IS NULL OR i.invoice_type = $7) "
+        "AND ($8::text IS NULL OR i.currency = $8) "
+    )
+    args = (
+        org.id,
+        request.query.get("external_customer_id") or None,
+        statuses,
+        payment_statuses,
+        date_from,
+        date_to,
+        request.query.get("invoice_type") or None,
+        request.query.get("currency") or None,
+    )
+    joined = "FROM invoices i JOIN customers c ON c.id = i.customer_id "
+    async with ctx.db.acquire() as conn:
+        total = await conn.fetchval("SELECT count(*) " + joined + where, *args)
+        rows = await conn.fetch(
+            "SELECT i.* "
+            + joined
+            + where
+            + "ORDER BY i.issuing_date DESC, i.created_at DESC, i.id LIMIT $9 OFFSET $10",
+            *args,
+            per_page,
+            (page - 1) * per_page,
+        )
+        customers = {}
+        for customer_id in {r["customer_id"] for r in rows}:
+            customers[customer_id] = await repository.customer_by_id(conn, customer_id)
+    return ok(
+        {
+            "invoices": [invoice_body(r, customers[r["customer_id"]]) for r in rows],
+            "meta": pagination_meta(page, per_page, int(total)),
+        }
+    )
+
+
+async def find(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with ctx.db.acquire() as conn:
+        invoice = await _invoice_row(conn, org.id, request.match_info["lago_id"])
+        body = await _extended(conn, invoice)
+    return ok({"invoice": body})
+
+
+async def finalize(request: web.Request) -> web.Response:
+    """Finalize a draft now, before its grace period ends; any other invoice is returned
+    as it is, as Lago does."""
+    ctx, org = context(request), organization(request)
+    async with repository.unit_of_work(ctx.db) as conn:
+        invoice = await _invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        if invoice["status"] == "draft":
+            updated = await conn.fetchrow(
+                "UPDATE invoices SET status = 'finalized', grace_until = NULL, "
+                "finalized_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
+                invoice["id"],
+            )
+            assert updated is not None
+            invoice = updated
+        body = await _extended(conn, invoice)
+    return ok({"invoice": body})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/invoices", find_all),
+        web.get("/api/v1/invoices/{lago_id}", find),
+        web.put("/api/v1/invoices/{lago_id}/finalize", finalize),
+    ]

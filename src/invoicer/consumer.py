@@ -235,18 +235,19 @@ class Invoicer:
     async def _invoice(self, closed: PeriodClosed) -> None:
         pool = await self._db()
         async with pool.acquire() as conn:
-            if await repository.invoice_exists(conn, closed.period_key):
+            loaded = await repository.load(conn, closed)
+            if loaded.already_invoiced:
                 self.metrics.duplicates.inc()
                 log.debug("invoicer.duplicate period_key=%s", closed.period_key)
                 return
-            terms = await repository.load_terms(conn, closed)
-            async with conn.transaction():
-                invoiced = await repository.invoiced_usage(conn, closed)
-                priced = price_period(closed, terms, invoiced)
-                invoice_id = await repository.insert_invoice(conn, closed, terms, priced)
-        if invoice_id is None:
-            self.metrics.duplicates.inc()
-            return
+            try:
+                async with conn.transaction():
+                    invoiced = await repository.invoiced_usage(conn, closed)
+                    priced = price_period(closed, loaded.terms, invoiced)
+                    invoice_id = await repository.insert_invoice(conn, closed, loaded, priced)
+            except repository.AlreadyInvoiced:
+                self.metrics.duplicates.inc()
+                return
         if self.config.fault == KILL_AFTER_DB_COMMIT:
             log.warning("invoicer.fault_injected fault=%s", KILL_AFTER_DB_COMMIT)
             os.kill(os.getpid(), signal.SIGKILL)

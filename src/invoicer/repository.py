@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -50,7 +51,9 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
 
 
 _TERMS = (
-    "SELECT s.id, s.organization_id, s.customer_id, s.external_id, s.billing_time, "
+    "SELECT EXISTS (SELECT 1 FROM invoices WHERE period_key = $3) AS invoiced, "
+    "c.sequential_id AS customer_sequence, o.name AS organization_name, "
+    "s.id, s.organization_id, s.customer_id, s.external_id, s.billing_time, "
     "s.subscription_at, c.timezone AS customer_timezone, c.attributes AS customer_attributes, "
     "o.timezone AS organization_timezone, p.id AS plan_id, p.code AS plan_code, "
     "p.name AS plan_name, p.attributes AS plan_attributes, p.interval, p.amount_cents, "
@@ -74,12 +77,30 @@ def _grace_days(attributes: dict[str, Any]) -> int:
     return days if isinstance(days, int) and not isinstance(days, bool) and days > 0 else 0
 
 
-async def load_terms(conn: Conn, closed: PeriodClosed) -> SubscriptionTerms:
-    """The subscription, plan, customer and charges the message names; PoisonMessage when
-    the subscription is not in the catalog (ingest writes Postgres before the aggregator
-    can know a subscription, so a missing one will never appear)."""
+class AlreadyInvoiced(Exception):
+    """The period got its invoice meanwhile (a concurrent redelivery): roll back, skip."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The catalog terms of a closed period, and what numbering its invoice needs."""
+
+    terms: SubscriptionTerms
+    already_invoiced: bool
+    customer_sequence: int
+    organization_name: str
+
+
+async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
+    """The subscription, plan, customer and charges the message names, and whether the
+    period is already invoiced; PoisonMessage when the subscription is not in the catalog
+    (ingest writes Postgres before the aggregator can know a subscription, so a missing
+    one will never appear)."""
     row = await conn.fetchrow(
-        _TERMS, uuid.UUID(closed.subscription_id), uuid.UUID(closed.organization_id)
+        _TERMS,
+        uuid.UUID(closed.subscription_id),
+        uuid.UUID(closed.organization_id),
+        closed.period_key,
     )
     if row is None:
         raise PoisonMessage(
@@ -88,9 +109,12 @@ async def load_terms(conn: Conn, closed: PeriodClosed) -> SubscriptionTerms:
         )
     charge_ids = {c.charge_id for c in closed.charges}
     charge_ids.update(c.charge_id for a in closed.adjustments for c in a.charges)
-    charges = await conn.fetch(_CHARGES, [uuid.UUID(i) for i in charge_ids])
+    if row["invoiced"]:
+        charges = []
+    else:
+        charges = list(await conn.fetch(_CHARGES, [uuid.UUID(i) for i in charge_ids]))
     plan_attributes: dict[str, Any] = row["plan_attributes"] or {}
-    return SubscriptionTerms(
+    terms = SubscriptionTerms(
         subscription_id=str(row["id"]),
         organization_id=str(row["organization_id"]),
         customer_id=str(row["customer_id"]),
@@ -124,11 +148,12 @@ async def load_terms(conn: Conn, closed: PeriodClosed) -> SubscriptionTerms:
             for c in charges
         },
     )
-
-
-async def invoice_exists(conn: Conn, period_key: str) -> bool:
-    found = await conn.fetchval("SELECT 1 FROM invoices WHERE period_key = $1", period_key)
-    return found is not None
+    return Loaded(
+        terms=terms,
+        already_invoiced=row["invoiced"],
+        customer_sequence=row["customer_sequence"],
+        organization_name=row["organization_name"],
+    )
 
 
 async def invoiced_usage(conn: Conn, closed: PeriodClosed) -> InvoicedUsage:
@@ -158,25 +183,22 @@ def document_prefix(organization_name: str, organization_id: str) -> str:
 
 
 async def insert_invoice(
-    conn: Conn, closed: PeriodClosed, terms: SubscriptionTerms, priced: PricedInvoice
-) -> uuid.UUID | None:
-    """Write the invoice and its fees (call inside a transaction); None when the period
-    already has an invoice, in which case nothing is written."""
+    conn: Conn, closed: PeriodClosed, loaded: Loaded, priced: PricedInvoice
+) -> uuid.UUID:
+    """Write the invoice and its fees; call inside a transaction, which AlreadyInvoiced
+    (the period got its invoice meanwhile) must roll back, sequence number included."""
+    terms = loaded.terms
     customer_id = uuid.UUID(terms.customer_id)
-    # Per-customer sequential ids, as Lago numbers invoices by default.
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", terms.customer_id)
-    meta = await conn.fetchrow(
-        "SELECT c.sequential_id AS customer_sequence, o.name AS organization_name, "
-        "(SELECT coalesce(max(i.sequential_id), 0) + 1 FROM invoices i "
-        " WHERE i.customer_id = c.id) AS next_sequence "
-        "FROM customers c JOIN organizations o ON o.id = c.organization_id WHERE c.id = $1",
+    sequence = await conn.fetchval(
+        "INSERT INTO invoice_sequences (customer_id, last_sequential_id) VALUES ($1, 1) "
+        "ON CONFLICT (customer_id) DO UPDATE "
+        "SET last_sequential_id = invoice_sequences.last_sequential_id + 1 "
+        "RETURNING last_sequential_id",
         customer_id,
     )
-    assert meta is not None
-    sequence = int(meta["next_sequence"])
     number = (
-        f"{document_prefix(meta['organization_name'], terms.organization_id)}-"
-        f"{int(meta['customer_sequence']):03d}-{sequence:03d}"
+        f"{document_prefix(loaded.organization_name, terms.organization_id)}-"
+        f"{loaded.customer_sequence:03d}-{sequence:03d}"
     )
     invoice_id = uuid.uuid4()
     t = priced.totals
@@ -227,7 +249,7 @@ async def insert_invoice(
         closed.closed_at,
     )
     if inserted is None:
-        return None
+        raise AlreadyInvoiced(priced.period_key)
     await conn.executemany(
         "INSERT INTO fees (id, invoice_id, subscription_id, position, fee_type, charge_id, "
         "billable_metric_id, item_code, item_name, invoice_display_name, amount_cents, "

@@ -37,6 +37,13 @@ CREATE TABLE invoices (
 CREATE INDEX invoices_listing ON invoices (organization_id, issuing_date DESC, created_at DESC);
 CREATE INDEX invoices_drafts ON invoices (grace_until) WHERE status = 'draft';
 
+-- The last invoice sequential_id of each customer (Lago numbers invoices per customer); the
+-- row lock taken by the increment serialises two invoices of one customer.
+CREATE TABLE invoice_sequences (
+    customer_id         uuid PRIMARY KEY REFERENCES customers (id) ON DELETE CASCADE,
+    last_sequential_id  bigint NOT NULL
+);
+
 -- A charge fee remembers the aggregation state it priced (`aggregation`) and the period
 -- whose usage it bills (`usage_period_start`), so that late events of that period are
 -- priced on top of everything already invoiced for it.

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -129,10 +130,15 @@ catalog_fields = {
         ],
     ),
 }
+METRIC = "<the metric created by the test>"
+range_like = st.dictionaries(
+    st.sampled_from(["from_value", "to_value", "per_unit_amount", "flat_amount", "rate"]),
+    json_values,
+)
 charge_like = st.fixed_dictionaries(
     {},
     optional={
-        "billable_metric_id": json_values,
+        "billable_metric_id": st.just(METRIC) | json_values,
         "charge_model": st.sampled_from(["standard", "graduated", "package", "volume", "x"])
         | json_values,
         "properties": st.dictionaries(
@@ -146,7 +152,7 @@ charge_like = st.fixed_dictionaries(
                     "free_units",
                 ]
             ),
-            json_values,
+            json_values | st.lists(range_like, max_size=3),
         ),
         "filters": json_values,
         "id": json_values,
@@ -163,8 +169,29 @@ def catalog_requests(draw: st.DrawFn) -> tuple[str, Any]:
     return path, draw(st.sampled_from([{root: inner}, inner, {root: inner, "x": 1}]))
 
 
+@pytest.fixture
+async def metric_id(server: IngestServer, tenant: Any) -> str:
+    """A real billable metric, so that random charges reach the charge-model validation."""
+    body = {
+        "billable_metric": {
+            "name": "M",
+            "code": "m",
+            "aggregation_type": "sum_agg",
+            "field_name": "v",
+            "filters": [{"key": "k", "values": ["a"]}],
+        }
+    }
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {tenant.api_key}"}) as session,
+        session.post(server.url + "/api/v1/billable_metrics", json=body) as response,
+    ):
+        assert response.status == 200
+        answer = await response.json()
+    return str(answer["billable_metric"]["lago_id"])
+
+
 @settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -174,9 +201,10 @@ def catalog_requests(draw: st.DrawFn) -> tuple[str, Any]:
     method="POST",
 )
 async def test_random_catalog_bodies_never_get_a_5xx(
-    server: IngestServer, tenant: Any, call: tuple[str, Any], method: str
+    server: IngestServer, tenant: Any, metric_id: str, call: tuple[str, Any], method: str
 ) -> None:
     path, body = call
+    body = json.loads(json.dumps(body).replace(json.dumps(METRIC), json.dumps(metric_id)))
     if method == "PUT":
         path += "/some-code"
     async with (

@@ -41,6 +41,11 @@ SERVICES: tuple[Service, ...] = (
         entry_point="aggregator.service:main",
         listens="http://127.0.0.1:$METERFLOW_AGGREGATOR_PORT (default 6066), metrics :9102/metrics",
     ),
+    Service(
+        name="invoicer",
+        entry_point="invoicer.service:main",
+        listens="consumes periods-closed, /metrics on :9103 (METERFLOW_INVOICER_METRICS_PORT)",
+    ),
 )
 
 

@@ -3,6 +3,7 @@ that was not stored); metrics are served on their own port without a key."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -87,3 +88,41 @@ async def test_metrics_count_accepted_and_rejected_events(
         metrics
     )
     assert "ingest_kafka_produce_seconds_count 2.0" in metrics
+
+
+async def test_stopping_finishes_requests_in_flight(
+    settings: Settings, tenant: Any, ingest_config: Callable[..., Any], read_topic: Any
+) -> None:
+    server = IngestServer(settings, ingest_config())
+    await server.start()
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+
+    async def send(session: aiohttp.ClientSession, n: int) -> int | None:
+        events = [
+            {"transaction_id": f"{n}-{i}", "external_subscription_id": f"s{i}", "code": "c"}
+            for i in range(100)
+        ]
+        try:
+            async with session.post(
+                server.url + "/api/v1/events/batch", json={"events": events}
+            ) as response:
+                await response.read()
+                finished.append(time.monotonic())
+                return response.status
+        except aiohttp.ClientError:
+            return None  # not yet connected when the listener closed: the client retries
+
+    finished: list[float] = []
+    async with aiohttp.ClientSession(headers=headers) as session:
+        sending = [asyncio.create_task(send(session, n)) for n in range(20)]
+        await asyncio.sleep(0.05)
+        stopping_at = time.monotonic()
+        await server.stop()
+        statuses = await asyncio.gather(*sending)
+    answered = [n for n, status in enumerate(statuses) if status is not None]
+    assert answered, "some requests were in flight when the server stopped"
+    assert all(statuses[n] == 200 for n in answered), statuses
+    assert max(finished) > stopping_at, "some requests were still in flight at the stop"
+    records = await read_topic(settings.topics.events, 100 * len(answered))
+    stored = {value["transaction_id"] for _, value in records}
+    assert {f"{n}-{i}" for n in answered for i in range(100)} <= stored

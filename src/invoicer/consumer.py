@@ -240,11 +240,10 @@ class Invoicer:
                 self.metrics.duplicates.inc()
                 log.debug("invoicer.duplicate period_key=%s", closed.period_key)
                 return
+            invoiced = await repository.invoiced_usage(conn, closed)
+            priced = price_period(closed, loaded.terms, invoiced)
             try:
-                async with conn.transaction():
-                    invoiced = await repository.invoiced_usage(conn, closed)
-                    priced = price_period(closed, loaded.terms, invoiced)
-                    invoice_id = await repository.insert_invoice(conn, closed, loaded, priced)
+                invoice_id = await repository.insert_invoice(conn, closed, loaded, priced)
             except repository.AlreadyInvoiced:
                 self.metrics.duplicates.inc()
                 return

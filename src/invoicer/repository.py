@@ -36,6 +36,11 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The invoicer changes no session state (no SET, LISTEN or session locks), so a
+    connection goes back to the pool without the default reset query's round trip."""
+
+
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
@@ -43,6 +48,7 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
         max_size=size,
         server_settings={"search_path": schema},
         init=_init_connection,
+        reset=_keep_session,
         timeout=10,
         command_timeout=30,
     )
@@ -57,18 +63,22 @@ _TERMS = (
     "s.subscription_at, c.timezone AS customer_timezone, c.attributes AS customer_attributes, "
     "o.timezone AS organization_timezone, p.id AS plan_id, p.code AS plan_code, "
     "p.name AS plan_name, p.attributes AS plan_attributes, p.interval, p.amount_cents, "
-    "p.amount_currency, p.pay_in_advance "
+    "p.amount_currency, p.pay_in_advance, "
+    "(SELECT coalesce(json_agg(json_build_object('id', ch.id, 'charge_model', ch.charge_model, "
+    "'properties', ch.properties, 'invoiceable', ch.invoiceable, 'attributes', ch.attributes, "
+    "'metric_id', bm.id, 'metric_code', bm.code, 'metric_name', bm.name)), '[]') "
+    "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
+    "WHERE ch.id = ANY($4::uuid[])) AS charges "
     "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
     "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
     "WHERE s.id = $1 AND s.organization_id = $2"
 )
 
-_CHARGES = (
-    "SELECT ch.id, ch.charge_model, ch.properties, ch.invoiceable, ch.attributes, "
-    "bm.id AS metric_id, bm.code AS metric_code, bm.name AS metric_name "
-    "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
-    "WHERE ch.id = ANY($1::uuid[])"
-)
+
+def _charge_ids(closed: PeriodClosed) -> set[str]:
+    ids = {c.charge_id for c in closed.charges}
+    ids.update(c.charge_id for a in closed.adjustments for c in a.charges)
+    return ids
 
 
 def _grace_days(attributes: dict[str, Any]) -> int:
@@ -101,18 +111,14 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
         uuid.UUID(closed.subscription_id),
         uuid.UUID(closed.organization_id),
         closed.period_key,
+        [uuid.UUID(i) for i in _charge_ids(closed)],
     )
     if row is None:
         raise PoisonMessage(
             "subscription_not_found",
             f"subscription {closed.subscription_id} of organization {closed.organization_id}",
         )
-    charge_ids = {c.charge_id for c in closed.charges}
-    charge_ids.update(c.charge_id for a in closed.adjustments for c in a.charges)
-    if row["invoiced"]:
-        charges = []
-    else:
-        charges = list(await conn.fetch(_CHARGES, [uuid.UUID(i) for i in charge_ids]))
+    charges: list[dict[str, Any]] = row["charges"]
     plan_attributes: dict[str, Any] = row["plan_attributes"] or {}
     terms = SubscriptionTerms(
         subscription_id=str(row["id"]),
@@ -182,26 +188,79 @@ def document_prefix(organization_name: str, organization_id: str) -> str:
     return f"{letters}-{organization_id.replace('-', '')[-4:].upper()}"
 
 
+# Fee columns written from parallel arrays (one element per fee), with their array types.
+_FEE_COLUMNS = (
+    ("id", "uuid"),
+    ("position", "int"),
+    ("fee_type", "text"),
+    ("charge_id", "uuid"),
+    ("billable_metric_id", "uuid"),
+    ("item_code", "text"),
+    ("item_name", "text"),
+    ("invoice_display_name", "text"),
+    ("amount_cents", "bigint"),
+    ("precise_amount", "numeric"),
+    ("units", "numeric"),
+    ("events_count", "bigint"),
+    ("pay_in_advance", "bool"),
+    ("invoiceable", "bool"),
+    ("from_date", "timestamptz"),
+    ("to_date", "timestamptz"),
+    ("usage_period_start", "timestamptz"),
+    ("is_adjustment", "bool"),
+    ("aggregation", "jsonb"),
+    ("amount_details", "jsonb"),
+)
+_FIRST_FEE_PARAM = 23
+_FEE_NAMES = ", ".join(name for name, _ in _FEE_COLUMNS)
+_FEE_ARRAYS = ", ".join(
+    f"${_FIRST_FEE_PARAM + i}::{kind}[]" for i, (_, kind) in enumerate(_FEE_COLUMNS)
+)
+
+# One statement, so one transaction: the customer's next sequential id, the invoice, and its
+# fees. A second invoice for the period violates the unique period_key and the statement
+# rolls back whole, sequence increment included (no gap in the numbering).
+_WRITE_INVOICE = f"""
+WITH sequence AS (
+    INSERT INTO invoice_sequences (customer_id, last_sequential_id) VALUES ($3, 1)
+    ON CONFLICT (customer_id) DO UPDATE
+        SET last_sequential_id = invoice_sequences.last_sequential_id + 1
+    RETURNING last_sequential_id AS n
+), invoice AS (
+    INSERT INTO invoices (id, organization_id, customer_id, subscription_id, period_key,
+        sequential_id, number, status, currency, issuing_date, period_start, period_end,
+        fees_amount_cents, coupons_amount_cents, taxes_amount_cents,
+        sub_total_excluding_taxes_amount_cents, sub_total_including_taxes_amount_cents,
+        prepaid_credit_amount_cents, credit_notes_amount_cents, total_amount_cents,
+        billing_periods, grace_until, finalized_at, closed_at)
+    SELECT $1, $2, $3, $4, $5, n,
+        $6 || CASE WHEN n < 1000 THEN lpad(n::text, 3, '0') ELSE n::text END,
+        $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+        CASE WHEN $7 = 'finalized' THEN now() END, $22
+    FROM sequence
+    RETURNING id, sequential_id
+), fee AS (
+    INSERT INTO fees (invoice_id, subscription_id, currency, {_FEE_NAMES})
+    SELECT invoice.id, $4, $8, f.*
+    FROM invoice, unnest({_FEE_ARRAYS}) AS f
+    RETURNING 1
+)
+SELECT sequential_id, (SELECT count(*) FROM fee) AS fees FROM invoice
+"""
+
+
 async def insert_invoice(
     conn: Conn, closed: PeriodClosed, loaded: Loaded, priced: PricedInvoice
 ) -> uuid.UUID:
-    """Write the invoice and its fees; call inside a transaction, which AlreadyInvoiced
-    (the period got its invoice meanwhile) must roll back, sequence number included."""
+    """Write the invoice and its fees atomically; AlreadyInvoiced (and nothing written)
+    when the period got its invoice meanwhile."""
     terms = loaded.terms
-    customer_id = uuid.UUID(terms.customer_id)
-    sequence = await conn.fetchval(
-        "INSERT INTO invoice_sequences (customer_id, last_sequential_id) VALUES ($1, 1) "
-        "ON CONFLICT (customer_id) DO UPDATE "
-        "SET last_sequential_id = invoice_sequences.last_sequential_id + 1 "
-        "RETURNING last_sequential_id",
-        customer_id,
-    )
-    number = (
-        f"{document_prefix(loaded.organization_name, terms.organization_id)}-"
-        f"{loaded.customer_sequence:03d}-{sequence:03d}"
-    )
     invoice_id = uuid.uuid4()
     t = priced.totals
+    prefix = (
+        f"{document_prefix(loaded.organization_name, terms.organization_id)}-"
+        f"{loaded.customer_sequence:03d}-"
+    )
     billing_periods = [
         {
             "lago_subscription_id": terms.subscription_id,
@@ -214,78 +273,61 @@ async def insert_invoice(
             "invoicing_reason": priced.invoicing_reason,
         }
     ]
-    inserted = await conn.fetchval(
-        "INSERT INTO invoices (id, organization_id, customer_id, subscription_id, period_key, "
-        "sequential_id, number, status, currency, issuing_date, period_start, period_end, "
-        "fees_amount_cents, coupons_amount_cents, taxes_amount_cents, "
-        "sub_total_excluding_taxes_amount_cents, sub_total_including_taxes_amount_cents, "
-        "prepaid_credit_amount_cents, credit_notes_amount_cents, total_amount_cents, "
-        "billing_periods, grace_until, finalized_at, closed_at) VALUES ($1, $2, $3, $4, $5, $6, "
-        "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, "
-        "CASE WHEN $8 = 'finalized' THEN now() END, $23) "
-        "ON CONFLICT (period_key) DO NOTHING RETURNING id",
-        invoice_id,
-        uuid.UUID(terms.organization_id),
-        customer_id,
-        uuid.UUID(terms.subscription_id),
-        priced.period_key,
-        sequence,
-        number,
-        priced.status,
-        priced.currency,
-        priced.issuing_date,
-        closed.period_start,
-        closed.period_end,
-        t.fees_amount_cents,
-        t.coupons_amount_cents,
-        t.taxes_amount_cents,
-        t.sub_total_excluding_taxes_amount_cents,
-        t.sub_total_including_taxes_amount_cents,
-        t.prepaid_credit_amount_cents,
-        t.credit_notes_amount_cents,
-        t.total_amount_cents,
-        billing_periods,
-        priced.grace_until,
-        closed.closed_at,
-    )
-    if inserted is None:
-        raise AlreadyInvoiced(priced.period_key)
-    await conn.executemany(
-        "INSERT INTO fees (id, invoice_id, subscription_id, position, fee_type, charge_id, "
-        "billable_metric_id, item_code, item_name, invoice_display_name, amount_cents, "
-        "precise_amount, currency, units, events_count, pay_in_advance, invoiceable, from_date, "
-        "to_date, usage_period_start, is_adjustment, aggregation, amount_details) VALUES ($1, "
-        "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, "
-        "$21, $22, $23)",
-        [
-            (
-                uuid.uuid4(),
-                invoice_id,
-                uuid.UUID(terms.subscription_id),
-                position,
-                fee.kind.value,
-                None if fee.charge_id is None else uuid.UUID(fee.charge_id),
-                None if fee.billable_metric_id is None else uuid.UUID(fee.billable_metric_id),
-                fee.item_code,
-                fee.item_name,
-                fee.invoice_display_name,
-                fee.amount_cents,
-                fee.precise_amount,
-                priced.currency,
-                fee.units,
-                fee.events_count,
-                fee.pay_in_advance,
-                fee.invoiceable,
-                fee.from_date,
-                fee.to_date,
-                fee.usage_period_start,
-                fee.is_adjustment,
-                None if fee.aggregation is None else dict(fee.aggregation),
-                dict(fee.amount_details),
-            )
-            for position, fee in enumerate(priced.fees)
-        ],
-    )
+    fees = priced.fees
+    columns: list[list[Any]] = [
+        [uuid.uuid4() for _ in fees],
+        list(range(len(fees))),
+        [f.kind.value for f in fees],
+        [None if f.charge_id is None else uuid.UUID(f.charge_id) for f in fees],
+        [None if f.billable_metric_id is None else uuid.UUID(f.billable_metric_id) for f in fees],
+        [f.item_code for f in fees],
+        [f.item_name for f in fees],
+        [f.invoice_display_name for f in fees],
+        [f.amount_cents for f in fees],
+        [f.precise_amount for f in fees],
+        [f.units for f in fees],
+        [f.events_count for f in fees],
+        [f.pay_in_advance for f in fees],
+        [f.invoiceable for f in fees],
+        [f.from_date for f in fees],
+        [f.to_date for f in fees],
+        [f.usage_period_start for f in fees],
+        [f.is_adjustment for f in fees],
+        [None if f.aggregation is None else dict(f.aggregation) for f in fees],
+        [dict(f.amount_details) for f in fees],
+    ]
+    try:
+        row = await conn.fetchrow(
+            _WRITE_INVOICE,
+            invoice_id,
+            uuid.UUID(terms.organization_id),
+            uuid.UUID(terms.customer_id),
+            uuid.UUID(terms.subscription_id),
+            priced.period_key,
+            prefix,
+            priced.status,
+            priced.currency,
+            priced.issuing_date,
+            closed.period_start,
+            closed.period_end,
+            t.fees_amount_cents,
+            t.coupons_amount_cents,
+            t.taxes_amount_cents,
+            t.sub_total_excluding_taxes_amount_cents,
+            t.sub_total_including_taxes_amount_cents,
+            t.prepaid_credit_amount_cents,
+            t.credit_notes_amount_cents,
+            t.total_amount_cents,
+            billing_periods,
+            priced.grace_until,
+            closed.closed_at,
+            *columns,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "invoices_period_key_key":
+            raise
+        raise AlreadyInvoiced(priced.period_key) from None
+    assert row is not None and row["fees"] == len(fees)
     return invoice_id
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of meterflow against a Postgres-per-event baseline (not tests)."""

@@ -6,26 +6,29 @@ Why an event is counted exactly once although delivery is only at least once
 
 Faust runs with at-least-once delivery (its `exactly_once` mode is unreliable:
 faust-streaming issues 517 and 323). Every state change therefore has to be idempotent,
-and the argument rests on three facts about faust-streaming 0.15.3:
+and the argument rests on three facts:
 
-1. `Stream.take_events` acknowledges the events of a batch only after the body of the
-   `async for` has finished with the batch, and only acknowledged offsets are committed.
-2. Before committing offsets (`Consumer._commit_offsets`, at-least-once mode) Faust awaits
-   `producer.flush()`, so every changelog record and every message sent while processing
-   the batch is on the broker before the offsets that produced it are committed.
+1. `Stream.take_events` (faust-streaming 0.15.3) acknowledges the events of a batch only
+   after the body of the `async for` has finished with the batch, and Faust commits only
+   acknowledged offsets.
+2. The body does not finish before every changelog record the batch wrote has been
+   acknowledged by the broker (`FaustTableStore.flush`, producer acks=all). Faust's own
+   `send_soon` buffer is not used for them: its flush gives up on a message after 0.1 s,
+   so a commit could overtake a record still queued there.
 3. A table changelog record is one Kafka record: after a crash it is there whole or not
-   at all, and recovery (memory store, so always from the changelog's beginning) applies
-   the records in order.
+   at all, and recovery (memory store, so always from the changelog's beginning) replays
+   the records of a partition in order.
 
-From (1) and (2): the committed offset of a partition never passes an event whose effects
-are not durable. The opposite can happen (effects durable, offset not committed: SIGKILL
-between the flush and the commit), and then the events are delivered again. From (3),
-each subscription's whole state lives in one table value, its ledger, which records the
-highest source offset it has applied for each partition; a redelivered event at or below
-that offset is skipped, one above it has not been applied. Dedupe markers are separate
-records, so a marker may survive without its ledger or the reverse: a marker names the
-(partition, offset) that set it, so a redelivered event finding its own marker is not a
-duplicate (the ledger decides), while any other event with the same transaction id is.
+From (1) and (2): a committed offset never passes an event whose effects are not durable.
+The opposite does happen (effects durable, offset not committed: SIGKILL before the next
+commit), and then the events are delivered again. From (3), each subscription's whole
+state lives in one table value, its ledger, which records the highest source offset it
+has applied for each partition; a redelivered event at or below that offset is skipped,
+one above it has not been applied. Dedupe markers are separate records, so a marker may
+survive without its ledger or the reverse: a marker names the (partition, offset) that
+set it, so a redelivered event finding its own marker is not a duplicate (the ledger
+decides), any other event with the same transaction id is; a replayed event whose marker
+was lost sets it again.
 
 Messages the ledger decides to send (closed periods, dead letters of known subscriptions)
 go into the ledger's outbox in the same record as the state change, and leave it only
@@ -70,12 +73,20 @@ log = logging.getLogger(__name__)
 class FaustTableStore:
     """A Faust table (memory store) behind the PartitionedStore interface.
 
-    Values are written as orjson bytes (serialised at once, so later changes to a dict can
-    never leak into a record still waiting in the producer buffer) and held decoded.
+    Writes change the local store at once and queue their changelog record; `flush()`
+    hands the queued records to the producer and waits until the broker acknowledged them.
+    Faust's own `send_soon` buffer is bypassed: its flush gives up on a message that takes
+    more than 0.1 s, so an offset commit could overtake a changelog record still queued.
+    Values are serialised (orjson) when written, held decoded.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self.pending: list[tuple[int, bytes, bytes | None]] = []
+        # One flush at a time, so records reach the changelog in the order they were
+        # written (two overlapping flushes could put an older value of a key after a newer
+        # one), and so a flush returns only once earlier writes are durable too.
+        self._flush_lock = asyncio.Lock()
 
     @property
     def _store(self) -> Any:
@@ -94,18 +105,29 @@ class FaustTableStore:
         bkey = key.encode()
         store.data[bkey] = value
         store._key_partition[bkey] = partition
-        self.table.send_changelog(
-            partition, bkey, orjson.dumps(value), key_serializer="raw", value_serializer="raw"
-        )
+        self.pending.append((partition, bkey, orjson.dumps(value)))
 
     def delete(self, partition: int, key: str) -> None:
         store = self._store
         bkey = key.encode()
         store.data.pop(bkey, None)
         store._key_partition.pop(bkey, None)
-        self.table.send_changelog(
-            partition, bkey, None, key_serializer="raw", value_serializer="raw"
-        )
+        self.pending.append((partition, bkey, None))
+
+    async def flush(self) -> None:
+        """Produce the queued changelog records and wait for the broker's acknowledgement
+        (of these and of every record queued before them)."""
+        async with self._flush_lock:
+            if not self.pending:
+                return
+            pending, self.pending = self.pending, []
+            producer = self.table.app.producer
+            topic = self.table.changelog_topic.get_topic_name()
+            futures = [
+                await producer.send(topic, key, value, partition, None, None)
+                for partition, key, value in pending
+            ]
+            await asyncio.gather(*futures)
 
     def items(self) -> Iterator[tuple[str, Any]]:
         for bkey in list(self._store.data):
@@ -198,6 +220,8 @@ class Aggregator:
             for e in batch
         ]
         result = self.processor.apply_batch(messages, datetime.now(UTC))
+        # Durable before this batch's offsets can be acknowledged (and so committed).
+        await self.flush_tables()
         self.metrics.batch_size.observe(len(messages))
         self.metrics.record(result.counts)
         for letter in result.dead_letters:
@@ -217,6 +241,7 @@ class Aggregator:
         if self.app.should_stop or not self.ready():
             return
         counts = self.closer.tick(datetime.now(UTC), self.owned_partitions())
+        await self.flush_tables()
         self.metrics.record(counts)
         if counts:
             log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
@@ -224,35 +249,49 @@ class Aggregator:
         self.metrics.table_keys.labels(table="ledgers").set(len(self.ledgers))
         self.metrics.table_keys.labels(table="markers").set(len(self.markers))
 
+    async def flush_tables(self) -> None:
+        await self.ledgers.flush()
+        await self.markers.flush()
+
     async def flush_outboxes(self, keys: list[str]) -> None:
-        """Send what the ledgers' outboxes hold, then remove what the broker acknowledged."""
+        """Send what the ledgers' outboxes hold, then remove what the broker acknowledged.
+
+        The ledgers are made durable first: a message never leaves before the state change
+        that produced it could survive a crash."""
+        await self.flush_tables()
         if not keys:
             return
         async with self._outbox_lock:
+            sent: dict[str, tuple[int, set[int]]] = {}
+            futures = []
             for key in keys:
                 value = self.ledgers.get(key)
                 if not value or not value["outbox"]:
                     continue
-                sent: set[int] = set()
+                sent[key] = (value["p"], {message["id"] for message in value["outbox"]})
                 for message in value["outbox"]:
                     topic = (
                         self.settings.topics.periods_closed
                         if message["topic"] == PERIODS_CLOSED
                         else self.settings.topics.dead_letter
                     )
-                    await self.app.producer.send_and_wait(
-                        topic,
-                        message["key"].encode(),
-                        orjson.dumps(message["value"]),
-                        None,
-                        None,
-                        None,
+                    futures.append(
+                        await self.app.producer.send(
+                            topic,
+                            message["key"].encode(),
+                            orjson.dumps(message["value"]),
+                            None,
+                            None,
+                            None,
+                        )
                     )
-                    sent.add(message["id"])
+            await asyncio.gather(*futures)
+            for key, (partition, ids) in sent.items():
                 # Read again: the stream may have changed the ledger while we awaited.
-                ledger = Ledger(self.ledgers.get(key), value["p"])
-                ledger.forget_sent(sent)
-                self.ledgers.put(ledger.partition, key, ledger.seal())
+                ledger = Ledger(self.ledgers.get(key), partition)
+                ledger.forget_sent(ids)
+                self.ledgers.put(partition, key, ledger.seal())
+            await self.flush_tables()
 
     def usage(self, organization_id: str, external_subscription_id: str) -> dict[str, Any] | None:
         terms = self.catalog.terms(organization_id, external_subscription_id)
@@ -283,6 +322,8 @@ def create_app(
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=agg.commit_interval,
+        broker_session_timeout=agg.session_timeout,
+        broker_heartbeat_interval=max(0.5, agg.session_timeout / 4),
         producer_acks=-1,
         datadir=str(agg.data_dir),
         web_enabled=True,

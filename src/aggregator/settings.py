@@ -52,6 +52,7 @@ class AggregatorSettings:
     hold_window: float = 3600.0
     late_window: float = 30 * 86400.0
     commit_interval: float = 2.0
+    session_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AggregatorSettings:
@@ -73,4 +74,5 @@ class AggregatorSettings:
             hold_window=_seconds(env, "METERFLOW_AGGREGATOR_HOLD_WINDOW", 3600.0),
             late_window=_seconds(env, "METERFLOW_AGGREGATOR_LATE_WINDOW", 30 * 86400.0),
             commit_interval=_seconds(env, "METERFLOW_AGGREGATOR_COMMIT_INTERVAL", 2.0),
+            session_timeout=_seconds(env, "METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0),
         )

@@ -151,6 +151,8 @@ def worker_env(settings: Settings, data_dir: Path, **overrides: str) -> dict[str
             "METERFLOW_AGGREGATOR_BATCH_WITHIN": "0.05",
             "METERFLOW_AGGREGATOR_CLOSE_INTERVAL": "0.5",
             "METERFLOW_AGGREGATOR_COMMIT_INTERVAL": "0.5",
+            # A killed worker's group membership lapses after this; the broker's minimum.
+            "METERFLOW_AGGREGATOR_SESSION_TIMEOUT": "6",
             "METERFLOW_LOG_LEVEL": "INFO",
         }
     )

@@ -282,7 +282,12 @@ def _subscription_fee(
         billing_time=BillingTime(terms.billing_time),
         tz=tz,
     )
-    cents = subscription_fee_cents(plan.amount_cents, period=period, full_period=full, tz=tz)
+    if full.start <= period.start and period.end <= full.end:
+        cents = subscription_fee_cents(plan.amount_cents, period=period, full_period=full, tz=tz)
+    else:
+        # The aggregator closed the period on other boundaries than today's catalog gives
+        # (the customer's timezone changed since): bill it as the whole period it was.
+        cents = plan.amount_cents
     return PricedFee(
         kind=FeeKind.SUBSCRIPTION,
         item_code=plan.code,

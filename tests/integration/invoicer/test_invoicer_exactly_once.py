@@ -177,3 +177,30 @@ async def test_grace_period_drafts_then_finalizes(
         finalized = await invoicer.finalize_due_drafts(row["grace_until"])
         assert finalized == 1
     assert await kit.db.fetchval("SELECT status FROM invoices") == "finalized"
+
+
+async def test_two_workers_and_a_rebalance_still_invoice_each_period_once(
+    kit: Any, start_invoicer: Callable[..., Any], unique: str
+) -> None:
+    catalogs = [await kit.catalog() for _ in range(8)]
+    messages = [
+        c.closed(utc(2026, m, 1), utc(2026, m + 1, 1), [c.usage(c.standard_charge, "standard", m)])
+        for m in range(2, 12)
+        for c in catalogs
+    ]
+    group = f"invoicer-shared-{unique}"
+    await kit.publish(*messages[:40])
+    async with start_invoicer(group_id=group, batch_size=5):
+        await kit.wait_for_invoices(5)
+        # A second worker joins mid-stream: partitions move, some messages come again.
+        async with start_invoicer(group_id=group, batch_size=5):
+            await kit.publish(*messages[40:])
+            await kit.wait_for_invoices(len(messages))
+        await asyncio.sleep(1)
+    assert await kit.invoices() == len(messages)
+    assert await kit.db.fetchval("SELECT count(DISTINCT period_key) FROM invoices") == 80
+    sequences = await kit.db.fetch(
+        "SELECT customer_id, array_agg(sequential_id ORDER BY period_start) AS ids "
+        "FROM invoices GROUP BY customer_id"
+    )
+    assert all(list(r["ids"]) == list(range(1, 11)) for r in sequences)

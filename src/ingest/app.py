@@ -13,7 +13,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest import billable_metrics, customers, events, plans, repository, subscriptions
+from ingest import billable_metrics, customers, events, invoices, plans, repository, subscriptions
 from ingest.auth import authenticate
 from ingest.broker import Broker
 from ingest.catalog_publisher import CatalogPublisher
@@ -132,7 +132,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
     )
     app[CONTEXT] = IngestContext(settings=settings, ingest=ingest, metrics=metrics, broker=broker)
     app.cleanup_ctx.append(_resources)
-    for module in (events, customers, billable_metrics, plans, subscriptions):
+    for module in (events, customers, billable_metrics, plans, subscriptions, invoices):
         app.add_routes(module.routes())
     return app
 

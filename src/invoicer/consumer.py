@@ -147,9 +147,16 @@ class Invoicer:
         finalizer = asyncio.create_task(self._finalize_loop())
         try:
             while not self.stop.is_set():
-                batches = await self._consumer.getmany(
-                    timeout_ms=500, max_records=self.config.batch_size
-                )
+                try:
+                    batches = await self._consumer.getmany(
+                        timeout_ms=500, max_records=self.config.batch_size
+                    )
+                except KafkaError as exc:
+                    # The broker is away: nothing was taken, so nothing is lost; poll again.
+                    self.metrics.failures.labels("kafka_unavailable").inc()
+                    log.warning("invoicer.poll_failed error=%r", exc)
+                    await self._sleep(self.config.retry_max)
+                    continue
                 if batches:
                     await asyncio.gather(
                         *(self._process_partition(tp, msgs) for tp, msgs in batches.items())

@@ -14,7 +14,6 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 
-from ingest import invoices
 from ingest.organizations import create_organization
 from ingest.service import IngestServer
 from ingest.settings import IngestSettings
@@ -30,9 +29,6 @@ async def api(settings: Settings) -> AsyncIterator[IngestServer]:
     server = IngestServer(
         settings, IngestSettings(host="127.0.0.1", port=0, metrics_port=0, outbox_interval=0.5)
     )
-    routes = {r.resource.canonical for r in server.app.router.routes() if r.resource}
-    if "/api/v1/invoices" not in routes:
-        server.app.add_routes(invoices.routes())
     async with server:
         yield server
 

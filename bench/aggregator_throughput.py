@@ -1,0 +1,242 @@
+"""Throughput of one aggregator worker on the real Kafka (started, or reused when running):
+N events are produced to the events topic first, then one `meterflow aggregator` process
+reads them; the clock runs from the worker being ready until every event is accounted for
+(applied or dropped as a duplicate, read from its Prometheus metrics).
+
+    .venv/bin/python bench/aggregator_throughput.py [--events 200000] [--subscriptions 100]
+        [--duplicates 0.05] [--batch-size 1000]
+
+Half the events are count_agg, half sum_agg. Prints a table and writes JSON to
+bench/results/. Uses its own topics and Faust app id, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from aggregator.sample_catalog import SampleCatalog
+from meterflow.settings import Settings, Topics
+from meterflow.stack.local import LocalStack
+from meterflow.topics import delete_topics, ensure_topics
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def metrics(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return {}
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, _, value = line.rpartition(" ")
+            found[sample] = float(value)
+    return found
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+async def prefill(settings: Settings, args: argparse.Namespace, org: str) -> int:
+    sample = SampleCatalog(org)
+    sample.organization()
+    sample.customer("c1")
+    sample.metric("calls")
+    sample.metric("gb", "sum_agg", "gb")
+    sample.plan("p1", ["calls", "gb"])
+    for i in range(args.subscriptions):
+        sample.subscription(
+            f"s{i}", customer="c1", plan_code="p1", subscription_at="2020-01-01T00:00:00Z"
+        )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
+    )
+    await producer.start()
+    rng = random.Random(7)
+    ts = datetime.now(UTC).timestamp()
+    sent = 0
+    try:
+        for record in sample.records:
+            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+        pending = []
+        for n in range(args.events):
+            txn = f"t{rng.randrange(n)}" if n and rng.random() < args.duplicates else f"t{n}"
+            sub = f"s{zlib.crc32(txn.encode()) % args.subscriptions}"
+            gb = n % 2 == 0
+            wire = {
+                "organization_id": org,
+                "transaction_id": txn,
+                "external_subscription_id": sub,
+                "code": "gb" if gb else "calls",
+                "timestamp": ts,
+                "properties": {"gb": "0.25"} if gb else {},
+            }
+            pending.append(
+                await producer.send(
+                    settings.topics.events, key=sub.encode(), value=orjson.dumps(wire)
+                )
+            )
+            sent += 1
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def delete_app_topics(settings: Settings, app_id: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(app_id)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = Settings.from_env()
+    stack = LocalStack.from_settings(base)
+    stack.start()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = replace(stack.settings, topics=Topics(prefix=prefix))
+    app_id = f"{prefix}aggregator"
+    org = "bench-org"
+    asyncio.run(ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions))
+    started = time.monotonic()
+    sent = asyncio.run(prefill(settings, args, org))
+    prefill_s = time.monotonic() - started
+    web_port, metrics_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("METERFLOW_")}
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                "METERFLOW_TOPIC_PREFIX": prefix,
+                "METERFLOW_PARTITIONS": str(settings.partitions),
+                "METERFLOW_AGGREGATOR_APP_ID": app_id,
+                "METERFLOW_AGGREGATOR_PORT": str(web_port),
+                "METERFLOW_AGGREGATOR_METRICS_PORT": str(metrics_port),
+                "METERFLOW_AGGREGATOR_DATA_DIR": data_dir,
+                "METERFLOW_AGGREGATOR_BATCH_SIZE": str(args.batch_size),
+                "METERFLOW_LOG_LEVEL": "WARNING",
+            }
+        )
+        log = Path(data_dir) / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "meterflow.cli", "aggregator"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            launch = time.monotonic()
+            while not ready(web_port):
+                if worker.poll() is not None or time.monotonic() - launch > 120:
+                    raise SystemExit(f"worker did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.1)
+            t0 = time.monotonic()
+            startup_s = t0 - launch
+            done = 0.0
+            sample: dict[str, float] = {}
+            while done < sent:
+                if worker.poll() is not None:
+                    raise SystemExit(f"worker exited:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+                sample = metrics(metrics_port)
+                done = sum(
+                    v
+                    for k, v in sample.items()
+                    if k.startswith("meterflow_aggregator_events_total{")
+                    and ('"applied"' in k or '"duplicate"' in k)
+                )
+            elapsed = time.monotonic() - t0
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    asyncio.run(delete_app_topics(settings, app_id))
+    asyncio.run(delete_topics(settings.bootstrap_servers, settings.topics))
+    batches = sample.get("meterflow_aggregator_batch_size_count", 0.0)
+    return {
+        "benchmark": "aggregator_throughput",
+        "at": datetime.now(UTC).isoformat(),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "events": sent,
+        "subscriptions": args.subscriptions,
+        "duplicate_share": args.duplicates,
+        "partitions": settings.partitions,
+        "batch_size": args.batch_size,
+        "prefill_seconds": round(prefill_s, 2),
+        "worker_startup_seconds": round(startup_s, 2),
+        "processing_seconds": round(elapsed, 2),
+        "events_per_second": round(sent / elapsed, 1),
+        "applied": sample.get('meterflow_aggregator_events_total{outcome="applied"}', 0.0),
+        "duplicates": sample.get('meterflow_aggregator_events_total{outcome="duplicate"}', 0.0),
+        "mean_batch": round(sent / batches, 1) if batches else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--subscriptions", type=int, default=100)
+    parser.add_argument("--duplicates", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    result = run(parser.parse_args())
+    width = max(len(k) for k in result)
+    print("aggregator throughput (one worker, pre-filled topic)")
+    for key, value in result.items():
+        if key != "machine":
+            print(f"  {key:<{width}}  {value}")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"aggregator_throughput-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,33 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from meterflow.errors import ConfigurationError
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer; set it to a number") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to seconds") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name}={value} must be more than 0")
-    return value
+from meterflow.settings import env_int, env_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +30,19 @@ class IngestSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
         env = os.environ if env is None else env
         return cls(
-            host=env.get("INGEST_HOST") or "0.0.0.0",
-            port=_int(env, "INGEST_PORT", 3000),
-            metrics_port=_int(env, "INGEST_METRICS_PORT", 9101),
-            max_batch=_int(env, "INGEST_MAX_BATCH", 100, minimum=1),
-            produce_timeout=_float(env, "INGEST_PRODUCE_TIMEOUT", 10.0),
-            db_pool_size=_int(env, "INGEST_DB_POOL_SIZE", 10, minimum=1),
-            max_body_bytes=_int(env, "INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
-            shutdown_grace=_float(env, "INGEST_SHUTDOWN_GRACE", 30.0),
-            outbox_interval=_float(env, "INGEST_OUTBOX_INTERVAL", 5.0),
+            host=env.get("METERFLOW_INGEST_HOST") or "0.0.0.0",
+            port=env_int(env, "METERFLOW_INGEST_PORT", 3000),
+            metrics_port=env_int(env, "METERFLOW_INGEST_METRICS_PORT", 9101),
+            max_batch=env_int(env, "METERFLOW_INGEST_MAX_BATCH", 100, minimum=1),
+            produce_timeout=env_seconds(
+                env, "METERFLOW_INGEST_PRODUCE_TIMEOUT", 10.0, minimum=0.001
+            ),
+            db_pool_size=env_int(env, "METERFLOW_INGEST_DB_POOL_SIZE", 10, minimum=1),
+            max_body_bytes=env_int(
+                env, "METERFLOW_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024
+            ),
+            shutdown_grace=env_seconds(env, "METERFLOW_INGEST_SHUTDOWN_GRACE", 30.0, minimum=0.001),
+            outbox_interval=env_seconds(
+                env, "METERFLOW_INGEST_OUTBOX_INTERVAL", 5.0, minimum=0.001
+            ),
         )

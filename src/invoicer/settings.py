@@ -6,20 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from meterflow.errors import ConfigurationError
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={raw} must be at least {minimum}")
-    return value
+from meterflow.settings import env_int, env_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +33,12 @@ class InvoicerSettings:
         return cls(
             group_id=env.get("METERFLOW_INVOICER_GROUP") or "meterflow-invoicer",
             metrics_host=env.get("METERFLOW_INVOICER_METRICS_HOST") or "0.0.0.0",
-            metrics_port=int(_number(env, "METERFLOW_INVOICER_METRICS_PORT", 9103, minimum=0)),
-            batch_size=int(_number(env, "METERFLOW_INVOICER_BATCH", 500, minimum=1)),
-            db_pool_size=int(_number(env, "METERFLOW_INVOICER_DB_POOL_SIZE", 8, minimum=1)),
-            retry_initial=_number(env, "METERFLOW_INVOICER_RETRY_INITIAL", 0.2, minimum=0.01),
-            retry_max=_number(env, "METERFLOW_INVOICER_RETRY_MAX", 10.0, minimum=0.01),
-            finalize_interval=_number(
+            metrics_port=env_int(env, "METERFLOW_INVOICER_METRICS_PORT", 9103, minimum=0),
+            batch_size=env_int(env, "METERFLOW_INVOICER_BATCH", 500, minimum=1),
+            db_pool_size=env_int(env, "METERFLOW_INVOICER_DB_POOL_SIZE", 8, minimum=1),
+            retry_initial=env_seconds(env, "METERFLOW_INVOICER_RETRY_INITIAL", 0.2, minimum=0.01),
+            retry_max=env_seconds(env, "METERFLOW_INVOICER_RETRY_MAX", 10.0, minimum=0.01),
+            finalize_interval=env_seconds(
                 env, "METERFLOW_INVOICER_FINALIZE_INTERVAL", 30.0, minimum=0.1
             ),
             fault=env.get("METERFLOW_INVOICER_FAULT") or None,

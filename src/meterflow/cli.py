@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -21,31 +21,40 @@ from meterflow.stack.local import LocalStack
 from meterflow.stack.processes import read_pid, terminate
 
 
+def _ingest_listens() -> str:
+    from ingest.settings import IngestSettings
+
+    s = IngestSettings.from_env()
+    return f"Lago API http://127.0.0.1:{s.port}  metrics http://127.0.0.1:{s.metrics_port}/metrics"
+
+
+def _aggregator_listens() -> str:
+    from aggregator.settings import AggregatorSettings
+
+    s = AggregatorSettings.from_env()
+    return f"usage http://{s.host}:{s.port}  metrics http://127.0.0.1:{s.metrics_port}/metrics"
+
+
+def _invoicer_listens() -> str:
+    from invoicer.settings import InvoicerSettings
+
+    s = InvoicerSettings.from_env()
+    return f"metrics http://127.0.0.1:{s.metrics_port}/metrics"
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A long-running meterflow process that `meterflow up` starts as `meterflow <name>`."""
 
     name: str
     entry_point: str  # "module:function", imported only when the service runs
-    listens: str  # what `up` prints about where it can be reached
+    listens: Callable[[], str]  # where it can be reached, from its own settings
 
 
 SERVICES: tuple[Service, ...] = (
-    Service(
-        name="ingest",
-        entry_point="ingest.service:main",
-        listens="Lago API on :3000 (INGEST_PORT), /metrics on :9101 (INGEST_METRICS_PORT)",
-    ),
-    Service(
-        name="aggregator",
-        entry_point="aggregator.service:main",
-        listens="http://127.0.0.1:$METERFLOW_AGGREGATOR_PORT (default 6066), metrics :9102/metrics",
-    ),
-    Service(
-        name="invoicer",
-        entry_point="invoicer.service:main",
-        listens="consumes periods-closed, /metrics on :9103 (METERFLOW_INVOICER_METRICS_PORT)",
-    ),
+    Service("ingest", "ingest.service:main", _ingest_listens),
+    Service("aggregator", "aggregator.service:main", _aggregator_listens),
+    Service("invoicer", "invoicer.service:main", _invoicer_listens),
 )
 
 
@@ -111,7 +120,7 @@ def _print_endpoints(settings: Settings) -> None:
     t = settings.topics
     print(f"  topics    {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
     for service in SERVICES:
-        print(f"  {service.name:<9} {service.listens}")
+        print(f"  {service.name:<9} {service.listens()}")
     sys.stdout.flush()
 
 

@@ -10,14 +10,32 @@ from pathlib import Path
 from meterflow.errors import ConfigurationError
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    """Integer setting `name`, or `default` when unset; ConfigurationError when malformed."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not an integer; set it to a number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    """Duration setting `name` in (decimal) seconds, or `default` when unset."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to seconds") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +82,14 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         state_dir = Path(env.get("METERFLOW_STATE_DIR") or ".state").resolve()
-        partitions = _int(env, "METERFLOW_PARTITIONS", 4)
-        if partitions < 1:
-            raise ConfigurationError("METERFLOW_PARTITIONS must be at least 1")
+        partitions = env_int(env, "METERFLOW_PARTITIONS", 4, minimum=1)
         return cls(
             state_dir=state_dir,
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             database_url=env.get("DATABASE_URL") or None,
-            kafka_port=_int(env, "METERFLOW_KAFKA_PORT", 19092),
-            kafka_controller_port=_int(env, "METERFLOW_KAFKA_CONTROLLER_PORT", 19093),
-            postgres_port=_int(env, "METERFLOW_POSTGRES_PORT", 15432),
+            kafka_port=env_int(env, "METERFLOW_KAFKA_PORT", 19092),
+            kafka_controller_port=env_int(env, "METERFLOW_KAFKA_CONTROLLER_PORT", 19093),
+            postgres_port=env_int(env, "METERFLOW_POSTGRES_PORT", 15432),
             partitions=partitions,
             topics=Topics(env.get("METERFLOW_TOPIC_PREFIX", "meterflow.")),
             db_schema=env.get("METERFLOW_DB_SCHEMA") or "public",

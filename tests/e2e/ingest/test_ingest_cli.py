@@ -44,9 +44,9 @@ async def test_create_organization_then_serve_then_sigterm(settings: Settings) -
         "DATABASE_URL": settings.dsn,
         "METERFLOW_DB_SCHEMA": settings.db_schema,
         "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
-        "INGEST_HOST": "127.0.0.1",
-        "INGEST_PORT": str(_free_port()),
-        "INGEST_METRICS_PORT": str(_free_port()),
+        "METERFLOW_INGEST_HOST": "127.0.0.1",
+        "METERFLOW_INGEST_PORT": str(_free_port()),
+        "METERFLOW_INGEST_METRICS_PORT": str(_free_port()),
     }
     cli = [sys.executable, "-m", "meterflow.cli"]
     created = await asyncio.to_thread(
@@ -73,7 +73,7 @@ async def test_create_organization_then_serve_then_sigterm(settings: Settings) -
 
     proc = subprocess.Popen([*cli, "ingest"], env=env, stderr=subprocess.PIPE)
     try:
-        url = f"http://127.0.0.1:{env['INGEST_PORT']}"
+        url = f"http://127.0.0.1:{env['METERFLOW_INGEST_PORT']}"
         await asyncio.to_thread(_wait_until_up, url, proc)
         lago = Client(api_key=key, api_url=url)
         customer = await asyncio.to_thread(lago.customers.create, Customer(external_id="c-1"))
@@ -83,7 +83,7 @@ async def test_create_organization_then_serve_then_sigterm(settings: Settings) -
             Event(transaction_id="t-1", external_subscription_id="s-1", code="calls"),
         )
         assert event.transaction_id == "t-1"
-        metrics = httpx.get(f"http://127.0.0.1:{env['INGEST_METRICS_PORT']}/metrics").text
+        metrics = httpx.get(f"http://127.0.0.1:{env['METERFLOW_INGEST_METRICS_PORT']}/metrics").text
         assert "ingest_events_accepted_total 1.0" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)

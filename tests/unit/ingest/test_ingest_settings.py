@@ -16,14 +16,22 @@ def test_defaults() -> None:
 
 def test_from_env() -> None:
     s = IngestSettings.from_env(
-        {"INGEST_PORT": "8080", "INGEST_METRICS_PORT": "9200", "INGEST_PRODUCE_TIMEOUT": "2.5"}
+        {
+            "METERFLOW_INGEST_PORT": "8080",
+            "METERFLOW_INGEST_METRICS_PORT": "9200",
+            "METERFLOW_INGEST_PRODUCE_TIMEOUT": "2.5",
+        }
     )
     assert (s.port, s.metrics_port, s.produce_timeout) == (8080, 9200, 2.5)
 
 
 @pytest.mark.parametrize(
     "env",
-    [{"INGEST_PORT": "http"}, {"INGEST_MAX_BATCH": "0"}, {"INGEST_PRODUCE_TIMEOUT": "-1"}],
+    [
+        {"METERFLOW_INGEST_PORT": "http"},
+        {"METERFLOW_INGEST_MAX_BATCH": "0"},
+        {"METERFLOW_INGEST_PRODUCE_TIMEOUT": "-1"},
+    ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError, match=next(iter(env))):

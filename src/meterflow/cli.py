@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from meterflow.db import migrate
 from meterflow.errors import MeterflowError
 from meterflow.logs import configure_logging
 from meterflow.settings import Settings
@@ -147,8 +146,9 @@ def cmd_status(settings: Settings) -> int:
 
 
 def cmd_migrate(settings: Settings) -> int:
-    applied = asyncio.run(migrate(settings.dsn, schema=settings.db_schema))
+    applied = asyncio.run(LocalStack.from_settings(settings).prepare())
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    print(f"topics ready on {settings.bootstrap_servers} (prefix {settings.topics.prefix!r})")
     return 0
 
 
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="run Kafka, Postgres and every service in the foreground")
     sub.add_parser("down", help="stop what `meterflow up` or the tests left running")
     sub.add_parser("status", help="show what is running")
-    sub.add_parser("migrate", help="apply the database migrations to DATABASE_URL")
+    sub.add_parser("migrate", help="apply the database migrations and create the Kafka topics")
     create_org = sub.add_parser(
         "create-organization", help="create an organization and print its API key"
     )

@@ -56,10 +56,12 @@ class LocalStack:
             self.kafka.start()
         asyncio.run(self.prepare())
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> list[str]:
+        """Apply the migrations the database lacks (returned) and create missing topics."""
         s = self.settings
-        await migrate(s.dsn, schema=s.db_schema)
+        applied = await migrate(s.dsn, schema=s.db_schema)
         await ensure_topics(s.bootstrap_servers, s.topics, s.partitions)
+        return applied
 
     def stop(self) -> None:
         if self.kafka is not None:

@@ -7,33 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterflow.errors import ConfigurationError
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer; set it to a number") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to seconds") from None
-    if value < 0:
-        raise ConfigurationError(f"{name}={value} must not be negative")
-    return value
+from meterflow.settings import env_int, env_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +36,25 @@ class AggregatorSettings:
         return cls(
             app_id=env.get("METERFLOW_AGGREGATOR_APP_ID") or f"{prefix}aggregator",
             host=env.get("METERFLOW_AGGREGATOR_HOST") or "127.0.0.1",
-            port=_int(env, "METERFLOW_AGGREGATOR_PORT", 6066),
-            metrics_port=_int(env, "METERFLOW_AGGREGATOR_METRICS_PORT", 9102),
+            port=env_int(env, "METERFLOW_AGGREGATOR_PORT", 6066),
+            metrics_port=env_int(env, "METERFLOW_AGGREGATOR_METRICS_PORT", 9102),
             data_dir=Path(
                 env.get("METERFLOW_AGGREGATOR_DATA_DIR") or state_dir / "aggregator"
             ).resolve(),
-            batch_size=_int(env, "METERFLOW_AGGREGATOR_BATCH_SIZE", 1000, minimum=1),
-            batch_within=_seconds(env, "METERFLOW_AGGREGATOR_BATCH_WITHIN", 0.2),
-            close_grace=_seconds(env, "METERFLOW_AGGREGATOR_CLOSE_GRACE", 3600.0),
-            close_interval=_seconds(env, "METERFLOW_AGGREGATOR_CLOSE_INTERVAL", 10.0),
-            hold_window=_seconds(env, "METERFLOW_AGGREGATOR_HOLD_WINDOW", 3600.0),
-            late_window=_seconds(env, "METERFLOW_AGGREGATOR_LATE_WINDOW", 30 * 86400.0),
-            commit_interval=_seconds(env, "METERFLOW_AGGREGATOR_COMMIT_INTERVAL", 2.0),
-            session_timeout=_seconds(env, "METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0),
+            batch_size=env_int(env, "METERFLOW_AGGREGATOR_BATCH_SIZE", 1000, minimum=1),
+            batch_within=env_seconds(env, "METERFLOW_AGGREGATOR_BATCH_WITHIN", 0.2, minimum=0.0),
+            close_grace=env_seconds(env, "METERFLOW_AGGREGATOR_CLOSE_GRACE", 3600.0, minimum=0.0),
+            close_interval=env_seconds(
+                env, "METERFLOW_AGGREGATOR_CLOSE_INTERVAL", 10.0, minimum=0.1
+            ),
+            hold_window=env_seconds(env, "METERFLOW_AGGREGATOR_HOLD_WINDOW", 3600.0, minimum=0.0),
+            late_window=env_seconds(
+                env, "METERFLOW_AGGREGATOR_LATE_WINDOW", 30 * 86400.0, minimum=0.0
+            ),
+            commit_interval=env_seconds(
+                env, "METERFLOW_AGGREGATOR_COMMIT_INTERVAL", 2.0, minimum=0.1
+            ),
+            session_timeout=env_seconds(
+                env, "METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0, minimum=1.0
+            ),
         )

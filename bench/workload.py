@@ -1,0 +1,140 @@
+"""The events both designs are fed, the totals they must report back, and the HTTP load
+generator that posts the same batch bodies to either side."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import orjson
+
+from bench.baseline import Charge
+from billing.periods import BillingTime, PlanInterval, period_containing
+
+SUBSCRIPTION_AT = datetime(2020, 1, 1, tzinfo=UTC)
+COUNT_CODE = "calls"  # count_agg
+SUM_CODE = "storage"  # sum_agg over properties.gb
+SUM_FIELD = "gb"
+CHARGES = (Charge(COUNT_CODE, "count_agg"), Charge(SUM_CODE, "sum_agg", SUM_FIELD))
+
+
+class WrongTotals(AssertionError):
+    """A side reported totals that differ from what was sent: the run is worthless."""
+
+
+def current_period(now: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) containing `now`: every benchmark subscription's period."""
+    found = period_containing(
+        now,
+        subscription_at=SUBSCRIPTION_AT,
+        interval=PlanInterval.MONTHLY,
+        billing_time=BillingTime.CALENDAR,
+        tz=ZoneInfo("UTC"),
+    )
+    return found.start, found.end
+
+
+def event(subscription: str, i: int, timestamp: float, tag: str = "") -> dict[str, Any]:
+    """Event i of a subscription: even ones are API calls, odd ones add i % 10 gigabytes."""
+    return {
+        "transaction_id": f"{tag}{subscription}-{i}",
+        "external_subscription_id": subscription,
+        "code": COUNT_CODE if i % 2 == 0 else SUM_CODE,
+        "timestamp": round(timestamp + (i % 1000) / 1000, 3),
+        "properties": {SUM_FIELD: i % 10},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one subscription's current usage must say: events per code and the gigabytes."""
+
+    calls: int
+    storage_events: int
+    gigabytes: Decimal
+
+    @classmethod
+    def expected(cls, events: int) -> Usage:
+        odd = range(1, events, 2)
+        return cls((events + 1) // 2, len(odd), Decimal(sum(i % 10 for i in odd)))
+
+    def check(self, side: str, subscription: str, found: Usage) -> None:
+        if found != self:
+            raise WrongTotals(
+                f"{side} reports {found} for {subscription}, but {self} was sent: "
+                "the benchmark result is not valid"
+            )
+
+
+@dataclass(slots=True)
+class Dataset:
+    """Subscriptions with a known number of events each, all inside the current period."""
+
+    tiers: dict[str, int]
+    timestamp: float = field(default_factory=lambda: datetime.now(UTC).timestamp() - 300)
+
+    @property
+    def total(self) -> int:
+        return sum(self.tiers.values())
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for subscription, count in self.tiers.items():
+            for i in range(count):
+                yield event(subscription, i, self.timestamp)
+
+    def expected(self) -> dict[str, Usage]:
+        return {s: Usage.expected(n) for s, n in self.tiers.items()}
+
+
+def batch_bodies(tag: str, events: int, size: int, subscriptions: int = 100) -> list[bytes]:
+    """`POST /api/v1/events/batch` bodies, serialised before the clock starts."""
+    now = datetime.now(UTC).timestamp() - 60
+    made = [event(f"ingest-{i % subscriptions}", i, now, tag=f"{tag}-") for i in range(events)]
+    return [orjson.dumps({"events": made[i : i + size]}) for i in range(0, events, size)]
+
+
+@dataclass(slots=True)
+class LoadResult:
+    seconds: float
+    latencies: list[float]
+    accepted_batches: int
+    errors: list[str]
+
+
+async def post_batches(
+    url: str, api_key: str, bodies: Sequence[bytes], concurrency: int
+) -> LoadResult:
+    """`concurrency` clients post the bodies, each taking the next unsent one, until all are
+    answered; every answer must be a 200."""
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    latencies: list[float] = []
+    errors: list[str] = []
+    accepted = 0
+    queue = iter(bodies)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted
+        for body in queue:
+            started = time.perf_counter()
+            async with session.post(url, data=body) as response:
+                answer = await response.read()
+                status = response.status
+            latencies.append(time.perf_counter() - started)
+            if status == 200:
+                accepted += 1
+            else:
+                errors.append(f"{status}: {answer[:200]!r}")
+
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return LoadResult(elapsed, latencies, accepted, errors)

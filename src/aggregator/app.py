@@ -57,6 +57,7 @@ from aggregator.closing import PeriodCloser
 from aggregator.current_usage import current_usage
 from aggregator.domain import Domain
 from aggregator.ledger import Ledger, ledger_key
+from aggregator.markers import DedupeMarkers
 from aggregator.metrics import AggregatorMetrics
 from aggregator.processing import (
     PERIODS_CLOSED,
@@ -178,7 +179,8 @@ class Aggregator:
         self.ledger_table = app.Table("ledgers", **table_options)
         self.marker_table = app.Table("markers", **table_options)
         self.ledgers = FaustTableStore(self.ledger_table)
-        self.markers = FaustTableStore(self.marker_table)
+        self.marker_segments = FaustTableStore(self.marker_table)
+        self.markers = DedupeMarkers(self.marker_segments)
         self.processor = EventProcessor(
             domain, self.catalog, self.ledgers, self.markers, self.windows
         )
@@ -251,7 +253,7 @@ class Aggregator:
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()
-        await self.markers.flush()
+        await self.marker_segments.flush()
 
     async def flush_outboxes(self, keys: list[str]) -> None:
         """Send what the ledgers' outboxes hold, then remove what the broker acknowledged.
@@ -374,6 +376,12 @@ def create_app(
         return view.json(body, status=200 if ready else 503)
 
     app.page("/ready")(ready_view)
+
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # Recovery is about to change the marker segments held here.
+        aggregator.markers.invalidate()
+
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
     return app, aggregator
 
 

@@ -22,6 +22,7 @@ from aiokafka.partitioner import murmur2
 from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain
 from aggregator.ledger import Ledger, instant, iso, ledger_key
+from aggregator.markers import DedupeMarkers
 from aggregator.processing import (
     DEAD_LETTER,
     PERIODS_CLOSED,
@@ -81,7 +82,7 @@ class PeriodCloser:
         domain: Domain,
         catalog: CatalogView,
         ledgers: PartitionedStore,
-        markers: PartitionedStore,
+        markers: DedupeMarkers,
         processor: EventProcessor,
         windows: Windows,
         partitions: int,
@@ -216,9 +217,4 @@ class PeriodCloser:
             self.ledgers.put(ledger.partition, key, ledger.seal())
 
     def _expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
-        stamp = iso(now)
-        for key, marker in self.markers.items():
-            # ISO strings of UTC instants compare in time order.
-            if marker["p"] in owned and marker["exp"] is not None and marker["exp"] < stamp:
-                self.markers.delete(marker["p"], key)
-                counts["marker_expired"] += 1
+        counts["marker_expired"] += self.markers.expire(now, owned)

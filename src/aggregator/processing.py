@@ -27,6 +27,7 @@ import orjson
 from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
 from aggregator.ledger import LATE, PERIODS, Ledger, iso, ledger_key, marker_key
+from aggregator.markers import DedupeMarkers, NewMarker
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
 
@@ -94,7 +95,7 @@ class BatchResult:
 
     def __init__(self) -> None:
         self.ledgers: dict[str, Ledger] = {}
-        self.markers: dict[str, dict[str, Any]] = {}
+        self.markers: dict[str, NewMarker] = {}
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
 
@@ -125,7 +126,7 @@ class EventProcessor:
         domain: Domain,
         catalog: CatalogView,
         ledgers: PartitionedStore,
-        markers: PartitionedStore,
+        markers: DedupeMarkers,
         windows: Windows,
     ) -> None:
         self.domain = domain
@@ -149,8 +150,7 @@ class EventProcessor:
                 self._dead_letter(result, message, "internal_error", repr(exc))
         for key, ledger in result.ledgers.items():
             self.ledgers.put(ledger.partition, key, ledger.seal())
-        for key, marker in result.markers.items():
-            self.markers.put(marker["p"], key, marker)
+        self.markers.write(list(result.markers.values()))
         return result
 
     def _ledger(self, result: BatchResult, key: str, partition: int) -> Ledger:
@@ -187,26 +187,26 @@ class EventProcessor:
         mkey = marker_key(
             event.organization_id, event.external_subscription_id, event.transaction_id
         )
-        marker = result.markers.get(mkey) or self.markers.get(mkey)
+        pending = result.markers.get(mkey)
+        seen = (pending.partition, pending.offset) if pending else self.markers.get(mkey)
         if message.offset <= ledger.applied(message.partition):
             result.counts["replayed"] += 1
-            if marker is None:
+            if seen is None:
                 # The ledger's record survived a crash that lost this event's marker: the
                 # event was the first with its transaction id, so it set the marker.
-                result.markers[mkey] = {
-                    "p": message.partition,
-                    "o": message.offset,
-                    "exp": iso(now + self.windows.hold + self.windows.late),
-                }
+                result.markers[mkey] = NewMarker(
+                    lkey,
+                    event.transaction_id,
+                    message.partition,
+                    message.offset,
+                    iso(now + self.windows.hold + self.windows.late),
+                )
             return
         ledger.mark_applied(message.partition, message.offset)
-        if marker is not None and (marker["p"], marker["o"]) != (
-            message.partition,
-            message.offset,
-        ):
+        if seen is not None and seen != (message.partition, message.offset):
             result.counts["duplicate"] += 1
             return
-        marker = {"p": message.partition, "o": message.offset, "exp": None}
+        marker = NewMarker(lkey, event.transaction_id, message.partition, message.offset, "")
         result.markers[mkey] = marker
         terms = self.catalog.terms(event.organization_id, event.external_subscription_id)
         if terms is None:
@@ -219,7 +219,7 @@ class EventProcessor:
                     "value": (message.value or b"").decode("utf-8"),
                 }
             )
-            marker["exp"] = iso(now + self.windows.hold + self.windows.late)
+            marker.expires = iso(now + self.windows.hold + self.windows.late)
             result.counts["held"] += 1
             return
         if ledger.value["held"]:
@@ -227,7 +227,7 @@ class EventProcessor:
         outcome, expires = fold_event(
             self.domain, self.periods, ledger, terms, event, now, self.windows
         )
-        marker["exp"] = iso(expires)
+        marker.expires = iso(expires)
         if outcome.startswith("dead_letter:"):
             reason = outcome.split(":", 1)[1]
             ledger.enqueue(

@@ -9,7 +9,8 @@ import orjson
 
 from aggregator.catalog_view import CatalogView
 from aggregator.closing import PeriodCloser, period_key, source_partition
-from aggregator.ledger import ledger_key
+from aggregator.ledger import ledger_key, marker_key
+from aggregator.markers import DedupeMarkers
 from aggregator.processing import EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
@@ -34,7 +35,8 @@ def message(offset: int, txn: str, *, partition: int = 0, **overrides: Any) -> S
 
 def make(domain: Any, catalog: CatalogView) -> tuple[EventProcessor, MemoryStore, MemoryStore]:
     ledgers, markers = MemoryStore(), MemoryStore()
-    return EventProcessor(domain, catalog, ledgers, markers, WINDOWS), ledgers, markers
+    processor = EventProcessor(domain, catalog, ledgers, DedupeMarkers(markers), WINDOWS)
+    return processor, ledgers, markers
 
 
 def units(ledgers: MemoryStore, charge: str = "ch-o1-p1-calls", sub: str = "s1") -> int:
@@ -133,7 +135,7 @@ def test_invalid_events_are_dead_lettered_with_reason_and_payload(
 def test_unknown_subscription_is_held_then_applied_once_it_appears(
     domain: Any, catalog: CatalogView
 ) -> None:
-    processor, ledgers, markers = make(domain, catalog)
+    processor, ledgers, _markers = make(domain, catalog)
     held = [message(i, f"t{i}", external_subscription_id="s2") for i in range(3)]
     result = processor.apply_batch([*held, message(3, "t0", external_subscription_id="s2")], NOW)
     assert result.counts["held"] == 3 and result.counts["duplicate"] == 1
@@ -143,7 +145,7 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
             "s2", customer="c1", plan_code="p1", subscription_at="2026-01-01T00:00:00Z"
         )
     )
-    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     counts = closer.tick(NOW, {source_partition("s2", 4)})
     assert counts["released"] == 3
     assert units(ledgers, sub="s2") == 3
@@ -153,9 +155,9 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
 
 
 def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: CatalogView) -> None:
-    processor, ledgers, markers = make(domain, catalog)
+    processor, ledgers, _markers = make(domain, catalog)
     processor.apply_batch([message(0, "t0", external_subscription_id="s9")], NOW)
-    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     counts = closer.tick(NOW + timedelta(hours=2), set(range(4)))
     assert counts["dead_letter:unknown_subscription"] == 1
     value = ledgers.get(ledger_key("o1", "s9"))
@@ -166,11 +168,11 @@ def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: Cat
 def test_period_closes_after_grace_with_totals_and_late_events_become_adjustments(
     domain: Any, catalog: CatalogView
 ) -> None:
-    processor, ledgers, markers = make(domain, catalog)
+    processor, ledgers, _markers = make(domain, catalog)
     processor.apply_batch(
         [message(0, "a"), message(1, "b", code="gb", properties={"gb": "1.5"})], NOW
     )
-    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     owned = {source_partition("s1", 4)}
     feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
     assert closer.tick(feb_1 + timedelta(minutes=59), owned)["period_closed"] == 0
@@ -203,7 +205,7 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
 def test_a_subscription_without_events_closes_its_periods_and_termination_ends_them(
     domain: Any, catalog: CatalogView
 ) -> None:
-    processor, ledgers, markers = make(domain, catalog)
+    processor, ledgers, _markers = make(domain, catalog)
     sample = SampleCatalog("o1")
     catalog.apply(
         sample.subscription(
@@ -214,7 +216,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
             terminated_at="2026-03-10T12:00:00Z",
         )
     )
-    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     closer.tick(datetime(2026, 6, 1, tzinfo=UTC), {source_partition("s3", 4)})
     value = ledgers.get(ledger_key("o1", "s3"))
     assert value is not None and value["final"]
@@ -237,9 +239,22 @@ def test_markers_expire_after_period_end_plus_grace_and_late_window(
 ) -> None:
     processor, ledgers, markers = make(domain, catalog)
     processor.apply_batch([message(0, "a")], NOW)
-    closer = PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     expiry = datetime(2026, 2, 1, tzinfo=UTC) + WINDOWS.close_grace + WINDOWS.late
     closer.tick(expiry - timedelta(seconds=1), {0})
     assert len(markers) == 1
     closer.tick(expiry + timedelta(seconds=1), {0})
     assert len(markers) == 0
+
+
+def test_a_batch_writes_one_marker_segment_per_subscription_and_recovery_rebuilds_the_index(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, _, markers = make(domain, catalog)
+    processor.apply_batch([message(i, f"t{i}") for i in range(50)], NOW)
+    assert markers.writes == 1
+    assert len(processor.markers) == 50
+    # A fresh worker recovering the same segments knows every marker.
+    recovered = DedupeMarkers(markers)
+    assert recovered.get(marker_key("o1", "s1", "t7")) == (0, 7)
+    assert recovered.get(marker_key("o1", "s1", "nope")) is None

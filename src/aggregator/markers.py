@@ -1,0 +1,109 @@
+"""Dedupe markers: which event (partition, offset) first carried each transaction id of a
+subscription, kept until its period is closed and the late window has passed.
+
+Markers are stored in segments: one table value per (subscription, source partition,
+batch) holding the markers that batch set, so a batch writes one changelog record per
+subscription it touched instead of one per event. A segment is one record, applied whole
+or not at all after a crash, like a ledger. Lookups go through an in-memory index of every
+segment, rebuilt from the table after recovery or a rebalance.
+
+Segment value: `{"p": partition, "exp": "<latest expiry>", "m": {"<txn>": [offset, "<expiry>"]}}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aggregator.ledger import iso
+from aggregator.store import PartitionedStore
+
+
+@dataclass(slots=True)
+class NewMarker:
+    ledger_key: str
+    transaction_id: str
+    partition: int
+    offset: int
+    expires: str  # ISO 8601 UTC: those strings compare in time order
+
+
+class DedupeMarkers:
+    def __init__(self, store: PartitionedStore) -> None:
+        self.store = store
+        # marker key -> (partition, offset, expiry)
+        self._index: dict[str, tuple[int, int, str]] | None = None
+        self._segments_seen = -1
+
+    def invalidate(self) -> None:
+        """The table changed underneath (recovery, rebalance): rebuild before next use."""
+        self._index = None
+
+    def _ensured(self) -> dict[str, tuple[int, int, str]]:
+        if self._index is None or len(self.store) != self._segments_seen:
+            index: dict[str, tuple[int, int, str]] = {}
+            for key, segment in self.store.items():
+                prefix = key.rsplit("\x1f", 2)[0]
+                for txn, (offset, expires) in segment["m"].items():
+                    _remember(index, f"{prefix}\x1f{txn}", segment["p"], offset, expires)
+            self._index = index
+            self._segments_seen = len(self.store)
+        return self._index
+
+    def get(self, marker_key: str) -> tuple[int, int] | None:
+        """(partition, offset) of the event that set the marker, or None."""
+        found = self._ensured().get(marker_key)
+        return None if found is None else (found[0], found[1])
+
+    def write(self, markers: list[NewMarker]) -> None:
+        """Store a batch's new markers, one segment per (subscription, partition)."""
+        index = self._ensured()
+        segments: dict[tuple[str, int], list[NewMarker]] = {}
+        for marker in markers:
+            segments.setdefault((marker.ledger_key, marker.partition), []).append(marker)
+        for (ledger_key, partition), items in segments.items():
+            first = min(m.offset for m in items)
+            self.store.put(
+                partition,
+                f"{ledger_key}\x1f{partition}\x1f{first}",
+                {
+                    "p": partition,
+                    "exp": max(m.expires for m in items),
+                    "m": {m.transaction_id: [m.offset, m.expires] for m in items},
+                },
+            )
+            for m in items:
+                key = f"{ledger_key}\x1f{m.transaction_id}"
+                _remember(index, key, partition, m.offset, m.expires)
+        self._segments_seen = len(self.store)
+
+    def expire(self, now: datetime, owned: set[int]) -> int:
+        """Delete the segments of owned partitions whose markers have all expired."""
+        stamp = iso(now)
+        index = self._ensured()
+        removed = 0
+        for key, segment in self.store.items():
+            if segment["p"] not in owned or segment["exp"] >= stamp:
+                continue
+            self.store.delete(segment["p"], key)
+            prefix = key.rsplit("\x1f", 2)[0]
+            for txn in segment["m"]:
+                marker_key = f"{prefix}\x1f{txn}"
+                held = index.get(marker_key)
+                # The same marker may live on in a later segment (set again after a replay).
+                if held is not None and held[2] < stamp:
+                    del index[marker_key]
+                    removed += 1
+        self._segments_seen = len(self.store)
+        return removed
+
+    def __len__(self) -> int:
+        return len(self._ensured())
+
+
+def _remember(
+    index: dict[str, tuple[int, int, str]], key: str, partition: int, offset: int, expires: str
+) -> None:
+    held = index.get(key)
+    if held is None or ((held[0], held[1]) == (partition, offset) and expires > held[2]):
+        index[key] = (partition, offset, expires)

@@ -77,14 +77,32 @@ class Sizes:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
         if args.quick:
-            sizes = cls(2, 5_000, 100, 8, {"usage-1k": 1_000, "usage-10k": 10_000}, 50, 500)
+            sizes = cls(
+                2, 5_000, 100, 8, {tier_name(1_000): 1_000, tier_name(10_000): 10_000}, 50, 500
+            )
         else:
-            sizes = cls(3, 50_000, 100, 8, {"usage-1k": 1_000, "usage-100k": 100_000}, 200, 5000)
+            sizes = cls(
+                3, 50_000, 100, 8, {tier_name(1_000): 1_000, tier_name(100_000): 100_000}, 200, 5000
+            )
+        if args.period_sizes:
+            sizes = replace(sizes, tiers={tier_name(n): n for n in args.period_sizes})
         if args.huge:
-            sizes = replace(sizes, tiers={**sizes.tiers, "usage-10m": 10_000_000})
+            sizes = replace(sizes, tiers={**sizes.tiers, tier_name(10_000_000): 10_000_000})
         if args.runs:
             sizes = replace(sizes, runs=args.runs)
         return sizes
+
+
+def tier_name(events: int) -> str:
+    """The subscription whose period holds `events` events: usage-1k, usage-100k, usage-10m."""
+    for size, suffix in ((1_000_000, "m"), (1_000, "k")):
+        if events >= size and events % size == 0:
+            return f"usage-{events // size}{suffix}"
+    return f"usage-{events}"
+
+
+def period_sizes(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
 
 
 @dataclass(slots=True)
@@ -100,7 +118,10 @@ class Measure:
     def row(self) -> list[object]:
         mf, bl = report.median(self.meterflow), report.median(self.baseline)
         advantage = report.ratio(mf, bl) if self.higher_is_better else report.ratio(bl, mf)
-        shown = "-" if advantage != advantage else f"{advantage:.2f}x"
+        if advantage != advantage:  # NaN: one side was not measured
+            shown = "-"
+        else:
+            shown = f"{advantage:.2f}x" if advantage >= 0.1 else f"{advantage:.2g}x"
         return [self.name, self.unit, mf, bl, shown, max(len(self.meterflow), len(self.baseline))]
 
 
@@ -580,6 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 runs (~2 min)")
     parser.add_argument("--huge", action="store_true", help="also a period of 10M events")
     parser.add_argument("--runs", type=int, default=0, help="runs per measure and side")
+    parser.add_argument(
+        "--period-sizes",
+        type=period_sizes,
+        default=None,
+        metavar="N,N,...",
+        help="events in the period of each measured subscription (default 1000,100000)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     sizes = Sizes.from_args(args)

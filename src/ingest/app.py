@@ -9,11 +9,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest import billable_metrics, customers, events, invoices, plans, repository, subscriptions
+from ingest import (
+    billable_metrics,
+    current_usage,
+    customers,
+    events,
+    invoices,
+    plans,
+    repository,
+    subscriptions,
+)
 from ingest.auth import authenticate
 from ingest.broker import Broker
 from ingest.catalog_publisher import CatalogPublisher
@@ -106,6 +116,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         ctx.settings.dsn, schema=ctx.settings.db_schema, size=ctx.ingest.db_pool_size
     )
     ctx.publisher = CatalogPublisher(ctx.pool, ctx.broker, ctx.settings.topics.catalog, ctx.metrics)
+    ctx.client = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=ctx.ingest.usage_timeout)
+    )
     await ctx.broker.start()
     outbox = asyncio.create_task(ctx.publisher.run(ctx.ingest.outbox_interval))
     log.info(
@@ -119,6 +132,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await outbox
     await ctx.publisher.drain_quietly()
     await ctx.broker.close()
+    await ctx.client.close()
     await ctx.pool.close()
     log.info("ingest.stopped")
 
@@ -132,7 +146,15 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
     )
     app[CONTEXT] = IngestContext(settings=settings, ingest=ingest, metrics=metrics, broker=broker)
     app.cleanup_ctx.append(_resources)
-    for module in (events, customers, billable_metrics, plans, subscriptions, invoices):
+    for module in (
+        events,
+        customers,
+        billable_metrics,
+        plans,
+        subscriptions,
+        invoices,
+        current_usage,
+    ):
         app.add_routes(module.routes())
     return app
 

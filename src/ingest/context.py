@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 
@@ -23,11 +24,17 @@ class IngestContext:
     broker: Broker
     pool: asyncpg.Pool | None = None
     publisher: CatalogPublisher | None = None
+    client: aiohttp.ClientSession | None = None
 
     @property
     def db(self) -> asyncpg.Pool:
         assert self.pool is not None, "the pool opens in the app's startup"
         return self.pool
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self.client is not None, "the HTTP client opens in the app's startup"
+        return self.client
 
     @property
     def catalog(self) -> CatalogPublisher:

@@ -107,6 +107,15 @@ class DatabaseUnavailable(ApiError):
     code = "database_unavailable"
 
 
+class AggregatorUnavailable(ApiError):
+    """No aggregator answered for the subscription (not started, restarting, recovering, or
+    the subscription not yet in its catalog): retry shortly."""
+
+    status = 503
+    error = "Service Unavailable"
+    code = "aggregator_unavailable"
+
+
 def error_response(body: dict[str, Any], status: int) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 

@@ -25,6 +25,8 @@ class IngestSettings:
     max_body_bytes: int = 1024 * 1024
     shutdown_grace: float = 30.0
     outbox_interval: float = 5.0
+    aggregator_url: str = "http://127.0.0.1:6066"
+    usage_timeout: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -45,4 +47,8 @@ class IngestSettings:
             outbox_interval=env_seconds(
                 env, "METERFLOW_INGEST_OUTBOX_INTERVAL", 5.0, minimum=0.001
             ),
+            aggregator_url=(env.get("METERFLOW_AGGREGATOR_URL") or "http://127.0.0.1:6066").rstrip(
+                "/"
+            ),
+            usage_timeout=env_seconds(env, "METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001),
         )

@@ -491,20 +491,21 @@ def progress(message: str) -> None:
 
 
 async def alternate(
+    what: str,
     runs: int,
     meterflow: Callable[[int], Awaitable[Any]],
     baseline_side: Callable[[int], Awaitable[Any]],
 ) -> tuple[list[Any], list[Any]]:
     """Run both sides `runs` times, alternating which goes first so neither always gets the
     quieter moment of a shared machine."""
-    mf, bl = [], []
+    mf: list[Any] = []
+    bl: list[Any] = []
     for run in range(runs):
-        if run % 2 == 0:
-            mf.append(await meterflow(run))
-            bl.append(await baseline_side(run))
-        else:
-            bl.append(await baseline_side(run))
-            mf.append(await meterflow(run))
+        order = [("meterflow", meterflow, mf), ("baseline", baseline_side, bl)]
+        for side, measure, results in order if run % 2 == 0 else reversed(order):
+            started = time.monotonic()
+            results.append(await measure(run))
+            progress(f"{what}: {side} run {run + 1}/{runs} took {time.monotonic() - started:.1f}s")
     return mf, bl
 
 
@@ -516,6 +517,7 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
     bodies = batch_bodies("bench", sizes.ingest_events, sizes.batch)
     warmup = batch_bodies("warmup", 10 * sizes.batch, sizes.batch)
     mf_ingest, bl_ingest = await alternate(
+        "ingest",
         sizes.runs,
         lambda _: ingest_meterflow(base, bodies, warmup, sizes),
         lambda _: ingest_baseline(base, bodies, warmup, sizes),
@@ -552,6 +554,7 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
             await conn.close()
         progress("aggregation: pre-filled")
         mf_usage, bl_usage = await alternate(
+            "aggregation and current usage",
             sizes.runs,
             lambda run: aggregate_meterflow(settings, organization_id, dataset, run, sizes),
             lambda _: aggregate_baseline(base, schema, organization_id, key, dataset, sizes),

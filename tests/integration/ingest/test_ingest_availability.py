@@ -115,7 +115,13 @@ async def test_stopping_finishes_requests_in_flight(
     finished: list[float] = []
     async with aiohttp.ClientSession(headers=headers) as session:
         sending = [asyncio.create_task(send(session, n)) for n in range(20)]
-        await asyncio.sleep(0.05)
+        # Stop only once the server has begun handling requests (a fixed sleep is too short
+        # on a loaded machine).
+        runner_server = server._api.server
+        assert runner_server is not None
+        deadline = time.monotonic() + 10
+        while runner_server.requests_count == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         stopping_at = time.monotonic()
         await server.stop()
         statuses = await asyncio.gather(*sending)

@@ -50,6 +50,7 @@ from typing import Any, cast
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
 
 from aggregator.catalog_view import CatalogReader, CatalogView
@@ -180,6 +181,7 @@ class Aggregator:
         self.marker_table = app.Table("markers", **table_options)
         self.ledgers = FaustTableStore(self.ledger_table)
         self.marker_segments = FaustTableStore(self.marker_table)
+        self.progress = FaustTableStore(app.Table("progress", **table_options))
         self.markers = DedupeMarkers(self.marker_segments)
         self.processor = EventProcessor(
             domain, self.catalog, self.ledgers, self.markers, self.windows
@@ -194,6 +196,8 @@ class Aggregator:
             settings.partitions,
         )
         self._outbox_lock = asyncio.Lock()
+        # Per source partition, the next offset to apply: everything below it is applied.
+        self._expected: dict[int, int] = {}
 
     def owned_partitions(self) -> set[int]:
         return {
@@ -221,9 +225,14 @@ class Aggregator:
             )
             for e in batch
         ]
+        messages = await self.contiguous(messages)
         result = self.processor.apply_batch(messages, datetime.now(UTC))
         # Durable before this batch's offsets can be acknowledged (and so committed).
         await self.flush_tables()
+        # Then the contiguous progress, never ahead of the effects it vouches for.
+        for partition, expected in self._expected.items():
+            self.progress.put(partition, f"p{partition}", {"next": expected})
+        await self.progress.flush()
         self.metrics.batch_size.observe(len(messages))
         self.metrics.record(result.counts)
         for letter in result.dead_letters:
@@ -250,6 +259,73 @@ class Aggregator:
         await self.flush_outboxes([k for k, v in self.ledgers.items() if v["outbox"]])
         self.metrics.table_keys.labels(table="ledgers").set(len(self.ledgers))
         self.metrics.table_keys.labels(table="markers").set(len(self.markers))
+
+    async def contiguous(self, messages: list[SourceMessage]) -> list[SourceMessage]:
+        """The batch's messages with nothing skipped and nothing applied before.
+
+        faust-streaming 0.15.3 can, around the seek to committed offsets when a worker starts,
+        deliver a message twice or acknowledge one without ever handing it to the agent (and
+        then commit past it). Messages below a partition's durable progress are dropped
+        here; a hole is filled by reading the missing offsets straight from Kafka.
+        """
+        by_partition: dict[int, list[SourceMessage]] = {}
+        for message in messages:
+            by_partition.setdefault(message.partition, []).append(message)
+        result: list[SourceMessage] = []
+        for partition, items in by_partition.items():
+            expected = self._expected.get(partition)
+            if expected is None:
+                stored = self.progress.get(f"p{partition}")
+                expected = 0 if stored is None else int(stored["next"])
+            for message in items:
+                if message.offset < expected:
+                    continue
+                if message.offset > expected:
+                    missing = await self.read_range(partition, expected, message.offset)
+                    log.warning(
+                        "aggregator.offset_gap_filled partition=%d from=%d to=%d read=%d",
+                        partition,
+                        expected,
+                        message.offset,
+                        len(missing),
+                    )
+                    self.metrics.events.labels(outcome="gap_filled").inc(len(missing))
+                    result.extend(missing)
+                result.append(message)
+                expected = message.offset + 1
+            self._expected[partition] = expected
+        return result
+
+    async def read_range(self, partition: int, start: int, end: int) -> list[SourceMessage]:
+        """Messages [start, end) of one events partition, read with a plain consumer."""
+        tp = TopicPartition(self.settings.topics.events, partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        found: list[SourceMessage] = []
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while await consumer.position(tp) < end:
+                batches = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batches.get(tp, []):
+                    if start <= record.offset < end:
+                        found.append(
+                            SourceMessage(
+                                partition, record.offset, record.key, record.value, record.timestamp
+                            )
+                        )
+        finally:
+            await consumer.stop()
+        return found
+
+    def forget_progress(self) -> None:
+        """Partitions moved: read each one's progress again from the (recovered) table."""
+        self._expected.clear()
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()
@@ -378,8 +454,9 @@ def create_app(
     app.page("/ready")(ready_view)
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        # Recovery is about to change the marker segments held here.
+        # Recovery is about to change the marker segments and the progress held here.
         aggregator.markers.invalidate()
+        aggregator.forget_progress()
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     return app, aggregator

@@ -217,4 +217,6 @@ class PeriodCloser:
             self.ledgers.put(ledger.partition, key, ledger.seal())
 
     def _expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
-        counts["marker_expired"] += self.markers.expire(now, owned)
+        expired = self.markers.expire(now, owned)
+        if expired:
+            counts["marker_expired"] += expired

@@ -62,10 +62,12 @@ class DedupeMarkers:
         for marker in markers:
             segments.setdefault((marker.ledger_key, marker.partition), []).append(marker)
         for (ledger_key, partition), items in segments.items():
-            first = min(m.offset for m in items)
+            # First and last offset: a replay that splits batches differently writes new
+            # segments rather than overwriting an older one with fewer markers.
+            first, last = min(m.offset for m in items), max(m.offset for m in items)
             self.store.put(
                 partition,
-                f"{ledger_key}\x1f{partition}\x1f{first}",
+                f"{ledger_key}\x1f{partition}\x1f{first}-{last}",
                 {
                     "p": partition,
                     "exp": max(m.expires for m in items),

@@ -624,7 +624,9 @@ def main(argv: list[str] | None = None) -> int:
             True,
         ),
         "ingest_p99": Measure("ingest batch latency p99", "ms", False),
-        "aggregation": Measure("aggregation (1 worker vs read-time SQL)", "events/s", True),
+        "aggregation": Measure(
+            "aggregation: fold once (1 worker) vs one SQL pass", "events/s", True
+        ),
     }
     started = time.monotonic()
     raw = asyncio.run(suite(base, sizes, measures))

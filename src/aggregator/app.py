@@ -30,6 +30,13 @@ set it, so a redelivered event finding its own marker is not a duplicate (the le
 decides), any other event with the same transaction id is; a replayed event whose marker
 was lost sets it again.
 
+One more guard, because faust-streaming 0.15.3 does not always deliver every message:
+around the seek to committed offsets when a worker starts, it can hand a message to the
+agent twice, or acknowledge one without handing it over at all (and then commit past it).
+The `progress` table records, per source partition, the next offset to apply (written
+after the batch's effects are durable); a batch drops messages below it and fills any
+hole above it by reading the missing offsets straight from Kafka (`Aggregator.contiguous`).
+
 Messages the ledger decides to send (closed periods, dead letters of known subscriptions)
 go into the ledger's outbox in the same record as the state change, and leave it only
 after the broker acknowledged them; a crash in between sends them again, which is why a

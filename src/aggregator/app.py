@@ -232,13 +232,15 @@ class Aggregator:
             )
             for e in batch
         ]
-        messages = await self.contiguous(messages)
+        messages, expected = await self.contiguous(messages)
         result = self.processor.apply_batch(messages, datetime.now(UTC))
         # Durable before this batch's offsets can be acknowledged (and so committed).
         await self.flush_tables()
-        # Then the contiguous progress, never ahead of the effects it vouches for.
-        for partition, expected in self._expected.items():
-            self.progress.put(partition, f"p{partition}", {"next": expected})
+        # Then the progress, never ahead of the effects it vouches for. Should anything
+        # above fail, the old progress stays, and the next batch reads this one again.
+        self._expected.update(expected)
+        for partition, next_offset in expected.items():
+            self.progress.put(partition, f"p{partition}", {"next": next_offset})
         await self.progress.flush()
         self.metrics.batch_size.observe(len(messages))
         self.metrics.record(result.counts)
@@ -267,18 +269,22 @@ class Aggregator:
         self.metrics.table_keys.labels(table="ledgers").set(len(self.ledgers))
         self.metrics.table_keys.labels(table="markers").set(len(self.markers))
 
-    async def contiguous(self, messages: list[SourceMessage]) -> list[SourceMessage]:
+    async def contiguous(
+        self, messages: list[SourceMessage]
+    ) -> tuple[list[SourceMessage], dict[int, int]]:
         """The batch's messages with nothing skipped and nothing applied before.
 
         faust-streaming 0.15.3 can, around the seek to committed offsets when a worker starts,
         deliver a message twice or acknowledge one without ever handing it to the agent (and
         then commit past it). Messages below a partition's durable progress are dropped
-        here; a hole is filled by reading the missing offsets straight from Kafka.
+        here; a hole is filled by reading the missing offsets straight from Kafka. Also
+        returns each partition's next offset once the batch is applied.
         """
         by_partition: dict[int, list[SourceMessage]] = {}
         for message in messages:
             by_partition.setdefault(message.partition, []).append(message)
         result: list[SourceMessage] = []
+        progress: dict[int, int] = {}
         for partition, items in by_partition.items():
             expected = self._expected.get(partition)
             if expected is None:
@@ -300,8 +306,8 @@ class Aggregator:
                     result.extend(missing)
                 result.append(message)
                 expected = message.offset + 1
-            self._expected[partition] = expected
-        return result
+            progress[partition] = expected
+        return result, progress
 
     async def read_range(self, partition: int, start: int, end: int) -> list[SourceMessage]:
         """Messages [start, end) of one events partition, read with a plain consumer."""

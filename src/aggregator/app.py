@@ -205,6 +205,8 @@ class Aggregator:
         self._outbox_lock = asyncio.Lock()
         # Per source partition, the next offset to apply: everything below it is applied.
         self._expected: dict[int, int] = {}
+        # Set once the producer knows the events topic's partitions (see learn_partitions).
+        self.routing_ready = asyncio.Event()
 
     def owned_partitions(self) -> set[int]:
         return {
@@ -216,6 +218,7 @@ class Aggregator:
     def ready(self) -> bool:
         return (
             self.catalog_reader.ready.is_set()
+            and self.routing_ready.is_set()
             and cast(Any, self.app.tables).recovery.completed.is_set()
             and bool(self.owned_partitions())
         )
@@ -436,6 +439,17 @@ def create_app(
         await aggregator.catalog_reader.run()
 
     app.task(follow_catalog)
+
+    async def learn_partitions() -> None:
+        # The current-usage route hashes the key with the *producer's* view of the events
+        # topic, and aiokafka's producer learns a topic's partitions only when asked: without
+        # this, a usage request before any produce to that topic fails inside Faust.
+        # (faust-streaming 0.15.3 offers no public accessor for its aiokafka producer.)
+        producer = cast(Any, app.producer)._ensure_producer()
+        await producer.partitions_for(settings.topics.events)
+        aggregator.routing_ready.set()
+
+    app.task(learn_partitions)
 
     async def close_periods() -> None:
         try:

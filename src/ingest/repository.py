@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from meterflow import db
 from meterflow.catalog import CatalogKind, CatalogRecord
 
 Row = asyncpg.Record
@@ -27,26 +27,8 @@ class Organization:
     timezone: str
 
 
-async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name,
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
-
-
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=1,
-        max_size=size,
-        server_settings={"search_path": schema},
-        init=_init_connection,
-    )
-    assert pool is not None
-    return pool
+    return await db.create_pool(dsn, schema=schema, size=size, init=db.use_orjson)
 
 
 @asynccontextmanager

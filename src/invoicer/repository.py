@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from invoicer.closed_period import PeriodClosed
@@ -22,18 +21,9 @@ from invoicer.pricing import (
     PricedInvoice,
     SubscriptionTerms,
 )
+from meterflow import db
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
-
-
-async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name,
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
 
 
 async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -42,18 +32,15 @@ async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
 
 
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+    return await db.create_pool(
         dsn,
-        min_size=1,
-        max_size=size,
-        server_settings={"search_path": schema},
-        init=_init_connection,
+        schema=schema,
+        size=size,
+        init=db.use_orjson,
         reset=_keep_session,
         timeout=10,
         command_timeout=30,
     )
-    assert pool is not None
-    return pool
 
 
 _TERMS = (

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 
 import asyncpg
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,23 @@ async def connect(dsn: str, *, schema: str = "public") -> asyncpg.Connection:
     return await asyncpg.connect(dsn, server_settings={"search_path": schema})
 
 
-async def create_pool(dsn: str, *, schema: str = "public", size: int = 10) -> asyncpg.Pool:
+async def use_orjson(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Connection init: json and jsonb values travel as Python objects through orjson."""
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(
+    dsn: str, *, schema: str = "public", size: int = 10, **options: Any
+) -> asyncpg.Pool:
+    """A pool whose connections use `schema`; `options` go to asyncpg (init, timeouts...)."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}
+        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}, **options
     )
     assert pool is not None
     return pool

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,23 +21,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from meterflow.catalog import CatalogRecord
 from meterflow.settings import Settings
+from support.services import ServiceProcess, free_port, service_env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class AggregatorProcess:
+class AggregatorProcess(ServiceProcess):
     """One aggregator worker run as `python -m meterflow.cli aggregator`."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
+        super().__init__("aggregator", env, log_path)
         self.port = int(env["METERFLOW_AGGREGATOR_PORT"])
-        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
@@ -50,15 +38,9 @@ class AggregatorProcess:
 
     def start(self) -> None:
         self.starts += 1
-        log = self.log_path.open("ab")
-        log.write(f"---- start {self.starts}\n".encode())
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meterflow.cli", "aggregator"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            log.write(f"---- start {self.starts}\n".encode())
+        super().start()
 
     async def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -123,27 +105,12 @@ class AggregatorProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
 
 def worker_env(settings: Settings, data_dir: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METERFLOW_")}
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
-            "METERFLOW_PARTITIONS": str(settings.partitions),
-            "METERFLOW_STATE_DIR": str(data_dir),
+    return service_env(
+        settings,
+        data_dir,
+        **{
             "METERFLOW_AGGREGATOR_APP_ID": f"{settings.topics.prefix}aggregator",
             "METERFLOW_AGGREGATOR_PORT": str(free_port()),
             "METERFLOW_AGGREGATOR_METRICS_PORT": str(free_port()),
@@ -153,11 +120,9 @@ def worker_env(settings: Settings, data_dir: Path, **overrides: str) -> dict[str
             "METERFLOW_AGGREGATOR_COMMIT_INTERVAL": "0.5",
             # A killed worker's group membership lapses after this; the broker's minimum.
             "METERFLOW_AGGREGATOR_SESSION_TIMEOUT": "6",
-            "METERFLOW_LOG_LEVEL": "INFO",
-        }
+            **overrides,
+        },
     )
-    env.update(overrides)
-    return env
 
 
 @pytest.fixture

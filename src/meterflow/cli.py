@@ -9,6 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -20,25 +23,37 @@ from meterflow.stack.local import LocalStack
 from meterflow.stack.processes import read_pid, terminate
 
 
-def _ingest_listens() -> str:
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a running service can be reached, and the URL that answers 200 once it is ready."""
+
+    description: str
+    ready_url: str
+
+
+def _ingest_endpoints() -> Endpoints:
     from ingest.settings import IngestSettings
 
     s = IngestSettings.from_env()
-    return f"Lago API http://127.0.0.1:{s.port}  metrics http://127.0.0.1:{s.metrics_port}/metrics"
+    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
+    return Endpoints(f"Lago API http://127.0.0.1:{s.port}  metrics {metrics}", metrics)
 
 
-def _aggregator_listens() -> str:
+def _aggregator_endpoints() -> Endpoints:
     from aggregator.settings import AggregatorSettings
 
     s = AggregatorSettings.from_env()
-    return f"usage http://{s.host}:{s.port}  metrics http://127.0.0.1:{s.metrics_port}/metrics"
+    usage = f"http://{s.host}:{s.port}"
+    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
+    return Endpoints(f"usage {usage}  metrics {metrics}", f"{usage}/ready")
 
 
-def _invoicer_listens() -> str:
+def _invoicer_endpoints() -> Endpoints:
     from invoicer.settings import InvoicerSettings
 
     s = InvoicerSettings.from_env()
-    return f"metrics http://127.0.0.1:{s.metrics_port}/metrics"
+    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
+    return Endpoints(f"metrics {metrics}", metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +62,17 @@ class Service:
 
     name: str
     entry_point: str  # "module:function", imported only when the service runs
-    listens: Callable[[], str]  # where it can be reached, from its own settings
+    endpoints: Callable[[], Endpoints]  # from the service's own settings
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("ingest", "ingest.service:main", _ingest_listens),
-    Service("aggregator", "aggregator.service:main", _aggregator_listens),
-    Service("invoicer", "invoicer.service:main", _invoicer_listens),
+    Service("ingest", "ingest.service:main", _ingest_endpoints),
+    Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
+    Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
 )
+
+# How long `meterflow up` waits for a service to answer its readiness URL.
+READY_TIMEOUT = 180.0
 
 
 def _run_service(service: Service, settings: Settings) -> int:
@@ -90,7 +108,11 @@ def cmd_up(settings: Settings) -> int:
         for service in SERVICES:
             proc = subprocess.Popen([sys.executable, "-m", "meterflow.cli", service.name])
             children.append((service, proc))
-        _print_endpoints(settings)
+        if not _wait_ready(children, stop):
+            exit_code = 1
+            stop.set()
+        else:
+            _print_endpoints(settings)
         while not stop.wait(0.5):
             for service, proc in children:
                 if proc.poll() is not None:
@@ -111,6 +133,42 @@ def cmd_up(settings: Settings) -> int:
     return exit_code
 
 
+def _wait_ready(
+    children: list[tuple[Service, subprocess.Popen[bytes]]], stop: threading.Event
+) -> bool:
+    """Wait until every service answers its readiness URL; False (said why) if one exits or
+    does not answer in time, or if a signal asks to stop meanwhile."""
+    for service, proc in children:
+        url = service.endpoints().ready_url
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _answers(url):
+            if proc.poll() is not None:
+                print(
+                    f"meterflow: {service.name} exited with code {proc.returncode} while "
+                    "starting; its log lines are above",
+                    file=sys.stderr,
+                )
+                return False
+            if time.monotonic() > deadline:
+                print(
+                    f"meterflow: {service.name} did not answer {url} within "
+                    f"{READY_TIMEOUT:.0f}s; its log lines are above",
+                    file=sys.stderr,
+                )
+                return False
+            if stop.wait(0.3):
+                return False
+    return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 def _print_endpoints(settings: Settings) -> None:
     kafka = settings.bootstrap_servers
     print("meterflow is up (Ctrl-C or `meterflow down` stops it)")
@@ -119,7 +177,7 @@ def _print_endpoints(settings: Settings) -> None:
     t = settings.topics
     print(f"  topics    {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
     for service in SERVICES:
-        print(f"  {service.name:<9} {service.listens()}")
+        print(f"  {service.name:<9} {service.endpoints().description}")
     sys.stdout.flush()
 
 

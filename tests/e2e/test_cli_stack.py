@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from meterflow.stack.processes import is_alive, read_pid
 
@@ -22,12 +26,18 @@ def _free_port() -> int:
 
 
 def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
+    api_port = _free_port()
     env = {
         **os.environ,
         "METERFLOW_STATE_DIR": str(tmp_path / "state"),
         "METERFLOW_KAFKA_PORT": str(_free_port()),
         "METERFLOW_KAFKA_CONTROLLER_PORT": str(_free_port()),
         "METERFLOW_POSTGRES_PORT": str(_free_port()),
+        "METERFLOW_INGEST_PORT": str(api_port),
+        "METERFLOW_INGEST_METRICS_PORT": str(_free_port()),
+        "METERFLOW_AGGREGATOR_PORT": str(_free_port()),
+        "METERFLOW_AGGREGATOR_METRICS_PORT": str(_free_port()),
+        "METERFLOW_INVOICER_METRICS_PORT": str(_free_port()),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.pop("DATABASE_URL", None)
@@ -44,6 +54,13 @@ def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         kafka_pid = read_pid(state / "kafka" / "broker.pid")
         postgres_pid = int((state / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
         assert kafka_pid is not None and is_alive(postgres_pid)
+        printed = Path(log.name).read_text()
+        assert f"http://127.0.0.1:{api_port}" in printed, "up prints where the API listens"
+        request = urllib.request.Request(f"http://127.0.0.1:{api_port}/api/v1/customers")
+        with pytest.raises(urllib.error.HTTPError) as unauthorized:
+            urllib.request.urlopen(request, timeout=10)
+        unauthorized.value.close()
+        assert unauthorized.value.code == 401, "the API is up and asks for a key"
 
         second = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 0

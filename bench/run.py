@@ -27,13 +27,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -52,6 +53,7 @@ from bench.workload import (
     batch_bodies,
     current_period,
     post_batches,
+    stored_events,
 )
 from ingest.organizations import create_organization
 from ingest.service import IngestServer
@@ -73,6 +75,7 @@ class Sizes:
     tiers: dict[str, int]
     latency_requests: int
     invoices: int
+    stored_events: int = 0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
@@ -90,6 +93,8 @@ class Sizes:
             sizes = replace(sizes, tiers={**sizes.tiers, tier_name(10_000_000): 10_000_000})
         if args.runs:
             sizes = replace(sizes, runs=args.runs)
+        if args.stored_events:
+            sizes = replace(sizes, stored_events=args.stored_events)
         return sizes
 
 
@@ -162,7 +167,7 @@ async def topic_usage(settings: Settings, topic: str) -> Usage:
                     if wire["code"] == SUM_CODE:
                         storage += 1
                         gigabytes += Decimal(str(wire["properties"][SUM_FIELD]))
-                    else:
+                    elif wire["code"] == COUNT_CODE:
                         calls += 1
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
@@ -207,6 +212,8 @@ async def ingest_meterflow(
     await migrate(settings.dsn, schema=settings.db_schema)
     await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     try:
+        if sizes.stored_events:
+            await produce_events(settings, str(uuid.uuid4()), stored_events(sizes.stored_events))
         _, key = await create_organization(settings, "bench")
         config = IngestSettings(host="127.0.0.1", port=0, metrics_port=0)
         async with IngestServer(settings, config) as server:
@@ -232,6 +239,8 @@ async def ingest_baseline(
         organization_id, key = str(uuid.uuid4()), uuid.uuid4().hex
         conn = await connect(base.dsn, schema=schema)
         try:
+            if sizes.stored_events:
+                await copy_rows(conn, str(uuid.uuid4()), stored_events(sizes.stored_events))
             await baseline.add_api_key(conn, key, organization_id)
             server = baseline.BaselineServer(
                 base.dsn, schema, CHARGES, current_period(datetime.now(UTC))
@@ -244,9 +253,10 @@ async def ingest_baseline(
             row = await conn.fetchrow(
                 "SELECT count(*), count(*) FILTER (WHERE code = $1), "
                 "coalesce(sum((properties ->> $2)::numeric) FILTER (WHERE code = $1), 0) "
-                "FROM events",
+                "FROM events WHERE organization_id = $3::uuid",
                 SUM_CODE,
                 SUM_FIELD,
+                organization_id,
             )
         finally:
             await conn.close()
@@ -312,15 +322,28 @@ async def prefill(settings: Settings, organization_id: str, dataset: Dataset) ->
             plan_code="bench-plan",
             subscription_at=SUBSCRIPTION_AT.isoformat(),
         )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for record in sample.records:
+            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await produce_events(settings, organization_id, dataset.events())
+
+
+async def produce_events(
+    settings: Settings, organization_id: str, events: Iterable[dict[str, Any]]
+) -> None:
+    """Events onto the events topic as ingest writes them (not timed)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
     )
     await producer.start()
     try:
-        for record in sample.records:
-            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
         pending = []
-        for wire in dataset.events():
+        for wire in events:
             value = orjson.dumps({"organization_id": organization_id, **wire})
             key = wire["external_subscription_id"].encode()
             pending.append(await producer.send(settings.topics.events, key=key, value=value))
@@ -460,17 +483,24 @@ async def load_baseline(
     await baseline.create_schema(base.dsn, schema)
     conn = await connect(base.dsn, schema=schema)
     try:
-        chunk: list[dict[str, Any]] = []
-        for wire in dataset.events():
-            chunk.append(wire)
-            if len(chunk) >= 50_000:
-                await baseline.copy_events(conn, organization_id, chunk)
-                chunk = []
-        if chunk:
-            await baseline.copy_events(conn, organization_id, chunk)
-        await conn.execute("ANALYZE events")
+        await copy_rows(conn, organization_id, dataset.events())
     finally:
         await conn.close()
+
+
+async def copy_rows(
+    conn: asyncpg.Connection, organization_id: str, events: Iterable[dict[str, Any]]
+) -> None:
+    """Events into the baseline's table with COPY, then ANALYZE (not timed)."""
+    chunk: list[dict[str, Any]] = []
+    for wire in events:
+        chunk.append(wire)
+        if len(chunk) >= 50_000:
+            await baseline.copy_events(conn, organization_id, chunk)
+            chunk = []
+    if chunk:
+        await baseline.copy_events(conn, organization_id, chunk)
+    await conn.execute("ANALYZE events")
 
 
 async def aggregate_baseline(
@@ -628,6 +658,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--huge", action="store_true", help="also a period of 10M events")
     parser.add_argument("--runs", type=int, default=0, help="runs per measure and side")
     parser.add_argument(
+        "--stored-events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ingest into a topic and a table already holding N other events (default 0)",
+    )
+    parser.add_argument(
         "--period-sizes",
         type=period_sizes,
         default=None,
@@ -642,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = asyncio.run(report.machine_facts(base))
     measures = {
         "ingest": Measure(
-            f"ingest, HTTP batches of {sizes.batch} x {sizes.concurrency} clients",
+            f"ingest, HTTP batches of {sizes.batch} x {sizes.concurrency} clients"
+            + (f", {sizes.stored_events:,} events stored" if sizes.stored_events else ""),
             "events/s",
             True,
         ),
@@ -674,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tiers": sizes.tiers,
                 "latency_requests": sizes.latency_requests,
                 "invoices": sizes.invoices,
+                "stored_events": sizes.stored_events,
             },
             "measures": {
                 key: {

@@ -100,6 +100,14 @@ def batch_bodies(tag: str, events: int, size: int, subscriptions: int = 100) -> 
     return [orjson.dumps({"events": made[i : i + size]}) for i in range(0, events, size)]
 
 
+def stored_events(count: int) -> Iterator[dict[str, Any]]:
+    """Events of another organization already stored when ingest is measured (a month of
+    history in the baseline's table and indexes; for Kafka, a longer log)."""
+    now = datetime.now(UTC).timestamp() - 3600
+    for i in range(count):
+        yield event(f"stored-{i % 1000}", i, now, tag="stored-") | {"code": "stored"}
+
+
 @dataclass(slots=True)
 class LoadResult:
     seconds: float

@@ -172,12 +172,13 @@ def _answers(url: str) -> bool:
 def _print_endpoints(settings: Settings) -> None:
     kafka = settings.bootstrap_servers
     print("meterflow is up (Ctrl-C or `meterflow down` stops it)")
-    print(f"  kafka     {kafka}{'' if settings.kafka_bootstrap else ' (embedded)'}")
-    print(f"  postgres  {settings.dsn}{'' if settings.database_url else ' (embedded)'}")
+    print(f"  kafka      {kafka}{'' if settings.kafka_bootstrap else ' (embedded)'}")
+    print(f"  postgres   {settings.dsn}{'' if settings.database_url else ' (embedded)'}")
     t = settings.topics
-    print(f"  topics    {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
+    print(f"  topics     {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
     for service in SERVICES:
-        print(f"  {service.name:<9} {service.endpoints().description}")
+        print(f"  {service.name:<10} {service.endpoints().description}")
+    print("An API key for Lago's clients: meterflow create-organization --name <name>")
     sys.stdout.flush()
 
 

@@ -12,15 +12,18 @@ bench/results/. Uses its own topics and Faust app id, removed afterwards.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/aggregator_throughput.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -29,7 +32,6 @@ import uuid
 import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,11 +39,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from aggregator.sample_catalog import SampleCatalog
+from bench import report
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def free_port() -> int:
@@ -68,7 +69,8 @@ def metrics(port: int) -> dict[str, float]:
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 
@@ -200,11 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "aggregator_throughput",
         "at": datetime.now(UTC).isoformat(),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": asyncio.run(report.machine_facts(settings)),
         "events": sent,
         "subscriptions": args.subscriptions,
         "duplicate_share": args.duplicates,
@@ -227,15 +225,9 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=1000)
     result = run(parser.parse_args())
-    width = max(len(k) for k in result)
-    print("aggregator throughput (one worker, pre-filled topic)")
-    for key, value in result.items():
-        if key != "machine":
-            print(f"  {key:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"aggregator_throughput-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {path}")
+    rows = [(key, value) for key, value in result.items() if key != "machine"]
+    report.print_table(["aggregator throughput (one worker, pre-filled topic)", "result"], rows)
+    print(f"\nwritten to {report.write_json('aggregator_throughput', result)}")
 
 
 if __name__ == "__main__":

@@ -10,23 +10,24 @@ database schema, removed afterwards.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/ingest_batch.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import asyncio
-import json
-import os
-import platform
-import statistics
-import sys
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
+from bench import report
 from ingest.organizations import create_organization
 from ingest.service import IngestServer
 from ingest.settings import IngestSettings
@@ -34,8 +35,6 @@ from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _batch(run: str, worker: int, n: int, size: int) -> bytes:
@@ -105,15 +104,10 @@ async def run(seconds: float, concurrency: int, size: int) -> dict[str, Any]:
             await conn.close()
     events = sum(r[0] for r in results)
     latencies = sorted(lat for r in results for lat in r[1])
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {
         "benchmark": "ingest_batch",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": await report.machine_facts(base),
         "seconds": round(elapsed, 2),
         "concurrency": concurrency,
         "batch_size": size,
@@ -122,8 +116,8 @@ async def run(seconds: float, concurrency: int, size: int) -> dict[str, Any]:
         "events": events,
         "events_per_second": round(events / elapsed, 1),
         "latency_ms": {
-            "p50": round(quantiles[49] * 1000, 2),
-            "p99": round(quantiles[98] * 1000, 2),
+            "p50": round(report.p50(latencies) * 1000, 2),
+            "p99": round(report.p99(latencies) * 1000, 2),
             "max": round(latencies[-1] * 1000, 2),
         },
     }
@@ -145,15 +139,8 @@ def main() -> None:
         ("latency p50 / p99 / max", "{p50} / {p99} / {max} ms".format(**result["latency_ms"])),
         ("duration", f"{result['seconds']} s"),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"{'ingest batch endpoint':<{width}}  result")
-    print(f"{'-' * width}  {'-' * 24}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest_batch-{result['at'].replace(':', '')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {out}")
+    report.print_table(["ingest batch endpoint", "result"], rows)
+    print(f"\nwritten to {report.write_json('ingest_batch', result)}")
 
 
 if __name__ == "__main__":

@@ -11,23 +11,25 @@ and database schema, removed afterwards.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/invoicer_throughput.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import asyncio
-import json
-import os
-import platform
-import sys
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from bench import report
 from invoicer.consumer import Invoicer
 from invoicer.settings import InvoicerSettings
 from meterflow.db import connect, migrate
@@ -35,7 +37,6 @@ from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
 
-RESULTS = Path(__file__).parent / "results"
 START = datetime(2020, 1, 1, tzinfo=UTC)
 RANGES = [
     {"from_value": 0, "to_value": 100, "per_unit_amount": "0.10", "flat_amount": "1"},
@@ -185,11 +186,7 @@ async def run(n: int, subscriptions: int) -> dict[str, Any]:
     return {
         "benchmark": "invoicer_throughput",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": await report.machine_facts(base),
         "closed_periods": n,
         "subscriptions": subscriptions,
         "partitions": settings.partitions,
@@ -216,15 +213,8 @@ def main() -> None:
         ("subscriptions x partitions", f"{result['subscriptions']} x {result['partitions']}"),
         ("duration", f"{result['seconds']} s"),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"{'invoicer throughput':<{width}}  result")
-    print(f"{'-' * width}  {'-' * 24}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"invoicer_throughput-{result['at'].replace(':', '')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {out}")
+    report.print_table(["invoicer throughput", "result"], rows)
+    print(f"\nwritten to {report.write_json('invoicer_throughput', result)}")
 
 
 if __name__ == "__main__":

@@ -25,3 +25,6 @@ lint: $(INSTALLED)
 
 test: lint
 	$(BIN)/pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run

@@ -1,30 +1,23 @@
-"""A stand-in Domain for the aggregator's pure logic: the real billing periods and
-aggregations, with a minimal event parser and a flat unit price (the real parser and
-charge models are exercised by the integration tests)."""
+"""A stand-in Domain for the aggregator's pure logic: BillingDomain's real periods and
+aggregations, with a minimal event parser and a flat unit price (the real parser and charge
+models are exercised by the integration tests)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from aggregator.catalog_view import CatalogView, ChargeTerms, SubscriptionTerms
-from aggregator.domain import UsageEvent, UsageState
+from aggregator.billing_domain import BillingDomain
+from aggregator.catalog_view import CatalogView, ChargeTerms
+from aggregator.domain import UsageEvent
 from aggregator.sample_catalog import SampleCatalog
-from billing.aggregations import AGGREGATIONS
 from billing.errors import InvalidEvent
-from billing.periods import (
-    BillingPeriod,
-    BillingTime,
-    PlanInterval,
-    period_containing,
-    resolve_timezone,
-)
 
 
-class StandInDomain:
+class StandInDomain(BillingDomain):
     def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
         for name in ("transaction_id", "external_subscription_id", "code"):
             if not isinstance(raw.get(name), str) or not raw[name]:
@@ -32,8 +25,6 @@ class StandInDomain:
         ts = raw.get("timestamp")
         if not isinstance(ts, int | float) or isinstance(ts, bool):
             raise InvalidEvent("not a number", "timestamp")
-        from datetime import UTC
-
         return UsageEvent(
             organization_id="",
             transaction_id=raw["transaction_id"],
@@ -42,32 +33,6 @@ class StandInDomain:
             timestamp=datetime.fromtimestamp(ts, tz=UTC),
             properties=raw.get("properties") or {},
         )
-
-    def period(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
-        found = period_containing(
-            instant,
-            subscription_at=terms.subscription_at,
-            interval=PlanInterval(terms.interval),
-            billing_time=BillingTime(terms.billing_time),
-            tz=resolve_timezone(terms.timezone, terms.organization_timezone),
-        )
-        return found.start, found.end
-
-    def new_state(
-        self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
-    ) -> UsageState:
-        kind = AGGREGATIONS[charge.aggregation_type]
-        if data is None:
-            return kind.initialize(BillingPeriod(start, end))
-        return kind.from_dict(data)
-
-    def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
-        return AGGREGATIONS[charge.aggregation_type].event_value(
-            event.properties, charge.field_name or ""
-        )
-
-    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
-        state.add(value, event.timestamp, event.transaction_id)  # type: ignore[attr-defined]
 
     def amount_cents(
         self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str

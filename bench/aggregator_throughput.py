@@ -22,12 +22,9 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 import zlib
 from dataclasses import replace
@@ -36,43 +33,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from aggregator.sample_catalog import SampleCatalog
 from bench import report
+from bench.processes import delete_app_topics, free_port, metrics, ready
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def metrics(port: int) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return {}
-    found = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            sample, _, value = line.rpartition(" ")
-            found[sample] = float(value)
-    return found
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as response:
-            status: int = response.status
-            return status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 async def prefill(settings: Settings, args: argparse.Namespace, org: str) -> int:
@@ -122,17 +89,6 @@ async def prefill(settings: Settings, args: argparse.Namespace, org: str) -> int
     finally:
         await producer.stop()
     return sent
-
-
-async def delete_app_topics(settings: Settings, app_id: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(app_id)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

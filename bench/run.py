@@ -359,7 +359,7 @@ class AggregatorWorker:
     """One `meterflow aggregator` process on free ports with an app id of its own."""
 
     def __init__(self, settings: Settings, app_id: str, data_dir: Path) -> None:
-        from bench.aggregator_throughput import free_port
+        from bench.processes import free_port
 
         self.settings = settings
         self.app_id = app_id
@@ -446,7 +446,7 @@ async def aggregate_meterflow(
 ) -> UsageRun:
     """A fresh worker reads the pre-filled topic; the clock runs from the worker being ready
     until every event is accounted for (as in bench/aggregator_throughput.py)."""
-    from bench.aggregator_throughput import delete_app_topics
+    from bench.processes import delete_app_topics
 
     app_id = f"{settings.topics.prefix}aggregator-{run}"
     with tempfile.TemporaryDirectory() as data_dir:

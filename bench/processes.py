@@ -1,0 +1,123 @@
+"""meterflow services as real processes for the benchmarks: free ports, their environment,
+readiness, Prometheus samples, resident memory, and removing the topics Faust created."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+from aiokafka.admin import AIOKafkaAdminClient
+
+from meterflow.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def metrics(port: int) -> dict[str, float]:
+    """Every sample of a Prometheus `/metrics` page, by its name with labels; {} if down."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return {}
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, _, value = line.rpartition(" ")
+            found[sample] = float(value)
+    return found
+
+
+def ready(port: int, path: str = "/ready") -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            status: int = response.status
+            return status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+async def delete_app_topics(settings: Settings, app_id: str) -> None:
+    """The changelog and repartition topics Faust made for an app id."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(app_id)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def service_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment of a service on the benchmark's topics and schema: the caller's own
+    METERFLOW_* variables are dropped so a developer's shell cannot change what is measured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERFLOW_")}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "DATABASE_URL": settings.dsn,
+            "METERFLOW_DB_SCHEMA": settings.db_schema,
+            "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
+            "METERFLOW_PARTITIONS": str(settings.partitions),
+            "METERFLOW_LOG_LEVEL": "WARNING",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+class ServiceProcess:
+    """`python -m meterflow.cli <name>` with its output in `log_path`."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        with log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "meterflow.cli", name],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def failed(self, what: str) -> RuntimeError:
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        return RuntimeError(f"{self.name} {what}:\n{tail}")
+
+    async def wait_http(self, port: int, path: str, timeout: float = 180) -> float:
+        """Wait until http://127.0.0.1:<port><path> answers 200; the seconds it took."""
+        started = time.monotonic()
+        while not await asyncio.to_thread(ready, port, path):
+            if self.proc.poll() is not None:
+                raise self.failed(f"exited with {self.proc.returncode}")
+            if time.monotonic() - started > timeout:
+                raise self.failed(f"did not answer {path} within {timeout}s")
+            await asyncio.sleep(0.1)
+        return time.monotonic() - started
+
+    def rss(self) -> int:
+        """Resident memory in bytes (the service runs in this one process, no children)."""
+        return int(psutil.Process(self.proc.pid).memory_info().rss)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -2,9 +2,18 @@
 
 Every input and output amount is in integer minor units (Lago's `*_amount_cents`). Fees
 arrive already rounded (each fee rounds its precise amount once, half up). Coupons apply
-in the order given, each on what the previous ones left, never below zero. Taxes are the
-sum over fees of (fee - its pro-rata share of the coupons) x the fee's rates, rounded once
-for the invoice. Credit notes, then the wallet's prepaid credits, pay what remains.
+in the order given, each on what the previous ones left, never below zero.
+
+Taxes, as Lago computes them (invoice version 4): each fee bears the coupons in proportion
+to its amount (`precise_coupons_amount_cents`, kept precise); its taxable base is its
+amount minus that share. A fee's own `taxes_amount_cents` is its base times the sum of its
+rates, rounded half up. The invoice's taxes are per tax (`applied_taxes`): each tax's
+amount is the sum of the bases it applies to times its rate, rounded half up once to the
+minor unit (Ruby's `round`, half away from zero, the same for these non-negative
+amounts); `taxes_amount_cents` is the sum of those rounded amounts. Rounding per tax
+rather than per fee is why the invoice total can differ by a cent from the sum of the
+fees' rounded taxes, exactly as in Lago. Credit notes, then prepaid credits, pay what
+remains.
 """
 
 from __future__ import annotations
@@ -56,6 +65,15 @@ class Fee:
     amount_cents: int
     tax_rates: tuple[Decimal, ...] = ()
     code: str = ""
+    # The codes of the taxes in `tax_rates`, position for position; a tax without a code
+    # is told apart by its rate.
+    tax_codes: tuple[str, ...] = ()
+
+    def taxes(self) -> tuple[tuple[str, Decimal], ...]:
+        return tuple(
+            (self.tax_codes[i] if i < len(self.tax_codes) else f"rate:{rate}", rate)
+            for i, rate in enumerate(self.tax_rates)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +113,26 @@ class CouponUse:
 
 
 @dataclass(frozen=True, slots=True)
+class FeeTaxes:
+    """What one fee bears: its share of the coupons and its taxes (both in precise cents)."""
+
+    precise_coupons_cents: Decimal
+    taxes_precise_cents: Decimal
+    taxes_cents: int
+    taxes_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedTax:
+    """One tax over the whole invoice: the bases it applies to and its rounded amount."""
+
+    code: str
+    rate: Decimal
+    taxable_base_cents: Decimal
+    amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceTotals:
     """An invoice's totals with Lago's field names, all in minor units."""
 
@@ -108,6 +146,8 @@ class InvoiceTotals:
     prepaid_credit_amount_cents: int
     total_amount_cents: int
     coupon_uses: tuple[CouponUse, ...] = ()
+    fee_taxes: tuple[FeeTaxes, ...] = ()
+    applied_taxes: tuple[AppliedTax, ...] = ()
 
 
 def _non_negative(name: str, cents: int) -> int:
@@ -235,14 +275,24 @@ def compute_invoice(
         remaining -= use.amount_cents
     coupons_cents = fees_cents - remaining
 
-    taxes_precise = Decimal(0)
-    if fees_cents:
-        for fee in fees:
-            # Each fee bears the coupons in proportion to its amount, so a coupon lowers
-            # the tax of every fee it discounts, as Lago spreads it.
-            share = Decimal(coupons_cents) * fee.amount_cents / fees_cents
-            taxes_precise += (fee.amount_cents - share) * sum(fee.tax_rates, Decimal(0)) / _HUNDRED
-    taxes_cents = round_cents(taxes_precise)
+    fee_taxes: list[FeeTaxes] = []
+    bases: dict[tuple[str, Decimal], Decimal] = {}
+    for fee in fees:
+        # Each fee bears the coupons in proportion to its amount, so a coupon lowers the
+        # tax of every fee it discounts, as Lago spreads it.
+        share = Decimal(coupons_cents) * fee.amount_cents / fees_cents if fees_cents else Decimal(0)
+        base = fee.amount_cents - share
+        precise = sum((base * rate / _HUNDRED for rate in fee.tax_rates), Decimal(0))
+        fee_taxes.append(
+            FeeTaxes(share, precise, round_cents(precise), sum(fee.tax_rates, Decimal(0)))
+        )
+        for key in fee.taxes():
+            bases[key] = bases.get(key, Decimal(0)) + base
+    applied = tuple(
+        AppliedTax(code, rate, base, round_cents(base * rate / _HUNDRED))
+        for (code, rate), base in bases.items()
+    )
+    taxes_cents = sum(tax.amount_cents for tax in applied)
 
     sub_total_excluding = fees_cents - coupons_cents
     sub_total_including = sub_total_excluding + taxes_cents
@@ -259,4 +309,6 @@ def compute_invoice(
         prepaid_credit_amount_cents=prepaid_cents,
         total_amount_cents=sub_total_including - credit_notes_cents - prepaid_cents,
         coupon_uses=tuple(uses),
+        fee_taxes=tuple(fee_taxes),
+        applied_taxes=applied,
     )

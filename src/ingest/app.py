@@ -23,6 +23,7 @@ from ingest import (
     plans,
     repository,
     subscriptions,
+    taxes,
 )
 from ingest.auth import authenticate
 from ingest.broker import Broker
@@ -154,6 +155,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         subscriptions,
         invoices,
         current_usage,
+        taxes,
     ):
         app.add_routes(module.routes())
     return app

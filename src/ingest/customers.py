@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ from ingest.payload import (
     read_wrapped,
 )
 from ingest.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
+from ingest.repository import Conn
+from ingest.taxes import tax_body
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -123,8 +126,14 @@ def _metadata(fields: Fields, raw: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def parse_customer(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(external_id, the fields given) of a customer input; raises ValidationFailed."""
+def parse_customer(
+    raw: dict[str, Any], known_tax_codes: Collection[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """(external_id, the fields given) of a customer input; raises ValidationFailed.
+
+    `known_tax_codes` are the organization's taxes: `tax_codes` naming another is
+    `tax_not_found`. The codes given, if any, come back as `given["tax_codes"]`.
+    """
     fields = Fields(raw, _ALLOWED)
     external_id = fields.text("external_id", required=True)
     given: dict[str, Any] = {
@@ -158,14 +167,15 @@ def parse_customer(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if metadata is not None:
         given["metadata"] = _metadata(fields, metadata)
     fields.array("integration_customers")  # accepted; meterflow has no integrations to sync
-    # Taxes and invoice custom sections do not exist in meterflow yet: naming one is an
-    # error rather than a silently ignored setting.
-    for name, code in (
-        ("tax_codes", "tax_not_found"),
-        ("invoice_custom_section_codes", "invoice_custom_section_not_found"),
-    ):
-        if fields.strings(name):
-            fields.add(name, code)
+    tax_codes = fields.strings("tax_codes")
+    if tax_codes is not None:
+        if any(code not in known_tax_codes for code in tax_codes):
+            fields.add("tax_codes", "tax_not_found")
+        given["tax_codes"] = sorted(set(tax_codes))
+    # Invoice custom sections do not exist in meterflow: naming one is an error rather
+    # than a silently ignored setting.
+    if fields.strings("invoice_custom_section_codes"):
+        fields.add("invoice_custom_section_codes", "invoice_custom_section_not_found")
     fields.check()
     assert external_id is not None
     return external_id, given
@@ -181,10 +191,22 @@ def _columns(attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The customers' bodies with their own taxes (`taxes`), as Lago lists them."""
+    taxes = await repository.taxes_of(conn, "customer", [uuid.UUID(b["lago_id"]) for b in bodies])
+    for body in bodies:
+        body["taxes"] = [tax_body(t) for t in taxes[uuid.UUID(body["lago_id"])]]
+    return bodies
+
+
 async def upsert(request: web.Request) -> web.Response:
+    """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
+    the previous ones; an empty list removes them)."""
     ctx, org = context(request), organization(request)
-    external_id, given = parse_customer(await read_wrapped(request, "customer"))
+    raw = await read_wrapped(request, "customer")
     async with repository.unit_of_work(ctx.db) as conn:
+        external_id, given = parse_customer(raw, await repository.tax_codes(conn, org.id))
+        tax_codes: list[str] | None = given.pop("tax_codes", None)
         await repository.claim_name(conn, org.id, "customer", external_id)
         existing = await repository.customer(conn, org.id, external_id, lock=True)
         if existing is None:
@@ -202,7 +224,13 @@ async def upsert(request: web.Request) -> web.Response:
                 }
             await repository.update_customer(conn, customer_id, _columns(attributes))
             timezone_changed = attributes.get("timezone") != existing["timezone"]
+        if tax_codes is not None:
+            taxes = await repository.taxes_by_codes(conn, org.id, tax_codes)
+            await repository.replace_taxes_of(
+                conn, "customer", customer_id, [t["id"] for t in taxes]
+            )
         body = await records.enqueue_customer(conn, customer_id)
+        await with_taxes(conn, [body])
         if timezone_changed:
             # A subscription's record carries its applicable timezone: republish them.
             for subscription_id in await repository.live_subscription_ids(
@@ -218,9 +246,10 @@ async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
         row = await repository.customer(conn, org.id, request.match_info["external_id"])
-    if row is None:
-        raise NotFound("customer")
-    return ok({"customer": customer_body(row)})
+        if row is None:
+            raise NotFound("customer")
+        body = (await with_taxes(conn, [customer_body(row)]))[0]
+    return ok({"customer": body})
 
 
 async def find_all(request: web.Request) -> web.Response:
@@ -228,9 +257,10 @@ async def find_all(request: web.Request) -> web.Response:
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
         rows, total = await repository.list_customers(conn, org.id, per_page, (page - 1) * per_page)
+        bodies = await with_taxes(conn, [customer_body(r) for r in rows])
     return ok(
         {
-            "customers": [customer_body(r) for r in rows],
+            "customers": bodies,
             "meta": pagination_meta(page, per_page, total),
         }
     )

@@ -7,20 +7,21 @@ them, and finalizes a draft on request. Every query is scoped to the caller's or
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from billing.money import minor_units
+from billing.money import minor_units, round_cents
 from ingest import repository
 from ingest.context import context, organization
 from ingest.errors import NotFound, ValidationFailed
 from ingest.payload import INVALID, iso, ok, page_params, pagination_meta
 from ingest.records import customer_body, subscription_body
 from ingest.repository import Conn
+from invoicer import repository as invoicer_repository
 
 STATUSES = ("draft", "finalized", "voided", "failed", "pending")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
@@ -32,10 +33,39 @@ def _number(value: Decimal) -> str:
     return str(value)
 
 
+def _fee_applied_taxes(fee: asyncpg.Record, invoice: asyncpg.Record) -> list[dict[str, Any]]:
+    """The fee's taxes in Lago's shape: its amounts by tax code, named and rated from the
+    invoice's snapshot of the taxes it applied."""
+    own: dict[str, Any] = fee["applied_taxes"] or {}
+    out = []
+    for tax in invoice["applied_taxes"]:
+        mine = own.get(tax["tax_code"])
+        if mine is None:
+            continue
+        out.append(
+            {
+                "lago_id": mine["lago_id"],
+                "lago_fee_id": str(fee["id"]),
+                "lago_tax_id": tax["lago_tax_id"],
+                "tax_name": tax["tax_name"],
+                "tax_code": tax["tax_code"],
+                "tax_rate": float(Decimal(tax["tax_rate"])),
+                "tax_description": tax["tax_description"],
+                "amount_cents": mine["amount_cents"],
+                "amount_currency": fee["currency"],
+                "created_at": iso(fee["created_at"]),
+            }
+        )
+    return out
+
+
 def fee_body(
     fee: asyncpg.Record, invoice: asyncpg.Record, external_ids: dict[str, str]
 ) -> dict[str, Any]:
     is_charge = fee["fee_type"] == "charge"
+    coupons: Decimal = fee["precise_coupons_amount_cents"]
+    taxes_precise: Decimal = fee["taxes_precise_amount_cents"]
+    exponent = minor_units(fee["currency"])
     units: Decimal = fee["units"]
     precise: Decimal = fee["precise_amount"]
     unit_amount = precise / units if units else Decimal(0)
@@ -55,13 +85,13 @@ def fee_body(
         "precise_amount": _number(precise),
         "precise_total_amount": _number(precise),
         "amount_currency": fee["currency"],
-        "taxes_amount_cents": 0,
-        "taxes_precise_amount": "0.0",
-        "taxes_rate": 0,
+        "taxes_amount_cents": fee["taxes_amount_cents"],
+        "taxes_precise_amount": _number(taxes_precise.scaleb(-exponent)),
+        "taxes_rate": float(fee["taxes_rate"]),
         "units": _number(units),
         "precise_unit_amount": _number(unit_amount),
         "total_aggregated_units": _number(units),
-        "total_amount_cents": fee["amount_cents"],
+        "total_amount_cents": fee["amount_cents"] + fee["taxes_amount_cents"],
         "total_amount_currency": fee["currency"],
         "events_count": fee["events_count"],
         "pay_in_advance": fee["pay_in_advance"],
@@ -75,11 +105,9 @@ def fee_body(
         "refunded_at": None,
         "event_transaction_id": None,
         "description": None,
-        "precise_coupons_amount_cents": "0.0",
+        "precise_coupons_amount_cents": _number(coupons),
         "sub_total_excluding_taxes_amount_cents": fee["amount_cents"],
-        "sub_total_excluding_taxes_precise_amount_cents": _number(
-            precise.scaleb(minor_units(fee["currency"]))
-        ),
+        "sub_total_excluding_taxes_precise_amount_cents": _number(precise.scaleb(exponent)),
         "amount_details": fee["amount_details"],
         "self_billed": False,
         "is_late_events_adjustment": fee["is_adjustment"],
@@ -97,8 +125,39 @@ def fee_body(
             "item_type": "BillableMetric" if is_charge else "Subscription",
             "grouped_by": {},
         },
-        "applied_taxes": [],
+        "applied_taxes": _fee_applied_taxes(fee, invoice),
     }
+
+
+def _invoice_applied_taxes(invoice: asyncpg.Record) -> list[dict[str, Any]]:
+    return [
+        {
+            "lago_id": tax["lago_id"],
+            "lago_invoice_id": str(invoice["id"]),
+            "lago_tax_id": tax["lago_tax_id"],
+            "tax_name": tax["tax_name"],
+            "tax_code": tax["tax_code"],
+            "tax_rate": float(Decimal(tax["tax_rate"])),
+            "tax_description": tax["tax_description"],
+            "amount_cents": tax["amount_cents"],
+            "amount_currency": tax["amount_currency"],
+            "fees_amount_cents": round_cents(tax["taxable_base_amount_cents"]),
+            "taxable_base_amount_cents": round_cents(tax["taxable_base_amount_cents"]),
+            "created_at": iso(invoice["created_at"]),
+        }
+        for tax in invoice["applied_taxes"]
+    ]
+
+
+def _credits(invoice: asyncpg.Record) -> list[dict[str, Any]]:
+    """The coupons the invoice used, as Lago's credits (`before_taxes`)."""
+    return [
+        {
+            **credit,
+            "invoice": {"lago_id": str(invoice["id"]), "payment_status": invoice["payment_status"]},
+        }
+        for credit in invoice["credits"]
+    ]
 
 
 def invoice_body(
@@ -152,7 +211,7 @@ def invoice_body(
         "updated_at": iso(invoice["updated_at"]),
         "customer": customer_body(customer),
         "metadata": [],
-        "applied_taxes": [],
+        "applied_taxes": _invoice_applied_taxes(invoice),
         "applied_invoice_custom_sections": [],
         "applied_usage_thresholds": [],
         "billing_periods": invoice["billing_periods"],
@@ -164,7 +223,7 @@ def invoice_body(
         }
         body["subscriptions"] = [subscription_body(subscription)]
         body["fees"] = [fee_body(f, invoice, external_ids) for f in fees]
-        body["credits"] = []
+        body["credits"] = _credits(invoice)
     return body
 
 
@@ -286,13 +345,11 @@ async def finalize(request: web.Request) -> web.Response:
     async with repository.unit_of_work(ctx.db) as conn:
         invoice = await _invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if invoice["status"] == "draft":
-            updated = await conn.fetchrow(
-                "UPDATE invoices SET status = 'finalized', grace_until = NULL, "
-                "finalized_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
-                invoice["id"],
+            # The same finalization as the invoicer's sweep: prepaid credits pay it now.
+            updated = await invoicer_repository.finalize_draft(
+                conn, invoice["id"], datetime.now(UTC)
             )
-            assert updated is not None
-            invoice = updated
+            invoice = updated or invoice
         body = await _extended(conn, invoice)
     return ok({"invoice": body})
 

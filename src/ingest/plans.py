@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from ingest.payload import (
     read_wrapped,
 )
 from ingest.repository import Conn
+from ingest.taxes import tax_body
 
 INTERVALS = tuple(PlanInterval)
 _PLAN = {
@@ -182,7 +184,11 @@ async def _charges(
     return out
 
 
-def _plan_fields(fields: Fields, current: dict[str, Any] | None) -> dict[str, Any]:
+def _plan_fields(
+    fields: Fields, current: dict[str, Any] | None, known_tax_codes: Collection[str] = ()
+) -> dict[str, Any]:
+    """The plan after this input; `tax_codes`, when sent, must name the organization's
+    taxes (`known_tax_codes`) and come back as the merged plan's `tax_codes`."""
     creating = current is None
     given: dict[str, Any] = {
         "name": fields.text("name", required=creating),
@@ -199,7 +205,8 @@ def _plan_fields(fields: Fields, current: dict[str, Any] | None) -> dict[str, An
     }
     if fields.number("trial_period", minimum=0):
         fields.add("trial_period", "not_supported")  # trials are not modelled yet
-    if fields.strings("tax_codes"):
+    tax_codes = fields.strings("tax_codes")
+    if tax_codes is not None and any(code not in known_tax_codes for code in tax_codes):
         fields.add("tax_codes", "tax_not_found")
     for unsupported in ("minimum_commitment",):
         if fields.mapping(unsupported):
@@ -215,6 +222,8 @@ def _plan_fields(fields: Fields, current: dict[str, Any] | None) -> dict[str, An
         fields.add("metadata", INVALID)
     merged = dict(current or {})
     merged.update({k: v for k, v in given.items() if fields.has(k)})
+    if tax_codes is not None:
+        merged["tax_codes"] = sorted(set(tax_codes))
     if merged.get("bill_charges_monthly") and merged.get("interval") not in (
         "yearly",
         "semiannual",
@@ -256,12 +265,28 @@ def _current(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def _set_taxes(
+    conn: Conn, org: uuid.UUID, plan_id: uuid.UUID, codes: list[str] | None
+) -> None:
+    if codes is not None:
+        taxes = await repository.taxes_by_codes(conn, org, codes)
+        await repository.replace_taxes_of(conn, "plan", plan_id, [t["id"] for t in taxes])
+
+
+async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plans' bodies with their taxes (`taxes`), as Lago shows them."""
+    taxes = await repository.taxes_of(conn, "plan", [uuid.UUID(b["lago_id"]) for b in bodies])
+    for body in bodies:
+        body["taxes"] = [tax_body(t) for t in taxes[uuid.UUID(body["lago_id"])]]
+    return bodies
+
+
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "plan"), _PLAN)
-    plan = _plan_fields(fields, None)
     raw_charges = fields.array("charges") or []
     async with repository.unit_of_work(ctx.db) as conn:
+        plan = _plan_fields(fields, None, await repository.tax_codes(conn, org.id))
         charges = await _charges(conn, org.id, fields, raw_charges, set())
         fields.check()
         await repository.claim_name(conn, org.id, "plan", plan["code"])
@@ -269,7 +294,8 @@ async def create(request: web.Request) -> web.Response:
             raise ValidationFailed({"code": ["value_already_exist"]})
         plan_id = await repository.insert_plan(conn, org.id, _columns(plan))
         await repository.replace_charges(conn, plan_id, charges)
-        body = await records.enqueue_plan(conn, plan_id)
+        await _set_taxes(conn, org.id, plan_id, plan.get("tax_codes"))
+        body = (await with_taxes(conn, [await records.enqueue_plan(conn, plan_id)]))[0]
     await ctx.catalog.drain_quietly()
     return ok({"plan": body})
 
@@ -284,7 +310,7 @@ async def update(request: web.Request) -> web.Response:
         row = await repository.plan(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("plan")
-        plan = _plan_fields(fields, _current(row))
+        plan = _plan_fields(fields, _current(row), await repository.tax_codes(conn, org.id))
         charges = None
         if raw_charges is not None:
             existing = await repository.charge_ids_of(conn, row["id"])
@@ -298,7 +324,8 @@ async def update(request: web.Request) -> web.Response:
         await repository.update_plan(conn, row["id"], _columns(plan))
         if charges is not None:
             await repository.replace_charges(conn, row["id"], charges)
-        body = await records.enqueue_plan(conn, row["id"])
+        await _set_taxes(conn, org.id, row["id"], plan.get("tax_codes"))
+        body = (await with_taxes(conn, [await records.enqueue_plan(conn, row["id"])]))[0]
         # Subscriptions carry their plan's code, amount and interval: republish them.
         for subscription_id in await repository.live_subscription_ids_of_plan(conn, row["id"]):
             await repository.bump_subscription(conn, subscription_id)
@@ -313,7 +340,7 @@ async def find(request: web.Request) -> web.Response:
         row = await repository.plan(conn, org.id, request.match_info["code"])
         if row is None:
             raise NotFound("plan")
-        body = (await records.plan_bodies(conn, [row]))[0]
+        body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
     return ok({"plan": body})
 
 
@@ -322,7 +349,7 @@ async def find_all(request: web.Request) -> web.Response:
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
         rows, total = await repository.list_plans(conn, org.id, per_page, (page - 1) * per_page)
-        bodies = await records.plan_bodies(conn, rows)
+        bodies = await with_taxes(conn, await records.plan_bodies(conn, rows))
     return ok({"plans": bodies, "meta": pagination_meta(page, per_page, total)})
 
 
@@ -336,7 +363,7 @@ async def destroy(request: web.Request) -> web.Response:
             raise NotFound("plan")
         if await repository.plan_in_use(conn, row["id"]):
             raise ValidationFailed({"plan": ["attached_to_live_subscriptions"]})
-        body = (await records.plan_bodies(conn, [row]))[0]
+        body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
         await repository.delete_plan(conn, row["id"])
         await records.enqueue_plan(conn, row["id"])
     await ctx.catalog.drain_quietly()

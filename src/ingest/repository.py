@@ -557,3 +557,110 @@ async def list_subscriptions(
         offset,
     )
     return list(rows), int(total)
+
+
+# --- taxes ------------------------------------------------------------------------------
+
+
+async def tax(conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False) -> Row | None:
+    sql = "SELECT * FROM taxes WHERE organization_id = $1 AND code = $2"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def tax_codes(conn: Conn, org: uuid.UUID) -> set[str]:
+    rows = await conn.fetch("SELECT code FROM taxes WHERE organization_id = $1", org)
+    return {r["code"] for r in rows}
+
+
+async def taxes_by_codes(conn: Conn, org: uuid.UUID, codes: list[str]) -> list[Row]:
+    rows = await conn.fetch(
+        "SELECT * FROM taxes WHERE organization_id = $1 AND code = ANY($2::text[]) ORDER BY code",
+        org,
+        codes,
+    )
+    return list(rows)
+
+
+async def insert_tax(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> Row:
+    row = await conn.fetchrow(
+        "INSERT INTO taxes (id, organization_id, code, name, rate, description, "
+        "applied_to_organization) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        uuid.uuid4(),
+        org,
+        columns["code"],
+        columns["name"],
+        columns["rate"],
+        columns["description"],
+        columns["applied_to_organization"],
+    )
+    assert row is not None
+    return row
+
+
+async def update_tax(conn: Conn, tax_id: uuid.UUID, columns: dict[str, Any]) -> Row:
+    row = await conn.fetchrow(
+        "UPDATE taxes SET code = $2, name = $3, rate = $4, description = $5, "
+        "applied_to_organization = $6, updated_at = now() WHERE id = $1 RETURNING *",
+        tax_id,
+        columns["code"],
+        columns["name"],
+        columns["rate"],
+        columns["description"],
+        columns["applied_to_organization"],
+    )
+    assert row is not None
+    return row
+
+
+async def delete_tax(conn: Conn, tax_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM taxes WHERE id = $1", tax_id)
+
+
+async def list_taxes(conn: Conn, org: uuid.UUID, limit: int, offset: int) -> tuple[list[Row], int]:
+    total = await conn.fetchval("SELECT count(*) FROM taxes WHERE organization_id = $1", org)
+    rows = await conn.fetch(
+        "SELECT * FROM taxes WHERE organization_id = $1 ORDER BY created_at DESC, id "
+        "LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[Row]:
+    rows = await conn.fetch(
+        "SELECT * FROM taxes WHERE organization_id = $1 AND applied_to_organization ORDER BY code",
+        org,
+    )
+    return list(rows)
+
+
+async def taxes_of(conn: Conn, link: str, owner_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+    """The taxes linked to each customer (`link` "customer") or plan (`link` "plan")."""
+    table, column = {
+        "customer": ("customer_taxes", "customer_id"),
+        "plan": ("plan_taxes", "plan_id"),
+    }[link]
+    rows = await conn.fetch(
+        f"SELECT l.{column} AS owner_id, t.* FROM {table} l JOIN taxes t ON t.id = l.tax_id "
+        f"WHERE l.{column} = ANY($1::uuid[]) ORDER BY t.code",
+        owner_ids,
+    )
+    out: dict[uuid.UUID, list[Row]] = {owner: [] for owner in owner_ids}
+    for r in rows:
+        out[r["owner_id"]].append(r)
+    return out
+
+
+async def replace_taxes_of(
+    conn: Conn, link: str, owner_id: uuid.UUID, tax_ids: list[uuid.UUID]
+) -> None:
+    table, column = {
+        "customer": ("customer_taxes", "customer_id"),
+        "plan": ("plan_taxes", "plan_id"),
+    }[link]
+    await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", owner_id)
+    await conn.execute(
+        f"INSERT INTO {table} ({column}, tax_id) SELECT $1, unnest($2::uuid[])", owner_id, tax_ids
+    )

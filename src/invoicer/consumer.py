@@ -50,6 +50,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    repository.CreditsChanged,
 )
 
 KILL_AFTER_DB_COMMIT = "kill_after_db_commit"
@@ -309,15 +310,24 @@ class Invoicer:
             await self._sleep(self.config.finalize_interval)
 
     async def finalize_due_drafts(self, now: datetime | None = None) -> int:
-        """Finalize every draft whose grace period has ended; returns how many."""
+        """Finalize every draft whose grace period has ended, each in its own transaction
+        with the prepaid credits it consumes; returns how many."""
+        instant = now or datetime.now(UTC)
+        done = 0
         try:
             pool = await self._db()
             async with pool.acquire() as conn:
-                rows = await repository.finalize_due_drafts(conn, now or datetime.now(UTC))
+                for invoice_id in await repository.due_drafts(conn, instant):
+                    row = await repository.finalize_draft(conn, invoice_id, instant)
+                    if row is None:
+                        continue
+                    done += 1
+                    self.metrics.finalized.inc()
+                    log.info(
+                        "invoicer.draft_finalized invoice=%s prepaid_credit_amount_cents=%d",
+                        row["id"],
+                        row["prepaid_credit_amount_cents"],
+                    )
         except TRANSIENT as exc:
             log.warning("invoicer.finalize_postponed error=%r", exc)
-            return 0
-        for row in rows:
-            self.metrics.finalized.inc()
-            log.info("invoicer.draft_finalized invoice=%s", row["id"])
-        return len(rows)
+        return done

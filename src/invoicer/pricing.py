@@ -12,8 +12,18 @@ Choices worth knowing:
   adjustment fee is price(invoiced + late) - price(invoiced), using the aggregation state
   stored with those fees, so non-additive aggregations (max, unique count) and tiered
   models stay right. A late event never lowers an invoice (no credit notes yet).
-- Coupons, taxes and prepaid credits: meterflow has no tables for them yet, so the totals
-  carry zeros from `billing.invoice.compute_invoice` with none applied.
+- Taxes: every fee bears the same taxes, chosen as Lago does: the plan's when it has any,
+  else the customer's, else the organization's defaults (`applied_to_organization`).
+  Rounding is `billing.invoice`'s (Lago's): per tax over the invoice, half up.
+- Coupons apply when the invoice is created, draft or not (Lago applies them when it
+  computes the invoice): the customer's active applied coupons, oldest first, on the fees
+  before taxes. A fixed-amount coupon in another currency than the invoice's is skipped
+  (it stays for a later invoice in its currency). Their new state is written in the
+  invoice's transaction, guarded by the state read here (see `invoicer.repository`).
+- Prepaid credits pay an invoice when it is finalized (Lago: at finalization): at once
+  for an invoice with no grace period, else when its draft is finalized
+  (`invoicer.settlement`). Wallets in the invoice's currency pay in order of priority,
+  then age, up to the total after taxes.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from billing.aggregations import Aggregation, SumAggregation, aggregation_from_d
 from billing.charge_models import CHARGE_MODELS, ChargeAmount
 from billing.errors import BillingError
 from billing.invoice import (
+    AppliedCoupon,
+    CouponType,
+    CouponUse,
     Fee,
     FeeKind,
     InvoiceTotals,
@@ -43,6 +56,7 @@ from billing.periods import (
     full_period_containing,
     resolve_timezone,
 )
+from billing.wallet import consume_prepaid
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.errors import PoisonMessage
 
@@ -72,6 +86,36 @@ class ChargeTerms:
 
 
 @dataclass(frozen=True, slots=True)
+class TaxTerms:
+    tax_id: str
+    code: str
+    name: str
+    rate: Decimal
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCoupon:
+    """An applied coupon of the customer as read before pricing; `state.code` is the
+    applied coupon's id, so that each use maps back to its row."""
+
+    applied_coupon_id: str
+    coupon_id: str
+    coupon_code: str
+    coupon_name: str
+    state: AppliedCoupon
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTerms:
+    """An active wallet of the customer, its balance as read before pricing."""
+
+    wallet_id: str
+    currency: str
+    balance_cents: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionTerms:
     """What the catalog in Postgres says about the subscription being invoiced."""
 
@@ -86,6 +130,9 @@ class SubscriptionTerms:
     invoice_grace_period_days: int
     plan: PlanTerms
     charges: Mapping[str, ChargeTerms]
+    taxes: tuple[TaxTerms, ...] = ()
+    coupons: tuple[CustomerCoupon, ...] = ()
+    wallets: tuple[WalletTerms, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +169,11 @@ class PricedInvoice:
     subscription_to: datetime
     fees: tuple[PricedFee, ...]
     totals: InvoiceTotals
+    taxes: tuple[TaxTerms, ...] = ()
+    # Each coupon used, with its row as read and what it took (its `after` is its new state).
+    coupon_uses: tuple[tuple[CustomerCoupon, CouponUse], ...] = ()
+    # Each wallet that pays, with its balance as read and how much it pays.
+    wallet_uses: tuple[tuple[WalletTerms, int], ...] = ()
 
 
 # Previously invoiced aggregation states, by (charge_id, usage period start).
@@ -351,13 +403,25 @@ def price_period(
             fee = _adjustment_fee(terms, usage, late_period, previous, currency)
             if fee is not None:
                 fees.append(fee)
-    totals = compute_invoice(
-        currency, [Fee(f.kind, f.amount_cents, code=f.item_code) for f in fees]
-    )
     grace = terms.invoice_grace_period_days
     grace_until = closing.end + timedelta(days=grace) if grace > 0 else None
     instant = now or datetime.now(UTC)
     draft = grace_until is not None and grace_until > instant
+    rates = tuple(t.rate for t in terms.taxes)
+    codes = tuple(t.code for t in terms.taxes)
+    coupons = [c for c in terms.coupons if _coupon_fits(c.state, currency)]
+    wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
+    try:
+        totals = compute_invoice(
+            currency,
+            [Fee(f.kind, f.amount_cents, rates, f.item_code, codes) for f in fees],
+            coupons=[c.state for c in coupons],
+            wallet_balance_cents=sum(w.balance_cents for w in wallets),
+        )
+    except BillingError as exc:
+        raise PoisonMessage("invalid_invoice_input", str(exc)) from exc
+    by_id = {c.applied_coupon_id: c for c in coupons}
+    paid = consume_prepaid(totals.prepaid_credit_amount_cents, [w.balance_cents for w in wallets])
     subscription_fees = [f for f in fees if f.kind is FeeKind.SUBSCRIPTION]
     return PricedInvoice(
         period_key=closed.period_key,
@@ -370,4 +434,15 @@ def price_period(
         subscription_to=subscription_fees[-1].to_date if subscription_fees else closing.end,
         fees=tuple(fees),
         totals=totals,
+        taxes=terms.taxes,
+        coupon_uses=tuple((by_id[use.code], use) for use in totals.coupon_uses),
+        wallet_uses=tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents),
+    )
+
+
+def _coupon_fits(coupon: AppliedCoupon, currency: str) -> bool:
+    """A fixed amount only discounts an invoice in its own currency."""
+    return coupon.coupon_type is not CouponType.FIXED_AMOUNT or coupon.amount_currency in (
+        None,
+        currency,
     )

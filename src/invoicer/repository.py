@@ -4,22 +4,28 @@ and fees it writes, each invoice with its fees in one transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from billing.invoice import AppliedCoupon, CouponFrequency, CouponType, CouponUse
+from billing.money import round_cents
+from billing.wallet import consume_prepaid
 from invoicer.closed_period import PeriodClosed
 from invoicer.errors import PoisonMessage
 from invoicer.pricing import (
     ChargeTerms,
+    CustomerCoupon,
     InvoicedUsage,
     PlanTerms,
     PricedInvoice,
     SubscriptionTerms,
+    TaxTerms,
+    WalletTerms,
 )
 from meterflow import db
 
@@ -48,7 +54,8 @@ _TERMS = (
     "c.sequential_id AS customer_sequence, o.name AS organization_name, "
     "s.id, s.organization_id, s.customer_id, s.external_id, s.billing_time, "
     "s.subscription_at, c.timezone AS customer_timezone, c.attributes AS customer_attributes, "
-    "o.timezone AS organization_timezone, p.id AS plan_id, p.code AS plan_code, "
+    "o.timezone AS organization_timezone, o.attributes AS organization_attributes, "
+    "p.id AS plan_id, p.code AS plan_code, "
     "p.name AS plan_name, p.attributes AS plan_attributes, p.interval, p.amount_cents, "
     "p.amount_currency, p.pay_in_advance, "
     "(SELECT coalesce(json_agg(json_build_object('id', ch.id, 'charge_model', ch.charge_model, "
@@ -68,10 +75,66 @@ def _charge_ids(closed: PeriodClosed) -> set[str]:
     return ids
 
 
-def _grace_days(attributes: dict[str, Any]) -> int:
+def _configured_grace(attributes: dict[str, Any]) -> int | None:
     configuration = attributes.get("billing_configuration") or {}
-    days = configuration.get("invoice_grace_period") if isinstance(configuration, dict) else 0
-    return days if isinstance(days, int) and not isinstance(days, bool) and days > 0 else 0
+    days = configuration.get("invoice_grace_period") if isinstance(configuration, dict) else None
+    return days if isinstance(days, int) and not isinstance(days, bool) and days >= 0 else None
+
+
+def grace_days(customer: dict[str, Any], organization: dict[str, Any]) -> int:
+    """The customer's invoice grace period when it has one (0 included), else the
+    organization's, else none."""
+    own = _configured_grace(customer)
+    return own if own is not None else (_configured_grace(organization) or 0)
+
+
+# The taxes every fee of the invoice bears: the plan's, else the customer's, else the
+# organization's defaults (Lago's precedence, charge-level taxes aside).
+_TAXES = """
+WITH plan_t AS (
+    SELECT t.* FROM plan_taxes l JOIN taxes t ON t.id = l.tax_id WHERE l.plan_id = $1
+), customer_t AS (
+    SELECT t.* FROM customer_taxes l JOIN taxes t ON t.id = l.tax_id WHERE l.customer_id = $2
+)
+SELECT * FROM plan_t
+UNION ALL SELECT * FROM customer_t WHERE NOT EXISTS (SELECT 1 FROM plan_t)
+UNION ALL SELECT * FROM taxes WHERE organization_id = $3 AND applied_to_organization
+    AND NOT EXISTS (SELECT 1 FROM plan_t) AND NOT EXISTS (SELECT 1 FROM customer_t)
+ORDER BY code
+"""
+
+# Lago's order: oldest applied first.
+_COUPONS = (
+    "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.coupon_type "
+    "FROM applied_coupons ac JOIN coupons c ON c.id = ac.coupon_id "
+    "WHERE ac.customer_id = $1 AND ac.status = 'active' ORDER BY ac.created_at, ac.id"
+)
+
+# Lago's order: priority (1 first), then oldest.
+_WALLETS = (
+    "SELECT id, currency, balance_cents FROM wallets WHERE customer_id = $1 "
+    "AND status = 'active' AND balance_cents > 0 "
+    "AND (expiration_at IS NULL OR expiration_at > now()) "
+    "ORDER BY priority, created_at, id"
+)
+
+
+def applied_coupon_state(row: asyncpg.Record) -> AppliedCoupon:
+    return AppliedCoupon(
+        coupon_type=CouponType(row["coupon_type"]),
+        frequency=CouponFrequency(row["frequency"]),
+        amount_cents=row["amount_cents"],
+        amount_currency=row["amount_currency"],
+        percentage_rate=row["percentage_rate"],
+        frequency_duration_remaining=row["frequency_duration_remaining"],
+        amount_cents_remaining=row["amount_cents_remaining"],
+        code=str(row["id"]),
+    )
+
+
+class CreditsChanged(Exception):
+    """A coupon or wallet changed between reading it and writing the invoice that uses
+    it (another invoice of the customer, an API call): roll back and price again."""
 
 
 class AlreadyInvoiced(Exception):
@@ -116,7 +179,9 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
         subscription_at=row["subscription_at"],
         timezone=row["customer_timezone"],
         organization_timezone=row["organization_timezone"],
-        invoice_grace_period_days=_grace_days(row["customer_attributes"] or {}),
+        invoice_grace_period_days=grace_days(
+            row["customer_attributes"] or {}, row["organization_attributes"] or {}
+        ),
         plan=PlanTerms(
             plan_id=str(row["plan_id"]),
             code=row["plan_code"],
@@ -140,6 +205,26 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
             )
             for c in charges
         },
+        taxes=tuple(
+            TaxTerms(str(t["id"]), t["code"], t["name"], t["rate"], t["description"])
+            for t in await conn.fetch(
+                _TAXES, row["plan_id"], row["customer_id"], row["organization_id"]
+            )
+        ),
+        coupons=tuple(
+            CustomerCoupon(
+                applied_coupon_id=str(c["id"]),
+                coupon_id=str(c["coupon_id"]),
+                coupon_code=c["coupon_code"],
+                coupon_name=c["coupon_name"],
+                state=applied_coupon_state(c),
+            )
+            for c in await conn.fetch(_COUPONS, row["customer_id"])
+        ),
+        wallets=tuple(
+            WalletTerms(str(w["id"]), w["currency"], w["balance_cents"])
+            for w in await conn.fetch(_WALLETS, row["customer_id"])
+        ),
     )
     return Loaded(
         terms=terms,
@@ -197,8 +282,13 @@ _FEE_COLUMNS = (
     ("is_adjustment", "bool"),
     ("aggregation", "jsonb"),
     ("amount_details", "jsonb"),
+    ("precise_coupons_amount_cents", "numeric"),
+    ("taxes_amount_cents", "bigint"),
+    ("taxes_precise_amount_cents", "numeric"),
+    ("taxes_rate", "numeric"),
+    ("applied_taxes", "jsonb"),
 )
-_FIRST_FEE_PARAM = 23
+_FIRST_FEE_PARAM = 25
 _FEE_NAMES = ", ".join(name for name, _ in _FEE_COLUMNS)
 _FEE_ARRAYS = ", ".join(
     f"${_FIRST_FEE_PARAM + i}::{kind}[]" for i, (_, kind) in enumerate(_FEE_COLUMNS)
@@ -219,11 +309,11 @@ WITH sequence AS (
         fees_amount_cents, coupons_amount_cents, taxes_amount_cents,
         sub_total_excluding_taxes_amount_cents, sub_total_including_taxes_amount_cents,
         prepaid_credit_amount_cents, credit_notes_amount_cents, total_amount_cents,
-        billing_periods, grace_until, finalized_at, closed_at)
+        billing_periods, grace_until, finalized_at, closed_at, applied_taxes, credits)
     SELECT $1, $2, $3, $4, $5, n,
         $6 || CASE WHEN n < 1000 THEN lpad(n::text, 3, '0') ELSE n::text END,
         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-        CASE WHEN $7 = 'finalized' THEN now() END, $22
+        CASE WHEN $7 = 'finalized' THEN now() END, $22, $23, $24
     FROM sequence
     RETURNING id, sequential_id
 ), fee AS (
@@ -282,7 +372,89 @@ async def insert_invoice(
         [f.is_adjustment for f in fees],
         [None if f.aggregation is None else dict(f.aggregation) for f in fees],
         [dict(f.amount_details) for f in fees],
+        [ft.precise_coupons_cents for ft in t.fee_taxes],
+        [ft.taxes_cents for ft in t.fee_taxes],
+        [ft.taxes_precise_cents for ft in t.fee_taxes],
+        [ft.taxes_rate for ft in t.fee_taxes],
+        [
+            _fee_taxes(priced, f.amount_cents - ft.precise_coupons_cents)
+            for f, ft in zip(fees, t.fee_taxes, strict=True)
+        ],
     ]
+    tax_of = {tax.code: tax for tax in priced.taxes}
+    applied_taxes = [
+        {
+            "lago_id": str(uuid.uuid4()),
+            "lago_tax_id": tax_of[a.code].tax_id,
+            "tax_name": tax_of[a.code].name,
+            "tax_code": a.code,
+            "tax_rate": str(a.rate),
+            "tax_description": tax_of[a.code].description,
+            "amount_cents": a.amount_cents,
+            "amount_currency": priced.currency,
+            "taxable_base_amount_cents": str(a.taxable_base_cents),
+        }
+        for a in t.applied_taxes
+    ]
+    credits = [
+        {
+            "lago_id": str(uuid.uuid4()),
+            "amount_cents": use.amount_cents,
+            "amount_currency": priced.currency,
+            "before_taxes": True,
+            "item": {
+                "lago_item_id": coupon.coupon_id,
+                "type": "coupon",
+                "code": coupon.coupon_code,
+                "name": coupon.coupon_name,
+            },
+        }
+        for coupon, use in priced.coupon_uses
+    ]
+    async with conn.transaction():
+        await _write_invoice(
+            conn,
+            invoice_id,
+            closed,
+            loaded,
+            priced,
+            prefix,
+            billing_periods,
+            applied_taxes,
+            credits,
+            columns,
+        )
+        for coupon, use in priced.coupon_uses:
+            await _use_coupon(conn, coupon, use)
+        for wallet, cents in priced.wallet_uses:
+            await consume_wallet(conn, wallet.wallet_id, wallet.balance_cents, cents, invoice_id)
+    return invoice_id
+
+
+def _fee_taxes(priced: PricedInvoice, base: Decimal) -> dict[str, Any]:
+    """The fee's amount of each of its taxes, rounded half up ({code: {...}})."""
+    return {
+        tax.code: {
+            "lago_id": str(uuid.uuid4()),
+            "amount_cents": round_cents(base * tax.rate / 100),
+        }
+        for tax in priced.taxes
+    }
+
+
+async def _write_invoice(
+    conn: Conn,
+    invoice_id: uuid.UUID,
+    closed: PeriodClosed,
+    loaded: Loaded,
+    priced: PricedInvoice,
+    prefix: str,
+    billing_periods: list[dict[str, Any]],
+    applied_taxes: list[dict[str, Any]],
+    credits: list[dict[str, Any]],
+    columns: list[list[Any]],
+) -> None:
+    terms, t = loaded.terms, priced.totals
     try:
         row = await conn.fetchrow(
             _WRITE_INVOICE,
@@ -308,25 +480,115 @@ async def insert_invoice(
             billing_periods,
             priced.grace_until,
             closed.closed_at,
+            applied_taxes,
+            credits,
             *columns,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "invoices_period_key_key":
             raise
         raise AlreadyInvoiced(priced.period_key) from None
-    assert row is not None and row["fees"] == len(fees)
-    return invoice_id
+    assert row is not None and row["fees"] == len(priced.fees)
 
 
-async def finalize_due_drafts(conn: Conn, now: datetime) -> Sequence[asyncpg.Record]:
-    """Finalize the drafts whose grace period has ended; returns (id, total, currency)."""
+async def _use_coupon(conn: Conn, coupon: CustomerCoupon, use: CouponUse) -> None:
+    """Write the coupon's state after this invoice, if it is still the state priced with."""
+    before, after = coupon.state, use.after
+    status = await conn.execute(
+        "UPDATE applied_coupons SET amount_cents_remaining = $2, "
+        "frequency_duration_remaining = $3, "
+        "status = CASE WHEN $4 THEN 'terminated' ELSE 'active' END, "
+        "terminated_at = CASE WHEN $4 THEN now() END, updated_at = now() "
+        "WHERE id = $1 AND status = 'active' "
+        "AND amount_cents_remaining IS NOT DISTINCT FROM $5 "
+        "AND frequency_duration_remaining IS NOT DISTINCT FROM $6",
+        uuid.UUID(coupon.applied_coupon_id),
+        after.amount_cents_remaining,
+        after.frequency_duration_remaining,
+        after.terminated,
+        before.amount_cents_remaining,
+        before.frequency_duration_remaining,
+    )
+    if status != "UPDATE 1":
+        raise CreditsChanged(f"applied coupon {coupon.applied_coupon_id}")
+
+
+async def consume_wallet(
+    conn: Conn, wallet_id: str, balance_cents: int, cents: int, invoice_id: uuid.UUID
+) -> None:
+    """Take `cents` from the wallet for the invoice, if its balance is still
+    `balance_cents`; records the outbound (invoiced) transaction."""
+    status = await conn.execute(
+        "UPDATE wallets SET balance_cents = balance_cents - $2, "
+        "consumed_amount_cents = consumed_amount_cents + $2, last_consumed_credit_at = now(), "
+        "updated_at = now() WHERE id = $1 AND status = 'active' AND balance_cents = $3",
+        uuid.UUID(wallet_id),
+        cents,
+        balance_cents,
+    )
+    if status != "UPDATE 1":
+        raise CreditsChanged(f"wallet {wallet_id}")
+    await conn.execute(
+        "INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source, "
+        "transaction_status, transaction_type, amount_cents, settled_at) "
+        "VALUES ($1, $2, $3, 'settled', 'manual', 'invoiced', 'outbound', $4, now())",
+        uuid.uuid4(),
+        uuid.UUID(wallet_id),
+        invoice_id,
+        cents,
+    )
+
+
+async def due_drafts(conn: Conn, now: datetime) -> list[uuid.UUID]:
+    """The drafts whose grace period has ended."""
     rows = await conn.fetch(
-        "UPDATE invoices SET status = 'finalized', grace_until = NULL, finalized_at = $1, "
-        "updated_at = $1 WHERE status = 'draft' AND grace_until <= $1 "
-        "RETURNING id, total_amount_cents, currency",
+        "SELECT id FROM invoices WHERE status = 'draft' AND grace_until <= $1 ORDER BY grace_until",
         now,
     )
-    return list(rows)
+    return [r["id"] for r in rows]
+
+
+async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
+    """Finalize one draft in one transaction: the customer's wallets in the invoice's
+    currency pay what they can of its total (priority, then oldest), and the invoice and
+    the wallets change together. None when it is not (or no longer) a draft, so a second
+    finalization consumes nothing."""
+    async with conn.transaction():
+        invoice = await conn.fetchrow(
+            "SELECT * FROM invoices WHERE id = $1 AND status = 'draft' FOR UPDATE", invoice_id
+        )
+        if invoice is None:
+            return None
+        wallets = await conn.fetch(
+            "SELECT id, balance_cents FROM wallets WHERE customer_id = $1 AND currency = $2 "
+            "AND status = 'active' AND balance_cents > 0 "
+            "AND (expiration_at IS NULL OR expiration_at > $3) "
+            "ORDER BY priority, created_at, id FOR UPDATE",
+            invoice["customer_id"],
+            invoice["currency"],
+            now,
+        )
+        due = (
+            invoice["sub_total_including_taxes_amount_cents"]
+            - invoice["credit_notes_amount_cents"]
+            - invoice["prepaid_credit_amount_cents"]
+        )
+        paid = consume_prepaid(due, [w["balance_cents"] for w in wallets])
+        for wallet, cents in zip(wallets, paid, strict=True):
+            if cents:
+                await consume_wallet(
+                    conn, str(wallet["id"]), wallet["balance_cents"], cents, invoice_id
+                )
+        row = await conn.fetchrow(
+            "UPDATE invoices SET status = 'finalized', grace_until = NULL, finalized_at = $2, "
+            "updated_at = $2, prepaid_credit_amount_cents = prepaid_credit_amount_cents + $3, "
+            "total_amount_cents = total_amount_cents - $3 WHERE id = $1 RETURNING *",
+            invoice_id,
+            now,
+            sum(paid),
+        )
+        assert row is not None
+        return row
 
 
 def _iso(instant: datetime) -> str:

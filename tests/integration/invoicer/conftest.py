@@ -391,3 +391,21 @@ async def postgres_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
     await proxy.start()
     yield proxy
     await proxy.cut()
+
+
+@pytest.fixture
+async def lago_api(settings: Settings) -> AsyncIterator[Any]:
+    """A real ingest server (the Lago API) on free ports, over this test's schema."""
+    from ingest.service import IngestServer
+    from ingest.settings import IngestSettings
+
+    server = IngestServer(
+        settings, IngestSettings(host="127.0.0.1", port=0, metrics_port=0, outbox_interval=0.5)
+    )
+    async with server:
+        yield server
+
+
+async def call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Lago's client is synchronous: run it in a thread so the in-process server answers."""
+    return await asyncio.to_thread(fn, *args)

@@ -4,9 +4,10 @@ reads them; the clock runs from the worker being ready until every event is acco
 (applied or dropped as a duplicate, read from its Prometheus metrics).
 
     .venv/bin/python bench/aggregator_throughput.py [--events 200000] [--subscriptions 100]
-        [--duplicates 0.05] [--batch-size 1000]
+        [--duplicates 0.05] [--batch-size 1000] [--pack 100]
 
-Half the events are count_agg, half sum_agg. Prints a table and writes JSON to
+Half the events are count_agg, half sum_agg; each `--pack` events are written as one
+record per partition, as ingest writes a batch request. Prints a table and writes JSON to
 bench/results/. Uses its own topics and Faust app id, removed afterwards.
 """
 
@@ -37,6 +38,7 @@ from aiokafka import AIOKafkaProducer
 from aggregator.sample_catalog import SampleCatalog
 from bench import report
 from bench.processes import delete_app_topics, free_port, metrics, ready
+from meterflow.event_records import packs
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
@@ -63,7 +65,10 @@ async def prefill(settings: Settings, args: argparse.Namespace, org: str) -> int
     try:
         for record in sample.records:
             await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+        # Records as ingest writes them: each request's events grouped into one record per
+        # partition (a pack), keyed partitions as the default partitioner picks them.
         pending = []
+        request: list[tuple[bytes, bytes]] = []
         for n in range(args.events):
             txn = f"t{rng.randrange(n)}" if n and rng.random() < args.duplicates else f"t{n}"
             sub = f"s{zlib.crc32(txn.encode()) % args.subscriptions}"
@@ -76,13 +81,15 @@ async def prefill(settings: Settings, args: argparse.Namespace, org: str) -> int
                 "timestamp": ts,
                 "properties": {"gb": "0.25"} if gb else {},
             }
-            pending.append(
-                await producer.send(
-                    settings.topics.events, key=sub.encode(), value=orjson.dumps(wire)
-                )
-            )
+            request.append((sub.encode(), orjson.dumps(wire)))
             sent += 1
-            if len(pending) >= 10_000:
+            if len(request) == args.pack or n == args.events - 1:
+                for partition, value in packs(request, settings.partitions):
+                    pending.append(
+                        await producer.send(settings.topics.events, value, partition=partition)
+                    )
+                request.clear()
+            if len(pending) >= 2_000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
@@ -164,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "duplicate_share": args.duplicates,
         "partitions": settings.partitions,
         "batch_size": args.batch_size,
+        "events_per_request": args.pack,
         "prefill_seconds": round(prefill_s, 2),
         "worker_startup_seconds": round(startup_s, 2),
         "processing_seconds": round(elapsed, 2),
@@ -180,6 +188,13 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--duplicates", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--pack",
+        type=int,
+        default=100,
+        help="events per simulated batch request, written as one record per partition "
+        "(1: one record per event)",
+    )
     result = run(parser.parse_args())
     rows = [(key, value) for key, value in result.items() if key != "machine"]
     report.print_table(["aggregator throughput (one worker, pre-filled topic)", "result"], rows)

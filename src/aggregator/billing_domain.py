@@ -28,10 +28,12 @@ def _zone(customer_tz: str | None, organization_tz: str | None) -> ZoneInfo:
 
 
 class BillingDomain:
-    def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
+    def parse_event(
+        self, organization_id: str, raw: dict[str, Any], received_at: datetime
+    ) -> UsageEvent:
         event = parse_event(raw, received_at=received_at)
         return UsageEvent(
-            organization_id="",
+            organization_id=organization_id,
             transaction_id=event.transaction_id,
             external_subscription_id=event.external_subscription_id,
             code=event.code,

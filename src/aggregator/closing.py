@@ -28,7 +28,7 @@ from aggregator.processing import (
     PERIODS_CLOSED,
     EventProcessor,
     Windows,
-    dead_letter_value,
+    held_dead_letter,
 )
 from aggregator.store import PartitionedStore
 
@@ -210,7 +210,7 @@ class PeriodCloser:
                 ledger.enqueue(
                     DEAD_LETTER,
                     item["key"] or "",
-                    dead_letter_value(item, "unknown_subscription", "hold window passed"),
+                    held_dead_letter(item, "unknown_subscription", "hold window passed"),
                 )
                 counts["dead_letter:unknown_subscription"] += 1
             ledger.value["held"] = keep

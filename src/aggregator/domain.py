@@ -36,8 +36,11 @@ class UsageState(Protocol):
 
 
 class Domain(Protocol):
-    def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
-        """Validate a wire event (organization_id already removed); raises InvalidEvent."""
+    def parse_event(
+        self, organization_id: str, raw: dict[str, Any], received_at: datetime
+    ) -> UsageEvent:
+        """Validate a wire event of the organization (`raw` without its organization_id);
+        raises InvalidEvent."""
 
     def period(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
         """[start, end) of the billing period of `terms` containing `instant`, as UTC."""

@@ -7,12 +7,13 @@ The value is plain JSON:
 ```
 {
   "p": 2,                               source partition of the subscription's events
-  "applied": {"2": 1841},               highest source offset applied, per partition
+  "applied": {"2": 1885185},            highest source position applied, per partition
+                                        (`meterflow.event_records.position`)
   "periods": {"<start>": {"end": "<end>", "charges": {"<charge id>": <state>}}},
   "closed_until": "<end of the last closed period>" | null,
   "final": false,                       true once the termination period is closed
   "late": {"<start>": {"end": ..., "charges": {...}}},   late usage, sent with the next close
-  "held": [{"p": 2, "o": 17, "ts": <received ms>, "value": "<wire event>"}],
+  "held": [{"p": 2, "o": 17, "i": 3 | null, "ts": <ms>, "key": ..., "value": "<wire event>"}],
   "outbox": [{"id": 4, "topic": "periods_closed" | "dead_letter", "key": ..., "value": ...}],
   "seq": 4
 }
@@ -24,6 +25,7 @@ Times are UTC ISO 8601 strings; `<state>` is the aggregation state's `to_dict()`
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -45,7 +47,10 @@ def marker_key(organization_id: str, external_subscription_id: str, transaction_
     return f"{organization_id}\x1f{external_subscription_id}\x1f{transaction_id}"
 
 
+@lru_cache(maxsize=4096)
 def iso(instant: datetime) -> str:
+    """The instant as ISO 8601; cached, because a batch formats the same few instants (its
+    `now`, period bounds, marker expiries) for every event."""
     return instant.isoformat()
 
 
@@ -87,9 +92,9 @@ class Ledger:
     def applied(self, partition: int) -> int:
         return int(self.value["applied"].get(str(partition), -1))
 
-    def mark_applied(self, partition: int, offset: int) -> None:
-        if offset > self.applied(partition):
-            self.value["applied"][str(partition)] = offset
+    def mark_applied(self, partition: int, at: int) -> None:
+        if at > self.applied(partition):
+            self.value["applied"][str(partition)] = at
 
     @property
     def closed_until(self) -> datetime | None:

@@ -1,4 +1,4 @@
-"""Dedupe markers: which event (partition, offset) first carried each transaction id of a
+"""Dedupe markers: which event (partition, position) first carried each transaction id of a
 subscription, kept until its period is closed and the late window has passed.
 
 Markers are stored in segments: one table value per (subscription, source partition,
@@ -7,7 +7,8 @@ subscription it touched instead of one per event. A segment is one record, appli
 or not at all after a crash, like a ledger. Lookups go through an in-memory index of every
 segment, rebuilt from the table after recovery or a rebalance.
 
-Segment value: `{"p": partition, "exp": "<latest expiry>", "m": {"<txn>": [offset, "<expiry>"]}}`.
+Segment value: `{"p": partition, "exp": "<latest expiry>", "m": {"<txn>": [position, "<expiry>"]}}`,
+where a position is `meterflow.event_records.position(offset, index in the record)`.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ class NewMarker:
     ledger_key: str
     transaction_id: str
     partition: int
-    offset: int
+    position: int
     expires: str  # ISO 8601 UTC: those strings compare in time order
 
 
 class DedupeMarkers:
     def __init__(self, store: PartitionedStore) -> None:
         self.store = store
-        # marker key -> (partition, offset, expiry)
+        # marker key -> (partition, position, expiry)
         self._index: dict[str, tuple[int, int, str]] | None = None
         self._segments_seen = -1
 
@@ -44,14 +45,14 @@ class DedupeMarkers:
             index: dict[str, tuple[int, int, str]] = {}
             for key, segment in self.store.items():
                 prefix = key.rsplit("\x1f", 2)[0]
-                for txn, (offset, expires) in segment["m"].items():
-                    _remember(index, f"{prefix}\x1f{txn}", segment["p"], offset, expires)
+                for txn, (at, expires) in segment["m"].items():
+                    _remember(index, f"{prefix}\x1f{txn}", segment["p"], at, expires)
             self._index = index
             self._segments_seen = len(self.store)
         return self._index
 
     def get(self, marker_key: str) -> tuple[int, int] | None:
-        """(partition, offset) of the event that set the marker, or None."""
+        """(partition, position) of the event that set the marker, or None."""
         found = self._ensured().get(marker_key)
         return None if found is None else (found[0], found[1])
 
@@ -62,21 +63,21 @@ class DedupeMarkers:
         for marker in markers:
             segments.setdefault((marker.ledger_key, marker.partition), []).append(marker)
         for (ledger_key, partition), items in segments.items():
-            # First and last offset: a replay that splits batches differently writes new
+            # First and last position: a replay that splits batches differently writes new
             # segments rather than overwriting an older one with fewer markers.
-            first, last = min(m.offset for m in items), max(m.offset for m in items)
+            first, last = min(m.position for m in items), max(m.position for m in items)
             self.store.put(
                 partition,
                 f"{ledger_key}\x1f{partition}\x1f{first}-{last}",
                 {
                     "p": partition,
                     "exp": max(m.expires for m in items),
-                    "m": {m.transaction_id: [m.offset, m.expires] for m in items},
+                    "m": {m.transaction_id: [m.position, m.expires] for m in items},
                 },
             )
             for m in items:
                 key = f"{ledger_key}\x1f{m.transaction_id}"
-                _remember(index, key, partition, m.offset, m.expires)
+                _remember(index, key, partition, m.position, m.expires)
         self._segments_seen = len(self.store)
 
     def expire(self, now: datetime, owned: set[int]) -> int:
@@ -104,8 +105,8 @@ class DedupeMarkers:
 
 
 def _remember(
-    index: dict[str, tuple[int, int, str]], key: str, partition: int, offset: int, expires: str
+    index: dict[str, tuple[int, int, str]], key: str, partition: int, at: int, expires: str
 ) -> None:
     held = index.get(key)
-    if held is None or ((held[0], held[1]) == (partition, offset) and expires > held[2]):
-        index[key] = (partition, offset, expires)
+    if held is None or ((held[0], held[1]) == (partition, at) and expires > held[2]):
+        index[key] = (partition, at, expires)

@@ -6,11 +6,13 @@ half-applied batch. Every touched ledger and every new dedupe marker is written 
 
 Replay rules (why redelivery never double counts; the full argument is in `aggregator.app`):
 
-- a message whose offset is at or below its ledger's `applied` offset for that partition
-  was already folded in (or dropped, held, dead-lettered) by a write that survived: skip;
-- a dedupe marker names the (partition, offset) of the event that set it; an event finding
-  a marker set by another offset is a duplicate, one finding its own marker is the same
-  event delivered again, which the `applied` rule above then decides.
+- an event whose position (`meterflow.event_records.position`: its record's offset and
+  its index in the record) is at or below its ledger's `applied` position for that
+  partition was already folded in (or dropped, held, dead-lettered) by a write that
+  survived: skip;
+- a dedupe marker names the (partition, position) of the event that set it; an event
+  finding a marker set by another position is a duplicate, one finding its own marker is
+  the same event delivered again, which the `applied` rule above then decides.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aggregator.ledger import LATE, PERIODS, Ledger, iso, ledger_key, marker_key
 from aggregator.markers import DedupeMarkers, NewMarker
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
+from meterflow.event_records import PACK_LIMIT, decode_record, position
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ PERIODS_CLOSED = "periods_closed"
 
 @dataclass(frozen=True, slots=True)
 class SourceMessage:
-    """One message of the events topic, with where it came from."""
+    """One record of the events topic, with where it came from (a lone event or a pack,
+    see `meterflow.event_records`)."""
 
     partition: int
     offset: int
@@ -65,15 +69,14 @@ class DeadLetter:
 
 
 def dead_letter_value(
-    message: SourceMessage | dict[str, Any], reason: str, detail: str, field: str | None = None
+    source: dict[str, int | None],
+    payload: bytes,
+    reason: str,
+    detail: str,
+    field: str | None = None,
 ) -> dict[str, Any]:
-    """The dead-letter record: why, where from, and the original payload untouched."""
-    if isinstance(message, SourceMessage):
-        payload = message.value or b""
-        source = {"partition": message.partition, "offset": message.offset}
-    else:
-        payload = message["value"].encode()
-        source = {"partition": message["p"], "offset": message["o"]}
+    """The dead-letter record: why, where from (partition, offset and, for an event of a
+    pack, its index), and the payload untouched (a pack's event re-encoded alone)."""
     try:
         text: str | None = payload.decode("utf-8")
         encoded = None
@@ -88,6 +91,40 @@ def dead_letter_value(
         "payload_base64": encoded,
         "dead_lettered_at": datetime.now(UTC).isoformat(),
     }
+
+
+def held_dead_letter(item: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
+    """The dead-letter record of an event from a ledger's `held` list."""
+    source = {"partition": item["p"], "offset": item["o"], "index": item.get("i")}
+    return dead_letter_value(source, item["value"].encode(), reason, detail)
+
+
+@dataclass(slots=True)
+class SourceEvent:
+    """One event of a record: the record, its index in it, the event as decoded, and when
+    the broker received the record."""
+
+    message: SourceMessage
+    index: int
+    raw: Any
+    packed: bool
+    received_at: datetime
+
+    @property
+    def position(self) -> int:
+        return position(self.message.offset, self.index)
+
+    def source(self) -> dict[str, int | None]:
+        return {
+            "partition": self.message.partition,
+            "offset": self.message.offset,
+            "index": self.index if self.packed else None,
+        }
+
+    def payload(self) -> bytes:
+        if self.packed:
+            return orjson.dumps(self.raw)
+        return self.message.value or b""
 
 
 class BatchResult:
@@ -139,19 +176,67 @@ class EventProcessor:
     def apply_batch(self, messages: list[SourceMessage], now: datetime) -> BatchResult:
         result = BatchResult()
         for message in messages:
-            try:
-                self._apply_message(message, now, result)
-            except Exception as exc:  # one bad event must never stop the worker
-                log.exception(
-                    "aggregator.event_failed partition=%d offset=%d",
-                    message.partition,
-                    message.offset,
-                )
-                self._dead_letter(result, message, "internal_error", repr(exc))
+            for event in self._events(message, result):
+                try:
+                    self._apply_event(event, now, result)
+                except Exception as exc:  # one bad event must never stop the worker
+                    log.exception(
+                        "aggregator.event_failed partition=%d offset=%d index=%d",
+                        message.partition,
+                        message.offset,
+                        event.index,
+                    )
+                    self._dead_letter(
+                        result,
+                        message.key,
+                        event.source(),
+                        event.payload(),
+                        "internal_error",
+                        repr(exc),
+                    )
         for key, ledger in result.ledgers.items():
             self.ledgers.put(ledger.partition, key, ledger.seal())
         self.markers.write(list(result.markers.values()))
         return result
+
+    def _events(self, message: SourceMessage, result: BatchResult) -> list[SourceEvent]:
+        """The record's events; a record that is not JSON at all is dead-lettered whole.
+
+        Not tied to a ledger, such dead letters are sent again if the record is redelivered
+        (at least once)."""
+        source: dict[str, int | None] = {
+            "partition": message.partition,
+            "offset": message.offset,
+            "index": None,
+        }
+        if message.value is None:
+            self._dead_letter(result, message.key, source, b"", "invalid_event", "empty message")
+            return []
+        try:
+            items = decode_record(message.value)
+        except orjson.JSONDecodeError as exc:
+            self._dead_letter(
+                result, message.key, source, message.value, "invalid_event", f"not JSON: {exc}"
+            )
+            return []
+        if not items:
+            self._dead_letter(
+                result, message.key, source, message.value, "invalid_event", "an empty pack"
+            )
+            return []
+        packed = message.value[:1] == b"["
+        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+        events = [SourceEvent(message, i, raw, packed, received_at) for i, raw in enumerate(items)]
+        for extra in events[PACK_LIMIT:]:
+            self._dead_letter(
+                result,
+                message.key,
+                extra.source(),
+                extra.payload(),
+                "invalid_event",
+                f"a pack holds at most {PACK_LIMIT} events",
+            )
+        return events[:PACK_LIMIT]
 
     def _ledger(self, result: BatchResult, key: str, partition: int) -> Ledger:
         ledger = result.ledgers.get(key)
@@ -163,33 +248,46 @@ class EventProcessor:
     def _dead_letter(
         self,
         result: BatchResult,
-        message: SourceMessage,
+        key: bytes | None,
+        source: dict[str, int | None],
+        payload: bytes,
         reason: str,
         detail: str,
         field: str | None = None,
     ) -> None:
-        key = message.key.decode("utf-8", "replace") if message.key else None
         result.dead_letters.append(
-            DeadLetter(key, dead_letter_value(message, reason, detail, field))
+            DeadLetter(
+                None if key is None else key.decode("utf-8", "replace"),
+                dead_letter_value(source, payload, reason, detail, field),
+            )
         )
         result.counts[f"dead_letter:{reason}"] += 1
 
-    def _apply_message(self, message: SourceMessage, now: datetime, result: BatchResult) -> None:
-        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+    def _apply_event(self, source: SourceEvent, now: datetime, result: BatchResult) -> None:
+        message = source.message
         try:
-            event = self._decode(message, received_at)
+            event = self._decode(source.raw, source.received_at)
         except InvalidEvent as exc:
             # Not tied to a ledger: a redelivery dead-letters it again (at least once).
-            self._dead_letter(result, message, "invalid_event", exc.reason, exc.field)
+            self._dead_letter(
+                result,
+                message.key,
+                source.source(),
+                source.payload(),
+                "invalid_event",
+                exc.reason,
+                exc.field,
+            )
             return
         lkey = ledger_key(event.organization_id, event.external_subscription_id)
         ledger = self._ledger(result, lkey, message.partition)
         mkey = marker_key(
             event.organization_id, event.external_subscription_id, event.transaction_id
         )
+        at = source.position
         pending = result.markers.get(mkey)
-        seen = (pending.partition, pending.offset) if pending else self.markers.get(mkey)
-        if message.offset <= ledger.applied(message.partition):
+        seen = (pending.partition, pending.position) if pending else self.markers.get(mkey)
+        if at <= ledger.applied(message.partition):
             result.counts["replayed"] += 1
             if seen is None:
                 # The ledger's record survived a crash that lost this event's marker: the
@@ -198,15 +296,15 @@ class EventProcessor:
                     lkey,
                     event.transaction_id,
                     message.partition,
-                    message.offset,
+                    at,
                     iso(now + self.windows.hold + self.windows.late),
                 )
             return
-        ledger.mark_applied(message.partition, message.offset)
-        if seen is not None and seen != (message.partition, message.offset):
+        ledger.mark_applied(message.partition, at)
+        if seen is not None and seen != (message.partition, at):
             result.counts["duplicate"] += 1
             return
-        marker = NewMarker(lkey, event.transaction_id, message.partition, message.offset, "")
+        marker = NewMarker(lkey, event.transaction_id, message.partition, at, "")
         result.markers[mkey] = marker
         terms = self.catalog.terms(event.organization_id, event.external_subscription_id)
         if terms is None:
@@ -214,9 +312,10 @@ class EventProcessor:
                 {
                     "p": message.partition,
                     "o": message.offset,
+                    "i": source.index if source.packed else None,
                     "ts": message.timestamp_ms,
                     "key": message.key.decode("utf-8", "replace") if message.key else None,
-                    "value": (message.value or b"").decode("utf-8"),
+                    "value": source.payload().decode("utf-8"),
                 }
             )
             marker.expires = iso(now + self.windows.hold + self.windows.late)
@@ -233,63 +332,45 @@ class EventProcessor:
             ledger.enqueue(
                 DEAD_LETTER,
                 event.external_subscription_id,
-                dead_letter_value(message, reason, f"event {event.transaction_id}"),
+                dead_letter_value(
+                    source.source(),
+                    source.payload(),
+                    reason,
+                    f"event {event.transaction_id}",
+                ),
             )
         result.counts[outcome] += 1
 
-    def _decode(self, message: SourceMessage, received_at: datetime) -> UsageEvent:
-        if message.value is None:
-            raise InvalidEvent("empty message", None)
-        try:
-            raw = orjson.loads(message.value)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidEvent(f"not JSON: {exc}", None) from None
-        if not isinstance(raw, dict):
+    def _decode(self, item: Any, received_at: datetime) -> UsageEvent:
+        if not isinstance(item, dict):
             raise InvalidEvent("not a JSON object", None)
+        raw = dict(item)
         organization_id = raw.pop("organization_id", None)
         if not isinstance(organization_id, str) or not organization_id:
             raise InvalidEvent("missing or not a string", "organization_id")
         try:
-            event = self.domain.parse_event(raw, received_at)
+            return self.domain.parse_event(organization_id, raw, received_at)
         except InvalidEvent:
             raise
         except BillingError as exc:
             raise InvalidEvent(str(exc), None) from None
-        return UsageEvent(
-            organization_id=organization_id,
-            transaction_id=event.transaction_id,
-            external_subscription_id=event.external_subscription_id,
-            code=event.code,
-            timestamp=event.timestamp,
-            properties=event.properties,
-        )
 
     def release_held(
         self, ledger: Ledger, terms: SubscriptionTerms, now: datetime, counts: Counter[str]
     ) -> None:
         """Fold the events held while the subscription was unknown, in arrival order."""
-        held = sorted(ledger.value["held"], key=lambda h: (h["p"], h["o"]))
+        held = sorted(ledger.value["held"], key=lambda h: (h["p"], h["o"], h.get("i") or 0))
         ledger.value["held"] = []
         for item in held:
-            raw = orjson.loads(item["value"])
-            organization_id = raw.pop("organization_id")
             received_at = datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)
-            parsed = self.domain.parse_event(raw, received_at)
-            event = UsageEvent(
-                organization_id=organization_id,
-                transaction_id=parsed.transaction_id,
-                external_subscription_id=parsed.external_subscription_id,
-                code=parsed.code,
-                timestamp=parsed.timestamp,
-                properties=parsed.properties,
-            )
+            event = self._decode(orjson.loads(item["value"]), received_at)
             outcome, _ = fold_event(
                 self.domain, self.periods, ledger, terms, event, now, self.windows
             )
             if outcome.startswith("dead_letter:"):
                 reason = outcome.split(":", 1)[1]
                 ledger.enqueue(
-                    DEAD_LETTER, item["key"] or "", dead_letter_value(item, reason, "held event")
+                    DEAD_LETTER, item["key"] or "", held_dead_letter(item, reason, "held event")
                 )
             counts[outcome] += 1
             counts["released"] += 1

@@ -1,6 +1,7 @@
-"""Exactly-once effect under SIGKILL: 100k events (a tenth of them client retries) while the
-worker process is killed several times mid-stream and restarted; the totals end equal to a
-plain recomputation from the events, exactly."""
+"""Exactly-once effect under SIGKILL: 100k events (a tenth of them client retries), written
+as ingest writes them (lone events and packs), while the worker process is killed several
+times mid-stream and restarted; the totals end equal to a plain recomputation from the
+events, exactly."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from tests.integration.aggregator.conftest import event, publish_catalog
 
 from aggregator.sample_catalog import SampleCatalog
+from meterflow.event_records import packs
 from meterflow.settings import Settings
 
 SUBSCRIPTIONS = 40
@@ -26,22 +28,25 @@ RETRIES = 10_000
 KILLS = 4
 
 
-async def produce_all(settings: Settings, events: list[dict[str, Any]]) -> None:
+async def produce_all(settings: Settings, events: list[dict[str, Any]], rng: random.Random) -> None:
+    """Write the events as ingest does: requests of 1 to 60 events, each written as one
+    record per partition (a lone event or a pack)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
     )
     await producer.start()
     try:
         pending = []
-        for item in events:
-            pending.append(
-                await producer.send(
-                    settings.topics.events,
-                    key=item["external_subscription_id"].encode(),
-                    value=orjson.dumps(item),
+        start = 0
+        while start < len(events):
+            request = events[start : start + rng.randint(1, 60)]
+            start += len(request)
+            encoded = [(e["external_subscription_id"].encode(), orjson.dumps(e)) for e in request]
+            for partition, value in packs(encoded, settings.partitions):
+                pending.append(
+                    await producer.send(settings.topics.events, value, partition=partition)
                 )
-            )
-            if len(pending) >= 5000:
+            if len(pending) >= 1000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
@@ -103,7 +108,7 @@ async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
     started = time.monotonic()
     worker = worker_factory(METERFLOW_AGGREGATOR_COMMIT_INTERVAL="1.0")
     worker.start()
-    producing = asyncio.create_task(produce_all(settings, stream))
+    producing = asyncio.create_task(produce_all(settings, stream, rng))
     await worker.wait_ready()
     for _ in range(KILLS):
         # Kill while the worker is busy: after it applied some events in this run.

@@ -18,7 +18,9 @@ from billing.errors import InvalidEvent
 
 
 class StandInDomain(BillingDomain):
-    def parse_event(self, raw: dict[str, Any], received_at: datetime) -> UsageEvent:
+    def parse_event(
+        self, organization_id: str, raw: dict[str, Any], received_at: datetime
+    ) -> UsageEvent:
         for name in ("transaction_id", "external_subscription_id", "code"):
             if not isinstance(raw.get(name), str) or not raw[name]:
                 raise InvalidEvent("missing or not a string", name)
@@ -26,7 +28,7 @@ class StandInDomain(BillingDomain):
         if not isinstance(ts, int | float) or isinstance(ts, bool):
             raise InvalidEvent("not a number", "timestamp")
         return UsageEvent(
-            organization_id="",
+            organization_id=organization_id,
             transaction_id=raw["transaction_id"],
             external_subscription_id=raw["external_subscription_id"],
             code=raw["code"],

@@ -14,6 +14,7 @@ from aggregator.markers import DedupeMarkers
 from aggregator.processing import EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
+from meterflow.event_records import encode_pack, position
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 JAN_10 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
@@ -107,6 +108,36 @@ def test_same_transaction_on_another_subscription_is_not_a_duplicate(
     assert result.counts["applied"] == 1 and result.counts["held"] == 1
 
 
+def pack(offset: int, *events: SourceMessage, partition: int = 0) -> SourceMessage:
+    """One record carrying the events of `events` (as ingest writes a batch request)."""
+    values = [e.value or b"" for e in events]
+    return SourceMessage(partition, offset, None, encode_pack(values), events[0].timestamp_ms)
+
+
+def test_a_pack_counts_each_event_once_and_dedupes_inside_it(
+    domain: Any, catalog: CatalogView
+) -> None:
+    processor, ledgers, _ = make(domain, catalog)
+    first = pack(0, message(0, "a"), message(0, "b"), message(0, "a"), message(0, "c"))
+    result = processor.apply_batch([first, message(1, "b"), message(2, "d")], NOW)
+    assert units(ledgers) == 4  # a, b, c, d
+    assert result.counts["applied"] == 4 and result.counts["duplicate"] == 2
+    # The same records delivered again (a crash before the commit): nothing changes.
+    again = processor.apply_batch([first, message(1, "b"), message(2, "d")], NOW)
+    assert units(ledgers) == 4
+    assert again.counts["replayed"] == 6 and again.counts["applied"] == 0
+
+
+def test_a_bad_event_in_a_pack_is_dead_lettered_alone(domain: Any, catalog: CatalogView) -> None:
+    processor, ledgers, _ = make(domain, catalog)
+    record = pack(5, message(0, "a"), message(0, "b", timestamp="yesterday"), message(0, "c"))
+    result = processor.apply_batch([record], NOW)
+    assert units(ledgers) == 2
+    [letter] = result.dead_letters
+    assert letter.value["source"] == {"partition": 0, "offset": 5, "index": 1}
+    assert orjson.loads(letter.value["payload"])["transaction_id"] == "b"
+
+
 def test_invalid_events_are_dead_lettered_with_reason_and_payload(
     domain: Any, catalog: CatalogView
 ) -> None:
@@ -114,7 +145,7 @@ def test_invalid_events_are_dead_lettered_with_reason_and_payload(
     poison = [
         SourceMessage(0, 0, b"s1", b"{not json", 0),
         SourceMessage(0, 1, b"s1", b"\xff\xfe", 0),
-        SourceMessage(0, 2, b"s1", b"[1, 2]", 0),
+        SourceMessage(0, 2, b"s1", b"[1]", 0),
         message(3, "x", organization_id=None),
         message(4, "y", timestamp="yesterday"),
         message(5, "z", code="unknown-code"),
@@ -125,6 +156,7 @@ def test_invalid_events_are_dead_lettered_with_reason_and_payload(
     assert len(result.dead_letters) == 5
     assert result.dead_letters[0].value["payload"] == "{not json"
     assert result.dead_letters[1].value["payload_base64"] == "//4="
+    assert result.dead_letters[2].value["source"] == {"partition": 0, "offset": 2, "index": 0}
     assert result.dead_letters[3].value["field"] == "organization_id"
     assert result.dead_letters[4].value["field"] == "timestamp"
     # Known subscription: dead letters go through the ledger's outbox, atomically with it.
@@ -256,5 +288,5 @@ def test_a_batch_writes_one_marker_segment_per_subscription_and_recovery_rebuild
     assert len(processor.markers) == 50
     # A fresh worker recovering the same segments knows every marker.
     recovered = DedupeMarkers(markers)
-    assert recovered.get(marker_key("o1", "s1", "t7")) == (0, 7)
+    assert recovered.get(marker_key("o1", "s1", "t7")) == (0, position(7, 0))
     assert recovered.get(marker_key("o1", "s1", "nope")) is None

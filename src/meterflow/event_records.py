@@ -1,0 +1,73 @@
+"""The records of the events topic: what ingest writes and the aggregator reads.
+
+A record's value is either one event (a JSON object) or a pack: a JSON array of at most
+`PACK_LIMIT` events, written when one request carries several events for the same
+partition. Every event is the wire form of a Lago event plus its `organization_id`. A pack
+goes to the partition each of its events' keys (`external_subscription_id`) hashes to, so
+a subscription's events always share one partition whichever way they were written.
+
+Packs exist for throughput: the aggregator pays a fixed cost per Kafka record (fetch,
+Faust's stream machinery, acknowledgement) that is larger than the cost of folding an
+event, so a batch of 100 events spread over 4 partitions costs 4 records, not 100.
+
+An event is identified inside its partition by its position, `offset * PACK_LIMIT + index`
+(index 0 for a lone event): positions of a partition grow in the order events were
+written, which is what the aggregator's replay rules compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+PACK_LIMIT = 1024
+
+
+@lru_cache(maxsize=65536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client and aiokafka
+    hash keys) gives `key`; cached, because murmur2 is pure Python and subscription ids
+    repeat."""
+    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+
+
+def packs(events: Iterable[tuple[bytes, bytes]], partitions: int) -> list[tuple[int, bytes]]:
+    """(partition, record value) for (key, encoded event) pairs: one record per partition
+    holding that partition's events in their order (more when over `PACK_LIMIT`)."""
+    grouped: dict[int, list[bytes]] = {}
+    for key, value in events:
+        grouped.setdefault(partition_for(key, partitions), []).append(value)
+    return [
+        (partition, encode_pack(values[start : start + PACK_LIMIT]))
+        for partition, values in grouped.items()
+        for start in range(0, len(values), PACK_LIMIT)
+    ]
+
+
+def position(offset: int, index: int) -> int:
+    """The event's place in its partition: greater for every later event."""
+    return offset * PACK_LIMIT + index
+
+
+def encode_pack(events: Sequence[bytes]) -> bytes:
+    """One record value from already encoded events (a single one stays an object)."""
+    if not 0 < len(events) <= PACK_LIMIT:
+        raise ValueError(f"a record carries 1 to {PACK_LIMIT} events, not {len(events)}")
+    if len(events) == 1:
+        return events[0]
+    return b"[" + b",".join(events) + b"]"
+
+
+def decode_record(value: bytes) -> list[Any]:
+    """The events of a record value, decoded (a lone event is a list of one).
+
+    Raises `orjson.JSONDecodeError` when the value is not JSON; the items are returned
+    as found (objects or not, and past `PACK_LIMIT` or not) for the reader to judge one
+    by one.
+    """
+    decoded = orjson.loads(value)
+    return decoded if isinstance(decoded, list) else [decoded]

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest import (
     billable_metrics,
+    coupons,
     current_usage,
     customers,
     events,
@@ -156,6 +157,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         invoices,
         current_usage,
         taxes,
+        coupons,
     ):
         app.add_routes(module.routes())
     return app

@@ -664,3 +664,170 @@ async def replace_taxes_of(
     await conn.execute(
         f"INSERT INTO {table} ({column}, tax_id) SELECT $1, unnest($2::uuid[])", owner_id, tax_ids
     )
+
+
+# --- coupons and applied coupons --------------------------------------------------------
+
+COUPON_COLUMNS = (
+    "code",
+    "name",
+    "description",
+    "coupon_type",
+    "amount_cents",
+    "amount_currency",
+    "percentage_rate",
+    "frequency",
+    "frequency_duration",
+    "reusable",
+    "expiration",
+    "expiration_at",
+)
+
+
+async def coupon(conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False) -> Row | None:
+    sql = "SELECT * FROM coupons WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def insert_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> Row:
+    names = ", ".join(COUPON_COLUMNS)
+    params = ", ".join(f"${i}" for i in range(3, len(COUPON_COLUMNS) + 3))
+    row = await conn.fetchrow(
+        f"INSERT INTO coupons (id, organization_id, {names}) VALUES ($1, $2, {params}) RETURNING *",
+        uuid.uuid4(),
+        org,
+        *(columns[name] for name in COUPON_COLUMNS),
+    )
+    assert row is not None
+    return row
+
+
+async def update_coupon(conn: Conn, coupon_id: uuid.UUID, columns: dict[str, Any]) -> Row:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(COUPON_COLUMNS, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE coupons SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
+        coupon_id,
+        *(columns[name] for name in COUPON_COLUMNS),
+    )
+    assert row is not None
+    return row
+
+
+async def delete_coupon(conn: Conn, coupon_id: uuid.UUID) -> Row:
+    """Soft-delete and terminate the coupon, and terminate its active applications."""
+    await conn.execute(
+        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
+        "updated_at = now() WHERE coupon_id = $1 AND status = 'active'",
+        coupon_id,
+    )
+    row = await conn.fetchrow(
+        "UPDATE coupons SET deleted_at = now(), status = 'terminated', "
+        "terminated_at = coalesce(terminated_at, now()), updated_at = now() "
+        "WHERE id = $1 RETURNING *",
+        coupon_id,
+    )
+    assert row is not None
+    return row
+
+
+async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM applied_coupons WHERE coupon_id = $1 LIMIT 1", coupon_id
+    )
+    return found is not None
+
+
+async def list_coupons(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Row], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL", org
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+_APPLIED_COUPON = (
+    "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.expiration_at, "
+    "c.status AS coupon_status, c.deleted_at AS coupon_deleted_at, "
+    "cu.external_id AS external_customer_id "
+    "FROM applied_coupons ac JOIN coupons c ON c.id = ac.coupon_id "
+    "JOIN customers cu ON cu.id = ac.customer_id "
+)
+
+
+async def applied_coupon_by_id(conn: Conn, applied_coupon_id: uuid.UUID) -> Row | None:
+    return await conn.fetchrow(_APPLIED_COUPON + "WHERE ac.id = $1", applied_coupon_id)
+
+
+async def active_applications(conn: Conn, customer_id: uuid.UUID, coupon_id: uuid.UUID) -> int:
+    count = await conn.fetchval(
+        "SELECT count(*) FROM applied_coupons WHERE customer_id = $1 AND coupon_id = $2 "
+        "AND status = 'active'",
+        customer_id,
+        coupon_id,
+    )
+    return int(count)
+
+
+async def insert_applied_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    applied_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO applied_coupons (id, organization_id, coupon_id, customer_id, amount_cents, "
+        "amount_currency, percentage_rate, frequency, frequency_duration, "
+        "frequency_duration_remaining) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        applied_id,
+        org,
+        columns["coupon_id"],
+        columns["customer_id"],
+        columns["amount_cents"],
+        columns["amount_currency"],
+        columns["percentage_rate"],
+        columns["frequency"],
+        columns["frequency_duration"],
+    )
+    return applied_id
+
+
+async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
+        "updated_at = now() WHERE id = $1 AND status = 'active'",
+        applied_coupon_id,
+    )
+
+
+async def list_applied_coupons(
+    conn: Conn,
+    org: uuid.UUID,
+    *,
+    external_customer_id: str | None,
+    status: str | None,
+    coupon_codes: list[str] | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Row], int]:
+    where = (
+        "WHERE ac.organization_id = $1 AND ($2::text IS NULL OR cu.external_id = $2) "
+        "AND cu.deleted_at IS NULL AND ($3::text IS NULL OR ac.status = $3) "
+        "AND ($4::text[] IS NULL OR c.code = ANY($4::text[])) "
+    )
+    args = (org, external_customer_id, status, coupon_codes)
+    total = await conn.fetchval(
+        "SELECT count(*) FROM applied_coupons ac JOIN coupons c ON c.id = ac.coupon_id "
+        "JOIN customers cu ON cu.id = ac.customer_id " + where,
+        *args,
+    )
+    rows = await conn.fetch(
+        _APPLIED_COUPON + where + "ORDER BY ac.created_at DESC, ac.id LIMIT $5 OFFSET $6",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)

@@ -409,3 +409,14 @@ async def lago_api(settings: Settings) -> AsyncIterator[Any]:
 async def call(fn: Callable[..., Any], *args: Any) -> Any:
     """Lago's client is synchronous: run it in a thread so the in-process server answers."""
     return await asyncio.to_thread(fn, *args)
+
+
+async def drained(invoicer: Invoicer, messages: int, *, timeout: float = 60.0) -> None:
+    """Wait until the invoicer has finished `messages` messages (written or skipped)."""
+    deadline = time.monotonic() + timeout
+    while (invoicer.metrics.registry.get_sample_value("invoicer_messages_done_total") or 0) < (
+        messages
+    ):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the invoicer did not finish {messages} messages")
+        await asyncio.sleep(0.1)

@@ -1,11 +1,16 @@
-"""Throughput of `POST /api/v1/events/batch` against an in-process ingest server on the real
-Kafka and Postgres (started, or reused when running): events per second acknowledged by the
-broker, with request latency percentiles.
+"""Throughput of `POST /api/v1/events/batch`: a `meterflow ingest` server in its own process
+on the real Kafka and Postgres (started, or reused when running), loaded from this process
+(the load generator) over HTTP; events per second acknowledged by the broker, with request
+latency percentiles.
 
     .venv/bin/python bench/ingest_batch.py [--seconds 20] [--concurrency 8] [--batch 100]
+        [--workers 1] [--server-src DIR]
 
-Prints a table and writes JSON to bench/results/ (git-ignored). Uses its own topics and
-database schema, removed afterwards.
+`--workers` sets METERFLOW_INGEST_WORKERS of the server; `--server-src DIR` runs the server
+from another source tree (e.g. an older commit's `src`, extracted with `git archive`) so that
+two versions can be compared side by side. The server's pid is printed (to attach py-spy) and
+its log is kept in a temporary file. Prints a table and writes JSON to bench/results/
+(git-ignored). Uses its own topics and database schema, removed afterwards.
 """
 
 from __future__ import annotations
@@ -18,8 +23,14 @@ if __package__ in (None, ""):  # run as `python bench/ingest_batch.py`: make `be
 
 import argparse
 import asyncio
+import os
+import socket
+import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,12 +40,13 @@ import orjson
 
 from bench import report
 from ingest.organizations import create_organization
-from ingest.service import IngestServer
-from ingest.settings import IngestSettings
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
+from meterflow.stack.processes import terminate
 from meterflow.topics import delete_topics, ensure_topics
+
+SERVER_START_TIMEOUT = 60.0
 
 
 def _batch(run: str, worker: int, n: int, size: int) -> bytes:
@@ -72,42 +84,111 @@ async def _worker(
     return sent, latencies, errors
 
 
-async def run(seconds: float, concurrency: int, size: int) -> dict[str, Any]:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _server(settings: Settings, workers: int, src: Path | None) -> Iterator[tuple[str, int]]:
+    """`meterflow ingest` in a child process on free ports: yields (base URL, pid)."""
+    port, metrics_port = _free_port(), _free_port()
+    env = dict(os.environ)
+    env.update(
+        METERFLOW_TOPIC_PREFIX=settings.topics.prefix,
+        METERFLOW_DB_SCHEMA=settings.db_schema,
+        METERFLOW_INGEST_HOST="127.0.0.1",
+        METERFLOW_INGEST_PORT=str(port),
+        METERFLOW_INGEST_METRICS_PORT=str(metrics_port),
+        METERFLOW_INGEST_WORKERS=str(workers),
+        KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        DATABASE_URL=settings.dsn,
+    )
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the child's lifetime
+        prefix="ingest-bench-", suffix=".log", delete=False
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meterflow.cli", "ingest"], env=env, stdout=log, stderr=log
+    )
+    try:
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while not _answers(metrics):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ingest server did not start; its log: {log.name}")
+            time.sleep(0.2)
+        print(f"ingest server pid {proc.pid}, log {log.name}", file=sys.stderr)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        terminate(proc.pid, timeout=30)
+        proc.wait()
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+async def _load(
+    url: str, key: str, seconds: float, concurrency: int, size: int, run_id: str
+) -> Any:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        await _worker(session, url, "warmup", 0, size, time.monotonic() + 2)
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(_worker(session, url, run_id, w, size, started + seconds) for w in range(concurrency))
+        )
+        return results, time.monotonic() - started
+
+
+async def _setup(settings: Settings) -> str:
+    await migrate(settings.dsn, schema=settings.db_schema)
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    _, key = await create_organization(settings, "bench")
+    return key
+
+
+async def _teardown(settings: Settings) -> None:
+    await delete_topics(settings.bootstrap_servers, settings.topics)
+    conn = await connect(settings.dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def run(
+    seconds: float, concurrency: int, size: int, *, workers: int = 1, src: Path | None = None
+) -> dict[str, Any]:
     base = Settings.from_env()
     run_id = uuid.uuid4().hex[:8]
     settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
-    await migrate(settings.dsn, schema=settings.db_schema)
-    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     try:
-        _, key = await create_organization(settings, "bench")
-        ingest = IngestSettings(host="127.0.0.1", port=0, metrics_port=0)
-        async with IngestServer(settings, ingest) as server:
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            connector = aiohttp.TCPConnector(limit=concurrency)
-            async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-                url = server.url + "/api/v1/events/batch"
-                await _worker(session, url, "warmup", 0, size, time.monotonic() + 2)
-                started = time.monotonic()
-                results = await asyncio.gather(
-                    *(
-                        _worker(session, url, run_id, w, size, started + seconds)
-                        for w in range(concurrency)
-                    )
-                )
-                elapsed = time.monotonic() - started
+        key = asyncio.run(_setup(settings))
+        with _server(settings, workers, src) as (server_url, _):
+            url = server_url + "/api/v1/events/batch"
+            results, elapsed = asyncio.run(_load(url, key, seconds, concurrency, size, run_id))
     finally:
-        await delete_topics(settings.bootstrap_servers, settings.topics)
-        conn = await connect(settings.dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
-        finally:
-            await conn.close()
+        asyncio.run(_teardown(settings))
     events = sum(r[0] for r in results)
     latencies = sorted(lat for r in results for lat in r[1])
     return {
         "benchmark": "ingest_batch",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": await report.machine_facts(base),
+        "machine": asyncio.run(report.machine_facts(base)),
+        "server": {"process": "separate", "workers": workers, "src": str(src or "installed")},
         "seconds": round(elapsed, 2),
         "concurrency": concurrency,
         "batch_size": size,
@@ -128,14 +209,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="METERFLOW_INGEST_WORKERS")
+    parser.add_argument("--server-src", type=Path, default=None, help="PYTHONPATH of the server")
     args = parser.parse_args()
     LocalStack.from_settings(Settings.from_env()).start()  # reuses a running Kafka and Postgres
-    result = asyncio.run(run(args.seconds, args.concurrency, args.batch))
+    result = run(
+        args.seconds, args.concurrency, args.batch, workers=args.workers, src=args.server_src
+    )
     rows = [
         ("events/s", f"{result['events_per_second']:,.0f}"),
         ("events", f"{result['events']:,}"),
         ("requests", f"{result['requests']:,} ({result['errors']} errors)"),
         ("batch size x concurrency", f"{result['batch_size']} x {result['concurrency']}"),
+        ("server workers", str(result["server"]["workers"])),
         ("latency p50 / p99 / max", "{p50} / {p99} / {max} ms".format(**result["latency_ms"])),
         ("duration", f"{result['seconds']} s"),
     ]

@@ -1,16 +1,30 @@
 """The one Kafka producer of an ingest process: idempotent, acks from all replicas, and an
-answer within a deadline so an HTTP client is never left waiting on an unreachable broker."""
+answer within a deadline so an HTTP client is never left waiting on an unreachable broker.
+
+Records are not handed to aiokafka one by one (a future, a partitioner call and an
+accumulator lookup each): `send_all` groups a request's records by partition, computed with
+aiokafka's default partitioner (murmur2, as the Java client and the aggregator's routing),
+and appends them to that partition's `PartitionLane`. A lane coalesces the records of
+concurrent requests into one record batch, submitted with `AIOKafkaProducer.send_batch` while
+the previous batch of the partition is acknowledged, so a request waits on one future per
+partition. `send_batch` goes through the same accumulator and sender as `send`: the batch
+gets the idempotent producer's id, epoch and sequence when it is drained, and a retriable
+failure re-enqueues it with the same sequence, so retries add no duplicates.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from ingest.errors import BrokerUnavailable
 from ingest.metrics import IngestMetrics
@@ -18,6 +32,96 @@ from ingest.metrics import IngestMetrics
 log = logging.getLogger(__name__)
 
 Message = tuple[bytes, bytes]  # (key, value)
+
+# One record batch per partition may grow to this size (aiokafka's default is 16 KiB, which
+# split every request into several batches); it stays under the broker's default
+# message.max.bytes (1 MiB + 12 bytes).
+MAX_BATCH_BYTES = 512 * 1024
+# A single record larger than this is refused before anything is queued (aiokafka's
+# max_request_size default, which `send` checked per record).
+MAX_RECORD_BYTES = 1024 * 1024
+_RECORD_OVERHEAD = 64  # a record's framing, at most (varints, attributes, headers count)
+_PARTITION_CACHE_SIZE = 100_000
+
+_partitioner = DefaultPartitioner()
+
+
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition aiokafka's default partitioner (and Java's) gives `key`:
+    ``(murmur2(key) & 0x7fffffff) % len(partitions)``, partitions sorted by id."""
+    partition: int = _partitioner(key, partitions, partitions)
+    return partition
+
+
+class PartitionLane:
+    """The records bound for one partition, in order: a batch is filling while the previous
+    one is on its way, and each batch is submitted once the one before it was acknowledged
+    (the sender keeps one produce request per partition in flight anyway).
+
+    `add` returns the futures of the batches the records went into; each resolves when the
+    broker acknowledged its batch, or fails with the batch's error.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int):
+        self._producer = producer
+        self.topic = topic
+        self.partition = partition
+        self._filling: tuple[BatchBuilder, asyncio.Future[None]] | None = None
+        self._queued: collections.deque[tuple[BatchBuilder, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._pump: asyncio.Task[None] | None = None
+
+    def add(self, messages: Iterable[Message]) -> list[asyncio.Future[None]]:
+        filling = self._filling or self._new_batch()
+        touched = [filling[1]]
+        for key, value in messages:
+            if filling[0].append(key=key, value=value, timestamp=None) is None:
+                # Full: queue it and start the next one (a lone record always fits).
+                self._queued.append(filling)
+                filling = self._new_batch()
+                touched.append(filling[1])
+                filling[0].append(key=key, value=value, timestamp=None)
+        self._filling = filling
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run())
+        return touched
+
+    def _new_batch(self) -> tuple[BatchBuilder, asyncio.Future[None]]:
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Mark a failure as retrieved even when every waiting request already timed out.
+        acked.add_done_callback(_consume_exception)
+        return self._producer.create_batch(), acked
+
+    async def _run(self) -> None:
+        while True:
+            if self._queued:
+                builder, acked = self._queued.popleft()
+            elif self._filling is not None and self._filling[0].record_count():
+                (builder, acked), self._filling = self._filling, None
+            else:
+                return
+            builder.close()  # nothing more goes in, and a closed batch does not linger
+            try:
+                delivery = await self._producer.send_batch(
+                    builder, self.topic, partition=self.partition
+                )
+                await delivery
+            except Exception as exc:  # handed to every request whose records the batch holds
+                if not acked.done():
+                    acked.set_exception(exc)
+            else:
+                if not acked.done():
+                    acked.set_result(None)
+
+    async def wait_idle(self) -> None:
+        if self._pump is not None:
+            await asyncio.shield(self._pump)
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class Broker:
@@ -34,6 +138,9 @@ class Broker:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._lanes: dict[tuple[str, int], PartitionLane] = {}
+        # topic -> (its sorted partitions, key -> partition under that partition count)
+        self._partitions: dict[str, tuple[tuple[int, ...], dict[bytes, int]]] = {}
         self.healthy = True  # False since the last failure, until a send succeeds again
 
     async def start(self) -> None:
@@ -56,6 +163,7 @@ class Broker:
                 enable_idempotence=True,
                 request_timeout_ms=timeout_ms,
                 linger_ms=2,
+                max_batch_size=MAX_BATCH_BYTES,
             )
             try:
                 await asyncio.wait_for(producer.start(), self._timeout)
@@ -68,6 +176,21 @@ class Broker:
             self._producer = producer
             return producer
 
+    async def _key_partitions(self, producer: AIOKafkaProducer, topic: str) -> dict[bytes, int]:
+        """The memo of key -> partition for the topic's current partition count."""
+        partitions = tuple(sorted(await producer.partitions_for(topic)))
+        known = self._partitions.get(topic)
+        if known is None or known[0] != partitions or len(known[1]) > _PARTITION_CACHE_SIZE:
+            known = (partitions, {})
+            self._partitions[topic] = known
+        return known[1]
+
+    def _lane(self, producer: AIOKafkaProducer, topic: str, partition: int) -> PartitionLane:
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            lane = self._lanes[(topic, partition)] = PartitionLane(producer, topic, partition)
+        return lane
+
     async def send_all(self, topic: str, messages: Sequence[Message]) -> None:
         """Queue every message, then wait until the broker acknowledged all of them.
 
@@ -78,8 +201,30 @@ class Broker:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                futures = [await producer.send(topic, value, key=key) for key, value in messages]
-                await asyncio.gather(*futures)
+                by_key = await self._key_partitions(producer, topic)
+                partitions = self._partitions[topic][0]
+                grouped: dict[int, list[Message]] = {}
+                for message in messages:
+                    key, value = message
+                    if len(key) + len(value) + _RECORD_OVERHEAD > MAX_RECORD_BYTES:
+                        raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
+                    partition = by_key.get(key)
+                    if partition is None:
+                        partition = by_key[key] = partition_for(key, partitions)
+                    group = grouped.get(partition)
+                    if group is None:
+                        grouped[partition] = [message]
+                    else:
+                        group.append(message)
+                acks = [
+                    acked
+                    for partition, group in grouped.items()
+                    for acked in self._lane(producer, topic, partition).add(group)
+                ]
+                for acked in acks:
+                    # Shielded: a batch is shared with other requests, whose wait must
+                    # not be cancelled with this one's.
+                    await asyncio.shield(acked)
         except (KafkaError, TimeoutError) as exc:
             self.healthy = False
             self._metrics.produce_failures.inc()
@@ -92,9 +237,13 @@ class Broker:
         self.healthy = True
 
     async def close(self) -> None:
-        """Flush what is queued and disconnect."""
+        """Submit what the lanes hold, flush what is queued and disconnect."""
         async with self._lock:
             self._closed = True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout):
+                    for lane in list(self._lanes.values()):
+                        await lane.wait_idle()
             if self._producer is not None:
                 await self._producer.stop()
                 self._producer = None

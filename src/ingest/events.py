@@ -9,6 +9,7 @@ unique only within an organization, so the organization travels with each event.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,8 @@ import orjson
 from aiohttp import web
 
 from billing.errors import InvalidEvent
-from billing.events import UsageEvent, event_to_wire, parse_event
+from billing.events import UsageEvent, event_to_wire, parse_event, parse_timestamp, wire_timestamp
+from ingest.broker import Message
 from ingest.context import IngestContext, context, organization
 from ingest.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
 from ingest.payload import INVALID, MANDATORY, UNKNOWN, iso, ok, read_json
@@ -46,6 +48,65 @@ def _error_code(exc: InvalidEvent) -> str:
 
 def validate_event(raw: Any, received_at: datetime) -> UsageEvent:
     """One event input to a domain event; raises ValidationFailed (Lago's error_details)."""
+    return well_formed_event(raw, received_at) or _checked_event(raw, received_at)
+
+
+def well_formed_event(raw: Any, received_at: datetime) -> UsageEvent | None:
+    """The common event, accepted with as few checks as make it certain; None for anything
+    unusual (a missing, null or odd field, nested properties, an amount), which
+    `_checked_event` then accepts or refuses, wording the error. Both accept the same events
+    as the same UsageEvent (a unit test holds them to it)."""
+    if type(raw) is not dict or not raw.keys() <= EVENT_FIELDS:
+        return None
+    transaction_id = raw.get("transaction_id")
+    subscription_id = raw.get("external_subscription_id")
+    code = raw.get("code")
+    if (
+        type(transaction_id) is not str
+        or type(subscription_id) is not str
+        or type(code) is not str
+        or not transaction_id.strip()
+        or not subscription_id.strip()
+        or not code.strip()
+    ):
+        return None
+    customer_id = raw.get("external_customer_id")
+    if (customer_id is not None and type(customer_id) is not str) or raw.get(
+        "precise_total_amount_cents"
+    ) is not None:
+        return None
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    elif type(properties) is not dict:
+        return None
+    else:
+        for value in properties.values():
+            kind = type(value)
+            if not (kind is str or kind is int or kind is bool or value is None) and not (
+                kind is float and math.isfinite(value)
+            ):
+                return None
+    timestamp = raw.get("timestamp")
+    if timestamp is None:
+        instant = received_at
+    else:
+        try:
+            instant = parse_timestamp(timestamp)
+        except InvalidEvent:
+            return None
+    return UsageEvent(
+        transaction_id=transaction_id,
+        external_subscription_id=subscription_id,
+        code=code,
+        timestamp=instant,
+        properties=properties,
+        external_customer_id=customer_id,
+    )
+
+
+def _checked_event(raw: Any, received_at: datetime) -> UsageEvent:
+    """Every check of an event, naming the first problem in Lago's error_details."""
     if not isinstance(raw, dict):
         raise ValidationFailed({"event": ["value_is_invalid"]})
     unknown = sorted(k for k in raw if k not in EVENT_FIELDS)
@@ -74,6 +135,10 @@ def _instant(value: datetime) -> str:
 def event_body(event: UsageEvent, received_at: datetime) -> dict[str, Any]:
     """The event as Lago answers it: the ids Lago assigns while processing are null, since
     processing happens downstream, after the answer."""
+    return _body(event, _instant(event.timestamp), iso(received_at))
+
+
+def _body(event: UsageEvent, instant: str, created_at: str | None) -> dict[str, Any]:
     precise = event.precise_total_amount_cents
     return {
         "lago_id": None,
@@ -82,20 +147,52 @@ def event_body(event: UsageEvent, received_at: datetime) -> dict[str, Any]:
         "lago_subscription_id": None,
         "external_subscription_id": event.external_subscription_id,
         "code": event.code,
-        "timestamp": _instant(event.timestamp),
+        "timestamp": instant,
         "precise_total_amount_cents": None if precise is None else str(precise),
         "properties": event.properties,
-        "created_at": iso(received_at),
+        "created_at": created_at,
     }
 
 
-async def _produce(ctx: IngestContext, org: Organization, batch: list[UsageEvent]) -> None:
+def accepted(
+    org: Organization, batch: list[UsageEvent], received_at: datetime
+) -> tuple[list[Message], list[dict[str, Any]]]:
+    """The Kafka records of a batch (as `wire_message`) and its answer (as `event_body`),
+    formatting each distinct timestamp once: events without one share `received_at`."""
+    organization_id = str(org.id)
+    created_at = iso(received_at)
+    stamps: dict[datetime, tuple[str, str]] = {}
+    messages: list[Message] = []
+    bodies: list[dict[str, Any]] = []
+    for event in batch:
+        stamp = stamps.get(event.timestamp)
+        if stamp is None:
+            stamp = stamps[event.timestamp] = (
+                wire_timestamp(event.timestamp),
+                _instant(event.timestamp),
+            )
+        wire: dict[str, object] = {
+            "organization_id": organization_id,
+            "transaction_id": event.transaction_id,
+            "external_subscription_id": event.external_subscription_id,
+            "code": event.code,
+            "timestamp": stamp[0],
+            "properties": event.properties,
+        }
+        if event.external_customer_id is not None or event.precise_total_amount_cents is not None:
+            wire = {"organization_id": organization_id, **event_to_wire(event)}
+        messages.append((event.external_subscription_id.encode(), orjson.dumps(wire)))
+        bodies.append(_body(event, stamp[1], created_at))
+    return messages, bodies
+
+
+async def _produce(ctx: IngestContext, messages: list[Message]) -> None:
     try:
-        await ctx.broker.send_all(ctx.settings.topics.events, [wire_message(org, e) for e in batch])
+        await ctx.broker.send_all(ctx.settings.topics.events, messages)
     except ApiError as exc:
-        ctx.metrics.events_rejected.labels(exc.code).inc(len(batch))
+        ctx.metrics.events_rejected.labels(exc.code).inc(len(messages))
         raise
-    ctx.metrics.events_accepted.inc(len(batch))
+    ctx.metrics.events_accepted.inc(len(messages))
 
 
 def _rejected(ctx: IngestContext, exc: ApiError, count: int = 1) -> ApiError:
@@ -121,14 +218,15 @@ async def create(request: web.Request) -> web.Response:
         event = validate_event(body["event"], received_at)
     except ApiError as exc:
         raise _rejected(ctx, exc) from None
-    await _produce(ctx, org, [event])
+    messages, bodies = accepted(org, [event], received_at)
+    await _produce(ctx, messages)
     log.debug(
         "event.accepted organization_id=%s external_subscription_id=%s transaction_id=%s",
         org.id,
         event.external_subscription_id,
         event.transaction_id,
     )
-    return ok({"event": event_body(event, received_at)})
+    return ok({"event": bodies[0]})
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -163,8 +261,9 @@ async def create_batch(request: web.Request) -> web.Response:
         # The valid events of a refused batch are refused too: nothing was produced.
         ctx.metrics.events_rejected.labels("batch_refused").inc(len(parsed))
         raise ValidationFailed(errors)
-    await _produce(ctx, org, parsed)
-    return ok({"events": [event_body(e, received_at) for e in parsed]})
+    messages, bodies = accepted(org, parsed, received_at)
+    await _produce(ctx, messages)
+    return ok({"events": bodies})
 
 
 def routes() -> list[web.RouteDef]:

@@ -1,11 +1,19 @@
 """`meterflow ingest`: run the API and its metrics until SIGTERM or SIGINT, then stop
-accepting connections, finish the requests in flight, flush the producer and close the pool."""
+accepting connections, finish the requests in flight, flush the producer and close the pool.
+
+With METERFLOW_INGEST_WORKERS > 1 the command supervises that many worker processes, each a
+whole ingest app (its own producer, pool and outbox loop) listening on the same port with
+SO_REUSEPORT; a signal is passed on to every worker, and if one dies the others are stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import signal
+import threading
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -47,7 +55,9 @@ class IngestServer:
     async def start(self) -> None:
         await self._api.setup()
         await self._metrics.setup()
-        api_site = web.TCPSite(self._api, self.ingest.host, self.ingest.port)
+        api_site = web.TCPSite(
+            self._api, self.ingest.host, self.ingest.port, reuse_port=self.ingest.workers > 1
+        )
         await api_site.start()
         metrics_site = web.TCPSite(self._metrics, self.ingest.host, self.ingest.metrics_port)
         await metrics_site.start()
@@ -81,6 +91,51 @@ async def serve(settings: Settings, ingest: IngestSettings) -> None:
         await server.stop()
 
 
+def _worker(settings: Settings, ingest: IngestSettings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes SIGTERM on
+    asyncio.run(serve(settings, ingest))
+
+
+def _supervise(settings: Settings, ingest: IngestSettings) -> int:
+    """Run `ingest.workers` worker processes until a signal or the first one to exit."""
+    context = multiprocessing.get_context("fork")  # nothing runs yet to be forked mid-way
+    workers = []
+    for index in range(ingest.workers):
+        metrics_port = ingest.metrics_port + index if ingest.metrics_port else 0
+        worker = context.Process(
+            target=_worker,
+            args=(settings, replace(ingest, metrics_port=metrics_port)),
+            name=f"ingest-worker-{index}",
+        )
+        worker.start()
+        workers.append(worker)
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("ingest.workers_started count=%d", len(workers))
+    while not stopping.wait(0.5):
+        gone = [w for w in workers if not w.is_alive()]
+        if gone:
+            log.error("ingest.worker_exited name=%s exitcode=%s", gone[0].name, gone[0].exitcode)
+            break
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()  # SIGTERM: each finishes its requests and flushes
+    for worker in workers:
+        worker.join(ingest.shutdown_grace + ingest.produce_timeout + 5)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+    return 0 if stopping.is_set() else 1
+
+
 def main(settings: Settings) -> int:
-    asyncio.run(serve(settings, IngestSettings.from_env()))
+    ingest = IngestSettings.from_env()
+    if ingest.workers > 1:
+        return _supervise(settings, ingest)
+    asyncio.run(serve(settings, ingest))
     return 0

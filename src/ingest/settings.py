@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from meterflow.errors import ConfigurationError
 from meterflow.settings import env_int, env_seconds
 
 
@@ -13,7 +14,9 @@ from meterflow.settings import env_int, env_seconds
 class IngestSettings:
     """Where the HTTP API and its metrics listen, and the limits it enforces.
 
-    Port 0 means "any free port" (tests and benchmarks use it).
+    Port 0 means "any free port" (tests use it). `workers` processes share the API port
+    (SO_REUSEPORT, the kernel spreads connections); worker i serves its metrics on
+    metrics_port + i.
     """
 
     host: str = "0.0.0.0"
@@ -27,11 +30,12 @@ class IngestSettings:
     outbox_interval: float = 5.0
     aggregator_url: str = "http://127.0.0.1:6066"
     usage_timeout: float = 5.0
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
         env = os.environ if env is None else env
-        return cls(
+        settings = cls(
             host=env.get("METERFLOW_INGEST_HOST") or "0.0.0.0",
             port=env_int(env, "METERFLOW_INGEST_PORT", 3000),
             metrics_port=env_int(env, "METERFLOW_INGEST_METRICS_PORT", 9101),
@@ -51,4 +55,11 @@ class IngestSettings:
                 "/"
             ),
             usage_timeout=env_seconds(env, "METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001),
+            workers=env_int(env, "METERFLOW_INGEST_WORKERS", 1, minimum=1),
         )
+        if settings.workers > 1 and settings.port == 0:
+            raise ConfigurationError(
+                "METERFLOW_INGEST_WORKERS > 1 needs a fixed METERFLOW_INGEST_PORT (not 0) "
+                "for the workers to share"
+            )
+        return settings

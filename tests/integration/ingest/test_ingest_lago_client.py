@@ -3,11 +3,18 @@ on the catalog topic, and every accepted event is on the events topic, keyed by 
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import murmur2
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import (
     BatchEvent,
@@ -331,3 +338,71 @@ async def test_plan_update_keeps_charge_ids_and_metric_update(tenant: Any, call:
     with pytest.raises(LagoApiError) as missing:
         await call(lago.plans.find, "team")
     assert missing.value.status_code == 404
+
+
+async def test_concurrent_batches_land_on_the_default_partitioners_partition_in_order(
+    tenant: Any, settings: Settings, server: Any
+) -> None:
+    """Every event is one record on the partition the producer's default partitioner (murmur2,
+    as Java's and the aggregator's routing) gives its key, and the events of a batch keep
+    their order within a partition, also when concurrent batches share the broker's batches."""
+    requests, size = 6, 100
+
+    def batch(request: int) -> dict[str, Any]:
+        return {
+            "events": [
+                {
+                    "transaction_id": f"r{request}-{i}",
+                    "external_subscription_id": f"sub-{(request * 11 + i * 7) % 37}",
+                    "code": "calls",
+                    "properties": {"n": i},
+                }
+                for i in range(size)
+            ]
+        }
+
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def post(request: int) -> int:
+            async with session.post(
+                server.url + "/api/v1/events/batch", json=batch(request)
+            ) as response:
+                return response.status
+
+        assert await asyncio.gather(*(post(r) for r in range(requests))) == [200] * requests
+
+    topic = settings.topics.events
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(records) < requests * size and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(messages)
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await consumer.stop()
+
+    assert len(partitions) == settings.partitions > 1
+    assert len(records) == requests * size, "one record per event, none missing or extra"
+    positions: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (request, partition)
+    for record in records:
+        value = orjson.loads(record.value)
+        assert value["organization_id"] == tenant.organization_id
+        assert record.key == value["external_subscription_id"].encode()
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % len(partitions)
+        request, index = (int(part) for part in value["transaction_id"][1:].split("-"))
+        assert value["properties"] == {"n": index}
+        positions.setdefault((request, record.partition), []).append((record.offset, index))
+    assert len({(r.partition, r.offset) for r in records}) == len(records)
+    for (request, partition), found in positions.items():
+        indexes = [index for _, index in sorted(found)]
+        assert indexes == sorted(indexes), f"request {request} out of order on {partition}"

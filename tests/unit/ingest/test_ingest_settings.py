@@ -42,3 +42,12 @@ def test_api_keys_are_random_and_stored_as_sha256() -> None:
     a, b = new_api_key(), new_api_key()
     assert a != b and len(a) >= 40
     assert len(key_digest(a)) == 32 and key_digest(a) == key_digest(a) != key_digest(b)
+
+
+def test_workers_default_to_one_and_need_a_fixed_port() -> None:
+    assert IngestSettings.from_env({}).workers == 1
+    assert IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "3"}).workers == 3
+    with pytest.raises(ConfigurationError, match="METERFLOW_INGEST_WORKERS"):
+        IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "0"})
+    with pytest.raises(ConfigurationError, match="METERFLOW_INGEST_PORT"):
+        IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "2", "METERFLOW_INGEST_PORT": "0"})

@@ -1,0 +1,184 @@
+"""The ingest fast paths against the full ones: the quick check of a well-formed event
+accepts exactly what the full validation accepts, as the same event; the batch encoder writes
+the same records and answers as the per-event functions; partitions follow Java's murmur2."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.broker import partition_for
+from ingest.errors import ValidationFailed
+from ingest.events import (
+    _checked_event,
+    accepted,
+    event_body,
+    validate_event,
+    well_formed_event,
+    wire_message,
+)
+from ingest.repository import Organization
+
+RECEIVED = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+ORG = Organization(
+    id=uuid.UUID("6c4f1f0e-8e53-4c3a-9d61-1d9b0f3d2a11"), name="Acme", timezone="UTC"
+)
+BASE = {"transaction_id": "tx-1", "external_subscription_id": "sub-1", "code": "calls"}
+
+
+# Kafka's own test vectors (clients/src/test/.../utils/UtilsTest.java, testMurmur2).
+@pytest.mark.parametrize(
+    ("key", "java_murmur2"),
+    [
+        (b"21", -973932308),
+        (b"foobar", -790332482),
+        (b"a-little-bit-long-string", -985981536),
+        (b"a-little-bit-longer-string", -1486304829),
+        (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        (b"abc", 479470107),
+    ],
+)
+@pytest.mark.parametrize("count", [1, 4, 7, 12])
+def test_partition_is_javas_murmur2_modulo_the_partition_count(
+    key: bytes, java_murmur2: int, count: int
+) -> None:
+    assert partition_for(key, list(range(count))) == (java_murmur2 & 0x7FFFFFFF) % count
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"timestamp": 1651240791},
+        {"timestamp": 1651240791.123},
+        {"timestamp": "1651240791.123456"},
+        {"timestamp": "2026-03-01T10:00:00+05:30"},
+        {"timestamp": "2026-03-01T10:00:00"},
+        {"timestamp": None, "properties": None, "external_customer_id": None},
+        {"properties": {"gb": 10, "region": "eu", "ok": True, "x": None, "f": 1.5}},
+        {"properties": {}},
+        {"external_customer_id": "cus-1"},
+        {"external_customer_id": ""},
+        {"transaction_id": " padded "},
+    ],
+)
+def test_fast_path_accepts_common_events_as_the_full_validation_does(
+    extra: dict[str, Any],
+) -> None:
+    raw = {**BASE, **extra}
+    fast = well_formed_event(raw, RECEIVED)
+    assert fast is not None
+    assert fast == _checked_event(raw, RECEIVED)
+    assert fast.properties == _checked_event(raw, RECEIVED).properties
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"properties": {"nested": {"gb": 1}}},
+        {"properties": {"list": [1, 2]}},
+        {"precise_total_amount_cents": "12.5"},
+    ],
+)
+def test_unusual_but_valid_events_take_the_full_path(extra: dict[str, Any]) -> None:
+    raw = {**BASE, **extra}
+    assert well_formed_event(raw, RECEIVED) is None
+    assert validate_event(raw, RECEIVED) == _checked_event(raw, RECEIVED)
+
+
+@pytest.mark.parametrize(
+    ("raw", "details"),
+    [
+        ([], {"event": ["value_is_invalid"]}),
+        ({**BASE, "colour": "red"}, {"colour": ["unknown_field"]}),
+        ({**BASE, "code": None}, {"code": ["value_is_mandatory"]}),
+        ({**BASE, "code": "  "}, {"code": ["value_is_invalid"]}),
+        ({**BASE, "code": 3}, {"code": ["value_is_invalid"]}),
+        ({**BASE, "timestamp": "yesterday"}, {"timestamp": ["value_is_invalid"]}),
+        ({**BASE, "timestamp": -1}, {"timestamp": ["value_is_invalid"]}),
+        ({**BASE, "timestamp": True}, {"timestamp": ["value_is_invalid"]}),
+        ({**BASE, "properties": [1]}, {"properties": ["value_is_invalid"]}),
+        ({**BASE, "properties": {"f": math.inf}}, {"properties.f": ["value_is_invalid"]}),
+        ({**BASE, "external_customer_id": 5}, {"external_customer_id": ["value_is_invalid"]}),
+    ],
+)
+def test_bad_events_get_the_full_paths_error(raw: Any, details: dict[str, Any]) -> None:
+    assert well_formed_event(raw, RECEIVED) is None
+    with pytest.raises(ValidationFailed) as caught:
+        validate_event(raw, RECEIVED)
+    assert caught.value.error_details == details
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+anything = (
+    json_values
+    | st.text(alphabet=" 0123456789.:-+TZab", max_size=28)
+    | st.integers(min_value=-10, max_value=2**40)
+)
+ids = st.text(max_size=4) | anything
+timestamps = (
+    st.integers(min_value=-5, max_value=2**36)
+    | st.floats(min_value=-1, max_value=4e9)
+    | st.decimals(min_value=0, max_value=4e9, places=6).map(str)
+    | st.datetimes(timezones=st.sampled_from([UTC, None])).map(datetime.isoformat)
+    | anything
+)
+raw_events = st.fixed_dictionaries(
+    {"transaction_id": ids, "external_subscription_id": ids, "code": ids},
+    optional={
+        "timestamp": timestamps,
+        "properties": st.dictionaries(st.text(max_size=4), scalars) | anything,
+        "external_customer_id": ids,
+        "precise_total_amount_cents": anything,
+        "other": anything,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=raw_events)
+def test_fast_path_never_accepts_what_the_full_validation_refuses(raw: dict[str, Any]) -> None:
+    fast = well_formed_event(raw, RECEIVED)
+    try:
+        full = _checked_event(raw, RECEIVED)
+    except ValidationFailed:
+        assert fast is None
+        return
+    assert fast is None or (fast == full and fast.properties == full.properties)
+    if fast is not None:
+        assert accepted(ORG, [fast], RECEIVED) == accepted(ORG, [full], RECEIVED)
+
+
+def test_batch_encoding_equals_the_per_event_functions() -> None:
+    raws = [
+        BASE,
+        {**BASE, "transaction_id": "tx-2", "timestamp": 1651240791.5},
+        {**BASE, "transaction_id": "tx-3", "external_customer_id": "cus-1"},
+        {**BASE, "transaction_id": "tx-4", "precise_total_amount_cents": "-12.50"},
+        {**BASE, "transaction_id": "tx-5", "properties": {"a": {"b": [1, "x"]}}},
+        {**BASE, "transaction_id": "tx-6", "timestamp": "2026-03-01T10:00:00.25+05:30"},
+        {**BASE, "transaction_id": "tx-7", "external_subscription_id": "sübscription"},
+    ]
+    events = [validate_event(raw, RECEIVED) for raw in raws]
+    messages, bodies = accepted(ORG, events, RECEIVED)
+    assert messages == [wire_message(ORG, e) for e in events]
+    assert bodies == [event_body(e, RECEIVED) for e in events]
+    assert orjson.dumps(bodies) == orjson.dumps([event_body(e, RECEIVED) for e in events])

@@ -25,6 +25,7 @@ from ingest import (
     repository,
     subscriptions,
     taxes,
+    wallets,
 )
 from ingest.auth import authenticate
 from ingest.broker import Broker
@@ -158,6 +159,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         current_usage,
         taxes,
         coupons,
+        wallets,
     ):
         app.add_routes(module.routes())
     return app

@@ -831,3 +831,166 @@ async def list_applied_coupons(
         offset,
     )
     return list(rows), int(total)
+
+
+# --- wallets and wallet transactions ----------------------------------------------------
+
+_WALLET = (
+    "SELECT w.*, c.external_id AS external_customer_id FROM wallets w "
+    "JOIN customers c ON c.id = w.customer_id "
+)
+
+
+async def wallet_by_id(
+    conn: Conn, org: uuid.UUID, wallet_id: uuid.UUID, *, lock: bool = False
+) -> Row | None:
+    sql = _WALLET + "WHERE w.organization_id = $1 AND w.id = $2"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), org, wallet_id)
+
+
+async def wallet_by_code(
+    conn: Conn, customer_id: uuid.UUID, code: str, *, lock: bool = False
+) -> Row | None:
+    """The customer's wallet with this code: the active one, else the latest."""
+    sql = (
+        _WALLET + "WHERE w.customer_id = $1 AND w.code = $2 "
+        "ORDER BY (w.status = 'active') DESC, w.created_at DESC LIMIT 1"
+    )
+    return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), customer_id, code)
+
+
+async def insert_wallet(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    wallet_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO wallets (id, organization_id, customer_id, name, code, currency, "
+        "rate_amount, priority, expiration_at, attributes) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        wallet_id,
+        org,
+        columns["customer_id"],
+        columns["name"],
+        columns["code"],
+        columns["currency"],
+        columns["rate_amount"],
+        columns["priority"],
+        columns["expiration_at"],
+        columns["attributes"],
+    )
+    return wallet_id
+
+
+async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE wallets SET name = $2, code = $3, priority = $4, expiration_at = $5, "
+        "attributes = $6, updated_at = now() WHERE id = $1",
+        wallet_id,
+        columns["name"],
+        columns["code"],
+        columns["priority"],
+        columns["expiration_at"],
+        columns["attributes"],
+    )
+
+
+async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
+        "WHERE id = $1 AND status = 'active'",
+        wallet_id,
+    )
+
+
+async def list_wallets(
+    conn: Conn,
+    org: uuid.UUID,
+    *,
+    external_customer_id: str | None,
+    currency: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Row], int]:
+    where = (
+        "WHERE w.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
+        "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
+    )
+    args = (org, external_customer_id, currency)
+    total = await conn.fetchval(
+        "SELECT count(*) FROM wallets w JOIN customers c ON c.id = w.customer_id " + where, *args
+    )
+    rows = await conn.fetch(
+        _WALLET + where + "ORDER BY w.created_at DESC, w.id LIMIT $4 OFFSET $5",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+async def add_wallet_transaction(
+    conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]
+) -> uuid.UUID:
+    """Record a settled transaction and move the balance with it (inbound adds, outbound
+    takes), in the caller's transaction."""
+    sign = 1 if columns["transaction_type"] == "inbound" else -1
+    await conn.execute(
+        "UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = now() WHERE id = $1",
+        wallet_id,
+        sign * columns["amount_cents"],
+    )
+    transaction_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO wallet_transactions (id, wallet_id, status, source, transaction_status, "
+        "transaction_type, amount_cents, name, metadata, settled_at) "
+        "VALUES ($1, $2, 'settled', 'manual', $3, $4, $5, $6, $7, now())",
+        transaction_id,
+        wallet_id,
+        columns["transaction_status"],
+        columns["transaction_type"],
+        columns["amount_cents"],
+        columns["name"],
+        columns["metadata"],
+    )
+    return transaction_id
+
+
+_WALLET_TRANSACTION = (
+    "SELECT t.*, w.rate_amount, w.currency, w.priority, w.organization_id "
+    "FROM wallet_transactions t JOIN wallets w ON w.id = t.wallet_id "
+)
+
+
+async def wallet_transactions_by_ids(conn: Conn, ids: list[uuid.UUID]) -> list[Row]:
+    rows = await conn.fetch(
+        _WALLET_TRANSACTION + "WHERE t.id = ANY($1::uuid[]) ORDER BY t.created_at, t.id", ids
+    )
+    return list(rows)
+
+
+async def wallet_transaction(conn: Conn, org: uuid.UUID, transaction_id: uuid.UUID) -> Row | None:
+    return await conn.fetchrow(
+        _WALLET_TRANSACTION + "WHERE w.organization_id = $1 AND t.id = $2", org, transaction_id
+    )
+
+
+async def list_wallet_transactions(
+    conn: Conn, wallet_id: uuid.UUID, filters: dict[str, str | None], limit: int, offset: int
+) -> tuple[list[Row], int]:
+    where = (
+        "WHERE t.wallet_id = $1 AND ($2::text IS NULL OR t.status = $2) "
+        "AND ($3::text IS NULL OR t.transaction_status = $3) "
+        "AND ($4::text IS NULL OR t.transaction_type = $4) "
+    )
+    args = (
+        wallet_id,
+        filters["status"],
+        filters["transaction_status"],
+        filters["transaction_type"],
+    )
+    total = await conn.fetchval("SELECT count(*) FROM wallet_transactions t " + where, *args)
+    rows = await conn.fetch(
+        _WALLET_TRANSACTION + where + "ORDER BY t.created_at DESC, t.id LIMIT $5 OFFSET $6",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)

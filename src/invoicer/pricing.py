@@ -22,8 +22,9 @@ Choices worth knowing:
   invoice's transaction, guarded by the state read here (see `invoicer.repository`).
 - Prepaid credits pay an invoice when it is finalized (Lago: at finalization): at once
   for an invoice with no grace period, else when its draft is finalized
-  (`invoicer.settlement`). Wallets in the invoice's currency pay in order of priority,
-  then age, up to the total after taxes.
+  (`invoicer.repository.finalize_draft`, by the sweep or the finalize endpoint). Wallets
+  in the invoice's currency pay in order of priority, then age, up to the total after
+  taxes.
 """
 
 from __future__ import annotations

@@ -47,66 +47,9 @@ def _error_code(exc: InvalidEvent) -> str:
 
 
 def validate_event(raw: Any, received_at: datetime) -> UsageEvent:
-    """One event input to a domain event; raises ValidationFailed (Lago's error_details)."""
-    return well_formed_event(raw, received_at) or _checked_event(raw, received_at)
+    """One event input to a domain event; raises ValidationFailed (Lago's error_details).
 
-
-def well_formed_event(raw: Any, received_at: datetime) -> UsageEvent | None:
-    """The common event, accepted with as few checks as make it certain; None for anything
-    unusual (a missing, null or odd field, nested properties, an amount), which
-    `_checked_event` then accepts or refuses, wording the error. Both accept the same events
-    as the same UsageEvent (a unit test holds them to it)."""
-    if type(raw) is not dict or not raw.keys() <= EVENT_FIELDS:
-        return None
-    transaction_id = raw.get("transaction_id")
-    subscription_id = raw.get("external_subscription_id")
-    code = raw.get("code")
-    if (
-        type(transaction_id) is not str
-        or type(subscription_id) is not str
-        or type(code) is not str
-        or not transaction_id.strip()
-        or not subscription_id.strip()
-        or not code.strip()
-    ):
-        return None
-    customer_id = raw.get("external_customer_id")
-    if (customer_id is not None and type(customer_id) is not str) or raw.get(
-        "precise_total_amount_cents"
-    ) is not None:
-        return None
-    properties = raw.get("properties")
-    if properties is None:
-        properties = {}
-    elif type(properties) is not dict:
-        return None
-    else:
-        for value in properties.values():
-            kind = type(value)
-            if not (kind is str or kind is int or kind is bool or value is None) and not (
-                kind is float and math.isfinite(value)
-            ):
-                return None
-    timestamp = raw.get("timestamp")
-    if timestamp is None:
-        instant = received_at
-    else:
-        try:
-            instant = parse_timestamp(timestamp)
-        except InvalidEvent:
-            return None
-    return UsageEvent(
-        transaction_id=transaction_id,
-        external_subscription_id=subscription_id,
-        code=code,
-        timestamp=instant,
-        properties=properties,
-        external_customer_id=customer_id,
-    )
-
-
-def _checked_event(raw: Any, received_at: datetime) -> UsageEvent:
-    """Every check of an event, naming the first problem in Lago's error_details."""
+    Every check, naming the first problem: `Accepted.add_well_formed` is the fast path."""
     if not isinstance(raw, dict):
         raise ValidationFailed({"event": ["value_is_invalid"]})
     unknown = sorted(k for k in raw if k not in EVENT_FIELDS)
@@ -154,36 +97,122 @@ def _body(event: UsageEvent, instant: str, created_at: str | None) -> dict[str, 
     }
 
 
-def accepted(
-    org: Organization, batch: list[UsageEvent], received_at: datetime
-) -> tuple[list[Message], list[dict[str, Any]]]:
-    """The Kafka records of a batch (as `wire_message`) and its answer (as `event_body`),
-    formatting each distinct timestamp once: events without one share `received_at`."""
-    organization_id = str(org.id)
-    created_at = iso(received_at)
-    stamps: dict[datetime, tuple[str, str]] = {}
-    messages: list[Message] = []
-    bodies: list[dict[str, Any]] = []
-    for event in batch:
-        stamp = stamps.get(event.timestamp)
+class Accepted:
+    """The Kafka records (as `wire_message`) and Lago's answer (as `event_body`) of one
+    request's accepted events, built as each is accepted; each distinct timestamp is
+    formatted once (events without one share `received_at`).
+
+    `add_well_formed` takes the common event straight from its JSON with as few checks as make
+    it certain, and declines (False) anything unusual (a missing, null or odd field, nested
+    properties, an amount): `validate_event` then accepts or refuses it, wording the error,
+    and `add` takes the event. Both paths accept the same events as the same records and
+    answers (unit tests, one of them generative, hold them to it).
+    """
+
+    def __init__(self, org: Organization, received_at: datetime):
+        self.organization_id = str(org.id)
+        self.received_at = received_at
+        self.created_at = iso(received_at)
+        self.messages: list[Message] = []
+        self.bodies: list[dict[str, Any]] = []
+        self._received = (wire_timestamp(received_at), _instant(received_at))
+        self._stamps: dict[object, tuple[str, str]] = {}
+
+    def _stamp(self, instant: datetime) -> tuple[str, str]:
+        stamp = self._stamps.get(instant)
         if stamp is None:
-            stamp = stamps[event.timestamp] = (
-                wire_timestamp(event.timestamp),
-                _instant(event.timestamp),
-            )
+            stamp = self._stamps[instant] = (wire_timestamp(instant), _instant(instant))
+        return stamp
+
+    def add(self, event: UsageEvent) -> None:
+        stamp = self._stamp(event.timestamp)
+        if event.external_customer_id is None and event.precise_total_amount_cents is None:
+            wire: dict[str, object] = {
+                "organization_id": self.organization_id,
+                "transaction_id": event.transaction_id,
+                "external_subscription_id": event.external_subscription_id,
+                "code": event.code,
+                "timestamp": stamp[0],
+                "properties": event.properties,
+            }
+        else:
+            wire = {"organization_id": self.organization_id, **event_to_wire(event)}
+        self.messages.append((event.external_subscription_id.encode(), orjson.dumps(wire)))
+        self.bodies.append(_body(event, stamp[1], self.created_at))
+
+    def add_well_formed(self, raw: Any) -> bool:
+        if type(raw) is not dict or not raw.keys() <= EVENT_FIELDS:
+            return False
+        get = raw.get
+        transaction_id = get("transaction_id")
+        subscription_id = get("external_subscription_id")
+        code = get("code")
+        customer_id = get("external_customer_id")
+        if (
+            type(transaction_id) is not str
+            or type(subscription_id) is not str
+            or type(code) is not str
+            or not transaction_id.strip()
+            or not subscription_id.strip()
+            or not code.strip()
+            or (customer_id is not None and type(customer_id) is not str)
+            or get("precise_total_amount_cents") is not None
+        ):
+            return False
+        properties = get("properties")
+        if properties is None:
+            properties = {}
+        elif type(properties) is not dict:
+            return False
+        else:
+            for value in properties.values():
+                kind = type(value)
+                if not (kind is str or kind is int or kind is bool or value is None) and not (
+                    kind is float and math.isfinite(value)
+                ):
+                    return False
+        timestamp = get("timestamp")
+        stamp: tuple[str, str] | None
+        if timestamp is None:
+            stamp = self._received
+        else:
+            kind = type(timestamp)
+            if kind is not int and kind is not float and kind is not str:
+                return False
+            # Keyed by type too: True == 1 as a key, but a boolean is no timestamp.
+            stamp = self._stamps.get((kind, timestamp))
+            if stamp is None:
+                try:
+                    stamp = self._stamp(parse_timestamp(timestamp))
+                except InvalidEvent:
+                    return False
+                self._stamps[(kind, timestamp)] = stamp
         wire: dict[str, object] = {
-            "organization_id": organization_id,
-            "transaction_id": event.transaction_id,
-            "external_subscription_id": event.external_subscription_id,
-            "code": event.code,
+            "organization_id": self.organization_id,
+            "transaction_id": transaction_id,
+            "external_subscription_id": subscription_id,
+            "code": code,
             "timestamp": stamp[0],
-            "properties": event.properties,
+            "properties": properties,
         }
-        if event.external_customer_id is not None or event.precise_total_amount_cents is not None:
-            wire = {"organization_id": organization_id, **event_to_wire(event)}
-        messages.append((event.external_subscription_id.encode(), orjson.dumps(wire)))
-        bodies.append(_body(event, stamp[1], created_at))
-    return messages, bodies
+        if customer_id is not None:
+            wire["external_customer_id"] = customer_id
+        self.messages.append((subscription_id.encode(), orjson.dumps(wire)))
+        self.bodies.append(
+            {
+                "lago_id": None,
+                "transaction_id": transaction_id,
+                "lago_customer_id": None,
+                "lago_subscription_id": None,
+                "external_subscription_id": subscription_id,
+                "code": code,
+                "timestamp": stamp[1],
+                "precise_total_amount_cents": None,
+                "properties": properties,
+                "created_at": self.created_at,
+            }
+        )
+        return True
 
 
 async def _produce(ctx: IngestContext, messages: list[Message]) -> None:
@@ -218,15 +247,16 @@ async def create(request: web.Request) -> web.Response:
         event = validate_event(body["event"], received_at)
     except ApiError as exc:
         raise _rejected(ctx, exc) from None
-    messages, bodies = accepted(org, [event], received_at)
-    await _produce(ctx, messages)
+    out = Accepted(org, received_at)
+    out.add(event)
+    await _produce(ctx, out.messages)
     log.debug(
         "event.accepted organization_id=%s external_subscription_id=%s transaction_id=%s",
         org.id,
         event.external_subscription_id,
         event.transaction_id,
     )
-    return ok({"event": bodies[0]})
+    return ok({"event": out.bodies[0]})
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -248,22 +278,23 @@ async def create_batch(request: web.Request) -> web.Response:
     except ApiError as exc:
         raise _rejected(ctx, exc) from None
     ctx.metrics.batch_size.observe(len(raw_events))
-    parsed: list[UsageEvent] = []
+    out = Accepted(org, received_at)
     errors: ErrorDetails = {}
     for i, raw in enumerate(raw_events):
+        if out.add_well_formed(raw):
+            continue
         try:
-            parsed.append(validate_event(raw, received_at))
+            out.add(validate_event(raw, received_at))
         except ValidationFailed as exc:
             errors[str(i)] = exc.error_details
     if errors:
         for details in errors.values():
             ctx.metrics.events_rejected.labels(next(iter(details.values()))[0]).inc()
         # The valid events of a refused batch are refused too: nothing was produced.
-        ctx.metrics.events_rejected.labels("batch_refused").inc(len(parsed))
+        ctx.metrics.events_rejected.labels("batch_refused").inc(len(out.messages))
         raise ValidationFailed(errors)
-    messages, bodies = accepted(org, parsed, received_at)
-    await _produce(ctx, messages)
-    return ok({"events": bodies})
+    await _produce(ctx, out.messages)
+    return ok({"events": out.bodies})
 
 
 def routes() -> list[web.RouteDef]:

@@ -53,7 +53,10 @@ from bench.workload import (
     batch_bodies,
     current_period,
     post_batches,
+    produce_events,
     stored_events,
+    usage_from_baseline,
+    usage_from_meterflow,
 )
 from ingest.organizations import create_organization
 from ingest.service import IngestServer
@@ -271,24 +274,6 @@ async def ingest_baseline(
 # -- (2) and (3): aggregation, then current usage as a period's events grow ---------------
 
 
-def usage_from_meterflow(body: dict[str, Any]) -> Usage:
-    charges = {c["billable_metric"]["code"]: c for c in body["customer_usage"]["charges_usage"]}
-    return Usage(
-        int(charges[COUNT_CODE]["events_count"]),
-        int(charges[SUM_CODE]["events_count"]),
-        Decimal(charges[SUM_CODE]["units"]),
-    )
-
-
-def usage_from_baseline(body: dict[str, Any]) -> Usage:
-    charges = {c["code"]: c for c in body["charges_usage"]}
-    return Usage(
-        int(charges[COUNT_CODE]["events_count"]),
-        int(charges[SUM_CODE]["events_count"]),
-        Decimal(charges[SUM_CODE]["units"]),
-    )
-
-
 async def timed_gets(
     session: aiohttp.ClientSession, url: str, requests: int
 ) -> tuple[list[float], dict[str, Any]]:
@@ -331,28 +316,6 @@ async def prefill(settings: Settings, organization_id: str, dataset: Dataset) ->
     finally:
         await producer.stop()
     await produce_events(settings, organization_id, dataset.events())
-
-
-async def produce_events(
-    settings: Settings, organization_id: str, events: Iterable[dict[str, Any]]
-) -> None:
-    """Events onto the events topic as ingest writes them (not timed)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
-    )
-    await producer.start()
-    try:
-        pending = []
-        for wire in events:
-            value = orjson.dumps({"organization_id": organization_id, **wire})
-            key = wire["external_subscription_id"].encode()
-            pending.append(await producer.send(settings.topics.events, key=key, value=value))
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
 
 
 class AggregatorWorker:

@@ -1,0 +1,773 @@
+"""Freshness under a steady load: the time from an event's HTTP 200 to the event being
+visible in current usage, for meterflow (ingest and aggregator as real processes) and for
+the Postgres-per-event baseline (its own process), p50 / p99 / max over many probes.
+
+    .venv/bin/python -m bench.freshness [--rate 2000] [--seconds 30] [--warmup 3]
+        [--probe-interval 0.075] [--subscriptions 50] [--runs 1]
+        [--batch-size N] [--batch-within S] [--side meterflow|baseline|both]
+
+A load generator in a process of its own posts batches of 100 events to
+`POST /api/v1/events/batch` at `--rate` events/s for `--seconds`. After `--warmup` seconds a
+probe loop (this process) sends one event every `--probe-interval` seconds for a probe
+subscription that receives nothing else (meterflow: `POST /api/v1/events`; the baseline,
+which has no single-event endpoint: a batch of one), notes the moment its 200 arrived, then
+reads the probe subscription's current usage every 10 ms until the count includes the
+event. meterflow is read from the aggregator's `/current-usage` view directly (what the
+public `GET /api/v1/customers/{id}/current_usage` forwards to), the baseline from its own
+endpoint (one SQL aggregate per charge). The delay ends when the answer that shows the
+event has been read, so it includes one read (about a millisecond) and the 10 ms polling
+step. Probes do not wait for each other: probe n + 1 leaves `--probe-interval` after probe n
+(or at its 200, if that came later), so slow visibility does not thin out the sample.
+
+`--batch-size` and `--batch-within` set METERFLOW_AGGREGATOR_BATCH_SIZE and
+METERFLOW_AGGREGATOR_BATCH_WITHIN of the aggregator (default: the aggregator's own defaults),
+`--aggregator-env NAME=VALUE` any other of its settings. `--fetch-max-wait-ms N` is a
+what-if: faust-streaming creates the aggregator's Kafka consumer with a fixed
+`fetch_max_wait_ms=1500`, and this option patches that value in the aggregator process only
+(a `sitecustomize.py` on its PYTHONPATH), to show what the fixed value costs.
+
+Checks of every run: each probe is seen exactly once per event sent (the probe's final count
+through the public API equals the probes sent), and once the load has stopped, every
+background event accepted with a 200 is in the totals (events per code and summed `gb`),
+on both sides. Prints a table and writes JSON to bench/results/. Uses its own topics,
+Faust app id and database schemas, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/freshness.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+from aggregator.settings import AggregatorSettings
+from bench import baseline, report
+from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
+from bench.workload import (
+    CHARGES,
+    COUNT_CODE,
+    SUM_CODE,
+    SUM_FIELD,
+    Usage,
+    WrongTotals,
+    current_period,
+    current_period_start,
+    event,
+    usage_from_baseline,
+    usage_from_meterflow,
+)
+from ingest.organizations import create_organization
+from meterflow.db import connect, migrate
+from meterflow.settings import Settings, Topics
+from meterflow.stack.local import LocalStack
+from meterflow.topics import delete_topics, ensure_topics
+
+PROBE = "probe"
+CUSTOMER = "bench-customer"
+PLAN = "bench-plan"
+BATCH = 100
+POLL_STEP = 0.01
+VISIBLE_TIMEOUT = 30.0
+DRAIN_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    rate: float
+    seconds: float
+    warmup: float
+    probe_interval: float
+    subscriptions: int
+
+
+def load_subscriptions(load: Load) -> list[str]:
+    return [f"load-{i}" for i in range(load.subscriptions)]
+
+
+# -- the load generator (a process of its own) ---------------------------------------------
+
+
+async def generate_load(
+    url: str, api_key: str, rate: float, seconds: float, subscriptions: int, tag: str
+) -> dict[str, Any]:
+    """Batches of 100 at `rate` events/s for `seconds`, at most 8 in flight (a batch that
+    cannot start on time starts as soon as one returns: the achieved rate shows it).
+    Returns what was accepted, summed as the current usage must show it."""
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    interval = BATCH / rate
+    batches = max(1, round(rate * seconds / BATCH))
+    in_flight = asyncio.Semaphore(8)
+    stamp = datetime.now(UTC).timestamp() - 60
+    calls = storage = accepted = 0
+    gigabytes = Decimal(0)
+    errors: list[str] = []
+    latencies: list[float] = []
+
+    async def post(session: aiohttp.ClientSession, made: list[dict[str, Any]]) -> None:
+        nonlocal calls, storage, accepted, gigabytes
+        try:
+            started = time.perf_counter()
+            async with session.post(url, data=orjson.dumps({"events": made})) as response:
+                answer = await response.read()
+                status = response.status
+            latencies.append(time.perf_counter() - started)
+        finally:
+            in_flight.release()
+        if status != 200:
+            errors.append(f"{status}: {answer[:200]!r}")
+            return
+        accepted += len(made)
+        for wire in made:
+            if wire["code"] == COUNT_CODE:
+                calls += 1
+            else:
+                storage += 1
+                gigabytes += Decimal(wire["properties"][SUM_FIELD])
+
+    connector = aiohttp.TCPConnector(limit=8)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        started = time.monotonic()
+        tasks = []
+        for k in range(batches):
+            delay = started + k * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await in_flight.acquire()
+            made = [
+                event(f"load-{i % subscriptions}", i, stamp, tag=tag)
+                for i in range(k * BATCH, (k + 1) * BATCH)
+            ]
+            tasks.append(asyncio.create_task(post(session, made)))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - started
+    return {
+        "target_rate": rate,
+        "seconds": round(elapsed, 2),
+        "sent": batches * BATCH,
+        "accepted": accepted,
+        "achieved_rate": round(accepted / elapsed, 1),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "latency_p50_ms": round(report.p50(latencies) * 1000, 2),
+        "latency_p99_ms": round(report.p99(latencies) * 1000, 2),
+        "usage": {"calls": calls, "storage_events": storage, "gigabytes": str(gigabytes)},
+    }
+
+
+class LoadProcess:
+    """`python -m bench.freshness --load URL` (its API key in the environment)."""
+
+    def __init__(self, url: str, api_key: str, load: Load) -> None:
+        env = dict(os.environ, BENCH_API_KEY=api_key)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.freshness",
+                "--load",
+                url,
+                "--rate",
+                str(load.rate),
+                "--seconds",
+                str(load.seconds),
+                "--subscriptions",
+                str(load.subscriptions),
+            ],
+            env=env,
+            cwd=report.REPO,
+            stdout=subprocess.PIPE,
+        )
+        self.started = time.monotonic()
+
+    async def result(self) -> dict[str, Any]:
+        out, _ = await asyncio.to_thread(self.proc.communicate)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"load generator exited with {self.proc.returncode}")
+        found: dict[str, Any] = orjson.loads(out)
+        return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def expected_load(found: dict[str, Any]) -> Usage:
+    usage = found["usage"]
+    return Usage(usage["calls"], usage["storage_events"], Decimal(usage["gigabytes"]))
+
+
+# -- the probe loop -----------------------------------------------------------------------
+
+
+async def probe_loop(
+    send: Callable[[int], Awaitable[None]],
+    count: Callable[[], Awaitable[int]],
+    interval: float,
+    until: float,
+) -> list[float]:
+    """A sender posts probe n every `interval` (after probe n - 1's 200, so they stay in
+    order) and notes when its 200 arrived; a reader polls the probe count every POLL_STEP
+    and gives each newly counted probe its delay. A probe counted before its 200 was read
+    gets 0."""
+    answered: list[float] = []  # perf_counter() of each probe's 200
+    delays: dict[int, float] = {}
+    counted = 0  # highest count read so far
+
+    async def sender() -> None:
+        n = 0
+        while time.monotonic() < until:
+            tick = time.monotonic()
+            await send(n)
+            answered.append(time.perf_counter())
+            if n < counted:
+                delays[n] = 0.0
+            n += 1
+            await asyncio.sleep(max(0.0, tick + interval - time.monotonic()))
+
+    task = asyncio.create_task(sender())
+    try:
+        while not task.done() or len(delays) < len(answered):
+            if task.done() and task.exception() is not None:
+                await task
+            found = await count()
+            now = time.perf_counter()
+            if found > len(answered) + (0 if task.done() else 1) or found < counted:
+                raise WrongTotals(f"probe count {found} after {len(answered)} probes answered")
+            counted = found
+            for n in range(len(delays), min(found, len(answered))):
+                delays[n] = now - answered[n]
+            waiting = len(delays)
+            if waiting < len(answered) and now - answered[waiting] > VISIBLE_TIMEOUT:
+                raise WrongTotals(f"probe {waiting} not visible {VISIBLE_TIMEOUT}s after its 200")
+            await asyncio.sleep(POLL_STEP)
+        await task
+    finally:
+        task.cancel()
+    return [delays[n] for n in range(len(answered))]
+
+
+def probe_event(n: int) -> dict[str, Any]:
+    return {
+        "transaction_id": f"probe-{n}",
+        "external_subscription_id": PROBE,
+        "code": COUNT_CODE,
+        "timestamp": round(time.time(), 3),
+    }
+
+
+async def expect_ok(response: aiohttp.ClientResponse, what: str) -> bytes:
+    body = await response.read()
+    if response.status != 200:
+        raise WrongTotals(f"{what} answered {response.status}: {body[:300]!r}")
+    return body
+
+
+def summary(side: str, delays: list[float], load: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "side": side,
+        "probes": len(delays),
+        "p50_ms": round(report.p50(delays) * 1000, 2),
+        "p99_ms": round(report.p99(delays) * 1000, 2),
+        "max_ms": round(max(delays) * 1000, 2) if delays else None,
+        "background": {k: v for k, v in load.items() if k != "usage"},
+        "delays_ms": [round(d * 1000, 1) for d in delays],
+    }
+
+
+# -- meterflow ----------------------------------------------------------------------------
+
+
+async def api(session: aiohttp.ClientSession, url: str, path: str, wrapper: str, body: Any) -> Any:
+    async with session.post(url + path, json={wrapper: body}) as response:
+        found = orjson.loads(await expect_ok(response, f"POST {path}"))
+    return found[wrapper]
+
+
+async def create_catalog(
+    session: aiohttp.ClientSession, url: str, subscriptions: list[str]
+) -> None:
+    """Through the public API, as a user would: metrics, plan, customer, subscriptions."""
+    ids = {}
+    for charge in CHARGES:
+        metric = await api(
+            session,
+            url,
+            "/api/v1/billable_metrics",
+            "billable_metric",
+            {
+                "name": charge.code,
+                "code": charge.code,
+                "aggregation_type": charge.aggregation_type,
+                "field_name": charge.field_name,
+            },
+        )
+        ids[charge.code] = metric["lago_id"]
+    plan = {
+        "name": PLAN,
+        "code": PLAN,
+        "interval": "monthly",
+        "amount_cents": 0,
+        "amount_currency": "USD",
+        "pay_in_advance": False,
+        "charges": [
+            {"billable_metric_id": i, "charge_model": "standard", "properties": {"amount": "0.01"}}
+            for i in ids.values()
+        ],
+    }
+    await api(session, url, "/api/v1/plans", "plan", plan)
+    customer = {"external_id": CUSTOMER, "name": "Bench", "currency": "USD"}
+    await api(session, url, "/api/v1/customers", "customer", customer)
+    for subscription in subscriptions:
+        body = {
+            "external_customer_id": CUSTOMER,
+            "plan_code": PLAN,
+            "external_id": subscription,
+            "billing_time": "calendar",
+            "subscription_at": current_period_start().isoformat(),
+        }
+        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise WrongTotals(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+# What-if, not a setting: faust-streaming 0.15.3 creates its Kafka consumer with a fixed
+# fetch_max_wait_ms=1500. `--fetch-max-wait-ms` puts this sitecustomize.py on the
+# aggregator's PYTHONPATH (and nowhere else) to try another value.
+FETCH_WAIT_PATCH = """
+import os
+import aiokafka
+
+_wait = int(os.environ["BENCH_FETCH_MAX_WAIT_MS"])
+_init = aiokafka.AIOKafkaConsumer.__init__
+
+
+def _patched(self, *args, **kwargs):
+    if "fetch_max_wait_ms" in kwargs:
+        kwargs["fetch_max_wait_ms"] = _wait
+    _init(self, *args, **kwargs)
+
+
+aiokafka.AIOKafkaConsumer.__init__ = _patched
+"""
+
+
+@contextlib.asynccontextmanager
+async def meterflow_services(
+    settings: Settings, aggregator_env: dict[str, str], data_dir: Path
+) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess, dict[str, int]]]:
+    ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics")}
+    env = service_env(
+        settings,
+        METERFLOW_STATE_DIR=str(data_dir),
+        METERFLOW_INGEST_HOST="127.0.0.1",
+        METERFLOW_INGEST_PORT=str(ports["api"]),
+        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
+        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
+        METERFLOW_AGGREGATOR_APP_ID=f"{settings.topics.prefix}aggregator",
+        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+        METERFLOW_AGGREGATOR_DATA_DIR=str(data_dir / "aggregator"),
+        **aggregator_env,
+    )
+    ingest = ServiceProcess("ingest", env, data_dir / "ingest.log")
+    agg_env = dict(env)
+    if "BENCH_FETCH_MAX_WAIT_MS" in env:
+        del env["BENCH_FETCH_MAX_WAIT_MS"]
+        patch = data_dir / "fetch_wait_patch"
+        patch.mkdir()
+        (patch / "sitecustomize.py").write_text(FETCH_WAIT_PATCH)
+        agg_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(patch), env.get("PYTHONPATH")]))
+    aggregator = ServiceProcess("aggregator", agg_env, data_dir / "aggregator.log")
+    try:
+        await ingest.wait_http(ports["api_metrics"], "/metrics")
+        await aggregator.wait_http(ports["agg"], "/ready")
+        yield ingest, aggregator, ports
+    finally:
+        ingest.stop()
+        aggregator.stop()
+
+
+def cpu_seconds(proc: ServiceProcess) -> float:
+    times = psutil.Process(proc.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def freshness_meterflow(
+    base: Settings, load: Load, aggregator_env: dict[str, str]
+) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    await migrate(settings.dsn, schema=settings.db_schema)
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    subscriptions = load_subscriptions(load)
+    try:
+        org, key = await create_organization(settings, "bench-freshness")
+        with tempfile.TemporaryDirectory() as tmp:
+            async with meterflow_services(settings, aggregator_env, Path(tmp)) as services:
+                ingest, aggregator, ports = services
+                api_url = f"http://127.0.0.1:{ports['api']}"
+                agg_url = f"http://127.0.0.1:{ports['agg']}"
+                headers = {"Authorization": f"Bearer {key}"}
+                timeout = aiohttp.ClientTimeout(total=30)
+                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+                    await create_catalog(session, api_url, [PROBE, *subscriptions])
+                    query = f"?organization_id={org.id}"
+
+                    async def usage(subscription: str) -> Usage | None:
+                        url = f"{agg_url}/current-usage/{subscription}{query}"
+                        async with session.get(url) as response:
+                            if response.status == 404:  # catalog record not there yet
+                                return None
+                            body = await expect_ok(response, "aggregator current usage")
+                        return usage_from_meterflow(orjson.loads(body))
+
+                    async def known() -> bool:
+                        return all([await usage(s) is not None for s in [PROBE, *subscriptions]])
+
+                    await wait_until(known, 60, "the catalog reaching the aggregator")
+
+                    async def send(n: int) -> None:
+                        body = {"event": probe_event(n)}
+                        async with session.post(f"{api_url}/api/v1/events", json=body) as response:
+                            await expect_ok(response, "POST /api/v1/events")
+
+                    async def count() -> int:
+                        found = await usage(PROBE)
+                        return found.calls if found else 0
+
+                    cpu = {"ingest": cpu_seconds(ingest), "aggregator": cpu_seconds(aggregator)}
+                    generator = LoadProcess(f"{api_url}/api/v1/events/batch", key, load)
+                    try:
+                        await asyncio.sleep(load.warmup)
+                        until = generator.started + load.seconds
+                        delays = await probe_loop(send, count, load.probe_interval, until)
+                        background = await generator.result()
+                    finally:
+                        generator.stop()
+                    busy = time.monotonic() - generator.started
+                    cpu = {
+                        name: round((cpu_seconds(proc) - cpu[name]) / busy, 2)
+                        for name, proc in (("ingest", ingest), ("aggregator", aggregator))
+                    }
+                    if background["error_count"]:
+                        raise WrongTotals(f"background load refused: {background['errors']}")
+                    sent = expected_load(background)
+
+                    async def drained() -> bool:
+                        found = [await usage(s) for s in subscriptions]
+                        return sum_usage(u for u in found if u) == sent
+
+                    await wait_until(drained, DRAIN_TIMEOUT, f"background totals {sent}")
+                    public = (
+                        f"{api_url}/api/v1/customers/{CUSTOMER}/current_usage"
+                        f"?external_subscription_id={PROBE}"
+                    )
+                    async with session.get(public) as response:
+                        body = await expect_ok(response, "GET current_usage")
+                    Usage(len(delays), 0, Decimal(0)).check(
+                        "meterflow (public API)", PROBE, usage_from_meterflow(orjson.loads(body))
+                    )
+                    samples = metrics(ports["agg_metrics"])
+                    applied = samples.get('meterflow_aggregator_events_total{outcome="applied"}')
+                    if applied != sent.calls + sent.storage_events + len(delays):
+                        raise WrongTotals(f"aggregator applied {applied} events")
+                    batches = samples.get("meterflow_aggregator_batch_size_count", 0.0)
+    finally:
+        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
+        await delete_topics(settings.bootstrap_servers, settings.topics)
+        conn = await connect(settings.dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
+        finally:
+            await conn.close()
+    return summary("meterflow", delays, background) | {
+        "cpu_cores_busy": cpu,
+        "aggregator_batches": batches,
+        "mean_batch": round(applied / batches, 1) if batches else None,
+    }
+
+
+def sum_usage(found: Any) -> Usage:
+    calls = storage = 0
+    gigabytes = Decimal(0)
+    for u in found:
+        calls += u.calls
+        storage += u.storage_events
+        gigabytes += u.gigabytes
+    return Usage(calls, storage, gigabytes)
+
+
+# -- the baseline -------------------------------------------------------------------------
+
+
+async def serve_baseline(schema: str) -> None:
+    """The baseline's endpoint in this process until stdin closes; prints its port."""
+    base = Settings.from_env()
+    period = current_period(datetime.now(UTC))
+    async with baseline.BaselineServer(base.dsn, schema, CHARGES, period) as server:
+        print(server.port, flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+
+
+async def freshness_baseline(base: Settings, load: Load) -> dict[str, Any]:
+    schema = f"bench_baseline_{uuid.uuid4().hex[:8]}"
+    organization_id, key = str(uuid.uuid4()), uuid.uuid4().hex
+    await baseline.create_schema(base.dsn, schema)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.freshness", "--serve-baseline", schema],
+        cwd=report.REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        conn = await connect(base.dsn, schema=schema)
+        try:
+            await baseline.add_api_key(conn, key, organization_id)
+        finally:
+            await conn.close()
+        assert server.stdout is not None
+        line = await asyncio.to_thread(server.stdout.readline)
+        url = f"http://127.0.0.1:{int(line)}"
+        headers = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def send(n: int) -> None:
+                body = {"events": [probe_event(n)]}
+                async with session.post(f"{url}/api/v1/events/batch", json=body) as response:
+                    await expect_ok(response, "baseline POST /api/v1/events/batch")
+
+            async def count() -> int:
+                async with session.get(f"{url}/current-usage/{PROBE}") as response:
+                    body = await expect_ok(response, "baseline current usage")
+                return usage_from_baseline(orjson.loads(body)).calls
+
+            process = psutil.Process(server.pid)
+            cpu = sum(process.cpu_times()[:2])
+            generator = LoadProcess(f"{url}/api/v1/events/batch", key, load)
+            try:
+                await asyncio.sleep(load.warmup)
+                until = generator.started + load.seconds
+                delays = await probe_loop(send, count, load.probe_interval, until)
+                background = await generator.result()
+            finally:
+                generator.stop()
+            busy = round(
+                (sum(process.cpu_times()[:2]) - cpu) / (time.monotonic() - generator.started), 2
+            )
+        if background["error_count"]:
+            raise WrongTotals(f"baseline refused background load: {background['errors']}")
+        conn = await connect(base.dsn, schema=schema)
+        try:
+            totals = await baseline.usage_of_all(
+                conn, organization_id, *current_period(datetime.now(UTC)), SUM_FIELD
+            )
+        finally:
+            await conn.close()
+        stored = Usage(
+            sum(n for (s, c), (n, _) in totals.items() if s != PROBE and c == COUNT_CODE),
+            sum(n for (s, c), (n, _) in totals.items() if s != PROBE and c == SUM_CODE),
+            sum(
+                (t for (s, c), (_, t) in totals.items() if s != PROBE and c == SUM_CODE), Decimal(0)
+            ),
+        )
+        expected_load(background).check("baseline", "background subscriptions", stored)
+        probe = totals.get((PROBE, COUNT_CODE), (0, Decimal(0)))[0]
+        if probe != len(delays):
+            raise WrongTotals(f"baseline holds {probe} probe events, {len(delays)} were sent")
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        await baseline.drop_schema(base.dsn, schema)
+    return summary("baseline", delays, background) | {"cpu_cores_busy": {"server": busy}}
+
+
+# -- the measure --------------------------------------------------------------------------
+
+
+def aggregator_settings(batch_size: int | None, batch_within: float | None) -> dict[str, str]:
+    env = {}
+    if batch_size is not None:
+        env["METERFLOW_AGGREGATOR_BATCH_SIZE"] = str(batch_size)
+    if batch_within is not None:
+        env["METERFLOW_AGGREGATOR_BATCH_WITHIN"] = str(batch_within)
+    return env
+
+
+async def run(
+    base: Settings,
+    load: Load,
+    *,
+    sides: tuple[str, ...] = ("meterflow", "baseline"),
+    batch_size: int | None = None,
+    batch_within: float | None = None,
+    extra_env: dict[str, str] | None = None,
+    fetch_max_wait_ms: int | None = None,
+) -> list[dict[str, Any]]:
+    """One run of each side; each entry is one side's summary."""
+    env = aggregator_settings(batch_size, batch_within) | (extra_env or {})
+    if fetch_max_wait_ms is not None:
+        env["BENCH_FETCH_MAX_WAIT_MS"] = str(fetch_max_wait_ms)
+    effective = AggregatorSettings.from_env(env)
+    found = []
+    for side in sides:
+        if side == "meterflow":
+            result = await freshness_meterflow(base, load, env)
+            result["aggregator"] = {
+                "batch_size": effective.batch_size,
+                "batch_within": effective.batch_within,
+                "commit_interval": effective.commit_interval,
+                "faust_fetch_max_wait_ms": fetch_max_wait_ms or 1500,
+                "env": env,
+            }
+        else:
+            result = await freshness_baseline(base, load)
+        found.append(result)
+    return found
+
+
+def rows(results: list[dict[str, Any]]) -> list[list[object]]:
+    table = []
+    for r in results:
+        agg = r.get("aggregator")
+        table.append(
+            [
+                r["side"],
+                f"{agg['batch_size']} / {agg['batch_within']}s / {agg['faust_fetch_max_wait_ms']}ms"
+                if agg
+                else "-",
+                r["probes"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["max_ms"],
+                r["background"]["target_rate"],
+                r["background"]["achieved_rate"],
+            ]
+        )
+    return table
+
+
+HEADERS = [
+    "side",
+    "aggregator batch / within / fetch wait",
+    "probes",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "target events/s",
+    "achieved events/s",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="background events/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="background load duration")
+    parser.add_argument("--warmup", type=float, default=3.0, help="load before the first probe")
+    parser.add_argument("--probe-interval", type=float, default=0.075)
+    parser.add_argument("--subscriptions", type=int, default=50, help="background subscriptions")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-within", type=float, default=None)
+    parser.add_argument(
+        "--aggregator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another METERFLOW_AGGREGATOR_* setting for the aggregator (repeatable)",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        default=None,
+        help="what-if: the aggregator's Kafka fetch wait, fixed at 1500 ms by faust-streaming",
+    )
+    parser.add_argument("--side", choices=("meterflow", "baseline", "both"), default="both")
+    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-baseline", metavar="SCHEMA", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:  # the load generator's own process
+        found = asyncio.run(
+            generate_load(
+                args.load,
+                os.environ["BENCH_API_KEY"],
+                args.rate,
+                args.seconds,
+                args.subscriptions,
+                tag=f"{uuid.uuid4().hex[:6]}-",
+            )
+        )
+        sys.stdout.buffer.write(orjson.dumps(found))
+        return
+    if args.serve_baseline:
+        asyncio.run(serve_baseline(args.serve_baseline))
+        return
+    base = Settings.from_env()
+    LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
+    machine = asyncio.run(report.machine_facts(base))
+    load = Load(args.rate, args.seconds, args.warmup, args.probe_interval, args.subscriptions)
+    sides = ("meterflow", "baseline") if args.side == "both" else (args.side,)
+    results = []
+    for _ in range(args.runs):
+        results += asyncio.run(
+            run(
+                base,
+                load,
+                sides=sides,
+                batch_size=args.batch_size,
+                batch_within=args.batch_within,
+                extra_env=dict(item.split("=", 1) for item in args.aggregator_env),
+                fetch_max_wait_ms=args.fetch_max_wait_ms,
+            )
+        )
+    report.print_table(HEADERS, rows(results))
+    path = report.write_json(
+        "freshness",
+        {
+            "benchmark": "freshness",
+            "command": " ".join(
+                [Path(sys.executable).name, "-m", "bench.freshness", *sys.argv[1:]]
+            ),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine,
+            "load_average_at_end": report.load_average(),
+            "load": vars(args) | {"batch": BATCH, "poll_step": POLL_STEP},
+            "runs": results,
+        },
+    )
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ from ingest import (
     customers,
     events,
     invoices,
+    organizations,
     plans,
     repository,
     subscriptions,
@@ -160,6 +161,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         taxes,
         coupons,
         wallets,
+        organizations,
     ):
         app.add_routes(module.routes())
     return app

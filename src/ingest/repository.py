@@ -994,3 +994,40 @@ async def list_wallet_transactions(
         offset,
     )
     return list(rows), int(total)
+
+
+# --- the organization's own settings ----------------------------------------------------
+
+
+async def organization_row(conn: Conn, org: uuid.UUID, *, lock: bool = False) -> Row:
+    sql = "SELECT * FROM organizations WHERE id = $1"
+    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org)
+    assert row is not None
+    return row
+
+
+async def update_organization(
+    conn: Conn, org: uuid.UUID, timezone: str, attributes: dict[str, Any]
+) -> Row:
+    row = await conn.fetchrow(
+        "UPDATE organizations SET timezone = $2, attributes = $3, version = version + 1 "
+        "WHERE id = $1 RETURNING *",
+        org,
+        timezone,
+        attributes,
+    )
+    assert row is not None
+    return row
+
+
+async def live_subscription_ids_on_organization_timezone(
+    conn: Conn, org: uuid.UUID
+) -> list[uuid.UUID]:
+    """Live subscriptions whose customer has no timezone of its own."""
+    rows = await conn.fetch(
+        "SELECT s.id FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+        "WHERE s.organization_id = $1 AND s.status IN ('active', 'pending') "
+        "AND c.timezone IS NULL",
+        org,
+    )
+    return [r["id"] for r in rows]

@@ -53,6 +53,7 @@ def test_the_aggregators_closed_period_prices_here() -> None:
     state = domain.new_state(aggregator_terms.charges[0], START, END, None)
     for i, gb in enumerate(("1.5", "2.25", "0.25")):
         event = domain.parse_event(
+            ORG,
             {
                 "transaction_id": f"t{i}",
                 "external_subscription_id": "sub-1",

@@ -50,8 +50,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
-    repository.CreditsChanged,
 )
+
+# What postpones the draft sweep to its next round.
+FINALIZE_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, repository.CreditsChanged)
 
 KILL_AFTER_DB_COMMIT = "kill_after_db_commit"
 
@@ -216,6 +218,14 @@ class Invoicer:
                 return True
             except PoisonMessage as exc:
                 return await self._dead_letter(message, exc.reason, exc.detail)
+            except repository.CreditsChanged as exc:
+                # Another invoice of the customer (or an API call) changed a coupon or a
+                # wallet after this one was priced: nothing was written; price it again.
+                self.metrics.failures.labels("credits_changed").inc()
+                log.info("invoicer.credits_changed period_key=%s detail=%s", closed.period_key, exc)
+                if not await self._sleep(self.config.retry_initial):
+                    return False
+                continue
             except TRANSIENT as exc:
                 self.metrics.failures.labels("database_unavailable").inc()
                 log.warning(
@@ -328,6 +338,6 @@ class Invoicer:
                         row["id"],
                         row["prepaid_credit_amount_cents"],
                     )
-        except TRANSIENT as exc:
+        except FINALIZE_RETRIED as exc:
             log.warning("invoicer.finalize_postponed error=%r", exc)
         return done

@@ -4,6 +4,7 @@ and fees it writes, each invoice with its fees in one transaction."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -49,6 +50,42 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
     )
 
 
+# The taxes every fee of the invoice bears: the plan's, else the customer's, else the
+# organization's defaults (Lago's precedence, charge-level taxes aside). Rates travel as
+# text so that they stay exact decimals.
+_TAXES = (
+    "SELECT coalesce(json_agg(json_build_object('id', t.id, 'code', t.code, 'name', t.name, "
+    "'rate', t.rate::text, 'description', t.description) ORDER BY t.code), '[]') "
+    "FROM taxes t WHERE t.id IN ("
+    "SELECT tax_id FROM plan_taxes WHERE plan_id = s.plan_id "
+    "UNION ALL SELECT tax_id FROM customer_taxes WHERE customer_id = s.customer_id "
+    "AND NOT EXISTS (SELECT 1 FROM plan_taxes WHERE plan_id = s.plan_id) "
+    "UNION ALL SELECT id FROM taxes WHERE organization_id = s.organization_id "
+    "AND applied_to_organization "
+    "AND NOT EXISTS (SELECT 1 FROM plan_taxes WHERE plan_id = s.plan_id) "
+    "AND NOT EXISTS (SELECT 1 FROM customer_taxes WHERE customer_id = s.customer_id))"
+)
+
+# The customer's active applied coupons in Lago's order: oldest first.
+_COUPONS = (
+    "SELECT coalesce(json_agg(json_build_object('id', ac.id, 'coupon_id', ac.coupon_id, "
+    "'coupon_code', cp.code, 'coupon_name', cp.name, 'coupon_type', cp.coupon_type, "
+    "'frequency', ac.frequency, 'amount_cents', ac.amount_cents, "
+    "'amount_currency', ac.amount_currency, 'percentage_rate', ac.percentage_rate::text, "
+    "'frequency_duration_remaining', ac.frequency_duration_remaining, "
+    "'amount_cents_remaining', ac.amount_cents_remaining) ORDER BY ac.created_at, ac.id), '[]') "
+    "FROM applied_coupons ac JOIN coupons cp ON cp.id = ac.coupon_id "
+    "WHERE ac.customer_id = s.customer_id AND ac.status = 'active'"
+)
+
+# The customer's usable wallets in Lago's order: priority (1 first), then oldest.
+_WALLETS = (
+    "SELECT coalesce(json_agg(json_build_object('id', w.id, 'currency', w.currency, "
+    "'balance_cents', w.balance_cents) ORDER BY w.priority, w.created_at, w.id), '[]') "
+    "FROM wallets w WHERE w.customer_id = s.customer_id AND w.status = 'active' "
+    "AND w.balance_cents > 0 AND (w.expiration_at IS NULL OR w.expiration_at > now())"
+)
+
 _TERMS = (
     "SELECT EXISTS (SELECT 1 FROM invoices WHERE period_key = $3) AS invoiced, "
     "c.sequential_id AS customer_sequence, o.name AS organization_name, "
@@ -62,7 +99,8 @@ _TERMS = (
     "'properties', ch.properties, 'invoiceable', ch.invoiceable, 'attributes', ch.attributes, "
     "'metric_id', bm.id, 'metric_code', bm.code, 'metric_name', bm.name)), '[]') "
     "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
-    "WHERE ch.id = ANY($4::uuid[])) AS charges "
+    "WHERE ch.id = ANY($4::uuid[])) AS charges, "
+    f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets "
     "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
     "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
     "WHERE s.id = $1 AND s.organization_id = $2"
@@ -88,44 +126,14 @@ def grace_days(customer: dict[str, Any], organization: dict[str, Any]) -> int:
     return own if own is not None else (_configured_grace(organization) or 0)
 
 
-# The taxes every fee of the invoice bears: the plan's, else the customer's, else the
-# organization's defaults (Lago's precedence, charge-level taxes aside).
-_TAXES = """
-WITH plan_t AS (
-    SELECT t.* FROM plan_taxes l JOIN taxes t ON t.id = l.tax_id WHERE l.plan_id = $1
-), customer_t AS (
-    SELECT t.* FROM customer_taxes l JOIN taxes t ON t.id = l.tax_id WHERE l.customer_id = $2
-)
-SELECT * FROM plan_t
-UNION ALL SELECT * FROM customer_t WHERE NOT EXISTS (SELECT 1 FROM plan_t)
-UNION ALL SELECT * FROM taxes WHERE organization_id = $3 AND applied_to_organization
-    AND NOT EXISTS (SELECT 1 FROM plan_t) AND NOT EXISTS (SELECT 1 FROM customer_t)
-ORDER BY code
-"""
-
-# Lago's order: oldest applied first.
-_COUPONS = (
-    "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.coupon_type "
-    "FROM applied_coupons ac JOIN coupons c ON c.id = ac.coupon_id "
-    "WHERE ac.customer_id = $1 AND ac.status = 'active' ORDER BY ac.created_at, ac.id"
-)
-
-# Lago's order: priority (1 first), then oldest.
-_WALLETS = (
-    "SELECT id, currency, balance_cents FROM wallets WHERE customer_id = $1 "
-    "AND status = 'active' AND balance_cents > 0 "
-    "AND (expiration_at IS NULL OR expiration_at > now()) "
-    "ORDER BY priority, created_at, id"
-)
-
-
-def applied_coupon_state(row: asyncpg.Record) -> AppliedCoupon:
+def applied_coupon_state(row: Mapping[str, Any]) -> AppliedCoupon:
+    rate = row["percentage_rate"]
     return AppliedCoupon(
         coupon_type=CouponType(row["coupon_type"]),
         frequency=CouponFrequency(row["frequency"]),
         amount_cents=row["amount_cents"],
         amount_currency=row["amount_currency"],
-        percentage_rate=row["percentage_rate"],
+        percentage_rate=None if rate is None else Decimal(rate),
         frequency_duration_remaining=row["frequency_duration_remaining"],
         amount_cents_remaining=row["amount_cents_remaining"],
         code=str(row["id"]),
@@ -206,10 +214,8 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
             for c in charges
         },
         taxes=tuple(
-            TaxTerms(str(t["id"]), t["code"], t["name"], t["rate"], t["description"])
-            for t in await conn.fetch(
-                _TAXES, row["plan_id"], row["customer_id"], row["organization_id"]
-            )
+            TaxTerms(str(t["id"]), t["code"], t["name"], Decimal(t["rate"]), t["description"])
+            for t in row["taxes"]
         ),
         coupons=tuple(
             CustomerCoupon(
@@ -219,11 +225,10 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
                 coupon_name=c["coupon_name"],
                 state=applied_coupon_state(c),
             )
-            for c in await conn.fetch(_COUPONS, row["customer_id"])
+            for c in row["coupons"]
         ),
         wallets=tuple(
-            WalletTerms(str(w["id"]), w["currency"], w["balance_cents"])
-            for w in await conn.fetch(_WALLETS, row["customer_id"])
+            WalletTerms(str(w["id"]), w["currency"], w["balance_cents"]) for w in row["wallets"]
         ),
     )
     return Loaded(
@@ -411,19 +416,16 @@ async def insert_invoice(
         }
         for coupon, use in priced.coupon_uses
     ]
+    args = (invoice_id, closed, loaded, priced, prefix, billing_periods, applied_taxes, credits)
+    if not priced.coupon_uses and not priced.wallet_uses:
+        # One statement, atomic on its own: no BEGIN and COMMIT round trips.
+        await _write_invoice(conn, *args, columns)
+        return invoice_id
+    # The coupons' and wallets' new state commits with the invoice or not at all: a period
+    # already invoiced (AlreadyInvoiced) or a state changed since pricing (CreditsChanged)
+    # rolls everything back.
     async with conn.transaction():
-        await _write_invoice(
-            conn,
-            invoice_id,
-            closed,
-            loaded,
-            priced,
-            prefix,
-            billing_periods,
-            applied_taxes,
-            credits,
-            columns,
-        )
+        await _write_invoice(conn, *args, columns)
         for coupon, use in priced.coupon_uses:
             await _use_coupon(conn, coupon, use)
         for wallet, cents in priced.wallet_uses:

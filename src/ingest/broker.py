@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -40,6 +40,10 @@ MAX_BATCH_BYTES = 512 * 1024
 # A single record larger than this is refused before anything is queued (aiokafka's
 # max_request_size default, which `send` checked per record).
 MAX_RECORD_BYTES = 1024 * 1024
+# While the broker does not acknowledge (the idempotent producer retries a batch until it
+# does), a lane holds at most this many full batches behind the filling one; beyond that it
+# refuses records at once (the request gets a 503) instead of growing without bound.
+MAX_QUEUED_BATCHES = 4
 _RECORD_OVERHEAD = 64  # a record's framing, at most (varints, attributes, headers count)
 _PARTITION_CACHE_SIZE = 100_000
 
@@ -71,6 +75,10 @@ class PartitionLane:
             collections.deque()
         )
         self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self._queued) >= MAX_QUEUED_BATCHES
 
     def add(self, messages: Iterable[Message]) -> list[asyncio.Future[None]]:
         filling = self._filling or self._new_batch()
@@ -216,11 +224,10 @@ class Broker:
                         grouped[partition] = [message]
                     else:
                         group.append(message)
-                acks = [
-                    acked
-                    for partition, group in grouped.items()
-                    for acked in self._lane(producer, topic, partition).add(group)
-                ]
+                lanes = [(self._lane(producer, topic, p), group) for p, group in grouped.items()]
+                if any(lane.full for lane, _ in lanes):
+                    raise KafkaTimeoutError("records waiting for the broker fill the buffer")
+                acks = [acked for lane, group in lanes for acked in lane.add(group)]
                 for acked in acks:
                     # Shielded: a batch is shared with other requests, whose wait must
                     # not be cancelled with this one's.

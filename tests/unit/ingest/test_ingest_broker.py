@@ -1,0 +1,132 @@
+"""PartitionLane against a stand-in producer: concurrent requests' records share one batch
+per partition, in order; the next batch fills while one is unacknowledged; a failure reaches
+every request whose records the batch holds; a lane stuck on an unanswering broker refuses
+more records instead of growing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from ingest.broker import MAX_QUEUED_BATCHES, PartitionLane
+
+
+class Batch:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.records: list[tuple[bytes, bytes]] = []
+        self.closed = False
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> object | None:
+        assert not self.closed
+        if len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class Producer:
+    """Hands out batches and keeps each submitted one with its acknowledgement to resolve."""
+
+    def __init__(self, capacity: int = 1000):
+        self.capacity = capacity
+        self.sent: list[tuple[Batch, asyncio.Future[Any]]] = []
+
+    def create_batch(self) -> Batch:
+        return Batch(self.capacity)
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
+        assert (topic, partition) == ("events", 2) and batch.closed
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.sent.append((batch, ack))
+        return ack
+
+
+def records(*values: str) -> list[tuple[bytes, bytes]]:
+    return [(b"k", v.encode()) for v in values]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_requests_share_a_batch_and_the_next_fills_meanwhile() -> None:
+    producer = Producer()
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    first = lane.add(records("a1", "a2"))
+    second = lane.add(records("b1"))
+    assert first == second  # one batch, one acknowledgement
+    await settle()
+    assert [b.records for b, _ in producer.sent] == [records("a1", "a2", "b1")]
+    third = lane.add(records("c1", "c2"))
+    await settle()
+    assert len(producer.sent) == 1, "the next batch waits for the first one's acknowledgement"
+    producer.sent[0][1].set_result(None)
+    await settle()
+    assert first[0].done() and not third[0].done()
+    assert [b.records for b, _ in producer.sent] == [records("a1", "a2", "b1"), records("c1", "c2")]
+    producer.sent[1][1].set_result(None)
+    await settle()
+    assert third[0].done() and third[0].exception() is None
+    await lane.wait_idle()
+
+
+async def test_a_full_batch_moves_on_to_the_next_keeping_the_order() -> None:
+    producer = Producer(capacity=2)
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    acks = lane.add(records("1", "2", "3", "4", "5"))
+    assert len(acks) == 3
+    for _ in range(3):
+        await settle()
+        producer.sent[-1][1].set_result(None)
+    await lane.wait_idle()
+    assert [b.records for b, _ in producer.sent] == [
+        records("1", "2"),
+        records("3", "4"),
+        records("5"),
+    ]
+    assert all(ack.done() and ack.exception() is None for ack in acks)
+
+
+async def test_a_failed_batch_fails_its_requests_and_the_lane_goes_on() -> None:
+    producer = Producer()
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    failed = lane.add(records("a"))
+    await settle()
+    later = lane.add(records("b"))
+    producer.sent[0][1].set_exception(KafkaConnectionError())
+    await settle()
+    with pytest.raises(KafkaConnectionError):
+        await asyncio.shield(failed[0])
+    producer.sent[1][1].set_result(None)
+    await asyncio.shield(later[0])
+    await lane.wait_idle()
+
+
+async def test_a_lane_waiting_on_the_broker_refuses_more_than_its_buffer() -> None:
+    producer = Producer(capacity=1)
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    lane.add(records("sent"))
+    await settle()  # submitted, never acknowledged
+    for n in range(MAX_QUEUED_BATCHES):
+        assert not lane.full
+        lane.add(records(f"q{n}"))
+    lane.add(records("filling"))
+    assert lane.full
+    producer.sent[0][1].set_result(None)
+    for _ in range(MAX_QUEUED_BATCHES + 1):
+        await settle()
+        producer.sent[-1][1].set_result(None)
+    await lane.wait_idle()
+    assert not lane.full
+    assert len(producer.sent) == MAX_QUEUED_BATCHES + 2

@@ -1,10 +1,14 @@
 """When Kafka does not answer, events get a 503 in Lago's shape (never a 200 for an event
-that was not stored); metrics are served on their own port without a key."""
+that was not stored); metrics are served on their own port without a key; several workers
+share one port and stop together."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -132,3 +136,74 @@ async def test_stopping_finishes_requests_in_flight(
     records = await read_topic(settings.topics.events, 100 * len(answered))
     stored = {value["transaction_id"] for _, value in records}
     assert {f"{n}-{i}" for n in answered for i in range(100)} <= stored
+
+
+def _free_port_pair() -> int:
+    """A free port whose successor is free too (worker 1 serves metrics on port + 1)."""
+    for _ in range(50):
+        port = closed_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, tenant: Any) -> None:
+    port, metrics_port = closed_port(), _free_port_pair()
+    env = {
+        **os.environ,
+        "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
+        "METERFLOW_DB_SCHEMA": settings.db_schema,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "DATABASE_URL": settings.dsn,
+        "METERFLOW_INGEST_HOST": "127.0.0.1",
+        "METERFLOW_INGEST_PORT": str(port),
+        "METERFLOW_INGEST_METRICS_PORT": str(metrics_port),
+        "METERFLOW_INGEST_WORKERS": "2",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meterflow.cli", "ingest", env=env
+    )
+    metrics_urls = [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in range(2)]
+    try:
+        async with aiohttp.ClientSession() as plain:
+
+            async def accepted(url: str) -> float | None:
+                try:
+                    async with plain.get(url) as response:
+                        text = await response.text()
+                except aiohttp.ClientError:
+                    return None
+                line = next(
+                    x for x in text.splitlines() if x.startswith("ingest_events_accepted_total")
+                )
+                return float(line.split()[-1])
+
+            deadline = time.monotonic() + 60
+            while None in [await accepted(url) for url in metrics_urls]:
+                assert proc.returncode is None and time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            event = {"transaction_id": "t", "external_subscription_id": "s", "code": "calls"}
+            headers = {"Authorization": f"Bearer {tenant.api_key}"}
+            for n in range(24):  # a new connection each: the kernel spreads them
+                async with (
+                    aiohttp.ClientSession(headers=headers) as session,
+                    session.post(
+                        f"http://127.0.0.1:{port}/api/v1/events/batch",
+                        json={
+                            "events": [{**event, "transaction_id": f"{n}-{i}"} for i in range(5)]
+                        },
+                    ) as response,
+                ):
+                    assert response.status == 200
+            counts = [await accepted(url) for url in metrics_urls]
+        assert sum(c or 0 for c in counts) == 24 * 5
+        assert all(counts), f"both workers served requests: {counts}"
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 60)
+    assert code == 0

@@ -267,7 +267,9 @@ async def find_all(request: web.Request) -> web.Response:
 
 
 async def destroy(request: web.Request) -> web.Response:
-    """Delete the customer; its live subscriptions are terminated with it, as in Lago."""
+    """Delete the customer; its live subscriptions, applied coupons and wallets are
+    terminated with it, as in Lago. The final invoices of those subscriptions, issued when
+    their periods close, therefore use no coupon and no prepaid credit."""
     ctx, org = context(request), organization(request)
     async with repository.unit_of_work(ctx.db) as conn:
         row = await repository.customer(conn, org.id, request.match_info["external_id"], lock=True)
@@ -275,6 +277,7 @@ async def destroy(request: web.Request) -> web.Response:
             raise NotFound("customer")
         for subscription_id in await repository.live_subscription_ids(conn, customer_id=row["id"]):
             await subscriptions.terminate(conn, subscription_id)
+        await repository.end_customer_credits(conn, row["id"])
         await repository.delete_customer(conn, row["id"])
         body = await records.enqueue_customer(conn, row["id"])
     await ctx.catalog.drain_quietly()

@@ -3,9 +3,10 @@
 
 Of those settings meterflow uses `timezone` (periods of customers without their own) and
 `billing_configuration.invoice_grace_period` (the invoicer's default when the customer has
-none of its own, 0 included). The others (addresses, default currency, document numbering
-and prefix, net payment term, email settings, webhooks) are stored and returned as sent;
-invoice numbers keep meterflow's per-customer numbering and default prefix.
+none of its own, 0 included) and `document_number_prefix` (the first part of the numbers
+of invoices issued from then on). The others (addresses, default currency, document
+numbering, net payment term, email settings, webhooks) are stored and returned as sent;
+invoices keep per-customer numbering.
 """
 
 from __future__ import annotations

@@ -795,6 +795,20 @@ async def insert_applied_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, A
     return applied_id
 
 
+async def end_customer_credits(conn: Conn, customer_id: uuid.UUID) -> None:
+    """Terminate the customer's applied coupons and wallets (its deletion, as in Lago)."""
+    await conn.execute(
+        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
+        "updated_at = now() WHERE customer_id = $1 AND status = 'active'",
+        customer_id,
+    )
+    await conn.execute(
+        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
+        "WHERE customer_id = $1 AND status = 'active'",
+        customer_id,
+    )
+
+
 async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "

@@ -157,6 +157,8 @@ class Loaded:
     already_invoiced: bool
     customer_sequence: int
     organization_name: str
+    # The organization's own `document_number_prefix` (PUT /api/v1/organizations), if set.
+    number_prefix: str | None = None
 
 
 async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
@@ -236,6 +238,7 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
         already_invoiced=row["invoiced"],
         customer_sequence=row["customer_sequence"],
         organization_name=row["organization_name"],
+        number_prefix=(row["organization_attributes"] or {}).get("document_number_prefix"),
     )
 
 
@@ -339,10 +342,10 @@ async def insert_invoice(
     terms = loaded.terms
     invoice_id = uuid.uuid4()
     t = priced.totals
-    prefix = (
-        f"{document_prefix(loaded.organization_name, terms.organization_id)}-"
-        f"{loaded.customer_sequence:03d}-"
+    organization_prefix = loaded.number_prefix or document_prefix(
+        loaded.organization_name, terms.organization_id
     )
+    prefix = f"{organization_prefix}-{loaded.customer_sequence:03d}-"
     billing_periods = [
         {
             "lago_subscription_id": terms.subscription_id,

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 from lago_python_client.exceptions import LagoApiError
-from lago_python_client.models import AppliedCoupon, Coupon, Customer
+from lago_python_client.models import AppliedCoupon, Coupon, Customer, Wallet
 
 Call = Callable[..., Any]
 
@@ -183,3 +183,27 @@ async def test_coupon_inputs_are_checked(tenant: Any, server: Any) -> None:
         assert status == 200 and body["coupon"]["percentage_rate"] == "12.5"
         status, body = await post({**base, "coupon_type": "percentage", "percentage_rate": "5"})
         assert (status, body["error_details"]) == (422, {"code": ["value_already_exist"]})
+
+
+async def test_deleting_a_customer_ends_its_coupons_and_wallets(
+    tenant: Any, call: Call, db: Any
+) -> None:
+    lago = tenant.client
+    await call(lago.customers.create, Customer(external_id="gone", currency="EUR"))
+    await call(lago.coupons.create, fixed("bye"))
+    applied = await call(
+        lago.applied_coupons.create, AppliedCoupon(external_customer_id="gone", coupon_code="bye")
+    )
+    wallet = await call(
+        lago.wallets.create,
+        Wallet(external_customer_id="gone", rate_amount="1", currency="EUR", granted_credits="5"),
+    )
+    await call(lago.customers.destroy, "gone")
+    found = await call(lago.wallets.find, wallet.lago_id)
+    assert found.status == "terminated"
+    listed = await call(lago.applied_coupons.find_all, {"status": "terminated"})
+    assert [a.lago_id for a in listed["applied_coupons"]] == []  # the customer is gone
+    status = await db.fetchval(
+        "SELECT status FROM applied_coupons WHERE id = $1::uuid", applied.lago_id
+    )
+    assert status == "terminated"

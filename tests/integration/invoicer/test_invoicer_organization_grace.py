@@ -1,5 +1,5 @@
 """The organization's invoice grace period is the default; a customer's own value, 0
-included, overrides it."""
+included, overrides it. Its document_number_prefix starts its invoice numbers."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ async def test_the_organization_grace_period_is_the_default(
         lago.organizations.update,
         Organization(
             default_currency="EUR",
+            document_number_prefix="ACME-2026",
             billing_configuration=OrganizationBillingConfiguration(invoice_grace_period=days),
         ),
     )
@@ -42,9 +43,14 @@ async def test_the_organization_grace_period_is_the_default(
     async with start_invoicer():
         await kit.wait_for_invoices(3)
     rows = await kit.db.fetch(
-        "SELECT customer_id::text, status, grace_until FROM invoices ORDER BY status"
+        "SELECT customer_id::text, status, grace_until, number FROM invoices ORDER BY status"
     )
     by_customer = {r["customer_id"]: (r["status"], r["grace_until"]) for r in rows}
     assert by_customer[inherits.customer_id] == ("draft", utc(2026, 3, 1) + timedelta(days=days))
     assert by_customer[opts_out.customer_id] == ("finalized", None)
     assert by_customer[other_org.customer_id] == ("finalized", None)
+    # The organization's document_number_prefix starts its invoice numbers.
+    numbers = {r["customer_id"]: r["number"] for r in rows}
+    assert numbers[inherits.customer_id].startswith("ACME-2026-")
+    assert numbers[inherits.customer_id].endswith("-001")
+    assert numbers[other_org.customer_id].startswith("GLO-")

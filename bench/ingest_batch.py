@@ -9,8 +9,10 @@ latency percentiles.
 `--workers` sets METERFLOW_INGEST_WORKERS of the server; `--server-src DIR` runs the server
 from another source tree (e.g. an older commit's `src`, extracted with `git archive`) so that
 two versions can be compared side by side. The server's pid is printed (to attach py-spy) and
-its log is kept in a temporary file. Prints a table and writes JSON to bench/results/
-(git-ignored). Uses its own topics and database schema, removed afterwards.
+its log is kept in a temporary file. Besides throughput it reports the server's CPU time per
+event (its workers included), which a busy shared machine disturbs far less. Prints a table
+and writes JSON to bench/results/ (git-ignored). Uses its own topics and database schema,
+removed afterwards.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if __package__ in (None, ""):  # run as `python bench/ingest_batch.py`: make `be
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -37,6 +40,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 
 from bench import report
 from ingest.organizations import create_organization
@@ -139,18 +143,30 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the server process and its workers so far."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 async def _load(
-    url: str, key: str, seconds: float, concurrency: int, size: int, run_id: str
+    url: str, key: str, seconds: float, concurrency: int, size: int, run_id: str, pid: int
 ) -> Any:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
         await _worker(session, url, "warmup", 0, size, time.monotonic() + 2)
+        cpu = _cpu_seconds(pid)
         started = time.monotonic()
         results = await asyncio.gather(
             *(_worker(session, url, run_id, w, size, started + seconds) for w in range(concurrency))
         )
-        return results, time.monotonic() - started
+        return results, time.monotonic() - started, _cpu_seconds(pid) - cpu
 
 
 async def _setup(settings: Settings) -> str:
@@ -177,9 +193,11 @@ def run(
     settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
     try:
         key = asyncio.run(_setup(settings))
-        with _server(settings, workers, src) as (server_url, _):
+        with _server(settings, workers, src) as (server_url, pid):
             url = server_url + "/api/v1/events/batch"
-            results, elapsed = asyncio.run(_load(url, key, seconds, concurrency, size, run_id))
+            results, elapsed, cpu = asyncio.run(
+                _load(url, key, seconds, concurrency, size, run_id, pid)
+            )
     finally:
         asyncio.run(_teardown(settings))
     events = sum(r[0] for r in results)
@@ -196,6 +214,9 @@ def run(
         "errors": sum(r[2] for r in results),
         "events": events,
         "events_per_second": round(events / elapsed, 1),
+        # Robust to a shared machine, where throughput is not: what the server spent.
+        "server_cpu_cores": round(cpu / elapsed, 2),
+        "server_cpu_us_per_event": round(cpu / events * 1e6, 2) if events else None,
         "latency_ms": {
             "p50": round(report.p50(latencies) * 1000, 2),
             "p99": round(report.p99(latencies) * 1000, 2),
@@ -222,6 +243,10 @@ def main() -> None:
         ("requests", f"{result['requests']:,} ({result['errors']} errors)"),
         ("batch size x concurrency", f"{result['batch_size']} x {result['concurrency']}"),
         ("server workers", str(result["server"]["workers"])),
+        (
+            "server CPU",
+            f"{result['server_cpu_us_per_event']} us/event, {result['server_cpu_cores']} cores",
+        ),
         ("latency p50 / p99 / max", "{p50} / {p99} / {max} ms".format(**result["latency_ms"])),
         ("duration", f"{result['seconds']} s"),
     ]

@@ -290,7 +290,7 @@ def compute_invoice(
             bases[key] = bases.get(key, Decimal(0)) + base
     applied = tuple(
         AppliedTax(code, rate, base, round_cents(base * rate / _HUNDRED))
-        for (code, rate), base in bases.items()
+        for (code, rate), base in sorted(bases.items())
     )
     taxes_cents = sum(tax.amount_cents for tax in applied)
 

@@ -158,8 +158,13 @@ async def _charges(
             "invoice_display_name": c.text("invoice_display_name"),
             "regroup_paid_fees": c.text("regroup_paid_fees", choices=("invoice",)),
         }
-        if c.strings("tax_codes"):
-            c.add("tax_codes", "tax_not_found")
+        tax_codes = c.strings("tax_codes")
+        tax_ids = None
+        if tax_codes is not None:
+            taxes = await repository.taxes_by_codes(conn, org, sorted(set(tax_codes)))
+            if len(taxes) != len(set(tax_codes)):
+                c.add("tax_codes", "tax_not_found")
+            tax_ids = [t["id"] for t in taxes]
         if c.mapping("applied_pricing_unit"):
             c.add("applied_pricing_unit", "not_supported")
         c.flag("accepts_target_wallet")
@@ -179,6 +184,7 @@ async def _charges(
                 "properties": properties,
                 "filters": filters,
                 "attributes": attributes,
+                "tax_ids": tax_ids,
             }
         )
     return out
@@ -274,10 +280,16 @@ async def _set_taxes(
 
 
 async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The plans' bodies with their taxes (`taxes`), as Lago shows them."""
+    """The plans' bodies with their taxes and their charges' (`taxes`), as Lago shows them."""
     taxes = await repository.taxes_of(conn, "plan", [uuid.UUID(b["lago_id"]) for b in bodies])
+    charges = [charge for body in bodies for charge in body["charges"]]
+    charge_taxes = await repository.taxes_of(
+        conn, "charge", [uuid.UUID(c["lago_id"]) for c in charges]
+    )
     for body in bodies:
         body["taxes"] = [tax_body(t) for t in taxes[uuid.UUID(body["lago_id"])]]
+    for charge in charges:
+        charge["taxes"] = [tax_body(t) for t in charge_taxes[uuid.UUID(charge["lago_id"])]]
     return bodies
 
 

@@ -401,12 +401,14 @@ async def charges_of(conn: Conn, plan_ids: list[uuid.UUID]) -> dict[uuid.UUID, l
 
 async def replace_charges(conn: Conn, plan_id: uuid.UUID, charges: list[dict[str, Any]]) -> None:
     """Make the plan's charges exactly `charges`: an entry whose `id` names one of the plan's
-    charges updates it (keeping its lago_id), others are created, the rest are removed."""
+    charges updates it (keeping its lago_id), others are created, the rest are removed.
+    An entry's `tax_ids`, when not None, become the charge's own taxes."""
     keep = [c["id"] for c in charges if c["id"] is not None]
     await conn.execute(
         "DELETE FROM charges WHERE plan_id = $1 AND NOT (id = ANY($2::uuid[]))", plan_id, keep
     )
     for position, c in enumerate(charges):
+        charge_id = c["id"] or uuid.uuid4()
         await conn.execute(
             "INSERT INTO charges (id, plan_id, billable_metric_id, position, charge_model, "
             "pay_in_advance, invoiceable, prorated, min_amount_cents, properties, filters, "
@@ -417,7 +419,7 @@ async def replace_charges(conn: Conn, plan_id: uuid.UUID, charges: list[dict[str
             "prorated = EXCLUDED.prorated, min_amount_cents = EXCLUDED.min_amount_cents, "
             "properties = EXCLUDED.properties, filters = EXCLUDED.filters, "
             "attributes = EXCLUDED.attributes",
-            c["id"] or uuid.uuid4(),
+            charge_id,
             plan_id,
             c["billable_metric_id"],
             position,
@@ -430,6 +432,13 @@ async def replace_charges(conn: Conn, plan_id: uuid.UUID, charges: list[dict[str
             c["filters"],
             c["attributes"],
         )
+        if c.get("tax_ids") is not None:
+            await conn.execute("DELETE FROM charge_taxes WHERE charge_id = $1", charge_id)
+            await conn.execute(
+                "INSERT INTO charge_taxes (charge_id, tax_id) SELECT $1, unnest($2::uuid[])",
+                charge_id,
+                c["tax_ids"],
+            )
 
 
 async def charge_ids_of(conn: Conn, plan_id: uuid.UUID) -> set[uuid.UUID]:
@@ -636,12 +645,16 @@ async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[Row]:
     return list(rows)
 
 
+_TAX_LINKS = {
+    "customer": ("customer_taxes", "customer_id"),
+    "plan": ("plan_taxes", "plan_id"),
+    "charge": ("charge_taxes", "charge_id"),
+}
+
+
 async def taxes_of(conn: Conn, link: str, owner_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
-    """The taxes linked to each customer (`link` "customer") or plan (`link` "plan")."""
-    table, column = {
-        "customer": ("customer_taxes", "customer_id"),
-        "plan": ("plan_taxes", "plan_id"),
-    }[link]
+    """The taxes linked to each customer, plan or charge (`link` names which)."""
+    table, column = _TAX_LINKS[link]
     rows = await conn.fetch(
         f"SELECT l.{column} AS owner_id, t.* FROM {table} l JOIN taxes t ON t.id = l.tax_id "
         f"WHERE l.{column} = ANY($1::uuid[]) ORDER BY t.code",
@@ -656,10 +669,7 @@ async def taxes_of(conn: Conn, link: str, owner_ids: list[uuid.UUID]) -> dict[uu
 async def replace_taxes_of(
     conn: Conn, link: str, owner_id: uuid.UUID, tax_ids: list[uuid.UUID]
 ) -> None:
-    table, column = {
-        "customer": ("customer_taxes", "customer_id"),
-        "plan": ("plan_taxes", "plan_id"),
-    }[link]
+    table, column = _TAX_LINKS[link]
     await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", owner_id)
     await conn.execute(
         f"INSERT INTO {table} ({column}, tax_id) SELECT $1, unnest($2::uuid[])", owner_id, tax_ids

@@ -1,9 +1,9 @@
 """`/api/v1/taxes`: tax rates, and which of them apply by default.
 
-Which taxes a fee bears, as Lago decides it: the plan's taxes when the plan has any, else
-the customer's when the customer has any, else the organization's defaults (the taxes
-`applied_to_organization`). Charge-level taxes are not supported (a charge naming
-`tax_codes` is refused). The invoicer reads the same tables when it prices an invoice.
+Which taxes a fee bears, as Lago decides it: a charge's own taxes (its `tax_codes` in a
+plan) on that charge's fees; otherwise the plan's taxes when the plan has any, else the
+customer's when the customer has any, else the organization's defaults (the taxes
+`applied_to_organization`). The invoicer reads the same tables when it prices an invoice.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ Choices worth knowing:
   adjustment fee is price(invoiced + late) - price(invoiced), using the aggregation state
   stored with those fees, so non-additive aggregations (max, unique count) and tiered
   models stay right. A late event never lowers an invoice (no credit notes yet).
-- Taxes: every fee bears the same taxes, chosen as Lago does: the plan's when it has any,
-  else the customer's, else the organization's defaults (`applied_to_organization`).
+- Taxes, chosen per fee as Lago does: a charge's own taxes on its fees; otherwise the
+  plan's when it has any, else the customer's, else the organization's defaults
+  (`applied_to_organization`).
   Rounding is `billing.invoice`'s (Lago's): per tax over the invoice, half up.
 - Coupons apply when the invoice is created, draft or not (Lago applies them when it
   computes the invoice): the customer's active applied coupons, oldest first, on the fees
@@ -84,6 +85,8 @@ class ChargeTerms:
     metric_code: str
     metric_name: str
     invoice_display_name: str | None
+    # The charge's own taxes: when it has any, they replace the invoice's on its fees.
+    taxes: tuple[TaxTerms, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,7 @@ class PricedFee:
     is_adjustment: bool = False
     aggregation: Mapping[str, Any] | None = None
     amount_details: Mapping[str, Any] = field(default_factory=dict)
+    taxes: tuple[TaxTerms, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,6 @@ class PricedInvoice:
     subscription_to: datetime
     fees: tuple[PricedFee, ...]
     totals: InvoiceTotals
-    taxes: tuple[TaxTerms, ...] = ()
     # Each coupon used, with its row as read and what it took (its `after` is its new state).
     coupon_uses: tuple[tuple[CustomerCoupon, CouponUse], ...] = ()
     # Each wallet that pays, with its balance as read and how much it pays.
@@ -260,6 +263,7 @@ def _charge_fee(
         usage_period_start=period.start,
         aggregation=usage.aggregation,
         amount_details=amount_details(charge.charge_model, priced),
+        taxes=charge.taxes or terms.taxes,
     )
 
 
@@ -320,6 +324,7 @@ def _adjustment_fee(
         is_adjustment=True,
         aggregation=usage.aggregation,
         amount_details=amount_details(charge.charge_model, priced),
+        taxes=charge.taxes or terms.taxes,
     )
 
 
@@ -353,6 +358,7 @@ def _subscription_fee(
         from_date=period.start,
         to_date=period.end,
         pay_in_advance=advance,
+        taxes=terms.taxes,
     )
 
 
@@ -408,14 +414,21 @@ def price_period(
     grace_until = closing.end + timedelta(days=grace) if grace > 0 else None
     instant = now or datetime.now(UTC)
     draft = grace_until is not None and grace_until > instant
-    rates = tuple(t.rate for t in terms.taxes)
-    codes = tuple(t.code for t in terms.taxes)
     coupons = [c for c in terms.coupons if _coupon_fits(c.state, currency)]
     wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
     try:
         totals = compute_invoice(
             currency,
-            [Fee(f.kind, f.amount_cents, rates, f.item_code, codes) for f in fees],
+            [
+                Fee(
+                    f.kind,
+                    f.amount_cents,
+                    tuple(t.rate for t in f.taxes),
+                    f.item_code,
+                    tuple(t.code for t in f.taxes),
+                )
+                for f in fees
+            ],
             coupons=[c.state for c in coupons],
             wallet_balance_cents=sum(w.balance_cents for w in wallets),
         )
@@ -435,7 +448,6 @@ def price_period(
         subscription_to=subscription_fees[-1].to_date if subscription_fees else closing.end,
         fees=tuple(fees),
         totals=totals,
-        taxes=terms.taxes,
         coupon_uses=tuple((by_id[use.code], use) for use in totals.coupon_uses),
         wallet_uses=tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents),
     )

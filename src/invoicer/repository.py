@@ -23,6 +23,7 @@ from invoicer.pricing import (
     CustomerCoupon,
     InvoicedUsage,
     PlanTerms,
+    PricedFee,
     PricedInvoice,
     SubscriptionTerms,
     TaxTerms,
@@ -97,7 +98,11 @@ _TERMS = (
     "p.amount_currency, p.pay_in_advance, "
     "(SELECT coalesce(json_agg(json_build_object('id', ch.id, 'charge_model', ch.charge_model, "
     "'properties', ch.properties, 'invoiceable', ch.invoiceable, 'attributes', ch.attributes, "
-    "'metric_id', bm.id, 'metric_code', bm.code, 'metric_name', bm.name)), '[]') "
+    "'metric_id', bm.id, 'metric_code', bm.code, 'metric_name', bm.name, "
+    "'taxes', (SELECT coalesce(json_agg(json_build_object('id', t.id, 'code', t.code, "
+    "'name', t.name, 'rate', t.rate::text, 'description', t.description) ORDER BY t.code), "
+    "'[]') FROM charge_taxes ct JOIN taxes t ON t.id = ct.tax_id WHERE ct.charge_id = ch.id)"
+    ")), '[]') "
     "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
     "WHERE ch.id = ANY($4::uuid[])) AS charges, "
     f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets "
@@ -124,6 +129,13 @@ def grace_days(customer: dict[str, Any], organization: dict[str, Any]) -> int:
     organization's, else none."""
     own = _configured_grace(customer)
     return own if own is not None else (_configured_grace(organization) or 0)
+
+
+def _tax_terms(rows: list[dict[str, Any]]) -> tuple[TaxTerms, ...]:
+    return tuple(
+        TaxTerms(str(t["id"]), t["code"], t["name"], Decimal(t["rate"]), t["description"])
+        for t in rows
+    )
 
 
 def applied_coupon_state(row: Mapping[str, Any]) -> AppliedCoupon:
@@ -212,13 +224,11 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
                 metric_code=c["metric_code"],
                 metric_name=c["metric_name"],
                 invoice_display_name=(c["attributes"] or {}).get("invoice_display_name"),
+                taxes=_tax_terms(c["taxes"]),
             )
             for c in charges
         },
-        taxes=tuple(
-            TaxTerms(str(t["id"]), t["code"], t["name"], Decimal(t["rate"]), t["description"])
-            for t in row["taxes"]
-        ),
+        taxes=_tax_terms(row["taxes"]),
         coupons=tuple(
             CustomerCoupon(
                 applied_coupon_id=str(c["id"]),
@@ -385,11 +395,11 @@ async def insert_invoice(
         [ft.taxes_precise_cents for ft in t.fee_taxes],
         [ft.taxes_rate for ft in t.fee_taxes],
         [
-            _fee_taxes(priced, f.amount_cents - ft.precise_coupons_cents)
+            _fee_taxes(f, f.amount_cents - ft.precise_coupons_cents)
             for f, ft in zip(fees, t.fee_taxes, strict=True)
         ],
     ]
-    tax_of = {tax.code: tax for tax in priced.taxes}
+    tax_of = {tax.code: tax for fee in priced.fees for tax in fee.taxes}
     applied_taxes = [
         {
             "lago_id": str(uuid.uuid4()),
@@ -436,14 +446,14 @@ async def insert_invoice(
     return invoice_id
 
 
-def _fee_taxes(priced: PricedInvoice, base: Decimal) -> dict[str, Any]:
+def _fee_taxes(fee: PricedFee, base: Decimal) -> dict[str, Any]:
     """The fee's amount of each of its taxes, rounded half up ({code: {...}})."""
     return {
         tax.code: {
             "lago_id": str(uuid.uuid4()),
             "amount_cents": round_cents(base * tax.rate / 100),
         }
-        for tax in priced.taxes
+        for tax in fee.taxes
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 from lago_python_client.exceptions import LagoApiError
-from lago_python_client.models import Customer, Plan, Tax
+from lago_python_client.models import BillableMetric, Charge, Charges, Customer, Plan, Tax
 
 Call = Callable[..., Any]
 
@@ -109,6 +109,24 @@ async def test_customers_and_plans_carry_their_tax_codes(
     assert [t.code for t in plan.taxes.__root__] == ["vat_fr"]
     plan = await call(lago.plans.update, Plan(tax_codes=[]), "p")
     assert plan.taxes.__root__ == []
+
+    # A charge takes its own tax_codes; unknown ones are refused.
+    metric = await call(
+        lago.billable_metrics.create,
+        BillableMetric(name="Calls", code="calls", aggregation_type="count_agg"),
+    )
+    charge = Charge(
+        billable_metric_id=metric.lago_id,
+        charge_model="standard",
+        properties={"amount": "1"},
+        tax_codes=["local"],
+    )
+    plan = await call(lago.plans.update, Plan(charges=Charges(__root__=[charge])), "p")
+    assert [t.code for t in plan.charges.__root__[0].taxes.__root__] == ["local"]
+    charge.tax_codes = ["nope"]
+    with pytest.raises(LagoApiError) as bad_charge:
+        await call(lago.plans.update, Plan(charges=Charges(__root__=[charge])), "p")
+    assert bad_charge.value.response["error_details"] == {"charges.0.tax_codes": ["tax_not_found"]}
 
     # A deleted tax leaves the customers that had it.
     await call(lago.taxes.destroy, "local")

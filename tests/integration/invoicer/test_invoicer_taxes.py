@@ -34,6 +34,13 @@ async def test_invoices_bear_the_taxes_lago_would_choose(
     plain = await kit.catalog(organization_id=org.id)
     own = await kit.catalog(organization_id=org.id)
     planned = await kit.catalog(organization_id=org.id)
+    charged = await kit.catalog(organization_id=org.id)
+    # The standard charge of this one has its own tax (a plan's charge `tax_codes`).
+    await kit.db.execute(
+        "INSERT INTO charge_taxes (charge_id, tax_id) SELECT $1::uuid, id FROM taxes "
+        "WHERE code = 'city'",
+        charged.standard_charge,
+    )
     await call(
         lago.customers.create,
         Customer(external_id=own.external_customer_id, tax_codes=["reduced", "city"]),
@@ -56,10 +63,13 @@ async def test_invoices_bear_the_taxes_lago_would_choose(
         )
 
     await kit.publish(
-        january(plain), january(own), planned.closed(utc(2026, 2, 1), utc(2026, 3, 1), [])
+        january(plain),
+        january(own),
+        planned.closed(utc(2026, 2, 1), utc(2026, 3, 1), []),
+        january(charged),
     )
     async with start_invoicer():
-        await kit.wait_for_invoices(3)
+        await kit.wait_for_invoices(4)
 
     async def invoice_of(catalog: Any) -> Any:
         listed = await call(
@@ -105,6 +115,20 @@ async def test_invoices_bear_the_taxes_lago_would_choose(
         55,
         1055,
     )
+
+    # A charge's own tax replaces the default on its fees only: VAT on 548 + 1850 = 2398,
+    # x 0.20 = 479.6 -> 480; city on the standard charge's 6170 x 0.0125 = 77.125 -> 77.
+    found = await invoice_of(charged)
+    assert [(t.tax_code, t.amount_cents) for t in found.applied_taxes.__root__] == [
+        ("city", 77),
+        ("vat", 480),
+    ]
+    assert found.taxes_amount_cents == 557
+    assert [(f.taxes_rate, f.taxes_amount_cents) for f in found.fees.__root__] == [
+        (20.0, 110),
+        (1.25, 77),
+        (20.0, 370),
+    ]
 
     # An issued invoice keeps the taxes it applied when a tax changes or goes.
     await call(lago.taxes.update, Tax(rate=10.0), "vat")

@@ -205,7 +205,8 @@ async def upsert(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "customer")
     async with repository.unit_of_work(ctx.db) as conn:
-        external_id, given = parse_customer(raw, await repository.tax_codes(conn, org.id))
+        known = await repository.known_tax_codes(conn, org.id, raw.get("tax_codes"))
+        external_id, given = parse_customer(raw, known)
         tax_codes: list[str] | None = given.pop("tax_codes", None)
         await repository.claim_name(conn, org.id, "customer", external_id)
         existing = await repository.customer(conn, org.id, external_id, lock=True)

@@ -298,7 +298,8 @@ async def create(request: web.Request) -> web.Response:
     fields = Fields(await read_wrapped(request, "plan"), _PLAN)
     raw_charges = fields.array("charges") or []
     async with repository.unit_of_work(ctx.db) as conn:
-        plan = _plan_fields(fields, None, await repository.tax_codes(conn, org.id))
+        known = await repository.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
+        plan = _plan_fields(fields, None, known)
         charges = await _charges(conn, org.id, fields, raw_charges, set())
         fields.check()
         await repository.claim_name(conn, org.id, "plan", plan["code"])
@@ -322,7 +323,8 @@ async def update(request: web.Request) -> web.Response:
         row = await repository.plan(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("plan")
-        plan = _plan_fields(fields, _current(row), await repository.tax_codes(conn, org.id))
+        known = await repository.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
+        plan = _plan_fields(fields, _current(row), known)
         charges = None
         if raw_charges is not None:
             existing = await repository.charge_ids_of(conn, row["id"])

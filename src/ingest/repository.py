@@ -576,8 +576,16 @@ async def tax(conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False) -> R
     return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
 
 
-async def tax_codes(conn: Conn, org: uuid.UUID) -> set[str]:
-    rows = await conn.fetch("SELECT code FROM taxes WHERE organization_id = $1", org)
+async def known_tax_codes(conn: Conn, org: uuid.UUID, wanted: Any) -> set[str]:
+    """Which of `wanted` (a request's `tax_codes`, if a list of strings) are this
+    organization's taxes; no query when nothing is asked."""
+    if not isinstance(wanted, list) or not wanted or not all(isinstance(c, str) for c in wanted):
+        return set()
+    rows = await conn.fetch(
+        "SELECT code FROM taxes WHERE organization_id = $1 AND code = ANY($2::text[])",
+        org,
+        wanted,
+    )
     return {r["code"] for r in rows}
 
 

@@ -169,3 +169,27 @@ async def test_an_invoice_priced_on_a_coupon_state_that_changed_is_not_written(
         ("welcome", "terminated", 0, None),
         ("ten", "active", None, 1),
     ]
+
+
+async def test_a_second_write_of_a_period_with_coupons_changes_nothing(
+    kit: Any, settings: Settings, lago_api: Any
+) -> None:
+    catalog, _ = await _setup(kit, settings, lago_api.url)
+    closed = parse_period_closed(orjson.dumps(catalog.closed(utc(2026, 2, 1), utc(2026, 3, 1), [])))
+    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=2)
+    try:
+        async with pool.acquire() as conn:
+            # Two consumers raced past the duplicate check with the same coupon state.
+            loaded = await repository.load(conn, closed)
+            priced = price_period(closed, loaded.terms, {})
+            await repository.insert_invoice(conn, closed, loaded, priced)
+            with pytest.raises(repository.AlreadyInvoiced):
+                await repository.insert_invoice(conn, closed, loaded, priced)
+    finally:
+        await pool.close()
+    # Welcome took February's 1000 once: 9000 left (not 8000), Ten untouched.
+    assert await _coupon_states(kit) == [
+        ("welcome", "active", 9000, None),
+        ("ten", "active", None, 2),
+    ]
+    assert await kit.invoices() == 1

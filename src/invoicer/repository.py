@@ -1,5 +1,6 @@
-"""Postgres access of the invoicer (asyncpg): the catalog it prices with, and the invoices
-and fees it writes, each invoice with its fees in one transaction."""
+"""Postgres access of the invoicer (asyncpg): the catalog it prices with (taxes, applied
+coupons and wallets included), and the invoices and fees it writes, each invoice with its
+fees and the coupons and credits it consumes in one transaction."""
 
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
     )
 
 
-# The taxes every fee of the invoice bears: the plan's, else the customer's, else the
-# organization's defaults (Lago's precedence, charge-level taxes aside). Rates travel as
-# text so that they stay exact decimals.
+# The invoice's taxes: the plan's, else the customer's, else the organization's defaults
+# (Lago's precedence); a charge's own taxes, read with the charge, replace them on its
+# fees. Rates travel as text so that they stay exact decimals.
 _TAXES = (
     "SELECT coalesce(json_agg(json_build_object('id', t.id, 'code', t.code, 'name', t.name, "
     "'rate', t.rate::text, 'description', t.description) ORDER BY t.code), '[]') "

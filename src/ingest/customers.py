@@ -25,7 +25,7 @@ from ingest.payload import (
 )
 from ingest.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
 from ingest.repository import Conn
-from ingest.taxes import tax_body
+from ingest.taxes import check_tax_codes, tax_body
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -201,11 +201,12 @@ async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str,
 
 async def upsert(request: web.Request) -> web.Response:
     """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
-    the previous ones; an empty list removes them)."""
+    the previous ones; an empty list removes them; an unknown code is 404 `tax_not_found`)."""
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "customer")
     async with repository.unit_of_work(ctx.db) as conn:
         known = await repository.known_tax_codes(conn, org.id, raw.get("tax_codes"))
+        check_tax_codes(raw.get("tax_codes"), known)
         external_id, given = parse_customer(raw, known)
         tax_codes: list[str] | None = given.pop("tax_codes", None)
         await repository.claim_name(conn, org.id, "customer", external_id)

@@ -26,7 +26,7 @@ from ingest.payload import (
     read_wrapped,
 )
 from ingest.repository import Conn
-from ingest.taxes import tax_body
+from ingest.taxes import check_tax_codes, tax_body
 
 INTERVALS = tuple(PlanInterval)
 _PLAN = {
@@ -163,7 +163,7 @@ async def _charges(
         if tax_codes is not None:
             taxes = await repository.taxes_by_codes(conn, org, sorted(set(tax_codes)))
             if len(taxes) != len(set(tax_codes)):
-                c.add("tax_codes", "tax_not_found")
+                raise NotFound("tax")  # as Lago answers an unknown tax code
             tax_ids = [t["id"] for t in taxes]
         if c.mapping("applied_pricing_unit"):
             c.add("applied_pricing_unit", "not_supported")
@@ -299,6 +299,7 @@ async def create(request: web.Request) -> web.Response:
     raw_charges = fields.array("charges") or []
     async with repository.unit_of_work(ctx.db) as conn:
         known = await repository.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
+        check_tax_codes(fields.raw.get("tax_codes"), known)
         plan = _plan_fields(fields, None, known)
         charges = await _charges(conn, org.id, fields, raw_charges, set())
         fields.check()
@@ -324,6 +325,7 @@ async def update(request: web.Request) -> web.Response:
         if row is None:
             raise NotFound("plan")
         known = await repository.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
+        check_tax_codes(fields.raw.get("tax_codes"), known)
         plan = _plan_fields(fields, _current(row), known)
         charges = None
         if raw_charges is not None:

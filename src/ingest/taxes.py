@@ -38,6 +38,17 @@ def tax_body(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+def check_tax_codes(codes: Any, known: set[str]) -> None:
+    """404 `tax_not_found` when `tax_codes` (a list of strings) names a tax the organization
+    does not have, as Lago answers; a malformed list is left to the field checks."""
+    if (
+        isinstance(codes, list)
+        and all(isinstance(c, str) for c in codes)
+        and any(code not in known for code in codes)
+    ):
+        raise NotFound("tax")
+
+
 def _rate(fields: Fields, *, required: bool) -> Decimal | None:
     """The rate in percent: a decimal string as the spec has it, or a JSON number as the
     official clients send it; 0 to 1000, finite."""

@@ -92,8 +92,8 @@ async def test_customers_and_plans_carry_their_tax_codes(
 
     with pytest.raises(LagoApiError) as unknown:
         await call(lago.customers.create, Customer(external_id="c2", tax_codes=["nope"]))
-    assert unknown.value.status_code == 422
-    assert unknown.value.response["error_details"] == {"tax_codes": ["tax_not_found"]}
+    assert unknown.value.status_code == 404
+    assert unknown.value.response["code"] == "tax_not_found"
 
     plan = await call(
         lago.plans.create,
@@ -109,6 +109,12 @@ async def test_customers_and_plans_carry_their_tax_codes(
     assert [t.code for t in plan.taxes.__root__] == ["vat_fr"]
     plan = await call(lago.plans.update, Plan(tax_codes=[]), "p")
     assert plan.taxes.__root__ == []
+    with pytest.raises(LagoApiError) as unknown_on_plan:
+        await call(lago.plans.update, Plan(tax_codes=["nope"]), "p")
+    assert (unknown_on_plan.value.status_code, unknown_on_plan.value.response["code"]) == (
+        404,
+        "tax_not_found",
+    )
 
     # A charge takes its own tax_codes; unknown ones are refused.
     metric = await call(
@@ -126,7 +132,10 @@ async def test_customers_and_plans_carry_their_tax_codes(
     charge.tax_codes = ["nope"]
     with pytest.raises(LagoApiError) as bad_charge:
         await call(lago.plans.update, Plan(charges=Charges(__root__=[charge])), "p")
-    assert bad_charge.value.response["error_details"] == {"charges.0.tax_codes": ["tax_not_found"]}
+    assert (bad_charge.value.status_code, bad_charge.value.response["code"]) == (
+        404,
+        "tax_not_found",
+    )
 
     # A deleted tax leaves the customers that had it.
     await call(lago.taxes.destroy, "local")

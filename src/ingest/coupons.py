@@ -280,8 +280,9 @@ async def apply(request: web.Request) -> web.Response:
     """Apply a coupon to a customer, with optional overrides of its amount, rate and
     frequency. 404 for an unknown customer, or a coupon unknown, deleted or expired
     (Lago looks among active coupons only); 422 `coupon_is_not_reusable` for a second
-    active application of a non-reusable coupon, `currencies_does_not_match` for a fixed
-    amount in another currency than the customer's."""
+    application of a non-reusable coupon (even once the first has ended, as in Lago),
+    `currencies_does_not_match` for a fixed amount in another currency than the
+    customer's."""
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "applied_coupon"), _APPLIED)
     external_customer_id = fields.text("external_customer_id", required=True)
@@ -307,7 +308,7 @@ async def apply(request: web.Request) -> web.Response:
         checked = Fields({}, ())
         _terms(checked, terms)
         checked.check()
-        if not coupon["reusable"] and await repository.active_applications(
+        if not coupon["reusable"] and await repository.applications(
             conn, customer["id"], coupon["id"]
         ):
             raise ValidationFailed({"coupon": ["coupon_is_not_reusable"]})

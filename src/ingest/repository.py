@@ -784,10 +784,10 @@ async def applied_coupon_by_id(conn: Conn, applied_coupon_id: uuid.UUID) -> Row 
     return await conn.fetchrow(_APPLIED_COUPON + "WHERE ac.id = $1", applied_coupon_id)
 
 
-async def active_applications(conn: Conn, customer_id: uuid.UUID, coupon_id: uuid.UUID) -> int:
+async def applications(conn: Conn, customer_id: uuid.UUID, coupon_id: uuid.UUID) -> int:
+    """How many times the coupon was applied to the customer, ended applications included."""
     count = await conn.fetchval(
-        "SELECT count(*) FROM applied_coupons WHERE customer_id = $1 AND coupon_id = $2 "
-        "AND status = 'active'",
+        "SELECT count(*) FROM applied_coupons WHERE customer_id = $1 AND coupon_id = $2",
         customer_id,
         coupon_id,
     )

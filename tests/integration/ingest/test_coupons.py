@@ -135,6 +135,12 @@ async def test_apply_list_and_remove_applied_coupons(tenant: Any, call: Call, se
 
     removed = await call(lago.applied_coupons.destroy, "c1", first.lago_id)
     assert (removed.status, removed.lago_id) == ("terminated", first.lago_id)
+    with pytest.raises(LagoApiError) as still_used:
+        await call(
+            lago.applied_coupons.create,
+            AppliedCoupon(external_customer_id="c1", coupon_code="once"),
+        )
+    assert still_used.value.status_code == 422, "not reusable, even once the first has ended"
     active = await call(lago.applied_coupons.find_all, {"status": "active"})
     assert [a.coupon_code for a in active["applied_coupons"]] == ["monthly"]
     with pytest.raises(LagoApiError) as gone:

@@ -7,13 +7,13 @@ in the order given, each on what the previous ones left, never below zero.
 Taxes, as Lago computes them (invoice version 4): each fee bears the coupons in proportion
 to its amount (`precise_coupons_amount_cents`, kept precise); its taxable base is its
 amount minus that share. A fee's own `taxes_amount_cents` is its base times the sum of its
-rates, rounded half up. The invoice's taxes are per tax (`applied_taxes`): each tax's
-amount is the sum of the bases it applies to times its rate, rounded half up once to the
-minor unit (Ruby's `round`, half away from zero, the same for these non-negative
-amounts); `taxes_amount_cents` is the sum of those rounded amounts. Rounding per tax
-rather than per fee is why the invoice total can differ by a cent from the sum of the
-fees' rounded taxes, exactly as in Lago. Credit notes, then prepaid credits, pay what
-remains.
+rates, rounded half up. The invoice lists its taxes (`applied_taxes`): each tax's amount
+is the sum of the bases it applies to times its rate, rounded half up to the minor unit
+(Ruby's `round`, half away from zero, the same for these non-negative amounts). The
+invoice's `taxes_amount_cents` is the sum of those taxes' precise amounts, rounded once
+(Lago's `Invoices::ApplyTaxesService`), so it can differ by a cent from the sum of the
+listed taxes, and from the sum of the fees' rounded taxes, exactly as in Lago. Credit
+notes, then prepaid credits, pay what remains.
 """
 
 from __future__ import annotations
@@ -292,7 +292,11 @@ def compute_invoice(
         AppliedTax(code, rate, base, round_cents(base * rate / _HUNDRED))
         for (code, rate), base in sorted(bases.items())
     )
-    taxes_cents = sum(tax.amount_cents for tax in applied)
+    # Lago sums the taxes' precise amounts and rounds that sum once; each applied tax
+    # shows its own rounded amount, so they may differ from the total by a cent.
+    taxes_cents = round_cents(
+        sum((tax.taxable_base_cents * tax.rate / _HUNDRED for tax in applied), Decimal(0))
+    )
 
     sub_total_excluding = fees_cents - coupons_cents
     sub_total_including = sub_total_excluding + taxes_cents

@@ -30,13 +30,13 @@ def fee(cents: int, *taxes: tuple[str, str]) -> Fee:
     )
 
 
-def test_each_tax_rounds_once_over_the_invoice() -> None:
-    # Two taxes of 10 % on 3.33: each is 33.3 cents -> 33, so 66 (rounding their sum once
-    # would give 67). Lago rounds each applied tax.
+def test_each_tax_is_listed_rounded_and_the_total_rounds_their_precise_sum() -> None:
+    # Two taxes of 10 % on 3.33: each is 33.3 cents, listed as 33; the invoice's taxes are
+    # 66.6 -> 67 (Lago rounds the precise sum once, not the sum of the rounded taxes).
     invoice = compute_invoice("EUR", [fee(333, ("a", "10"), ("b", "10"))])
     assert [(t.code, t.amount_cents) for t in invoice.applied_taxes] == [("a", 33), ("b", 33)]
-    assert invoice.taxes_amount_cents == 66
-    assert invoice.sub_total_including_taxes_amount_cents == 399
+    assert invoice.taxes_amount_cents == 67
+    assert invoice.sub_total_including_taxes_amount_cents == 400
 
 
 def test_a_fee_rounds_its_own_taxes_but_the_invoice_rounds_per_tax() -> None:

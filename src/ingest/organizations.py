@@ -222,8 +222,8 @@ async def _enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
 
 
 async def update(request: web.Request) -> web.Response:
-    """Change the caller's organization. A new timezone is republished with every live
-    subscription whose customer has none of its own (their periods follow it)."""
+    """Change the caller's organization. A new timezone is republished with every customer
+    that has none of its own and their live subscriptions (their periods follow it)."""
     ctx, org = context(request), organization(request)
     given = parse_settings(await read_wrapped(request, "organization"))
     async with repository.unit_of_work(ctx.db) as conn:
@@ -239,6 +239,10 @@ async def update(request: web.Request) -> web.Response:
         row = await repository.update_organization(conn, org.id, timezone, attributes)
         await _enqueue_organization(conn, row)
         if timezone != current["timezone"]:
+            for customer_id in await repository.bump_customers_on_organization_timezone(
+                conn, org.id
+            ):
+                await records.enqueue_customer(conn, customer_id)
             for subscription_id in await repository.live_subscription_ids_on_organization_timezone(
                 conn, org.id
             ):

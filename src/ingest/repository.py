@@ -1052,6 +1052,17 @@ async def update_organization(
     return row
 
 
+async def bump_customers_on_organization_timezone(conn: Conn, org: uuid.UUID) -> list[uuid.UUID]:
+    """New versions of the customers without a timezone of their own (their applicable
+    timezone is the organization's); returns their ids."""
+    rows = await conn.fetch(
+        "UPDATE customers SET version = version + 1, updated_at = now() "
+        "WHERE organization_id = $1 AND timezone IS NULL AND deleted_at IS NULL RETURNING id",
+        org,
+    )
+    return [r["id"] for r in rows]
+
+
 async def live_subscription_ids_on_organization_timezone(
     conn: Conn, org: uuid.UUID
 ) -> list[uuid.UUID]:

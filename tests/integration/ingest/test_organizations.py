@@ -77,7 +77,7 @@ async def test_organization_settings_update_and_merge(
     ) == (3, "Thanks")
     assert again.billing_configuration.document_locale == "fr"
 
-    records = await read_catalog(10)
+    records = await read_catalog(11)
     organizations = [r for r in records if r.kind is CatalogKind.ORGANIZATION]
     assert [(r.version, r.body["timezone"]) for r in organizations][-1] == (3, "Europe/Paris")
     moved = [
@@ -92,6 +92,12 @@ async def test_organization_settings_update_and_merge(
         if r.kind is CatalogKind.SUBSCRIPTION and r.body["external_customer_id"] == "own-tz"
     ]
     assert kept == ["Asia/Tokyo"], "a customer's own timezone is not republished"
+    customers = [
+        r.body["applicable_timezone"]
+        for r in records
+        if r.kind is CatalogKind.CUSTOMER and r.body["external_id"] == "org-tz"
+    ]
+    assert customers[-1] == "Europe/Paris"
 
 
 async def test_organization_inputs_are_checked(tenant: Any, server: Any) -> None:

@@ -85,11 +85,13 @@ class PartitionLane:
         touched = [filling[1]]
         for key, value in messages:
             if filling[0].append(key=key, value=value, timestamp=None) is None:
-                # Full: queue it and start the next one (a lone record always fits).
+                # Full: queue it and start the next one.
                 self._queued.append(filling)
                 filling = self._new_batch()
                 touched.append(filling[1])
-                filling[0].append(key=key, value=value, timestamp=None)
+                if filling[0].append(key=key, value=value, timestamp=None) is None:
+                    # aiokafka takes any first record; never drop one silently if that changes
+                    raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
         self._filling = filling
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._run())

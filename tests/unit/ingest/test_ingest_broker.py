@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from ingest.broker import MAX_QUEUED_BATCHES, PartitionLane
 
@@ -130,3 +130,10 @@ async def test_a_lane_waiting_on_the_broker_refuses_more_than_its_buffer() -> No
     await lane.wait_idle()
     assert not lane.full
     assert len(producer.sent) == MAX_QUEUED_BATCHES + 2
+
+
+async def test_a_record_no_batch_takes_is_refused_not_dropped() -> None:
+    producer = Producer(capacity=0)
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    with pytest.raises(MessageSizeTooLargeError):
+        lane.add(records("huge"))

@@ -47,3 +47,12 @@ def consume_prepaid(due_cents: int, balances: Sequence[int]) -> tuple[int, ...]:
         paid.append(take)
         due_cents -= take
     return tuple(paid)
+
+
+def granted_first(cents: int, granted_balance_cents: int) -> tuple[int, int]:
+    """(granted, purchased) parts of `cents` taken from a wallet: its granted credits go
+    first, as Lago consumes them at equal priority."""
+    if cents < 0 or granted_balance_cents < 0:
+        raise InvalidInvoiceInput("amounts taken and granted balances must be non-negative")
+    granted = min(cents, granted_balance_cents)
+    return granted, cents - granted

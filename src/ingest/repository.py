@@ -961,14 +961,28 @@ async def list_wallets(
 async def add_wallet_transaction(
     conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]
 ) -> uuid.UUID:
-    """Record a settled transaction and move the balance with it (inbound adds, outbound
-    takes), in the caller's transaction."""
-    sign = 1 if columns["transaction_type"] == "inbound" else -1
-    await conn.execute(
-        "UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = now() WHERE id = $1",
-        wallet_id,
-        sign * columns["amount_cents"],
-    )
+    """Record a settled transaction and move the balance with it, in the caller's
+    transaction: inbound adds (granted credits to the granted part too), outbound takes
+    (from the granted part first, the order in which credits are consumed)."""
+    amount = columns["amount_cents"]
+    if columns["transaction_type"] == "inbound":
+        granted = amount if columns["transaction_status"] == "granted" else 0
+        await conn.execute(
+            "UPDATE wallets SET balance_cents = balance_cents + $2, "
+            "granted_balance_cents = granted_balance_cents + $3, updated_at = now() "
+            "WHERE id = $1",
+            wallet_id,
+            amount,
+            granted,
+        )
+    else:
+        await conn.execute(
+            "UPDATE wallets SET balance_cents = balance_cents - $2, "
+            "granted_balance_cents = granted_balance_cents - least(granted_balance_cents, $2), "
+            "updated_at = now() WHERE id = $1",
+            wallet_id,
+            amount,
+        )
     transaction_id = uuid.uuid4()
     await conn.execute(
         "INSERT INTO wallet_transactions (id, wallet_id, status, source, transaction_status, "

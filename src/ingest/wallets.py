@@ -8,9 +8,11 @@ minor units (`billing.wallet`). Choices where Lago depends on what meterflow lac
   transaction is `purchased`, `settled`). Granted credits are settled at once, as in Lago.
 - Prepaid credits pay invoices when they are finalized (at once for an invoice without
   grace period, else `invoicer.repository.finalize_draft`): active, unexpired wallets in the
-  invoice's currency, by priority (1 first) then age, up to the total after taxes. The
+  invoice's currency, by priority (1 first) then age, up to the total after taxes; within
+  a wallet its granted credits go first (Lago's order at equal priority), which the
+  invoice's `prepaid_granted_credit_amount_cents` and `..._purchased_...` show. The
   wallet and the invoice change in one transaction; each consumption is an outbound
-  `invoiced` transaction naming its invoice.
+  `invoiced` transaction naming its invoice. Voided credits leave the granted part first.
 - The ongoing balance is the balance: current usage is not deducted in advance.
 - Not supported (refused when given): recurring top-up rules, `applies_to` limits, paid
   top-up limits. Terminating a wallet leaves its credits unused, as in Lago.

@@ -58,7 +58,7 @@ from billing.periods import (
     full_period_containing,
     resolve_timezone,
 )
-from billing.wallet import consume_prepaid
+from billing.wallet import consume_prepaid, granted_first
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.errors import PoisonMessage
 
@@ -117,6 +117,7 @@ class WalletTerms:
     wallet_id: str
     currency: str
     balance_cents: int
+    granted_balance_cents: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +177,15 @@ class PricedInvoice:
     totals: InvoiceTotals
     # Each coupon used, with its row as read and what it took (its `after` is its new state).
     coupon_uses: tuple[tuple[CustomerCoupon, CouponUse], ...] = ()
-    # Each wallet that pays, with its balance as read and how much it pays.
+    # Each wallet that pays, with its balances as read and how much it pays.
     wallet_uses: tuple[tuple[WalletTerms, int], ...] = ()
+
+    @property
+    def prepaid_granted_cents(self) -> int:
+        """How much of the prepaid credits was granted (each wallet's granted go first)."""
+        return sum(
+            granted_first(cents, w.granted_balance_cents)[0] for w, cents in self.wallet_uses
+        )
 
 
 # Previously invoiced aggregation states, by (charge_id, usage period start).

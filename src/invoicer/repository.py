@@ -16,7 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from billing.invoice import AppliedCoupon, CouponFrequency, CouponType, CouponUse
 from billing.money import round_cents
-from billing.wallet import consume_prepaid
+from billing.wallet import consume_prepaid, granted_first
 from invoicer.closed_period import PeriodClosed
 from invoicer.errors import PoisonMessage
 from invoicer.pricing import (
@@ -83,7 +83,8 @@ _COUPONS = (
 # The customer's usable wallets in Lago's order: priority (1 first), then oldest.
 _WALLETS = (
     "SELECT coalesce(json_agg(json_build_object('id', w.id, 'currency', w.currency, "
-    "'balance_cents', w.balance_cents) ORDER BY w.priority, w.created_at, w.id), '[]') "
+    "'balance_cents', w.balance_cents, 'granted_balance_cents', w.granted_balance_cents) "
+    "ORDER BY w.priority, w.created_at, w.id), '[]') "
     "FROM wallets w WHERE w.customer_id = s.customer_id AND w.status = 'active' "
     "AND w.balance_cents > 0 AND (w.expiration_at IS NULL OR w.expiration_at > now())"
 )
@@ -241,7 +242,8 @@ async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
             for c in row["coupons"]
         ),
         wallets=tuple(
-            WalletTerms(str(w["id"]), w["currency"], w["balance_cents"]) for w in row["wallets"]
+            WalletTerms(str(w["id"]), w["currency"], w["balance_cents"], w["granted_balance_cents"])
+            for w in row["wallets"]
         ),
     )
     return Loaded(
@@ -307,7 +309,7 @@ _FEE_COLUMNS = (
     ("taxes_rate", "numeric"),
     ("applied_taxes", "jsonb"),
 )
-_FIRST_FEE_PARAM = 25
+_FIRST_FEE_PARAM = 26
 _FEE_NAMES = ", ".join(name for name, _ in _FEE_COLUMNS)
 _FEE_ARRAYS = ", ".join(
     f"${_FIRST_FEE_PARAM + i}::{kind}[]" for i, (_, kind) in enumerate(_FEE_COLUMNS)
@@ -328,11 +330,13 @@ WITH sequence AS (
         fees_amount_cents, coupons_amount_cents, taxes_amount_cents,
         sub_total_excluding_taxes_amount_cents, sub_total_including_taxes_amount_cents,
         prepaid_credit_amount_cents, credit_notes_amount_cents, total_amount_cents,
-        billing_periods, grace_until, finalized_at, closed_at, applied_taxes, credits)
+        billing_periods, grace_until, finalized_at, closed_at, applied_taxes, credits,
+        prepaid_granted_credit_amount_cents, prepaid_purchased_credit_amount_cents)
     SELECT $1, $2, $3, $4, $5, n,
         $6 || CASE WHEN n < 1000 THEN lpad(n::text, 3, '0') ELSE n::text END,
         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-        CASE WHEN $7 = 'finalized' THEN now() END, $22, $23, $24
+        CASE WHEN $7 = 'finalized' THEN now() END, $22, $23, $24, $25::bigint,
+        $17::bigint - $25::bigint
     FROM sequence
     RETURNING id, sequential_id
 ), fee AS (
@@ -443,7 +447,7 @@ async def insert_invoice(
         for coupon, use in priced.coupon_uses:
             await _use_coupon(conn, coupon, use)
         for wallet, cents in priced.wallet_uses:
-            await consume_wallet(conn, wallet.wallet_id, wallet.balance_cents, cents, invoice_id)
+            await consume_wallet(conn, wallet, cents, invoice_id)
     return invoice_id
 
 
@@ -498,6 +502,7 @@ async def _write_invoice(
             closed.closed_at,
             applied_taxes,
             credits,
+            priced.prepaid_granted_cents,
             *columns,
         )
     except asyncpg.UniqueViolationError as exc:
@@ -529,18 +534,23 @@ async def _use_coupon(conn: Conn, coupon: CustomerCoupon, use: CouponUse) -> Non
         raise CreditsChanged(f"applied coupon {coupon.applied_coupon_id}")
 
 
-async def consume_wallet(
-    conn: Conn, wallet_id: str, balance_cents: int, cents: int, invoice_id: uuid.UUID
-) -> None:
-    """Take `cents` from the wallet for the invoice, if its balance is still
-    `balance_cents`; records the outbound (invoiced) transaction."""
+async def consume_wallet(conn: Conn, wallet: WalletTerms, cents: int, invoice_id: uuid.UUID) -> int:
+    """Take `cents` from the wallet for the invoice (its granted credits first), if its
+    balances are still those read; records the outbound (invoiced) transaction and
+    returns the granted part."""
+    granted, _ = granted_first(cents, wallet.granted_balance_cents)
+    wallet_id = wallet.wallet_id
     status = await conn.execute(
         "UPDATE wallets SET balance_cents = balance_cents - $2, "
+        "granted_balance_cents = granted_balance_cents - $3, "
         "consumed_amount_cents = consumed_amount_cents + $2, last_consumed_credit_at = now(), "
-        "updated_at = now() WHERE id = $1 AND status = 'active' AND balance_cents = $3",
+        "updated_at = now() WHERE id = $1 AND status = 'active' AND balance_cents = $4 "
+        "AND granted_balance_cents = $5",
         uuid.UUID(wallet_id),
         cents,
-        balance_cents,
+        granted,
+        wallet.balance_cents,
+        wallet.granted_balance_cents,
     )
     if status != "UPDATE 1":
         raise CreditsChanged(f"wallet {wallet_id}")
@@ -553,6 +563,7 @@ async def consume_wallet(
         invoice_id,
         cents,
     )
+    return granted
 
 
 async def due_drafts(conn: Conn, now: datetime) -> list[uuid.UUID]:
@@ -576,7 +587,8 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
         if invoice is None:
             return None
         wallets = await conn.fetch(
-            "SELECT id, balance_cents FROM wallets WHERE customer_id = $1 AND currency = $2 "
+            "SELECT id, currency, balance_cents, granted_balance_cents FROM wallets "
+            "WHERE customer_id = $1 AND currency = $2 "
             "AND status = 'active' AND balance_cents > 0 "
             "AND (expiration_at IS NULL OR expiration_at > $3) "
             "ORDER BY priority, created_at, id FOR UPDATE",
@@ -590,18 +602,27 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
             - invoice["prepaid_credit_amount_cents"]
         )
         paid = consume_prepaid(due, [w["balance_cents"] for w in wallets])
+        granted = 0
         for wallet, cents in zip(wallets, paid, strict=True):
             if cents:
-                await consume_wallet(
-                    conn, str(wallet["id"]), wallet["balance_cents"], cents, invoice_id
+                terms = WalletTerms(
+                    str(wallet["id"]),
+                    wallet["currency"],
+                    wallet["balance_cents"],
+                    wallet["granted_balance_cents"],
                 )
+                granted += await consume_wallet(conn, terms, cents, invoice_id)
         row = await conn.fetchrow(
             "UPDATE invoices SET status = 'finalized', grace_until = NULL, finalized_at = $2, "
             "updated_at = $2, prepaid_credit_amount_cents = prepaid_credit_amount_cents + $3, "
+            "prepaid_granted_credit_amount_cents = prepaid_granted_credit_amount_cents + $4, "
+            "prepaid_purchased_credit_amount_cents = "
+            "prepaid_purchased_credit_amount_cents + $3 - $4, "
             "total_amount_cents = total_amount_cents - $3 WHERE id = $1 RETURNING *",
             invoice_id,
             now,
             sum(paid),
+            granted,
         )
         assert row is not None
         return row

@@ -13,7 +13,7 @@ from lago_python_client.models import Customer, Wallet, WalletTransaction
 Call = Callable[..., Any]
 
 
-async def test_wallet_create_top_up_update_terminate(tenant: Any, call: Call) -> None:
+async def test_wallet_create_top_up_update_terminate(tenant: Any, call: Call, db: Any) -> None:
     lago = tenant.client
     await call(lago.customers.create, Customer(external_id="c1", currency="EUR"))
     wallet = await call(
@@ -52,6 +52,14 @@ async def test_wallet_create_top_up_update_terminate(tenant: Any, call: Call) ->
     )
     assert voided["wallet_transactions"][0].transaction_type == "outbound"
     assert (await call(lago.wallets.find, wallet.lago_id)).credits_balance == "30.0"
+    # Granted: 10 + 1 credits = 1650 cents; voided credits leave the granted part first
+    # (3.5 credits = 525): 1125 granted of the 4500 balance.
+    assert (
+        await db.fetchval(
+            "SELECT granted_balance_cents FROM wallets WHERE id = $1::uuid", wallet.lago_id
+        )
+        == 1125
+    )
     with pytest.raises(LagoApiError) as too_much:
         await call(
             lago.wallet_transactions.create,

@@ -79,12 +79,18 @@ async def test_wallets_pay_finalized_invoices_once(
 
     rows = await kit.db.fetch(
         "SELECT sub_total_including_taxes_amount_cents, prepaid_credit_amount_cents, "
-        "total_amount_cents FROM invoices ORDER BY period_start"
+        "total_amount_cents, prepaid_granted_credit_amount_cents, "
+        "prepaid_purchased_credit_amount_cents FROM invoices ORDER BY period_start"
     )
-    # January: 8568 + 20 % (1713.6 -> 1714) = 10282; vip pays 2000, main 8282 (1718 left).
+    # January: 8568 + 20 % (1713.6 -> 1714) = 10282; vip pays 2000 (purchased credits),
+    # main 8282 (granted; 1718 left).
     # February: 1000 + 200 = 1200, main pays it all (518 left).
     # March: 1200; main pays its last 518; 682 remain due.
-    assert [tuple(r) for r in rows] == [(10282, 10282, 0), (1200, 1200, 0), (1200, 518, 682)]
+    assert [tuple(r) for r in rows] == [
+        (10282, 10282, 0, 8282, 2000),
+        (1200, 1200, 0, 1200, 0),
+        (1200, 518, 682, 518, 0),
+    ]
     expected = [("main", 0, 10000), ("vip", 0, 2000)]
     assert await _balances(kit) == expected
     outbound = await kit.db.fetch(
@@ -102,6 +108,17 @@ async def test_wallets_pay_finalized_invoices_once(
     listed = await call(lago.invoices.find_all, {"issuing_date_from": "2026-04-01"})
     found = await call(lago.invoices.find, listed["invoices"][0].lago_id)
     assert (found.prepaid_credit_amount_cents, found.total_amount_cents) == (518, 682)
+    january_invoice = await call(
+        lago.invoices.find_all, {"issuing_date_from": "2026-02-01", "issuing_date_to": "2026-02-01"}
+    )
+    first = january_invoice["invoices"][0]
+    assert (
+        first.prepaid_granted_credit_amount_cents,
+        first.prepaid_purchased_credit_amount_cents,
+    ) == (
+        8282,
+        2000,
+    )
     main = (await call(lago.wallets.find_all, {"external_customer_id": customer}))["wallets"]
     assert {(w.code, w.credits_balance, w.consumed_credits) for w in main} == {
         ("main", "0.0", "100.0"),
@@ -148,6 +165,7 @@ async def test_a_draft_is_paid_by_credits_when_finalized_and_only_once(
         finalized = await call(lago.invoices.finalize, str(draft["id"]))
         assert finalized.status == "finalized"
         assert (finalized.prepaid_credit_amount_cents, finalized.total_amount_cents) == (1000, 200)
+        assert finalized.prepaid_granted_credit_amount_cents == 1000
         again = await call(lago.invoices.finalize, str(draft["id"]))
         assert (again.prepaid_credit_amount_cents, again.total_amount_cents) == (1000, 200)
         await kit.db.execute("UPDATE wallets SET balance_cents = 5000")

@@ -15,7 +15,7 @@ from billing.invoice import (
     FeeKind,
     compute_invoice,
 )
-from billing.wallet import cents_to_credits, consume_prepaid, credits_to_cents
+from billing.wallet import cents_to_credits, consume_prepaid, credits_to_cents, granted_first
 
 TEN = Decimal(10)
 
@@ -84,6 +84,14 @@ def test_cents_convert_back_to_credits() -> None:
     assert cents_to_credits(1500, Decimal("1.5"), "USD") == Decimal("10.0")
     assert str(cents_to_credits(1000, Decimal("3"), "USD")) == "3.33333"
     assert str(cents_to_credits(0, TEN, "EUR")) == "0.0"
+
+
+def test_a_wallet_spends_its_granted_credits_first() -> None:
+    assert granted_first(500, 300) == (300, 200)
+    assert granted_first(200, 300) == (200, 0)
+    assert granted_first(200, 0) == (0, 200)
+    with pytest.raises(InvalidInvoiceInput):
+        granted_first(-1, 0)
 
 
 def test_wallets_pay_in_order_until_nothing_is_due() -> None:

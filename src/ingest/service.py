@@ -106,12 +106,24 @@ async def serve(settings: Settings, ingest: IngestSettings) -> None:
 
 
 def _worker(settings: Settings, ingest: IngestSettings) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes SIGTERM on
+    # Not the supervisor's handlers (inherited by fork): until serve() installs its own, a
+    # signal ends the worker at once. Then SIGTERM from the supervisor, or SIGINT from a
+    # terminal's Ctrl-C (the whole process group gets it), stops it gracefully.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     asyncio.run(serve(settings, ingest))
 
 
 def _supervise(settings: Settings, ingest: IngestSettings) -> int:
     """Run `ingest.workers` worker processes until a signal or the first one to exit."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    # Before the workers start, so that a signal meanwhile cannot orphan them.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     context = multiprocessing.get_context("fork")  # nothing runs yet to be forked mid-way
     workers = []
     for index in range(ingest.workers):
@@ -123,13 +135,6 @@ def _supervise(settings: Settings, ingest: IngestSettings) -> int:
         )
         worker.start()
         workers.append(worker)
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("ingest.workers_started count=%d", len(workers))
     while not stopping.wait(0.5):
         gone = [w for w in workers if not w.is_alive()]

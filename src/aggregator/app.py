@@ -236,6 +236,12 @@ class Aggregator:
             for e in batch
         ]
         messages, expected = await self.contiguous(messages)
+        # Faust finishes a batch before it revokes partitions, so these are all owned; the
+        # filter (no await between it and the writes) keeps a stray message from creating
+        # a ledger this worker does not hold, which would replace the owner's.
+        owned = self.owned_partitions()
+        messages = [m for m in messages if m.partition in owned]
+        expected = {p: n for p, n in expected.items() if p in owned}
         result = self.processor.apply_batch(messages, datetime.now(UTC))
         # Durable before this batch's offsets can be acknowledged (and so committed).
         await self.flush_tables()
@@ -380,9 +386,16 @@ class Aggregator:
                         )
                     )
             await asyncio.gather(*futures)
+            owned = self.owned_partitions()
             for key, (partition, ids) in sent.items():
-                # Read again: the stream may have changed the ledger while we awaited.
-                ledger = Ledger(self.ledgers.get(key), partition)
+                # Read again: the stream may have changed the ledger while we awaited, and
+                # the partition may have moved to another worker (the table then no longer
+                # holds the ledger here: writing would replace the new owner's with an
+                # empty one). The new owner sends that outbox again, hence `period_key`.
+                value = self.ledgers.get(key)
+                if value is None or partition not in owned:
+                    continue
+                ledger = Ledger(value, partition)
                 ledger.forget_sent(ids)
                 self.ledgers.put(partition, key, ledger.seal())
             await self.flush_tables()

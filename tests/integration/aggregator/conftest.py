@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from meterflow.catalog import CatalogRecord
+from meterflow.event_records import packs
 from meterflow.settings import Settings
 from support.services import ServiceProcess, free_port, service_env
 
@@ -60,7 +63,11 @@ class AggregatorProcess(ServiceProcess):
                 with urllib.request.urlopen(self.url + path, timeout=10) as response:
                     return response.status, orjson.loads(response.read())
             except urllib.error.HTTPError as exc:
-                return exc.code, orjson.loads(exc.read() or b"null")
+                body = exc.read()
+                try:
+                    return exc.code, orjson.loads(body or b"null")
+                except orjson.JSONDecodeError:  # e.g. routed to a worker that just died
+                    return exc.code, body.decode("utf-8", "replace")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 return 0, None
 
@@ -203,6 +210,50 @@ async def publish_events(
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def publish_requests(
+    settings: Settings, events: list[dict[str, Any]], rng: random.Random
+) -> None:
+    """Write the events as ingest does: requests of 1 to 60 events, each written as one
+    record per partition (a lone event or a pack)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
+    )
+    await producer.start()
+    try:
+        pending = []
+        start = 0
+        while start < len(events):
+            request = events[start : start + rng.randint(1, 60)]
+            start += len(request)
+            encoded = [(e["external_subscription_id"].encode(), orjson.dumps(e)) for e in request]
+            for partition, value in packs(encoded, settings.partitions):
+                pending.append(
+                    await producer.send(settings.topics.events, value, partition=partition)
+                )
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def usage_totals(
+    worker: AggregatorProcess, org: str, subscriptions: int
+) -> dict[str, tuple[int, Decimal]] | None:
+    """(calls events, gb units) of subscriptions s0..s<n-1> as the worker's current-usage view
+    shows them (asked of `worker`, answered by whichever worker owns the partition), or None
+    while any is unavailable."""
+    found = {}
+    for i in range(subscriptions):
+        status, body = await worker.get(f"/current-usage/s{i}?organization_id={org}")
+        if status != 200:
+            return None
+        charges = {c["billable_metric"]["code"]: c for c in body["customer_usage"]["charges_usage"]}
+        found[f"s{i}"] = (charges["calls"]["events_count"], Decimal(charges["gb"]["units"]))
+    return found
 
 
 async def read_topic(

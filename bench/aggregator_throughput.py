@@ -4,7 +4,7 @@ reads them; the clock runs from the worker being ready until every event is acco
 (applied or dropped as a duplicate, read from its Prometheus metrics).
 
     .venv/bin/python bench/aggregator_throughput.py [--events 200000] [--subscriptions 100]
-        [--duplicates 0.05] [--batch-size 1000] [--pack 100]
+        [--duplicates 0.05] [--batch-size 1000] [--pack 100] [--profile worker.svg]
 
 Half the events are count_agg, half sum_agg; each `--pack` events are written as one
 record per partition, as ingest writes a batch request. Prints a table and writes JSON to
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import tempfile
 import time
@@ -140,6 +141,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if worker.poll() is not None or time.monotonic() - launch > 120:
                     raise SystemExit(f"worker did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.1)
+            profiler = None
+            if args.profile:
+                # py-spy samples the worker while it works through the topic; stopped with
+                # SIGINT, it writes the flame graph.
+                kind = "flamegraph" if args.profile.endswith(".svg") else "raw"
+                spy = str(Path(sys.executable).with_name("py-spy"))
+                profiler = subprocess.Popen(
+                    [spy, "record", "--pid", str(worker.pid), "-o", args.profile, "-f", kind]
+                )
             t0 = time.monotonic()
             startup_s = t0 - launch
             done = 0.0
@@ -156,6 +166,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     and ('"applied"' in k or '"duplicate"' in k)
                 )
             elapsed = time.monotonic() - t0
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
         finally:
             worker.terminate()
             worker.wait(60)
@@ -194,6 +207,12 @@ def main() -> None:
         default=100,
         help="events per simulated batch request, written as one record per partition "
         "(1: one record per event)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="SVG",
+        help="write a py-spy profile of the worker while it processes: a flame graph for "
+        "a .svg name, collapsed stacks otherwise",
     )
     result = run(parser.parse_args())
     rows = [(key, value) for key, value in result.items() if key != "machine"]

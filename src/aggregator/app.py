@@ -207,6 +207,9 @@ class Aggregator:
         self._expected: dict[int, int] = {}
         # Set once the producer knows the events topic's partitions (see learn_partitions).
         self.routing_ready = asyncio.Event()
+        # Counts rebalances (revocations and assignments): a write computed before one of
+        # them, and made after, could replace the ledger of a partition that moved.
+        self.generation = 0
 
     def owned_partitions(self) -> set[int]:
         return {
@@ -216,10 +219,18 @@ class Aggregator:
         }
 
     def ready(self) -> bool:
+        """Catalog loaded, tables recovered for the current assignment, partitions owned.
+
+        `app.rebalancing` matters: Faust's `recovery.completed` stays set from the previous
+        recovery while a new assignment's partitions are still being restored, and a
+        period close run in that window would see no ledger for a subscription it now owns
+        and write a fresh one over the real one."""
+        app = cast(Any, self.app)
         return (
             self.catalog_reader.ready.is_set()
             and self.routing_ready.is_set()
-            and cast(Any, self.app.tables).recovery.completed.is_set()
+            and app.tables.recovery.completed.is_set()
+            and not app.rebalancing
             and bool(self.owned_partitions())
         )
 
@@ -362,6 +373,7 @@ class Aggregator:
         if not keys:
             return
         async with self._outbox_lock:
+            generation = self.generation
             sent: dict[str, tuple[int, set[int]]] = {}
             futures = []
             for key in keys:
@@ -386,14 +398,16 @@ class Aggregator:
                         )
                     )
             await asyncio.gather(*futures)
-            owned = self.owned_partitions()
+            if generation != self.generation or not self.ready():
+                # Partitions moved (or are being restored) while we awaited: the table may
+                # not hold these ledgers, or hold them half restored, and writing would
+                # replace the owner's. Whoever owns them sends the outbox again, hence
+                # `period_key`.
+                return
             for key, (partition, ids) in sent.items():
-                # Read again: the stream may have changed the ledger while we awaited, and
-                # the partition may have moved to another worker (the table then no longer
-                # holds the ledger here: writing would replace the new owner's with an
-                # empty one). The new owner sends that outbox again, hence `period_key`.
+                # Read again: the stream may have changed the ledger while we awaited.
                 value = self.ledgers.get(key)
-                if value is None or partition not in owned:
+                if value is None:
                     continue
                 ledger = Ledger(value, partition)
                 ledger.forget_sent(ids)
@@ -495,10 +509,15 @@ def create_app(
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Recovery is about to change the marker segments and the progress held here.
+        aggregator.generation += 1
         aggregator.markers.invalidate()
         aggregator.forget_progress()
 
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        aggregator.generation += 1
+
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
     return app, aggregator
 
 

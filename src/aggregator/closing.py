@@ -17,8 +17,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain
 from aggregator.ledger import Ledger, instant, iso, ledger_key
@@ -31,16 +29,11 @@ from aggregator.processing import (
     held_dead_letter,
 )
 from aggregator.store import PartitionedStore
+from meterflow.event_records import partition_for
 
 # A subscription far behind (say, created years back) catches up a bounded number of
 # periods per tick, so one tick never stalls the event stream for long.
 MAX_CLOSES_PER_TICK = 100
-
-
-def source_partition(external_subscription_id: str, partitions: int) -> int:
-    """The events partition of a subscription: what Kafka's default partitioner picks for
-    the key (murmur2, positive, modulo the partition count)."""
-    return int(murmur2(external_subscription_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def period_key(subscription_id: str, start: datetime) -> str:
@@ -98,7 +91,7 @@ class PeriodCloser:
     def tick(self, now: datetime, owned: set[int]) -> Counter[str]:
         counts: Counter[str] = Counter()
         for organization_id, external_id in self.catalog.subscription_ids():
-            partition = source_partition(external_id, self.partitions)
+            partition = partition_for(external_id.encode(), self.partitions)
             if partition not in owned:
                 continue
             terms = self.catalog.terms(organization_id, external_id)

@@ -2,9 +2,11 @@
 answer within a deadline so an HTTP client is never left waiting on an unreachable broker.
 
 Records are not handed to aiokafka one by one (a future, a partitioner call and an
-accumulator lookup each): `send_all` groups a request's records by partition, computed with
-aiokafka's default partitioner (murmur2, as the Java client and the aggregator's routing),
-and appends them to that partition's `PartitionLane`. A lane coalesces the records of
+accumulator lookup each): `send_all` groups a request's records by partition, computed as
+Kafka's default partitioner does (`meterflow.event_records.partition_for`: murmur2, as the
+Java client and the aggregator's routing), optionally packs each partition's records into
+as few as possible (`meterflow.event_records`), and appends them to that partition's
+`PartitionLane`. A lane coalesces the records of
 concurrent requests into one record batch, submitted with `AIOKafkaProducer.send_batch` while
 the previous batch of the partition is acknowledged, so a request waits on one future per
 partition. `send_batch` goes through the same accumulator and sender as `send`: the batch
@@ -23,15 +25,16 @@ from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from ingest.errors import BrokerUnavailable
 from ingest.metrics import IngestMetrics
+from meterflow.event_records import encode_packs, partition_for
 
 log = logging.getLogger(__name__)
 
 Message = tuple[bytes, bytes]  # (key, value)
+Record = tuple[bytes | None, bytes]  # what a lane sends: a pack has no key
 
 # One record batch per partition may grow to this size (aiokafka's default is 16 KiB, which
 # split every request into several batches); it stays under the broker's default
@@ -45,16 +48,6 @@ MAX_RECORD_BYTES = 1024 * 1024
 # refuses records at once (the request gets a 503) instead of growing without bound.
 MAX_QUEUED_BATCHES = 4
 _RECORD_OVERHEAD = 64  # a record's framing, at most (varints, attributes, headers count)
-_PARTITION_CACHE_SIZE = 100_000
-
-_partitioner = DefaultPartitioner()
-
-
-def partition_for(key: bytes, partitions: Sequence[int]) -> int:
-    """The partition aiokafka's default partitioner (and Java's) gives `key`:
-    ``(murmur2(key) & 0x7fffffff) % len(partitions)``, partitions sorted by id."""
-    partition: int = _partitioner(key, partitions, partitions)
-    return partition
 
 
 class PartitionLane:
@@ -80,7 +73,7 @@ class PartitionLane:
     def full(self) -> bool:
         return len(self._queued) >= MAX_QUEUED_BATCHES
 
-    def add(self, messages: Iterable[Message]) -> list[asyncio.Future[None]]:
+    def add(self, messages: Iterable[Record]) -> list[asyncio.Future[None]]:
         filling = self._filling or self._new_batch()
         touched = [filling[1]]
         for key, value in messages:
@@ -149,8 +142,6 @@ class Broker:
         self._lock = asyncio.Lock()
         self._closed = False
         self._lanes: dict[tuple[str, int], PartitionLane] = {}
-        # topic -> (its sorted partitions, key -> partition under that partition count)
-        self._partitions: dict[str, tuple[tuple[int, ...], dict[bytes, int]]] = {}
         self.healthy = True  # False since the last failure, until a send succeeds again
 
     async def start(self) -> None:
@@ -186,23 +177,17 @@ class Broker:
             self._producer = producer
             return producer
 
-    async def _key_partitions(self, producer: AIOKafkaProducer, topic: str) -> dict[bytes, int]:
-        """The memo of key -> partition for the topic's current partition count."""
-        partitions = tuple(sorted(await producer.partitions_for(topic)))
-        known = self._partitions.get(topic)
-        if known is None or known[0] != partitions or len(known[1]) > _PARTITION_CACHE_SIZE:
-            known = (partitions, {})
-            self._partitions[topic] = known
-        return known[1]
-
     def _lane(self, producer: AIOKafkaProducer, topic: str, partition: int) -> PartitionLane:
         lane = self._lanes.get((topic, partition))
         if lane is None:
             lane = self._lanes[(topic, partition)] = PartitionLane(producer, topic, partition)
         return lane
 
-    async def send_all(self, topic: str, messages: Sequence[Message]) -> None:
-        """Queue every message, then wait until the broker acknowledged all of them.
+    async def send_all(
+        self, topic: str, messages: Sequence[Message], *, pack: bool = False
+    ) -> None:
+        """Queue every message, then wait until the broker acknowledged all of them. With
+        `pack`, each partition's messages travel as packs (`meterflow.event_records`).
 
         Raises BrokerUnavailable if any is not acknowledged within the timeout: the caller
         then answers 503 and the client resends (duplicates are dropped downstream).
@@ -211,21 +196,24 @@ class Broker:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                by_key = await self._key_partitions(producer, topic)
-                partitions = self._partitions[topic][0]
-                grouped: dict[int, list[Message]] = {}
+                partitions = sorted(await producer.partitions_for(topic))
+                grouped: dict[int, list[Record]] = {}
                 for message in messages:
                     key, value = message
                     if len(key) + len(value) + _RECORD_OVERHEAD > MAX_RECORD_BYTES:
                         raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
-                    partition = by_key.get(key)
-                    if partition is None:
-                        partition = by_key[key] = partition_for(key, partitions)
+                    partition = partitions[partition_for(key, len(partitions))]
                     group = grouped.get(partition)
                     if group is None:
                         grouped[partition] = [message]
                     else:
                         group.append(message)
+                if pack:
+                    limit = MAX_BATCH_BYTES - _RECORD_OVERHEAD
+                    grouped = {
+                        p: [(None, v) for v in encode_packs([v for _, v in group], limit)]
+                        for p, group in grouped.items()
+                    }
                 lanes = [(self._lane(producer, topic, p), group) for p, group in grouped.items()]
                 if any(lane.full for lane, _ in lanes):
                     raise KafkaTimeoutError("records waiting for the broker fill the buffer")

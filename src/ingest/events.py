@@ -1,9 +1,11 @@
 """`POST /api/v1/events` and `/api/v1/events/batch`: validate usage events and produce them
 to the events topic, answering only once the broker acknowledged every one.
 
-The Kafka record: key = external_subscription_id (UTF-8), value = JSON
-``{"organization_id": <uuid>, **billing.events.event_to_wire(event)}``; external ids are
-unique only within an organization, so the organization travels with each event.
+An event on Kafka: JSON ``{"organization_id": <uuid>, **billing.events.event_to_wire(event)}``
+(external ids are unique only within an organization, so the organization travels with each
+event), on the partition its external_subscription_id hashes to. A request's events of one
+partition travel as one record, a pack (`meterflow.event_records`); a lone event is a
+record of its own, keyed by external_subscription_id (UTF-8).
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ class Accepted:
 
 async def _produce(ctx: IngestContext, messages: list[Message]) -> None:
     try:
-        await ctx.broker.send_all(ctx.settings.topics.events, messages)
+        await ctx.broker.send_all(ctx.settings.topics.events, messages, pack=True)
     except ApiError as exc:
         ctx.metrics.events_rejected.labels(exc.code).inc(len(messages))
         raise

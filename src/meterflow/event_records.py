@@ -30,22 +30,9 @@ PACK_LIMIT = 1024
 @lru_cache(maxsize=65536)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as the Java client and aiokafka
-    hash keys) gives `key`; cached, because murmur2 is pure Python and subscription ids
-    repeat."""
+    hash keys) gives `key` among partitions 0..partitions-1; cached, because murmur2 is pure
+    Python and subscription ids repeat."""
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
-
-
-def packs(events: Iterable[tuple[bytes, bytes]], partitions: int) -> list[tuple[int, bytes]]:
-    """(partition, record value) for (key, encoded event) pairs: one record per partition
-    holding that partition's events in their order (more when over `PACK_LIMIT`)."""
-    grouped: dict[int, list[bytes]] = {}
-    for key, value in events:
-        grouped.setdefault(partition_for(key, partitions), []).append(value)
-    return [
-        (partition, encode_pack(values[start : start + PACK_LIMIT]))
-        for partition, values in grouped.items()
-        for start in range(0, len(values), PACK_LIMIT)
-    ]
 
 
 def position(offset: int, index: int) -> int:
@@ -60,6 +47,36 @@ def encode_pack(events: Sequence[bytes]) -> bytes:
     if len(events) == 1:
         return events[0]
     return b"[" + b",".join(events) + b"]"
+
+
+def encode_packs(events: Sequence[bytes], max_bytes: int) -> list[bytes]:
+    """Record values for one partition's encoded events, in order: as few as `PACK_LIMIT`
+    and `max_bytes` per record allow (an event larger than `max_bytes` alone)."""
+    values: list[bytes] = []
+    start, size = 0, 1
+    for end, event in enumerate(events):
+        if end > start and (end - start == PACK_LIMIT or size + len(event) + 1 > max_bytes):
+            values.append(encode_pack(events[start:end]))
+            start, size = end, 1
+        size += len(event) + 1
+    if start < len(events):
+        values.append(encode_pack(events[start:]))
+    return values
+
+
+def packs(
+    events: Iterable[tuple[bytes, bytes]], partitions: int, max_bytes: int = 512 * 1024
+) -> list[tuple[int, bytes]]:
+    """(partition, record value) for (key, encoded event) pairs, as ingest writes a request:
+    each partition's events in their order, in as few records as `encode_packs` allows."""
+    grouped: dict[int, list[bytes]] = {}
+    for key, value in events:
+        grouped.setdefault(partition_for(key, partitions), []).append(value)
+    return [
+        (partition, value)
+        for partition, values in grouped.items()
+        for value in encode_packs(values, max_bytes)
+    ]
 
 
 def decode_record(value: bytes) -> list[Any]:

@@ -130,14 +130,14 @@ async def test_partitions_moving_between_two_workers_never_double_count_nor_lose
     # Both own partitions now, and each routes a request to the partition's owner.
     for worker in (first, second):
         await worker.wait_ready()
-        status, body = await worker.get("/ready")
+        _, body = await worker.get("/ready")
         assert body["partitions"], body
         assert await usage_totals(worker, org, subscriptions) is not None
     await asyncio.sleep(rng.uniform(0.3, 1.5))
     first.kill()
     await producing
     await settle(second, org, subscriptions, expected)
-    status, body = await second.get("/ready")
+    _, body = await second.get("/ready")
     assert body["partitions"] == list(range(settings.partitions)), body
 
 

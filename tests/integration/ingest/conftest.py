@@ -19,6 +19,7 @@ from ingest.organizations import create_organization
 from ingest.service import IngestServer
 from ingest.settings import IngestSettings
 from meterflow.catalog import CatalogRecord
+from meterflow.event_records import decode_record
 from meterflow.settings import Settings
 
 
@@ -76,7 +77,8 @@ def call() -> Callable[..., Any]:
 async def _read_topic(
     settings: Settings, topic: str, count: int, *, timeout: float = 20.0
 ) -> list[tuple[bytes | None, dict[str, Any]]]:
-    """The first `count` records of `topic` (from the beginning, own consumer group)."""
+    """The first `count` records of `topic` (from the beginning, own consumer group), a pack
+    of events opened into its events (key None: a pack has none)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
@@ -91,7 +93,7 @@ async def _read_topic(
         while len(records) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
-                records.extend((m.key, orjson.loads(m.value)) for m in messages)
+                records.extend((m.key, item) for m in messages for item in decode_record(m.value))
     finally:
         await consumer.stop()
     return records

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
@@ -32,6 +31,7 @@ from lago_python_client.models import (
 
 from billing.events import event_from_wire
 from meterflow.catalog import CatalogKind
+from meterflow.event_records import decode_record, position
 from meterflow.settings import Settings
 
 Call = Callable[..., Any]
@@ -199,7 +199,7 @@ async def test_catalog_then_events_reach_kafka(
 
     events = await read_topic(settings.topics.events, 7)
     assert len(events) == 7
-    assert {key for key, _ in events} == {b"sub-1"}
+    assert {value["external_subscription_id"] for _, value in events} == {"sub-1"}
     assert all(value["organization_id"] == tenant.organization_id for _, value in events)
     assert sorted(value["transaction_id"] for _, value in events) == [
         "tx-0",
@@ -343,9 +343,10 @@ async def test_plan_update_keeps_charge_ids_and_metric_update(tenant: Any, call:
 async def test_concurrent_batches_land_on_the_default_partitioners_partition_in_order(
     tenant: Any, settings: Settings, server: Any
 ) -> None:
-    """Every event is one record on the partition the producer's default partitioner (murmur2,
-    as Java's and the aggregator's routing) gives its key, and the events of a batch keep
-    their order within a partition, also when concurrent batches share the broker's batches."""
+    """Every event lands on the partition the producer's default partitioner (murmur2, as
+    Java's and the aggregator's routing) gives its key, a request's events of one partition
+    in one record (a pack), in order, also when concurrent batches share the broker's
+    batches."""
     requests, size = 6, 100
 
     def batch(request: int) -> dict[str, Any]:
@@ -384,7 +385,7 @@ async def test_concurrent_batches_land_on_the_default_partitioners_partition_in_
     records: list[Any] = []
     try:
         deadline = time.monotonic() + 20
-        while len(records) < requests * size and time.monotonic() < deadline:
+        while len(records) < requests * settings.partitions and time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 records.extend(messages)
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
@@ -392,17 +393,26 @@ async def test_concurrent_batches_land_on_the_default_partitioners_partition_in_
         await consumer.stop()
 
     assert len(partitions) == settings.partitions > 1
-    assert len(records) == requests * size, "one record per event, none missing or extra"
     positions: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (request, partition)
+    seen = 0
     for record in records:
-        value = orjson.loads(record.value)
-        assert value["organization_id"] == tenant.organization_id
-        assert record.key == value["external_subscription_id"].encode()
-        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % len(partitions)
-        request, index = (int(part) for part in value["transaction_id"][1:].split("-"))
-        assert value["properties"] == {"n": index}
-        positions.setdefault((request, record.partition), []).append((record.offset, index))
-    assert len({(r.partition, r.offset) for r in records}) == len(records)
+        items = decode_record(record.value)
+        # One record per partition per request: a pack, or a lone event keyed by its id.
+        assert record.key is None or [record.key.decode()] == [
+            item["external_subscription_id"] for item in items
+        ]
+        assert len({int(item["transaction_id"][1:].split("-")[0]) for item in items}) == 1
+        for at, value in enumerate(items):
+            seen += 1
+            assert value["organization_id"] == tenant.organization_id
+            key = value["external_subscription_id"].encode()
+            assert record.partition == (murmur2(key) & 0x7FFFFFFF) % len(partitions)
+            request, index = (int(part) for part in value["transaction_id"][1:].split("-"))
+            assert value["properties"] == {"n": index}
+            positions.setdefault((request, record.partition), []).append(
+                (position(record.offset, at), index)
+            )
+    assert seen == requests * size, "every event once, none missing or extra"
     for (request, partition), found in positions.items():
         indexes = [index for _, index in sorted(found)]
         assert indexes == sorted(indexes), f"request {request} out of order on {partition}"

@@ -8,13 +8,13 @@ from typing import Any
 import orjson
 
 from aggregator.catalog_view import CatalogView
-from aggregator.closing import PeriodCloser, period_key, source_partition
+from aggregator.closing import PeriodCloser, period_key
 from aggregator.ledger import ledger_key, marker_key
 from aggregator.markers import DedupeMarkers
 from aggregator.processing import EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
-from meterflow.event_records import encode_pack, position
+from meterflow.event_records import encode_pack, partition_for, position
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 JAN_10 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
@@ -178,7 +178,7 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
         )
     )
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    counts = closer.tick(NOW, {source_partition("s2", 4)})
+    counts = closer.tick(NOW, {partition_for(b"s2", 4)})
     assert counts["released"] == 3
     assert units(ledgers, sub="s2") == 3
     # A redelivery of the held events changes nothing.
@@ -205,7 +205,7 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
         [message(0, "a"), message(1, "b", code="gb", properties={"gb": "1.5"})], NOW
     )
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    owned = {source_partition("s1", 4)}
+    owned = {partition_for(b"s1", 4)}
     feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
     assert closer.tick(feb_1 + timedelta(minutes=59), owned)["period_closed"] == 0
     assert closer.tick(feb_1 + timedelta(hours=1), owned)["period_closed"] == 1
@@ -249,7 +249,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
         )
     )
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    closer.tick(datetime(2026, 6, 1, tzinfo=UTC), {source_partition("s3", 4)})
+    closer.tick(datetime(2026, 6, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
     value = ledgers.get(ledger_key("o1", "s3"))
     assert value is not None and value["final"]
     spans = [
@@ -262,7 +262,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
     ]
     assert value["outbox"][-1]["value"]["terminated"] is True
     # Nothing more on later ticks.
-    closer.tick(datetime(2026, 7, 1, tzinfo=UTC), {source_partition("s3", 4)})
+    closer.tick(datetime(2026, 7, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
     assert len(ledgers.get(ledger_key("o1", "s3"))["outbox"]) == 3  # type: ignore[index]
 
 

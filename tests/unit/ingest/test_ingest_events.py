@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.broker import partition_for
 from ingest.errors import ValidationFailed
 from ingest.events import Accepted, event_body, validate_event, wire_message
 from ingest.repository import Organization
+from meterflow.event_records import partition_for
 
 RECEIVED = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 ORG = Organization(
@@ -60,7 +60,7 @@ def same(a: Accepted | None, b: Accepted) -> bool:
 def test_partition_is_javas_murmur2_modulo_the_partition_count(
     key: bytes, java_murmur2: int, count: int
 ) -> None:
-    assert partition_for(key, list(range(count))) == (java_murmur2 & 0x7FFFFFFF) % count
+    assert partition_for(key, count) == (java_murmur2 & 0x7FFFFFFF) % count
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import hypothesis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.errors import InvalidEvent
-from billing.events import UsageEvent, event_from_wire, event_to_wire, parse_event
+from billing.events import (
+    UsageEvent,
+    _canonical_event,
+    _parse_general,
+    event_from_wire,
+    event_to_wire,
+    parse_event,
+)
 
 RECEIVED = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -143,3 +151,83 @@ def test_wire_round_trip(
 ) -> None:
     original = UsageEvent(transaction_id, "sub_1", "storage", instant, properties, customer)
     assert event_from_wire(event_to_wire(original)) == original
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+_STAMPS = st.one_of(
+    st.integers(min_value=-10, max_value=10**12).map(lambda s: f"{s}.{s % 1000000:06d}"),
+    st.builds(
+        lambda s, f, digits: f"{s}.{f}"[: len(str(s)) + 1 + digits],
+        st.integers(min_value=0, max_value=10**12),
+        st.integers(min_value=0, max_value=10**7),
+        st.integers(min_value=0, max_value=8),
+    ),
+    st.just("١٢٣.000000"),
+    st.just("99999999999999999999.000000"),
+    st.text(max_size=12),
+    _SCALARS,
+)
+
+
+_TEXTS = st.text(min_size=1, max_size=4)
+
+
+_CANONICAL = st.fixed_dictionaries(
+    {
+        "transaction_id": _TEXTS,
+        "external_subscription_id": _TEXTS,
+        "code": _TEXTS,
+        "timestamp": st.integers(min_value=0, max_value=10**11).map(
+            lambda m: f"{m}.{m % 999999:06d}"
+        ),
+    },
+    optional={
+        "properties": st.dictionaries(st.text(max_size=3), _SCALARS, max_size=3),
+        "external_customer_id": st.one_of(st.none(), _TEXTS),
+    },
+)
+_ANYTHING = st.fixed_dictionaries(
+    {},
+    optional={
+        "transaction_id": st.one_of(_TEXTS, _SCALARS),
+        "external_subscription_id": st.one_of(_TEXTS, _SCALARS),
+        "code": st.one_of(_TEXTS, _SCALARS),
+        "timestamp": _STAMPS,
+        "properties": st.one_of(
+            st.dictionaries(st.text(max_size=3), _SCALARS, max_size=3),
+            st.dictionaries(st.text(max_size=3), st.lists(st.integers()), max_size=2),
+            _SCALARS,
+        ),
+        "external_customer_id": st.one_of(_TEXTS, _SCALARS),
+        "precise_total_amount_cents": st.one_of(st.just("1.5"), st.none()),
+        "unknown": st.just(1),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(fields=st.one_of(_CANONICAL, _ANYTHING))
+def test_the_canonical_fast_path_gives_what_the_general_path_gives(
+    fields: dict[str, object],
+) -> None:
+    """Whatever `_canonical_event` accepts, `_parse_general` accepts as the same event (and
+    whatever it declines is left to the general path, which words the error)."""
+    fast = _canonical_event(fields)
+    hypothesis.event("fast path" if fast is not None else "general path")
+    if fast is not None:
+        assert fast == _parse_general(fields, RECEIVED)
+        assert fast.properties == _parse_general(fields, RECEIVED).properties
+
+
+def test_ingest_wire_events_take_the_fast_path() -> None:
+    event = parse_event(
+        {"transaction_id": "t", "external_subscription_id": "s", "code": "c"}, received_at=RECEIVED
+    )
+    wire = event_to_wire(event)
+    assert _canonical_event(wire) == event

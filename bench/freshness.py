@@ -420,8 +420,9 @@ def cpu_seconds(proc: ServiceProcess) -> float:
 
 
 async def freshness_meterflow(
-    base: Settings, load: Load, aggregator_env: dict[str, str]
+    base: Settings, load: Load, aggregator_env: dict[str, str], logs: Path | None = None
 ) -> dict[str, Any]:
+    """One run; with `logs`, the services' logs stay in logs/freshness-<run id>/."""
     run_id = uuid.uuid4().hex[:8]
     settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
     await migrate(settings.dsn, schema=settings.db_schema)
@@ -429,7 +430,11 @@ async def freshness_meterflow(
     subscriptions = load_subscriptions(load)
     try:
         org, key = await create_organization(settings, "bench-freshness")
-        with tempfile.TemporaryDirectory() as tmp:
+        if logs is not None:
+            kept = logs / f"freshness-{run_id}"
+            kept.mkdir(parents=True)
+        place = contextlib.nullcontext(str(kept)) if logs else tempfile.TemporaryDirectory()
+        with place as tmp:
             async with meterflow_services(settings, aggregator_env, Path(tmp)) as services:
                 ingest, aggregator, ports = services
                 api_url = f"http://127.0.0.1:{ports['api']}"
@@ -634,6 +639,7 @@ async def run(
     batch_within: float | None = None,
     extra_env: dict[str, str] | None = None,
     fetch_max_wait_ms: int | None = None,
+    logs: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One run of each side; each entry is one side's summary."""
     env = aggregator_settings(batch_size, batch_within) | (extra_env or {})
@@ -643,7 +649,7 @@ async def run(
     found = []
     for side in sides:
         if side == "meterflow":
-            result = await freshness_meterflow(base, load, env)
+            result = await freshness_meterflow(base, load, env, logs)
             result["aggregator"] = {
                 "batch_size": effective.batch_size,
                 "batch_within": effective.batch_within,
@@ -713,6 +719,9 @@ def main() -> None:
         default=None,
         help="what-if: the aggregator's Kafka fetch wait, fixed at 1500 ms by faust-streaming",
     )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep meterflow's service logs in this directory"
+    )
     parser.add_argument("--side", choices=("meterflow", "baseline", "both"), default="both")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", metavar="SCHEMA", help=argparse.SUPPRESS)
@@ -749,6 +758,7 @@ def main() -> None:
                 batch_within=args.batch_within,
                 extra_env=dict(item.split("=", 1) for item in args.aggregator_env),
                 fetch_max_wait_ms=args.fetch_max_wait_ms,
+                logs=args.logs,
             )
         )
     report.print_table(HEADERS, rows(results))

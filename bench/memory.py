@@ -99,12 +99,18 @@ async def produce_catalog(settings: Settings, organization_id: str, subscription
     sample.metric(COUNT_CODE, "count_agg")
     sample.metric(SUM_CODE, "sum_agg", SUM_FIELD)
     sample.plan("bench-plan", [COUNT_CODE, SUM_CODE])
+    starts = current_period_start().isoformat()
+    records = list(sample.records)
     for i in range(subscriptions):
-        sample.subscription(
-            subscription(i),
-            customer="bench-customer",
-            plan_code="bench-plan",
-            subscription_at=current_period_start().isoformat(),
+        # A SampleCatalog of its own per record: its version numbering scans every record
+        # it holds, quadratic for 100,000 subscriptions.
+        records.append(
+            SampleCatalog(organization_id).subscription(
+                subscription(i),
+                customer="bench-customer",
+                plan_code="bench-plan",
+                subscription_at=starts,
+            )
         )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
@@ -112,7 +118,7 @@ async def produce_catalog(settings: Settings, organization_id: str, subscription
     await producer.start()
     try:
         pending = []
-        for record in sample.records:
+        for record in records:
             pending.append(
                 await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
             )

@@ -1,7 +1,12 @@
 """The benchmark suite: meterflow against the Postgres-per-event baseline on the same
 machine, Kafka and Postgres, several runs of each measure, medians and ratios in one table.
 
-    .venv/bin/python -m bench.run [--quick] [--huge] [--runs N]
+    .venv/bin/python -m bench.run [--quick] [--huge] [--runs N] [--period-sizes N,N]
+        [--stored-events N] [--freshness-rate N] [--memory-subscriptions N,N]
+
+Measures: ingest, aggregation, current usage, invoicing, freshness under a steady load
+(bench/freshness.py, both sides) and the aggregator's memory per open key and per dedupe
+marker (bench/memory.py, meterflow only, one run unless --runs is given).
 
 Starts the embedded Kafka and Postgres (or reuses them while running). Each measure uses
 its own topics, Faust app id and database schemas, removed afterwards. Every run checks
@@ -39,7 +44,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from aggregator.sample_catalog import SampleCatalog
-from bench import baseline, report
+from bench import baseline, freshness, memory, report
 from bench.workload import (
     CHARGES,
     COUNT_CODE,
@@ -62,6 +67,7 @@ from ingest.organizations import create_organization
 from ingest.service import IngestServer
 from ingest.settings import IngestSettings
 from meterflow.db import connect, migrate
+from meterflow.event_records import decode_record
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
@@ -79,12 +85,23 @@ class Sizes:
     latency_requests: int
     invoices: int
     stored_events: int = 0
+    freshness_rate: float = 2000.0
+    freshness_seconds: float = 30.0
+    memory_subscriptions: tuple[int, ...] = (10_000, 100_000)
+    memory_marker_subscriptions: int = 10_000
+    memory_runs: int = 1  # RSS moves little between runs, and a run takes minutes
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
         if args.quick:
             sizes = cls(
                 2, 5_000, 100, 8, {tier_name(1_000): 1_000, tier_name(10_000): 10_000}, 50, 500
+            )
+            sizes = replace(
+                sizes,
+                freshness_seconds=10.0,
+                memory_subscriptions=(1_000, 10_000),
+                memory_marker_subscriptions=1_000,
             )
         else:
             sizes = cls(
@@ -95,9 +112,13 @@ class Sizes:
         if args.huge:
             sizes = replace(sizes, tiers={**sizes.tiers, tier_name(10_000_000): 10_000_000})
         if args.runs:
-            sizes = replace(sizes, runs=args.runs)
+            sizes = replace(sizes, runs=args.runs, memory_runs=args.runs)
         if args.stored_events:
             sizes = replace(sizes, stored_events=args.stored_events)
+        if args.freshness_rate:
+            sizes = replace(sizes, freshness_rate=args.freshness_rate)
+        if args.memory_subscriptions:
+            sizes = replace(sizes, memory_subscriptions=tuple(args.memory_subscriptions))
         return sizes
 
 
@@ -166,12 +187,12 @@ async def topic_usage(settings: Settings, topic: str) -> Usage:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
             for tp, messages in batches.items():
                 for message in messages:
-                    wire = orjson.loads(message.value)
-                    if wire["code"] == SUM_CODE:
-                        storage += 1
-                        gigabytes += Decimal(str(wire["properties"][SUM_FIELD]))
-                    elif wire["code"] == COUNT_CODE:
-                        calls += 1
+                    for wire in decode_record(message.value):  # one event, or a pack of them
+                        if wire["code"] == SUM_CODE:
+                            storage += 1
+                            gigabytes += Decimal(str(wire["properties"][SUM_FIELD]))
+                        elif wire["code"] == COUNT_CODE:
+                            calls += 1
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
@@ -612,6 +633,45 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
                 raise WrongTotals(f"invoicer: {result['invoices']} of {sizes.invoices} invoices")
             invoicing.meterflow.append(float(result["invoices_per_second"]))
         progress(f"invoicing done: {invoicing.row()}")
+
+    # (5) freshness under a steady load, and (6) aggregator memory per key (meterflow only)
+    load = freshness.Load(
+        rate=sizes.freshness_rate,
+        seconds=sizes.freshness_seconds,
+        warmup=3.0,
+        probe_interval=0.075,
+        subscriptions=50,
+    )
+    progress(
+        f"freshness: {load.rate:,.0f} events/s for {load.seconds:.0f}s, {sizes.runs} runs per side"
+    )
+    fresh = []
+    for run in range(sizes.runs):
+        sides = ("meterflow", "baseline") if run % 2 == 0 else ("baseline", "meterflow")
+        fresh += await freshness.run(base, load, sides=sides)
+        progress(f"freshness run {run + 1}/{sizes.runs} done")
+    for name, key in (("freshness_p50", "p50_ms"), ("freshness_p99", "p99_ms")):
+        measures[name].meterflow = [r[key] for r in fresh if r["side"] == "meterflow"]
+        measures[name].baseline = [r[key] for r in fresh if r["side"] == "baseline"]
+    raw["freshness"] = [{k: v for k, v in r.items() if k != "delays_ms"} for r in fresh]
+
+    cases = memory.cases_for(
+        list(sizes.memory_subscriptions), sizes.memory_marker_subscriptions, events_per_key=10
+    )
+    shown = [(c.subscriptions, c.events_per_key) for c in cases]
+    progress(f"memory: (subscriptions, events per key) {shown}, {sizes.memory_runs} run(s)")
+    raw["memory"] = []
+    for _ in range(sizes.memory_runs):
+        found = await memory.run(base, cases)
+        raw["memory"].append(found)
+        for name, key in (
+            ("memory_key", "bytes_per_key"),
+            ("memory_marker", "bytes_per_marker"),
+            ("memory_catalog", "catalog_bytes_per_subscription"),
+        ):
+            if key in found["derived"]:
+                measures[name].meterflow.append(found["derived"][key])
+    progress(f"memory done: {measures['memory_key'].row()}")
     return raw
 
 
@@ -634,6 +694,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N,N,...",
         help="events in the period of each measured subscription (default 1000,100000)",
     )
+    parser.add_argument(
+        "--freshness-rate",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="background events/s while freshness is probed (default 2000)",
+    )
+    parser.add_argument(
+        "--memory-subscriptions",
+        type=period_sizes,
+        default=None,
+        metavar="N,N",
+        help="subscriptions (x 2 charges) of the aggregator memory cases (default 10000,100000)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     sizes = Sizes.from_args(args)
@@ -651,6 +725,23 @@ def main(argv: list[str] | None = None) -> int:
         "aggregation": Measure(
             "aggregation: fold once (1 worker) vs one SQL pass", "events/s", True
         ),
+        "freshness_p50": Measure(
+            f"freshness p50: event 200 to visible, {sizes.freshness_rate:,.0f} events/s load",
+            "ms",
+            False,
+        ),
+        "freshness_p99": Measure(
+            f"freshness p99: event 200 to visible, {sizes.freshness_rate:,.0f} events/s load",
+            "ms",
+            False,
+        ),
+        "memory_key": Measure(
+            f"aggregator memory per open key, {max(sizes.memory_subscriptions) * 2:,} keys",
+            "bytes",
+            False,
+        ),
+        "memory_marker": Measure("aggregator memory per dedupe marker", "bytes", False),
+        "memory_catalog": Measure("aggregator catalog memory per subscription", "bytes", False),
     }
     started = time.monotonic()
     raw = asyncio.run(suite(base, sizes, measures))
@@ -676,6 +767,11 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_requests": sizes.latency_requests,
                 "invoices": sizes.invoices,
                 "stored_events": sizes.stored_events,
+                "freshness_rate": sizes.freshness_rate,
+                "freshness_seconds": sizes.freshness_seconds,
+                "memory_subscriptions": sizes.memory_subscriptions,
+                "memory_marker_subscriptions": sizes.memory_marker_subscriptions,
+                "memory_runs": sizes.memory_runs,
             },
             "measures": {
                 key: {

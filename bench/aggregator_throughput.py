@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aggregator.sample_catalog import SampleCatalog
 from bench import report
 from bench.processes import delete_app_topics, free_port, metrics, ready
+from billing.events import wire_timestamp
 from meterflow.event_records import packs
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
@@ -61,7 +62,7 @@ async def prefill(settings: Settings, args: argparse.Namespace, org: str) -> int
     )
     await producer.start()
     rng = random.Random(7)
-    ts = datetime.now(UTC).timestamp()
+    ts = wire_timestamp(datetime.now(UTC))  # as ingest writes it
     sent = 0
     try:
         for record in sample.records:

@@ -42,6 +42,7 @@ from ingest.errors import (
     ValidationFailed,
     internal_error,
 )
+from ingest.key_cache import KeyCache
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from meterflow.settings import Settings
@@ -148,7 +149,13 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
     app = web.Application(
         middlewares=[measured, lago_errors, api_key], client_max_size=ingest.max_body_bytes
     )
-    app[CONTEXT] = IngestContext(settings=settings, ingest=ingest, metrics=metrics, broker=broker)
+    app[CONTEXT] = IngestContext(
+        settings=settings,
+        ingest=ingest,
+        metrics=metrics,
+        broker=broker,
+        keys=KeyCache(ingest.key_cache_seconds),
+    )
     app.cleanup_ctx.append(_resources)
     for module in (
         events,

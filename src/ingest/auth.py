@@ -1,4 +1,5 @@
-"""API keys: issued once, stored as SHA-256 digests, each naming one organization."""
+"""API keys: issued once, stored as SHA-256 digests, each naming one organization (checked
+keys are remembered for a while, see `ingest.key_cache`)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ async def authenticate(request: web.Request) -> Organization:
     if not header.startswith(_PREFIX) or not header[len(_PREFIX) :].strip():
         raise Unauthorized()
     digest = key_digest(header[len(_PREFIX) :].strip())
-    found = await repository.organization_by_key(context(request).db, digest)
+    ctx = context(request)
+    known = ctx.keys.get(digest)
+    if known is not None:
+        return known
+    found = await repository.organization_by_key(ctx.db, digest)
     # The lookup is by digest (an index probe, not a comparison of secrets); the final
     # check is constant-time anyway so no code path compares a key byte by byte.
     if found is None or not hmac.compare_digest(found[1], digest):
         raise Unauthorized()
+    ctx.keys.put(digest, found[0])
     return found[0]

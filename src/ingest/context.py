@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ingest.broker import Broker
 from ingest.catalog_publisher import CatalogPublisher
+from ingest.key_cache import KeyCache
 from ingest.metrics import IngestMetrics
 from ingest.repository import Organization
 from ingest.settings import IngestSettings
@@ -25,6 +26,7 @@ class IngestContext:
     pool: asyncpg.Pool | None = None
     publisher: CatalogPublisher | None = None
     client: aiohttp.ClientSession | None = None
+    keys: KeyCache = field(default_factory=lambda: KeyCache(0))
 
     @property
     def db(self) -> asyncpg.Pool:

@@ -249,6 +249,7 @@ async def update(request: web.Request) -> web.Response:
                 await repository.bump_subscription(conn, subscription_id)
                 await records.enqueue_subscription(conn, subscription_id)
         taxes = await repository.organization_taxes(conn, org.id)
+    ctx.keys.forget(org.id)
     await ctx.catalog.drain_quietly()
     return ok({"organization": settings_body(row, taxes)})
 

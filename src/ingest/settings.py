@@ -31,6 +31,7 @@ class IngestSettings:
     aggregator_url: str = "http://127.0.0.1:6066"
     usage_timeout: float = 5.0
     workers: int = 1
+    key_cache_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -56,6 +57,9 @@ class IngestSettings:
             ),
             usage_timeout=env_seconds(env, "METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001),
             workers=env_int(env, "METERFLOW_INGEST_WORKERS", 1, minimum=1),
+            key_cache_seconds=env_seconds(
+                env, "METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0
+            ),
         )
         if settings.workers > 1 and settings.port == 0:
             raise ConfigurationError(

@@ -1006,8 +1006,11 @@ _WALLET_TRANSACTION = (
 
 
 async def wallet_transactions_by_ids(conn: Conn, ids: list[uuid.UUID]) -> list[Row]:
+    # In the order given: transactions made together share created_at (one transaction).
     rows = await conn.fetch(
-        _WALLET_TRANSACTION + "WHERE t.id = ANY($1::uuid[]) ORDER BY t.created_at, t.id", ids
+        _WALLET_TRANSACTION
+        + "WHERE t.id = ANY($1::uuid[]) ORDER BY array_position($1::uuid[], t.id)",
+        ids,
     )
     return list(rows)
 

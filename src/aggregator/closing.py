@@ -9,10 +9,18 @@ grace period has passed (the termination period ends at `terminated_at`).
 A close is written to the ledger's outbox in the same record that removes the period's
 totals and advances `closed_until`; the message leaves the outbox only once the broker has
 it. A crash in between sends it again: `period_key` lets the invoicer ignore the repeat.
+
+Late usage (events of a period already closed, the ledger's `late` bucket) is not held for
+the next close: each tick sends it as its own `late_usage` message, one per late period,
+written to the outbox in the same record that empties the bucket. Its `late_key` (the
+period's key and the outbox id, unique within the ledger) lets the invoicer apply it once,
+however often it is sent. Late usage already in the bucket when the next period closes in
+the same tick rides along with that close as `adjustments`, as before.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +42,10 @@ from meterflow.event_records import partition_for
 # A subscription far behind (say, created years back) catches up a bounded number of
 # periods per tick, so one tick never stalls the event stream for long.
 MAX_CLOSES_PER_TICK = 100
+
+LATE_USAGE = "late_usage"
+
+log = logging.getLogger(__name__)
 
 
 def period_key(subscription_id: str, start: datetime) -> str:
@@ -106,6 +118,9 @@ class PeriodCloser:
                 changed = True
             if self.close_due(ledger, terms, now, counts):
                 changed = True
+            if ledger.value["late"]:
+                self._emit_late(ledger, terms, now)
+                changed = True
             if changed:
                 self.ledgers.put(partition, key, ledger.seal())
         self._expire_held(now, owned, counts)
@@ -169,6 +184,7 @@ class PeriodCloser:
             PERIODS_CLOSED,
             terms.external_subscription_id,
             {
+                "type": "period_closed",
                 "period_key": period_key(terms.subscription_id, start),
                 "organization_id": terms.organization_id,
                 "subscription_id": terms.subscription_id,
@@ -186,6 +202,42 @@ class PeriodCloser:
                 "closed_at": iso(now),
             },
         )
+
+    def _emit_late(self, ledger: Ledger, terms: SubscriptionTerms, now: datetime) -> None:
+        """Send the late usage of each closed period as its own message, and empty the bucket.
+
+        The message has the closed-period message's shape (`charges` as totals of the late
+        events alone), with `type` and a `late_key` unique within the ledger: the outbox id
+        it is written under, which a resend of the outbox keeps."""
+        for late_start, late in sorted(ledger.value["late"].items()):
+            start, end = instant(late_start), instant(late["end"])
+            key = period_key(terms.subscription_id, start)
+            late_key = f"{key}:late:{ledger.value['seq'] + 1}"
+            ledger.enqueue(
+                PERIODS_CLOSED,
+                terms.external_subscription_id,
+                {
+                    "type": LATE_USAGE,
+                    "late_key": late_key,
+                    "period_key": key,
+                    "organization_id": terms.organization_id,
+                    "subscription_id": terms.subscription_id,
+                    "external_subscription_id": terms.external_subscription_id,
+                    "external_customer_id": terms.external_customer_id,
+                    "plan_code": terms.plan_code,
+                    "currency": terms.currency,
+                    "period_start": iso(start),
+                    "period_end": iso(end),
+                    "charges": charge_totals(self.domain, terms, start, end, late["charges"]),
+                    "closed_at": iso(now),
+                },
+            )
+            log.info(
+                "aggregator.late_usage_sent subscription=%s late_key=%s",
+                terms.external_subscription_id,
+                late_key,
+            )
+        ledger.value["late"] = {}
 
     def _expire_held(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
         cutoff_ms = (now - self.windows.hold).timestamp() * 1000

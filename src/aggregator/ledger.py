@@ -12,7 +12,8 @@ The value is plain JSON:
   "periods": {"<start>": {"end": "<end>", "charges": {"<charge id>": <state>}}},
   "closed_until": "<end of the last closed period>" | null,
   "final": false,                       true once the termination period is closed
-  "late": {"<start>": {"end": ..., "charges": {...}}},   late usage, sent with the next close
+  "late": {"<start>": {"end": ..., "charges": {...}}},   late usage of closed periods,
+                                        sent by the next tick as `late_usage` messages
   "held": [{"p": 2, "o": 17, "i": 3 | null, "ts": <ms>, "key": ..., "value": "<wire event>"}],
   "outbox": [{"id": 4, "topic": "periods_closed" | "dead_letter", "key": ..., "value": ...}],
   "seq": 4

@@ -1,4 +1,6 @@
-"""`PeriodClosed`: a periods-closed message read and checked, or a PoisonMessage."""
+"""The messages of periods-closed read and checked, or a PoisonMessage: `PeriodClosed` (a
+period's final totals, `type` "period_closed" or absent) and `LateUsage` (`type`
+"late_usage": events that arrived after their period closed, sent on their own)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,27 @@ class PeriodClosed:
     charges: tuple[ChargeUsage, ...]
     adjustments: tuple[Adjustment, ...]
     closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LateUsage:
+    """Totals of the events that arrived for an already closed period since the last such
+    message; `late_key` is unique per message (a resend carries the same one)."""
+
+    late_key: str
+    period_key: str
+    organization_id: str
+    subscription_id: str
+    external_subscription_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    charges: tuple[ChargeUsage, ...]
+
+    @property
+    def adjustments(self) -> tuple[Adjustment, ...]:
+        """Its charges as one adjustment of its period (how a later invoice bills it)."""
+        return (Adjustment(self.period_start, self.period_end, self.charges),)
 
 
 def _field(raw: Mapping[str, Any], name: str, kind: type, where: str = "") -> Any:
@@ -111,8 +134,7 @@ def _charges(raw: Mapping[str, Any], where: str) -> tuple[ChargeUsage, ...]:
     return tuple(_charge(item, f"{where}charges.{i}.") for i, item in enumerate(items))
 
 
-def parse_period_closed(value: bytes | None) -> PeriodClosed:
-    """The message as a PeriodClosed; raises PoisonMessage when it can never be one."""
+def _object(value: bytes | None) -> dict[str, Any]:
     if value is None:
         raise PoisonMessage("invalid_message", "empty value")
     try:
@@ -121,9 +143,68 @@ def parse_period_closed(value: bytes | None) -> PeriodClosed:
         raise PoisonMessage("invalid_json", str(exc)) from None
     if not isinstance(raw, dict):
         raise PoisonMessage("invalid_message", "the value must be a JSON object")
+    return raw
+
+
+def _period(raw: Mapping[str, Any]) -> tuple[datetime, datetime]:
     start, end = _instant(raw, "period_start"), _instant(raw, "period_end")
     if not start < end:
         raise PoisonMessage("invalid_message", "period_end must be after period_start")
+    return start, end
+
+
+def charges_from_json(items: Any) -> tuple[ChargeUsage, ...]:
+    """Charges stored as the message carried them (the invoicer's `late_usage` rows)."""
+    return _charges({"charges": items}, "")
+
+
+def charge_json(usage: ChargeUsage) -> dict[str, Any]:
+    """A charge as the message carries it."""
+    return {
+        "charge_id": usage.charge_id,
+        "charge_model": usage.charge_model,
+        "billable_metric_id": usage.billable_metric_id,
+        "billable_metric_code": usage.billable_metric_code,
+        "aggregation_type": usage.aggregation_type,
+        "units": str(usage.units),
+        "events_count": usage.events_count,
+        "aggregation": dict(usage.aggregation),
+    }
+
+
+def parse_message(value: bytes | None) -> PeriodClosed | LateUsage:
+    """A periods-closed message by its `type`; raises PoisonMessage when it is neither."""
+    raw = _object(value)
+    kind = raw.get("type", "period_closed")
+    if kind == "period_closed":
+        return _period_closed(raw)
+    if kind == "late_usage":
+        return _late_usage(raw)
+    raise PoisonMessage("invalid_message", f"unknown message type {kind!r}")
+
+
+def parse_period_closed(value: bytes | None) -> PeriodClosed:
+    """The message as a PeriodClosed; raises PoisonMessage when it can never be one."""
+    return _period_closed(_object(value))
+
+
+def _late_usage(raw: Mapping[str, Any]) -> LateUsage:
+    start, end = _period(raw)
+    return LateUsage(
+        late_key=_field(raw, "late_key", str),
+        period_key=_field(raw, "period_key", str),
+        organization_id=_uuid(raw, "organization_id"),
+        subscription_id=_uuid(raw, "subscription_id"),
+        external_subscription_id=_field(raw, "external_subscription_id", str),
+        currency=_field(raw, "currency", str),
+        period_start=start,
+        period_end=end,
+        charges=_charges(raw, ""),
+    )
+
+
+def _period_closed(raw: Mapping[str, Any]) -> PeriodClosed:
+    start, end = _period(raw)
     adjustments = []
     for i, item in enumerate(raw.get("adjustments") or []):
         where = f"adjustments.{i}."

@@ -10,6 +10,12 @@ an outage at any point loses no period and duplicates none.
 Within one poll, partitions run concurrently and so do different subscriptions of one
 partition; one subscription's periods stay in order, because late-event adjustments price
 on top of the invoices of earlier periods.
+
+A `late_usage` message (events that arrived after their period closed) is applied in one
+transaction that records its `late_key` (`invoicer.repository.apply_late_usage`): it
+refreshes its period's invoice while that is a draft, else waits as pending late usage that
+the subscription's next invoice bills as adjustment fees (`pending_adjustments`, marked as
+billed in that invoice's transaction). A repeat of its key changes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from invoicer import repository
-from invoicer.closed_period import PeriodClosed, parse_period_closed
+from invoicer.closed_period import LateUsage, PeriodClosed, parse_message
 from invoicer.errors import PoisonMessage
 from invoicer.metrics import InvoicerMetrics
 from invoicer.pricing import price_period
@@ -208,13 +215,16 @@ class Invoicer:
         """True once the message is done (invoiced, a duplicate, or dead-lettered)."""
         delay = self.config.retry_initial
         try:
-            closed = parse_period_closed(message.value)
+            closed = parse_message(message.value)
         except PoisonMessage as exc:
             return await self._dead_letter(message, exc.reason, exc.detail)
         while True:
             try:
                 async with self._pool_slots:
-                    await self._invoice(closed)
+                    if isinstance(closed, LateUsage):
+                        await self._apply_late(closed)
+                    else:
+                        await self._invoice(closed)
                 return True
             except PoisonMessage as exc:
                 return await self._dead_letter(message, exc.reason, exc.detail)
@@ -253,6 +263,9 @@ class Invoicer:
     async def _invoice(self, closed: PeriodClosed) -> None:
         pool = await self._db()
         async with pool.acquire() as conn:
+            pending_keys, pending = await repository.pending_adjustments(conn, closed)
+            if pending:
+                closed = replace(closed, adjustments=closed.adjustments + pending)
             loaded = await repository.load(conn, closed)
             if loaded.already_invoiced:
                 self.metrics.duplicates.inc()
@@ -261,7 +274,9 @@ class Invoicer:
             invoiced = await repository.invoiced_usage(conn, closed)
             priced = price_period(closed, loaded.terms, invoiced)
             try:
-                invoice_id = await repository.insert_invoice(conn, closed, loaded, priced)
+                invoice_id = await repository.insert_invoice(
+                    conn, closed, loaded, priced, pending_keys
+                )
             except repository.AlreadyInvoiced:
                 self.metrics.duplicates.inc()
                 return
@@ -285,6 +300,20 @@ class Invoicer:
             priced.currency,
             totals.total_amount_cents,
             len(priced.fees),
+        )
+
+    async def _apply_late(self, late: LateUsage) -> None:
+        pool = await self._db()
+        async with pool.acquire() as conn:
+            loaded = await repository.load(conn, late)
+            outcome, invoice_id = await repository.apply_late_usage(conn, late, loaded)
+        self.metrics.late_usage.labels(outcome).inc()
+        log.info(
+            "invoicer.late_usage_applied late_key=%s period_key=%s outcome=%s invoice=%s",
+            late.late_key,
+            late.period_key,
+            outcome,
+            invoice_id,
         )
 
     async def _dead_letter(

@@ -55,6 +55,13 @@ class InvoicerMetrics:
             "Draft invoices finalized when their grace ended",
             registry=r,
         )
+        self.late_usage = Counter(
+            "invoicer_late_usage",
+            "late_usage messages by outcome: refreshed (a draft), pending (for the next "
+            "invoice), duplicate (applied before)",
+            ["outcome"],
+            registry=r,
+        )
         self.period_end_to_invoice = Histogram(
             "invoicer_period_end_to_invoice_seconds",
             "Seconds from a period's end to its invoice being written",

@@ -21,6 +21,11 @@ Choices worth knowing:
   before taxes. A fixed-amount coupon in another currency than the invoice's is skipped
   (it stays for a later invoice in its currency). Their new state is written in the
   invoice's transaction, guarded by the state read here (see `invoicer.repository`).
+- A draft is refreshed by late usage of its own period (`refresh_draft`): each affected
+  charge fee is priced again on the merged aggregation state, price(invoiced + late), and
+  the invoice's coupons and taxes are computed again by the same `invoice_totals` as at
+  creation (the fees keep the taxes the draft applied). A finalized invoice is never
+  changed: its period's late usage is billed as adjustment fees on the next invoice.
 - Prepaid credits pay an invoice when it is finalized (Lago: at finalization): at once
   for an invoice with no grace period, else when its draft is finalized
   (`invoicer.repository.finalize_draft`, by the sweep or the finalize endpoint). Wallets
@@ -31,7 +36,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -59,7 +64,7 @@ from billing.periods import (
     resolve_timezone,
 )
 from billing.wallet import consume_prepaid, granted_first
-from invoicer.closed_period import ChargeUsage, PeriodClosed
+from invoicer.closed_period import ChargeUsage, LateUsage, PeriodClosed
 from invoicer.errors import PoisonMessage
 
 
@@ -422,27 +427,8 @@ def price_period(
     grace_until = closing.end + timedelta(days=grace) if grace > 0 else None
     instant = now or datetime.now(UTC)
     draft = grace_until is not None and grace_until > instant
-    coupons = [c for c in terms.coupons if _coupon_fits(c.state, currency)]
     wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
-    try:
-        totals = compute_invoice(
-            currency,
-            [
-                Fee(
-                    f.kind,
-                    f.amount_cents,
-                    tuple(t.rate for t in f.taxes),
-                    f.item_code,
-                    tuple(t.code for t in f.taxes),
-                )
-                for f in fees
-            ],
-            coupons=[c.state for c in coupons],
-            wallet_balance_cents=sum(w.balance_cents for w in wallets),
-        )
-    except BillingError as exc:
-        raise PoisonMessage("invalid_invoice_input", str(exc)) from exc
-    by_id = {c.applied_coupon_id: c for c in coupons}
+    totals, coupon_uses = invoice_totals(currency, fees, terms.coupons, wallets)
     paid = consume_prepaid(totals.prepaid_credit_amount_cents, [w.balance_cents for w in wallets])
     subscription_fees = [f for f in fees if f.kind is FeeKind.SUBSCRIPTION]
     return PricedInvoice(
@@ -456,9 +442,106 @@ def price_period(
         subscription_to=subscription_fees[-1].to_date if subscription_fees else closing.end,
         fees=tuple(fees),
         totals=totals,
-        coupon_uses=tuple((by_id[use.code], use) for use in totals.coupon_uses),
+        coupon_uses=coupon_uses,
         wallet_uses=tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents),
     )
+
+
+def invoice_totals(
+    currency: str,
+    fees: Sequence[PricedFee],
+    coupons: Sequence[CustomerCoupon],
+    wallets: Sequence[WalletTerms] = (),
+) -> tuple[InvoiceTotals, tuple[tuple[CustomerCoupon, CouponUse], ...]]:
+    """Lago's invoice arithmetic over the fees: the coupons that fit the currency (oldest
+    first), the taxes, the wallets' balance; with each coupon used and what it took."""
+    fitting = [c for c in coupons if _coupon_fits(c.state, currency)]
+    try:
+        totals = compute_invoice(
+            currency,
+            [
+                Fee(
+                    f.kind,
+                    f.amount_cents,
+                    tuple(t.rate for t in f.taxes),
+                    f.item_code,
+                    tuple(t.code for t in f.taxes),
+                )
+                for f in fees
+            ],
+            coupons=[c.state for c in fitting],
+            wallet_balance_cents=sum(w.balance_cents for w in wallets),
+        )
+    except BillingError as exc:
+        raise PoisonMessage("invalid_invoice_input", str(exc)) from exc
+    by_id = {c.applied_coupon_id: c for c in fitting}
+    return totals, tuple((by_id[use.code], use) for use in totals.coupon_uses)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshedDraft:
+    """A draft's fees and totals once late usage of its period is merged in."""
+
+    fees: tuple[PricedFee, ...]
+    totals: InvoiceTotals
+    coupon_uses: tuple[tuple[CustomerCoupon, CouponUse], ...]
+    # Indexes (in `fees`) of the charge fees priced again.
+    changed: tuple[int, ...]
+
+
+def refresh_draft(
+    terms: SubscriptionTerms,
+    currency: str,
+    fees: Sequence[PricedFee],
+    late: LateUsage,
+    coupons: Sequence[CustomerCoupon],
+) -> RefreshedDraft:
+    """The draft with `late` merged in: each charge fee of the late period (not an
+    adjustment) whose charge had late events is priced on its aggregation state merged with
+    the late one; then the totals, coupons (in the states they had before this draft) and
+    taxes are computed again as at creation. A charge without a fee on the draft (not
+    invoiceable) is skipped, as the adjustment pricing skips it."""
+    refreshed = list(fees)
+    changed: list[int] = []
+    for usage in late.charges:
+        if usage.events_count == 0:
+            continue
+        for i, fee in enumerate(refreshed):
+            if (
+                fee.kind is FeeKind.CHARGE
+                and not fee.is_adjustment
+                and fee.charge_id == usage.charge_id
+                and fee.usage_period_start == late.period_start
+            ):
+                refreshed[i] = _merged_charge_fee(terms, fee, usage, currency)
+                changed.append(i)
+                break
+    totals, coupon_uses = invoice_totals(currency, refreshed, coupons)
+    return RefreshedDraft(tuple(refreshed), totals, coupon_uses, tuple(changed))
+
+
+def _merged_charge_fee(
+    terms: SubscriptionTerms, fee: PricedFee, late: ChargeUsage, currency: str
+) -> PricedFee:
+    base = None if fee.aggregation is None else _restore(fee.aggregation)
+    extra = _restore(late.aggregation)
+    if base is None or extra is None:
+        raise PoisonMessage(
+            "unmergeable_usage", f"charge {late.charge_id}: an aggregation state is unreadable"
+        )
+    try:
+        merged = base.merge(extra)
+    except (ValueError, TypeError) as exc:
+        raise PoisonMessage("unmergeable_usage", f"charge {late.charge_id}: {exc}") from exc
+    usage = replace(
+        late,
+        units=merged.result(),
+        events_count=merged.events_count,
+        aggregation=merged.to_dict(),
+    )
+    priced = _charge_fee(terms, usage, BillingPeriod(fee.from_date, fee.to_date), currency)
+    # The fee keeps the taxes the draft applied to it (its invoice's snapshot).
+    return fee if priced is None else replace(priced, taxes=fee.taxes)
 
 
 def _coupon_fits(coupon: AppliedCoupon, currency: str) -> bool:

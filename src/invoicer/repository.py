@@ -1,11 +1,12 @@
 """Postgres access of the invoicer (asyncpg): the catalog it prices with (taxes, applied
 coupons and wallets included), and the invoices and fees it writes, each invoice with its
-fees and the coupons and credits it consumes in one transaction."""
+fees and the coupons and credits it consumes in one transaction; late usage applied once
+(`late_usage`), refreshing its period's draft or waiting for the next invoice."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,10 +15,23 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from billing.invoice import AppliedCoupon, CouponFrequency, CouponType, CouponUse
+from billing.invoice import (
+    AppliedCoupon,
+    CouponFrequency,
+    CouponType,
+    CouponUse,
+    FeeKind,
+    InvoiceTotals,
+)
 from billing.money import round_cents
 from billing.wallet import consume_prepaid, granted_first
-from invoicer.closed_period import PeriodClosed
+from invoicer.closed_period import (
+    Adjustment,
+    LateUsage,
+    PeriodClosed,
+    charge_json,
+    charges_from_json,
+)
 from invoicer.errors import PoisonMessage
 from invoicer.pricing import (
     ChargeTerms,
@@ -29,6 +43,7 @@ from invoicer.pricing import (
     SubscriptionTerms,
     TaxTerms,
     WalletTerms,
+    refresh_draft,
 )
 from meterflow import db
 
@@ -114,7 +129,7 @@ _TERMS = (
 )
 
 
-def _charge_ids(closed: PeriodClosed) -> set[str]:
+def _charge_ids(closed: PeriodClosed | LateUsage) -> set[str]:
     ids = {c.charge_id for c in closed.charges}
     ids.update(c.charge_id for a in closed.adjustments for c in a.charges)
     return ids
@@ -175,7 +190,7 @@ class Loaded:
     number_prefix: str | None = None
 
 
-async def load(conn: Conn, closed: PeriodClosed) -> Loaded:
+async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
     """The subscription, plan, customer and charges the message names, and whether the
     period is already invoiced; PoisonMessage when the subscription is not in the catalog
     (ingest writes Postgres before the aggregator can know a subscription, so a missing
@@ -350,10 +365,16 @@ SELECT sequential_id, (SELECT count(*) FROM fee) AS fees FROM invoice
 
 
 async def insert_invoice(
-    conn: Conn, closed: PeriodClosed, loaded: Loaded, priced: PricedInvoice
+    conn: Conn,
+    closed: PeriodClosed,
+    loaded: Loaded,
+    priced: PricedInvoice,
+    pending_keys: Sequence[str] = (),
 ) -> uuid.UUID:
     """Write the invoice and its fees atomically; AlreadyInvoiced (and nothing written)
-    when the period got its invoice meanwhile."""
+    when the period got its invoice meanwhile. `pending_keys` name the pending late usage
+    billed on it as adjustments (`pending_adjustments`): marked as billed in the same
+    transaction, or CreditsChanged when another invoice billed one meanwhile."""
     terms = loaded.terms
     invoice_id = uuid.uuid4()
     t = priced.totals
@@ -404,38 +425,10 @@ async def insert_invoice(
             for f, ft in zip(fees, t.fee_taxes, strict=True)
         ],
     ]
-    tax_of = {tax.code: tax for fee in priced.fees for tax in fee.taxes}
-    applied_taxes = [
-        {
-            "lago_id": str(uuid.uuid4()),
-            "lago_tax_id": tax_of[a.code].tax_id,
-            "tax_name": tax_of[a.code].name,
-            "tax_code": a.code,
-            "tax_rate": str(a.rate),
-            "tax_description": tax_of[a.code].description,
-            "amount_cents": a.amount_cents,
-            "amount_currency": priced.currency,
-            "taxable_base_amount_cents": str(a.taxable_base_cents),
-        }
-        for a in t.applied_taxes
-    ]
-    credits = [
-        {
-            "lago_id": str(uuid.uuid4()),
-            "amount_cents": use.amount_cents,
-            "amount_currency": priced.currency,
-            "before_taxes": True,
-            "item": {
-                "lago_item_id": coupon.coupon_id,
-                "type": "coupon",
-                "code": coupon.coupon_code,
-                "name": coupon.coupon_name,
-            },
-        }
-        for coupon, use in priced.coupon_uses
-    ]
+    applied_taxes = _applied_taxes(priced.fees, t, priced.currency)
+    credits = _credits(priced.coupon_uses, priced.currency)
     args = (invoice_id, closed, loaded, priced, prefix, billing_periods, applied_taxes, credits)
-    if not priced.coupon_uses and not priced.wallet_uses:
+    if not priced.coupon_uses and not priced.wallet_uses and not pending_keys:
         # One statement, atomic on its own: no BEGIN and COMMIT round trips.
         await _write_invoice(conn, *args, columns)
         return invoice_id
@@ -448,7 +441,83 @@ async def insert_invoice(
             await _use_coupon(conn, coupon, use)
         for wallet, cents in priced.wallet_uses:
             await consume_wallet(conn, wallet, cents, invoice_id)
+        if priced.status == "draft" and priced.coupon_uses:
+            await conn.execute(
+                "UPDATE invoices SET coupon_uses = $2 WHERE id = $1",
+                invoice_id,
+                _coupon_uses(priced.coupon_uses),
+            )
+        if pending_keys:
+            status = await conn.execute(
+                "UPDATE late_usage SET outcome = 'adjusted', invoice_id = $2, updated_at = now() "
+                "WHERE late_key = ANY($1::text[]) AND outcome = 'pending'",
+                list(pending_keys),
+                invoice_id,
+            )
+            if status != f"UPDATE {len(pending_keys)}":
+                raise CreditsChanged(f"pending late usage of {closed.subscription_id}")
     return invoice_id
+
+
+def _applied_taxes(
+    fees: Sequence[PricedFee], totals: InvoiceTotals, currency: str
+) -> list[dict[str, Any]]:
+    """The invoice's `applied_taxes`: each tax with its rate, base and amount."""
+    tax_of = {tax.code: tax for fee in fees for tax in fee.taxes}
+    return [
+        {
+            "lago_id": str(uuid.uuid4()),
+            "lago_tax_id": tax_of[a.code].tax_id,
+            "tax_name": tax_of[a.code].name,
+            "tax_code": a.code,
+            "tax_rate": str(a.rate),
+            "tax_description": tax_of[a.code].description,
+            "amount_cents": a.amount_cents,
+            "amount_currency": currency,
+            "taxable_base_amount_cents": str(a.taxable_base_cents),
+        }
+        for a in totals.applied_taxes
+    ]
+
+
+def _credits(
+    coupon_uses: Sequence[tuple[CustomerCoupon, CouponUse]], currency: str
+) -> list[dict[str, Any]]:
+    """The invoice's `credits`: what each coupon took, as Lago lists it."""
+    return [
+        {
+            "lago_id": str(uuid.uuid4()),
+            "amount_cents": use.amount_cents,
+            "amount_currency": currency,
+            "before_taxes": True,
+            "item": {
+                "lago_item_id": coupon.coupon_id,
+                "type": "coupon",
+                "code": coupon.coupon_code,
+                "name": coupon.coupon_name,
+            },
+        }
+        for coupon, use in coupon_uses
+    ]
+
+
+def _coupon_left(state: AppliedCoupon) -> dict[str, Any]:
+    return {
+        "amount_cents_remaining": state.amount_cents_remaining,
+        "frequency_duration_remaining": state.frequency_duration_remaining,
+    }
+
+
+def _coupon_uses(coupon_uses: Sequence[tuple[CustomerCoupon, CouponUse]]) -> list[dict[str, Any]]:
+    """A draft's `coupon_uses`: each used coupon's state before the draft and after it."""
+    return [
+        {
+            "applied_coupon_id": coupon.applied_coupon_id,
+            "before": _coupon_left(coupon.state),
+            "after": _coupon_left(use.after),
+        }
+        for coupon, use in coupon_uses
+    ]
 
 
 def _fee_taxes(fee: PricedFee, base: Decimal) -> dict[str, Any]:
@@ -564,6 +633,224 @@ async def consume_wallet(conn: Conn, wallet: WalletTerms, cents: int, invoice_id
         cents,
     )
     return granted
+
+
+async def pending_adjustments(
+    conn: Conn, closed: PeriodClosed
+) -> tuple[list[str], tuple[Adjustment, ...]]:
+    """The late usage waiting for this subscription's next invoice (of periods before the
+    closing one), with its keys, oldest first."""
+    rows = await conn.fetch(
+        "SELECT late_key, period_start, period_end, charges FROM late_usage "
+        "WHERE subscription_id = $1 AND outcome = 'pending' AND period_start < $2 "
+        "ORDER BY created_at, late_key",
+        uuid.UUID(closed.subscription_id),
+        closed.period_start,
+    )
+    return [r["late_key"] for r in rows], tuple(
+        Adjustment(r["period_start"], r["period_end"], charges_from_json(r["charges"]))
+        for r in rows
+    )
+
+
+async def apply_late_usage(
+    conn: Conn, late: LateUsage, loaded: Loaded
+) -> tuple[str, uuid.UUID | None]:
+    """Apply late usage once, in one transaction with its `late_usage` row: merged into its
+    period's invoice while that is a draft ('refreshed'), else kept for the subscription's
+    next invoice ('pending'); 'duplicate' (nothing changed) when its key was applied
+    before. The draft is locked, so the sweep finalizes it before or after, never during."""
+    async with conn.transaction():
+        inserted = await conn.fetchval(
+            "INSERT INTO late_usage (late_key, organization_id, subscription_id, period_key, "
+            "period_start, period_end, charges, outcome) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') "
+            "ON CONFLICT (late_key) DO NOTHING RETURNING true",
+            late.late_key,
+            uuid.UUID(late.organization_id),
+            uuid.UUID(late.subscription_id),
+            late.period_key,
+            late.period_start,
+            late.period_end,
+            [charge_json(c) for c in late.charges],
+        )
+        if inserted is None:
+            return "duplicate", None
+        invoice = await conn.fetchrow(
+            "SELECT * FROM invoices WHERE period_key = $1 FOR UPDATE", late.period_key
+        )
+        if invoice is None or invoice["status"] != "draft":
+            return "pending", None if invoice is None else invoice["id"]
+        await _refresh(conn, invoice, late, loaded)
+        await conn.execute(
+            "UPDATE late_usage SET outcome = 'refreshed', invoice_id = $2, updated_at = now() "
+            "WHERE late_key = $1",
+            late.late_key,
+            invoice["id"],
+        )
+        return "refreshed", invoice["id"]
+
+
+# The coupons a refresh prices with: the customer's active ones and those the draft used
+# (a use may have terminated one), oldest first, locked until the refresh commits.
+_REFRESH_COUPONS = (
+    "SELECT ac.*, cp.code AS coupon_code, cp.name AS coupon_name, cp.coupon_type "
+    "FROM applied_coupons ac JOIN coupons cp ON cp.id = ac.coupon_id "
+    "WHERE ac.customer_id = $1 AND (ac.status = 'active' OR ac.id = ANY($2::uuid[])) "
+    "ORDER BY ac.created_at, ac.id FOR UPDATE OF ac"
+)
+
+
+def _given_back(current: AppliedCoupon, use: Mapping[str, Any]) -> AppliedCoupon:
+    """The coupon with the draft's use given back: what the draft took of its remaining
+    amount and periods is added to what it has now."""
+
+    def back(now: int | None, key: str) -> int | None:
+        before: int | None = use["before"][key]
+        after: int | None = use["after"][key]
+        if now is None or before is None or after is None:
+            return now if before is None else before
+        return now + before - after
+
+    return AppliedCoupon(
+        coupon_type=current.coupon_type,
+        frequency=current.frequency,
+        amount_cents=current.amount_cents,
+        amount_currency=current.amount_currency,
+        percentage_rate=current.percentage_rate,
+        frequency_duration_remaining=back(
+            current.frequency_duration_remaining, "frequency_duration_remaining"
+        ),
+        amount_cents_remaining=back(current.amount_cents_remaining, "amount_cents_remaining"),
+        code=current.code,
+    )
+
+
+def _draft_fee(row: asyncpg.Record, tax_of: Mapping[str, TaxTerms]) -> PricedFee:
+    """A fee of a draft as pricing knows fees, with the taxes the draft applied to it."""
+    return PricedFee(
+        kind=FeeKind(row["fee_type"]),
+        item_code=row["item_code"],
+        item_name=row["item_name"],
+        invoice_display_name=row["invoice_display_name"],
+        amount_cents=row["amount_cents"],
+        precise_amount=row["precise_amount"],
+        units=row["units"],
+        events_count=row["events_count"],
+        from_date=row["from_date"],
+        to_date=row["to_date"],
+        pay_in_advance=row["pay_in_advance"],
+        invoiceable=row["invoiceable"],
+        charge_id=None if row["charge_id"] is None else str(row["charge_id"]),
+        billable_metric_id=(
+            None if row["billable_metric_id"] is None else str(row["billable_metric_id"])
+        ),
+        usage_period_start=row["usage_period_start"],
+        is_adjustment=row["is_adjustment"],
+        aggregation=row["aggregation"],
+        amount_details=row["amount_details"] or {},
+        taxes=tuple(tax_of[code] for code in sorted(row["applied_taxes"] or {}) if code in tax_of),
+    )
+
+
+async def _refresh(conn: Conn, invoice: asyncpg.Record, late: LateUsage, loaded: Loaded) -> None:
+    """Price the draft again with the late usage merged in, and write its fees, totals,
+    taxes, credits and the coupons' new state."""
+    tax_of = {
+        t["tax_code"]: TaxTerms(
+            t["lago_tax_id"],
+            t["tax_code"],
+            t["tax_name"],
+            Decimal(t["tax_rate"]),
+            t["tax_description"],
+        )
+        for t in invoice["applied_taxes"]
+    }
+    rows = await conn.fetch(
+        "SELECT * FROM fees WHERE invoice_id = $1 ORDER BY position", invoice["id"]
+    )
+    fees = [_draft_fee(r, tax_of) for r in rows]
+    used = {u["applied_coupon_id"]: u for u in invoice["coupon_uses"]}
+    coupon_rows = await conn.fetch(
+        _REFRESH_COUPONS, invoice["customer_id"], [uuid.UUID(i) for i in used]
+    )
+    current: dict[str, AppliedCoupon] = {}
+    ended: dict[str, bool] = {}
+    coupons: list[CustomerCoupon] = []
+    for row in coupon_rows:
+        state = applied_coupon_state(dict(row))
+        key = str(row["id"])
+        current[key], ended[key] = state, row["status"] != "active"
+        coupons.append(
+            CustomerCoupon(
+                applied_coupon_id=key,
+                coupon_id=str(row["coupon_id"]),
+                coupon_code=row["coupon_code"],
+                coupon_name=row["coupon_name"],
+                state=_given_back(state, used[key]) if key in used else state,
+            )
+        )
+    draft = refresh_draft(loaded.terms, invoice["currency"], fees, late, coupons)
+    new_state = {c.applied_coupon_id: c.state for c in coupons if c.applied_coupon_id in used}
+    new_state.update({c.applied_coupon_id: use.after for c, use in draft.coupon_uses})
+    for key, state in new_state.items():
+        if (_coupon_left(state), state.terminated) == (_coupon_left(current[key]), ended[key]):
+            continue
+        await conn.execute(
+            "UPDATE applied_coupons SET amount_cents_remaining = $2, "
+            "frequency_duration_remaining = $3, "
+            "status = CASE WHEN $4 THEN 'terminated' ELSE 'active' END, "
+            "terminated_at = CASE WHEN $4 THEN coalesce(terminated_at, now()) END, "
+            "updated_at = now() WHERE id = $1",
+            uuid.UUID(key),
+            state.amount_cents_remaining,
+            state.frequency_duration_remaining,
+            state.terminated,
+        )
+    t = draft.totals
+    await conn.executemany(
+        "UPDATE fees SET amount_cents = $2, precise_amount = $3, units = $4, "
+        "events_count = $5, aggregation = $6, amount_details = $7, "
+        "precise_coupons_amount_cents = $8, taxes_amount_cents = $9, "
+        "taxes_precise_amount_cents = $10, taxes_rate = $11, applied_taxes = $12 "
+        "WHERE id = $1",
+        [
+            (
+                row["id"],
+                f.amount_cents,
+                f.precise_amount,
+                f.units,
+                f.events_count,
+                None if f.aggregation is None else dict(f.aggregation),
+                dict(f.amount_details),
+                ft.precise_coupons_cents,
+                ft.taxes_cents,
+                ft.taxes_precise_cents,
+                ft.taxes_rate,
+                _fee_taxes(f, f.amount_cents - ft.precise_coupons_cents),
+            )
+            for row, f, ft in zip(rows, draft.fees, t.fee_taxes, strict=True)
+        ],
+    )
+    await conn.execute(
+        "UPDATE invoices SET fees_amount_cents = $2, coupons_amount_cents = $3, "
+        "taxes_amount_cents = $4, sub_total_excluding_taxes_amount_cents = $5, "
+        "sub_total_including_taxes_amount_cents = $6, total_amount_cents = $7, "
+        "applied_taxes = $8, credits = $9, coupon_uses = $10, updated_at = now() "
+        "WHERE id = $1",
+        invoice["id"],
+        t.fees_amount_cents,
+        t.coupons_amount_cents,
+        t.taxes_amount_cents,
+        t.sub_total_excluding_taxes_amount_cents,
+        t.sub_total_including_taxes_amount_cents,
+        t.sub_total_including_taxes_amount_cents
+        - invoice["credit_notes_amount_cents"]
+        - invoice["prepaid_credit_amount_cents"],
+        _applied_taxes(draft.fees, t, invoice["currency"]),
+        _credits(draft.coupon_uses, invoice["currency"]),
+        _coupon_uses(draft.coupon_uses),
+    )
 
 
 async def due_drafts(conn: Conn, now: datetime) -> list[uuid.UUID]:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from invoicer.closed_period import parse_period_closed
+from invoicer.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
 from invoicer.errors import PoisonMessage
 from invoicer.settings import InvoicerSettings
 from meterflow.errors import ConfigurationError
@@ -94,3 +94,43 @@ def test_settings_from_env() -> None:
         InvoicerSettings.from_env({"METERFLOW_INVOICER_BATCH": "many"})
     with pytest.raises(ConfigurationError):
         InvoicerSettings.from_env({"METERFLOW_INVOICER_BATCH": "0"})
+
+
+def late_message(**overrides: Any) -> dict[str, Any]:
+    closed = message()
+    del closed["adjustments"], closed["terminated"]
+    late: dict[str, Any] = {
+        **closed,
+        "type": "late_usage",
+        "late_key": f"{closed['period_key']}:late:7",
+    }
+    late.update(overrides)
+    return late
+
+
+def test_messages_are_read_by_their_type() -> None:
+    assert isinstance(parse_message(orjson.dumps(message())), PeriodClosed)
+    assert isinstance(parse_message(orjson.dumps(message(type="period_closed"))), PeriodClosed)
+    late = parse_message(orjson.dumps(late_message()))
+    assert isinstance(late, LateUsage)
+    assert late.late_key.endswith(":late:7")
+    assert late.charges[0].units == Decimal("12.5")
+    # A later invoice bills it as one adjustment of its period.
+    assert late.adjustments[0].period_start == late.period_start
+    assert late.adjustments[0].charges == late.charges
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        late_message(late_key=None),
+        late_message(period_key=3),
+        late_message(charges=None),
+        late_message(period_end="2025-01-01T00:00:00Z"),
+        message(type="credit_note"),
+    ],
+)
+def test_unusable_late_usage_is_poison(raw: dict[str, Any]) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        parse_message(orjson.dumps(raw))
+    assert caught.value.reason == "invalid_message"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,9 +11,18 @@ from typing import Any
 import orjson
 import pytest
 
-from invoicer.closed_period import PeriodClosed, parse_period_closed
+from billing.invoice import AppliedCoupon, CouponFrequency, CouponType
+from invoicer.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
 from invoicer.errors import PoisonMessage
-from invoicer.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
+from invoicer.pricing import (
+    ChargeTerms,
+    CustomerCoupon,
+    PlanTerms,
+    SubscriptionTerms,
+    TaxTerms,
+    price_period,
+    refresh_draft,
+)
 
 SUB = str(uuid.uuid4())
 ORG = str(uuid.uuid4())
@@ -275,3 +285,77 @@ def test_non_invoiceable_charges_make_no_fee() -> None:
     message = closed(utc(2026, 2, 1), utc(2026, 3, 1), [charge(STANDARD, "standard", 5)])
     invoice = price_period(message, SubscriptionTerms(**{**fields, "charges": hidden}), {})
     assert [f.kind.value for f in invoice.fees] == ["subscription"]
+
+
+def test_a_draft_refreshed_by_late_usage_reprices_its_charge_fees_coupons_and_taxes() -> None:
+    vat = TaxTerms("t-vat", "vat", "VAT", Decimal("20"), None)
+    ten_percent = CustomerCoupon(
+        "ac-1",
+        "c-1",
+        "ten",
+        "Ten",
+        AppliedCoupon(
+            CouponType.PERCENTAGE,
+            CouponFrequency.FOREVER,
+            percentage_rate=Decimal("10"),
+            code="ac-1",
+        ),
+    )
+    graced = replace(terms(grace=3), taxes=(vat,), coupons=(ten_percent,))
+    message = closed(
+        utc(2026, 1, 15, 10),
+        utc(2026, 2, 1),
+        [charge(STANDARD, "standard", 1234), charge(GRADUATED, "graduated", 250)],
+    )
+    draft = price_period(message, graced, {}, now=utc(2026, 2, 2))
+    assert draft.status == "draft"
+    # 548 + 6170 + 1850 = 8568; 10 % off = 856.8 -> 857; VAT 20 % of 7711 = 1542.2 -> 1542.
+    assert draft.totals.total_amount_cents == 9253
+    late = parse_message(
+        orjson.dumps(
+            {
+                "type": "late_usage",
+                "late_key": f"{message.period_key}:late:9",
+                "period_key": message.period_key,
+                "organization_id": ORG,
+                "subscription_id": SUB,
+                "external_subscription_id": "sub-1",
+                "currency": "EUR",
+                "period_start": message.period_start.isoformat(),
+                "period_end": message.period_end.isoformat(),
+                "charges": [charge(STANDARD, "standard", 6), charge(GRADUATED, "graduated", 10)],
+            }
+        )
+    )
+    assert isinstance(late, LateUsage)
+    refreshed = refresh_draft(graced, "EUR", draft.fees, late, graced.coupons)
+    # Standard 1240 x 0.05 = 62.00; graduated 260 units: 100 x 0.10 + 1.00 + 160 x 0.05 =
+    # 19.00. Fees 548 + 6200 + 1900 = 8648; 10 % off = 864.8 -> 865; VAT 20 % of 7783 =
+    # 1556.6 -> 1557; total 7783 + 1557 = 9340.
+    assert [f.amount_cents for f in refreshed.fees] == [548, 6200, 1900]
+    assert refreshed.changed == (1, 2)
+    assert refreshed.fees[2].units == Decimal(260)
+    assert refreshed.fees[2].aggregation == {"type": "count_agg", "events_count": 260}
+    assert refreshed.fees[2].taxes == (vat,)
+    t = refreshed.totals
+    assert (t.fees_amount_cents, t.coupons_amount_cents, t.taxes_amount_cents) == (8648, 865, 1557)
+    assert t.total_amount_cents == 9340
+    assert [u.amount_cents for _, u in refreshed.coupon_uses] == [865]
+
+
+def test_late_usage_without_events_changes_no_fee() -> None:
+    message = closed(utc(2026, 2, 1), utc(2026, 3, 1), [charge(STANDARD, "standard", 5)])
+    draft = price_period(message, terms(grace=3), {}, now=utc(2026, 3, 2))
+    late = LateUsage(
+        "k",
+        message.period_key,
+        ORG,
+        SUB,
+        "sub-1",
+        "EUR",
+        message.period_start,
+        message.period_end,
+        message.charges[:0],
+    )
+    refreshed = refresh_draft(terms(grace=3), "EUR", draft.fees, late, ())
+    assert refreshed.fees == draft.fees and refreshed.changed == ()

@@ -709,7 +709,8 @@ def _given_back(current: AppliedCoupon, use: Mapping[str, Any]) -> AppliedCoupon
         before: int | None = use["before"][key]
         after: int | None = use["after"][key]
         if now is None or before is None or after is None:
-            return now if before is None else before
+            # Not a number to add to: restore it if nothing changed it since the draft.
+            return before if now == after else now
         return now + before - after
 
     return AppliedCoupon(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -191,3 +191,51 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_keeps_going(
     assert (
         await worker.metric("meterflow_aggregator_dead_letters_total", reason="invalid_event") == 4
     )
+
+
+async def test_late_events_are_sent_promptly_as_late_usage_not_with_the_next_close(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    org = f"org-{unique}"
+    sample = base_catalog(org)
+    now = datetime.now(UTC)
+    this_month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    sample.subscription("s1", customer="c1", plan_code="p1", subscription_at=last_month.isoformat())
+    await publish_catalog(settings, sample.records)
+    # No close grace: last month closes at once; this month cannot close before it ends.
+    worker = worker_factory(
+        METERFLOW_AGGREGATOR_CLOSE_GRACE="0",
+        METERFLOW_AGGREGATOR_LATE_WINDOW=str(10 * 365 * 86400),
+    )
+    worker.start()
+    await worker.wait_ready()
+    closes = await read_topic(settings, settings.topics.periods_closed, 1)
+    assert [c.get("type") for c in closes] == ["period_closed"]
+    key = closes[0]["period_key"]
+    ts = (last_month + timedelta(days=1)).timestamp()
+    late = [event(org, "s1", "late-1", ts), event(org, "s1", "late-1", ts)]  # a client retry
+    await publish_events(settings, [*late, event(org, "s1", "late-2", ts)])
+
+    def late_calls(found: list[dict[str, Any]]) -> int:
+        return sum(
+            c["events_count"]
+            for m in found
+            if m.get("type") == "late_usage"
+            for c in m["charges"]
+            if c["billable_metric_code"] == "calls"
+        )
+
+    records = await read_topic(
+        settings, settings.topics.periods_closed, 2, until=lambda found: late_calls(found) >= 2
+    )
+    messages = [m for m in records if m.get("type") == "late_usage"]
+    assert late_calls(records) == 2
+    assert all(m["period_key"] == key for m in messages)
+    assert all(m["late_key"].startswith(f"{key}:late:") for m in messages)
+    assert len({m["late_key"] for m in messages}) == len(messages)
+    assert messages[0]["period_start"] == closes[0]["period_start"]
+    assert messages[0]["period_end"] == closes[0]["period_end"]
+    # Sent on their own: no further close carried them.
+    assert [m for m in records if m.get("type") == "period_closed"] == closes
+    await worker.wait_metric("meterflow_aggregator_events_total", 2, outcome="late")

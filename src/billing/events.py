@@ -188,6 +188,22 @@ def _precise_total(raw: Mapping[str, object]) -> Decimal | None:
     raise InvalidEvent(f"{name} must be a decimal string such as '1234.56'", name)
 
 
+def flat_properties(properties: object) -> dict[str, object] | None:
+    """`properties` when absent (as `{}`) or an object of scalar JSON values, what nearly
+    every event sends; None for anything else, which the general validation then judges."""
+    if properties is None:
+        return {}
+    if type(properties) is not dict:
+        return None
+    for value in properties.values():
+        kind = type(value)
+        if not (kind is str or kind is int or kind is bool or value is None) and not (
+            kind is float and math.isfinite(value)
+        ):
+            return None
+    return properties
+
+
 def _canonical_event(raw: object) -> UsageEvent | None:
     """The event if `raw` is in the wire schema's canonical form (what ingest writes: the
     six-decimal timestamp string, flat properties, no precise amount), else None.
@@ -226,18 +242,9 @@ def _canonical_event(raw: object) -> UsageEvent | None:
         and fraction.isdigit()
     ):
         return None
-    if properties is None:
-        properties = {}
-    elif type(properties) is not dict:
+    flat = flat_properties(properties)
+    if flat is None:
         return None
-    else:
-        for value in properties.values():
-            kind = type(value)
-            if not (kind is str or kind is int or kind is bool or value is None) and not (
-                kind is float and math.isfinite(value)
-            ):
-                return None
-        properties = dict(properties)
     try:
         instant = _EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction))
     except OverflowError:
@@ -247,7 +254,7 @@ def _canonical_event(raw: object) -> UsageEvent | None:
         external_subscription_id=subscription_id,
         code=code,
         timestamp=instant,
-        properties=properties,
+        properties=dict(flat),
         external_customer_id=customer_id,
     )
 

@@ -11,7 +11,6 @@ record of its own, keyed by external_subscription_id (UTF-8).
 from __future__ import annotations
 
 import logging
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,14 @@ import orjson
 from aiohttp import web
 
 from billing.errors import InvalidEvent
-from billing.events import UsageEvent, event_to_wire, parse_event, parse_timestamp, wire_timestamp
+from billing.events import (
+    UsageEvent,
+    event_to_wire,
+    flat_properties,
+    parse_event,
+    parse_timestamp,
+    wire_timestamp,
+)
 from ingest.broker import Message
 from ingest.context import IngestContext, context, organization
 from ingest.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
@@ -161,18 +167,9 @@ class Accepted:
             or get("precise_total_amount_cents") is not None
         ):
             return False
-        properties = get("properties")
+        properties = flat_properties(get("properties"))
         if properties is None:
-            properties = {}
-        elif type(properties) is not dict:
             return False
-        else:
-            for value in properties.values():
-                kind = type(value)
-                if not (kind is str or kind is int or kind is bool or value is None) and not (
-                    kind is float and math.isfinite(value)
-                ):
-                    return False
         timestamp = get("timestamp")
         stamp: tuple[str, str] | None
         if timestamp is None:

@@ -14,8 +14,9 @@ on top of the invoices of earlier periods.
 A `late_usage` message (events that arrived after their period closed) is applied in one
 transaction that records its `late_key` (`invoicer.repository.apply_late_usage`): it
 refreshes its period's invoice while that is a draft, else waits as pending late usage that
-the subscription's next invoice bills as adjustment fees (`pending_adjustments`, marked as
-billed in that invoice's transaction). A repeat of its key changes nothing.
+the subscription's next invoice bills as adjustment fees (read with its catalog terms,
+`repository.load`, and marked as billed in that invoice's transaction). A repeat of its
+key changes nothing.
 """
 
 from __future__ import annotations
@@ -263,19 +264,18 @@ class Invoicer:
     async def _invoice(self, closed: PeriodClosed) -> None:
         pool = await self._db()
         async with pool.acquire() as conn:
-            pending_keys, pending = await repository.pending_adjustments(conn, closed)
-            if pending:
-                closed = replace(closed, adjustments=closed.adjustments + pending)
             loaded = await repository.load(conn, closed)
             if loaded.already_invoiced:
                 self.metrics.duplicates.inc()
                 log.debug("invoicer.duplicate period_key=%s", closed.period_key)
                 return
+            if loaded.pending:
+                closed = replace(closed, adjustments=closed.adjustments + loaded.pending)
             invoiced = await repository.invoiced_usage(conn, closed)
             priced = price_period(closed, loaded.terms, invoiced)
             try:
                 invoice_id = await repository.insert_invoice(
-                    conn, closed, loaded, priced, pending_keys
+                    conn, closed, loaded, priced, loaded.pending_keys
                 )
             except repository.AlreadyInvoiced:
                 self.metrics.duplicates.inc()

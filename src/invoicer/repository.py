@@ -104,6 +104,9 @@ _WALLETS = (
     "AND w.balance_cents > 0 AND (w.expiration_at IS NULL OR w.expiration_at > now())"
 )
 
+# Late usage waiting for the subscription's next invoice: of periods before the closing one.
+_PENDING = "lu.subscription_id = s.id AND lu.outcome = 'pending' AND lu.period_start < $5"
+
 _TERMS = (
     "SELECT EXISTS (SELECT 1 FROM invoices WHERE period_key = $3) AS invoiced, "
     "c.sequential_id AS customer_sequence, o.name AS organization_name, "
@@ -121,7 +124,13 @@ _TERMS = (
     "'[]') FROM charge_taxes ct JOIN taxes t ON t.id = ct.tax_id WHERE ct.charge_id = ch.id)"
     ")), '[]') "
     "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
-    "WHERE ch.id = ANY($4::uuid[])) AS charges, "
+    "WHERE ch.id = ANY($4::uuid[]) OR ch.id IN (SELECT (c ->> 'charge_id')::uuid "
+    "FROM late_usage lu CROSS JOIN jsonb_array_elements(lu.charges) c "
+    f"WHERE {_PENDING})) AS charges, "
+    "(SELECT coalesce(json_agg(json_build_object('late_key', lu.late_key, "
+    "'period_start', lu.period_start, 'period_end', lu.period_end, 'charges', lu.charges) "
+    f"ORDER BY lu.created_at, lu.late_key), '[]') FROM late_usage lu WHERE {_PENDING}) "
+    "AS pending, "
     f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets "
     "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
     "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
@@ -188,6 +197,10 @@ class Loaded:
     organization_name: str
     # The organization's own `document_number_prefix` (PUT /api/v1/organizations), if set.
     number_prefix: str | None = None
+    # Late usage of earlier periods waiting for this invoice (`late_usage` rows 'pending'),
+    # oldest first, and their keys.
+    pending: tuple[Adjustment, ...] = ()
+    pending_keys: tuple[str, ...] = ()
 
 
 async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
@@ -201,6 +214,7 @@ async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
         uuid.UUID(closed.organization_id),
         closed.period_key,
         [uuid.UUID(i) for i in _charge_ids(closed)],
+        closed.period_start,
     )
     if row is None:
         raise PoisonMessage(
@@ -267,6 +281,15 @@ async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
         customer_sequence=row["customer_sequence"],
         organization_name=row["organization_name"],
         number_prefix=(row["organization_attributes"] or {}).get("document_number_prefix"),
+        pending=tuple(
+            Adjustment(
+                datetime.fromisoformat(p["period_start"]),
+                datetime.fromisoformat(p["period_end"]),
+                charges_from_json(p["charges"]),
+            )
+            for p in row["pending"]
+        ),
+        pending_keys=tuple(p["late_key"] for p in row["pending"]),
     )
 
 
@@ -373,7 +396,7 @@ async def insert_invoice(
 ) -> uuid.UUID:
     """Write the invoice and its fees atomically; AlreadyInvoiced (and nothing written)
     when the period got its invoice meanwhile. `pending_keys` name the pending late usage
-    billed on it as adjustments (`pending_adjustments`): marked as billed in the same
+    billed on it as adjustments (`Loaded.pending`): marked as billed in the same
     transaction, or CreditsChanged when another invoice billed one meanwhile."""
     terms = loaded.terms
     invoice_id = uuid.uuid4()
@@ -633,24 +656,6 @@ async def consume_wallet(conn: Conn, wallet: WalletTerms, cents: int, invoice_id
         cents,
     )
     return granted
-
-
-async def pending_adjustments(
-    conn: Conn, closed: PeriodClosed
-) -> tuple[list[str], tuple[Adjustment, ...]]:
-    """The late usage waiting for this subscription's next invoice (of periods before the
-    closing one), with its keys, oldest first."""
-    rows = await conn.fetch(
-        "SELECT late_key, period_start, period_end, charges FROM late_usage "
-        "WHERE subscription_id = $1 AND outcome = 'pending' AND period_start < $2 "
-        "ORDER BY created_at, late_key",
-        uuid.UUID(closed.subscription_id),
-        closed.period_start,
-    )
-    return [r["late_key"] for r in rows], tuple(
-        Adjustment(r["period_start"], r["period_end"], charges_from_json(r["charges"]))
-        for r in rows
-    )
 
 
 async def apply_late_usage(

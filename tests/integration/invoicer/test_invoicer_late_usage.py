@@ -235,3 +235,30 @@ async def test_late_usage_delivered_twice_or_replayed_applies_once(
         assert metric("invoicer_late_usage_total", {"outcome": "duplicate"}) == 6
     assert await kit.db.fetch(snapshot) == before
     assert await kit.db.fetchval("SELECT count(*) FROM late_usage") == 3
+
+
+async def test_late_usage_of_a_period_without_an_invoice_waits_for_a_later_periods_invoice(
+    kit: Any, start_invoicer: Callable[..., Any]
+) -> None:
+    catalog = await kit.catalog()
+    closed = january(catalog)
+    # January's close never made an invoice (say it was dead-lettered): its late usage
+    # waits, and January's own invoice, once the close is republished, does not take it.
+    await kit.publish(late_usage(catalog, closed, late_charges(catalog, 0, 10), seq=5))
+    async with start_invoicer() as invoicer:
+        await drained(invoicer, 1)
+        assert await kit.db.fetchval("SELECT outcome FROM late_usage") == "pending"
+        await kit.publish(closed)
+        await kit.wait_for_invoices(1)
+        assert [f["amount_cents"] for f in await fees_of(kit.db, JAN_15)] == [548, 6170, 1850]
+        await kit.publish(catalog.closed(FEB_1, MAR_1, late_charges(catalog, 0, 0)))
+        await kit.wait_for_invoices(2)
+    # February bills it on top of January's invoice: 260 graduated units 19.00 - 18.50.
+    fees = await fees_of(kit.db, FEB_1)
+    assert [(f["amount_cents"], f["is_adjustment"]) for f in fees] == [
+        (1000, False),
+        (0, False),
+        (0, False),
+        (50, True),
+    ]
+    assert await kit.db.fetchval("SELECT outcome FROM late_usage") == "adjusted"

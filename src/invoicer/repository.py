@@ -706,7 +706,7 @@ _REFRESH_COUPONS = (
 )
 
 
-def _given_back(current: AppliedCoupon, use: Mapping[str, Any]) -> AppliedCoupon:
+def coupon_given_back(current: AppliedCoupon, use: Mapping[str, Any]) -> AppliedCoupon:
     """The coupon with the draft's use given back: what the draft took of its remaining
     amount and periods is added to what it has now."""
 
@@ -793,7 +793,7 @@ async def _refresh(conn: Conn, invoice: asyncpg.Record, late: LateUsage, loaded:
                 coupon_id=str(row["coupon_id"]),
                 coupon_code=row["coupon_code"],
                 coupon_name=row["coupon_name"],
-                state=_given_back(state, used[key]) if key in used else state,
+                state=coupon_given_back(state, used[key]) if key in used else state,
             )
         )
     draft = refresh_draft(loaded.terms, invoice["currency"], fees, late, coupons)

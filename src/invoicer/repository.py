@@ -684,7 +684,7 @@ async def apply_late_usage(
         invoice = await conn.fetchrow(
             "SELECT * FROM invoices WHERE period_key = $1 FOR UPDATE", late.period_key
         )
-        if invoice is None or invoice["status"] != "draft":
+        if invoice is None or invoice["status"] != "draft" or _legacy_coupons(invoice):
             return "pending", None if invoice is None else invoice["id"]
         await _refresh(conn, invoice, late, loaded)
         await conn.execute(
@@ -694,6 +694,12 @@ async def apply_late_usage(
             invoice["id"],
         )
         return "refreshed", invoice["id"]
+
+
+def _legacy_coupons(invoice: asyncpg.Record) -> bool:
+    """A draft written before `coupon_uses` existed that used coupons: their shares cannot be
+    given back, so it is not refreshed (its late usage waits for the next invoice)."""
+    return bool(invoice["credits"]) and not invoice["coupon_uses"]
 
 
 # The coupons a refresh prices with: the customer's active ones and those the draft used

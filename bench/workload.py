@@ -17,7 +17,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.baseline import Charge
+from billing.events import event_to_wire, parse_event
 from billing.periods import BillingTime, PlanInterval, period_containing
+from meterflow.event_records import packs
 from meterflow.settings import Settings
 
 SUBSCRIPTION_AT = datetime(2020, 1, 1, tzinfo=UTC)
@@ -121,22 +123,39 @@ def usage_from_baseline(body: dict[str, Any]) -> Usage:
 
 
 async def produce_events(
-    settings: Settings, organization_id: str, events: Iterable[dict[str, Any]]
+    settings: Settings,
+    organization_id: str,
+    events: Iterable[dict[str, Any]],
+    request_size: int = 100,
 ) -> None:
-    """Events onto the events topic as ingest writes them (not timed)."""
+    """Events onto the events topic as ingest writes them (not timed): the canonical wire
+    form, each `request_size` events as one record per partition (packs)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
     )
     await producer.start()
+    received = datetime.now(UTC)
     try:
         pending = []
-        for wire in events:
+        request: list[tuple[bytes, bytes]] = []
+
+        async def send_request() -> None:
+            for partition, value in packs(request, settings.partitions):
+                pending.append(
+                    await producer.send(settings.topics.events, value, partition=partition)
+                )
+            request.clear()
+
+        for raw in events:
+            wire = event_to_wire(parse_event(raw, received_at=received))
             value = orjson.dumps({"organization_id": organization_id, **wire})
-            key = wire["external_subscription_id"].encode()
-            pending.append(await producer.send(settings.topics.events, key=key, value=value))
-            if len(pending) >= 10_000:
+            request.append((raw["external_subscription_id"].encode(), value))
+            if len(request) == request_size:
+                await send_request()
+            if len(pending) >= 1_000:
                 await asyncio.gather(*pending)
                 pending.clear()
+        await send_request()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

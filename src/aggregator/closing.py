@@ -48,6 +48,24 @@ LATE_USAGE = "late_usage"
 log = logging.getLogger(__name__)
 
 
+def _period_fields(
+    terms: SubscriptionTerms, start: datetime, end: datetime, now: datetime
+) -> dict[str, Any]:
+    """What a closed-period and a late-usage message both say of their period."""
+    return {
+        "period_key": period_key(terms.subscription_id, start),
+        "organization_id": terms.organization_id,
+        "subscription_id": terms.subscription_id,
+        "external_subscription_id": terms.external_subscription_id,
+        "external_customer_id": terms.external_customer_id,
+        "plan_code": terms.plan_code,
+        "currency": terms.currency,
+        "period_start": iso(start),
+        "period_end": iso(end),
+        "closed_at": iso(now),
+    }
+
+
 def period_key(subscription_id: str, start: datetime) -> str:
     """The deterministic identity of a closed period, for the invoicer's unique constraint."""
     return f"{subscription_id}:{start.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
@@ -185,21 +203,12 @@ class PeriodCloser:
             terms.external_subscription_id,
             {
                 "type": "period_closed",
-                "period_key": period_key(terms.subscription_id, start),
-                "organization_id": terms.organization_id,
-                "subscription_id": terms.subscription_id,
-                "external_subscription_id": terms.external_subscription_id,
-                "external_customer_id": terms.external_customer_id,
-                "plan_code": terms.plan_code,
-                "currency": terms.currency,
-                "period_start": iso(start),
-                "period_end": iso(end),
+                **_period_fields(terms, start, end, now),
                 "terminated": final,
                 "charges": charge_totals(
                     self.domain, terms, start, end, {} if period is None else period["charges"]
                 ),
                 "adjustments": adjustments,
-                "closed_at": iso(now),
             },
         )
 
@@ -219,17 +228,8 @@ class PeriodCloser:
                 {
                     "type": LATE_USAGE,
                     "late_key": late_key,
-                    "period_key": key,
-                    "organization_id": terms.organization_id,
-                    "subscription_id": terms.subscription_id,
-                    "external_subscription_id": terms.external_subscription_id,
-                    "external_customer_id": terms.external_customer_id,
-                    "plan_code": terms.plan_code,
-                    "currency": terms.currency,
-                    "period_start": iso(start),
-                    "period_end": iso(end),
+                    **_period_fields(terms, start, end, now),
                     "charges": charge_totals(self.domain, terms, start, end, late["charges"]),
-                    "closed_at": iso(now),
                 },
             )
             log.info(

@@ -3,7 +3,9 @@ subscription, kept until its period is closed and the late window has passed.
 
 Markers are stored in segments: one table value per (subscription, source partition,
 batch) holding the markers that batch set, so a batch writes one changelog record per
-subscription it touched instead of one per event. A segment is one record, applied whole
+subscription it touched instead of one per event; at most `SEGMENT_LIMIT` markers each, so
+that a record stays well under Kafka's 1 MB message limit when one subscription has a whole
+batch of packs (100,000 events) to itself. A segment is one record, applied whole
 or not at all after a crash, like a ledger. Lookups go through an in-memory index of every
 segment, rebuilt from the table after recovery or a rebalance.
 
@@ -18,6 +20,8 @@ from datetime import datetime
 
 from aggregator.ledger import iso
 from aggregator.store import PartitionedStore
+
+SEGMENT_LIMIT = 2_000  # markers per segment: about 100 bytes each once encoded
 
 
 @dataclass(slots=True)
@@ -57,25 +61,29 @@ class DedupeMarkers:
         return None if found is None else (found[0], found[1])
 
     def write(self, markers: list[NewMarker]) -> None:
-        """Store a batch's new markers, one segment per (subscription, partition)."""
+        """Store a batch's new markers, one segment per (subscription, partition) and
+        `SEGMENT_LIMIT` markers."""
         index = self._ensured()
         segments: dict[tuple[str, int], list[NewMarker]] = {}
         for marker in markers:
             segments.setdefault((marker.ledger_key, marker.partition), []).append(marker)
-        for (ledger_key, partition), items in segments.items():
-            # First and last position: a replay that splits batches differently writes new
-            # segments rather than overwriting an older one with fewer markers.
-            first, last = min(m.position for m in items), max(m.position for m in items)
-            self.store.put(
-                partition,
-                f"{ledger_key}\x1f{partition}\x1f{first}-{last}",
-                {
-                    "p": partition,
-                    "exp": max(m.expires for m in items),
-                    "m": {m.transaction_id: [m.position, m.expires] for m in items},
-                },
-            )
-            for m in items:
+        for (ledger_key, partition), found in segments.items():
+            found.sort(key=lambda m: m.position)  # so each segment's range is its own
+            for start in range(0, len(found), SEGMENT_LIMIT):
+                items = found[start : start + SEGMENT_LIMIT]
+                # First and last position: a replay that splits batches differently writes
+                # new segments rather than overwriting an older one with fewer markers.
+                first, last = min(m.position for m in items), max(m.position for m in items)
+                self.store.put(
+                    partition,
+                    f"{ledger_key}\x1f{partition}\x1f{first}-{last}",
+                    {
+                        "p": partition,
+                        "exp": max(m.expires for m in items),
+                        "m": {m.transaction_id: [m.position, m.expires] for m in items},
+                    },
+                )
+            for m in found:
                 key = f"{ledger_key}\x1f{m.transaction_id}"
                 _remember(index, key, partition, m.position, m.expires)
         self._segments_seen = len(self.store)

@@ -10,7 +10,7 @@ import orjson
 from aggregator.catalog_view import CatalogView
 from aggregator.closing import PeriodCloser, period_key
 from aggregator.ledger import ledger_key, marker_key
-from aggregator.markers import DedupeMarkers
+from aggregator.markers import SEGMENT_LIMIT, DedupeMarkers
 from aggregator.processing import EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
@@ -290,3 +290,19 @@ def test_a_batch_writes_one_marker_segment_per_subscription_and_recovery_rebuild
     recovered = DedupeMarkers(markers)
     assert recovered.get(marker_key("o1", "s1", "t7")) == (0, position(7, 0))
     assert recovered.get(marker_key("o1", "s1", "nope")) is None
+
+
+def test_a_subscription_with_a_huge_batch_writes_bounded_marker_segments(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """A changelog record must stay under Kafka's 1 MB limit: 5,000 events of one
+    subscription in one batch make three segments, and every marker is still known."""
+    processor, _, markers = make(domain, catalog)
+    records = [pack(o, *(message(0, f"t{o}-{i}") for i in range(100))) for o in range(50)]
+    processor.apply_batch(records, NOW)
+    assert len(markers) == 3
+    assert all(len(v["m"]) <= SEGMENT_LIMIT for v in markers.data.values())
+    assert all(len(orjson.dumps(v)) < 512 * 1024 for v in markers.data.values())
+    recovered = DedupeMarkers(markers)
+    assert len(recovered) == 5_000
+    assert recovered.get(marker_key("o1", "s1", "t49-99")) == (0, position(49, 99))

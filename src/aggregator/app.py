@@ -10,7 +10,8 @@ and the argument rests on three facts:
 
 1. `Stream.take_events` (faust-streaming 0.15.3) acknowledges the events of a batch only
    after the body of the `async for` has finished with the batch, and Faust commits only
-   acknowledged offsets.
+   acknowledged offsets. It acknowledges them too when the body raises, so a batch that
+   fails ends the process at once (`aggregate`), before anything more is committed.
 2. The body does not finish before every changelog record the batch wrote has been
    acknowledged by the broker (`FaustTableStore.flush`, producer acks=all). Faust's own
    `send_soon` buffer is not used for them: its flush gives up on a message after 0.1 s,
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -236,6 +238,8 @@ class Aggregator:
 
     async def process(self, batch: list[Any]) -> None:
         await self.catalog_reader.ready.wait()
+        if self.agg.fault == "fail_batch":
+            raise RuntimeError("METERFLOW_AGGREGATOR_FAULT=fail_batch")
         messages = [
             SourceMessage(
                 partition=e.message.partition,
@@ -458,7 +462,20 @@ def create_app(
 
     async def aggregate(stream: Any) -> None:
         async for batch in stream.take_events(agg.batch_size, within=agg.batch_within):
-            await aggregator.process(batch)
+            try:
+                await aggregator.process(batch)
+            except Exception:
+                # `take_events` acknowledges a batch even when its body raises, and Faust's
+                # supervisor would restart the agent past it (a few times, then leave the
+                # worker ready and idle). Exit at once instead, as a crash would: nothing
+                # more is committed, and a restart resumes from the last committed offsets.
+                log.critical(
+                    "aggregator.batch_failed: exiting without acknowledging the batch; "
+                    "restart the worker (it resumes from the last committed offsets)",
+                    exc_info=True,
+                )
+                logging.shutdown()
+                os._exit(70)
 
     app.agent(aggregator.events_topic, name="aggregate")(aggregate)
 

@@ -27,6 +27,7 @@ class AggregatorSettings:
     late_window: float = 30 * 86400.0
     commit_interval: float = 2.0
     session_timeout: float = 30.0
+    fault: str | None = None  # tests only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AggregatorSettings:
@@ -57,4 +58,5 @@ class AggregatorSettings:
             session_timeout=env_seconds(
                 env, "METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0, minimum=1.0
             ),
+            fault=env.get("METERFLOW_AGGREGATOR_FAULT") or None,
         )

@@ -239,3 +239,34 @@ async def test_late_events_are_sent_promptly_as_late_usage_not_with_the_next_clo
     # Sent on their own: no further close carried them.
     assert [m for m in records if m.get("type") == "period_closed"] == closes
     await worker.wait_metric("meterflow_aggregator_events_total", 2, outcome="late")
+
+
+async def test_a_failing_batch_ends_the_worker_instead_of_leaving_it_idle(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    """A batch whose effects cannot be made durable must not leave a worker that looks
+    ready and does nothing: the process exits, non-zero, saying why, and a restart resumes
+    from the committed offsets with nothing lost."""
+    org = f"org-{unique}"
+    sample = base_catalog(org)
+    sample.subscription("s1", customer="c1", plan_code="p1", subscription_at="2020-01-01T00:00:00Z")
+    await publish_catalog(settings, sample.records)
+    failing = worker_factory(METERFLOW_AGGREGATOR_FAULT="fail_batch")
+    failing.start()
+    await failing.wait_ready()
+    ts = datetime.now(UTC).timestamp()
+    await publish_events(settings, [event(org, "s1", f"t{i}", ts) for i in range(3)])
+    assert failing.proc is not None
+    deadline = time.monotonic() + 60
+    while failing.proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert failing.proc.returncode not in (None, 0), failing.log_tail()
+    assert "METERFLOW_AGGREGATOR_FAULT=fail_batch" in failing.log_tail()
+    healthy = worker_factory()
+    healthy.start()
+    await healthy.wait_ready()
+    await usage_until(
+        healthy,
+        f"/current-usage/s1?organization_id={org}",
+        lambda u: charge_units(u)["calls"] == ("3", 3),
+    )

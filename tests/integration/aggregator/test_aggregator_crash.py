@@ -96,7 +96,12 @@ async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
     await worker.wait_ready()
     for _ in range(kills):
         # Kill while the worker is busy: after it applied some events in this run.
-        await worker.wait_metric("meterflow_aggregator_events_total", 1, outcome="applied")
+        try:
+            await worker.wait_metric("meterflow_aggregator_events_total", 1, outcome="applied")
+        except BaseException:
+            if producing.done() and producing.exception() is not None:
+                raise AssertionError("producing the events failed") from producing.exception()
+            raise
         await asyncio.sleep(rng.uniform(0.3, 2.0))
         worker.kill()
         worker.start()

@@ -251,12 +251,6 @@ class Aggregator:
             for e in batch
         ]
         messages, expected = await self.contiguous(messages)
-        # Faust finishes a batch before it revokes partitions, so these are all owned; the
-        # filter (no await between it and the writes) keeps a stray message from creating
-        # a ledger this worker does not hold, which would replace the owner's.
-        owned = self.owned_partitions()
-        messages = [m for m in messages if m.partition in owned]
-        expected = {p: n for p, n in expected.items() if p in owned}
         result = self.processor.apply_batch(messages, datetime.now(UTC))
         # Durable before this batch's offsets can be acknowledged (and so committed).
         await self.flush_tables()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -135,26 +135,6 @@ def applied_coupon_body(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _percentage(fields: Fields, name: str = "percentage_rate") -> Decimal | None:
-    """A percent in (0, 100]: a decimal string as the spec has it, or a JSON number as the
-    official clients send it."""
-    raw = fields.raw.get(name)
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        fields.add(name, INVALID)
-        return None
-    try:
-        rate = Decimal(str(raw).strip())
-    except InvalidOperation:
-        fields.add(name, INVALID)
-        return None
-    if not rate.is_finite() or not 0 < rate <= 100:
-        fields.add(name, INVALID)
-        return None
-    return rate
-
-
 def _terms(fields: Fields, merged: dict[str, Any]) -> None:
     """Check the discount terms as a whole: each type and frequency has what it needs."""
     if merged.get("coupon_type") == "fixed_amount":
@@ -187,7 +167,9 @@ def parse_coupon(
         "coupon_type": fields.text("coupon_type", required=creating, choices=COUPON_TYPES),
         "amount_cents": fields.integer("amount_cents", minimum=0),
         "amount_currency": currency(fields, "amount_currency"),
-        "percentage_rate": _percentage(fields),
+        "percentage_rate": fields.decimal(
+            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
+        ),
         "reusable": fields.flag("reusable"),
         "frequency": fields.text("frequency", required=creating, choices=FREQUENCIES),
         "frequency_duration": fields.integer("frequency_duration", minimum=1),
@@ -292,7 +274,9 @@ async def apply(request: web.Request) -> web.Response:
         "frequency_duration": fields.integer("frequency_duration", minimum=1),
         "amount_cents": fields.integer("amount_cents", minimum=0),
         "amount_currency": currency(fields, "amount_currency"),
-        "percentage_rate": _percentage(fields),
+        "percentage_rate": fields.decimal(
+            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
+        ),
     }
     fields.check()
     assert external_customer_id is not None and coupon_code is not None

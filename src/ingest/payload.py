@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -137,6 +138,33 @@ class Fields:
             self.add(name, INVALID)
             return None
         if minimum is not None and value < minimum:
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def decimal(
+        self,
+        name: str,
+        *,
+        low: Decimal,
+        high: Decimal,
+        low_open: bool = False,
+        required: bool = False,
+    ) -> Decimal | None:
+        """A finite decimal in [low, high] (or (low, high] with `low_open`), sent as a string
+        (as Lago's spec has amounts and rates) or as a JSON number (as its clients send)."""
+        raw = self._get(name, required)
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            self.add(name, INVALID)
+            return None
+        try:
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            self.add(name, INVALID)
+            return None
+        if not value.is_finite() or value < low or (low_open and value == low) or value > high:
             self.add(name, INVALID)
             return None
         return value

@@ -8,7 +8,7 @@ customer's when the customer has any, else the organization's defaults (the taxe
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,7 @@ from aiohttp import web
 from ingest import repository
 from ingest.context import context, organization
 from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
+from ingest.payload import Fields, iso, ok, page_params, pagination_meta, read_wrapped
 
 _TAX = {"name", "code", "rate", "description", "applied_to_organization"}
 _MAX_RATE = Decimal(1000)
@@ -49,35 +49,13 @@ def check_tax_codes(codes: Any, known: set[str]) -> None:
         raise NotFound("tax")
 
 
-def _rate(fields: Fields, *, required: bool) -> Decimal | None:
-    """The rate in percent: a decimal string as the spec has it, or a JSON number as the
-    official clients send it; 0 to 1000, finite."""
-    raw = fields.raw.get("rate")
-    if raw is None:
-        if required:
-            fields.add("rate", "value_is_mandatory")
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        fields.add("rate", INVALID)
-        return None
-    try:
-        rate = Decimal(str(raw).strip())
-    except InvalidOperation:
-        fields.add("rate", INVALID)
-        return None
-    if not rate.is_finite() or not 0 <= rate <= _MAX_RATE:
-        fields.add("rate", INVALID)
-        return None
-    return rate
-
-
 def _tax_fields(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str, Any]:
     fields = Fields(raw, _TAX)
     creating = current is None
     given = {
         "name": fields.text("name", required=creating),
         "code": fields.text("code", required=creating),
-        "rate": _rate(fields, required=creating),
+        "rate": fields.decimal("rate", low=Decimal(0), high=_MAX_RATE, required=creating),
         "description": fields.text("description", max_length=10_000),
         "applied_to_organization": fields.flag("applied_to_organization"),
     }

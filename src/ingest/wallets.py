@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -83,6 +83,8 @@ _TRANSACTION = {
     "invoice_custom_section",
 }
 _EDITABLE = ("name", "code", "priority", "expiration_at", "metadata")
+
+_MAX_AMOUNT = Decimal(10**15)
 
 
 def _text(value: Decimal) -> str:
@@ -165,26 +167,6 @@ def transaction_body(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _decimal(fields: Fields, name: str, *, positive: bool = False) -> Decimal | None:
-    """A decimal amount sent as a string (the spec) or a JSON number; finite, >= 0 (> 0
-    when `positive`)."""
-    raw = fields.raw.get(name)
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        fields.add(name, INVALID)
-        return None
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        fields.add(name, INVALID)
-        return None
-    if not value.is_finite() or value < 0 or (positive and value == 0) or value > 10**15:
-        fields.add(name, INVALID)
-        return None
-    return value
-
-
 def _metadata(fields: Fields, name: str) -> list[dict[str, str]] | None:
     items = fields.array(name)
     if items is None:
@@ -252,7 +234,7 @@ async def _create(request: web.Request, external_customer_id: str | None) -> web
     fields = Fields(await read_wrapped(request, "wallet"), _WALLET)
     given_customer = fields.text("external_customer_id", required=external_customer_id is None)
     external_customer_id = external_customer_id or given_customer
-    rate = _decimal(fields, "rate_amount", positive=True)
+    rate = fields.decimal("rate_amount", low=Decimal(0), high=_MAX_AMOUNT, low_open=True)
     if rate is None and "rate_amount" not in fields.errors:
         fields.add("rate_amount", "value_is_mandatory")
     columns: dict[str, Any] = {
@@ -266,7 +248,10 @@ async def _create(request: web.Request, external_customer_id: str | None) -> web
     }
     if columns["priority"] is not None and columns["priority"] > 50:
         fields.add("priority", INVALID)
-    credits = {k: _decimal(fields, k) for k in ("paid_credits", "granted_credits")}
+    credits = {
+        k: fields.decimal(k, low=Decimal(0), high=_MAX_AMOUNT)
+        for k in ("paid_credits", "granted_credits")
+    }
     name = fields.text("transaction_name")
     metadata = _metadata(fields, "transaction_metadata")
     _unsupported(fields)
@@ -420,7 +405,8 @@ async def top_up(request: web.Request) -> web.Response:
     fields = Fields(await read_wrapped(request, "wallet_transaction"), _TRANSACTION)
     raw_id = fields.text("wallet_id", required=True, max_length=64)
     credits = {
-        k: _decimal(fields, k) for k in ("paid_credits", "granted_credits", "voided_credits")
+        k: fields.decimal(k, low=Decimal(0), high=_MAX_AMOUNT)
+        for k in ("paid_credits", "granted_credits", "voided_credits")
     }
     name = fields.text("name")
     metadata = _metadata(fields, "metadata")

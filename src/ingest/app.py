@@ -46,6 +46,7 @@ from ingest.key_cache import KeyCache
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from meterflow.settings import Settings
+from webhooks import endpoints as webhook_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         coupons,
         wallets,
         organizations,
+        webhook_endpoints,
     ):
         app.add_routes(module.routes())
     return app

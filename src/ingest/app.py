@@ -48,6 +48,7 @@ from ingest.key_cache import KeyCache
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from meterflow.settings import Settings
+from webhooks import endpoints as webhook_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         coupons,
         wallets,
         organizations,
+        webhook_endpoints,
     ):
         app.add_routes(module.routes())
     console_routes.install(app, ConsoleSettings.from_env())

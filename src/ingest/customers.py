@@ -26,6 +26,7 @@ from ingest.payload import (
 from ingest.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
 from ingest.repository import Conn, Organization
 from ingest.taxes import check_tax_codes, tax_body
+from webhooks import outbox as webhook_outbox
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -261,6 +262,8 @@ async def save_customer(
             )
         body = await records.enqueue_customer(conn, customer_id)
         await with_taxes(conn, [body])
+        webhook = "customer.created" if existing is None else "customer.updated"
+        await webhook_outbox.emit(conn, org.id, webhook, customer_id, body)
         if timezone_changed:
             # A subscription's record carries its applicable timezone: republish them.
             for subscription_id in await repository.live_subscription_ids(

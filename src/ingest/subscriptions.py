@@ -15,6 +15,7 @@ from ingest.errors import NotFound, ValidationFailed
 from ingest.payload import Fields, ok, page_params, pagination_meta, read_wrapped
 from ingest.records import subscription_body
 from ingest.repository import Conn, Organization
+from webhooks import outbox as webhook_outbox
 
 BILLING_TIMES = tuple(BillingTime)
 STATUSES = ("active", "pending", "canceled", "terminated")
@@ -67,7 +68,12 @@ async def terminate(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
         await repository.update_subscription(
             conn, subscription_id, {"status": "terminated", "terminated_at": now}
         )
-    return await records.enqueue_subscription(conn, subscription_id)
+    body = await records.enqueue_subscription(conn, subscription_id)
+    if row["status"] == "active":
+        await webhook_outbox.emit(
+            conn, row["organization_id"], "subscription.terminated", subscription_id, body
+        )
+    return body
 
 
 async def create(request: web.Request) -> web.Response:
@@ -136,6 +142,8 @@ async def create_subscription(
             },
         )
         body = await records.enqueue_subscription(conn, subscription_id)
+        if not pending:
+            await webhook_outbox.emit(conn, org.id, "subscription.started", subscription_id, body)
     await ctx.catalog.drain_quietly()
     return body
 
@@ -212,6 +220,8 @@ async def update(request: web.Request) -> web.Response:
             return ok({"subscription": subscription_body(row)})
         await repository.update_subscription(conn, row["id"], changes)
         body = await records.enqueue_subscription(conn, row["id"])
+        if changes.get("status") == "active":
+            await webhook_outbox.emit(conn, org.id, "subscription.started", row["id"], body)
     await ctx.catalog.drain_quietly()
     return ok({"subscription": body})
 

@@ -14,6 +14,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console import routes as console_routes
+from console.settings import ConsoleSettings
 from ingest import (
     billable_metrics,
     coupons,
@@ -173,6 +175,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         webhook_endpoints,
     ):
         app.add_routes(module.routes())
+    console_routes.install(app, ConsoleSettings.from_env())
     return app
 
 

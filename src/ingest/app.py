@@ -15,12 +15,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest import (
+    add_ons,
     billable_metrics,
     coupons,
+    credit_notes,
     current_usage,
     customers,
     events,
+    invoice_actions,
     invoices,
+    one_off_invoices,
     organizations,
     plans,
     repository,
@@ -171,6 +175,10 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         wallets,
         organizations,
         webhook_endpoints,
+        add_ons,
+        one_off_invoices,
+        invoice_actions,
+        credit_notes,
     ):
         app.add_routes(module.routes())
     return app

@@ -14,6 +14,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console import routes as console_routes
+from console.settings import ConsoleSettings
 from ingest import (
     add_ons,
     billable_metrics,
@@ -181,6 +183,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         credit_notes,
     ):
         app.add_routes(module.routes())
+    console_routes.install(app, ConsoleSettings.from_env())
     return app
 
 

@@ -39,6 +39,14 @@ def _invoicer_endpoints() -> Endpoints:
     return Endpoints(f"metrics {metrics}", metrics)
 
 
+def _exporter_endpoints() -> Endpoints:
+    from operations.exporter import ExporterSettings
+
+    s = ExporterSettings.from_env()
+    metrics = f"http://127.0.0.1:{s.port}/metrics"
+    return Endpoints(f"consumer lag metrics {metrics}", metrics)
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A long-running meterflow process that `meterflow up` starts as `meterflow <name>`."""
@@ -52,4 +60,5 @@ SERVICES: tuple[Service, ...] = (
     Service("ingest", "ingest.service:main", _ingest_endpoints),
     Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
     Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
+    Service("exporter", "operations.exporter:main", _exporter_endpoints),
 )

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ExporterSettings:
     host: str = "0.0.0.0"
-    port: int = 9104
+    port: int = 9105
     interval: float = 5.0
 
     @classmethod
@@ -36,7 +36,7 @@ class ExporterSettings:
         env = os.environ if env is None else env
         return cls(
             host=env.get("METERFLOW_EXPORTER_HOST") or "0.0.0.0",
-            port=env_int(env, "METERFLOW_EXPORTER_PORT", 9104),
+            port=env_int(env, "METERFLOW_EXPORTER_PORT", 9105),
             interval=env_seconds(env, "METERFLOW_EXPORTER_INTERVAL", 5.0, minimum=0.5),
         )
 

@@ -26,6 +26,7 @@ JOB_PORTS = {
     "meterflow-ingest": "api_metrics",
     "meterflow-aggregator": "agg_metrics",
     "meterflow-invoicer": "inv",
+    "meterflow-webhooks": "webhooks",
     "meterflow-exporter": "exporter",
 }
 
@@ -139,7 +140,7 @@ async def test_prometheus_scrapes_every_service_and_finds_every_series_used(
             groups = api(port, "rules")["groups"]
             rules = [r for g in groups for r in g["rules"]]
             bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
-            return True if len(rules) == 9 and not bad else (len(rules), bad)
+            return True if len(rules) == 10 and not bad else (len(rules), bad)
 
         await until(rules_evaluated, "rules not evaluated cleanly")
     finally:

@@ -33,7 +33,7 @@ class MeterflowUp:
 
     @classmethod
     def for_test(cls, settings: Settings, tmp_path: Path, **overrides: str) -> MeterflowUp:
-        names = ("api", "api_metrics", "agg", "agg_metrics", "inv", "exporter")
+        names = ("api", "api_metrics", "agg", "agg_metrics", "inv", "webhooks", "exporter")
         ports = {name: free_port() for name in names}
         env = service_env(
             settings,
@@ -51,6 +51,8 @@ class MeterflowUp:
             METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
             METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
             METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+            METERFLOW_WEBHOOKS_METRICS_HOST="127.0.0.1",
+            METERFLOW_WEBHOOKS_METRICS_PORT=str(ports["webhooks"]),
             METERFLOW_EXPORTER_HOST="127.0.0.1",
             METERFLOW_EXPORTER_PORT=str(ports["exporter"]),
             METERFLOW_EXPORTER_INTERVAL="1",

@@ -13,6 +13,7 @@ from ingest.metrics import IngestMetrics
 from invoicer.metrics import InvoicerMetrics
 from operations.exporter import DeploymentCollector
 from support.deploy_config import DEPLOY, metric_names, rule_expressions, used_names
+from webhooks.metrics import WebhookMetrics
 
 # Series Prometheus makes itself for every target.
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -26,6 +27,7 @@ def exported_names() -> set[str]:
         IngestMetrics().registry,
         AggregatorMetrics().registry,
         InvoicerMetrics().registry,
+        WebhookMetrics().registry,
         collector_registry,
     ]
     names: set[str] = set()

@@ -28,7 +28,7 @@ def test_compose_declares_kafka_postgres_and_meterflow_services() -> None:
 def test_meterflow_services_use_the_project_image_and_reach_the_stack() -> None:
     services = _compose()["services"]
     own = {name: s for name, s in services.items() if "build" in s}
-    assert set(own) == {"migrate", "ingest", "aggregator", "invoicer", "exporter"}
+    assert set(own) == {"migrate", "ingest", "aggregator", "invoicer", "webhooks", "exporter"}
     assert {name: s["command"] for name, s in own.items()} == {n: [n] for n in own}
     assert "3000:3000" in services["ingest"]["ports"], "Lago's API port"
     for name, service in own.items():

@@ -32,7 +32,7 @@ class Endpoints:
 
 
 def _ingest_endpoints() -> Endpoints:
-    from ingest.settings import IngestSettings
+    from web.settings import IngestSettings
 
     s = IngestSettings.from_env()
     metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
@@ -66,7 +66,7 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("ingest", "ingest.service:main", _ingest_endpoints),
+    Service("ingest", "gateway.service:main", _ingest_endpoints),
     Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
     Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
 )
@@ -212,7 +212,7 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_create_organization(settings: Settings, name: str, timezone: str) -> int:
-    from ingest.organizations import create_organization
+    from gateway.organizations import create_organization
 
     org, key = asyncio.run(create_organization(settings, name, timezone))
     print(f"organization {org.id} ({org.name}, timezone {org.timezone})")

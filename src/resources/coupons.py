@@ -24,10 +24,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import (
+from resources import repository
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
     INVALID,
     MANDATORY,
     Fields,

@@ -9,12 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from billing.periods import BillingTime
-from ingest import records, repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import Fields, ok, page_params, pagination_meta, read_wrapped
-from ingest.records import subscription_body
-from ingest.repository import Conn
+from resources import records, repository
+from resources.records import subscription_body
+from resources.repository import Conn
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
 
 BILLING_TIMES = tuple(BillingTime)
 STATUSES = ("active", "pending", "canceled", "terminated")

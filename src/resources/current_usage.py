@@ -8,9 +8,9 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import AggregatorUnavailable, NotFound, ValidationFailed
+from resources import repository
+from web.context import context, organization
+from web.errors import AggregatorUnavailable, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest import records, repository, subscriptions
-from ingest.context import context, organization
-from ingest.errors import NotFound
-from ingest.payload import (
+from resources import records, repository, subscriptions
+from resources.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
+from resources.repository import Conn
+from resources.taxes import check_tax_codes, tax_body
+from web.context import context, organization
+from web.errors import NotFound
+from web.payload import (
     INVALID,
     Fields,
     currency,
@@ -23,9 +26,6 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
-from ingest.repository import Conn
-from ingest.taxes import check_tax_codes, tax_body
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 

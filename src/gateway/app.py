@@ -13,6 +13,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console import routes as console_routes
+from console.settings import ConsoleSettings
 from ingest import events
 from ingest.broker import Broker
 from meterflow.settings import Settings
@@ -24,6 +26,7 @@ from web.key_cache import KeyCache
 from web.metrics import IngestMetrics
 from web.middleware import api_key, lago_errors, measured
 from web.settings import IngestSettings
+from webhooks import endpoints as webhook_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,9 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         keys=KeyCache(ingest.key_cache_seconds),
     )
     app.cleanup_ctx.append(_resources(broker))
-    for table in (events.routes(), resource_routes.routes()):
+    for table in (events.routes(), resource_routes.routes(), webhook_endpoints.routes()):
         app.add_routes(table)
+    console_routes.install(app, ConsoleSettings.from_env())
     return app
 
 

@@ -70,6 +70,12 @@ def cmd_up(settings: Settings) -> int:
     return exit_code
 
 
+def _console_url() -> str:
+    from web.settings import IngestSettings
+
+    return f"http://127.0.0.1:{IngestSettings.from_env().port}/console/"
+
+
 def _print_endpoints(settings: Settings) -> None:
     kafka = settings.bootstrap_servers
     print("meterflow is up (Ctrl-C or `meterflow down` stops it)")
@@ -79,6 +85,7 @@ def _print_endpoints(settings: Settings) -> None:
     print(f"  topics     {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
     for service in SERVICES:
         print(f"  {service.name:<10} {service.endpoints().description}")
+    print(f"console      {_console_url()}  (users: meterflow create-user)")
     print("An API key for Lago's clients: meterflow create-organization --name <name>")
     sys.stdout.flush()
 
@@ -120,6 +127,20 @@ def cmd_create_organization(settings: Settings, name: str, timezone: str) -> int
     return 0
 
 
+def cmd_create_user(settings: Settings, organization: str, email: str, from_stdin: bool) -> int:
+    import secrets
+
+    from console.users import create_user
+
+    password = sys.stdin.readline().rstrip("\r\n") if from_stdin else secrets.token_urlsafe(15)
+    user = asyncio.run(create_user(settings, organization, email, password))
+    print(f"console user {user.email} of organization {user.organization_id}")
+    if not from_stdin:
+        print(f"password: {password}")
+        print("The password is shown only this once; meterflow stores only its argon2 hash.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterflow", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("METERFLOW_LOG_LEVEL", "INFO"))
@@ -136,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create_org.add_argument("--name", required=True)
     create_org.add_argument("--timezone", default="UTC", help="IANA name, default UTC")
+    create_user = sub.add_parser("create-user", help="create a console user of an organization")
+    create_user.add_argument("--organization", required=True, help="the organization's id or name")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
     for service in SERVICES:
         sub.add_parser(service.name, help=f"run the {service.name} service alone")
     return parser
@@ -151,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(settings, args.json)
         if args.command == "create-organization":
             return cmd_create_organization(settings, args.name, args.timezone)
+        if args.command == "create-user":
+            return cmd_create_user(settings, args.organization, args.email, args.password_stdin)
         if args.command in commands:
             return commands[args.command](settings)
         service = next(s for s in SERVICES if s.name == args.command)

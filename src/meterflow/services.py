@@ -39,6 +39,13 @@ def _invoicer_endpoints() -> Endpoints:
     return Endpoints(f"metrics {metrics}", metrics)
 
 
+def _webhooks_endpoints() -> Endpoints:
+    from webhooks.settings import WebhookSettings
+
+    metrics = f"http://127.0.0.1:{WebhookSettings.from_env().metrics_port}/metrics"
+    return Endpoints(f"metrics {metrics}", metrics)
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A long-running meterflow process that `meterflow up` starts as `meterflow <name>`."""
@@ -52,4 +59,5 @@ SERVICES: tuple[Service, ...] = (
     Service("ingest", "gateway.service:main", _ingest_endpoints),
     Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
     Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
+    Service("webhooks", "webhooks.service:main", _webhooks_endpoints),
 )

@@ -13,6 +13,7 @@ import asyncpg
 
 from billing.wallet import consume_prepaid, granted_first
 from meterflow.db import Conn
+from webhooks import outbox as webhook_outbox
 
 
 class CreditsChanged(Exception):
@@ -130,4 +131,5 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
             granted,
         )
         assert row is not None
+        await webhook_outbox.emit(conn, row["organization_id"], "invoice.created", invoice_id)
         return row

@@ -13,8 +13,9 @@ SERVICES = {"ingest", "aggregator", "invoicer", "resources", "console", "webhook
 # What services share: the pure domain, HTTP plumbing, the invoice read model, settings,
 # topics and database access.
 SHARED = {"billing", "web", "read_model", "meterflow"}
-# Composition roots wire the parts together, so they may import every one of them.
-ROOTS = {"gateway", "meterflow.cli"}
+# Composition roots wire the parts together (the HTTP app; the CLI and its registry of the
+# services it starts), so they may import every one of them.
+ROOTS = {"gateway", "meterflow.cli", "meterflow.services"}
 
 
 def _modules() -> list[tuple[str, Path]]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from console import users
-from resources.repository import Conn
+from meterflow.db import Conn
 from web.context import Organization
 
 log = logging.getLogger(__name__)

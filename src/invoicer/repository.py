@@ -43,10 +43,9 @@ from invoicer.pricing import (
     WalletTerms,
     refresh_draft,
 )
-from meterflow import db
+from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from read_model.drafts import CreditsChanged, consume_wallet
-from webhooks import outbox as webhook_outbox
 
 
 async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:

@@ -12,8 +12,8 @@ from typing import Protocol
 import asyncpg
 
 from billing.wallet import consume_prepaid, granted_first
+from meterflow import webhook_outbox
 from meterflow.db import Conn
-from webhooks import outbox as webhook_outbox
 
 
 class CreditsChanged(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from meterflow import webhook_outbox
 from resources import records, repository, subscriptions
 from resources.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
 from resources.repository import Conn
@@ -26,7 +27,6 @@ from web.payload import (
     pagination_meta,
     read_wrapped,
 )
-from webhooks import outbox as webhook_outbox
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 

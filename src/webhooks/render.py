@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from meterflow.db import Conn
 from resources.invoices import _extended
-from webhooks.outbox import Conn
 
 
 async def render(conn: Conn, object_type: str, object_id: uuid.UUID) -> dict[str, Any] | None:

@@ -16,6 +16,14 @@ SHARED = {"billing", "web", "read_model", "meterflow"}
 # Composition roots wire the parts together (the HTTP app; the CLI and its registry of the
 # services it starts), so they may import every one of them.
 ROOTS = {"gateway", "meterflow.cli", "meterflow.services"}
+# Allowed on purpose, each with its reason; any other import across services is a breach.
+ALLOWED = {
+    # Issue 12: the console calls the same domain and data code as the API (no second copy
+    # of a rule), so it writes customers through the resources' own rules and SQL.
+    ("console", "resources"),
+}
+# Still to take down (layout, issue 16, step 2: the invoice document moves to read_model).
+PENDING = {"webhooks.render imports resources.invoices"}
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -63,13 +71,15 @@ def _breaches() -> list[str]:
             other = name.split(".")[0]
             if other == own or other not in local:
                 continue  # itself, the standard library or a third-party package
+            if (own, other) in ALLOWED:
+                continue
             if other == "gateway" or (other in SERVICES and own in SERVICES | SHARED):
                 breaches.append(f"{module} imports {name}")
     return breaches
 
 
 def test_no_service_package_imports_another() -> None:
-    assert _breaches() == []
+    assert sorted(set(_breaches()) - PENDING) == []
 
 
 def test_the_walk_sees_every_package_and_their_imports() -> None:

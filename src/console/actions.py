@@ -16,10 +16,9 @@ from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from ingest import coupons, repository, subscriptions, wallets
-from ingest.context import IngestContext
-from ingest.errors import NotFound, ValidationFailed
-from ingest.repository import Organization
+from resources import coupons, repository, subscriptions, wallets
+from web.context import IngestContext, Organization
+from web.errors import NotFound, ValidationFailed
 
 Options = list[tuple[str, str]]
 

@@ -7,8 +7,8 @@ from aiohttp import web
 
 from console.pages import PREFIX, api, show, signed_in
 from console.sessions import Viewer
-from ingest import records, repository
-from ingest.coupons import coupon_body
+from resources import records, repository
+from resources.coupons import coupon_body
 
 LIST_ROWS = 100
 

@@ -64,7 +64,7 @@ from faust.web import Request, Response, View
 
 from aggregator.catalog_view import CatalogReader, CatalogView
 from aggregator.closing import PeriodCloser
-from aggregator.current_usage import current_usage
+from aggregator.current_usage import UsageFailed, current_usage
 from aggregator.domain import Domain
 from aggregator.ledger import Ledger, ledger_key
 from aggregator.markers import DedupeMarkers
@@ -501,7 +501,19 @@ def create_app(
         organization_id = request.query.get("organization_id")
         if not organization_id:
             return view.json(_error(422, "organization_id is required"), status=422)
-        body = aggregator.usage(organization_id, external_subscription_id)
+        try:
+            body = aggregator.usage(organization_id, external_subscription_id)
+        except Exception as exc:
+            charge = exc.charge_id if isinstance(exc, UsageFailed) else None
+            log.error(
+                "aggregator.usage_failed organization=%s subscription=%s charge=%s",
+                organization_id,
+                external_subscription_id,
+                charge,
+                exc_info=True,
+            )
+            aggregator.metrics.usage_failures.inc()
+            return view.json(_error(500, "usage_failed"), status=500)
         if body is None:
             return view.json(_error(404, "subscription_not_found"), status=404)
         return view.json(body)
@@ -532,10 +544,13 @@ def create_app(
     return app, aggregator
 
 
+_REASONS = {404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error"}
+
+
 def _error(status: int, code: str) -> dict[str, Any]:
     return {
         "status": status,
-        "error": "Not Found" if status == 404 else "Unprocessable Entity",
+        "error": _REASONS[status],
         "code": code,
         "error_details": {},
     }

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from resources import repository
 from web.context import IngestContext, Organization, context, organization
-from web.errors import AggregatorUnavailable, NotFound, ValidationFailed
+from web.errors import AggregatorUnavailable, ApiError, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,15 @@ async def current_usage(
         # aggregator yet: a moment later it will answer.
         raise AggregatorUnavailable()
     if status != 200:
-        log.warning("usage.aggregator_error url=%s status=%s body=%r", url, status, body[:500])
-        raise AggregatorUnavailable()
+        # The aggregator answered, so it is not unavailable: its failure is a bug, logged
+        # there with the subscription and the charge (aggregator.usage_failed).
+        log.error(
+            "usage.aggregator_failed subscription=%s status=%s body=%r",
+            external_subscription_id,
+            status,
+            body[:500],
+        )
+        raise ApiError(code="usage_failed")
     return body
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from resources import (
+    add_ons,
     billable_metrics,
     coupons,
+    credit_notes,
     current_usage,
     customers,
+    invoice_actions,
     invoices,
+    one_off_invoices,
     organizations,
     plans,
     subscriptions,
@@ -28,6 +32,10 @@ _RESOURCES = (
     coupons,
     wallets,
     organizations,
+    add_ons,
+    one_off_invoices,
+    invoice_actions,
+    credit_notes,
 )
 
 

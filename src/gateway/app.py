@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from console import routes as console_routes
 from console.settings import ConsoleSettings
-from ingest import events
+from ingest import routes as ingest_routes
 from ingest.broker import Broker
 from meterflow.settings import Settings
 from resources import repository
@@ -81,7 +81,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         keys=KeyCache(ingest.key_cache_seconds),
     )
     app.cleanup_ctx.append(_resources(broker))
-    for table in (events.routes(), resource_routes.routes(), webhook_endpoints.routes()):
+    for table in (ingest_routes.routes(), resource_routes.routes(), webhook_endpoints.routes()):
         app.add_routes(table)
     console_routes.install(app, ConsoleSettings.from_env())
     return app

@@ -14,6 +14,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console import routes as console_routes
+from console.settings import ConsoleSettings
 from ingest import (
     billable_metrics,
     coupons,
@@ -46,6 +48,7 @@ from ingest.key_cache import KeyCache
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from meterflow.settings import Settings
+from webhooks import endpoints as webhook_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +172,10 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         coupons,
         wallets,
         organizations,
+        webhook_endpoints,
     ):
         app.add_routes(module.routes())
+    console_routes.install(app, ConsoleSettings.from_env())
     return app
 
 

@@ -25,7 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from ingest import repository
-from ingest.context import context, organization
+from ingest.context import IngestContext, context, organization
 from ingest.errors import NotFound, ValidationFailed
 from ingest.payload import (
     INVALID,
@@ -38,6 +38,7 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
+from ingest.repository import Organization
 
 _COUPON = {
     "name",
@@ -259,14 +260,21 @@ async def destroy(request: web.Request) -> web.Response:
 
 
 async def apply(request: web.Request) -> web.Response:
+    raw = await read_wrapped(request, "applied_coupon")
+    body = await apply_coupon(context(request), organization(request), raw)
+    return ok({"applied_coupon": body})
+
+
+async def apply_coupon(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
     """Apply a coupon to a customer, with optional overrides of its amount, rate and
     frequency. 404 for an unknown customer, or a coupon unknown, deleted or expired
     (Lago looks among active coupons only); 422 `coupon_is_not_reusable` for a second
     application of a non-reusable coupon (even once the first has ended, as in Lago),
     `currencies_does_not_match` for a fixed amount in another currency than the
     customer's."""
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "applied_coupon"), _APPLIED)
+    fields = Fields(raw, _APPLIED)
     external_customer_id = fields.text("external_customer_id", required=True)
     coupon_code = fields.text("coupon_code", required=True)
     overrides: dict[str, Any] = {
@@ -307,7 +315,7 @@ async def apply(request: web.Request) -> web.Response:
         )
         row = await repository.applied_coupon_by_id(conn, applied_id)
     assert row is not None
-    return ok({"applied_coupon": applied_coupon_body(row)})
+    return applied_coupon_body(row)
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:

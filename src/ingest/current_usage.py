@@ -9,8 +9,9 @@ import aiohttp
 from aiohttp import web
 
 from ingest import repository
-from ingest.context import context, organization
+from ingest.context import IngestContext, context, organization
 from ingest.errors import AggregatorUnavailable, NotFound, ValidationFailed
+from ingest.repository import Organization
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ async def find(request: web.Request) -> web.Response:
         subscription = await repository.subscription(conn, org.id, external_subscription_id)
     if subscription is None or subscription["external_customer_id"] != external_customer_id:
         raise NotFound("subscription")
+    body = await current_usage(ctx, org, external_subscription_id)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def current_usage(
+    ctx: IngestContext, org: Organization, external_subscription_id: str
+) -> bytes:
+    """The subscription's current usage as the aggregator answers it (Lago's JSON body);
+    AggregatorUnavailable when no worker answers for it yet."""
     url = f"{ctx.ingest.aggregator_url}/current-usage/{external_subscription_id}"
     try:
         async with ctx.http.get(url, params={"organization_id": str(org.id)}) as response:
@@ -43,7 +53,7 @@ async def find(request: web.Request) -> web.Response:
     if status != 200:
         log.warning("usage.aggregator_error url=%s status=%s body=%r", url, status, body[:500])
         raise AggregatorUnavailable()
-    return web.Response(body=body, content_type="application/json")
+    return body
 
 
 def routes() -> list[web.RouteDef]:

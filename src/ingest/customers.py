@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from ingest import records, repository, subscriptions
-from ingest.context import context, organization
-from ingest.errors import NotFound
+from ingest.context import IngestContext, context, organization
+from ingest.errors import NotFound, ValidationFailed
 from ingest.payload import (
     INVALID,
     Fields,
@@ -24,8 +24,9 @@ from ingest.payload import (
     read_wrapped,
 )
 from ingest.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
-from ingest.repository import Conn
+from ingest.repository import Conn, Organization
 from ingest.taxes import check_tax_codes, tax_body
+from webhooks import outbox as webhook_outbox
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -202,15 +203,43 @@ async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str,
 async def upsert(request: web.Request) -> web.Response:
     """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
     the previous ones; an empty list removes them; an unknown code is 404 `tax_not_found`)."""
-    ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "customer")
+    body = await save_customer(context(request), organization(request), raw)
+    return ok({"customer": body})
+
+
+async def external_id_lock(conn: Conn, customer_id: uuid.UUID) -> str | None:
+    """Why the customer's external ID can no longer change (a plan, coupon, wallet or credits
+    were assigned to it), or None while it still can."""
+    return await repository.customer_assignment(conn, customer_id)
+
+
+async def save_customer(
+    ctx: IngestContext,
+    org: Organization,
+    raw: dict[str, Any],
+    *,
+    customer_id: uuid.UUID | None = None,
+    new: bool = False,
+) -> dict[str, Any]:
+    """Create or update a customer from Lago's input object; returns its API body.
+
+    The API upserts by `external_id`. The console creates (`new`: an external ID in use is
+    `value_already_exist`) or edits one customer by `customer_id`, and may change its
+    external ID until something is assigned to the customer (`external_id_lock`): then a
+    change is refused with `external_id_locked`.
+    """
     async with repository.unit_of_work(ctx.db) as conn:
         known = await repository.known_tax_codes(conn, org.id, raw.get("tax_codes"))
         check_tax_codes(raw.get("tax_codes"), known)
         external_id, given = parse_customer(raw, known)
         tax_codes: list[str] | None = given.pop("tax_codes", None)
         await repository.claim_name(conn, org.id, "customer", external_id)
+        if customer_id is not None:
+            await _rename(conn, org, customer_id, external_id)
         existing = await repository.customer(conn, org.id, external_id, lock=True)
+        if new and existing is not None:
+            raise ValidationFailed({"external_id": ["value_already_exist"]})
         if existing is None:
             customer_id = await repository.insert_customer(
                 conn, org.id, external_id, _columns(given)
@@ -233,6 +262,8 @@ async def upsert(request: web.Request) -> web.Response:
             )
         body = await records.enqueue_customer(conn, customer_id)
         await with_taxes(conn, [body])
+        webhook = "customer.created" if existing is None else "customer.updated"
+        await webhook_outbox.emit(conn, org.id, webhook, customer_id, body)
         if timezone_changed:
             # A subscription's record carries its applicable timezone: republish them.
             for subscription_id in await repository.live_subscription_ids(
@@ -241,7 +272,21 @@ async def upsert(request: web.Request) -> web.Response:
                 await repository.bump_subscription(conn, subscription_id)
                 await records.enqueue_subscription(conn, subscription_id)
     await ctx.catalog.drain_quietly()
-    return ok({"customer": body})
+    return body
+
+
+async def _rename(conn: Conn, org: Organization, customer_id: uuid.UUID, external_id: str) -> None:
+    """Give the customer `external_id` (the caller holds its name's claim), if it may change."""
+    current = await repository.customer_by_lago_id(conn, org.id, customer_id, lock=True)
+    if current is None:
+        raise NotFound("customer")
+    if current["external_id"] == external_id:
+        return
+    if await external_id_lock(conn, customer_id) is not None:
+        raise ValidationFailed({"external_id": ["external_id_locked"]})
+    if await repository.customer(conn, org.id, external_id) is not None:
+        raise ValidationFailed({"external_id": ["value_already_exist"]})
+    await repository.rename_customer(conn, customer_id, external_id)
 
 
 async def find(request: web.Request) -> web.Response:
@@ -258,7 +303,9 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_customers(conn, org.id, per_page, (page - 1) * per_page)
+        rows, total = await repository.list_customers(
+            conn, org.id, per_page, (page - 1) * per_page, request.query.get("search_term")
+        )
         bodies = await with_taxes(conn, [customer_body(r) for r in rows])
     return ok(
         {
@@ -269,12 +316,20 @@ async def find_all(request: web.Request) -> web.Response:
 
 
 async def destroy(request: web.Request) -> web.Response:
+    body = await delete_customer(
+        context(request), organization(request), request.match_info["external_id"]
+    )
+    return ok({"customer": body})
+
+
+async def delete_customer(
+    ctx: IngestContext, org: Organization, external_id: str
+) -> dict[str, Any]:
     """Delete the customer; its live subscriptions, applied coupons and wallets are
     terminated with it, as in Lago. The final invoices of those subscriptions, issued when
     their periods close, therefore use no coupon and no prepaid credit."""
-    ctx, org = context(request), organization(request)
     async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.customer(conn, org.id, request.match_info["external_id"], lock=True)
+        row = await repository.customer(conn, org.id, external_id, lock=True)
         if row is None:
             raise NotFound("customer")
         for subscription_id in await repository.live_subscription_ids(conn, customer_id=row["id"]):
@@ -283,7 +338,7 @@ async def destroy(request: web.Request) -> web.Response:
         await repository.delete_customer(conn, row["id"])
         body = await records.enqueue_customer(conn, row["id"])
     await ctx.catalog.drain_quietly()
-    return ok({"customer": body})
+    return body
 
 
 def routes() -> list[web.RouteDef]:

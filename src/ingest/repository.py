@@ -183,16 +183,60 @@ async def delete_customer(conn: Conn, customer_id: uuid.UUID) -> None:
     )
 
 
-async def list_customers(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[Row], int]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM customers WHERE organization_id = $1 AND deleted_at IS NULL", org
+async def customer_by_lago_id(
+    conn: Conn, org: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
+) -> Row | None:
+    sql = _CUSTOMER + "WHERE c.organization_id = $1 AND c.id = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF c" if lock else ""), org, customer_id)
+
+
+async def rename_customer(conn: Conn, customer_id: uuid.UUID, external_id: str) -> None:
+    await conn.execute(
+        "UPDATE customers SET external_id = $2, version = version + 1, updated_at = now() "
+        "WHERE id = $1",
+        customer_id,
+        external_id,
     )
+
+
+async def customer_assignment(conn: Conn, customer_id: uuid.UUID) -> str | None:
+    """The first kind of object assigned to the customer (`subscription`, `coupon`,
+    `wallet` or `invoice`, ended ones included), or None when nothing is."""
+    found: str | None = await conn.fetchval(
+        "SELECT CASE "
+        "WHEN EXISTS (SELECT 1 FROM subscriptions WHERE customer_id = $1) THEN 'subscription' "
+        "WHEN EXISTS (SELECT 1 FROM applied_coupons WHERE customer_id = $1) THEN 'coupon' "
+        "WHEN EXISTS (SELECT 1 FROM wallets WHERE customer_id = $1) THEN 'wallet' "
+        "WHEN EXISTS (SELECT 1 FROM invoices WHERE customer_id = $1) THEN 'invoice' END",
+        customer_id,
+    )
+    return found
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_customers(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int, search_term: str | None = None
+) -> tuple[list[Row], int]:
+    """A page of live customers, newest first; `search_term` (Lago's) keeps those whose
+    name, first or last name, legal name, external id or email contains it."""
+    where = "WHERE c.organization_id = $1 AND c.deleted_at IS NULL "
+    args: list[Any] = [org]
+    if search_term:
+        where += (
+            "AND (c.name ILIKE $2 OR c.external_id ILIKE $2 OR c.email ILIKE $2 "
+            "OR c.attributes->>'legal_name' ILIKE $2 OR c.attributes->>'firstname' ILIKE $2 "
+            "OR c.attributes->>'lastname' ILIKE $2) "
+        )
+        args.append(_like(search_term))
+    total = await conn.fetchval("SELECT count(*) FROM customers c " + where, *args)
+    n = len(args)
     rows = await conn.fetch(
-        _CUSTOMER + "WHERE c.organization_id = $1 AND c.deleted_at IS NULL "
-        "ORDER BY c.created_at DESC, c.id LIMIT $2 OFFSET $3",
-        org,
+        _CUSTOMER + where + f"ORDER BY c.created_at DESC, c.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
         limit,
         offset,
     )

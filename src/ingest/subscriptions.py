@@ -10,11 +10,12 @@ from aiohttp import web
 
 from billing.periods import BillingTime
 from ingest import records, repository
-from ingest.context import context, organization
+from ingest.context import IngestContext, context, organization
 from ingest.errors import NotFound, ValidationFailed
 from ingest.payload import Fields, ok, page_params, pagination_meta, read_wrapped
 from ingest.records import subscription_body
-from ingest.repository import Conn
+from ingest.repository import Conn, Organization
+from webhooks import outbox as webhook_outbox
 
 BILLING_TIMES = tuple(BillingTime)
 STATUSES = ("active", "pending", "canceled", "terminated")
@@ -67,12 +68,26 @@ async def terminate(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
         await repository.update_subscription(
             conn, subscription_id, {"status": "terminated", "terminated_at": now}
         )
-    return await records.enqueue_subscription(conn, subscription_id)
+    body = await records.enqueue_subscription(conn, subscription_id)
+    if row["status"] == "active":
+        await webhook_outbox.emit(
+            conn, row["organization_id"], "subscription.terminated", subscription_id, body
+        )
+    return body
 
 
 async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "subscription"), _CREATE)
+    raw = await read_wrapped(request, "subscription")
+    body = await create_subscription(context(request), organization(request), raw)
+    return ok({"subscription": body})
+
+
+async def create_subscription(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """Subscribe a customer to a plan from Lago's input object; returns the API body (the
+    live one unchanged when the same subscription is created again)."""
+    fields = Fields(raw, _CREATE)
     external_customer_id = fields.text("external_customer_id", required=True)
     plan_code = fields.text("plan_code", required=True)
     external_id = fields.text("external_id", required=True)
@@ -108,7 +123,7 @@ async def create(request: web.Request) -> web.Response:
         existing = await repository.subscription(conn, org.id, external_id)
         if existing is not None and existing["status"] in ("active", "pending"):
             if existing["plan_id"] == plan["id"] and existing["customer_id"] == customer_id:
-                return ok({"subscription": subscription_body(existing)})
+                return subscription_body(existing)
             raise ValidationFailed({"external_id": ["value_already_exist"]})
         pending = start > now
         subscription_id = await repository.insert_subscription(
@@ -127,8 +142,10 @@ async def create(request: web.Request) -> web.Response:
             },
         )
         body = await records.enqueue_subscription(conn, subscription_id)
+        if not pending:
+            await webhook_outbox.emit(conn, org.id, "subscription.started", subscription_id, body)
     await ctx.catalog.drain_quietly()
-    return ok({"subscription": body})
+    return body
 
 
 def _status_param(request: web.Request) -> str | None:
@@ -203,6 +220,8 @@ async def update(request: web.Request) -> web.Response:
             return ok({"subscription": subscription_body(row)})
         await repository.update_subscription(conn, row["id"], changes)
         body = await records.enqueue_subscription(conn, row["id"])
+        if changes.get("status") == "active":
+            await webhook_outbox.emit(conn, org.id, "subscription.started", row["id"], body)
     await ctx.catalog.drain_quietly()
     return ok({"subscription": body})
 

@@ -31,7 +31,7 @@ from aiohttp import web
 from billing.money import minor_units
 from billing.wallet import cents_to_credits, credits_to_cents
 from ingest import repository
-from ingest.context import context, organization
+from ingest.context import IngestContext, context, organization
 from ingest.errors import NotFound, ValidationFailed
 from ingest.payload import (
     INVALID,
@@ -43,7 +43,7 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.repository import Conn
+from ingest.repository import Conn, Organization
 
 _WALLET = {
     "external_customer_id",
@@ -230,8 +230,17 @@ async def _top_up(
 
 
 async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "wallet"), _WALLET)
+    raw = await read_wrapped(request, "wallet")
+    body = await create_wallet(context(request), organization(request), raw, external_customer_id)
+    return ok({"wallet": body})
+
+
+async def create_wallet(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any], external_customer_id: str | None
+) -> dict[str, Any]:
+    """Open a wallet from Lago's input object (for `external_customer_id`, else the one the
+    object names) with its first paid and granted credits; returns its API body."""
+    fields = Fields(raw, _WALLET)
     given_customer = fields.text("external_customer_id", required=external_customer_id is None)
     external_customer_id = external_customer_id or given_customer
     rate = fields.decimal("rate_amount", low=Decimal(0), high=_MAX_AMOUNT, low_open=True)
@@ -281,7 +290,7 @@ async def _create(request: web.Request, external_customer_id: str | None) -> web
         await _top_up(conn, wallet, credits, name, metadata)
         wallet = await repository.wallet_by_id(conn, org.id, wallet_id)
         assert wallet is not None
-    return ok({"wallet": wallet_body(wallet)})
+    return wallet_body(wallet)
 
 
 async def create(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ from invoicer.pricing import (
     refresh_draft,
 )
 from meterflow import db
+from webhooks import outbox as webhook_outbox
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
@@ -353,9 +354,18 @@ _FEE_ARRAYS = ", ".join(
     f"${_FIRST_FEE_PARAM + i}::{kind}[]" for i, (_, kind) in enumerate(_FEE_COLUMNS)
 )
 
-# One statement, so one transaction: the customer's next sequential id, the invoice, and its
-# fees. A second invoice for the period violates the unique period_key and the statement
-# rolls back whole, sequence increment included (no gap in the numbering).
+# The invoice's webhooks (invoice.drafted or invoice.created), rendered when first sent.
+_INVOICE_WEBHOOKS = webhook_outbox.FAN_OUT.format(
+    type="(CASE WHEN $7 = 'draft' THEN 'invoice.drafted' ELSE 'invoice.created' END)",
+    object_type="'invoice'",
+    object_id="(SELECT id FROM invoice)",
+    payload="NULL",
+    organization="$2",
+)
+
+# One statement, so one transaction: the customer's next sequential id, the invoice, its
+# fees and its webhooks. A second invoice for the period violates the unique period_key and
+# the statement rolls back whole, sequence increment included (no gap in the numbering).
 _WRITE_INVOICE = f"""
 WITH sequence AS (
     INSERT INTO invoice_sequences (customer_id, last_sequential_id) VALUES ($3, 1)
@@ -382,6 +392,7 @@ WITH sequence AS (
     SELECT invoice.id, $4, $8, f.*
     FROM invoice, unnest({_FEE_ARRAYS}) AS f
     RETURNING 1
+), webhook AS ({_INVOICE_WEBHOOKS}    RETURNING 1
 )
 SELECT sequential_id, (SELECT count(*) FROM fee) AS fees FROM invoice
 """
@@ -924,6 +935,7 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
             granted,
         )
         assert row is not None
+        await webhook_outbox.emit(conn, row["organization_id"], "invoice.created", invoice_id)
         return row
 
 

@@ -4,72 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import FrameType
 
+from meterflow import status
 from meterflow.errors import MeterflowError
 from meterflow.logs import configure_logging
+from meterflow.services import SERVICES, Service
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
 from meterflow.stack.processes import read_pid, terminate
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """Where a running service can be reached, and the URL that answers 200 once it is ready."""
-
-    description: str
-    ready_url: str
-
-
-def _ingest_endpoints() -> Endpoints:
-    from ingest.settings import IngestSettings
-
-    s = IngestSettings.from_env()
-    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
-    return Endpoints(f"Lago API http://127.0.0.1:{s.port}  metrics {metrics}", metrics)
-
-
-def _aggregator_endpoints() -> Endpoints:
-    from aggregator.settings import AggregatorSettings
-
-    s = AggregatorSettings.from_env()
-    usage = f"http://{s.host}:{s.port}"
-    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
-    return Endpoints(f"usage {usage}  metrics {metrics}", f"{usage}/ready")
-
-
-def _invoicer_endpoints() -> Endpoints:
-    from invoicer.settings import InvoicerSettings
-
-    s = InvoicerSettings.from_env()
-    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
-    return Endpoints(f"metrics {metrics}", metrics)
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    """A long-running meterflow process that `meterflow up` starts as `meterflow <name>`."""
-
-    name: str
-    entry_point: str  # "module:function", imported only when the service runs
-    endpoints: Callable[[], Endpoints]  # from the service's own settings
-
-
-SERVICES: tuple[Service, ...] = (
-    Service("ingest", "ingest.service:main", _ingest_endpoints),
-    Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
-    Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
-)
+from meterflow.supervisor import Supervisor
 
 # How long `meterflow up` waits for a service to answer its readiness URL.
 READY_TIMEOUT = 180.0
@@ -101,72 +51,29 @@ def cmd_up(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    children: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    supervisor = Supervisor(SERVICES, settings.state_dir / "up.json")
     exit_code = 0
     try:
         stack.start()
-        for service in SERVICES:
-            proc = subprocess.Popen([sys.executable, "-m", "meterflow.cli", service.name])
-            children.append((service, proc))
-        if not _wait_ready(children, stop):
-            exit_code = 1
-            stop.set()
-        else:
+        supervisor.start_all()
+        if supervisor.wait_ready(stop, READY_TIMEOUT):
             _print_endpoints(settings)
-        while not stop.wait(0.5):
-            for service, proc in children:
-                if proc.poll() is not None:
-                    print(
-                        f"meterflow: {service.name} exited with code {proc.returncode}; "
-                        "stopping everything (its log lines are above)",
-                        file=sys.stderr,
-                    )
-                    exit_code = 1
-                    stop.set()
+            exit_code = supervisor.run(stop)
+        elif not stop.is_set():
+            exit_code = 1
     finally:
         print("meterflow: stopping", file=sys.stderr)
-        for _, proc in reversed(children):
-            terminate(proc.pid, timeout=30)
+        supervisor.stop_all(terminate)
         stack.stop()
         up_pid_file.unlink(missing_ok=True)
         print("meterflow: stopped", file=sys.stderr)
     return exit_code
 
 
-def _wait_ready(
-    children: list[tuple[Service, subprocess.Popen[bytes]]], stop: threading.Event
-) -> bool:
-    """Wait until every service answers its readiness URL; False (said why) if one exits or
-    does not answer in time, or if a signal asks to stop meanwhile."""
-    for service, proc in children:
-        url = service.endpoints().ready_url
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not _answers(url):
-            if proc.poll() is not None:
-                print(
-                    f"meterflow: {service.name} exited with code {proc.returncode} while "
-                    "starting; its log lines are above",
-                    file=sys.stderr,
-                )
-                return False
-            if time.monotonic() > deadline:
-                print(
-                    f"meterflow: {service.name} did not answer {url} within "
-                    f"{READY_TIMEOUT:.0f}s; its log lines are above",
-                    file=sys.stderr,
-                )
-                return False
-            if stop.wait(0.3):
-                return False
-    return True
+def _console_url() -> str:
+    from ingest.settings import IngestSettings
 
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
+    return f"http://127.0.0.1:{IngestSettings.from_env().port}/console/"
 
 
 def _print_endpoints(settings: Settings) -> None:
@@ -178,6 +85,7 @@ def _print_endpoints(settings: Settings) -> None:
     print(f"  topics     {t.events} {t.catalog} {t.periods_closed} {t.dead_letter}")
     for service in SERVICES:
         print(f"  {service.name:<10} {service.endpoints().description}")
+    print(f"console      {_console_url()}  (users: meterflow create-user)")
     print("An API key for Lago's clients: meterflow create-organization --name <name>")
     sys.stdout.flush()
 
@@ -196,11 +104,9 @@ def cmd_down(settings: Settings) -> int:
     return 0
 
 
-def cmd_status(settings: Settings) -> int:
-    up_pid = read_pid(settings.state_dir / "up.pid")
-    print(f"meterflow up: {'pid ' + str(up_pid) if up_pid else 'not running'}")
-    for name, pid in LocalStack.from_settings(settings).running().items():
-        print(f"  {name:<9} {'pid ' + str(pid) if pid else 'stopped'}")
+def cmd_status(settings: Settings, as_json: bool) -> int:
+    found = status.gather(settings)
+    print(json.dumps(found, indent=2) if as_json else status.render(found))
     return 0
 
 
@@ -221,19 +127,42 @@ def cmd_create_organization(settings: Settings, name: str, timezone: str) -> int
     return 0
 
 
+def cmd_create_user(settings: Settings, organization: str, email: str, from_stdin: bool) -> int:
+    import secrets
+
+    from console.users import create_user
+
+    password = sys.stdin.readline().rstrip("\r\n") if from_stdin else secrets.token_urlsafe(15)
+    user = asyncio.run(create_user(settings, organization, email, password))
+    print(f"console user {user.email} of organization {user.organization_id}")
+    if not from_stdin:
+        print(f"password: {password}")
+        print("The password is shown only this once; meterflow stores only its argon2 hash.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterflow", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("METERFLOW_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run Kafka, Postgres and every service in the foreground")
     sub.add_parser("down", help="stop what `meterflow up` or the tests left running")
-    sub.add_parser("status", help="show what is running")
+    status_cmd = sub.add_parser(
+        "status", help="Kafka, Postgres and the services of `meterflow up`: pid, ready, restarts"
+    )
+    status_cmd.add_argument("--json", action="store_true", help="print JSON for machines")
     sub.add_parser("migrate", help="apply the database migrations and create the Kafka topics")
     create_org = sub.add_parser(
         "create-organization", help="create an organization and print its API key"
     )
     create_org.add_argument("--name", required=True)
     create_org.add_argument("--timezone", default="UTC", help="IANA name, default UTC")
+    create_user = sub.add_parser("create-user", help="create a console user of an organization")
+    create_user.add_argument("--organization", required=True, help="the organization's id or name")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
     for service in SERVICES:
         sub.add_parser(service.name, help=f"run the {service.name} service alone")
     return parser
@@ -242,11 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate}
+    commands = {"up": cmd_up, "down": cmd_down, "migrate": cmd_migrate}
     try:
         settings = Settings.from_env()
+        if args.command == "status":
+            return cmd_status(settings, args.json)
         if args.command == "create-organization":
             return cmd_create_organization(settings, args.name, args.timezone)
+        if args.command == "create-user":
+            return cmd_create_user(settings, args.organization, args.email, args.password_stdin)
         if args.command in commands:
             return commands[args.command](settings)
         service = next(s for s in SERVICES if s.name == args.command)

@@ -1,0 +1,39 @@
+"""The console's route table, and `install`, which adds it to the HTTP application with the
+console's state (its settings, and the end of open usage streams at shutdown)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from console import customers, sign_in
+from console.pages import CONSOLE, PREFIX, ConsoleState, redirect
+from console.settings import ConsoleSettings
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    raise redirect(f"{PREFIX}/customers")
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    table: list[web.AbstractRouteDef] = [
+        web.get(PREFIX, home),
+        web.get(f"{PREFIX}/", home),
+        web.static(f"{PREFIX}/static", STATIC, append_version=False),
+    ]
+    for module in (sign_in, customers):
+        table.extend(module.routes())
+    return table
+
+
+def install(app: web.Application, settings: ConsoleSettings) -> None:
+    app[CONSOLE] = ConsoleState(settings)
+
+    async def end_streams(app: web.Application) -> None:
+        app[CONSOLE].closing.set()
+
+    app.on_shutdown.append(end_streams)
+    app.add_routes(routes())

@@ -1,0 +1,143 @@
+"""Server-side sessions in Postgres (revocable, expiring; the cookie's SHA-256 digest is the
+key), the CSRF token each one carries, and the slowing down of repeated failed sign-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from console import users
+from ingest.repository import Conn, Organization
+
+log = logging.getLogger(__name__)
+
+# Failed sign-ins of one email allowed in a row before each next attempt must wait; the
+# wait doubles with each further failure, up to MAX_WAIT. Failures older than FORGET_AFTER
+# no longer count.
+FREE_FAILURES = 3
+MAX_WAIT = timedelta(seconds=60)
+FORGET_AFTER = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The signed-in user of a request, with its organization and its session's CSRF token."""
+
+    user_id: str
+    email: str
+    organization: Organization
+    csrf_token: str
+
+
+class SignInRefused(Exception):
+    """A sign-in that did not open a session; `wait` is set when it came too soon."""
+
+    def __init__(self, wait: timedelta | None = None):
+        super().__init__("sign_in_refused")
+        self.wait = wait
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _wait_after(failures: int) -> timedelta:
+    if failures < FREE_FAILURES:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** (failures - FREE_FAILURES)), MAX_WAIT)
+
+
+async def _too_soon(conn: Conn, email: str, now: datetime) -> timedelta | None:
+    row = await conn.fetchrow(
+        "SELECT failures, last_failure_at FROM console_sign_in_failures WHERE email = $1", email
+    )
+    if row is None or now - row["last_failure_at"] > FORGET_AFTER:
+        return None
+    allowed_at = row["last_failure_at"] + _wait_after(row["failures"])
+    return allowed_at - now if allowed_at > now else None
+
+
+async def _record_failure(conn: Conn, email: str, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO console_sign_in_failures (email, failures, last_failure_at) "
+        "VALUES ($1, 1, $2) ON CONFLICT (email) DO UPDATE SET "
+        "failures = CASE WHEN console_sign_in_failures.last_failure_at < $2 - $3::interval "
+        "THEN 1 ELSE console_sign_in_failures.failures + 1 END, last_failure_at = $2",
+        email,
+        now,
+        FORGET_AFTER,
+    )
+
+
+async def sign_in(pool: asyncpg.Pool, email: str, password: str, lifetime: timedelta) -> str:
+    """Check the password and open a session; returns the cookie's token. SignInRefused for
+    a wrong email or password, or an attempt that comes before its wait after failures."""
+    key = email.strip().lower()
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        wait = await _too_soon(conn, key, now)
+        if wait is not None:
+            log.info("console.sign_in_throttled email=%s wait_s=%.1f", key, wait.total_seconds())
+            raise SignInRefused(wait)
+        found = await users.user_by_email(conn, key)
+    # argon2 takes tens of milliseconds of CPU: off the event loop.
+    matches = await asyncio.to_thread(users.password_matches, found[1] if found else None, password)
+    async with pool.acquire() as conn:
+        if found is None or not matches:
+            await _record_failure(conn, key, datetime.now(UTC))
+            log.info("console.sign_in_failed email=%s", key)
+            raise SignInRefused()
+        await conn.execute("DELETE FROM console_sign_in_failures WHERE email = $1", key)
+        token = new_token()
+        await conn.execute(
+            "INSERT INTO console_sessions (token_digest, user_id, csrf_token, expires_at) "
+            "VALUES ($1, $2, $3, $4)",
+            digest(token),
+            found[0].id,
+            new_token(),
+            now + lifetime,
+        )
+    log.info(
+        "console.signed_in user_id=%s organization_id=%s", found[0].id, found[0].organization_id
+    )
+    return token
+
+
+async def viewer(conn: Conn, token: str) -> Viewer | None:
+    """The user of a live session (not revoked, not expired), or None."""
+    row = await conn.fetchrow(
+        "SELECT s.csrf_token, u.id AS user_id, u.email, o.id AS organization_id, "
+        "o.name AS organization_name, o.timezone AS organization_timezone "
+        "FROM console_sessions s JOIN console_users u ON u.id = s.user_id "
+        "JOIN organizations o ON o.id = u.organization_id "
+        "WHERE s.token_digest = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
+        digest(token),
+    )
+    if row is None:
+        return None
+    return Viewer(
+        user_id=str(row["user_id"]),
+        email=row["email"],
+        organization=Organization(
+            row["organization_id"], row["organization_name"], row["organization_timezone"]
+        ),
+        csrf_token=row["csrf_token"],
+    )
+
+
+async def sign_out(conn: Conn, token: str) -> None:
+    await conn.execute(
+        "UPDATE console_sessions SET revoked_at = now() WHERE token_digest = $1 "
+        "AND revoked_at IS NULL",
+        digest(token),
+    )

@@ -1,0 +1,193 @@
+"""`meterflow up` as a real process for end-to-end tests, run against the shared Kafka and
+Postgres (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL) with the test's own topics, schema, state
+dir and free ports; and a small Lago HTTP client to create a catalog and send usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from meterflow.settings import Settings
+from support.services import free_port, service_env
+
+CLI = [sys.executable, "-m", "meterflow.cli"]
+
+
+@dataclass
+class MeterflowUp:
+    """One `meterflow up`, its environment and ports, and its output in `log_path`."""
+
+    env: dict[str, str]
+    ports: dict[str, int]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_test(cls, settings: Settings, tmp_path: Path, **overrides: str) -> MeterflowUp:
+        names = ("api", "api_metrics", "agg", "agg_metrics", "inv")
+        ports = {name: free_port() for name in names}
+        env = service_env(
+            settings,
+            tmp_path / "state",
+            METERFLOW_INGEST_HOST="127.0.0.1",
+            METERFLOW_INGEST_PORT=str(ports["api"]),
+            METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+            METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
+            METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
+            METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+            METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+            METERFLOW_AGGREGATOR_BATCH_WITHIN="0.05",
+            METERFLOW_AGGREGATOR_SESSION_TIMEOUT="6",
+            METERFLOW_AGGREGATOR_COMMIT_INTERVAL="0.5",
+            METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
+            METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
+            METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+            **overrides,
+        )
+        return cls(env=env, ports=ports, log_path=tmp_path / "up.log")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self, timeout: float = 150.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*CLI, "up"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while "meterflow is up" not in self.log():
+            assert self.proc.poll() is None, f"`meterflow up` exited early:\n{self.log()}"
+            assert time.monotonic() < deadline, (
+                f"`meterflow up` not up in {timeout}s:\n{self.log()}"
+            )
+            await asyncio.sleep(0.5)
+
+    async def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run `meterflow <args>` with this stack's environment."""
+        return await asyncio.to_thread(
+            subprocess.run,
+            [*CLI, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    async def status(self) -> dict[str, Any]:
+        done = await self.cli("status", "--json")
+        assert done.returncode == 0, done.stderr
+        found: dict[str, Any] = json.loads(done.stdout)
+        return found
+
+    async def service(self, name: str) -> dict[str, Any]:
+        services = {s["name"]: s for s in (await self.status())["services"]}
+        return services[name]
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        return self.proc.returncode
+
+
+class LagoHttp:
+    """The few Lago API calls the operations tests need, over plain HTTP."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.session.request(method, self.base_url + path, json=body) as response:
+            payload = await response.json(content_type=None)
+            return response.status, payload
+
+    async def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, payload = await self.call(method, path, body)
+        assert status == 200, f"{method} {path} answered {status}: {payload}"
+        return payload
+
+    async def simple_catalog(self, customer: str, subscriptions: list[str]) -> None:
+        """A USD customer on plan `basic` (10.00 a month, `calls` counted at 0.01 each,
+        `gb` summed at 0.50 each), subscribed since the month's start, once per id."""
+        await self.ok(
+            "POST",
+            "/api/v1/customers",
+            {"customer": {"external_id": customer, "name": customer, "currency": "USD"}},
+        )
+        for code, aggregation, field_name in (
+            ("calls", "count_agg", None),
+            ("gb", "sum_agg", "gb"),
+        ):
+            metric = {"name": code, "code": code, "aggregation_type": aggregation}
+            if field_name:
+                metric["field_name"] = field_name
+            await self.ok("POST", "/api/v1/billable_metrics", {"billable_metric": metric})
+        metrics = (await self.ok("GET", "/api/v1/billable_metrics"))["billable_metrics"]
+        ids = {m["code"]: m["lago_id"] for m in metrics}
+        charges = [
+            {
+                "billable_metric_id": ids["calls"],
+                "charge_model": "standard",
+                "properties": {"amount": "0.01"},
+            },
+            {
+                "billable_metric_id": ids["gb"],
+                "charge_model": "standard",
+                "properties": {"amount": "0.50"},
+            },
+        ]
+        plan = {
+            "name": "Basic",
+            "code": "basic",
+            "interval": "monthly",
+            "amount_cents": 1000,
+            "amount_currency": "USD",
+            "pay_in_advance": False,
+            "charges": charges,
+        }
+        await self.ok("POST", "/api/v1/plans", {"plan": plan})
+        for external_id in subscriptions:
+            subscription = {
+                "external_customer_id": customer,
+                "plan_code": "basic",
+                "external_id": external_id,
+                "billing_time": "calendar",
+            }
+            await self.ok("POST", "/api/v1/subscriptions", {"subscription": subscription})
+
+    async def usage(self, customer: str, subscription: str) -> dict[str, tuple[str, int]] | None:
+        """units and events per metric code of the current period, None while unavailable."""
+        path = f"/api/v1/customers/{customer}/current_usage?external_subscription_id={subscription}"
+        status, payload = await self.call("GET", path)
+        if status != 200:
+            return None
+        return {
+            c["billable_metric"]["code"]: (c["units"], c["events_count"])
+            for c in payload["customer_usage"]["charges_usage"]
+        }

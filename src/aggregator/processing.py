@@ -37,6 +37,10 @@ from meterflow.event_records import PACK_LIMIT, decode_record, position
 log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
+# The catalog states `terminated_at` to the second, as Lago's API writes it: the events of
+# the second it names (stamped before the DELETE, within that second) count in the final
+# period rather than being refused as after the termination.
+TERMINATION_RESOLUTION = timedelta(seconds=1)
 PERIODS_CLOSED = "periods_closed"
 
 
@@ -409,7 +413,10 @@ def fold_event(
         return "dead_letter:no_charge_for_code", keep_until
     if event.timestamp < terms.subscription_at:
         return "dead_letter:before_subscription_start", keep_until
-    if terms.terminated_at is not None and event.timestamp >= terms.terminated_at:
+    if (
+        terms.terminated_at is not None
+        and event.timestamp >= terms.terminated_at + TERMINATION_RESOLUTION
+    ):
         return "dead_letter:after_termination", keep_until
     try:
         start, end = periods.find(terms, event.timestamp)

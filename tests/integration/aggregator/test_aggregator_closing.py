@@ -50,16 +50,17 @@ async def test_a_termination_closes_at_once_with_every_event_accepted_before_it(
     )
     worker.start()
     await worker.wait_ready()
-    ts = now.timestamp()
+    ts = time.time()
     events = [event(org, "s1", f"t{i}", ts) for i in range(20_000)]
     await publish_requests(settings, events, random.Random(7))
-    terminated = datetime.now(UTC)
+    # As ingest states it: to the second (the events may fall within that second).
+    terminated = datetime.now(UTC).replace(microsecond=0)
     termination = sample.subscription(
         "s1",
         customer="c1",
         plan_code="p1",
         subscription_at=sample.records[-1].body["subscription_at"],  # type: ignore[index]
-        terminated_at=terminated.isoformat(),
+        terminated_at=terminated.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     started = time.monotonic()
     await publish_catalog(settings, [termination])

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from aggregator.catalog_view import ChargeTerms, SubscriptionTerms
 from aggregator.domain import UsageEvent, UsageState
-from billing.aggregations import AGGREGATIONS, Aggregation
-from billing.charge_models import CHARGE_MODELS
+from billing.aggregations import AGGREGATIONS, Aggregation, SumAggregation
+from billing.charge_models import needs_event_amounts, price_state
 from billing.events import parse_event
 from billing.periods import (
     BillingPeriod,
@@ -55,9 +54,14 @@ class BillingDomain:
         self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
     ) -> UsageState:
         kind = AGGREGATIONS[charge.aggregation_type]
-        if data is None:
-            return kind.initialize(BillingPeriod(start, end))
-        return kind.from_dict(data)
+        state = kind.initialize(BillingPeriod(start, end)) if data is None else kind.from_dict(data)
+        if isinstance(state, SumAggregation) and needs_event_amounts(
+            charge.charge_model, charge.properties
+        ):
+            # Also for a state restored without them: the charge gained free units or
+            # per-transaction bounds mid-period (see SumAggregation.event_amounts).
+            state.keep_events()
+        return state
 
     def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
         kind = AGGREGATIONS[charge.aggregation_type]
@@ -68,9 +72,6 @@ class BillingDomain:
             cast(Any, value), event.timestamp, transaction_id=event.transaction_id
         )
 
-    def amount_cents(
-        self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str
-    ) -> int:
-        model = CHARGE_MODELS[charge.charge_model]
-        priced = model.price(units, charge.properties, events_count=events_count)
+    def amount_cents(self, charge: ChargeTerms, state: UsageState, currency: str) -> int:
+        priced = price_state(charge.charge_model, charge.properties, cast(Aggregation, state))
         return priced.amount_cents(currency)

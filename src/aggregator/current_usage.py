@@ -29,7 +29,7 @@ def current_usage(
         data = period["charges"].get(charge.charge_id)
         state = domain.new_state(charge, start, full_end, data)
         units = state.result()
-        cents = domain.amount_cents(charge, units, state.events_count, terms.currency)
+        cents = domain.amount_cents(charge, state, terms.currency)
         amount_cents += cents
         charges_usage.append(
             {

@@ -57,7 +57,5 @@ class Domain(Protocol):
     def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
         """Fold one event's value into the state."""
 
-    def amount_cents(
-        self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str
-    ) -> int:
-        """The price of `units` under the charge's model, in the currency's minor units."""
+    def amount_cents(self, charge: ChargeTerms, state: UsageState, currency: str) -> int:
+        """The price of the state's usage under the charge's model, in minor units."""

@@ -130,6 +130,17 @@ async def create_customer(request: web.Request, viewer: Viewer) -> web.StreamRes
     return await _save(request, viewer, None)
 
 
+async def customer_of(
+    request: web.Request, viewer: Viewer, customer_id: uuid.UUID
+) -> dict[str, Any]:
+    """The customer's API body (404 when not of the viewer's organization)."""
+    async with api(request).db.acquire() as conn:
+        row = await repository.customer_by_lago_id(conn, viewer.organization.id, customer_id)
+    if row is None:
+        raise not_found("customer")
+    return customer_body(row)
+
+
 async def _customer(
     request: web.Request, viewer: Viewer, customer_id: uuid.UUID
 ) -> tuple[dict[str, Any], str | None]:
@@ -144,17 +155,17 @@ async def _customer(
 
 @signed_in
 async def edit_customer(request: web.Request, viewer: Viewer) -> web.Response:
-    customer, locked = await _customer(request, viewer, _id(request))
+    customer, locked = await _customer(request, viewer, customer_id_of(request))
     values = customer_form.from_body(customer)
     return _form_page(request, viewer, values=values, customer=customer, locked=locked)
 
 
 @signed_in
 async def update_customer(request: web.Request, viewer: Viewer) -> web.StreamResponse:
-    return await _save(request, viewer, _id(request))
+    return await _save(request, viewer, customer_id_of(request))
 
 
-def _id(request: web.Request) -> uuid.UUID:
+def customer_id_of(request: web.Request) -> uuid.UUID:
     return parse_id(request.match_info["customer_id"], "customer")
 
 
@@ -162,7 +173,7 @@ async def customer_page(
     request: web.Request, viewer: Viewer, tab: str, **values: Any
 ) -> web.Response:
     """The customer view with one of its tabs (the tab's template and values)."""
-    customer, locked = await _customer(request, viewer, _id(request))
+    customer, locked = await _customer(request, viewer, customer_id_of(request))
     return show(
         request,
         viewer,
@@ -193,7 +204,7 @@ async def subscriptions_of(
 
 @signed_in
 async def overview(request: web.Request, viewer: Viewer) -> web.Response:
-    customer, _ = await _customer(request, viewer, _id(request))
+    customer, _ = await _customer(request, viewer, customer_id_of(request))
     subscriptions = await subscriptions_of(request, viewer, customer["external_id"], STATUSES)
     return await customer_page(request, viewer, "overview", subscriptions=subscriptions)
 
@@ -206,7 +217,7 @@ async def confirm_delete(request: web.Request, viewer: Viewer) -> web.Response:
 @signed_in
 async def delete_customer(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     await form(request, viewer)
-    customer, _ = await _customer(request, viewer, _id(request))
+    customer, _ = await _customer(request, viewer, customer_id_of(request))
     await api_customers.delete_customer(api(request), viewer.organization, customer["external_id"])
     raise redirect(f"{PREFIX}/customers")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import customers, sign_in
+from console import actions, catalog, customer_tabs, customers, sign_in, usage
 from console.pages import CONSOLE, PREFIX, ConsoleState, redirect
 from console.settings import ConsoleSettings
 
@@ -24,7 +24,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get(f"{PREFIX}/", home),
         web.static(f"{PREFIX}/static", STATIC, append_version=False),
     ]
-    for module in (sign_in, customers):
+    for module in (sign_in, customers, actions, usage, customer_tabs, catalog):
         table.extend(module.routes())
     return table
 

@@ -161,20 +161,30 @@ def parse_coupon(
     applied, only its name, description and expiry change (the rest is ignored)."""
     fields = Fields(raw, _COUPON)
     creating = current is None
+
+    def required(name: str) -> bool:
+        # Lago sets a field an update names, null included, and a coupon cannot be without
+        # these: a null is refused as missing, never written.
+        return creating or fields.has(name)
+
     given: dict[str, Any] = {
-        "name": fields.text("name", required=creating),
-        "code": fields.text("code", required=creating),
+        "name": fields.text("name", required=required("name")),
+        "code": fields.text("code", required=required("code")),
         "description": fields.text("description", max_length=10_000),
-        "coupon_type": fields.text("coupon_type", required=creating, choices=COUPON_TYPES),
+        "coupon_type": fields.text(
+            "coupon_type", required=required("coupon_type"), choices=COUPON_TYPES
+        ),
         "amount_cents": fields.integer("amount_cents", minimum=0),
         "amount_currency": currency(fields, "amount_currency"),
         "percentage_rate": fields.decimal(
             "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
         ),
         "reusable": fields.flag("reusable"),
-        "frequency": fields.text("frequency", required=creating, choices=FREQUENCIES),
+        "frequency": fields.text("frequency", required=required("frequency"), choices=FREQUENCIES),
         "frequency_duration": fields.integer("frequency_duration", minimum=1),
-        "expiration": fields.text("expiration", required=creating, choices=EXPIRATIONS),
+        "expiration": fields.text(
+            "expiration", required=required("expiration"), choices=EXPIRATIONS
+        ),
         "expiration_at": fields.instant("expiration_at"),
     }
     applies_to = fields.mapping("applies_to")

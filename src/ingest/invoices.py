@@ -288,6 +288,31 @@ async def find_all(request: web.Request) -> web.Response:
     payment_statuses = _choices(request, "payment_status", PAYMENT_STATUSES, errors)
     if errors:
         raise ValidationFailed(errors)
+    filters = (
+        request.query.get("external_customer_id") or None,
+        statuses,
+        payment_statuses,
+        date_from,
+        date_to,
+        request.query.get("invoice_type") or None,
+        request.query.get("currency") or None,
+    )
+    async with ctx.db.acquire() as conn:
+        bodies, total = await list_invoices(conn, org.id, filters, per_page, (page - 1) * per_page)
+    return ok({"invoices": bodies, "meta": pagination_meta(page, per_page, total)})
+
+
+InvoiceFilters = tuple[
+    str | None, list[str] | None, list[str] | None, date | None, date | None, str | None, str | None
+]
+
+
+async def list_invoices(
+    conn: Conn, org: uuid.UUID, filters: InvoiceFilters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of invoices, latest issued first, and how many match. `filters`: external
+    customer id, statuses, payment statuses, issued from, issued to, invoice type, currency
+    (None: any)."""
     where = (
         "WHERE i.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
         "AND ($3::text[] IS NULL OR i.status = ANY($3::text[])) "
@@ -297,45 +322,34 @@ async def find_all(request: web.Request) -> web.Response:
         "AND ($7::text IS NULL OR i.invoice_type = $7) "
         "AND ($8::text IS NULL OR i.currency = $8) "
     )
-    args = (
-        org.id,
-        request.query.get("external_customer_id") or None,
-        statuses,
-        payment_statuses,
-        date_from,
-        date_to,
-        request.query.get("invoice_type") or None,
-        request.query.get("currency") or None,
-    )
     joined = "FROM invoices i JOIN customers c ON c.id = i.customer_id "
-    async with ctx.db.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) " + joined + where, *args)
-        rows = await conn.fetch(
-            "SELECT i.* "
-            + joined
-            + where
-            + "ORDER BY i.issuing_date DESC, i.created_at DESC, i.id LIMIT $9 OFFSET $10",
-            *args,
-            per_page,
-            (page - 1) * per_page,
-        )
-        customers = {}
-        for customer_id in {r["customer_id"] for r in rows}:
-            customers[customer_id] = await repository.customer_by_id(conn, customer_id)
-    return ok(
-        {
-            "invoices": [invoice_body(r, customers[r["customer_id"]]) for r in rows],
-            "meta": pagination_meta(page, per_page, int(total)),
-        }
+    total = await conn.fetchval("SELECT count(*) " + joined + where, org, *filters)
+    rows = await conn.fetch(
+        "SELECT i.* "
+        + joined
+        + where
+        + "ORDER BY i.issuing_date DESC, i.created_at DESC, i.id LIMIT $9 OFFSET $10",
+        org,
+        *filters,
+        limit,
+        offset,
     )
+    customers = {}
+    for customer_id in {r["customer_id"] for r in rows}:
+        customers[customer_id] = await repository.customer_by_id(conn, customer_id)
+    return [invoice_body(r, customers[r["customer_id"]]) for r in rows], int(total)
 
 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        invoice = await _invoice_row(conn, org.id, request.match_info["lago_id"])
-        body = await _extended(conn, invoice)
+        body = await invoice_of(conn, org.id, request.match_info["lago_id"])
     return ok({"invoice": body})
+
+
+async def invoice_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+    """The invoice with its subscription and fees, as `GET /api/v1/invoices/{id}` shows it."""
+    return await _extended(conn, await _invoice_row(conn, org, lago_id))
 
 
 async def finalize(request: web.Request) -> web.Response:

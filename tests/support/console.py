@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from playwright.async_api import Browser, Page, async_playwright
 
 from console.users import create_user
 from ingest.organizations import create_organization
@@ -52,3 +55,29 @@ async def sign_in(http: aiohttp.ClientSession, base: str, operator: Operator) ->
         assert response.status == 200, await response.text()
         assert response.url.path == "/console/customers"
         return csrf_of(await response.text())
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser build)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def sign_in_page(browser: Browser, base: str, operator: Operator) -> Page:
+    """A new browser context signed in through the sign-in form; returns its page."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{base}/console/")
+    await page.get_by_label("Email").fill(operator.email)
+    await page.get_by_label("Password").fill(operator.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/console/customers")
+    return page

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import reduce
 from typing import ClassVar, Self
 
 from billing.aggregations.aggregation import (
@@ -33,7 +34,10 @@ class SumAggregation(Aggregation):
 
     The percentage charge model's free units, free events and per-transaction minimum and
     maximum are decided event by event, in time order; a charge using them initializes its
-    state with `keep_events=True` so that `event_amounts()` can feed `price()`.
+    state with `keep_events=True` (or calls `keep_events()` on one restored without them, when
+    a charge gains those terms mid-period) so that `event_amounts()` can feed `price()`.
+    Events counted before the state kept them are the difference between `events_count` and
+    the kept events: their total stands first in `event_amounts()`, as one value.
     """
 
     aggregation_type: ClassVar[str] = "sum_agg"
@@ -58,12 +62,15 @@ class SumAggregation(Aggregation):
         if self.events is not None:
             self.events.append((instant, transaction_id, number))
 
+    def keep_events(self) -> None:
+        """Keep every event folded in from now on (a no-op when already keeping them)."""
+        if self.events is None:
+            self.events = []
+
     def merge(self, other: Self) -> Self:
-        if (self.events is None) != (other.events is None):
-            raise ValueError("cannot merge a sum that keeps its events with one that does not")
         events = None
-        if self.events is not None and other.events is not None:
-            events = [*self.events, *other.events]
+        if self.events is not None or other.events is not None:
+            events = [*(self.events or ()), *(other.events or ())]
         return type(self)(
             EXACT.add(self.total, other.total), self.events_count + other.events_count, events
         )
@@ -72,10 +79,14 @@ class SumAggregation(Aggregation):
         return self.total
 
     def event_amounts(self) -> list[Decimal]:
-        """Every event's value in time order (ties by transaction_id), for percentage pricing."""
+        """Every event's value in time order (ties by transaction_id), for percentage pricing;
+        the events counted before they were kept come first, as their total."""
         if self.events is None:
             raise ValueError("this sum was initialized without keep_events=True")
-        return [value for _, _, value in sorted(self.events)]
+        kept = [value for _, _, value in sorted(self.events)]
+        if len(kept) == self.events_count:
+            return kept
+        return [EXACT.subtract(self.total, reduce(EXACT.add, kept, Decimal(0))), *kept]
 
     def to_dict(self) -> dict[str, object]:
         snapshot: dict[str, object] = {

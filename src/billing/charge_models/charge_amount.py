@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Generic, TypeVar
 
 from billing.money import to_cents
+
+Terms = TypeVar("Terms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +45,38 @@ class ChargeAmount:
         return to_cents(self.amount, currency)
 
 
-class PriceCharge(Protocol):
-    """Units to money under one charge model."""
+@dataclass(frozen=True, slots=True)
+class ChargeUsage:
+    """What a period's events amount to for one charge: its units, how many events made
+    them and, for a charge model that decides event by event, each event's value in time
+    order (`event_amounts`, None when not kept)."""
 
-    def __call__(
+    units: Decimal
+    events_count: int = 0
+    event_amounts: Sequence[Decimal] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeModel(Generic[Terms]):
+    """A registry entry: Lago's `charge_model` value, how it reads a charge's properties into
+    its terms (raising InvalidChargeProperties) and how it prices usage under those terms."""
+
+    name: str
+    parse: Callable[[Mapping[str, object]], Terms]
+    amount: Callable[[Terms, ChargeUsage], ChargeAmount]
+
+    def validate(self, properties: Mapping[str, object]) -> None:
+        """Raise InvalidChargeProperties listing every problem of `properties`."""
+        self.parse(properties)
+
+    def price(
         self,
         units: Decimal,
         properties: Mapping[str, object],
         *,
         events_count: int,
         per_event_amounts: Sequence[Decimal] | None = None,
-    ) -> ChargeAmount: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ChargeModel:
-    """A registry entry: Lago's `charge_model` value with its validation and pricing."""
-
-    name: str
-    validate: Callable[[Mapping[str, object]], None]
-    price: PriceCharge
+    ) -> ChargeAmount:
+        """Price `units` (made by `events_count` events) under the charge's properties."""
+        usage = ChargeUsage(units, events_count, per_event_amounts)
+        return self.amount(self.parse(properties), usage)

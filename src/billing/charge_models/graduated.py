@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from billing.charge_models.charge_amount import ChargeAmount
-from billing.charge_models.tiers import Ladder, graduated_charge, parse_ladder
+from billing.charge_models.charge_amount import ChargeAmount, ChargeUsage
+from billing.charge_models.tiers import Ladder, LadderSpelling, graduated_charge
+
+# `graduated_ranges`: a ladder from 0 to null with decimal `per_unit_amount` and
+# `flat_amount` on every tier.
+parse = LadderSpelling("graduated_ranges", "per_unit_amount", "invalid_amount").parse
 
 
-def _ladder(properties: Mapping[str, object]) -> Ladder:
-    return parse_ladder(
-        properties,
-        field="graduated_ranges",
-        price_key="per_unit_amount",
-        price_error="invalid_amount",
-    )
-
-
-def validate(properties: Mapping[str, object]) -> None:
-    """`graduated_ranges`: a ladder from 0 to null with decimal `per_unit_amount` and
-    `flat_amount` on every tier."""
-    _ladder(properties)
-
-
-def price(
-    units: Decimal,
-    properties: Mapping[str, object],
-    *,
-    events_count: int,
-    per_event_amounts: Sequence[Decimal] | None = None,
-) -> ChargeAmount:
+def amount(ladder: Ladder, usage: ChargeUsage) -> ChargeAmount:
     """Sum over the tiers reached of tier units x per-unit amount, plus each reached tier's
     flat amount."""
-    return graduated_charge(_ladder(properties), units, price_divisor=Decimal(1))
+    return graduated_charge(ladder, usage.units, price_divisor=Decimal(1))

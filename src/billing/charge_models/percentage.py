@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import accumulate
 
-from billing.charge_models.charge_amount import ChargeAmount
+from billing.charge_models.charge_amount import ChargeAmount, ChargeUsage
 from billing.charge_models.properties import PropertyErrors, non_negative_decimal
 
 _HUNDRED = Decimal(100)
@@ -31,7 +31,7 @@ _ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
-class _Terms:
+class PercentageTerms:
     rate: Decimal
     fixed_amount: Decimal | None
     free_events: int
@@ -41,6 +41,7 @@ class _Terms:
 
     @property
     def needs_events(self) -> bool:
+        """True when pricing needs each event's value (free units or per-transaction bounds)."""
         return bool(self.free_events or self.free_amount or self.bounded)
 
     @property
@@ -60,7 +61,11 @@ def _optional_decimal(
     return value
 
 
-def _terms(properties: Mapping[str, object]) -> _Terms:
+def parse(properties: Mapping[str, object]) -> PercentageTerms:
+    """`rate` a decimal string (percent); optional `fixed_amount`,
+    `free_units_per_total_aggregation`, `per_transaction_min_amount` and
+    `per_transaction_max_amount` decimal strings (min <= max), `free_units_per_events` an
+    integer > 0."""
     errors = PropertyErrors()
     rate = non_negative_decimal(properties.get("rate"))
     if rate is None:
@@ -87,18 +92,10 @@ def _terms(properties: Mapping[str, object]) -> _Terms:
         )
     errors.raise_if_any()
     assert rate is not None
-    return _Terms(rate, fixed, free_events, free_amount or _ZERO, minimum, maximum)
+    return PercentageTerms(rate, fixed, free_events, free_amount or _ZERO, minimum, maximum)
 
 
-def validate(properties: Mapping[str, object]) -> None:
-    """`rate` a decimal string (percent); optional `fixed_amount`,
-    `free_units_per_total_aggregation`, `per_transaction_min_amount` and
-    `per_transaction_max_amount` decimal strings (min <= max), `free_units_per_events` an
-    integer > 0."""
-    _terms(properties)
-
-
-def _running_total(terms: _Terms, amounts: Sequence[Decimal]) -> list[Decimal]:
+def _running_total(terms: PercentageTerms, amounts: Sequence[Decimal]) -> list[Decimal]:
     if terms.free_events:
         return list(accumulate(amounts[: terms.free_events]))
     running: list[Decimal] = []
@@ -113,7 +110,7 @@ def _running_total(terms: _Terms, amounts: Sequence[Decimal]) -> list[Decimal]:
 
 
 def _aggregate_amount(
-    units: Decimal, events_count: int, terms: _Terms, amounts: Sequence[Decimal]
+    units: Decimal, events_count: int, terms: PercentageTerms, amounts: Sequence[Decimal]
 ) -> ChargeAmount:
     running = _running_total(terms, amounts) if terms.needs_events else []
     last = running[-1] if running else _ZERO
@@ -144,7 +141,7 @@ def _aggregate_amount(
 
 
 def _per_transaction_amount(
-    units: Decimal, terms: _Terms, amounts: Sequence[Decimal]
+    units: Decimal, terms: PercentageTerms, amounts: Sequence[Decimal]
 ) -> ChargeAmount:
     free_events = terms.free_events
     free_amount = terms.free_amount
@@ -184,28 +181,32 @@ def _per_transaction_amount(
     )
 
 
-def price(
-    units: Decimal,
-    properties: Mapping[str, object],
-    *,
-    events_count: int,
-    per_event_amounts: Sequence[Decimal] | None = None,
-) -> ChargeAmount:
-    """Price a period's transactions; `per_event_amounts` is required (in time order) when
-    free units or per-transaction bounds are set, and then must hold `events_count` values."""
-    terms = _terms(properties)
+def amount(terms: PercentageTerms, usage: ChargeUsage) -> ChargeAmount:
+    """Price a period's transactions. When free units or per-transaction bounds are set,
+    `usage.event_amounts` must hold the events' values in time order: one per event, or
+    fewer when the first value stands for the events counted before they were kept (see the
+    module's docstring)."""
     amounts: Sequence[Decimal] = ()
     if terms.needs_events:
-        if per_event_amounts is None:
-            raise ValueError(
-                "percentage pricing with free units or per-transaction bounds needs "
-                "per_event_amounts (a sum_agg kept with keep_events=True)"
-            )
-        if len(per_event_amounts) != events_count:
-            raise ValueError(
-                f"per_event_amounts holds {len(per_event_amounts)} values for {events_count} events"
-            )
-        amounts = per_event_amounts
+        amounts = _event_amounts(usage)
     if terms.bounded:
-        return _per_transaction_amount(units, terms, amounts)
-    return _aggregate_amount(units, events_count, terms, amounts)
+        return _per_transaction_amount(usage.units, terms, amounts)
+    return _aggregate_amount(usage.units, usage.events_count, terms, amounts)
+
+
+def _event_amounts(usage: ChargeUsage) -> Sequence[Decimal]:
+    if usage.event_amounts is None:
+        if usage.events_count == 0:
+            return ()
+        raise ValueError(
+            "percentage pricing with free units or per-transaction bounds needs "
+            "per_event_amounts (a sum_agg kept with keep_events=True)"
+        )
+    if len(usage.event_amounts) > usage.events_count or (
+        usage.events_count and not usage.event_amounts
+    ):
+        raise ValueError(
+            f"per_event_amounts holds {len(usage.event_amounts)} values "
+            f"for {usage.events_count} events"
+        )
+    return usage.event_amounts

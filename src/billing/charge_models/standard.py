@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 
-from billing.charge_models.charge_amount import ChargeAmount
+from billing.charge_models.charge_amount import ChargeAmount, ChargeUsage
 from billing.charge_models.properties import PropertyErrors, non_negative_decimal
 
 
-def _amount(properties: Mapping[str, object], errors: PropertyErrors) -> Decimal:
-    amount = non_negative_decimal(properties.get("amount"))
-    if amount is None:
+def parse(properties: Mapping[str, object]) -> Decimal:
+    """`amount`, a non-negative decimal string: the price of one unit."""
+    price = non_negative_decimal(properties.get("amount"))
+    if price is None:
+        errors = PropertyErrors()
         errors.add("amount", "invalid_amount")
-    return amount or Decimal(0)
+        errors.raise_if_any()
+    assert price is not None
+    return price
 
 
-def validate(properties: Mapping[str, object]) -> None:
-    """`amount` must be a non-negative decimal string."""
-    errors = PropertyErrors()
-    _amount(properties, errors)
-    errors.raise_if_any()
-
-
-def price(
-    units: Decimal,
-    properties: Mapping[str, object],
-    *,
-    events_count: int,
-    per_event_amounts: Sequence[Decimal] | None = None,
-) -> ChargeAmount:
+def amount(price: Decimal, usage: ChargeUsage) -> ChargeAmount:
     """units x amount."""
-    errors = PropertyErrors()
-    amount = _amount(properties, errors)
-    errors.raise_if_any()
-    return ChargeAmount(units, units * amount)
+    return ChargeAmount(usage.units, usage.units * price)

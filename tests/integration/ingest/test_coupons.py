@@ -189,6 +189,22 @@ async def test_coupon_inputs_are_checked(tenant: Any, server: Any) -> None:
         assert status == 200 and body["coupon"]["percentage_rate"] == "12.5"
         status, body = await post({**base, "coupon_type": "percentage", "percentage_rate": "5"})
         assert (status, body["error_details"]) == (422, {"code": ["value_already_exist"]})
+        # An update that names a field a coupon cannot be without, as null, is refused (it
+        # once reached the database as a NOT NULL violation: a 500).
+        async with http.put(
+            server.url + "/api/v1/coupons/x",
+            json={"coupon": {"expiration": None, "name": None, "frequency": None}},
+        ) as r:
+            assert r.status == 422
+            assert (await r.json())["error_details"] == {
+                "name": ["value_is_mandatory"],
+                "frequency": ["value_is_mandatory"],
+                "expiration": ["value_is_mandatory"],
+            }
+        async with http.put(
+            server.url + "/api/v1/coupons/x", json={"coupon": {"expiration_at": None}}
+        ) as r:
+            assert r.status == 200, "a nullable field may be set to null"
 
 
 async def test_deleting_a_customer_ends_its_coupons_and_wallets(

@@ -124,11 +124,12 @@ async def test_late_events_are_invoiced_as_adjustments_on_the_next_invoice(
         "ON i.id = f.invoice_id WHERE i.period_start = $1 ORDER BY f.position",
         utc(2026, 2, 1),
     )
-    # February: plan 10.00, graduated 0 units 0.00, late 10 units on top of January's 250:
-    # 260 units cost 19.00 against 18.50 invoiced, so 0.50.
+    # February: plan 10.00, graduated 0 units 1.00 (the first tier's flat amount, charged
+    # even without usage: lago-api #5760), late 10 units on top of January's 250: 260 units
+    # cost 19.00 against 18.50 invoiced, so 0.50.
     assert [(f["amount_cents"], f["is_adjustment"]) for f in fees] == [
         (1000, False),
-        (0, False),
+        (100, False),
         (50, True),
     ]
     assert str(fees[2]["units"]) == "10"

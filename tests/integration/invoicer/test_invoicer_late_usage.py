@@ -182,18 +182,19 @@ async def test_late_usage_after_finalization_is_an_adjustment_on_the_next_invoic
         await kit.publish(catalog.closed(FEB_1, MAR_1, late_charges(catalog, 0, 0)))
         await kit.wait_for_invoices(2)
     fees = await fees_of(kit.db, FEB_1)
-    # February: plan 10.00, no usage; January's late usage on top of what was invoiced:
+    # February: plan 10.00, no usage (the graduated charge's first tier still costs its flat
+    # 1.00: lago-api #5760); January's late usage on top of what was invoiced:
     # standard 1240 x 0.05 - 61.70 = 0.30; graduated 19.00 - 18.50 = 0.50.
     assert [(f["amount_cents"], f["is_adjustment"]) for f in fees] == [
         (1000, False),
         (0, False),
-        (0, False),
+        (100, False),
         (30, True),
         (50, True),
     ]
     assert {f["usage_period_start"] for f in fees[3:]} == {JAN_15}
     february = await kit.db.fetchrow("SELECT * FROM invoices WHERE period_start = $1", FEB_1)
-    assert february["fees_amount_cents"] == 1080
+    assert february["fees_amount_cents"] == 1180
     row = await kit.db.fetchrow("SELECT outcome, invoice_id FROM late_usage")
     assert tuple(row) == ("adjusted", february["id"])
 
@@ -226,8 +227,9 @@ async def test_late_usage_delivered_twice_or_replayed_applies_once(
         "FROM invoices i JOIN fees f ON f.invoice_id = i.id ORDER BY i.period_start, f.position"
     )
     before = await kit.db.fetch(snapshot)
-    # February bills the 30 late graduated units once: 270 -> 300 units is 1.50.
-    assert [r["amount_cents"] for r in before[3:]] == [1000, 0, 0, 150]
+    # February bills the 30 late graduated units once: 270 -> 300 units is 1.50 (and its
+    # own 0 graduated units the first tier's flat 1.00).
+    assert [r["amount_cents"] for r in before[3:]] == [1000, 0, 100, 150]
     # Replay the whole topic with a new consumer group: nothing changes.
     async with start_invoicer() as replay:
         await drained(replay, 8)
@@ -253,12 +255,13 @@ async def test_late_usage_of_a_period_without_an_invoice_waits_for_a_later_perio
         assert [f["amount_cents"] for f in await fees_of(kit.db, JAN_15)] == [548, 6170, 1850]
         await kit.publish(catalog.closed(FEB_1, MAR_1, late_charges(catalog, 0, 0)))
         await kit.wait_for_invoices(2)
-    # February bills it on top of January's invoice: 260 graduated units 19.00 - 18.50.
+    # February bills it on top of January's invoice: 260 graduated units 19.00 - 18.50
+    # (and its own 0 graduated units the first tier's flat 1.00).
     fees = await fees_of(kit.db, FEB_1)
     assert [(f["amount_cents"], f["is_adjustment"]) for f in fees] == [
         (1000, False),
         (0, False),
-        (0, False),
+        (100, False),
         (50, True),
     ]
     assert await kit.db.fetchval("SELECT outcome FROM late_usage") == "adjusted"

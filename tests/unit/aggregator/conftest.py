@@ -12,7 +12,7 @@ import pytest
 
 from aggregator.billing_domain import BillingDomain
 from aggregator.catalog_view import CatalogView, ChargeTerms
-from aggregator.domain import UsageEvent
+from aggregator.domain import UsageEvent, UsageState
 from aggregator.sample_catalog import SampleCatalog
 from billing.errors import InvalidEvent
 
@@ -36,10 +36,8 @@ class StandInDomain(BillingDomain):
             properties=raw.get("properties") or {},
         )
 
-    def amount_cents(
-        self, charge: ChargeTerms, units: Decimal, events_count: int, currency: str
-    ) -> int:
-        return int(units * Decimal(charge.properties["amount"]) * 100)
+    def amount_cents(self, charge: ChargeTerms, state: UsageState, currency: str) -> int:
+        return int(state.result() * Decimal(charge.properties["amount"]) * 100)
 
 
 @pytest.fixture

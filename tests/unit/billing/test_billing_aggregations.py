@@ -124,8 +124,24 @@ def test_sum_keeps_event_amounts_in_time_order_when_asked() -> None:
     plain = SumAggregation.initialize(MARCH_2022)
     with pytest.raises(ValueError):
         plain.event_amounts()
-    with pytest.raises(ValueError):
-        plain.merge(state)
+
+
+def test_sum_that_starts_keeping_events_late_puts_the_earlier_total_first() -> None:
+    # A charge that gains free units mid-period: the events counted before stand as one.
+    state = SumAggregation.initialize(MARCH_2022)
+    state.add(Decimal(30), at(1), "t1")
+    state.add(Decimal(20), at(2), "t2")
+    state.keep_events()
+    state.add(Decimal(5), at(3), "t3")
+    assert state.events_count == 3
+    assert state.event_amounts() == [Decimal(50), Decimal(5)]
+    restored = SumAggregation.from_dict(state.to_dict())
+    assert restored.event_amounts() == [Decimal(50), Decimal(5)]
+    plain = SumAggregation.initialize(MARCH_2022)
+    plain.add(Decimal(7), at(4), "t4")
+    merged = plain.merge(restored)
+    assert (merged.result(), merged.events_count) == (Decimal(62), 4)
+    assert merged.event_amounts() == [Decimal(57), Decimal(5)]
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from billing.charge_models import CHARGE_MODELS
+from billing.aggregations import SumAggregation
+from billing.charge_models import CHARGE_MODELS, needs_event_amounts, price_state
 from billing.errors import InvalidChargeProperties
+from billing.periods import BillingPeriod
 
 D = Decimal
 
 
-def tiers(field: str, price_key: str, *rows: tuple[int, int | None, str, str]) -> dict[str, object]:
+def tiers(
+    field: str, price_key: str, *rows: tuple[float | str, float | str | None, str, str]
+) -> dict[str, object]:
     return {
         field: [
             {"from_value": lo, "to_value": hi, price_key: price, "flat_amount": flat}
@@ -68,6 +73,28 @@ VOLUME_SPEC = tiers("volume_ranges", "per_unit_amount", (0, 100, "0", "0"), (101
 VOLUME_ADJACENT = tiers(
     "volume_ranges", "per_unit_amount", (0, 100, "1", "0"), (100, None, "0.5", "0")
 )
+# Decimal bounds (lago-api Validators::RangeBoundsValidator accepts them): adjacent, mixed
+# (an adjacent step then a one-unit step) and non-adjacent ladders.
+GRADUATED_DECIMAL_ADJACENT = tiers(
+    "graduated_ranges",
+    "per_unit_amount",
+    ("0", "0.1", "10", "0"),
+    ("0.1", "1", "5", "0"),
+    ("1", None, "1", "0"),
+)
+GRADUATED_DECIMAL_MIXED = tiers(
+    "graduated_ranges",
+    "per_unit_amount",
+    (0, 0.01, "100", "2"),
+    (0.01, 10, "1", "0"),
+    (11, None, "0.5", "3"),
+)
+VOLUME_DECIMAL = tiers(
+    "volume_ranges", "per_unit_amount", ("0", "0.5", "2", "1"), ("0.5", None, "1", "0")
+)
+GRADUATED_PERCENTAGE_DECIMAL = tiers(
+    "graduated_percentage_ranges", "rate", ("0", "0.5", "10", "1"), ("1.5", None, "20", "0")
+)
 PACKAGE_DOC = {"amount": "5", "free_units": 100, "package_size": 100}
 PACKAGE_SPEC = {"amount": "30", "free_units": 100, "package_size": 1000}
 STANDARD_DOC = {"amount": "0.05"}
@@ -108,7 +135,8 @@ EXAMPLES = [
     ("graduated", GRADUATED_DOC_ADJACENT, "101", None, "100.50"),
     ("graduated", GRADUATED_DOC_ADJACENT, "250", None, "155.00"),
     ("graduated", GRADUATED_DOC_ADJACENT, "100.5", None, "100.25"),
-    ("graduated", GRADUATED_SPEC, "0", None, "0.00"),
+    # lago-api #5760: a reached tier's flat amount is charged even at 0 units.
+    ("graduated", GRADUATED_SPEC, "0", None, "10.00"),
     ("graduated", GRADUATED_SPEC, "1", None, "10.50"),
     ("graduated", GRADUATED_SPEC, "10", None, "15.00"),
     ("graduated", GRADUATED_SPEC, "11", None, "15.40"),
@@ -120,7 +148,7 @@ EXAMPLES = [
     ("graduated", GRADUATED_FLAT_TIERS, "25", None, "20.00"),
     # graduated percentage: transactions of 500, then 550, then 4,000 cost 205, 306 and 80:
     # cumulative totals 205, 511 and 591.
-    ("graduated_percentage", GRADUATED_PERCENTAGE_DOC, "0", None, "0.00"),
+    ("graduated_percentage", GRADUATED_PERCENTAGE_DOC, "0", None, "200.00"),
     ("graduated_percentage", GRADUATED_PERCENTAGE_DOC, "500", None, "205.00"),
     ("graduated_percentage", GRADUATED_PERCENTAGE_DOC, "1050", None, "511.00"),
     ("graduated_percentage", GRADUATED_PERCENTAGE_DOC, "5050", None, "591.00"),
@@ -128,7 +156,7 @@ EXAMPLES = [
     ("graduated_percentage", GRADUATED_PERCENTAGE_DOC, "20000", None, "1390.00"),
     # volume: 65,000 calls cost 65,000 x 0.0006 + 10 = 49.
     ("volume", VOLUME_DOC, "65000", None, "49.00"),
-    ("volume", VOLUME_DOC, "0", None, "0.00"),
+    ("volume", VOLUME_DOC, "0", None, "10.00"),
     ("volume", VOLUME_DOC, "1", None, "10.00"),
     ("volume", VOLUME_DOC, "10000", None, "20.00"),
     ("volume", VOLUME_DOC, "10001", None, "18.00"),
@@ -139,6 +167,22 @@ EXAMPLES = [
     ("volume", VOLUME_SPEC, "150", None, "75.00"),
     ("volume", VOLUME_ADJACENT, "100", None, "100.00"),
     ("volume", VOLUME_ADJACENT, "100.5", None, "50.25"),
+    # decimal bounds: a tier holds the units above the previous tier's end up to its own.
+    ("graduated", GRADUATED_DECIMAL_ADJACENT, "0.05", None, "0.50"),
+    ("graduated", GRADUATED_DECIMAL_ADJACENT, "0.1", None, "1.00"),
+    ("graduated", GRADUATED_DECIMAL_ADJACENT, "0.5", None, "3.00"),
+    ("graduated", GRADUATED_DECIMAL_ADJACENT, "1", None, "5.50"),
+    ("graduated", GRADUATED_DECIMAL_ADJACENT, "3", None, "7.50"),
+    ("graduated", GRADUATED_DECIMAL_MIXED, "0", None, "2.00"),
+    ("graduated", GRADUATED_DECIMAL_MIXED, "0.01", None, "3.00"),
+    ("graduated", GRADUATED_DECIMAL_MIXED, "10", None, "12.99"),
+    ("graduated", GRADUATED_DECIMAL_MIXED, "10.5", None, "16.24"),
+    ("graduated", GRADUATED_DECIMAL_MIXED, "12", None, "16.99"),
+    ("volume", VOLUME_DECIMAL, "0", None, "1.00"),
+    ("volume", VOLUME_DECIMAL, "0.5", None, "2.00"),
+    ("volume", VOLUME_DECIMAL, "0.6", None, "0.60"),
+    ("graduated_percentage", GRADUATED_PERCENTAGE_DECIMAL, "0", None, "1.00"),
+    ("graduated_percentage", GRADUATED_PERCENTAGE_DECIMAL, "1", None, "1.15"),
     # package: 5 per 100 units, the first 100 free; 201 units cost 0 + 5 + 5 = 10.
     ("package", PACKAGE_DOC, "201", None, "10.00"),
     ("package", PACKAGE_DOC, "0", None, "0.00"),
@@ -257,9 +301,9 @@ def test_volume_can_cost_less_past_a_tier_boundary() -> None:
 def test_percentage_needs_event_amounts_when_free_units_are_set() -> None:
     with pytest.raises(ValueError, match="per_event_amounts"):
         CHARGE_MODELS["percentage"].price(D(450), PERCENTAGE_DOC, events_count=4)
-    with pytest.raises(ValueError, match="holds 1 values for 4 events"):
+    with pytest.raises(ValueError, match="holds 5 values for 4 events"):
         CHARGE_MODELS["percentage"].price(
-            D(450), PERCENTAGE_DOC, events_count=4, per_event_amounts=[D(450)]
+            D(450), PERCENTAGE_DOC, events_count=4, per_event_amounts=[D(90)] * 5
         )
 
 
@@ -284,7 +328,7 @@ INVALID = [
     ("graduated", {"graduated_ranges": []}, {"graduated_ranges": ["missing_graduated_ranges"]}),
     (
         "graduated",
-        tiers("graduated_ranges", "per_unit_amount", (1, None, "1", "0")),
+        tiers("graduated_ranges", "per_unit_amount", (2, None, "1", "0")),
         {"graduated_ranges": ["invalid_graduated_ranges"]},
     ),
     (
@@ -300,11 +344,19 @@ INVALID = [
     (
         "graduated",
         tiers(
-            "graduated_ranges",
-            "per_unit_amount",
-            (0, 10, "1", "0"),
-            (10, 20, "1", "0"),
-            (21, None, "1", "0"),
+            "graduated_ranges", "per_unit_amount", (0, float("inf"), "1", "0"), (1, None, "1", "0")
+        ),
+        {"graduated_ranges": ["invalid_graduated_ranges"]},
+    ),
+    (
+        "graduated",
+        tiers("graduated_ranges", "per_unit_amount", (0, 10, "1", "0"), (9, None, "1", "0")),
+        {"graduated_ranges": ["invalid_graduated_ranges"]},
+    ),
+    (
+        "graduated",
+        tiers(
+            "graduated_ranges", "per_unit_amount", (0, float("nan"), "1", "0"), (0, None, "1", "0")
         ),
         {"graduated_ranges": ["invalid_graduated_ranges"]},
     ),
@@ -381,3 +433,28 @@ def test_invalid_properties_answer_with_lago_style_error_details(
     assert caught.value.details == details
     with pytest.raises(InvalidChargeProperties):
         charge.price(D(1), properties, events_count=1, per_event_amounts=[D(1)])
+
+
+def test_percentage_with_free_units_and_no_events_costs_nothing() -> None:
+    # A charge added after the period's events: no state, no event amounts, nothing to pay.
+    priced = CHARGE_MODELS["percentage"].price(D(0), PERCENTAGE_DOC, events_count=0)
+    assert priced.amount == 0
+
+
+def test_only_percentage_with_free_units_or_bounds_needs_event_amounts() -> None:
+    assert needs_event_amounts("percentage", PERCENTAGE_DOC)
+    assert needs_event_amounts("percentage", {"rate": "1", "per_transaction_max_amount": "2"})
+    assert not needs_event_amounts("percentage", {"rate": "1", "fixed_amount": "1"})
+    assert not needs_event_amounts("percentage", {"rate": "x"})
+    assert not needs_event_amounts("standard", STANDARD_DOC)
+
+
+def test_price_state_feeds_a_kept_sum_event_by_event() -> None:
+    period = BillingPeriod(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+    state = SumAggregation.initialize(period, keep_events=True)
+    for minute, value in enumerate(["200", "100", "100", "50"]):
+        state.add(D(value), datetime(2026, 1, 2, 0, minute, tzinfo=UTC), f"t{minute}")
+    assert price_state("percentage", PERCENTAGE_DOC, state).amount_cents("USD") == 70
+    plain = SumAggregation.initialize(period)
+    plain.add(D(450), datetime(2026, 1, 2, tzinfo=UTC), "t")
+    assert price_state("standard", {"amount": "1"}, plain).amount == D(450)

@@ -1,0 +1,247 @@
+"""The customer's Actions: assign a plan, apply a coupon, add prepaid credits. Each form is
+turned into the API's input object and handed to the API's own function, so every rule
+(and every error code, said beside its field) is the API's."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from console.customers import customer_id_of, customer_of
+from console.messages import field_errors, say
+from console.pages import PREFIX, api, form, redirect, show, signed_in
+from console.sessions import Viewer
+from ingest import coupons, repository, subscriptions, wallets
+from ingest.context import IngestContext
+from ingest.errors import NotFound, ValidationFailed
+from ingest.repository import Organization
+
+Options = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of an action form; `options` makes it a select."""
+
+    name: str
+    label: str
+    type: str = "text"
+    required: bool = False
+    hint: str | None = None
+    options: Options | None = None
+
+
+@dataclass
+class Action:
+    title: str
+    verb: str
+    fields: list[Field] = field(default_factory=list)
+
+
+def _text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _local_instant(value: str | None, zone: str) -> str | None:
+    """A `datetime-local` value read in the customer's timezone, as ISO 8601 with offset."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(zone)).isoformat()
+    except ValueError:
+        return value  # the API's own check says it is not a date
+
+
+async def _plan_options(ctx: IngestContext, org: Organization) -> Options:
+    async with ctx.db.acquire() as conn:
+        rows, _ = await repository.list_plans(conn, org.id, 100, 0)
+    return [(r["code"], f"{r['name']} ({r['code']}, {r['interval']})") for r in rows]
+
+
+async def _coupon_options(ctx: IngestContext, org: Organization) -> Options:
+    async with ctx.db.acquire() as conn:
+        rows, _ = await repository.list_coupons(conn, org.id, 100, 0)
+    return [(r["code"], f"{r['name']} ({r['code']})") for r in rows if r["status"] == "active"]
+
+
+async def _assign_plan(
+    ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
+) -> None:
+    raw = {
+        "external_customer_id": customer["external_id"],
+        "plan_code": _text(data, "plan_code"),
+        "external_id": _text(data, "external_id"),
+        "name": _text(data, "name"),
+        "billing_time": _text(data, "billing_time") or "calendar",
+    }
+    start = _local_instant(_text(data, "subscription_at"), customer["applicable_timezone"])
+    if start is not None:
+        raw["subscription_at"] = start
+    await subscriptions.create_subscription(ctx, org, raw)
+
+
+async def _apply_coupon(
+    ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
+) -> None:
+    raw = {
+        "external_customer_id": customer["external_id"],
+        "coupon_code": _text(data, "coupon_code"),
+    }
+    await coupons.apply_coupon(ctx, org, raw)
+
+
+async def _add_wallet(
+    ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
+) -> None:
+    raw: dict[str, Any] = {
+        "currency": _text(data, "currency"),
+        "rate_amount": _text(data, "rate_amount"),
+    }
+    for name in ("name", "code", "paid_credits", "granted_credits"):
+        if _text(data, name) is not None:
+            raw[name] = _text(data, name)
+    await wallets.create_wallet(ctx, org, raw, customer["external_id"])
+
+
+async def _plan_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
+    zone = customer["applicable_timezone"]
+    return Action(
+        "Assign a plan",
+        "Assign plan",
+        [
+            Field("plan_code", "Plan", required=True, options=await _plan_options(ctx, org)),
+            Field("name", "Subscription name"),
+            Field(
+                "external_id",
+                "Subscription external ID",
+                required=True,
+                hint="The subscription's ID in your system; events name it.",
+            ),
+            Field(
+                "subscription_at",
+                "Start",
+                type="datetime-local",
+                hint=f"In the customer's timezone ({zone}); blank: now. A future start is pending.",
+            ),
+            Field(
+                "billing_time",
+                "Billing",
+                options=[
+                    ("calendar", "Calendar (periods start on the 1st)"),
+                    ("anniversary", "Anniversary (periods start on the start date)"),
+                ],
+            ),
+        ],
+    )
+
+
+async def _coupon_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
+    options = await _coupon_options(ctx, org)
+    return Action(
+        "Apply a coupon",
+        "Apply coupon",
+        [Field("coupon_code", "Coupon", required=True, options=options)],
+    )
+
+
+async def _wallet_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
+    return Action(
+        "Add prepaid credits",
+        "Add wallet",
+        [
+            Field("name", "Wallet name"),
+            Field("code", "Wallet code"),
+            Field("currency", "Currency", required=True),
+            Field(
+                "rate_amount", "Value of one credit", required=True, hint="In the currency, e.g. 1"
+            ),
+            Field("paid_credits", "Paid credits", type="number"),
+            Field(
+                "granted_credits",
+                "Granted credits",
+                type="number",
+                hint="Free credits, consumed first.",
+            ),
+        ],
+    )
+
+
+FormBuilder = Callable[[IngestContext, Organization, dict[str, Any]], Awaitable[Action]]
+Apply = Callable[[IngestContext, Organization, dict[str, Any], Mapping[str, Any]], Awaitable[None]]
+_ERROR_FIELDS = {"plan": "plan_code", "coupon": "coupon_code", "customer": ""}
+
+
+def _defaults(kind: str, customer: dict[str, Any]) -> dict[str, Any]:
+    if kind == "wallets":
+        return {"currency": customer.get("currency") or "", "rate_amount": "1"}
+    return {"billing_time": "calendar"}
+
+
+def _pages(kind: str, build: FormBuilder, apply: Apply, done_tab: str) -> tuple[Any, Any]:
+    async def page(
+        request: web.Request,
+        viewer: Viewer,
+        customer: dict[str, Any],
+        values: Mapping[str, Any],
+        errors: dict[str, list[str]],
+        status: int = 200,
+    ) -> web.Response:
+        action = await build(api(request), viewer.organization, customer)
+        return show(
+            request,
+            viewer,
+            "action_form.html",
+            status=status,
+            section="customers",
+            customer=customer,
+            tab=None,
+            locked=None,
+            action=action,
+            kind=kind,
+            values=values,
+            errors=errors,
+        )
+
+    @signed_in
+    async def show_form(request: web.Request, viewer: Viewer) -> web.Response:
+        customer = await customer_of(request, viewer, customer_id_of(request))
+        return await page(request, viewer, customer, _defaults(kind, customer), {})
+
+    @signed_in
+    async def submit(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+        data = await form(request, viewer)
+        customer = await customer_of(request, viewer, customer_id_of(request))
+        action = await build(api(request), viewer.organization, customer)
+        names = [f.name for f in action.fields]
+        try:
+            await apply(api(request), viewer.organization, customer, data)
+        except ValidationFailed as exc:
+            errors = field_errors(exc.error_details, names)
+        except NotFound as exc:
+            what = exc.code.removesuffix("_not_found")
+            errors = {_ERROR_FIELDS.get(what, ""): [say(exc.code)]}
+        else:
+            raise redirect(f"{PREFIX}/customers/{customer['lago_id']}{done_tab}")
+        values = {name: data.get(name, "") for name in names}
+        return await page(request, viewer, customer, values, errors, status=422)
+
+    return show_form, submit
+
+
+def routes() -> list[web.RouteDef]:
+    table = []
+    for kind, build, apply, done in (
+        ("subscriptions", _plan_form, _assign_plan, ""),
+        ("coupons", _coupon_form, _apply_coupon, "/coupons"),
+        ("wallets", _wallet_form, _add_wallet, "/wallets"),
+    ):
+        show_form, submit = _pages(kind, build, apply, done)
+        path = f"{PREFIX}/customers/{{customer_id}}/{kind}/new"
+        table += [web.get(path, show_form), web.post(path, submit)]
+    return table

@@ -1,0 +1,47 @@
+"""The organization's plans, billable metrics and coupons, listed as the API returns them
+(creating them stays the API's job)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from console.pages import PREFIX, api, show, signed_in
+from console.sessions import Viewer
+from ingest import records, repository
+from ingest.coupons import coupon_body
+
+LIST_ROWS = 100
+
+
+@signed_in
+async def plans(request: web.Request, viewer: Viewer) -> web.Response:
+    async with api(request).db.acquire() as conn:
+        rows, total = await repository.list_plans(conn, viewer.organization.id, LIST_ROWS, 0)
+        bodies = await records.plan_bodies(conn, rows)
+    return show(request, viewer, "plans.html", section="plans", plans=bodies, total=total)
+
+
+@signed_in
+async def metrics(request: web.Request, viewer: Viewer) -> web.Response:
+    async with api(request).db.acquire() as conn:
+        rows, total = await repository.list_billable_metrics(
+            conn, viewer.organization.id, LIST_ROWS, 0
+        )
+    bodies = [records.billable_metric_body(r) for r in rows]
+    return show(request, viewer, "metrics.html", section="metrics", metrics=bodies, total=total)
+
+
+@signed_in
+async def coupons(request: web.Request, viewer: Viewer) -> web.Response:
+    async with api(request).db.acquire() as conn:
+        rows, total = await repository.list_coupons(conn, viewer.organization.id, LIST_ROWS, 0)
+    bodies = [coupon_body(r) for r in rows]
+    return show(request, viewer, "coupons.html", section="coupons", coupons=bodies, total=total)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get(f"{PREFIX}/plans", plans),
+        web.get(f"{PREFIX}/metrics", metrics),
+        web.get(f"{PREFIX}/coupons", coupons),
+    ]

@@ -1,0 +1,84 @@
+"""The customer view's Invoices, Coupons and Wallets tabs, and an invoice's page: the API's
+own reads and bodies, shown in the customer's timezone."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from console.customers import customer_id_of, customer_of, customer_page
+from console.pages import PREFIX, api, show, signed_in
+from console.sessions import Viewer
+from ingest import invoices, repository
+from ingest.coupons import applied_coupon_body
+from ingest.wallets import wallet_body
+
+TAB_ROWS = 100
+
+
+@signed_in
+async def invoices_tab(request: web.Request, viewer: Viewer) -> web.Response:
+    customer = await customer_of(request, viewer, customer_id_of(request))
+    filters = (customer["external_id"], None, None, None, None, None, None)
+    async with api(request).db.acquire() as conn:
+        bodies, total = await invoices.list_invoices(
+            conn, viewer.organization.id, filters, TAB_ROWS, 0
+        )
+    return await customer_page(request, viewer, "invoices", invoices=bodies, total=total)
+
+
+@signed_in
+async def coupons_tab(request: web.Request, viewer: Viewer) -> web.Response:
+    customer = await customer_of(request, viewer, customer_id_of(request))
+    async with api(request).db.acquire() as conn:
+        rows, _ = await repository.list_applied_coupons(
+            conn,
+            viewer.organization.id,
+            external_customer_id=customer["external_id"],
+            status=None,
+            coupon_codes=None,
+            limit=TAB_ROWS,
+            offset=0,
+        )
+    bodies = [applied_coupon_body(r) for r in rows]
+    return await customer_page(request, viewer, "coupons", applied_coupons=bodies)
+
+
+@signed_in
+async def wallets_tab(request: web.Request, viewer: Viewer) -> web.Response:
+    customer = await customer_of(request, viewer, customer_id_of(request))
+    async with api(request).db.acquire() as conn:
+        rows, _ = await repository.list_wallets(
+            conn,
+            viewer.organization.id,
+            external_customer_id=customer["external_id"],
+            currency=None,
+            limit=TAB_ROWS,
+            offset=0,
+        )
+    return await customer_page(request, viewer, "wallets", wallets=[wallet_body(r) for r in rows])
+
+
+@signed_in
+async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
+    async with api(request).db.acquire() as conn:
+        invoice = await invoices.invoice_of(
+            conn, viewer.organization.id, request.match_info["invoice_id"]
+        )
+    return show(
+        request,
+        viewer,
+        "invoice.html",
+        section="customers",
+        invoice=invoice,
+        customer=invoice["customer"],
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    one = f"{PREFIX}/customers/{{customer_id}}"
+    return [
+        web.get(f"{one}/invoices", invoices_tab),
+        web.get(f"{one}/coupons", coupons_tab),
+        web.get(f"{one}/wallets", wallets_tab),
+        web.get(f"{PREFIX}/invoices/{{invoice_id}}", invoice_page),
+    ]

@@ -14,10 +14,22 @@ def _lago_time(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class UsageFailed(Exception):
+    """Pricing one charge's current usage failed: a bug (or catalog data the checks let
+    through), never the aggregator being unavailable. Log it with the subscription and the
+    charge, fix the charge's properties or the code named in the traceback."""
+
+    def __init__(self, subscription_id: str, charge_id: str) -> None:
+        super().__init__(f"current usage of charge {charge_id} failed")
+        self.subscription_id = subscription_id
+        self.charge_id = charge_id
+
+
 def current_usage(
     domain: Domain, terms: SubscriptionTerms, ledger: dict[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
-    """Units, events and amounts of every charge of the period containing `now`."""
+    """Units, events and amounts of every charge of the period containing `now`; raises
+    UsageFailed (from the original error) when a charge cannot be priced."""
     start, full_end = domain.period(terms, now)
     end = full_end
     if terms.terminated_at is not None and terms.terminated_at < end:
@@ -27,9 +39,12 @@ def current_usage(
     amount_cents = 0
     for charge in terms.charges:
         data = period["charges"].get(charge.charge_id)
-        state = domain.new_state(charge, start, full_end, data)
-        units = state.result()
-        cents = domain.amount_cents(charge, state, terms.currency)
+        try:
+            state = domain.new_state(charge, start, full_end, data)
+            units = state.result()
+            cents = domain.amount_cents(charge, state, terms.currency)
+        except Exception as exc:
+            raise UsageFailed(terms.subscription_id, charge.charge_id) from exc
         amount_cents += cents
         charges_usage.append(
             {

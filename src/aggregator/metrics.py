@@ -50,6 +50,12 @@ class AggregatorMetrics:
             ["partition"],
             registry=self.registry,
         )
+        self.usage_failures = Counter(
+            "meterflow_aggregator_usage_failures_total",
+            "Current-usage requests that failed inside the aggregator (a bug: see the "
+            "aggregator.usage_failed log line for the subscription and the charge)",
+            registry=self.registry,
+        )
         self.table_keys = Gauge(
             "meterflow_aggregator_table_keys",
             "Keys held in each table on this worker",

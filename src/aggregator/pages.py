@@ -3,13 +3,18 @@ subscription's partition) and readiness."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
 
+from aggregator.current_usage import UsageFailed
+
 if TYPE_CHECKING:
     from aggregator.app import Aggregator
+
+log = logging.getLogger(__name__)
 
 
 def add_pages(app: faust.App, aggregator: Aggregator) -> None:
@@ -17,7 +22,19 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
         organization_id = request.query.get("organization_id")
         if not organization_id:
             return view.json(_error(422, "organization_id is required"), status=422)
-        body = aggregator.usage(organization_id, external_subscription_id)
+        try:
+            body = aggregator.usage(organization_id, external_subscription_id)
+        except Exception as exc:
+            charge = exc.charge_id if isinstance(exc, UsageFailed) else None
+            log.error(
+                "aggregator.usage_failed organization=%s subscription=%s charge=%s",
+                organization_id,
+                external_subscription_id,
+                charge,
+                exc_info=True,
+            )
+            aggregator.metrics.usage_failures.inc()
+            return view.json(_error(500, "usage_failed"), status=500)
         if body is None:
             return view.json(_error(404, "subscription_not_found"), status=404)
         return view.json(body)
@@ -35,10 +52,13 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
     app.page("/ready")(ready_view)
 
 
+_REASONS = {404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error"}
+
+
 def _error(status: int, code: str) -> dict[str, Any]:
     return {
         "status": status,
-        "error": "Not Found" if status == 404 else "Unprocessable Entity",
+        "error": _REASONS[status],
         "code": code,
         "error_details": {},
     }

@@ -22,11 +22,15 @@ from console.pages import PREFIX, SESSION_COOKIE, api, signed_in, state
 from console.rendering import render_fragment
 from console.sessions import Viewer
 from ingest.current_usage import current_usage
-from ingest.errors import AggregatorUnavailable
+from ingest.errors import AggregatorUnavailable, ApiError
 
 log = logging.getLogger(__name__)
 
 KEEP_ALIVE_SECONDS = 15.0
+_NOT_YET = (
+    "The aggregator has not answered for this subscription yet (starting, or its plan is on "
+    "its way): this tab fills in by itself."
+)
 
 
 def _charges(usage: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,7 +66,11 @@ async def usage_of(
                 api(request), viewer.organization, subscription["external_id"]
             )
         except AggregatorUnavailable:
-            out.append({"subscription": subscription, "usage": None, "charges": []})
+            out.append({"subscription": subscription, "usage": None, "problem": _NOT_YET})
+            continue
+        except ApiError as exc:  # the aggregator answered with a failure, logged on both sides
+            problem = f"The aggregator could not compute this usage ({exc.code}): retrying."
+            out.append({"subscription": subscription, "usage": None, "problem": problem})
             continue
         usage = orjson.loads(raw)["customer_usage"]
         out.append({"subscription": subscription, "usage": usage, "charges": _charges(usage)})

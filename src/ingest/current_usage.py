@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ingest import repository
 from ingest.context import IngestContext, context, organization
-from ingest.errors import AggregatorUnavailable, NotFound, ValidationFailed
+from ingest.errors import AggregatorUnavailable, ApiError, NotFound, ValidationFailed
 from ingest.repository import Organization
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,15 @@ async def current_usage(
         # aggregator yet: a moment later it will answer.
         raise AggregatorUnavailable()
     if status != 200:
-        log.warning("usage.aggregator_error url=%s status=%s body=%r", url, status, body[:500])
-        raise AggregatorUnavailable()
+        # The aggregator answered, so it is not unavailable: its failure is a bug, logged
+        # there with the subscription and the charge (aggregator.usage_failed).
+        log.error(
+            "usage.aggregator_failed subscription=%s status=%s body=%r",
+            external_subscription_id,
+            status,
+            body[:500],
+        )
+        raise ApiError(code="usage_failed")
     return body
 
 

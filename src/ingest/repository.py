@@ -226,12 +226,9 @@ async def list_customers(
     where = "WHERE c.organization_id = $1 AND c.deleted_at IS NULL "
     args: list[Any] = [org]
     if search_term:
-        where += (
-            "AND (c.name ILIKE $2 OR c.external_id ILIKE $2 OR c.email ILIKE $2 "
-            "OR c.attributes->>'legal_name' ILIKE $2 OR c.attributes->>'firstname' ILIKE $2 "
-            "OR c.attributes->>'lastname' ILIKE $2) "
-        )
-        args.append(_like(search_term))
+        # search_text: those fields lowercased in one column (migration 0021)
+        where += "AND c.search_text LIKE $2 "
+        args.append(_like(search_term.lower()))
     total = await conn.fetchval("SELECT count(*) FROM customers c " + where, *args)
     n = len(args)
     rows = await conn.fetch(

@@ -204,6 +204,7 @@ class Aggregator:
         result = self.processor.apply_batch(messages, datetime.now(UTC))
         # Durable before this batch's offsets can be acknowledged (and so committed).
         await self.flush_tables()
+        self.metrics.observe_freshness([m.timestamp_ms for m in messages])
         # Then the progress, never ahead of the effects it vouches for. Should anything
         # above fail, the old progress stays, and the next batch reads this one again.
         self.progress.advance(expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Counts
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -62,6 +63,24 @@ class AggregatorMetrics:
             ["table"],
             registry=self.registry,
         )
+
+        self.freshness = Histogram(
+            "meterflow_aggregator_freshness_seconds",
+            "Seconds from an event's acceptance (its record's timestamp) to its batch being "
+            "applied, visible in current usage",
+            buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "meterflow_aggregator_ready",
+            "1 while the worker answers current usage (catalog read, partitions owned)",
+            registry=self.registry,
+        )
+
+    def observe_freshness(self, accepted_ms: list[int]) -> None:
+        now_s = time.time()
+        for ms in accepted_ms:
+            self.freshness.observe(max(0.0, now_s - ms / 1000))
 
     def record(self, counts: Counts[str]) -> None:
         for name, n in counts.items():

@@ -29,6 +29,7 @@ def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
         ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     )
     app, aggregator = create_app(settings, agg)
+    aggregator.metrics.ready.set_function(lambda: float(aggregator.ready()))
     server, _ = start_http_server(
         agg.metrics_port, addr=agg.host, registry=aggregator.metrics.registry
     )

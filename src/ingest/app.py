@@ -17,12 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from console import routes as console_routes
 from console.settings import ConsoleSettings
 from ingest import (
+    add_ons,
     billable_metrics,
     coupons,
+    credit_notes,
     current_usage,
     customers,
     events,
+    invoice_actions,
     invoices,
+    one_off_invoices,
     organizations,
     plans,
     repository,
@@ -173,6 +177,10 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         wallets,
         organizations,
         webhook_endpoints,
+        add_ons,
+        one_off_invoices,
+        invoice_actions,
+        credit_notes,
     ):
         app.add_routes(module.routes())
     console_routes.install(app, ConsoleSettings.from_env())

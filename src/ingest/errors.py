@@ -77,6 +77,14 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
 
 
+class NotAllowed(ApiError):
+    """The object is not in a state that allows this action (say, voiding a draft)."""
+
+    status = 405
+    error = "Method Not Allowed"
+    code = "not_allowed"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     error = "Payload Too Large"

@@ -33,6 +33,10 @@ def _number(value: Decimal) -> str:
     return str(value)
 
 
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _fee_applied_taxes(fee: asyncpg.Record, invoice: asyncpg.Record) -> list[dict[str, Any]]:
     """The fee's taxes in Lago's shape: its amounts by tax code, named and rated from the
     invoice's snapshot of the taxes it applied."""
@@ -60,9 +64,12 @@ def _fee_applied_taxes(fee: asyncpg.Record, invoice: asyncpg.Record) -> list[dic
 
 
 def fee_body(
-    fee: asyncpg.Record, invoice: asyncpg.Record, external_ids: dict[str, str]
+    fee: asyncpg.Record, invoice: asyncpg.Record, external_ids: dict[str, str | None]
 ) -> dict[str, Any]:
-    is_charge = fee["fee_type"] == "charge"
+    item_id, item_type = {
+        "charge": (fee["billable_metric_id"], "BillableMetric"),
+        "add_on": (fee["add_on_id"], "AddOn"),
+    }.get(fee["fee_type"], (invoice["subscription_id"], "Subscription"))
     coupons: Decimal = fee["precise_coupons_amount_cents"]
     taxes_precise: Decimal = fee["taxes_precise_amount_cents"]
     exponent = minor_units(fee["currency"])
@@ -77,7 +84,7 @@ def fee_body(
         "lago_invoice_id": str(invoice["id"]),
         "lago_true_up_fee_id": None,
         "lago_true_up_parent_fee_id": None,
-        "lago_subscription_id": str(invoice["subscription_id"]),
+        "lago_subscription_id": _text(invoice["subscription_id"]),
         "lago_customer_id": str(invoice["customer_id"]),
         "external_customer_id": external_ids["customer"],
         "external_subscription_id": external_ids["subscription"],
@@ -104,7 +111,7 @@ def fee_body(
         "failed_at": None,
         "refunded_at": None,
         "event_transaction_id": None,
-        "description": None,
+        "description": fee["description"],
         "precise_coupons_amount_cents": _number(coupons),
         "sub_total_excluding_taxes_amount_cents": fee["amount_cents"],
         "sub_total_excluding_taxes_precise_amount_cents": _number(precise.scaleb(exponent)),
@@ -115,14 +122,12 @@ def fee_body(
             "type": fee["fee_type"],
             "code": fee["item_code"],
             "name": fee["item_name"],
-            "description": None,
+            "description": fee["description"],
             "invoice_display_name": fee["invoice_display_name"] or fee["item_name"],
             "filter_invoice_display_name": None,
             "filters": None,
-            "lago_item_id": str(
-                fee["billable_metric_id"] if is_charge else invoice["subscription_id"]
-            ),
-            "item_type": "BillableMetric" if is_charge else "Subscription",
+            "lago_item_id": _text(item_id),
+            "item_type": item_type,
             "grouped_by": {},
         },
         "applied_taxes": _fee_applied_taxes(fee, invoice),
@@ -203,31 +208,31 @@ def invoice_body(
         "total_offsetted_credit_note_amount_cents": 0,
         "version_number": VERSION_NUMBER,
         "self_billed": False,
-        "voided_at": None,
+        "voided_at": iso(invoice["voided_at"]),
         "file_url": None,
         "xml_url": None,
         "web_url": None,
         "created_at": iso(invoice["created_at"]),
         "updated_at": iso(invoice["updated_at"]),
         "customer": customer_body(customer),
-        "metadata": [],
+        "metadata": invoice["metadata"],
         "applied_taxes": _invoice_applied_taxes(invoice),
         "applied_invoice_custom_sections": [],
         "applied_usage_thresholds": [],
         "billing_periods": invoice["billing_periods"],
     }
-    if subscription is not None and fees is not None:
+    if fees is not None:
         external_ids = {
             "customer": customer["external_id"],
-            "subscription": subscription["external_id"],
+            "subscription": None if subscription is None else subscription["external_id"],
         }
-        body["subscriptions"] = [subscription_body(subscription)]
+        body["subscriptions"] = [] if subscription is None else [subscription_body(subscription)]
         body["fees"] = [fee_body(f, invoice, external_ids) for f in fees]
         body["credits"] = _credits(invoice)
     return body
 
 
-async def _invoice_row(
+async def invoice_row(
     conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False
 ) -> asyncpg.Record:
     try:
@@ -245,9 +250,14 @@ async def _invoice_row(
     return row
 
 
-async def _extended(conn: Conn, invoice: asyncpg.Record) -> dict[str, Any]:
+async def extended_body(conn: Conn, invoice: asyncpg.Record) -> dict[str, Any]:
+    """The invoice with its customer, subscription and fees, as `GET /invoices/{id}`."""
     customer = await repository.customer_by_id(conn, invoice["customer_id"])
-    subscription = await repository.subscription_by_id(conn, invoice["subscription_id"])
+    subscription = (
+        None
+        if invoice["subscription_id"] is None
+        else await repository.subscription_by_id(conn, invoice["subscription_id"])
+    )
     fees = await conn.fetch(
         "SELECT * FROM fees WHERE invoice_id = $1 ORDER BY position", invoice["id"]
     )
@@ -289,7 +299,9 @@ async def find_all(request: web.Request) -> web.Response:
     if errors:
         raise ValidationFailed(errors)
     filters = (
-        request.query.get("external_customer_id") or None,
+        request.match_info.get("external_customer_id")
+        or request.query.get("external_customer_id")
+        or None,
         statuses,
         payment_statuses,
         date_from,
@@ -349,7 +361,7 @@ async def find(request: web.Request) -> web.Response:
 
 async def invoice_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
     """The invoice with its subscription and fees, as `GET /api/v1/invoices/{id}` shows it."""
-    return await _extended(conn, await _invoice_row(conn, org, lago_id))
+    return await extended_body(conn, await invoice_row(conn, org, lago_id))
 
 
 async def finalize(request: web.Request) -> web.Response:
@@ -357,20 +369,21 @@ async def finalize(request: web.Request) -> web.Response:
     as it is, as Lago does."""
     ctx, org = context(request), organization(request)
     async with repository.unit_of_work(ctx.db) as conn:
-        invoice = await _invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if invoice["status"] == "draft":
             # The same finalization as the invoicer's sweep: prepaid credits pay it now.
             updated = await invoicer_repository.finalize_draft(
                 conn, invoice["id"], datetime.now(UTC)
             )
             invoice = updated or invoice
-        body = await _extended(conn, invoice)
+        body = await extended_body(conn, invoice)
     return ok({"invoice": body})
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/invoices", find_all),
+        web.get("/api/v1/customers/{external_customer_id}/invoices", find_all),
         web.get("/api/v1/invoices/{lago_id}", find),
         web.put("/api/v1/invoices/{lago_id}/finalize", finalize),
     ]

@@ -698,6 +698,7 @@ _TAX_LINKS = {
     "customer": ("customer_taxes", "customer_id"),
     "plan": ("plan_taxes", "plan_id"),
     "charge": ("charge_taxes", "charge_id"),
+    "add_on": ("add_on_taxes", "add_on_id"),
 }
 
 

@@ -50,6 +50,8 @@ class InvoicerMetrics:
             ["kind"],
             registry=r,
         )
+        for kind in ("kafka_unavailable", "credits_changed", "database_unavailable", "unexpected"):
+            self.failures.labels(kind)  # at 0 from the start, so rates and alerts see them
         self.finalized = Counter(
             "invoicer_drafts_finalized",
             "Draft invoices finalized when their grace ended",

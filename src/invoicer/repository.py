@@ -46,6 +46,7 @@ from invoicer.pricing import (
     refresh_draft,
 )
 from meterflow import db
+from read_model import credit_notes
 from webhooks import outbox as webhook_outbox
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -105,6 +106,9 @@ _WALLETS = (
     "AND w.balance_cents > 0 AND (w.expiration_at IS NULL OR w.expiration_at > now())"
 )
 
+# The customer's available credit notes, oldest first.
+_CREDIT_NOTES = credit_notes.AVAILABLE_JSON.format(customer="s.customer_id")
+
 # Late usage waiting for the subscription's next invoice: of periods before the closing one.
 _PENDING = "lu.subscription_id = s.id AND lu.outcome = 'pending' AND lu.period_start < $5"
 
@@ -132,7 +136,8 @@ _TERMS = (
     "'period_start', lu.period_start, 'period_end', lu.period_end, 'charges', lu.charges) "
     f"ORDER BY lu.created_at, lu.late_key), '[]') FROM late_usage lu WHERE {_PENDING}) "
     "AS pending, "
-    f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets "
+    f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets, "
+    f"({_CREDIT_NOTES}) AS credit_notes "
     "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
     "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
     "WHERE s.id = $1 AND s.organization_id = $2"
@@ -275,6 +280,7 @@ async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
             WalletTerms(str(w["id"]), w["currency"], w["balance_cents"], w["granted_balance_cents"])
             for w in row["wallets"]
         ),
+        credit_notes=credit_notes.from_json(row["credit_notes"]),
     )
     return Loaded(
         terms=terms,
@@ -462,7 +468,12 @@ async def insert_invoice(
     applied_taxes = _applied_taxes(priced.fees, t, priced.currency)
     credits = _credits(priced.coupon_uses, priced.currency)
     args = (invoice_id, closed, loaded, priced, prefix, billing_periods, applied_taxes, credits)
-    if not priced.coupon_uses and not priced.wallet_uses and not pending_keys:
+    if (
+        not priced.coupon_uses
+        and not priced.wallet_uses
+        and not priced.credit_note_uses
+        and not pending_keys
+    ):
         # One statement, atomic on its own: no BEGIN and COMMIT round trips.
         await _write_invoice(conn, *args, columns)
         return invoice_id
@@ -475,6 +486,10 @@ async def insert_invoice(
             await _use_coupon(conn, coupon, use)
         for wallet, cents in priced.wallet_uses:
             await consume_wallet(conn, wallet, cents, invoice_id)
+        try:
+            await credit_notes.consume(conn, priced.credit_note_uses, invoice_id)
+        except credit_notes.CreditNoteChanged as exc:
+            raise CreditsChanged(f"credit note {exc}") from None
         if priced.status == "draft" and priced.coupon_uses:
             await conn.execute(
                 "UPDATE invoices SET coupon_uses = $2 WHERE id = $1",

@@ -39,6 +39,14 @@ def _invoicer_endpoints() -> Endpoints:
     return Endpoints(f"metrics {metrics}", metrics)
 
 
+def _exporter_endpoints() -> Endpoints:
+    from operations.exporter import ExporterSettings
+
+    s = ExporterSettings.from_env()
+    metrics = f"http://127.0.0.1:{s.port}/metrics"
+    return Endpoints(f"consumer lag metrics {metrics}", metrics)
+
+
 def _webhooks_endpoints() -> Endpoints:
     from webhooks.settings import WebhookSettings
 
@@ -59,5 +67,6 @@ SERVICES: tuple[Service, ...] = (
     Service("ingest", "ingest.service:main", _ingest_endpoints),
     Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
     Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
+    Service("exporter", "operations.exporter:main", _exporter_endpoints),
     Service("webhooks", "webhooks.service:main", _webhooks_endpoints),
 )

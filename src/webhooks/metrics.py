@@ -19,6 +19,8 @@ class WebhookMetrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ("succeeded", "retrying", "failed"):
+            self.attempts.labels(outcome)  # at 0 from the start, so rates and alerts see them
         self.latency = Histogram(
             "webhooks_delivery_seconds", "Seconds a receiver took to answer", registry=r
         )

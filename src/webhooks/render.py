@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ingest.invoices import _extended
+from ingest.invoices import extended_body
 from webhooks.outbox import Conn
 
 
@@ -14,5 +14,5 @@ async def render(conn: Conn, object_type: str, object_id: uuid.UUID) -> dict[str
     """The object's API body now; None when it no longer exists."""
     if object_type == "invoice":
         invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", object_id)
-        return None if invoice is None else await _extended(conn, invoice)
+        return None if invoice is None else await extended_body(conn, invoice)
     return None

@@ -11,13 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from meterflow.settings import Settings
-from support.meterflow_up import LagoHttp, MeterflowUp
-
-
-async def create_key(up: MeterflowUp) -> str:
-    done = await up.cli("create-organization", "--name", "Supervised")
-    assert done.returncode == 0, done.stderr
-    return next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if "api key" in line)
+from support.meterflow_up import LagoHttp, MeterflowUp, create_key, wait_for_usage
 
 
 async def send_load(api: LagoHttp, stop: asyncio.Event, sent: Counter[str]) -> int:
@@ -54,13 +48,10 @@ async def test_sigkilled_aggregator_is_restarted_while_ingest_keeps_serving(
     await up.start()
     api = None
     try:
-        api = LagoHttp(up.api_url, await create_key(up))
+        api = LagoHttp(up.api_url, await create_key(up, "Supervised"))
         subs = [f"sub-{i}" for i in range(4)]
         await api.simple_catalog("acme", subs)
-        deadline = time.monotonic() + 60
-        while await api.usage("acme", "sub-3") is None:
-            assert time.monotonic() < deadline, "the aggregator never saw the catalog"
-            await asyncio.sleep(0.5)
+        await wait_for_usage(api, "acme", "sub-3")
         before = await up.status()
         ingest_pid = next(s["pid"] for s in before["services"] if s["name"] == "ingest")
         assert {c["name"]: c["ready"] for c in before["components"]} == {

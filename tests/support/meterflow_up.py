@@ -9,7 +9,8 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,10 @@ class MeterflowUp:
     ports: dict[str, int]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_test(cls, settings: Settings, tmp_path: Path, **overrides: str) -> MeterflowUp:
-        names = ("api", "api_metrics", "agg", "agg_metrics", "inv")
+        names = ("api", "api_metrics", "agg", "agg_metrics", "inv", "webhooks", "exporter")
         ports = {name: free_port() for name in names}
         env = service_env(
             settings,
@@ -51,6 +51,11 @@ class MeterflowUp:
             METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
             METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
             METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+            METERFLOW_WEBHOOKS_METRICS_HOST="127.0.0.1",
+            METERFLOW_WEBHOOKS_METRICS_PORT=str(ports["webhooks"]),
+            METERFLOW_EXPORTER_HOST="127.0.0.1",
+            METERFLOW_EXPORTER_PORT=str(ports["exporter"]),
+            METERFLOW_EXPORTER_INTERVAL="1",
             **overrides,
         )
         return cls(env=env, ports=ports, log_path=tmp_path / "up.log")
@@ -172,8 +177,10 @@ class LagoHttp:
             "charges": charges,
         }
         await self.ok("POST", "/api/v1/plans", {"plan": plan})
+        month_start = datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z")
         for external_id in subscriptions:
             subscription = {
+                "subscription_at": month_start,
                 "external_customer_id": customer,
                 "plan_code": "basic",
                 "external_id": external_id,
@@ -191,3 +198,18 @@ class LagoHttp:
             c["billable_metric"]["code"]: (c["units"], c["events_count"])
             for c in payload["customer_usage"]["charges_usage"]
         }
+
+
+async def create_key(up: MeterflowUp, name: str = "Acme") -> str:
+    """A new organization's API key, made with `meterflow create-organization`."""
+    done = await up.cli("create-organization", "--name", name)
+    assert done.returncode == 0, done.stderr
+    return next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if "api key" in line)
+
+
+async def wait_for_usage(api: LagoHttp, customer: str, subscription: str) -> None:
+    """Until the aggregator knows the subscription (its catalog record arrived)."""
+    deadline = time.monotonic() + 60
+    while await api.usage(customer, subscription) is None:
+        assert time.monotonic() < deadline, "the aggregator never saw the subscription"
+        await asyncio.sleep(0.5)

@@ -1,0 +1,1 @@
+"""Operator tools: consumer lag, dead letters, replay and reconcile, and the lag exporter."""

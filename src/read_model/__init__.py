@@ -1,0 +1,1 @@
+"""Reads of invoices and credit notes shared by the API and the invoicer."""

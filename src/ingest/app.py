@@ -23,6 +23,7 @@ from ingest import (
     credit_notes,
     current_usage,
     customers,
+    event_debugger,
     events,
     invoice_actions,
     invoices,
@@ -181,6 +182,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         one_off_invoices,
         invoice_actions,
         credit_notes,
+        event_debugger,
     ):
         app.add_routes(module.routes())
     console_routes.install(app, ConsoleSettings.from_env())

@@ -26,7 +26,7 @@ from resources import repository
 from resources.add_ons import add_on
 from resources.invoices import extended_body
 from resources.repository import Conn
-from web.context import context, organization
+from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, Fields, currency, ok, read_wrapped
 
@@ -99,8 +99,16 @@ async def _fee_taxes_terms(
 
 
 async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "invoice"), _INVOICE)
+    raw = await read_wrapped(request, "invoice")
+    body = await create_one_off_invoice(context(request), organization(request), raw)
+    return ok({"invoice": body})
+
+
+async def create_one_off_invoice(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """The one-off invoice of Lago's input object, written; returns its extended body."""
+    fields = Fields(raw, _INVOICE)
     external_customer_id = fields.text("external_customer_id", required=True)
     chosen_currency = currency(fields, "currency")
     raw_fees = fields.array("fees", required=True) or []
@@ -173,7 +181,7 @@ async def create(request: web.Request) -> web.Response:
         assert invoice is not None
         body = await extended_body(conn, invoice)
         await webhook_outbox.emit(conn, org.id, "invoice.one_off_created", invoice_id, body)
-    return ok({"invoice": body})
+    return body
 
 
 async def _write(

@@ -40,7 +40,7 @@ from lago_python_client.models import (
 )
 from tests.e2e.test_pipeline import eventually, pipeline
 
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 
 __all__ = ["pipeline"]  # the fixture, shared with the end-to-end test

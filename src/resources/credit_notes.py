@@ -22,11 +22,10 @@ from aiohttp import web
 
 from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amounts
 from billing.errors import InvalidInvoiceInput
-from meterflow import webhook_outbox
-from resources import repository
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from resources import customers, records, subscriptions
 from resources.invoices import fee_body, invoice_row
-from resources.records import customer_body
-from resources.repository import Conn
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
@@ -94,7 +93,7 @@ def credit_note_body(
         "voided_at": iso(note["voided_at"]),
         "file_url": None,
         "self_billed": False,
-        "customer": customer_body(customer),
+        "customer": records.customer_body(customer),
         "metadata": note["metadata"],
         "items": [
             {
@@ -114,7 +113,7 @@ def credit_note_body(
 async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", note["invoice_id"])
     assert invoice is not None
-    customer = await repository.customer_by_id(conn, note["customer_id"])
+    customer = await customers.customer_by_id(conn, note["customer_id"])
     rows = await conn.fetch(
         "SELECT i.id AS item_id, i.amount_cents AS item_amount_cents, f.* "
         "FROM credit_note_items i JOIN fees f ON f.id = i.fee_id "
@@ -124,7 +123,7 @@ async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     external_subscription = None
     if invoice["subscription_id"] is not None:
         external_subscription = (
-            await repository.subscription_by_id(conn, invoice["subscription_id"])
+            await subscriptions.subscription_by_id(conn, invoice["subscription_id"])
         )["external_id"]
     return credit_note_body(note, invoice, customer, list(rows), external_subscription)
 
@@ -249,7 +248,7 @@ async def create(request: web.Request) -> web.Response:
     items = _items(fields, fields.array("items", required=True) or [])
     metadata = _metadata(fields)
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         invoice = await _creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await _amounts(conn, invoice, items)
         if credit + refund != amounts.total_cents:
@@ -285,7 +284,7 @@ async def _insert(
     refund: int,
     amounts: CreditNoteAmounts,
 ) -> asyncpg.Record:
-    customer = await repository.customer_by_id(conn, invoice["customer_id"])
+    customer = await customers.customer_by_id(conn, invoice["customer_id"])
     tz = ZoneInfo(customer["timezone"] or customer["organization_timezone"] or "UTC")
     sequence = await conn.fetchval(
         "SELECT coalesce(max(sequential_id), 0) + 1 FROM credit_notes WHERE invoice_id = $1",
@@ -333,7 +332,7 @@ async def estimate(request: web.Request) -> web.Response:
     invoice_id = fields.text("invoice_id", required=True)
     items = _items(fields, fields.array("items", required=True) or [])
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         invoice = await _creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await _amounts(conn, invoice, items)
     paid = invoice["payment_status"] == "succeeded"
@@ -390,7 +389,7 @@ async def update(request: web.Request) -> web.Response:
     refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
     metadata = _metadata(fields)
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
         if not note["refund_amount_cents"]:
             raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
@@ -409,7 +408,7 @@ async def update(request: web.Request) -> web.Response:
 async def void(request: web.Request) -> web.Response:
     """Void what is left to credit; only a credit note with an available balance can be."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
         if note["credit_status"] != "available":
             raise NotAllowed(code="no_voidable_amount")

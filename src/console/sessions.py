@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from console import users
-from ingest.repository import Conn, Organization
+from meterflow.db import Conn
+from web.context import Organization
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import Fields, iso, ok, page_params, pagination_meta, read_wrapped
+from resources import repository
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import Fields, iso, ok, page_params, pagination_meta, read_wrapped
 
 _TAX = {"name", "code", "rate", "description", "applied_to_organization"}
 _MAX_RATE = Decimal(1000)

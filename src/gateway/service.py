@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest.app import create_app, create_metrics_app
-from ingest.settings import IngestSettings
+from gateway.app import create_app, create_metrics_app
 from meterflow.settings import Settings
+from web.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 

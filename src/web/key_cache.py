@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import TYPE_CHECKING
 
-from ingest.repository import Organization
+if TYPE_CHECKING:
+    from web.context import Organization
 
 
 class KeyCache:

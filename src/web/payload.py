@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from billing.money import SUPPORTED_CURRENCIES
-from ingest.errors import BadRequest, ErrorDetails, ValidationFailed
+from web.errors import BadRequest, ErrorDetails, ValidationFailed
 
 MANDATORY = "value_is_mandatory"
 INVALID = "value_is_invalid"

@@ -13,10 +13,12 @@ from aiohttp import web
 from billing.charge_models import CHARGE_MODELS
 from billing.errors import InvalidChargeProperties
 from billing.periods import PlanInterval
-from ingest import records, repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import (
+from resources import records, repository
+from resources.repository import Conn
+from resources.taxes import check_tax_codes, tax_body
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
     INVALID,
     Fields,
     currency,
@@ -25,8 +27,6 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.repository import Conn
-from ingest.taxes import check_tax_codes, tax_body
 
 INTERVALS = tuple(PlanInterval)
 _PLAN = {

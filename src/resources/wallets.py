@@ -7,7 +7,7 @@ minor units (`billing.wallet`). Choices where Lago depends on what meterflow lac
   that invoice is paid; meterflow has no payments, so a purchase is taken as paid (its
   transaction is `purchased`, `settled`). Granted credits are settled at once, as in Lago.
 - Prepaid credits pay invoices when they are finalized (at once for an invoice without
-  grace period, else `invoicer.repository.finalize_draft`): active, unexpired wallets in the
+  grace period, else `read_model.drafts.finalize_draft`): active, unexpired wallets in the
   invoice's currency, by priority (1 first) then age, up to the total after taxes; within
   a wallet its granted credits go first (Lago's order at equal priority), which the
   invoice's `prepaid_granted_credit_amount_cents` and `..._purchased_...` show. The
@@ -30,10 +30,11 @@ from aiohttp import web
 
 from billing.money import minor_units
 from billing.wallet import cents_to_credits, credits_to_cents
-from ingest import repository
-from ingest.context import IngestContext, context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import (
+from resources import repository
+from resources.repository import Conn
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
     INVALID,
     Fields,
     currency,
@@ -43,7 +44,6 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.repository import Conn, Organization
 
 _WALLET = {
     "external_customer_id",

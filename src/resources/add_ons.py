@@ -9,10 +9,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import (
+from resources import repository
+from resources.repository import Conn
+from resources.taxes import check_tax_codes, tax_body
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
     Fields,
     currency,
     iso,
@@ -21,8 +23,6 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.repository import Conn
-from ingest.taxes import check_tax_codes, tax_body
 
 _FIELDS = {
     "name",

@@ -8,10 +8,9 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import IngestContext, context, organization
-from ingest.errors import AggregatorUnavailable, ApiError, NotFound, ValidationFailed
-from ingest.repository import Organization
+from resources import repository
+from web.context import IngestContext, Organization, context, organization
+from web.errors import AggregatorUnavailable, ApiError, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 

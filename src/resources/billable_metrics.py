@@ -8,11 +8,11 @@ import asyncpg
 from aiohttp import web
 
 from billing.aggregations import AGGREGATIONS
-from ingest import records, repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
-from ingest.records import billable_metric_body
+from resources import records, repository
+from resources.records import billable_metric_body
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
 
 _ALLOWED = {
     "name",

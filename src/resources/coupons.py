@@ -24,10 +24,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import IngestContext, context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import (
+from resources import repository
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
     INVALID,
     MANDATORY,
     Fields,
@@ -38,7 +38,6 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.repository import Organization
 
 _COUPON = {
     "name",

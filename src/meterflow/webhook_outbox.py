@@ -1,18 +1,17 @@
 """The webhook outbox: one `webhooks` row per endpoint that wants the change, written by the
-transaction of the change itself, so a webhook exists if and only if the change committed."""
+transaction of the change itself, so a webhook exists if and only if the change committed.
+Shared by every part that changes what a webhook announces (resources, invoicer, read model);
+`webhooks` delivers the rows."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, TypeAlias
+from typing import Any
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from meterflow.db import Conn
 
 log = logging.getLogger(__name__)
-
-Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 # Lago's webhook types that meterflow emits, with the object each carries.
 WEBHOOK_TYPES = {

@@ -18,17 +18,17 @@ from aiohttp import web
 from billing.credit_notes import available_cents, split_credit
 from billing.invoice import FeeKind
 from billing.money import minor_units, round_cents
-from ingest import repository
-from ingest.add_ons import add_on
-from ingest.context import IngestContext, context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.invoices import extended_body
-from ingest.payload import INVALID, Fields, currency, ok, read_wrapped
-from ingest.repository import Conn, Organization
 from invoicer.pricing import PricedFee, TaxTerms, invoice_totals
 from invoicer.repository import _applied_taxes, _fee_taxes, document_prefix
+from meterflow import webhook_outbox
 from read_model import credit_notes
-from webhooks import outbox as webhook_outbox
+from resources import repository
+from resources.add_ons import add_on
+from resources.invoices import extended_body
+from resources.repository import Conn
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import INVALID, Fields, currency, ok, read_wrapped
 
 _INVOICE = {
     "external_customer_id",

@@ -1,41 +1,25 @@
-"""Postgres access of the ingest API (asyncpg): organizations and keys, the catalog tables
-and the catalog outbox. Every request runs in one transaction (see `unit_of_work`)."""
+"""Postgres access of the Lago resources (asyncpg): organizations, the catalog tables and
+the catalog outbox. Every request runs in one transaction (see `meterflow.db.unit_of_work`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from meterflow import db
 from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.db import Conn, unit_of_work
+from web.context import Organization
+
+__all__ = ["Conn", "unit_of_work"]
 
 Row = asyncpg.Record
-# A plain connection, or one lent by the pool: every query function takes either.
-Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
-
-
-@dataclass(frozen=True, slots=True)
-class Organization:
-    id: uuid.UUID
-    name: str
-    timezone: str
 
 
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
     return await db.create_pool(dsn, schema=schema, size=size, init=db.use_orjson)
-
-
-@asynccontextmanager
-async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
-    """One connection in one transaction: everything a request writes commits together."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
 
 
 async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
@@ -63,19 +47,6 @@ async def insert_organization(
         key_digest,
     )
     return Organization(org_id, name, timezone)
-
-
-async def organization_by_key(
-    pool: asyncpg.Pool, key_digest: bytes
-) -> tuple[Organization, bytes] | None:
-    row = await pool.fetchrow(
-        "SELECT o.id, o.name, o.timezone, k.key_digest FROM api_keys k "
-        "JOIN organizations o ON o.id = k.organization_id WHERE k.key_digest = $1",
-        key_digest,
-    )
-    if row is None:
-        return None
-    return Organization(row["id"], row["name"], row["timezone"]), bytes(row["key_digest"])
 
 
 # --- the outbox -------------------------------------------------------------------------

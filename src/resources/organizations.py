@@ -19,19 +19,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest import records, repository
-from ingest.auth import key_digest, new_api_key
-from ingest.broker import Broker
-from ingest.catalog_publisher import CatalogPublisher
-from ingest.context import context, organization
-from ingest.errors import BrokerUnavailable
-from ingest.metrics import IngestMetrics
-from ingest.payload import INVALID, Fields, currency, is_timezone, iso, ok, read_wrapped
-from ingest.repository import Conn, Organization
-from ingest.taxes import tax_body
 from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.errors import ConfigurationError
-from meterflow.settings import Settings
+from resources import records, repository
+from resources.repository import Conn
+from resources.taxes import tax_body
+from web.auth import key_digest, new_api_key
+from web.context import Organization, context, organization
+from web.payload import INVALID, Fields, currency, is_timezone, iso, ok, read_wrapped
 
 log = logging.getLogger(__name__)
 
@@ -45,44 +40,31 @@ def organization_body(org: Organization) -> dict[str, object]:
     }
 
 
-async def create_organization(
-    settings: Settings, name: str, timezone: str = "UTC", *, publish_timeout: float = 10.0
+async def open_organization(
+    pool: asyncpg.Pool, name: str, timezone: str
 ) -> tuple[Organization, str]:
     """Create an organization and its API key; returns both (the key is shown only once).
 
-    The organization's catalog record is written to the outbox in the same transaction and
-    sent right away when Kafka answers, else by the next drain of a running ingest service.
+    The organization's catalog record is written to the outbox in the same transaction, for
+    the caller (or the next drain of a running API) to send.
     """
     if not name.strip():
         raise ConfigurationError("an organization needs a non-empty --name")
     if not is_timezone(timezone):
         raise ConfigurationError(f"{timezone!r} is not an IANA timezone (e.g. Europe/Paris)")
     key = new_api_key()
-    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=1)
-    try:
-        async with repository.unit_of_work(pool) as conn:
-            org = await repository.insert_organization(conn, name, timezone, key_digest(key))
-            await repository.enqueue(
-                conn,
-                CatalogRecord(
-                    kind=CatalogKind.ORGANIZATION,
-                    lago_id=str(org.id),
-                    organization_id=str(org.id),
-                    version=1,
-                    body=organization_body(org),
-                ),
-            )
-        metrics = IngestMetrics()
-        broker = Broker(settings.bootstrap_servers, timeout=publish_timeout, metrics=metrics)
-        try:
-            await CatalogPublisher(pool, broker, settings.topics.catalog, metrics).drain()
-        except BrokerUnavailable:
-            log.warning("organization.publish_deferred organization_id=%s", org.id)
-        finally:
-            await broker.close()
-    finally:
-        await pool.close()
-    log.info("organization.created organization_id=%s timezone=%s", org.id, timezone)
+    async with repository.unit_of_work(pool) as conn:
+        org = await repository.insert_organization(conn, name, timezone, key_digest(key))
+        await repository.enqueue(
+            conn,
+            CatalogRecord(
+                kind=CatalogKind.ORGANIZATION,
+                lago_id=str(org.id),
+                organization_id=str(org.id),
+                version=1,
+                body=organization_body(org),
+            ),
+        )
     return org, key
 
 

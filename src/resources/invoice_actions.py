@@ -12,14 +12,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import NotAllowed, NotFound, ValidationFailed
-from ingest.invoice_pdf import render_invoice
-from ingest.invoices import PAYMENT_STATUSES, extended_body, invoice_row
-from ingest.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
-from ingest.repository import Conn
-from webhooks import outbox as webhook_outbox
+from meterflow import webhook_outbox
+from resources import repository
+from resources.invoice_pdf import render_invoice
+from resources.invoices import PAYMENT_STATUSES, extended_body, invoice_row
+from resources.repository import Conn
+from web.context import context, organization
+from web.errors import NotAllowed, NotFound, ValidationFailed
+from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
 
 _UPDATE = {"payment_status", "metadata"}
 _METADATA = {"id", "key", "value"}

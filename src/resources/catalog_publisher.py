@@ -13,10 +13,10 @@ import logging
 
 import asyncpg
 
-from ingest import repository
-from ingest.broker import Broker
-from ingest.errors import BrokerUnavailable
-from ingest.metrics import IngestMetrics
+from resources import repository
+from web.context import Producer
+from web.errors import BrokerUnavailable
+from web.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ _BATCH = 500
 
 
 class CatalogPublisher:
-    def __init__(self, pool: asyncpg.Pool, broker: Broker, topic: str, metrics: IngestMetrics):
+    def __init__(self, pool: asyncpg.Pool, broker: Producer, topic: str, metrics: IngestMetrics):
         self._pool = pool
         self._broker = broker
         self._topic = topic

@@ -10,10 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest import records, repository, subscriptions
-from ingest.context import IngestContext, context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import (
+from meterflow import webhook_outbox
+from resources import records, repository, subscriptions
+from resources.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
+from resources.repository import Conn
+from resources.taxes import check_tax_codes, tax_body
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
     INVALID,
     Fields,
     currency,
@@ -23,10 +27,6 @@ from ingest.payload import (
     pagination_meta,
     read_wrapped,
 )
-from ingest.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
-from ingest.repository import Conn, Organization
-from ingest.taxes import check_tax_codes, tax_body
-from webhooks import outbox as webhook_outbox
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 

@@ -9,13 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from billing.periods import BillingTime
-from ingest import records, repository
-from ingest.context import IngestContext, context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import Fields, ok, page_params, pagination_meta, read_wrapped
-from ingest.records import subscription_body
-from ingest.repository import Conn, Organization
-from webhooks import outbox as webhook_outbox
+from meterflow import webhook_outbox
+from resources import records, repository
+from resources.records import subscription_body
+from resources.repository import Conn
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
 
 BILLING_TIMES = tuple(BillingTime)
 STATUSES = ("active", "pending", "canceled", "terminated")

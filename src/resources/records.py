@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from ingest import repository
-from ingest.payload import iso
-from ingest.repository import Conn
 from meterflow.catalog import CatalogKind, CatalogRecord
+from resources import repository
+from resources.repository import Conn
+from web.payload import iso
 
 log = logging.getLogger(__name__)
 

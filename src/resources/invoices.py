@@ -15,13 +15,13 @@ import asyncpg
 from aiohttp import web
 
 from billing.money import minor_units, round_cents
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import INVALID, iso, ok, page_params, pagination_meta
-from ingest.records import customer_body, subscription_body
-from ingest.repository import Conn
-from invoicer import repository as invoicer_repository
+from read_model import drafts
+from resources import repository
+from resources.records import customer_body, subscription_body
+from resources.repository import Conn
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import INVALID, iso, ok, page_params, pagination_meta
 
 STATUSES = ("draft", "finalized", "voided", "failed", "pending")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
@@ -372,9 +372,7 @@ async def finalize(request: web.Request) -> web.Response:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if invoice["status"] == "draft":
             # The same finalization as the invoicer's sweep: prepaid credits pay it now.
-            updated = await invoicer_repository.finalize_draft(
-                conn, invoice["id"], datetime.now(UTC)
-            )
+            updated = await drafts.finalize_draft(conn, invoice["id"], datetime.now(UTC))
             invoice = updated or invoice
         body = await extended_body(conn, invoice)
     return ok({"invoice": body})

@@ -22,14 +22,14 @@ from aiohttp import web
 
 from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amounts
 from billing.errors import InvalidInvoiceInput
-from ingest import repository
-from ingest.context import context, organization
-from ingest.errors import NotAllowed, NotFound, ValidationFailed
-from ingest.invoices import fee_body, invoice_row
-from ingest.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
-from ingest.records import customer_body
-from ingest.repository import Conn
-from webhooks import outbox as webhook_outbox
+from meterflow import webhook_outbox
+from resources import repository
+from resources.invoices import fee_body, invoice_row
+from resources.records import customer_body
+from resources.repository import Conn
+from web.context import context, organization
+from web.errors import NotAllowed, NotFound, ValidationFailed
+from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
 
 REASONS = (
     "duplicated_charge",

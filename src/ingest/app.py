@@ -26,6 +26,7 @@ from ingest import (
     event_debugger,
     events,
     invoice_actions,
+    invoice_preview,
     invoices,
     one_off_invoices,
     organizations,
@@ -183,6 +184,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         invoice_actions,
         credit_notes,
         event_debugger,
+        invoice_preview,
     ):
         app.add_routes(module.routes())
     console_routes.install(app, ConsoleSettings.from_env())

@@ -20,6 +20,7 @@ from lago_python_client.models import (
     Items,
     OneOffInvoice,
     Tax,
+    WebhookEndpoint,
 )
 
 from ingest.organizations import create_organization
@@ -41,6 +42,9 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
 
     org, key = await create_organization(settings, "Acme", "UTC")
     lago = Client(api_key=key, api_url=server.url)
+    await call(
+        lago.webhook_endpoints.create, WebhookEndpoint(webhook_url="https://example.com/hook")
+    )
     # The kit's customer (EUR) and its subscription to a 10.00 EUR monthly plan from 1 Jan.
     catalog = await kit.catalog(organization_id=org.id, subscription_at=utc(2026, 1, 1))
     await call(lago.taxes.create, Tax(name="VAT", code="vat", rate=20.0))
@@ -171,3 +175,10 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
         lago.credit_notes.update, CreditNoteUpdate(refund_status="succeeded"), refund.lago_id
     )
     assert refunded.refund_status == "succeeded"
+    queued = await db.fetch("SELECT webhook_type, count(*) FROM webhooks GROUP BY webhook_type")
+    assert {q["webhook_type"]: q["count"] for q in queued} == {
+        "invoice.one_off_created": 1,
+        "invoice.payment_status_updated": 1,
+        "invoice.created": 3,
+        "credit_note.created": 2,
+    }

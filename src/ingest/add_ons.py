@@ -169,24 +169,26 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        total = await conn.fetchval(
-            "SELECT count(*) FROM add_ons WHERE organization_id = $1 AND deleted_at IS NULL",
-            org.id,
-        )
-        rows = await conn.fetch(
-            "SELECT * FROM add_ons WHERE organization_id = $1 AND deleted_at IS NULL "
-            "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-            org.id,
-            per_page,
-            (page - 1) * per_page,
-        )
-        taxes = await repository.taxes_of(conn, "add_on", [r["id"] for r in rows])
-    return ok(
-        {
-            "add_ons": [add_on_body(r, taxes[r["id"]]) for r in rows],
-            "meta": pagination_meta(page, per_page, int(total)),
-        }
+        bodies, total = await list_add_ons(conn, org.id, per_page, (page - 1) * per_page)
+    return ok({"add_ons": bodies, "meta": pagination_meta(page, per_page, total)})
+
+
+async def list_add_ons(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the organization's add-ons, newest first, and how many there are."""
+    total = await conn.fetchval(
+        "SELECT count(*) FROM add_ons WHERE organization_id = $1 AND deleted_at IS NULL", org
     )
+    rows = await conn.fetch(
+        "SELECT * FROM add_ons WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    taxes = await repository.taxes_of(conn, "add_on", [r["id"] for r in rows])
+    return [add_on_body(r, taxes[r["id"]]) for r in rows], int(total)
 
 
 async def destroy(request: web.Request) -> web.Response:

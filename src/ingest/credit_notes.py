@@ -457,6 +457,19 @@ def _filters(request: web.Request) -> tuple[Any, ...]:
 async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
+    async with ctx.db.acquire() as conn:
+        bodies, total = await list_credit_notes(
+            conn, org.id, _filters(request), per_page, (page - 1) * per_page
+        )
+    return ok({"credit_notes": bodies, "meta": pagination_meta(page, per_page, total)})
+
+
+async def list_credit_notes(
+    conn: Conn, org: uuid.UUID, filters: tuple[Any, ...], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of credit notes, newest first, and how many match. `filters`: external
+    customer id, invoice number, issued from, issued to, reason, credit status, refund
+    status, currency (None: any)."""
     where = (
         "FROM credit_notes cn JOIN customers c ON c.id = cn.customer_id "
         "JOIN invoices i ON i.id = cn.invoice_id WHERE cn.organization_id = $1 "
@@ -467,17 +480,15 @@ async def find_all(request: web.Request) -> web.Response:
         "AND ($8::text IS NULL OR cn.refund_status = $8) "
         "AND ($9::text IS NULL OR cn.currency = $9) "
     )
-    args = (org.id, *_filters(request))
-    async with ctx.db.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) " + where, *args)
-        rows = await conn.fetch(
-            "SELECT cn.* " + where + "ORDER BY cn.created_at DESC, cn.id LIMIT $10 OFFSET $11",
-            *args,
-            per_page,
-            (page - 1) * per_page,
-        )
-        bodies = [await _body(conn, r) for r in rows]
-    return ok({"credit_notes": bodies, "meta": pagination_meta(page, per_page, int(total))})
+    args = (org, *filters)
+    total = await conn.fetchval("SELECT count(*) " + where, *args)
+    rows = await conn.fetch(
+        "SELECT cn.* " + where + "ORDER BY cn.created_at DESC, cn.id LIMIT $10 OFFSET $11",
+        *args,
+        limit,
+        offset,
+    )
+    return [await _body(conn, r) for r in rows], int(total)
 
 
 def routes() -> list[web.RouteDef]:

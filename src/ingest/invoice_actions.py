@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from ingest import repository
@@ -17,6 +18,7 @@ from ingest.errors import NotAllowed, NotFound, ValidationFailed
 from ingest.invoice_pdf import render_invoice
 from ingest.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from ingest.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
+from ingest.repository import Conn
 from webhooks import outbox as webhook_outbox
 
 _UPDATE = {"payment_status", "metadata"}
@@ -105,8 +107,8 @@ async def update(request: web.Request) -> web.Response:
     return ok({"invoice": body})
 
 
-def _file_url(request: web.Request, invoice_id: uuid.UUID, token: str) -> str:
-    return f"{request.scheme}://{request.host}/files/invoices/{invoice_id}/{token}.pdf"
+def _file_url(base_url: str, invoice_id: uuid.UUID, token: str) -> str:
+    return f"{base_url}/files/invoices/{invoice_id}/{token}.pdf"
 
 
 async def download(request: web.Request) -> web.Response:
@@ -115,25 +117,35 @@ async def download(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with repository.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await extended_body(conn, invoice)
-        if invoice["status"] == "draft":
-            return ok({"invoice": body})
-        token = await conn.fetchval(
-            "SELECT token FROM invoice_files WHERE invoice_id = $1", invoice["id"]
-        )
-        if token is None:
-            issuer = (await repository.organization_row(conn, org.id))["name"]
-            token = secrets.token_urlsafe(24)
-            await conn.execute(
-                "INSERT INTO invoice_files (invoice_id, token, pdf) VALUES ($1, $2, $3)",
-                invoice["id"],
-                token,
-                render_invoice(body, issuer),
-            )
-            body["file_url"] = _file_url(request, invoice["id"], token)
-            await webhook_outbox.emit(conn, org.id, "invoice.generated", invoice["id"], body)
-        body["file_url"] = _file_url(request, invoice["id"], token)
+        body = await invoice_file(conn, org.id, invoice, f"{request.scheme}://{request.host}")
     return ok({"invoice": body})
+
+
+async def invoice_file(
+    conn: Conn, org: uuid.UUID, invoice: asyncpg.Record, base_url: str
+) -> dict[str, Any]:
+    """The invoice's extended body with the `file_url` of its PDF (under `base_url`),
+    rendered and stored the first time (in the caller's transaction, the invoice row
+    locked); a draft's body comes without one."""
+    body = await extended_body(conn, invoice)
+    if invoice["status"] == "draft":
+        return body
+    token = await conn.fetchval(
+        "SELECT token FROM invoice_files WHERE invoice_id = $1", invoice["id"]
+    )
+    if token is None:
+        issuer = (await repository.organization_row(conn, org))["name"]
+        token = secrets.token_urlsafe(24)
+        await conn.execute(
+            "INSERT INTO invoice_files (invoice_id, token, pdf) VALUES ($1, $2, $3)",
+            invoice["id"],
+            token,
+            render_invoice(body, issuer),
+        )
+        body["file_url"] = _file_url(base_url, invoice["id"], token)
+        await webhook_outbox.emit(conn, org, "invoice.generated", invoice["id"], body)
+    body["file_url"] = _file_url(base_url, invoice["id"], token)
+    return body
 
 
 async def file(request: web.Request) -> web.Response:

@@ -20,11 +20,11 @@ from billing.invoice import FeeKind
 from billing.money import minor_units, round_cents
 from ingest import repository
 from ingest.add_ons import add_on
-from ingest.context import context, organization
+from ingest.context import IngestContext, context, organization
 from ingest.errors import NotFound, ValidationFailed
 from ingest.invoices import extended_body
 from ingest.payload import INVALID, Fields, currency, ok, read_wrapped
-from ingest.repository import Conn
+from ingest.repository import Conn, Organization
 from invoicer.pricing import PricedFee, TaxTerms, invoice_totals
 from invoicer.repository import _applied_taxes, _fee_taxes, document_prefix
 from read_model import credit_notes
@@ -99,8 +99,16 @@ async def _fee_taxes_terms(
 
 
 async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "invoice"), _INVOICE)
+    raw = await read_wrapped(request, "invoice")
+    body = await create_one_off_invoice(context(request), organization(request), raw)
+    return ok({"invoice": body})
+
+
+async def create_one_off_invoice(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """The one-off invoice of Lago's input object, written; returns its extended body."""
+    fields = Fields(raw, _INVOICE)
     external_customer_id = fields.text("external_customer_id", required=True)
     chosen_currency = currency(fields, "currency")
     raw_fees = fields.array("fees", required=True) or []
@@ -173,7 +181,7 @@ async def create(request: web.Request) -> web.Response:
         assert invoice is not None
         body = await extended_body(conn, invoice)
         await webhook_outbox.emit(conn, org.id, "invoice.one_off_created", invoice_id, body)
-    return ok({"invoice": body})
+    return body
 
 
 async def _write(

@@ -1092,7 +1092,11 @@ async def list_wallet_transactions(
 
 async def organization_row(conn: Conn, org: uuid.UUID, *, lock: bool = False) -> Row:
     sql = "SELECT * FROM organizations WHERE id = $1"
-    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org)
+    # NO KEY UPDATE: a plain FOR UPDATE also blocks the foreign-key checks (KEY SHARE) of
+    # every insert naming the organization, and an organization update that then waits for
+    # a customer row deadlocked with a customer change that was inserting (found by
+    # schemathesis: PUT /organizations answered 500).
+    row = await conn.fetchrow(sql + (" FOR NO KEY UPDATE" if lock else ""), org)
     assert row is not None
     return row
 

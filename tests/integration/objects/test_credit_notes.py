@@ -182,3 +182,49 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
         "invoice.created": 3,
         "credit_note.created": 2,
     }
+
+
+async def test_a_draft_takes_credit_notes_when_it_is_finalized(
+    kit: Any, start_invoicer: Any, settings: Settings, server: Any, call: Any
+) -> None:
+    from lago_python_client.client import Client
+
+    org, key = await create_organization(settings, "Acme", "UTC")
+    lago = Client(api_key=key, api_url=server.url)
+    # A ten-year grace period: the January invoice (10.00) waits as a draft.
+    catalog = await kit.catalog(
+        organization_id=org.id, subscription_at=utc(2026, 1, 1), grace_days=3650
+    )
+    await call(
+        lago.add_ons.create,
+        AddOn(name="Setup", code="setup", amount_cents=400, amount_currency="EUR"),
+    )
+    one_off = await call(
+        lago.invoices.create,
+        OneOffInvoice(
+            external_customer_id=catalog.external_customer_id,
+            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup")]),
+        ),
+    )
+    fee_id = one_off.fees.__root__[0].lago_id
+    await call(
+        lago.credit_notes.create,
+        CreditNote(
+            invoice_id=one_off.lago_id,
+            items=Items(__root__=[Item(fee_id=fee_id, amount_cents=400)]),
+            credit_amount_cents=400,
+        ),
+    )
+    await kit.publish(catalog.closed(utc(2026, 1, 1), utc(2026, 2, 1), []))
+    async with start_invoicer(finalize_interval=3600):
+        await kit.wait_for_invoices(2)
+    drafts = await call(lago.invoices.find_all, {"status": "draft"})
+    (draft,) = drafts["invoices"]
+    assert (draft.credit_notes_amount_cents, draft.total_amount_cents) == (0, 1000)
+    finalized = await call(lago.invoices.finalize, draft.lago_id)
+    assert finalized.status == "finalized"
+    assert (finalized.credit_notes_amount_cents, finalized.total_amount_cents) == (400, 600)
+    notes = await call(lago.credit_notes.find_all)
+    assert [(n.credit_status, n.balance_amount_cents) for n in notes["credit_notes"]] == [
+        ("consumed", 0)
+    ]

@@ -16,11 +16,10 @@ from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from ingest import coupons, one_off_invoices, repository, subscriptions, wallets
-from ingest.add_ons import list_add_ons
-from ingest.context import IngestContext
-from ingest.errors import NotFound, ValidationFailed
-from ingest.repository import Organization
+from resources import coupons, one_off_invoices, repository, subscriptions, wallets
+from resources.add_ons import list_add_ons
+from web.context import IngestContext, Organization
+from web.errors import NotFound, ValidationFailed
 
 Options = list[tuple[str, str]]
 

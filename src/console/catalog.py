@@ -7,9 +7,9 @@ from aiohttp import web
 
 from console.pages import PREFIX, api, show, signed_in
 from console.sessions import Viewer
-from ingest import records, repository
-from ingest.add_ons import list_add_ons
-from ingest.coupons import coupon_body
+from resources import records, repository
+from resources.add_ons import list_add_ons
+from resources.coupons import coupon_body
 
 LIST_ROWS = 100
 

@@ -8,9 +8,9 @@ from aiohttp import web
 from console.customers import customer_id_of, customer_of, customer_page
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from ingest import credit_notes, invoice_actions, invoices, repository
-from ingest.coupons import applied_coupon_body
-from ingest.wallets import wallet_body
+from resources import credit_notes, invoice_actions, invoices, repository
+from resources.coupons import applied_coupon_body
+from resources.wallets import wallet_body
 
 TAB_ROWS = 100
 

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any
 
 from billing.credit_notes import CreditNoteTerms
-
-Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+from meterflow.db import Conn
 
 # The customer's (SQL `{customer}`) available credit notes as a JSON array, oldest first:
 # a subquery of the invoicer's single read of everything an invoice needs.

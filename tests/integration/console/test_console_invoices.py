@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 from support.console import Operator, call_api, csrf_of, sign_in
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.integration.ingest.conftest import Tenant
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 
 
 def lago_spec() -> Path:

@@ -23,7 +23,7 @@ from lago_python_client.models import (
     WebhookEndpoint,
 )
 
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from integration.invoicer.conftest import kit, start_invoicer, utc
 from meterflow.settings import Settings
 

@@ -76,6 +76,7 @@ from aggregator.processing import (
     Windows,
 )
 from aggregator.settings import AggregatorSettings
+from meterflow.event_records import requeued_from
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,7 @@ class Aggregator:
                 key=e.message.key,
                 value=e.message.value,
                 timestamp_ms=int(e.message.timestamp * 1000),
+                requeue_of=requeued_from(e.message.headers),
             )
             for e in batch
         ]
@@ -348,7 +350,12 @@ class Aggregator:
                     if start <= record.offset < end:
                         found.append(
                             SourceMessage(
-                                partition, record.offset, record.key, record.value, record.timestamp
+                                partition,
+                                record.offset,
+                                record.key,
+                                record.value,
+                                record.timestamp,
+                                requeued_from(record.headers),
                             )
                         )
         finally:

@@ -36,7 +36,7 @@ around the seek to committed offsets when a worker starts, it can hand a message
 agent twice, or acknowledge one without handing it over at all (and then commit past it).
 The `progress` table records, per source partition, the next offset to apply (written
 after the batch's effects are durable); a batch drops messages below it and fills any
-hole above it by reading the missing offsets straight from Kafka (`Aggregator.contiguous`).
+hole above it by reading the missing offsets straight from Kafka (`SourceProgress.contiguous`).
 
 Messages the ledger decides to send (closed periods, dead letters of known subscriptions)
 go into the ledger's outbox in the same record as the state change, and leave it only
@@ -51,104 +51,43 @@ partition of whatever event is current.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.web import Request, Response, View
 
 from aggregator.catalog_view import CatalogReader, CatalogView
 from aggregator.closing import PeriodCloser
-from aggregator.current_usage import UsageFailed, current_usage
+from aggregator.current_usage import current_usage
 from aggregator.domain import Domain
+from aggregator.faust_store import FaustTableStore
 from aggregator.ledger import Ledger, ledger_key
 from aggregator.markers import DedupeMarkers
 from aggregator.metrics import AggregatorMetrics
+from aggregator.pages import add_pages
 from aggregator.processing import (
     PERIODS_CLOSED,
     EventProcessor,
     SourceMessage,
     Windows,
 )
+from aggregator.progress import SourceProgress
 from aggregator.settings import AggregatorSettings
-from meterflow.event_records import requeued_from
+from aggregator.watermark import EndOffsets, Watermarks
+from meterflow.event_records import partition_for, requeued_from
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-class FaustTableStore:
-    """A Faust table (memory store) behind the PartitionedStore interface.
-
-    Writes change the local store at once and queue their changelog record; `flush()`
-    hands the queued records to the producer and waits until the broker acknowledged them.
-    Faust's own `send_soon` buffer is bypassed: its flush gives up on a message that takes
-    more than 0.1 s, so an offset commit could overtake a changelog record still queued.
-    Values are serialised (orjson) when written, held decoded.
-    """
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.pending: list[tuple[int, bytes, bytes | None]] = []
-        # One flush at a time, so records reach the changelog in the order they were
-        # written (two overlapping flushes could put an older value of a key after a newer
-        # one), and so a flush returns only once earlier writes are durable too.
-        self._flush_lock = asyncio.Lock()
-
-    @property
-    def _store(self) -> Any:
-        return self.table.data
-
-    def get(self, key: str) -> Any | None:
-        store = self._store
-        raw = store.data.get(key.encode())
-        if isinstance(raw, bytes | bytearray):
-            raw = orjson.loads(raw)
-            store.data[key.encode()] = raw
-        return raw
-
-    def put(self, partition: int, key: str, value: Any) -> None:
-        store = self._store
-        bkey = key.encode()
-        store.data[bkey] = value
-        store._key_partition[bkey] = partition
-        self.pending.append((partition, bkey, orjson.dumps(value)))
-
-    def delete(self, partition: int, key: str) -> None:
-        store = self._store
-        bkey = key.encode()
-        store.data.pop(bkey, None)
-        store._key_partition.pop(bkey, None)
-        self.pending.append((partition, bkey, None))
-
-    async def flush(self) -> None:
-        """Produce the queued changelog records and wait for the broker's acknowledgement
-        (of these and of every record queued before them)."""
-        async with self._flush_lock:
-            if not self.pending:
-                return
-            pending, self.pending = self.pending, []
-            producer = self.table.app.producer
-            topic = self.table.changelog_topic.get_topic_name()
-            futures = [
-                await producer.send(topic, key, value, partition, None, None)
-                for partition, key, value in pending
-            ]
-            await asyncio.gather(*futures)
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        for bkey in list(self._store.data):
-            value = self.get(bkey.decode())
-            if value is not None:
-                yield bkey.decode(), value
-
-    def __len__(self) -> int:
-        return len(self._store.data)
+# Visits per slice of a tick, and catalog entries per slice of a seed: the event loop is
+# given back between slices (a slice stays well under 100 ms).
+SLICE = 500
 
 
 class Aggregator:
@@ -171,7 +110,7 @@ class Aggregator:
             settings.bootstrap_servers, settings.topics.catalog, self.catalog
         )
         self.windows = Windows(
-            close_grace=timedelta(seconds=agg.close_grace),
+            skew=timedelta(seconds=agg.clock_skew),
             hold=timedelta(seconds=agg.hold_window),
             late=timedelta(seconds=agg.late_window),
         )
@@ -191,7 +130,10 @@ class Aggregator:
         self.marker_table = app.Table("markers", **table_options)
         self.ledgers = FaustTableStore(self.ledger_table)
         self.marker_segments = FaustTableStore(self.marker_table)
-        self.progress = FaustTableStore(app.Table("progress", **table_options))
+        self.progress_table = FaustTableStore(app.Table("progress", **table_options))
+        self.progress = SourceProgress(
+            self.progress_table, settings.bootstrap_servers, settings.topics.events
+        )
         self.markers = DedupeMarkers(self.marker_segments)
         self.processor = EventProcessor(
             domain, self.catalog, self.ledgers, self.markers, self.windows
@@ -205,9 +147,14 @@ class Aggregator:
             self.windows,
             settings.partitions,
         )
+        self.watermarks = Watermarks()
+        self.end_offsets = EndOffsets(settings.bootstrap_servers, settings.topics.events)
+        # Set when something may be due now: the closer runs at once instead of at its
+        # next interval (a termination, a watermark that moved past a due visit).
+        self.wake = asyncio.Event()
+        self._seeded_generation = -1
+        self.catalog_reader.on_change.append(self.on_catalog)
         self._outbox_lock = asyncio.Lock()
-        # Per source partition, the next offset to apply: everything below it is applied.
-        self._expected: dict[int, int] = {}
         # Set once the producer knows the events topic's partitions (see learn_partitions).
         self.routing_ready = asyncio.Event()
         # Counts rebalances (revocations and assignments): a write computed before one of
@@ -252,17 +199,18 @@ class Aggregator:
             )
             for e in batch
         ]
-        messages, expected = await self.contiguous(messages)
+        gaps = self.progress.gap_filled
+        messages, expected = await self.progress.contiguous(messages)
+        self.metrics.events.labels(outcome="gap_filled").inc(self.progress.gap_filled - gaps)
         result = self.processor.apply_batch(messages, datetime.now(UTC))
         # Durable before this batch's offsets can be acknowledged (and so committed).
         await self.flush_tables()
         self.metrics.observe_freshness([m.timestamp_ms for m in messages])
         # Then the progress, never ahead of the effects it vouches for. Should anything
         # above fail, the old progress stays, and the next batch reads this one again.
-        self._expected.update(expected)
-        for partition, next_offset in expected.items():
-            self.progress.put(partition, f"p{partition}", {"next": next_offset})
-        await self.progress.flush()
+        self.progress.advance(expected)
+        await self.progress_table.flush()
+        self.after_batch(result.ledgers, result.visits)
         self.metrics.batch_size.observe(len(messages))
         self.metrics.record(result.counts)
         for letter in result.dead_letters:
@@ -278,93 +226,111 @@ class Aggregator:
             [k for k, ledger in result.ledgers.items() if ledger.value["outbox"]]
         )
 
+    def after_batch(self, ledgers: dict[str, Ledger], visits: dict[str, float]) -> None:
+        """Schedule the visits a batch asked for; wake the closer when a watermark moved
+        with something due (a termination waiting for the stream to pass it)."""
+        for key, due in visits.items():
+            self.closer.plan_ledger(ledgers[key].partition, key, due)
+        moved = self.watermarks.advance(self.progress.known())
+        now = time.time()
+        if visits and min(visits.values()) <= now:
+            self.wake.set()
+        for partition in moved:
+            next_due = self.closer.schedule.next_due(partition)
+            if next_due is not None and next_due <= now:
+                self.wake.set()
+
+    def on_catalog(self, records: list[Any]) -> None:
+        """Catalog records changed the view: visit the subscriptions they concern once the
+        stream has passed this instant (a termination closes then)."""
+        now = time.time()
+        for record in records:
+            for organization_id, external_id in self.catalog.affected(record):
+                self.closer.plan(organization_id, external_id, now)
+        self.wake.set()
+
+    async def run_closer(self) -> None:
+        """The period closer's loop: a tick at every wake-up, or every `close_interval`."""
+        while not self.app.should_stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.agg.close_interval)
+            self.wake.clear()
+            try:
+                await self.tick()
+            except Exception:  # the closer must keep going
+                log.exception("aggregator.tick_failed")
+                await asyncio.sleep(self.agg.close_interval)
+
+    async def seed(self, owned: set[int], generation: int) -> bool:
+        """After an assignment: schedule every owned subscription, and every ledger with held
+        events or an unsent outbox, for a visit (in slices, yielding to the stream).
+        False when partitions moved meanwhile."""
+        self.closer.schedule.clear()
+        self.watermarks.clear()
+        partitions = self.settings.partitions
+        for i, (organization_id, external_id) in enumerate(self.catalog.subscription_ids()):
+            if partition_for(external_id.encode(), partitions) in owned:
+                self.closer.plan(organization_id, external_id, 0.0)
+            if i % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
+                if generation != self.generation:
+                    return False
+        for i, (key, value) in enumerate(self.ledgers.items()):
+            if value["p"] in owned and (value["held"] or value["outbox"] or value["late"]):
+                self.closer.plan_ledger(value["p"], key, 0.0)
+            if i % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
+                if generation != self.generation:
+                    return False
+        self._seeded_generation = generation
+        return True
+
     async def tick(self) -> None:
+        """Ask the broker where the owned partitions end, move the watermarks, and visit
+        what they passed, in slices that give the event loop back between them."""
         if self.app.should_stop or not self.ready():
             return
-        counts = self.closer.tick(datetime.now(UTC), self.owned_partitions())
+        generation = self.generation
+        owned = self.owned_partitions()
+        if self._seeded_generation != generation and not await self.seed(owned, generation):
+            return
+        asked_at = time.time()
+        ends = await self.end_offsets.ends(self.watermarks.to_ask(owned))
+        if generation != self.generation:
+            return
+        self.watermarks.asked(asked_at, ends)
+        self.watermarks.advance(self.progress.applied(owned))
+        now = datetime.now(UTC)
+        counts: Counter[str] = Counter()
+        visited: list[str] = []
+        for partition in sorted(owned):
+            mark = self.watermarks.mark(partition)
+            if mark is None:
+                continue
+            self.metrics.watermark_lag.labels(partition=str(partition)).set(
+                max(0.0, asked_at - mark)
+            )
+            while True:
+                keys = self.closer.run_due(partition, mark, now, counts, SLICE)
+                visited.extend(keys)
+                if len(keys) < SLICE:
+                    break
+                await asyncio.sleep(0)
+                if generation != self.generation or not self.ready():
+                    return
+        self.closer.expire_markers(now, owned, counts)
         await self.flush_tables()
         self.metrics.record(counts)
         if counts:
             log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        await self.flush_outboxes([k for k, v in self.ledgers.items() if v["outbox"]])
+        outboxes = []
+        for key in visited:
+            value = self.ledgers.get(key)
+            if value is not None and value["outbox"]:
+                outboxes.append(key)
+        await self.flush_outboxes(outboxes)
         self.metrics.table_keys.labels(table="ledgers").set(len(self.ledgers))
         self.metrics.table_keys.labels(table="markers").set(len(self.markers))
-
-    async def contiguous(
-        self, messages: list[SourceMessage]
-    ) -> tuple[list[SourceMessage], dict[int, int]]:
-        """The batch's messages with nothing skipped and nothing applied before.
-
-        faust-streaming 0.15.3 can, around the seek to committed offsets when a worker starts,
-        deliver a message twice or acknowledge one without ever handing it to the agent (and
-        then commit past it). Messages below a partition's durable progress are dropped
-        here; a hole is filled by reading the missing offsets straight from Kafka. Also
-        returns each partition's next offset once the batch is applied.
-        """
-        by_partition: dict[int, list[SourceMessage]] = {}
-        for message in messages:
-            by_partition.setdefault(message.partition, []).append(message)
-        result: list[SourceMessage] = []
-        progress: dict[int, int] = {}
-        for partition, items in by_partition.items():
-            expected = self._expected.get(partition)
-            if expected is None:
-                stored = self.progress.get(f"p{partition}")
-                expected = 0 if stored is None else int(stored["next"])
-            for message in items:
-                if message.offset < expected:
-                    continue
-                if message.offset > expected:
-                    missing = await self.read_range(partition, expected, message.offset)
-                    log.warning(
-                        "aggregator.offset_gap_filled partition=%d from=%d to=%d read=%d",
-                        partition,
-                        expected,
-                        message.offset,
-                        len(missing),
-                    )
-                    self.metrics.events.labels(outcome="gap_filled").inc(len(missing))
-                    result.extend(missing)
-                result.append(message)
-                expected = message.offset + 1
-            progress[partition] = expected
-        return result, progress
-
-    async def read_range(self, partition: int, start: int, end: int) -> list[SourceMessage]:
-        """Messages [start, end) of one events partition, read with a plain consumer."""
-        tp = TopicPartition(self.settings.topics.events, partition)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        found: list[SourceMessage] = []
-        try:
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            while await consumer.position(tp) < end:
-                batches = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batches.get(tp, []):
-                    if start <= record.offset < end:
-                        found.append(
-                            SourceMessage(
-                                partition,
-                                record.offset,
-                                record.key,
-                                record.value,
-                                record.timestamp,
-                                requeued_from(record.headers),
-                            )
-                        )
-        finally:
-            await consumer.stop()
-        return found
-
-    def forget_progress(self) -> None:
-        """Partitions moved: read each one's progress again from the (recovered) table."""
-        self._expected.clear()
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()
@@ -492,73 +458,33 @@ def create_app(
         # this, a usage request before any produce to that topic fails inside Faust.
         # (faust-streaming 0.15.3 offers no public accessor for its aiokafka producer.)
         producer = cast(Any, app.producer)._ensure_producer()
+        # Tracked too: partitions_for alone does not track a topic the bootstrap metadata
+        # (all topics) already holds, and the next refresh, which asks for the tracked topics
+        # only (say, on the first changelog write), would forget it: every usage request
+        # then failed with a TypeError inside Faust's router until the worker restarted.
+        await producer.client.add_topic(settings.topics.events)
         await producer.partitions_for(settings.topics.events)
         aggregator.routing_ready.set()
 
     app.task(learn_partitions)
 
     async def close_periods() -> None:
-        try:
-            await aggregator.tick()
-        except Exception:  # the timer must keep ticking
-            log.exception("aggregator.tick_failed")
+        await aggregator.run_closer()
 
-    app.timer(agg.close_interval, name="close_periods")(close_periods)
+    app.task(close_periods)
 
-    async def usage_view(view: View, request: Request, external_subscription_id: str) -> Response:
-        organization_id = request.query.get("organization_id")
-        if not organization_id:
-            return view.json(_error(422, "organization_id is required"), status=422)
-        try:
-            body = aggregator.usage(organization_id, external_subscription_id)
-        except Exception as exc:
-            charge = exc.charge_id if isinstance(exc, UsageFailed) else None
-            log.error(
-                "aggregator.usage_failed organization=%s subscription=%s charge=%s",
-                organization_id,
-                external_subscription_id,
-                charge,
-                exc_info=True,
-            )
-            aggregator.metrics.usage_failures.inc()
-            return view.json(_error(500, "usage_failed"), status=500)
-        if body is None:
-            return view.json(_error(404, "subscription_not_found"), status=404)
-        return view.json(body)
-
-    routed = app.topic_route(aggregator.events_topic, match_info="external_subscription_id")(
-        usage_view
-    )
-    app.page("/current-usage/{external_subscription_id}")(routed)
-
-    async def ready_view(view: View, request: Request) -> Response:
-        ready = aggregator.ready()
-        body = {"ready": ready, "partitions": sorted(aggregator.owned_partitions())}
-        return view.json(body, status=200 if ready else 503)
-
-    app.page("/ready")(ready_view)
+    add_pages(app, aggregator)
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Recovery is about to change the marker segments and the progress held here.
         aggregator.generation += 1
         aggregator.markers.invalidate()
-        aggregator.forget_progress()
+        aggregator.progress.forget()
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         aggregator.generation += 1
+        aggregator.watermarks.clear()
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     return app, aggregator
-
-
-_REASONS = {404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error"}
-
-
-def _error(status: int, code: str) -> dict[str, Any]:
-    return {
-        "status": status,
-        "error": _REASONS[status],
-        "code": code,
-        "error_details": {},
-    }

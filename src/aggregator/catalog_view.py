@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,7 +81,16 @@ class CatalogView:
         self._customers: dict[tuple[str, str], str] = {}
         self._plans: dict[tuple[str, str], str] = {}
         self._terms: dict[tuple[str, str], SubscriptionTerms | None] = {}
+        # Which subscriptions a change of another object may concern: by organization, by
+        # (organization, external customer id) and by (organization, plan code).
+        self._by_org: dict[str, set[Any]] = {}
+        self._by_customer: dict[tuple[str, Any], set[str]] = {}
+        self._by_plan: dict[tuple[str, Any], set[str]] = {}
+        # (organization_id, external_id) -> when this worker first saw the termination
+        # (Unix seconds): the period closer waits for the stream to pass it.
+        self._termination_seen: dict[tuple[str, str], float] = {}
         self.records_applied = 0
+        self.clock: Callable[[], float] = time.time  # Unix seconds (tests set their own)
 
     def apply(self, record: CatalogRecord) -> bool:
         """Take a record into the view; older versions than the one held are ignored."""
@@ -101,10 +112,53 @@ class CatalogView:
                     del index[old_key]
             if body is not None:
                 index[(record.organization_id, _external_key(record.kind, body))] = record.lago_id
+        if record.kind is CatalogKind.SUBSCRIPTION:
+            self._index_subscription(record, None if held is None else held.body)
         # Any change may alter how a subscription is priced; terms are cheap to rebuild.
         self._terms.clear()
         self.records_applied += 1
         return True
+
+    def _index_subscription(self, record: CatalogRecord, old: dict[str, Any] | None) -> None:
+        org = record.organization_id
+        if old is not None:
+            ext = old.get("external_id")
+            self._by_org.get(org, set()).discard(ext)
+            self._by_customer.get((org, old.get("external_customer_id")), set()).discard(ext)
+            self._by_plan.get((org, old.get("plan_code")), set()).discard(ext)
+        body = record.body
+        if body is None:
+            return
+        ext = body.get("external_id")
+        if not isinstance(ext, str):
+            return
+        self._by_org.setdefault(org, set()).add(ext)
+        self._by_customer.setdefault((org, body.get("external_customer_id")), set()).add(ext)
+        self._by_plan.setdefault((org, body.get("plan_code")), set()).add(ext)
+        terminated = body.get("terminated_at")
+        if terminated and (old is None or old.get("terminated_at") != terminated):
+            self._termination_seen[(org, ext)] = self.clock()
+
+    def affected(self, record: CatalogRecord) -> list[tuple[str, str]]:
+        """(organization_id, external_subscription_id) of the subscriptions whose terms the
+        record may have changed."""
+        org = record.organization_id
+        body = record.body or {}
+        if record.kind is CatalogKind.SUBSCRIPTION:
+            ext = body.get("external_id")
+            return [] if ext is None else [(org, ext)]
+        if record.kind is CatalogKind.CUSTOMER and "external_id" in body:
+            found = self._by_customer.get((org, body["external_id"]), set())
+        elif record.kind is CatalogKind.PLAN and "code" in body:
+            found = self._by_plan.get((org, body["code"]), set())
+        else:  # organization, billable metric (or a deleted object): any of the org's
+            found = self._by_org.get(org, set())
+        return [(org, ext) for ext in found]
+
+    def termination_seen(self, organization_id: str, external_subscription_id: str) -> float:
+        """When this worker first saw the subscription's termination (Unix seconds; 0 when
+        it never did)."""
+        return self._termination_seen.get((organization_id, external_subscription_id), 0.0)
 
     def _body(self, kind: CatalogKind, lago_id: str | None) -> dict[str, Any] | None:
         if lago_id is None:
@@ -192,7 +246,8 @@ class CatalogReader:
         self.topic = topic
         self.view = view
         self.ready = asyncio.Event()
-        self.on_change: list[Any] = []
+        # Called with the records of each poll that changed the view.
+        self.on_change: list[Callable[[list[CatalogRecord]], None]] = []
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -211,25 +266,29 @@ class CatalogReader:
                 self.ready.set()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                changed = False
+                changed: list[CatalogRecord] = []
                 for messages in batches.values():
                     for message in messages:
-                        changed |= self._apply(message.value)
+                        record = self._apply(message.value)
+                        if record is not None:
+                            changed.append(record)
                 if not self.ready.is_set() and await consumer.position(tp) >= end:
                     log.info("aggregator.catalog_loaded records=%d", self.view.records_applied)
                     self.ready.set()
                 if changed:
                     for callback in self.on_change:
-                        callback()
+                        callback(changed)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    def _apply(self, value: bytes | None) -> bool:
+    def _apply(self, value: bytes | None) -> CatalogRecord | None:
+        """The record, once taken into the view (None if invalid or older than held)."""
         if value is None:
-            return False
+            return None
         try:
-            return self.view.apply(CatalogRecord.decode(value))
+            record = CatalogRecord.decode(value)
+            return record if self.view.apply(record) else None
         except (ValueError, KeyError, TypeError) as exc:
             log.error("aggregator.catalog_record_invalid error=%r", exc)
-            return False
+            return None

@@ -1,21 +1,35 @@
-"""Closing billing periods on the aggregator's own timer, and the housekeeping that rides on
-it: releasing or dead-lettering held events, expiring dedupe markers.
+"""Closing billing periods when the stream has passed them, and the housekeeping that rides
+on it: releasing or dead-lettering held events, sending late usage, expiring dedupe markers.
 
-Faust's `on_window_close` is not used: it drops callbacks for all but one partition. The
-timer instead walks every subscription of the catalog whose events partition this worker
-owns, so a period without any event closes too, and closes every period whose end plus the
-grace period has passed (the termination period ends at `terminated_at`).
+When a period closes (issue 11: driven by the stream, not by a fixed hour):
+
+- a period that ends at `end` closes once the watermark of its subscription's events
+  partition (`aggregator.watermark`: every event the broker accepted before that instant is
+  applied) has reached `end + clock_skew`. Each subscription's events live on one partition,
+  so its own partition's watermark is the one that matters; an idle partition is caught up
+  at once. `clock_skew` (METERFLOW_AGGREGATOR_CLOCK_SKEW, 5 s by default) is the allowance
+  for producers whose clocks or requests trail: an event stamped before the end and accepted
+  after the close is late usage, which the invoicer turns into a draft refresh (the
+  `invoice_grace_period`) or an adjustment on the next invoice, never lost;
+- a termination closes the subscription's last period (ending at `terminated_at`) as soon as
+  the watermark has reached both `terminated_at` and the instant this worker saw the
+  termination in the catalog: every event accepted before the termination is then applied.
+
+Faust's `on_window_close` is not used: it drops callbacks for all but one partition. Work is
+driven by a schedule (`aggregator.schedule`): each subscription is visited when its next
+close, held-event expiry or late usage is due, so a tick costs what is due, not what is held.
+A visit computes the subscription's next due time itself.
 
 A close is written to the ledger's outbox in the same record that removes the period's
 totals and advances `closed_until`; the message leaves the outbox only once the broker has
 it. A crash in between sends it again: `period_key` lets the invoicer ignore the repeat.
 
 Late usage (events of a period already closed, the ledger's `late` bucket) is not held for
-the next close: each tick sends it as its own `late_usage` message, one per late period,
-written to the outbox in the same record that empties the bucket. Its `late_key` (the
-period's key and the outbox id, unique within the ledger) lets the invoicer apply it once,
-however often it is sent. Late usage already in the bucket when the next period closes in
-the same tick rides along with that close as `adjustments`, as before.
+the next close: the subscription is visited at once and sends it as its own `late_usage`
+message, one per late period, written to the outbox in the same record that empties the
+bucket. Its `late_key` (the period's key and the outbox id, unique within the ledger) lets
+the invoicer apply it once, however often it is sent. Late usage already in the bucket when
+the next period closes in the same visit rides along with that close as `adjustments`.
 """
 
 from __future__ import annotations
@@ -36,12 +50,15 @@ from aggregator.processing import (
     Windows,
     held_dead_letter,
 )
+from aggregator.schedule import CloseSchedule
 from aggregator.store import PartitionedStore
 from meterflow.event_records import partition_for
 
 # A subscription far behind (say, created years back) catches up a bounded number of
-# periods per tick, so one tick never stalls the event stream for long.
-MAX_CLOSES_PER_TICK = 100
+# periods per visit (then is due again at once), so one visit never stalls the stream.
+MAX_CLOSES_PER_VISIT = 100
+# A visit that failed is tried again this much later (watermark seconds).
+RETRY_AFTER = 60.0
 
 LATE_USAGE = "late_usage"
 
@@ -98,7 +115,7 @@ def charge_totals(
 
 
 class PeriodCloser:
-    """One tick of the timer over the subscriptions this worker owns (pure: no I/O)."""
+    """Visits of due subscriptions (pure: no I/O); the app drives it from watermarks."""
 
     def __init__(
         self,
@@ -117,51 +134,96 @@ class PeriodCloser:
         self.processor = processor
         self.windows = windows
         self.partitions = partitions
+        self.schedule = CloseSchedule()
 
-    def tick(self, now: datetime, owned: set[int]) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for organization_id, external_id in self.catalog.subscription_ids():
-            partition = partition_for(external_id.encode(), self.partitions)
-            if partition not in owned:
-                continue
-            terms = self.catalog.terms(organization_id, external_id)
-            if terms is None:
-                continue
-            key = ledger_key(organization_id, external_id)
-            ledger = Ledger(self.ledgers.get(key), partition)
-            changed = False
+    def plan(self, organization_id: str, external_id: str, due: float) -> None:
+        """Visit the subscription once its partition's watermark reaches `due`."""
+        partition = partition_for(external_id.encode(), self.partitions)
+        self.schedule.at(partition, ledger_key(organization_id, external_id), due)
+
+    def plan_ledger(self, partition: int, key: str, due: float) -> None:
+        self.schedule.at(partition, key, due)
+
+    def run_due(
+        self, partition: int, watermark: float, now: datetime, counts: Counter[str], limit: int
+    ) -> list[str]:
+        """Visit up to `limit` subscriptions of the partition due by `watermark`; returns the
+        ledger keys visited (their outboxes may hold messages to send)."""
+        keys = self.schedule.pop_due(partition, watermark, limit)
+        for key in keys:
+            try:
+                due = self.visit(key, partition, watermark, now, counts)
+            except Exception:  # one subscription's bug must not stop the others closing
+                log.exception("aggregator.visit_failed ledger=%r", key)
+                counts["visit_failed"] += 1
+                due = watermark + RETRY_AFTER
+            if due is not None:
+                self.schedule.at(partition, key, due)
+        return keys
+
+    def visit(
+        self, key: str, partition: int, watermark: float, now: datetime, counts: Counter[str]
+    ) -> float | None:
+        """Do what is due for one subscription; returns when it is due next (or None)."""
+        organization_id, external_id = key.split("\x1f", 1)
+        terms = self.catalog.terms(organization_id, external_id)
+        value = self.ledgers.get(key)
+        if terms is None and value is None:
+            return None
+        ledger = Ledger(value, partition)
+        changed = False
+        if terms is not None:
             if ledger.value["held"]:
                 self.processor.release_held(ledger, terms, now, counts)
-                ledger.seal()
                 changed = True
-            if self.close_due(ledger, terms, now, counts):
-                changed = True
+            changed |= self.close_due(ledger, terms, watermark, now, counts)
             if ledger.value["late"]:
                 self._emit_late(ledger, terms, now)
                 changed = True
-            if changed:
-                self.ledgers.put(partition, key, ledger.seal())
-        self._expire_held(now, owned, counts)
-        self._expire_markers(now, owned, counts)
-        return counts
+        if ledger.value["held"]:
+            changed |= self._expire_held(ledger, watermark, counts)
+        if changed:
+            self.ledgers.put(partition, key, ledger.seal())
+        return self.next_due(ledger, terms)
+
+    def _close_at(
+        self, terms: SubscriptionTerms, start: datetime, end: datetime
+    ) -> tuple[datetime, bool, float]:
+        """(end, whether it is the termination period, when the watermark must reach) of the
+        period [start, end) as the subscription's termination clips it."""
+        terminated = terms.terminated_at
+        if terminated is not None and terminated <= end:
+            seen = self.catalog.termination_seen(
+                terms.organization_id, terms.external_subscription_id
+            )
+            clipped = max(terminated, start)
+            return clipped, True, max(clipped.timestamp(), seen)
+        return end, False, (end + self.windows.skew).timestamp()
 
     def close_due(
-        self, ledger: Ledger, terms: SubscriptionTerms, now: datetime, counts: Counter[str]
+        self,
+        ledger: Ledger,
+        terms: SubscriptionTerms,
+        watermark: float,
+        now: datetime,
+        counts: Counter[str],
     ) -> bool:
-        """Close every period of the subscription whose end plus grace has passed."""
+        """Close every period of the subscription the watermark has passed."""
         if ledger.value["final"]:
             return False
         cursor = ledger.closed_until or terms.subscription_at
         closed = 0
-        while closed < MAX_CLOSES_PER_TICK:
+        while closed < MAX_CLOSES_PER_VISIT:
             start, end = self.domain.period(terms, cursor)
-            final = False
-            if terms.terminated_at is not None and terms.terminated_at <= end:
-                if terms.terminated_at <= start and ledger.closed_until is not None:
-                    ledger.value["final"] = True
-                    return closed > 0 or True
-                end, final = max(terms.terminated_at, start), True
-            if end + self.windows.close_grace > now:
+            if (
+                terms.terminated_at is not None
+                and terms.terminated_at <= start
+                and ledger.closed_until is not None
+            ):
+                ledger.value["final"] = True
+                return True
+            end, final, due = self._close_at(terms, start, end)
+            if due > watermark:
                 break
             self._emit_close(ledger, terms, start, end, final, now)
             counts["period_closed"] += 1
@@ -171,6 +233,21 @@ class PeriodCloser:
                 break
             cursor = end
         return closed > 0
+
+    def next_due(self, ledger: Ledger, terms: SubscriptionTerms | None) -> float | None:
+        """When the subscription next needs a visit: its next close, the expiry of its
+        oldest held event, or at once for late usage to send."""
+        due: list[float] = []
+        if terms is not None:
+            if ledger.value["late"]:
+                due.append(0.0)
+            if not ledger.value["final"]:
+                start, end = self.domain.period(terms, ledger.closed_until or terms.subscription_at)
+                due.append(self._close_at(terms, start, end)[2])
+        held = ledger.value["held"]
+        if held:
+            due.append(min(h["ts"] for h in held) / 1000 + self.windows.hold.total_seconds())
+        return min(due) if due else None
 
     def _emit_close(
         self,
@@ -239,29 +316,25 @@ class PeriodCloser:
             )
         ledger.value["late"] = {}
 
-    def _expire_held(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
-        cutoff_ms = (now - self.windows.hold).timestamp() * 1000
-        for key, value in self.ledgers.items():
-            if not value["held"] or value["p"] not in owned:
+    def _expire_held(self, ledger: Ledger, watermark: float, counts: Counter[str]) -> bool:
+        """Dead-letter the held events older than the hold window."""
+        cutoff_ms = (watermark - self.windows.hold.total_seconds()) * 1000
+        keep = []
+        for item in ledger.value["held"]:
+            if item["ts"] > cutoff_ms:
+                keep.append(item)
                 continue
-            if all(h["ts"] > cutoff_ms for h in value["held"]):
-                continue
-            ledger = Ledger(value, value["p"])
-            keep = []
-            for item in ledger.value["held"]:
-                if item["ts"] > cutoff_ms:
-                    keep.append(item)
-                    continue
-                ledger.enqueue(
-                    DEAD_LETTER,
-                    item["key"] or "",
-                    held_dead_letter(item, "unknown_subscription", "hold window passed"),
-                )
-                counts["dead_letter:unknown_subscription"] += 1
-            ledger.value["held"] = keep
-            self.ledgers.put(ledger.partition, key, ledger.seal())
+            ledger.enqueue(
+                DEAD_LETTER,
+                item["key"] or "",
+                held_dead_letter(item, "unknown_subscription", "hold window passed"),
+            )
+            counts["dead_letter:unknown_subscription"] += 1
+        changed = len(keep) != len(ledger.value["held"])
+        ledger.value["held"] = keep
+        return changed
 
-    def _expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
+    def expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
         expired = self.markers.expire(now, owned)
         if expired:
             counts["marker_expired"] += expired

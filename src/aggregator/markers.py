@@ -7,7 +7,8 @@ subscription it touched instead of one per event; at most `SEGMENT_LIMIT` marker
 that a record stays well under Kafka's 1 MB message limit when one subscription has a whole
 batch of packs (100,000 events) to itself. A segment is one record, applied whole
 or not at all after a crash, like a ledger. Lookups go through an in-memory index of every
-segment, rebuilt from the table after recovery or a rebalance.
+segment, rebuilt from the table after recovery or a rebalance; expiry goes through a heap of
+segments by expiry, so it costs what expires, not what is held.
 
 Segment value: `{"p": partition, "exp": "<latest expiry>", "m": {"<txn>": [position, "<expiry>"]}}`,
 where a position is `meterflow.event_records.position(offset, index in the record)`.
@@ -15,6 +16,7 @@ where a position is `meterflow.event_records.position(offset, index in the recor
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +41,8 @@ class DedupeMarkers:
         # marker key -> (partition, position, expiry)
         self._index: dict[str, tuple[int, int, str]] | None = None
         self._segments_seen = -1
+        # (expiry, segment key) of every segment written or recovered
+        self._expiry: list[tuple[str, str]] = []
 
     def invalidate(self) -> None:
         """The table changed underneath (recovery, rebalance): rebuild before next use."""
@@ -47,11 +51,14 @@ class DedupeMarkers:
     def _ensured(self) -> dict[str, tuple[int, int, str]]:
         if self._index is None or len(self.store) != self._segments_seen:
             index: dict[str, tuple[int, int, str]] = {}
+            expiry: list[tuple[str, str]] = []
             for key, segment in self.store.items():
+                expiry.append((segment["exp"], key))
                 prefix = key.rsplit("\x1f", 2)[0]
                 for txn, (at, expires) in segment["m"].items():
                     _remember(index, f"{prefix}\x1f{txn}", segment["p"], at, expires)
-            self._index = index
+            heapq.heapify(expiry)
+            self._index, self._expiry = index, expiry
             self._segments_seen = len(self.store)
         return self._index
 
@@ -74,15 +81,18 @@ class DedupeMarkers:
                 # First and last position: a replay that splits batches differently writes
                 # new segments rather than overwriting an older one with fewer markers.
                 first, last = min(m.position for m in items), max(m.position for m in items)
+                key = f"{ledger_key}\x1f{partition}\x1f{first}-{last}"
+                expires = max(m.expires for m in items)
                 self.store.put(
                     partition,
-                    f"{ledger_key}\x1f{partition}\x1f{first}-{last}",
+                    key,
                     {
                         "p": partition,
-                        "exp": max(m.expires for m in items),
+                        "exp": expires,
                         "m": {m.transaction_id: [m.position, m.expires] for m in items},
                     },
                 )
+                heapq.heappush(self._expiry, (expires, key))
             for m in found:
                 key = f"{ledger_key}\x1f{m.transaction_id}"
                 _remember(index, key, partition, m.position, m.expires)
@@ -93,8 +103,13 @@ class DedupeMarkers:
         stamp = iso(now)
         index = self._ensured()
         removed = 0
-        for key, segment in self.store.items():
-            if segment["p"] not in owned or segment["exp"] >= stamp:
+        while self._expiry and self._expiry[0][0] < stamp:
+            _, key = heapq.heappop(self._expiry)
+            segment = self.store.get(key)
+            if segment is None or segment["p"] not in owned:
+                continue
+            if segment["exp"] >= stamp:  # written again since, with a later expiry
+                heapq.heappush(self._expiry, (segment["exp"], key))
                 continue
             self.store.delete(segment["p"], key)
             prefix = key.rsplit("\x1f", 2)[0]

@@ -44,6 +44,13 @@ class AggregatorMetrics:
             "Billing periods closed and emitted to periods-closed",
             registry=self.registry,
         )
+        self.watermark_lag = Gauge(
+            "meterflow_aggregator_watermark_lag_seconds",
+            "How far each owned events partition's watermark trails the last question to the "
+            "broker (0 when caught up): periods close once it passes their end",
+            ["partition"],
+            registry=self.registry,
+        )
         self.usage_failures = Counter(
             "meterflow_aggregator_usage_failures_total",
             "Current-usage requests that failed inside the aggregator (a bug: see the "

@@ -37,6 +37,10 @@ from meterflow.event_records import PACK_LIMIT, decode_record, position
 log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
+# The catalog states `terminated_at` to the second, as Lago's API writes it: the events of
+# the second it names (stamped before the DELETE, within that second) count in the final
+# period rather than being refused as after the termination.
+TERMINATION_RESOLUTION = timedelta(seconds=1)
 PERIODS_CLOSED = "periods_closed"
 
 
@@ -55,10 +59,11 @@ class SourceMessage:
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """How long the aggregator waits: after a period's end before closing it, for an unknown
-    subscription to appear, and for late events of a closed period."""
+    """How long the aggregator waits: past a period's end (on the stream's watermark, for
+    producers' clocks and requests in flight) before closing it, for an unknown subscription
+    to appear, and for late events of a closed period."""
 
-    close_grace: timedelta
+    skew: timedelta
     hold: timedelta
     late: timedelta
 
@@ -133,6 +138,9 @@ class BatchResult:
 
     def __init__(self) -> None:
         self.ledgers: dict[str, Ledger] = {}
+        # Ledger key -> when the period closer must visit it (Unix seconds): held events
+        # expire, late usage is sent at once.
+        self.visits: dict[str, float] = {}
         self.markers: dict[str, NewMarker] = {}
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
@@ -196,6 +204,8 @@ class EventProcessor:
                         repr(exc),
                     )
         for key, ledger in result.ledgers.items():
+            if ledger.value["late"]:
+                _visit(result, key, 0.0)  # late usage leaves at once, as its own message
             self.ledgers.put(ledger.partition, key, ledger.seal())
         self.markers.write(list(result.markers.values()))
         return result
@@ -321,6 +331,7 @@ class EventProcessor:
             )
             marker.expires = iso(now + self.windows.hold + self.windows.late)
             result.counts["held"] += 1
+            _visit(result, lkey, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
             return
         if ledger.value["held"]:
             self.release_held(ledger, terms, now, result.counts)
@@ -377,6 +388,12 @@ class EventProcessor:
             counts["released"] += 1
 
 
+def _visit(result: BatchResult, key: str, due: float) -> None:
+    held = result.visits.get(key)
+    if held is None or due < held:
+        result.visits[key] = due
+
+
 def fold_event(
     domain: Domain,
     periods: PeriodCache,
@@ -397,7 +414,10 @@ def fold_event(
         return "dead_letter:no_charge_for_code", keep_until
     if event.timestamp < terms.subscription_at:
         return "dead_letter:before_subscription_start", keep_until
-    if terms.terminated_at is not None and event.timestamp >= terms.terminated_at:
+    if (
+        terms.terminated_at is not None
+        and event.timestamp >= terms.terminated_at + TERMINATION_RESOLUTION
+    ):
         return "dead_letter:after_termination", keep_until
     try:
         start, end = periods.find(terms, event.timestamp)
@@ -418,4 +438,4 @@ def fold_event(
         domain.add(ledger.state(domain, bucket, start, end, charge), value, event)
     if bucket == LATE:
         return "late", keep_until
-    return "applied", max(keep_until, end + windows.close_grace + windows.late)
+    return "applied", max(keep_until, end + windows.skew + windows.late)

@@ -21,8 +21,8 @@ class AggregatorSettings:
     data_dir: Path = Path(".state/aggregator")
     batch_size: int = 1000
     batch_within: float = 0.2
-    close_grace: float = 3600.0
-    close_interval: float = 10.0
+    clock_skew: float = 5.0
+    close_interval: float = 1.0
     hold_window: float = 3600.0
     late_window: float = 30 * 86400.0
     commit_interval: float = 2.0
@@ -44,9 +44,9 @@ class AggregatorSettings:
             ).resolve(),
             batch_size=env_int(env, "METERFLOW_AGGREGATOR_BATCH_SIZE", 1000, minimum=1),
             batch_within=env_seconds(env, "METERFLOW_AGGREGATOR_BATCH_WITHIN", 0.2, minimum=0.0),
-            close_grace=env_seconds(env, "METERFLOW_AGGREGATOR_CLOSE_GRACE", 3600.0, minimum=0.0),
+            clock_skew=env_seconds(env, "METERFLOW_AGGREGATOR_CLOCK_SKEW", 5.0, minimum=0.0),
             close_interval=env_seconds(
-                env, "METERFLOW_AGGREGATOR_CLOSE_INTERVAL", 10.0, minimum=0.1
+                env, "METERFLOW_AGGREGATOR_CLOSE_INTERVAL", 1.0, minimum=0.05
             ),
             hold_window=env_seconds(env, "METERFLOW_AGGREGATOR_HOLD_WINDOW", 3600.0, minimum=0.0),
             late_window=env_seconds(

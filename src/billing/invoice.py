@@ -44,6 +44,7 @@ class FeeKind(enum.StrEnum):
 
     SUBSCRIPTION = "subscription"
     CHARGE = "charge"
+    ADD_ON = "add_on"
 
 
 class CouponType(enum.StrEnum):

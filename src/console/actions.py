@@ -16,10 +16,10 @@ from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from ingest import coupons, repository, subscriptions, wallets
-from ingest.context import IngestContext
-from ingest.errors import NotFound, ValidationFailed
-from ingest.repository import Organization
+from resources import coupons, one_off_invoices, repository, subscriptions, wallets
+from resources.add_ons import list_add_ons
+from web.context import IngestContext, Organization
+from web.errors import NotFound, ValidationFailed
 
 Options = list[tuple[str, str]]
 
@@ -41,6 +41,7 @@ class Action:
     title: str
     verb: str
     fields: list[Field] = field(default_factory=list)
+    note: str | None = None
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:
@@ -68,6 +69,15 @@ async def _coupon_options(ctx: IngestContext, org: Organization) -> Options:
     async with ctx.db.acquire() as conn:
         rows, _ = await repository.list_coupons(conn, org.id, 100, 0)
     return [(r["code"], f"{r['name']} ({r['code']})") for r in rows if r["status"] == "active"]
+
+
+async def _add_on_options(ctx: IngestContext, org: Organization) -> Options:
+    async with ctx.db.acquire() as conn:
+        bodies, _ = await list_add_ons(conn, org.id, 100, 0)
+    return [
+        (b["code"], f"{b['name']} ({b['code']}, {b['amount_cents']} {b['amount_currency']} cents)")
+        for b in bodies
+    ]
 
 
 async def _assign_plan(
@@ -107,6 +117,21 @@ async def _add_wallet(
         if _text(data, name) is not None:
             raw[name] = _text(data, name)
     await wallets.create_wallet(ctx, org, raw, customer["external_id"])
+
+
+async def _add_add_on(
+    ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
+) -> None:
+    fee: dict[str, Any] = {"add_on_code": _text(data, "add_on_code")}
+    for name in ("units", "description"):
+        if _text(data, name) is not None:
+            fee[name] = _text(data, name)
+    raw = {"external_customer_id": customer["external_id"], "fees": [fee]}
+    try:
+        await one_off_invoices.create_one_off_invoice(ctx, org, raw)
+    except ValidationFailed as exc:  # the fee's fields are this form's fields
+        details = {k.removeprefix("fees.0."): v for k, v in exc.error_details.items()}
+        raise ValidationFailed(details) from exc
 
 
 async def _plan_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
@@ -150,6 +175,19 @@ async def _coupon_form(ctx: IngestContext, org: Organization, customer: dict[str
     )
 
 
+async def _add_on_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
+    return Action(
+        "Add an add-on",
+        "Invoice add-on",
+        [
+            Field("add_on_code", "Add-on", required=True, options=await _add_on_options(ctx, org)),
+            Field("units", "Units", type="number", hint="Default 1."),
+            Field("description", "Description", hint="Shown on the invoice."),
+        ],
+        "A one-off invoice is issued at once, finalized, with this add-on's fee.",
+    )
+
+
 async def _wallet_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
     return Action(
         "Add prepaid credits",
@@ -174,7 +212,7 @@ async def _wallet_form(ctx: IngestContext, org: Organization, customer: dict[str
 
 FormBuilder = Callable[[IngestContext, Organization, dict[str, Any]], Awaitable[Action]]
 Apply = Callable[[IngestContext, Organization, dict[str, Any], Mapping[str, Any]], Awaitable[None]]
-_ERROR_FIELDS = {"plan": "plan_code", "coupon": "coupon_code", "customer": ""}
+_ERROR_FIELDS = {"plan": "plan_code", "coupon": "coupon_code", "add_on": "add_on_code"}
 
 
 def _defaults(kind: str, customer: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +278,7 @@ def routes() -> list[web.RouteDef]:
         ("subscriptions", _plan_form, _assign_plan, ""),
         ("coupons", _coupon_form, _apply_coupon, "/coupons"),
         ("wallets", _wallet_form, _add_wallet, "/wallets"),
+        ("add_ons", _add_on_form, _add_add_on, "/invoices"),
     ):
         show_form, submit = _pages(kind, build, apply, done)
         path = f"{PREFIX}/customers/{{customer_id}}/{kind}/new"

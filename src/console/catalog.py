@@ -1,5 +1,5 @@
-"""The organization's plans, billable metrics and coupons, listed as the API returns them
-(creating them stays the API's job)."""
+"""The organization's plans, billable metrics, coupons and add-ons, listed as the API
+returns them (creating them stays the API's job)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from aiohttp import web
 
 from console.pages import PREFIX, api, show, signed_in
 from console.sessions import Viewer
-from ingest import records, repository
-from ingest.coupons import coupon_body
+from resources import records, repository
+from resources.add_ons import list_add_ons
+from resources.coupons import coupon_body
 
 LIST_ROWS = 100
 
@@ -39,9 +40,17 @@ async def coupons(request: web.Request, viewer: Viewer) -> web.Response:
     return show(request, viewer, "coupons.html", section="coupons", coupons=bodies, total=total)
 
 
+@signed_in
+async def add_ons(request: web.Request, viewer: Viewer) -> web.Response:
+    async with api(request).db.acquire() as conn:
+        bodies, total = await list_add_ons(conn, viewer.organization.id, LIST_ROWS, 0)
+    return show(request, viewer, "add_ons.html", section="add_ons", add_ons=bodies, total=total)
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get(f"{PREFIX}/plans", plans),
         web.get(f"{PREFIX}/metrics", metrics),
         web.get(f"{PREFIX}/coupons", coupons),
+        web.get(f"{PREFIX}/add_ons", add_ons),
     ]

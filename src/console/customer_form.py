@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.money import SUPPORTED_CURRENCIES
-from ingest.customers import PAYMENT_PROVIDERS
+from resources.customers import PAYMENT_PROVIDERS
 
 TEXT_FIELDS = (
     "name",

@@ -6,11 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from console.customers import customer_id_of, customer_of, customer_page
-from console.pages import PREFIX, api, show, signed_in
+from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from ingest import invoices, repository
-from ingest.coupons import applied_coupon_body
-from ingest.wallets import wallet_body
+from resources import credit_notes, invoice_actions, invoices, repository
+from resources.coupons import applied_coupon_body
+from resources.wallets import wallet_body
 
 TAB_ROWS = 100
 
@@ -59,10 +59,28 @@ async def wallets_tab(request: web.Request, viewer: Viewer) -> web.Response:
 
 
 @signed_in
+async def credit_notes_tab(request: web.Request, viewer: Viewer) -> web.Response:
+    customer = await customer_of(request, viewer, customer_id_of(request))
+    async with api(request).db.acquire() as conn:
+        bodies, total = await credit_notes.list_credit_notes(
+            conn, viewer.organization.id, _of_customer(customer["external_id"]), TAB_ROWS, 0
+        )
+    return await customer_page(request, viewer, "credit_notes", credit_notes=bodies, total=total)
+
+
+def _of_customer(external_id: str) -> tuple[str | None, ...]:
+    """The credit notes' list filters naming only the customer."""
+    return (external_id, None, None, None, None, None, None, None)
+
+
+@signed_in
 async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
     async with api(request).db.acquire() as conn:
         invoice = await invoices.invoice_of(
             conn, viewer.organization.id, request.match_info["invoice_id"]
+        )
+        notes, _ = await credit_notes.list_credit_notes(
+            conn, viewer.organization.id, _of_customer(invoice["customer"]["external_id"]), 100, 0
         )
     return show(
         request,
@@ -71,7 +89,24 @@ async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
         section="customers",
         invoice=invoice,
         customer=invoice["customer"],
+        credit_notes=[n for n in notes if n["lago_invoice_id"] == invoice["lago_id"]],
     )
+
+
+@signed_in
+async def invoice_pdf(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    """The invoice's PDF (rendered on the first request, as the API's download does)."""
+    await form(request, viewer)
+    async with repository.unit_of_work(api(request).db) as conn:
+        row = await invoices.invoice_row(
+            conn, viewer.organization.id, request.match_info["invoice_id"], lock=True
+        )
+        body = await invoice_actions.invoice_file(
+            conn, viewer.organization.id, row, f"{request.scheme}://{request.host}"
+        )
+    if not body.get("file_url"):
+        raise redirect(f"{PREFIX}/invoices/{body['lago_id']}")
+    raise redirect(body["file_url"])
 
 
 def routes() -> list[web.RouteDef]:
@@ -80,5 +115,7 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{one}/invoices", invoices_tab),
         web.get(f"{one}/coupons", coupons_tab),
         web.get(f"{one}/wallets", wallets_tab),
+        web.get(f"{one}/credit_notes", credit_notes_tab),
         web.get(f"{PREFIX}/invoices/{{invoice_id}}", invoice_page),
+        web.post(f"{PREFIX}/invoices/{{invoice_id}}/pdf", invoice_pdf),
     ]

@@ -13,11 +13,11 @@ from console.dates import timezone_choices
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, not_found, parse_id, redirect, show, signed_in
 from console.sessions import Viewer
-from ingest import customers as api_customers
-from ingest import repository
-from ingest.errors import ValidationFailed
-from ingest.records import customer_body, subscription_body
-from ingest.repository import Conn
+from resources import customers as api_customers
+from resources import repository
+from resources.records import customer_body, subscription_body
+from resources.repository import Conn
+from web.errors import ValidationFailed
 
 PAGE_SIZES = (20, 50, 100)
 STATUSES = ["active", "pending", "terminated", "canceled"]

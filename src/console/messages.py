@@ -24,6 +24,7 @@ _SAID = {
     "plan_not_found": "No such plan in your organization.",
     "coupon_not_found": "No such coupon, or it is terminated or expired.",
     "unknown_field": "Not a field of this form.",
+    "add_on_not_found": "No such add-on in your organization.",
 }
 
 

@@ -12,10 +12,10 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ingest import repository
-from ingest.repository import Conn
 from meterflow.errors import ConfigurationError
 from meterflow.settings import Settings
+from resources import repository
+from resources.repository import Conn
 
 _HASHER = PasswordHasher()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

@@ -28,7 +28,7 @@ Choices worth knowing:
   changed: its period's late usage is billed as adjustment fees on the next invoice.
 - Prepaid credits pay an invoice when it is finalized (Lago: at finalization): at once
   for an invoice with no grace period, else when its draft is finalized
-  (`invoicer.repository.finalize_draft`, by the sweep or the finalize endpoint). Wallets
+  (`read_model.drafts.finalize_draft`, by the sweep or the finalize endpoint). Wallets
   in the invoice's currency pay in order of priority, then age, up to the total after
   taxes.
 """
@@ -43,6 +43,7 @@ from typing import Any
 
 from billing.aggregations import Aggregation, SumAggregation, aggregation_from_dict
 from billing.charge_models import CHARGE_MODELS, ChargeAmount
+from billing.credit_notes import CreditNoteTerms, available_cents, split_credit
 from billing.errors import BillingError
 from billing.invoice import (
     AppliedCoupon,
@@ -143,6 +144,7 @@ class SubscriptionTerms:
     taxes: tuple[TaxTerms, ...] = ()
     coupons: tuple[CustomerCoupon, ...] = ()
     wallets: tuple[WalletTerms, ...] = ()
+    credit_notes: tuple[CreditNoteTerms, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,8 @@ class PricedInvoice:
     coupon_uses: tuple[tuple[CustomerCoupon, CouponUse], ...] = ()
     # Each wallet that pays, with its balances as read and how much it pays.
     wallet_uses: tuple[tuple[WalletTerms, int], ...] = ()
+    # Each credit note that pays (before the wallets), as read, and how much it pays.
+    credit_note_uses: tuple[tuple[CreditNoteTerms, int], ...] = ()
 
     @property
     def prepaid_granted_cents(self) -> int:
@@ -428,7 +432,14 @@ def price_period(
     instant = now or datetime.now(UTC)
     draft = grace_until is not None and grace_until > instant
     wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
-    totals, coupon_uses = invoice_totals(currency, fees, terms.coupons, wallets)
+    notes = () if draft else terms.credit_notes
+    totals, coupon_uses = invoice_totals(
+        currency,
+        fees,
+        terms.coupons,
+        wallets,
+        credit_notes_cents=available_cents(notes, currency),
+    )
     paid = consume_prepaid(totals.prepaid_credit_amount_cents, [w.balance_cents for w in wallets])
     subscription_fees = [f for f in fees if f.kind is FeeKind.SUBSCRIPTION]
     return PricedInvoice(
@@ -444,6 +455,7 @@ def price_period(
         totals=totals,
         coupon_uses=coupon_uses,
         wallet_uses=tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents),
+        credit_note_uses=split_credit(totals.credit_notes_amount_cents, notes, currency),
     )
 
 
@@ -452,9 +464,12 @@ def invoice_totals(
     fees: Sequence[PricedFee],
     coupons: Sequence[CustomerCoupon],
     wallets: Sequence[WalletTerms] = (),
+    *,
+    credit_notes_cents: int = 0,
 ) -> tuple[InvoiceTotals, tuple[tuple[CustomerCoupon, CouponUse], ...]]:
     """Lago's invoice arithmetic over the fees: the coupons that fit the currency (oldest
-    first), the taxes, the wallets' balance; with each coupon used and what it took."""
+    first), the taxes, the credit notes' and the wallets' balances; with each coupon used
+    and what it took."""
     fitting = [c for c in coupons if _coupon_fits(c.state, currency)]
     try:
         totals = compute_invoice(
@@ -470,6 +485,7 @@ def invoice_totals(
                 for f in fees
             ],
             coupons=[c.state for c in fitting],
+            credit_notes_available_cents=credit_notes_cents,
             wallet_balance_cents=sum(w.balance_cents for w in wallets),
         )
     except BillingError as exc:

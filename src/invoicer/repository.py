@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from billing.invoice import (
     AppliedCoupon,
@@ -24,7 +23,6 @@ from billing.invoice import (
     InvoiceTotals,
 )
 from billing.money import round_cents
-from billing.wallet import consume_prepaid, granted_first
 from invoicer.closed_period import (
     Adjustment,
     LateUsage,
@@ -45,10 +43,10 @@ from invoicer.pricing import (
     WalletTerms,
     refresh_draft,
 )
-from meterflow import db
-from webhooks import outbox as webhook_outbox
-
-Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from read_model import credit_notes
+from read_model.drafts import CreditsChanged, consume_wallet
 
 
 async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -105,6 +103,9 @@ _WALLETS = (
     "AND w.balance_cents > 0 AND (w.expiration_at IS NULL OR w.expiration_at > now())"
 )
 
+# The customer's available credit notes, oldest first.
+_CREDIT_NOTES = credit_notes.AVAILABLE_JSON.format(customer="s.customer_id")
+
 # Late usage waiting for the subscription's next invoice: of periods before the closing one.
 _PENDING = "lu.subscription_id = s.id AND lu.outcome = 'pending' AND lu.period_start < $5"
 
@@ -132,7 +133,8 @@ _TERMS = (
     "'period_start', lu.period_start, 'period_end', lu.period_end, 'charges', lu.charges) "
     f"ORDER BY lu.created_at, lu.late_key), '[]') FROM late_usage lu WHERE {_PENDING}) "
     "AS pending, "
-    f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets "
+    f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets, "
+    f"({_CREDIT_NOTES}) AS credit_notes "
     "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
     "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
     "WHERE s.id = $1 AND s.organization_id = $2"
@@ -177,11 +179,6 @@ def applied_coupon_state(row: Mapping[str, Any]) -> AppliedCoupon:
         amount_cents_remaining=row["amount_cents_remaining"],
         code=str(row["id"]),
     )
-
-
-class CreditsChanged(Exception):
-    """A coupon or wallet changed between reading it and writing the invoice that uses
-    it (another invoice of the customer, an API call): roll back and price again."""
 
 
 class AlreadyInvoiced(Exception):
@@ -275,6 +272,7 @@ async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
             WalletTerms(str(w["id"]), w["currency"], w["balance_cents"], w["granted_balance_cents"])
             for w in row["wallets"]
         ),
+        credit_notes=credit_notes.from_json(row["credit_notes"]),
     )
     return Loaded(
         terms=terms,
@@ -462,7 +460,12 @@ async def insert_invoice(
     applied_taxes = _applied_taxes(priced.fees, t, priced.currency)
     credits = _credits(priced.coupon_uses, priced.currency)
     args = (invoice_id, closed, loaded, priced, prefix, billing_periods, applied_taxes, credits)
-    if not priced.coupon_uses and not priced.wallet_uses and not pending_keys:
+    if (
+        not priced.coupon_uses
+        and not priced.wallet_uses
+        and not priced.credit_note_uses
+        and not pending_keys
+    ):
         # One statement, atomic on its own: no BEGIN and COMMIT round trips.
         await _write_invoice(conn, *args, columns)
         return invoice_id
@@ -475,6 +478,10 @@ async def insert_invoice(
             await _use_coupon(conn, coupon, use)
         for wallet, cents in priced.wallet_uses:
             await consume_wallet(conn, wallet, cents, invoice_id)
+        try:
+            await credit_notes.consume(conn, priced.credit_note_uses, invoice_id)
+        except credit_notes.CreditNoteChanged as exc:
+            raise CreditsChanged(f"credit note {exc}") from None
         if priced.status == "draft" and priced.coupon_uses:
             await conn.execute(
                 "UPDATE invoices SET coupon_uses = $2 WHERE id = $1",
@@ -635,38 +642,6 @@ async def _use_coupon(conn: Conn, coupon: CustomerCoupon, use: CouponUse) -> Non
     )
     if status != "UPDATE 1":
         raise CreditsChanged(f"applied coupon {coupon.applied_coupon_id}")
-
-
-async def consume_wallet(conn: Conn, wallet: WalletTerms, cents: int, invoice_id: uuid.UUID) -> int:
-    """Take `cents` from the wallet for the invoice (its granted credits first), if its
-    balances are still those read; records the outbound (invoiced) transaction and
-    returns the granted part."""
-    granted, _ = granted_first(cents, wallet.granted_balance_cents)
-    wallet_id = wallet.wallet_id
-    status = await conn.execute(
-        "UPDATE wallets SET balance_cents = balance_cents - $2, "
-        "granted_balance_cents = granted_balance_cents - $3, "
-        "consumed_amount_cents = consumed_amount_cents + $2, last_consumed_credit_at = now(), "
-        "updated_at = now() WHERE id = $1 AND status = 'active' AND balance_cents = $4 "
-        "AND granted_balance_cents = $5",
-        uuid.UUID(wallet_id),
-        cents,
-        granted,
-        wallet.balance_cents,
-        wallet.granted_balance_cents,
-    )
-    if status != "UPDATE 1":
-        raise CreditsChanged(f"wallet {wallet_id}")
-    await conn.execute(
-        "INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source, "
-        "transaction_status, transaction_type, amount_cents, settled_at) "
-        "VALUES ($1, $2, $3, 'settled', 'manual', 'invoiced', 'outbound', $4, now())",
-        uuid.uuid4(),
-        uuid.UUID(wallet_id),
-        invoice_id,
-        cents,
-    )
-    return granted
 
 
 async def apply_late_usage(
@@ -874,69 +849,6 @@ async def _refresh(conn: Conn, invoice: asyncpg.Record, late: LateUsage, loaded:
         _credits(draft.coupon_uses, invoice["currency"]),
         _coupon_uses(draft.coupon_uses),
     )
-
-
-async def due_drafts(conn: Conn, now: datetime) -> list[uuid.UUID]:
-    """The drafts whose grace period has ended."""
-    rows = await conn.fetch(
-        "SELECT id FROM invoices WHERE status = 'draft' AND grace_until <= $1 ORDER BY grace_until",
-        now,
-    )
-    return [r["id"] for r in rows]
-
-
-async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
-    """Finalize one draft in one transaction: the customer's wallets in the invoice's
-    currency pay what they can of its total (priority, then oldest), and the invoice and
-    the wallets change together. None when it is not (or no longer) a draft, so a second
-    finalization consumes nothing."""
-    async with conn.transaction():
-        invoice = await conn.fetchrow(
-            "SELECT * FROM invoices WHERE id = $1 AND status = 'draft' FOR UPDATE", invoice_id
-        )
-        if invoice is None:
-            return None
-        wallets = await conn.fetch(
-            "SELECT id, currency, balance_cents, granted_balance_cents FROM wallets "
-            "WHERE customer_id = $1 AND currency = $2 "
-            "AND status = 'active' AND balance_cents > 0 "
-            "AND (expiration_at IS NULL OR expiration_at > $3) "
-            "ORDER BY priority, created_at, id FOR UPDATE",
-            invoice["customer_id"],
-            invoice["currency"],
-            now,
-        )
-        due = (
-            invoice["sub_total_including_taxes_amount_cents"]
-            - invoice["credit_notes_amount_cents"]
-            - invoice["prepaid_credit_amount_cents"]
-        )
-        paid = consume_prepaid(due, [w["balance_cents"] for w in wallets])
-        granted = 0
-        for wallet, cents in zip(wallets, paid, strict=True):
-            if cents:
-                terms = WalletTerms(
-                    str(wallet["id"]),
-                    wallet["currency"],
-                    wallet["balance_cents"],
-                    wallet["granted_balance_cents"],
-                )
-                granted += await consume_wallet(conn, terms, cents, invoice_id)
-        row = await conn.fetchrow(
-            "UPDATE invoices SET status = 'finalized', grace_until = NULL, finalized_at = $2, "
-            "updated_at = $2, prepaid_credit_amount_cents = prepaid_credit_amount_cents + $3, "
-            "prepaid_granted_credit_amount_cents = prepaid_granted_credit_amount_cents + $4, "
-            "prepaid_purchased_credit_amount_cents = "
-            "prepaid_purchased_credit_amount_cents + $3 - $4, "
-            "total_amount_cents = total_amount_cents - $3 WHERE id = $1 RETURNING *",
-            invoice_id,
-            now,
-            sum(paid),
-            granted,
-        )
-        assert row is not None
-        await webhook_outbox.emit(conn, row["organization_id"], "invoice.created", invoice_id)
-        return row
 
 
 def _iso(instant: datetime) -> str:

@@ -71,7 +71,7 @@ def cmd_up(settings: Settings) -> int:
 
 
 def _console_url() -> str:
-    from ingest.settings import IngestSettings
+    from web.settings import IngestSettings
 
     return f"http://127.0.0.1:{IngestSettings.from_env().port}/console/"
 
@@ -118,7 +118,7 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_create_organization(settings: Settings, name: str, timezone: str) -> int:
-    from ingest.organizations import create_organization
+    from gateway.organizations import create_organization
 
     org, key = asyncio.run(create_organization(settings, name, timezone))
     print(f"organization {org.id} ({org.name}, timezone {org.timezone})")

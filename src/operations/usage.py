@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from billing.aggregations import AGGREGATIONS, Aggregation, SumAggregation
-from billing.charge_models import needs_event_amounts
+from billing.charge_models import kept_events
 from billing.errors import BillingError
 from billing.events import parse_event
 from billing.periods import (
@@ -56,10 +56,9 @@ def period_of(terms: Terms, instant: datetime) -> BillingPeriod:
 
 def new_state(charge: ChargeTerms, period: BillingPeriod) -> Aggregation:
     state = AGGREGATIONS[charge.aggregation_type].initialize(period)
-    if isinstance(state, SumAggregation) and needs_event_amounts(
-        charge.charge_model, charge.properties
-    ):
-        state.keep_events()
+    kept = kept_events(charge.charge_model, charge.properties)
+    if kept is not None and isinstance(state, SumAggregation):
+        state.keep_events(kept)  # the events a percentage charge prices one by one
     return state
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ingest.invoices import _extended
-from webhooks.outbox import Conn
+from meterflow.db import Conn
+from resources.invoices import extended_body
 
 
 async def render(conn: Conn, object_type: str, object_id: uuid.UUID) -> dict[str, Any] | None:
     """The object's API body now; None when it no longer exists."""
     if object_type == "invoice":
         invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", object_id)
-        return None if invoice is None else await _extended(conn, invoice)
+        return None if invoice is None else await extended_body(conn, invoice)
     return None

@@ -32,7 +32,7 @@ from lago_python_client.models import (
     Subscription,
 )
 
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 from support.services import ServiceProcess, free_port, service_env
 
@@ -55,7 +55,7 @@ def pipeline(settings: Settings, tmp_path: Path) -> Iterator[dict[str, int]]:
         METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
         METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
         METERFLOW_AGGREGATOR_BATCH_WITHIN="0.05",
-        METERFLOW_AGGREGATOR_CLOSE_GRACE="0",
+        METERFLOW_AGGREGATOR_CLOCK_SKEW="0",
         METERFLOW_AGGREGATOR_CLOSE_INTERVAL="0.5",
         METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
         METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),

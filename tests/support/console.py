@@ -7,12 +7,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from playwright.async_api import Browser, Page, async_playwright
 
 from console.users import create_user
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 
 PASSWORD = "correct horse battery staple"
@@ -81,3 +82,14 @@ async def sign_in_page(browser: Browser, base: str, operator: Operator) -> Page:
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url("**/console/customers")
     return page
+
+
+async def call_api(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
+    """One Lago API call (`path` under /api/v1) with the organization's key; asserts 200."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.request(method, f"{base}/api/v1/{path}", json=body) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return await response.json()

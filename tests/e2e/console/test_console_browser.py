@@ -11,12 +11,11 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from meterflow.settings import Settings
-from support.console import Operator, chromium, make_operator, sign_in_page
+from support.console import Operator, call_api, chromium, make_operator, sign_in_page
 from support.services import ServiceProcess, free_port, service_env
 
 SEEN = 30_000  # ms a browser expectation may wait (the aggregator learns the plan first)
@@ -60,21 +59,12 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-async def _api(base: str, key: str, path: str, body: dict[str, object]) -> dict[str, object]:
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http,
-        http.post(f"{base}/api/v1/{path}", json=body) as response,
-    ):
-        assert response.status == 200, await response.text()
-        answer: dict[str, object] = await response.json()
-        return answer
-
-
 async def _catalog(base: str, operator: Operator) -> None:
     """A count metric and a plan charging 0.05 USD per call, through the API."""
-    metric = await _api(
+    metric = await call_api(
         base,
         operator.api_key,
+        "POST",
         "billable_metrics",
         {
             "billable_metric": {
@@ -84,10 +74,11 @@ async def _catalog(base: str, operator: Operator) -> None:
             }
         },
     )
-    metric_id = metric["billable_metric"]["lago_id"]  # type: ignore[index]
-    await _api(
+    metric_id = metric["billable_metric"]["lago_id"]
+    await call_api(
         base,
         operator.api_key,
+        "POST",
         "plans",
         {
             "plan": {
@@ -117,7 +108,7 @@ async def _send_calls(base: str, key: str, first: int, count: int) -> None:
         }
         for i in range(first, first + count)
     ]
-    await _api(base, key, "events/batch", {"events": events})
+    await call_api(base, key, "POST", "events/batch", {"events": events})
 
 
 async def _add_customer(page: Page) -> str:
@@ -135,7 +126,7 @@ async def _add_customer(page: Page) -> str:
 
 async def _assign_plan(page: Page) -> None:
     await page.get_by_text("Actions").click()
-    await page.get_by_role("menuitem", name="Assign a plan").click()
+    await page.locator("details.menu").get_by_role("link", name="Assign a plan").click()
     await page.get_by_label("Plan").select_option("team")
     await page.get_by_label("Subscription external ID").fill("sub-kolkata")
     await page.get_by_label("Subscription name").fill("Kolkata Team")

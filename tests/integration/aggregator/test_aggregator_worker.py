@@ -97,13 +97,13 @@ async def test_events_a_second_either_side_of_local_midnight_land_in_different_p
         [event(org, "s1", "before", boundary - 1), event(org, "s1", "after", boundary + 1)],
     )
     # First run: a grace period of ten years, so nothing closes while the events arrive.
-    holding = worker_factory(METERFLOW_AGGREGATOR_CLOSE_GRACE=str(10 * 365 * 86400))
+    holding = worker_factory(METERFLOW_AGGREGATOR_CLOCK_SKEW=str(10 * 365 * 86400))
     holding.start()
     await holding.wait_ready()
     await holding.wait_metric("meterflow_aggregator_events_total", 2, outcome="applied")
     holding.stop()
     # Second run, no grace: October closes (from the ledger recovered from the changelog).
-    closing = worker_factory(METERFLOW_AGGREGATOR_CLOSE_GRACE="0")
+    closing = worker_factory(METERFLOW_AGGREGATOR_CLOCK_SKEW="0")
     closing.start()
     await closing.wait_ready()
 
@@ -205,7 +205,7 @@ async def test_late_events_are_sent_promptly_as_late_usage_not_with_the_next_clo
     await publish_catalog(settings, sample.records)
     # No close grace: last month closes at once; this month cannot close before it ends.
     worker = worker_factory(
-        METERFLOW_AGGREGATOR_CLOSE_GRACE="0",
+        METERFLOW_AGGREGATOR_CLOCK_SKEW="0",
         METERFLOW_AGGREGATOR_LATE_WINDOW=str(10 * 365 * 86400),
     )
     worker.start()

@@ -13,19 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 from meterflow.settings import Settings
-from support.console import Operator, csrf_of, sign_in
-
-
-async def _api(server: IngestServer, key: str, method: str, path: str, body: Any = None) -> Any:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with (
-        aiohttp.ClientSession(headers=headers) as http,
-        http.request(method, f"{server.url}/api/v1/{path}", json=body) as response,
-    ):
-        assert response.status == 200, await response.text()
-        return await response.json()
+from support.console import Operator, call_api, csrf_of, sign_in
 
 
 async def test_search_and_pages_list_the_same_customers_as_the_api(
@@ -36,7 +26,9 @@ async def test_search_and_pages_list_the_same_customers_as_the_api(
         customer = {"external_id": f"ext-{i:02d}", "name": f"Customer {i}"}
         if i % 5 == 0:
             customer |= {"legal_name": f"Fifth {i} GmbH", "email": f"BILLING{i}@Fifth.test"}
-        await _api(console_server, operator.api_key, "POST", "customers", {"customer": customer})
+        await call_api(
+            console_server.url, operator.api_key, "POST", "customers", {"customer": customer}
+        )
     await sign_in(http, console_server.url, operator)
     base = f"{console_server.url}/console/customers"
 
@@ -50,7 +42,9 @@ async def test_search_and_pages_list_the_same_customers_as_the_api(
     for term, expected in (("fifth", 5), ("GMBH", 5), ("billing1", 2), ("ext-2", 5), ("%", 0)):
         async with http.get(base, params={"q": term}) as page:
             shown = set(re.findall(r"<code>(ext-\d+)</code>", await page.text()))
-        api = await _api(console_server, operator.api_key, "GET", f"customers?search_term={term}")
+        api = await call_api(
+            console_server.url, operator.api_key, "GET", f"customers?search_term={term}"
+        )
         assert len(shown) == expected, term
         assert shown == {c["external_id"] for c in api["customers"]}, "one search, two readers"
     async with http.get(base, params={"q": "nobody"}) as page:
@@ -96,11 +90,11 @@ async def test_the_external_id_changes_until_a_plan_is_assigned(
         customer_url = str(created.url)
     async with http.post(customer_url, data=form | {"external_id": "second-id"}) as response:
         assert response.status == 200, "no plan yet: the external ID may change"
-    api = await _api(console_server, operator.api_key, "GET", "customers/second-id")
+    api = await call_api(console_server.url, operator.api_key, "GET", "customers/second-id")
     assert api["customer"]["name"] == "Renamed Ltd"
 
-    metric = await _api(
-        console_server,
+    metric = await call_api(
+        console_server.url,
         operator.api_key,
         "POST",
         "billable_metrics",
@@ -108,7 +102,7 @@ async def test_the_external_id_changes_until_a_plan_is_assigned(
     )
     plan = {"name": "Basic", "code": "basic", "interval": "monthly", "amount_cents": 0}
     plan |= {"amount_currency": "EUR", "charges": []}
-    await _api(console_server, operator.api_key, "POST", "plans", {"plan": plan})
+    await call_api(console_server.url, operator.api_key, "POST", "plans", {"plan": plan})
     async with http.get(f"{customer_url}/subscriptions/new") as page:
         token = csrf_of(await page.text())
     subscription = {"csrf_token": token, "plan_code": "basic", "external_id": "sub-renamed"}
@@ -122,10 +116,10 @@ async def test_the_external_id_changes_until_a_plan_is_assigned(
     async with http.post(customer_url, data=form | {"external_id": "third-id"}) as response:
         assert response.status == 422
         assert "Locked: a plan" in await response.text()
-    api = await _api(console_server, operator.api_key, "GET", "customers/second-id")
+    api = await call_api(console_server.url, operator.api_key, "GET", "customers/second-id")
     assert api["customer"]["external_id"] == "second-id", "the server refused the change"
     changed = {"customer": {"external_id": "second-id", "name": "Still upserted"}}
-    await _api(console_server, operator.api_key, "POST", "customers", changed)
+    await call_api(console_server.url, operator.api_key, "POST", "customers", changed)
 
 
 def test_create_user_takes_the_organization_by_name_and_the_password_from_stdin(

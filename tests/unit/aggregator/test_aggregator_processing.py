@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,22 @@ from meterflow.event_records import encode_pack, partition_for, position
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 JAN_10 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
-WINDOWS = Windows(close_grace=timedelta(hours=1), hold=timedelta(hours=1), late=timedelta(days=30))
+WINDOWS = Windows(skew=timedelta(hours=1), hold=timedelta(hours=1), late=timedelta(days=30))
+
+
+def tick(closer: PeriodCloser, at: datetime, owned: set[int]) -> Counter[str]:
+    """What the app's closer does once the watermarks of `owned` reach `at`, everything
+    scheduled as after an assignment (every subscription, every ledger holding something)."""
+    for organization_id, external_id in closer.catalog.subscription_ids():
+        closer.plan(organization_id, external_id, 0.0)
+    for key, value in closer.ledgers.items():
+        if value["held"] or value["late"] or value["outbox"]:
+            closer.plan_ledger(value["p"], key, 0.0)
+    counts: Counter[str] = Counter()
+    for partition in owned:
+        closer.run_due(partition, at.timestamp(), at, counts, 10_000)
+    closer.expire_markers(at, owned, counts)
+    return counts
 
 
 def message(offset: int, txn: str, *, partition: int = 0, **overrides: Any) -> SourceMessage:
@@ -178,7 +194,7 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
         )
     )
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    counts = closer.tick(NOW, {partition_for(b"s2", 4)})
+    counts = tick(closer, NOW, {partition_for(b"s2", 4)})
     assert counts["released"] == 3
     assert units(ledgers, sub="s2") == 3
     # A redelivery of the held events changes nothing.
@@ -190,7 +206,7 @@ def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: Cat
     processor, ledgers, _markers = make(domain, catalog)
     processor.apply_batch([message(0, "t0", external_subscription_id="s9")], NOW)
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    counts = closer.tick(NOW + timedelta(hours=2), set(range(4)))
+    counts = tick(closer, NOW + timedelta(hours=2), set(range(4)))
     assert counts["dead_letter:unknown_subscription"] == 1
     value = ledgers.get(ledger_key("o1", "s9"))
     assert value is not None and value["held"] == []
@@ -207,8 +223,8 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     owned = {partition_for(b"s1", 4)}
     feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
-    assert closer.tick(feb_1 + timedelta(minutes=59), owned)["period_closed"] == 0
-    assert closer.tick(feb_1 + timedelta(hours=1), owned)["period_closed"] == 1
+    assert tick(closer, feb_1 + timedelta(minutes=59), owned)["period_closed"] == 0
+    assert tick(closer, feb_1 + timedelta(hours=1), owned)["period_closed"] == 1
     value = ledgers.get(ledger_key("o1", "s1"))
     assert value is not None
     closed = value["outbox"][0]["value"]
@@ -223,7 +239,7 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
     late = processor.apply_batch([message(2, "late")], feb_1 + timedelta(days=2))
     assert late.counts["late"] == 1
     mar_1 = datetime(2026, 3, 1, tzinfo=UTC)
-    closer.tick(mar_1 + timedelta(hours=2), owned)
+    tick(closer, mar_1 + timedelta(hours=2), owned)
     value = ledgers.get(ledger_key("o1", "s1"))
     assert value is not None
     february = value["outbox"][1]["value"]
@@ -239,6 +255,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
 ) -> None:
     processor, ledgers, _markers = make(domain, catalog)
     sample = SampleCatalog("o1")
+    catalog.clock = lambda: datetime(2026, 3, 10, 12, 0, 1, tzinfo=UTC).timestamp()
     catalog.apply(
         sample.subscription(
             "s3",
@@ -249,7 +266,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
         )
     )
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    closer.tick(datetime(2026, 6, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
+    tick(closer, datetime(2026, 6, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
     value = ledgers.get(ledger_key("o1", "s3"))
     assert value is not None and value["final"]
     spans = [
@@ -262,7 +279,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
     ]
     assert value["outbox"][-1]["value"]["terminated"] is True
     # Nothing more on later ticks.
-    closer.tick(datetime(2026, 7, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
+    tick(closer, datetime(2026, 7, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
     assert len(ledgers.get(ledger_key("o1", "s3"))["outbox"]) == 3  # type: ignore[index]
 
 
@@ -272,10 +289,10 @@ def test_markers_expire_after_period_end_plus_grace_and_late_window(
     processor, ledgers, markers = make(domain, catalog)
     processor.apply_batch([message(0, "a")], NOW)
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
-    expiry = datetime(2026, 2, 1, tzinfo=UTC) + WINDOWS.close_grace + WINDOWS.late
-    closer.tick(expiry - timedelta(seconds=1), {0})
+    expiry = datetime(2026, 2, 1, tzinfo=UTC) + WINDOWS.skew + WINDOWS.late
+    tick(closer, expiry - timedelta(seconds=1), {0})
     assert len(markers) == 1
-    closer.tick(expiry + timedelta(seconds=1), {0})
+    tick(closer, expiry + timedelta(seconds=1), {0})
     assert len(markers) == 0
 
 

@@ -1,0 +1,287 @@
+"""Termination to invoice: the time from `DELETE /api/v1/subscriptions/{id}` to the final
+invoice being readable through `GET /api/v1/invoices` (issue 11: at most 5 s, p99), with
+ingest, the aggregator and the invoicer as real processes on their default closing settings.
+
+    .venv/bin/python -m bench.aggregator_termination [--terminations 20] [--runs 3]
+        [--rate 500] [--events 50] [--gap 0.3]
+
+Each run starts the three services on topics and a schema of its own, creates a plan and
+one customer with one subscription per termination through the public API, and keeps a
+background load of `--rate` events/s (batches of 100 to other subscriptions) flowing, so the
+stream is not idle. Then, one after another: `--events` events for the subscription (each
+answered 200), at once its DELETE, then `GET /api/v1/invoices?external_customer_id=...` every
+20 ms until the invoice is there; the delay counts from just before the DELETE was sent.
+Checks: every final invoice bills exactly the subscription's events. Prints per run the
+median, p99 and max, and over all runs the median of the run medians and the p99 of all
+samples; writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/aggregator_termination.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench import report
+from bench.freshness import api, expect_ok
+from bench.processes import ServiceProcess, delete_app_topics, free_port, service_env
+from bench.workload import COUNT_CODE, WrongTotals, current_period_start
+from gateway.organizations import create_organization
+from meterflow.db import connect, migrate
+from meterflow.settings import Settings, Topics
+from meterflow.stack.local import LocalStack
+from meterflow.topics import delete_topics, ensure_topics
+
+PLAN = "bench-term-plan"
+POLL_STEP = 0.02
+INVOICE_TIMEOUT = 60.0
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, data_dir: Path) -> AsyncIterator[int]:
+    """ingest, aggregator and invoicer on their default closing settings; yields the API
+    port."""
+    ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
+    env = service_env(
+        settings,
+        METERFLOW_STATE_DIR=str(data_dir),
+        METERFLOW_INGEST_HOST="127.0.0.1",
+        METERFLOW_INGEST_PORT=str(ports["api"]),
+        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
+        METERFLOW_AGGREGATOR_APP_ID=f"{settings.topics.prefix}aggregator",
+        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+        METERFLOW_AGGREGATOR_DATA_DIR=str(data_dir / "aggregator"),
+        METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
+        METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
+        METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+    )
+    started = [
+        ServiceProcess(name, env, data_dir / f"{name}.log")
+        for name in ("ingest", "aggregator", "invoicer")
+    ]
+    try:
+        await started[0].wait_http(ports["api_metrics"], "/metrics")
+        await started[1].wait_http(ports["agg"], "/ready")
+        await started[2].wait_http(ports["inv"], "/metrics")
+        yield ports["api"]
+    finally:
+        for service in started:
+            service.stop()
+
+
+async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
+    metric = await api(
+        session,
+        url,
+        "/api/v1/billable_metrics",
+        "billable_metric",
+        {"name": COUNT_CODE, "code": COUNT_CODE, "aggregation_type": "count_agg"},
+    )
+    plan = {
+        "name": PLAN,
+        "code": PLAN,
+        "interval": "monthly",
+        "amount_cents": 0,
+        "amount_currency": "USD",
+        "pay_in_advance": False,
+        "charges": [
+            {
+                "billable_metric_id": metric["lago_id"],
+                "charge_model": "standard",
+                "properties": {"amount": "0.01"},
+            }
+        ],
+    }
+    await api(session, url, "/api/v1/plans", "plan", plan)
+    for i in range(subscriptions):
+        customer = {"external_id": f"cust-{i}", "name": f"Bench {i}", "currency": "USD"}
+        await api(session, url, "/api/v1/customers", "customer", customer)
+        body = {
+            "external_customer_id": f"cust-{i}",
+            "plan_code": PLAN,
+            "external_id": f"sub-{i}",
+            "billing_time": "calendar",
+            "subscription_at": current_period_start().isoformat(),
+        }
+        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+
+
+async def background(session: aiohttp.ClientSession, url: str, rate: float) -> None:
+    """Batches of 100 count events at `rate` events/s for subscription sub-bg, until
+    cancelled."""
+    n = 0
+    while True:
+        tick = time.monotonic()
+        stamp = time.time()
+        made = [
+            {
+                "transaction_id": f"bg-{i}",
+                "external_subscription_id": "sub-bg",
+                "code": COUNT_CODE,
+                "timestamp": stamp,
+            }
+            for i in range(n, n + 100)
+        ]
+        n += 100
+        async with session.post(url, data=orjson.dumps({"events": made})) as response:
+            await expect_ok(response, "background batch")
+        await asyncio.sleep(max(0.0, tick + 100 / rate - time.monotonic()))
+
+
+async def terminate_and_wait(
+    session: aiohttp.ClientSession, url: str, i: int, events: int
+) -> float:
+    stamp = time.time()
+    made = [
+        {
+            "transaction_id": f"term-{i}-{k}",
+            "external_subscription_id": f"sub-{i}",
+            "code": COUNT_CODE,
+            "timestamp": stamp,
+        }
+        for k in range(events)
+    ]
+    async with session.post(f"{url}/api/v1/events/batch", json={"events": made}) as response:
+        await expect_ok(response, "events of the subscription to terminate")
+    started = time.perf_counter()
+    async with session.delete(f"{url}/api/v1/subscriptions/sub-{i}") as response:
+        await expect_ok(response, "DELETE subscription")
+    query = f"{url}/api/v1/invoices?external_customer_id=cust-{i}"
+    while True:
+        async with session.get(query) as response:
+            found = orjson.loads(await expect_ok(response, "GET invoices"))
+        elapsed = time.perf_counter() - started
+        if found["invoices"]:
+            break
+        if elapsed > INVOICE_TIMEOUT:
+            raise WrongTotals(f"no invoice for sub-{i} {INVOICE_TIMEOUT}s after its DELETE")
+        await asyncio.sleep(POLL_STEP)
+    invoice = found["invoices"][0]
+    billed = sum(int(f["amount_cents"]) for f in invoice.get("fees") or [])
+    total = int(invoice.get("fees_amount_cents", billed) or billed)
+    if total != events:  # 0.01 per event, in cents: one cent each
+        raise WrongTotals(f"sub-{i}: the invoice bills {total} cents for {events} events")
+    return elapsed
+
+
+async def run(base: Settings, args: argparse.Namespace, index: int) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    await migrate(settings.dsn, schema=settings.db_schema)
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    delays: list[float] = []
+    try:
+        _org, key = await create_organization(settings, "bench-termination")
+        with tempfile.TemporaryDirectory() as tmp:
+            async with services(settings, Path(tmp)) as port:
+                url = f"http://127.0.0.1:{port}"
+                headers = {"Authorization": f"Bearer {key}"}
+                timeout = aiohttp.ClientTimeout(total=30)
+                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+                    await create_catalog(session, url, args.terminations)
+                    bg = {"external_customer_id": "cust-0", "plan_code": PLAN}
+                    body = bg | {"external_id": "sub-bg", "billing_time": "calendar"}
+                    body["subscription_at"] = current_period_start().isoformat()
+                    await api(session, url, "/api/v1/subscriptions", "subscription", body)
+                    await asyncio.sleep(2)  # the catalog reaching the aggregator
+                    load = asyncio.create_task(
+                        background(session, f"{url}/api/v1/events/batch", args.rate)
+                    )
+                    try:
+                        for i in range(args.terminations):
+                            delays.append(await terminate_and_wait(session, url, i, args.events))
+                            await asyncio.sleep(args.gap)
+                    finally:
+                        load.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await load
+    finally:
+        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
+        await delete_topics(settings.bootstrap_servers, settings.topics)
+        conn = await connect(settings.dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
+        finally:
+            await conn.close()
+    return {
+        "run": index,
+        "terminations": len(delays),
+        "median_ms": round(report.median(delays) * 1000, 1),
+        "p99_ms": round(report.p99(delays) * 1000, 1),
+        "max_ms": round(max(delays) * 1000, 1),
+        "delays_ms": [round(d * 1000, 1) for d in delays],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--terminations", type=int, default=20, help="per run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=500.0, help="background events/s")
+    parser.add_argument("--events", type=int, default=50, help="per terminated subscription")
+    parser.add_argument("--gap", type=float, default=0.3, help="seconds between terminations")
+    args = parser.parse_args()
+    base = Settings.from_env()
+    LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
+    machine = asyncio.run(report.machine_facts(base))
+    runs = [asyncio.run(run(base, args, i + 1)) for i in range(args.runs)]
+    every = [d / 1000 for r in runs for d in r["delays_ms"]]
+    overall = {
+        "median_of_run_medians_ms": round(report.median(r["median_ms"] for r in runs), 1),
+        "p99_all_ms": round(report.p99(every) * 1000, 1),
+        "max_all_ms": round(max(every) * 1000, 1),
+    }
+    report.print_table(
+        ["run", "terminations", "median ms", "p99 ms", "max ms"],
+        [
+            *[
+                [r["run"], r["terminations"], r["median_ms"], r["p99_ms"], r["max_ms"]]
+                for r in runs
+            ],
+            [
+                "all",
+                len(every),
+                overall["median_of_run_medians_ms"],
+                overall["p99_all_ms"],
+                overall["max_all_ms"],
+            ],
+        ],
+    )
+    path = report.write_json(
+        "aggregator_termination",
+        {
+            "benchmark": "aggregator_termination",
+            "command": " ".join(
+                [Path(sys.executable).name, "-m", "bench.aggregator_termination", *sys.argv[1:]]
+            ),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine,
+            "load_average_at_end": report.load_average(),
+            "settings": vars(args),
+            "overall": overall,
+            "runs": runs,
+        },
+    )
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The aggregator worker's HTTP pages: current usage (routed to the worker that owns the
+subscription's partition) and readiness."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.web import Request, Response, View
+
+from aggregator.current_usage import UsageFailed
+
+if TYPE_CHECKING:
+    from aggregator.app import Aggregator
+
+log = logging.getLogger(__name__)
+
+
+def add_pages(app: faust.App, aggregator: Aggregator) -> None:
+    async def usage_view(view: View, request: Request, external_subscription_id: str) -> Response:
+        organization_id = request.query.get("organization_id")
+        if not organization_id:
+            return view.json(_error(422, "organization_id is required"), status=422)
+        try:
+            body = aggregator.usage(organization_id, external_subscription_id)
+        except Exception as exc:
+            charge = exc.charge_id if isinstance(exc, UsageFailed) else None
+            log.error(
+                "aggregator.usage_failed organization=%s subscription=%s charge=%s",
+                organization_id,
+                external_subscription_id,
+                charge,
+                exc_info=True,
+            )
+            aggregator.metrics.usage_failures.inc()
+            return view.json(_error(500, "usage_failed"), status=500)
+        if body is None:
+            return view.json(_error(404, "subscription_not_found"), status=404)
+        return view.json(body)
+
+    routed = app.topic_route(aggregator.events_topic, match_info="external_subscription_id")(
+        usage_view
+    )
+    app.page("/current-usage/{external_subscription_id}")(routed)
+
+    async def ready_view(view: View, request: Request) -> Response:
+        ready = aggregator.ready()
+        body = {"ready": ready, "partitions": sorted(aggregator.owned_partitions())}
+        return view.json(body, status=200 if ready else 503)
+
+    app.page("/ready")(ready_view)
+
+
+_REASONS = {404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error"}
+
+
+def _error(status: int, code: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "error": _REASONS[status],
+        "code": code,
+        "error_details": {},
+    }

@@ -1,0 +1,129 @@
+"""Stream-driven closing: watermarks from end offsets, the schedule by due time, and a
+termination that closes once the stream has passed it (issue 11)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aggregator.catalog_view import CatalogView
+from aggregator.closing import PeriodCloser
+from aggregator.ledger import ledger_key
+from aggregator.markers import DedupeMarkers
+from aggregator.processing import EventProcessor, Windows
+from aggregator.sample_catalog import SampleCatalog
+from aggregator.schedule import CloseSchedule
+from aggregator.store import MemoryStore
+from aggregator.watermark import Watermarks
+from meterflow.event_records import partition_for
+
+WINDOWS = Windows(skew=timedelta(seconds=5), hold=timedelta(hours=1), late=timedelta(days=30))
+
+
+def test_a_watermark_moves_once_progress_reaches_the_end_asked() -> None:
+    marks = Watermarks()
+    assert marks.to_ask([0, 1]) == [0, 1]
+    marks.asked(100.0, {0: 50, 1: 0})
+    assert marks.to_ask([0, 1]) == []
+    # Partition 1 is empty (idle): caught up at once. Partition 0 is behind.
+    assert marks.advance({0: 40}) == [1]
+    assert (marks.mark(0), marks.mark(1)) == (None, 100.0)
+    assert marks.to_ask([0, 1]) == [1]  # one question outstanding per partition
+    marks.asked(101.0, {1: 0})
+    assert marks.advance({0: 50}) == [0, 1]
+    assert (marks.mark(0), marks.mark(1)) == (100.0, 101.0)
+    marks.clear()
+    assert marks.mark(0) is None
+
+
+def test_the_schedule_keeps_each_key_at_its_earliest_due_time() -> None:
+    schedule = CloseSchedule()
+    schedule.at(0, "a", 10.0)
+    schedule.at(0, "a", 20.0)  # later: ignored, the visit at 10 plans what follows
+    schedule.at(0, "b", 15.0)
+    schedule.at(0, "b", 5.0)  # earlier: supersedes
+    schedule.at(1, "c", 1.0)
+    assert schedule.next_due(0) == 5.0
+    assert schedule.pop_due(0, 9.0, 10) == ["b"]
+    assert schedule.pop_due(0, 9.0, 10) == []
+    assert schedule.pop_due(0, 100.0, 10) == ["a"]
+    assert schedule.next_due(0) is None and len(schedule) == 1
+    for i in range(5):
+        schedule.at(2, f"k{i}", float(i))
+    assert schedule.pop_due(2, 10.0, 3) == ["k0", "k1", "k2"]
+
+
+def closer_with(domain: Any, catalog: CatalogView) -> tuple[PeriodCloser, MemoryStore]:
+    ledgers = MemoryStore()
+    markers = DedupeMarkers(MemoryStore())
+    processor = EventProcessor(domain, catalog, ledgers, markers, WINDOWS)
+    return PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4), ledgers
+
+
+def test_a_termination_closes_once_the_watermark_passes_the_moment_it_was_seen(
+    domain: Any, catalog: CatalogView
+) -> None:
+    closer, ledgers = closer_with(domain, catalog)
+    terminated = datetime(2026, 1, 20, 12, tzinfo=UTC)
+    seen = terminated + timedelta(seconds=2)
+    catalog.clock = seen.timestamp
+    catalog.apply(
+        SampleCatalog("o1").subscription(
+            "s1",
+            customer="c1",
+            plan_code="p1",
+            subscription_at="2026-01-01T00:00:00Z",
+            terminated_at=terminated.isoformat(),
+        )
+    )
+    partition = partition_for(b"s1", 4)
+    closer.plan("o1", "s1", seen.timestamp())
+    counts: Counter[str] = Counter()
+    # The watermark is past the termination, not yet past the moment it was seen: wait.
+    assert closer.run_due(partition, seen.timestamp() - 1, seen, counts, 10) == []
+    closer.run_due(partition, seen.timestamp(), seen, counts, 10)
+    assert counts["period_closed"] == 1
+    value = ledgers.get(ledger_key("o1", "s1"))
+    assert value is not None and value["final"]
+    closed = value["outbox"][0]["value"]
+    assert closed["terminated"] and closed["period_end"] == terminated.isoformat()
+    assert len(closer.schedule) == 0  # nothing more to do for it
+
+
+def test_a_period_end_waits_for_the_clock_skew_and_visits_only_what_is_due(
+    domain: Any, catalog: CatalogView
+) -> None:
+    closer, _ledgers = closer_with(domain, catalog)
+    sample = SampleCatalog("o1")
+    for i in range(200):  # monthly from various days: ends spread over the month
+        catalog.apply(
+            sample.subscription(
+                f"m{i}",
+                customer="c1",
+                plan_code="p1",
+                subscription_at=f"2026-01-{1 + i % 28:02d}T00:00:00Z",
+            )
+        )
+    for organization_id, external_id in catalog.subscription_ids():
+        closer.plan(organization_id, external_id, 0.0)
+    feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
+    counts: Counter[str] = Counter()
+    for partition in range(4):
+        closer.run_due(partition, (feb_1 - timedelta(days=1)).timestamp(), feb_1, counts, 10_000)
+    assert counts["period_closed"] == 0
+    # Every subscription (calendar billing) ends January at Feb 1: due at Feb 1 + 5 s.
+    visited = []
+    for partition in range(4):
+        at = (feb_1 + timedelta(seconds=4)).timestamp()
+        visited += closer.run_due(partition, at, feb_1, counts, 10_000)
+    assert visited == [] and counts["period_closed"] == 0
+    for partition in range(4):
+        at = (feb_1 + timedelta(seconds=5)).timestamp()
+        visited += closer.run_due(partition, at, feb_1, counts, 10_000)
+    assert counts["period_closed"] == 201 and len(visited) == 201
+    # All due again at March 1 + 5 s, and not before.
+    for partition in range(4):
+        at = (feb_1 + timedelta(days=20)).timestamp()
+        assert closer.run_due(partition, at, feb_1, counts, 10_000) == []
+    assert len(closer.schedule) == 201

@@ -88,7 +88,7 @@ def _form_page(
         timezones=timezone_choices(),
         currencies=customer_form.CURRENCIES,
         providers=customer_form.PROVIDERS,
-        metadata_rows=customer_form.METADATA_ROWS,
+        metadata_rows=customer_form.metadata_rows(values),
     )
 
 
@@ -117,7 +117,7 @@ async def _save(
             request,
             viewer,
             values=customer_form.from_posted(data),
-            errors=field_errors(exc.error_details, customer_form.FIELDS),
+            errors=field_errors(exc.error_details, customer_form.fields(data)),
             customer=existing,
             locked=locked,
             status=422,

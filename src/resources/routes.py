@@ -12,6 +12,7 @@ from resources import (
     current_usage,
     customers,
     invoice_actions,
+    invoice_preview,
     invoices,
     one_off_invoices,
     organizations,
@@ -36,6 +37,7 @@ _RESOURCES = (
     one_off_invoices,
     invoice_actions,
     credit_notes,
+    invoice_preview,
 )
 
 

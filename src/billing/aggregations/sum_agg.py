@@ -21,7 +21,6 @@ from billing.aggregations.aggregation import (
     require_decimal,
     require_type,
 )
-from billing.aggregations.event_values import numeric_property
 from billing.periods import BillingPeriod
 
 # One event as the percentage charge model needs it: (timestamp, transaction_id, value).
@@ -84,10 +83,6 @@ class SumAggregation(Aggregation):
     @classmethod
     def initialize(cls, period: BillingPeriod, *, keep_events: bool = False) -> Self:
         return cls(_ZERO, 0, [] if keep_events else None)
-
-    @classmethod
-    def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
-        return numeric_property(properties, field_name)
 
     def keep_events(self, kept: KeptEvents | None = None) -> None:
         """Keep the events of `kept` (all by default) one by one from now on."""

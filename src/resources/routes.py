@@ -6,6 +6,7 @@ from aiohttp import web
 
 from resources import (
     add_ons,
+    applied_coupons,
     billable_metrics,
     coupons,
     credit_notes,
@@ -19,6 +20,7 @@ from resources import (
     plans,
     subscriptions,
     taxes,
+    wallet_transactions,
     wallets,
 )
 
@@ -31,7 +33,9 @@ _RESOURCES = (
     current_usage,
     taxes,
     coupons,
+    applied_coupons,
     wallets,
+    wallet_transactions,
     organizations,
     add_ons,
     one_off_invoices,

@@ -42,7 +42,7 @@ from bench import report
 from bench.freshness import api, expect_ok
 from bench.processes import ServiceProcess, delete_app_topics, free_port, service_env
 from bench.workload import COUNT_CODE, WrongTotals, current_period_start
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack

@@ -24,9 +24,9 @@ import orjson
 from aiohttp import web
 
 from billing.events import UsageEvent
-from ingest.errors import ValidationFailed
 from ingest.events import event_body, validate_event
 from meterflow.db import connect, create_pool
+from web.errors import ValidationFailed
 
 SCHEMA_SQL = """
 CREATE TABLE api_keys (

@@ -75,7 +75,7 @@ from bench.workload import (
     usage_from_baseline,
     usage_from_meterflow,
 )
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack

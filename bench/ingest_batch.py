@@ -43,7 +43,7 @@ import orjson
 import psutil
 
 from bench import report
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack

@@ -63,14 +63,14 @@ from bench.workload import (
     usage_from_baseline,
     usage_from_meterflow,
 )
-from ingest.organizations import create_organization
-from ingest.service import IngestServer
-from ingest.settings import IngestSettings
+from gateway.organizations import create_organization
+from gateway.service import IngestServer
 from meterflow.db import connect, migrate
 from meterflow.event_records import decode_record
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
+from web.settings import IngestSettings
 
 log = logging.getLogger("bench")
 

@@ -23,7 +23,7 @@ import aiohttp
 from playwright.async_api import Page, async_playwright, expect
 
 from console.users import create_user
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 
 DOCS = Path(__file__).resolve().parent

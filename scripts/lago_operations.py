@@ -61,13 +61,9 @@ def spec_operations(spec: Path) -> list[tuple[str, str, str]]:
 
 def served_routes() -> set[tuple[str, str]]:
     """(METHOD, path shape below /api/v1) of every route of the API application."""
+    from gateway.app import create_app
     from meterflow.settings import Settings
-
-    try:
-        from gateway.app import create_app  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        from ingest.app import create_app
-    from ingest.settings import IngestSettings
+    from web.settings import IngestSettings
 
     app = create_app(Settings.from_env(), IngestSettings())
     routes = set()

@@ -78,6 +78,7 @@ from aggregator.processing import (
 )
 from aggregator.progress import SourceProgress
 from aggregator.settings import AggregatorSettings
+from meterflow.event_records import requeued_from
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class Aggregator:
                 key=e.message.key,
                 value=e.message.value,
                 timestamp_ms=int(e.message.timestamp * 1000),
+                requeue_of=requeued_from(e.message.headers),
             )
             for e in batch
         ]
@@ -350,6 +352,11 @@ def create_app(
         # this, a usage request before any produce to that topic fails inside Faust.
         # (faust-streaming 0.15.3 offers no public accessor for its aiokafka producer.)
         producer = cast(Any, app.producer)._ensure_producer()
+        # Tracked too: partitions_for alone does not track a topic the bootstrap metadata
+        # (all topics) already holds, and the next refresh, which asks for the tracked topics
+        # only (say, on the first changelog write), would forget it: every usage request
+        # then failed with a TypeError inside Faust's router until the worker restarted.
+        await producer.client.add_topic(settings.topics.events)
         await producer.partitions_for(settings.topics.events)
         aggregator.routing_ready.set()
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from aggregator.catalog_view import ChargeTerms, SubscriptionTerms
 from aggregator.domain import UsageEvent, UsageState
 from billing.aggregations import AGGREGATIONS, Aggregation, SumAggregation
-from billing.charge_models import needs_event_amounts, price_state
+from billing.charge_models import kept_events, price_state
 from billing.events import parse_event
 from billing.periods import (
     BillingPeriod,
@@ -55,12 +55,11 @@ class BillingDomain:
     ) -> UsageState:
         kind = AGGREGATIONS[charge.aggregation_type]
         state = kind.initialize(BillingPeriod(start, end)) if data is None else kind.from_dict(data)
-        if isinstance(state, SumAggregation) and needs_event_amounts(
-            charge.charge_model, charge.properties
-        ):
+        kept = kept_events(charge.charge_model, charge.properties)
+        if kept is not None and isinstance(state, SumAggregation):
             # Also for a state restored without them: the charge gained free units or
             # per-transaction bounds mid-period (see SumAggregation.event_amounts).
-            state.keep_events()
+            state.keep_events(kept)
         return state
 
     def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:

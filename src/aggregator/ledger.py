@@ -16,7 +16,8 @@ The value is plain JSON:
                                         sent by the next tick as `late_usage` messages
   "held": [{"p": 2, "o": 17, "i": 3 | null, "ts": <ms>, "key": ..., "value": "<wire event>"}],
   "outbox": [{"id": 4, "topic": "periods_closed" | "dead_letter", "key": ..., "value": ...}],
-  "seq": 4
+  "seq": 4,
+  "requeued": [[2, 17408]]              dead-lettered events whose requeued copy counted
 }
 ```
 
@@ -138,6 +139,15 @@ class Ledger:
             {"id": self.value["seq"], "topic": topic, "key": key, "value": value}
         )
 
+    def take_requeue(self, original: tuple[int, int]) -> bool:
+        """Record that the copy requeued from the dead-lettered event at (partition, position)
+        `original` is counted; False if one already was (`requeued` in the value)."""
+        taken = self.value.setdefault("requeued", [])
+        if list(original) in taken:
+            return False
+        taken.append(list(original))
+        return True
+
     def forget_sent(self, ids: set[int]) -> None:
         self.value["outbox"] = [m for m in self.value["outbox"] if m["id"] not in ids]
 
@@ -159,4 +169,5 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
         "held": list(value["held"]),
         "outbox": list(value["outbox"]),
         "seq": value["seq"],
+        "requeued": list(value.get("requeued", [])),
     }

@@ -65,6 +65,7 @@ class SourceMessage:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    requeue_of: tuple[int, int] | None = None  # see meterflow.event_records.REQUEUE_HEADER
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +333,13 @@ class EventProcessor:
                 )
             return
         ledger.mark_applied(message.partition, at)
-        if seen:
+        if message.requeue_of is not None:
+            # A copy requeued from the dead-letter topic (meterflow.event_records.
+            # REQUEUE_HEADER): the marker its dead-lettered original set yields to it, once.
+            duplicate = not ledger.take_requeue(message.requeue_of)
+        else:
+            duplicate = seen
+        if duplicate:
             result.counts["duplicate"] += 1
             return
         marker = NewMarker(lkey, hashed, message.partition, at, 0)

@@ -22,8 +22,8 @@ from console.dates import Dates
 from console.rendering import render
 from console.sessions import Viewer
 from console.settings import ConsoleSettings
-from ingest.context import IngestContext, context
-from ingest.errors import AggregatorUnavailable, ApiError, DatabaseUnavailable, NotFound
+from web.context import IngestContext, context
+from web.errors import AggregatorUnavailable, ApiError, DatabaseUnavailable, NotFound
 
 log = logging.getLogger(__name__)
 

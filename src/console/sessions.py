@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from console import users
-from ingest.repository import Conn, Organization
+from meterflow.db import Conn
+from web.context import Organization
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,12 @@ async def sign_in(pool: asyncpg.Pool, email: str, password: str, lifetime: timed
             log.info("console.sign_in_failed email=%s", key)
             raise SignInRefused()
         await conn.execute("DELETE FROM console_sign_in_failures WHERE email = $1", key)
+        # The user's ended sessions are of no use any more: they go when a new one starts.
+        await conn.execute(
+            "DELETE FROM console_sessions WHERE user_id = $1 "
+            "AND (expires_at <= now() OR revoked_at IS NOT NULL)",
+            found[0].id,
+        )
         token = new_token()
         await conn.execute(
             "INSERT INTO console_sessions (token_digest, user_id, csrf_token, expires_at) "

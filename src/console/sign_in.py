@@ -19,7 +19,7 @@ from console.pages import (
     state,
 )
 from console.sessions import SignInRefused, Viewer
-from ingest.context import context
+from web.context import context
 
 
 def _next(raw: str | None) -> str:

@@ -1,1 +1,1 @@
-"""The Lago-compatible HTTP front door: usage events to Kafka, the catalog to Postgres."""
+"""The event intake: `POST /api/v1/events` and `/events/batch` validated and produced to Kafka."""

@@ -27,9 +27,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from ingest.errors import BrokerUnavailable
-from ingest.metrics import IngestMetrics
 from meterflow.event_records import encode_packs, partition_for
+from web.errors import BrokerUnavailable
+from web.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from aiokafka.errors import KafkaError
 
 from billing.errors import InvalidEvent
 from billing.events import event_from_wire
-from ingest.context import IngestContext, context, organization
-from ingest.errors import BrokerUnavailable, NotFound, ValidationFailed
 from ingest.events import event_body
-from ingest.payload import ok, page_params, pagination_meta, parse_instant
 from meterflow.event_records import decode_record, partition_for, position
+from web.context import IngestContext, context, organization
+from web.errors import BrokerUnavailable, NotFound, ValidationFailed
+from web.payload import ok, page_params, pagination_meta, parse_instant
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,10 @@ from billing.events import (
     wire_timestamp,
 )
 from ingest.broker import Message
-from ingest.context import IngestContext, context, organization
-from ingest.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
-from ingest.payload import INVALID, MANDATORY, UNKNOWN, iso, ok, read_json
-from ingest.repository import Organization
 from meterflow.event_records import WireEvent, encode_event
+from web.context import IngestContext, Organization, context, organization
+from web.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
+from web.payload import INVALID, MANDATORY, UNKNOWN, iso, ok, read_json
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ from invoicer.metrics import InvoicerMetrics
 from invoicer.pricing import price_period
 from invoicer.settings import InvoicerSettings
 from meterflow.settings import Settings
+from read_model import drafts
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 # What postpones the draft sweep to its next round.
-FINALIZE_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, repository.CreditsChanged)
+FINALIZE_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, drafts.CreditsChanged)
 
 KILL_AFTER_DB_COMMIT = "kill_after_db_commit"
 
@@ -229,7 +230,7 @@ class Invoicer:
                 return True
             except PoisonMessage as exc:
                 return await self._dead_letter(message, exc.reason, exc.detail)
-            except repository.CreditsChanged as exc:
+            except drafts.CreditsChanged as exc:
                 # Another invoice of the customer (or an API call) changed a coupon or a
                 # wallet after this one was priced: nothing was written; price it again.
                 self.metrics.failures.labels("credits_changed").inc()
@@ -356,8 +357,8 @@ class Invoicer:
         try:
             pool = await self._db()
             async with pool.acquire() as conn:
-                for invoice_id in await repository.due_drafts(conn, instant):
-                    row = await repository.finalize_draft(conn, invoice_id, instant)
+                for invoice_id in await drafts.due_drafts(conn, instant):
+                    row = await drafts.finalize_draft(conn, invoice_id, instant)
                     if row is None:
                         continue
                     done += 1

@@ -28,7 +28,7 @@ Choices worth knowing:
   changed: its period's late usage is billed as adjustment fees on the next invoice.
 - Prepaid credits pay an invoice when it is finalized (Lago: at finalization): at once
   for an invoice with no grace period, else when its draft is finalized
-  (`invoicer.repository.finalize_draft`, by the sweep or the finalize endpoint). Wallets
+  (`read_model.drafts.finalize_draft`, by the sweep or the finalize endpoint). Wallets
   in the invoice's currency pay in order of priority, then age, up to the total after
   taxes.
 """

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
+
+# A plain connection, or one lent by the pool: every query function takes either.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 # Any constant works; it only has to be the same for every process applying migrations.
 _MIGRATION_LOCK = 0x6D65746572
@@ -46,6 +52,13 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+@asynccontextmanager
+async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """One connection in one transaction: everything a request writes commits together."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
 
 
 async def migrate(dsn: str, *, schema: str = "public") -> list[str]:

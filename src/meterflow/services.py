@@ -15,7 +15,7 @@ class Endpoints:
 
 
 def _ingest_endpoints() -> Endpoints:
-    from ingest.settings import IngestSettings
+    from web.settings import IngestSettings
 
     s = IngestSettings.from_env()
     metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
@@ -64,7 +64,7 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("ingest", "ingest.service:main", _ingest_endpoints),
+    Service("ingest", "gateway.service:main", _ingest_endpoints),
     Service("aggregator", "aggregator.service:main", _aggregator_endpoints),
     Service("invoicer", "invoicer.service:main", _invoicer_endpoints),
     Service("exporter", "operations.exporter:main", _exporter_endpoints),

@@ -1,1 +1,2 @@
-"""Reads of invoices and credit notes shared by the API and the invoicer."""
+"""Invoices and credit notes as stored, read (and finalized, consumed) the same way by the
+API and the invoicer, so neither imports the other."""

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any
 
 from billing.credit_notes import CreditNoteTerms
-
-Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+from meterflow.db import Conn
 
 # The customer's (SQL `{customer}`) available credit notes as a JSON array, oldest first:
 # a subquery of the invoicer's single read of everything an invoice needs.
@@ -35,6 +31,13 @@ def from_json(rows: Sequence[dict[str, Any]]) -> tuple[CreditNoteTerms, ...]:
 
 
 async def available(conn: Conn, customer_id: uuid.UUID) -> tuple[CreditNoteTerms, ...]:
+    """The customer's available credit notes, locked until the transaction ends (so that
+    `consume` cannot find them changed)."""
+    await conn.execute(
+        "SELECT 1 FROM credit_notes WHERE customer_id = $1 AND credit_status = 'available' "
+        "FOR UPDATE",
+        customer_id,
+    )
     rows = await conn.fetchval(AVAILABLE_JSON.format(customer="$1"), customer_id)
     return from_json(rows)
 

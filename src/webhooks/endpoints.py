@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from ingest.context import context, organization
-from ingest.errors import NotFound, ValidationFailed
-from ingest.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
-from webhooks.outbox import WEBHOOK_TYPES, Conn
+from meterflow.db import Conn
+from meterflow.webhook_outbox import WEBHOOK_TYPES
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
 from webhooks.signing import signing_keys
 
 _FIELDS = {"webhook_url", "signature_algo", "name", "event_types"}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ingest.invoices import extended_body
-from webhooks.outbox import Conn
+from meterflow.db import Conn
+from resources.invoices import extended_body
 
 
 async def render(conn: Conn, object_type: str, object_id: uuid.UUID) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from webhooks.outbox import Conn
+from meterflow.db import Conn
 
 ISSUER = "meterflow"
 

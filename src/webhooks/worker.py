@@ -23,8 +23,8 @@ import asyncpg
 import orjson
 
 from meterflow import db
+from meterflow import webhook_outbox as outbox
 from meterflow.settings import Settings
-from webhooks import outbox
 from webhooks.metrics import WebhookMetrics
 from webhooks.render import render
 from webhooks.settings import WebhookSettings

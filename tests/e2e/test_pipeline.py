@@ -32,7 +32,7 @@ from lago_python_client.models import (
     Subscription,
 )
 
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 from support.services import ServiceProcess, free_port, service_env
 

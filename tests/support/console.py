@@ -13,7 +13,7 @@ import aiohttp
 from playwright.async_api import Browser, Page, async_playwright
 
 from console.users import create_user
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 
 PASSWORD = "correct horse battery staple"

@@ -9,10 +9,10 @@ import subprocess
 from prometheus_client import CollectorRegistry
 
 from aggregator.metrics import AggregatorMetrics
-from ingest.metrics import IngestMetrics
 from invoicer.metrics import InvoicerMetrics
 from operations.exporter import DeploymentCollector
 from support.deploy_config import DEPLOY, metric_names, rule_expressions, used_names
+from web.metrics import IngestMetrics
 from webhooks.metrics import WebhookMetrics
 
 # Series Prometheus makes itself for every target.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import ClassVar, Self
 
+from billing.aggregations.event_values import numeric_property
 from billing.periods import BillingPeriod
 
 # Sums and weighted sums run in this context: 60 digits hold any sum of values below 1e30
@@ -31,14 +32,15 @@ class Aggregation(ABC):
     aggregation_type: ClassVar[str]
 
     @classmethod
-    @abstractmethod
     def initialize(cls, period: BillingPeriod) -> Self:
-        """An empty state for the period."""
+        """An empty state for the period (most states do not depend on it)."""
+        return cls()
 
     @classmethod
-    @abstractmethod
     def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
-        """What `add` needs from an event's properties; raises InvalidEvent if unusable."""
+        """What `add` needs from an event's properties (by default the numeric property
+        `field_name`); raises InvalidEvent if unusable."""
+        return numeric_property(properties, field_name)
 
     @abstractmethod
     def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:

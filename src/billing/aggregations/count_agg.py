@@ -15,7 +15,6 @@ from billing.aggregations.aggregation import (
     require_aware,
     require_type,
 )
-from billing.periods import BillingPeriod
 
 
 @dataclass(slots=True)
@@ -25,10 +24,6 @@ class CountAggregation(Aggregation):
     aggregation_type: ClassVar[str] = "count_agg"
 
     events_count: int = 0
-
-    @classmethod
-    def initialize(cls, period: BillingPeriod) -> Self:
-        return cls()
 
     @classmethod
     def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:

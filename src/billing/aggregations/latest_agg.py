@@ -19,8 +19,6 @@ from billing.aggregations.aggregation import (
     require_decimal,
     require_type,
 )
-from billing.aggregations.event_values import numeric_property
-from billing.periods import BillingPeriod
 
 # (timestamp, transaction_id, value): the greatest key is the latest event. Events with the
 # same timestamp are ordered by transaction_id, then value, so every replica and every merge
@@ -36,14 +34,6 @@ class LatestAggregation(Aggregation):
 
     latest: _Latest | None = None
     events_count: int = 0
-
-    @classmethod
-    def initialize(cls, period: BillingPeriod) -> Self:
-        return cls()
-
-    @classmethod
-    def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
-        return numeric_property(properties, field_name)
 
     def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
         candidate = (

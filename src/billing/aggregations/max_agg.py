@@ -17,8 +17,6 @@ from billing.aggregations.aggregation import (
     require_decimal,
     require_type,
 )
-from billing.aggregations.event_values import numeric_property
-from billing.periods import BillingPeriod
 
 
 @dataclass(slots=True)
@@ -29,14 +27,6 @@ class MaxAggregation(Aggregation):
 
     maximum: Decimal | None = None
     events_count: int = 0
-
-    @classmethod
-    def initialize(cls, period: BillingPeriod) -> Self:
-        return cls()
-
-    @classmethod
-    def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:
-        return numeric_property(properties, field_name)
 
     def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
         number = require_decimal(value, self.aggregation_type)

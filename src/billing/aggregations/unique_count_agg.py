@@ -16,7 +16,6 @@ from billing.aggregations.aggregation import (
     require_type,
 )
 from billing.aggregations.event_values import unique_property
-from billing.periods import BillingPeriod
 
 
 @dataclass(slots=True)
@@ -30,10 +29,6 @@ class UniqueCountAggregation(Aggregation):
 
     values: set[str] = field(default_factory=set)
     events_count: int = 0
-
-    @classmethod
-    def initialize(cls, period: BillingPeriod) -> Self:
-        return cls()
 
     @classmethod
     def event_value(cls, properties: Mapping[str, object] | None, field_name: str) -> EventValue:

@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from billing.aggregations import Aggregation, SumAggregation
+from billing.aggregations.sum_agg import KeptEvents
 from billing.charge_models import (
     graduated,
     graduated_percentage,
@@ -35,15 +36,16 @@ CHARGE_MODELS: Mapping[str, ChargeModel[Any]] = MappingProxyType(
 )
 
 
-def needs_event_amounts(charge_model: str, properties: Mapping[str, object]) -> bool:
-    """True when pricing the charge needs each event's value in time order, not only the
-    period's units: a percentage charge with free units or per-transaction bounds."""
+def kept_events(charge_model: str, properties: Mapping[str, object]) -> KeptEvents | None:
+    """Which of a period's events pricing the charge reads one by one, in time order (None
+    when the units and the events count are enough): a percentage charge with free units
+    reads the free prefix, one with per-transaction bounds every event."""
     if charge_model != "percentage":
-        return False
+        return None
     try:
-        return percentage.parse(properties).needs_events
+        return percentage.parse(properties).kept_events()
     except InvalidChargeProperties:
-        return False
+        return None
 
 
 def price_state(
@@ -65,6 +67,6 @@ __all__ = [
     "ChargeModel",
     "ChargeUsage",
     "TierCharge",
-    "needs_event_amounts",
+    "kept_events",
     "price_state",
 ]

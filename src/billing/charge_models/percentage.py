@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import accumulate
 
+from billing.aggregations.sum_agg import KeptEvents
 from billing.charge_models.charge_amount import ChargeAmount, ChargeUsage
 from billing.charge_models.properties import PropertyErrors, non_negative_decimal
 
@@ -43,6 +44,16 @@ class PercentageTerms:
     def needs_events(self) -> bool:
         """True when pricing needs each event's value (free units or per-transaction bounds)."""
         return bool(self.free_events or self.free_amount or self.bounded)
+
+    def kept_events(self) -> KeptEvents | None:
+        """Which events pricing reads one by one (None: only the units and the count)."""
+        if not self.needs_events:
+            return None
+        if self.bounded:
+            return KeptEvents()
+        if self.free_events:
+            return KeptEvents(first=self.free_events)
+        return KeptEvents(until_total=self.free_amount)
 
     @property
     def bounded(self) -> bool:

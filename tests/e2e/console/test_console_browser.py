@@ -126,7 +126,7 @@ async def _add_customer(page: Page) -> str:
 
 async def _assign_plan(page: Page) -> None:
     await page.get_by_text("Actions").click()
-    await page.get_by_role("menuitem", name="Assign a plan").click()
+    await page.locator("details.menu").get_by_role("link", name="Assign a plan").click()
     await page.get_by_label("Plan").select_option("team")
     await page.get_by_label("Subscription external ID").fill("sub-kolkata")
     await page.get_by_label("Subscription name").fill("Kolkata Team")

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ingest.service import IngestServer
-from ingest.settings import IngestSettings
+from gateway.service import IngestServer
 from meterflow.settings import Settings
 from support.console import Operator, make_operator
+from web.settings import IngestSettings
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 from meterflow.settings import Settings
 from support.console import Operator, call_api, csrf_of, sign_in
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 from support.console import Operator, call_api, csrf_of, sign_in
 
 
@@ -70,3 +70,41 @@ async def test_an_add_on_invoiced_from_the_console_with_its_pdf_and_credit_note(
         assert number in await page.text()
     async with http.get(invoice_url) as page:
         assert number in await page.text()
+
+
+async def test_a_coupon_and_prepaid_credits_from_the_actions_menu(
+    console_server: IngestServer, http: aiohttp.ClientSession, operator_factory: Callable[..., Any]
+) -> None:
+    operator: Operator = await operator_factory()
+    key, base = operator.api_key, console_server.url
+    coupon = {"name": "Welcome", "code": "welcome", "coupon_type": "fixed_amount"}
+    coupon |= {"amount_cents": 500, "amount_currency": "USD", "frequency": "once"}
+    coupon |= {"expiration": "no_expiration", "reusable": False}
+    await call_api(base, key, "POST", "coupons", {"coupon": coupon})
+    customer = {"external_id": "cust-us", "name": "US Inc", "currency": "USD"}
+    created = await call_api(base, key, "POST", "customers", {"customer": customer})
+    customer_url = f"{base}/console/customers/{created['customer']['lago_id']}"
+    await sign_in(http, base, operator)
+
+    async with http.get(f"{customer_url}/coupons/new") as page:
+        html = await page.text()
+        token = csrf_of(html)
+    assert "Welcome (welcome)" in html
+    form = {"csrf_token": token, "coupon_code": "welcome"}
+    async with http.post(f"{customer_url}/coupons/new", data=form) as response:
+        assert response.url.path.endswith("/coupons")
+        assert "Welcome" in await response.text() and "5.00 USD" in await response.text()
+    async with http.post(f"{customer_url}/coupons/new", data=form) as response:
+        assert response.status == 422
+        assert "already applied to this customer once" in await response.text()
+
+    wallet = {"csrf_token": token, "name": "Prepaid", "currency": "EUR", "rate_amount": "1"}
+    async with http.post(f"{customer_url}/wallets/new", data=wallet) as response:
+        assert response.status == 422
+        assert 'id="currency-error">Not the customer' in await response.text()
+    wallet |= {"currency": "USD", "paid_credits": "20", "granted_credits": "5"}
+    async with http.post(f"{customer_url}/wallets/new", data=wallet) as response:
+        html = await response.text()
+    assert response.url.path.endswith("/wallets") and "25.00 USD" in html
+    async with http.get(f"{customer_url}/edit") as page:
+        assert "Locked: a plan, coupon, wallet" in await page.text()

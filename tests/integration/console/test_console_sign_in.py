@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 from support.console import Operator, csrf_of, sign_in
 
 
@@ -120,3 +120,18 @@ async def test_another_organizations_customer_is_not_found(
                 assert "First's customer" not in await response.text()
         async with other.get(f"{console_server.url}/console/customers?q=first") as page:
             assert "first-only" not in await page.text()
+
+
+async def test_an_expired_session_opens_nothing_and_is_cleared_at_the_next_sign_in(
+    console_server: IngestServer,
+    http: aiohttp.ClientSession,
+    operator_factory: Callable[..., Any],
+    db: asyncpg.Connection,
+) -> None:
+    operator: Operator = await operator_factory()
+    await sign_in(http, console_server.url, operator)
+    await db.execute("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
+    async with http.get(f"{console_server.url}/console/customers") as page:
+        assert page.url.path == "/console/sign-in"
+    await sign_in(http, console_server.url, operator)
+    assert await db.fetchval("SELECT count(*) FROM console_sessions") == 1

@@ -15,12 +15,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from lago_python_client.client import Client
 
-from ingest.organizations import create_organization
-from ingest.service import IngestServer
-from ingest.settings import IngestSettings
+from gateway.organizations import create_organization
+from gateway.service import IngestServer
 from meterflow.catalog import CatalogRecord
 from meterflow.event_records import decode_record
 from meterflow.settings import Settings
+from web.settings import IngestSettings
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 from meterflow.catalog import CatalogKind
 from meterflow.settings import Settings
 

@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 
 Call = Callable[..., Any]
 

@@ -3,12 +3,20 @@ aggregator, and says so in Lago's error shape when it cannot answer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
+from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import Customer, Plan, Subscription
+
+from gateway.organizations import create_organization
+from gateway.service import IngestServer
+from meterflow.settings import Settings
+from support.services import free_port
 
 Call = Callable[..., Any]
 
@@ -47,5 +55,54 @@ async def test_current_usage_errors(tenant: Any, call: Call) -> None:
         "status": 503,
         "error": "Service Unavailable",
         "code": "aggregator_unavailable",
+        "error_details": {},
+    }
+
+
+async def test_an_aggregator_that_fails_is_a_500_not_unavailable(
+    settings: Settings, ingest_config: Callable[..., Any]
+) -> None:
+    # A stand-in for an aggregator worker whose usage view failed (the real worker's side is
+    # tests/integration/aggregator/test_aggregator_usage_failure.py): the API must not call
+    # that "unavailable".
+    async def failed(request: web.Request) -> web.Response:
+        body = {"status": 500, "error": "Internal Server Error", "code": "usage_failed"}
+        return web.json_response({**body, "error_details": {}}, status=500)
+
+    aggregator = web.Application()
+    aggregator.router.add_get("/current-usage/{external_subscription_id}", failed)
+    runner = web.AppRunner(aggregator)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        config = ingest_config(aggregator_url=f"http://127.0.0.1:{port}")
+        async with IngestServer(settings, config) as server:
+            _, key = await create_organization(settings, "Acme", "UTC")
+            lago = Client(api_key=key, api_url=server.url)
+            await asyncio.to_thread(lago.customers.create, Customer(external_id="alice"))
+            await asyncio.to_thread(
+                lago.plans.create,
+                Plan(
+                    name="Basic",
+                    code="basic",
+                    interval="monthly",
+                    amount_cents=100,
+                    amount_currency="EUR",
+                ),
+            )
+            await asyncio.to_thread(
+                lago.subscriptions.create,
+                Subscription(external_customer_id="alice", plan_code="basic", external_id="s"),
+            )
+            with pytest.raises(LagoApiError) as caught:
+                await asyncio.to_thread(lago.customers.current_usage, "alice", "s")
+    finally:
+        await runner.cleanup()
+    assert caught.value.status_code == 500
+    assert caught.value.response == {
+        "status": 500,
+        "error": "Internal Server Error",
+        "code": "usage_failed",
         "error_details": {},
     }

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 
 scalars = (
     st.none()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.integration.ingest.conftest import Tenant
 
-from ingest.service import IngestServer
+from gateway.service import IngestServer
 
 
 def lago_spec() -> Path:
@@ -84,6 +84,7 @@ async def test_schemathesis_finds_no_server_error(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
     text = output.decode("utf-8", "replace")

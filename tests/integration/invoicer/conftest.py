@@ -396,8 +396,8 @@ async def postgres_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
 @pytest.fixture
 async def lago_api(settings: Settings) -> AsyncIterator[Any]:
     """A real ingest server (the Lago API) on free ports, over this test's schema."""
-    from ingest.service import IngestServer
-    from ingest.settings import IngestSettings
+    from gateway.service import IngestServer
+    from web.settings import IngestSettings
 
     server = IngestServer(
         settings, IngestSettings(host="127.0.0.1", port=0, metrics_port=0, outbox_interval=0.5)

@@ -14,10 +14,10 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 
-from ingest.organizations import create_organization
-from ingest.service import IngestServer
-from ingest.settings import IngestSettings
+from gateway.organizations import create_organization
+from gateway.service import IngestServer
 from meterflow.settings import Settings
+from web.settings import IngestSettings
 
 
 def utc(*args: int) -> datetime:

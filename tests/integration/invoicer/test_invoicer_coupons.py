@@ -13,7 +13,7 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.models import AppliedCoupon, Coupon, Tax
 
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from invoicer import repository
 from invoicer.closed_period import parse_period_closed
 from invoicer.pricing import price_period

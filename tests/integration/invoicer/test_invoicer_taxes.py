@@ -10,7 +10,7 @@ from typing import Any
 from lago_python_client.client import Client
 from lago_python_client.models import Customer, Plan, Tax
 
-from ingest.organizations import create_organization
+from gateway.organizations import create_organization
 from meterflow.settings import Settings
 
 from .conftest import call

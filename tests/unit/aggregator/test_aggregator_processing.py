@@ -17,7 +17,7 @@ from aggregator.markers import SEGMENT_LIMIT, DedupeMarkers, marker_hash
 from aggregator.processing import BatchResult, EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
-from meterflow.event_records import encode_pack, partition_for
+from meterflow.event_records import encode_pack, partition_for, position
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 JAN_10 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
@@ -336,3 +336,20 @@ def test_a_subscription_with_a_huge_batch_writes_bounded_marker_segments(
     assert recovered.seen(ledger_key("o1", "s1"), marker_hash("t49-99"))
     full = {"p": 0, "d": 20_000, "h": markers_module._pack(list(range(SEGMENT_LIMIT)))}
     assert len(orjson.dumps(full)) < 512 * 1024
+
+
+def test_a_copy_requeued_from_the_dead_letters_counts_once(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """The dead-lettered original set a marker; its requeued copy is let through once (the
+    ledger records it), a second requeue of the same original is a duplicate."""
+    processor, _ledgers, _ = make(domain, catalog)
+    first = apply(processor, [message(0, "a", code="unknown_metric")], NOW)
+    assert first.counts["dead_letter:no_charge_for_code"] == 1
+    original = (0, position(0, 0))
+    copy = message(1, "a", code="unknown_metric")
+    requeued = SourceMessage(0, 1, copy.key, copy.value, copy.timestamp_ms, original)
+    again = SourceMessage(0, 2, copy.key, copy.value, copy.timestamp_ms, original)
+    result = apply(processor, [requeued, again], NOW)
+    assert result.counts["dead_letter:no_charge_for_code"] == 1
+    assert result.counts["duplicate"] == 1

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from billing.aggregations import SumAggregation
-from billing.charge_models import CHARGE_MODELS, needs_event_amounts, price_state
+from billing.aggregations.sum_agg import KeptEvents
+from billing.charge_models import CHARGE_MODELS, kept_events, price_state
 from billing.errors import InvalidChargeProperties
 from billing.periods import BillingPeriod
 
@@ -441,12 +442,15 @@ def test_percentage_with_free_units_and_no_events_costs_nothing() -> None:
     assert priced.amount == 0
 
 
-def test_only_percentage_with_free_units_or_bounds_needs_event_amounts() -> None:
-    assert needs_event_amounts("percentage", PERCENTAGE_DOC)
-    assert needs_event_amounts("percentage", {"rate": "1", "per_transaction_max_amount": "2"})
-    assert not needs_event_amounts("percentage", {"rate": "1", "fixed_amount": "1"})
-    assert not needs_event_amounts("percentage", {"rate": "x"})
-    assert not needs_event_amounts("standard", STANDARD_DOC)
+def test_percentage_with_free_units_or_bounds_keeps_the_events_it_reads() -> None:
+    assert kept_events("percentage", PERCENTAGE_DOC) == KeptEvents(first=3)
+    free_total = {"rate": "1", "free_units_per_total_aggregation": "250"}
+    assert kept_events("percentage", free_total) == KeptEvents(until_total=D(250))
+    bounded = {"rate": "1", "free_units_per_events": 2, "per_transaction_max_amount": "2"}
+    assert kept_events("percentage", bounded) == KeptEvents()
+    assert kept_events("percentage", {"rate": "1", "fixed_amount": "1"}) is None
+    assert kept_events("percentage", {"rate": "x"}) is None
+    assert kept_events("standard", STANDARD_DOC) is None
 
 
 def test_price_state_feeds_a_kept_sum_event_by_event() -> None:

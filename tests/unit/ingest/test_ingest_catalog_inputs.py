@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from ingest.billable_metrics import parse_metric
-from ingest.customers import parse_customer
-from ingest.errors import ValidationFailed
+from resources.billable_metrics import parse_metric
+from resources.customers import parse_customer
+from web.errors import ValidationFailed
 
 
 def _details(fn: Any, *args: Any) -> dict[str, Any]:

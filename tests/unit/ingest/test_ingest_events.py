@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.errors import ValidationFailed
 from ingest.events import Accepted, event_body, validate_event, wire_message
-from ingest.repository import Organization
 from meterflow.event_records import partition_for
+from web.context import Organization
+from web.errors import ValidationFailed
 
 RECEIVED = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 ORG = Organization(

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from ingest.key_cache import KeyCache
-from ingest.repository import Organization
+from web.context import Organization
+from web.key_cache import KeyCache
 
 ACME = Organization(id=uuid.uuid4(), name="Acme", timezone="UTC")
 GLOBEX = Organization(id=uuid.uuid4(), name="Globex", timezone="Asia/Tokyo")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.errors import ValidationFailed
-from ingest.payload import Fields, is_timezone, pagination_meta, parse_instant
+from web.errors import ValidationFailed
+from web.payload import Fields, is_timezone, pagination_meta, parse_instant
 
 
 def test_fields_gather_every_problem_at_once() -> None:

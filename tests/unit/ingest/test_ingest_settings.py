@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.auth import key_digest, new_api_key
-from ingest.settings import IngestSettings
 from meterflow.errors import ConfigurationError
+from web.auth import key_digest, new_api_key
+from web.settings import IngestSettings
 
 
 def test_defaults() -> None:

@@ -1,0 +1,11 @@
+"""The route table of the event intake, for the gateway to mount."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ingest import event_debugger, events
+
+
+def routes() -> list[web.RouteDef]:
+    return [*events.routes(), *event_debugger.routes()]

@@ -1,0 +1,496 @@
+"""`/api/v1/coupons` and `/api/v1/applied_coupons`: discounts, and the customers they
+are applied to.
+
+How the invoicer uses them (`invoicer.pricing`): every invoice takes the customer's active
+applied coupons, oldest first, off its fees before taxes. A `once` fixed amount carries
+what it did not use to the next invoices; a `recurring` one loses a period per invoice it
+reduces (its unused value in that period is lost); a `forever` one never runs out; a
+`once` percentage ends after one invoice. The new state is written in the transaction
+that inserts the invoice, so a replayed period cannot consume a coupon twice.
+
+Expiry (`expiration` `time_limit`): once `expiration_at` has passed, or once the coupon is
+deleted, it can no longer be applied; customers it was applied to keep it (as Lago's
+`terminated_at` says), except that deleting a coupon terminates its applications, as
+Lago's deletion does. Plan and billable-metric limits (`applies_to`) are not supported.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from meterflow import db
+from meterflow.db import Conn
+from resources import applied_coupons, customers, database
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
+    INVALID,
+    MANDATORY,
+    Fields,
+    currency,
+    iso,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
+
+_COUPON = {
+    "name",
+    "code",
+    "description",
+    "coupon_type",
+    "amount_cents",
+    "amount_currency",
+    "reusable",
+    "percentage_rate",
+    "frequency",
+    "frequency_duration",
+    "expiration",
+    "expiration_at",
+    "applies_to",
+}
+_APPLIED = {
+    "external_customer_id",
+    "coupon_code",
+    "frequency",
+    "frequency_duration",
+    "amount_cents",
+    "amount_currency",
+    "percentage_rate",
+}
+# What an applied coupon's update may still change (Lago's rule).
+_ALWAYS_EDITABLE = ("name", "description", "expiration", "expiration_at")
+COUPON_TYPES = ("fixed_amount", "percentage")
+FREQUENCIES = ("once", "recurring", "forever")
+EXPIRATIONS = ("no_expiration", "time_limit")
+
+
+def _rate_text(rate: Decimal | None) -> str | None:
+    if rate is None:
+        return None
+    return str(rate.normalize() + Decimal("0.0"))
+
+
+def _expired(row: asyncpg.Record, now: datetime) -> bool:
+    at: datetime | None = row["expiration_at"]
+    return row["expiration"] == "time_limit" and at is not None and at <= now
+
+
+def coupon_body(row: asyncpg.Record) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    terminated_at = row["terminated_at"] or (row["expiration_at"] if _expired(row, now) else None)
+    return {
+        "lago_id": str(row["id"]),
+        "name": row["name"],
+        "code": row["code"],
+        "description": row["description"],
+        "coupon_type": row["coupon_type"],
+        "amount_cents": row["amount_cents"],
+        "amount_currency": row["amount_currency"],
+        "reusable": row["reusable"],
+        "limited_plans": False,
+        "plan_codes": [],
+        "limited_billable_metrics": False,
+        "billable_metric_codes": [],
+        "percentage_rate": _rate_text(row["percentage_rate"]),
+        "frequency": row["frequency"],
+        "frequency_duration": row["frequency_duration"],
+        "expiration": row["expiration"],
+        "expiration_at": iso(row["expiration_at"]),
+        "created_at": iso(row["created_at"]),
+        "terminated_at": iso(terminated_at),
+    }
+
+
+def applied_coupon_body(row: asyncpg.Record) -> dict[str, Any]:
+    remaining = row["amount_cents_remaining"]
+    if remaining is None and row["frequency"] == "once" and row["amount_cents"] is not None:
+        remaining = row["amount_cents"]
+    return {
+        "lago_id": str(row["id"]),
+        "lago_coupon_id": str(row["coupon_id"]),
+        "coupon_code": row["coupon_code"],
+        "coupon_name": row["coupon_name"],
+        "coupon_status": "terminated" if row["coupon_deleted_at"] else row["coupon_status"],
+        "coupon_deleted_at": iso(row["coupon_deleted_at"]),
+        "lago_customer_id": str(row["customer_id"]),
+        "external_customer_id": row["external_customer_id"],
+        "status": row["status"],
+        "amount_cents": row["amount_cents"],
+        "amount_cents_remaining": remaining if row["amount_cents"] is not None else None,
+        "amount_currency": row["amount_currency"],
+        "percentage_rate": _rate_text(row["percentage_rate"]),
+        "frequency": row["frequency"],
+        "frequency_duration": row["frequency_duration"],
+        "frequency_duration_remaining": row["frequency_duration_remaining"],
+        "expiration_at": iso(row["expiration_at"]),
+        "created_at": iso(row["created_at"]),
+        "terminated_at": iso(row["terminated_at"]),
+        "credits": [],
+    }
+
+
+def _terms(fields: Fields, merged: dict[str, Any]) -> None:
+    """Check the discount terms as a whole: each type and frequency has what it needs."""
+    if merged.get("coupon_type") == "fixed_amount":
+        for name in ("amount_cents", "amount_currency"):
+            if merged.get(name) is None and name not in fields.errors:
+                fields.add(name, MANDATORY)
+        merged["percentage_rate"] = None
+    elif merged.get("coupon_type") == "percentage":
+        if merged.get("percentage_rate") is None and "percentage_rate" not in fields.errors:
+            fields.add("percentage_rate", MANDATORY)
+        merged["amount_cents"] = merged["amount_currency"] = None
+    if merged.get("frequency") == "recurring":
+        if merged.get("frequency_duration") is None and "frequency_duration" not in fields.errors:
+            fields.add("frequency_duration", MANDATORY)
+    else:
+        merged["frequency_duration"] = None
+
+
+def parse_coupon(
+    raw: dict[str, Any], current: asyncpg.Record | None, *, applied: bool = False
+) -> dict[str, Any]:
+    """The coupon after this input; raises ValidationFailed. Once a coupon has been
+    applied, only its name, description and expiry change (the rest is ignored)."""
+    fields = Fields(raw, _COUPON)
+    creating = current is None
+
+    def required(name: str) -> bool:
+        # Lago sets a field an update names, null included, and a coupon cannot be without
+        # these: a null is refused as missing, never written.
+        return creating or fields.has(name)
+
+    given: dict[str, Any] = {
+        "name": fields.text("name", required=required("name")),
+        "code": fields.text("code", required=required("code")),
+        "description": fields.text("description", max_length=10_000),
+        "coupon_type": fields.text(
+            "coupon_type", required=required("coupon_type"), choices=COUPON_TYPES
+        ),
+        "amount_cents": fields.integer("amount_cents", minimum=0),
+        "amount_currency": currency(fields, "amount_currency"),
+        "percentage_rate": fields.decimal(
+            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
+        ),
+        "reusable": fields.flag("reusable"),
+        "frequency": fields.text("frequency", required=required("frequency"), choices=FREQUENCIES),
+        "frequency_duration": fields.integer("frequency_duration", minimum=1),
+        "expiration": fields.text(
+            "expiration", required=required("expiration"), choices=EXPIRATIONS
+        ),
+        "expiration_at": fields.instant("expiration_at"),
+    }
+    applies_to = fields.mapping("applies_to")
+    if applies_to and any(applies_to.get(k) for k in ("plan_codes", "billable_metric_codes")):
+        fields.add("applies_to", "not_supported")
+    merged: dict[str, Any] = (
+        {"reusable": True, "description": None, "expiration_at": None}
+        if current is None
+        else {name: current[name] for name in COUPON_COLUMNS}
+    )
+    editable = _ALWAYS_EDITABLE if applied else tuple(given)
+    merged.update({k: v for k, v in given.items() if fields.has(k) and k in editable})
+    if merged.get("reusable") is None:
+        merged["reusable"] = True
+    _terms(fields, merged)
+    if merged.get("expiration") == "time_limit":
+        at = merged.get("expiration_at")
+        if at is None and "expiration_at" not in fields.errors:
+            fields.add("expiration_at", MANDATORY)
+        elif at is not None and fields.has("expiration_at") and at <= datetime.now(UTC):
+            fields.add("expiration_at", "invalid_date")
+    else:
+        merged["expiration_at"] = None
+    fields.check()
+    return merged
+
+
+async def create(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    columns = parse_coupon(await read_wrapped(request, "coupon"), None)
+    async with db.unit_of_work(ctx.db) as conn:
+        await database.claim_name(conn, org.id, "coupon", columns["code"])
+        if await coupon_by_code(conn, org.id, columns["code"]) is not None:
+            raise ValidationFailed({"code": ["value_already_exist"]})
+        row = await insert_coupon(conn, org.id, columns)
+    return ok({"coupon": coupon_body(row)})
+
+
+async def update(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    raw = await read_wrapped(request, "coupon")
+    async with db.unit_of_work(ctx.db) as conn:
+        current = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
+        if current is None:
+            raise NotFound("coupon")
+        applied = await coupon_applied(conn, current["id"])
+        columns = parse_coupon(raw, current, applied=applied)
+        if columns["code"] != current["code"]:
+            await database.claim_name(conn, org.id, "coupon", columns["code"])
+            if await coupon_by_code(conn, org.id, columns["code"]) is not None:
+                raise ValidationFailed({"code": ["value_already_exist"]})
+        row = await update_coupon(conn, current["id"], columns)
+    return ok({"coupon": coupon_body(row)})
+
+
+async def find(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with ctx.db.acquire() as conn:
+        row = await coupon_by_code(conn, org.id, request.match_info["code"])
+    if row is None:
+        raise NotFound("coupon")
+    return ok({"coupon": coupon_body(row)})
+
+
+async def find_all(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    async with ctx.db.acquire() as conn:
+        rows, total = await list_coupons(conn, org.id, per_page, (page - 1) * per_page)
+    return ok(
+        {"coupons": [coupon_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
+    )
+
+
+async def destroy(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
+        if row is None:
+            raise NotFound("coupon")
+        deleted = await delete_coupon(conn, row["id"])
+    return ok({"coupon": coupon_body(deleted)})
+
+
+async def apply(request: web.Request) -> web.Response:
+    raw = await read_wrapped(request, "applied_coupon")
+    body = await apply_coupon(context(request), organization(request), raw)
+    return ok({"applied_coupon": body})
+
+
+async def apply_coupon(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply a coupon to a customer, with optional overrides of its amount, rate and
+    frequency. 404 for an unknown customer, or a coupon unknown, deleted or expired
+    (Lago looks among active coupons only); 422 `coupon_is_not_reusable` for a second
+    application of a non-reusable coupon (even once the first has ended, as in Lago),
+    `currencies_does_not_match` for a fixed amount in another currency than the
+    customer's."""
+    fields = Fields(raw, _APPLIED)
+    external_customer_id = fields.text("external_customer_id", required=True)
+    coupon_code = fields.text("coupon_code", required=True)
+    overrides: dict[str, Any] = {
+        "frequency": fields.text("frequency", choices=FREQUENCIES),
+        "frequency_duration": fields.integer("frequency_duration", minimum=1),
+        "amount_cents": fields.integer("amount_cents", minimum=0),
+        "amount_currency": currency(fields, "amount_currency"),
+        "percentage_rate": fields.decimal(
+            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
+        ),
+    }
+    fields.check()
+    assert external_customer_id is not None and coupon_code is not None
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
+        if customer is None:
+            raise NotFound("customer")
+        coupon = await coupon_by_code(conn, org.id, coupon_code)
+        if coupon is None or coupon["status"] != "active" or _expired(coupon, datetime.now(UTC)):
+            raise NotFound("coupon")
+        terms = {name: coupon[name] for name in COUPON_COLUMNS}
+        terms.update({k: v for k, v in overrides.items() if fields.has(k)})
+        checked = Fields({}, ())
+        _terms(checked, terms)
+        checked.check()
+        if not coupon["reusable"] and await applied_coupons.applications_of(
+            conn, customer["id"], coupon["id"]
+        ):
+            raise ValidationFailed({"coupon": ["coupon_is_not_reusable"]})
+        if (
+            terms["coupon_type"] == "fixed_amount"
+            and customer["currency"] is not None
+            and terms["amount_currency"] != customer["currency"]
+        ):
+            raise ValidationFailed({"currency": ["currencies_does_not_match"]})
+        applied_id = await applied_coupons.insert_applied_coupon(
+            conn, org.id, {**terms, "coupon_id": coupon["id"], "customer_id": customer["id"]}
+        )
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return applied_coupon_body(row)
+
+
+async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    status = request.query.get("status") or None
+    if status is not None and status not in ("active", "terminated"):
+        raise ValidationFailed({"status": [INVALID]})
+    codes = request.query.getall("coupon_code[]", []) or None
+    async with ctx.db.acquire() as conn:
+        if (
+            external_customer_id is not None
+            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
+        ):
+            raise NotFound("customer")
+        rows, total = await applied_coupons.list_applied_coupons(
+            conn,
+            org.id,
+            external_customer_id=external_customer_id,
+            status=status,
+            coupon_codes=codes,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return ok(
+        {
+            "applied_coupons": [applied_coupon_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
+    )
+
+
+async def find_all_applied(request: web.Request) -> web.Response:
+    return await _list(request, request.query.get("external_customer_id") or None)
+
+
+async def find_all_of_customer(request: web.Request) -> web.Response:
+    return await _list(request, request.match_info["external_customer_id"])
+
+
+async def remove(request: web.Request) -> web.Response:
+    """Terminate one of the customer's applied coupons: later invoices no longer use it."""
+    ctx, org = context(request), organization(request)
+    try:
+        applied_id = uuid.UUID(request.match_info["applied_coupon_id"])
+    except ValueError:
+        raise NotFound("applied_coupon") from None
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, request.match_info["external_customer_id"], lock=True
+        )
+        if customer is None:
+            raise NotFound("customer")
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
+        if row is None or row["customer_id"] != customer["id"]:
+            raise NotFound("applied_coupon")
+        await applied_coupons.terminate_applied_coupon(conn, applied_id)
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return ok({"applied_coupon": applied_coupon_body(row)})
+
+
+COUPON_COLUMNS = (
+    "code",
+    "name",
+    "description",
+    "coupon_type",
+    "amount_cents",
+    "amount_currency",
+    "percentage_rate",
+    "frequency",
+    "frequency_duration",
+    "reusable",
+    "expiration",
+    "expiration_at",
+)
+
+
+async def coupon_by_code(
+    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = "SELECT * FROM coupons WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def insert_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
+    names = ", ".join(COUPON_COLUMNS)
+    params = ", ".join(f"${i}" for i in range(3, len(COUPON_COLUMNS) + 3))
+    row = await conn.fetchrow(
+        f"INSERT INTO coupons (id, organization_id, {names}) VALUES ($1, $2, {params}) RETURNING *",
+        uuid.uuid4(),
+        org,
+        *(columns[name] for name in COUPON_COLUMNS),
+    )
+    assert row is not None
+    return row
+
+
+async def update_coupon(
+    conn: Conn, coupon_id: uuid.UUID, columns: dict[str, Any]
+) -> asyncpg.Record:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(COUPON_COLUMNS, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE coupons SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
+        coupon_id,
+        *(columns[name] for name in COUPON_COLUMNS),
+    )
+    assert row is not None
+    return row
+
+
+async def delete_coupon(conn: Conn, coupon_id: uuid.UUID) -> asyncpg.Record:
+    """Soft-delete and terminate the coupon, and terminate its active applications."""
+    await conn.execute(
+        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
+        "updated_at = now() WHERE coupon_id = $1 AND status = 'active'",
+        coupon_id,
+    )
+    row = await conn.fetchrow(
+        "UPDATE coupons SET deleted_at = now(), status = 'terminated', "
+        "terminated_at = coalesce(terminated_at, now()), updated_at = now() "
+        "WHERE id = $1 RETURNING *",
+        coupon_id,
+    )
+    assert row is not None
+    return row
+
+
+async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM applied_coupons WHERE coupon_id = $1 LIMIT 1", coupon_id
+    )
+    return found is not None
+
+
+async def list_coupons(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL", org
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/coupons", create),
+        web.get("/api/v1/coupons", find_all),
+        web.get("/api/v1/coupons/{code}", find),
+        web.put("/api/v1/coupons/{code}", update),
+        web.delete("/api/v1/coupons/{code}", destroy),
+        web.post("/api/v1/applied_coupons", apply),
+        web.get("/api/v1/applied_coupons", find_all_applied),
+        web.get("/api/v1/customers/{external_customer_id}/applied_coupons", find_all_of_customer),
+        web.delete(
+            "/api/v1/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", remove
+        ),
+    ]

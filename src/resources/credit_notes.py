@@ -1,0 +1,502 @@
+"""`/api/v1/credit_notes`: create (items per fee, credit and refund amounts, reason), list
+(by customer, invoice, dates, statuses), find, update (refund status), estimate and void;
+and `/api/v1/customers/{id}/credit_notes`.
+
+Lago's rules: only a finalized invoice takes credit notes; an item credits at most what is
+left of its fee; coupons and taxes are prorated per item (`billing.credit_notes`); the
+credited plus the refunded amount equal the credit note's total; a refund needs a paid
+invoice. What is credited is the credit note's balance, consumed by the customer's next
+invoices (`read_model.credit_notes`), then `consumed`; voiding drops what is left.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from aiohttp import web
+
+from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amounts
+from billing.errors import InvalidInvoiceInput
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from resources import customers, records, subscriptions
+from resources.invoices import fee_body, invoice_row
+from web.context import context, organization
+from web.errors import NotAllowed, NotFound, ValidationFailed
+from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
+
+REASONS = (
+    "duplicated_charge",
+    "product_unsatisfactory",
+    "order_change",
+    "order_cancellation",
+    "fraudulent_charge",
+    "other",
+)
+REFUND_STATUSES = ("pending", "succeeded", "failed")
+CREDIT_STATUSES = ("available", "consumed", "voided")
+_CREATE = {
+    "invoice_id",
+    "reason",
+    "description",
+    "credit_amount_cents",
+    "refund_amount_cents",
+    "offset_amount_cents",
+    "items",
+    "metadata",
+}
+_ITEM = {"fee_id", "amount_cents"}
+
+
+def credit_note_body(
+    note: asyncpg.Record,
+    invoice: asyncpg.Record,
+    customer: asyncpg.Record,
+    items: list[asyncpg.Record],
+    external_subscription_id: str | None,
+) -> dict[str, Any]:
+    """The credit note as Lago shows it; `items` are fee rows with the item's `item_id` and
+    `item_amount_cents`."""
+    external_ids = {
+        "customer": customer["external_id"],
+        "subscription": external_subscription_id,
+    }
+    return {
+        "lago_id": str(note["id"]),
+        "billing_entity_code": None,
+        "sequential_id": note["sequential_id"],
+        "number": note["number"],
+        "lago_invoice_id": str(invoice["id"]),
+        "invoice_number": invoice["number"],
+        "issuing_date": note["issuing_date"].isoformat(),
+        "credit_status": note["credit_status"],
+        "refund_status": note["refund_status"],
+        "reason": note["reason"],
+        "description": note["description"],
+        "currency": note["currency"],
+        "total_amount_cents": note["total_amount_cents"],
+        "taxes_amount_cents": note["taxes_amount_cents"],
+        "taxes_rate": float(note["taxes_rate"]),
+        "sub_total_excluding_taxes_amount_cents": note["sub_total_excluding_taxes_amount_cents"],
+        "balance_amount_cents": note["balance_amount_cents"],
+        "credit_amount_cents": note["credit_amount_cents"],
+        "refund_amount_cents": note["refund_amount_cents"],
+        "offset_amount_cents": 0,
+        "coupons_adjustment_amount_cents": note["coupons_adjustment_amount_cents"],
+        "created_at": iso(note["created_at"]),
+        "updated_at": iso(note["updated_at"]),
+        "voided_at": iso(note["voided_at"]),
+        "file_url": None,
+        "self_billed": False,
+        "customer": records.customer_body(customer),
+        "metadata": note["metadata"],
+        "items": [
+            {
+                "lago_id": str(item["item_id"]),
+                "amount_cents": item["item_amount_cents"],
+                "amount_currency": note["currency"],
+                "fee": fee_body(item, invoice, external_ids),
+            }
+            for item in items
+        ],
+        "applied_taxes": [
+            {**tax, "lago_credit_note_id": str(note["id"])} for tax in note["applied_taxes"]
+        ],
+    }
+
+
+async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
+    invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", note["invoice_id"])
+    assert invoice is not None
+    customer = await customers.customer_by_id(conn, note["customer_id"])
+    rows = await conn.fetch(
+        "SELECT i.id AS item_id, i.amount_cents AS item_amount_cents, f.* "
+        "FROM credit_note_items i JOIN fees f ON f.id = i.fee_id "
+        "WHERE i.credit_note_id = $1 ORDER BY f.position",
+        note["id"],
+    )
+    external_subscription = None
+    if invoice["subscription_id"] is not None:
+        external_subscription = (
+            await subscriptions.subscription_by_id(conn, invoice["subscription_id"])
+        )["external_id"]
+    return credit_note_body(note, invoice, customer, list(rows), external_subscription)
+
+
+async def _fees(conn: Conn, invoice_id: uuid.UUID) -> dict[str, asyncpg.Record]:
+    """The invoice's fees with what earlier credit notes (not voided) credited of each."""
+    rows = await conn.fetch(
+        "SELECT f.*, coalesce((SELECT sum(i.amount_cents) FROM credit_note_items i "
+        "JOIN credit_notes cn ON cn.id = i.credit_note_id "
+        "WHERE i.fee_id = f.id AND cn.credit_status IS DISTINCT FROM 'voided'), 0) AS credited "
+        "FROM fees f WHERE f.invoice_id = $1 ORDER BY f.position",
+        invoice_id,
+    )
+    return {str(r["id"]): r for r in rows}
+
+
+def _credited(fee: asyncpg.Record, rates: dict[str, Decimal]) -> CreditedFee:
+    """The fee with its taxes' rates as the invoice applied them."""
+    codes = sorted((fee["applied_taxes"] or {}).keys())
+    return CreditedFee(
+        str(fee["id"]),
+        fee["amount_cents"],
+        fee["precise_coupons_amount_cents"],
+        int(fee["credited"]),
+        tuple((code, rates.get(code, Decimal(0))) for code in codes),
+    )
+
+
+def _metadata(fields: Fields) -> dict[str, str | None] | None:
+    """Lago's credit note metadata: an object of short strings (or nulls) by key."""
+    raw = fields.mapping("metadata")
+    if raw is None:
+        return None
+    if len(raw) > 50 or not all(
+        isinstance(k, str)
+        and len(k) <= 255
+        and (v is None or (isinstance(v, str) and len(v) <= 255))
+        for k, v in raw.items()
+    ):
+        fields.add("metadata", INVALID)
+        return None
+    return raw
+
+
+def _items(fields: Fields, raw: list[Any]) -> list[tuple[str, int]]:
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            fields.add(f"items.{i}", INVALID)
+            continue
+        entry = Fields(item, _ITEM, prefix=f"items.{i}.")
+        fee_id = entry.text("fee_id", required=True)
+        cents = entry.integer("amount_cents", required=True, minimum=1)
+        fields.merge(entry.errors)
+        if fee_id is not None and cents is not None:
+            out.append((fee_id, cents))
+    return out
+
+
+async def _amounts(
+    conn: Conn, invoice: asyncpg.Record, items: list[tuple[str, int]]
+) -> tuple[CreditNoteAmounts, list[tuple[asyncpg.Record, int]]]:
+    """The credit note's amounts over the invoice's fees; 422 naming the bad item."""
+    fees = await _fees(conn, invoice["id"])
+    rates = {t["tax_code"]: Decimal(t["tax_rate"]) for t in invoice["applied_taxes"]}
+    chosen: list[tuple[asyncpg.Record, int]] = []
+    credited: list[tuple[CreditedFee, int]] = []
+    errors: dict[str, list[str]] = {}
+    for i, (fee_id, cents) in enumerate(items):
+        fee = fees.get(fee_id)
+        if fee is None:
+            raise NotFound("fee")
+        credited.append((_credited(fee, rates), cents))
+        if cents > credited[-1][0].creditable_cents:
+            errors[f"items.{i}.amount_cents"] = ["higher_than_remaining_fee_amount"]
+        chosen.append((fee, cents))
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        amounts = credit_note_amounts(credited)
+    except InvalidInvoiceInput:
+        raise ValidationFailed({"items": [INVALID]}) from None
+    return amounts, chosen
+
+
+def _applied_taxes(invoice: asyncpg.Record, amounts: CreditNoteAmounts) -> list[dict[str, Any]]:
+    by_code = {t["tax_code"]: t for t in invoice["applied_taxes"]}
+    return [
+        {
+            "lago_id": str(uuid.uuid4()),
+            "lago_tax_id": by_code[t.code]["lago_tax_id"],
+            "tax_name": by_code[t.code]["tax_name"],
+            "tax_code": t.code,
+            "tax_rate": float(t.rate),
+            "tax_description": by_code[t.code]["tax_description"],
+            "base_amount_cents": int(t.base_cents.to_integral_value()),
+            "amount_cents": t.amount_cents,
+            "amount_currency": invoice["currency"],
+        }
+        for t in amounts.taxes
+        if t.code in by_code
+    ]
+
+
+async def _creditable_invoice(conn: Conn, org: uuid.UUID, raw_id: Any) -> asyncpg.Record:
+    invoice = await invoice_row(conn, org, str(raw_id or ""), lock=True)
+    if invoice["status"] != "finalized":
+        raise NotAllowed(code="invalid_invoice_status")
+    return invoice
+
+
+async def create(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "credit_note"), _CREATE)
+    invoice_id = fields.text("invoice_id", required=True)
+    reason = fields.text("reason", choices=REASONS) or "other"
+    description = fields.text("description", max_length=10_000)
+    credit = fields.integer("credit_amount_cents", minimum=0) or 0
+    refund = fields.integer("refund_amount_cents", minimum=0) or 0
+    if fields.integer("offset_amount_cents", minimum=0):
+        fields.add("offset_amount_cents", "not_supported")
+    items = _items(fields, fields.array("items", required=True) or [])
+    metadata = _metadata(fields)
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await _creditable_invoice(conn, org.id, invoice_id)
+        amounts, chosen = await _amounts(conn, invoice, items)
+        if credit + refund != amounts.total_cents:
+            raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
+        if refund and invoice["payment_status"] != "succeeded":
+            raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
+        note = await _insert(conn, org.id, invoice, reason, description, credit, refund, amounts)
+        if metadata:
+            await conn.execute(
+                "UPDATE credit_notes SET metadata = $2 WHERE id = $1", note["id"], metadata
+            )
+        for fee, cents in chosen:
+            await conn.execute(
+                "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
+                "precise_amount_cents) VALUES ($1, $2, $3, $4::bigint, $4::bigint::numeric)",
+                uuid.uuid4(),
+                note["id"],
+                fee["id"],
+                cents,
+            )
+        body = await _body(conn, note)
+        await webhook_outbox.emit(conn, org.id, "credit_note.created", note["id"], body)
+    return ok({"credit_note": body})
+
+
+async def _insert(
+    conn: Conn,
+    org: uuid.UUID,
+    invoice: asyncpg.Record,
+    reason: str,
+    description: str | None,
+    credit: int,
+    refund: int,
+    amounts: CreditNoteAmounts,
+) -> asyncpg.Record:
+    customer = await customers.customer_by_id(conn, invoice["customer_id"])
+    tz = ZoneInfo(customer["timezone"] or customer["organization_timezone"] or "UTC")
+    sequence = await conn.fetchval(
+        "SELECT coalesce(max(sequential_id), 0) + 1 FROM credit_notes WHERE invoice_id = $1",
+        invoice["id"],
+    )
+    row = await conn.fetchrow(
+        "INSERT INTO credit_notes (id, organization_id, customer_id, invoice_id, sequential_id, "
+        "number, reason, description, credit_status, refund_status, currency, issuing_date, "
+        "taxes_rate, taxes_amount_cents, precise_taxes_amount_cents, "
+        "coupons_adjustment_amount_cents, precise_coupons_adjustment_amount_cents, "
+        "sub_total_excluding_taxes_amount_cents, total_amount_cents, credit_amount_cents, "
+        "refund_amount_cents, balance_amount_cents, applied_taxes) VALUES ($1, $2, $3, $4, $5, "
+        "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $20, $22) "
+        "RETURNING *",
+        uuid.uuid4(),
+        org,
+        invoice["customer_id"],
+        invoice["id"],
+        sequence,
+        f"{invoice['number']}-CN{sequence:03d}",
+        reason,
+        description,
+        "available" if credit else None,
+        "pending" if refund else None,
+        invoice["currency"],
+        datetime.now(UTC).astimezone(tz).date(),
+        amounts.taxes_rate,
+        amounts.taxes_cents,
+        amounts.taxes_precise,
+        amounts.coupons_adjustment_cents,
+        amounts.coupons_adjustment_precise,
+        amounts.sub_total_excluding_taxes_cents,
+        amounts.total_cents,
+        credit,
+        refund,
+        _applied_taxes(invoice, amounts),
+    )
+    assert row is not None
+    return row
+
+
+async def estimate(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "credit_note"), {"invoice_id", "items"})
+    invoice_id = fields.text("invoice_id", required=True)
+    items = _items(fields, fields.array("items", required=True) or [])
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await _creditable_invoice(conn, org.id, invoice_id)
+        amounts, chosen = await _amounts(conn, invoice, items)
+    paid = invoice["payment_status"] == "succeeded"
+    return ok(
+        {
+            "estimated_credit_note": {
+                "lago_invoice_id": str(invoice["id"]),
+                "invoice_number": invoice["number"],
+                "currency": invoice["currency"],
+                "taxes_amount_cents": amounts.taxes_cents,
+                "precise_taxes_amount_cents": str(amounts.taxes_precise),
+                "taxes_rate": float(amounts.taxes_rate),
+                "sub_total_excluding_taxes_amount_cents": amounts.sub_total_excluding_taxes_cents,
+                "max_creditable_amount_cents": amounts.total_cents,
+                "max_refundable_amount_cents": amounts.total_cents if paid else 0,
+                "max_offsettable_amount_cents": 0,
+                "coupons_adjustment_amount_cents": amounts.coupons_adjustment_cents,
+                "precise_coupons_adjustment_amount_cents": str(amounts.coupons_adjustment_precise),
+                "items": [
+                    {"lago_fee_id": str(fee["id"]), "amount_cents": cents} for fee, cents in chosen
+                ],
+                "applied_taxes": _applied_taxes(invoice, amounts),
+            }
+        }
+    )
+
+
+async def _note(conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False) -> asyncpg.Record:
+    try:
+        note_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound("credit_note") from None
+    row = await conn.fetchrow(
+        "SELECT * FROM credit_notes WHERE id = $1 AND organization_id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        note_id,
+        org,
+    )
+    if row is None:
+        raise NotFound("credit_note")
+    return row
+
+
+async def find(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with ctx.db.acquire() as conn:
+        body = await _body(conn, await _note(conn, org.id, request.match_info["lago_id"]))
+    return ok({"credit_note": body})
+
+
+async def update(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "credit_note"), {"refund_status", "metadata"})
+    refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
+    metadata = _metadata(fields)
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
+        if not note["refund_amount_cents"]:
+            raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
+        updated = await conn.fetchrow(
+            "UPDATE credit_notes SET refund_status = $2, metadata = coalesce($3, metadata), "
+            "updated_at = now() WHERE id = $1 RETURNING *",
+            note["id"],
+            refund_status,
+            metadata,
+        )
+        assert updated is not None
+        body = await _body(conn, updated)
+    return ok({"credit_note": body})
+
+
+async def void(request: web.Request) -> web.Response:
+    """Void what is left to credit; only a credit note with an available balance can be."""
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
+        if note["credit_status"] != "available":
+            raise NotAllowed(code="no_voidable_amount")
+        voided = await conn.fetchrow(
+            "UPDATE credit_notes SET credit_status = 'voided', balance_amount_cents = 0, "
+            "voided_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
+            note["id"],
+        )
+        assert voided is not None
+        body = await _body(conn, voided)
+    return ok({"credit_note": body})
+
+
+def _filters(request: web.Request) -> tuple[Any, ...]:
+    q = request.query
+    errors: dict[str, list[str]] = {}
+    dates: list[date | None] = []
+    for name in ("issuing_date_from", "issuing_date_to"):
+        try:
+            dates.append(date.fromisoformat(q[name]) if q.get(name) else None)
+        except ValueError:
+            errors[name] = ["invalid_date"]
+            dates.append(None)
+    for name, allowed in (
+        ("reason", REASONS),
+        ("credit_status", CREDIT_STATUSES),
+        ("refund_status", REFUND_STATUSES),
+    ):
+        if q.get(name) and q[name] not in allowed:
+            errors[name] = [INVALID]
+    if errors:
+        raise ValidationFailed(errors)
+    return (
+        request.match_info.get("external_customer_id") or q.get("external_customer_id") or None,
+        q.get("invoice_number") or None,
+        dates[0],
+        dates[1],
+        q.get("reason") or None,
+        q.get("credit_status") or None,
+        q.get("refund_status") or None,
+        q.get("currency") or None,
+    )
+
+
+async def find_all(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    async with ctx.db.acquire() as conn:
+        bodies, total = await list_credit_notes(
+            conn, org.id, _filters(request), per_page, (page - 1) * per_page
+        )
+    return ok({"credit_notes": bodies, "meta": pagination_meta(page, per_page, total)})
+
+
+async def list_credit_notes(
+    conn: Conn, org: uuid.UUID, filters: tuple[Any, ...], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of credit notes, newest first, and how many match. `filters`: external
+    customer id, invoice number, issued from, issued to, reason, credit status, refund
+    status, currency (None: any)."""
+    where = (
+        "FROM credit_notes cn JOIN customers c ON c.id = cn.customer_id "
+        "JOIN invoices i ON i.id = cn.invoice_id WHERE cn.organization_id = $1 "
+        "AND ($2::text IS NULL OR c.external_id = $2) AND ($3::text IS NULL OR i.number = $3) "
+        "AND ($4::date IS NULL OR cn.issuing_date >= $4) "
+        "AND ($5::date IS NULL OR cn.issuing_date <= $5) AND ($6::text IS NULL OR cn.reason = $6) "
+        "AND ($7::text IS NULL OR cn.credit_status = $7) "
+        "AND ($8::text IS NULL OR cn.refund_status = $8) "
+        "AND ($9::text IS NULL OR cn.currency = $9) "
+    )
+    args = (org, *filters)
+    total = await conn.fetchval("SELECT count(*) " + where, *args)
+    rows = await conn.fetch(
+        "SELECT cn.* " + where + "ORDER BY cn.created_at DESC, cn.id LIMIT $10 OFFSET $11",
+        *args,
+        limit,
+        offset,
+    )
+    return [await _body(conn, r) for r in rows], int(total)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/credit_notes", create),
+        web.get("/api/v1/credit_notes", find_all),
+        web.post("/api/v1/credit_notes/estimate", estimate),
+        web.get("/api/v1/credit_notes/{lago_id}", find),
+        web.put("/api/v1/credit_notes/{lago_id}", update),
+        web.put("/api/v1/credit_notes/{lago_id}/void", void),
+        web.get("/api/v1/customers/{external_customer_id}/credit_notes", find_all),
+    ]

@@ -1,0 +1,175 @@
+"""What can be done to an issued invoice: void it, change its payment status and metadata,
+and download its PDF (`file_url`, a secret link served without an API key, as Lago's
+presigned links are). Each change and its webhook commit together."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from resources import organizations
+from resources.invoice_pdf import render_invoice
+from resources.invoices import PAYMENT_STATUSES, extended_body, invoice_row
+from web.context import context, organization
+from web.errors import NotAllowed, NotFound, ValidationFailed
+from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
+
+_UPDATE = {"payment_status", "metadata"}
+_METADATA = {"id", "key", "value"}
+_VOID = {"generate_credit_note", "refund_amount", "credit_amount"}
+
+
+async def void(request: web.Request) -> web.Response:
+    """Void a finalized invoice that is not paid (Lago's rule without a body); the credit
+    note variant (`generate_credit_note`) is not supported."""
+    ctx, org = context(request), organization(request)
+    raw = await read_json(request) if request.can_read_body else {}
+    if raw:
+        fields = Fields(raw if isinstance(raw, dict) else {}, _VOID)
+        if fields.flag("generate_credit_note"):
+            fields.add("generate_credit_note", "not_supported")
+        fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        if invoice["status"] != "finalized" or invoice["payment_status"] == "succeeded":
+            raise NotAllowed(code="not_voidable")
+        voided = await conn.fetchrow(
+            "UPDATE invoices SET status = 'voided', voided_at = now(), updated_at = now() "
+            "WHERE id = $1 RETURNING *",
+            invoice["id"],
+        )
+        assert voided is not None
+        body = await extended_body(conn, voided)
+        await webhook_outbox.emit(conn, org.id, "invoice.voided", voided["id"], body)
+    return ok({"invoice": body})
+
+
+def _metadata(fields: Fields, raw: list[Any], current: list[dict[str, Any]]) -> list[Any]:
+    """The invoice's metadata after this input: an item with `id` updates that entry, one
+    without is added; entries not named are dropped (Lago replaces the list)."""
+    by_id = {m["lago_id"]: m for m in current}
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            fields.add(f"metadata.{i}", INVALID)
+            continue
+        entry = Fields(item, _METADATA, prefix=f"metadata.{i}.")
+        key = entry.text("key", required=True)
+        value = entry.text("value", required=True, max_length=140)
+        known = by_id.get(item.get("id") or "")
+        fields.merge(entry.errors)
+        out.append(
+            {
+                "lago_id": known["lago_id"] if known else str(uuid.uuid4()),
+                "key": key,
+                "value": value,
+                "created_at": known["created_at"] if known else iso(datetime.now(UTC)),
+            }
+        )
+    return out
+
+
+async def update(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "invoice"), _UPDATE)
+    payment_status = fields.text("payment_status", choices=PAYMENT_STATUSES)
+    raw_metadata = fields.array("metadata")
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        metadata = invoice["metadata"]
+        if raw_metadata is not None:
+            metadata = _metadata(fields, raw_metadata, invoice["metadata"])
+            fields.check()
+        if payment_status is not None and invoice["status"] == "draft":
+            raise ValidationFailed({"payment_status": ["invoice_not_finalized"]})
+        changed = payment_status is not None and payment_status != invoice["payment_status"]
+        updated = await conn.fetchrow(
+            "UPDATE invoices SET payment_status = coalesce($2, payment_status), metadata = $3, "
+            "updated_at = now() WHERE id = $1 RETURNING *",
+            invoice["id"],
+            payment_status,
+            metadata,
+        )
+        assert updated is not None
+        body = await extended_body(conn, updated)
+        if changed:
+            await webhook_outbox.emit(
+                conn, org.id, "invoice.payment_status_updated", updated["id"], body
+            )
+    return ok({"invoice": body})
+
+
+def _file_url(base_url: str, invoice_id: uuid.UUID, token: str) -> str:
+    return f"{base_url}/files/invoices/{invoice_id}/{token}.pdf"
+
+
+async def download(request: web.Request) -> web.Response:
+    """Render the PDF on the first download (announced by `invoice.generated`) and answer the
+    invoice with its `file_url`; a draft has no PDF yet (Lago answers it without one)."""
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        body = await invoice_file(conn, org.id, invoice, f"{request.scheme}://{request.host}")
+    return ok({"invoice": body})
+
+
+async def invoice_file(
+    conn: Conn, org: uuid.UUID, invoice: asyncpg.Record, base_url: str
+) -> dict[str, Any]:
+    """The invoice's extended body with the `file_url` of its PDF (under `base_url`),
+    rendered and stored the first time (in the caller's transaction, the invoice row
+    locked); a draft's body comes without one."""
+    body = await extended_body(conn, invoice)
+    if invoice["status"] == "draft":
+        return body
+    token = await conn.fetchval(
+        "SELECT token FROM invoice_files WHERE invoice_id = $1", invoice["id"]
+    )
+    if token is None:
+        issuer = (await organizations.organization_row(conn, org))["name"]
+        token = secrets.token_urlsafe(24)
+        await conn.execute(
+            "INSERT INTO invoice_files (invoice_id, token, pdf) VALUES ($1, $2, $3)",
+            invoice["id"],
+            token,
+            render_invoice(body, issuer),
+        )
+        body["file_url"] = _file_url(base_url, invoice["id"], token)
+        await webhook_outbox.emit(conn, org, "invoice.generated", invoice["id"], body)
+    body["file_url"] = _file_url(base_url, invoice["id"], token)
+    return body
+
+
+async def file(request: web.Request) -> web.Response:
+    """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
+    ctx = context(request)
+    try:
+        invoice_id = uuid.UUID(request.match_info["invoice_id"])
+    except ValueError:
+        raise NotFound("file") from None
+    async with ctx.db.acquire() as conn:
+        pdf = await conn.fetchval(
+            "SELECT pdf FROM invoice_files WHERE invoice_id = $1 AND token = $2",
+            invoice_id,
+            request.match_info["token"],
+        )
+    if pdf is None:
+        raise NotFound("file")
+    return web.Response(body=pdf, content_type="application/pdf")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.put("/api/v1/invoices/{lago_id}", update),
+        web.post("/api/v1/invoices/{lago_id}/void", void),
+        web.post("/api/v1/invoices/{lago_id}/download", download),
+        web.get("/files/invoices/{invoice_id}/{token}.pdf", file),
+    ]

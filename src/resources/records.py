@@ -1,0 +1,231 @@
+"""The API body of each catalog object, and its record for the catalog topic.
+
+A catalog record's body is the object exactly as the API returns it, so the aggregator
+reads the same fields a Lago client sees, plus a few that spare it a join (documented in
+the README): a subscription carries its plan's lago_id and interval and the customer's
+applicable timezone; a plan nests its charges with their billable metric's id and code.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.db import Conn
+from resources import billable_metrics, catalog_publisher, charges, customers, plans, subscriptions
+from web.payload import iso
+
+log = logging.getLogger(__name__)
+
+
+async def _enqueue(
+    conn: Conn, kind: CatalogKind, row: asyncpg.Record, body: dict[str, Any]
+) -> None:
+    deleted = "deleted_at" in row and row["deleted_at"] is not None
+    log.info(
+        "catalog.changed kind=%s lago_id=%s version=%d organization_id=%s deleted=%s",
+        kind.value,
+        row["id"],
+        row["version"],
+        row["organization_id"],
+        deleted,
+    )
+    await catalog_publisher.enqueue(
+        conn,
+        CatalogRecord(
+            kind=kind,
+            lago_id=str(row["id"]),
+            organization_id=str(row["organization_id"]),
+            version=row["version"],
+            body=None if deleted else body,
+        ),
+    )
+
+
+def customer_body(row: asyncpg.Record) -> dict[str, Any]:
+    a: dict[str, Any] = row["attributes"]
+    billing_configuration = {
+        "invoice_grace_period": None,
+        "payment_provider": None,
+        "payment_provider_code": None,
+        "provider_customer_id": None,
+        "sync": None,
+        "sync_with_provider": None,
+        "document_locale": None,
+        "provider_payment_methods": None,
+        **a.get("billing_configuration", {}),
+    }
+    shipping_address = {name: None for name in customers.ADDRESS_FIELDS} | a.get(
+        "shipping_address", {}
+    )
+    return {
+        "lago_id": str(row["id"]),
+        "sequential_id": row["sequential_id"],
+        "slug": f"CUST-{row['sequential_id']:05d}",
+        "external_id": row["external_id"],
+        **{name: a.get(name) for name in customers.CUSTOMER_TEXT_FIELDS},
+        "country": a.get("country"),
+        "currency": row["currency"],
+        "timezone": row["timezone"],
+        "applicable_timezone": row["timezone"] or row["organization_timezone"],
+        "account_type": a.get("account_type") or "customer",
+        "customer_type": a.get("customer_type"),
+        "net_payment_term": a.get("net_payment_term"),
+        "finalize_zero_amount_invoice": a.get("finalize_zero_amount_invoice") or "inherit",
+        "skip_invoice_custom_sections": bool(a.get("skip_invoice_custom_sections")),
+        "billing_configuration": billing_configuration,
+        "shipping_address": shipping_address,
+        "metadata": a.get("metadata", []),
+        "integration_customers": [],
+        "taxes": [],
+        "applicable_invoice_custom_sections": [],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+async def enqueue_customer(conn: Conn, customer_id: uuid.UUID) -> dict[str, Any]:
+    """Queue the customer's catalog record; returns its API body."""
+    row = await customers.customer_by_id(conn, customer_id)
+    body = customer_body(row)
+    await catalog_publisher.enqueue(
+        conn,
+        CatalogRecord(
+            kind=CatalogKind.CUSTOMER,
+            lago_id=str(row["id"]),
+            organization_id=str(row["organization_id"]),
+            version=row["version"],
+            body=None if row["deleted_at"] is not None else body,
+        ),
+    )
+    return body
+
+
+def billable_metric_body(row: asyncpg.Record) -> dict[str, Any]:
+    a: dict[str, Any] = row["attributes"]
+    return {
+        "lago_id": str(row["id"]),
+        "name": row["name"],
+        "code": row["code"],
+        "description": a.get("description"),
+        "aggregation_type": row["aggregation_type"],
+        "field_name": row["field_name"],
+        "recurring": row["recurring"],
+        "rounding_function": a.get("rounding_function"),
+        "rounding_precision": a.get("rounding_precision"),
+        "weighted_interval": a.get("weighted_interval"),
+        "expression": a.get("expression") or "",
+        "filters": row["filters"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+async def enqueue_billable_metric(conn: Conn, metric_id: uuid.UUID) -> dict[str, Any]:
+    row = await billable_metrics.billable_metric_by_id(conn, metric_id)
+    body = billable_metric_body(row)
+    await _enqueue(conn, CatalogKind.BILLABLE_METRIC, row, body)
+    return body
+
+
+def charge_body(row: asyncpg.Record) -> dict[str, Any]:
+    a: dict[str, Any] = row["attributes"]
+    return {
+        "lago_id": str(row["id"]),
+        "lago_billable_metric_id": str(row["billable_metric_id"]),
+        # The input's name for the same id, echoed so that readers keyed on it (the
+        # aggregator's catalog view) find the metric either way.
+        "billable_metric_id": str(row["billable_metric_id"]),
+        "billable_metric_code": row["billable_metric_code"],
+        "code": a.get("code"),
+        "invoice_display_name": a.get("invoice_display_name"),
+        "created_at": iso(row["created_at"]),
+        "charge_model": row["charge_model"],
+        "pay_in_advance": row["pay_in_advance"],
+        "invoiceable": row["invoiceable"],
+        "regroup_paid_fees": a.get("regroup_paid_fees"),
+        "prorated": row["prorated"],
+        "min_amount_cents": row["min_amount_cents"],
+        "properties": row["properties"],
+        "filters": row["filters"],
+        "taxes": [],
+    }
+
+
+def plan_body(row: asyncpg.Record, charges: list[asyncpg.Record]) -> dict[str, Any]:
+    a: dict[str, Any] = row["attributes"]
+    return {
+        "lago_id": str(row["id"]),
+        "name": row["name"],
+        "invoice_display_name": a.get("invoice_display_name"),
+        "created_at": iso(row["created_at"]),
+        "code": row["code"],
+        "interval": row["interval"],
+        "description": a.get("description"),
+        "amount_cents": row["amount_cents"],
+        "amount_currency": row["amount_currency"],
+        "trial_period": a.get("trial_period"),
+        "pay_in_advance": row["pay_in_advance"],
+        "bill_charges_monthly": a.get("bill_charges_monthly"),
+        "bill_fixed_charges_monthly": a.get("bill_fixed_charges_monthly"),
+        "charges": [charge_body(c) for c in charges],
+        "fixed_charges": [],
+        "taxes": [],
+        "usage_thresholds": [],
+        "metadata": a.get("metadata"),
+    }
+
+
+async def plan_bodies(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    of_plan = await charges.charges_of(conn, [r["id"] for r in rows])
+    return [plan_body(r, of_plan[r["id"]]) for r in rows]
+
+
+async def enqueue_plan(conn: Conn, plan_id: uuid.UUID) -> dict[str, Any]:
+    row = await plans.plan_by_id(conn, plan_id)
+    body = (await plan_bodies(conn, [row]))[0]
+    await _enqueue(conn, CatalogKind.PLAN, row, body)
+    return body
+
+
+def subscription_body(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "lago_id": str(row["id"]),
+        "external_id": row["external_id"],
+        "lago_customer_id": str(row["customer_id"]),
+        "external_customer_id": row["external_customer_id"],
+        "billing_time": row["billing_time"],
+        "name": row["name"],
+        "plan_code": row["plan_code"],
+        "plan_amount_cents": row["plan_amount_cents"],
+        "plan_amount_currency": row["plan_amount_currency"],
+        "status": row["status"],
+        "created_at": iso(row["created_at"]),
+        "canceled_at": iso(row["canceled_at"]),
+        "started_at": iso(row["started_at"]),
+        "ending_at": iso(row["ending_at"]),
+        "subscription_at": iso(row["subscription_at"]),
+        "terminated_at": iso(row["terminated_at"]),
+        "previous_plan_code": None,
+        "next_plan_code": None,
+        "downgrade_plan_date": None,
+        "trial_ended_at": None,
+        "current_billing_period_started_at": None,
+        "current_billing_period_ending_at": None,
+        "on_termination_credit_note": None,
+        "on_termination_invoice": "generate",
+        # Beyond Lago's fields, so that the aggregator needs no join:
+        "lago_plan_id": str(row["plan_id"]),
+        "plan_interval": row["plan_interval"],
+        "applicable_timezone": row["customer_timezone"] or row["organization_timezone"],
+    }
+
+
+async def enqueue_subscription(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
+    row = await subscriptions.subscription_by_id(conn, subscription_id)
+    body = subscription_body(row)
+    await _enqueue(conn, CatalogKind.SUBSCRIPTION, row, body)
+    return body

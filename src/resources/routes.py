@@ -1,0 +1,45 @@
+"""The route table of every Lago resource, for the gateway to mount."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from resources import (
+    add_ons,
+    billable_metrics,
+    coupons,
+    credit_notes,
+    current_usage,
+    customers,
+    invoice_actions,
+    invoice_preview,
+    invoices,
+    one_off_invoices,
+    organizations,
+    plans,
+    subscriptions,
+    taxes,
+    wallets,
+)
+
+_RESOURCES = (
+    customers,
+    billable_metrics,
+    plans,
+    subscriptions,
+    invoices,
+    current_usage,
+    taxes,
+    coupons,
+    wallets,
+    organizations,
+    add_ons,
+    one_off_invoices,
+    invoice_actions,
+    credit_notes,
+    invoice_preview,
+)
+
+
+def routes() -> list[web.RouteDef]:
+    return [route for resource in _RESOURCES for route in resource.routes()]

@@ -1,0 +1,579 @@
+"""`/api/v1/wallets` and `/api/v1/wallet_transactions`: prepaid credits.
+
+A wallet holds credits worth `rate_amount` each in its currency; its balance is kept in
+minor units (`billing.wallet`). Choices where Lago depends on what meterflow lacks:
+
+- Paid credits are settled at once. Lago invoices a purchase and credits the wallet when
+  that invoice is paid; meterflow has no payments, so a purchase is taken as paid (its
+  transaction is `purchased`, `settled`). Granted credits are settled at once, as in Lago.
+- Prepaid credits pay invoices when they are finalized (at once for an invoice without
+  grace period, else `read_model.drafts.finalize_draft`): active, unexpired wallets in the
+  invoice's currency, by priority (1 first) then age, up to the total after taxes; within
+  a wallet its granted credits go first (Lago's order at equal priority), which the
+  invoice's `prepaid_granted_credit_amount_cents` and `..._purchased_...` show. The
+  wallet and the invoice change in one transaction; each consumption is an outbound
+  `invoiced` transaction naming its invoice. Voided credits leave the granted part first.
+- The ongoing balance is the balance: current usage is not deducted in advance.
+- Not supported (refused when given): recurring top-up rules, `applies_to` limits, paid
+  top-up limits. Terminating a wallet leaves its credits unused, as in Lago.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from billing.money import minor_units
+from billing.wallet import cents_to_credits, credits_to_cents
+from meterflow import db
+from meterflow.db import Conn
+from resources import customers, wallet_transactions
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
+    INVALID,
+    Fields,
+    currency,
+    iso,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
+
+_WALLET = {
+    "external_customer_id",
+    "rate_amount",
+    "name",
+    "code",
+    "priority",
+    "paid_credits",
+    "granted_credits",
+    "expiration_at",
+    "currency",
+    "recurring_transaction_rules",
+    "transaction_metadata",
+    "transaction_name",
+    "applies_to",
+    "invoice_requires_successful_payment",
+    "paid_top_up_max_amount_cents",
+    "paid_top_up_min_amount_cents",
+    "ignore_paid_top_up_limits_on_creation",
+    "metadata",
+    "payment_method",
+    "invoice_custom_section",
+    "billing_entity_code",
+    "purchase_order_number",
+}
+_TRANSACTION = {
+    "wallet_id",
+    "paid_credits",
+    "granted_credits",
+    "voided_credits",
+    "invoice_requires_successful_payment",
+    "metadata",
+    "name",
+    "ignore_paid_top_up_limits",
+    "purchase_order_number",
+    "payment_method",
+    "invoice_custom_section",
+}
+_EDITABLE = ("name", "code", "priority", "expiration_at", "metadata")
+
+_MAX_AMOUNT = Decimal(10**15)
+
+
+def _text(value: Decimal) -> str:
+    return str(value.normalize() + Decimal("0.0"))
+
+
+def _expired(row: asyncpg.Record, now: datetime) -> bool:
+    at: datetime | None = row["expiration_at"]
+    return at is not None and at <= now
+
+
+def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
+    rate: Decimal = row["rate_amount"]
+    cur: str = row["currency"]
+    balance = cents_to_credits(row["balance_cents"], rate, cur)
+    attributes: dict[str, Any] = row["attributes"] or {}
+    expired = _expired(row, datetime.now(UTC))
+    return {
+        "lago_id": str(row["id"]),
+        "lago_customer_id": str(row["customer_id"]),
+        "external_customer_id": row["external_customer_id"],
+        "billing_entity_code": None,
+        "status": "terminated" if expired else row["status"],
+        "currency": cur,
+        "name": row["name"],
+        "code": row["code"],
+        "priority": row["priority"],
+        "rate_amount": _text(rate),
+        "credits_balance": _text(balance),
+        "balance_cents": row["balance_cents"],
+        "consumed_credits": _text(cents_to_credits(row["consumed_amount_cents"], rate, cur)),
+        "created_at": iso(row["created_at"]),
+        "expiration_at": iso(row["expiration_at"]),
+        "last_balance_sync_at": iso(row["updated_at"]),
+        "last_consumed_credit_at": iso(row["last_consumed_credit_at"]),
+        "terminated_at": iso(row["terminated_at"] or (row["expiration_at"] if expired else None)),
+        "invoice_requires_successful_payment": False,
+        "applies_to": {"fee_types": [], "billable_metric_codes": []},
+        "recurring_transaction_rules": [],
+        "ongoing_balance_cents": row["balance_cents"],
+        "ongoing_usage_balance_cents": 0,
+        "credits_ongoing_balance": _text(balance),
+        "credits_ongoing_usage_balance": "0.0",
+        "paid_top_up_min_amount_cents": None,
+        "paid_top_up_max_amount_cents": None,
+        "applied_invoice_custom_sections": [],
+        "payment_method": None,
+        "purchase_order_number": None,
+        "metadata": attributes.get("metadata"),
+    }
+
+
+def transaction_body(row: asyncpg.Record) -> dict[str, Any]:
+    cur: str = row["currency"]
+    amount = Decimal(row["amount_cents"]).scaleb(-minor_units(cur))
+    return {
+        "lago_id": str(row["id"]),
+        "lago_wallet_id": str(row["wallet_id"]),
+        "lago_invoice_id": str(row["invoice_id"]) if row["invoice_id"] else None,
+        "lago_credit_note_id": None,
+        "lago_voided_invoice_id": None,
+        "status": row["status"],
+        "source": row["source"],
+        "transaction_status": row["transaction_status"],
+        "transaction_type": row["transaction_type"],
+        "amount": _text(amount),
+        "credit_amount": _text(cents_to_credits(row["amount_cents"], row["rate_amount"], cur)),
+        "remaining_amount_cents": None,
+        "remaining_credit_amount": None,
+        "priority": row["priority"],
+        "invoice_requires_successful_payment": False,
+        "metadata": row["metadata"],
+        "name": row["name"],
+        "settled_at": iso(row["settled_at"]),
+        "failed_at": None,
+        "created_at": iso(row["created_at"]),
+        "applied_invoice_custom_sections": [],
+        "payment_method": None,
+        "purchase_order_number": None,
+    }
+
+
+def _metadata(fields: Fields, name: str) -> list[dict[str, str]] | None:
+    items = fields.array(name)
+    if items is None:
+        return None
+    if not all(
+        isinstance(i, dict)
+        and set(i) <= {"key", "value"}
+        and all(isinstance(v, str) for v in i.values())
+        for i in items
+    ):
+        fields.add(name, INVALID)
+        return None
+    return items
+
+
+def _unsupported(fields: Fields) -> None:
+    if fields.array("recurring_transaction_rules"):
+        fields.add("recurring_transaction_rules", "not_supported")
+    applies_to = fields.mapping("applies_to")
+    if applies_to and any(applies_to.get(k) for k in ("fee_types", "billable_metric_codes")):
+        fields.add("applies_to", "not_supported")
+    for name in ("paid_top_up_max_amount_cents", "paid_top_up_min_amount_cents"):
+        if fields.integer(name, minimum=0) is not None:
+            fields.add(name, "not_supported")
+
+
+async def _top_up(
+    conn: Conn,
+    wallet: asyncpg.Record,
+    credits: dict[str, Decimal | None],
+    name: str | None,
+    metadata: list[dict[str, str]] | None,
+) -> list[uuid.UUID]:
+    """Settle the paid, granted and voided credits on the wallet (in that order)."""
+    out = []
+    for key, status, direction in (
+        ("paid_credits", "purchased", "inbound"),
+        ("granted_credits", "granted", "inbound"),
+        ("voided_credits", "voided", "outbound"),
+    ):
+        amount = credits.get(key)
+        if not amount:
+            continue
+        cents = credits_to_cents(amount, wallet["rate_amount"], wallet["currency"])
+        if direction == "outbound" and cents > wallet["balance_cents"]:
+            raise ValidationFailed({key: ["insufficient_credits"]})
+        out.append(
+            await wallet_transactions.add_wallet_transaction(
+                conn,
+                wallet["id"],
+                {
+                    "transaction_status": status,
+                    "transaction_type": direction,
+                    "amount_cents": cents,
+                    "name": name,
+                    "metadata": metadata or [],
+                },
+            )
+        )
+    return out
+
+
+async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
+    raw = await read_wrapped(request, "wallet")
+    body = await create_wallet(context(request), organization(request), raw, external_customer_id)
+    return ok({"wallet": body})
+
+
+async def create_wallet(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any], external_customer_id: str | None
+) -> dict[str, Any]:
+    """Open a wallet from Lago's input object (for `external_customer_id`, else the one the
+    object names) with its first paid and granted credits; returns its API body."""
+    fields = Fields(raw, _WALLET)
+    given_customer = fields.text("external_customer_id", required=external_customer_id is None)
+    external_customer_id = external_customer_id or given_customer
+    rate = fields.decimal("rate_amount", low=Decimal(0), high=_MAX_AMOUNT, low_open=True)
+    if rate is None and "rate_amount" not in fields.errors:
+        fields.add("rate_amount", "value_is_mandatory")
+    columns: dict[str, Any] = {
+        "name": fields.text("name"),
+        "code": fields.text("code"),
+        "priority": fields.integer("priority", minimum=1),
+        "currency": currency(fields, "currency", required=True),
+        "rate_amount": rate,
+        "expiration_at": fields.instant("expiration_at"),
+        "attributes": {"metadata": fields.mapping("metadata")},
+    }
+    if columns["priority"] is not None and columns["priority"] > 50:
+        fields.add("priority", INVALID)
+    credits = {
+        k: fields.decimal(k, low=Decimal(0), high=_MAX_AMOUNT)
+        for k in ("paid_credits", "granted_credits")
+    }
+    name = fields.text("transaction_name")
+    metadata = _metadata(fields, "transaction_metadata")
+    _unsupported(fields)
+    at = columns["expiration_at"]
+    if at is not None and at <= datetime.now(UTC):
+        fields.add("expiration_at", "invalid_date")
+    fields.check()
+    assert external_customer_id is not None
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
+        if customer is None:
+            raise NotFound("customer")
+        if customer["currency"] is not None and customer["currency"] != columns["currency"]:
+            raise ValidationFailed({"currency": ["currencies_does_not_match"]})
+        code = columns["code"]
+        if code is not None:
+            existing = await wallet_by_code(conn, customer["id"], code)
+            if existing is not None and existing["status"] == "active":
+                raise ValidationFailed({"code": ["value_already_exist"]})
+        wallet_id = await insert_wallet(
+            conn,
+            org.id,
+            {**columns, "customer_id": customer["id"], "priority": columns["priority"] or 50},
+        )
+        wallet = await wallet_by_id(conn, org.id, wallet_id)
+        assert wallet is not None
+        await _top_up(conn, wallet, credits, name, metadata)
+        wallet = await wallet_by_id(conn, org.id, wallet_id)
+        assert wallet is not None
+    return wallet_body(wallet)
+
+
+async def create(request: web.Request) -> web.Response:
+    return await _create(request, None)
+
+
+async def create_for_customer(request: web.Request) -> web.Response:
+    return await _create(request, request.match_info["external_customer_id"])
+
+
+async def _wallet(conn: Conn, request: web.Request, *, lock: bool = False) -> asyncpg.Record:
+    """The wallet the path names: by lago_id, or by customer and code."""
+    org = organization(request)
+    if "lago_id" in request.match_info:
+        try:
+            wallet_id = uuid.UUID(request.match_info["lago_id"])
+        except ValueError:
+            raise NotFound("wallet") from None
+        row = await wallet_by_id(conn, org.id, wallet_id, lock=lock)
+    else:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, request.match_info["external_customer_id"]
+        )
+        if customer is None:
+            raise NotFound("customer")
+        row = await wallet_by_code(conn, customer["id"], request.match_info["code"])
+    if row is None:
+        raise NotFound("wallet")
+    return row
+
+
+async def find(request: web.Request) -> web.Response:
+    async with context(request).db.acquire() as conn:
+        row = await _wallet(conn, request)
+    return ok({"wallet": wallet_body(row)})
+
+
+async def update(request: web.Request) -> web.Response:
+    """Change the name, code, priority, expiry or metadata (Lago's editable fields)."""
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "wallet"), _WALLET)
+    given: dict[str, Any] = {
+        "name": fields.text("name"),
+        "code": fields.text("code"),
+        "priority": fields.integer("priority", minimum=1),
+        "expiration_at": fields.instant("expiration_at"),
+        "metadata": fields.mapping("metadata"),
+    }
+    if given["priority"] is not None and given["priority"] > 50:
+        fields.add("priority", INVALID)
+    _unsupported(fields)
+    for name in _WALLET - set(_EDITABLE):
+        if fields.raw.get(name) is not None and name not in (
+            "applies_to",
+            "recurring_transaction_rules",
+            "paid_top_up_max_amount_cents",
+            "paid_top_up_min_amount_cents",
+        ):
+            fields.add(name, "not_editable")
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await _wallet(conn, request, lock=True)
+        if row["status"] != "active":
+            raise ValidationFailed({"wallet": ["wallet_not_active"]})
+        attributes = dict(row["attributes"] or {})
+        if fields.has("metadata"):
+            attributes["metadata"] = given["metadata"]
+        columns = {k: row[k] for k in ("name", "code", "priority", "expiration_at")}
+        columns.update({k: v for k, v in given.items() if fields.has(k) and k != "metadata"})
+        columns["priority"] = columns["priority"] or 50
+        columns["attributes"] = attributes
+        await update_wallet(conn, row["id"], columns)
+        updated = await wallet_by_id(conn, org.id, row["id"])
+    assert updated is not None
+    return ok({"wallet": wallet_body(updated)})
+
+
+async def terminate(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await _wallet(conn, request, lock=True)
+        await terminate_wallet(conn, row["id"])
+        updated = await wallet_by_id(conn, org.id, row["id"])
+    assert updated is not None
+    return ok({"wallet": wallet_body(updated)})
+
+
+async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    async with ctx.db.acquire() as conn:
+        if (
+            external_customer_id is not None
+            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
+        ):
+            raise NotFound("customer")
+        rows, total = await list_wallets(
+            conn,
+            org.id,
+            external_customer_id=external_customer_id,
+            currency=request.query.get("currency") or None,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return ok(
+        {"wallets": [wallet_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
+    )
+
+
+async def find_all(request: web.Request) -> web.Response:
+    return await _list(request, request.query.get("external_customer_id") or None)
+
+
+async def find_all_of_customer(request: web.Request) -> web.Response:
+    return await _list(request, request.match_info["external_customer_id"])
+
+
+async def top_up(request: web.Request) -> web.Response:
+    """Paid, granted or voided credits on an active wallet; answers the transactions."""
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "wallet_transaction"), _TRANSACTION)
+    raw_id = fields.text("wallet_id", required=True, max_length=64)
+    credits = {
+        k: fields.decimal(k, low=Decimal(0), high=_MAX_AMOUNT)
+        for k in ("paid_credits", "granted_credits", "voided_credits")
+    }
+    name = fields.text("name")
+    metadata = _metadata(fields, "metadata")
+    fields.check()
+    try:
+        wallet_id = uuid.UUID(raw_id or "")
+    except ValueError:
+        raise NotFound("wallet") from None
+    async with db.unit_of_work(ctx.db) as conn:
+        wallet = await wallet_by_id(conn, org.id, wallet_id, lock=True)
+        if wallet is None or wallet["status"] != "active" or _expired(wallet, datetime.now(UTC)):
+            raise NotFound("wallet")
+        ids = await _top_up(conn, wallet, credits, name, metadata)
+        rows = await wallet_transactions.wallet_transactions_by_ids(conn, ids)
+    return ok({"wallet_transactions": [transaction_body(r) for r in rows]})
+
+
+async def find_transaction(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    try:
+        transaction_id = uuid.UUID(request.match_info["lago_id"])
+    except ValueError:
+        raise NotFound("wallet_transaction") from None
+    async with ctx.db.acquire() as conn:
+        row = await wallet_transactions.wallet_transaction_of(conn, org.id, transaction_id)
+    if row is None:
+        raise NotFound("wallet_transaction")
+    return ok({"wallet_transaction": transaction_body(row)})
+
+
+async def find_transactions(request: web.Request) -> web.Response:
+    ctx = context(request)
+    page, per_page = page_params(request)
+    filters = {
+        name: request.query.get(name) or None
+        for name in ("status", "transaction_status", "transaction_type")
+    }
+    async with ctx.db.acquire() as conn:
+        wallet = await _wallet(conn, request)
+        rows, total = await wallet_transactions.list_wallet_transactions(
+            conn, wallet["id"], filters, per_page, (page - 1) * per_page
+        )
+    return ok(
+        {
+            "wallet_transactions": [transaction_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
+    )
+
+
+_SELECT_WALLET = (
+    "SELECT w.*, c.external_id AS external_customer_id FROM wallets w "
+    "JOIN customers c ON c.id = w.customer_id "
+)
+
+
+async def wallet_by_id(
+    conn: Conn, org: uuid.UUID, wallet_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = _SELECT_WALLET + "WHERE w.organization_id = $1 AND w.id = $2"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), org, wallet_id)
+
+
+async def wallet_by_code(
+    conn: Conn, customer_id: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    """The customer's wallet with this code: the active one, else the latest."""
+    sql = (
+        _SELECT_WALLET + "WHERE w.customer_id = $1 AND w.code = $2 "
+        "ORDER BY (w.status = 'active') DESC, w.created_at DESC LIMIT 1"
+    )
+    return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), customer_id, code)
+
+
+async def insert_wallet(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    wallet_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO wallets (id, organization_id, customer_id, name, code, currency, "
+        "rate_amount, priority, expiration_at, attributes) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        wallet_id,
+        org,
+        columns["customer_id"],
+        columns["name"],
+        columns["code"],
+        columns["currency"],
+        columns["rate_amount"],
+        columns["priority"],
+        columns["expiration_at"],
+        columns["attributes"],
+    )
+    return wallet_id
+
+
+async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE wallets SET name = $2, code = $3, priority = $4, expiration_at = $5, "
+        "attributes = $6, updated_at = now() WHERE id = $1",
+        wallet_id,
+        columns["name"],
+        columns["code"],
+        columns["priority"],
+        columns["expiration_at"],
+        columns["attributes"],
+    )
+
+
+async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
+        "WHERE id = $1 AND status = 'active'",
+        wallet_id,
+    )
+
+
+async def list_wallets(
+    conn: Conn,
+    org: uuid.UUID,
+    *,
+    external_customer_id: str | None,
+    currency: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    where = (
+        "WHERE w.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
+        "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
+    )
+    args = (org, external_customer_id, currency)
+    total = await conn.fetchval(
+        "SELECT count(*) FROM wallets w JOIN customers c ON c.id = w.customer_id " + where, *args
+    )
+    rows = await conn.fetch(
+        _SELECT_WALLET + where + "ORDER BY w.created_at DESC, w.id LIMIT $4 OFFSET $5",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+def routes() -> list[web.RouteDef]:
+    customer_wallet = "/api/v1/customers/{external_customer_id}/wallets"
+    return [
+        web.post("/api/v1/wallets", create),
+        web.get("/api/v1/wallets", find_all),
+        web.get("/api/v1/wallets/{lago_id}", find),
+        web.put("/api/v1/wallets/{lago_id}", update),
+        web.delete("/api/v1/wallets/{lago_id}", terminate),
+        web.get("/api/v1/wallets/{lago_id}/wallet_transactions", find_transactions),
+        web.post("/api/v1/wallet_transactions", top_up),
+        web.get("/api/v1/wallet_transactions/{lago_id}", find_transaction),
+        web.post(customer_wallet, create_for_customer),
+        web.get(customer_wallet, find_all_of_customer),
+        web.get(customer_wallet + "/{code}", find),
+        web.put(customer_wallet + "/{code}", update),
+        web.delete(customer_wallet + "/{code}", terminate),
+    ]

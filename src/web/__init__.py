@@ -1,0 +1,2 @@
+"""HTTP plumbing every HTTP part shares: Lago's error shape, payload reading, API-key auth,
+pagination and the request context."""

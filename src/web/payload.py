@@ -1,0 +1,279 @@
+"""Reading request bodies: JSON parsing, Lago's root wrappers, and typed field access that
+collects every problem into Lago's ``error_details`` instead of stopping at the first."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from aiohttp import web
+
+from billing.money import SUPPORTED_CURRENCIES
+from web.errors import BadRequest, ErrorDetails, ValidationFailed
+
+MANDATORY = "value_is_mandatory"
+INVALID = "value_is_invalid"
+UNKNOWN = "unknown_field"
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest({"body": ["invalid_json"]}) from None
+
+
+async def read_wrapped(request: web.Request, root: str) -> dict[str, Any]:
+    """The object inside Lago's wrapper, e.g. ``{"customer": {...}}``."""
+    body = await read_json(request)
+    if not isinstance(body, dict) or root not in body:
+        raise BadRequest({root: [MANDATORY]})
+    unknown = sorted(k for k in body if k != root)
+    if unknown:
+        raise ValidationFailed({k: [UNKNOWN] for k in unknown})
+    inner = body[root]
+    if not isinstance(inner, dict):
+        raise BadRequest({root: [INVALID]})
+    return inner
+
+
+def is_timezone(name: str) -> bool:
+    """An IANA zone name that zoneinfo knows (not a file path, not an abbreviation)."""
+    if not name or name.startswith(("/", ".")) or ".." in name or "\x00" in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def parse_instant(value: str) -> datetime | None:
+    """An ISO 8601 instant; a naive one is taken as UTC. None when it does not parse."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+class Fields:
+    """Typed, validated access to one input object; problems gather in `errors`.
+
+    Every getter returns None when the field is absent (or invalid), so a handler reads all
+    fields, then calls `check()` once, which raises `ValidationFailed` with every problem.
+    """
+
+    def __init__(self, raw: dict[str, Any], allowed: Collection[str], *, prefix: str = ""):
+        self.raw = raw
+        self.prefix = prefix
+        self.errors: ErrorDetails = {}
+        for key in raw:
+            if key not in allowed:
+                self.add(key, UNKNOWN)
+
+    def add(self, name: str, code: str) -> None:
+        self.errors.setdefault(self.prefix + name, []).append(code)
+
+    def merge(self, errors: ErrorDetails) -> None:
+        for key, codes in errors.items():
+            existing = self.errors.setdefault(key, [])
+            existing.extend(codes if isinstance(codes, list) else [codes])
+
+    def has(self, name: str) -> bool:
+        return name in self.raw
+
+    def _get(self, name: str, required: bool) -> Any:
+        value = self.raw.get(name)
+        if value is None and required:
+            self.add(name, MANDATORY)
+        return value
+
+    def text(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        max_length: int = 255,
+        choices: Collection[str] | None = None,
+    ) -> str | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+            self.add(name, INVALID)
+            return None
+        if required and not value.strip():
+            self.add(name, MANDATORY)
+            return None
+        if choices is not None and value not in choices:
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def integer(
+        self, name: str, *, required: bool = False, minimum: int | None = None
+    ) -> int | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(name, INVALID)
+            return None
+        if (minimum is not None and value < minimum) or abs(value) >= 2**63:
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def number(self, name: str, *, minimum: float | None = None) -> float | int | None:
+        value = self._get(name, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(name, INVALID)
+            return None
+        if minimum is not None and value < minimum:
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def decimal(
+        self,
+        name: str,
+        *,
+        low: Decimal,
+        high: Decimal,
+        low_open: bool = False,
+        required: bool = False,
+    ) -> Decimal | None:
+        """A finite decimal in [low, high] (or (low, high] with `low_open`), sent as a string
+        (as Lago's spec has amounts and rates) or as a JSON number (as its clients send)."""
+        raw = self._get(name, required)
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            self.add(name, INVALID)
+            return None
+        try:
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            self.add(name, INVALID)
+            return None
+        if not value.is_finite() or value < low or (low_open and value == low) or value > high:
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def flag(self, name: str, *, required: bool = False) -> bool | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def mapping(self, name: str, *, required: bool = False) -> dict[str, Any] | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def array(self, name: str, *, required: bool = False) -> list[Any] | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            self.add(name, INVALID)
+            return None
+        return value
+
+    def strings(self, name: str) -> list[str] | None:
+        values = self.array(name)
+        if values is None:
+            return None
+        if not all(isinstance(v, str) and len(v) <= 255 for v in values):
+            self.add(name, INVALID)
+            return None
+        return values
+
+    def timezone(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is not None and not is_timezone(value):
+            self.add(name, "invalid_timezone")
+            return None
+        return value
+
+    def instant(self, name: str) -> datetime | None:
+        value = self.text(name, max_length=64)
+        if value is None:
+            return None
+        parsed = parse_instant(value)
+        if parsed is None:
+            self.add(name, "invalid_date")
+        return parsed
+
+    def check(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.errors)
+
+
+def currency(fields: Fields, name: str, *, required: bool = False) -> str | None:
+    """An ISO 4217 code meterflow bills in (`billing.money.SUPPORTED_CURRENCIES`)."""
+    value = fields.text(name, required=required, max_length=3)
+    if value is not None and value not in SUPPORTED_CURRENCIES:
+        fields.add(name, INVALID)
+        return None
+    return value
+
+
+def page_params(request: web.Request, *, default: int = 20, maximum: int = 100) -> tuple[int, int]:
+    """`page` (from 1) and `per_page` of a list request."""
+    page = _positive(request.query.get("page"), 1)
+    per_page = _positive(request.query.get("per_page"), default)
+    errors: ErrorDetails = {}
+    if page is None:
+        errors["page"] = [INVALID]
+    if per_page is None:
+        errors["per_page"] = [INVALID]
+    if page is None or per_page is None:
+        raise ValidationFailed(errors)
+    return page, min(per_page, maximum)
+
+
+def _positive(raw: str | None, default: int) -> int | None:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        return None
+    return int(raw)
+
+
+def pagination_meta(page: int, per_page: int, total: int) -> dict[str, Any]:
+    total_pages = max(1, -(-total // per_page))
+    return {
+        "current_page": page,
+        "next_page": page + 1 if page < total_pages else None,
+        "prev_page": page - 1 if page > 1 else None,
+        "total_pages": total_pages,
+        "total_count": total,
+    }
+
+
+def iso(instant: datetime | None) -> str | None:
+    """Lago's timestamp format: UTC, seconds, trailing Z."""
+    if instant is None:
+        return None
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ok(body: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(body), content_type="application/json")

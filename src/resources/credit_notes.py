@@ -109,7 +109,7 @@ def credit_note_body(
     }
 
 
-async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
+async def note_body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", note["invoice_id"])
     assert invoice is not None
     customer = await repository.customer_by_id(conn, note["customer_id"])
@@ -127,7 +127,7 @@ async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     return credit_note_body(note, invoice, customer, list(rows), external_subscription)
 
 
-def _metadata(fields: Fields) -> dict[str, str | None] | None:
+def parse_metadata(fields: Fields) -> dict[str, str | None] | None:
     """Lago's credit note metadata: an object of short strings (or nulls) by key."""
     raw = fields.mapping("metadata")
     if raw is None:
@@ -154,7 +154,7 @@ async def create(request: web.Request) -> web.Response:
     if fields.integer("offset_amount_cents", minimum=0):
         fields.add("offset_amount_cents", "not_supported")
     items = parse_items(fields, fields.array("items", required=True) or [])
-    metadata = _metadata(fields)
+    metadata = parse_metadata(fields)
     fields.check()
     async with repository.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
@@ -165,9 +165,13 @@ async def create(request: web.Request) -> web.Response:
             raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
         note = await _insert(conn, org.id, invoice, reason, description, credit, refund, amounts)
         if metadata:
-            await conn.execute(
-                "UPDATE credit_notes SET metadata = $2 WHERE id = $1", note["id"], metadata
+            with_metadata = await conn.fetchrow(
+                "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
+                note["id"],
+                metadata,
             )
+            assert with_metadata is not None
+            note = with_metadata
         for fee, cents in chosen:
             await conn.execute(
                 "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
@@ -177,7 +181,7 @@ async def create(request: web.Request) -> web.Response:
                 fee["id"],
                 cents,
             )
-        body = await _body(conn, note)
+        body = await note_body(conn, note)
         await webhook_outbox.emit(conn, org.id, "credit_note.created", note["id"], body)
     return ok({"credit_note": body})
 
@@ -234,7 +238,9 @@ async def _insert(
     return row
 
 
-async def _note(conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False) -> asyncpg.Record:
+async def note_row(
+    conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False
+) -> asyncpg.Record:
     try:
         note_id = uuid.UUID(raw_id)
     except ValueError:
@@ -253,7 +259,7 @@ async def _note(conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False) 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        body = await _body(conn, await _note(conn, org.id, request.match_info["lago_id"]))
+        body = await note_body(conn, await note_row(conn, org.id, request.match_info["lago_id"]))
     return ok({"credit_note": body})
 
 
@@ -261,10 +267,10 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), {"refund_status", "metadata"})
     refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
-    metadata = _metadata(fields)
+    metadata = parse_metadata(fields)
     fields.check()
     async with repository.unit_of_work(ctx.db) as conn:
-        note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if not note["refund_amount_cents"]:
             raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
         updated = await conn.fetchrow(
@@ -275,7 +281,7 @@ async def update(request: web.Request) -> web.Response:
             metadata,
         )
         assert updated is not None
-        body = await _body(conn, updated)
+        body = await note_body(conn, updated)
     return ok({"credit_note": body})
 
 
@@ -283,7 +289,7 @@ async def void(request: web.Request) -> web.Response:
     """Void what is left to credit; only a credit note with an available balance can be."""
     ctx, org = context(request), organization(request)
     async with repository.unit_of_work(ctx.db) as conn:
-        note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if note["credit_status"] != "available":
             raise NotAllowed(code="no_voidable_amount")
         voided = await conn.fetchrow(
@@ -292,7 +298,7 @@ async def void(request: web.Request) -> web.Response:
             note["id"],
         )
         assert voided is not None
-        body = await _body(conn, voided)
+        body = await note_body(conn, voided)
     return ok({"credit_note": body})
 
 
@@ -361,7 +367,7 @@ async def list_credit_notes(
         limit,
         offset,
     )
-    return [await _body(conn, r) for r in rows], int(total)
+    return [await note_body(conn, r) for r in rows], int(total)
 
 
 def routes() -> list[web.RouteDef]:

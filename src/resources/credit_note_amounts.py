@@ -14,9 +14,9 @@ from aiohttp import web
 
 from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amounts
 from billing.errors import InvalidInvoiceInput
-from resources import repository
+from meterflow import db
+from meterflow.db import Conn
 from resources.invoices import invoice_row
-from resources.repository import Conn
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, ok, read_wrapped
@@ -121,7 +121,7 @@ async def estimate(request: web.Request) -> web.Response:
     invoice_id = fields.text("invoice_id", required=True)
     items = parse_items(fields, fields.array("items", required=True) or [])
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await amounts_of(conn, invoice, items)
     paid = invoice["payment_status"] == "succeeded"

@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from resources import repository
+from meterflow import db
+from resources import organizations
 from resources.credit_notes import note_body, note_row, parse_metadata
 from resources.documents_pdf import render_credit_note
 from web.context import context, organization
@@ -32,7 +33,7 @@ async def _metadata_input(request: web.Request) -> dict[str, str | None]:
 async def _set_metadata(request: web.Request, change: Any) -> web.Response:
     """Apply `change(current) -> new` to the credit note's metadata and answer the result."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         metadata = change(dict(note["metadata"] or {}))
         await conn.execute(
@@ -72,14 +73,14 @@ async def download(request: web.Request) -> web.Response:
     """Render the credit note's PDF the first time; answer the credit note with its
     `file_url`."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         body = await note_body(conn, note)
         token = await conn.fetchval(
             "SELECT token FROM credit_note_files WHERE credit_note_id = $1", note["id"]
         )
         if token is None:
-            issuer = (await repository.organization_row(conn, org.id))["name"]
+            issuer = (await organizations.organization_row(conn, org.id))["name"]
             token = secrets.token_urlsafe(24)
             await conn.execute(
                 "INSERT INTO credit_note_files (credit_note_id, token, pdf) VALUES ($1, $2, $3)",

@@ -20,12 +20,12 @@ import asyncpg
 from aiohttp import web
 
 from billing.credit_notes import CreditNoteAmounts
-from meterflow import webhook_outbox
-from resources import credit_note_amounts, repository
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from resources import credit_note_amounts, customers, subscriptions
 from resources.credit_note_amounts import amounts_of, applied_taxes, creditable_invoice, parse_items
 from resources.invoices import fee_body
 from resources.records import customer_body
-from resources.repository import Conn
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
@@ -112,7 +112,7 @@ def credit_note_body(
 async def note_body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", note["invoice_id"])
     assert invoice is not None
-    customer = await repository.customer_by_id(conn, note["customer_id"])
+    customer = await customers.customer_by_id(conn, note["customer_id"])
     rows = await conn.fetch(
         "SELECT i.id AS item_id, i.amount_cents AS item_amount_cents, f.* "
         "FROM credit_note_items i JOIN fees f ON f.id = i.fee_id "
@@ -122,7 +122,7 @@ async def note_body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     external_subscription = None
     if invoice["subscription_id"] is not None:
         external_subscription = (
-            await repository.subscription_by_id(conn, invoice["subscription_id"])
+            await subscriptions.subscription_by_id(conn, invoice["subscription_id"])
         )["external_id"]
     return credit_note_body(note, invoice, customer, list(rows), external_subscription)
 
@@ -156,7 +156,7 @@ async def create(request: web.Request) -> web.Response:
     items = parse_items(fields, fields.array("items", required=True) or [])
     metadata = parse_metadata(fields)
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await amounts_of(conn, invoice, items)
         if credit + refund != amounts.total_cents:
@@ -196,7 +196,7 @@ async def _insert(
     refund: int,
     amounts: CreditNoteAmounts,
 ) -> asyncpg.Record:
-    customer = await repository.customer_by_id(conn, invoice["customer_id"])
+    customer = await customers.customer_by_id(conn, invoice["customer_id"])
     tz = ZoneInfo(customer["timezone"] or customer["organization_timezone"] or "UTC")
     sequence = await conn.fetchval(
         "SELECT coalesce(max(sequential_id), 0) + 1 FROM credit_notes WHERE invoice_id = $1",
@@ -269,7 +269,7 @@ async def update(request: web.Request) -> web.Response:
     refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
     metadata = parse_metadata(fields)
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if not note["refund_amount_cents"]:
             raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
@@ -288,7 +288,7 @@ async def update(request: web.Request) -> web.Response:
 async def void(request: web.Request) -> web.Response:
     """Void what is left to credit; only a credit note with an available balance can be."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if note["credit_status"] != "available":
             raise NotAllowed(code="no_voidable_amount")

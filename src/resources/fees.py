@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from meterflow.db import Conn
 from resources.invoices import fee_body
-from resources.repository import Conn
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, ok, page_params, pagination_meta, parse_instant

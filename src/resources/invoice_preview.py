@@ -21,7 +21,7 @@ from aiohttp import web
 from invoicer import repository as invoicer_repository
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.pricing import price_period
-from resources import repository
+from resources import subscriptions
 from resources.current_usage import current_usage
 from resources.invoices import extended_body
 from web.context import context, organization
@@ -102,7 +102,9 @@ async def preview(request: web.Request) -> web.Response:
     fields.check()
     assert isinstance(external_ids, list) and isinstance(external_customer_id, str)
     async with ctx.db.acquire() as conn:
-        subscription = await repository.subscription(conn, org.id, str(external_ids[0]))
+        subscription = await subscriptions.subscription_by_external_id(
+            conn, org.id, str(external_ids[0])
+        )
     if subscription is None or subscription["external_customer_id"] != external_customer_id:
         raise NotFound("subscription")
     if subscription["status"] != "active":

@@ -80,7 +80,7 @@ from aggregator.processing import (
 from aggregator.progress import SourceProgress
 from aggregator.settings import AggregatorSettings
 from aggregator.watermark import EndOffsets, Watermarks
-from meterflow.event_records import partition_for
+from meterflow.event_records import partition_for, requeued_from
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ class Aggregator:
                 key=e.message.key,
                 value=e.message.value,
                 timestamp_ms=int(e.message.timestamp * 1000),
+                requeue_of=requeued_from(e.message.headers),
             )
             for e in batch
         ]

@@ -131,5 +131,8 @@ def _remember(
     index: dict[str, tuple[int, int, str]], key: str, partition: int, at: int, expires: str
 ) -> None:
     held = index.get(key)
-    if held is None or ((held[0], held[1]) == (partition, at) and expires > held[2]):
+    # A later position of the same partition wins: only a copy requeued from the dead-letter
+    # topic sets a second marker (see meterflow.event_records.REQUEUE_HEADER).
+    later = held is not None and held[0] == partition and at > held[1]
+    if held is None or later or ((held[0], held[1]) == (partition, at) and expires > held[2]):
         index[key] = (partition, at, expires)

@@ -54,6 +54,7 @@ class SourceMessage:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    requeue_of: tuple[int, int] | None = None  # see meterflow.event_records.REQUEUE_HEADER
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +312,7 @@ class EventProcessor:
                 )
             return
         ledger.mark_applied(message.partition, at)
-        if seen is not None and seen != (message.partition, at):
+        if seen is not None and seen not in ((message.partition, at), message.requeue_of):
             result.counts["duplicate"] += 1
             return
         marker = NewMarker(lkey, event.transaction_id, message.partition, at, "")

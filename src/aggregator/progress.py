@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from aggregator.processing import SourceMessage
 from aggregator.store import PartitionedStore
+from meterflow.event_records import requeued_from
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,12 @@ class SourceProgress:
                     if start <= record.offset < end:
                         found.append(
                             SourceMessage(
-                                partition, record.offset, record.key, record.value, record.timestamp
+                                partition,
+                                record.offset,
+                                record.key,
+                                record.value,
+                                record.timestamp,
+                                requeued_from(record.headers),
                             )
                         )
         finally:

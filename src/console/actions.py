@@ -16,7 +16,7 @@ from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from resources import coupons, one_off_invoices, repository, subscriptions, wallets
+from resources import coupons, one_off_invoices, plans, subscriptions, wallets
 from resources.add_ons import list_add_ons
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
@@ -61,13 +61,13 @@ def _local_instant(value: str | None, zone: str) -> str | None:
 
 async def _plan_options(ctx: IngestContext, org: Organization) -> Options:
     async with ctx.db.acquire() as conn:
-        rows, _ = await repository.list_plans(conn, org.id, 100, 0)
+        rows, _ = await plans.list_plans(conn, org.id, 100, 0)
     return [(r["code"], f"{r['name']} ({r['code']}, {r['interval']})") for r in rows]
 
 
 async def _coupon_options(ctx: IngestContext, org: Organization) -> Options:
     async with ctx.db.acquire() as conn:
-        rows, _ = await repository.list_coupons(conn, org.id, 100, 0)
+        rows, _ = await coupons.list_coupons(conn, org.id, 100, 0)
     return [(r["code"], f"{r['name']} ({r['code']})") for r in rows if r["status"] == "active"]
 
 

@@ -7,9 +7,10 @@ from aiohttp import web
 
 from console.pages import PREFIX, api, show, signed_in
 from console.sessions import Viewer
-from resources import records, repository
+from resources import billable_metrics, records
 from resources.add_ons import list_add_ons
-from resources.coupons import coupon_body
+from resources.coupons import coupon_body, list_coupons
+from resources.plans import list_plans
 
 LIST_ROWS = 100
 
@@ -17,7 +18,7 @@ LIST_ROWS = 100
 @signed_in
 async def plans(request: web.Request, viewer: Viewer) -> web.Response:
     async with api(request).db.acquire() as conn:
-        rows, total = await repository.list_plans(conn, viewer.organization.id, LIST_ROWS, 0)
+        rows, total = await list_plans(conn, viewer.organization.id, LIST_ROWS, 0)
         bodies = await records.plan_bodies(conn, rows)
     return show(request, viewer, "plans.html", section="plans", plans=bodies, total=total)
 
@@ -25,7 +26,7 @@ async def plans(request: web.Request, viewer: Viewer) -> web.Response:
 @signed_in
 async def metrics(request: web.Request, viewer: Viewer) -> web.Response:
     async with api(request).db.acquire() as conn:
-        rows, total = await repository.list_billable_metrics(
+        rows, total = await billable_metrics.list_billable_metrics(
             conn, viewer.organization.id, LIST_ROWS, 0
         )
     bodies = [records.billable_metric_body(r) for r in rows]
@@ -35,7 +36,7 @@ async def metrics(request: web.Request, viewer: Viewer) -> web.Response:
 @signed_in
 async def coupons(request: web.Request, viewer: Viewer) -> web.Response:
     async with api(request).db.acquire() as conn:
-        rows, total = await repository.list_coupons(conn, viewer.organization.id, LIST_ROWS, 0)
+        rows, total = await list_coupons(conn, viewer.organization.id, LIST_ROWS, 0)
     bodies = [coupon_body(r) for r in rows]
     return show(request, viewer, "coupons.html", section="coupons", coupons=bodies, total=total)
 

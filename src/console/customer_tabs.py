@@ -8,7 +8,8 @@ from aiohttp import web
 from console.customers import customer_id_of, customer_of, customer_page
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from resources import credit_notes, invoice_actions, invoices, repository
+from meterflow import db
+from resources import applied_coupons, credit_notes, invoice_actions, invoices, wallets
 from resources.coupons import applied_coupon_body
 from resources.wallets import wallet_body
 
@@ -30,7 +31,7 @@ async def invoices_tab(request: web.Request, viewer: Viewer) -> web.Response:
 async def coupons_tab(request: web.Request, viewer: Viewer) -> web.Response:
     customer = await customer_of(request, viewer, customer_id_of(request))
     async with api(request).db.acquire() as conn:
-        rows, _ = await repository.list_applied_coupons(
+        rows, _ = await applied_coupons.list_applied_coupons(
             conn,
             viewer.organization.id,
             external_customer_id=customer["external_id"],
@@ -47,7 +48,7 @@ async def coupons_tab(request: web.Request, viewer: Viewer) -> web.Response:
 async def wallets_tab(request: web.Request, viewer: Viewer) -> web.Response:
     customer = await customer_of(request, viewer, customer_id_of(request))
     async with api(request).db.acquire() as conn:
-        rows, _ = await repository.list_wallets(
+        rows, _ = await wallets.list_wallets(
             conn,
             viewer.organization.id,
             external_customer_id=customer["external_id"],
@@ -97,7 +98,7 @@ async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
 async def invoice_pdf(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     """The invoice's PDF (rendered on the first request, as the API's download does)."""
     await form(request, viewer)
-    async with repository.unit_of_work(api(request).db) as conn:
+    async with db.unit_of_work(api(request).db) as conn:
         row = await invoices.invoice_row(
             conn, viewer.organization.id, request.match_info["invoice_id"], lock=True
         )

@@ -13,10 +13,9 @@ from console.dates import timezone_choices
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, not_found, parse_id, redirect, show, signed_in
 from console.sessions import Viewer
+from meterflow.db import Conn
+from resources import customers, records, subscriptions
 from resources import customers as api_customers
-from resources import repository
-from resources.records import customer_body, subscription_body
-from resources.repository import Conn
 from web.errors import ValidationFailed
 
 PAGE_SIZES = (20, 50, 100)
@@ -36,7 +35,7 @@ async def customer_list(request: web.Request, viewer: Viewer) -> web.Response:
     page, per_page = _page_params(request)
     org = viewer.organization
     async with api(request).db.acquire() as conn:
-        rows, total = await repository.list_customers(
+        rows, total = await customers.list_customers(
             conn, org.id, per_page, (page - 1) * per_page, search or None
         )
         counts = await _active_subscriptions(conn, [r["id"] for r in rows])
@@ -46,7 +45,7 @@ async def customer_list(request: web.Request, viewer: Viewer) -> web.Response:
         viewer,
         "customers.html",
         section="customers",
-        customers=[(customer_body(r), counts.get(r["id"], 0)) for r in rows],
+        customers=[(records.customer_body(r), counts.get(r["id"], 0)) for r in rows],
         search=search,
         page=page,
         pages=pages,
@@ -88,7 +87,7 @@ def _form_page(
         timezones=timezone_choices(),
         currencies=customer_form.CURRENCIES,
         providers=customer_form.PROVIDERS,
-        metadata_rows=customer_form.METADATA_ROWS,
+        metadata_rows=customer_form.metadata_rows(values),
     )
 
 
@@ -117,7 +116,7 @@ async def _save(
             request,
             viewer,
             values=customer_form.from_posted(data),
-            errors=field_errors(exc.error_details, customer_form.FIELDS),
+            errors=field_errors(exc.error_details, customer_form.fields(data)),
             customer=existing,
             locked=locked,
             status=422,
@@ -135,10 +134,10 @@ async def customer_of(
 ) -> dict[str, Any]:
     """The customer's API body (404 when not of the viewer's organization)."""
     async with api(request).db.acquire() as conn:
-        row = await repository.customer_by_lago_id(conn, viewer.organization.id, customer_id)
+        row = await customers.customer_by_lago_id(conn, viewer.organization.id, customer_id)
     if row is None:
         raise not_found("customer")
-    return customer_body(row)
+    return records.customer_body(row)
 
 
 async def _customer(
@@ -146,11 +145,11 @@ async def _customer(
 ) -> tuple[dict[str, Any], str | None]:
     """The customer's API body and why its external ID is locked (None: it is not)."""
     async with api(request).db.acquire() as conn:
-        row = await repository.customer_by_lago_id(conn, viewer.organization.id, customer_id)
+        row = await customers.customer_by_lago_id(conn, viewer.organization.id, customer_id)
         if row is None:
             raise not_found("customer")
         locked = await api_customers.external_id_lock(conn, customer_id)
-    return customer_body(row), (say("external_id_locked") if locked else None)
+    return records.customer_body(row), (say("external_id_locked") if locked else None)
 
 
 @signed_in
@@ -190,7 +189,7 @@ async def subscriptions_of(
     request: web.Request, viewer: Viewer, external_customer_id: str, statuses: list[str]
 ) -> list[dict[str, Any]]:
     async with api(request).db.acquire() as conn:
-        rows, _ = await repository.list_subscriptions(
+        rows, _ = await subscriptions.list_subscriptions(
             conn,
             viewer.organization.id,
             external_customer_id=external_customer_id,
@@ -199,7 +198,7 @@ async def subscriptions_of(
             limit=100,
             offset=0,
         )
-    return [subscription_body(r) for r in rows]
+    return [records.subscription_body(r) for r in rows]
 
 
 @signed_in

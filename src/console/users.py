@@ -12,10 +12,11 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from meterflow import db
+from meterflow.db import Conn
 from meterflow.errors import ConfigurationError
 from meterflow.settings import Settings
-from resources import repository
-from resources.repository import Conn
+from resources import database
 
 _HASHER = PasswordHasher()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -96,9 +97,9 @@ async def create_user(settings: Settings, organization: str, email: str, passwor
     """Create a console user of the organization named by id or name (`meterflow create-user`)."""
     check_new_user(email, password)
     password_hash = hash_password(password)
-    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=1)
+    pool = await database.create_pool(settings.dsn, schema=settings.db_schema, size=1)
     try:
-        async with repository.unit_of_work(pool) as conn:
+        async with db.unit_of_work(pool) as conn:
             org_id = await _organization_id(conn, organization)
             user = User(uuid.uuid4(), org_id, email)
             try:

@@ -18,7 +18,7 @@ from console.settings import ConsoleSettings
 from ingest import routes as ingest_routes
 from ingest.broker import Broker
 from meterflow.settings import Settings
-from resources import repository
+from resources import database
 from resources import routes as resource_routes
 from resources.catalog_publisher import CatalogPublisher
 from web.context import CONTEXT, IngestContext
@@ -38,7 +38,7 @@ def _resources(broker: Broker) -> Callable[[web.Application], AsyncIterator[None
         """Open the pool and the producer at startup; at cleanup stop the outbox loop, flush
         the producer and close the pool (aiohttp has finished in-flight requests by then)."""
         ctx = app[CONTEXT]
-        pool = ctx.pool = await repository.create_pool(
+        pool = ctx.pool = await database.create_pool(
             ctx.settings.dsn, schema=ctx.settings.db_schema, size=ctx.ingest.db_pool_size
         )
         publisher = CatalogPublisher(pool, broker, ctx.settings.topics.catalog, ctx.metrics)

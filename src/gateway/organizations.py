@@ -7,7 +7,7 @@ import logging
 
 from ingest.broker import Broker
 from meterflow.settings import Settings
-from resources import organizations, repository
+from resources import database, organizations
 from resources.catalog_publisher import CatalogPublisher
 from web.context import Organization
 from web.errors import BrokerUnavailable
@@ -20,7 +20,7 @@ async def create_organization(
     settings: Settings, name: str, timezone: str = "UTC", *, publish_timeout: float = 10.0
 ) -> tuple[Organization, str]:
     """Create an organization and its API key; returns both (the key is shown only once)."""
-    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=1)
+    pool = await database.create_pool(settings.dsn, schema=settings.db_schema, size=1)
     try:
         org, key = await organizations.open_organization(pool, name, timezone)
         metrics = IngestMetrics()

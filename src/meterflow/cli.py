@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for service in SERVICES:
         sub.add_parser(service.name, help=f"run the {service.name} service alone")
+    from operations.cli import add_commands  # the operator tools: lag, dead-letters, ...
+
+    add_commands(sub)
     return parser
 
 
@@ -182,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_create_user(settings, args.organization, args.email, args.password_stdin)
         if args.command in commands:
             return commands[args.command](settings)
+        from operations import cli as operations
+
+        if args.command in operations.COMMANDS:
+            return operations.run(args, settings)
         service = next(s for s in SERVICES if s.name == args.command)
         return _run_service(service, settings)
     except MeterflowError as exc:

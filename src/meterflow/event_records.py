@@ -88,3 +88,26 @@ def decode_record(value: bytes) -> list[Any]:
     """
     decoded = orjson.loads(value)
     return decoded if isinstance(decoded, list) else [decoded]
+
+
+# A record requeued from the dead-letter topic names, in this header, the position
+# ("partition:position") its event had when it was dead-lettered. That event was never
+# counted, yet its transaction id may hold a dedupe marker; the marker yields to the
+# requeued copy once, and to nothing else (the copy sets a marker of its own).
+REQUEUE_HEADER = "meterflow-requeue-of"
+
+
+def requeue_header(partition: int, position_in_partition: int) -> tuple[str, bytes]:
+    return REQUEUE_HEADER, f"{partition}:{position_in_partition}".encode()
+
+
+def requeued_from(headers: Any) -> tuple[int, int] | None:
+    """(partition, position) of the dead-lettered event a record re-sends, from its
+    headers (a mapping or key/value pairs); None for an ordinary record."""
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
+    for name, value in pairs:
+        if name == REQUEUE_HEADER and isinstance(value, bytes):
+            partition, _, at = value.decode().partition(":")
+            if partition.isdigit() and at.isdigit():
+                return int(partition), int(at)
+    return None

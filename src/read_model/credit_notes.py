@@ -31,6 +31,13 @@ def from_json(rows: Sequence[dict[str, Any]]) -> tuple[CreditNoteTerms, ...]:
 
 
 async def available(conn: Conn, customer_id: uuid.UUID) -> tuple[CreditNoteTerms, ...]:
+    """The customer's available credit notes, locked until the transaction ends (so that
+    `consume` cannot find them changed)."""
+    await conn.execute(
+        "SELECT 1 FROM credit_notes WHERE customer_id = $1 AND credit_status = 'available' "
+        "FOR UPDATE",
+        customer_id,
+    )
     rows = await conn.fetchval(AVAILABLE_JSON.format(customer="$1"), customer_id)
     return from_json(rows)
 

@@ -11,9 +11,11 @@ from typing import Protocol
 
 import asyncpg
 
+from billing.credit_notes import split_credit
 from billing.wallet import consume_prepaid, granted_first
 from meterflow import webhook_outbox
 from meterflow.db import Conn
+from read_model import credit_notes
 
 
 class CreditsChanged(Exception):
@@ -85,10 +87,10 @@ async def due_drafts(conn: Conn, now: datetime) -> list[uuid.UUID]:
 
 
 async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
-    """Finalize one draft in one transaction: the customer's wallets in the invoice's
-    currency pay what they can of its total (priority, then oldest), and the invoice and
-    the wallets change together. None when it is not (or no longer) a draft, so a second
-    finalization consumes nothing."""
+    """Finalize one draft in one transaction: the customer's available credit notes (oldest
+    first), then its wallets in the invoice's currency (priority, then oldest) pay what they
+    can of its total, and the invoice, the credit notes and the wallets change together.
+    None when it is not (or no longer) a draft, so a second finalization consumes nothing."""
     async with conn.transaction():
         invoice = await conn.fetchrow(
             "SELECT * FROM invoices WHERE id = $1 AND status = 'draft' FOR UPDATE", invoice_id
@@ -110,6 +112,11 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
             - invoice["credit_notes_amount_cents"]
             - invoice["prepaid_credit_amount_cents"]
         )
+        # Credit notes first (oldest first), then wallets, as for an invoice issued final.
+        notes = await credit_notes.available(conn, invoice["customer_id"])
+        credited = split_credit(due, notes, invoice["currency"])
+        await credit_notes.consume(conn, credited, invoice_id)
+        due -= sum(cents for _, cents in credited)
         paid = consume_prepaid(due, [w["balance_cents"] for w in wallets])
         granted = 0
         for wallet, cents in zip(wallets, paid, strict=True):
@@ -121,14 +128,16 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
         row = await conn.fetchrow(
             "UPDATE invoices SET status = 'finalized', grace_until = NULL, finalized_at = $2, "
             "updated_at = $2, prepaid_credit_amount_cents = prepaid_credit_amount_cents + $3, "
+            "credit_notes_amount_cents = credit_notes_amount_cents + $5, "
             "prepaid_granted_credit_amount_cents = prepaid_granted_credit_amount_cents + $4, "
             "prepaid_purchased_credit_amount_cents = "
             "prepaid_purchased_credit_amount_cents + $3 - $4, "
-            "total_amount_cents = total_amount_cents - $3 WHERE id = $1 RETURNING *",
+            "total_amount_cents = total_amount_cents - $3 - $5 WHERE id = $1 RETURNING *",
             invoice_id,
             now,
             sum(paid),
             granted,
+            sum(cents for _, cents in credited),
         )
         assert row is not None
         await webhook_outbox.emit(conn, row["organization_id"], "invoice.created", invoice_id)

@@ -9,8 +9,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from resources import repository
-from resources.repository import Conn
+from meterflow import db
+from meterflow.db import Conn
+from resources import database, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
@@ -63,8 +64,8 @@ async def add_on(
 
 
 async def _body(conn: Conn, row: asyncpg.Record) -> dict[str, Any]:
-    taxes = await repository.taxes_of(conn, "add_on", [row["id"]])
-    return add_on_body(row, taxes[row["id"]])
+    found = await taxes.taxes_of(conn, "add_on", [row["id"]])
+    return add_on_body(row, found[row["id"]])
 
 
 def _parse(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str, Any]:
@@ -95,13 +96,13 @@ def _parse(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str, Any
 
 
 async def _set_taxes(conn: Conn, org: uuid.UUID, add_on_id: uuid.UUID, codes: list[str]) -> None:
-    taxes = await repository.taxes_by_codes(conn, org, sorted(set(codes)))
-    await repository.replace_taxes_of(conn, "add_on", add_on_id, [t["id"] for t in taxes])
+    found = await taxes.taxes_by_codes(conn, org, sorted(set(codes)))
+    await taxes.replace_taxes_of(conn, "add_on", add_on_id, [t["id"] for t in found])
 
 
 async def _check_taxes(conn: Conn, org: uuid.UUID, raw: dict[str, Any]) -> None:
     check_tax_codes(
-        raw.get("tax_codes"), await repository.known_tax_codes(conn, org, raw.get("tax_codes"))
+        raw.get("tax_codes"), await taxes.known_tax_codes(conn, org, raw.get("tax_codes"))
     )
 
 
@@ -109,9 +110,9 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "add_on")
     columns = _parse(raw, None)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         await _check_taxes(conn, org.id, raw)
-        await repository.claim_name(conn, org.id, "add_on", columns["code"])
+        await database.claim_name(conn, org.id, "add_on", columns["code"])
         if await add_on(conn, org.id, columns["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
         row = await conn.fetchrow(
@@ -132,14 +133,14 @@ async def create(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "add_on")
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         current = await add_on(conn, org.id, request.match_info["code"], lock=True)
         if current is None:
             raise NotFound("add_on")
         columns = _parse(raw, current)
         await _check_taxes(conn, org.id, raw)
         if columns["code"] != current["code"]:
-            await repository.claim_name(conn, org.id, "add_on", columns["code"])
+            await database.claim_name(conn, org.id, "add_on", columns["code"])
             if await add_on(conn, org.id, columns["code"]) is not None:
                 raise ValidationFailed({"code": ["value_already_exist"]})
         row = await conn.fetchrow(
@@ -187,14 +188,14 @@ async def list_add_ons(
         limit,
         offset,
     )
-    taxes = await repository.taxes_of(conn, "add_on", [r["id"] for r in rows])
-    return [add_on_body(r, taxes[r["id"]]) for r in rows], int(total)
+    found = await taxes.taxes_of(conn, "add_on", [r["id"] for r in rows])
+    return [add_on_body(r, found[r["id"]]) for r in rows], int(total)
 
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the add-on (soft: issued invoices keep their fees of it)."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         row = await add_on(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("add_on")

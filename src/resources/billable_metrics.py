@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from billing.aggregations import AGGREGATIONS
-from resources import records, repository
-from resources.records import billable_metric_body
+from meterflow import db
+from meterflow.db import Conn
+from resources import database, plans, records
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
@@ -126,11 +128,11 @@ def _current(row: asyncpg.Record) -> dict[str, Any]:
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     metric = parse_metric(await read_wrapped(request, "billable_metric"))
-    async with repository.unit_of_work(ctx.db) as conn:
-        await repository.claim_name(conn, org.id, "billable_metric", metric["code"])
-        if await repository.billable_metric(conn, org.id, metric["code"]) is not None:
+    async with db.unit_of_work(ctx.db) as conn:
+        await database.claim_name(conn, org.id, "billable_metric", metric["code"])
+        if await billable_metric_by_code(conn, org.id, metric["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
-        metric_id = await repository.insert_billable_metric(conn, org.id, _columns(metric))
+        metric_id = await insert_billable_metric(conn, org.id, _columns(metric))
         body = await records.enqueue_billable_metric(conn, metric_id)
     await ctx.catalog.drain_quietly()
     return ok({"billable_metric": body})
@@ -139,22 +141,22 @@ async def create(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "billable_metric")
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.billable_metric(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await billable_metric_by_code(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("billable_metric")
         metric = parse_metric(raw, _current(row))
         code_changed = metric["code"] != row["code"]
         if code_changed:
-            await repository.claim_name(conn, org.id, "billable_metric", metric["code"])
-        if code_changed and await repository.billable_metric(conn, org.id, metric["code"]):
+            await database.claim_name(conn, org.id, "billable_metric", metric["code"])
+        if code_changed and await billable_metric_by_code(conn, org.id, metric["code"]):
             raise ValidationFailed({"code": ["value_already_exist"]})
-        await repository.update_billable_metric(conn, row["id"], _columns(metric))
+        await update_billable_metric(conn, row["id"], _columns(metric))
         body = await records.enqueue_billable_metric(conn, row["id"])
         # Plans nest their charges' metric code: republish them when it changes.
         if code_changed:
-            for plan_id in await repository.plans_using_metric(conn, row["id"]):
-                await repository.bump_plan(conn, plan_id)
+            for plan_id in await plans_using_metric(conn, row["id"]):
+                await plans.bump_plan(conn, plan_id)
                 await records.enqueue_plan(conn, plan_id)
     await ctx.catalog.drain_quietly()
     return ok({"billable_metric": body})
@@ -163,22 +165,20 @@ async def update(request: web.Request) -> web.Response:
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        row = await repository.billable_metric(conn, org.id, request.match_info["code"])
+        row = await billable_metric_by_code(conn, org.id, request.match_info["code"])
     if row is None:
         raise NotFound("billable_metric")
-    return ok({"billable_metric": billable_metric_body(row)})
+    return ok({"billable_metric": records.billable_metric_body(row)})
 
 
 async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_billable_metrics(
-            conn, org.id, per_page, (page - 1) * per_page
-        )
+        rows, total = await list_billable_metrics(conn, org.id, per_page, (page - 1) * per_page)
     return ok(
         {
-            "billable_metrics": [billable_metric_body(r) for r in rows],
+            "billable_metrics": [records.billable_metric_body(r) for r in rows],
             "meta": pagination_meta(page, per_page, total),
         }
     )
@@ -187,18 +187,116 @@ async def find_all(request: web.Request) -> web.Response:
 async def destroy(request: web.Request) -> web.Response:
     """Delete the metric and, as Lago does, the charges built on it (their plans republish)."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.billable_metric(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await billable_metric_by_code(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("billable_metric")
-        body = billable_metric_body(row)
-        plan_ids = await repository.delete_billable_metric(conn, row["id"])
+        body = records.billable_metric_body(row)
+        plan_ids = await delete_billable_metric(conn, row["id"])
         await records.enqueue_billable_metric(conn, row["id"])
         for plan_id in plan_ids:
-            await repository.bump_plan(conn, plan_id)
+            await plans.bump_plan(conn, plan_id)
             await records.enqueue_plan(conn, plan_id)
     await ctx.catalog.drain_quietly()
     return ok({"billable_metric": body})
+
+
+async def billable_metric_by_code(
+    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = (
+        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND code = $2 "
+        "AND deleted_at IS NULL"
+    )
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def billable_metrics_by_ids(
+    conn: Conn, org: uuid.UUID, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND id = ANY($2::uuid[]) "
+        "AND deleted_at IS NULL",
+        org,
+        ids,
+    )
+    return {r["id"]: r for r in rows}
+
+
+async def billable_metric_by_id(conn: Conn, metric_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM billable_metrics WHERE id = $1", metric_id)
+    assert row is not None
+    return row
+
+
+async def insert_billable_metric(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    metric_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO billable_metrics (id, organization_id, code, name, aggregation_type, "
+        "field_name, recurring, filters, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        metric_id,
+        org,
+        columns["code"],
+        columns["name"],
+        columns["aggregation_type"],
+        columns["field_name"],
+        columns["recurring"],
+        columns["filters"],
+        columns["attributes"],
+    )
+    return metric_id
+
+
+async def update_billable_metric(conn: Conn, metric_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE billable_metrics SET code = $2, name = $3, aggregation_type = $4, "
+        "field_name = $5, recurring = $6, filters = $7, attributes = $8, "
+        "version = version + 1, updated_at = now() WHERE id = $1",
+        metric_id,
+        columns["code"],
+        columns["name"],
+        columns["aggregation_type"],
+        columns["field_name"],
+        columns["recurring"],
+        columns["filters"],
+        columns["attributes"],
+    )
+
+
+async def plans_using_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT plan_id FROM charges WHERE billable_metric_id = $1", metric_id
+    )
+    return [r["plan_id"] for r in rows]
+
+
+async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
+    """Soft-delete the metric and remove its charges; returns the plans that lost one."""
+    plans = await plans_using_metric(conn, metric_id)
+    await conn.execute("DELETE FROM charges WHERE billable_metric_id = $1", metric_id)
+    await conn.execute(
+        "UPDATE billable_metrics SET deleted_at = now(), version = version + 1, "
+        "updated_at = now() WHERE id = $1",
+        metric_id,
+    )
+    return plans
+
+
+async def list_billable_metrics(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL",
+        org,
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

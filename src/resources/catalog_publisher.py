@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import asyncpg
 
-from resources import repository
+from meterflow import db
+from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.db import Conn
 from web.context import Producer
 from web.errors import BrokerUnavailable
 from web.metrics import IngestMetrics
@@ -37,14 +40,14 @@ class CatalogPublisher:
         """
         sent = 0
         while True:
-            async with repository.unit_of_work(self._pool) as conn:
-                claimed = await repository.claim_outbox(conn, _BATCH)
+            async with db.unit_of_work(self._pool) as conn:
+                claimed = await claim_outbox(conn, _BATCH)
                 if not claimed:
                     return sent
                 await self._broker.send_all(
                     self._topic, [(record.key, record.encode()) for _, record in claimed]
                 )
-                await repository.delete_outbox(conn, [outbox_id for outbox_id, _ in claimed])
+                await delete_outbox(conn, [outbox_id for outbox_id, _ in claimed])
             sent += len(claimed)
             self._metrics.catalog_published.inc(len(claimed))
 
@@ -68,3 +71,41 @@ class CatalogPublisher:
                 log.warning("catalog.publish_deferred topic=%s", self._topic)
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("catalog.publish_failed topic=%s error=%r", self._topic, exc)
+
+
+async def enqueue(conn: Conn, record: CatalogRecord) -> None:
+    await conn.execute(
+        "INSERT INTO catalog_outbox (kind, lago_id, organization_id, version, body) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        record.kind.value,
+        uuid.UUID(record.lago_id),
+        uuid.UUID(record.organization_id),
+        record.version,
+        record.body,
+    )
+
+
+async def claim_outbox(conn: Conn, limit: int) -> list[tuple[int, CatalogRecord]]:
+    """The oldest unsent records, locked so that concurrent drains skip them."""
+    rows = await conn.fetch(
+        "SELECT id, kind, lago_id, organization_id, version, body FROM catalog_outbox "
+        "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [
+        (
+            r["id"],
+            CatalogRecord(
+                kind=CatalogKind(r["kind"]),
+                lago_id=str(r["lago_id"]),
+                organization_id=str(r["organization_id"]),
+                version=r["version"],
+                body=r["body"],
+            ),
+        )
+        for r in rows
+    ]
+
+
+async def delete_outbox(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("DELETE FROM catalog_outbox WHERE id = ANY($1::bigint[])", ids)

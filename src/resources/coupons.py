@@ -24,7 +24,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from resources import repository
+from meterflow import db
+from meterflow.db import Conn
+from resources import applied_coupons, customers, database
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import (
@@ -192,7 +194,7 @@ def parse_coupon(
     merged: dict[str, Any] = (
         {"reusable": True, "description": None, "expiration_at": None}
         if current is None
-        else {name: current[name] for name in repository.COUPON_COLUMNS}
+        else {name: current[name] for name in COUPON_COLUMNS}
     )
     editable = _ALWAYS_EDITABLE if applied else tuple(given)
     merged.update({k: v for k, v in given.items() if fields.has(k) and k in editable})
@@ -214,35 +216,35 @@ def parse_coupon(
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = parse_coupon(await read_wrapped(request, "coupon"), None)
-    async with repository.unit_of_work(ctx.db) as conn:
-        await repository.claim_name(conn, org.id, "coupon", columns["code"])
-        if await repository.coupon(conn, org.id, columns["code"]) is not None:
+    async with db.unit_of_work(ctx.db) as conn:
+        await database.claim_name(conn, org.id, "coupon", columns["code"])
+        if await coupon_by_code(conn, org.id, columns["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
-        row = await repository.insert_coupon(conn, org.id, columns)
+        row = await insert_coupon(conn, org.id, columns)
     return ok({"coupon": coupon_body(row)})
 
 
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "coupon")
-    async with repository.unit_of_work(ctx.db) as conn:
-        current = await repository.coupon(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        current = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
         if current is None:
             raise NotFound("coupon")
-        applied = await repository.coupon_applied(conn, current["id"])
+        applied = await coupon_applied(conn, current["id"])
         columns = parse_coupon(raw, current, applied=applied)
         if columns["code"] != current["code"]:
-            await repository.claim_name(conn, org.id, "coupon", columns["code"])
-            if await repository.coupon(conn, org.id, columns["code"]) is not None:
+            await database.claim_name(conn, org.id, "coupon", columns["code"])
+            if await coupon_by_code(conn, org.id, columns["code"]) is not None:
                 raise ValidationFailed({"code": ["value_already_exist"]})
-        row = await repository.update_coupon(conn, current["id"], columns)
+        row = await update_coupon(conn, current["id"], columns)
     return ok({"coupon": coupon_body(row)})
 
 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        row = await repository.coupon(conn, org.id, request.match_info["code"])
+        row = await coupon_by_code(conn, org.id, request.match_info["code"])
     if row is None:
         raise NotFound("coupon")
     return ok({"coupon": coupon_body(row)})
@@ -252,7 +254,7 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_coupons(conn, org.id, per_page, (page - 1) * per_page)
+        rows, total = await list_coupons(conn, org.id, per_page, (page - 1) * per_page)
     return ok(
         {"coupons": [coupon_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
     )
@@ -260,11 +262,11 @@ async def find_all(request: web.Request) -> web.Response:
 
 async def destroy(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.coupon(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("coupon")
-        deleted = await repository.delete_coupon(conn, row["id"])
+        deleted = await delete_coupon(conn, row["id"])
     return ok({"coupon": coupon_body(deleted)})
 
 
@@ -297,19 +299,21 @@ async def apply_coupon(
     }
     fields.check()
     assert external_customer_id is not None and coupon_code is not None
-    async with repository.unit_of_work(ctx.db) as conn:
-        customer = await repository.customer(conn, org.id, external_customer_id, lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
         if customer is None:
             raise NotFound("customer")
-        coupon = await repository.coupon(conn, org.id, coupon_code)
+        coupon = await coupon_by_code(conn, org.id, coupon_code)
         if coupon is None or coupon["status"] != "active" or _expired(coupon, datetime.now(UTC)):
             raise NotFound("coupon")
-        terms = {name: coupon[name] for name in repository.COUPON_COLUMNS}
+        terms = {name: coupon[name] for name in COUPON_COLUMNS}
         terms.update({k: v for k, v in overrides.items() if fields.has(k)})
         checked = Fields({}, ())
         _terms(checked, terms)
         checked.check()
-        if not coupon["reusable"] and await repository.applications(
+        if not coupon["reusable"] and await applied_coupons.applications_of(
             conn, customer["id"], coupon["id"]
         ):
             raise ValidationFailed({"coupon": ["coupon_is_not_reusable"]})
@@ -319,10 +323,10 @@ async def apply_coupon(
             and terms["amount_currency"] != customer["currency"]
         ):
             raise ValidationFailed({"currency": ["currencies_does_not_match"]})
-        applied_id = await repository.insert_applied_coupon(
+        applied_id = await applied_coupons.insert_applied_coupon(
             conn, org.id, {**terms, "coupon_id": coupon["id"], "customer_id": customer["id"]}
         )
-        row = await repository.applied_coupon_by_id(conn, applied_id)
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
     assert row is not None
     return applied_coupon_body(row)
 
@@ -337,10 +341,10 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
     async with ctx.db.acquire() as conn:
         if (
             external_customer_id is not None
-            and await repository.customer(conn, org.id, external_customer_id) is None
+            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
         ):
             raise NotFound("customer")
-        rows, total = await repository.list_applied_coupons(
+        rows, total = await applied_coupons.list_applied_coupons(
             conn,
             org.id,
             external_customer_id=external_customer_id,
@@ -372,19 +376,108 @@ async def remove(request: web.Request) -> web.Response:
         applied_id = uuid.UUID(request.match_info["applied_coupon_id"])
     except ValueError:
         raise NotFound("applied_coupon") from None
-    async with repository.unit_of_work(ctx.db) as conn:
-        customer = await repository.customer(
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
             conn, org.id, request.match_info["external_customer_id"], lock=True
         )
         if customer is None:
             raise NotFound("customer")
-        row = await repository.applied_coupon_by_id(conn, applied_id)
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
         if row is None or row["customer_id"] != customer["id"]:
             raise NotFound("applied_coupon")
-        await repository.terminate_applied_coupon(conn, applied_id)
-        row = await repository.applied_coupon_by_id(conn, applied_id)
+        await applied_coupons.terminate_applied_coupon(conn, applied_id)
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
     assert row is not None
     return ok({"applied_coupon": applied_coupon_body(row)})
+
+
+COUPON_COLUMNS = (
+    "code",
+    "name",
+    "description",
+    "coupon_type",
+    "amount_cents",
+    "amount_currency",
+    "percentage_rate",
+    "frequency",
+    "frequency_duration",
+    "reusable",
+    "expiration",
+    "expiration_at",
+)
+
+
+async def coupon_by_code(
+    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = "SELECT * FROM coupons WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def insert_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
+    names = ", ".join(COUPON_COLUMNS)
+    params = ", ".join(f"${i}" for i in range(3, len(COUPON_COLUMNS) + 3))
+    row = await conn.fetchrow(
+        f"INSERT INTO coupons (id, organization_id, {names}) VALUES ($1, $2, {params}) RETURNING *",
+        uuid.uuid4(),
+        org,
+        *(columns[name] for name in COUPON_COLUMNS),
+    )
+    assert row is not None
+    return row
+
+
+async def update_coupon(
+    conn: Conn, coupon_id: uuid.UUID, columns: dict[str, Any]
+) -> asyncpg.Record:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(COUPON_COLUMNS, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE coupons SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
+        coupon_id,
+        *(columns[name] for name in COUPON_COLUMNS),
+    )
+    assert row is not None
+    return row
+
+
+async def delete_coupon(conn: Conn, coupon_id: uuid.UUID) -> asyncpg.Record:
+    """Soft-delete and terminate the coupon, and terminate its active applications."""
+    await conn.execute(
+        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
+        "updated_at = now() WHERE coupon_id = $1 AND status = 'active'",
+        coupon_id,
+    )
+    row = await conn.fetchrow(
+        "UPDATE coupons SET deleted_at = now(), status = 'terminated', "
+        "terminated_at = coalesce(terminated_at, now()), updated_at = now() "
+        "WHERE id = $1 RETURNING *",
+        coupon_id,
+    )
+    assert row is not None
+    return row
+
+
+async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM applied_coupons WHERE coupon_id = $1 LIMIT 1", coupon_id
+    )
+    return found is not None
+
+
+async def list_coupons(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL", org
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

@@ -8,7 +8,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from resources import repository
+from resources import customers, subscriptions
 from web.context import IngestContext, Organization, context, organization
 from web.errors import AggregatorUnavailable, ApiError, NotFound, ValidationFailed
 
@@ -22,10 +22,12 @@ async def find(request: web.Request) -> web.Response:
     if not external_subscription_id:
         raise ValidationFailed({"external_subscription_id": ["value_is_mandatory"]})
     async with ctx.db.acquire() as conn:
-        customer = await repository.customer(conn, org.id, external_customer_id)
+        customer = await customers.customer_by_external_id(conn, org.id, external_customer_id)
         if customer is None:
             raise NotFound("customer")
-        subscription = await repository.subscription(conn, org.id, external_subscription_id)
+        subscription = await subscriptions.subscription_by_external_id(
+            conn, org.id, external_subscription_id
+        )
     if subscription is None or subscription["external_customer_id"] != external_customer_id:
         raise NotFound("subscription")
     body = await current_usage(ctx, org, external_subscription_id)

@@ -8,12 +8,12 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
-from meterflow import webhook_outbox
-from resources import records, repository, subscriptions
-from resources.records import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, customer_body
-from resources.repository import Conn
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from resources import applied_coupons, database, records, subscriptions, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
@@ -26,6 +26,26 @@ from web.payload import (
     page_params,
     pagination_meta,
     read_wrapped,
+)
+
+ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "country", "state", "zipcode")
+CUSTOMER_TEXT_FIELDS = (
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "zipcode",
+    "email",
+    "legal_name",
+    "legal_number",
+    "logo_url",
+    "name",
+    "firstname",
+    "lastname",
+    "phone",
+    "tax_identification_number",
+    "url",
+    "billing_entity_code",
 )
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
@@ -194,9 +214,9 @@ def _columns(attributes: dict[str, Any]) -> dict[str, Any]:
 
 async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The customers' bodies with their own taxes (`taxes`), as Lago lists them."""
-    taxes = await repository.taxes_of(conn, "customer", [uuid.UUID(b["lago_id"]) for b in bodies])
+    found = await taxes.taxes_of(conn, "customer", [uuid.UUID(b["lago_id"]) for b in bodies])
     for body in bodies:
-        body["taxes"] = [tax_body(t) for t in taxes[uuid.UUID(body["lago_id"])]]
+        body["taxes"] = [tax_body(t) for t in found[uuid.UUID(body["lago_id"])]]
     return bodies
 
 
@@ -211,7 +231,7 @@ async def upsert(request: web.Request) -> web.Response:
 async def external_id_lock(conn: Conn, customer_id: uuid.UUID) -> str | None:
     """Why the customer's external ID can no longer change (a plan, coupon, wallet or credits
     were assigned to it), or None while it still can."""
-    return await repository.customer_assignment(conn, customer_id)
+    return await customer_assignment(conn, customer_id)
 
 
 async def save_customer(
@@ -229,21 +249,19 @@ async def save_customer(
     external ID until something is assigned to the customer (`external_id_lock`): then a
     change is refused with `external_id_locked`.
     """
-    async with repository.unit_of_work(ctx.db) as conn:
-        known = await repository.known_tax_codes(conn, org.id, raw.get("tax_codes"))
+    async with db.unit_of_work(ctx.db) as conn:
+        known = await taxes.known_tax_codes(conn, org.id, raw.get("tax_codes"))
         check_tax_codes(raw.get("tax_codes"), known)
         external_id, given = parse_customer(raw, known)
         tax_codes: list[str] | None = given.pop("tax_codes", None)
-        await repository.claim_name(conn, org.id, "customer", external_id)
+        await database.claim_name(conn, org.id, "customer", external_id)
         if customer_id is not None:
             await _rename(conn, org, customer_id, external_id)
-        existing = await repository.customer(conn, org.id, external_id, lock=True)
+        existing = await customer_by_external_id(conn, org.id, external_id, lock=True)
         if new and existing is not None:
             raise ValidationFailed({"external_id": ["value_already_exist"]})
         if existing is None:
-            customer_id = await repository.insert_customer(
-                conn, org.id, external_id, _columns(given)
-            )
+            customer_id = await insert_customer(conn, org.id, external_id, _columns(given))
             timezone_changed = False
         else:
             customer_id = existing["id"]
@@ -253,23 +271,21 @@ async def save_customer(
                     **existing["attributes"].get("billing_configuration", {}),
                     **given["billing_configuration"],
                 }
-            await repository.update_customer(conn, customer_id, _columns(attributes))
+            await update_customer(conn, customer_id, _columns(attributes))
             timezone_changed = attributes.get("timezone") != existing["timezone"]
         if tax_codes is not None:
-            taxes = await repository.taxes_by_codes(conn, org.id, tax_codes)
-            await repository.replace_taxes_of(
-                conn, "customer", customer_id, [t["id"] for t in taxes]
-            )
+            found = await taxes.taxes_by_codes(conn, org.id, tax_codes)
+            await taxes.replace_taxes_of(conn, "customer", customer_id, [t["id"] for t in found])
         body = await records.enqueue_customer(conn, customer_id)
         await with_taxes(conn, [body])
         webhook = "customer.created" if existing is None else "customer.updated"
         await webhook_outbox.emit(conn, org.id, webhook, customer_id, body)
         if timezone_changed:
             # A subscription's record carries its applicable timezone: republish them.
-            for subscription_id in await repository.live_subscription_ids(
+            for subscription_id in await subscriptions.live_subscription_ids(
                 conn, customer_id=customer_id
             ):
-                await repository.bump_subscription(conn, subscription_id)
+                await subscriptions.bump_subscription(conn, subscription_id)
                 await records.enqueue_subscription(conn, subscription_id)
     await ctx.catalog.drain_quietly()
     return body
@@ -277,25 +293,25 @@ async def save_customer(
 
 async def _rename(conn: Conn, org: Organization, customer_id: uuid.UUID, external_id: str) -> None:
     """Give the customer `external_id` (the caller holds its name's claim), if it may change."""
-    current = await repository.customer_by_lago_id(conn, org.id, customer_id, lock=True)
+    current = await customer_by_lago_id(conn, org.id, customer_id, lock=True)
     if current is None:
         raise NotFound("customer")
     if current["external_id"] == external_id:
         return
     if await external_id_lock(conn, customer_id) is not None:
         raise ValidationFailed({"external_id": ["external_id_locked"]})
-    if await repository.customer(conn, org.id, external_id) is not None:
+    if await customer_by_external_id(conn, org.id, external_id) is not None:
         raise ValidationFailed({"external_id": ["value_already_exist"]})
-    await repository.rename_customer(conn, customer_id, external_id)
+    await rename_customer(conn, customer_id, external_id)
 
 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        row = await repository.customer(conn, org.id, request.match_info["external_id"])
+        row = await customer_by_external_id(conn, org.id, request.match_info["external_id"])
         if row is None:
             raise NotFound("customer")
-        body = (await with_taxes(conn, [customer_body(row)]))[0]
+        body = (await with_taxes(conn, [records.customer_body(row)]))[0]
     return ok({"customer": body})
 
 
@@ -303,10 +319,10 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_customers(
+        rows, total = await list_customers(
             conn, org.id, per_page, (page - 1) * per_page, request.query.get("search_term")
         )
-        bodies = await with_taxes(conn, [customer_body(r) for r in rows])
+        bodies = await with_taxes(conn, [records.customer_body(r) for r in rows])
     return ok(
         {
             "customers": bodies,
@@ -328,17 +344,138 @@ async def delete_customer(
     """Delete the customer; its live subscriptions, applied coupons and wallets are
     terminated with it, as in Lago. The final invoices of those subscriptions, issued when
     their periods close, therefore use no coupon and no prepaid credit."""
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.customer(conn, org.id, external_id, lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await customer_by_external_id(conn, org.id, external_id, lock=True)
         if row is None:
             raise NotFound("customer")
-        for subscription_id in await repository.live_subscription_ids(conn, customer_id=row["id"]):
+        for subscription_id in await subscriptions.live_subscription_ids(
+            conn, customer_id=row["id"]
+        ):
             await subscriptions.terminate(conn, subscription_id)
-        await repository.end_customer_credits(conn, row["id"])
-        await repository.delete_customer(conn, row["id"])
+        await applied_coupons.end_customer_credits(conn, row["id"])
+        await mark_customer_deleted(conn, row["id"])
         body = await records.enqueue_customer(conn, row["id"])
     await ctx.catalog.drain_quietly()
     return body
+
+
+_CUSTOMER = (
+    "SELECT c.*, o.timezone AS organization_timezone FROM customers c "
+    "JOIN organizations o ON o.id = c.organization_id "
+)
+
+
+async def customer_by_external_id(
+    conn: Conn, org: uuid.UUID, external_id: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = _CUSTOMER + "WHERE c.organization_id = $1 AND c.external_id = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF c" if lock else ""), org, external_id)
+
+
+async def customer_by_id(conn: Conn, customer_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(_CUSTOMER + "WHERE c.id = $1", customer_id)
+    assert row is not None
+    return row
+
+
+async def insert_customer(
+    conn: Conn, org: uuid.UUID, external_id: str, columns: dict[str, Any]
+) -> uuid.UUID:
+    customer_id = uuid.uuid4()
+    # Serialise sequential ids per organization (two concurrent creates must not share one).
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", str(org))
+    await conn.execute(
+        "INSERT INTO customers (id, organization_id, external_id, sequential_id, name, email, "
+        "currency, timezone, attributes) VALUES ($1, $2, $3, (SELECT coalesce(max(sequential_id)"
+        ", 0) + 1 FROM customers WHERE organization_id = $2), $4, $5, $6, $7, $8)",
+        customer_id,
+        org,
+        external_id,
+        columns["name"],
+        columns["email"],
+        columns["currency"],
+        columns["timezone"],
+        columns["attributes"],
+    )
+    return customer_id
+
+
+async def update_customer(conn: Conn, customer_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE customers SET name = $2, email = $3, currency = $4, timezone = $5, "
+        "attributes = $6, version = version + 1, updated_at = now() WHERE id = $1",
+        customer_id,
+        columns["name"],
+        columns["email"],
+        columns["currency"],
+        columns["timezone"],
+        columns["attributes"],
+    )
+
+
+async def mark_customer_deleted(conn: Conn, customer_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE customers SET deleted_at = now(), version = version + 1, updated_at = now() "
+        "WHERE id = $1",
+        customer_id,
+    )
+
+
+async def customer_by_lago_id(
+    conn: Conn, org: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = _CUSTOMER + "WHERE c.organization_id = $1 AND c.id = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF c" if lock else ""), org, customer_id)
+
+
+async def rename_customer(conn: Conn, customer_id: uuid.UUID, external_id: str) -> None:
+    await conn.execute(
+        "UPDATE customers SET external_id = $2, version = version + 1, updated_at = now() "
+        "WHERE id = $1",
+        customer_id,
+        external_id,
+    )
+
+
+async def customer_assignment(conn: Conn, customer_id: uuid.UUID) -> str | None:
+    """The first kind of object assigned to the customer (`subscription`, `coupon`,
+    `wallet` or `invoice`, ended ones included), or None when nothing is."""
+    found: str | None = await conn.fetchval(
+        "SELECT CASE "
+        "WHEN EXISTS (SELECT 1 FROM subscriptions WHERE customer_id = $1) THEN 'subscription' "
+        "WHEN EXISTS (SELECT 1 FROM applied_coupons WHERE customer_id = $1) THEN 'coupon' "
+        "WHEN EXISTS (SELECT 1 FROM wallets WHERE customer_id = $1) THEN 'wallet' "
+        "WHEN EXISTS (SELECT 1 FROM invoices WHERE customer_id = $1) THEN 'invoice' END",
+        customer_id,
+    )
+    return found
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_customers(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int, search_term: str | None = None
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of live customers, newest first; `search_term` (Lago's) keeps those whose
+    name, first or last name, legal name, external id or email contains it."""
+    where = "WHERE c.organization_id = $1 AND c.deleted_at IS NULL "
+    args: list[Any] = [org]
+    if search_term:
+        # search_text: those fields lowercased in one column (migration 0021)
+        where += "AND c.search_text LIKE $2 "
+        args.append(_like(search_term.lower()))
+    total = await conn.fetchval("SELECT count(*) FROM customers c " + where, *args)
+    n = len(args)
+    rows = await conn.fetch(
+        _CUSTOMER + where + f"ORDER BY c.created_at DESC, c.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

@@ -15,10 +15,10 @@ import asyncpg
 from aiohttp import web
 
 from billing.money import minor_units, round_cents
+from meterflow import db
+from meterflow.db import Conn
 from read_model import drafts
-from resources import repository
-from resources.records import customer_body, subscription_body
-from resources.repository import Conn
+from resources import customers, records, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, iso, ok, page_params, pagination_meta
@@ -184,7 +184,7 @@ def invoice_body(
         "number": invoice["number"],
         "purchase_order_number": None,
         "issuing_date": issuing.isoformat(),
-        "payment_dispute_lost_at": None,
+        "payment_dispute_lost_at": iso(invoice["payment_dispute_lost_at"]),
         "payment_due_date": (issuing + timedelta(days=net_payment_term)).isoformat(),
         "payment_overdue": False,
         "net_payment_term": net_payment_term,
@@ -214,7 +214,7 @@ def invoice_body(
         "web_url": None,
         "created_at": iso(invoice["created_at"]),
         "updated_at": iso(invoice["updated_at"]),
-        "customer": customer_body(customer),
+        "customer": records.customer_body(customer),
         "metadata": invoice["metadata"],
         "applied_taxes": _invoice_applied_taxes(invoice),
         "applied_invoice_custom_sections": [],
@@ -226,7 +226,9 @@ def invoice_body(
             "customer": customer["external_id"],
             "subscription": None if subscription is None else subscription["external_id"],
         }
-        body["subscriptions"] = [] if subscription is None else [subscription_body(subscription)]
+        body["subscriptions"] = (
+            [] if subscription is None else [records.subscription_body(subscription)]
+        )
         body["fees"] = [fee_body(f, invoice, external_ids) for f in fees]
         body["credits"] = _credits(invoice)
     return body
@@ -252,11 +254,11 @@ async def invoice_row(
 
 async def extended_body(conn: Conn, invoice: asyncpg.Record) -> dict[str, Any]:
     """The invoice with its customer, subscription and fees, as `GET /invoices/{id}`."""
-    customer = await repository.customer_by_id(conn, invoice["customer_id"])
+    customer = await customers.customer_by_id(conn, invoice["customer_id"])
     subscription = (
         None
         if invoice["subscription_id"] is None
-        else await repository.subscription_by_id(conn, invoice["subscription_id"])
+        else await subscriptions.subscription_by_id(conn, invoice["subscription_id"])
     )
     fees = await conn.fetch(
         "SELECT * FROM fees WHERE invoice_id = $1 ORDER BY position", invoice["id"]
@@ -346,10 +348,10 @@ async def list_invoices(
         limit,
         offset,
     )
-    customers = {}
+    by_id = {}
     for customer_id in {r["customer_id"] for r in rows}:
-        customers[customer_id] = await repository.customer_by_id(conn, customer_id)
-    return [invoice_body(r, customers[r["customer_id"]]) for r in rows], int(total)
+        by_id[customer_id] = await customers.customer_by_id(conn, customer_id)
+    return [invoice_body(r, by_id[r["customer_id"]]) for r in rows], int(total)
 
 
 async def find(request: web.Request) -> web.Response:
@@ -368,7 +370,7 @@ async def finalize(request: web.Request) -> web.Response:
     """Finalize a draft now, before its grace period ends; any other invoice is returned
     as it is, as Lago does."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if invoice["status"] == "draft":
             # The same finalization as the invoicer's sweep: prepaid credits pay it now.

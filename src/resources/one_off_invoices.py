@@ -20,12 +20,12 @@ from billing.invoice import FeeKind
 from billing.money import minor_units, round_cents
 from invoicer.pricing import PricedFee, TaxTerms, invoice_totals
 from invoicer.repository import _applied_taxes, _fee_taxes, document_prefix
-from meterflow import webhook_outbox
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
 from read_model import credit_notes
-from resources import repository
+from resources import customers, organizations, taxes
 from resources.add_ons import add_on
 from resources.invoices import extended_body
-from resources.repository import Conn
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, Fields, currency, ok, read_wrapped
@@ -87,15 +87,15 @@ async def _fee_taxes_terms(
     codes: list[str] | None,
 ) -> tuple[TaxTerms, ...]:
     if codes is not None:
-        known = await repository.taxes_by_codes(conn, org, sorted(set(codes)))
+        known = await taxes.taxes_by_codes(conn, org, sorted(set(codes)))
         if len(known) != len(set(codes)):
             raise NotFound("tax")
         return _tax_terms(known)
     for link, owner in (("add_on", add_on_id), ("customer", customer_id)):
-        own = (await repository.taxes_of(conn, link, [owner]))[owner]
+        own = (await taxes.taxes_of(conn, link, [owner]))[owner]
         if own:
             return _tax_terms(own)
-    return _tax_terms(await repository.organization_taxes(conn, org))
+    return _tax_terms(await taxes.organization_taxes(conn, org))
 
 
 async def create(request: web.Request) -> web.Response:
@@ -118,8 +118,10 @@ async def create_one_off_invoice(
     fields.check()
     assert external_customer_id is not None
     now = datetime.now(UTC)
-    async with repository.unit_of_work(ctx.db) as conn:
-        customer = await repository.customer(conn, org.id, external_customer_id, lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
         if customer is None:
             raise NotFound("customer")
         fees: list[PricedFee] = []
@@ -194,7 +196,7 @@ async def _write(
     now: datetime,
 ) -> uuid.UUID:
     """The invoice (next in the customer's sequence) and its fees."""
-    organization = await repository.organization_row(conn, org)
+    organization = await organizations.organization_row(conn, org)
     prefix = (organization["attributes"] or {}).get("document_number_prefix") or document_prefix(
         organization["name"], str(org)
     )

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from meterflow import db
 from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.db import Conn
 from meterflow.errors import ConfigurationError
-from resources import records, repository
-from resources.repository import Conn
+from resources import catalog_publisher, records, subscriptions, taxes
 from resources.taxes import tax_body
 from web.auth import key_digest, new_api_key
 from web.context import Organization, context, organization
@@ -53,9 +55,9 @@ async def open_organization(
     if not is_timezone(timezone):
         raise ConfigurationError(f"{timezone!r} is not an IANA timezone (e.g. Europe/Paris)")
     key = new_api_key()
-    async with repository.unit_of_work(pool) as conn:
-        org = await repository.insert_organization(conn, name, timezone, key_digest(key))
-        await repository.enqueue(
+    async with db.unit_of_work(pool) as conn:
+        org = await insert_organization(conn, name, timezone, key_digest(key))
+        await catalog_publisher.enqueue(
             conn,
             CatalogRecord(
                 kind=CatalogKind.ORGANIZATION,
@@ -186,7 +188,7 @@ def settings_body(row: asyncpg.Record, taxes: list[asyncpg.Record]) -> dict[str,
 
 
 async def _enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
-    await repository.enqueue(
+    await catalog_publisher.enqueue(
         conn,
         CatalogRecord(
             kind=CatalogKind.ORGANIZATION,
@@ -208,8 +210,8 @@ async def update(request: web.Request) -> web.Response:
     that has none of its own and their live subscriptions (their periods follow it)."""
     ctx, org = context(request), organization(request)
     given = parse_settings(await read_wrapped(request, "organization"))
-    async with repository.unit_of_work(ctx.db) as conn:
-        current = await repository.organization_row(conn, org.id, lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        current = await organization_row(conn, org.id, lock=True)
         attributes = {**(current["attributes"] or {}), **given}
         attributes.pop("timezone", None)
         if "billing_configuration" in given:
@@ -218,22 +220,85 @@ async def update(request: web.Request) -> web.Response:
                 **given["billing_configuration"],
             }
         timezone = given.get("timezone") or current["timezone"]
-        row = await repository.update_organization(conn, org.id, timezone, attributes)
+        row = await update_organization(conn, org.id, timezone, attributes)
         await _enqueue_organization(conn, row)
         if timezone != current["timezone"]:
-            for customer_id in await repository.bump_customers_on_organization_timezone(
-                conn, org.id
-            ):
+            for customer_id in await bump_customers_on_organization_timezone(conn, org.id):
                 await records.enqueue_customer(conn, customer_id)
-            for subscription_id in await repository.live_subscription_ids_on_organization_timezone(
+            for subscription_id in await live_subscription_ids_on_organization_timezone(
                 conn, org.id
             ):
-                await repository.bump_subscription(conn, subscription_id)
+                await subscriptions.bump_subscription(conn, subscription_id)
                 await records.enqueue_subscription(conn, subscription_id)
-        taxes = await repository.organization_taxes(conn, org.id)
+        applied = await taxes.organization_taxes(conn, org.id)
     ctx.keys.forget(org.id)
     await ctx.catalog.drain_quietly()
-    return ok({"organization": settings_body(row, taxes)})
+    return ok({"organization": settings_body(row, applied)})
+
+
+async def insert_organization(
+    conn: Conn, name: str, timezone: str, key_digest: bytes
+) -> Organization:
+    org_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO organizations (id, name, timezone) VALUES ($1, $2, $3)", org_id, name, timezone
+    )
+    await conn.execute(
+        "INSERT INTO api_keys (id, organization_id, key_digest) VALUES ($1, $2, $3)",
+        uuid.uuid4(),
+        org_id,
+        key_digest,
+    )
+    return Organization(org_id, name, timezone)
+
+
+async def organization_row(conn: Conn, org: uuid.UUID, *, lock: bool = False) -> asyncpg.Record:
+    sql = "SELECT * FROM organizations WHERE id = $1"
+    # NO KEY UPDATE: a plain FOR UPDATE also blocks the foreign-key checks (KEY SHARE) of
+    # every insert naming the organization, and an organization update that then waits for
+    # a customer row deadlocked with a customer change that was inserting (found by
+    # schemathesis: PUT /organizations answered 500).
+    row = await conn.fetchrow(sql + (" FOR NO KEY UPDATE" if lock else ""), org)
+    assert row is not None
+    return row
+
+
+async def update_organization(
+    conn: Conn, org: uuid.UUID, timezone: str, attributes: dict[str, Any]
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "UPDATE organizations SET timezone = $2, attributes = $3, version = version + 1 "
+        "WHERE id = $1 RETURNING *",
+        org,
+        timezone,
+        attributes,
+    )
+    assert row is not None
+    return row
+
+
+async def bump_customers_on_organization_timezone(conn: Conn, org: uuid.UUID) -> list[uuid.UUID]:
+    """New versions of the customers without a timezone of their own (their applicable
+    timezone is the organization's); returns their ids."""
+    rows = await conn.fetch(
+        "UPDATE customers SET version = version + 1, updated_at = now() "
+        "WHERE organization_id = $1 AND timezone IS NULL AND deleted_at IS NULL RETURNING id",
+        org,
+    )
+    return [r["id"] for r in rows]
+
+
+async def live_subscription_ids_on_organization_timezone(
+    conn: Conn, org: uuid.UUID
+) -> list[uuid.UUID]:
+    """Live subscriptions whose customer has no timezone of its own."""
+    rows = await conn.fetch(
+        "SELECT s.id FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+        "WHERE s.organization_id = $1 AND s.status IN ('active', 'pending') "
+        "AND c.timezone IS NULL",
+        org,
+    )
+    return [r["id"] for r in rows]
 
 
 def routes() -> list[web.RouteDef]:

@@ -13,8 +13,9 @@ from aiohttp import web
 from billing.charge_models import CHARGE_MODELS
 from billing.errors import InvalidChargeProperties
 from billing.periods import PlanInterval
-from resources import records, repository
-from resources.repository import Conn
+from meterflow import db
+from meterflow.db import Conn
+from resources import billable_metrics, charges, database, records, subscriptions, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
@@ -130,7 +131,7 @@ async def _charges(
 ) -> list[dict[str, Any]]:
     """Validate each charge input against its charge model and its billable metric."""
     metric_ids = [_uuid(c.get("billable_metric_id")) if isinstance(c, dict) else None for c in raw]
-    metrics = await repository.billable_metrics_by_ids(
+    metrics = await billable_metrics.billable_metrics_by_ids(
         conn, org, [m for m in metric_ids if m is not None]
     )
     out = []
@@ -161,10 +162,10 @@ async def _charges(
         tax_codes = c.strings("tax_codes")
         tax_ids = None
         if tax_codes is not None:
-            taxes = await repository.taxes_by_codes(conn, org, sorted(set(tax_codes)))
-            if len(taxes) != len(set(tax_codes)):
+            found = await taxes.taxes_by_codes(conn, org, sorted(set(tax_codes)))
+            if len(found) != len(set(tax_codes)):
                 raise NotFound("tax")  # as Lago answers an unknown tax code
-            tax_ids = [t["id"] for t in taxes]
+            tax_ids = [t["id"] for t in found]
         if c.mapping("applied_pricing_unit"):
             c.add("applied_pricing_unit", "not_supported")
         c.flag("accepts_target_wallet")
@@ -275,20 +276,20 @@ async def _set_taxes(
     conn: Conn, org: uuid.UUID, plan_id: uuid.UUID, codes: list[str] | None
 ) -> None:
     if codes is not None:
-        taxes = await repository.taxes_by_codes(conn, org, codes)
-        await repository.replace_taxes_of(conn, "plan", plan_id, [t["id"] for t in taxes])
+        found = await taxes.taxes_by_codes(conn, org, codes)
+        await taxes.replace_taxes_of(conn, "plan", plan_id, [t["id"] for t in found])
 
 
 async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The plans' bodies with their taxes and their charges' (`taxes`), as Lago shows them."""
-    taxes = await repository.taxes_of(conn, "plan", [uuid.UUID(b["lago_id"]) for b in bodies])
-    charges = [charge for body in bodies for charge in body["charges"]]
-    charge_taxes = await repository.taxes_of(
-        conn, "charge", [uuid.UUID(c["lago_id"]) for c in charges]
+    plan_taxes = await taxes.taxes_of(conn, "plan", [uuid.UUID(b["lago_id"]) for b in bodies])
+    charge_bodies = [charge for body in bodies for charge in body["charges"]]
+    charge_taxes = await taxes.taxes_of(
+        conn, "charge", [uuid.UUID(c["lago_id"]) for c in charge_bodies]
     )
     for body in bodies:
-        body["taxes"] = [tax_body(t) for t in taxes[uuid.UUID(body["lago_id"])]]
-    for charge in charges:
+        body["taxes"] = [tax_body(t) for t in plan_taxes[uuid.UUID(body["lago_id"])]]
+    for charge in charge_bodies:
         charge["taxes"] = [tax_body(t) for t in charge_taxes[uuid.UUID(charge["lago_id"])]]
     return bodies
 
@@ -297,17 +298,17 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "plan"), _PLAN)
     raw_charges = fields.array("charges") or []
-    async with repository.unit_of_work(ctx.db) as conn:
-        known = await repository.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
+    async with db.unit_of_work(ctx.db) as conn:
+        known = await taxes.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
         check_tax_codes(fields.raw.get("tax_codes"), known)
         plan = _plan_fields(fields, None, known)
-        charges = await _charges(conn, org.id, fields, raw_charges, set())
+        new_charges = await _charges(conn, org.id, fields, raw_charges, set())
         fields.check()
-        await repository.claim_name(conn, org.id, "plan", plan["code"])
-        if await repository.plan(conn, org.id, plan["code"]) is not None:
+        await database.claim_name(conn, org.id, "plan", plan["code"])
+        if await plan_by_code(conn, org.id, plan["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
-        plan_id = await repository.insert_plan(conn, org.id, _columns(plan))
-        await repository.replace_charges(conn, plan_id, charges)
+        plan_id = await insert_plan(conn, org.id, _columns(plan))
+        await charges.replace_charges(conn, plan_id, new_charges)
         await _set_taxes(conn, org.id, plan_id, plan.get("tax_codes"))
         body = (await with_taxes(conn, [await records.enqueue_plan(conn, plan_id)]))[0]
     await ctx.catalog.drain_quietly()
@@ -320,31 +321,31 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "plan"), _PLAN)
     raw_charges = fields.array("charges")
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.plan(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await plan_by_code(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("plan")
-        known = await repository.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
+        known = await taxes.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
         check_tax_codes(fields.raw.get("tax_codes"), known)
         plan = _plan_fields(fields, _current(row), known)
-        charges = None
+        new_charges = None
         if raw_charges is not None:
-            existing = await repository.charge_ids_of(conn, row["id"])
-            charges = await _charges(conn, org.id, fields, raw_charges, existing)
+            existing = await charges.charge_ids_of(conn, row["id"])
+            new_charges = await _charges(conn, org.id, fields, raw_charges, existing)
         fields.check()
         code_changed = plan["code"] != row["code"]
         if code_changed:
-            await repository.claim_name(conn, org.id, "plan", plan["code"])
-        if code_changed and await repository.plan(conn, org.id, plan["code"]) is not None:
+            await database.claim_name(conn, org.id, "plan", plan["code"])
+        if code_changed and await plan_by_code(conn, org.id, plan["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
-        await repository.update_plan(conn, row["id"], _columns(plan))
-        if charges is not None:
-            await repository.replace_charges(conn, row["id"], charges)
+        await update_plan(conn, row["id"], _columns(plan))
+        if new_charges is not None:
+            await charges.replace_charges(conn, row["id"], new_charges)
         await _set_taxes(conn, org.id, row["id"], plan.get("tax_codes"))
         body = (await with_taxes(conn, [await records.enqueue_plan(conn, row["id"])]))[0]
         # Subscriptions carry their plan's code, amount and interval: republish them.
-        for subscription_id in await repository.live_subscription_ids_of_plan(conn, row["id"]):
-            await repository.bump_subscription(conn, subscription_id)
+        for subscription_id in await subscriptions.live_subscription_ids_of_plan(conn, row["id"]):
+            await subscriptions.bump_subscription(conn, subscription_id)
             await records.enqueue_subscription(conn, subscription_id)
     await ctx.catalog.drain_quietly()
     return ok({"plan": body})
@@ -353,7 +354,7 @@ async def update(request: web.Request) -> web.Response:
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        row = await repository.plan(conn, org.id, request.match_info["code"])
+        row = await plan_by_code(conn, org.id, request.match_info["code"])
         if row is None:
             raise NotFound("plan")
         body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
@@ -364,7 +365,7 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_plans(conn, org.id, per_page, (page - 1) * per_page)
+        rows, total = await list_plans(conn, org.id, per_page, (page - 1) * per_page)
         bodies = await with_taxes(conn, await records.plan_bodies(conn, rows))
     return ok({"plans": bodies, "meta": pagination_meta(page, per_page, total)})
 
@@ -373,17 +374,103 @@ async def destroy(request: web.Request) -> web.Response:
     """Delete a plan no live subscription uses (Lago terminates them; meterflow asks the
     caller to terminate them first, so no usage is dropped by surprise)."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.plan(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await plan_by_code(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("plan")
-        if await repository.plan_in_use(conn, row["id"]):
+        if await plan_in_use(conn, row["id"]):
             raise ValidationFailed({"plan": ["attached_to_live_subscriptions"]})
         body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
-        await repository.delete_plan(conn, row["id"])
+        await delete_plan(conn, row["id"])
         await records.enqueue_plan(conn, row["id"])
     await ctx.catalog.drain_quietly()
     return ok({"plan": body})
+
+
+async def plan_by_code(
+    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = "SELECT * FROM plans WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def plan_by_id(conn: Conn, plan_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM plans WHERE id = $1", plan_id)
+    assert row is not None
+    return row
+
+
+async def insert_plan(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    plan_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO plans (id, organization_id, code, name, interval, amount_cents, "
+        "amount_currency, pay_in_advance, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        plan_id,
+        org,
+        columns["code"],
+        columns["name"],
+        columns["interval"],
+        columns["amount_cents"],
+        columns["amount_currency"],
+        columns["pay_in_advance"],
+        columns["attributes"],
+    )
+    return plan_id
+
+
+async def update_plan(conn: Conn, plan_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE plans SET code = $2, name = $3, interval = $4, amount_cents = $5, "
+        "amount_currency = $6, pay_in_advance = $7, attributes = $8, version = version + 1, "
+        "updated_at = now() WHERE id = $1",
+        plan_id,
+        columns["code"],
+        columns["name"],
+        columns["interval"],
+        columns["amount_cents"],
+        columns["amount_currency"],
+        columns["pay_in_advance"],
+        columns["attributes"],
+    )
+
+
+async def bump_plan(conn: Conn, plan_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE plans SET version = version + 1, updated_at = now() WHERE id = $1", plan_id
+    )
+
+
+async def delete_plan(conn: Conn, plan_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE plans SET deleted_at = now(), version = version + 1, updated_at = now() "
+        "WHERE id = $1",
+        plan_id,
+    )
+
+
+async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM subscriptions WHERE plan_id = $1 AND status IN ('active', 'pending') "
+        "LIMIT 1",
+        plan_id,
+    )
+    return found is not None
+
+
+async def list_plans(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM plans WHERE organization_id = $1 AND deleted_at IS NULL", org
+    )
+    rows = await conn.fetch(
+        "SELECT * FROM plans WHERE organization_id = $1 AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

@@ -15,31 +15,11 @@ from typing import Any
 import asyncpg
 
 from meterflow.catalog import CatalogKind, CatalogRecord
-from resources import repository
-from resources.repository import Conn
+from meterflow.db import Conn
+from resources import billable_metrics, catalog_publisher, charges, customers, plans, subscriptions
 from web.payload import iso
 
 log = logging.getLogger(__name__)
-
-ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "country", "state", "zipcode")
-CUSTOMER_TEXT_FIELDS = (
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "zipcode",
-    "email",
-    "legal_name",
-    "legal_number",
-    "logo_url",
-    "name",
-    "firstname",
-    "lastname",
-    "phone",
-    "tax_identification_number",
-    "url",
-    "billing_entity_code",
-)
 
 
 async def _enqueue(
@@ -54,7 +34,7 @@ async def _enqueue(
         row["organization_id"],
         deleted,
     )
-    await repository.enqueue(
+    await catalog_publisher.enqueue(
         conn,
         CatalogRecord(
             kind=kind,
@@ -79,13 +59,15 @@ def customer_body(row: asyncpg.Record) -> dict[str, Any]:
         "provider_payment_methods": None,
         **a.get("billing_configuration", {}),
     }
-    shipping_address = {name: None for name in ADDRESS_FIELDS} | a.get("shipping_address", {})
+    shipping_address = {name: None for name in customers.ADDRESS_FIELDS} | a.get(
+        "shipping_address", {}
+    )
     return {
         "lago_id": str(row["id"]),
         "sequential_id": row["sequential_id"],
         "slug": f"CUST-{row['sequential_id']:05d}",
         "external_id": row["external_id"],
-        **{name: a.get(name) for name in CUSTOMER_TEXT_FIELDS},
+        **{name: a.get(name) for name in customers.CUSTOMER_TEXT_FIELDS},
         "country": a.get("country"),
         "currency": row["currency"],
         "timezone": row["timezone"],
@@ -108,9 +90,9 @@ def customer_body(row: asyncpg.Record) -> dict[str, Any]:
 
 async def enqueue_customer(conn: Conn, customer_id: uuid.UUID) -> dict[str, Any]:
     """Queue the customer's catalog record; returns its API body."""
-    row = await repository.customer_by_id(conn, customer_id)
+    row = await customers.customer_by_id(conn, customer_id)
     body = customer_body(row)
-    await repository.enqueue(
+    await catalog_publisher.enqueue(
         conn,
         CatalogRecord(
             kind=CatalogKind.CUSTOMER,
@@ -143,7 +125,7 @@ def billable_metric_body(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def enqueue_billable_metric(conn: Conn, metric_id: uuid.UUID) -> dict[str, Any]:
-    row = await repository.billable_metric_by_id(conn, metric_id)
+    row = await billable_metrics.billable_metric_by_id(conn, metric_id)
     body = billable_metric_body(row)
     await _enqueue(conn, CatalogKind.BILLABLE_METRIC, row, body)
     return body
@@ -198,12 +180,12 @@ def plan_body(row: asyncpg.Record, charges: list[asyncpg.Record]) -> dict[str, A
 
 
 async def plan_bodies(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    charges = await repository.charges_of(conn, [r["id"] for r in rows])
-    return [plan_body(r, charges[r["id"]]) for r in rows]
+    of_plan = await charges.charges_of(conn, [r["id"] for r in rows])
+    return [plan_body(r, of_plan[r["id"]]) for r in rows]
 
 
 async def enqueue_plan(conn: Conn, plan_id: uuid.UUID) -> dict[str, Any]:
-    row = await repository.plan_by_id(conn, plan_id)
+    row = await plans.plan_by_id(conn, plan_id)
     body = (await plan_bodies(conn, [row]))[0]
     await _enqueue(conn, CatalogKind.PLAN, row, body)
     return body
@@ -243,7 +225,7 @@ def subscription_body(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def enqueue_subscription(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
-    row = await repository.subscription_by_id(conn, subscription_id)
+    row = await subscriptions.subscription_by_id(conn, subscription_id)
     body = subscription_body(row)
     await _enqueue(conn, CatalogKind.SUBSCRIPTION, row, body)
     return body

@@ -8,10 +8,13 @@ from resources import (
     add_ons,
     billable_metrics,
     coupons,
+    credit_note_documents,
     credit_notes,
     current_usage,
     customers,
+    fees,
     invoice_actions,
+    invoice_preview,
     invoices,
     one_off_invoices,
     organizations,
@@ -36,6 +39,9 @@ _RESOURCES = (
     one_off_invoices,
     invoice_actions,
     credit_notes,
+    invoice_preview,
+    fees,
+    credit_note_documents,
 )
 
 

@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from billing.periods import BillingTime
-from meterflow import webhook_outbox
-from resources import records, repository
-from resources.records import subscription_body
-from resources.repository import Conn
+from meterflow import db, webhook_outbox
+from meterflow.db import Conn
+from resources import customers, database, plans, records
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
@@ -58,14 +58,12 @@ def _unsupported(fields: Fields) -> None:
 
 async def terminate(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
     """End a subscription now: an active one is terminated, a pending one canceled."""
-    row = await repository.subscription_by_id(conn, subscription_id)
+    row = await subscription_by_id(conn, subscription_id)
     now = datetime.now(UTC)
     if row["status"] == "pending":
-        await repository.update_subscription(
-            conn, subscription_id, {"status": "canceled", "canceled_at": now}
-        )
+        await update_subscription(conn, subscription_id, {"status": "canceled", "canceled_at": now})
     elif row["status"] == "active":
-        await repository.update_subscription(
+        await update_subscription(
             conn, subscription_id, {"status": "terminated", "terminated_at": now}
         )
     body = await records.enqueue_subscription(conn, subscription_id)
@@ -102,16 +100,18 @@ async def create_subscription(
         fields.add("ending_at", "invalid_date")
     fields.check()
     assert external_customer_id and plan_code and external_id
-    async with repository.unit_of_work(ctx.db) as conn:
-        plan = await repository.plan(conn, org.id, plan_code)
+    async with db.unit_of_work(ctx.db) as conn:
+        plan = await plans.plan_by_code(conn, org.id, plan_code)
         if plan is None:
             raise NotFound("plan")
-        await repository.claim_name(conn, org.id, "customer", external_customer_id)
-        await repository.claim_name(conn, org.id, "subscription", external_id)
-        customer = await repository.customer(conn, org.id, external_customer_id, lock=True)
+        await database.claim_name(conn, org.id, "customer", external_customer_id)
+        await database.claim_name(conn, org.id, "subscription", external_id)
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
         if customer is None:
             # As in Lago, subscribing an unknown customer creates it.
-            customer_id = await repository.insert_customer(
+            customer_id = await customers.insert_customer(
                 conn,
                 org.id,
                 external_customer_id,
@@ -120,13 +120,13 @@ async def create_subscription(
             await records.enqueue_customer(conn, customer_id)
         else:
             customer_id = customer["id"]
-        existing = await repository.subscription(conn, org.id, external_id)
+        existing = await subscription_by_external_id(conn, org.id, external_id)
         if existing is not None and existing["status"] in ("active", "pending"):
             if existing["plan_id"] == plan["id"] and existing["customer_id"] == customer_id:
-                return subscription_body(existing)
+                return records.subscription_body(existing)
             raise ValidationFailed({"external_id": ["value_already_exist"]})
         pending = start > now
-        subscription_id = await repository.insert_subscription(
+        subscription_id = await insert_subscription(
             conn,
             org.id,
             {
@@ -159,12 +159,12 @@ async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     status = _status_param(request)
     async with ctx.db.acquire() as conn:
-        row = await repository.subscription(
+        row = await subscription_by_external_id(
             conn, org.id, request.match_info["external_id"], status=status
         )
     if row is None:
         raise NotFound("subscription")
-    return ok({"subscription": subscription_body(row)})
+    return ok({"subscription": records.subscription_body(row)})
 
 
 async def find_all(request: web.Request) -> web.Response:
@@ -174,7 +174,7 @@ async def find_all(request: web.Request) -> web.Response:
     if any(s not in STATUSES for s in statuses):
         raise ValidationFailed({"status": ["value_is_invalid"]})
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_subscriptions(
+        rows, total = await list_subscriptions(
             conn,
             org.id,
             external_customer_id=request.query.get("external_customer_id"),
@@ -185,7 +185,7 @@ async def find_all(request: web.Request) -> web.Response:
         )
     return ok(
         {
-            "subscriptions": [subscription_body(r) for r in rows],
+            "subscriptions": [records.subscription_body(r) for r in rows],
             "meta": pagination_meta(page, per_page, total),
         }
     )
@@ -203,8 +203,8 @@ async def update(request: web.Request) -> web.Response:
     subscription_at = fields.instant("subscription_at")
     _unsupported(fields)
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.subscription(
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await subscription_by_external_id(
             conn, org.id, request.match_info["external_id"], status=status
         )
         if row is None:
@@ -217,8 +217,8 @@ async def update(request: web.Request) -> web.Response:
                 changes["status"] = "active"
                 changes["started_at"] = subscription_at
         if not changes:
-            return ok({"subscription": subscription_body(row)})
-        await repository.update_subscription(conn, row["id"], changes)
+            return ok({"subscription": records.subscription_body(row)})
+        await update_subscription(conn, row["id"], changes)
         body = await records.enqueue_subscription(conn, row["id"])
         if changes.get("status") == "active":
             await webhook_outbox.emit(conn, org.id, "subscription.started", row["id"], body)
@@ -230,8 +230,8 @@ async def destroy(request: web.Request) -> web.Response:
     """Terminate now (Lago's DELETE): the subscription stays readable with its end time."""
     ctx, org = context(request), organization(request)
     status = _status_param(request)
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.subscription(
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await subscription_by_external_id(
             conn, org.id, request.match_info["external_id"], status=status
         )
         if row is None or row["status"] not in ("active", "pending"):
@@ -239,6 +239,126 @@ async def destroy(request: web.Request) -> web.Response:
         body = await terminate(conn, row["id"])
     await ctx.catalog.drain_quietly()
     return ok({"subscription": body})
+
+
+_SUBSCRIPTION = (
+    "SELECT s.*, c.external_id AS external_customer_id, c.timezone AS customer_timezone, "
+    "o.timezone AS organization_timezone, p.code AS plan_code, "
+    "p.amount_cents AS plan_amount_cents, p.amount_currency AS plan_amount_currency, "
+    "p.interval AS plan_interval "
+    "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
+)
+
+
+async def subscription_by_external_id(
+    conn: Conn, org: uuid.UUID, external_id: str, *, status: str | None = None
+) -> asyncpg.Record | None:
+    """The live subscription with this external id, else (or with `status`) the latest one."""
+    if status is not None:
+        return await conn.fetchrow(
+            _SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
+            "AND s.status = $3 ORDER BY s.created_at DESC LIMIT 1",
+            org,
+            external_id,
+            status,
+        )
+    return await conn.fetchrow(
+        _SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
+        "ORDER BY (s.status IN ('active', 'pending')) DESC, s.created_at DESC LIMIT 1",
+        org,
+        external_id,
+    )
+
+
+async def subscription_by_id(conn: Conn, subscription_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(_SUBSCRIPTION + "WHERE s.id = $1", subscription_id)
+    assert row is not None
+    return row
+
+
+async def live_subscription_ids(conn: Conn, *, customer_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM subscriptions WHERE customer_id = $1 AND status IN ('active', 'pending')",
+        customer_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def live_subscription_ids_of_plan(conn: Conn, plan_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM subscriptions WHERE plan_id = $1 AND status IN ('active', 'pending')",
+        plan_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def insert_subscription(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    subscription_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO subscriptions (id, organization_id, external_id, customer_id, plan_id, "
+        "name, billing_time, subscription_at, started_at, ending_at, status) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        subscription_id,
+        org,
+        columns["external_id"],
+        columns["customer_id"],
+        columns["plan_id"],
+        columns["name"],
+        columns["billing_time"],
+        columns["subscription_at"],
+        columns["started_at"],
+        columns["ending_at"],
+        columns["status"],
+    )
+    return subscription_id
+
+
+async def update_subscription(
+    conn: Conn, subscription_id: uuid.UUID, columns: dict[str, Any]
+) -> None:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+    await conn.execute(
+        f"UPDATE subscriptions SET {sets}, version = version + 1, updated_at = now() WHERE id = $1",
+        subscription_id,
+        *columns.values(),
+    )
+
+
+async def bump_subscription(conn: Conn, subscription_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE subscriptions SET version = version + 1, updated_at = now() WHERE id = $1",
+        subscription_id,
+    )
+
+
+async def list_subscriptions(
+    conn: Conn,
+    org: uuid.UUID,
+    *,
+    external_customer_id: str | None,
+    plan_code: str | None,
+    statuses: list[str],
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    where = (
+        "WHERE s.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
+        "AND ($3::text IS NULL OR p.code = $3) AND s.status = ANY($4::text[]) "
+    )
+    args = (org, external_customer_id, plan_code, statuses)
+    total = await conn.fetchval(
+        "SELECT count(*) FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+        "JOIN plans p ON p.id = s.plan_id " + where,
+        *args,
+    )
+    rows = await conn.fetch(
+        _SUBSCRIPTION + where + "ORDER BY s.created_at DESC, s.id LIMIT $5 OFFSET $6",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

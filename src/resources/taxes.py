@@ -8,13 +8,16 @@ customer's when the customer has any, else the organization's defaults (the taxe
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from resources import repository
+from meterflow import db
+from meterflow.db import Conn
+from resources import database
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, iso, ok, page_params, pagination_meta, read_wrapped
@@ -74,34 +77,34 @@ def _tax_fields(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = _tax_fields(await read_wrapped(request, "tax"), None)
-    async with repository.unit_of_work(ctx.db) as conn:
-        await repository.claim_name(conn, org.id, "tax", columns["code"])
-        if await repository.tax(conn, org.id, columns["code"]) is not None:
+    async with db.unit_of_work(ctx.db) as conn:
+        await database.claim_name(conn, org.id, "tax", columns["code"])
+        if await tax_by_code(conn, org.id, columns["code"]) is not None:
             raise ValidationFailed({"code": ["value_already_exist"]})
-        row = await repository.insert_tax(conn, org.id, columns)
+        row = await insert_tax(conn, org.id, columns)
     return ok({"tax": tax_body(row)})
 
 
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "tax")
-    async with repository.unit_of_work(ctx.db) as conn:
-        current = await repository.tax(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        current = await tax_by_code(conn, org.id, request.match_info["code"], lock=True)
         if current is None:
             raise NotFound("tax")
         columns = _tax_fields(raw, current)
         if columns["code"] != current["code"]:
-            await repository.claim_name(conn, org.id, "tax", columns["code"])
-            if await repository.tax(conn, org.id, columns["code"]) is not None:
+            await database.claim_name(conn, org.id, "tax", columns["code"])
+            if await tax_by_code(conn, org.id, columns["code"]) is not None:
                 raise ValidationFailed({"code": ["value_already_exist"]})
-        row = await repository.update_tax(conn, current["id"], columns)
+        row = await update_tax(conn, current["id"], columns)
     return ok({"tax": tax_body(row)})
 
 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        row = await repository.tax(conn, org.id, request.match_info["code"])
+        row = await tax_by_code(conn, org.id, request.match_info["code"])
     if row is None:
         raise NotFound("tax")
     return ok({"tax": tax_body(row)})
@@ -111,7 +114,7 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await repository.list_taxes(conn, org.id, per_page, (page - 1) * per_page)
+        rows, total = await list_taxes(conn, org.id, per_page, (page - 1) * per_page)
     return ok(
         {"taxes": [tax_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
     )
@@ -120,12 +123,132 @@ async def find_all(request: web.Request) -> web.Response:
 async def destroy(request: web.Request) -> web.Response:
     """Delete the tax; customers and plans lose it, issued invoices keep their snapshot."""
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
-        row = await repository.tax(conn, org.id, request.match_info["code"], lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await tax_by_code(conn, org.id, request.match_info["code"], lock=True)
         if row is None:
             raise NotFound("tax")
-        await repository.delete_tax(conn, row["id"])
+        await delete_tax(conn, row["id"])
     return ok({"tax": tax_body(row)})
+
+
+async def tax_by_code(
+    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = "SELECT * FROM taxes WHERE organization_id = $1 AND code = $2"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+
+async def known_tax_codes(conn: Conn, org: uuid.UUID, wanted: Any) -> set[str]:
+    """Which of `wanted` (a request's `tax_codes`, if a list of strings) are this
+    organization's taxes; no query when nothing is asked."""
+    if not isinstance(wanted, list) or not wanted or not all(isinstance(c, str) for c in wanted):
+        return set()
+    rows = await conn.fetch(
+        "SELECT code FROM taxes WHERE organization_id = $1 AND code = ANY($2::text[])",
+        org,
+        wanted,
+    )
+    return {r["code"] for r in rows}
+
+
+async def taxes_by_codes(conn: Conn, org: uuid.UUID, codes: list[str]) -> list[asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM taxes WHERE organization_id = $1 AND code = ANY($2::text[]) ORDER BY code",
+        org,
+        codes,
+    )
+    return list(rows)
+
+
+async def insert_tax(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO taxes (id, organization_id, code, name, rate, description, "
+        "applied_to_organization) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        uuid.uuid4(),
+        org,
+        columns["code"],
+        columns["name"],
+        columns["rate"],
+        columns["description"],
+        columns["applied_to_organization"],
+    )
+    assert row is not None
+    return row
+
+
+async def update_tax(conn: Conn, tax_id: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "UPDATE taxes SET code = $2, name = $3, rate = $4, description = $5, "
+        "applied_to_organization = $6, updated_at = now() WHERE id = $1 RETURNING *",
+        tax_id,
+        columns["code"],
+        columns["name"],
+        columns["rate"],
+        columns["description"],
+        columns["applied_to_organization"],
+    )
+    assert row is not None
+    return row
+
+
+async def delete_tax(conn: Conn, tax_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM taxes WHERE id = $1", tax_id)
+
+
+async def list_taxes(
+    conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    total = await conn.fetchval("SELECT count(*) FROM taxes WHERE organization_id = $1", org)
+    rows = await conn.fetch(
+        "SELECT * FROM taxes WHERE organization_id = $1 ORDER BY created_at DESC, id "
+        "LIMIT $2 OFFSET $3",
+        org,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM taxes WHERE organization_id = $1 AND applied_to_organization ORDER BY code",
+        org,
+    )
+    return list(rows)
+
+
+_TAX_LINKS = {
+    "customer": ("customer_taxes", "customer_id"),
+    "plan": ("plan_taxes", "plan_id"),
+    "charge": ("charge_taxes", "charge_id"),
+    "add_on": ("add_on_taxes", "add_on_id"),
+}
+
+
+async def taxes_of(
+    conn: Conn, link: str, owner_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """The taxes linked to each customer, plan or charge (`link` names which)."""
+    table, column = _TAX_LINKS[link]
+    rows = await conn.fetch(
+        f"SELECT l.{column} AS owner_id, t.* FROM {table} l JOIN taxes t ON t.id = l.tax_id "
+        f"WHERE l.{column} = ANY($1::uuid[]) ORDER BY t.code",
+        owner_ids,
+    )
+    out: dict[uuid.UUID, list[asyncpg.Record]] = {owner: [] for owner in owner_ids}
+    for r in rows:
+        out[r["owner_id"]].append(r)
+    return out
+
+
+async def replace_taxes_of(
+    conn: Conn, link: str, owner_id: uuid.UUID, tax_ids: list[uuid.UUID]
+) -> None:
+    table, column = _TAX_LINKS[link]
+    await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", owner_id)
+    await conn.execute(
+        f"INSERT INTO {table} ({column}, tax_id) SELECT $1, unnest($2::uuid[])", owner_id, tax_ids
+    )
 
 
 def routes() -> list[web.RouteDef]:

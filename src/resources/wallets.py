@@ -30,8 +30,9 @@ from aiohttp import web
 
 from billing.money import minor_units
 from billing.wallet import cents_to_credits, credits_to_cents
-from resources import repository
-from resources.repository import Conn
+from meterflow import db
+from meterflow.db import Conn
+from resources import customers, wallet_transactions
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import (
@@ -214,7 +215,7 @@ async def _top_up(
         if direction == "outbound" and cents > wallet["balance_cents"]:
             raise ValidationFailed({key: ["insufficient_credits"]})
         out.append(
-            await repository.add_wallet_transaction(
+            await wallet_transactions.add_wallet_transaction(
                 conn,
                 wallet["id"],
                 {
@@ -269,26 +270,28 @@ async def create_wallet(
         fields.add("expiration_at", "invalid_date")
     fields.check()
     assert external_customer_id is not None
-    async with repository.unit_of_work(ctx.db) as conn:
-        customer = await repository.customer(conn, org.id, external_customer_id, lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
         if customer is None:
             raise NotFound("customer")
         if customer["currency"] is not None and customer["currency"] != columns["currency"]:
             raise ValidationFailed({"currency": ["currencies_does_not_match"]})
         code = columns["code"]
         if code is not None:
-            existing = await repository.wallet_by_code(conn, customer["id"], code)
+            existing = await wallet_by_code(conn, customer["id"], code)
             if existing is not None and existing["status"] == "active":
                 raise ValidationFailed({"code": ["value_already_exist"]})
-        wallet_id = await repository.insert_wallet(
+        wallet_id = await insert_wallet(
             conn,
             org.id,
             {**columns, "customer_id": customer["id"], "priority": columns["priority"] or 50},
         )
-        wallet = await repository.wallet_by_id(conn, org.id, wallet_id)
+        wallet = await wallet_by_id(conn, org.id, wallet_id)
         assert wallet is not None
         await _top_up(conn, wallet, credits, name, metadata)
-        wallet = await repository.wallet_by_id(conn, org.id, wallet_id)
+        wallet = await wallet_by_id(conn, org.id, wallet_id)
         assert wallet is not None
     return wallet_body(wallet)
 
@@ -309,14 +312,14 @@ async def _wallet(conn: Conn, request: web.Request, *, lock: bool = False) -> as
             wallet_id = uuid.UUID(request.match_info["lago_id"])
         except ValueError:
             raise NotFound("wallet") from None
-        row = await repository.wallet_by_id(conn, org.id, wallet_id, lock=lock)
+        row = await wallet_by_id(conn, org.id, wallet_id, lock=lock)
     else:
-        customer = await repository.customer(
+        customer = await customers.customer_by_external_id(
             conn, org.id, request.match_info["external_customer_id"]
         )
         if customer is None:
             raise NotFound("customer")
-        row = await repository.wallet_by_code(conn, customer["id"], request.match_info["code"])
+        row = await wallet_by_code(conn, customer["id"], request.match_info["code"])
     if row is None:
         raise NotFound("wallet")
     return row
@@ -351,7 +354,7 @@ async def update(request: web.Request) -> web.Response:
         ):
             fields.add(name, "not_editable")
     fields.check()
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         row = await _wallet(conn, request, lock=True)
         if row["status"] != "active":
             raise ValidationFailed({"wallet": ["wallet_not_active"]})
@@ -362,18 +365,18 @@ async def update(request: web.Request) -> web.Response:
         columns.update({k: v for k, v in given.items() if fields.has(k) and k != "metadata"})
         columns["priority"] = columns["priority"] or 50
         columns["attributes"] = attributes
-        await repository.update_wallet(conn, row["id"], columns)
-        updated = await repository.wallet_by_id(conn, org.id, row["id"])
+        await update_wallet(conn, row["id"], columns)
+        updated = await wallet_by_id(conn, org.id, row["id"])
     assert updated is not None
     return ok({"wallet": wallet_body(updated)})
 
 
 async def terminate(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    async with repository.unit_of_work(ctx.db) as conn:
+    async with db.unit_of_work(ctx.db) as conn:
         row = await _wallet(conn, request, lock=True)
-        await repository.terminate_wallet(conn, row["id"])
-        updated = await repository.wallet_by_id(conn, org.id, row["id"])
+        await terminate_wallet(conn, row["id"])
+        updated = await wallet_by_id(conn, org.id, row["id"])
     assert updated is not None
     return ok({"wallet": wallet_body(updated)})
 
@@ -384,10 +387,10 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
     async with ctx.db.acquire() as conn:
         if (
             external_customer_id is not None
-            and await repository.customer(conn, org.id, external_customer_id) is None
+            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
         ):
             raise NotFound("customer")
-        rows, total = await repository.list_wallets(
+        rows, total = await list_wallets(
             conn,
             org.id,
             external_customer_id=external_customer_id,
@@ -424,12 +427,12 @@ async def top_up(request: web.Request) -> web.Response:
         wallet_id = uuid.UUID(raw_id or "")
     except ValueError:
         raise NotFound("wallet") from None
-    async with repository.unit_of_work(ctx.db) as conn:
-        wallet = await repository.wallet_by_id(conn, org.id, wallet_id, lock=True)
+    async with db.unit_of_work(ctx.db) as conn:
+        wallet = await wallet_by_id(conn, org.id, wallet_id, lock=True)
         if wallet is None or wallet["status"] != "active" or _expired(wallet, datetime.now(UTC)):
             raise NotFound("wallet")
         ids = await _top_up(conn, wallet, credits, name, metadata)
-        rows = await repository.wallet_transactions_by_ids(conn, ids)
+        rows = await wallet_transactions.wallet_transactions_by_ids(conn, ids)
     return ok({"wallet_transactions": [transaction_body(r) for r in rows]})
 
 
@@ -440,7 +443,7 @@ async def find_transaction(request: web.Request) -> web.Response:
     except ValueError:
         raise NotFound("wallet_transaction") from None
     async with ctx.db.acquire() as conn:
-        row = await repository.wallet_transaction(conn, org.id, transaction_id)
+        row = await wallet_transactions.wallet_transaction_of(conn, org.id, transaction_id)
     if row is None:
         raise NotFound("wallet_transaction")
     return ok({"wallet_transaction": transaction_body(row)})
@@ -455,7 +458,7 @@ async def find_transactions(request: web.Request) -> web.Response:
     }
     async with ctx.db.acquire() as conn:
         wallet = await _wallet(conn, request)
-        rows, total = await repository.list_wallet_transactions(
+        rows, total = await wallet_transactions.list_wallet_transactions(
             conn, wallet["id"], filters, per_page, (page - 1) * per_page
         )
     return ok(
@@ -464,6 +467,97 @@ async def find_transactions(request: web.Request) -> web.Response:
             "meta": pagination_meta(page, per_page, total),
         }
     )
+
+
+_SELECT_WALLET = (
+    "SELECT w.*, c.external_id AS external_customer_id FROM wallets w "
+    "JOIN customers c ON c.id = w.customer_id "
+)
+
+
+async def wallet_by_id(
+    conn: Conn, org: uuid.UUID, wallet_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    sql = _SELECT_WALLET + "WHERE w.organization_id = $1 AND w.id = $2"
+    return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), org, wallet_id)
+
+
+async def wallet_by_code(
+    conn: Conn, customer_id: uuid.UUID, code: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    """The customer's wallet with this code: the active one, else the latest."""
+    sql = (
+        _SELECT_WALLET + "WHERE w.customer_id = $1 AND w.code = $2 "
+        "ORDER BY (w.status = 'active') DESC, w.created_at DESC LIMIT 1"
+    )
+    return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), customer_id, code)
+
+
+async def insert_wallet(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
+    wallet_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO wallets (id, organization_id, customer_id, name, code, currency, "
+        "rate_amount, priority, expiration_at, attributes) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        wallet_id,
+        org,
+        columns["customer_id"],
+        columns["name"],
+        columns["code"],
+        columns["currency"],
+        columns["rate_amount"],
+        columns["priority"],
+        columns["expiration_at"],
+        columns["attributes"],
+    )
+    return wallet_id
+
+
+async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE wallets SET name = $2, code = $3, priority = $4, expiration_at = $5, "
+        "attributes = $6, updated_at = now() WHERE id = $1",
+        wallet_id,
+        columns["name"],
+        columns["code"],
+        columns["priority"],
+        columns["expiration_at"],
+        columns["attributes"],
+    )
+
+
+async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
+        "WHERE id = $1 AND status = 'active'",
+        wallet_id,
+    )
+
+
+async def list_wallets(
+    conn: Conn,
+    org: uuid.UUID,
+    *,
+    external_customer_id: str | None,
+    currency: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    where = (
+        "WHERE w.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
+        "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
+    )
+    args = (org, external_customer_id, currency)
+    total = await conn.fetchval(
+        "SELECT count(*) FROM wallets w JOIN customers c ON c.id = w.customer_id " + where, *args
+    )
+    rows = await conn.fetch(
+        _SELECT_WALLET + where + "ORDER BY w.created_at DESC, w.id LIMIT $4 OFFSET $5",
+        *args,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

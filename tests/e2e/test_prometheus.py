@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka import AIOKafkaProducer
 
 from meterflow.settings import Settings
 from support.deploy_config import DEPLOY, used_names
-from support.meterflow_up import LagoHttp, MeterflowUp, create_key, wait_for_usage
+from support.meterflow_up import LagoHttp, MeterflowUp, produce_raw, stack_with_catalog
 from support.services import free_port
 
 JOB_PORTS = {
@@ -63,36 +62,25 @@ async def until(probe: Callable[[], Any], what: str, timeout: float = 90.0) -> A
         await asyncio.sleep(1)
 
 
-async def drive(up: MeterflowUp, settings: Settings) -> None:
-    """Usage, a terminated subscription (an invoice), and one poison record in each of the
-    events and periods-closed topics (a dead letter of each service)."""
-    lago = LagoHttp(up.api_url, await create_key(up))
-    try:
-        await lago.simple_catalog("acme", ["sub-1"])
-        await wait_for_usage(lago, "acme", "sub-1")
-        now = int(time.time())
-        events = [
-            {
-                "transaction_id": f"t{i}",
-                "external_subscription_id": "sub-1",
-                "code": "calls",
-                "timestamp": now,
-            }
-            for i in range(50)
-        ]
-        await lago.ok("POST", "/api/v1/events/batch", {"events": events})
-        status, _ = await lago.call("POST", "/api/v1/events", {"event": {"code": "calls"}})
-        assert status == 422, "an event without transaction_id is rejected"
-        await lago.ok("DELETE", "/api/v1/subscriptions/sub-1")
-    finally:
-        await lago.close()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topics.events, b"{not json", key=b"sub-1")
-        await producer.send_and_wait(settings.topics.periods_closed, b"{not json", key=b"sub-1")
-    finally:
-        await producer.stop()
+async def drive(lago: LagoHttp, settings: Settings) -> None:
+    """Usage, a rejected event, a terminated subscription (an invoice), and one poison record
+    in each of the events and periods-closed topics (a dead letter of each service)."""
+    now = int(time.time())
+    events = [
+        {
+            "transaction_id": f"t{i}",
+            "external_subscription_id": "sub-1",
+            "code": "calls",
+            "timestamp": now,
+        }
+        for i in range(50)
+    ]
+    await lago.ok("POST", "/api/v1/events/batch", {"events": events})
+    status, _ = await lago.call("POST", "/api/v1/events", {"event": {"code": "calls"}})
+    assert status == 422, "an event without transaction_id is rejected"
+    await lago.ok("DELETE", "/api/v1/subscriptions/sub-1")
+    await produce_raw(settings, settings.topics.events, b"{not json", b"sub-1")
+    await produce_raw(settings, settings.topics.periods_closed, b"{not json", b"sub-1")
 
 
 async def test_prometheus_scrapes_every_service_and_finds_every_series_used(
@@ -100,13 +88,19 @@ async def test_prometheus_scrapes_every_service_and_finds_every_series_used(
 ) -> None:
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus is missing: apt-get install prometheus (.ci/run does)"
-    up = MeterflowUp.for_test(
+    async with stack_with_catalog(
         settings,
         tmp_path,
+        ["sub-1"],
         METERFLOW_AGGREGATOR_CLOSE_GRACE="0",
         METERFLOW_AGGREGATOR_CLOSE_INTERVAL="0.5",
-    )
-    await up.start()
+    ) as (up, lago):
+        await scrape_and_check(up, lago, settings, prometheus, tmp_path)
+
+
+async def scrape_and_check(
+    up: MeterflowUp, lago: LagoHttp, settings: Settings, prometheus: str, tmp_path: Path
+) -> None:
     port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     server = subprocess.Popen(
@@ -120,7 +114,7 @@ async def test_prometheus_scrapes_every_service_and_finds_every_series_used(
         stderr=subprocess.STDOUT,
     )
     try:
-        await drive(up, settings)
+        await drive(lago, settings)
 
         def targets_up() -> Any:
             active = api(port, "targets")["activeTargets"]
@@ -147,5 +141,3 @@ async def test_prometheus_scrapes_every_service_and_finds_every_series_used(
         server.terminate()
         server.wait(30)
         log.close()
-        code = up.stop()
-    assert code == 0, up.log()[-3000:]

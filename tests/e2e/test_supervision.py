@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from meterflow.settings import Settings
-from support.meterflow_up import LagoHttp, MeterflowUp, create_key, wait_for_usage
+from support.meterflow_up import LagoHttp, stack_with_catalog
 
 
 async def send_load(api: LagoHttp, stop: asyncio.Event, sent: Counter[str]) -> int:
@@ -44,14 +44,8 @@ async def send_load(api: LagoHttp, stop: asyncio.Event, sent: Counter[str]) -> i
 async def test_sigkilled_aggregator_is_restarted_while_ingest_keeps_serving(
     settings: Settings, tmp_path: Path
 ) -> None:
-    up = MeterflowUp.for_test(settings, tmp_path)
-    await up.start()
-    api = None
-    try:
-        api = LagoHttp(up.api_url, await create_key(up, "Supervised"))
-        subs = [f"sub-{i}" for i in range(4)]
-        await api.simple_catalog("acme", subs)
-        await wait_for_usage(api, "acme", "sub-3")
+    subs = [f"sub-{i}" for i in range(4)]
+    async with stack_with_catalog(settings, tmp_path, subs) as (up, api):
         before = await up.status()
         ingest_pid = next(s["pid"] for s in before["services"] if s["name"] == "ingest")
         assert {c["name"]: c["ready"] for c in before["components"]} == {
@@ -98,10 +92,4 @@ async def test_sigkilled_aggregator_is_restarted_while_ingest_keeps_serving(
             await asyncio.sleep(1)
         assert found == expected, f"totals differ from what was sent ({batches} batches)"
         print(f"supervision: aggregator back in {back_in:.1f}s, {sum(sent.values())} events")
-    finally:
-        if api is not None:
-            await api.close()
-        code = up.stop()
-    assert code == 0, up.log()[-3000:]
-    assert "meterflow: stopped" in up.log()
     assert not (tmp_path / "state" / "up.json").exists()

@@ -5,16 +5,19 @@ dir and free ports; and a small Lago HTTP client to create a catalog and send us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 
 from meterflow.settings import Settings
 from support.services import free_port, service_env
@@ -177,16 +180,19 @@ class LagoHttp:
             "charges": charges,
         }
         await self.ok("POST", "/api/v1/plans", {"plan": plan})
-        month_start = datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z")
         for external_id in subscriptions:
-            subscription = {
-                "subscription_at": month_start,
-                "external_customer_id": customer,
-                "plan_code": "basic",
-                "external_id": external_id,
-                "billing_time": "calendar",
-            }
-            await self.ok("POST", "/api/v1/subscriptions", {"subscription": subscription})
+            await self.subscribe(customer, external_id)
+
+    async def subscribe(self, customer: str, external_id: str) -> None:
+        """The customer on plan `basic` since the start of the month (UTC)."""
+        subscription = {
+            "subscription_at": datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z"),
+            "external_customer_id": customer,
+            "plan_code": "basic",
+            "external_id": external_id,
+            "billing_time": "calendar",
+        }
+        await self.ok("POST", "/api/v1/subscriptions", {"subscription": subscription})
 
     async def usage(self, customer: str, subscription: str) -> dict[str, tuple[str, int]] | None:
         """units and events per metric code of the current period, None while unavailable."""
@@ -213,3 +219,36 @@ async def wait_for_usage(api: LagoHttp, customer: str, subscription: str) -> Non
     while await api.usage(customer, subscription) is None:
         assert time.monotonic() < deadline, "the aggregator never saw the subscription"
         await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def stack_with_catalog(
+    settings: Settings, tmp_path: Path, subscriptions: list[str], **overrides: str
+) -> AsyncIterator[tuple[MeterflowUp, LagoHttp]]:
+    """A running `meterflow up` (settings `overrides`) whose customer `acme` holds each of
+    `subscriptions` on plan `basic`, known to the aggregator; stopped afterwards, and a
+    clean exit asserted."""
+    up = MeterflowUp.for_test(settings, tmp_path, **overrides)
+    await up.start()
+    api = None
+    try:
+        api = LagoHttp(up.api_url, await create_key(up))
+        await api.simple_catalog("acme", subscriptions)
+        await wait_for_usage(api, "acme", subscriptions[-1])
+        yield up, api
+    finally:
+        if api is not None:
+            await api.close()
+        code = up.stop()
+    assert code == 0, up.log()[-3000:]
+    assert "meterflow: stopped" in up.log()
+
+
+async def produce_raw(settings: Settings, topic: str, value: bytes, key: bytes) -> None:
+    """One record written straight to Kafka, as a foreign producer (or a bug) would."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()

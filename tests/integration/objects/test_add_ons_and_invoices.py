@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import urllib.request
+import uuid
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,7 @@ from lago_python_client.models import (
     InvoiceMetadataList,
     OneOffInvoice,
     Tax,
+    WebhookEndpoint,
 )
 
 Call = Any
@@ -134,6 +136,9 @@ async def test_one_off_invoice_of_two_add_on_fees(tenant: Any, call: Call) -> No
 
 async def test_invoice_pdf_void_and_update(tenant: Any, call: Call, db: asyncpg.Connection) -> None:
     lago = tenant.client
+    await call(
+        lago.webhook_endpoints.create, WebhookEndpoint(webhook_url="https://example.com/hook")
+    )
     invoice = await _one_off(tenant, call)
     downloaded = await call(lago.invoices.download, invoice.lago_id)
     assert downloaded.file_url
@@ -161,3 +166,14 @@ async def test_invoice_pdf_void_and_update(tenant: Any, call: Call, db: asyncpg.
     assert (again_void.status_code, again_void.response["code"]) == (405, "not_voidable")
     found = await call(lago.invoices.find, invoice.lago_id)
     assert found.status == "voided"
+    queued = await db.fetch(
+        "SELECT webhook_type, payload -> 'invoice' ->> 'status' AS status FROM webhooks "
+        "WHERE object_id = $1 ORDER BY created_at",
+        uuid.UUID(invoice.lago_id),
+    )
+    assert [(q["webhook_type"], q["status"]) for q in queued] == [
+        ("invoice.one_off_created", "finalized"),
+        ("invoice.generated", "finalized"),
+        ("invoice.payment_status_updated", "finalized"),
+        ("invoice.voided", "voided"),
+    ], "each change queued its webhook in its own transaction"

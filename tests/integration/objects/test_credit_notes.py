@@ -20,6 +20,7 @@ from lago_python_client.models import (
     Items,
     OneOffInvoice,
     Tax,
+    WebhookEndpoint,
 )
 
 from gateway.organizations import create_organization
@@ -41,6 +42,9 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
 
     org, key = await create_organization(settings, "Acme", "UTC")
     lago = Client(api_key=key, api_url=server.url)
+    await call(
+        lago.webhook_endpoints.create, WebhookEndpoint(webhook_url="https://example.com/hook")
+    )
     # The kit's customer (EUR) and its subscription to a 10.00 EUR monthly plan from 1 Jan.
     catalog = await kit.catalog(organization_id=org.id, subscription_at=utc(2026, 1, 1))
     await call(lago.taxes.create, Tax(name="VAT", code="vat", rate=20.0))
@@ -171,3 +175,56 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
         lago.credit_notes.update, CreditNoteUpdate(refund_status="succeeded"), refund.lago_id
     )
     assert refunded.refund_status == "succeeded"
+    queued = await db.fetch("SELECT webhook_type, count(*) FROM webhooks GROUP BY webhook_type")
+    assert {q["webhook_type"]: q["count"] for q in queued} == {
+        "invoice.one_off_created": 1,
+        "invoice.payment_status_updated": 1,
+        "invoice.created": 3,
+        "credit_note.created": 2,
+    }
+
+
+async def test_a_draft_takes_credit_notes_when_it_is_finalized(
+    kit: Any, start_invoicer: Any, settings: Settings, server: Any, call: Any
+) -> None:
+    from lago_python_client.client import Client
+
+    org, key = await create_organization(settings, "Acme", "UTC")
+    lago = Client(api_key=key, api_url=server.url)
+    # A ten-year grace period: the January invoice (10.00) waits as a draft.
+    catalog = await kit.catalog(
+        organization_id=org.id, subscription_at=utc(2026, 1, 1), grace_days=3650
+    )
+    await call(
+        lago.add_ons.create,
+        AddOn(name="Setup", code="setup", amount_cents=400, amount_currency="EUR"),
+    )
+    one_off = await call(
+        lago.invoices.create,
+        OneOffInvoice(
+            external_customer_id=catalog.external_customer_id,
+            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup")]),
+        ),
+    )
+    fee_id = one_off.fees.__root__[0].lago_id
+    await call(
+        lago.credit_notes.create,
+        CreditNote(
+            invoice_id=one_off.lago_id,
+            items=Items(__root__=[Item(fee_id=fee_id, amount_cents=400)]),
+            credit_amount_cents=400,
+        ),
+    )
+    await kit.publish(catalog.closed(utc(2026, 1, 1), utc(2026, 2, 1), []))
+    async with start_invoicer(finalize_interval=3600):
+        await kit.wait_for_invoices(2)
+    drafts = await call(lago.invoices.find_all, {"status": "draft"})
+    (draft,) = drafts["invoices"]
+    assert (draft.credit_notes_amount_cents, draft.total_amount_cents) == (0, 1000)
+    finalized = await call(lago.invoices.finalize, draft.lago_id)
+    assert finalized.status == "finalized"
+    assert (finalized.credit_notes_amount_cents, finalized.total_amount_cents) == (400, 600)
+    notes = await call(lago.credit_notes.find_all)
+    assert [(n.credit_status, n.balance_amount_cents) for n in notes["credit_notes"]] == [
+        ("consumed", 0)
+    ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from console.customer_form import from_body, to_input
+from console.customer_form import BLANK_METADATA_ROWS, from_body, metadata_rows, to_input
 from console.dates import Dates, offset_text, timezone_choices
 from console.messages import field_errors
 
@@ -106,6 +106,20 @@ def test_a_customer_body_fills_the_form() -> None:
     values = from_body(body)
     assert values["timezone"] == "" and values["billing_configuration.payment_provider"] == "stripe"
     assert values["metadata.0.display_in_invoice"] is True
+
+
+def test_an_edit_keeps_every_metadata_row_however_many() -> None:
+    items = [{"key": f"k{i}", "value": f"v{i}", "display_in_invoice": i % 2 == 0} for i in range(7)]
+    body = {"external_id": "c-1", "billing_configuration": {}, "metadata": items}
+    values = from_body(body)
+    assert metadata_rows(values) == 7 + BLANK_METADATA_ROWS
+    # What the browser posts back: every row shown, checkboxes as "on" when ticked.
+    posted = {k: ("on" if v is True else v) for k, v in values.items() if v is not False}
+    posted["metadata.8.key"] = "added"
+    assert to_input(posted)["metadata"] == [
+        *items,
+        {"key": "added", "value": None, "display_in_invoice": False},
+    ]
 
 
 def test_error_codes_are_said_beside_their_field_and_others_above_the_form() -> None:

@@ -8,9 +8,11 @@ from resources import (
     add_ons,
     billable_metrics,
     coupons,
+    credit_note_documents,
     credit_notes,
     current_usage,
     customers,
+    fees,
     invoice_actions,
     invoice_preview,
     invoices,
@@ -38,6 +40,8 @@ _RESOURCES = (
     invoice_actions,
     credit_notes,
     invoice_preview,
+    fees,
+    credit_note_documents,
 )
 
 

@@ -99,7 +99,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _out() -> Console:
-    return Console(width=max(100, Console().width), highlight=False)
+    """Tables as wide as they need (a pipe or a file gets whole lines, not a wrapped 80)."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
 
 
 def _print_json(value: Any) -> None:
@@ -136,7 +145,7 @@ async def _lag(args: argparse.Namespace, settings: Settings) -> int:
             ]
         )
         return 0
-    table = Table(
+    table = _table(
         "group",
         "topic",
         "partition",
@@ -144,8 +153,7 @@ async def _lag(args: argparse.Namespace, settings: Settings) -> int:
         "end",
         "lag",
         "waiting",
-        "newest applied",
-        box=None,
+        "newest applied (age)",
     )
     for r in rows:
         table.add_row(
@@ -156,7 +164,7 @@ async def _lag(args: argparse.Namespace, settings: Settings) -> int:
             str(r.end),
             str(r.lag),
             _age(r.waiting_seconds(now)),
-            _age(r.applied_age(now)) + " ago",
+            _age(r.applied_age(now)),
         )
     out = _out()
     out.print(table)
@@ -206,7 +214,7 @@ async def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json({"dead_letters": [x.summary() for x in chosen], "left": left})
         return 0
-    table = Table(
+    table = _table(
         "id",
         "dead-lettered at",
         "service",
@@ -214,7 +222,6 @@ async def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         "subscription",
         "transaction",
         "requeued",
-        box=None,
     )
     for x in chosen:
         s = x.summary()
@@ -256,7 +263,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
         return 1 if differ else 0
-    table = Table(
+    table = _table(
         "subscription",
         "charge",
         "period",
@@ -266,7 +273,6 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         "recorded units",
         "recorded events",
         "",
-        box=None,
     )
     for r in rows if not args.only_differences else differ:
         table.add_row(
@@ -318,7 +324,7 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1 if differences else 0
     out = _out()
-    table = Table("invoice", "subscription", "period", "total", "recomputed", "", box=None)
+    table = _table("invoice", "subscription", "period", "total", "recomputed", "")
     for r in results:
         i = r.invoice
         table.add_row(
@@ -331,7 +337,7 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         )
     out.print(table)
     if differences:
-        diff = Table("invoice", "line", "field", "stored", "recomputed", box=None)
+        diff = _table("invoice", "line", "field", "stored", "recomputed")
         for d in differences:
             diff.add_row(d.invoice, d.line, d.field, d.stored, d.recomputed)
         out.print(diff)

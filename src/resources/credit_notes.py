@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from aiohttp import web
 
-from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amounts
-from billing.errors import InvalidInvoiceInput
+from billing.credit_notes import CreditNoteAmounts
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from resources import customers, records, subscriptions
-from resources.invoices import fee_body, invoice_row
+from resources import credit_note_amounts, customers, subscriptions
+from resources.credit_note_amounts import amounts_of, applied_taxes, creditable_invoice, parse_items
+from resources.invoices import fee_body
+from resources.records import customer_body
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
@@ -50,7 +50,6 @@ _CREATE = {
     "items",
     "metadata",
 }
-_ITEM = {"fee_id", "amount_cents"}
 
 
 def credit_note_body(
@@ -93,7 +92,7 @@ def credit_note_body(
         "voided_at": iso(note["voided_at"]),
         "file_url": None,
         "self_billed": False,
-        "customer": records.customer_body(customer),
+        "customer": customer_body(customer),
         "metadata": note["metadata"],
         "items": [
             {
@@ -110,7 +109,7 @@ def credit_note_body(
     }
 
 
-async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
+async def note_body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", note["invoice_id"])
     assert invoice is not None
     customer = await customers.customer_by_id(conn, note["customer_id"])
@@ -128,31 +127,7 @@ async def _body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     return credit_note_body(note, invoice, customer, list(rows), external_subscription)
 
 
-async def _fees(conn: Conn, invoice_id: uuid.UUID) -> dict[str, asyncpg.Record]:
-    """The invoice's fees with what earlier credit notes (not voided) credited of each."""
-    rows = await conn.fetch(
-        "SELECT f.*, coalesce((SELECT sum(i.amount_cents) FROM credit_note_items i "
-        "JOIN credit_notes cn ON cn.id = i.credit_note_id "
-        "WHERE i.fee_id = f.id AND cn.credit_status IS DISTINCT FROM 'voided'), 0) AS credited "
-        "FROM fees f WHERE f.invoice_id = $1 ORDER BY f.position",
-        invoice_id,
-    )
-    return {str(r["id"]): r for r in rows}
-
-
-def _credited(fee: asyncpg.Record, rates: dict[str, Decimal]) -> CreditedFee:
-    """The fee with its taxes' rates as the invoice applied them."""
-    codes = sorted((fee["applied_taxes"] or {}).keys())
-    return CreditedFee(
-        str(fee["id"]),
-        fee["amount_cents"],
-        fee["precise_coupons_amount_cents"],
-        int(fee["credited"]),
-        tuple((code, rates.get(code, Decimal(0))) for code in codes),
-    )
-
-
-def _metadata(fields: Fields) -> dict[str, str | None] | None:
+def parse_metadata(fields: Fields) -> dict[str, str | None] | None:
     """Lago's credit note metadata: an object of short strings (or nulls) by key."""
     raw = fields.mapping("metadata")
     if raw is None:
@@ -168,73 +143,6 @@ def _metadata(fields: Fields) -> dict[str, str | None] | None:
     return raw
 
 
-def _items(fields: Fields, raw: list[Any]) -> list[tuple[str, int]]:
-    out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"items.{i}", INVALID)
-            continue
-        entry = Fields(item, _ITEM, prefix=f"items.{i}.")
-        fee_id = entry.text("fee_id", required=True)
-        cents = entry.integer("amount_cents", required=True, minimum=1)
-        fields.merge(entry.errors)
-        if fee_id is not None and cents is not None:
-            out.append((fee_id, cents))
-    return out
-
-
-async def _amounts(
-    conn: Conn, invoice: asyncpg.Record, items: list[tuple[str, int]]
-) -> tuple[CreditNoteAmounts, list[tuple[asyncpg.Record, int]]]:
-    """The credit note's amounts over the invoice's fees; 422 naming the bad item."""
-    fees = await _fees(conn, invoice["id"])
-    rates = {t["tax_code"]: Decimal(t["tax_rate"]) for t in invoice["applied_taxes"]}
-    chosen: list[tuple[asyncpg.Record, int]] = []
-    credited: list[tuple[CreditedFee, int]] = []
-    errors: dict[str, list[str]] = {}
-    for i, (fee_id, cents) in enumerate(items):
-        fee = fees.get(fee_id)
-        if fee is None:
-            raise NotFound("fee")
-        credited.append((_credited(fee, rates), cents))
-        if cents > credited[-1][0].creditable_cents:
-            errors[f"items.{i}.amount_cents"] = ["higher_than_remaining_fee_amount"]
-        chosen.append((fee, cents))
-    if errors:
-        raise ValidationFailed(errors)
-    try:
-        amounts = credit_note_amounts(credited)
-    except InvalidInvoiceInput:
-        raise ValidationFailed({"items": [INVALID]}) from None
-    return amounts, chosen
-
-
-def _applied_taxes(invoice: asyncpg.Record, amounts: CreditNoteAmounts) -> list[dict[str, Any]]:
-    by_code = {t["tax_code"]: t for t in invoice["applied_taxes"]}
-    return [
-        {
-            "lago_id": str(uuid.uuid4()),
-            "lago_tax_id": by_code[t.code]["lago_tax_id"],
-            "tax_name": by_code[t.code]["tax_name"],
-            "tax_code": t.code,
-            "tax_rate": float(t.rate),
-            "tax_description": by_code[t.code]["tax_description"],
-            "base_amount_cents": int(t.base_cents.to_integral_value()),
-            "amount_cents": t.amount_cents,
-            "amount_currency": invoice["currency"],
-        }
-        for t in amounts.taxes
-        if t.code in by_code
-    ]
-
-
-async def _creditable_invoice(conn: Conn, org: uuid.UUID, raw_id: Any) -> asyncpg.Record:
-    invoice = await invoice_row(conn, org, str(raw_id or ""), lock=True)
-    if invoice["status"] != "finalized":
-        raise NotAllowed(code="invalid_invoice_status")
-    return invoice
-
-
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), _CREATE)
@@ -245,21 +153,25 @@ async def create(request: web.Request) -> web.Response:
     refund = fields.integer("refund_amount_cents", minimum=0) or 0
     if fields.integer("offset_amount_cents", minimum=0):
         fields.add("offset_amount_cents", "not_supported")
-    items = _items(fields, fields.array("items", required=True) or [])
-    metadata = _metadata(fields)
+    items = parse_items(fields, fields.array("items", required=True) or [])
+    metadata = parse_metadata(fields)
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
-        invoice = await _creditable_invoice(conn, org.id, invoice_id)
-        amounts, chosen = await _amounts(conn, invoice, items)
+        invoice = await creditable_invoice(conn, org.id, invoice_id)
+        amounts, chosen = await amounts_of(conn, invoice, items)
         if credit + refund != amounts.total_cents:
             raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
         if refund and invoice["payment_status"] != "succeeded":
             raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
         note = await _insert(conn, org.id, invoice, reason, description, credit, refund, amounts)
         if metadata:
-            await conn.execute(
-                "UPDATE credit_notes SET metadata = $2 WHERE id = $1", note["id"], metadata
+            with_metadata = await conn.fetchrow(
+                "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
+                note["id"],
+                metadata,
             )
+            assert with_metadata is not None
+            note = with_metadata
         for fee, cents in chosen:
             await conn.execute(
                 "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
@@ -269,7 +181,7 @@ async def create(request: web.Request) -> web.Response:
                 fee["id"],
                 cents,
             )
-        body = await _body(conn, note)
+        body = await note_body(conn, note)
         await webhook_outbox.emit(conn, org.id, "credit_note.created", note["id"], body)
     return ok({"credit_note": body})
 
@@ -320,47 +232,15 @@ async def _insert(
         amounts.total_cents,
         credit,
         refund,
-        _applied_taxes(invoice, amounts),
+        applied_taxes(invoice, amounts),
     )
     assert row is not None
     return row
 
 
-async def estimate(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "credit_note"), {"invoice_id", "items"})
-    invoice_id = fields.text("invoice_id", required=True)
-    items = _items(fields, fields.array("items", required=True) or [])
-    fields.check()
-    async with db.unit_of_work(ctx.db) as conn:
-        invoice = await _creditable_invoice(conn, org.id, invoice_id)
-        amounts, chosen = await _amounts(conn, invoice, items)
-    paid = invoice["payment_status"] == "succeeded"
-    return ok(
-        {
-            "estimated_credit_note": {
-                "lago_invoice_id": str(invoice["id"]),
-                "invoice_number": invoice["number"],
-                "currency": invoice["currency"],
-                "taxes_amount_cents": amounts.taxes_cents,
-                "precise_taxes_amount_cents": str(amounts.taxes_precise),
-                "taxes_rate": float(amounts.taxes_rate),
-                "sub_total_excluding_taxes_amount_cents": amounts.sub_total_excluding_taxes_cents,
-                "max_creditable_amount_cents": amounts.total_cents,
-                "max_refundable_amount_cents": amounts.total_cents if paid else 0,
-                "max_offsettable_amount_cents": 0,
-                "coupons_adjustment_amount_cents": amounts.coupons_adjustment_cents,
-                "precise_coupons_adjustment_amount_cents": str(amounts.coupons_adjustment_precise),
-                "items": [
-                    {"lago_fee_id": str(fee["id"]), "amount_cents": cents} for fee, cents in chosen
-                ],
-                "applied_taxes": _applied_taxes(invoice, amounts),
-            }
-        }
-    )
-
-
-async def _note(conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False) -> asyncpg.Record:
+async def note_row(
+    conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False
+) -> asyncpg.Record:
     try:
         note_id = uuid.UUID(raw_id)
     except ValueError:
@@ -379,7 +259,7 @@ async def _note(conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False) 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        body = await _body(conn, await _note(conn, org.id, request.match_info["lago_id"]))
+        body = await note_body(conn, await note_row(conn, org.id, request.match_info["lago_id"]))
     return ok({"credit_note": body})
 
 
@@ -387,10 +267,10 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), {"refund_status", "metadata"})
     refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
-    metadata = _metadata(fields)
+    metadata = parse_metadata(fields)
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
-        note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if not note["refund_amount_cents"]:
             raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
         updated = await conn.fetchrow(
@@ -401,7 +281,7 @@ async def update(request: web.Request) -> web.Response:
             metadata,
         )
         assert updated is not None
-        body = await _body(conn, updated)
+        body = await note_body(conn, updated)
     return ok({"credit_note": body})
 
 
@@ -409,7 +289,7 @@ async def void(request: web.Request) -> web.Response:
     """Void what is left to credit; only a credit note with an available balance can be."""
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
-        note = await _note(conn, org.id, request.match_info["lago_id"], lock=True)
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
         if note["credit_status"] != "available":
             raise NotAllowed(code="no_voidable_amount")
         voided = await conn.fetchrow(
@@ -418,7 +298,7 @@ async def void(request: web.Request) -> web.Response:
             note["id"],
         )
         assert voided is not None
-        body = await _body(conn, voided)
+        body = await note_body(conn, voided)
     return ok({"credit_note": body})
 
 
@@ -487,14 +367,14 @@ async def list_credit_notes(
         limit,
         offset,
     )
-    return [await _body(conn, r) for r in rows], int(total)
+    return [await note_body(conn, r) for r in rows], int(total)
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/api/v1/credit_notes", create),
         web.get("/api/v1/credit_notes", find_all),
-        web.post("/api/v1/credit_notes/estimate", estimate),
+        web.post("/api/v1/credit_notes/estimate", credit_note_amounts.estimate),
         web.get("/api/v1/credit_notes/{lago_id}", find),
         web.put("/api/v1/credit_notes/{lago_id}", update),
         web.put("/api/v1/credit_notes/{lago_id}/void", void),

@@ -15,7 +15,7 @@ from aiohttp import web
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from resources import organizations
-from resources.invoice_pdf import render_invoice
+from resources.documents_pdf import render_invoice
 from resources.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
@@ -107,6 +107,42 @@ async def update(request: web.Request) -> web.Response:
     return ok({"invoice": body})
 
 
+async def lose_dispute(request: web.Request) -> web.Response:
+    """Mark the payment dispute of a finalized invoice as lost (`payment_dispute_lost_at`)."""
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        if invoice["status"] != "finalized":
+            raise NotAllowed(code="not_disputable")
+        updated = await conn.fetchrow(
+            "UPDATE invoices SET payment_dispute_lost_at = coalesce(payment_dispute_lost_at, "
+            "now()), updated_at = now() WHERE id = $1 RETURNING *",
+            invoice["id"],
+        )
+        assert updated is not None
+        body = await extended_body(conn, updated)
+    return ok({"invoice": body})
+
+
+async def refresh(request: web.Request) -> web.Response:
+    """The invoice as it is now: a draft is already refreshed by every late usage message of
+    its period (the invoicer merges them as they arrive), so nothing is left to recompute."""
+    ctx, org = context(request), organization(request)
+    async with ctx.db.acquire() as conn:
+        invoice = await invoice_row(conn, org.id, request.match_info["lago_id"])
+        body = await extended_body(conn, invoice)
+    return ok({"invoice": body})
+
+
+async def retry(request: web.Request) -> web.Response:
+    """Lago retries the generation of a `failed` invoice; meterflow writes an invoice whole
+    or not at all, so no invoice is ever `failed` and none can be retried (405)."""
+    ctx, org = context(request), organization(request)
+    async with ctx.db.acquire() as conn:
+        await invoice_row(conn, org.id, request.match_info["lago_id"])
+    raise NotAllowed(code="invalid_status")
+
+
 def _file_url(base_url: str, invoice_id: uuid.UUID, token: str) -> str:
     return f"{base_url}/files/invoices/{invoice_id}/{token}.pdf"
 
@@ -171,5 +207,10 @@ def routes() -> list[web.RouteDef]:
         web.put("/api/v1/invoices/{lago_id}", update),
         web.post("/api/v1/invoices/{lago_id}/void", void),
         web.post("/api/v1/invoices/{lago_id}/download", download),
+        # The spec says POST, Lago's Python client sends PUT: both are served.
+        web.post("/api/v1/invoices/{lago_id}/lose_dispute", lose_dispute),
+        web.put("/api/v1/invoices/{lago_id}/lose_dispute", lose_dispute),
+        web.put("/api/v1/invoices/{lago_id}/refresh", refresh),
+        web.post("/api/v1/invoices/{lago_id}/retry", retry),
         web.get("/files/invoices/{invoice_id}/{token}.pdf", file),
     ]

@@ -184,7 +184,7 @@ def invoice_body(
         "number": invoice["number"],
         "purchase_order_number": None,
         "issuing_date": issuing.isoformat(),
-        "payment_dispute_lost_at": None,
+        "payment_dispute_lost_at": iso(invoice["payment_dispute_lost_at"]),
         "payment_due_date": (issuing + timedelta(days=net_payment_term)).isoformat(),
         "payment_overdue": False,
         "net_payment_term": net_payment_term,

@@ -9,9 +9,11 @@ from resources import (
     applied_coupons,
     billable_metrics,
     coupons,
+    credit_note_documents,
     credit_notes,
     current_usage,
     customers,
+    fees,
     invoice_actions,
     invoice_preview,
     invoices,
@@ -42,6 +44,8 @@ _RESOURCES = (
     invoice_actions,
     credit_notes,
     invoice_preview,
+    fees,
+    credit_note_documents,
 )
 
 

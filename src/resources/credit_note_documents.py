@@ -1,0 +1,123 @@
+"""A credit note's metadata (`/api/v1/credit_notes/{id}/metadata`: replace, merge, delete all,
+delete one key) and its PDF (`POST /api/v1/credit_notes/{id}/download`: rendered once, then
+served at a secret link as an invoice's is)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from meterflow import db
+from resources import organizations
+from resources.credit_notes import note_body, note_row, parse_metadata
+from resources.documents_pdf import render_credit_note
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import Fields, ok, read_json
+
+
+async def _metadata_input(request: web.Request) -> dict[str, str | None]:
+    raw = await read_json(request)
+    fields = Fields(raw if isinstance(raw, dict) else {}, {"metadata"})
+    metadata = parse_metadata(fields)
+    if metadata is None and not fields.errors:
+        fields.add("metadata", "value_is_mandatory")
+    fields.check()
+    assert metadata is not None
+    return metadata
+
+
+async def _set_metadata(request: web.Request, change: Any) -> web.Response:
+    """Apply `change(current) -> new` to the credit note's metadata and answer the result."""
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        metadata = change(dict(note["metadata"] or {}))
+        await conn.execute(
+            "UPDATE credit_notes SET metadata = $2, updated_at = now() WHERE id = $1",
+            note["id"],
+            metadata or {},
+        )
+    return ok({"metadata": metadata})
+
+
+async def replace_metadata(request: web.Request) -> web.Response:
+    given = await _metadata_input(request)
+    return await _set_metadata(request, lambda current: given)
+
+
+async def merge_metadata(request: web.Request) -> web.Response:
+    given = await _metadata_input(request)
+    return await _set_metadata(request, lambda current: {**current, **given})
+
+
+async def delete_metadata(request: web.Request) -> web.Response:
+    return await _set_metadata(request, lambda current: None)
+
+
+async def delete_metadata_key(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+
+    def without(current: dict[str, Any]) -> dict[str, Any]:
+        if key not in current:
+            raise ValidationFailed({"key": ["metadata_key_not_found"]})
+        return {k: v for k, v in current.items() if k != key}
+
+    return await _set_metadata(request, without)
+
+
+async def download(request: web.Request) -> web.Response:
+    """Render the credit note's PDF the first time; answer the credit note with its
+    `file_url`."""
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        body = await note_body(conn, note)
+        token = await conn.fetchval(
+            "SELECT token FROM credit_note_files WHERE credit_note_id = $1", note["id"]
+        )
+        if token is None:
+            issuer = (await organizations.organization_row(conn, org.id))["name"]
+            token = secrets.token_urlsafe(24)
+            await conn.execute(
+                "INSERT INTO credit_note_files (credit_note_id, token, pdf) VALUES ($1, $2, $3)",
+                note["id"],
+                token,
+                render_credit_note(body, issuer),
+            )
+    base = f"{request.scheme}://{request.host}"
+    body["file_url"] = f"{base}/files/credit_notes/{note['id']}/{token}.pdf"
+    return ok({"credit_note": body})
+
+
+async def file(request: web.Request) -> web.Response:
+    """The PDF behind a credit note's `file_url`."""
+    ctx = context(request)
+    try:
+        note_id = uuid.UUID(request.match_info["credit_note_id"])
+    except ValueError:
+        raise NotFound("file") from None
+    async with ctx.db.acquire() as conn:
+        pdf = await conn.fetchval(
+            "SELECT pdf FROM credit_note_files WHERE credit_note_id = $1 AND token = $2",
+            note_id,
+            request.match_info["token"],
+        )
+    if pdf is None:
+        raise NotFound("file")
+    return web.Response(body=pdf, content_type="application/pdf")
+
+
+def routes() -> list[web.RouteDef]:
+    path = "/api/v1/credit_notes/{lago_id}"
+    return [
+        web.post(f"{path}/metadata", replace_metadata),
+        web.patch(f"{path}/metadata", merge_metadata),
+        web.delete(f"{path}/metadata", delete_metadata),
+        web.delete(f"{path}/metadata/{{key}}", delete_metadata_key),
+        web.post(f"{path}/download", download),
+        web.get("/files/credit_notes/{credit_note_id}/{token}.pdf", file),
+    ]

@@ -30,8 +30,8 @@ def lago_spec() -> Path:
 
 
 PREFIX = "/api/v1"
-# Examples per operation and phase: 53 operations stay well under two minutes on two cores.
-MAX_EXAMPLES = "8"
+# Examples per operation and phase: the ~80 operations served stay under two minutes.
+MAX_EXAMPLES = "5"
 
 
 def served_operations(server: IngestServer) -> list[str]:
@@ -72,7 +72,7 @@ async def test_schemathesis_finds_no_server_error(
         "--seed",
         "11",
         "--workers",
-        "2",
+        "4",
         "--report",
         "ndjson",
         "--report-ndjson-path",
@@ -86,7 +86,7 @@ async def test_schemathesis_finds_no_server_error(
         env={**os.environ, "NO_COLOR": "1"},
         cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=280)
     text = output.decode("utf-8", "replace")
     print(text[-4000:])
     assert process.returncode == 0, text[-6000:]

@@ -51,6 +51,9 @@ _FEE = {
     "skip_psp",
 }
 _MAX_UNITS = Decimal(10) ** 12
+# One fee's amount at most (2^53 cents): the sum of a hundred such fees fits a bigint.
+_MAX_FEE_CENTS = 2**53
+_MAX_FEES = 100
 
 
 def _tax_terms(rows: list[asyncpg.Record]) -> tuple[TaxTerms, ...]:
@@ -114,6 +117,8 @@ async def create_one_off_invoice(
     raw_fees = fields.array("fees", required=True) or []
     if fields.has("fees") and not raw_fees:
         fields.add("fees", "no_fees")
+    if len(raw_fees) > _MAX_FEES:
+        fields.add("fees", "too_many_fees")
     parsed = [_parse_fee(fields, i, raw) for i, raw in enumerate(raw_fees)]
     fields.check()
     assert external_customer_id is not None
@@ -137,6 +142,8 @@ async def create_one_off_invoice(
             unit_cents = item["unit_amount_cents"]
             unit_cents = row["amount_cents"] if unit_cents is None else unit_cents
             precise_cents = units * unit_cents
+            if precise_cents > _MAX_FEE_CENTS:
+                raise ValidationFailed({f"fees.{len(fees)}.units": ["fee_amount_too_large"]})
             fees.append(
                 PricedFee(
                     kind=FeeKind.ADD_ON,

@@ -177,3 +177,37 @@ async def test_invoice_pdf_void_and_update(tenant: Any, call: Call, db: asyncpg.
         ("invoice.payment_status_updated", "finalized"),
         ("invoice.voided", "voided"),
     ], "each change queued its webhook in its own transaction"
+
+
+async def test_one_off_invoice_bad_input_is_refused_and_writes_nothing(
+    tenant: Any, call: Call, db: asyncpg.Connection
+) -> None:
+    lago = tenant.client
+    await call(lago.customers.create, Customer(external_id="c-1", currency="EUR"))
+    await call(
+        lago.add_ons.create,
+        AddOn(name="Big", code="big", amount_cents=2**62, amount_currency="EUR"),
+    )
+
+    def one_off(**fee: Any) -> OneOffInvoice:
+        return OneOffInvoice(
+            external_customer_id="c-1", fees=InvoiceFeesList(__root__=[InvoiceFee(**fee)])
+        )
+
+    overflow = await _fails(call, lago.invoices.create, one_off(add_on_code="big", units=4))
+    assert (overflow.status_code, overflow.response["error_details"]) == (
+        422,
+        {"fees.0.units": ["fee_amount_too_large"]},
+    )
+    unknown = await _fails(call, lago.invoices.create, one_off(add_on_code="nope"))
+    assert (unknown.status_code, unknown.response["code"]) == (404, "add_on_not_found")
+    negative = await _fails(call, lago.invoices.create, one_off(add_on_code="big", units=-1))
+    assert negative.response["error_details"] == {"fees.0.units": ["value_is_invalid"]}
+    empty = await _fails(
+        call,
+        lago.invoices.create,
+        OneOffInvoice(external_customer_id="c-1", fees=InvoiceFeesList(__root__=[])),
+    )
+    assert empty.response["error_details"] == {"fees": ["no_fees"]}
+    assert await db.fetchval("SELECT count(*) FROM invoices") == 0
+    assert await db.fetchval("SELECT count(*) FROM invoice_sequences") == 0

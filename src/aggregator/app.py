@@ -25,11 +25,11 @@ The opposite does happen (effects durable, offset not committed: SIGKILL before 
 commit), and then the events are delivered again. From (3), each subscription's whole
 state lives in one table value, its ledger, which records the highest source offset it
 has applied for each partition; a redelivered event at or below that offset is skipped,
-one above it has not been applied. Dedupe markers are separate records, so a marker may
-survive without its ledger or the reverse: a marker names the (partition, offset) that
-set it, so a redelivered event finding its own marker is not a duplicate (the ledger
-decides), any other event with the same transaction id is; a replayed event whose marker
-was lost sets it again.
+one above it has not been applied. Dedupe markers (64-bit hashes of transaction ids,
+`aggregator.markers`) are separate records, written only after the ledgers of their batch
+are acknowledged (`process`), so a marker never survives without its event's effect:
+an event above its ledger's `applied` that finds a marker is a duplicate; a ledger that
+survived a crash its markers did not gets them back from the redelivered events.
 
 One more guard, because faust-streaming 0.15.3 does not always deliver every message:
 around the seek to committed offsets when a worker starts, it can hand a message to the
@@ -51,19 +51,18 @@ partition of whatever event is current.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
 import orjson
 
+from aggregator import kafka_transport
 from aggregator.catalog_view import CatalogReader, CatalogView
 from aggregator.closing import PeriodCloser
+from aggregator.closing_driver import ClosingDriver
 from aggregator.current_usage import current_usage
 from aggregator.domain import Domain
 from aggregator.faust_store import FaustTableStore
@@ -79,15 +78,10 @@ from aggregator.processing import (
 )
 from aggregator.progress import SourceProgress
 from aggregator.settings import AggregatorSettings
-from aggregator.watermark import EndOffsets, Watermarks
-from meterflow.event_records import partition_for, requeued_from
+from meterflow.event_records import requeued_from
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Visits per slice of a tick, and catalog entries per slice of a seed: the event loop is
-# given back between slices (a slice stays well under 100 ms).
-SLICE = 500
 
 
 class Aggregator:
@@ -147,13 +141,8 @@ class Aggregator:
             self.windows,
             settings.partitions,
         )
-        self.watermarks = Watermarks()
-        self.end_offsets = EndOffsets(settings.bootstrap_servers, settings.topics.events)
-        # Set when something may be due now: the closer runs at once instead of at its
-        # next interval (a termination, a watermark that moved past a due visit).
-        self.wake = asyncio.Event()
-        self._seeded_generation = -1
-        self.catalog_reader.on_change.append(self.on_catalog)
+        self.driver = ClosingDriver(self)
+        self.catalog_reader.on_change.append(self.driver.on_catalog)
         self._outbox_lock = asyncio.Lock()
         # Set once the producer knows the events topic's partitions (see learn_partitions).
         self.routing_ready = asyncio.Event()
@@ -169,6 +158,13 @@ class Aggregator:
         }
 
     def ready(self) -> bool:
+        """Recovered (below) and warmed up for this assignment: the closer's schedule seeded,
+        the dedupe marker index built, one current-usage answer computed (`seed`). Before,
+        the first requests would wait behind that work on the event loop (issue 15: 5 s and
+        a 503 right after "ready")."""
+        return self.recovered() and self.driver.warm_generation == self.generation
+
+    def recovered(self) -> bool:
         """Catalog loaded, tables recovered for the current assignment, partitions owned.
 
         `app.rebalancing` matters: Faust's `recovery.completed` stays set from the previous
@@ -203,14 +199,17 @@ class Aggregator:
         messages, expected = await self.progress.contiguous(messages)
         self.metrics.events.labels(outcome="gap_filled").inc(self.progress.gap_filled - gaps)
         result = self.processor.apply_batch(messages, datetime.now(UTC))
-        # Durable before this batch's offsets can be acknowledged (and so committed).
-        await self.flush_tables()
+        # Durable before this batch's offsets can be acknowledged (and so committed): the
+        # ledgers, then (only then written) the dedupe markers.
+        await self.ledgers.flush()
+        self.processor.remember(result)
+        await self.marker_segments.flush()
         self.metrics.observe_freshness([m.timestamp_ms for m in messages])
         # Then the progress, never ahead of the effects it vouches for. Should anything
         # above fail, the old progress stays, and the next batch reads this one again.
         self.progress.advance(expected)
         await self.progress_table.flush()
-        self.after_batch(result.ledgers, result.visits)
+        self.driver.after_batch(result.ledgers, result.visits)
         self.metrics.batch_size.observe(len(messages))
         self.metrics.record(result.counts)
         for letter in result.dead_letters:
@@ -225,112 +224,6 @@ class Aggregator:
         await self.flush_outboxes(
             [k for k, ledger in result.ledgers.items() if ledger.value["outbox"]]
         )
-
-    def after_batch(self, ledgers: dict[str, Ledger], visits: dict[str, float]) -> None:
-        """Schedule the visits a batch asked for; wake the closer when a watermark moved
-        with something due (a termination waiting for the stream to pass it)."""
-        for key, due in visits.items():
-            self.closer.plan_ledger(ledgers[key].partition, key, due)
-        moved = self.watermarks.advance(self.progress.known())
-        now = time.time()
-        if visits and min(visits.values()) <= now:
-            self.wake.set()
-        for partition in moved:
-            next_due = self.closer.schedule.next_due(partition)
-            if next_due is not None and next_due <= now:
-                self.wake.set()
-
-    def on_catalog(self, records: list[Any]) -> None:
-        """Catalog records changed the view: visit the subscriptions they concern once the
-        stream has passed this instant (a termination closes then)."""
-        now = time.time()
-        for record in records:
-            for organization_id, external_id in self.catalog.affected(record):
-                self.closer.plan(organization_id, external_id, now)
-        self.wake.set()
-
-    async def run_closer(self) -> None:
-        """The period closer's loop: a tick at every wake-up, or every `close_interval`."""
-        while not self.app.should_stop:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self.agg.close_interval)
-            self.wake.clear()
-            try:
-                await self.tick()
-            except Exception:  # the closer must keep going
-                log.exception("aggregator.tick_failed")
-                await asyncio.sleep(self.agg.close_interval)
-
-    async def seed(self, owned: set[int], generation: int) -> bool:
-        """After an assignment: schedule every owned subscription, and every ledger with held
-        events or an unsent outbox, for a visit (in slices, yielding to the stream).
-        False when partitions moved meanwhile."""
-        self.closer.schedule.clear()
-        self.watermarks.clear()
-        partitions = self.settings.partitions
-        for i, (organization_id, external_id) in enumerate(self.catalog.subscription_ids()):
-            if partition_for(external_id.encode(), partitions) in owned:
-                self.closer.plan(organization_id, external_id, 0.0)
-            if i % SLICE == SLICE - 1:
-                await asyncio.sleep(0)
-                if generation != self.generation:
-                    return False
-        for i, (key, value) in enumerate(self.ledgers.items()):
-            if value["p"] in owned and (value["held"] or value["outbox"] or value["late"]):
-                self.closer.plan_ledger(value["p"], key, 0.0)
-            if i % SLICE == SLICE - 1:
-                await asyncio.sleep(0)
-                if generation != self.generation:
-                    return False
-        self._seeded_generation = generation
-        return True
-
-    async def tick(self) -> None:
-        """Ask the broker where the owned partitions end, move the watermarks, and visit
-        what they passed, in slices that give the event loop back between them."""
-        if self.app.should_stop or not self.ready():
-            return
-        generation = self.generation
-        owned = self.owned_partitions()
-        if self._seeded_generation != generation and not await self.seed(owned, generation):
-            return
-        asked_at = time.time()
-        ends = await self.end_offsets.ends(self.watermarks.to_ask(owned))
-        if generation != self.generation:
-            return
-        self.watermarks.asked(asked_at, ends)
-        self.watermarks.advance(self.progress.applied(owned))
-        now = datetime.now(UTC)
-        counts: Counter[str] = Counter()
-        visited: list[str] = []
-        for partition in sorted(owned):
-            mark = self.watermarks.mark(partition)
-            if mark is None:
-                continue
-            self.metrics.watermark_lag.labels(partition=str(partition)).set(
-                max(0.0, asked_at - mark)
-            )
-            while True:
-                keys = self.closer.run_due(partition, mark, now, counts, SLICE)
-                visited.extend(keys)
-                if len(keys) < SLICE:
-                    break
-                await asyncio.sleep(0)
-                if generation != self.generation or not self.ready():
-                    return
-        self.closer.expire_markers(now, owned, counts)
-        await self.flush_tables()
-        self.metrics.record(counts)
-        if counts:
-            log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        outboxes = []
-        for key in visited:
-            value = self.ledgers.get(key)
-            if value is not None and value["outbox"]:
-                outboxes.append(key)
-        await self.flush_outboxes(outboxes)
-        self.metrics.table_keys.labels(table="ledgers").set(len(self.ledgers))
-        self.metrics.table_keys.labels(table="markers").set(len(self.markers))
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()
@@ -370,7 +263,7 @@ class Aggregator:
                         )
                     )
             await asyncio.gather(*futures)
-            if generation != self.generation or not self.ready():
+            if generation != self.generation or not self.recovered():
                 # Partitions moved (or are being restored) while we awaited: the table may
                 # not hold these ledgers, or hold them half restored, and writing would
                 # replace the owner's. Whoever owns them sends the outbox again, hence
@@ -426,6 +319,7 @@ def create_app(
         autodiscover=False,
         stream_buffer_maxsize=max(4096, agg.batch_size * 2),
     )
+    kafka_transport.install(app, round(agg.fetch_max_wait * 1000))
     aggregator = Aggregator(app, settings, agg, domain)
 
     async def aggregate(stream: Any) -> None:
@@ -469,7 +363,7 @@ def create_app(
     app.task(learn_partitions)
 
     async def close_periods() -> None:
-        await aggregator.run_closer()
+        await aggregator.driver.run()
 
     app.task(close_periods)
 
@@ -480,10 +374,11 @@ def create_app(
         aggregator.generation += 1
         aggregator.markers.invalidate()
         aggregator.progress.forget()
+        aggregator.driver.wake.set()  # seed and warm up for the new assignment at once
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         aggregator.generation += 1
-        aggregator.watermarks.clear()
+        aggregator.driver.watermarks.clear()
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
     app.on_partitions_revoked.connect(cast(Any, on_revoked))

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -66,9 +66,15 @@ class SubscriptionTerms:
     organization_timezone: str | None
     currency: str
     charges: tuple[ChargeTerms, ...]
+    # The charges by metric code, asked for every event (filled in __post_init__).
+    by_code: dict[str, tuple[ChargeTerms, ...]] = field(default_factory=dict, compare=False)
 
-    def charges_for_metric(self, code: str) -> list[ChargeTerms]:
-        return [c for c in self.charges if c.metric_code == code]
+    def __post_init__(self) -> None:
+        for charge in self.charges:
+            self.by_code[charge.metric_code] = (*self.by_code.get(charge.metric_code, ()), charge)
+
+    def charges_for_metric(self, code: str) -> tuple[ChargeTerms, ...]:
+        return self.by_code.get(code, ())
 
 
 class CatalogView:

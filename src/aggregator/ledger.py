@@ -16,7 +16,8 @@ The value is plain JSON:
                                         sent by the next tick as `late_usage` messages
   "held": [{"p": 2, "o": 17, "i": 3 | null, "ts": <ms>, "key": ..., "value": "<wire event>"}],
   "outbox": [{"id": 4, "topic": "periods_closed" | "dead_letter", "key": ..., "value": ...}],
-  "seq": 4
+  "seq": 4,
+  "requeued": [[2, 17408]]              dead-lettered events whose requeued copy counted
 }
 ```
 
@@ -43,11 +44,6 @@ def ledger_key(organization_id: str, external_subscription_id: str) -> str:
     return f"{organization_id}\x1f{external_subscription_id}"
 
 
-def marker_key(organization_id: str, external_subscription_id: str, transaction_id: str) -> str:
-    """The table key of a dedupe marker: Lago's uniqueness, scoped to the organization."""
-    return f"{organization_id}\x1f{external_subscription_id}\x1f{transaction_id}"
-
-
 @lru_cache(maxsize=4096)
 def iso(instant: datetime) -> str:
     """The instant as ISO 8601; cached, because a batch formats the same few instants (its
@@ -55,7 +51,9 @@ def iso(instant: datetime) -> str:
     return instant.isoformat()
 
 
+@lru_cache(maxsize=4096)
 def instant(raw: str) -> datetime:
+    """The instant of an ISO 8601 string of a ledger (cached like `iso`)."""
     return datetime.fromisoformat(raw)
 
 
@@ -80,21 +78,24 @@ class Ledger:
     them, then serialised once: a batch writes each touched ledger exactly once.
     """
 
-    __slots__ = ("_states", "value")
+    __slots__ = ("_applied", "_states", "value")
 
     def __init__(self, value: dict[str, Any] | None, partition: int) -> None:
         self.value: dict[str, Any] = new_ledger_value(partition) if value is None else _copy(value)
-        self._states: dict[tuple[str, str, str], UsageState] = {}
+        self._states: dict[tuple[str, datetime, str], UsageState] = {}
+        # value["applied"] by int partition: read for every event of a batch
+        self._applied = {int(p): int(at) for p, at in self.value["applied"].items()}
 
     @property
     def partition(self) -> int:
         return int(self.value["p"])
 
     def applied(self, partition: int) -> int:
-        return int(self.value["applied"].get(str(partition), -1))
+        return self._applied.get(partition, -1)
 
     def mark_applied(self, partition: int, at: int) -> None:
-        if at > self.applied(partition):
+        if at > self._applied.get(partition, -1):
+            self._applied[partition] = at
             self.value["applied"][str(partition)] = at
 
     @property
@@ -111,7 +112,7 @@ class Ledger:
         charge: ChargeTerms,
     ) -> UsageState:
         """The live aggregation state of one charge in one period of `bucket`."""
-        ident = (bucket, iso(start), charge.charge_id)
+        ident = (bucket, start, charge.charge_id)
         live = self._states.get(ident)
         if live is None:
             period = self.value[bucket].setdefault(iso(start), {"end": iso(end), "charges": {}})
@@ -125,7 +126,7 @@ class Ledger:
     def seal(self) -> dict[str, Any]:
         """Serialise the live states into the value and return it."""
         for (bucket, start, charge_id), live in self._states.items():
-            period = self.value[bucket].get(start)
+            period = self.value[bucket].get(iso(start))
             if period is not None:
                 period["charges"][charge_id] = live.to_dict()
         self._states.clear()
@@ -137,6 +138,15 @@ class Ledger:
         self.value["outbox"].append(
             {"id": self.value["seq"], "topic": topic, "key": key, "value": value}
         )
+
+    def take_requeue(self, original: tuple[int, int]) -> bool:
+        """Record that the copy requeued from the dead-lettered event at (partition, position)
+        `original` is counted; False if one already was (`requeued` in the value)."""
+        taken = self.value.setdefault("requeued", [])
+        if list(original) in taken:
+            return False
+        taken.append(list(original))
+        return True
 
     def forget_sent(self, ids: set[int]) -> None:
         self.value["outbox"] = [m for m in self.value["outbox"] if m["id"] not in ids]
@@ -159,4 +169,5 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
         "held": list(value["held"]),
         "outbox": list(value["outbox"]),
         "seq": value["seq"],
+        "requeued": list(value.get("requeued", [])),
     }

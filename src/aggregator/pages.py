@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.web import Request, Response, View
 
+from aggregator import kafka_transport
 from aggregator.current_usage import UsageFailed
 
 if TYPE_CHECKING:
@@ -46,7 +47,11 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
 
     async def ready_view(view: View, request: Request) -> Response:
         ready = aggregator.ready()
-        body = {"ready": ready, "partitions": sorted(aggregator.owned_partitions())}
+        body = {
+            "ready": ready,
+            "partitions": sorted(aggregator.owned_partitions()),
+            "fetch_max_wait_ms": kafka_transport.fetch_max_wait_ms(app),
+        }
         return view.json(body, status=200 if ready else 503)
 
     app.page("/ready")(ready_view)

@@ -1,8 +1,9 @@
 """Folding a batch of source messages into subscription ledgers, exactly once in effect.
 
 A batch is applied synchronously (no await between reading a ledger and writing it
-back), so the period-closing timer, which runs on the same event loop, never sees a
-half-applied batch. Every touched ledger and every new dedupe marker is written once.
+back), so the period closer, which runs on the same event loop, never sees a half-applied
+batch. Every touched ledger is written once; the batch's new dedupe markers are written by
+`remember`, once the ledgers are durable.
 
 Replay rules (why redelivery never double counts; the full argument is in `aggregator.app`):
 
@@ -22,17 +23,27 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
-from aggregator.ledger import LATE, PERIODS, Ledger, iso, ledger_key, marker_key
-from aggregator.markers import DedupeMarkers, NewMarker
+from aggregator.ledger import LATE, PERIODS, Ledger, ledger_key
+from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
-from meterflow.event_records import PACK_LIMIT, decode_record, position
+from meterflow.event_records import (
+    PACK_LIMIT,
+    WireEvent,
+    blank_field,
+    decode_events,
+    decode_record,
+    encode_event,
+    position,
+    wire_instant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +140,8 @@ class SourceEvent:
 
     def payload(self) -> bytes:
         if self.packed:
+            if isinstance(self.raw, WireEvent):
+                return encode_event(self.raw)
             return orjson.dumps(self.raw)
         return self.message.value or b""
 
@@ -141,7 +154,8 @@ class BatchResult:
         # Ledger key -> when the period closer must visit it (Unix seconds): held events
         # expire, late usage is sent at once.
         self.visits: dict[str, float] = {}
-        self.markers: dict[str, NewMarker] = {}
+        # (ledger key, transaction id hash) -> the marker this batch sets
+        self.markers: dict[tuple[str, int], NewMarker] = {}
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
 
@@ -207,8 +221,12 @@ class EventProcessor:
             if ledger.value["late"]:
                 _visit(result, key, 0.0)  # late usage leaves at once, as its own message
             self.ledgers.put(ledger.partition, key, ledger.seal())
-        self.markers.write(list(result.markers.values()))
         return result
+
+    def remember(self, result: BatchResult) -> None:
+        """Write the batch's dedupe markers: only once its ledgers are durable (see
+        `aggregator.markers`), before the next batch is applied."""
+        self.markers.write(list(result.markers.values()))
 
     def _events(self, message: SourceMessage, result: BatchResult) -> list[SourceEvent]:
         """The record's events; a record that is not JSON at all is dead-lettered whole.
@@ -223,6 +241,14 @@ class EventProcessor:
         if message.value is None:
             self._dead_letter(result, message.key, source, b"", "invalid_event", "empty message")
             return []
+        packed = message.value[:1] == b"["
+        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+        canonical = decode_events(message.value)  # the common case, validated in one pass
+        if canonical is not None and 0 < len(canonical) <= PACK_LIMIT:
+            return [
+                SourceEvent(message, i, wire, packed, received_at)
+                for i, wire in enumerate(canonical)
+            ]
         try:
             items = decode_record(message.value)
         except orjson.JSONDecodeError as exc:
@@ -235,8 +261,6 @@ class EventProcessor:
                 result, message.key, source, message.value, "invalid_event", "an empty pack"
             )
             return []
-        packed = message.value[:1] == b"["
-        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
         events = [SourceEvent(message, i, raw, packed, received_at) for i, raw in enumerate(items)]
         for extra in events[PACK_LIMIT:]:
             self._dead_letter(
@@ -292,31 +316,34 @@ class EventProcessor:
             return
         lkey = ledger_key(event.organization_id, event.external_subscription_id)
         ledger = self._ledger(result, lkey, message.partition)
-        mkey = marker_key(
-            event.organization_id, event.external_subscription_id, event.transaction_id
-        )
+        hashed = marker_hash(event.transaction_id)
         at = source.position
-        pending = result.markers.get(mkey)
-        seen = (pending.partition, pending.position) if pending else self.markers.get(mkey)
+        seen = (lkey, hashed) in result.markers or self.markers.seen(lkey, hashed)
         if at <= ledger.applied(message.partition):
             result.counts["replayed"] += 1
-            if seen is None:
+            if not seen:
                 # The ledger's record survived a crash that lost this event's marker: the
                 # event was the first with its transaction id, so it set the marker.
-                result.markers[mkey] = NewMarker(
+                result.markers[(lkey, hashed)] = NewMarker(
                     lkey,
-                    event.transaction_id,
+                    hashed,
                     message.partition,
                     at,
-                    iso(now + self.windows.hold + self.windows.late),
+                    expiry_day(now + self.windows.hold + self.windows.late),
                 )
             return
         ledger.mark_applied(message.partition, at)
-        if seen is not None and seen not in ((message.partition, at), message.requeue_of):
+        if message.requeue_of is not None:
+            # A copy requeued from the dead-letter topic (meterflow.event_records.
+            # REQUEUE_HEADER): the marker its dead-lettered original set yields to it, once.
+            duplicate = not ledger.take_requeue(message.requeue_of)
+        else:
+            duplicate = seen
+        if duplicate:
             result.counts["duplicate"] += 1
             return
-        marker = NewMarker(lkey, event.transaction_id, message.partition, at, "")
-        result.markers[mkey] = marker
+        marker = NewMarker(lkey, hashed, message.partition, at, 0)
+        result.markers[(lkey, hashed)] = marker
         terms = self.catalog.terms(event.organization_id, event.external_subscription_id)
         if terms is None:
             ledger.value["held"].append(
@@ -329,7 +356,7 @@ class EventProcessor:
                     "value": source.payload().decode("utf-8"),
                 }
             )
-            marker.expires = iso(now + self.windows.hold + self.windows.late)
+            marker.day = expiry_day(now + self.windows.hold + self.windows.late)
             result.counts["held"] += 1
             _visit(result, lkey, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
             return
@@ -338,7 +365,7 @@ class EventProcessor:
         outcome, expires = fold_event(
             self.domain, self.periods, ledger, terms, event, now, self.windows
         )
-        marker.expires = iso(expires)
+        marker.day = expiry_day(expires)
         if outcome.startswith("dead_letter:"):
             reason = outcome.split(":", 1)[1]
             ledger.enqueue(
@@ -354,6 +381,27 @@ class EventProcessor:
         result.counts[outcome] += 1
 
     def _decode(self, item: Any, received_at: datetime) -> UsageEvent:
+        if isinstance(item, WireEvent):
+            try:
+                instant = wire_instant(item.timestamp)
+            except ValueError as exc:
+                raise InvalidEvent(str(exc), "timestamp") from None
+            if (
+                item.transaction_id.isspace()
+                or item.external_subscription_id.isspace()
+                or item.code.isspace()
+                or item.organization_id.isspace()
+            ):
+                blank = blank_field(item)
+                raise InvalidEvent("must not be empty", blank)
+            return UsageEvent(
+                organization_id=item.organization_id,
+                transaction_id=item.transaction_id,
+                external_subscription_id=item.external_subscription_id,
+                code=item.code,
+                timestamp=instant,
+                properties=item.properties,
+            )
         if not isinstance(item, dict):
             raise InvalidEvent("not a JSON object", None)
         raw = dict(item)
@@ -388,6 +436,12 @@ class EventProcessor:
             counts["released"] += 1
 
 
+@lru_cache(maxsize=4096)
+def _later(instant: datetime, wait: timedelta) -> datetime:
+    """instant + wait, cached: a batch adds the same few (its `now`, its periods' ends)."""
+    return instant + wait
+
+
 def _visit(result: BatchResult, key: str, due: float) -> None:
     held = result.visits.get(key)
     if held is None or due < held:
@@ -408,7 +462,7 @@ def fold_event(
     Returns the outcome (`applied`, `late` or `dead_letter:<reason>`) and until when the
     event's dedupe marker must be kept.
     """
-    keep_until = now + windows.late
+    keep_until = _later(now, windows.late)
     charges = terms.charges_for_metric(event.code)
     if not charges:
         return "dead_letter:no_charge_for_code", keep_until
@@ -438,4 +492,4 @@ def fold_event(
         domain.add(ledger.state(domain, bucket, start, end, charge), value, event)
     if bucket == LATE:
         return "late", keep_until
-    return "applied", max(keep_until, end + windows.skew + windows.late)
+    return "applied", max(keep_until, _later(end, windows.skew + windows.late))

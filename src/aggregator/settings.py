@@ -25,6 +25,7 @@ class AggregatorSettings:
     close_interval: float = 1.0
     hold_window: float = 3600.0
     late_window: float = 30 * 86400.0
+    fetch_max_wait: float = 0.1
     commit_interval: float = 2.0
     session_timeout: float = 30.0
     fault: str | None = None  # tests only
@@ -51,6 +52,9 @@ class AggregatorSettings:
             hold_window=env_seconds(env, "METERFLOW_AGGREGATOR_HOLD_WINDOW", 3600.0, minimum=0.0),
             late_window=env_seconds(
                 env, "METERFLOW_AGGREGATOR_LATE_WINDOW", 30 * 86400.0, minimum=0.0
+            ),
+            fetch_max_wait=env_seconds(
+                env, "METERFLOW_AGGREGATOR_FETCH_MAX_WAIT", 0.1, minimum=0.001
             ),
             commit_interval=env_seconds(
                 env, "METERFLOW_AGGREGATOR_COMMIT_INTERVAL", 2.0, minimum=0.1

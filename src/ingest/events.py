@@ -27,6 +27,7 @@ from billing.events import (
     wire_timestamp,
 )
 from ingest.broker import Message
+from meterflow.event_records import WireEvent, encode_event
 from web.context import IngestContext, Organization, context, organization
 from web.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
 from web.payload import INVALID, MANDATORY, UNKNOWN, iso, ok, read_json
@@ -133,18 +134,25 @@ class Accepted:
 
     def add(self, event: UsageEvent) -> None:
         stamp = self._stamp(event.timestamp)
-        if event.external_customer_id is None and event.precise_total_amount_cents is None:
-            wire: dict[str, object] = {
-                "organization_id": self.organization_id,
-                "transaction_id": event.transaction_id,
-                "external_subscription_id": event.external_subscription_id,
-                "code": event.code,
-                "timestamp": stamp[0],
-                "properties": event.properties,
-            }
+        if (
+            event.precise_total_amount_cents is None
+            and flat_properties(event.properties) is not None
+        ):
+            value = encode_event(
+                WireEvent(
+                    self.organization_id,
+                    event.transaction_id,
+                    event.external_subscription_id,
+                    event.code,
+                    stamp[0],
+                    event.properties,  # type: ignore[arg-type]  # flat: checked above
+                    event.external_customer_id,
+                )
+            )
         else:
             wire = {"organization_id": self.organization_id, **event_to_wire(event)}
-        self.messages.append((event.external_subscription_id.encode(), orjson.dumps(wire)))
+            value = orjson.dumps(wire)
+        self.messages.append((event.external_subscription_id.encode(), value))
         self.bodies.append(_body(event, stamp[1], self.created_at))
 
     def add_well_formed(self, raw: Any) -> bool:
@@ -185,17 +193,16 @@ class Accepted:
                 except InvalidEvent:
                     return False
                 self._stamps[(kind, timestamp)] = stamp
-        wire: dict[str, object] = {
-            "organization_id": self.organization_id,
-            "transaction_id": transaction_id,
-            "external_subscription_id": subscription_id,
-            "code": code,
-            "timestamp": stamp[0],
-            "properties": properties,
-        }
-        if customer_id is not None:
-            wire["external_customer_id"] = customer_id
-        self.messages.append((subscription_id.encode(), orjson.dumps(wire)))
+        wire = WireEvent(
+            self.organization_id,
+            transaction_id,
+            subscription_id,
+            code,
+            stamp[0],
+            properties,  # type: ignore[arg-type]  # flat_properties vetted every value
+            customer_id,
+        )
+        self.messages.append((subscription_id.encode(), encode_event(wire)))
         self.bodies.append(
             {
                 "lago_id": None,

@@ -13,18 +13,97 @@ event, so a batch of 100 events spread over 4 partitions costs 4 records, not 10
 An event is identified inside its partition by its position, `offset * PACK_LIMIT + index`
 (index 0 for a lone event): positions of a partition grow in the order events were
 written, which is what the aggregator's replay rules compare.
+
+The wire schema of an event (`billing.events` describes its fields) is `WireEvent` here, a
+msgspec Struct: ingest encodes the events it writes with it, and the aggregator decodes and
+validates a whole record (a lone event or a pack) with it in one C pass (`decode_events`).
+`WireEvent` is the canonical form, what ingest writes: the six-decimal timestamp string,
+`properties` present and flat (scalar values, finite numbers), no precise amount. Anything
+else that `billing.events.parse_event` accepts (a producer writing to Kafka directly with an
+ISO timestamp, nested properties, a precise amount) is valid too: a record that does not
+decode as `WireEvent` is read event by event the general way (`decode_record`), which also
+words the refusals. The module sits in `meterflow` (not `billing`, which is standard
+library only; not `ingest` or `aggregator`, which each own one side of the topic).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 from aiokafka.partitioner import murmur2
 
 PACK_LIMIT = 1024
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Not empty. Not only blanks either, but that is the reader's check (`blank_field`): a
+# msgspec pattern runs Python's re for every string, six times the cost of the decode.
+_Id = Annotated[str, msgspec.Meta(min_length=1)]
+_Stamp = Annotated[str, msgspec.Meta(min_length=8)]  # its form: `wire_instant`
+_Finite = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+
+
+class WireEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One event of the events topic in canonical form (see the module docstring)."""
+
+    organization_id: _Id
+    transaction_id: _Id
+    external_subscription_id: _Id
+    code: _Id
+    timestamp: _Stamp  # decimal Unix seconds, six decimals (`billing.events.wire_timestamp`)
+    properties: dict[str, str | int | _Finite | bool | None]
+    external_customer_id: str | None = None
+
+
+_RECORD = msgspec.json.Decoder(WireEvent | list[WireEvent])
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_event(event: WireEvent) -> bytes:
+    """The event's bytes on the wire (its fields in the schema's order)."""
+    return _ENCODER.encode(event)
+
+
+def decode_events(value: bytes) -> list[WireEvent] | None:
+    """A record's events in canonical form, decoded and validated in one pass; None when
+    any of them is not (read the record with `decode_record` then)."""
+    try:
+        decoded = _RECORD.decode(value)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def blank_field(event: WireEvent) -> str | None:
+    """The first id field holding only blanks (which the schema refuses), else None."""
+    for name in ("organization_id", "transaction_id", "external_subscription_id", "code"):
+        if getattr(event, name).isspace():
+            return name
+    return None
+
+
+@lru_cache(maxsize=65536)
+def wire_instant(timestamp: str) -> datetime:
+    """The UTC instant of a canonical wire timestamp (cached: a batch repeats a few);
+    ValueError when it is not one (digits, a dot, six digits) or out of range."""
+    seconds, dot, fraction = timestamp.partition(".")
+    if not (
+        dot
+        and len(fraction) == 6
+        and seconds.isascii()
+        and seconds.isdigit()
+        and fraction.isascii()
+        and fraction.isdigit()
+    ):
+        raise ValueError(f"not a wire timestamp: {timestamp[:40]!r}")
+    try:
+        return _EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction))
+    except OverflowError as exc:
+        raise ValueError(f"timestamp {timestamp[:40]!r} is out of range") from exc
 
 
 @lru_cache(maxsize=65536)

@@ -59,6 +59,9 @@ async def test_duplicates_are_dropped_and_current_usage_is_priced(
     worker = worker_factory()
     worker.start()
     await worker.wait_ready()
+    # The consumer's fetch waits METERFLOW_AGGREGATOR_FETCH_MAX_WAIT (0.1 s), not
+    # faust-streaming's fixed 1,500 ms.
+    assert (await worker.get("/ready"))[1]["fetch_max_wait_ms"] == 100
     ts = now.timestamp()
     events = [event(org, "s1", f"t{i}", ts) for i in range(10)]
     events += [event(org, "s1", f"t{i}", ts) for i in range(5)]  # client retries

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from aggregator.catalog_view import CatalogView
-from aggregator.ledger import marker_key
-from aggregator.markers import DedupeMarkers, NewMarker
+from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
 from meterflow.catalog import CatalogKind, CatalogRecord
@@ -58,19 +57,27 @@ def test_older_versions_are_ignored_and_deletion_forgets_the_subscription() -> N
     assert view.terms("o1", "s1") is None
 
 
-def test_expired_segments_are_deleted_but_a_marker_set_again_later_survives() -> None:
+def test_markers_expire_by_day_and_only_on_owned_partitions() -> None:
     store = MemoryStore()
     markers = DedupeMarkers(store)
     now = datetime(2026, 3, 1, tzinfo=UTC)
-    soon, later = (now + timedelta(days=1)).isoformat(), (now + timedelta(days=9)).isoformat()
-    markers.write(
-        [NewMarker("o1\x1fs1", "a", 0, 10, soon), NewMarker("o1\x1fs1", "b", 0, 11, soon)]
-    )
-    markers.write([NewMarker("o1\x1fs1", "b", 0, 11, later)])  # set again after a replay
-    assert len(store) == 2
-    assert markers.expire(now + timedelta(days=2), {0}) == 1
-    assert markers.get(marker_key("o1", "s1", "a")) is None
-    assert markers.get(marker_key("o1", "s1", "b")) == (0, 11)
-    assert len(store) == 1
+    soon, later = expiry_day(now + timedelta(days=1)), expiry_day(now + timedelta(days=9))
+    a, b = marker_hash("a"), marker_hash("b")
+    markers.write([NewMarker("o1\x1fs1", a, 0, 10, soon), NewMarker("o1\x1fs1", b, 0, 11, later)])
+    assert len(store) == 2 and len(markers) == 2
     # Partitions owned by another worker are left alone.
     assert markers.expire(now + timedelta(days=30), {1}) == 0
+    markers.invalidate()  # as after the rebalance that moved them
+    assert markers.expire(now + timedelta(days=2), {0}) == 1
+    assert not markers.seen("o1\x1fs1", a)
+    assert markers.seen("o1\x1fs1", b)
+    assert len(store) == 1 and len(markers) == 1
+    assert markers.expire(now + timedelta(days=11), {0}) == 1
+    assert len(store) == 0 and len(markers) == 0
+
+
+def test_marker_hashes_are_stable_64_bit_values() -> None:
+    """Stable across processes (a restarted worker recovers them), unlike hash()."""
+    assert marker_hash("tx_1") == marker_hash("tx_1") != marker_hash("tx_2")
+    assert 0 <= marker_hash("tx_1") < 2**64
+    assert marker_hash("tx_1") == 0x8185C0BBA57AB486  # BLAKE2b-64 of the UTF-8 id, little-endian

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
+from aggregator import markers as markers_module
 from aggregator.catalog_view import CatalogView
 from aggregator.closing import PeriodCloser, period_key
-from aggregator.ledger import ledger_key, marker_key
-from aggregator.markers import SEGMENT_LIMIT, DedupeMarkers
-from aggregator.processing import EventProcessor, SourceMessage, Windows
+from aggregator.ledger import ledger_key
+from aggregator.markers import SEGMENT_LIMIT, DedupeMarkers, marker_hash
+from aggregator.processing import BatchResult, EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
 from meterflow.event_records import encode_pack, partition_for, position
@@ -35,6 +37,14 @@ def tick(closer: PeriodCloser, at: datetime, owned: set[int]) -> Counter[str]:
         closer.run_due(partition, at.timestamp(), at, counts, 10_000)
     closer.expire_markers(at, owned, counts)
     return counts
+
+
+def apply(processor: EventProcessor, batch: list[SourceMessage], now: datetime) -> BatchResult:
+    """A batch applied, then its markers written (as the app does once the ledgers are
+    durable)."""
+    result = processor.apply_batch(batch, now)
+    processor.remember(result)
+    return result
 
 
 def message(offset: int, txn: str, *, partition: int = 0, **overrides: Any) -> SourceMessage:
@@ -68,8 +78,8 @@ def test_duplicates_in_a_batch_and_across_batches_count_once(
     domain: Any, catalog: CatalogView
 ) -> None:
     processor, ledgers, _ = make(domain, catalog)
-    first = processor.apply_batch([message(0, "a"), message(1, "b"), message(2, "a")], NOW)
-    second = processor.apply_batch([message(3, "b"), message(4, "c")], NOW)
+    first = apply(processor, [message(0, "a"), message(1, "b"), message(2, "a")], NOW)
+    second = apply(processor, [message(3, "b"), message(4, "c")], NOW)
     assert units(ledgers) == 3
     assert first.counts["duplicate"] == 1 and second.counts["duplicate"] == 1
     assert first.counts["applied"] == 2 and second.counts["applied"] == 1
@@ -77,7 +87,7 @@ def test_duplicates_in_a_batch_and_across_batches_count_once(
 
 def test_each_touched_ledger_is_written_once_per_batch(domain: Any, catalog: CatalogView) -> None:
     processor, ledgers, _ = make(domain, catalog)
-    processor.apply_batch([message(i, f"t{i}") for i in range(50)], NOW)
+    apply(processor, [message(i, f"t{i}") for i in range(50)], NOW)
     assert ledgers.writes == 1
     assert units(ledgers) == 50
 
@@ -85,31 +95,32 @@ def test_each_touched_ledger_is_written_once_per_batch(domain: Any, catalog: Cat
 def test_redelivery_of_applied_offsets_is_skipped(domain: Any, catalog: CatalogView) -> None:
     processor, ledgers, _ = make(domain, catalog)
     batch = [message(i, f"t{i}") for i in range(10)]
-    processor.apply_batch(batch, NOW)
-    again = processor.apply_batch([*batch, message(10, "t10")], NOW)
+    apply(processor, batch, NOW)
+    again = apply(processor, [*batch, message(10, "t10")], NOW)
     assert units(ledgers) == 11
     assert again.counts["replayed"] == 10 and again.counts["duplicate"] == 0
 
 
-def test_marker_survived_but_ledger_lost_still_counts_once(
+def test_a_batch_leaves_its_markers_to_be_written_once_its_ledgers_are_durable(
     domain: Any, catalog: CatalogView
 ) -> None:
-    """SIGKILL after the markers' changelog records reached the broker, before the ledger's."""
-    processor, ledgers, _markers = make(domain, catalog)
-    processor.apply_batch([message(0, "a")], NOW)
-    ledgers.data.clear()  # the ledger record never made it
+    """A marker must never survive without its event's effect (see aggregator.markers): the
+    app writes a batch's markers only after the broker acknowledged its ledgers."""
+    processor, ledgers, markers = make(domain, catalog)
     result = processor.apply_batch([message(0, "a"), message(1, "a")], NOW)
-    assert units(ledgers) == 1
+    assert ledgers.writes == 1 and markers.writes == 0
     assert result.counts["applied"] == 1 and result.counts["duplicate"] == 1
+    processor.remember(result)
+    assert markers.writes == 1
 
 
 def test_ledger_survived_but_marker_lost_still_counts_once(
     domain: Any, catalog: CatalogView
 ) -> None:
     processor, ledgers, markers = make(domain, catalog)
-    processor.apply_batch([message(0, "a")], NOW)
+    apply(processor, [message(0, "a")], NOW)
     markers.data.clear()  # the marker record never made it
-    result = processor.apply_batch([message(0, "a"), message(1, "a")], NOW)
+    result = apply(processor, [message(0, "a"), message(1, "a")], NOW)
     assert units(ledgers) == 1
     assert result.counts["replayed"] == 1 and result.counts["duplicate"] == 1
 
@@ -118,8 +129,8 @@ def test_same_transaction_on_another_subscription_is_not_a_duplicate(
     domain: Any, catalog: CatalogView
 ) -> None:
     processor, _ledgers, _ = make(domain, catalog)
-    result = processor.apply_batch(
-        [message(0, "a"), message(1, "a", external_subscription_id="s-unknown")], NOW
+    result = apply(
+        processor, [message(0, "a"), message(1, "a", external_subscription_id="s-unknown")], NOW
     )
     assert result.counts["applied"] == 1 and result.counts["held"] == 1
 
@@ -135,11 +146,11 @@ def test_a_pack_counts_each_event_once_and_dedupes_inside_it(
 ) -> None:
     processor, ledgers, _ = make(domain, catalog)
     first = pack(0, message(0, "a"), message(0, "b"), message(0, "a"), message(0, "c"))
-    result = processor.apply_batch([first, message(1, "b"), message(2, "d")], NOW)
+    result = apply(processor, [first, message(1, "b"), message(2, "d")], NOW)
     assert units(ledgers) == 4  # a, b, c, d
     assert result.counts["applied"] == 4 and result.counts["duplicate"] == 2
     # The same records delivered again (a crash before the commit): nothing changes.
-    again = processor.apply_batch([first, message(1, "b"), message(2, "d")], NOW)
+    again = apply(processor, [first, message(1, "b"), message(2, "d")], NOW)
     assert units(ledgers) == 4
     assert again.counts["replayed"] == 6 and again.counts["applied"] == 0
 
@@ -147,7 +158,7 @@ def test_a_pack_counts_each_event_once_and_dedupes_inside_it(
 def test_a_bad_event_in_a_pack_is_dead_lettered_alone(domain: Any, catalog: CatalogView) -> None:
     processor, ledgers, _ = make(domain, catalog)
     record = pack(5, message(0, "a"), message(0, "b", timestamp="yesterday"), message(0, "c"))
-    result = processor.apply_batch([record], NOW)
+    result = apply(processor, [record], NOW)
     assert units(ledgers) == 2
     [letter] = result.dead_letters
     assert letter.value["source"] == {"partition": 0, "offset": 5, "index": 1}
@@ -167,7 +178,7 @@ def test_invalid_events_are_dead_lettered_with_reason_and_payload(
         message(5, "z", code="unknown-code"),
         message(6, "w", code="gb", properties={"gb": "lots"}),
     ]
-    result = processor.apply_batch([*poison, message(7, "ok")], NOW)
+    result = apply(processor, [*poison, message(7, "ok")], NOW)
     assert units(ledgers) == 1
     assert len(result.dead_letters) == 5
     assert result.dead_letters[0].value["payload"] == "{not json"
@@ -185,7 +196,7 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
 ) -> None:
     processor, ledgers, _markers = make(domain, catalog)
     held = [message(i, f"t{i}", external_subscription_id="s2") for i in range(3)]
-    result = processor.apply_batch([*held, message(3, "t0", external_subscription_id="s2")], NOW)
+    result = apply(processor, [*held, message(3, "t0", external_subscription_id="s2")], NOW)
     assert result.counts["held"] == 3 and result.counts["duplicate"] == 1
     sample = SampleCatalog("o1")
     catalog.apply(
@@ -198,13 +209,13 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
     assert counts["released"] == 3
     assert units(ledgers, sub="s2") == 3
     # A redelivery of the held events changes nothing.
-    processor.apply_batch(held, NOW)
+    apply(processor, held, NOW)
     assert units(ledgers, sub="s2") == 3
 
 
 def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: CatalogView) -> None:
     processor, ledgers, _markers = make(domain, catalog)
-    processor.apply_batch([message(0, "t0", external_subscription_id="s9")], NOW)
+    apply(processor, [message(0, "t0", external_subscription_id="s9")], NOW)
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     counts = tick(closer, NOW + timedelta(hours=2), set(range(4)))
     assert counts["dead_letter:unknown_subscription"] == 1
@@ -217,9 +228,7 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
     domain: Any, catalog: CatalogView
 ) -> None:
     processor, ledgers, _markers = make(domain, catalog)
-    processor.apply_batch(
-        [message(0, "a"), message(1, "b", code="gb", properties={"gb": "1.5"})], NOW
-    )
+    apply(processor, [message(0, "a"), message(1, "b", code="gb", properties={"gb": "1.5"})], NOW)
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     owned = {partition_for(b"s1", 4)}
     feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -236,7 +245,7 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
     totals = {c["billable_metric_code"]: (c["units"], c["events_count"]) for c in closed["charges"]}
     assert totals == {"calls": ("1", 1), "gb": ("1.5", 1)}
     # A late event for January lands in the late bucket, then in February's close.
-    late = processor.apply_batch([message(2, "late")], feb_1 + timedelta(days=2))
+    late = apply(processor, [message(2, "late")], feb_1 + timedelta(days=2))
     assert late.counts["late"] == 1
     mar_1 = datetime(2026, 3, 1, tzinfo=UTC)
     tick(closer, mar_1 + timedelta(hours=2), owned)
@@ -287,39 +296,60 @@ def test_markers_expire_after_period_end_plus_grace_and_late_window(
     domain: Any, catalog: CatalogView
 ) -> None:
     processor, ledgers, markers = make(domain, catalog)
-    processor.apply_batch([message(0, "a")], NOW)
+    apply(processor, [message(0, "a")], NOW)
     closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
     expiry = datetime(2026, 2, 1, tzinfo=UTC) + WINDOWS.skew + WINDOWS.late
-    tick(closer, expiry - timedelta(seconds=1), {0})
-    assert len(markers) == 1
-    tick(closer, expiry + timedelta(seconds=1), {0})
-    assert len(markers) == 0
+    # Kept until the end of the (UTC) day the expiry falls in.
+    tick(closer, expiry.replace(hour=23, minute=59), {0})
+    assert len(markers) == 1 and len(processor.markers) == 1
+    tick(closer, expiry.replace(hour=0, minute=0) + timedelta(days=1), {0})
+    assert len(markers) == 0 and len(processor.markers) == 0
 
 
 def test_a_batch_writes_one_marker_segment_per_subscription_and_recovery_rebuilds_the_index(
     domain: Any, catalog: CatalogView
 ) -> None:
     processor, _, markers = make(domain, catalog)
-    processor.apply_batch([message(i, f"t{i}") for i in range(50)], NOW)
+    apply(processor, [message(i, f"t{i}") for i in range(50)], NOW)
     assert markers.writes == 1
     assert len(processor.markers) == 50
     # A fresh worker recovering the same segments knows every marker.
     recovered = DedupeMarkers(markers)
-    assert recovered.get(marker_key("o1", "s1", "t7")) == (0, position(7, 0))
-    assert recovered.get(marker_key("o1", "s1", "nope")) is None
+    assert recovered.seen(ledger_key("o1", "s1"), marker_hash("t7"))
+    assert not recovered.seen(ledger_key("o1", "s1"), marker_hash("nope"))
+    assert len(recovered) == 50
 
 
 def test_a_subscription_with_a_huge_batch_writes_bounded_marker_segments(
-    domain: Any, catalog: CatalogView
+    domain: Any, catalog: CatalogView, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A changelog record must stay under Kafka's 1 MB limit: 5,000 events of one
-    subscription in one batch make three segments, and every marker is still known."""
+    """A changelog record must stay under Kafka's 1 MB limit: with 2,000 markers a segment,
+    5,000 events of one subscription in one batch make three segments, and every marker is
+    still known; a full segment (SEGMENT_LIMIT) stays under 512 KB."""
+    monkeypatch.setattr(markers_module, "SEGMENT_LIMIT", 2_000)
     processor, _, markers = make(domain, catalog)
     records = [pack(o, *(message(0, f"t{o}-{i}") for i in range(100))) for o in range(50)]
-    processor.apply_batch(records, NOW)
+    apply(processor, records, NOW)
     assert len(markers) == 3
-    assert all(len(v["m"]) <= SEGMENT_LIMIT for v in markers.data.values())
-    assert all(len(orjson.dumps(v)) < 512 * 1024 for v in markers.data.values())
     recovered = DedupeMarkers(markers)
     assert len(recovered) == 5_000
-    assert recovered.get(marker_key("o1", "s1", "t49-99")) == (0, position(49, 99))
+    assert recovered.seen(ledger_key("o1", "s1"), marker_hash("t49-99"))
+    full = {"p": 0, "d": 20_000, "h": markers_module._pack(list(range(SEGMENT_LIMIT)))}
+    assert len(orjson.dumps(full)) < 512 * 1024
+
+
+def test_a_copy_requeued_from_the_dead_letters_counts_once(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """The dead-lettered original set a marker; its requeued copy is let through once (the
+    ledger records it), a second requeue of the same original is a duplicate."""
+    processor, _ledgers, _ = make(domain, catalog)
+    first = apply(processor, [message(0, "a", code="unknown_metric")], NOW)
+    assert first.counts["dead_letter:no_charge_for_code"] == 1
+    original = (0, position(0, 0))
+    copy = message(1, "a", code="unknown_metric")
+    requeued = SourceMessage(0, 1, copy.key, copy.value, copy.timestamp_ms, original)
+    again = SourceMessage(0, 2, copy.key, copy.value, copy.timestamp_ms, original)
+    result = apply(processor, [requeued, again], NOW)
+    assert result.counts["dead_letter:no_charge_for_code"] == 1
+    assert result.counts["duplicate"] == 1

@@ -1,0 +1,173 @@
+"""The period closer's driver: the watermarks of the owned events partitions, the schedule
+seeded once per assignment, and the ticks that visit what the watermarks passed (see
+`aggregator.closing` for the rules, `aggregator.watermark` for the watermark)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aggregator.ledger import Ledger
+from aggregator.watermark import EndOffsets, Watermarks
+from meterflow.event_records import partition_for
+
+if TYPE_CHECKING:
+    from aggregator.app import Aggregator
+
+log = logging.getLogger(__name__)
+
+# Visits per slice of a tick, and catalog entries per slice of a seed: the event loop is
+# given back between slices (a slice stays well under 100 ms).
+SLICE = 500
+
+
+class ClosingDriver:
+    def __init__(self, worker: Aggregator) -> None:
+        self.worker = worker
+        self.watermarks = Watermarks()
+        self.end_offsets = EndOffsets(
+            worker.settings.bootstrap_servers, worker.settings.topics.events
+        )
+        # Set when something may be due now: the closer runs at once instead of at its
+        # next interval (a termination, a watermark that moved past a due visit).
+        self.wake = asyncio.Event()
+        self._seeded_generation = -1
+        self.warm_generation = -1
+
+    def after_batch(self, ledgers: dict[str, Ledger], visits: dict[str, float]) -> None:
+        """Schedule the visits a batch asked for; wake the closer when a watermark moved
+        with something due (a termination waiting for the stream to pass it)."""
+        for key, due in visits.items():
+            self.worker.closer.plan_ledger(ledgers[key].partition, key, due)
+        moved = self.watermarks.advance(self.worker.progress.known())
+        now = time.time()
+        if visits and min(visits.values()) <= now:
+            self.wake.set()
+        for partition in moved:
+            next_due = self.worker.closer.schedule.next_due(partition)
+            if next_due is not None and next_due <= now:
+                self.wake.set()
+
+    def on_catalog(self, records: list[Any]) -> None:
+        """Catalog records changed the view: visit the subscriptions they concern once the
+        stream has passed this instant (a termination closes then)."""
+        now = time.time()
+        for record in records:
+            for organization_id, external_id in self.worker.catalog.affected(record):
+                self.worker.closer.plan(organization_id, external_id, now)
+        self.wake.set()
+
+    async def run(self) -> None:
+        """The period closer's loop: a tick at every wake-up, or every `close_interval`."""
+        while not self.worker.app.should_stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.worker.agg.close_interval)
+            self.wake.clear()
+            try:
+                await self.tick()
+            except Exception:  # the closer must keep going
+                log.exception("aggregator.tick_failed")
+                await asyncio.sleep(self.worker.agg.close_interval)
+
+    async def seed(self, owned: set[int], generation: int) -> bool:
+        """After an assignment: schedule every owned subscription, and every ledger with held
+        events or an unsent outbox, for a visit (in slices, yielding to the stream).
+        False when partitions moved meanwhile."""
+        self.worker.closer.schedule.clear()
+        self.watermarks.clear()
+        partitions = self.worker.settings.partitions
+        for i, (organization_id, external_id) in enumerate(self.worker.catalog.subscription_ids()):
+            if partition_for(external_id.encode(), partitions) in owned:
+                self.worker.closer.plan(organization_id, external_id, 0.0)
+            if i % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
+                if generation != self.worker.generation:
+                    return False
+        for i, (key, value) in enumerate(self.worker.ledgers.items()):
+            if value["p"] in owned and (value["held"] or value["outbox"] or value["late"]):
+                self.worker.closer.plan_ledger(value["p"], key, 0.0)
+            if i % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
+                if generation != self.worker.generation:
+                    return False
+        self._seeded_generation = generation
+        self.warm_up(owned)
+        self.warm_generation = generation
+        return True
+
+    def warm_up(self, owned: set[int]) -> None:
+        """Build the marker index and answer one owned subscription's current usage, so the
+        first batch and the first request after /ready find them done."""
+        started = time.perf_counter()
+        markers = len(self.worker.markers)
+        probe = next(
+            (
+                ids
+                for ids in self.worker.catalog.subscription_ids()
+                if partition_for(ids[1].encode(), self.worker.settings.partitions) in owned
+            ),
+            None,
+        )
+        if probe is not None:
+            try:
+                self.worker.usage(*probe)
+            except Exception:  # a bug in one subscription's usage must not keep us unready
+                log.exception("aggregator.warm_up_usage_failed subscription=%s", probe[1])
+        log.info(
+            "aggregator.warmed_up markers=%d ledgers=%d seconds=%.3f",
+            markers,
+            len(self.worker.ledgers),
+            time.perf_counter() - started,
+        )
+
+    async def tick(self) -> None:
+        """Ask the broker where the owned partitions end, move the watermarks, and visit
+        what they passed, in slices that give the event loop back between them."""
+        if self.worker.app.should_stop or not self.worker.recovered():
+            return
+        generation = self.worker.generation
+        owned = self.worker.owned_partitions()
+        if self._seeded_generation != generation and not await self.seed(owned, generation):
+            return
+        asked_at = time.time()
+        ends = await self.end_offsets.ends(self.watermarks.to_ask(owned))
+        if generation != self.worker.generation:
+            return
+        self.watermarks.asked(asked_at, ends)
+        self.watermarks.advance(self.worker.progress.applied(owned))
+        now = datetime.now(UTC)
+        counts: Counter[str] = Counter()
+        visited: list[str] = []
+        for partition in sorted(owned):
+            mark = self.watermarks.mark(partition)
+            if mark is None:
+                continue
+            self.worker.metrics.watermark_lag.labels(partition=str(partition)).set(
+                max(0.0, asked_at - mark)
+            )
+            while True:
+                keys = self.worker.closer.run_due(partition, mark, now, counts, SLICE)
+                visited.extend(keys)
+                if len(keys) < SLICE:
+                    break
+                await asyncio.sleep(0)
+                if generation != self.worker.generation or not self.worker.recovered():
+                    return
+        self.worker.closer.expire_markers(now, owned, counts)
+        await self.worker.flush_tables()
+        self.worker.metrics.record(counts)
+        if counts:
+            log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        outboxes = []
+        for key in visited:
+            value = self.worker.ledgers.get(key)
+            if value is not None and value["outbox"]:
+                outboxes.append(key)
+        await self.worker.flush_outboxes(outboxes)
+        self.worker.metrics.table_keys.labels(table="ledgers").set(len(self.worker.ledgers))
+        self.worker.metrics.table_keys.labels(table="markers").set(len(self.worker.markers))

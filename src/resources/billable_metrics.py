@@ -11,10 +11,10 @@ from aiohttp import web
 from billing.aggregations import AGGREGATIONS
 from meterflow import db
 from meterflow.db import Conn
-from resources import database, plans, records
+from resources import crud, database, plans, records
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
+from web.errors import NotFound
+from web.payload import INVALID, Fields, ok, read_wrapped
 
 _ALLOWED = {
     "name",
@@ -129,9 +129,9 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     metric = parse_metric(await read_wrapped(request, "billable_metric"))
     async with db.unit_of_work(ctx.db) as conn:
-        await database.claim_name(conn, org.id, "billable_metric", metric["code"])
-        if await billable_metric_by_code(conn, org.id, metric["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(
+            conn, org.id, "billable_metric", metric["code"], billable_metric_by_code
+        )
         metric_id = await insert_billable_metric(conn, org.id, _columns(metric))
         body = await records.enqueue_billable_metric(conn, metric_id)
     await ctx.catalog.drain_quietly()
@@ -148,9 +148,9 @@ async def update(request: web.Request) -> web.Response:
         metric = parse_metric(raw, _current(row))
         code_changed = metric["code"] != row["code"]
         if code_changed:
-            await database.claim_name(conn, org.id, "billable_metric", metric["code"])
-        if code_changed and await billable_metric_by_code(conn, org.id, metric["code"]):
-            raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(
+                conn, org.id, "billable_metric", metric["code"], billable_metric_by_code
+            )
         await update_billable_metric(conn, row["id"], _columns(metric))
         body = await records.enqueue_billable_metric(conn, row["id"])
         # Plans nest their charges' metric code: republish them when it changes.
@@ -163,24 +163,14 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await billable_metric_by_code(conn, org.id, request.match_info["code"])
-    if row is None:
-        raise NotFound("billable_metric")
-    return ok({"billable_metric": records.billable_metric_body(row)})
+    return await crud.find_by_code(
+        request, "billable_metric", billable_metric_by_code, records.billable_metric_body
+    )
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_billable_metrics(conn, org.id, per_page, (page - 1) * per_page)
-    return ok(
-        {
-            "billable_metrics": [records.billable_metric_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    return await crud.find_page(
+        request, "billable_metrics", list_billable_metrics, records.billable_metric_body
     )
 
 
@@ -285,18 +275,7 @@ async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.
 async def list_billable_metrics(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL",
-        org,
-    )
-    rows = await conn.fetch(
-        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "billable_metrics", org, limit, offset, live=True)
 
 
 def routes() -> list[web.RouteDef]:

@@ -16,7 +16,7 @@ from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amo
 from billing.errors import InvalidInvoiceInput
 from meterflow import db
 from meterflow.db import Conn
-from resources.invoices import invoice_row
+from read_model.invoices import invoice_row
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, ok, read_wrapped

@@ -23,3 +23,19 @@ async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
 
 
 Row = asyncpg.Record
+
+
+async def organization_page(
+    conn: Conn, table: str, org: uuid.UUID, limit: int, offset: int, *, live: bool
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of one organization's rows of `table`, newest first (`live`: not deleted)."""
+    where = "WHERE organization_id = $1 " + ("AND deleted_at IS NULL " if live else "")
+    return await db.fetch_page(
+        conn,
+        f"SELECT * FROM {table} ",
+        where,
+        (org,),
+        order="created_at DESC, id",
+        limit=limit,
+        offset=offset,
+    )

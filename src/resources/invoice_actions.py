@@ -14,9 +14,9 @@ from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
+from read_model.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from resources import organizations
 from resources.documents_pdf import render_invoice
-from resources.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped

@@ -22,9 +22,9 @@ from invoicer import repository as invoicer_repository
 from invoicer import terms as invoicer_terms
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.pricing import price_period
+from read_model.invoices import extended_body
 from resources import subscriptions
 from resources.current_usage import current_usage
-from resources.invoices import extended_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, ok, read_json

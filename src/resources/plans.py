@@ -13,7 +13,7 @@ from aiohttp import web
 from billing.periods import PlanInterval
 from meterflow import db
 from meterflow.db import Conn
-from resources import charges, database, records, subscriptions, taxes
+from resources import charges, crud, database, records, subscriptions, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
@@ -163,9 +163,7 @@ async def create(request: web.Request) -> web.Response:
         plan = _plan_fields(fields, None, known)
         new_charges = await charges.parse_charges(conn, org.id, fields, raw_charges, set())
         fields.check()
-        await database.claim_name(conn, org.id, "plan", plan["code"])
-        if await plan_by_code(conn, org.id, plan["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(conn, org.id, "plan", plan["code"], plan_by_code)
         plan_id = await insert_plan(conn, org.id, _columns(plan))
         await charges.replace_charges(conn, plan_id, new_charges)
         await _set_taxes(conn, org.id, plan_id, plan.get("tax_codes"))
@@ -194,9 +192,7 @@ async def update(request: web.Request) -> web.Response:
         fields.check()
         code_changed = plan["code"] != row["code"]
         if code_changed:
-            await database.claim_name(conn, org.id, "plan", plan["code"])
-        if code_changed and await plan_by_code(conn, org.id, plan["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(conn, org.id, "plan", plan["code"], plan_by_code)
         await update_plan(conn, row["id"], _columns(plan))
         if new_charges is not None:
             await charges.replace_charges(conn, row["id"], new_charges)
@@ -319,17 +315,7 @@ async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
 async def list_plans(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM plans WHERE organization_id = $1 AND deleted_at IS NULL", org
-    )
-    rows = await conn.fetch(
-        "SELECT * FROM plans WHERE organization_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "plans", org, limit, offset, live=True)
 
 
 def routes() -> list[web.RouteDef]:

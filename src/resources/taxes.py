@@ -17,10 +17,10 @@ from aiohttp import web
 
 from meterflow import db
 from meterflow.db import Conn
-from resources import database
+from resources import crud, database
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
-from web.payload import Fields, iso, ok, page_params, pagination_meta, read_wrapped
+from web.errors import NotFound
+from web.payload import Fields, iso, ok, read_wrapped
 
 _TAX = {"name", "code", "rate", "description", "applied_to_organization"}
 _MAX_RATE = Decimal(1000)
@@ -78,9 +78,7 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = _tax_fields(await read_wrapped(request, "tax"), None)
     async with db.unit_of_work(ctx.db) as conn:
-        await database.claim_name(conn, org.id, "tax", columns["code"])
-        if await tax_by_code(conn, org.id, columns["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
         row = await insert_tax(conn, org.id, columns)
     return ok({"tax": tax_body(row)})
 
@@ -94,30 +92,17 @@ async def update(request: web.Request) -> web.Response:
             raise NotFound("tax")
         columns = _tax_fields(raw, current)
         if columns["code"] != current["code"]:
-            await database.claim_name(conn, org.id, "tax", columns["code"])
-            if await tax_by_code(conn, org.id, columns["code"]) is not None:
-                raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
         row = await update_tax(conn, current["id"], columns)
     return ok({"tax": tax_body(row)})
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await tax_by_code(conn, org.id, request.match_info["code"])
-    if row is None:
-        raise NotFound("tax")
-    return ok({"tax": tax_body(row)})
+    return await crud.find_by_code(request, "tax", tax_by_code, tax_body)
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_taxes(conn, org.id, per_page, (page - 1) * per_page)
-    return ok(
-        {"taxes": [tax_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
-    )
+    return await crud.find_page(request, "taxes", list_taxes, tax_body)
 
 
 async def destroy(request: web.Request) -> web.Response:
@@ -198,15 +183,7 @@ async def delete_tax(conn: Conn, tax_id: uuid.UUID) -> None:
 async def list_taxes(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval("SELECT count(*) FROM taxes WHERE organization_id = $1", org)
-    rows = await conn.fetch(
-        "SELECT * FROM taxes WHERE organization_id = $1 ORDER BY created_at DESC, id "
-        "LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "taxes", org, limit, offset, live=False)
 
 
 async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[asyncpg.Record]:

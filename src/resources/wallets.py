@@ -412,16 +412,10 @@ async def list_wallets(
         "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
     )
     args = (org, external_customer_id, currency)
-    total = await conn.fetchval(
-        "SELECT count(*) FROM wallets w JOIN customers c ON c.id = w.customer_id " + where, *args
+    order = "w.created_at DESC, w.id"
+    return await db.fetch_page(
+        conn, _SELECT_WALLET, where, args, order=order, limit=limit, offset=offset
     )
-    rows = await conn.fetch(
-        _SELECT_WALLET + where + "ORDER BY w.created_at DESC, w.id LIMIT $4 OFFSET $5",
-        *args,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

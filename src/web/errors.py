@@ -13,12 +13,23 @@ from aiohttp import web
 
 ErrorDetails = dict[str, Any]
 
+# The reason phrase Lago sends in `error` for each status it answers with.
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
 
 class ApiError(Exception):
     """Root of the errors a client can cause or must retry; never a server bug."""
 
     status = 500
-    error = "Internal Server Error"
     code = "internal_error"
 
     def __init__(self, error_details: ErrorDetails | None = None, *, code: str | None = None):
@@ -26,6 +37,10 @@ class ApiError(Exception):
         self.error_details: ErrorDetails = error_details or {}
         if code is not None:
             self.code = code
+
+    @property
+    def error(self) -> str:
+        return _REASONS[self.status]
 
     def body(self) -> dict[str, Any]:
         return {
@@ -43,7 +58,6 @@ class BadRequest(ApiError):
     """The body is not JSON, or not the object the endpoint wraps its input in."""
 
     status = 400
-    error = "Bad Request"
     code = "bad_request"
 
 
@@ -51,7 +65,6 @@ class Unauthorized(ApiError):
     """No API key, or one no organization owns: send `Authorization: Bearer <key>`."""
 
     status = 401
-    error = "Unauthorized"
     code = "unauthorized"
 
 
@@ -59,7 +72,6 @@ class NotFound(ApiError):
     """The object named in the path (or in the body) does not exist in this organization."""
 
     status = 404
-    error = "Not Found"
 
     def __init__(self, resource: str):
         super().__init__(code=f"{resource}_not_found")
@@ -67,13 +79,11 @@ class NotFound(ApiError):
 
 class RouteNotFound(ApiError):
     status = 404
-    error = "Not Found"
     code = "route_not_found"
 
 
 class MethodNotAllowed(ApiError):
     status = 405
-    error = "Method Not Allowed"
     code = "method_not_allowed"
 
 
@@ -81,13 +91,11 @@ class NotAllowed(ApiError):
     """The object is not in a state that allows this action (say, voiding a draft)."""
 
     status = 405
-    error = "Method Not Allowed"
     code = "not_allowed"
 
 
 class PayloadTooLarge(ApiError):
     status = 413
-    error = "Payload Too Large"
     code = "payload_too_large"
 
 
@@ -95,7 +103,6 @@ class ValidationFailed(ApiError):
     """Fields with wrong types, unknown fields or values: `error_details` names each one."""
 
     status = 422
-    error = "Unprocessable Entity"
     code = "validation_errors"
 
 
@@ -103,7 +110,6 @@ class BrokerUnavailable(ApiError):
     """Kafka did not acknowledge in time: nothing was accepted, retry the same request."""
 
     status = 503
-    error = "Service Unavailable"
     code = "broker_unavailable"
 
 
@@ -111,7 +117,6 @@ class DatabaseUnavailable(ApiError):
     """Postgres did not answer: nothing was written, retry the same request."""
 
     status = 503
-    error = "Service Unavailable"
     code = "database_unavailable"
 
 
@@ -120,7 +125,6 @@ class AggregatorUnavailable(ApiError):
     the subscription not yet in its catalog): retry shortly."""
 
     status = 503
-    error = "Service Unavailable"
     code = "aggregator_unavailable"
 
 

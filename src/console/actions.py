@@ -16,7 +16,7 @@ from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from resources import coupons, one_off_invoices, plans, subscriptions, wallets
+from resources import applied_coupons, coupons, one_off_invoices, plans, subscriptions, wallets
 from resources.add_ons import list_add_ons
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
@@ -103,7 +103,7 @@ async def _apply_coupon(
         "external_customer_id": customer["external_id"],
         "coupon_code": _text(data, "coupon_code"),
     }
-    await coupons.apply_coupon(ctx, org, raw)
+    await applied_coupons.apply_coupon(ctx, org, raw)
 
 
 async def _add_wallet(

@@ -10,7 +10,7 @@ from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
 from meterflow import db
 from resources import applied_coupons, credit_notes, invoice_actions, invoices, wallets
-from resources.coupons import applied_coupon_body
+from resources.applied_coupons import applied_coupon_body
 from resources.wallets import wallet_body
 
 TAB_ROWS = 100

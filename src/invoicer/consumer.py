@@ -12,10 +12,10 @@ partition; one subscription's periods stay in order, because late-event adjustme
 on top of the invoices of earlier periods.
 
 A `late_usage` message (events that arrived after their period closed) is applied in one
-transaction that records its `late_key` (`invoicer.repository.apply_late_usage`): it
+transaction that records its `late_key` (`invoicer.late_usage.apply_late_usage`): it
 refreshes its period's invoice while that is a draft, else waits as pending late usage that
 the subscription's next invoice bills as adjustment fees (read with its catalog terms,
-`repository.load`, and marked as billed in that invoice's transaction). A repeat of its
+`terms.load`, and marked as billed in that invoice's transaction). A repeat of its
 key changes nothing.
 """
 
@@ -37,7 +37,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from invoicer import repository
+from invoicer import late_usage, repository, terms
 from invoicer.closed_period import LateUsage, PeriodClosed, parse_message
 from invoicer.errors import PoisonMessage
 from invoicer.metrics import InvoicerMetrics
@@ -265,14 +265,14 @@ class Invoicer:
     async def _invoice(self, closed: PeriodClosed) -> None:
         pool = await self._db()
         async with pool.acquire() as conn:
-            loaded = await repository.load(conn, closed)
+            loaded = await terms.load(conn, closed)
             if loaded.already_invoiced:
                 self.metrics.duplicates.inc()
                 log.debug("invoicer.duplicate period_key=%s", closed.period_key)
                 return
             if loaded.pending:
                 closed = replace(closed, adjustments=closed.adjustments + loaded.pending)
-            invoiced = await repository.invoiced_usage(conn, closed)
+            invoiced = await terms.invoiced_usage(conn, closed)
             priced = price_period(closed, loaded.terms, invoiced)
             try:
                 invoice_id = await repository.insert_invoice(
@@ -306,8 +306,8 @@ class Invoicer:
     async def _apply_late(self, late: LateUsage) -> None:
         pool = await self._db()
         async with pool.acquire() as conn:
-            loaded = await repository.load(conn, late)
-            outcome, invoice_id = await repository.apply_late_usage(conn, late, loaded)
+            loaded = await terms.load(conn, late)
+            outcome, invoice_id = await late_usage.apply_late_usage(conn, late, loaded)
         self.metrics.late_usage.labels(outcome).inc()
         log.info(
             "invoicer.late_usage_applied late_key=%s period_key=%s outcome=%s invoice=%s",

@@ -36,7 +36,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -46,15 +46,18 @@ from billing.charge_models import CHARGE_MODELS, ChargeAmount
 from billing.credit_notes import CreditNoteTerms, available_cents, split_credit
 from billing.errors import BillingError
 from billing.invoice import (
-    AppliedCoupon,
-    CouponType,
     CouponUse,
-    Fee,
     FeeKind,
     InvoiceTotals,
-    compute_invoice,
     subscription_fee_cents,
     subscription_fee_period,
+)
+from billing.invoice_terms import (
+    CustomerCoupon,
+    PricedFee,
+    TaxTerms,
+    WalletTerms,
+    invoice_totals,
 )
 from billing.money import minor_units
 from billing.periods import (
@@ -96,37 +99,6 @@ class ChargeTerms:
 
 
 @dataclass(frozen=True, slots=True)
-class TaxTerms:
-    tax_id: str
-    code: str
-    name: str
-    rate: Decimal
-    description: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerCoupon:
-    """An applied coupon of the customer as read before pricing; `state.code` is the
-    applied coupon's id, so that each use maps back to its row."""
-
-    applied_coupon_id: str
-    coupon_id: str
-    coupon_code: str
-    coupon_name: str
-    state: AppliedCoupon
-
-
-@dataclass(frozen=True, slots=True)
-class WalletTerms:
-    """An active wallet of the customer, its balance as read before pricing."""
-
-    wallet_id: str
-    currency: str
-    balance_cents: int
-    granted_balance_cents: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class SubscriptionTerms:
     """What the catalog in Postgres says about the subscription being invoiced."""
 
@@ -145,29 +117,6 @@ class SubscriptionTerms:
     coupons: tuple[CustomerCoupon, ...] = ()
     wallets: tuple[WalletTerms, ...] = ()
     credit_notes: tuple[CreditNoteTerms, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class PricedFee:
-    kind: FeeKind
-    item_code: str
-    item_name: str
-    invoice_display_name: str | None
-    amount_cents: int
-    precise_amount: Decimal
-    units: Decimal
-    events_count: int | None
-    from_date: datetime
-    to_date: datetime
-    pay_in_advance: bool = False
-    invoiceable: bool = True
-    charge_id: str | None = None
-    billable_metric_id: str | None = None
-    usage_period_start: datetime | None = None
-    is_adjustment: bool = False
-    aggregation: Mapping[str, Any] | None = None
-    amount_details: Mapping[str, Any] = field(default_factory=dict)
-    taxes: tuple[TaxTerms, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +382,7 @@ def price_period(
     draft = grace_until is not None and grace_until > instant
     wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
     notes = () if draft else terms.credit_notes
-    totals, coupon_uses = invoice_totals(
+    totals, coupon_uses = _totals(
         currency,
         fees,
         terms.coupons,
@@ -457,41 +406,6 @@ def price_period(
         wallet_uses=tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents),
         credit_note_uses=split_credit(totals.credit_notes_amount_cents, notes, currency),
     )
-
-
-def invoice_totals(
-    currency: str,
-    fees: Sequence[PricedFee],
-    coupons: Sequence[CustomerCoupon],
-    wallets: Sequence[WalletTerms] = (),
-    *,
-    credit_notes_cents: int = 0,
-) -> tuple[InvoiceTotals, tuple[tuple[CustomerCoupon, CouponUse], ...]]:
-    """Lago's invoice arithmetic over the fees: the coupons that fit the currency (oldest
-    first), the taxes, the credit notes' and the wallets' balances; with each coupon used
-    and what it took."""
-    fitting = [c for c in coupons if _coupon_fits(c.state, currency)]
-    try:
-        totals = compute_invoice(
-            currency,
-            [
-                Fee(
-                    f.kind,
-                    f.amount_cents,
-                    tuple(t.rate for t in f.taxes),
-                    f.item_code,
-                    tuple(t.code for t in f.taxes),
-                )
-                for f in fees
-            ],
-            coupons=[c.state for c in fitting],
-            credit_notes_available_cents=credit_notes_cents,
-            wallet_balance_cents=sum(w.balance_cents for w in wallets),
-        )
-    except BillingError as exc:
-        raise PoisonMessage("invalid_invoice_input", str(exc)) from exc
-    by_id = {c.applied_coupon_id: c for c in fitting}
-    return totals, tuple((by_id[use.code], use) for use in totals.coupon_uses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,7 +446,7 @@ def refresh_draft(
                 refreshed[i] = _merged_charge_fee(terms, fee, usage, currency)
                 changed.append(i)
                 break
-    totals, coupon_uses = invoice_totals(currency, refreshed, coupons)
+    totals, coupon_uses = _totals(currency, refreshed, coupons)
     return RefreshedDraft(tuple(refreshed), totals, coupon_uses, tuple(changed))
 
 
@@ -560,9 +474,18 @@ def _merged_charge_fee(
     return fee if priced is None else replace(priced, taxes=fee.taxes)
 
 
-def _coupon_fits(coupon: AppliedCoupon, currency: str) -> bool:
-    """A fixed amount only discounts an invoice in its own currency."""
-    return coupon.coupon_type is not CouponType.FIXED_AMOUNT or coupon.amount_currency in (
-        None,
-        currency,
-    )
+def _totals(
+    currency: str,
+    fees: Sequence[PricedFee],
+    coupons: Sequence[CustomerCoupon],
+    wallets: Sequence[WalletTerms] = (),
+    *,
+    credit_notes_cents: int = 0,
+) -> tuple[InvoiceTotals, tuple[tuple[CustomerCoupon, CouponUse], ...]]:
+    """`invoice_totals`; input its arithmetic refuses is a poison message."""
+    try:
+        return invoice_totals(
+            currency, fees, coupons, wallets, credit_notes_cents=credit_notes_cents
+        )
+    except BillingError as exc:
+        raise PoisonMessage("invalid_invoice_input", str(exc)) from exc

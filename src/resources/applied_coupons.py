@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
+from meterflow import db
 from meterflow.db import Conn
+from resources import coupons, customers
+from web.context import IngestContext, Organization, context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
+    INVALID,
+    Fields,
+    currency,
+    iso,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
 
 _APPLIED_COUPON = (
     "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.expiration_at, "
@@ -101,3 +118,176 @@ async def list_applied_coupons(
         offset,
     )
     return list(rows), int(total)
+
+
+_APPLIED = {
+    "external_customer_id",
+    "coupon_code",
+    "frequency",
+    "frequency_duration",
+    "amount_cents",
+    "amount_currency",
+    "percentage_rate",
+}
+
+
+def applied_coupon_body(row: asyncpg.Record) -> dict[str, Any]:
+    remaining = row["amount_cents_remaining"]
+    if remaining is None and row["frequency"] == "once" and row["amount_cents"] is not None:
+        remaining = row["amount_cents"]
+    return {
+        "lago_id": str(row["id"]),
+        "lago_coupon_id": str(row["coupon_id"]),
+        "coupon_code": row["coupon_code"],
+        "coupon_name": row["coupon_name"],
+        "coupon_status": "terminated" if row["coupon_deleted_at"] else row["coupon_status"],
+        "coupon_deleted_at": iso(row["coupon_deleted_at"]),
+        "lago_customer_id": str(row["customer_id"]),
+        "external_customer_id": row["external_customer_id"],
+        "status": row["status"],
+        "amount_cents": row["amount_cents"],
+        "amount_cents_remaining": remaining if row["amount_cents"] is not None else None,
+        "amount_currency": row["amount_currency"],
+        "percentage_rate": coupons.rate_text(row["percentage_rate"]),
+        "frequency": row["frequency"],
+        "frequency_duration": row["frequency_duration"],
+        "frequency_duration_remaining": row["frequency_duration_remaining"],
+        "expiration_at": iso(row["expiration_at"]),
+        "created_at": iso(row["created_at"]),
+        "terminated_at": iso(row["terminated_at"]),
+        "credits": [],
+    }
+
+
+async def apply(request: web.Request) -> web.Response:
+    raw = await read_wrapped(request, "applied_coupon")
+    body = await apply_coupon(context(request), organization(request), raw)
+    return ok({"applied_coupon": body})
+
+
+async def apply_coupon(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply a coupon to a customer, with optional overrides of its amount, rate and
+    frequency. 404 for an unknown customer, or a coupon unknown, deleted or expired
+    (Lago looks among active coupons only); 422 `coupon_is_not_reusable` for a second
+    application of a non-reusable coupon (even once the first has ended, as in Lago),
+    `currencies_does_not_match` for a fixed amount in another currency than the
+    customer's."""
+    fields = Fields(raw, _APPLIED)
+    external_customer_id = fields.text("external_customer_id", required=True)
+    coupon_code = fields.text("coupon_code", required=True)
+    overrides: dict[str, Any] = {
+        "frequency": fields.text("frequency", choices=coupons.FREQUENCIES),
+        "frequency_duration": fields.integer("frequency_duration", minimum=1),
+        "amount_cents": fields.integer("amount_cents", minimum=0),
+        "amount_currency": currency(fields, "amount_currency"),
+        "percentage_rate": fields.decimal(
+            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
+        ),
+    }
+    fields.check()
+    assert external_customer_id is not None and coupon_code is not None
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, external_customer_id, lock=True
+        )
+        if customer is None:
+            raise NotFound("customer")
+        coupon = await coupons.coupon_by_code(conn, org.id, coupon_code)
+        if (
+            coupon is None
+            or coupon["status"] != "active"
+            or coupons.is_expired(coupon, datetime.now(UTC))
+        ):
+            raise NotFound("coupon")
+        terms = {name: coupon[name] for name in coupons.COUPON_COLUMNS}
+        terms.update({k: v for k, v in overrides.items() if fields.has(k)})
+        checked = Fields({}, ())
+        coupons.coupon_terms(checked, terms)
+        checked.check()
+        if not coupon["reusable"] and await applications_of(conn, customer["id"], coupon["id"]):
+            raise ValidationFailed({"coupon": ["coupon_is_not_reusable"]})
+        if (
+            terms["coupon_type"] == "fixed_amount"
+            and customer["currency"] is not None
+            and terms["amount_currency"] != customer["currency"]
+        ):
+            raise ValidationFailed({"currency": ["currencies_does_not_match"]})
+        applied_id = await insert_applied_coupon(
+            conn, org.id, {**terms, "coupon_id": coupon["id"], "customer_id": customer["id"]}
+        )
+        row = await applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return applied_coupon_body(row)
+
+
+async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    status = request.query.get("status") or None
+    if status is not None and status not in ("active", "terminated"):
+        raise ValidationFailed({"status": [INVALID]})
+    codes = request.query.getall("coupon_code[]", []) or None
+    async with ctx.db.acquire() as conn:
+        if (
+            external_customer_id is not None
+            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
+        ):
+            raise NotFound("customer")
+        rows, total = await list_applied_coupons(
+            conn,
+            org.id,
+            external_customer_id=external_customer_id,
+            status=status,
+            coupon_codes=codes,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return ok(
+        {
+            "applied_coupons": [applied_coupon_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
+    )
+
+
+async def find_all_applied(request: web.Request) -> web.Response:
+    return await _list(request, request.query.get("external_customer_id") or None)
+
+
+async def find_all_of_customer(request: web.Request) -> web.Response:
+    return await _list(request, request.match_info["external_customer_id"])
+
+
+async def remove(request: web.Request) -> web.Response:
+    """Terminate one of the customer's applied coupons: later invoices no longer use it."""
+    ctx, org = context(request), organization(request)
+    try:
+        applied_id = uuid.UUID(request.match_info["applied_coupon_id"])
+    except ValueError:
+        raise NotFound("applied_coupon") from None
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, request.match_info["external_customer_id"], lock=True
+        )
+        if customer is None:
+            raise NotFound("customer")
+        row = await applied_coupon_by_id(conn, applied_id)
+        if row is None or row["customer_id"] != customer["id"]:
+            raise NotFound("applied_coupon")
+        await terminate_applied_coupon(conn, applied_id)
+        row = await applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return ok({"applied_coupon": applied_coupon_body(row)})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/applied_coupons", apply),
+        web.get("/api/v1/applied_coupons", find_all_applied),
+        web.get("/api/v1/customers/{external_customer_id}/applied_coupons", find_all_of_customer),
+        web.delete(
+            "/api/v1/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", remove
+        ),
+    ]

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from invoicer import repository as invoicer_repository
+from invoicer import terms as invoicer_terms
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.pricing import price_period
 from resources import subscriptions
@@ -113,7 +114,7 @@ async def preview(request: web.Request) -> web.Response:
     closed = _closed(usage, subscription, org.id)
     try:
         async with ctx.db.acquire() as conn, conn.transaction():
-            loaded = await invoicer_repository.load(conn, closed)
+            loaded = await invoicer_terms.load(conn, closed)
             priced = price_period(closed, loaded.terms, {}, now=datetime.now(UTC))
             invoice_id = await invoicer_repository.insert_invoice(conn, closed, loaded, priced)
             invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", invoice_id)

@@ -17,12 +17,12 @@ from aiohttp import web
 
 from billing.credit_notes import available_cents, split_credit
 from billing.invoice import FeeKind
+from billing.invoice_terms import PricedFee, TaxTerms, invoice_totals
 from billing.money import minor_units, round_cents
-from invoicer.pricing import PricedFee, TaxTerms, invoice_totals
-from invoicer.repository import _applied_taxes, _fee_taxes, document_prefix
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from read_model import credit_notes
+from read_model.invoice_rows import applied_taxes, document_prefix, fee_taxes
 from resources import customers, organizations, taxes
 from resources.add_ons import add_on
 from resources.invoices import extended_body
@@ -241,7 +241,7 @@ async def _write(
         t.sub_total_including_taxes_amount_cents,
         t.credit_notes_amount_cents,
         t.total_amount_cents,
-        _applied_taxes(fees, t, currency_code),
+        applied_taxes(fees, t, currency_code),
     )
     for position, (fee, fee_tax) in enumerate(zip(fees, t.fee_taxes, strict=True)):
         await conn.execute(
@@ -266,7 +266,7 @@ async def _write(
             fee_tax.taxes_cents,
             fee_tax.taxes_precise_cents,
             fee_tax.taxes_rate,
-            _fee_taxes(fee, Decimal(fee.amount_cents)),
+            fee_taxes(fee, Decimal(fee.amount_cents)),
         )
     return invoice_id
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from resources import (
     add_ons,
+    applied_coupons,
     billable_metrics,
     coupons,
     credit_note_documents,
@@ -21,6 +22,7 @@ from resources import (
     plans,
     subscriptions,
     taxes,
+    wallet_transactions,
     wallets,
 )
 
@@ -33,7 +35,9 @@ _RESOURCES = (
     current_usage,
     taxes,
     coupons,
+    applied_coupons,
     wallets,
+    wallet_transactions,
     organizations,
     add_ons,
     one_off_invoices,

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
+from billing.money import minor_units
+from billing.wallet import cents_to_credits, credits_to_cents
+from meterflow import db
 from meterflow.db import Conn
+from resources import wallets
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
+    Fields,
+    iso,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
 
 
 async def add_wallet_transaction(
@@ -97,3 +114,156 @@ async def list_wallet_transactions(
         offset,
     )
     return list(rows), int(total)
+
+
+_TRANSACTION = {
+    "wallet_id",
+    "paid_credits",
+    "granted_credits",
+    "voided_credits",
+    "invoice_requires_successful_payment",
+    "metadata",
+    "name",
+    "ignore_paid_top_up_limits",
+    "purchase_order_number",
+    "payment_method",
+    "invoice_custom_section",
+}
+
+
+def transaction_body(row: asyncpg.Record) -> dict[str, Any]:
+    cur: str = row["currency"]
+    amount = Decimal(row["amount_cents"]).scaleb(-minor_units(cur))
+    return {
+        "lago_id": str(row["id"]),
+        "lago_wallet_id": str(row["wallet_id"]),
+        "lago_invoice_id": str(row["invoice_id"]) if row["invoice_id"] else None,
+        "lago_credit_note_id": None,
+        "lago_voided_invoice_id": None,
+        "status": row["status"],
+        "source": row["source"],
+        "transaction_status": row["transaction_status"],
+        "transaction_type": row["transaction_type"],
+        "amount": wallets.credits_text(amount),
+        "credit_amount": wallets.credits_text(
+            cents_to_credits(row["amount_cents"], row["rate_amount"], cur)
+        ),
+        "remaining_amount_cents": None,
+        "remaining_credit_amount": None,
+        "priority": row["priority"],
+        "invoice_requires_successful_payment": False,
+        "metadata": row["metadata"],
+        "name": row["name"],
+        "settled_at": iso(row["settled_at"]),
+        "failed_at": None,
+        "created_at": iso(row["created_at"]),
+        "applied_invoice_custom_sections": [],
+        "payment_method": None,
+        "purchase_order_number": None,
+    }
+
+
+async def settle_credits(
+    conn: Conn,
+    wallet: asyncpg.Record,
+    credits: dict[str, Decimal | None],
+    name: str | None,
+    metadata: list[dict[str, str]] | None,
+) -> list[uuid.UUID]:
+    """Settle the paid, granted and voided credits on the wallet (in that order)."""
+    out = []
+    for key, status, direction in (
+        ("paid_credits", "purchased", "inbound"),
+        ("granted_credits", "granted", "inbound"),
+        ("voided_credits", "voided", "outbound"),
+    ):
+        amount = credits.get(key)
+        if not amount:
+            continue
+        cents = credits_to_cents(amount, wallet["rate_amount"], wallet["currency"])
+        if direction == "outbound" and cents > wallet["balance_cents"]:
+            raise ValidationFailed({key: ["insufficient_credits"]})
+        out.append(
+            await add_wallet_transaction(
+                conn,
+                wallet["id"],
+                {
+                    "transaction_status": status,
+                    "transaction_type": direction,
+                    "amount_cents": cents,
+                    "name": name,
+                    "metadata": metadata or [],
+                },
+            )
+        )
+    return out
+
+
+async def top_up(request: web.Request) -> web.Response:
+    """Paid, granted or voided credits on an active wallet; answers the transactions."""
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "wallet_transaction"), _TRANSACTION)
+    raw_id = fields.text("wallet_id", required=True, max_length=64)
+    credits = {
+        k: fields.decimal(k, low=Decimal(0), high=wallets.MAX_AMOUNT)
+        for k in ("paid_credits", "granted_credits", "voided_credits")
+    }
+    name = fields.text("name")
+    metadata = wallets.parse_metadata(fields, "metadata")
+    fields.check()
+    try:
+        wallet_id = uuid.UUID(raw_id or "")
+    except ValueError:
+        raise NotFound("wallet") from None
+    async with db.unit_of_work(ctx.db) as conn:
+        wallet = await wallets.wallet_by_id(conn, org.id, wallet_id, lock=True)
+        if (
+            wallet is None
+            or wallet["status"] != "active"
+            or wallets.is_expired(wallet, datetime.now(UTC))
+        ):
+            raise NotFound("wallet")
+        ids = await settle_credits(conn, wallet, credits, name, metadata)
+        rows = await wallet_transactions_by_ids(conn, ids)
+    return ok({"wallet_transactions": [transaction_body(r) for r in rows]})
+
+
+async def find_transaction(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    try:
+        transaction_id = uuid.UUID(request.match_info["lago_id"])
+    except ValueError:
+        raise NotFound("wallet_transaction") from None
+    async with ctx.db.acquire() as conn:
+        row = await wallet_transaction_of(conn, org.id, transaction_id)
+    if row is None:
+        raise NotFound("wallet_transaction")
+    return ok({"wallet_transaction": transaction_body(row)})
+
+
+async def find_transactions(request: web.Request) -> web.Response:
+    ctx = context(request)
+    page, per_page = page_params(request)
+    filters = {
+        name: request.query.get(name) or None
+        for name in ("status", "transaction_status", "transaction_type")
+    }
+    async with ctx.db.acquire() as conn:
+        wallet = await wallets.wallet_of_request(conn, request)
+        rows, total = await list_wallet_transactions(
+            conn, wallet["id"], filters, per_page, (page - 1) * per_page
+        )
+    return ok(
+        {
+            "wallet_transactions": [transaction_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/wallets/{lago_id}/wallet_transactions", find_transactions),
+        web.post("/api/v1/wallet_transactions", top_up),
+        web.get("/api/v1/wallet_transactions/{lago_id}", find_transaction),
+    ]

@@ -28,8 +28,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from billing.money import minor_units
-from billing.wallet import cents_to_credits, credits_to_cents
+from billing.wallet import cents_to_credits
 from meterflow import db
 from meterflow.db import Conn
 from resources import customers, wallet_transactions
@@ -70,29 +69,16 @@ _WALLET = {
     "billing_entity_code",
     "purchase_order_number",
 }
-_TRANSACTION = {
-    "wallet_id",
-    "paid_credits",
-    "granted_credits",
-    "voided_credits",
-    "invoice_requires_successful_payment",
-    "metadata",
-    "name",
-    "ignore_paid_top_up_limits",
-    "purchase_order_number",
-    "payment_method",
-    "invoice_custom_section",
-}
 _EDITABLE = ("name", "code", "priority", "expiration_at", "metadata")
 
-_MAX_AMOUNT = Decimal(10**15)
+MAX_AMOUNT = Decimal(10**15)
 
 
-def _text(value: Decimal) -> str:
+def credits_text(value: Decimal) -> str:
     return str(value.normalize() + Decimal("0.0"))
 
 
-def _expired(row: asyncpg.Record, now: datetime) -> bool:
+def is_expired(row: asyncpg.Record, now: datetime) -> bool:
     at: datetime | None = row["expiration_at"]
     return at is not None and at <= now
 
@@ -102,7 +88,7 @@ def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
     cur: str = row["currency"]
     balance = cents_to_credits(row["balance_cents"], rate, cur)
     attributes: dict[str, Any] = row["attributes"] or {}
-    expired = _expired(row, datetime.now(UTC))
+    expired = is_expired(row, datetime.now(UTC))
     return {
         "lago_id": str(row["id"]),
         "lago_customer_id": str(row["customer_id"]),
@@ -113,10 +99,10 @@ def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
         "name": row["name"],
         "code": row["code"],
         "priority": row["priority"],
-        "rate_amount": _text(rate),
-        "credits_balance": _text(balance),
+        "rate_amount": credits_text(rate),
+        "credits_balance": credits_text(balance),
         "balance_cents": row["balance_cents"],
-        "consumed_credits": _text(cents_to_credits(row["consumed_amount_cents"], rate, cur)),
+        "consumed_credits": credits_text(cents_to_credits(row["consumed_amount_cents"], rate, cur)),
         "created_at": iso(row["created_at"]),
         "expiration_at": iso(row["expiration_at"]),
         "last_balance_sync_at": iso(row["updated_at"]),
@@ -127,7 +113,7 @@ def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
         "recurring_transaction_rules": [],
         "ongoing_balance_cents": row["balance_cents"],
         "ongoing_usage_balance_cents": 0,
-        "credits_ongoing_balance": _text(balance),
+        "credits_ongoing_balance": credits_text(balance),
         "credits_ongoing_usage_balance": "0.0",
         "paid_top_up_min_amount_cents": None,
         "paid_top_up_max_amount_cents": None,
@@ -138,37 +124,7 @@ def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def transaction_body(row: asyncpg.Record) -> dict[str, Any]:
-    cur: str = row["currency"]
-    amount = Decimal(row["amount_cents"]).scaleb(-minor_units(cur))
-    return {
-        "lago_id": str(row["id"]),
-        "lago_wallet_id": str(row["wallet_id"]),
-        "lago_invoice_id": str(row["invoice_id"]) if row["invoice_id"] else None,
-        "lago_credit_note_id": None,
-        "lago_voided_invoice_id": None,
-        "status": row["status"],
-        "source": row["source"],
-        "transaction_status": row["transaction_status"],
-        "transaction_type": row["transaction_type"],
-        "amount": _text(amount),
-        "credit_amount": _text(cents_to_credits(row["amount_cents"], row["rate_amount"], cur)),
-        "remaining_amount_cents": None,
-        "remaining_credit_amount": None,
-        "priority": row["priority"],
-        "invoice_requires_successful_payment": False,
-        "metadata": row["metadata"],
-        "name": row["name"],
-        "settled_at": iso(row["settled_at"]),
-        "failed_at": None,
-        "created_at": iso(row["created_at"]),
-        "applied_invoice_custom_sections": [],
-        "payment_method": None,
-        "purchase_order_number": None,
-    }
-
-
-def _metadata(fields: Fields, name: str) -> list[dict[str, str]] | None:
+def parse_metadata(fields: Fields, name: str) -> list[dict[str, str]] | None:
     items = fields.array(name)
     if items is None:
         return None
@@ -194,42 +150,6 @@ def _unsupported(fields: Fields) -> None:
             fields.add(name, "not_supported")
 
 
-async def _top_up(
-    conn: Conn,
-    wallet: asyncpg.Record,
-    credits: dict[str, Decimal | None],
-    name: str | None,
-    metadata: list[dict[str, str]] | None,
-) -> list[uuid.UUID]:
-    """Settle the paid, granted and voided credits on the wallet (in that order)."""
-    out = []
-    for key, status, direction in (
-        ("paid_credits", "purchased", "inbound"),
-        ("granted_credits", "granted", "inbound"),
-        ("voided_credits", "voided", "outbound"),
-    ):
-        amount = credits.get(key)
-        if not amount:
-            continue
-        cents = credits_to_cents(amount, wallet["rate_amount"], wallet["currency"])
-        if direction == "outbound" and cents > wallet["balance_cents"]:
-            raise ValidationFailed({key: ["insufficient_credits"]})
-        out.append(
-            await wallet_transactions.add_wallet_transaction(
-                conn,
-                wallet["id"],
-                {
-                    "transaction_status": status,
-                    "transaction_type": direction,
-                    "amount_cents": cents,
-                    "name": name,
-                    "metadata": metadata or [],
-                },
-            )
-        )
-    return out
-
-
 async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
     raw = await read_wrapped(request, "wallet")
     body = await create_wallet(context(request), organization(request), raw, external_customer_id)
@@ -244,7 +164,7 @@ async def create_wallet(
     fields = Fields(raw, _WALLET)
     given_customer = fields.text("external_customer_id", required=external_customer_id is None)
     external_customer_id = external_customer_id or given_customer
-    rate = fields.decimal("rate_amount", low=Decimal(0), high=_MAX_AMOUNT, low_open=True)
+    rate = fields.decimal("rate_amount", low=Decimal(0), high=MAX_AMOUNT, low_open=True)
     if rate is None and "rate_amount" not in fields.errors:
         fields.add("rate_amount", "value_is_mandatory")
     columns: dict[str, Any] = {
@@ -259,11 +179,11 @@ async def create_wallet(
     if columns["priority"] is not None and columns["priority"] > 50:
         fields.add("priority", INVALID)
     credits = {
-        k: fields.decimal(k, low=Decimal(0), high=_MAX_AMOUNT)
+        k: fields.decimal(k, low=Decimal(0), high=MAX_AMOUNT)
         for k in ("paid_credits", "granted_credits")
     }
     name = fields.text("transaction_name")
-    metadata = _metadata(fields, "transaction_metadata")
+    metadata = parse_metadata(fields, "transaction_metadata")
     _unsupported(fields)
     at = columns["expiration_at"]
     if at is not None and at <= datetime.now(UTC):
@@ -290,7 +210,7 @@ async def create_wallet(
         )
         wallet = await wallet_by_id(conn, org.id, wallet_id)
         assert wallet is not None
-        await _top_up(conn, wallet, credits, name, metadata)
+        await wallet_transactions.settle_credits(conn, wallet, credits, name, metadata)
         wallet = await wallet_by_id(conn, org.id, wallet_id)
         assert wallet is not None
     return wallet_body(wallet)
@@ -304,7 +224,9 @@ async def create_for_customer(request: web.Request) -> web.Response:
     return await _create(request, request.match_info["external_customer_id"])
 
 
-async def _wallet(conn: Conn, request: web.Request, *, lock: bool = False) -> asyncpg.Record:
+async def wallet_of_request(
+    conn: Conn, request: web.Request, *, lock: bool = False
+) -> asyncpg.Record:
     """The wallet the path names: by lago_id, or by customer and code."""
     org = organization(request)
     if "lago_id" in request.match_info:
@@ -327,7 +249,7 @@ async def _wallet(conn: Conn, request: web.Request, *, lock: bool = False) -> as
 
 async def find(request: web.Request) -> web.Response:
     async with context(request).db.acquire() as conn:
-        row = await _wallet(conn, request)
+        row = await wallet_of_request(conn, request)
     return ok({"wallet": wallet_body(row)})
 
 
@@ -355,7 +277,7 @@ async def update(request: web.Request) -> web.Response:
             fields.add(name, "not_editable")
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
-        row = await _wallet(conn, request, lock=True)
+        row = await wallet_of_request(conn, request, lock=True)
         if row["status"] != "active":
             raise ValidationFailed({"wallet": ["wallet_not_active"]})
         attributes = dict(row["attributes"] or {})
@@ -374,7 +296,7 @@ async def update(request: web.Request) -> web.Response:
 async def terminate(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await _wallet(conn, request, lock=True)
+        row = await wallet_of_request(conn, request, lock=True)
         await terminate_wallet(conn, row["id"])
         updated = await wallet_by_id(conn, org.id, row["id"])
     assert updated is not None
@@ -409,64 +331,6 @@ async def find_all(request: web.Request) -> web.Response:
 
 async def find_all_of_customer(request: web.Request) -> web.Response:
     return await _list(request, request.match_info["external_customer_id"])
-
-
-async def top_up(request: web.Request) -> web.Response:
-    """Paid, granted or voided credits on an active wallet; answers the transactions."""
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "wallet_transaction"), _TRANSACTION)
-    raw_id = fields.text("wallet_id", required=True, max_length=64)
-    credits = {
-        k: fields.decimal(k, low=Decimal(0), high=_MAX_AMOUNT)
-        for k in ("paid_credits", "granted_credits", "voided_credits")
-    }
-    name = fields.text("name")
-    metadata = _metadata(fields, "metadata")
-    fields.check()
-    try:
-        wallet_id = uuid.UUID(raw_id or "")
-    except ValueError:
-        raise NotFound("wallet") from None
-    async with db.unit_of_work(ctx.db) as conn:
-        wallet = await wallet_by_id(conn, org.id, wallet_id, lock=True)
-        if wallet is None or wallet["status"] != "active" or _expired(wallet, datetime.now(UTC)):
-            raise NotFound("wallet")
-        ids = await _top_up(conn, wallet, credits, name, metadata)
-        rows = await wallet_transactions.wallet_transactions_by_ids(conn, ids)
-    return ok({"wallet_transactions": [transaction_body(r) for r in rows]})
-
-
-async def find_transaction(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    try:
-        transaction_id = uuid.UUID(request.match_info["lago_id"])
-    except ValueError:
-        raise NotFound("wallet_transaction") from None
-    async with ctx.db.acquire() as conn:
-        row = await wallet_transactions.wallet_transaction_of(conn, org.id, transaction_id)
-    if row is None:
-        raise NotFound("wallet_transaction")
-    return ok({"wallet_transaction": transaction_body(row)})
-
-
-async def find_transactions(request: web.Request) -> web.Response:
-    ctx = context(request)
-    page, per_page = page_params(request)
-    filters = {
-        name: request.query.get(name) or None
-        for name in ("status", "transaction_status", "transaction_type")
-    }
-    async with ctx.db.acquire() as conn:
-        wallet = await _wallet(conn, request)
-        rows, total = await wallet_transactions.list_wallet_transactions(
-            conn, wallet["id"], filters, per_page, (page - 1) * per_page
-        )
-    return ok(
-        {
-            "wallet_transactions": [transaction_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
-    )
 
 
 _SELECT_WALLET = (
@@ -568,9 +432,6 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/wallets/{lago_id}", find),
         web.put("/api/v1/wallets/{lago_id}", update),
         web.delete("/api/v1/wallets/{lago_id}", terminate),
-        web.get("/api/v1/wallets/{lago_id}/wallet_transactions", find_transactions),
-        web.post("/api/v1/wallet_transactions", top_up),
-        web.get("/api/v1/wallet_transactions/{lago_id}", find_transaction),
         web.post(customer_wallet, create_for_customer),
         web.get(customer_wallet, find_all_of_customer),
         web.get(customer_wallet + "/{code}", find),

@@ -11,7 +11,8 @@ from meterflow.settings import env_int, env_seconds
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    """How the worker delivers: `concurrency` requests in flight at most, each given
+    """How the worker delivers: `concurrency` requests in flight at most (`per_endpoint` for
+    one endpoint, so that a slow one cannot take every slot), each given
     `timeout` seconds; a failed try waits `backoff_initial * 2**(tries - 1)` seconds (at most
     `backoff_max`) and the webhook fails for good after `max_attempts` tries.
 
@@ -22,6 +23,7 @@ class WebhookSettings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9104
     concurrency: int = 16
+    per_endpoint: int = 4
     timeout: float = 10.0
     poll_interval: float = 0.5
     max_attempts: int = 6
@@ -37,6 +39,7 @@ class WebhookSettings:
             metrics_host=env.get("METERFLOW_WEBHOOKS_METRICS_HOST") or "0.0.0.0",
             metrics_port=env_int(env, "METERFLOW_WEBHOOKS_METRICS_PORT", 9104, minimum=0),
             concurrency=env_int(env, "METERFLOW_WEBHOOKS_CONCURRENCY", 16, minimum=1),
+            per_endpoint=env_int(env, "METERFLOW_WEBHOOKS_PER_ENDPOINT", 4, minimum=1),
             timeout=env_seconds(env, "METERFLOW_WEBHOOKS_TIMEOUT", 10.0, minimum=0.1),
             poll_interval=env_seconds(env, "METERFLOW_WEBHOOKS_POLL", 0.5, minimum=0.01),
             max_attempts=env_int(env, "METERFLOW_WEBHOOKS_MAX_ATTEMPTS", 6, minimum=1),

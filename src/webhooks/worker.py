@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import time
+import uuid
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -33,15 +36,31 @@ from webhooks.signing import signing_keys
 log = logging.getLogger(__name__)
 
 # Claiming increments `attempts` and pushes next_attempt_at past the request's timeout: a
-# worker that dies mid-request leaves the webhook due again once that lease ends.
+# worker that dies mid-request leaves the webhook due again once that lease ends. Each
+# endpoint gets at most $3 requests in flight, less those this worker already has for it
+# ($4 endpoints, $5 counts), so a slow endpoint cannot take every slot. The UPDATE checks
+# the row is still due: of two workers choosing the same row, the second finds it leased.
 _CLAIM = """
+WITH due AS (
+    SELECT id, webhook_endpoint_id,
+        row_number() OVER (PARTITION BY webhook_endpoint_id ORDER BY next_attempt_at, id) AS rank
+    FROM (SELECT id, webhook_endpoint_id, next_attempt_at FROM webhooks
+          WHERE status = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at LIMIT 1000) oldest
+), chosen AS (
+    SELECT due.id FROM due
+    LEFT JOIN unnest($4::uuid[], $5::int[]) AS busy(endpoint_id, n)
+        ON busy.endpoint_id = due.webhook_endpoint_id
+    WHERE due.rank <= $3 - coalesce(busy.n, 0)
+    LIMIT $1
+)
 UPDATE webhooks w SET attempts = w.attempts + 1, updated_at = now(),
     next_attempt_at = now() + make_interval(secs => $2)
-FROM (SELECT id FROM webhooks WHERE status = 'pending' AND next_attempt_at <= now()
-      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due, webhook_endpoints e
-WHERE w.id = due.id AND e.id = w.webhook_endpoint_id
-RETURNING w.id, w.organization_id, w.webhook_type, w.object_type, w.object_id, w.payload,
-    w.attempts, w.created_at, e.webhook_url, e.signature_algo
+FROM chosen, webhook_endpoints e
+WHERE w.id = chosen.id AND e.id = w.webhook_endpoint_id
+    AND w.status = 'pending' AND w.next_attempt_at <= now()
+RETURNING w.id, w.organization_id, w.webhook_endpoint_id, w.webhook_type, w.object_type,
+    w.object_id, w.payload, w.attempts, w.created_at, e.webhook_url, e.signature_algo
 """
 
 
@@ -56,6 +75,8 @@ class WebhookWorker:
         self._pool: asyncpg.Pool | None = None
         self._http: aiohttp.ClientSession | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Requests in flight per endpoint.
+        self._busy: Counter[uuid.UUID] = Counter()
 
     async def start(self) -> None:
         self._pool = await db.create_pool(
@@ -96,18 +117,36 @@ class WebhookWorker:
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("webhooks.claim_failed error=%r", exc)
             for row in claimed:
+                endpoint = row["webhook_endpoint_id"]
+                self._busy[endpoint] += 1
                 task = asyncio.create_task(self._deliver(row))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(functools.partial(self._release, endpoint))
             if len(claimed) < free:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), self.config.poll_interval)
             else:
                 await asyncio.sleep(0)
 
+    def _release(self, endpoint: uuid.UUID, task: asyncio.Task[None]) -> None:
+        self._busy[endpoint] -= 1
+        if self._busy[endpoint] <= 0:
+            del self._busy[endpoint]
+
     async def _claim(self, limit: int) -> list[asyncpg.Record]:
+        busy = list(self._busy.items())
         async with self.pool.acquire() as conn:
-            return list(await conn.fetch(_CLAIM, limit, self.config.timeout + 2))
+            return list(
+                await conn.fetch(
+                    _CLAIM,
+                    limit,
+                    self.config.timeout + 2,
+                    self.config.per_endpoint,
+                    [e for e, _ in busy],
+                    [n for _, n in busy],
+                )
+            )
 
     async def _payload(self, row: asyncpg.Record) -> Any:
         """The body to send: stored with the webhook, else rendered now and stored, so that

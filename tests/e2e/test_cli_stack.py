@@ -38,6 +38,8 @@ def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         "METERFLOW_AGGREGATOR_PORT": str(_free_port()),
         "METERFLOW_AGGREGATOR_METRICS_PORT": str(_free_port()),
         "METERFLOW_INVOICER_METRICS_PORT": str(_free_port()),
+        "METERFLOW_WEBHOOKS_METRICS_PORT": str(_free_port()),
+        "METERFLOW_EXPORTER_PORT": str(_free_port()),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.pop("DATABASE_URL", None)
@@ -61,6 +63,15 @@ def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
             urllib.request.urlopen(request, timeout=10)
         unauthorized.value.close()
         assert unauthorized.value.code == 401, "the API is up and asks for a key"
+        status = subprocess.run(
+            [*cli, "status"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert f"meterflow up: pid {up.pid}" in status.stdout, status.stdout
+        rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[2:]}
+        assert rows["kafka"][1:3] == [str(kafka_pid), "yes"], status.stdout
+        assert rows["postgres"][1:3] == [str(postgres_pid), "yes"], status.stdout
+        for service in ("ingest", "aggregator", "invoicer", "webhooks", "exporter"):
+            assert rows[service][2:4] == ["yes", "0"], status.stdout
 
         second = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 0

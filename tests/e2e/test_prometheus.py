@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +56,10 @@ def api(port: int, path: str) -> Any:
 async def until(probe: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        found = await asyncio.to_thread(probe)
+        try:
+            found = await asyncio.to_thread(probe)
+        except urllib.error.URLError as exc:  # Prometheus still starting
+            found = exc
         if found is True:
             return
         assert time.monotonic() < deadline, f"{what}: {found}"

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 from meterflow.settings import Settings
-from support.meterflow_up import LagoHttp, stack_with_catalog
+from support.meterflow_up import CLI, LagoHttp, MeterflowUp, stack_with_catalog
 
 
 async def send_load(api: LagoHttp, stop: asyncio.Event, sent: Counter[str]) -> int:
@@ -93,3 +95,30 @@ async def test_sigkilled_aggregator_is_restarted_while_ingest_keeps_serving(
         assert found == expected, f"totals differ from what was sent ({batches} batches)"
         print(f"supervision: aggregator back in {back_in:.1f}s, {sum(sent.values())} events")
     assert not (tmp_path / "state" / "up.json").exists()
+
+
+async def test_up_gives_up_on_a_service_that_keeps_failing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The invoicer cannot bind its metrics port (taken): it exits at once, is restarted
+    after 1, 2, 4 and 8 s, and its fifth failure within a minute stops everything, exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        up = MeterflowUp.for_test(settings, tmp_path, METERFLOW_INVOICER_METRICS_PORT=port)
+        with up.log_path.open("ab") as log:
+            up.proc = subprocess.Popen(
+                [*CLI, "up"], env=up.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            code = await asyncio.to_thread(up.proc.wait, 120)
+        finally:
+            up.stop()
+    printed = up.log()
+    assert code == 1, printed[-3000:]
+    for delay in (1, 2, 4, 8):
+        assert f"restarting it in {delay}s (failure" in printed
+    assert "its 5th failure within 60s: giving up, stopping everything" in printed
+    assert "meterflow is up" not in printed
+    assert "meterflow: stopped" in printed

@@ -38,9 +38,7 @@ class MeterflowUp:
     def for_test(cls, settings: Settings, tmp_path: Path, **overrides: str) -> MeterflowUp:
         names = ("api", "api_metrics", "agg", "agg_metrics", "inv", "webhooks", "exporter")
         ports = {name: free_port() for name in names}
-        env = service_env(
-            settings,
-            tmp_path / "state",
+        defaults = dict(
             METERFLOW_INGEST_HOST="127.0.0.1",
             METERFLOW_INGEST_PORT=str(ports["api"]),
             METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
@@ -59,8 +57,8 @@ class MeterflowUp:
             METERFLOW_EXPORTER_HOST="127.0.0.1",
             METERFLOW_EXPORTER_PORT=str(ports["exporter"]),
             METERFLOW_EXPORTER_INTERVAL="1",
-            **overrides,
         )
+        env = service_env(settings, tmp_path / "state", **{**defaults, **overrides})
         return cls(env=env, ports=ports, log_path=tmp_path / "up.log")
 
     @property

@@ -14,7 +14,7 @@ from lago_python_client.client import Client
 from lago_python_client.models import AppliedCoupon, Coupon, Tax
 
 from gateway.organizations import create_organization
-from invoicer import repository
+from invoicer import repository, terms
 from invoicer.closed_period import parse_period_closed
 from invoicer.pricing import price_period
 from meterflow.settings import Settings
@@ -142,7 +142,7 @@ async def test_an_invoice_priced_on_a_coupon_state_that_changed_is_not_written(
     pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=2)
     try:
         async with pool.acquire() as conn:
-            loaded = await repository.load(conn, closed)
+            loaded = await terms.load(conn, closed)
             priced = price_period(closed, loaded.terms, {})
             assert priced.totals.coupons_amount_cents == 1000
             # Meanwhile another invoice of the customer used the coupon.
@@ -157,7 +157,7 @@ async def test_an_invoice_priced_on_a_coupon_state_that_changed_is_not_written(
             assert await kit.db.fetchval("SELECT count(*) FROM fees") == 0
             assert await kit.db.fetchval("SELECT count(*) FROM invoice_sequences") == 0
             # Priced again on the state as it is, it goes through.
-            loaded = await repository.load(conn, closed)
+            loaded = await terms.load(conn, closed)
             priced = price_period(closed, loaded.terms, {})
             # Welcome's 200 left, then Ten 10 % of 800 = 80; 720 x 20 % = 144; 864.
             assert priced.totals.coupons_amount_cents == 280
@@ -180,7 +180,7 @@ async def test_a_second_write_of_a_period_with_coupons_changes_nothing(
     try:
         async with pool.acquire() as conn:
             # Two consumers raced past the duplicate check with the same coupon state.
-            loaded = await repository.load(conn, closed)
+            loaded = await terms.load(conn, closed)
             priced = price_period(closed, loaded.terms, {})
             await repository.insert_invoice(conn, closed, loaded, priced)
             with pytest.raises(repository.AlreadyInvoiced):

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from invoicer import repository
+from invoicer import repository, terms
 from invoicer.closed_period import parse_period_closed
 from invoicer.pricing import price_period
 from meterflow.settings import Settings
@@ -33,18 +33,18 @@ async def test_a_second_write_for_the_period_changes_nothing(kit: Any, settings:
             )
         )
         async with pool.acquire() as conn:
-            loaded = await repository.load(conn, january)
+            loaded = await terms.load(conn, january)
             assert not loaded.already_invoiced
             priced = price_period(january, loaded.terms, {})
             # Two consumers raced past the duplicate check: the second write must fail whole.
             await repository.insert_invoice(conn, january, loaded, priced)
             with pytest.raises(repository.AlreadyInvoiced):
                 await repository.insert_invoice(conn, january, loaded, priced)
-            assert (await repository.load(conn, january)).already_invoiced
+            assert (await terms.load(conn, january)).already_invoiced
             february = parse_period_closed(
                 orjson.dumps(catalog.closed(utc(2026, 2, 1), utc(2026, 3, 1), []))
             )
-            loaded = await repository.load(conn, february)
+            loaded = await terms.load(conn, february)
             await repository.insert_invoice(
                 conn, february, loaded, price_period(february, loaded.terms, {})
             )

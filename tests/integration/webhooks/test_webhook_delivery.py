@@ -132,3 +132,26 @@ async def test_signed_deliveries_once_per_unique_key_despite_failures(
         assert per_webhook[key] == [("retrying", 500), ("retrying", 500), ("succeeded", 200)]
     statuses = await db.fetch("SELECT status, count(*) FROM webhooks GROUP BY status")
     assert {r["status"]: r["count"] for r in statuses} == {"succeeded": 5}
+
+
+async def test_subscribing_an_unknown_customer_announces_both(
+    tenant: Any, call: Call, db: asyncpg.Connection
+) -> None:
+    lago = tenant.client
+    await call(lago.webhook_endpoints.create, WebhookEndpoint(webhook_url="https://example.com"))
+    await call(
+        lago.plans.create,
+        Plan(name="P", code="p", interval="monthly", amount_cents=1000, amount_currency="EUR"),
+    )
+    await call(
+        lago.subscriptions.create,
+        Subscription(external_customer_id="new-1", plan_code="p", external_id="s-1"),
+    )
+    queued = await db.fetch(
+        "SELECT webhook_type, payload -> object_type ->> 'external_id' AS external_id "
+        "FROM webhooks ORDER BY created_at, webhook_type"
+    )
+    assert [(q["webhook_type"], q["external_id"]) for q in queued] == [
+        ("customer.created", "new-1"),
+        ("subscription.started", "s-1"),
+    ]

@@ -10,7 +10,7 @@ import orjson
 
 from invoicer.closed_period import parse_period_closed
 from invoicer.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
-from invoicer.repository import document_prefix
+from read_model.invoice_rows import document_prefix
 
 SUB, ORG, METRIC = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 CHARGE = str(uuid.uuid4())

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from billing.invoice import AppliedCoupon, CouponFrequency, CouponType
-from invoicer.repository import coupon_given_back
+from invoicer.late_usage import coupon_given_back
 
 FIXED_ONCE = AppliedCoupon(CouponType.FIXED_AMOUNT, CouponFrequency.ONCE, amount_cents=5000)
 RECURRING = AppliedCoupon(CouponType.PERCENTAGE, CouponFrequency.RECURRING, percentage_rate=None)

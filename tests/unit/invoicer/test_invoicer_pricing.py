@@ -12,14 +12,13 @@ import orjson
 import pytest
 
 from billing.invoice import AppliedCoupon, CouponFrequency, CouponType
+from billing.invoice_terms import CustomerCoupon, TaxTerms
 from invoicer.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
 from invoicer.errors import PoisonMessage
 from invoicer.pricing import (
     ChargeTerms,
-    CustomerCoupon,
     PlanTerms,
     SubscriptionTerms,
-    TaxTerms,
     price_period,
     refresh_draft,
 )

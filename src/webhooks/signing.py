@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from meterflow.db import Conn
 
+# The JWT's `iss` unless the worker is told otherwise (METERFLOW_WEBHOOKS_JWT_ISSUER): Lago
+# puts its API URL there, which receivers may check.
 ISSUER = "meterflow"
 
 
@@ -33,10 +35,10 @@ class SigningKeys:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def sign(self, algorithm: str, body: bytes) -> str:
+    def sign(self, algorithm: str, body: bytes, *, issuer: str = ISSUER) -> str:
         if algorithm == "jwt":
             return jwt.encode(
-                {"data": body.decode(), "iss": ISSUER}, self.private_key_pem, algorithm="RS256"
+                {"data": body.decode(), "iss": issuer}, self.private_key_pem, algorithm="RS256"
             )
         digest = hmac.new(self.hmac_key.encode(), body, hashlib.sha256).digest()
         return base64.b64encode(digest).decode()

@@ -88,7 +88,7 @@ async def test_signed_deliveries_once_per_unique_key_despite_failures(
             Subscription(external_customer_id="c-1", plan_code="p", external_id="s-1"),
         )
         await call(lago.subscriptions.destroy, "s-1")
-        async with run_worker():
+        async with run_worker(jwt_issuer="https://billing.example.com"):
             await eventually(
                 lambda: len(hmac_rx.accepted) == 4 and len(jwt_rx.accepted) == 1,
                 what="every webhook delivered",
@@ -117,7 +117,12 @@ async def test_signed_deliveries_once_per_unique_key_despite_failures(
     ]
     (jwt_received,) = jwt_rx.delivered().values()
     assert jwt_received.algorithm == "jwt"
-    claims = jwt.decode(jwt_received.signature, public_pem, algorithms=["RS256"])
+    claims = jwt.decode(
+        jwt_received.signature,
+        public_pem,
+        algorithms=["RS256"],
+        issuer="https://billing.example.com",  # checked, as Lago's docs check theirs
+    )
     assert claims["data"] == jwt_received.body.decode()
     assert jwt_received.payload["customer"]["external_id"] == "c-1"
 

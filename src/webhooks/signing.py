@@ -15,7 +15,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from meterflow import db
 from meterflow.db import Conn
+from meterflow.errors import ConfigurationError
+from meterflow.settings import Settings
 
 # The JWT's `iss` unless the worker is told otherwise (METERFLOW_WEBHOOKS_JWT_ISSUER): Lago
 # puts its API URL there, which receivers may check.
@@ -75,3 +78,19 @@ async def signing_keys(conn: Conn, organization_id: uuid.UUID) -> SigningKeys:
         )
         assert row is not None
     return SigningKeys(row["hmac_key"], row["private_key_pem"])
+
+
+async def organization_secret(settings: Settings, organization: str) -> str:
+    """The organization's HMAC secret (made now if it has none), for `meterflow
+    webhook-secret`; ConfigurationError when no organization has that id."""
+    try:
+        organization_id = uuid.UUID(organization)
+    except ValueError:
+        raise ConfigurationError(f"{organization!r} is not an organization id") from None
+    conn = await db.connect(settings.dsn, schema=settings.db_schema)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1", organization_id):
+            raise ConfigurationError(f"no organization {organization_id}")
+        return (await signing_keys(conn, organization_id)).hmac_key
+    finally:
+        await conn.close()

@@ -3,6 +3,7 @@ per unique key although the receiver fails the first tries, each attempt recorde
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -160,3 +161,36 @@ async def test_subscribing_an_unknown_customer_announces_both(
         ("customer.created", "new-1"),
         ("subscription.started", "s-1"),
     ]
+
+
+async def test_the_operator_reads_the_hmac_secret_with_the_cli(
+    tenant: Any, settings: Any, db: asyncpg.Connection, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from support.services import service_env
+
+    env = service_env(settings, tmp_path)
+
+    def secret(organization: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meterflow.cli",
+                "webhook-secret",
+                "--organization",
+                organization,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    shown = await asyncio.to_thread(secret, tenant.organization_id)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == await db.fetchval("SELECT hmac_key FROM webhook_keys")
+    unknown = await asyncio.to_thread(secret, "not-an-id")
+    assert unknown.returncode == 1 and "not an organization id" in unknown.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from meterflow import db
+from meterflow import db, webhook_outbox
 from resources import organizations
 from resources.credit_notes import note_body, note_row, parse_metadata
 from resources.documents_pdf import render_credit_note
@@ -70,8 +70,8 @@ async def delete_metadata_key(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    """Render the credit note's PDF the first time; answer the credit note with its
-    `file_url`."""
+    """Render the credit note's PDF the first time (announced by `credit_note.generated`);
+    answer the credit note with its `file_url`."""
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
@@ -88,9 +88,14 @@ async def download(request: web.Request) -> web.Response:
                 token,
                 render_credit_note(body, issuer),
             )
-    base = f"{request.scheme}://{request.host}"
-    body["file_url"] = f"{base}/files/credit_notes/{note['id']}/{token}.pdf"
+            body["file_url"] = _file_url(request, note["id"], token)
+            await webhook_outbox.emit(conn, org.id, "credit_note.generated", note["id"], body)
+    body["file_url"] = _file_url(request, note["id"], token)
     return ok({"credit_note": body})
+
+
+def _file_url(request: web.Request, note_id: uuid.UUID, token: str) -> str:
+    return f"{request.scheme}://{request.host}/files/credit_notes/{note_id}/{token}.pdf"
 
 
 async def file(request: web.Request) -> web.Response:

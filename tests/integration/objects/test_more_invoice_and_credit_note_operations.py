@@ -7,6 +7,7 @@ import io
 import urllib.request
 from typing import Any
 
+import asyncpg
 import pypdf
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import (
@@ -18,13 +19,17 @@ from lago_python_client.models import (
     Item,
     Items,
     OneOffInvoice,
+    WebhookEndpoint,
 )
 
 Call = Any
 
 
-async def test_disputes_fees_credit_note_metadata_and_pdf(tenant: Any, call: Call) -> None:
+async def test_disputes_fees_credit_note_metadata_and_pdf(
+    tenant: Any, call: Call, db: asyncpg.Connection
+) -> None:
     lago = tenant.client
+    await call(lago.webhook_endpoints.create, WebhookEndpoint(webhook_url="https://example.com"))
     await call(lago.customers.create, Customer(external_id="c-1", name="Ada", currency="USD"))
     await call(
         lago.add_ons.create,
@@ -82,3 +87,9 @@ async def test_disputes_fees_credit_note_metadata_and_pdf(tenant: Any, call: Cal
     pdf = await call(lambda: urllib.request.urlopen(downloaded.file_url).read())
     text = "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     assert note.number in text and "25.00 USD" in text and invoice.number in text
+    again = await call(lago.credit_notes.download, note.lago_id)
+    assert again.file_url == downloaded.file_url
+    queued = await db.fetch(
+        "SELECT webhook_type FROM webhooks WHERE object_type = 'credit_note' ORDER BY created_at"
+    )
+    assert [q["webhook_type"] for q in queued] == ["credit_note.created", "credit_note.generated"]

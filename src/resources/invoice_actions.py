@@ -4,7 +4,6 @@ presigned links are). Each change and its webhook commit together."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,11 +13,11 @@ from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from resources import organizations
+from resources import document_files
 from resources.documents_pdf import render_invoice
 from resources.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from web.context import context, organization
-from web.errors import NotAllowed, NotFound, ValidationFailed
+from web.errors import NotAllowed, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
 
 _UPDATE = {"payment_status", "metadata"}
@@ -143,17 +142,13 @@ async def retry(request: web.Request) -> web.Response:
     raise NotAllowed(code="invalid_status")
 
 
-def _file_url(base_url: str, invoice_id: uuid.UUID, token: str) -> str:
-    return f"{base_url}/files/invoices/{invoice_id}/{token}.pdf"
-
-
 async def download(request: web.Request) -> web.Response:
     """Render the PDF on the first download (announced by `invoice.generated`) and answer the
     invoice with its `file_url`; a draft has no PDF yet (Lago answers it without one)."""
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await invoice_file(conn, org.id, invoice, f"{request.scheme}://{request.host}")
+        body = await invoice_file(conn, org.id, invoice, document_files.base_url(request))
     return ok({"invoice": body})
 
 
@@ -166,40 +161,7 @@ async def invoice_file(
     body = await extended_body(conn, invoice)
     if invoice["status"] == "draft":
         return body
-    token = await conn.fetchval(
-        "SELECT token FROM invoice_files WHERE invoice_id = $1", invoice["id"]
-    )
-    if token is None:
-        issuer = (await organizations.organization_row(conn, org))["name"]
-        token = secrets.token_urlsafe(24)
-        await conn.execute(
-            "INSERT INTO invoice_files (invoice_id, token, pdf) VALUES ($1, $2, $3)",
-            invoice["id"],
-            token,
-            render_invoice(body, issuer),
-        )
-        body["file_url"] = _file_url(base_url, invoice["id"], token)
-        await webhook_outbox.emit(conn, org, "invoice.generated", invoice["id"], body)
-    body["file_url"] = _file_url(base_url, invoice["id"], token)
-    return body
-
-
-async def file(request: web.Request) -> web.Response:
-    """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
-    ctx = context(request)
-    try:
-        invoice_id = uuid.UUID(request.match_info["invoice_id"])
-    except ValueError:
-        raise NotFound("file") from None
-    async with ctx.db.acquire() as conn:
-        pdf = await conn.fetchval(
-            "SELECT pdf FROM invoice_files WHERE invoice_id = $1 AND token = $2",
-            invoice_id,
-            request.match_info["token"],
-        )
-    if pdf is None:
-        raise NotFound("file")
-    return web.Response(body=pdf, content_type="application/pdf")
+    return await document_files.with_file(conn, org, "invoices", body, render_invoice, base_url)
 
 
 def routes() -> list[web.RouteDef]:
@@ -212,5 +174,4 @@ def routes() -> list[web.RouteDef]:
         web.put("/api/v1/invoices/{lago_id}/lose_dispute", lose_dispute),
         web.put("/api/v1/invoices/{lago_id}/refresh", refresh),
         web.post("/api/v1/invoices/{lago_id}/retry", retry),
-        web.get("/files/invoices/{invoice_id}/{token}.pdf", file),
     ]

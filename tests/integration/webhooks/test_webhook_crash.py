@@ -28,7 +28,7 @@ def _worker(settings: Settings, tmp_path: Path, name: str) -> ServiceProcess:
         settings,
         tmp_path,
         METERFLOW_WEBHOOKS_METRICS_PORT=str(free_port()),
-        METERFLOW_WEBHOOKS_TIMEOUT="3",
+        METERFLOW_WEBHOOKS_TIMEOUT="6",
         METERFLOW_WEBHOOKS_POLL="0.05",
         METERFLOW_WEBHOOKS_BACKOFF_INITIAL="0.1",
     )

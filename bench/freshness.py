@@ -21,10 +21,9 @@ step. Probes do not wait for each other: probe n + 1 leaves `--probe-interval` a
 
 `--batch-size` and `--batch-within` set METERFLOW_AGGREGATOR_BATCH_SIZE and
 METERFLOW_AGGREGATOR_BATCH_WITHIN of the aggregator (default: the aggregator's own defaults),
-`--aggregator-env NAME=VALUE` any other of its settings. `--fetch-max-wait-ms N` is a
-what-if: faust-streaming creates the aggregator's Kafka consumer with a fixed
-`fetch_max_wait_ms=1500`, and this option patches that value in the aggregator process only
-(a `sitecustomize.py` on its PYTHONPATH), to show what the fixed value costs.
+`--aggregator-env NAME=VALUE` any other of its settings, `--fetch-max-wait-ms N` its
+METERFLOW_AGGREGATOR_FETCH_MAX_WAIT (faust-streaming alone fixes it at 1,500 ms; the
+aggregator's own transport takes the setting, `aggregator.kafka_transport`).
 
 Checks of every run: each probe is seen exactly once per event sent (the probe's final count
 through the public API equals the probes sent), and once the load has stopped, every
@@ -356,27 +355,6 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what:
         await asyncio.sleep(0.2)
 
 
-# What-if, not a setting: faust-streaming 0.15.3 creates its Kafka consumer with a fixed
-# fetch_max_wait_ms=1500. `--fetch-max-wait-ms` puts this sitecustomize.py on the
-# aggregator's PYTHONPATH (and nowhere else) to try another value.
-FETCH_WAIT_PATCH = """
-import os
-import aiokafka
-
-_wait = int(os.environ["BENCH_FETCH_MAX_WAIT_MS"])
-_init = aiokafka.AIOKafkaConsumer.__init__
-
-
-def _patched(self, *args, **kwargs):
-    if "fetch_max_wait_ms" in kwargs:
-        kwargs["fetch_max_wait_ms"] = _wait
-    _init(self, *args, **kwargs)
-
-
-aiokafka.AIOKafkaConsumer.__init__ = _patched
-"""
-
-
 @contextlib.asynccontextmanager
 async def meterflow_services(
     settings: Settings, aggregator_env: dict[str, str], data_dir: Path
@@ -397,14 +375,7 @@ async def meterflow_services(
         **aggregator_env,
     )
     ingest = ServiceProcess("ingest", env, data_dir / "ingest.log")
-    agg_env = dict(env)
-    if "BENCH_FETCH_MAX_WAIT_MS" in env:
-        del env["BENCH_FETCH_MAX_WAIT_MS"]
-        patch = data_dir / "fetch_wait_patch"
-        patch.mkdir()
-        (patch / "sitecustomize.py").write_text(FETCH_WAIT_PATCH)
-        agg_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(patch), env.get("PYTHONPATH")]))
-    aggregator = ServiceProcess("aggregator", agg_env, data_dir / "aggregator.log")
+    aggregator = ServiceProcess("aggregator", env, data_dir / "aggregator.log")
     try:
         await ingest.wait_http(ports["api_metrics"], "/metrics")
         await aggregator.wait_http(ports["agg"], "/ready")
@@ -644,7 +615,7 @@ async def run(
     """One run of each side; each entry is one side's summary."""
     env = aggregator_settings(batch_size, batch_within) | (extra_env or {})
     if fetch_max_wait_ms is not None:
-        env["BENCH_FETCH_MAX_WAIT_MS"] = str(fetch_max_wait_ms)
+        env["METERFLOW_AGGREGATOR_FETCH_MAX_WAIT"] = str(fetch_max_wait_ms / 1000)
     effective = AggregatorSettings.from_env(env)
     found = []
     for side in sides:
@@ -654,7 +625,7 @@ async def run(
                 "batch_size": effective.batch_size,
                 "batch_within": effective.batch_within,
                 "commit_interval": effective.commit_interval,
-                "faust_fetch_max_wait_ms": fetch_max_wait_ms or 1500,
+                "fetch_max_wait_ms": round(effective.fetch_max_wait * 1000),
                 "env": env,
             }
         else:
@@ -670,7 +641,7 @@ def rows(results: list[dict[str, Any]]) -> list[list[object]]:
         table.append(
             [
                 r["side"],
-                f"{agg['batch_size']} / {agg['batch_within']}s / {agg['faust_fetch_max_wait_ms']}ms"
+                f"{agg['batch_size']} / {agg['batch_within']}s / {agg['fetch_max_wait_ms']}ms"
                 if agg
                 else "-",
                 r["probes"],
@@ -717,7 +688,7 @@ def main() -> None:
         "--fetch-max-wait-ms",
         type=int,
         default=None,
-        help="what-if: the aggregator's Kafka fetch wait, fixed at 1500 ms by faust-streaming",
+        help="the aggregator's Kafka fetch wait (METERFLOW_AGGREGATOR_FETCH_MAX_WAIT)",
     )
     parser.add_argument(
         "--logs", type=Path, default=None, help="keep meterflow's service logs in this directory"

@@ -123,7 +123,7 @@ class Aggregator:
         self.ledger_table = app.Table("ledgers", **table_options)
         self.marker_table = app.Table("markers", **table_options)
         self.ledgers = FaustTableStore(self.ledger_table)
-        self.marker_segments = FaustTableStore(self.marker_table)
+        self.marker_segments = FaustTableStore(self.marker_table, raw=True)
         self.progress_table = FaustTableStore(app.Table("progress", **table_options))
         self.progress = SourceProgress(
             self.progress_table, settings.bootstrap_servers, settings.topics.events

@@ -17,11 +17,13 @@ class FaustTableStore:
     hands the queued records to the producer and waits until the broker acknowledged them.
     Faust's own `send_soon` buffer is bypassed: its flush gives up on a message that takes
     more than 0.1 s, so an offset commit could overtake a changelog record still queued.
-    Values are serialised (orjson) when written, held decoded.
+    Values are serialised (orjson) when written, held decoded; with `raw=True` they are bytes
+    the caller encodes, held as written (the dedupe markers: compact in memory).
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, *, raw: bool = False) -> None:
         self.table = table
+        self.raw = raw
         self.pending: list[tuple[int, bytes, bytes | None]] = []
         # One flush at a time, so records reach the changelog in the order they were
         # written (two overlapping flushes could put an older value of a key after a newer
@@ -35,7 +37,7 @@ class FaustTableStore:
     def get(self, key: str) -> Any | None:
         store = self._store
         raw = store.data.get(key.encode())
-        if isinstance(raw, bytes | bytearray):
+        if isinstance(raw, bytes | bytearray) and not self.raw:
             raw = orjson.loads(raw)
             store.data[key.encode()] = raw
         return raw
@@ -45,7 +47,7 @@ class FaustTableStore:
         bkey = key.encode()
         store.data[bkey] = value
         store._key_partition[bkey] = partition
-        self.pending.append((partition, bkey, orjson.dumps(value)))
+        self.pending.append((partition, bkey, value if self.raw else orjson.dumps(value)))
 
     def delete(self, partition: int, key: str) -> None:
         store = self._store

@@ -3,10 +3,12 @@ until the period they fell in is closed and the late window has passed.
 
 Compact by design (issue 15): in memory, per subscription (ledger key), one set of 64-bit
 integers per expiry day (the UTC day after which its markers may go; all the events of one
-period share it), about 70 bytes a marker; on the changelog, one record per (subscription,
-source partition, batch, expiry day) holding that batch's hashes packed as little-endian
-uint64 in base64 (11 bytes a marker), at most `SEGMENT_LIMIT` a record so that it stays well
-under Kafka's 1 MB message limit. Expiry pops whole days from a heap: it costs what expires.
+period share it), about 60 bytes a marker; on the changelog, one record per (source
+partition, batch, expiry day), whatever the number of subscriptions the batch touched, held
+in memory as written: msgpack `[partition, day, [[ledger key, hashes], ...]]` with the hashes
+packed as little-endian uint64 (8 bytes a marker), at most `SEGMENT_LIMIT` markers a record
+so that it stays well under Kafka's 1 MB message limit. Expiry pops whole days from a heap:
+it costs what expires.
 
 Why a hash and not the transaction id: the id can be long (Lago allows any string) and the
 set is held in RAM. The hash is BLAKE2b of the id (8-byte digest), so two ids collide by
@@ -22,12 +24,13 @@ markers), so a marker never outlives its event's effect. An event whose position
 below its ledger's `applied` was applied already (the ledger decides, `aggregator.processing`);
 above it, a marker found means another event carried the same transaction id.
 
-Segment value: `{"p": partition, "d": <expiry day, days since 1970-01-01>, "h": "<base64>"}`.
+Segment key: `<partition>\x1f<expiry day>\x1f<first position>-<last position>` (days since
+1970-01-01; positions of the batch's markers in it, so a replay that splits batches
+differently writes new segments rather than overwriting an older one).
 """
 
 from __future__ import annotations
 
-import base64
 import heapq
 import sys
 from array import array
@@ -36,9 +39,14 @@ from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
 
+import msgspec
+
 from aggregator.store import PartitionedStore
 
-SEGMENT_LIMIT = 40_000  # hashes per changelog record: about 430 KB once encoded
+_SEGMENT = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes]]])
+_ENCODE = msgspec.msgpack.Encoder()
+
+SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the ledger keys
 _DAY = 86_400
 
 
@@ -83,13 +91,13 @@ class DedupeMarkers:
             expiry: list[tuple[int, str]] = []
             count = 0
             for key, segment in self.store.items():
-                day = int(segment["d"])
+                _partition, day, entries = _SEGMENT.decode(segment)
                 expiry.append((day, key))
-                hashes = _unpack(segment["h"])
-                held = index.setdefault(_ledger_key(key), {}).setdefault(day, set())
-                before = len(held)
-                held.update(hashes)
-                count += len(held) - before
+                for ledger_key, packed in entries:
+                    held = index.setdefault(ledger_key, {}).setdefault(day, set())
+                    before = len(held)
+                    held.update(_unpack(packed))
+                    count += len(held) - before
             heapq.heapify(expiry)
             self._index, self._expiry, self._count = index, expiry, count
             self._segments_seen = len(self.store)
@@ -108,28 +116,28 @@ class DedupeMarkers:
         return False
 
     def write(self, markers: list[NewMarker]) -> None:
-        """Store a batch's new markers: one segment per (subscription, partition, expiry day)
-        and `SEGMENT_LIMIT` markers."""
+        """Store a batch's new markers: one segment per (partition, expiry day) and
+        `SEGMENT_LIMIT` markers."""
         index = self._ensured()
-        segments: dict[tuple[str, int, int], list[NewMarker]] = {}
+        segments: dict[tuple[int, int], list[NewMarker]] = {}
         for marker in markers:
-            ident = (marker.ledger_key, marker.partition, marker.day)
-            segments.setdefault(ident, []).append(marker)
-        for (ledger_key, partition, day), found in segments.items():
+            segments.setdefault((marker.partition, marker.day), []).append(marker)
+        for (partition, day), found in segments.items():
             found.sort(key=lambda m: m.position)  # so each segment's range is its own
-            held = index.setdefault(ledger_key, {}).setdefault(day, set())
             for start in range(0, len(found), SEGMENT_LIMIT):
                 items = found[start : start + SEGMENT_LIMIT]
-                # First and last position: a replay that splits batches differently writes
-                # new segments rather than overwriting an older one with fewer markers.
-                first, last = items[0].position, items[-1].position
-                key = f"{ledger_key}\x1f{partition}\x1f{day}\x1f{first}-{last}"
-                hashes = [m.hash for m in items]
-                self.store.put(partition, key, {"p": partition, "d": day, "h": _pack(hashes)})
+                by_ledger: dict[str, list[int]] = {}
+                for m in items:
+                    by_ledger.setdefault(m.ledger_key, []).append(m.hash)
+                key = f"{partition}\x1f{day}\x1f{items[0].position}-{items[-1].position}"
+                entries = [(ledger_key, _pack(hashes)) for ledger_key, hashes in by_ledger.items()]
+                self.store.put(partition, key, _ENCODE.encode((partition, day, entries)))
                 heapq.heappush(self._expiry, (day, key))
-                before = len(held)
-                held.update(hashes)
-                self._count += len(held) - before
+                for ledger_key, hashes in by_ledger.items():
+                    held = index.setdefault(ledger_key, {}).setdefault(day, set())
+                    before = len(held)
+                    held.update(hashes)
+                    self._count += len(held) - before
         self._segments_seen = len(self.store)
 
     def expire(self, now: datetime, owned: set[int]) -> int:
@@ -140,17 +148,21 @@ class DedupeMarkers:
         removed = 0
         while self._expiry and self._expiry[0][0] < today:
             day, key = heapq.heappop(self._expiry)
-            segment = self.store.get(key)
-            if segment is None or segment["p"] not in owned:
+            partition = int(key.split("\x1f", 1)[0])
+            if partition not in owned:
                 continue
-            self.store.delete(segment["p"], key)
-            days = index.get(_ledger_key(key))
-            held = None if days is None else days.pop(day, None)
-            if held is not None:
-                removed += len(held)
-                self._count -= len(held)
-            if days is not None and not days:
-                del index[_ledger_key(key)]
+            segment = self.store.get(key)
+            if segment is None:
+                continue
+            self.store.delete(partition, key)
+            for ledger_key, _packed in _SEGMENT.decode(segment)[2]:
+                days = index.get(ledger_key)
+                held = None if days is None else days.pop(day, None)
+                if held is not None:
+                    removed += len(held)
+                    self._count -= len(held)
+                if days is not None and not days:
+                    del index[ledger_key]
         self._segments_seen = len(self.store)
         return removed
 
@@ -159,21 +171,17 @@ class DedupeMarkers:
         return self._count
 
 
-def _ledger_key(segment_key: str) -> str:
-    return segment_key.rsplit("\x1f", 3)[0]
-
-
-def _pack(hashes: list[int]) -> str:
+def _pack(hashes: list[int]) -> bytes:
     packed = array("Q", hashes)
     if packed.itemsize != 8:  # pragma: no cover - every platform Python runs on today
         raise RuntimeError("array('Q') is not 64-bit here")
     if sys.byteorder == "big":  # pragma: no cover
         packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode()
+    return packed.tobytes()
 
 
-def _unpack(text: str) -> list[int]:
-    packed = array("Q", base64.b64decode(text))
+def _unpack(data: bytes) -> list[int]:
+    packed = array("Q", data)
     if sys.byteorder == "big":  # pragma: no cover
         packed.byteswap()
     return packed.tolist()

@@ -20,7 +20,7 @@ class AggregatorSettings:
     metrics_port: int = 9102
     data_dir: Path = Path(".state/aggregator")
     batch_size: int = 1000
-    batch_within: float = 0.2
+    batch_within: float = 0.02
     clock_skew: float = 5.0
     close_interval: float = 1.0
     hold_window: float = 3600.0
@@ -44,7 +44,7 @@ class AggregatorSettings:
                 env.get("METERFLOW_AGGREGATOR_DATA_DIR") or state_dir / "aggregator"
             ).resolve(),
             batch_size=env_int(env, "METERFLOW_AGGREGATOR_BATCH_SIZE", 1000, minimum=1),
-            batch_within=env_seconds(env, "METERFLOW_AGGREGATOR_BATCH_WITHIN", 0.2, minimum=0.0),
+            batch_within=env_seconds(env, "METERFLOW_AGGREGATOR_BATCH_WITHIN", 0.02, minimum=0.0),
             clock_skew=env_seconds(env, "METERFLOW_AGGREGATOR_CLOCK_SKEW", 5.0, minimum=0.0),
             close_interval=env_seconds(
                 env, "METERFLOW_AGGREGATOR_CLOSE_INTERVAL", 1.0, minimum=0.05

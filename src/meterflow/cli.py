@@ -141,6 +141,13 @@ def cmd_create_user(settings: Settings, organization: str, email: str, from_stdi
     return 0
 
 
+def cmd_webhook_secret(settings: Settings, organization: str) -> int:
+    from webhooks.signing import organization_secret
+
+    print(asyncio.run(organization_secret(settings, organization)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterflow", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("METERFLOW_LOG_LEVEL", "INFO"))
@@ -163,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin's first line"
     )
+    secret = sub.add_parser("webhook-secret", help="print an organization's webhook HMAC secret")
+    secret.add_argument("--organization", required=True, help="the organization's id")
     for service in SERVICES:
         sub.add_parser(service.name, help=f"run the {service.name} service alone")
     from operations.cli import add_commands  # the operator tools: lag, dead-letters, ...
@@ -183,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_create_organization(settings, args.name, args.timezone)
         if args.command == "create-user":
             return cmd_create_user(settings, args.organization, args.email, args.password_stdin)
+        if args.command == "webhook-secret":
+            return cmd_webhook_secret(settings, args.organization)
         if args.command in commands:
             return commands[args.command](settings)
         from operations import cli as operations

@@ -36,6 +36,13 @@ async def _fees(conn: Conn, invoice_id: uuid.UUID) -> dict[str, asyncpg.Record]:
     return {str(r["id"]): r for r in rows}
 
 
+async def remaining_items(conn: Conn, invoice_id: uuid.UUID) -> list[tuple[str, int]]:
+    """(fee id, cents) of what is left to credit of each fee of the invoice."""
+    fees = await _fees(conn, invoice_id)
+    left = [(fee_id, fee["amount_cents"] - int(fee["credited"])) for fee_id, fee in fees.items()]
+    return [(fee_id, cents) for fee_id, cents in left if cents > 0]
+
+
 def _credited(fee: asyncpg.Record, rates: dict[str, Decimal]) -> CreditedFee:
     """The fee with its taxes' rates as the invoice applied them."""
     codes = sorted((fee["applied_taxes"] or {}).keys())

@@ -4,18 +4,16 @@ served at a secret link as an invoice's is)."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from meterflow import db
-from resources import organizations
+from resources import document_files
 from resources.credit_notes import note_body, note_row, parse_metadata
 from resources.documents_pdf import render_credit_note
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
+from web.errors import ValidationFailed
 from web.payload import Fields, ok, read_json
 
 
@@ -70,45 +68,20 @@ async def delete_metadata_key(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    """Render the credit note's PDF the first time; answer the credit note with its
-    `file_url`."""
+    """Render the credit note's PDF the first time (announced by `credit_note.generated`);
+    answer the credit note with its `file_url`."""
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await note_body(conn, note)
-        token = await conn.fetchval(
-            "SELECT token FROM credit_note_files WHERE credit_note_id = $1", note["id"]
+        body = await document_files.with_file(
+            conn,
+            org.id,
+            "credit_notes",
+            await note_body(conn, note),
+            render_credit_note,
+            document_files.base_url(request),
         )
-        if token is None:
-            issuer = (await organizations.organization_row(conn, org.id))["name"]
-            token = secrets.token_urlsafe(24)
-            await conn.execute(
-                "INSERT INTO credit_note_files (credit_note_id, token, pdf) VALUES ($1, $2, $3)",
-                note["id"],
-                token,
-                render_credit_note(body, issuer),
-            )
-    base = f"{request.scheme}://{request.host}"
-    body["file_url"] = f"{base}/files/credit_notes/{note['id']}/{token}.pdf"
     return ok({"credit_note": body})
-
-
-async def file(request: web.Request) -> web.Response:
-    """The PDF behind a credit note's `file_url`."""
-    ctx = context(request)
-    try:
-        note_id = uuid.UUID(request.match_info["credit_note_id"])
-    except ValueError:
-        raise NotFound("file") from None
-    async with ctx.db.acquire() as conn:
-        pdf = await conn.fetchval(
-            "SELECT pdf FROM credit_note_files WHERE credit_note_id = $1 AND token = $2",
-            note_id,
-            request.match_info["token"],
-        )
-    if pdf is None:
-        raise NotFound("file")
-    return web.Response(body=pdf, content_type="application/pdf")
 
 
 def routes() -> list[web.RouteDef]:
@@ -119,5 +92,4 @@ def routes() -> list[web.RouteDef]:
         web.delete(f"{path}/metadata", delete_metadata),
         web.delete(f"{path}/metadata/{{key}}", delete_metadata_key),
         web.post(f"{path}/download", download),
-        web.get("/files/credit_notes/{credit_note_id}/{token}.pdf", file),
     ]

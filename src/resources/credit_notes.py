@@ -160,31 +160,52 @@ async def create(request: web.Request) -> web.Response:
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await amounts_of(conn, invoice, items)
-        if credit + refund != amounts.total_cents:
-            raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
-        if refund and invoice["payment_status"] != "succeeded":
-            raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
-        note = await _insert(conn, org.id, invoice, reason, description, credit, refund, amounts)
-        if metadata:
-            with_metadata = await conn.fetchrow(
-                "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
-                note["id"],
-                metadata,
-            )
-            assert with_metadata is not None
-            note = with_metadata
-        for fee, cents in chosen:
-            await conn.execute(
-                "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
-                "precise_amount_cents) VALUES ($1, $2, $3, $4::bigint, $4::bigint::numeric)",
-                uuid.uuid4(),
-                note["id"],
-                fee["id"],
-                cents,
-            )
-        body = await note_body(conn, note)
-        await webhook_outbox.emit(conn, org.id, "credit_note.created", note["id"], body)
+        body = await issue(
+            conn, org.id, invoice, chosen, amounts, reason, description, credit, refund, metadata
+        )
     return ok({"credit_note": body})
+
+
+async def issue(
+    conn: Conn,
+    org: uuid.UUID,
+    invoice: asyncpg.Record,
+    chosen: list[tuple[asyncpg.Record, int]],
+    amounts: CreditNoteAmounts,
+    reason: str,
+    description: str | None,
+    credit: int,
+    refund: int,
+    metadata: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """Write a credit note of `chosen` (fee, cents) items on `invoice` and announce it
+    (`credit_note.created`); 422 when credit and refund do not make its total, or a refund
+    is asked of an unpaid invoice. Returns its API body."""
+    if credit + refund != amounts.total_cents:
+        raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
+    if refund and invoice["payment_status"] != "succeeded":
+        raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
+    note = await _insert(conn, org, invoice, reason, description, credit, refund, amounts)
+    if metadata:
+        with_metadata = await conn.fetchrow(
+            "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
+            note["id"],
+            metadata,
+        )
+        assert with_metadata is not None
+        note = with_metadata
+    for fee, cents in chosen:
+        await conn.execute(
+            "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
+            "precise_amount_cents) VALUES ($1, $2, $3, $4::bigint, $4::bigint::numeric)",
+            uuid.uuid4(),
+            note["id"],
+            fee["id"],
+            cents,
+        )
+    body = await note_body(conn, note)
+    await webhook_outbox.emit(conn, org, "credit_note.created", note["id"], body)
+    return body
 
 
 async def _insert(

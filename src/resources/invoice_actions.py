@@ -4,7 +4,6 @@ presigned links are). Each change and its webhook commit together."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +14,10 @@ from aiohttp import web
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from read_model.invoices import PAYMENT_STATUSES, extended_body, invoice_row
-from resources import organizations
+from resources import credit_note_amounts, credit_notes, document_files
 from resources.documents_pdf import render_invoice
 from web.context import context, organization
-from web.errors import NotAllowed, NotFound, ValidationFailed
+from web.errors import NotAllowed, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
 
 _UPDATE = {"payment_status", "metadata"}
@@ -27,19 +26,34 @@ _VOID = {"generate_credit_note", "refund_amount", "credit_amount"}
 
 
 async def void(request: web.Request) -> web.Response:
-    """Void a finalized invoice that is not paid (Lago's rule without a body); the credit
-    note variant (`generate_credit_note`) is not supported."""
+    """Void a finalized invoice that is not paid (Lago's rule without a body). With
+    `generate_credit_note`, any finalized invoice, paid or not, is voided and what is left to
+    credit of it goes on one credit note: `refund_amount` (a paid invoice only) and
+    `credit_amount` (by default the rest) must add up to it, since the second, voided credit
+    note Lago makes of a remainder is not supported."""
     ctx, org = context(request), organization(request)
     raw = await read_json(request) if request.can_read_body else {}
-    if raw:
-        fields = Fields(raw if isinstance(raw, dict) else {}, _VOID)
-        if fields.flag("generate_credit_note"):
-            fields.add("generate_credit_note", "not_supported")
-        fields.check()
+    fields = Fields(raw if isinstance(raw, dict) else {}, _VOID)
+    generate = bool(fields.flag("generate_credit_note"))
+    refund = fields.integer("refund_amount", minimum=0) or 0
+    credit = fields.integer("credit_amount", minimum=0)
+    fields.check()
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        if invoice["status"] != "finalized" or invoice["payment_status"] == "succeeded":
+        if invoice["status"] != "finalized" or (
+            invoice["payment_status"] == "succeeded" and not generate
+        ):
             raise NotAllowed(code="not_voidable")
+        if generate:
+            items = await credit_note_amounts.remaining_items(conn, invoice["id"])
+            if items:
+                amounts, chosen = await credit_note_amounts.amounts_of(conn, invoice, items)
+                credited = amounts.total_cents - refund if credit is None else credit
+                if credited < 0 or credited + refund != amounts.total_cents:
+                    raise ValidationFailed({"credit_amount": ["does_not_match_invoice_remainder"]})
+                await credit_notes.issue(
+                    conn, org.id, invoice, chosen, amounts, "other", None, credited, refund
+                )
         voided = await conn.fetchrow(
             "UPDATE invoices SET status = 'voided', voided_at = now(), updated_at = now() "
             "WHERE id = $1 RETURNING *",
@@ -143,17 +157,13 @@ async def retry(request: web.Request) -> web.Response:
     raise NotAllowed(code="invalid_status")
 
 
-def _file_url(base_url: str, invoice_id: uuid.UUID, token: str) -> str:
-    return f"{base_url}/files/invoices/{invoice_id}/{token}.pdf"
-
-
 async def download(request: web.Request) -> web.Response:
     """Render the PDF on the first download (announced by `invoice.generated`) and answer the
     invoice with its `file_url`; a draft has no PDF yet (Lago answers it without one)."""
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await invoice_file(conn, org.id, invoice, f"{request.scheme}://{request.host}")
+        body = await invoice_file(conn, org.id, invoice, document_files.base_url(request))
     return ok({"invoice": body})
 
 
@@ -166,40 +176,7 @@ async def invoice_file(
     body = await extended_body(conn, invoice)
     if invoice["status"] == "draft":
         return body
-    token = await conn.fetchval(
-        "SELECT token FROM invoice_files WHERE invoice_id = $1", invoice["id"]
-    )
-    if token is None:
-        issuer = (await organizations.organization_row(conn, org))["name"]
-        token = secrets.token_urlsafe(24)
-        await conn.execute(
-            "INSERT INTO invoice_files (invoice_id, token, pdf) VALUES ($1, $2, $3)",
-            invoice["id"],
-            token,
-            render_invoice(body, issuer),
-        )
-        body["file_url"] = _file_url(base_url, invoice["id"], token)
-        await webhook_outbox.emit(conn, org, "invoice.generated", invoice["id"], body)
-    body["file_url"] = _file_url(base_url, invoice["id"], token)
-    return body
-
-
-async def file(request: web.Request) -> web.Response:
-    """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
-    ctx = context(request)
-    try:
-        invoice_id = uuid.UUID(request.match_info["invoice_id"])
-    except ValueError:
-        raise NotFound("file") from None
-    async with ctx.db.acquire() as conn:
-        pdf = await conn.fetchval(
-            "SELECT pdf FROM invoice_files WHERE invoice_id = $1 AND token = $2",
-            invoice_id,
-            request.match_info["token"],
-        )
-    if pdf is None:
-        raise NotFound("file")
-    return web.Response(body=pdf, content_type="application/pdf")
+    return await document_files.with_file(conn, org, "invoices", body, render_invoice, base_url)
 
 
 def routes() -> list[web.RouteDef]:
@@ -212,5 +189,4 @@ def routes() -> list[web.RouteDef]:
         web.put("/api/v1/invoices/{lago_id}/lose_dispute", lose_dispute),
         web.put("/api/v1/invoices/{lago_id}/refresh", refresh),
         web.post("/api/v1/invoices/{lago_id}/retry", retry),
-        web.get("/files/invoices/{invoice_id}/{token}.pdf", file),
     ]

@@ -1,7 +1,9 @@
-"""`POST /api/v1/invoices/preview`: what the next invoice of a customer's subscriptions would
-be now, from their current usage (asked of the aggregator, as `current_usage` does), priced
-by the invoicer's own code (`invoicer.pricing`) with the customer's coupons, taxes, credit
-notes and wallets as they stand.
+"""`POST /api/v1/invoices/preview`: what the next invoice of a customer's subscription would
+be now, from its current usage (asked of the aggregator, as `current_usage` does); or, with
+`plan_code`, the first invoice of a subscription to that plan not made yet (its first period,
+no usage; the customer named by `external_id`, or a new one from the given fields). Both are
+priced by the invoicer's own code (`invoicer.pricing`) with the customer's coupons, taxes,
+credit notes and wallets as they stand.
 
 The preview is the real invoice write (`invoicer.repository.insert_invoice`) inside a
 transaction that is always rolled back: the answer is exactly what the invoicer would write,
@@ -18,16 +20,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from billing.periods import BillingTime, PlanInterval, first_period, resolve_timezone
 from invoicer import repository as invoicer_repository
 from invoicer import terms as invoicer_terms
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.pricing import price_period
+from read_model.customers import customer_by_id
 from read_model.invoices import extended_body
-from resources import subscriptions
+from resources import customers, plans, subscriptions
 from resources.current_usage import current_usage
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import Fields, ok, read_json
+from web.payload import Fields, currency, ok, read_json
 
 _INPUT = {
     "customer",
@@ -83,17 +87,102 @@ def _closed(usage: dict[str, Any], subscription: Any, org: uuid.UUID) -> PeriodC
     )
 
 
+async def _render(conn: Any, closed: PeriodClosed) -> dict[str, Any]:
+    """The invoice the invoicer would write for `closed`, written in the caller's transaction
+    (which the caller rolls back) and read back as the API shows it."""
+    loaded = await invoicer_terms.load(conn, closed)
+    priced = price_period(closed, loaded.terms, {}, now=datetime.now(UTC))
+    invoice_id = await invoicer_repository.insert_invoice(conn, closed, loaded, priced)
+    invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", invoice_id)
+    assert invoice is not None
+    return await extended_body(conn, invoice)
+
+
+async def _new_subscription(
+    conn: Any, org: Any, customer_in: dict[str, Any], fields: Fields
+) -> PeriodClosed:
+    """The first period of a subscription to `plan_code`, inserted for the preview only."""
+    plan = await plans.plan_by_code(conn, org.id, fields.raw["plan_code"])
+    if plan is None:
+        raise NotFound("plan")
+    billing_time = fields.text("billing_time", choices=tuple(BillingTime)) or "calendar"
+    start = fields.instant("subscription_at") or datetime.now(UTC)
+    external_customer_id = customer_in.get("external_id")
+    customer = None
+    if isinstance(external_customer_id, str) and external_customer_id:
+        customer = await customers.customer_by_external_id(conn, org.id, external_customer_id)
+    if customer is None:
+        # A customer not made yet: only what the invoice needs of it is read.
+        given = Fields(customer_in, set(customer_in), prefix="customer.")
+        columns: dict[str, Any] = {
+            "name": given.text("name"),
+            "email": given.text("email"),
+            "currency": currency(given, "currency"),
+            "timezone": given.timezone("timezone"),
+            "attributes": {},
+        }
+        fields.merge(given.errors)
+        fields.check()
+        customer_id = await customers.insert_customer(
+            conn, org.id, external_customer_id or f"preview-{uuid.uuid4()}", columns
+        )
+        customer = await customer_by_id(conn, customer_id)
+    fields.check()
+    subscription_id = await subscriptions.insert_subscription(
+        conn,
+        org.id,
+        {
+            "external_id": f"preview-{uuid.uuid4()}",
+            "customer_id": customer["id"],
+            "plan_id": plan["id"],
+            "name": None,
+            "billing_time": billing_time,
+            "subscription_at": start,
+            "started_at": start,
+            "ending_at": None,
+            "status": "active",
+        },
+    )
+    period = first_period(
+        subscription_at=start,
+        interval=PlanInterval(plan["interval"]),
+        billing_time=BillingTime(billing_time),
+        tz=resolve_timezone(customer["timezone"], customer["organization_timezone"]),
+    )
+    return PeriodClosed(
+        period_key=f"preview:{uuid.uuid4()}",
+        organization_id=str(org.id),
+        subscription_id=str(subscription_id),
+        external_subscription_id="preview",
+        external_customer_id=customer["external_id"],
+        plan_code=plan["code"],
+        currency=plan["amount_currency"],
+        period_start=period.start,
+        period_end=period.end,
+        # In advance, the first invoice bills only the first period's fee (no next period).
+        terminated=plan["pay_in_advance"],
+        charges=(),
+        adjustments=(),
+        closed_at=None,
+    )
+
+
 async def preview(request: web.Request) -> web.Response:
     """Input: `customer.external_id` and `subscriptions.external_ids` (one subscription: its
-    next invoice from current usage). Previewing a plan for a subscription that does not
-    exist yet (`plan_code`) is not supported (422)."""
+    next invoice from current usage), or `customer` and `plan_code` (with `billing_time`,
+    `subscription_at`): the first invoice of a subscription to that plan."""
     ctx, org = context(request), organization(request)
     raw = await read_json(request)
     fields = Fields(raw if isinstance(raw, dict) else {}, _INPUT)
     customer_in = fields.mapping("customer", required=True) or {}
-    subscriptions_in = fields.mapping("subscriptions") or {}
     if fields.text("plan_code") is not None:
-        fields.add("plan_code", "not_supported")
+        try:
+            async with ctx.db.acquire() as conn, conn.transaction():
+                closed = await _new_subscription(conn, org, customer_in, fields)
+                raise _RolledBack(await _render(conn, closed))
+        except _RolledBack as done:
+            return ok({"invoice": done.body})
+    subscriptions_in = fields.mapping("subscriptions") or {}
     external_ids = subscriptions_in.get("external_ids")
     if not (isinstance(external_ids, list) and len(external_ids) == 1):
         fields.add("subscriptions.external_ids", "one_subscription_required")
@@ -114,12 +203,7 @@ async def preview(request: web.Request) -> web.Response:
     closed = _closed(usage, subscription, org.id)
     try:
         async with ctx.db.acquire() as conn, conn.transaction():
-            loaded = await invoicer_terms.load(conn, closed)
-            priced = price_period(closed, loaded.terms, {}, now=datetime.now(UTC))
-            invoice_id = await invoicer_repository.insert_invoice(conn, closed, loaded, priced)
-            invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", invoice_id)
-            assert invoice is not None
-            raise _RolledBack(await extended_body(conn, invoice))
+            raise _RolledBack(await _render(conn, closed))
     except _RolledBack as done:
         return ok({"invoice": done.body})
 

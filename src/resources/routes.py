@@ -13,6 +13,7 @@ from resources import (
     credit_notes,
     current_usage,
     customers,
+    document_files,
     fees,
     invoice_actions,
     invoice_preview,
@@ -46,6 +47,7 @@ _RESOURCES = (
     invoice_preview,
     fees,
     credit_note_documents,
+    document_files,
 )
 
 

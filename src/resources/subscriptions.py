@@ -118,7 +118,8 @@ async def create_subscription(
                 external_customer_id,
                 {"name": None, "email": None, "currency": None, "timezone": None, "attributes": {}},
             )
-            await records.enqueue_customer(conn, customer_id)
+            created = await records.enqueue_customer(conn, customer_id)
+            await webhook_outbox.emit(conn, org.id, "customer.created", customer_id, created)
         else:
             customer_id = customer["id"]
         existing = await subscription_by_external_id(conn, org.id, external_id)

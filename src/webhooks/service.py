@@ -6,28 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
+from meterflow.metrics_http import start_metrics
 from meterflow.settings import Settings
-from webhooks.metrics import WebhookMetrics
 from webhooks.settings import WebhookSettings
 from webhooks.worker import WebhookWorker
 
 log = logging.getLogger(__name__)
-
-
-def metrics_app(metrics: WebhookMetrics) -> web.Application:
-    async def serve_metrics(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", serve_metrics)
-    return app
 
 
 async def serve(settings: Settings, config: WebhookSettings) -> None:
@@ -36,12 +21,9 @@ async def serve(settings: Settings, config: WebhookSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop.set)
     await worker.start()
-    runner = web.AppRunner(metrics_app(worker.metrics), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.metrics_host, config.metrics_port)
-    await site.start()
-    server: Any = site._server  # aiohttp exposes the bound socket only here
-    log.info("webhooks.metrics port=%d", server.sockets[0].getsockname()[1])
+    runner = await start_metrics(
+        worker.metrics.registry, config.metrics_host, config.metrics_port, "webhooks"
+    )
     try:
         await worker.run()
         log.info("webhooks.stopping reason=signal")

@@ -30,6 +30,7 @@ class WebhookSettings:
     backoff_initial: float = 5.0
     backoff_max: float = 3600.0
     db_pool_size: int = 4
+    jwt_issuer: str = "meterflow"
     fault: str | None = None
 
     @classmethod
@@ -48,6 +49,7 @@ class WebhookSettings:
             ),
             backoff_max=env_seconds(env, "METERFLOW_WEBHOOKS_BACKOFF_MAX", 3600.0, minimum=0.01),
             db_pool_size=env_int(env, "METERFLOW_WEBHOOKS_DB_POOL_SIZE", 4, minimum=1),
+            jwt_issuer=env.get("METERFLOW_WEBHOOKS_JWT_ISSUER") or "meterflow",
             fault=env.get("METERFLOW_WEBHOOKS_FAULT") or None,
         )
 

@@ -15,8 +15,13 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from meterflow import db
 from meterflow.db import Conn
+from meterflow.errors import ConfigurationError
+from meterflow.settings import Settings
 
+# The JWT's `iss` unless the worker is told otherwise (METERFLOW_WEBHOOKS_JWT_ISSUER): Lago
+# puts its API URL there, which receivers may check.
 ISSUER = "meterflow"
 
 
@@ -33,10 +38,10 @@ class SigningKeys:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def sign(self, algorithm: str, body: bytes) -> str:
+    def sign(self, algorithm: str, body: bytes, *, issuer: str = ISSUER) -> str:
         if algorithm == "jwt":
             return jwt.encode(
-                {"data": body.decode(), "iss": ISSUER}, self.private_key_pem, algorithm="RS256"
+                {"data": body.decode(), "iss": issuer}, self.private_key_pem, algorithm="RS256"
             )
         digest = hmac.new(self.hmac_key.encode(), body, hashlib.sha256).digest()
         return base64.b64encode(digest).decode()
@@ -73,3 +78,19 @@ async def signing_keys(conn: Conn, organization_id: uuid.UUID) -> SigningKeys:
         )
         assert row is not None
     return SigningKeys(row["hmac_key"], row["private_key_pem"])
+
+
+async def organization_secret(settings: Settings, organization: str) -> str:
+    """The organization's HMAC secret (made now if it has none), for `meterflow
+    webhook-secret`; ConfigurationError when no organization has that id."""
+    try:
+        organization_id = uuid.UUID(organization)
+    except ValueError:
+        raise ConfigurationError(f"{organization!r} is not an organization id") from None
+    conn = await db.connect(settings.dsn, schema=settings.db_schema)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1", organization_id):
+            raise ConfigurationError(f"no organization {organization_id}")
+        return (await signing_keys(conn, organization_id)).hmac_key
+    finally:
+        await conn.close()

@@ -186,7 +186,7 @@ class WebhookWorker:
         algorithm = row["signature_algo"]
         headers = {
             "Content-Type": "application/json",
-            "X-Lago-Signature": keys.sign(algorithm, body),
+            "X-Lago-Signature": keys.sign(algorithm, body, issuer=self.config.jwt_issuer),
             "X-Lago-Signature-Algorithm": algorithm,
             "X-Lago-Unique-Key": str(row["id"]),
         }

@@ -137,11 +137,3 @@ async def test_preview_prices_current_usage_and_writes_nothing(
     assert sorted(f.amount_cents for f in preview.fees.__root__) == [350, 1000]
     assert await db.fetchval("SELECT count(*) FROM invoices") == 0, "a preview writes nothing"
     assert await db.fetchval("SELECT count(*) FROM invoice_sequences") == 0
-    try:
-        await run(
-            lago.invoices.preview,
-            InvoicePreview(customer=Customer(external_id="c-1"), plan_code="team"),
-        )
-        raise AssertionError("a plan preview was answered")
-    except LagoApiError as exc:
-        assert exc.response["error_details"]["plan_code"] == ["not_supported"]

@@ -82,13 +82,25 @@ async def settle(worker: AggregatorProcess, org: str, subscriptions: int, expect
     assert await usage_totals(worker, org, subscriptions) == expected
 
 
-async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
-    settings: Settings, worker_factory: Any, unique: str
+async def crash_run(
+    settings: Settings,
+    worker_factory: Any,
+    unique: str,
+    *,
+    subscriptions: int,
+    unique_events: int,
+    retries: int,
+    kills: int,
+    wait: tuple[float, float],
 ) -> None:
-    subscriptions, kills = 40, 4
+    """Produce the workload as ingest would while the worker is SIGKILLed `kills` times,
+    each `wait` seconds (uniform) after it applied something in its new run; the totals end
+    equal to the recount."""
     rng = random.Random(unique)
     org = f"org-{unique}"
-    stream, expected = await retried_workload(settings, org, rng, subscriptions, 90_000, 10_000)
+    stream, expected = await retried_workload(
+        settings, org, rng, subscriptions, unique_events, retries
+    )
     started = time.monotonic()
     worker = worker_factory(METERFLOW_AGGREGATOR_COMMIT_INTERVAL="1.0")
     worker.start()
@@ -103,7 +115,7 @@ async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
         ):
             assert time.monotonic() < deadline, f"nothing applied:\n{worker.log_tail()}"
             await asyncio.sleep(0.2)
-        await asyncio.sleep(rng.uniform(0.3, 2.0))
+        await asyncio.sleep(rng.uniform(*wait))
         worker.kill()
         worker.start()
         await worker.wait_ready()
@@ -111,6 +123,39 @@ async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
     await settle(worker, org, subscriptions, expected)
     print(f"crash test: {len(stream)} events, {kills} kills, {time.monotonic() - started:.1f}s")
     assert worker.starts == kills + 1
+
+
+async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    await crash_run(
+        settings,
+        worker_factory,
+        unique,
+        subscriptions=40,
+        unique_events=90_000,
+        retries=10_000,
+        kills=4,
+        wait=(0.3, 2.0),
+    )
+
+
+@pytest.mark.timeout(900)
+async def test_sigkill_every_few_seconds_during_a_million_events(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    """Issue 15: 1,000,000 events, 10% of them client retries, a SIGKILL every 2 to 5 s of
+    work; the totals equal a recount."""
+    await crash_run(
+        settings,
+        worker_factory,
+        unique,
+        subscriptions=100,
+        unique_events=900_000,
+        retries=100_000,
+        kills=8,
+        wait=(2.0, 5.0),
+    )
 
 
 async def test_partitions_moving_between_two_workers_never_double_count_nor_lose(

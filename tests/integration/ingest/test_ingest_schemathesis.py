@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
 from tests.integration.ingest.conftest import Tenant
 
 from gateway.service import IngestServer
@@ -50,7 +51,14 @@ async def test_schemathesis_finds_no_server_error(
 ) -> None:
     spec = lago_spec()
     assert spec.exists(), f"Lago's spec not found: set METERFLOW_LAGO_SPEC ({spec})"
-    operations = served_operations(server)
+    # Routes beyond the spec (say, PUT lose_dispute, which Lago's Python client sends where
+    # the spec says POST) are left out: schemathesis refuses names the spec does not have.
+    in_spec = {
+        f"{method.upper()} {path}"
+        for path, item in yaml.safe_load(spec.read_text())["paths"].items()
+        for method in item
+    }
+    operations = [op for op in served_operations(server) if op in in_spec]
     assert len(operations) >= 40
     report = tmp_path / "events.ndjson"
     command = [

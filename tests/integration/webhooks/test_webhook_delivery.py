@@ -3,6 +3,7 @@ per unique key although the receiver fails the first tries, each attempt recorde
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -88,7 +89,7 @@ async def test_signed_deliveries_once_per_unique_key_despite_failures(
             Subscription(external_customer_id="c-1", plan_code="p", external_id="s-1"),
         )
         await call(lago.subscriptions.destroy, "s-1")
-        async with run_worker():
+        async with run_worker(jwt_issuer="https://billing.example.com"):
             await eventually(
                 lambda: len(hmac_rx.accepted) == 4 and len(jwt_rx.accepted) == 1,
                 what="every webhook delivered",
@@ -117,7 +118,12 @@ async def test_signed_deliveries_once_per_unique_key_despite_failures(
     ]
     (jwt_received,) = jwt_rx.delivered().values()
     assert jwt_received.algorithm == "jwt"
-    claims = jwt.decode(jwt_received.signature, public_pem, algorithms=["RS256"])
+    claims = jwt.decode(
+        jwt_received.signature,
+        public_pem,
+        algorithms=["RS256"],
+        issuer="https://billing.example.com",  # checked, as Lago's docs check theirs
+    )
     assert claims["data"] == jwt_received.body.decode()
     assert jwt_received.payload["customer"]["external_id"] == "c-1"
 
@@ -132,3 +138,59 @@ async def test_signed_deliveries_once_per_unique_key_despite_failures(
         assert per_webhook[key] == [("retrying", 500), ("retrying", 500), ("succeeded", 200)]
     statuses = await db.fetch("SELECT status, count(*) FROM webhooks GROUP BY status")
     assert {r["status"]: r["count"] for r in statuses} == {"succeeded": 5}
+
+
+async def test_subscribing_an_unknown_customer_announces_both(
+    tenant: Any, call: Call, db: asyncpg.Connection
+) -> None:
+    lago = tenant.client
+    await call(lago.webhook_endpoints.create, WebhookEndpoint(webhook_url="https://example.com"))
+    await call(
+        lago.plans.create,
+        Plan(name="P", code="p", interval="monthly", amount_cents=1000, amount_currency="EUR"),
+    )
+    await call(
+        lago.subscriptions.create,
+        Subscription(external_customer_id="new-1", plan_code="p", external_id="s-1"),
+    )
+    queued = await db.fetch(
+        "SELECT webhook_type, payload -> object_type ->> 'external_id' AS external_id "
+        "FROM webhooks ORDER BY created_at, webhook_type"
+    )
+    assert [(q["webhook_type"], q["external_id"]) for q in queued] == [
+        ("customer.created", "new-1"),
+        ("subscription.started", "s-1"),
+    ]
+
+
+async def test_the_operator_reads_the_hmac_secret_with_the_cli(
+    tenant: Any, settings: Any, db: asyncpg.Connection, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from support.services import service_env
+
+    env = service_env(settings, tmp_path)
+
+    def secret(organization: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meterflow.cli",
+                "webhook-secret",
+                "--organization",
+                organization,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    shown = await asyncio.to_thread(secret, tenant.organization_id)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == await db.fetchval("SELECT hmac_key FROM webhook_keys")
+    unknown = await asyncio.to_thread(secret, "not-an-id")
+    assert unknown.returncode == 1 and "not an organization id" in unknown.stderr

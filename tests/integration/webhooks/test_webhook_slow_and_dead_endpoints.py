@@ -61,5 +61,6 @@ async def test_slow_endpoint_delays_nobody_and_dead_endpoint_is_given_up(
     assert [a["outcome"] for a in attempts] == ["retrying", "retrying", "failed"] * 5
     assert all("ClientConnectorError" in a["error"] for a in attempts)
     waits = [a["wait"].total_seconds() for a in attempts if a["outcome"] == "retrying"]
-    # 0.2 s after the first try, 0.4 s after the second: the wait doubles.
-    assert all(0.15 < w < 0.6 for w in waits[0::2]) and all(0.35 < w < 0.8 for w in waits[1::2])
+    # 0.2 s after the first try, 0.4 s after the second: the wait doubles (each wait also
+    # holds the try itself, a refused connection, hence the loose upper bounds).
+    assert all(0.19 < w < 3 for w in waits[0::2]) and all(0.39 < w < 3 for w in waits[1::2])

@@ -1,0 +1,219 @@
+"""Period end to invoice: the time from a billing period's end to its invoice being readable
+through `GET /api/v1/invoices` (issue 11: within 60 s when producers are up to date), with
+ingest, the aggregator and the invoicer as real processes on their defaults.
+
+    .venv/bin/python -m bench.aggregator_period_end [--subscriptions 5] [--max-wait 20]
+
+Periods end at local midnights, so the bench looks among the IANA zones for the soonest
+local midnight at least 90 s away (and at most `--max-wait` minutes), gives its customers
+that zone, and subscribes them to a weekly plan billed on the anniversary of a start exactly
+one week before that midnight: their first period ends then. Each subscription gets events
+until a few seconds before the end (answered 200); then the bench polls
+`GET /api/v1/invoices?external_customer_id=...` every 100 ms until every invoice is there
+and checks it bills exactly those events. Prints each delay after the end, writes JSON to
+bench/results/. One run per midnight: run it again at the next one for another.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/aggregator_period_end.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+import zoneinfo
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench import report
+from bench.aggregator_termination import services
+from bench.freshness import api, expect_ok
+from bench.processes import delete_app_topics
+from bench.workload import COUNT_CODE, WrongTotals
+from gateway.organizations import create_organization
+from meterflow.db import connect, migrate
+from meterflow.settings import Settings, Topics
+from meterflow.stack.local import LocalStack
+from meterflow.topics import delete_topics, ensure_topics
+
+PLAN = "bench-weekly"
+EVENTS = 20
+
+
+def next_midnight(now: datetime, max_wait: timedelta) -> tuple[str, datetime] | None:
+    """(zone, UTC instant) of the soonest local midnight in [now + 90 s, now + max_wait]."""
+    best: tuple[str, datetime] | None = None
+    for name in sorted(zoneinfo.available_timezones()):
+        if name.startswith(("Etc/", "SystemV/")) or "/" not in name:
+            continue
+        zone = zoneinfo.ZoneInfo(name)
+        local = now.astimezone(zone)
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+        at = midnight.astimezone(UTC)
+        if now + timedelta(seconds=90) <= at <= now + max_wait and (best is None or at < best[1]):
+            best = (name, at)
+    return best
+
+
+async def run(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    found = next_midnight(datetime.now(UTC), timedelta(minutes=args.max_wait))
+    if found is None:
+        raise SystemExit(f"no local midnight within {args.max_wait} minutes")
+    zone, end = found
+    start = (end.astimezone(zoneinfo.ZoneInfo(zone)) - timedelta(days=7)).astimezone(UTC)
+    print(f"period end {end.isoformat()} ({zone} midnight)", flush=True)
+    run_id = uuid.uuid4().hex[:8]
+    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    await migrate(settings.dsn, schema=settings.db_schema)
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    delays: list[float] = []
+    try:
+        _org, key = await create_organization(settings, "bench-period-end")
+        with tempfile.TemporaryDirectory() as tmp:
+            async with services(settings, Path(tmp)) as port:
+                url = f"http://127.0.0.1:{port}"
+                headers = {"Authorization": f"Bearer {key}"}
+                timeout = aiohttp.ClientTimeout(total=30)
+                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+                    await create_catalog(session, url, args.subscriptions, zone, start)
+                    sent = 0
+                    while time.time() < end.timestamp() - 5:
+                        await send_events(session, url, args.subscriptions, sent)
+                        sent += 1
+                        await asyncio.sleep(1.0)
+                    await asyncio.sleep(max(0.0, end.timestamp() - time.time()))
+                    waiting = set(range(args.subscriptions))
+                    while waiting:
+                        for i in sorted(waiting):
+                            query = f"{url}/api/v1/invoices?external_customer_id=pe-cust-{i}"
+                            async with session.get(query) as response:
+                                body = orjson.loads(await expect_ok(response, "GET invoices"))
+                            if body["invoices"]:
+                                delays.append(time.time() - end.timestamp())
+                                check(body["invoices"][0], i, sent)
+                                waiting.discard(i)
+                        if time.time() - end.timestamp() > 300:
+                            raise WrongTotals(f"no invoice 300 s after the end for {waiting}")
+                        await asyncio.sleep(0.1)
+    finally:
+        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
+        await delete_topics(settings.bootstrap_servers, settings.topics)
+        conn = await connect(settings.dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
+        finally:
+            await conn.close()
+    return {
+        "zone": zone,
+        "period_end": end.isoformat(),
+        "subscriptions": args.subscriptions,
+        "median_s": round(report.median(delays), 2),
+        "max_s": round(max(delays), 2),
+        "delays_s": [round(d, 2) for d in delays],
+    }
+
+
+def check(invoice: dict[str, Any], i: int, batches: int) -> None:
+    expected = batches * EVENTS  # 0.01 per event: one cent each
+    billed = int(invoice.get("fees_amount_cents") or 0)
+    if billed != expected:
+        raise WrongTotals(f"pe-sub-{i}: the invoice bills {billed} cents for {expected} events")
+
+
+async def send_events(session: aiohttp.ClientSession, url: str, subscriptions: int, n: int) -> None:
+    stamp = time.time()
+    made = [
+        {
+            "transaction_id": f"pe-{i}-{n}-{k}",
+            "external_subscription_id": f"pe-sub-{i}",
+            "code": COUNT_CODE,
+            "timestamp": stamp,
+        }
+        for i in range(subscriptions)
+        for k in range(EVENTS)
+    ]
+    async with session.post(f"{url}/api/v1/events/batch", json={"events": made}) as response:
+        await expect_ok(response, "events")
+
+
+async def create_catalog(
+    session: aiohttp.ClientSession, url: str, subscriptions: int, zone: str, start: datetime
+) -> None:
+    metric = await api(
+        session,
+        url,
+        "/api/v1/billable_metrics",
+        "billable_metric",
+        {"name": COUNT_CODE, "code": COUNT_CODE, "aggregation_type": "count_agg"},
+    )
+    charge = {
+        "billable_metric_id": metric["lago_id"],
+        "charge_model": "standard",
+        "properties": {"amount": "0.01"},
+    }
+    plan = {"name": PLAN, "code": PLAN, "interval": "weekly", "amount_cents": 0}
+    plan |= {"amount_currency": "USD", "pay_in_advance": False, "charges": [charge]}
+    await api(session, url, "/api/v1/plans", "plan", plan)
+    for i in range(subscriptions):
+        customer = {"external_id": f"pe-cust-{i}", "name": f"P {i}", "currency": "USD"}
+        customer["timezone"] = zone
+        await api(session, url, "/api/v1/customers", "customer", customer)
+        body = {
+            "external_customer_id": f"pe-cust-{i}",
+            "plan_code": PLAN,
+            "external_id": f"pe-sub-{i}",
+            "billing_time": "anniversary",
+            "subscription_at": start.isoformat(),
+        }
+        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=5)
+    parser.add_argument("--max-wait", type=float, default=20.0, help="minutes")
+    args = parser.parse_args()
+    base = Settings.from_env()
+    LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
+    machine = asyncio.run(report.machine_facts(base))
+    result = asyncio.run(run(base, args))
+    report.print_table(
+        ["zone", "period end", "invoices", "median s after end", "max s"],
+        [
+            [
+                result["zone"],
+                result["period_end"],
+                len(result["delays_s"]),
+                result["median_s"],
+                result["max_s"],
+            ]
+        ],
+    )
+    path = report.write_json(
+        "aggregator_period_end",
+        {
+            "benchmark": "aggregator_period_end",
+            "command": " ".join(
+                [Path(sys.executable).name, "-m", "bench.aggregator_period_end", *sys.argv[1:]]
+            ),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine,
+            "load_average_at_end": report.load_average(),
+            "result": result,
+        },
+    )
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

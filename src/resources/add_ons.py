@@ -132,9 +132,7 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "add_on")
     async with db.unit_of_work(ctx.db) as conn:
-        current = await add_on(conn, org.id, request.match_info["code"], lock=True)
-        if current is None:
-            raise NotFound("add_on")
+        current = await crud.locked_by_code(conn, request, "add_on", add_on)
         columns = _parse(raw, current)
         await _check_taxes(conn, org.id, raw)
         if columns["code"] != current["code"]:
@@ -189,11 +187,9 @@ async def list_add_ons(
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the add-on (soft: issued invoices keep their fees of it)."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await add_on(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("add_on")
+        row = await crud.locked_by_code(conn, request, "add_on", add_on)
         body = await _body(conn, row)
         await conn.execute("UPDATE add_ons SET deleted_at = now() WHERE id = $1", row["id"])
     return ok({"add_on": body})

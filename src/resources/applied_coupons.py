@@ -222,11 +222,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
         raise ValidationFailed({"status": [INVALID]})
     codes = request.query.getall("coupon_code[]", []) or None
     async with ctx.db.acquire() as conn:
-        if (
-            external_customer_id is not None
-            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
-        ):
-            raise NotFound("customer")
+        await customers.check_customer(conn, org.id, external_customer_id)
         rows, total = await list_applied_coupons(
             conn,
             org.id,

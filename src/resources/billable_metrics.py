@@ -13,7 +13,6 @@ from meterflow import db
 from meterflow.db import Conn
 from resources import crud, database, plans, records
 from web.context import context, organization
-from web.errors import NotFound
 from web.payload import INVALID, Fields, ok, read_wrapped
 
 _ALLOWED = {
@@ -142,9 +141,7 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "billable_metric")
     async with db.unit_of_work(ctx.db) as conn:
-        row = await billable_metric_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("billable_metric")
+        row = await crud.locked_by_code(conn, request, "billable_metric", billable_metric_by_code)
         metric = parse_metric(raw, _current(row))
         code_changed = metric["code"] != row["code"]
         if code_changed:
@@ -176,11 +173,9 @@ async def find_all(request: web.Request) -> web.Response:
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the metric and, as Lago does, the charges built on it (their plans republish)."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await billable_metric_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("billable_metric")
+        row = await crud.locked_by_code(conn, request, "billable_metric", billable_metric_by_code)
         body = records.billable_metric_body(row)
         plan_ids = await delete_billable_metric(conn, row["id"])
         await records.enqueue_billable_metric(conn, row["id"])

@@ -28,7 +28,6 @@ from meterflow import db
 from meterflow.db import Conn
 from resources import crud, database
 from web.context import context, organization
-from web.errors import NotFound
 from web.payload import (
     MANDATORY,
     Fields,
@@ -186,9 +185,7 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "coupon")
     async with db.unit_of_work(ctx.db) as conn:
-        current = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if current is None:
-            raise NotFound("coupon")
+        current = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
         applied = await coupon_applied(conn, current["id"])
         columns = parse_coupon(raw, current, applied=applied)
         if columns["code"] != current["code"]:
@@ -206,11 +203,9 @@ async def find_all(request: web.Request) -> web.Response:
 
 
 async def destroy(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("coupon")
+        row = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
         deleted = await delete_coupon(conn, row["id"])
     return ok({"coupon": coupon_body(deleted)})
 

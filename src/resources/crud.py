@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from aiohttp import web
@@ -19,6 +19,23 @@ from web.payload import ok, page_params, pagination_meta
 Lookup = Callable[[Conn, uuid.UUID, str], Awaitable[asyncpg.Record | None]]
 Lister = Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[asyncpg.Record], int]]]
 Body = Callable[[asyncpg.Record], dict[str, Any]]
+
+
+class LockingLookup(Protocol):
+    def __call__(
+        self, conn: Conn, org: uuid.UUID, code: str, /, *, lock: bool = False
+    ) -> Awaitable[asyncpg.Record | None]: ...
+
+
+async def locked_by_code(
+    conn: Conn, request: web.Request, kind: str, lookup: LockingLookup
+) -> asyncpg.Record:
+    """The object the path's `code` names, locked until the transaction ends, or
+    `{kind}_not_found`."""
+    row = await lookup(conn, organization(request).id, request.match_info["code"], lock=True)
+    if row is None:
+        raise NotFound(kind)
+    return row
 
 
 async def claim_code(conn: Conn, org: uuid.UUID, kind: str, code: str, lookup: Lookup) -> None:

@@ -457,3 +457,9 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/customers/{external_id}", find),
         web.delete("/api/v1/customers/{external_id}", destroy),
     ]
+
+
+async def check_customer(conn: Conn, org: uuid.UUID, external_id: str | None) -> None:
+    """`customer_not_found` when the path names a customer the organization does not have."""
+    if external_id is not None and await customer_by_external_id(conn, org, external_id) is None:
+        raise NotFound("customer")

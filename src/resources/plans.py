@@ -179,9 +179,7 @@ async def update(request: web.Request) -> web.Response:
     fields = Fields(await read_wrapped(request, "plan"), _PLAN)
     raw_charges = fields.array("charges")
     async with db.unit_of_work(ctx.db) as conn:
-        row = await plan_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("plan")
+        row = await crud.locked_by_code(conn, request, "plan", plan_by_code)
         known = await taxes.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
         check_tax_codes(fields.raw.get("tax_codes"), known)
         plan = _plan_fields(fields, _current(row), known)
@@ -228,11 +226,9 @@ async def find_all(request: web.Request) -> web.Response:
 async def destroy(request: web.Request) -> web.Response:
     """Delete a plan no live subscription uses (Lago terminates them; meterflow asks the
     caller to terminate them first, so no usage is dropped by surprise)."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await plan_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("plan")
+        row = await crud.locked_by_code(conn, request, "plan", plan_by_code)
         if await plan_in_use(conn, row["id"]):
             raise ValidationFailed({"plan": ["attached_to_live_subscriptions"]})
         body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]

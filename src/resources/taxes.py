@@ -87,9 +87,7 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "tax")
     async with db.unit_of_work(ctx.db) as conn:
-        current = await tax_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if current is None:
-            raise NotFound("tax")
+        current = await crud.locked_by_code(conn, request, "tax", tax_by_code)
         columns = _tax_fields(raw, current)
         if columns["code"] != current["code"]:
             await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
@@ -107,11 +105,9 @@ async def find_all(request: web.Request) -> web.Response:
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the tax; customers and plans lose it, issued invoices keep their snapshot."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await tax_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("tax")
+        row = await crud.locked_by_code(conn, request, "tax", tax_by_code)
         await delete_tax(conn, row["id"])
     return ok({"tax": tax_body(row)})
 

@@ -20,7 +20,7 @@ from meterflow.db import Conn
 from resources import crud, database
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import Fields, iso, ok, read_wrapped
+from web.payload import Fields, is_text, iso, ok, read_wrapped
 
 _TAX = {"name", "code", "rate", "description", "applied_to_organization"}
 _MAX_RATE = Decimal(1000)
@@ -46,7 +46,7 @@ def check_tax_codes(codes: Any, known: set[str]) -> None:
     does not have, as Lago answers; a malformed list is left to the field checks."""
     if (
         isinstance(codes, list)
-        and all(isinstance(c, str) for c in codes)
+        and all(is_text(c) for c in codes)
         and any(code not in known for code in codes)
     ):
         raise NotFound("tax")
@@ -122,7 +122,7 @@ async def tax_by_code(
 async def known_tax_codes(conn: Conn, org: uuid.UUID, wanted: Any) -> set[str]:
     """Which of `wanted` (a request's `tax_codes`, if a list of strings) are this
     organization's taxes; no query when nothing is asked."""
-    if not isinstance(wanted, list) or not wanted or not all(isinstance(c, str) for c in wanted):
+    if not isinstance(wanted, list) or not wanted or not all(is_text(c) for c in wanted):
         return set()
     rows = await conn.fetch(
         "SELECT code FROM taxes WHERE organization_id = $1 AND code = ANY($2::text[])",

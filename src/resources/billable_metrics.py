@@ -214,38 +214,27 @@ async def billable_metric_by_id(conn: Conn, metric_id: uuid.UUID) -> asyncpg.Rec
     return row
 
 
+_COLUMNS = (
+    "code",
+    "name",
+    "aggregation_type",
+    "field_name",
+    "recurring",
+    "filters",
+    "attributes",
+)
+
+
 async def insert_billable_metric(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
     metric_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO billable_metrics (id, organization_id, code, name, aggregation_type, "
-        "field_name, recurring, filters, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        metric_id,
-        org,
-        columns["code"],
-        columns["name"],
-        columns["aggregation_type"],
-        columns["field_name"],
-        columns["recurring"],
-        columns["filters"],
-        columns["attributes"],
-    )
+    sql = database.insert_row("billable_metrics", _COLUMNS)
+    await conn.execute(sql, metric_id, org, *database.values(columns, _COLUMNS))
     return metric_id
 
 
 async def update_billable_metric(conn: Conn, metric_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE billable_metrics SET code = $2, name = $3, aggregation_type = $4, "
-        "field_name = $5, recurring = $6, filters = $7, attributes = $8, "
-        "version = version + 1, updated_at = now() WHERE id = $1",
-        metric_id,
-        columns["code"],
-        columns["name"],
-        columns["aggregation_type"],
-        columns["field_name"],
-        columns["recurring"],
-        columns["filters"],
-        columns["attributes"],
-    )
+    sql = database.update_row("billable_metrics", _COLUMNS, versioned=True)
+    await conn.execute(sql, metric_id, *database.values(columns, _COLUMNS))
 
 
 async def plans_using_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:

@@ -377,17 +377,12 @@ async def insert_customer(
     return customer_id
 
 
+_UPDATED = ("name", "email", "currency", "timezone", "attributes")
+
+
 async def update_customer(conn: Conn, customer_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE customers SET name = $2, email = $3, currency = $4, timezone = $5, "
-        "attributes = $6, version = version + 1, updated_at = now() WHERE id = $1",
-        customer_id,
-        columns["name"],
-        columns["email"],
-        columns["currency"],
-        columns["timezone"],
-        columns["attributes"],
-    )
+    sql = database.update_row("customers", _UPDATED, versioned=True)
+    await conn.execute(sql, customer_id, *database.values(columns, _UPDATED))
 
 
 async def mark_customer_deleted(conn: Conn, customer_id: uuid.UUID) -> None:

@@ -251,38 +251,27 @@ async def plan_by_id(conn: Conn, plan_id: uuid.UUID) -> asyncpg.Record:
     return row
 
 
+_COLUMNS = (
+    "code",
+    "name",
+    "interval",
+    "amount_cents",
+    "amount_currency",
+    "pay_in_advance",
+    "attributes",
+)
+
+
 async def insert_plan(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
     plan_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO plans (id, organization_id, code, name, interval, amount_cents, "
-        "amount_currency, pay_in_advance, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        plan_id,
-        org,
-        columns["code"],
-        columns["name"],
-        columns["interval"],
-        columns["amount_cents"],
-        columns["amount_currency"],
-        columns["pay_in_advance"],
-        columns["attributes"],
-    )
+    sql = database.insert_row("plans", _COLUMNS)
+    await conn.execute(sql, plan_id, org, *database.values(columns, _COLUMNS))
     return plan_id
 
 
 async def update_plan(conn: Conn, plan_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE plans SET code = $2, name = $3, interval = $4, amount_cents = $5, "
-        "amount_currency = $6, pay_in_advance = $7, attributes = $8, version = version + 1, "
-        "updated_at = now() WHERE id = $1",
-        plan_id,
-        columns["code"],
-        columns["name"],
-        columns["interval"],
-        columns["amount_cents"],
-        columns["amount_currency"],
-        columns["pay_in_advance"],
-        columns["attributes"],
-    )
+    sql = database.update_row("plans", _COLUMNS, versioned=True)
+    await conn.execute(sql, plan_id, *database.values(columns, _COLUMNS))
 
 
 async def bump_plan(conn: Conn, plan_id: uuid.UUID) -> None:

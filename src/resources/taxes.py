@@ -141,33 +141,19 @@ async def taxes_by_codes(conn: Conn, org: uuid.UUID, codes: list[str]) -> list[a
     return list(rows)
 
 
+_COLUMNS = ("code", "name", "rate", "description", "applied_to_organization")
+
+
 async def insert_tax(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "INSERT INTO taxes (id, organization_id, code, name, rate, description, "
-        "applied_to_organization) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-        uuid.uuid4(),
-        org,
-        columns["code"],
-        columns["name"],
-        columns["rate"],
-        columns["description"],
-        columns["applied_to_organization"],
-    )
+    sql = database.insert_row("taxes", _COLUMNS, returning=True)
+    row = await conn.fetchrow(sql, uuid.uuid4(), org, *database.values(columns, _COLUMNS))
     assert row is not None
     return row
 
 
 async def update_tax(conn: Conn, tax_id: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "UPDATE taxes SET code = $2, name = $3, rate = $4, description = $5, "
-        "applied_to_organization = $6, updated_at = now() WHERE id = $1 RETURNING *",
-        tax_id,
-        columns["code"],
-        columns["name"],
-        columns["rate"],
-        columns["description"],
-        columns["applied_to_organization"],
-    )
+    sql = database.update_row("taxes", _COLUMNS, versioned=False, returning=True)
+    row = await conn.fetchrow(sql, tax_id, *database.values(columns, _COLUMNS))
     assert row is not None
     return row
 

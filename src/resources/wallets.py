@@ -31,7 +31,7 @@ from aiohttp import web
 from billing.wallet import cents_to_credits
 from meterflow import db
 from meterflow.db import Conn
-from resources import customers, wallet_transactions
+from resources import customers, database, wallet_transactions
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import (
@@ -353,37 +353,29 @@ async def wallet_by_code(
     return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), customer_id, code)
 
 
+_CREATED = (
+    "customer_id",
+    "name",
+    "code",
+    "currency",
+    "rate_amount",
+    "priority",
+    "expiration_at",
+    "attributes",
+)
+_UPDATED = ("name", "code", "priority", "expiration_at", "attributes")
+
+
 async def insert_wallet(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
     wallet_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO wallets (id, organization_id, customer_id, name, code, currency, "
-        "rate_amount, priority, expiration_at, attributes) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        wallet_id,
-        org,
-        columns["customer_id"],
-        columns["name"],
-        columns["code"],
-        columns["currency"],
-        columns["rate_amount"],
-        columns["priority"],
-        columns["expiration_at"],
-        columns["attributes"],
-    )
+    sql = database.insert_row("wallets", _CREATED)
+    await conn.execute(sql, wallet_id, org, *database.values(columns, _CREATED))
     return wallet_id
 
 
 async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE wallets SET name = $2, code = $3, priority = $4, expiration_at = $5, "
-        "attributes = $6, updated_at = now() WHERE id = $1",
-        wallet_id,
-        columns["name"],
-        columns["code"],
-        columns["priority"],
-        columns["expiration_at"],
-        columns["attributes"],
-    )
+    sql = database.update_row("wallets", _UPDATED, versioned=False)
+    await conn.execute(sql, wallet_id, *database.values(columns, _UPDATED))
 
 
 async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:

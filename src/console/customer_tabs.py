@@ -9,7 +9,8 @@ from console.customers import customer_id_of, customer_of, customer_page
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
 from meterflow import db
-from resources import applied_coupons, credit_notes, invoice_actions, invoices, wallets
+from read_model.invoices import invoice_of, invoice_row, list_invoices
+from resources import applied_coupons, credit_notes, invoice_actions, wallets
 from resources.applied_coupons import applied_coupon_body
 from resources.wallets import wallet_body
 
@@ -21,9 +22,7 @@ async def invoices_tab(request: web.Request, viewer: Viewer) -> web.Response:
     customer = await customer_of(request, viewer, customer_id_of(request))
     filters = (customer["external_id"], None, None, None, None, None, None)
     async with api(request).db.acquire() as conn:
-        bodies, total = await invoices.list_invoices(
-            conn, viewer.organization.id, filters, TAB_ROWS, 0
-        )
+        bodies, total = await list_invoices(conn, viewer.organization.id, filters, TAB_ROWS, 0)
     return await customer_page(request, viewer, "invoices", invoices=bodies, total=total)
 
 
@@ -77,9 +76,7 @@ def _of_customer(external_id: str) -> tuple[str | None, ...]:
 @signed_in
 async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
     async with api(request).db.acquire() as conn:
-        invoice = await invoices.invoice_of(
-            conn, viewer.organization.id, request.match_info["invoice_id"]
-        )
+        invoice = await invoice_of(conn, viewer.organization.id, request.match_info["invoice_id"])
         notes, _ = await credit_notes.list_credit_notes(
             conn, viewer.organization.id, _of_customer(invoice["customer"]["external_id"]), 100, 0
         )
@@ -99,7 +96,7 @@ async def invoice_pdf(request: web.Request, viewer: Viewer) -> web.StreamRespons
     """The invoice's PDF (rendered on the first request, as the API's download does)."""
     await form(request, viewer)
     async with db.unit_of_work(api(request).db) as conn:
-        row = await invoices.invoice_row(
+        row = await invoice_row(
             conn, viewer.organization.id, request.match_info["invoice_id"], lock=True
         )
         body = await invoice_actions.invoice_file(

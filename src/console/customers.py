@@ -14,7 +14,9 @@ from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, not_found, parse_id, redirect, show, signed_in
 from console.sessions import Viewer
 from meterflow.db import Conn
-from resources import customers, records, subscriptions
+from read_model.customers import customer_body
+from read_model.subscriptions import subscription_body
+from resources import customers, subscriptions
 from resources import customers as api_customers
 from web.errors import ValidationFailed
 
@@ -45,7 +47,7 @@ async def customer_list(request: web.Request, viewer: Viewer) -> web.Response:
         viewer,
         "customers.html",
         section="customers",
-        customers=[(records.customer_body(r), counts.get(r["id"], 0)) for r in rows],
+        customers=[(customer_body(r), counts.get(r["id"], 0)) for r in rows],
         search=search,
         page=page,
         pages=pages,
@@ -137,7 +139,7 @@ async def customer_of(
         row = await customers.customer_by_lago_id(conn, viewer.organization.id, customer_id)
     if row is None:
         raise not_found("customer")
-    return records.customer_body(row)
+    return customer_body(row)
 
 
 async def _customer(
@@ -149,7 +151,7 @@ async def _customer(
         if row is None:
             raise not_found("customer")
         locked = await api_customers.external_id_lock(conn, customer_id)
-    return records.customer_body(row), (say("external_id_locked") if locked else None)
+    return customer_body(row), (say("external_id_locked") if locked else None)
 
 
 @signed_in
@@ -198,7 +200,7 @@ async def subscriptions_of(
             limit=100,
             offset=0,
         )
-    return [records.subscription_body(r) for r in rows]
+    return [subscription_body(r) for r in rows]
 
 
 @signed_in

@@ -213,20 +213,42 @@ def _charge_fee(
     if not charge.invoiceable:
         return None
     priced = _price(charge, usage.units, usage.events_count, _restore(usage.aggregation))
+    return _usage_fee(terms, charge, usage, period, currency, priced)
+
+
+def _usage_fee(
+    terms: SubscriptionTerms,
+    charge: ChargeTerms,
+    usage: ChargeUsage,
+    period: BillingPeriod,
+    currency: str,
+    priced: ChargeAmount,
+    adjusts: tuple[Decimal, int] | None = None,
+) -> PricedFee:
+    """The charge fee of `usage` in `period`, priced as `priced` says; with `adjusts`
+    (the units added and the cents already invoiced for the period), the adjustment fee:
+    what `priced` costs more than those cents, never less than nothing."""
+    amount_cents, precise_amount, units = priced.amount_cents(currency), priced.amount, usage.units
+    if adjusts is not None:
+        units, before_cents = adjusts
+        before = Decimal(before_cents).scaleb(-minor_units(currency))
+        amount_cents = max(0, amount_cents - before_cents)
+        precise_amount = max(Decimal(0), precise_amount - before)
     return PricedFee(
         kind=FeeKind.CHARGE,
         item_code=charge.metric_code,
         item_name=charge.metric_name,
         invoice_display_name=charge.invoice_display_name,
-        amount_cents=priced.amount_cents(currency),
-        precise_amount=priced.amount,
-        units=usage.units,
+        amount_cents=amount_cents,
+        precise_amount=precise_amount,
+        units=units,
         events_count=usage.events_count,
         from_date=period.start,
         to_date=period.end,
         charge_id=charge.charge_id,
         billable_metric_id=charge.billable_metric_id,
         usage_period_start=period.start,
+        is_adjustment=adjusts is not None,
         aggregation=usage.aggregation,
         amount_details=amount_details(charge.charge_model, priced),
         taxes=charge.taxes or terms.taxes,
@@ -271,27 +293,7 @@ def _adjustment_fee(
             priced = _price(charge, usage.units, usage.events_count, late)
     else:
         priced = _price(charge, usage.units, usage.events_count, late)
-    cents = max(0, priced.amount_cents(currency) - before_cents)
-    precise = max(Decimal(0), priced.amount - Decimal(before_cents).scaleb(-minor_units(currency)))
-    return PricedFee(
-        kind=FeeKind.CHARGE,
-        item_code=charge.metric_code,
-        item_name=charge.metric_name,
-        invoice_display_name=charge.invoice_display_name,
-        amount_cents=cents,
-        precise_amount=precise,
-        units=units,
-        events_count=usage.events_count,
-        from_date=period.start,
-        to_date=period.end,
-        charge_id=charge.charge_id,
-        billable_metric_id=charge.billable_metric_id,
-        usage_period_start=period.start,
-        is_adjustment=True,
-        aggregation=usage.aggregation,
-        amount_details=amount_details(charge.charge_model, priced),
-        taxes=charge.taxes or terms.taxes,
-    )
+    return _usage_fee(terms, charge, usage, period, currency, priced, (units, before_cents))
 
 
 def _subscription_fee(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeAlias
@@ -59,6 +59,27 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
     """One connection in one transaction: everything a request writes commits together."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+async def fetch_page(
+    conn: Conn,
+    select: str,
+    where: str,
+    args: Sequence[Any],
+    *,
+    order: str,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    """One page of `select + where` in `order`, and how many rows match in all. `select` is
+    `SELECT ... FROM ... ` (joins included); the count runs over its FROM clause."""
+    count_from = select[select.index(" FROM ") + 1 :]
+    total = await conn.fetchval(f"SELECT count(*) {count_from}{where}", *args)
+    n = len(args)
+    rows = await conn.fetch(
+        f"{select}{where}ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset
+    )
+    return list(rows), int(total)
 
 
 async def migrate(dsn: str, *, schema: str = "public") -> list[str]:

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from meterflow import db
 from meterflow.db import Conn
-from resources import database, taxes
+from resources import crud, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
+from web.errors import NotFound
 from web.payload import (
     Fields,
     currency,
@@ -112,9 +112,7 @@ async def create(request: web.Request) -> web.Response:
     columns = _parse(raw, None)
     async with db.unit_of_work(ctx.db) as conn:
         await _check_taxes(conn, org.id, raw)
-        await database.claim_name(conn, org.id, "add_on", columns["code"])
-        if await add_on(conn, org.id, columns["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(conn, org.id, "add_on", columns["code"], add_on)
         row = await conn.fetchrow(
             "INSERT INTO add_ons (id, organization_id, name, code, invoice_display_name, "
             "description, amount_cents, amount_currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -134,15 +132,11 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "add_on")
     async with db.unit_of_work(ctx.db) as conn:
-        current = await add_on(conn, org.id, request.match_info["code"], lock=True)
-        if current is None:
-            raise NotFound("add_on")
+        current = await crud.locked_by_code(conn, request, "add_on", add_on)
         columns = _parse(raw, current)
         await _check_taxes(conn, org.id, raw)
         if columns["code"] != current["code"]:
-            await database.claim_name(conn, org.id, "add_on", columns["code"])
-            if await add_on(conn, org.id, columns["code"]) is not None:
-                raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(conn, org.id, "add_on", columns["code"], add_on)
         row = await conn.fetchrow(
             "UPDATE add_ons SET name = $2, code = $3, invoice_display_name = $4, description = $5, "
             "amount_cents = $6, amount_currency = $7, updated_at = now() WHERE id = $1 RETURNING *",
@@ -178,27 +172,24 @@ async def list_add_ons(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of the organization's add-ons, newest first, and how many there are."""
-    total = await conn.fetchval(
-        "SELECT count(*) FROM add_ons WHERE organization_id = $1 AND deleted_at IS NULL", org
-    )
-    rows = await conn.fetch(
-        "SELECT * FROM add_ons WHERE organization_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
+    rows, total = await db.fetch_page(
+        conn,
+        "SELECT * FROM add_ons ",
+        "WHERE organization_id = $1 AND deleted_at IS NULL ",
+        (org,),
+        order="created_at DESC, id",
+        limit=limit,
+        offset=offset,
     )
     found = await taxes.taxes_of(conn, "add_on", [r["id"] for r in rows])
-    return [add_on_body(r, found[r["id"]]) for r in rows], int(total)
+    return [add_on_body(r, found[r["id"]]) for r in rows], total
 
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the add-on (soft: issued invoices keep their fees of it)."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await add_on(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("add_on")
+        row = await crud.locked_by_code(conn, request, "add_on", add_on)
         body = await _body(conn, row)
         await conn.execute("UPDATE add_ons SET deleted_at = now() WHERE id = $1", row["id"])
     return ok({"add_on": body})

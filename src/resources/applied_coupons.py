@@ -106,18 +106,10 @@ async def list_applied_coupons(
         "AND ($4::text[] IS NULL OR c.code = ANY($4::text[])) "
     )
     args = (org, external_customer_id, status, coupon_codes)
-    total = await conn.fetchval(
-        "SELECT count(*) FROM applied_coupons ac JOIN coupons c ON c.id = ac.coupon_id "
-        "JOIN customers cu ON cu.id = ac.customer_id " + where,
-        *args,
+    order = "ac.created_at DESC, ac.id"
+    return await db.fetch_page(
+        conn, _APPLIED_COUPON, where, args, order=order, limit=limit, offset=offset
     )
-    rows = await conn.fetch(
-        _APPLIED_COUPON + where + "ORDER BY ac.created_at DESC, ac.id LIMIT $5 OFFSET $6",
-        *args,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
 
 
 _APPLIED = {
@@ -230,11 +222,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
         raise ValidationFailed({"status": [INVALID]})
     codes = request.query.getall("coupon_code[]", []) or None
     async with ctx.db.acquire() as conn:
-        if (
-            external_customer_id is not None
-            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
-        ):
-            raise NotFound("customer")
+        await customers.check_customer(conn, org.id, external_customer_id)
         rows, total = await list_applied_coupons(
             conn,
             org.id,

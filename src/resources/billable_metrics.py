@@ -11,10 +11,9 @@ from aiohttp import web
 from billing.aggregations import AGGREGATIONS
 from meterflow import db
 from meterflow.db import Conn
-from resources import database, plans, records
+from resources import crud, database, plans, records
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
+from web.payload import INVALID, Fields, ok, read_wrapped
 
 _ALLOWED = {
     "name",
@@ -129,9 +128,9 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     metric = parse_metric(await read_wrapped(request, "billable_metric"))
     async with db.unit_of_work(ctx.db) as conn:
-        await database.claim_name(conn, org.id, "billable_metric", metric["code"])
-        if await billable_metric_by_code(conn, org.id, metric["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(
+            conn, org.id, "billable_metric", metric["code"], billable_metric_by_code
+        )
         metric_id = await insert_billable_metric(conn, org.id, _columns(metric))
         body = await records.enqueue_billable_metric(conn, metric_id)
     await ctx.catalog.drain_quietly()
@@ -142,15 +141,13 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "billable_metric")
     async with db.unit_of_work(ctx.db) as conn:
-        row = await billable_metric_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("billable_metric")
+        row = await crud.locked_by_code(conn, request, "billable_metric", billable_metric_by_code)
         metric = parse_metric(raw, _current(row))
         code_changed = metric["code"] != row["code"]
         if code_changed:
-            await database.claim_name(conn, org.id, "billable_metric", metric["code"])
-        if code_changed and await billable_metric_by_code(conn, org.id, metric["code"]):
-            raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(
+                conn, org.id, "billable_metric", metric["code"], billable_metric_by_code
+            )
         await update_billable_metric(conn, row["id"], _columns(metric))
         body = await records.enqueue_billable_metric(conn, row["id"])
         # Plans nest their charges' metric code: republish them when it changes.
@@ -163,34 +160,22 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await billable_metric_by_code(conn, org.id, request.match_info["code"])
-    if row is None:
-        raise NotFound("billable_metric")
-    return ok({"billable_metric": records.billable_metric_body(row)})
+    return await crud.find_by_code(
+        request, "billable_metric", billable_metric_by_code, records.billable_metric_body
+    )
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_billable_metrics(conn, org.id, per_page, (page - 1) * per_page)
-    return ok(
-        {
-            "billable_metrics": [records.billable_metric_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    return await crud.find_page(
+        request, "billable_metrics", list_billable_metrics, records.billable_metric_body
     )
 
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the metric and, as Lago does, the charges built on it (their plans republish)."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await billable_metric_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("billable_metric")
+        row = await crud.locked_by_code(conn, request, "billable_metric", billable_metric_by_code)
         body = records.billable_metric_body(row)
         plan_ids = await delete_billable_metric(conn, row["id"])
         await records.enqueue_billable_metric(conn, row["id"])
@@ -229,38 +214,27 @@ async def billable_metric_by_id(conn: Conn, metric_id: uuid.UUID) -> asyncpg.Rec
     return row
 
 
+_COLUMNS = (
+    "code",
+    "name",
+    "aggregation_type",
+    "field_name",
+    "recurring",
+    "filters",
+    "attributes",
+)
+
+
 async def insert_billable_metric(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
     metric_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO billable_metrics (id, organization_id, code, name, aggregation_type, "
-        "field_name, recurring, filters, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        metric_id,
-        org,
-        columns["code"],
-        columns["name"],
-        columns["aggregation_type"],
-        columns["field_name"],
-        columns["recurring"],
-        columns["filters"],
-        columns["attributes"],
-    )
+    sql = database.insert_row("billable_metrics", _COLUMNS)
+    await conn.execute(sql, metric_id, org, *database.values(columns, _COLUMNS))
     return metric_id
 
 
 async def update_billable_metric(conn: Conn, metric_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE billable_metrics SET code = $2, name = $3, aggregation_type = $4, "
-        "field_name = $5, recurring = $6, filters = $7, attributes = $8, "
-        "version = version + 1, updated_at = now() WHERE id = $1",
-        metric_id,
-        columns["code"],
-        columns["name"],
-        columns["aggregation_type"],
-        columns["field_name"],
-        columns["recurring"],
-        columns["filters"],
-        columns["attributes"],
-    )
+    sql = database.update_row("billable_metrics", _COLUMNS, versioned=True)
+    await conn.execute(sql, metric_id, *database.values(columns, _COLUMNS))
 
 
 async def plans_using_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
@@ -285,18 +259,7 @@ async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.
 async def list_billable_metrics(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL",
-        org,
-    )
-    rows = await conn.fetch(
-        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "billable_metrics", org, limit, offset, live=True)
 
 
 def routes() -> list[web.RouteDef]:

@@ -26,17 +26,14 @@ from aiohttp import web
 
 from meterflow import db
 from meterflow.db import Conn
-from resources import database
+from resources import crud, database
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
 from web.payload import (
     MANDATORY,
     Fields,
     currency,
     iso,
     ok,
-    page_params,
-    pagination_meta,
     read_wrapped,
 )
 
@@ -179,9 +176,7 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = parse_coupon(await read_wrapped(request, "coupon"), None)
     async with db.unit_of_work(ctx.db) as conn:
-        await database.claim_name(conn, org.id, "coupon", columns["code"])
-        if await coupon_by_code(conn, org.id, columns["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
         row = await insert_coupon(conn, org.id, columns)
     return ok({"coupon": coupon_body(row)})
 
@@ -190,44 +185,27 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "coupon")
     async with db.unit_of_work(ctx.db) as conn:
-        current = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if current is None:
-            raise NotFound("coupon")
+        current = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
         applied = await coupon_applied(conn, current["id"])
         columns = parse_coupon(raw, current, applied=applied)
         if columns["code"] != current["code"]:
-            await database.claim_name(conn, org.id, "coupon", columns["code"])
-            if await coupon_by_code(conn, org.id, columns["code"]) is not None:
-                raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
         row = await update_coupon(conn, current["id"], columns)
     return ok({"coupon": coupon_body(row)})
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await coupon_by_code(conn, org.id, request.match_info["code"])
-    if row is None:
-        raise NotFound("coupon")
-    return ok({"coupon": coupon_body(row)})
+    return await crud.find_by_code(request, "coupon", coupon_by_code, coupon_body)
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_coupons(conn, org.id, per_page, (page - 1) * per_page)
-    return ok(
-        {"coupons": [coupon_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
-    )
+    return await crud.find_page(request, "coupons", list_coupons, coupon_body)
 
 
 async def destroy(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await coupon_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("coupon")
+        row = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
         deleted = await delete_coupon(conn, row["id"])
     return ok({"coupon": coupon_body(deleted)})
 
@@ -308,17 +286,7 @@ async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
 async def list_coupons(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL", org
-    )
-    rows = await conn.fetch(
-        "SELECT * FROM coupons WHERE organization_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "coupons", org, limit, offset, live=True)
 
 
 def routes() -> list[web.RouteDef]:

@@ -16,7 +16,7 @@ from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amo
 from billing.errors import InvalidInvoiceInput
 from meterflow import db
 from meterflow.db import Conn
-from resources.invoices import invoice_row
+from read_model.invoices import invoice_row
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, ok, read_wrapped
@@ -34,6 +34,13 @@ async def _fees(conn: Conn, invoice_id: uuid.UUID) -> dict[str, asyncpg.Record]:
         invoice_id,
     )
     return {str(r["id"]): r for r in rows}
+
+
+async def remaining_items(conn: Conn, invoice_id: uuid.UUID) -> list[tuple[str, int]]:
+    """(fee id, cents) of what is left to credit of each fee of the invoice."""
+    fees = await _fees(conn, invoice_id)
+    left = [(fee_id, fee["amount_cents"] - int(fee["credited"])) for fee_id, fee in fees.items()]
+    return [(fee_id, cents) for fee_id, cents in left if cents > 0]
 
 
 def _credited(fee: asyncpg.Record, rates: dict[str, Decimal]) -> CreditedFee:

@@ -22,10 +22,11 @@ from aiohttp import web
 from billing.credit_notes import CreditNoteAmounts
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from resources import credit_note_amounts, customers, subscriptions
+from read_model.customers import customer_body, customer_by_id
+from read_model.invoices import fee_body
+from read_model.subscriptions import subscription_by_id
+from resources import credit_note_amounts
 from resources.credit_note_amounts import amounts_of, applied_taxes, creditable_invoice, parse_items
-from resources.invoices import fee_body
-from resources.records import customer_body
 from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
@@ -112,7 +113,7 @@ def credit_note_body(
 async def note_body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", note["invoice_id"])
     assert invoice is not None
-    customer = await customers.customer_by_id(conn, note["customer_id"])
+    customer = await customer_by_id(conn, note["customer_id"])
     rows = await conn.fetch(
         "SELECT i.id AS item_id, i.amount_cents AS item_amount_cents, f.* "
         "FROM credit_note_items i JOIN fees f ON f.id = i.fee_id "
@@ -121,9 +122,9 @@ async def note_body(conn: Conn, note: asyncpg.Record) -> dict[str, Any]:
     )
     external_subscription = None
     if invoice["subscription_id"] is not None:
-        external_subscription = (
-            await subscriptions.subscription_by_id(conn, invoice["subscription_id"])
-        )["external_id"]
+        external_subscription = (await subscription_by_id(conn, invoice["subscription_id"]))[
+            "external_id"
+        ]
     return credit_note_body(note, invoice, customer, list(rows), external_subscription)
 
 
@@ -159,31 +160,52 @@ async def create(request: web.Request) -> web.Response:
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await amounts_of(conn, invoice, items)
-        if credit + refund != amounts.total_cents:
-            raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
-        if refund and invoice["payment_status"] != "succeeded":
-            raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
-        note = await _insert(conn, org.id, invoice, reason, description, credit, refund, amounts)
-        if metadata:
-            with_metadata = await conn.fetchrow(
-                "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
-                note["id"],
-                metadata,
-            )
-            assert with_metadata is not None
-            note = with_metadata
-        for fee, cents in chosen:
-            await conn.execute(
-                "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
-                "precise_amount_cents) VALUES ($1, $2, $3, $4::bigint, $4::bigint::numeric)",
-                uuid.uuid4(),
-                note["id"],
-                fee["id"],
-                cents,
-            )
-        body = await note_body(conn, note)
-        await webhook_outbox.emit(conn, org.id, "credit_note.created", note["id"], body)
+        body = await issue(
+            conn, org.id, invoice, chosen, amounts, reason, description, credit, refund, metadata
+        )
     return ok({"credit_note": body})
+
+
+async def issue(
+    conn: Conn,
+    org: uuid.UUID,
+    invoice: asyncpg.Record,
+    chosen: list[tuple[asyncpg.Record, int]],
+    amounts: CreditNoteAmounts,
+    reason: str,
+    description: str | None,
+    credit: int,
+    refund: int,
+    metadata: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """Write a credit note of `chosen` (fee, cents) items on `invoice` and announce it
+    (`credit_note.created`); 422 when credit and refund do not make its total, or a refund
+    is asked of an unpaid invoice. Returns its API body."""
+    if credit + refund != amounts.total_cents:
+        raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
+    if refund and invoice["payment_status"] != "succeeded":
+        raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
+    note = await _insert(conn, org, invoice, reason, description, credit, refund, amounts)
+    if metadata:
+        with_metadata = await conn.fetchrow(
+            "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
+            note["id"],
+            metadata,
+        )
+        assert with_metadata is not None
+        note = with_metadata
+    for fee, cents in chosen:
+        await conn.execute(
+            "INSERT INTO credit_note_items (id, credit_note_id, fee_id, amount_cents, "
+            "precise_amount_cents) VALUES ($1, $2, $3, $4::bigint, $4::bigint::numeric)",
+            uuid.uuid4(),
+            note["id"],
+            fee["id"],
+            cents,
+        )
+    body = await note_body(conn, note)
+    await webhook_outbox.emit(conn, org, "credit_note.created", note["id"], body)
+    return body
 
 
 async def _insert(
@@ -196,7 +218,7 @@ async def _insert(
     refund: int,
     amounts: CreditNoteAmounts,
 ) -> asyncpg.Record:
-    customer = await customers.customer_by_id(conn, invoice["customer_id"])
+    customer = await customer_by_id(conn, invoice["customer_id"])
     tz = ZoneInfo(customer["timezone"] or customer["organization_timezone"] or "UTC")
     sequence = await conn.fetchval(
         "SELECT coalesce(max(sequential_id), 0) + 1 FROM credit_notes WHERE invoice_id = $1",

@@ -13,6 +13,12 @@ from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
+from read_model.customers import (
+    ADDRESS_FIELDS,
+    CUSTOMER_TEXT_FIELDS,
+    SELECT_CUSTOMER,
+    customer_body,
+)
 from resources import applied_coupons, database, records, subscriptions, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import IngestContext, Organization, context, organization
@@ -26,26 +32,6 @@ from web.payload import (
     page_params,
     pagination_meta,
     read_wrapped,
-)
-
-ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "country", "state", "zipcode")
-CUSTOMER_TEXT_FIELDS = (
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "zipcode",
-    "email",
-    "legal_name",
-    "legal_number",
-    "logo_url",
-    "name",
-    "firstname",
-    "lastname",
-    "phone",
-    "tax_identification_number",
-    "url",
-    "billing_entity_code",
 )
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
@@ -311,7 +297,7 @@ async def find(request: web.Request) -> web.Response:
         row = await customer_by_external_id(conn, org.id, request.match_info["external_id"])
         if row is None:
             raise NotFound("customer")
-        body = (await with_taxes(conn, [records.customer_body(row)]))[0]
+        body = (await with_taxes(conn, [customer_body(row)]))[0]
     return ok({"customer": body})
 
 
@@ -322,7 +308,7 @@ async def find_all(request: web.Request) -> web.Response:
         rows, total = await list_customers(
             conn, org.id, per_page, (page - 1) * per_page, request.query.get("search_term")
         )
-        bodies = await with_taxes(conn, [records.customer_body(r) for r in rows])
+        bodies = await with_taxes(conn, [customer_body(r) for r in rows])
     return ok(
         {
             "customers": bodies,
@@ -359,23 +345,14 @@ async def delete_customer(
     return body
 
 
-_CUSTOMER = (
-    "SELECT c.*, o.timezone AS organization_timezone FROM customers c "
-    "JOIN organizations o ON o.id = c.organization_id "
-)
-
-
 async def customer_by_external_id(
     conn: Conn, org: uuid.UUID, external_id: str, *, lock: bool = False
 ) -> asyncpg.Record | None:
-    sql = _CUSTOMER + "WHERE c.organization_id = $1 AND c.external_id = $2 AND deleted_at IS NULL"
+    sql = (
+        SELECT_CUSTOMER
+        + "WHERE c.organization_id = $1 AND c.external_id = $2 AND deleted_at IS NULL"
+    )
     return await conn.fetchrow(sql + (" FOR UPDATE OF c" if lock else ""), org, external_id)
-
-
-async def customer_by_id(conn: Conn, customer_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(_CUSTOMER + "WHERE c.id = $1", customer_id)
-    assert row is not None
-    return row
 
 
 async def insert_customer(
@@ -400,17 +377,12 @@ async def insert_customer(
     return customer_id
 
 
+_UPDATED = ("name", "email", "currency", "timezone", "attributes")
+
+
 async def update_customer(conn: Conn, customer_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE customers SET name = $2, email = $3, currency = $4, timezone = $5, "
-        "attributes = $6, version = version + 1, updated_at = now() WHERE id = $1",
-        customer_id,
-        columns["name"],
-        columns["email"],
-        columns["currency"],
-        columns["timezone"],
-        columns["attributes"],
-    )
+    sql = database.update_row("customers", _UPDATED, versioned=True)
+    await conn.execute(sql, customer_id, *database.values(columns, _UPDATED))
 
 
 async def mark_customer_deleted(conn: Conn, customer_id: uuid.UUID) -> None:
@@ -424,7 +396,7 @@ async def mark_customer_deleted(conn: Conn, customer_id: uuid.UUID) -> None:
 async def customer_by_lago_id(
     conn: Conn, org: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
 ) -> asyncpg.Record | None:
-    sql = _CUSTOMER + "WHERE c.organization_id = $1 AND c.id = $2 AND deleted_at IS NULL"
+    sql = SELECT_CUSTOMER + "WHERE c.organization_id = $1 AND c.id = $2 AND deleted_at IS NULL"
     return await conn.fetchrow(sql + (" FOR UPDATE OF c" if lock else ""), org, customer_id)
 
 
@@ -467,15 +439,10 @@ async def list_customers(
         # search_text: those fields lowercased in one column (migration 0021)
         where += "AND c.search_text LIKE $2 "
         args.append(_like(search_term.lower()))
-    total = await conn.fetchval("SELECT count(*) FROM customers c " + where, *args)
-    n = len(args)
-    rows = await conn.fetch(
-        _CUSTOMER + where + f"ORDER BY c.created_at DESC, c.id LIMIT ${n + 1} OFFSET ${n + 2}",
-        *args,
-        limit,
-        offset,
+    order = "c.created_at DESC, c.id"
+    return await db.fetch_page(
+        conn, SELECT_CUSTOMER, where, args, order=order, limit=limit, offset=offset
     )
-    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:
@@ -485,3 +452,9 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/customers/{external_id}", find),
         web.delete("/api/v1/customers/{external_id}", destroy),
     ]
+
+
+async def check_customer(conn: Conn, org: uuid.UUID, external_id: str | None) -> None:
+    """`customer_not_found` when the path names a customer the organization does not have."""
+    if external_id is not None and await customer_by_external_id(conn, org, external_id) is None:
+        raise NotFound("customer")

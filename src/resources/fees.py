@@ -13,7 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from meterflow.db import Conn
-from resources.invoices import fee_body
+from read_model.invoices import fee_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, ok, page_params, pagination_meta, parse_instant

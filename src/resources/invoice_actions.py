@@ -13,9 +13,9 @@ from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from resources import document_files
+from read_model.invoices import PAYMENT_STATUSES, extended_body, invoice_row
+from resources import credit_note_amounts, credit_notes, document_files
 from resources.documents_pdf import render_invoice
-from resources.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from web.context import context, organization
 from web.errors import NotAllowed, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
@@ -26,19 +26,34 @@ _VOID = {"generate_credit_note", "refund_amount", "credit_amount"}
 
 
 async def void(request: web.Request) -> web.Response:
-    """Void a finalized invoice that is not paid (Lago's rule without a body); the credit
-    note variant (`generate_credit_note`) is not supported."""
+    """Void a finalized invoice that is not paid (Lago's rule without a body). With
+    `generate_credit_note`, any finalized invoice, paid or not, is voided and what is left to
+    credit of it goes on one credit note: `refund_amount` (a paid invoice only) and
+    `credit_amount` (by default the rest) must add up to it, since the second, voided credit
+    note Lago makes of a remainder is not supported."""
     ctx, org = context(request), organization(request)
     raw = await read_json(request) if request.can_read_body else {}
-    if raw:
-        fields = Fields(raw if isinstance(raw, dict) else {}, _VOID)
-        if fields.flag("generate_credit_note"):
-            fields.add("generate_credit_note", "not_supported")
-        fields.check()
+    fields = Fields(raw if isinstance(raw, dict) else {}, _VOID)
+    generate = bool(fields.flag("generate_credit_note"))
+    refund = fields.integer("refund_amount", minimum=0) or 0
+    credit = fields.integer("credit_amount", minimum=0)
+    fields.check()
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        if invoice["status"] != "finalized" or invoice["payment_status"] == "succeeded":
+        if invoice["status"] != "finalized" or (
+            invoice["payment_status"] == "succeeded" and not generate
+        ):
             raise NotAllowed(code="not_voidable")
+        if generate:
+            items = await credit_note_amounts.remaining_items(conn, invoice["id"])
+            if items:
+                amounts, chosen = await credit_note_amounts.amounts_of(conn, invoice, items)
+                credited = amounts.total_cents - refund if credit is None else credit
+                if credited < 0 or credited + refund != amounts.total_cents:
+                    raise ValidationFailed({"credit_amount": ["does_not_match_invoice_remainder"]})
+                await credit_notes.issue(
+                    conn, org.id, invoice, chosen, amounts, "other", None, credited, refund
+                )
         voided = await conn.fetchrow(
             "UPDATE invoices SET status = 'voided', voided_at = now(), updated_at = now() "
             "WHERE id = $1 RETURNING *",

@@ -25,9 +25,10 @@ from invoicer import repository as invoicer_repository
 from invoicer import terms as invoicer_terms
 from invoicer.closed_period import ChargeUsage, PeriodClosed
 from invoicer.pricing import price_period
+from read_model.customers import customer_by_id
+from read_model.invoices import extended_body
 from resources import customers, plans, subscriptions
 from resources.current_usage import current_usage
-from resources.invoices import extended_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, currency, ok, read_json
@@ -125,7 +126,7 @@ async def _new_subscription(
         customer_id = await customers.insert_customer(
             conn, org.id, external_customer_id or f"preview-{uuid.uuid4()}", columns
         )
-        customer = await customers.customer_by_id(conn, customer_id)
+        customer = await customer_by_id(conn, customer_id)
     fields.check()
     subscription_id = await subscriptions.insert_subscription(
         conn,

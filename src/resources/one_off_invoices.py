@@ -23,9 +23,9 @@ from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from read_model import credit_notes
 from read_model.invoice_rows import applied_taxes, document_prefix, fee_taxes
+from read_model.invoices import extended_body
 from resources import customers, organizations, taxes
 from resources.add_ons import add_on
-from resources.invoices import extended_body
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, Fields, currency, ok, read_wrapped

@@ -13,7 +13,7 @@ from aiohttp import web
 from billing.periods import PlanInterval
 from meterflow import db
 from meterflow.db import Conn
-from resources import charges, database, records, subscriptions, taxes
+from resources import charges, crud, database, records, subscriptions, taxes
 from resources.taxes import check_tax_codes, tax_body
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
@@ -163,9 +163,7 @@ async def create(request: web.Request) -> web.Response:
         plan = _plan_fields(fields, None, known)
         new_charges = await charges.parse_charges(conn, org.id, fields, raw_charges, set())
         fields.check()
-        await database.claim_name(conn, org.id, "plan", plan["code"])
-        if await plan_by_code(conn, org.id, plan["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(conn, org.id, "plan", plan["code"], plan_by_code)
         plan_id = await insert_plan(conn, org.id, _columns(plan))
         await charges.replace_charges(conn, plan_id, new_charges)
         await _set_taxes(conn, org.id, plan_id, plan.get("tax_codes"))
@@ -181,9 +179,7 @@ async def update(request: web.Request) -> web.Response:
     fields = Fields(await read_wrapped(request, "plan"), _PLAN)
     raw_charges = fields.array("charges")
     async with db.unit_of_work(ctx.db) as conn:
-        row = await plan_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("plan")
+        row = await crud.locked_by_code(conn, request, "plan", plan_by_code)
         known = await taxes.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
         check_tax_codes(fields.raw.get("tax_codes"), known)
         plan = _plan_fields(fields, _current(row), known)
@@ -194,9 +190,7 @@ async def update(request: web.Request) -> web.Response:
         fields.check()
         code_changed = plan["code"] != row["code"]
         if code_changed:
-            await database.claim_name(conn, org.id, "plan", plan["code"])
-        if code_changed and await plan_by_code(conn, org.id, plan["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(conn, org.id, "plan", plan["code"], plan_by_code)
         await update_plan(conn, row["id"], _columns(plan))
         if new_charges is not None:
             await charges.replace_charges(conn, row["id"], new_charges)
@@ -232,11 +226,9 @@ async def find_all(request: web.Request) -> web.Response:
 async def destroy(request: web.Request) -> web.Response:
     """Delete a plan no live subscription uses (Lago terminates them; meterflow asks the
     caller to terminate them first, so no usage is dropped by surprise)."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await plan_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("plan")
+        row = await crud.locked_by_code(conn, request, "plan", plan_by_code)
         if await plan_in_use(conn, row["id"]):
             raise ValidationFailed({"plan": ["attached_to_live_subscriptions"]})
         body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
@@ -259,38 +251,27 @@ async def plan_by_id(conn: Conn, plan_id: uuid.UUID) -> asyncpg.Record:
     return row
 
 
+_COLUMNS = (
+    "code",
+    "name",
+    "interval",
+    "amount_cents",
+    "amount_currency",
+    "pay_in_advance",
+    "attributes",
+)
+
+
 async def insert_plan(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
     plan_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO plans (id, organization_id, code, name, interval, amount_cents, "
-        "amount_currency, pay_in_advance, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        plan_id,
-        org,
-        columns["code"],
-        columns["name"],
-        columns["interval"],
-        columns["amount_cents"],
-        columns["amount_currency"],
-        columns["pay_in_advance"],
-        columns["attributes"],
-    )
+    sql = database.insert_row("plans", _COLUMNS)
+    await conn.execute(sql, plan_id, org, *database.values(columns, _COLUMNS))
     return plan_id
 
 
 async def update_plan(conn: Conn, plan_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE plans SET code = $2, name = $3, interval = $4, amount_cents = $5, "
-        "amount_currency = $6, pay_in_advance = $7, attributes = $8, version = version + 1, "
-        "updated_at = now() WHERE id = $1",
-        plan_id,
-        columns["code"],
-        columns["name"],
-        columns["interval"],
-        columns["amount_cents"],
-        columns["amount_currency"],
-        columns["pay_in_advance"],
-        columns["attributes"],
-    )
+    sql = database.update_row("plans", _COLUMNS, versioned=True)
+    await conn.execute(sql, plan_id, *database.values(columns, _COLUMNS))
 
 
 async def bump_plan(conn: Conn, plan_id: uuid.UUID) -> None:
@@ -319,17 +300,7 @@ async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
 async def list_plans(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM plans WHERE organization_id = $1 AND deleted_at IS NULL", org
-    )
-    rows = await conn.fetch(
-        "SELECT * FROM plans WHERE organization_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "plans", org, limit, offset, live=True)
 
 
 def routes() -> list[web.RouteDef]:

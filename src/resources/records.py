@@ -16,7 +16,9 @@ import asyncpg
 
 from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.db import Conn
-from resources import billable_metrics, catalog_publisher, charges, customers, plans, subscriptions
+from read_model.customers import customer_body, customer_by_id
+from read_model.subscriptions import subscription_body, subscription_by_id
+from resources import billable_metrics, catalog_publisher, charges, plans
 from web.payload import iso
 
 log = logging.getLogger(__name__)
@@ -46,51 +48,9 @@ async def _enqueue(
     )
 
 
-def customer_body(row: asyncpg.Record) -> dict[str, Any]:
-    a: dict[str, Any] = row["attributes"]
-    billing_configuration = {
-        "invoice_grace_period": None,
-        "payment_provider": None,
-        "payment_provider_code": None,
-        "provider_customer_id": None,
-        "sync": None,
-        "sync_with_provider": None,
-        "document_locale": None,
-        "provider_payment_methods": None,
-        **a.get("billing_configuration", {}),
-    }
-    shipping_address = {name: None for name in customers.ADDRESS_FIELDS} | a.get(
-        "shipping_address", {}
-    )
-    return {
-        "lago_id": str(row["id"]),
-        "sequential_id": row["sequential_id"],
-        "slug": f"CUST-{row['sequential_id']:05d}",
-        "external_id": row["external_id"],
-        **{name: a.get(name) for name in customers.CUSTOMER_TEXT_FIELDS},
-        "country": a.get("country"),
-        "currency": row["currency"],
-        "timezone": row["timezone"],
-        "applicable_timezone": row["timezone"] or row["organization_timezone"],
-        "account_type": a.get("account_type") or "customer",
-        "customer_type": a.get("customer_type"),
-        "net_payment_term": a.get("net_payment_term"),
-        "finalize_zero_amount_invoice": a.get("finalize_zero_amount_invoice") or "inherit",
-        "skip_invoice_custom_sections": bool(a.get("skip_invoice_custom_sections")),
-        "billing_configuration": billing_configuration,
-        "shipping_address": shipping_address,
-        "metadata": a.get("metadata", []),
-        "integration_customers": [],
-        "taxes": [],
-        "applicable_invoice_custom_sections": [],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
-
-
 async def enqueue_customer(conn: Conn, customer_id: uuid.UUID) -> dict[str, Any]:
     """Queue the customer's catalog record; returns its API body."""
-    row = await customers.customer_by_id(conn, customer_id)
+    row = await customer_by_id(conn, customer_id)
     body = customer_body(row)
     await catalog_publisher.enqueue(
         conn,
@@ -191,41 +151,8 @@ async def enqueue_plan(conn: Conn, plan_id: uuid.UUID) -> dict[str, Any]:
     return body
 
 
-def subscription_body(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "lago_id": str(row["id"]),
-        "external_id": row["external_id"],
-        "lago_customer_id": str(row["customer_id"]),
-        "external_customer_id": row["external_customer_id"],
-        "billing_time": row["billing_time"],
-        "name": row["name"],
-        "plan_code": row["plan_code"],
-        "plan_amount_cents": row["plan_amount_cents"],
-        "plan_amount_currency": row["plan_amount_currency"],
-        "status": row["status"],
-        "created_at": iso(row["created_at"]),
-        "canceled_at": iso(row["canceled_at"]),
-        "started_at": iso(row["started_at"]),
-        "ending_at": iso(row["ending_at"]),
-        "subscription_at": iso(row["subscription_at"]),
-        "terminated_at": iso(row["terminated_at"]),
-        "previous_plan_code": None,
-        "next_plan_code": None,
-        "downgrade_plan_date": None,
-        "trial_ended_at": None,
-        "current_billing_period_started_at": None,
-        "current_billing_period_ending_at": None,
-        "on_termination_credit_note": None,
-        "on_termination_invoice": "generate",
-        # Beyond Lago's fields, so that the aggregator needs no join:
-        "lago_plan_id": str(row["plan_id"]),
-        "plan_interval": row["plan_interval"],
-        "applicable_timezone": row["customer_timezone"] or row["organization_timezone"],
-    }
-
-
 async def enqueue_subscription(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
-    row = await subscriptions.subscription_by_id(conn, subscription_id)
+    row = await subscription_by_id(conn, subscription_id)
     body = subscription_body(row)
     await _enqueue(conn, CatalogKind.SUBSCRIPTION, row, body)
     return body

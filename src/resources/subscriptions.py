@@ -12,6 +12,7 @@ from aiohttp import web
 from billing.periods import BillingTime
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
+from read_model.subscriptions import SELECT_SUBSCRIPTION, subscription_body, subscription_by_id
 from resources import customers, database, plans, records
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
@@ -124,7 +125,7 @@ async def create_subscription(
         existing = await subscription_by_external_id(conn, org.id, external_id)
         if existing is not None and existing["status"] in ("active", "pending"):
             if existing["plan_id"] == plan["id"] and existing["customer_id"] == customer_id:
-                return records.subscription_body(existing)
+                return subscription_body(existing)
             raise ValidationFailed({"external_id": ["value_already_exist"]})
         pending = start > now
         subscription_id = await insert_subscription(
@@ -165,7 +166,7 @@ async def find(request: web.Request) -> web.Response:
         )
     if row is None:
         raise NotFound("subscription")
-    return ok({"subscription": records.subscription_body(row)})
+    return ok({"subscription": subscription_body(row)})
 
 
 async def find_all(request: web.Request) -> web.Response:
@@ -186,7 +187,7 @@ async def find_all(request: web.Request) -> web.Response:
         )
     return ok(
         {
-            "subscriptions": [records.subscription_body(r) for r in rows],
+            "subscriptions": [subscription_body(r) for r in rows],
             "meta": pagination_meta(page, per_page, total),
         }
     )
@@ -218,7 +219,7 @@ async def update(request: web.Request) -> web.Response:
                 changes["status"] = "active"
                 changes["started_at"] = subscription_at
         if not changes:
-            return ok({"subscription": records.subscription_body(row)})
+            return ok({"subscription": subscription_body(row)})
         await update_subscription(conn, row["id"], changes)
         body = await records.enqueue_subscription(conn, row["id"])
         if changes.get("status") == "active":
@@ -242,40 +243,24 @@ async def destroy(request: web.Request) -> web.Response:
     return ok({"subscription": body})
 
 
-_SUBSCRIPTION = (
-    "SELECT s.*, c.external_id AS external_customer_id, c.timezone AS customer_timezone, "
-    "o.timezone AS organization_timezone, p.code AS plan_code, "
-    "p.amount_cents AS plan_amount_cents, p.amount_currency AS plan_amount_currency, "
-    "p.interval AS plan_interval "
-    "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
-    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
-)
-
-
 async def subscription_by_external_id(
     conn: Conn, org: uuid.UUID, external_id: str, *, status: str | None = None
 ) -> asyncpg.Record | None:
     """The live subscription with this external id, else (or with `status`) the latest one."""
     if status is not None:
         return await conn.fetchrow(
-            _SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
+            SELECT_SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
             "AND s.status = $3 ORDER BY s.created_at DESC LIMIT 1",
             org,
             external_id,
             status,
         )
     return await conn.fetchrow(
-        _SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
+        SELECT_SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
         "ORDER BY (s.status IN ('active', 'pending')) DESC, s.created_at DESC LIMIT 1",
         org,
         external_id,
     )
-
-
-async def subscription_by_id(conn: Conn, subscription_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(_SUBSCRIPTION + "WHERE s.id = $1", subscription_id)
-    assert row is not None
-    return row
 
 
 async def live_subscription_ids(conn: Conn, *, customer_id: uuid.UUID) -> list[uuid.UUID]:
@@ -348,18 +333,10 @@ async def list_subscriptions(
         "AND ($3::text IS NULL OR p.code = $3) AND s.status = ANY($4::text[]) "
     )
     args = (org, external_customer_id, plan_code, statuses)
-    total = await conn.fetchval(
-        "SELECT count(*) FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
-        "JOIN plans p ON p.id = s.plan_id " + where,
-        *args,
+    order = "s.created_at DESC, s.id"
+    return await db.fetch_page(
+        conn, SELECT_SUBSCRIPTION, where, args, order=order, limit=limit, offset=offset
     )
-    rows = await conn.fetch(
-        _SUBSCRIPTION + where + "ORDER BY s.created_at DESC, s.id LIMIT $5 OFFSET $6",
-        *args,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

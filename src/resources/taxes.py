@@ -17,10 +17,10 @@ from aiohttp import web
 
 from meterflow import db
 from meterflow.db import Conn
-from resources import database
+from resources import crud, database
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
-from web.payload import Fields, iso, ok, page_params, pagination_meta, read_wrapped
+from web.errors import NotFound
+from web.payload import Fields, is_text, iso, ok, read_wrapped
 
 _TAX = {"name", "code", "rate", "description", "applied_to_organization"}
 _MAX_RATE = Decimal(1000)
@@ -46,7 +46,7 @@ def check_tax_codes(codes: Any, known: set[str]) -> None:
     does not have, as Lago answers; a malformed list is left to the field checks."""
     if (
         isinstance(codes, list)
-        and all(isinstance(c, str) for c in codes)
+        and all(is_text(c) for c in codes)
         and any(code not in known for code in codes)
     ):
         raise NotFound("tax")
@@ -78,9 +78,7 @@ async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = _tax_fields(await read_wrapped(request, "tax"), None)
     async with db.unit_of_work(ctx.db) as conn:
-        await database.claim_name(conn, org.id, "tax", columns["code"])
-        if await tax_by_code(conn, org.id, columns["code"]) is not None:
-            raise ValidationFailed({"code": ["value_already_exist"]})
+        await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
         row = await insert_tax(conn, org.id, columns)
     return ok({"tax": tax_body(row)})
 
@@ -89,44 +87,27 @@ async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     raw = await read_wrapped(request, "tax")
     async with db.unit_of_work(ctx.db) as conn:
-        current = await tax_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if current is None:
-            raise NotFound("tax")
+        current = await crud.locked_by_code(conn, request, "tax", tax_by_code)
         columns = _tax_fields(raw, current)
         if columns["code"] != current["code"]:
-            await database.claim_name(conn, org.id, "tax", columns["code"])
-            if await tax_by_code(conn, org.id, columns["code"]) is not None:
-                raise ValidationFailed({"code": ["value_already_exist"]})
+            await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
         row = await update_tax(conn, current["id"], columns)
     return ok({"tax": tax_body(row)})
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await tax_by_code(conn, org.id, request.match_info["code"])
-    if row is None:
-        raise NotFound("tax")
-    return ok({"tax": tax_body(row)})
+    return await crud.find_by_code(request, "tax", tax_by_code, tax_body)
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_taxes(conn, org.id, per_page, (page - 1) * per_page)
-    return ok(
-        {"taxes": [tax_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
-    )
+    return await crud.find_page(request, "taxes", list_taxes, tax_body)
 
 
 async def destroy(request: web.Request) -> web.Response:
     """Delete the tax; customers and plans lose it, issued invoices keep their snapshot."""
-    ctx, org = context(request), organization(request)
+    ctx = context(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await tax_by_code(conn, org.id, request.match_info["code"], lock=True)
-        if row is None:
-            raise NotFound("tax")
+        row = await crud.locked_by_code(conn, request, "tax", tax_by_code)
         await delete_tax(conn, row["id"])
     return ok({"tax": tax_body(row)})
 
@@ -141,7 +122,7 @@ async def tax_by_code(
 async def known_tax_codes(conn: Conn, org: uuid.UUID, wanted: Any) -> set[str]:
     """Which of `wanted` (a request's `tax_codes`, if a list of strings) are this
     organization's taxes; no query when nothing is asked."""
-    if not isinstance(wanted, list) or not wanted or not all(isinstance(c, str) for c in wanted):
+    if not isinstance(wanted, list) or not wanted or not all(is_text(c) for c in wanted):
         return set()
     rows = await conn.fetch(
         "SELECT code FROM taxes WHERE organization_id = $1 AND code = ANY($2::text[])",
@@ -160,33 +141,19 @@ async def taxes_by_codes(conn: Conn, org: uuid.UUID, codes: list[str]) -> list[a
     return list(rows)
 
 
+_COLUMNS = ("code", "name", "rate", "description", "applied_to_organization")
+
+
 async def insert_tax(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "INSERT INTO taxes (id, organization_id, code, name, rate, description, "
-        "applied_to_organization) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-        uuid.uuid4(),
-        org,
-        columns["code"],
-        columns["name"],
-        columns["rate"],
-        columns["description"],
-        columns["applied_to_organization"],
-    )
+    sql = database.insert_row("taxes", _COLUMNS, returning=True)
+    row = await conn.fetchrow(sql, uuid.uuid4(), org, *database.values(columns, _COLUMNS))
     assert row is not None
     return row
 
 
 async def update_tax(conn: Conn, tax_id: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "UPDATE taxes SET code = $2, name = $3, rate = $4, description = $5, "
-        "applied_to_organization = $6, updated_at = now() WHERE id = $1 RETURNING *",
-        tax_id,
-        columns["code"],
-        columns["name"],
-        columns["rate"],
-        columns["description"],
-        columns["applied_to_organization"],
-    )
+    sql = database.update_row("taxes", _COLUMNS, versioned=False, returning=True)
+    row = await conn.fetchrow(sql, tax_id, *database.values(columns, _COLUMNS))
     assert row is not None
     return row
 
@@ -198,15 +165,7 @@ async def delete_tax(conn: Conn, tax_id: uuid.UUID) -> None:
 async def list_taxes(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
-    total = await conn.fetchval("SELECT count(*) FROM taxes WHERE organization_id = $1", org)
-    rows = await conn.fetch(
-        "SELECT * FROM taxes WHERE organization_id = $1 ORDER BY created_at DESC, id "
-        "LIMIT $2 OFFSET $3",
-        org,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
+    return await database.organization_page(conn, "taxes", org, limit, offset, live=False)
 
 
 async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[asyncpg.Record]:

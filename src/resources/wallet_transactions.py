@@ -106,14 +106,10 @@ async def list_wallet_transactions(
         filters["transaction_status"],
         filters["transaction_type"],
     )
-    total = await conn.fetchval("SELECT count(*) FROM wallet_transactions t " + where, *args)
-    rows = await conn.fetch(
-        _WALLET_TRANSACTION + where + "ORDER BY t.created_at DESC, t.id LIMIT $5 OFFSET $6",
-        *args,
-        limit,
-        offset,
+    order = "t.created_at DESC, t.id"
+    return await db.fetch_page(
+        conn, _WALLET_TRANSACTION, where, args, order=order, limit=limit, offset=offset
     )
-    return list(rows), int(total)
 
 
 _TRANSACTION = {

@@ -31,7 +31,7 @@ from aiohttp import web
 from billing.wallet import cents_to_credits
 from meterflow import db
 from meterflow.db import Conn
-from resources import customers, wallet_transactions
+from resources import customers, database, wallet_transactions
 from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import (
@@ -307,11 +307,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        if (
-            external_customer_id is not None
-            and await customers.customer_by_external_id(conn, org.id, external_customer_id) is None
-        ):
-            raise NotFound("customer")
+        await customers.check_customer(conn, org.id, external_customer_id)
         rows, total = await list_wallets(
             conn,
             org.id,
@@ -357,37 +353,29 @@ async def wallet_by_code(
     return await conn.fetchrow(sql + (" FOR UPDATE OF w" if lock else ""), customer_id, code)
 
 
+_CREATED = (
+    "customer_id",
+    "name",
+    "code",
+    "currency",
+    "rate_amount",
+    "priority",
+    "expiration_at",
+    "attributes",
+)
+_UPDATED = ("name", "code", "priority", "expiration_at", "attributes")
+
+
 async def insert_wallet(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
     wallet_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO wallets (id, organization_id, customer_id, name, code, currency, "
-        "rate_amount, priority, expiration_at, attributes) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        wallet_id,
-        org,
-        columns["customer_id"],
-        columns["name"],
-        columns["code"],
-        columns["currency"],
-        columns["rate_amount"],
-        columns["priority"],
-        columns["expiration_at"],
-        columns["attributes"],
-    )
+    sql = database.insert_row("wallets", _CREATED)
+    await conn.execute(sql, wallet_id, org, *database.values(columns, _CREATED))
     return wallet_id
 
 
 async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE wallets SET name = $2, code = $3, priority = $4, expiration_at = $5, "
-        "attributes = $6, updated_at = now() WHERE id = $1",
-        wallet_id,
-        columns["name"],
-        columns["code"],
-        columns["priority"],
-        columns["expiration_at"],
-        columns["attributes"],
-    )
+    sql = database.update_row("wallets", _UPDATED, versioned=False)
+    await conn.execute(sql, wallet_id, *database.values(columns, _UPDATED))
 
 
 async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:
@@ -412,16 +400,10 @@ async def list_wallets(
         "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
     )
     args = (org, external_customer_id, currency)
-    total = await conn.fetchval(
-        "SELECT count(*) FROM wallets w JOIN customers c ON c.id = w.customer_id " + where, *args
+    order = "w.created_at DESC, w.id"
+    return await db.fetch_page(
+        conn, _SELECT_WALLET, where, args, order=order, limit=limit, offset=offset
     )
-    rows = await conn.fetch(
-        _SELECT_WALLET + where + "ORDER BY w.created_at DESC, w.id LIMIT $4 OFFSET $5",
-        *args,
-        limit,
-        offset,
-    )
-    return list(rows), int(total)
 
 
 def routes() -> list[web.RouteDef]:

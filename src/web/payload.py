@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -51,6 +51,11 @@ def is_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
+
+
+def is_text(value: Any, max_length: int = 255) -> TypeGuard[str]:
+    """A string Postgres can store in a text column (no NUL) within `max_length`."""
+    return isinstance(value, str) and len(value) <= max_length and "\x00" not in value
 
 
 def parse_instant(value: str) -> datetime | None:
@@ -105,7 +110,7 @@ class Fields:
         value = self._get(name, required)
         if value is None:
             return None
-        if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        if not is_text(value, max_length):
             self.add(name, INVALID)
             return None
         if required and not value.strip():
@@ -200,7 +205,7 @@ class Fields:
         values = self.array(name)
         if values is None:
             return None
-        if not all(isinstance(v, str) and len(v) <= 255 for v in values):
+        if not all(is_text(v) for v in values):
             self.add(name, INVALID)
             return None
         return values

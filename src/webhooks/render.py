@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from meterflow.db import Conn
-from resources.invoices import extended_body
+from read_model.invoices import extended_body
 
 
 async def render(conn: Conn, object_type: str, object_id: uuid.UUID) -> dict[str, Any] | None:

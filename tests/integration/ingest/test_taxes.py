@@ -71,6 +71,14 @@ async def test_tax_errors_are_lagos(tenant: Any, server: Any) -> None:
             assert (await response.json())["code"] == "tax_not_found"
         async with http.delete(server.url + "/api/v1/taxes/nope") as response:
             assert response.status == 404
+        # A NUL byte cannot be stored in Postgres text: refused as invalid, never a 500.
+        add_on = {"name": "a", "code": "a", "amount_cents": 1, "amount_currency": "EUR"}
+        for path, root, fields in (
+            ("/api/v1/customers", "customer", {"external_id": "c-nul"}),
+            ("/api/v1/add_ons", "add_on", add_on),
+        ):
+            status, body = await post({root: {**fields, "tax_codes": ["\x00"]}}, path)
+            assert (status, body["error_details"]) == (422, {"tax_codes": ["value_is_invalid"]})
 
 
 async def test_customers_and_plans_carry_their_tax_codes(

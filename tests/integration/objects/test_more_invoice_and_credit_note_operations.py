@@ -14,6 +14,7 @@ from lago_python_client.models import (
     AddOn,
     CreditNote,
     Customer,
+    Invoice,
     InvoiceFee,
     InvoiceFeesList,
     Item,
@@ -93,3 +94,55 @@ async def test_disputes_fees_credit_note_metadata_and_pdf(
         "SELECT webhook_type FROM webhooks WHERE object_type = 'credit_note' ORDER BY created_at"
     )
     assert [q["webhook_type"] for q in queued] == ["credit_note.created", "credit_note.generated"]
+
+
+async def test_void_with_a_credit_note(tenant: Any, call: Call) -> None:
+    lago = tenant.client
+    await call(lago.customers.create, Customer(external_id="c-1", currency="USD"))
+    await call(
+        lago.add_ons.create,
+        AddOn(name="Setup", code="setup", amount_cents=5000, amount_currency="USD"),
+    )
+
+    async def one_off() -> Any:
+        return await call(
+            lago.invoices.create,
+            OneOffInvoice(
+                external_customer_id="c-1",
+                fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup", units=3)]),
+            ),
+        )
+
+    paid = await one_off()
+    await call(lago.invoices.update, Invoice(payment_status="succeeded"), paid.lago_id)
+    try:
+        await call(lago.invoices.void, paid.lago_id)
+        raise AssertionError("a paid invoice was voided without a credit note")
+    except LagoApiError as exc:
+        assert exc.response["code"] == "not_voidable"
+    voided = await call(
+        lago.invoices.void_invoice,
+        paid.lago_id,
+        {"generate_credit_note": True, "refund_amount": 5000},
+    )
+    assert voided.status == "voided"
+    notes = (await call(lago.credit_notes.find_all, {"invoice_number": paid.number}))[
+        "credit_notes"
+    ]
+    assert [
+        (n.refund_amount_cents, n.credit_amount_cents, n.total_amount_cents) for n in notes
+    ] == [(5000, 10000, 15000)]
+
+    unpaid = await one_off()
+    try:
+        await call(
+            lago.invoices.void_invoice,
+            unpaid.lago_id,
+            {"generate_credit_note": True, "credit_amount": 100},
+        )
+        raise AssertionError("a partial credit was accepted")
+    except LagoApiError as exc:
+        assert exc.response["error_details"] == {
+            "credit_amount": ["does_not_match_invoice_remainder"]
+        }
+    assert (await call(lago.invoices.find, unpaid.lago_id)).status == "finalized"

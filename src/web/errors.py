@@ -2,6 +2,8 @@
 
 Handlers raise these; the error middleware turns each into its JSON response. Anything
 else that escapes a handler is a bug, logged and answered as a 500 in the same shape.
+Each error names its status and code where it is declared (`class X(ApiError, status=...,
+code=...)`); the `error` text is the status's reason phrase as Lago sends it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,15 @@ _REASONS = {
 class ApiError(Exception):
     """Root of the errors a client can cause or must retry; never a server bug."""
 
-    status = 500
-    code = "internal_error"
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
 
     def __init__(self, error_details: ErrorDetails | None = None, *, code: str | None = None):
         super().__init__(code or self.code)
@@ -54,78 +63,52 @@ class ApiError(Exception):
         return error_response(self.body(), self.status)
 
 
-class BadRequest(ApiError):
+class BadRequest(ApiError, status=400, code="bad_request"):
     """The body is not JSON, or not the object the endpoint wraps its input in."""
 
-    status = 400
-    code = "bad_request"
 
-
-class Unauthorized(ApiError):
+class Unauthorized(ApiError, status=401, code="unauthorized"):
     """No API key, or one no organization owns: send `Authorization: Bearer <key>`."""
 
-    status = 401
-    code = "unauthorized"
 
-
-class NotFound(ApiError):
+class NotFound(ApiError, status=404):
     """The object named in the path (or in the body) does not exist in this organization."""
-
-    status = 404
 
     def __init__(self, resource: str):
         super().__init__(code=f"{resource}_not_found")
 
 
-class RouteNotFound(ApiError):
-    status = 404
-    code = "route_not_found"
+class RouteNotFound(ApiError, status=404, code="route_not_found"):
+    """No route has this path."""
 
 
-class MethodNotAllowed(ApiError):
-    status = 405
-    code = "method_not_allowed"
+class MethodNotAllowed(ApiError, status=405, code="method_not_allowed"):
+    """The path exists, not with this method."""
 
 
-class NotAllowed(ApiError):
+class NotAllowed(ApiError, status=405, code="not_allowed"):
     """The object is not in a state that allows this action (say, voiding a draft)."""
 
-    status = 405
-    code = "not_allowed"
+
+class PayloadTooLarge(ApiError, status=413, code="payload_too_large"):
+    """The body is over the size the API accepts (METERFLOW_INGEST_MAX_BODY_BYTES)."""
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
-
-
-class ValidationFailed(ApiError):
+class ValidationFailed(ApiError, status=422, code="validation_errors"):
     """Fields with wrong types, unknown fields or values: `error_details` names each one."""
 
-    status = 422
-    code = "validation_errors"
 
-
-class BrokerUnavailable(ApiError):
+class BrokerUnavailable(ApiError, status=503, code="broker_unavailable"):
     """Kafka did not acknowledge in time: nothing was accepted, retry the same request."""
 
-    status = 503
-    code = "broker_unavailable"
 
-
-class DatabaseUnavailable(ApiError):
+class DatabaseUnavailable(ApiError, status=503, code="database_unavailable"):
     """Postgres did not answer: nothing was written, retry the same request."""
 
-    status = 503
-    code = "database_unavailable"
 
-
-class AggregatorUnavailable(ApiError):
+class AggregatorUnavailable(ApiError, status=503, code="aggregator_unavailable"):
     """No aggregator answered for the subscription (not started, restarting, recovering, or
     the subscription not yet in its catalog): retry shortly."""
-
-    status = 503
-    code = "aggregator_unavailable"
 
 
 def error_response(body: dict[str, Any], status: int) -> web.Response:

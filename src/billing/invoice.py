@@ -32,6 +32,7 @@ from billing.periods import (
     BillingPeriod,
     BillingTime,
     PlanInterval,
+    full_period_containing,
     next_period,
     pro_rata_fraction,
 )
@@ -195,6 +196,30 @@ def subscription_fee_cents(
     _non_negative("plan_amount_cents", plan_amount_cents)
     fraction = pro_rata_fraction(period, full_period, tz)
     return round_cents(Decimal(plan_amount_cents) * fraction.numerator / fraction.denominator)
+
+
+def plan_fee_cents(
+    plan_amount_cents: int,
+    period: BillingPeriod,
+    subscription_at: datetime,
+    interval: str,
+    billing_time: str,
+    tz: ZoneInfo,
+) -> int | None:
+    """`subscription_fee_cents` of `period` against the full plan period containing its
+    start (from the subscription's terms as the catalog holds them now); None when
+    `period` does not lie within that full period (it was drawn on other boundaries, as
+    before the customer's timezone changed)."""
+    full = full_period_containing(
+        period.start,
+        subscription_at=subscription_at,
+        interval=PlanInterval(interval),
+        billing_time=BillingTime(billing_time),
+        tz=tz,
+    )
+    if period.start < full.start or period.end > full.end:
+        return None
+    return subscription_fee_cents(plan_amount_cents, period=period, full_period=full, tz=tz)
 
 
 def charge_fee_cents(charge: ChargeAmount, currency: str) -> int:

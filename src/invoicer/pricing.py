@@ -35,7 +35,8 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -49,7 +50,7 @@ from billing.invoice import (
     CouponUse,
     FeeKind,
     InvoiceTotals,
-    subscription_fee_cents,
+    plan_fee_cents,
     subscription_fee_period,
 )
 from billing.invoice_terms import (
@@ -64,7 +65,6 @@ from billing.periods import (
     BillingPeriod,
     BillingTime,
     PlanInterval,
-    full_period_containing,
     resolve_timezone,
 )
 from billing.wallet import consume_prepaid, granted_first
@@ -301,16 +301,10 @@ def _subscription_fee(
 ) -> PricedFee:
     plan = terms.plan
     tz = resolve_timezone(terms.timezone, terms.organization_timezone)
-    full = full_period_containing(
-        period.start,
-        subscription_at=terms.subscription_at,
-        interval=PlanInterval(plan.interval),
-        billing_time=BillingTime(terms.billing_time),
-        tz=tz,
+    cents = plan_fee_cents(
+        plan.amount_cents, period, terms.subscription_at, plan.interval, terms.billing_time, tz
     )
-    if full.start <= period.start and period.end <= full.end:
-        cents = subscription_fee_cents(plan.amount_cents, period=period, full_period=full, tz=tz)
-    else:
+    if cents is None:
         # The aggregator closed the period on other boundaries than today's catalog gives
         # (the customer's timezone changed since): bill it as the whole period it was.
         cents = plan.amount_cents
@@ -384,13 +378,11 @@ def price_period(
     draft = grace_until is not None and grace_until > instant
     wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
     notes = () if draft else terms.credit_notes
-    totals, coupon_uses = _totals(
-        currency,
-        fees,
-        terms.coupons,
-        wallets,
-        credit_notes_cents=available_cents(notes, currency),
-    )
+    credit_cents = available_cents(notes, currency)
+    with _refused_as_poison():
+        totals, coupon_uses = invoice_totals(
+            currency, fees, terms.coupons, wallets, credit_notes_cents=credit_cents
+        )
     paid = consume_prepaid(totals.prepaid_credit_amount_cents, [w.balance_cents for w in wallets])
     subscription_fees = [f for f in fees if f.kind is FeeKind.SUBSCRIPTION]
     return PricedInvoice(
@@ -448,7 +440,8 @@ def refresh_draft(
                 refreshed[i] = _merged_charge_fee(terms, fee, usage, currency)
                 changed.append(i)
                 break
-    totals, coupon_uses = _totals(currency, refreshed, coupons)
+    with _refused_as_poison():
+        totals, coupon_uses = invoice_totals(currency, refreshed, coupons)
     return RefreshedDraft(tuple(refreshed), totals, coupon_uses, tuple(changed))
 
 
@@ -476,18 +469,10 @@ def _merged_charge_fee(
     return fee if priced is None else replace(priced, taxes=fee.taxes)
 
 
-def _totals(
-    currency: str,
-    fees: Sequence[PricedFee],
-    coupons: Sequence[CustomerCoupon],
-    wallets: Sequence[WalletTerms] = (),
-    *,
-    credit_notes_cents: int = 0,
-) -> tuple[InvoiceTotals, tuple[tuple[CustomerCoupon, CouponUse], ...]]:
-    """`invoice_totals`; input its arithmetic refuses is a poison message."""
+@contextmanager
+def _refused_as_poison() -> Iterator[None]:
+    """Input `invoice_totals`' arithmetic refuses is a poison message."""
     try:
-        return invoice_totals(
-            currency, fees, coupons, wallets, credit_notes_cents=credit_notes_cents
-        )
+        yield
     except BillingError as exc:
         raise PoisonMessage("invalid_invoice_input", str(exc)) from exc

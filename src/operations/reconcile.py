@@ -12,14 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from billing.charge_models import price_state
-from billing.invoice import subscription_fee_cents
-from billing.periods import (
-    BillingPeriod,
-    BillingTime,
-    PlanInterval,
-    full_period_containing,
-    resolve_timezone,
-)
+from billing.invoice import plan_fee_cents
+from billing.periods import BillingPeriod, resolve_timezone
 from meterflow.db import connect
 from meterflow.settings import Settings
 from operations.events_replay import replay_events
@@ -77,15 +71,17 @@ def _charge_fee(
 
 def _subscription_fee(terms: Terms, fee: StoredFee) -> dict[str, object]:
     tz = resolve_timezone(terms.customer_timezone, terms.organization_timezone)
-    full = full_period_containing(
-        fee.from_date,
-        subscription_at=terms.subscription_at,
-        interval=PlanInterval(terms.interval),
-        billing_time=BillingTime(terms.billing_time),
-        tz=tz,
-    )
     period = BillingPeriod(fee.from_date, fee.to_date)
-    cents = subscription_fee_cents(terms.plan_amount_cents, period=period, full_period=full, tz=tz)
+    cents = plan_fee_cents(
+        terms.plan_amount_cents,
+        period,
+        terms.subscription_at,
+        terms.interval,
+        terms.billing_time,
+        tz,
+    )
+    if cents is None:
+        raise ValueError(f"{period} does not lie within its full plan period")
     return {"amount_cents": cents}
 
 

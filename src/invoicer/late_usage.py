@@ -111,23 +111,11 @@ def _draft_fee(row: asyncpg.Record, tax_of: Mapping[str, TaxTerms]) -> PricedFee
     """A fee of a draft as pricing knows fees, with the taxes the draft applied to it."""
     return PricedFee(
         kind=FeeKind(row["fee_type"]),
-        item_code=row["item_code"],
-        item_name=row["item_name"],
-        invoice_display_name=row["invoice_display_name"],
-        amount_cents=row["amount_cents"],
-        precise_amount=row["precise_amount"],
-        units=row["units"],
-        events_count=row["events_count"],
-        from_date=row["from_date"],
-        to_date=row["to_date"],
-        pay_in_advance=row["pay_in_advance"],
-        invoiceable=row["invoiceable"],
+        **{name: row[name] for name in repository.FEE_ATTRIBUTES},
         charge_id=None if row["charge_id"] is None else str(row["charge_id"]),
         billable_metric_id=(
             None if row["billable_metric_id"] is None else str(row["billable_metric_id"])
         ),
-        usage_period_start=row["usage_period_start"],
-        is_adjustment=row["is_adjustment"],
         aggregation=row["aggregation"],
         amount_details=row["amount_details"] or {},
         taxes=tuple(tax_of[code] for code in sorted(row["applied_taxes"] or {}) if code in tax_of),

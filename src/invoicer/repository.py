@@ -79,6 +79,12 @@ _FEE_COLUMNS = (
     ("taxes_rate", "numeric"),
     ("applied_taxes", "jsonb"),
 )
+# The fee columns written (and read back by late_usage) as they stand on each PricedFee
+# (item_code to is_adjustment), and the attributes of each fee's FeeTaxes written as its
+# four tax columns.
+FEE_ATTRIBUTES = tuple(name for name, _ in _FEE_COLUMNS[5:18])
+_FEE_TAX_ATTRIBUTES = ("precise_coupons_cents", "taxes_cents", "taxes_precise_cents", "taxes_rate")
+assert FEE_ATTRIBUTES[0] == "item_code" and FEE_ATTRIBUTES[-1] == "is_adjustment"
 _FIRST_FEE_PARAM = 26
 _FEE_NAMES = ", ".join(name for name, _ in _FEE_COLUMNS)
 _FEE_ARRAYS = ", ".join(
@@ -166,25 +172,10 @@ async def insert_invoice(
         [f.kind.value for f in fees],
         [None if f.charge_id is None else uuid.UUID(f.charge_id) for f in fees],
         [None if f.billable_metric_id is None else uuid.UUID(f.billable_metric_id) for f in fees],
-        [f.item_code for f in fees],
-        [f.item_name for f in fees],
-        [f.invoice_display_name for f in fees],
-        [f.amount_cents for f in fees],
-        [f.precise_amount for f in fees],
-        [f.units for f in fees],
-        [f.events_count for f in fees],
-        [f.pay_in_advance for f in fees],
-        [f.invoiceable for f in fees],
-        [f.from_date for f in fees],
-        [f.to_date for f in fees],
-        [f.usage_period_start for f in fees],
-        [f.is_adjustment for f in fees],
+        *([getattr(f, name) for f in fees] for name in FEE_ATTRIBUTES),
         [None if f.aggregation is None else dict(f.aggregation) for f in fees],
         [dict(f.amount_details) for f in fees],
-        [ft.precise_coupons_cents for ft in t.fee_taxes],
-        [ft.taxes_cents for ft in t.fee_taxes],
-        [ft.taxes_precise_cents for ft in t.fee_taxes],
-        [ft.taxes_rate for ft in t.fee_taxes],
+        *([getattr(ft, name) for ft in t.fee_taxes] for name in _FEE_TAX_ATTRIBUTES),
         [
             invoice_rows.fee_taxes(f, f.amount_cents - ft.precise_coupons_cents)
             for f, ft in zip(fees, t.fee_taxes, strict=True)

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import signal
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
+
+
+class _Metrics(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+
+class Worker(Protocol):
+    """A service loop: `start`, `run` until `stop` is set, `close` (also after a failed start)."""
+
+    @property
+    def stop(self) -> asyncio.Event: ...
+
+    @property
+    def metrics(self) -> _Metrics: ...
+
+    async def start(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:
@@ -34,3 +57,19 @@ async def start_metrics(
     server: Any = site._server  # aiohttp exposes the bound socket only here
     log.info("%s.metrics port=%d", service, server.sockets[0].getsockname()[1])
     return runner
+
+
+async def serve_until_signal(worker: Worker, host: str, port: int, service: str) -> None:
+    """Run `worker` with its metrics on host:port until SIGTERM or SIGINT sets its `stop`,
+    then close it and the metrics server (logged `<service>.stopping reason=signal`)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop.set)
+    runner = await start_metrics(worker.metrics.registry, host, port, service)
+    try:
+        await worker.start()
+        await worker.run()
+        log.info("%s.stopping reason=signal", service)
+    finally:
+        await worker.close()
+        await runner.cleanup()

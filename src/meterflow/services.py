@@ -14,11 +14,21 @@ class Endpoints:
     ready_url: str
 
 
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+def _metrics_only(port: int, label: str = "metrics") -> Endpoints:
+    """A service that answers only with its metrics, ready once they do."""
+    metrics = _metrics_url(port)
+    return Endpoints(f"{label} {metrics}", metrics)
+
+
 def _ingest_endpoints() -> Endpoints:
     from web.settings import IngestSettings
 
     s = IngestSettings.from_env()
-    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
+    metrics = _metrics_url(s.metrics_port)
     return Endpoints(f"Lago API http://127.0.0.1:{s.port}  metrics {metrics}", metrics)
 
 
@@ -27,31 +37,25 @@ def _aggregator_endpoints() -> Endpoints:
 
     s = AggregatorSettings.from_env()
     usage = f"http://{s.host}:{s.port}"
-    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
-    return Endpoints(f"usage {usage}  metrics {metrics}", f"{usage}/ready")
+    return Endpoints(f"usage {usage}  metrics {_metrics_url(s.metrics_port)}", f"{usage}/ready")
 
 
 def _invoicer_endpoints() -> Endpoints:
     from invoicer.settings import InvoicerSettings
 
-    s = InvoicerSettings.from_env()
-    metrics = f"http://127.0.0.1:{s.metrics_port}/metrics"
-    return Endpoints(f"metrics {metrics}", metrics)
+    return _metrics_only(InvoicerSettings.from_env().metrics_port)
 
 
 def _exporter_endpoints() -> Endpoints:
     from operations.exporter import ExporterSettings
 
-    s = ExporterSettings.from_env()
-    metrics = f"http://127.0.0.1:{s.port}/metrics"
-    return Endpoints(f"consumer lag metrics {metrics}", metrics)
+    return _metrics_only(ExporterSettings.from_env().port, "consumer lag metrics")
 
 
 def _webhooks_endpoints() -> Endpoints:
     from webhooks.settings import WebhookSettings
 
-    metrics = f"http://127.0.0.1:{WebhookSettings.from_env().metrics_port}/metrics"
-    return Endpoints(f"metrics {metrics}", metrics)
+    return _metrics_only(WebhookSettings.from_env().metrics_port)
 
 
 @dataclass(frozen=True, slots=True)

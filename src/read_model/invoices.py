@@ -4,6 +4,7 @@ same way by the invoices API, the credit notes, the webhooks and the console."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,6 +36,17 @@ def _text(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _tax_terms(tax: Mapping[str, Any]) -> dict[str, Any]:
+    """The tax an applied tax (of a fee or of the invoice) names, as the invoice applied it."""
+    return {
+        "lago_tax_id": tax["lago_tax_id"],
+        "tax_name": tax["tax_name"],
+        "tax_code": tax["tax_code"],
+        "tax_rate": float(Decimal(tax["tax_rate"])),
+        "tax_description": tax["tax_description"],
+    }
+
+
 def _fee_applied_taxes(fee: asyncpg.Record, invoice: asyncpg.Record) -> list[dict[str, Any]]:
     """The fee's taxes in Lago's shape: its amounts by tax code, named and rated from the
     invoice's snapshot of the taxes it applied."""
@@ -48,11 +60,7 @@ def _fee_applied_taxes(fee: asyncpg.Record, invoice: asyncpg.Record) -> list[dic
             {
                 "lago_id": mine["lago_id"],
                 "lago_fee_id": str(fee["id"]),
-                "lago_tax_id": tax["lago_tax_id"],
-                "tax_name": tax["tax_name"],
-                "tax_code": tax["tax_code"],
-                "tax_rate": float(Decimal(tax["tax_rate"])),
-                "tax_description": tax["tax_description"],
+                **_tax_terms(tax),
                 "amount_cents": mine["amount_cents"],
                 "amount_currency": fee["currency"],
                 "created_at": iso(fee["created_at"]),
@@ -137,11 +145,7 @@ def _invoice_applied_taxes(invoice: asyncpg.Record) -> list[dict[str, Any]]:
         {
             "lago_id": tax["lago_id"],
             "lago_invoice_id": str(invoice["id"]),
-            "lago_tax_id": tax["lago_tax_id"],
-            "tax_name": tax["tax_name"],
-            "tax_code": tax["tax_code"],
-            "tax_rate": float(Decimal(tax["tax_rate"])),
-            "tax_description": tax["tax_description"],
+            **_tax_terms(tax),
             "amount_cents": tax["amount_cents"],
             "amount_currency": tax["amount_currency"],
             "fees_amount_cents": round_cents(tax["taxable_base_amount_cents"]),

@@ -34,8 +34,9 @@ def endpoint_body(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _parse(raw: dict[str, Any]) -> dict[str, Any]:
-    """The columns of an endpoint input; raises ValidationFailed naming each bad field."""
+def _parse(raw: dict[str, Any]) -> tuple[Any, ...]:
+    """The columns of an endpoint input (webhook_url, signature_algo, name, event_types, the
+    order both writes take them in); raises ValidationFailed naming each bad field."""
     fields = Fields(raw, _FIELDS)
     url = fields.text("webhook_url", required=True, max_length=2048)
     if url is not None:
@@ -48,12 +49,7 @@ def _parse(raw: dict[str, Any]) -> dict[str, Any]:
         fields.add("event_types", INVALID)
     name = fields.text("name")
     fields.check()
-    return {
-        "webhook_url": url,
-        "signature_algo": algo,
-        "name": name,
-        "event_types": None if event_types is None else sorted(set(event_types)),
-    }
+    return url, algo, name, None if event_types is None else sorted(set(event_types))
 
 
 async def _endpoint(conn: Conn, org: uuid.UUID, raw_id: str) -> asyncpg.Record:
@@ -82,7 +78,7 @@ async def _write(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
 
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    c = _parse(await read_wrapped(request, "webhook_endpoint"))
+    columns = _parse(await read_wrapped(request, "webhook_endpoint"))
     async with ctx.db.acquire() as conn:
         row = await _write(
             conn,
@@ -90,17 +86,14 @@ async def create(request: web.Request) -> web.Response:
             "name, event_types) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
             uuid.uuid4(),
             org.id,
-            c["webhook_url"],
-            c["signature_algo"],
-            c["name"],
-            c["event_types"],
+            *columns,
         )
     return ok({"webhook_endpoint": endpoint_body(row)})
 
 
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    c = _parse(await read_wrapped(request, "webhook_endpoint"))
+    columns = _parse(await read_wrapped(request, "webhook_endpoint"))
     async with ctx.db.acquire() as conn:
         existing = await _endpoint(conn, org.id, request.match_info["lago_id"])
         row = await _write(
@@ -108,10 +101,7 @@ async def update(request: web.Request) -> web.Response:
             "UPDATE webhook_endpoints SET webhook_url = $2, signature_algo = $3, name = $4, "
             "event_types = $5, updated_at = now() WHERE id = $1 RETURNING *",
             existing["id"],
-            c["webhook_url"],
-            c["signature_algo"],
-            c["name"],
-            c["event_types"],
+            *columns,
         )
     return ok({"webhook_endpoint": endpoint_body(row)})
 

@@ -215,11 +215,9 @@ class PeriodCloser:
         closed = 0
         while closed < MAX_CLOSES_PER_VISIT:
             start, end = self.domain.period(terms, cursor)
-            if (
-                terms.terminated_at is not None
-                and terms.terminated_at <= start
-                and ledger.closed_until is not None
-            ):
+            if terms.terminated_at is not None and terms.terminated_at <= start:
+                # Its last period is closed, or it ended the instant it began (created and
+                # deleted within a second): a period of no time has nothing to bill.
                 ledger.value["final"] = True
                 return True
             end, final, due = self._close_at(terms, start, end)

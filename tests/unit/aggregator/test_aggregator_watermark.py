@@ -127,3 +127,30 @@ def test_a_period_end_waits_for_the_clock_skew_and_visits_only_what_is_due(
         at = (feb_1 + timedelta(days=20)).timestamp()
         assert closer.run_due(partition, at, feb_1, counts, 10_000) == []
     assert len(closer.schedule) == 201
+
+
+def test_a_subscription_terminated_the_instant_it_starts_closes_nothing_and_is_done(
+    domain: Any, catalog: CatalogView
+) -> None:
+    # Created and deleted within one second: `terminated_at` equals `subscription_at`, so its
+    # only period has no time in it. Nothing to bill; the closer must not fail on it each tick.
+    closer, ledgers = closer_with(domain, catalog)
+    instant = datetime(2026, 1, 20, 12, tzinfo=UTC)
+    catalog.clock = instant.timestamp
+    catalog.apply(
+        SampleCatalog("o1").subscription(
+            "s1",
+            customer="c1",
+            plan_code="p1",
+            subscription_at=instant.isoformat(),
+            terminated_at=instant.isoformat(),
+        )
+    )
+    partition = partition_for(b"s1", 4)
+    closer.plan("o1", "s1", instant.timestamp())
+    counts: Counter[str] = Counter()
+    closer.run_due(partition, instant.timestamp() + 10, instant, counts, 10)
+    assert counts["period_closed"] == 0
+    value = ledgers.get(ledger_key("o1", "s1"))
+    assert value is not None and value["final"] and value["outbox"] == []
+    assert len(closer.schedule) == 0

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from console import routes as console_routes
 from console.settings import ConsoleSettings
 from ingest import routes as ingest_routes
 from ingest.broker import Broker
+from meterflow.metrics_http import metrics_app
 from meterflow.settings import Settings
 from resources import database
 from resources import routes as resource_routes
@@ -89,13 +89,4 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
 
 def create_metrics_app(api: web.Application) -> web.Application:
     """Prometheus `/metrics` for one API app, meant for its own port (no API key)."""
-    registry = api[CONTEXT].metrics.registry
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    return app
+    return metrics_app(api[CONTEXT].metrics.registry)

@@ -61,6 +61,13 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
         yield conn
 
 
+async def existing_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
+    """The one row `sql` reads, which the caller knows is there (its id was just read)."""
+    row = await conn.fetchrow(sql, *args)
+    assert row is not None
+    return row
+
+
 async def fetch_page(
     conn: Conn,
     select: str,

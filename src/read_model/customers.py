@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from meterflow.db import Conn
+from meterflow.db import Conn, existing_row
 from web.payload import iso
 
 ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "country", "state", "zipcode")
@@ -41,9 +41,7 @@ SELECT_CUSTOMER = (
 
 
 async def customer_by_id(conn: Conn, customer_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(SELECT_CUSTOMER + "WHERE c.id = $1", customer_id)
-    assert row is not None
-    return row
+    return await existing_row(conn, SELECT_CUSTOMER + "WHERE c.id = $1", customer_id)
 
 
 def customer_body(row: asyncpg.Record) -> dict[str, Any]:

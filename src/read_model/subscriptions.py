@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from meterflow.db import Conn
+from meterflow.db import Conn, existing_row
 from web.payload import iso
 
 SELECT_SUBSCRIPTION = (
@@ -22,9 +22,7 @@ SELECT_SUBSCRIPTION = (
 
 
 async def subscription_by_id(conn: Conn, subscription_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(SELECT_SUBSCRIPTION + "WHERE s.id = $1", subscription_id)
-    assert row is not None
-    return row
+    return await existing_row(conn, SELECT_SUBSCRIPTION + "WHERE s.id = $1", subscription_id)
 
 
 def subscription_body(row: asyncpg.Record) -> dict[str, Any]:

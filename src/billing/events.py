@@ -204,6 +204,25 @@ def flat_properties(properties: object) -> dict[str, object] | None:
     return properties
 
 
+def instant_of_wire_timestamp(timestamp: str) -> datetime:
+    """The UTC instant of a canonical wire timestamp (digits, a dot, six digits); ValueError
+    when it is not one or is out of range."""
+    seconds, dot, fraction = timestamp.partition(".")
+    if not (
+        dot
+        and len(fraction) == 6
+        and seconds.isascii()
+        and seconds.isdigit()
+        and fraction.isascii()
+        and fraction.isdigit()
+    ):
+        raise ValueError(f"not a wire timestamp: {timestamp[:40]!r}")
+    try:
+        return _EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction))
+    except OverflowError as exc:
+        raise ValueError(f"timestamp {timestamp[:40]!r} is out of range") from exc
+
+
 def _canonical_event(raw: object) -> UsageEvent | None:
     """The event if `raw` is in the wire schema's canonical form (what ingest writes: the
     six-decimal timestamp string, flat properties, no precise amount), else None.
@@ -232,22 +251,12 @@ def _canonical_event(raw: object) -> UsageEvent | None:
         or raw.get("precise_total_amount_cents") is not None
     ):
         return None
-    seconds, dot, fraction = timestamp.partition(".")
-    if not (
-        dot
-        and len(fraction) == 6
-        and seconds.isascii()
-        and seconds.isdigit()
-        and fraction.isascii()
-        and fraction.isdigit()
-    ):
+    try:
+        instant = instant_of_wire_timestamp(timestamp)
+    except ValueError:
         return None
     flat = flat_properties(properties)
     if flat is None:
-        return None
-    try:
-        instant = _EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction))
-    except OverflowError:
         return None
     return UsageEvent(
         transaction_id=transaction_id,

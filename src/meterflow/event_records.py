@@ -29,7 +29,7 @@ library only; not `ingest` or `aggregator`, which each own one side of the topic
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -37,9 +37,9 @@ import msgspec
 import orjson
 from aiokafka.partitioner import murmur2
 
-PACK_LIMIT = 1024
+from billing.events import instant_of_wire_timestamp
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PACK_LIMIT = 1024
 # Not empty. Not only blanks either, but that is the reader's check (`blank_field`): a
 # msgspec pattern runs Python's re for every string, six times the cost of the decode.
 _Id = Annotated[str, msgspec.Meta(min_length=1)]
@@ -90,20 +90,7 @@ def blank_field(event: WireEvent) -> str | None:
 def wire_instant(timestamp: str) -> datetime:
     """The UTC instant of a canonical wire timestamp (cached: a batch repeats a few);
     ValueError when it is not one (digits, a dot, six digits) or out of range."""
-    seconds, dot, fraction = timestamp.partition(".")
-    if not (
-        dot
-        and len(fraction) == 6
-        and seconds.isascii()
-        and seconds.isdigit()
-        and fraction.isascii()
-        and fraction.isdigit()
-    ):
-        raise ValueError(f"not a wire timestamp: {timestamp[:40]!r}")
-    try:
-        return _EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction))
-    except OverflowError as exc:
-        raise ValueError(f"timestamp {timestamp[:40]!r} is out of range") from exc
+    return instant_of_wire_timestamp(timestamp)
 
 
 @lru_cache(maxsize=65536)

@@ -4,19 +4,15 @@ Prometheus metrics are served on their own port."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 from invoicer.consumer import Invoicer
 from invoicer.settings import InvoicerSettings
-from meterflow.metrics_http import serve_until_signal
+from meterflow.metrics_http import run_until_signal
 from meterflow.settings import Settings
 
 
-async def serve(settings: Settings, config: InvoicerSettings) -> None:
-    invoicer = Invoicer(settings, config)
-    await serve_until_signal(invoicer, config.metrics_host, config.metrics_port, "invoicer")
-
-
 def main(settings: Settings) -> int:
-    asyncio.run(serve(settings, InvoicerSettings.from_env()))
-    return 0
+    config = InvoicerSettings.from_env()
+    make = partial(Invoicer, settings, config)  # built inside the service's event loop
+    return run_until_signal(make, config.metrics_host, config.metrics_port, "invoicer")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -73,3 +74,13 @@ async def serve_until_signal(worker: Worker, host: str, port: int, service: str)
     finally:
         await worker.close()
         await runner.cleanup()
+
+
+def run_until_signal(make: Callable[[], Worker], host: str, port: int, service: str) -> int:
+    """`meterflow <service>`: the worker `make` builds, served until a signal (exit code 0)."""
+
+    async def serve() -> None:
+        await serve_until_signal(make(), host, port, service)
+
+    asyncio.run(serve())
+    return 0

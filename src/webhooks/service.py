@@ -3,19 +3,15 @@ requests in flight finish (their outcome recorded) and close. Metrics on their o
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
-from meterflow.metrics_http import serve_until_signal
+from meterflow.metrics_http import run_until_signal
 from meterflow.settings import Settings
 from webhooks.settings import WebhookSettings
 from webhooks.worker import WebhookWorker
 
 
-async def serve(settings: Settings, config: WebhookSettings) -> None:
-    worker = WebhookWorker(settings, config)
-    await serve_until_signal(worker, config.metrics_host, config.metrics_port, "webhooks")
-
-
 def main(settings: Settings) -> int:
-    asyncio.run(serve(settings, WebhookSettings.from_env()))
-    return 0
+    config = WebhookSettings.from_env()
+    make = partial(WebhookWorker, settings, config)  # built inside the service's event loop
+    return run_until_signal(make, config.metrics_host, config.metrics_port, "webhooks")

@@ -199,20 +199,13 @@ def main() -> None:
             ]
         ],
     )
-    path = report.write_json(
+    report.write_record(
         "aggregator_period_end",
+        machine,
         {
-            "benchmark": "aggregator_period_end",
-            "command": " ".join(
-                [Path(sys.executable).name, "-m", "bench.aggregator_period_end", *sys.argv[1:]]
-            ),
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine,
-            "load_average_at_end": report.load_average(),
             "result": result,
         },
     )
-    print(f"\nwritten to {path}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -265,22 +264,15 @@ def main() -> None:
             ],
         ],
     )
-    path = report.write_json(
+    report.write_record(
         "aggregator_termination",
+        machine,
         {
-            "benchmark": "aggregator_termination",
-            "command": " ".join(
-                [Path(sys.executable).name, "-m", "bench.aggregator_termination", *sys.argv[1:]]
-            ),
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine,
-            "load_average_at_end": report.load_average(),
             "settings": vars(args),
             "overall": overall,
             "runs": runs,
         },
     )
-    print(f"\nwritten to {path}")
 
 
 if __name__ == "__main__":

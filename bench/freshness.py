@@ -733,21 +733,14 @@ def main() -> None:
             )
         )
     report.print_table(HEADERS, rows(results))
-    path = report.write_json(
+    report.write_record(
         "freshness",
+        machine,
         {
-            "benchmark": "freshness",
-            "command": " ".join(
-                [Path(sys.executable).name, "-m", "bench.freshness", *sys.argv[1:]]
-            ),
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine,
-            "load_average_at_end": report.load_average(),
             "load": vars(args) | {"batch": BATCH, "poll_step": POLL_STEP},
             "runs": results,
         },
     )
-    print(f"\nwritten to {path}")
 
 
 if __name__ == "__main__":

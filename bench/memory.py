@@ -360,18 +360,7 @@ def main() -> None:
         ["derived (medians)", "bytes"],
         [[k, v] for k, v in derived.items() if not k.endswith("_at")],
     )
-    path = report.write_json(
-        "memory",
-        {
-            "benchmark": "aggregator_memory",
-            "command": " ".join([Path(sys.executable).name, "-m", "bench.memory", *sys.argv[1:]]),
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine,
-            "load_average_at_end": report.load_average(),
-            **found,
-        },
-    )
-    print(f"\nwritten to {path}")
+    report.write_record("memory", machine, found)
 
 
 if __name__ == "__main__":

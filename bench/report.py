@@ -200,6 +200,28 @@ def write_json(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
+def write_record(
+    name: str, machine: dict[str, Any], fields: dict[str, Any], *, module: str | None = None
+) -> Path:
+    """Write a benchmark's JSON record (`write_json`): its name, the command that ran it (as
+    `python -m bench.<module>`, the module defaulting to the name), when, the machine's facts
+    and its load at the end, then `fields`; say where it went."""
+    command = [Path(sys.executable).name, "-m", f"bench.{module or name}", *sys.argv[1:]]
+    path = write_json(
+        name,
+        {
+            "benchmark": name,
+            "command": " ".join(command),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine,
+            "load_average_at_end": load_average(),
+            **fields,
+        },
+    )
+    print(f"\nwritten to {path}")
+    return path
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None

@@ -332,7 +332,9 @@ class PeriodCloser:
         ledger.value["held"] = keep
         return changed
 
-    def expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
-        expired = self.markers.expire(now, owned)
+    def expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> bool:
+        """Expire one slice of the dedupe markers due; True while more are due."""
+        expired, more = self.markers.expire(now, owned)
         if expired:
             counts["marker_expired"] += expired
+        return more

@@ -95,14 +95,17 @@ class ClosingDriver:
                 await asyncio.sleep(0)
                 if generation != self.worker.generation:
                     return False
+        await self.worker.markers.prepare()
+        if generation != self.worker.generation:
+            return False
         self._seeded_generation = generation
         self.warm_up(owned)
         self.warm_generation = generation
         return True
 
     def warm_up(self, owned: set[int]) -> None:
-        """Build the marker index and answer one owned subscription's current usage, so the
-        first batch and the first request after /ready find them done."""
+        """Answer one owned subscription's current usage (the marker index is built by
+        then), so the first batch and the first request after /ready find them done."""
         started = time.perf_counter()
         markers = len(self.worker.markers)
         probe = next(
@@ -142,7 +145,6 @@ class ClosingDriver:
         self.watermarks.advance(self.worker.progress.applied(owned))
         now = datetime.now(UTC)
         counts: Counter[str] = Counter()
-        visited: list[str] = []
         for partition in sorted(owned):
             mark = self.watermarks.mark(partition)
             if mark is None:
@@ -152,22 +154,21 @@ class ClosingDriver:
             )
             while True:
                 keys = self.worker.closer.run_due(partition, mark, now, counts, SLICE)
-                visited.extend(keys)
+                # Each slice's messages leave before the next slice is visited: a tick that
+                # closes a million periods never holds them all, nor the loop, at once.
+                await self.worker.flush_outboxes(keys)
                 if len(keys) < SLICE:
                     break
                 await asyncio.sleep(0)
                 if generation != self.worker.generation or not self.worker.recovered():
                     return
-        self.worker.closer.expire_markers(now, owned, counts)
+        while self.worker.closer.expire_markers(now, owned, counts):
+            await asyncio.sleep(0)
+            if generation != self.worker.generation:
+                return
         await self.worker.flush_tables()
         self.worker.metrics.record(counts)
         if counts:
             log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        outboxes = []
-        for key in visited:
-            value = self.worker.ledgers.get(key)
-            if value is not None and value["outbox"]:
-                outboxes.append(key)
-        await self.worker.flush_outboxes(outboxes)
         self.worker.metrics.table_keys.labels(table="ledgers").set(len(self.worker.ledgers))
         self.worker.metrics.table_keys.labels(table="markers").set(len(self.worker.markers))

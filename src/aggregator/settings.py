@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterflow.errors import ConfigurationError
 from meterflow.settings import env_int, env_seconds
 
 
@@ -28,6 +29,7 @@ class AggregatorSettings:
     fetch_max_wait: float = 0.1
     commit_interval: float = 2.0
     session_timeout: float = 30.0
+    store: str = "rocksdb"  # where the tables live: "rocksdb" (on disk) or "memory"
     fault: str | None = None  # tests only
 
     @classmethod
@@ -62,5 +64,15 @@ class AggregatorSettings:
             session_timeout=env_seconds(
                 env, "METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0, minimum=1.0
             ),
+            store=_store(env.get("METERFLOW_AGGREGATOR_STORE") or "rocksdb"),
             fault=env.get("METERFLOW_AGGREGATOR_FAULT") or None,
         )
+
+
+def _store(value: str) -> str:
+    if value not in ("rocksdb", "memory"):
+        raise ConfigurationError(
+            f"METERFLOW_AGGREGATOR_STORE={value!r}: use 'rocksdb' (state on disk, the "
+            "default) or 'memory' (state in RAM, rebuilt from the changelogs at every start)"
+        )
+    return value

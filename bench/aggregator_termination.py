@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -39,13 +37,11 @@ import orjson
 
 from bench import report
 from bench.freshness import api, expect_ok
-from bench.processes import ServiceProcess, delete_app_topics, free_port, service_env
+from bench.processes import ServiceProcess, free_port, scratch_deployment, service_env
 from bench.workload import COUNT_CODE, WrongTotals, current_period_start
 from gateway.organizations import create_organization
-from meterflow.db import connect, migrate
-from meterflow.settings import Settings, Topics
+from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
-from meterflow.topics import delete_topics, ensure_topics
 
 PLAN = "bench-term-plan"
 POLL_STEP = 0.02
@@ -84,6 +80,22 @@ async def services(settings: Settings, data_dir: Path) -> AsyncIterator[int]:
     finally:
         for service in started:
             service.stop()
+
+
+@contextlib.asynccontextmanager
+async def scratch_api(
+    base: Settings, organization: str
+) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """The pipeline (`services`) on a scratch deployment, and a session of a new
+    organization's API key: yields (session, the API's base URL)."""
+    async with scratch_deployment(base) as settings:
+        _org, key = await create_organization(settings, organization)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with services(settings, Path(tmp)) as port:
+                headers = {"Authorization": f"Bearer {key}"}
+                timeout = aiohttp.ClientTimeout(total=30)
+                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+                    yield session, f"http://127.0.0.1:{port}"
 
 
 async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
@@ -182,44 +194,23 @@ async def terminate_and_wait(
 
 
 async def run(base: Settings, args: argparse.Namespace, index: int) -> dict[str, Any]:
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
-    await migrate(settings.dsn, schema=settings.db_schema)
-    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     delays: list[float] = []
-    try:
-        _org, key = await create_organization(settings, "bench-termination")
-        with tempfile.TemporaryDirectory() as tmp:
-            async with services(settings, Path(tmp)) as port:
-                url = f"http://127.0.0.1:{port}"
-                headers = {"Authorization": f"Bearer {key}"}
-                timeout = aiohttp.ClientTimeout(total=30)
-                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-                    await create_catalog(session, url, args.terminations)
-                    bg = {"external_customer_id": "cust-0", "plan_code": PLAN}
-                    body = bg | {"external_id": "sub-bg", "billing_time": "calendar"}
-                    body["subscription_at"] = current_period_start().isoformat()
-                    await api(session, url, "/api/v1/subscriptions", "subscription", body)
-                    await asyncio.sleep(2)  # the catalog reaching the aggregator
-                    load = asyncio.create_task(
-                        background(session, f"{url}/api/v1/events/batch", args.rate)
-                    )
-                    try:
-                        for i in range(args.terminations):
-                            delays.append(await terminate_and_wait(session, url, i, args.events))
-                            await asyncio.sleep(args.gap)
-                    finally:
-                        load.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await load
-    finally:
-        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
-        await delete_topics(settings.bootstrap_servers, settings.topics)
-        conn = await connect(settings.dsn)
+    async with scratch_api(base, "bench-termination") as (session, url):
+        await create_catalog(session, url, args.terminations)
+        bg = {"external_customer_id": "cust-0", "plan_code": PLAN}
+        body = bg | {"external_id": "sub-bg", "billing_time": "calendar"}
+        body["subscription_at"] = current_period_start().isoformat()
+        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+        await asyncio.sleep(2)  # the catalog reaching the aggregator
+        load = asyncio.create_task(background(session, f"{url}/api/v1/events/batch", args.rate))
         try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
+            for i in range(args.terminations):
+                delays.append(await terminate_and_wait(session, url, i, args.events))
+                await asyncio.sleep(args.gap)
         finally:
-            await conn.close()
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
     return {
         "run": index,
         "terminations": len(delays),

@@ -33,9 +33,9 @@ import aiohttp
 import orjson
 
 from bench import report
-from bench.aggregator_termination import scratch_api
+from bench.aggregator_termination import create_count_plan, scratch_api
 from bench.freshness import api, expect_ok
-from bench.workload import COUNT_CODE, WrongTotals
+from bench.workload import WrongTotals, count_event
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
 
@@ -107,12 +107,7 @@ def check(invoice: dict[str, Any], i: int, batches: int) -> None:
 async def send_events(session: aiohttp.ClientSession, url: str, subscriptions: int, n: int) -> None:
     stamp = time.time()
     made = [
-        {
-            "transaction_id": f"pe-{i}-{n}-{k}",
-            "external_subscription_id": f"pe-sub-{i}",
-            "code": COUNT_CODE,
-            "timestamp": stamp,
-        }
+        count_event(f"pe-{i}-{n}-{k}", f"pe-sub-{i}", stamp)
         for i in range(subscriptions)
         for k in range(EVENTS)
     ]
@@ -123,21 +118,7 @@ async def send_events(session: aiohttp.ClientSession, url: str, subscriptions: i
 async def create_catalog(
     session: aiohttp.ClientSession, url: str, subscriptions: int, zone: str, start: datetime
 ) -> None:
-    metric = await api(
-        session,
-        url,
-        "/api/v1/billable_metrics",
-        "billable_metric",
-        {"name": COUNT_CODE, "code": COUNT_CODE, "aggregation_type": "count_agg"},
-    )
-    charge = {
-        "billable_metric_id": metric["lago_id"],
-        "charge_model": "standard",
-        "properties": {"amount": "0.01"},
-    }
-    plan = {"name": PLAN, "code": PLAN, "interval": "weekly", "amount_cents": 0}
-    plan |= {"amount_currency": "USD", "pay_in_advance": False, "charges": [charge]}
-    await api(session, url, "/api/v1/plans", "plan", plan)
+    await create_count_plan(session, url, PLAN, "weekly")
     for i in range(subscriptions):
         customer = {"external_id": f"pe-cust-{i}", "name": f"P {i}", "currency": "USD"}
         customer["timezone"] = zone

@@ -38,7 +38,7 @@ import orjson
 from bench import report
 from bench.freshness import api, expect_ok
 from bench.processes import ServiceProcess, free_port, scratch_deployment, service_env
-from bench.workload import COUNT_CODE, WrongTotals, current_period_start
+from bench.workload import COUNT_CODE, WrongTotals, count_event, current_period_start
 from gateway.organizations import create_organization
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
@@ -98,7 +98,11 @@ async def scratch_api(
                     yield session, f"http://127.0.0.1:{port}"
 
 
-async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
+async def create_count_plan(
+    session: aiohttp.ClientSession, url: str, code: str, interval: str
+) -> None:
+    """The count metric, and plan `code` billing it at 0.01 per event (one cent each, so an
+    invoice's fees in cents are its events) without a fixed fee."""
     metric = await api(
         session,
         url,
@@ -106,22 +110,18 @@ async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions
         "billable_metric",
         {"name": COUNT_CODE, "code": COUNT_CODE, "aggregation_type": "count_agg"},
     )
-    plan = {
-        "name": PLAN,
-        "code": PLAN,
-        "interval": "monthly",
-        "amount_cents": 0,
-        "amount_currency": "USD",
-        "pay_in_advance": False,
-        "charges": [
-            {
-                "billable_metric_id": metric["lago_id"],
-                "charge_model": "standard",
-                "properties": {"amount": "0.01"},
-            }
-        ],
+    charge = {
+        "billable_metric_id": metric["lago_id"],
+        "charge_model": "standard",
+        "properties": {"amount": "0.01"},
     }
+    plan = {"name": code, "code": code, "interval": interval, "amount_cents": 0}
+    plan |= {"amount_currency": "USD", "pay_in_advance": False, "charges": [charge]}
     await api(session, url, "/api/v1/plans", "plan", plan)
+
+
+async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
+    await create_count_plan(session, url, PLAN, "monthly")
     for i in range(subscriptions):
         customer = {"external_id": f"cust-{i}", "name": f"Bench {i}", "currency": "USD"}
         await api(session, url, "/api/v1/customers", "customer", customer)
@@ -142,15 +142,7 @@ async def background(session: aiohttp.ClientSession, url: str, rate: float) -> N
     while True:
         tick = time.monotonic()
         stamp = time.time()
-        made = [
-            {
-                "transaction_id": f"bg-{i}",
-                "external_subscription_id": "sub-bg",
-                "code": COUNT_CODE,
-                "timestamp": stamp,
-            }
-            for i in range(n, n + 100)
-        ]
+        made = [count_event(f"bg-{i}", "sub-bg", stamp) for i in range(n, n + 100)]
         n += 100
         async with session.post(url, data=orjson.dumps({"events": made})) as response:
             await expect_ok(response, "background batch")
@@ -161,15 +153,7 @@ async def terminate_and_wait(
     session: aiohttp.ClientSession, url: str, i: int, events: int
 ) -> float:
     stamp = time.time()
-    made = [
-        {
-            "transaction_id": f"term-{i}-{k}",
-            "external_subscription_id": f"sub-{i}",
-            "code": COUNT_CODE,
-            "timestamp": stamp,
-        }
-        for k in range(events)
-    ]
+    made = [count_event(f"term-{i}-{k}", f"sub-{i}", stamp) for k in range(events)]
     async with session.post(f"{url}/api/v1/events/batch", json={"events": made}) as response:
         await expect_ok(response, "events of the subscription to terminate")
     started = time.perf_counter()

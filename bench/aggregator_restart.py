@@ -31,6 +31,8 @@ import argparse
 import asyncio
 import dataclasses
 import random
+import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -124,7 +126,14 @@ async def terminate_all(settings: Settings, organization_id: str, subscriptions:
         await producer.stop()
 
 
-async def measure(base: Settings, subscriptions: int, store: str, close: bool) -> dict[str, Any]:
+async def measure(
+    base: Settings,
+    subscriptions: int,
+    store: str,
+    close: bool,
+    keep_log: Path | None,
+    profile: Path | None,
+) -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = replace(base, topics=Topics(prefix=prefix))
     app_id = f"{prefix}aggregator"
@@ -145,6 +154,7 @@ async def measure(base: Settings, subscriptions: int, store: str, close: bool) -
                 METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
                 METERFLOW_AGGREGATOR_DATA_DIR=str(Path(tmp) / "aggregator"),
                 METERFLOW_AGGREGATOR_STORE=store,
+                METERFLOW_LOG_LEVEL="INFO",
             )
             log_path = Path(tmp) / "aggregator.log"
 
@@ -168,6 +178,24 @@ async def measure(base: Settings, subscriptions: int, store: str, close: bool) -
             finally:
                 worker.kill()
             worker = ServiceProcess("aggregator", env, log_path)
+            spy = None
+            if profile is not None:  # the restarted worker's first 30 s, as raw stacks
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "--format",
+                        "raw",
+                        "-o",
+                        str(profile),
+                        "--pid",
+                        str(worker.proc.pid),
+                        "--duration",
+                        "30",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             try:
                 started = time.monotonic()
                 found["restart_ready_seconds"] = round(await worker.wait_http(port, "/ready"), 2)
@@ -198,6 +226,10 @@ async def measure(base: Settings, subscriptions: int, store: str, close: bool) -
                     found["stall_max_ms_overall"] = round(done.get(STALL_MAX, 0.0) * 1000, 1)
             finally:
                 worker.stop()
+                if spy is not None:
+                    spy.wait(60)
+                if keep_log is not None:
+                    shutil.copyfile(log_path, keep_log)
     finally:
         await delete_app_topics(settings, app_id)
         await delete_topics(settings.bootstrap_servers, settings.topics)
@@ -209,11 +241,15 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=500_000)
     parser.add_argument("--store", choices=["rocksdb", "memory"], default="rocksdb")
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--log", type=Path, help="keep the worker's log there")
+    parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the restart")
     args = parser.parse_args()
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
     machine = asyncio.run(report.machine_facts(base))
-    found = asyncio.run(measure(base, args.subscriptions, args.store, args.close))
+    found = asyncio.run(
+        measure(base, args.subscriptions, args.store, args.close, args.log, args.profile)
+    )
     report.print_table(["measure", "value"], [[k, v] for k, v in found.items()])
     report.write_record("aggregator_restart", machine, found)
 

@@ -54,6 +54,7 @@ import asyncio
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from socket import gethostname
 from typing import Any, cast
 
 import faust
@@ -164,10 +165,10 @@ class Aggregator:
         }
 
     def ready(self) -> bool:
-        """Recovered (below) and warmed up for this assignment: the closer's schedule seeded,
-        the dedupe marker index built, one current-usage answer computed (`seed`). Before,
-        the first requests would wait behind that work on the event loop (issue 15: 5 s and
-        a 503 right after "ready")."""
+        """Recovered (below) and warmed up for this assignment: the dedupe marker index
+        built, one current-usage answer computed (`ClosingDriver.seed`). Before, the first
+        requests would wait behind that work on the event loop (issue 15: 5 s and a 503
+        right after "ready")."""
         return self.recovered() and self.driver.warm_generation == self.generation
 
     def recovered(self) -> bool:
@@ -314,6 +315,7 @@ def create_app(
         topic_replication_factor=1,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=agg.instance_id or f"{agg.app_id}@{gethostname()}:{agg.port}",
         broker_commit_interval=agg.commit_interval,
         broker_session_timeout=agg.session_timeout,
         broker_heartbeat_interval=max(0.5, agg.session_timeout / 4),

@@ -29,6 +29,10 @@ class AggregatorSettings:
     fetch_max_wait: float = setting("METERFLOW_AGGREGATOR_FETCH_MAX_WAIT", 0.1, minimum=0.001)
     commit_interval: float = setting("METERFLOW_AGGREGATOR_COMMIT_INTERVAL", 2.0, minimum=0.1)
     session_timeout: float = setting("METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0, minimum=1.0)
+    # The consumer's static group membership (Kafka's group.instance.id): a worker restarted
+    # under the same id takes its partitions back at once, instead of after the session
+    # timeout of the member it replaces. Unique per worker; empty: "<app id>@<host>:<port>".
+    instance_id: str = setting("METERFLOW_AGGREGATOR_INSTANCE_ID", "")
     # Where the tables live: "rocksdb" (on disk, the default) or "memory".
     store: str = setting("METERFLOW_AGGREGATOR_STORE", "rocksdb")
     fault: str | None = setting("METERFLOW_AGGREGATOR_FAULT", None)  # tests only

@@ -201,7 +201,7 @@ class Invoicer:
                     break
                 self._done(done, record)
         while pending:
-            plan = next_round([p.message for p in pending])
+            plan = next_round([p.message for p in pending], self.config.round_size)
             finished: list[_Pending] = []
             for i in plan.late:
                 if not await self._handle_late(pending[i]):

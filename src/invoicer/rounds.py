@@ -27,9 +27,10 @@ class Round:
     closes: tuple[int, ...]
 
 
-def next_round(pending: Sequence[PeriodClosed | LateUsage]) -> Round:
+def next_round(pending: Sequence[PeriodClosed | LateUsage], limit: int) -> Round:
     """The next round of `pending` (in offset order): every message that no earlier pending
-    message of its subscription (or period) holds back, closes one per customer."""
+    message of its subscription (or period) holds back, closes one per customer and at most
+    `limit` of them."""
     held: set[str] = set()
     customers: set[tuple[str, str]] = set()
     late: list[int] = []
@@ -48,4 +49,6 @@ def next_round(pending: Sequence[PeriodClosed | LateUsage]) -> Round:
             continue
         customers.add(customer)
         closes.append(i)
+        if len(closes) == limit:
+            break  # the rest waits for the next round
     return Round(tuple(late), tuple(closes))

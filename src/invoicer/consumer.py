@@ -361,6 +361,8 @@ class Invoicer:
         for invoice in written:
             self._issued(invoice)
         if written:
+            self.metrics.round_invoices.observe(len(written))
+            self.metrics.round_seconds.observe(time.monotonic() - started)
             log.info(
                 "invoicer.invoices_issued invoices=%d fees=%d round=%d read_s=%.3f price_s=%.3f "
                 "write_s=%.3f",

@@ -10,16 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from billing.credit_notes import CreditedFee, CreditNoteAmounts, credit_note_amounts
 from billing.errors import InvalidInvoiceInput
-from meterflow import db
 from meterflow.db import Conn
 from read_model.invoices import invoice_row
-from web.context import context, organization
 from web.errors import NotAllowed, NotFound, ValidationFailed
-from web.payload import INVALID, Fields, ok, read_wrapped
+from web.payload import INVALID, Fields
 
 _ITEM = {"fee_id", "amount_cents"}
 
@@ -120,37 +117,3 @@ async def creditable_invoice(conn: Conn, org: uuid.UUID, raw_id: Any) -> asyncpg
     if invoice["status"] != "finalized":
         raise NotAllowed(code="invalid_invoice_status")
     return invoice
-
-
-async def estimate(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "credit_note"), {"invoice_id", "items"})
-    invoice_id = fields.text("invoice_id", required=True)
-    items = parse_items(fields, fields.array("items", required=True) or [])
-    fields.check()
-    async with db.unit_of_work(ctx.db) as conn:
-        invoice = await creditable_invoice(conn, org.id, invoice_id)
-        amounts, chosen = await amounts_of(conn, invoice, items)
-    paid = invoice["payment_status"] == "succeeded"
-    return ok(
-        {
-            "estimated_credit_note": {
-                "lago_invoice_id": str(invoice["id"]),
-                "invoice_number": invoice["number"],
-                "currency": invoice["currency"],
-                "taxes_amount_cents": amounts.taxes_cents,
-                "precise_taxes_amount_cents": str(amounts.taxes_precise),
-                "taxes_rate": float(amounts.taxes_rate),
-                "sub_total_excluding_taxes_amount_cents": amounts.sub_total_excluding_taxes_cents,
-                "max_creditable_amount_cents": amounts.total_cents,
-                "max_refundable_amount_cents": amounts.total_cents if paid else 0,
-                "max_offsettable_amount_cents": 0,
-                "coupons_adjustment_amount_cents": amounts.coupons_adjustment_cents,
-                "precise_coupons_adjustment_amount_cents": str(amounts.coupons_adjustment_precise),
-                "items": [
-                    {"lago_fee_id": str(fee["id"]), "amount_cents": cents} for fee, cents in chosen
-                ],
-                "applied_taxes": applied_taxes(invoice, amounts),
-            }
-        }
-    )

@@ -1,7 +1,7 @@
-"""`POST /api/v1/invoices`: a one-off invoice of add-on fees, finalized at once, numbered in
-the customer's invoice sequence, taxed as other fees are (the fee's `tax_codes`, else the
-add-on's taxes, else the customer's, else the organization's defaults), and paid first by
-the customer's available credit notes. Written with its fees and its
+"""One-off invoices' rules and SQL (`POST /api/v1/invoices`): a one-off invoice of add-on fees,
+finalized at once, numbered in the customer's invoice sequence, taxed as other fees are (the fee's
+`tax_codes`, else the add-on's taxes, else the customer's, else the organization's defaults), and
+paid first by the customer's available credit notes. Written with its fees and its
 `invoice.one_off_created` webhook in one transaction."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from aiohttp import web
 
 from billing.credit_notes import available_cents, split_credit
 from billing.invoice import FeeKind
@@ -24,11 +23,11 @@ from meterflow.db import Conn
 from read_model import credit_notes
 from read_model.invoice_rows import applied_taxes, document_prefix, fee_taxes
 from read_model.invoices import extended_body
-from resources import customers, organizations, taxes
-from resources.add_ons import add_on
-from web.context import IngestContext, Organization, context, organization
+from store import customers, organizations, taxes
+from store.add_ons import add_on
+from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, currency, ok, read_wrapped
+from web.payload import INVALID, Fields, currency
 
 _INVOICE = {
     "external_customer_id",
@@ -39,6 +38,8 @@ _INVOICE = {
     "payment_method",
     "purchase_order_number",
 }
+
+
 _FEE = {
     "add_on_code",
     "invoice_display_name",
@@ -50,9 +51,15 @@ _FEE = {
     "tax_codes",
     "skip_psp",
 }
+
+
 _MAX_UNITS = Decimal(10) ** 12
+
+
 # One fee's amount at most (2^53 cents): the sum of a hundred such fees fits a bigint.
 _MAX_FEE_CENTS = 2**53
+
+
 _MAX_FEES = 100
 
 
@@ -99,12 +106,6 @@ async def _fee_taxes_terms(
         if own:
             return _tax_terms(own)
     return _tax_terms(await taxes.organization_taxes(conn, org))
-
-
-async def create(request: web.Request) -> web.Response:
-    raw = await read_wrapped(request, "invoice")
-    body = await create_one_off_invoice(context(request), organization(request), raw)
-    return ok({"invoice": body})
 
 
 async def create_one_off_invoice(
@@ -269,7 +270,3 @@ async def _write(
             fee_taxes(fee, Decimal(fee.amount_cents)),
         )
     return invoice_id
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.post("/api/v1/invoices", create)]

@@ -1,4 +1,4 @@
-"""`/api/v1/plans`: a price per interval plus usage charges, each charge a charge model
+"""Plans' rules and SQL: a price per interval plus usage charges, each charge a charge model
 (`billing.charge_models`) applied to one billable metric."""
 
 from __future__ import annotations
@@ -8,27 +8,21 @@ from collections.abc import Collection
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from billing.periods import PlanInterval
-from meterflow import db
 from meterflow.db import Conn
-from resources import charges, crud, database, records, subscriptions, taxes
-from resources.taxes import check_tax_codes, tax_body
-from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
+from store import database, taxes
+from store.taxes import tax_body
 from web.payload import (
     INVALID,
     Fields,
     currency,
-    ok,
-    page_params,
-    pagination_meta,
-    read_wrapped,
 )
 
 INTERVALS = tuple(PlanInterval)
-_PLAN = {
+
+
+PLAN_FIELDS = {
     "name",
     "invoice_display_name",
     "code",
@@ -50,7 +44,7 @@ _PLAN = {
 }
 
 
-def _plan_fields(
+def plan_fields(
     fields: Fields, current: dict[str, Any] | None, known_tax_codes: Collection[str] = ()
 ) -> dict[str, Any]:
     """The plan after this input; `tax_codes`, when sent, must name the organization's
@@ -98,7 +92,7 @@ def _plan_fields(
     return merged
 
 
-def _columns(plan: dict[str, Any]) -> dict[str, Any]:
+def plan_columns(plan: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": plan["code"],
         "name": plan["name"],
@@ -119,7 +113,7 @@ def _columns(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _current(row: asyncpg.Record) -> dict[str, Any]:
+def current_plan(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "code": row["code"],
         "name": row["name"],
@@ -131,7 +125,7 @@ def _current(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def _set_taxes(
+async def set_taxes(
     conn: Conn, org: uuid.UUID, plan_id: uuid.UUID, codes: list[str] | None
 ) -> None:
     if codes is not None:
@@ -151,91 +145,6 @@ async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str,
     for charge in charge_bodies:
         charge["taxes"] = [tax_body(t) for t in charge_taxes[uuid.UUID(charge["lago_id"])]]
     return bodies
-
-
-async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "plan"), _PLAN)
-    raw_charges = fields.array("charges") or []
-    async with db.unit_of_work(ctx.db) as conn:
-        known = await taxes.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
-        check_tax_codes(fields.raw.get("tax_codes"), known)
-        plan = _plan_fields(fields, None, known)
-        new_charges = await charges.parse_charges(conn, org.id, fields, raw_charges, set())
-        fields.check()
-        await crud.claim_code(conn, org.id, "plan", plan["code"], plan_by_code)
-        plan_id = await insert_plan(conn, org.id, _columns(plan))
-        await charges.replace_charges(conn, plan_id, new_charges)
-        await _set_taxes(conn, org.id, plan_id, plan.get("tax_codes"))
-        body = (await with_taxes(conn, [await records.enqueue_plan(conn, plan_id)]))[0]
-    await ctx.catalog.drain_quietly()
-    return ok({"plan": body})
-
-
-async def update(request: web.Request) -> web.Response:
-    """Change the plan; when `charges` is given it becomes the plan's full charge list
-    (a charge keeps its lago_id when its `id` is sent back)."""
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "plan"), _PLAN)
-    raw_charges = fields.array("charges")
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await crud.locked_by_code(conn, request, "plan", plan_by_code)
-        known = await taxes.known_tax_codes(conn, org.id, fields.raw.get("tax_codes"))
-        check_tax_codes(fields.raw.get("tax_codes"), known)
-        plan = _plan_fields(fields, _current(row), known)
-        new_charges = None
-        if raw_charges is not None:
-            existing = await charges.charge_ids_of(conn, row["id"])
-            new_charges = await charges.parse_charges(conn, org.id, fields, raw_charges, existing)
-        fields.check()
-        code_changed = plan["code"] != row["code"]
-        if code_changed:
-            await crud.claim_code(conn, org.id, "plan", plan["code"], plan_by_code)
-        await update_plan(conn, row["id"], _columns(plan))
-        if new_charges is not None:
-            await charges.replace_charges(conn, row["id"], new_charges)
-        await _set_taxes(conn, org.id, row["id"], plan.get("tax_codes"))
-        body = (await with_taxes(conn, [await records.enqueue_plan(conn, row["id"])]))[0]
-        # Subscriptions carry their plan's code, amount and interval: republish them.
-        for subscription_id in await subscriptions.live_subscription_ids_of_plan(conn, row["id"]):
-            await subscriptions.bump_subscription(conn, subscription_id)
-            await records.enqueue_subscription(conn, subscription_id)
-    await ctx.catalog.drain_quietly()
-    return ok({"plan": body})
-
-
-async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await plan_by_code(conn, org.id, request.match_info["code"])
-        if row is None:
-            raise NotFound("plan")
-        body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
-    return ok({"plan": body})
-
-
-async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_plans(conn, org.id, per_page, (page - 1) * per_page)
-        bodies = await with_taxes(conn, await records.plan_bodies(conn, rows))
-    return ok({"plans": bodies, "meta": pagination_meta(page, per_page, total)})
-
-
-async def destroy(request: web.Request) -> web.Response:
-    """Delete a plan no live subscription uses (Lago terminates them; meterflow asks the
-    caller to terminate them first, so no usage is dropped by surprise)."""
-    ctx = context(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await crud.locked_by_code(conn, request, "plan", plan_by_code)
-        if await plan_in_use(conn, row["id"]):
-            raise ValidationFailed({"plan": ["attached_to_live_subscriptions"]})
-        body = (await with_taxes(conn, await records.plan_bodies(conn, [row])))[0]
-        await delete_plan(conn, row["id"])
-        await records.enqueue_plan(conn, row["id"])
-    await ctx.catalog.drain_quietly()
-    return ok({"plan": body})
 
 
 async def plan_by_code(
@@ -301,13 +210,3 @@ async def list_plans(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
     return await database.organization_page(conn, "plans", org, limit, offset, live=True)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/plans", create),
-        web.get("/api/v1/plans", find_all),
-        web.get("/api/v1/plans/{code}", find),
-        web.put("/api/v1/plans/{code}", update),
-        web.delete("/api/v1/plans/{code}", destroy),
-    ]

@@ -9,16 +9,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-
 from meterflow import webhook_outbox
 from meterflow.db import Conn
-from resources import organizations
-from web.context import context
-from web.errors import NotFound
+from store import organizations
 
 # The kind in the URL: its table, the key column, and the webhook announcing its PDF.
-_KINDS = {
+FILE_KINDS = {
     "invoices": ("invoice_files", "invoice_id", "invoice.generated"),
     "credit_notes": ("credit_note_files", "credit_note_id", "credit_note.generated"),
 }
@@ -35,7 +31,7 @@ async def with_file(
     """`body` (the object's API body) with the `file_url` of its PDF under `base_url`,
     rendering and storing it (with its webhook) the first time, in the caller's transaction
     (the object's row locked)."""
-    table, column, webhook = _KINDS[kind]
+    table, column, webhook = FILE_KINDS[kind]
     object_id = uuid.UUID(body["lago_id"])
     token = await conn.fetchval(f"SELECT token FROM {table} WHERE {column} = $1", object_id)
     if token is None:
@@ -51,32 +47,3 @@ async def with_file(
         await webhook_outbox.emit(conn, organization_id, webhook, object_id, body)
     body["file_url"] = f"{base_url}/files/{kind}/{object_id}/{token}.pdf"
     return body
-
-
-def base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-async def file(request: web.Request) -> web.Response:
-    """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
-    kind = _KINDS.get(request.match_info["kind"])
-    try:
-        object_id = uuid.UUID(request.match_info["object_id"])
-    except ValueError:
-        kind = None
-    if kind is None:
-        raise NotFound("file")
-    table, column, _ = kind
-    async with context(request).db.acquire() as conn:
-        pdf = await conn.fetchval(
-            f"SELECT pdf FROM {table} WHERE {column} = $1 AND token = $2",
-            object_id,
-            request.match_info["token"],
-        )
-    if pdf is None:
-        raise NotFound("file")
-    return web.Response(body=pdf, content_type="application/pdf")
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/files/{kind}/{object_id}/{token}.pdf", file)]

@@ -1,4 +1,4 @@
-"""`/api/v1/taxes`: tax rates, and which of them apply by default.
+"""Taxes' rules and SQL: tax rates, and which of them apply by default.
 
 Which taxes a fee bears, as Lago decides it: a charge's own taxes (its `tax_codes` in a
 plan) on that charge's fees; otherwise the plan's taxes when the plan has any, else the
@@ -13,16 +13,15 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
-from meterflow import db
 from meterflow.db import Conn
-from resources import crud, database
-from web.context import context, organization
+from store import database
 from web.errors import NotFound
-from web.payload import Fields, is_text, iso, ok, read_wrapped
+from web.payload import Fields, is_text, iso
 
 _TAX = {"name", "code", "rate", "description", "applied_to_organization"}
+
+
 _MAX_RATE = Decimal(1000)
 
 
@@ -52,7 +51,7 @@ def check_tax_codes(codes: Any, known: set[str]) -> None:
         raise NotFound("tax")
 
 
-def _tax_fields(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str, Any]:
+def tax_fields(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str, Any]:
     fields = Fields(raw, _TAX)
     creating = current is None
     given = {
@@ -72,44 +71,6 @@ def _tax_fields(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str
     if fields.has("description"):
         merged["description"] = given["description"]
     return merged
-
-
-async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    columns = _tax_fields(await read_wrapped(request, "tax"), None)
-    async with db.unit_of_work(ctx.db) as conn:
-        await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
-        row = await insert_tax(conn, org.id, columns)
-    return ok({"tax": tax_body(row)})
-
-
-async def update(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    raw = await read_wrapped(request, "tax")
-    async with db.unit_of_work(ctx.db) as conn:
-        current = await crud.locked_by_code(conn, request, "tax", tax_by_code)
-        columns = _tax_fields(raw, current)
-        if columns["code"] != current["code"]:
-            await crud.claim_code(conn, org.id, "tax", columns["code"], tax_by_code)
-        row = await update_tax(conn, current["id"], columns)
-    return ok({"tax": tax_body(row)})
-
-
-async def find(request: web.Request) -> web.Response:
-    return await crud.find_by_code(request, "tax", tax_by_code, tax_body)
-
-
-async def find_all(request: web.Request) -> web.Response:
-    return await crud.find_page(request, "taxes", list_taxes, tax_body)
-
-
-async def destroy(request: web.Request) -> web.Response:
-    """Delete the tax; customers and plans lose it, issued invoices keep their snapshot."""
-    ctx = context(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await crud.locked_by_code(conn, request, "tax", tax_by_code)
-        await delete_tax(conn, row["id"])
-    return ok({"tax": tax_body(row)})
 
 
 async def tax_by_code(
@@ -208,13 +169,3 @@ async def replace_taxes_of(
     await conn.execute(
         f"INSERT INTO {table} ({column}, tax_id) SELECT $1, unnest($2::uuid[])", owner_id, tax_ids
     )
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/taxes", create),
-        web.get("/api/v1/taxes", find_all),
-        web.get("/api/v1/taxes/{code}", find),
-        web.put("/api/v1/taxes/{code}", update),
-        web.delete("/api/v1/taxes/{code}", destroy),
-    ]

@@ -1,4 +1,4 @@
-"""`/api/v1/billable_metrics`: what to count in events, and how (Lago's aggregation types)."""
+"""Billable metrics' rules and SQL: what to count in events, and how (Lago's aggregations)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import uuid
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from billing.aggregations import AGGREGATIONS
-from meterflow import db
 from meterflow.db import Conn
-from resources import crud, database, plans, records
-from web.context import context, organization
-from web.payload import INVALID, Fields, ok, read_wrapped
+from store import database
+from web.payload import INVALID, Fields
 
 _ALLOWED = {
     "name",
@@ -28,8 +25,12 @@ _ALLOWED = {
     "weighted_interval",
     "filters",
 }
+
+
 # count_agg counts events; every other aggregation reads a number or value from this field.
 _WITHOUT_FIELD = frozenset({"count_agg"})
+
+
 _FILTER = {"key", "values"}
 
 
@@ -91,7 +92,7 @@ def parse_metric(raw: dict[str, Any], current: dict[str, Any] | None = None) -> 
     return merged
 
 
-def _columns(metric: dict[str, Any]) -> dict[str, Any]:
+def metric_columns(metric: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": metric["code"],
         "name": metric["name"],
@@ -112,7 +113,7 @@ def _columns(metric: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _current(row: asyncpg.Record) -> dict[str, Any]:
+def current_metric(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "code": row["code"],
         "name": row["name"],
@@ -122,68 +123,6 @@ def _current(row: asyncpg.Record) -> dict[str, Any]:
         "filters": row["filters"],
         **row["attributes"],
     }
-
-
-async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    metric = parse_metric(await read_wrapped(request, "billable_metric"))
-    async with db.unit_of_work(ctx.db) as conn:
-        await crud.claim_code(
-            conn, org.id, "billable_metric", metric["code"], billable_metric_by_code
-        )
-        metric_id = await insert_billable_metric(conn, org.id, _columns(metric))
-        body = await records.enqueue_billable_metric(conn, metric_id)
-    await ctx.catalog.drain_quietly()
-    return ok({"billable_metric": body})
-
-
-async def update(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    raw = await read_wrapped(request, "billable_metric")
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await crud.locked_by_code(conn, request, "billable_metric", billable_metric_by_code)
-        metric = parse_metric(raw, _current(row))
-        code_changed = metric["code"] != row["code"]
-        if code_changed:
-            await crud.claim_code(
-                conn, org.id, "billable_metric", metric["code"], billable_metric_by_code
-            )
-        await update_billable_metric(conn, row["id"], _columns(metric))
-        body = await records.enqueue_billable_metric(conn, row["id"])
-        # Plans nest their charges' metric code: republish them when it changes.
-        if code_changed:
-            for plan_id in await plans_using_metric(conn, row["id"]):
-                await plans.bump_plan(conn, plan_id)
-                await records.enqueue_plan(conn, plan_id)
-    await ctx.catalog.drain_quietly()
-    return ok({"billable_metric": body})
-
-
-async def find(request: web.Request) -> web.Response:
-    return await crud.find_by_code(
-        request, "billable_metric", billable_metric_by_code, records.billable_metric_body
-    )
-
-
-async def find_all(request: web.Request) -> web.Response:
-    return await crud.find_page(
-        request, "billable_metrics", list_billable_metrics, records.billable_metric_body
-    )
-
-
-async def destroy(request: web.Request) -> web.Response:
-    """Delete the metric and, as Lago does, the charges built on it (their plans republish)."""
-    ctx = context(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await crud.locked_by_code(conn, request, "billable_metric", billable_metric_by_code)
-        body = records.billable_metric_body(row)
-        plan_ids = await delete_billable_metric(conn, row["id"])
-        await records.enqueue_billable_metric(conn, row["id"])
-        for plan_id in plan_ids:
-            await plans.bump_plan(conn, plan_id)
-            await records.enqueue_plan(conn, plan_id)
-    await ctx.catalog.drain_quietly()
-    return ok({"billable_metric": body})
 
 
 async def billable_metric_by_code(
@@ -260,13 +199,3 @@ async def list_billable_metrics(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
     return await database.organization_page(conn, "billable_metrics", org, limit, offset, live=True)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/billable_metrics", create),
-        web.get("/api/v1/billable_metrics", find_all),
-        web.get("/api/v1/billable_metrics/{code}", find),
-        web.put("/api/v1/billable_metrics/{code}", update),
-        web.delete("/api/v1/billable_metrics/{code}", destroy),
-    ]

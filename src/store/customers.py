@@ -1,4 +1,4 @@
-"""`/api/v1/customers`: create-or-update by external_id, read, list, delete."""
+"""Customers' rules and SQL: create-or-update by external_id, read, list, delete."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
@@ -17,24 +16,20 @@ from read_model.customers import (
     ADDRESS_FIELDS,
     CUSTOMER_TEXT_FIELDS,
     SELECT_CUSTOMER,
-    customer_body,
 )
-from resources import applied_coupons, database, records, subscriptions, taxes
-from resources.taxes import check_tax_codes, tax_body
-from web.context import IngestContext, Organization, context, organization
+from store import applied_coupons, database, records, subscriptions, taxes
+from store.taxes import check_tax_codes, tax_body
+from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import (
     INVALID,
     Fields,
     currency,
     iso,
-    ok,
-    page_params,
-    pagination_meta,
-    read_wrapped,
 )
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+
 
 _ALLOWED = {
     *CUSTOMER_TEXT_FIELDS,
@@ -54,6 +49,8 @@ _ALLOWED = {
     "invoice_custom_section_codes",
     "tax_codes",
 }
+
+
 _BILLING_CONFIGURATION = {
     "invoice_grace_period",
     "subscription_invoice_issuing_date_anchor",
@@ -66,7 +63,11 @@ _BILLING_CONFIGURATION = {
     "document_locale",
     "provider_payment_methods",
 }
+
+
 _METADATA = {"id", "key", "value", "display_in_invoice"}
+
+
 PAYMENT_PROVIDERS = ("stripe", "adyen", "gocardless", "cashfree", "flutterwave", "moneyhash")
 
 
@@ -206,14 +207,6 @@ async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str,
     return bodies
 
 
-async def upsert(request: web.Request) -> web.Response:
-    """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
-    the previous ones; an empty list removes them; an unknown code is 404 `tax_not_found`)."""
-    raw = await read_wrapped(request, "customer")
-    body = await save_customer(context(request), organization(request), raw)
-    return ok({"customer": body})
-
-
 async def external_id_lock(conn: Conn, customer_id: uuid.UUID) -> str | None:
     """Why the customer's external ID can no longer change (a plan, coupon, wallet or credits
     were assigned to it), or None while it still can."""
@@ -289,39 +282,6 @@ async def _rename(conn: Conn, org: Organization, customer_id: uuid.UUID, externa
     if await customer_by_external_id(conn, org.id, external_id) is not None:
         raise ValidationFailed({"external_id": ["value_already_exist"]})
     await rename_customer(conn, customer_id, external_id)
-
-
-async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await customer_by_external_id(conn, org.id, request.match_info["external_id"])
-        if row is None:
-            raise NotFound("customer")
-        body = (await with_taxes(conn, [customer_body(row)]))[0]
-    return ok({"customer": body})
-
-
-async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_customers(
-            conn, org.id, per_page, (page - 1) * per_page, request.query.get("search_term")
-        )
-        bodies = await with_taxes(conn, [customer_body(r) for r in rows])
-    return ok(
-        {
-            "customers": bodies,
-            "meta": pagination_meta(page, per_page, total),
-        }
-    )
-
-
-async def destroy(request: web.Request) -> web.Response:
-    body = await delete_customer(
-        context(request), organization(request), request.match_info["external_id"]
-    )
-    return ok({"customer": body})
 
 
 async def delete_customer(
@@ -443,15 +403,6 @@ async def list_customers(
     return await db.fetch_page(
         conn, SELECT_CUSTOMER, where, args, order=order, limit=limit, offset=offset
     )
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/customers", upsert),
-        web.get("/api/v1/customers", find_all),
-        web.get("/api/v1/customers/{external_id}", find),
-        web.delete("/api/v1/customers/{external_id}", destroy),
-    ]
 
 
 async def check_customer(conn: Conn, org: uuid.UUID, external_id: str | None) -> None:

@@ -18,17 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from meterflow import db
 from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.db import Conn
 from meterflow.errors import ConfigurationError
-from resources import catalog_publisher, records, subscriptions, taxes
-from resources.taxes import tax_body
+from store import catalog_publisher
+from store.taxes import tax_body
 from web.auth import key_digest, new_api_key
-from web.context import Organization, context, organization
-from web.payload import INVALID, Fields, currency, is_timezone, iso, ok, read_wrapped
+from web.context import Organization
+from web.payload import INVALID, Fields, currency, is_timezone, iso
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +91,8 @@ _SETTINGS = {
     "billing_configuration",
     "finalize_zero_amount_invoice",
 }
+
+
 _TEXT = (
     "webhook_url",
     "address_line1",
@@ -104,8 +105,14 @@ _TEXT = (
     "legal_number",
     "tax_identification_number",
 )
+
+
 _BILLING = {"invoice_footer", "invoice_grace_period", "document_locale"}
+
+
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
 _EMAIL_SETTINGS = ("invoice.finalized", "credit_note.created")
 
 
@@ -187,7 +194,7 @@ def settings_body(row: asyncpg.Record, taxes: list[asyncpg.Record]) -> dict[str,
     }
 
 
-async def _enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
+async def enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
     await catalog_publisher.enqueue(
         conn,
         CatalogRecord(
@@ -203,37 +210,6 @@ async def _enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
             },
         ),
     )
-
-
-async def update(request: web.Request) -> web.Response:
-    """Change the caller's organization. A new timezone is republished with every customer
-    that has none of its own and their live subscriptions (their periods follow it)."""
-    ctx, org = context(request), organization(request)
-    given = parse_settings(await read_wrapped(request, "organization"))
-    async with db.unit_of_work(ctx.db) as conn:
-        current = await organization_row(conn, org.id, lock=True)
-        attributes = {**(current["attributes"] or {}), **given}
-        attributes.pop("timezone", None)
-        if "billing_configuration" in given:
-            attributes["billing_configuration"] = {
-                **((current["attributes"] or {}).get("billing_configuration") or {}),
-                **given["billing_configuration"],
-            }
-        timezone = given.get("timezone") or current["timezone"]
-        row = await update_organization(conn, org.id, timezone, attributes)
-        await _enqueue_organization(conn, row)
-        if timezone != current["timezone"]:
-            for customer_id in await bump_customers_on_organization_timezone(conn, org.id):
-                await records.enqueue_customer(conn, customer_id)
-            for subscription_id in await live_subscription_ids_on_organization_timezone(
-                conn, org.id
-            ):
-                await subscriptions.bump_subscription(conn, subscription_id)
-                await records.enqueue_subscription(conn, subscription_id)
-        applied = await taxes.organization_taxes(conn, org.id)
-    ctx.keys.forget(org.id)
-    await ctx.catalog.drain_quietly()
-    return ok({"organization": settings_body(row, applied)})
 
 
 async def insert_organization(
@@ -299,7 +275,3 @@ async def live_subscription_ids_on_organization_timezone(
         org,
     )
     return [r["id"] for r in rows]
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.put("/api/v1/organizations", update)]

@@ -1,5 +1,5 @@
-"""`/api/v1/coupons` and `/api/v1/applied_coupons`: discounts, and the customers they
-are applied to.
+"""Coupons' rules and SQL: discounts (their applications to customers are
+`store.applied_coupons`).
 
 How the invoicer uses them (`invoicer.pricing`): every invoice takes the customer's active
 applied coupons, oldest first, off its fees before taxes. A `once` fixed amount carries
@@ -22,19 +22,14 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
-from meterflow import db
 from meterflow.db import Conn
-from resources import crud, database
-from web.context import context, organization
+from store import database
 from web.payload import (
     MANDATORY,
     Fields,
     currency,
     iso,
-    ok,
-    read_wrapped,
 )
 
 _COUPON = {
@@ -52,10 +47,18 @@ _COUPON = {
     "expiration_at",
     "applies_to",
 }
+
+
 # What an applied coupon's update may still change (Lago's rule).
 _ALWAYS_EDITABLE = ("name", "description", "expiration", "expiration_at")
+
+
 COUPON_TYPES = ("fixed_amount", "percentage")
+
+
 FREQUENCIES = ("once", "recurring", "forever")
+
+
 EXPIRATIONS = ("no_expiration", "time_limit")
 
 
@@ -172,44 +175,6 @@ def parse_coupon(
     return merged
 
 
-async def create(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    columns = parse_coupon(await read_wrapped(request, "coupon"), None)
-    async with db.unit_of_work(ctx.db) as conn:
-        await crud.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
-        row = await insert_coupon(conn, org.id, columns)
-    return ok({"coupon": coupon_body(row)})
-
-
-async def update(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    raw = await read_wrapped(request, "coupon")
-    async with db.unit_of_work(ctx.db) as conn:
-        current = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
-        applied = await coupon_applied(conn, current["id"])
-        columns = parse_coupon(raw, current, applied=applied)
-        if columns["code"] != current["code"]:
-            await crud.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
-        row = await update_coupon(conn, current["id"], columns)
-    return ok({"coupon": coupon_body(row)})
-
-
-async def find(request: web.Request) -> web.Response:
-    return await crud.find_by_code(request, "coupon", coupon_by_code, coupon_body)
-
-
-async def find_all(request: web.Request) -> web.Response:
-    return await crud.find_page(request, "coupons", list_coupons, coupon_body)
-
-
-async def destroy(request: web.Request) -> web.Response:
-    ctx = context(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
-        deleted = await delete_coupon(conn, row["id"])
-    return ok({"coupon": coupon_body(deleted)})
-
-
 COUPON_COLUMNS = (
     "code",
     "name",
@@ -287,13 +252,3 @@ async def list_coupons(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
     return await database.organization_page(conn, "coupons", org, limit, offset, live=True)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/coupons", create),
-        web.get("/api/v1/coupons", find_all),
-        web.get("/api/v1/coupons/{code}", find),
-        web.put("/api/v1/coupons/{code}", update),
-        web.delete("/api/v1/coupons/{code}", destroy),
-    ]

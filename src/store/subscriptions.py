@@ -1,4 +1,4 @@
-"""`/api/v1/subscriptions`: create, read, list, update and terminate."""
+"""Subscriptions' rules and SQL: create, read, list, update and terminate."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from billing.periods import BillingTime
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from read_model.subscriptions import SELECT_SUBSCRIPTION, subscription_body, subscription_by_id
-from resources import customers, database, plans, records
-from web.context import IngestContext, Organization, context, organization
+from store import customers, database, plans, records
+from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
+from web.payload import Fields
 
 BILLING_TIMES = tuple(BillingTime)
+
+
 STATUSES = ("active", "pending", "canceled", "terminated")
+
+
 _CREATE = {
     "external_customer_id",
     "plan_code",
@@ -36,9 +39,11 @@ _CREATE = {
     "purchase_order_number",
     "activation_rules",
 }
+
+
 # billing_entity_code, payment_method, invoice_custom_section, consolidate_invoice and
 # purchase_order_number are accepted for compatibility with Lago's clients and not used yet.
-_UPDATE = {
+UPDATE_FIELDS = {
     "name",
     "ending_at",
     "subscription_at",
@@ -50,7 +55,7 @@ _UPDATE = {
 }
 
 
-def _unsupported(fields: Fields) -> None:
+def refuse_unsupported(fields: Fields) -> None:
     if fields.mapping("plan_overrides"):
         fields.add("plan_overrides", "not_supported")
     if fields.array("activation_rules"):
@@ -75,12 +80,6 @@ async def terminate(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
     return body
 
 
-async def create(request: web.Request) -> web.Response:
-    raw = await read_wrapped(request, "subscription")
-    body = await create_subscription(context(request), organization(request), raw)
-    return ok({"subscription": body})
-
-
 async def create_subscription(
     ctx: IngestContext, org: Organization, raw: dict[str, Any]
 ) -> dict[str, Any]:
@@ -94,7 +93,7 @@ async def create_subscription(
     billing_time = fields.text("billing_time", choices=BILLING_TIMES) or "calendar"
     subscription_at = fields.instant("subscription_at")
     ending_at = fields.instant("ending_at")
-    _unsupported(fields)
+    refuse_unsupported(fields)
     now = datetime.now(UTC)
     start = subscription_at or now
     if ending_at is not None and ending_at <= start:
@@ -148,99 +147,6 @@ async def create_subscription(
             await webhook_outbox.emit(conn, org.id, "subscription.started", subscription_id, body)
     await ctx.catalog.drain_quietly()
     return body
-
-
-def _status_param(request: web.Request) -> str | None:
-    status = request.query.get("status")
-    if status is not None and status not in STATUSES:
-        raise ValidationFailed({"status": ["value_is_invalid"]})
-    return status
-
-
-async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    status = _status_param(request)
-    async with ctx.db.acquire() as conn:
-        row = await subscription_by_external_id(
-            conn, org.id, request.match_info["external_id"], status=status
-        )
-    if row is None:
-        raise NotFound("subscription")
-    return ok({"subscription": subscription_body(row)})
-
-
-async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    statuses = request.query.getall("status[]", []) or ["active"]
-    if any(s not in STATUSES for s in statuses):
-        raise ValidationFailed({"status": ["value_is_invalid"]})
-    async with ctx.db.acquire() as conn:
-        rows, total = await list_subscriptions(
-            conn,
-            org.id,
-            external_customer_id=request.query.get("external_customer_id"),
-            plan_code=request.query.get("plan_code"),
-            statuses=statuses,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
-    return ok(
-        {
-            "subscriptions": [subscription_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
-    )
-
-
-async def update(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    status = _status_param(request)
-    fields = Fields(await read_wrapped(request, "subscription"), _UPDATE)
-    changes: dict[str, Any] = {}
-    if fields.has("name"):
-        changes["name"] = fields.text("name")
-    if fields.has("ending_at"):
-        changes["ending_at"] = fields.instant("ending_at")
-    subscription_at = fields.instant("subscription_at")
-    _unsupported(fields)
-    fields.check()
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await subscription_by_external_id(
-            conn, org.id, request.match_info["external_id"], status=status
-        )
-        if row is None:
-            raise NotFound("subscription")
-        if subscription_at is not None:
-            if row["status"] != "pending":
-                raise ValidationFailed({"subscription_at": ["cannot_change_started_subscription"]})
-            changes["subscription_at"] = subscription_at
-            if subscription_at <= datetime.now(UTC):
-                changes["status"] = "active"
-                changes["started_at"] = subscription_at
-        if not changes:
-            return ok({"subscription": subscription_body(row)})
-        await update_subscription(conn, row["id"], changes)
-        body = await records.enqueue_subscription(conn, row["id"])
-        if changes.get("status") == "active":
-            await webhook_outbox.emit(conn, org.id, "subscription.started", row["id"], body)
-    await ctx.catalog.drain_quietly()
-    return ok({"subscription": body})
-
-
-async def destroy(request: web.Request) -> web.Response:
-    """Terminate now (Lago's DELETE): the subscription stays readable with its end time."""
-    ctx, org = context(request), organization(request)
-    status = _status_param(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await subscription_by_external_id(
-            conn, org.id, request.match_info["external_id"], status=status
-        )
-        if row is None or row["status"] not in ("active", "pending"):
-            raise NotFound("subscription")
-        body = await terminate(conn, row["id"])
-    await ctx.catalog.drain_quietly()
-    return ok({"subscription": body})
 
 
 async def subscription_by_external_id(
@@ -337,13 +243,3 @@ async def list_subscriptions(
     return await db.fetch_page(
         conn, SELECT_SUBSCRIPTION, where, args, order=order, limit=limit, offset=offset
     )
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/subscriptions", create),
-        web.get("/api/v1/subscriptions", find_all),
-        web.get("/api/v1/subscriptions/{external_id}", find),
-        web.put("/api/v1/subscriptions/{external_id}", update),
-        web.delete("/api/v1/subscriptions/{external_id}", destroy),
-    ]

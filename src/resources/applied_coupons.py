@@ -1,0 +1,99 @@
+"""`/api/v1/applied_coupons`: requests to `store.applied_coupons`, Lago JSON back."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from meterflow import db
+from store import customers
+from store.applied_coupons import (
+    applied_coupon_body,
+    applied_coupon_by_id,
+    apply_coupon,
+    list_applied_coupons,
+    terminate_applied_coupon,
+)
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
+    INVALID,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
+
+
+async def apply(request: web.Request) -> web.Response:
+    raw = await read_wrapped(request, "applied_coupon")
+    body = await apply_coupon(context(request), organization(request), raw)
+    return ok({"applied_coupon": body})
+
+
+async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    status = request.query.get("status") or None
+    if status is not None and status not in ("active", "terminated"):
+        raise ValidationFailed({"status": [INVALID]})
+    codes = request.query.getall("coupon_code[]", []) or None
+    async with ctx.db.acquire() as conn:
+        await customers.check_customer(conn, org.id, external_customer_id)
+        rows, total = await list_applied_coupons(
+            conn,
+            org.id,
+            external_customer_id=external_customer_id,
+            status=status,
+            coupon_codes=codes,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return ok(
+        {
+            "applied_coupons": [applied_coupon_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
+    )
+
+
+async def find_all_applied(request: web.Request) -> web.Response:
+    return await _list(request, request.query.get("external_customer_id") or None)
+
+
+async def find_all_of_customer(request: web.Request) -> web.Response:
+    return await _list(request, request.match_info["external_customer_id"])
+
+
+async def remove(request: web.Request) -> web.Response:
+    """Terminate one of the customer's applied coupons: later invoices no longer use it."""
+    ctx, org = context(request), organization(request)
+    try:
+        applied_id = uuid.UUID(request.match_info["applied_coupon_id"])
+    except ValueError:
+        raise NotFound("applied_coupon") from None
+    async with db.unit_of_work(ctx.db) as conn:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, request.match_info["external_customer_id"], lock=True
+        )
+        if customer is None:
+            raise NotFound("customer")
+        row = await applied_coupon_by_id(conn, applied_id)
+        if row is None or row["customer_id"] != customer["id"]:
+            raise NotFound("applied_coupon")
+        await terminate_applied_coupon(conn, applied_id)
+        row = await applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return ok({"applied_coupon": applied_coupon_body(row)})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/applied_coupons", apply),
+        web.get("/api/v1/applied_coupons", find_all_applied),
+        web.get("/api/v1/customers/{external_customer_id}/applied_coupons", find_all_of_customer),
+        web.delete(
+            "/api/v1/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", remove
+        ),
+    ]

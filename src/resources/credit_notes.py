@@ -1,0 +1,147 @@
+"""`/api/v1/credit_notes`: requests to `store.credit_notes`, Lago JSON back."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from aiohttp import web
+
+from meterflow import db
+from resources.credit_note_amounts import estimate
+from store.credit_note_amounts import amounts_of, creditable_invoice, parse_items
+from store.credit_notes import (
+    CREATE_FIELDS,
+    CREDIT_STATUSES,
+    REASONS,
+    REFUND_STATUSES,
+    issue,
+    list_credit_notes,
+    note_body,
+    note_row,
+    parse_metadata,
+)
+from web.context import context, organization
+from web.errors import NotAllowed, ValidationFailed
+from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
+
+
+async def create(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "credit_note"), CREATE_FIELDS)
+    invoice_id = fields.text("invoice_id", required=True)
+    reason = fields.text("reason", choices=REASONS) or "other"
+    description = fields.text("description", max_length=10_000)
+    credit = fields.integer("credit_amount_cents", minimum=0) or 0
+    refund = fields.integer("refund_amount_cents", minimum=0) or 0
+    if fields.integer("offset_amount_cents", minimum=0):
+        fields.add("offset_amount_cents", "not_supported")
+    items = parse_items(fields, fields.array("items", required=True) or [])
+    metadata = parse_metadata(fields)
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        invoice = await creditable_invoice(conn, org.id, invoice_id)
+        amounts, chosen = await amounts_of(conn, invoice, items)
+        body = await issue(
+            conn, org.id, invoice, chosen, amounts, reason, description, credit, refund, metadata
+        )
+    return ok({"credit_note": body})
+
+
+async def find(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with ctx.db.acquire() as conn:
+        body = await note_body(conn, await note_row(conn, org.id, request.match_info["lago_id"]))
+    return ok({"credit_note": body})
+
+
+async def update(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "credit_note"), {"refund_status", "metadata"})
+    refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
+    metadata = parse_metadata(fields)
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        if not note["refund_amount_cents"]:
+            raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
+        updated = await conn.fetchrow(
+            "UPDATE credit_notes SET refund_status = $2, metadata = coalesce($3, metadata), "
+            "updated_at = now() WHERE id = $1 RETURNING *",
+            note["id"],
+            refund_status,
+            metadata,
+        )
+        assert updated is not None
+        body = await note_body(conn, updated)
+    return ok({"credit_note": body})
+
+
+async def void(request: web.Request) -> web.Response:
+    """Void what is left to credit; only a credit note with an available balance can be."""
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
+        if note["credit_status"] != "available":
+            raise NotAllowed(code="no_voidable_amount")
+        voided = await conn.fetchrow(
+            "UPDATE credit_notes SET credit_status = 'voided', balance_amount_cents = 0, "
+            "voided_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
+            note["id"],
+        )
+        assert voided is not None
+        body = await note_body(conn, voided)
+    return ok({"credit_note": body})
+
+
+def _filters(request: web.Request) -> tuple[Any, ...]:
+    q = request.query
+    errors: dict[str, list[str]] = {}
+    dates: list[date | None] = []
+    for name in ("issuing_date_from", "issuing_date_to"):
+        try:
+            dates.append(date.fromisoformat(q[name]) if q.get(name) else None)
+        except ValueError:
+            errors[name] = ["invalid_date"]
+            dates.append(None)
+    for name, allowed in (
+        ("reason", REASONS),
+        ("credit_status", CREDIT_STATUSES),
+        ("refund_status", REFUND_STATUSES),
+    ):
+        if q.get(name) and q[name] not in allowed:
+            errors[name] = [INVALID]
+    if errors:
+        raise ValidationFailed(errors)
+    return (
+        request.match_info.get("external_customer_id") or q.get("external_customer_id") or None,
+        q.get("invoice_number") or None,
+        dates[0],
+        dates[1],
+        q.get("reason") or None,
+        q.get("credit_status") or None,
+        q.get("refund_status") or None,
+        q.get("currency") or None,
+    )
+
+
+async def find_all(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    async with ctx.db.acquire() as conn:
+        bodies, total = await list_credit_notes(
+            conn, org.id, _filters(request), per_page, (page - 1) * per_page
+        )
+    return ok({"credit_notes": bodies, "meta": pagination_meta(page, per_page, total)})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/credit_notes", create),
+        web.get("/api/v1/credit_notes", find_all),
+        web.post("/api/v1/credit_notes/estimate", estimate),
+        web.get("/api/v1/credit_notes/{lago_id}", find),
+        web.put("/api/v1/credit_notes/{lago_id}", update),
+        web.put("/api/v1/credit_notes/{lago_id}/void", void),
+        web.get("/api/v1/customers/{external_customer_id}/credit_notes", find_all),
+    ]

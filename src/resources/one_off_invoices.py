@@ -1,0 +1,19 @@
+"""`POST /api/v1/invoices` (one-off): requests to `store.one_off_invoices`, Lago JSON back."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from store.one_off_invoices import create_one_off_invoice
+from web.context import context, organization
+from web.payload import ok, read_wrapped
+
+
+async def create(request: web.Request) -> web.Response:
+    raw = await read_wrapped(request, "invoice")
+    body = await create_one_off_invoice(context(request), organization(request), raw)
+    return ok({"invoice": body})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/api/v1/invoices", create)]

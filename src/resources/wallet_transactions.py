@@ -1,0 +1,100 @@
+"""`/api/v1/wallet_transactions`: requests to `store.wallet_transactions`, Lago JSON back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from aiohttp import web
+
+from meterflow import db
+from resources.wallets import wallet_of_request
+from store import wallets
+from store.wallet_transactions import (
+    TRANSACTION_FIELDS,
+    list_wallet_transactions,
+    settle_credits,
+    transaction_body,
+    wallet_transaction_of,
+    wallet_transactions_by_ids,
+)
+from web.context import context, organization
+from web.errors import NotFound
+from web.payload import (
+    Fields,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
+
+
+async def top_up(request: web.Request) -> web.Response:
+    """Paid, granted or voided credits on an active wallet; answers the transactions."""
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "wallet_transaction"), TRANSACTION_FIELDS)
+    raw_id = fields.text("wallet_id", required=True, max_length=64)
+    credits = {
+        k: fields.decimal(k, low=Decimal(0), high=wallets.MAX_AMOUNT)
+        for k in ("paid_credits", "granted_credits", "voided_credits")
+    }
+    name = fields.text("name")
+    metadata = wallets.parse_metadata(fields, "metadata")
+    fields.check()
+    try:
+        wallet_id = uuid.UUID(raw_id or "")
+    except ValueError:
+        raise NotFound("wallet") from None
+    async with db.unit_of_work(ctx.db) as conn:
+        wallet = await wallets.wallet_by_id(conn, org.id, wallet_id, lock=True)
+        if (
+            wallet is None
+            or wallet["status"] != "active"
+            or wallets.is_expired(wallet, datetime.now(UTC))
+        ):
+            raise NotFound("wallet")
+        ids = await settle_credits(conn, wallet, credits, name, metadata)
+        rows = await wallet_transactions_by_ids(conn, ids)
+    return ok({"wallet_transactions": [transaction_body(r) for r in rows]})
+
+
+async def find_transaction(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    try:
+        transaction_id = uuid.UUID(request.match_info["lago_id"])
+    except ValueError:
+        raise NotFound("wallet_transaction") from None
+    async with ctx.db.acquire() as conn:
+        row = await wallet_transaction_of(conn, org.id, transaction_id)
+    if row is None:
+        raise NotFound("wallet_transaction")
+    return ok({"wallet_transaction": transaction_body(row)})
+
+
+async def find_transactions(request: web.Request) -> web.Response:
+    ctx = context(request)
+    page, per_page = page_params(request)
+    filters = {
+        name: request.query.get(name) or None
+        for name in ("status", "transaction_status", "transaction_type")
+    }
+    async with ctx.db.acquire() as conn:
+        wallet = await wallet_of_request(conn, request)
+        rows, total = await list_wallet_transactions(
+            conn, wallet["id"], filters, per_page, (page - 1) * per_page
+        )
+    return ok(
+        {
+            "wallet_transactions": [transaction_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/wallets/{lago_id}/wallet_transactions", find_transactions),
+        web.post("/api/v1/wallet_transactions", top_up),
+        web.get("/api/v1/wallet_transactions/{lago_id}", find_transaction),
+    ]

@@ -1,0 +1,170 @@
+"""`/api/v1/wallets`: requests to `store.wallets`, Lago JSON back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from meterflow import db
+from meterflow.db import Conn
+from store import customers
+from store.wallets import (
+    EDITABLE,
+    WALLET_FIELDS,
+    create_wallet,
+    list_wallets,
+    refuse_unsupported,
+    terminate_wallet,
+    update_wallet,
+    wallet_body,
+    wallet_by_code,
+    wallet_by_id,
+)
+from web.context import context, organization
+from web.errors import NotFound, ValidationFailed
+from web.payload import (
+    INVALID,
+    Fields,
+    ok,
+    page_params,
+    pagination_meta,
+    read_wrapped,
+)
+
+
+async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
+    raw = await read_wrapped(request, "wallet")
+    body = await create_wallet(context(request), organization(request), raw, external_customer_id)
+    return ok({"wallet": body})
+
+
+async def create(request: web.Request) -> web.Response:
+    return await _create(request, None)
+
+
+async def create_for_customer(request: web.Request) -> web.Response:
+    return await _create(request, request.match_info["external_customer_id"])
+
+
+async def wallet_of_request(
+    conn: Conn, request: web.Request, *, lock: bool = False
+) -> asyncpg.Record:
+    """The wallet the path names: by lago_id, or by customer and code."""
+    org = organization(request)
+    if "lago_id" in request.match_info:
+        try:
+            wallet_id = uuid.UUID(request.match_info["lago_id"])
+        except ValueError:
+            raise NotFound("wallet") from None
+        row = await wallet_by_id(conn, org.id, wallet_id, lock=lock)
+    else:
+        customer = await customers.customer_by_external_id(
+            conn, org.id, request.match_info["external_customer_id"]
+        )
+        if customer is None:
+            raise NotFound("customer")
+        row = await wallet_by_code(conn, customer["id"], request.match_info["code"])
+    if row is None:
+        raise NotFound("wallet")
+    return row
+
+
+async def find(request: web.Request) -> web.Response:
+    async with context(request).db.acquire() as conn:
+        row = await wallet_of_request(conn, request)
+    return ok({"wallet": wallet_body(row)})
+
+
+async def update(request: web.Request) -> web.Response:
+    """Change the name, code, priority, expiry or metadata (Lago's editable fields)."""
+    ctx, org = context(request), organization(request)
+    fields = Fields(await read_wrapped(request, "wallet"), WALLET_FIELDS)
+    given: dict[str, Any] = {
+        "name": fields.text("name"),
+        "code": fields.text("code"),
+        "priority": fields.integer("priority", minimum=1),
+        "expiration_at": fields.instant("expiration_at"),
+        "metadata": fields.mapping("metadata"),
+    }
+    if given["priority"] is not None and given["priority"] > 50:
+        fields.add("priority", INVALID)
+    refuse_unsupported(fields)
+    for name in WALLET_FIELDS - set(EDITABLE):
+        if fields.raw.get(name) is not None and name not in (
+            "applies_to",
+            "recurring_transaction_rules",
+            "paid_top_up_max_amount_cents",
+            "paid_top_up_min_amount_cents",
+        ):
+            fields.add(name, "not_editable")
+    fields.check()
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await wallet_of_request(conn, request, lock=True)
+        if row["status"] != "active":
+            raise ValidationFailed({"wallet": ["wallet_not_active"]})
+        attributes = dict(row["attributes"] or {})
+        if fields.has("metadata"):
+            attributes["metadata"] = given["metadata"]
+        columns = {k: row[k] for k in ("name", "code", "priority", "expiration_at")}
+        columns.update({k: v for k, v in given.items() if fields.has(k) and k != "metadata"})
+        columns["priority"] = columns["priority"] or 50
+        columns["attributes"] = attributes
+        await update_wallet(conn, row["id"], columns)
+        updated = await wallet_by_id(conn, org.id, row["id"])
+    assert updated is not None
+    return ok({"wallet": wallet_body(updated)})
+
+
+async def terminate(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    async with db.unit_of_work(ctx.db) as conn:
+        row = await wallet_of_request(conn, request, lock=True)
+        await terminate_wallet(conn, row["id"])
+        updated = await wallet_by_id(conn, org.id, row["id"])
+    assert updated is not None
+    return ok({"wallet": wallet_body(updated)})
+
+
+async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+    ctx, org = context(request), organization(request)
+    page, per_page = page_params(request)
+    async with ctx.db.acquire() as conn:
+        await customers.check_customer(conn, org.id, external_customer_id)
+        rows, total = await list_wallets(
+            conn,
+            org.id,
+            external_customer_id=external_customer_id,
+            currency=request.query.get("currency") or None,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return ok(
+        {"wallets": [wallet_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
+    )
+
+
+async def find_all(request: web.Request) -> web.Response:
+    return await _list(request, request.query.get("external_customer_id") or None)
+
+
+async def find_all_of_customer(request: web.Request) -> web.Response:
+    return await _list(request, request.match_info["external_customer_id"])
+
+
+def routes() -> list[web.RouteDef]:
+    customer_wallet = "/api/v1/customers/{external_customer_id}/wallets"
+    return [
+        web.post("/api/v1/wallets", create),
+        web.get("/api/v1/wallets", find_all),
+        web.get("/api/v1/wallets/{lago_id}", find),
+        web.put("/api/v1/wallets/{lago_id}", update),
+        web.delete("/api/v1/wallets/{lago_id}", terminate),
+        web.post(customer_wallet, create_for_customer),
+        web.get(customer_wallet, find_all_of_customer),
+        web.get(customer_wallet + "/{code}", find),
+        web.put(customer_wallet + "/{code}", update),
+        web.delete(customer_wallet + "/{code}", terminate),
+    ]

@@ -1,7 +1,7 @@
 """Coupons' rules and SQL: discounts (their applications to customers are
 `store.applied_coupons`).
 
-How the invoicer uses them (`invoicer.pricing`): every invoice takes the customer's active
+How the invoicer uses them (`invoicing.pricing`): every invoice takes the customer's active
 applied coupons, oldest first, off its fees before taxes. A `once` fixed amount carries
 what it did not use to the next invoices; a `recurring` one loses a period per invoice it
 reduces (its unused value in that period is lost); a `forever` one never runs out; a

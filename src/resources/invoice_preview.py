@@ -27,8 +27,8 @@ from invoicing.closed_period import ChargeUsage, PeriodClosed
 from invoicing.pricing import price_period
 from read_model.customers import customer_by_id
 from read_model.invoices import extended_body
-from resources import customers, plans, subscriptions
-from resources.current_usage import current_usage
+from store import customers, plans, subscriptions
+from store.current_usage import current_usage
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, currency, ok, read_json

@@ -24,11 +24,8 @@ if __package__ in (None, ""):  # run as `python bench/aggregator_period_end.py`
 
 import argparse
 import asyncio
-import tempfile
 import time
-import uuid
 import zoneinfo
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,15 +33,11 @@ import aiohttp
 import orjson
 
 from bench import report
-from bench.aggregator_termination import services
+from bench.aggregator_termination import create_count_plan, scratch_api
 from bench.freshness import api, expect_ok
-from bench.processes import delete_app_topics
-from bench.workload import COUNT_CODE, WrongTotals
-from gateway.organizations import create_organization
-from meterflow.db import connect, migrate
-from meterflow.settings import Settings, Topics
+from bench.workload import WrongTotals, count_event
+from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
-from meterflow.topics import delete_topics, ensure_topics
 
 PLAN = "bench-weekly"
 EVENTS = 20
@@ -72,47 +65,28 @@ async def run(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     zone, end = found
     start = (end.astimezone(zoneinfo.ZoneInfo(zone)) - timedelta(days=7)).astimezone(UTC)
     print(f"period end {end.isoformat()} ({zone} midnight)", flush=True)
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
-    await migrate(settings.dsn, schema=settings.db_schema)
-    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     delays: list[float] = []
-    try:
-        _org, key = await create_organization(settings, "bench-period-end")
-        with tempfile.TemporaryDirectory() as tmp:
-            async with services(settings, Path(tmp)) as port:
-                url = f"http://127.0.0.1:{port}"
-                headers = {"Authorization": f"Bearer {key}"}
-                timeout = aiohttp.ClientTimeout(total=30)
-                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-                    await create_catalog(session, url, args.subscriptions, zone, start)
-                    sent = 0
-                    while time.time() < end.timestamp() - 5:
-                        await send_events(session, url, args.subscriptions, sent)
-                        sent += 1
-                        await asyncio.sleep(1.0)
-                    await asyncio.sleep(max(0.0, end.timestamp() - time.time()))
-                    waiting = set(range(args.subscriptions))
-                    while waiting:
-                        for i in sorted(waiting):
-                            query = f"{url}/api/v1/invoices?external_customer_id=pe-cust-{i}"
-                            async with session.get(query) as response:
-                                body = orjson.loads(await expect_ok(response, "GET invoices"))
-                            if body["invoices"]:
-                                delays.append(time.time() - end.timestamp())
-                                check(body["invoices"][0], i, sent)
-                                waiting.discard(i)
-                        if time.time() - end.timestamp() > 300:
-                            raise WrongTotals(f"no invoice 300 s after the end for {waiting}")
-                        await asyncio.sleep(0.1)
-    finally:
-        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
-        await delete_topics(settings.bootstrap_servers, settings.topics)
-        conn = await connect(settings.dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
-        finally:
-            await conn.close()
+    async with scratch_api(base, "bench-period-end") as (session, url):
+        await create_catalog(session, url, args.subscriptions, zone, start)
+        sent = 0
+        while time.time() < end.timestamp() - 5:
+            await send_events(session, url, args.subscriptions, sent)
+            sent += 1
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(max(0.0, end.timestamp() - time.time()))
+        waiting = set(range(args.subscriptions))
+        while waiting:
+            for i in sorted(waiting):
+                query = f"{url}/api/v1/invoices?external_customer_id=pe-cust-{i}"
+                async with session.get(query) as response:
+                    body = orjson.loads(await expect_ok(response, "GET invoices"))
+                if body["invoices"]:
+                    delays.append(time.time() - end.timestamp())
+                    check(body["invoices"][0], i, sent)
+                    waiting.discard(i)
+            if time.time() - end.timestamp() > 300:
+                raise WrongTotals(f"no invoice 300 s after the end for {waiting}")
+            await asyncio.sleep(0.1)
     return {
         "zone": zone,
         "period_end": end.isoformat(),
@@ -133,12 +107,7 @@ def check(invoice: dict[str, Any], i: int, batches: int) -> None:
 async def send_events(session: aiohttp.ClientSession, url: str, subscriptions: int, n: int) -> None:
     stamp = time.time()
     made = [
-        {
-            "transaction_id": f"pe-{i}-{n}-{k}",
-            "external_subscription_id": f"pe-sub-{i}",
-            "code": COUNT_CODE,
-            "timestamp": stamp,
-        }
+        count_event(f"pe-{i}-{n}-{k}", f"pe-sub-{i}", stamp)
         for i in range(subscriptions)
         for k in range(EVENTS)
     ]
@@ -149,21 +118,7 @@ async def send_events(session: aiohttp.ClientSession, url: str, subscriptions: i
 async def create_catalog(
     session: aiohttp.ClientSession, url: str, subscriptions: int, zone: str, start: datetime
 ) -> None:
-    metric = await api(
-        session,
-        url,
-        "/api/v1/billable_metrics",
-        "billable_metric",
-        {"name": COUNT_CODE, "code": COUNT_CODE, "aggregation_type": "count_agg"},
-    )
-    charge = {
-        "billable_metric_id": metric["lago_id"],
-        "charge_model": "standard",
-        "properties": {"amount": "0.01"},
-    }
-    plan = {"name": PLAN, "code": PLAN, "interval": "weekly", "amount_cents": 0}
-    plan |= {"amount_currency": "USD", "pay_in_advance": False, "charges": [charge]}
-    await api(session, url, "/api/v1/plans", "plan", plan)
+    await create_count_plan(session, url, PLAN, "weekly")
     for i in range(subscriptions):
         customer = {"external_id": f"pe-cust-{i}", "name": f"P {i}", "currency": "USD"}
         customer["timezone"] = zone

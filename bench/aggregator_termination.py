@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -39,13 +37,11 @@ import orjson
 
 from bench import report
 from bench.freshness import api, expect_ok
-from bench.processes import ServiceProcess, delete_app_topics, free_port, service_env
-from bench.workload import COUNT_CODE, WrongTotals, current_period_start
+from bench.processes import ServiceProcess, free_port, scratch_deployment, service_env
+from bench.workload import COUNT_CODE, WrongTotals, count_event, current_period_start
 from gateway.organizations import create_organization
-from meterflow.db import connect, migrate
-from meterflow.settings import Settings, Topics
+from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
-from meterflow.topics import delete_topics, ensure_topics
 
 PLAN = "bench-term-plan"
 POLL_STEP = 0.02
@@ -86,7 +82,27 @@ async def services(settings: Settings, data_dir: Path) -> AsyncIterator[int]:
             service.stop()
 
 
-async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
+@contextlib.asynccontextmanager
+async def scratch_api(
+    base: Settings, organization: str
+) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """The pipeline (`services`) on a scratch deployment, and a session of a new
+    organization's API key: yields (session, the API's base URL)."""
+    async with scratch_deployment(base) as settings:
+        _org, key = await create_organization(settings, organization)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with services(settings, Path(tmp)) as port:
+                headers = {"Authorization": f"Bearer {key}"}
+                timeout = aiohttp.ClientTimeout(total=30)
+                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+                    yield session, f"http://127.0.0.1:{port}"
+
+
+async def create_count_plan(
+    session: aiohttp.ClientSession, url: str, code: str, interval: str
+) -> None:
+    """The count metric, and plan `code` billing it at 0.01 per event (one cent each, so an
+    invoice's fees in cents are its events) without a fixed fee."""
     metric = await api(
         session,
         url,
@@ -94,22 +110,18 @@ async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions
         "billable_metric",
         {"name": COUNT_CODE, "code": COUNT_CODE, "aggregation_type": "count_agg"},
     )
-    plan = {
-        "name": PLAN,
-        "code": PLAN,
-        "interval": "monthly",
-        "amount_cents": 0,
-        "amount_currency": "USD",
-        "pay_in_advance": False,
-        "charges": [
-            {
-                "billable_metric_id": metric["lago_id"],
-                "charge_model": "standard",
-                "properties": {"amount": "0.01"},
-            }
-        ],
+    charge = {
+        "billable_metric_id": metric["lago_id"],
+        "charge_model": "standard",
+        "properties": {"amount": "0.01"},
     }
+    plan = {"name": code, "code": code, "interval": interval, "amount_cents": 0}
+    plan |= {"amount_currency": "USD", "pay_in_advance": False, "charges": [charge]}
     await api(session, url, "/api/v1/plans", "plan", plan)
+
+
+async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
+    await create_count_plan(session, url, PLAN, "monthly")
     for i in range(subscriptions):
         customer = {"external_id": f"cust-{i}", "name": f"Bench {i}", "currency": "USD"}
         await api(session, url, "/api/v1/customers", "customer", customer)
@@ -130,15 +142,7 @@ async def background(session: aiohttp.ClientSession, url: str, rate: float) -> N
     while True:
         tick = time.monotonic()
         stamp = time.time()
-        made = [
-            {
-                "transaction_id": f"bg-{i}",
-                "external_subscription_id": "sub-bg",
-                "code": COUNT_CODE,
-                "timestamp": stamp,
-            }
-            for i in range(n, n + 100)
-        ]
+        made = [count_event(f"bg-{i}", "sub-bg", stamp) for i in range(n, n + 100)]
         n += 100
         async with session.post(url, data=orjson.dumps({"events": made})) as response:
             await expect_ok(response, "background batch")
@@ -149,15 +153,7 @@ async def terminate_and_wait(
     session: aiohttp.ClientSession, url: str, i: int, events: int
 ) -> float:
     stamp = time.time()
-    made = [
-        {
-            "transaction_id": f"term-{i}-{k}",
-            "external_subscription_id": f"sub-{i}",
-            "code": COUNT_CODE,
-            "timestamp": stamp,
-        }
-        for k in range(events)
-    ]
+    made = [count_event(f"term-{i}-{k}", f"sub-{i}", stamp) for k in range(events)]
     async with session.post(f"{url}/api/v1/events/batch", json={"events": made}) as response:
         await expect_ok(response, "events of the subscription to terminate")
     started = time.perf_counter()
@@ -182,44 +178,23 @@ async def terminate_and_wait(
 
 
 async def run(base: Settings, args: argparse.Namespace, index: int) -> dict[str, Any]:
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
-    await migrate(settings.dsn, schema=settings.db_schema)
-    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     delays: list[float] = []
-    try:
-        _org, key = await create_organization(settings, "bench-termination")
-        with tempfile.TemporaryDirectory() as tmp:
-            async with services(settings, Path(tmp)) as port:
-                url = f"http://127.0.0.1:{port}"
-                headers = {"Authorization": f"Bearer {key}"}
-                timeout = aiohttp.ClientTimeout(total=30)
-                async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-                    await create_catalog(session, url, args.terminations)
-                    bg = {"external_customer_id": "cust-0", "plan_code": PLAN}
-                    body = bg | {"external_id": "sub-bg", "billing_time": "calendar"}
-                    body["subscription_at"] = current_period_start().isoformat()
-                    await api(session, url, "/api/v1/subscriptions", "subscription", body)
-                    await asyncio.sleep(2)  # the catalog reaching the aggregator
-                    load = asyncio.create_task(
-                        background(session, f"{url}/api/v1/events/batch", args.rate)
-                    )
-                    try:
-                        for i in range(args.terminations):
-                            delays.append(await terminate_and_wait(session, url, i, args.events))
-                            await asyncio.sleep(args.gap)
-                    finally:
-                        load.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await load
-    finally:
-        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
-        await delete_topics(settings.bootstrap_servers, settings.topics)
-        conn = await connect(settings.dsn)
+    async with scratch_api(base, "bench-termination") as (session, url):
+        await create_catalog(session, url, args.terminations)
+        bg = {"external_customer_id": "cust-0", "plan_code": PLAN}
+        body = bg | {"external_id": "sub-bg", "billing_time": "calendar"}
+        body["subscription_at"] = current_period_start().isoformat()
+        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+        await asyncio.sleep(2)  # the catalog reaching the aggregator
+        load = asyncio.create_task(background(session, f"{url}/api/v1/events/batch", args.rate))
         try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
+            for i in range(args.terminations):
+                delays.append(await terminate_and_wait(session, url, i, args.events))
+                await asyncio.sleep(args.gap)
         finally:
-            await conn.close()
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
     return {
         "run": index,
         "terminations": len(delays),

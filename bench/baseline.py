@@ -5,14 +5,18 @@ writes it, answered after the commit); a unique index on (organization_id,
 external_subscription_id, transaction_id) drops duplicates; current usage is computed at read
 time with one SQL aggregate per charge over the events of the period. It runs on the same
 Postgres as meterflow, in a schema of its own, behind an aiohttp endpoint shaped like
-meterflow's (same validation code, same API-key lookup per request), so the HTTP, JSON and
-validation costs are the same on both sides and only the storage path differs.
+meterflow's (the same validation code, `ingest.batch`'s one pass for the common batch, and
+API keys looked up once and remembered, as meterflow's are), so the HTTP, JSON and validation
+costs are the same on both sides and only the storage path differs.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import json
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from billing.events import UsageEvent
+from ingest.batch import accept_batch
 from ingest.events import event_body, validate_event
 from meterflow.db import connect, create_pool
 from web.errors import ValidationFailed
@@ -57,6 +62,18 @@ INSERT INTO events (organization_id, external_subscription_id, transaction_id, c
 SELECT $1::uuid, s, t, c, ts, p::jsonb, a
 FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::numeric[])
     AS e(s, t, c, ts, p, a)
+ON CONFLICT (organization_id, external_subscription_id, transaction_id) DO NOTHING
+"""
+
+# The same rows from the wire records of ingest's one-pass batch (`ingest.batch`): Postgres
+# reads the JSON array; the timestamp is exact to the microsecond.
+INSERT_WIRE_SQL = """
+INSERT INTO events (organization_id, external_subscription_id, transaction_id, code,
+                    "timestamp", properties)
+SELECT $1::uuid, e ->> 'external_subscription_id', e ->> 'transaction_id', e ->> 'code',
+       'epoch'::timestamptz + (e ->> 'timestamp')::numeric * interval '1 second',
+       e -> 'properties'
+FROM jsonb_array_elements($2::jsonb) AS e
 ON CONFLICT (organization_id, external_subscription_id, transaction_id) DO NOTHING
 """
 
@@ -169,6 +186,22 @@ async def copy_events(
     )
 
 
+async def stored_totals(
+    conn: asyncpg.Connection, organization_id: str, code: str, field_name: str
+) -> tuple[int, int, Decimal]:
+    """An organization's rows: (all, those of `code`, the sum of `field_name` over those)."""
+    row = await conn.fetchrow(
+        "SELECT count(*), count(*) FILTER (WHERE code = $1), "
+        "coalesce(sum((properties ->> $2)::numeric) FILTER (WHERE code = $1), 0) "
+        "FROM events WHERE organization_id = $3::uuid",
+        code,
+        field_name,
+        organization_id,
+    )
+    assert row is not None
+    return row[0], row[1], Decimal(row[2])
+
+
 async def current_usage(
     conn: asyncpg.Connection | asyncpg.Pool,
     organization_id: str,
@@ -237,6 +270,7 @@ class BaselineServer:
         self.port = 0
         self._pool: asyncpg.Pool | None = None
         self._runner: web.AppRunner | None = None
+        self._keys: dict[bytes, str] = {}  # as meterflow's `web.key_cache` remembers keys
 
     @property
     def url(self) -> str:
@@ -252,17 +286,30 @@ class BaselineServer:
         if not header.startswith("Bearer "):
             raise web.HTTPUnauthorized()
         digest = hashlib.sha256(header[len("Bearer ") :].strip().encode()).digest()
+        known = self._keys.get(digest)
+        if known is not None:
+            return known
         found = await self.pool.fetchval(
             "SELECT organization_id FROM api_keys WHERE digest = $1", digest
         )
         if found is None:
             raise web.HTTPUnauthorized()
+        self._keys[digest] = str(found)
         return str(found)
 
     async def create_batch(self, request: web.Request) -> web.Response:
+        """The common batch through ingest's own one-pass validation, anything else event by
+        event as ingest reads it; one INSERT, answered after its commit."""
         organization_id = await self._organization(request)
         received_at = datetime.now(UTC)
-        body = orjson.loads(await request.read())
+        raw = await request.read()
+        common = accept_batch(raw, organization_id, received_at, self.max_batch)
+        if common is not None:
+            records, answer = common
+            rows = b"[" + b",".join(value for _, value in records) + b"]"
+            await self.pool.execute(INSERT_WIRE_SQL, organization_id, rows.decode())
+            return web.Response(body=answer, content_type="application/json")
+        body = orjson.loads(raw)
         raw_events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(raw_events, list) or not 0 < len(raw_events) <= self.max_batch:
             return web.json_response({"status": 422, "code": "validation_errors"}, status=422)
@@ -292,14 +339,16 @@ class BaselineServer:
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0, *, reuse_port: bool = False) -> None:
+        """Listen on `port` (0: any free one); with `reuse_port` several server processes
+        share it (SO_REUSEPORT), as meterflow's ingest workers do."""
         self._pool = await create_pool(self.dsn, schema=self.schema, size=self.pool_size)
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/api/v1/events/batch", self.create_batch)
         app.router.add_get("/current-usage/{external_subscription_id}", self.usage)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_port=reuse_port)
         await site.start()
         server: Any = site._server  # aiohttp exposes the bound socket only here
         self.port = server.sockets[0].getsockname()[1]
@@ -316,3 +365,32 @@ class BaselineServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    now = datetime.now(UTC)
+    server = BaselineServer(args.dsn, args.schema, (), (now, now), pool_size=args.pool_size)
+    await server.start(args.port, reuse_port=args.reuse_port)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    """One baseline server process until SIGTERM (`bench/ingest_batch.py` starts them)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pool-size", type=int, default=10)
+    parser.add_argument("--reuse-port", action="store_true")
+    asyncio.run(_serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -49,7 +49,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -60,7 +60,13 @@ import psutil
 
 from aggregator.settings import AggregatorSettings
 from bench import baseline, report
-from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
+from bench.processes import (
+    ServiceProcess,
+    free_port,
+    metrics,
+    scratch_deployment,
+    service_env,
+)
 from bench.workload import (
     CHARGES,
     COUNT_CODE,
@@ -75,10 +81,9 @@ from bench.workload import (
     usage_from_meterflow,
 )
 from gateway.organizations import create_organization
-from meterflow.db import connect, migrate
-from meterflow.settings import Settings, Topics
+from meterflow.db import connect
+from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
-from meterflow.topics import delete_topics, ensure_topics
 
 PROBE = "probe"
 CUSTOMER = "bench-customer"
@@ -394,15 +399,11 @@ async def freshness_meterflow(
     base: Settings, load: Load, aggregator_env: dict[str, str], logs: Path | None = None
 ) -> dict[str, Any]:
     """One run; with `logs`, the services' logs stay in logs/freshness-<run id>/."""
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
-    await migrate(settings.dsn, schema=settings.db_schema)
-    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     subscriptions = load_subscriptions(load)
-    try:
+    async with scratch_deployment(base) as settings:
         org, key = await create_organization(settings, "bench-freshness")
         if logs is not None:
-            kept = logs / f"freshness-{run_id}"
+            kept = logs / f"freshness-{settings.db_schema.removeprefix('bench_')}"
             kept.mkdir(parents=True)
         place = contextlib.nullcontext(str(kept)) if logs else tempfile.TemporaryDirectory()
         with place as tmp:
@@ -475,14 +476,6 @@ async def freshness_meterflow(
                     if applied != sent.calls + sent.storage_events + len(delays):
                         raise WrongTotals(f"aggregator applied {applied} events")
                     batches = samples.get("meterflow_aggregator_batch_size_count", 0.0)
-    finally:
-        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
-        await delete_topics(settings.bootstrap_servers, settings.topics)
-        conn = await connect(settings.dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
-        finally:
-            await conn.close()
     return summary("meterflow", delays, background) | {
         "cpu_cores_busy": cpu,
         "aggregator_batches": batches,

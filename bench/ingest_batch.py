@@ -1,18 +1,22 @@
-"""Throughput of `POST /api/v1/events/batch`: a `meterflow ingest` server in its own process
-on the real Kafka and Postgres (started, or reused when running), loaded from this process
-(the load generator) over HTTP; events per second acknowledged by the broker, with request
-latency percentiles.
+"""Throughput of `POST /api/v1/events/batch` against the Postgres-per-event baseline, side by
+side in one run: each side's servers in processes of their own on the real Kafka and Postgres
+(started, or reused when running), loaded over HTTP by client processes
+(`bench.http_load`); events per second that each side acknowledged, with latency
+percentiles, each side's server CPU and the clients' own CPU.
 
-    .venv/bin/python bench/ingest_batch.py [--seconds 20] [--concurrency 8] [--batch 100]
-        [--workers 1] [--server-src DIR]
+    .venv/bin/python -m bench.ingest_batch [--seconds 8] [--runs 3] [--concurrency 8]
+        [--batch 100] [--workers 1] [--client-processes 1] [--server-src DIR] [--profile]
 
-`--workers` sets METERFLOW_INGEST_WORKERS of the server; `--server-src DIR` runs the server
-from another source tree (e.g. an older commit's `src`, extracted with `git archive`) so that
-two versions can be compared side by side. The server's pid is printed (to attach py-spy) and
-its log is kept in a temporary file. Besides throughput it reports the server's CPU time per
-event (its workers included), which a busy shared machine disturbs far less. Prints a table
-and writes JSON to bench/results/ (git-ignored). Uses its own topics and database schema,
-removed afterwards.
+meterflow is `meterflow ingest` answering once Kafka acknowledged every event (`acks=all`,
+idempotent producer); the baseline is `bench.baseline` answering once its INSERT committed.
+`--workers N` gives each side N server processes sharing its port (SO_REUSEPORT).
+The runs alternate which side goes first, the table shows medians and the ratio
+meterflow/baseline, and the JSON (bench/results/) keeps every run. Every request carries
+fresh transaction ids; afterwards the events on meterflow's topic and the baseline's rows are
+counted by code with their summed gigabytes and must equal what was acknowledged. `--profile`
+samples the meterflow server with py-spy during its first run and keeps its top frames.
+`--server-src DIR` runs meterflow's server from another source tree (e.g. an older commit's
+`src`, extracted with `git archive`), to compare versions.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ if __package__ in (None, ""):  # run as `python bench/ingest_batch.py`: make `be
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import socket
@@ -35,14 +40,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import orjson
 import psutil
 
-from bench import report
+from bench import baseline, report
+from bench.http_load import TAG, run_load
+from bench.run import topic_usage
+from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
@@ -51,41 +57,15 @@ from meterflow.stack.processes import terminate
 from meterflow.topics import delete_topics, ensure_topics
 
 SERVER_START_TIMEOUT = 60.0
+WARMUP_SECONDS = 2.0
+SIDES = ("meterflow", "baseline")
 
 
-def _batch(run: str, worker: int, n: int, size: int) -> bytes:
-    return orjson.dumps(
-        {
-            "events": [
-                {
-                    "transaction_id": f"{run}-{worker}-{n}-{i}",
-                    "external_subscription_id": f"sub-{(worker * 7 + i) % 50}",
-                    "code": "api_calls",
-                    "properties": {"gb": i % 10, "region": "eu"},
-                }
-                for i in range(size)
-            ]
-        }
-    )
-
-
-async def _worker(
-    session: aiohttp.ClientSession, url: str, run: str, worker: int, size: int, until: float
-) -> tuple[int, list[float], int]:
-    sent, latencies, errors, n = 0, [], 0, 0
-    while time.monotonic() < until:
-        body = _batch(run, worker, n, size)
-        n += 1
-        started = time.perf_counter()
-        async with session.post(url, data=body) as response:
-            await response.read()
-            ok = response.status == 200
-        latencies.append(time.perf_counter() - started)
-        if ok:
-            sent += size
-        else:
-            errors += 1
-    return sent, latencies, errors
+def body_template(size: int, subscriptions: int = 50) -> bytes:
+    """One batch body; `TAG` in each transaction id becomes the request's own tag."""
+    now = time.time() - 60
+    events = [event(f"ingest-{i % subscriptions}", i, now, tag=TAG.decode()) for i in range(size)]
+    return orjson.dumps({"events": events})
 
 
 def _free_port() -> int:
@@ -95,52 +75,66 @@ def _free_port() -> int:
         return port
 
 
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@contextmanager
+def _processes(commands: list[list[str]], env: dict[str, str], port: int) -> Iterator[list[int]]:
+    """Child processes, until `port` accepts connections; yields their pids."""
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the children's lifetime
+        prefix="ingest-bench-", suffix=".log", delete=False
+    )
+    procs = [subprocess.Popen(c, env=env, stdout=log, stderr=log) for c in commands]
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while not _accepts(port):
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                raise RuntimeError(f"a server did not start; its log: {log.name}")
+            time.sleep(0.2)
+        print(f"server pids {[p.pid for p in procs]}, log {log.name}", file=sys.stderr)
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            terminate(proc.pid, timeout=30)
+            proc.wait()
+        log.close()
+
+
 @contextmanager
 def _server(settings: Settings, workers: int, src: Path | None) -> Iterator[tuple[str, int]]:
     """`meterflow ingest` in a child process on free ports: yields (base URL, pid)."""
-    port, metrics_port = _free_port(), _free_port()
+    port = _free_port()
     env = dict(os.environ)
     env.update(
         METERFLOW_TOPIC_PREFIX=settings.topics.prefix,
         METERFLOW_DB_SCHEMA=settings.db_schema,
         METERFLOW_INGEST_HOST="127.0.0.1",
         METERFLOW_INGEST_PORT=str(port),
-        METERFLOW_INGEST_METRICS_PORT=str(metrics_port),
+        METERFLOW_INGEST_METRICS_PORT=str(_free_port()),
         METERFLOW_INGEST_WORKERS=str(workers),
         KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
         DATABASE_URL=settings.dsn,
     )
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the child's lifetime
-        prefix="ingest-bench-", suffix=".log", delete=False
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meterflow.cli", "ingest"], env=env, stdout=log, stderr=log
-    )
-    try:
-        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _answers(metrics):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ingest server did not start; its log: {log.name}")
-            time.sleep(0.2)
-        print(f"ingest server pid {proc.pid}, log {log.name}", file=sys.stderr)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        terminate(proc.pid, timeout=30)
-        proc.wait()
-        log.close()
+    command = [sys.executable, "-m", "meterflow.cli", "ingest"]
+    with _processes([command], env, port) as pids:
+        yield f"http://127.0.0.1:{port}", pids[0]
 
 
-def _answers(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+@contextmanager
+def _baseline_server(dsn: str, schema: str, workers: int) -> Iterator[tuple[str, int]]:
+    """`workers` baseline processes sharing a free port: yields (base URL, first pid)."""
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(report.REPO), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "bench.baseline", "--dsn", dsn, "--schema", schema]
+    command += ["--port", str(port), "--reuse-port"]
+    with _processes([command] * workers, env, port) as pids:
+        yield f"http://127.0.0.1:{port}", pids[0]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -154,21 +148,6 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-async def _load(
-    url: str, key: str, seconds: float, concurrency: int, size: int, run_id: str, pid: int
-) -> Any:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        await _worker(session, url, "warmup", 0, size, time.monotonic() + 2)
-        cpu = _cpu_seconds(pid)
-        started = time.monotonic()
-        results = await asyncio.gather(
-            *(_worker(session, url, run_id, w, size, started + seconds) for w in range(concurrency))
-        )
-        return results, time.monotonic() - started, _cpu_seconds(pid) - cpu
-
-
 async def _setup(settings: Settings) -> str:
     await migrate(settings.dsn, schema=settings.db_schema)
     await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
@@ -180,78 +159,245 @@ async def _teardown(settings: Settings) -> None:
     await delete_topics(settings.bootstrap_servers, settings.topics)
     conn = await connect(settings.dsn)
     try:
-        await conn.execute(f'DROP SCHEMA "{settings.db_schema}" CASCADE')
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
     finally:
         await conn.close()
 
 
-def run(
-    seconds: float, concurrency: int, size: int, *, workers: int = 1, src: Path | None = None
-) -> dict[str, Any]:
-    base = Settings.from_env()
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+async def _baseline_setup(dsn: str, schema: str) -> tuple[str, str]:
+    """The baseline's schema and an API key: (organization id, key)."""
+    await baseline.create_schema(dsn, schema)
+    organization_id, key = str(uuid.uuid4()), uuid.uuid4().hex
+    conn = await connect(dsn, schema=schema)
     try:
-        key = asyncio.run(_setup(settings))
-        with _server(settings, workers, src) as (server_url, pid):
-            url = server_url + "/api/v1/events/batch"
-            results, elapsed, cpu = asyncio.run(
-                _load(url, key, seconds, concurrency, size, run_id, pid)
-            )
+        await baseline.add_api_key(conn, key, organization_id)
     finally:
-        asyncio.run(_teardown(settings))
-    events = sum(r[0] for r in results)
-    latencies = sorted(lat for r in results for lat in r[1])
+        await conn.close()
+    return organization_id, key
+
+
+async def _baseline_usage(dsn: str, schema: str, organization_id: str) -> Usage:
+    conn = await connect(dsn, schema=schema)
+    try:
+        total, stored, gigabytes = await baseline.stored_totals(
+            conn, organization_id, SUM_CODE, SUM_FIELD
+        )
+    finally:
+        await conn.close()
+    return Usage(total - stored, stored, gigabytes)
+
+
+def _profile(pid: int, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server (and its worker processes) for `seconds`."""
+    out = Path(tempfile.gettempdir()) / f"ingest-bench-{pid}.pyspy"
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    command = [py_spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200"]
+    command += ["-f", "raw", "-o", str(out), "--subprocesses", "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_frames(raw: Path, count: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """The frames py-spy sampled most, by their own time and with their callees (percent)."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames, n = stack.split(";"), int(samples)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames[1:]):  # not the process line
+            inclusive[frame] += n
     return {
-        "benchmark": "ingest_batch",
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": asyncio.run(report.machine_facts(base)),
-        "server": {"process": "separate", "workers": workers, "src": str(src or "installed")},
+        name: [(f, round(100 * n / total, 1)) for f, n in counter.most_common(count)]
+        for name, counter in (("self", own), ("inclusive", inclusive))
+    }
+
+
+def _measure(
+    side: str, url: str, key: str, pid: int, template: bytes, tag: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    cpu, machine = _cpu_seconds(pid), psutil.cpu_times()
+    results, elapsed = run_load(
+        url + "/api/v1/events/batch",
+        key,
+        template,
+        tag=tag,
+        clients=args.concurrency,
+        processes=args.client_processes,
+        seconds=args.seconds,
+    )
+    server_cpu = _cpu_seconds(pid) - cpu
+    after = psutil.cpu_times()
+    busy = 1 - (after.idle - machine.idle) / max(1e-9, sum(after) - sum(machine))
+    accepted = sum(r.accepted for r in results)
+    latencies = [lat for r in results for lat in r.latencies]
+    events = accepted * args.batch
+    return {
+        "side": side,
         "seconds": round(elapsed, 2),
-        "concurrency": concurrency,
-        "batch_size": size,
         "requests": len(latencies),
-        "errors": sum(r[2] for r in results),
+        "accepted_requests": accepted,
+        "errors": [e for r in results for e in r.errors][:5],
         "events": events,
         "events_per_second": round(events / elapsed, 1),
-        # Robust to a shared machine, where throughput is not: what the server spent.
-        "server_cpu_cores": round(cpu / elapsed, 2),
-        "server_cpu_us_per_event": round(cpu / events * 1e6, 2) if events else None,
         "latency_ms": {
             "p50": round(report.p50(latencies) * 1000, 2),
             "p99": round(report.p99(latencies) * 1000, 2),
-            "max": round(latencies[-1] * 1000, 2),
         },
+        "server_cpu_cores": round(server_cpu / elapsed, 2),
+        "server_cpu_us_per_event": round(server_cpu / events * 1e6, 2) if events else None,
+        "client_cpu_cores": round(sum(r.cpu_seconds for r in results) / elapsed, 2),
+        "client_processes": len(results),
+        "machine_busy": round(busy, 2),
+        "load_average": report.load_average(),
+    }
+
+
+def _sent(requests: int, size: int) -> Usage:
+    one = Usage.expected(size)
+    return Usage(one.calls * requests, one.storage_events * requests, one.gigabytes * requests)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = Settings.from_env()
+    run_id = uuid.uuid4().hex[:8]
+    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    schema = f"bench_baseline_{run_id}"
+    template = body_template(args.batch)
+    machine = asyncio.run(report.machine_facts(base))
+    runs: list[dict[str, Any]] = []
+    accepted = dict.fromkeys(SIDES, 0)
+    profile: dict[str, Any] | None = None
+    try:
+        key = asyncio.run(_setup(settings))
+        organization_id, baseline_key = asyncio.run(_baseline_setup(base.dsn, schema))
+        with (
+            _server(settings, args.workers, args.server_src) as (mf_url, mf_pid),
+            _baseline_server(base.dsn, schema, args.workers) as (bl_url, bl_pid),
+        ):
+            servers = {
+                "meterflow": (mf_url, key, mf_pid),
+                "baseline": (bl_url, baseline_key, bl_pid),
+            }
+            for side, (url, side_key, _) in servers.items():  # connections, caches, JIT-free
+                warm, _ = run_load(
+                    url + "/api/v1/events/batch", side_key, template, tag=f"w{side[0]}",
+                    clients=2, processes=1, seconds=WARMUP_SECONDS,
+                )  # fmt: skip
+                accepted[side] += sum(r.accepted for r in warm)
+            for i in range(args.runs):
+                for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+                    url, side_key, pid = servers[side]
+                    spy = (
+                        _profile(pid, args.seconds)
+                        if args.profile and i == 0 and side == "meterflow"
+                        else None
+                    )
+                    found = _measure(side, url, side_key, pid, template, f"{side[0]}{i}-", args)
+                    if spy is not None:
+                        spy.wait()
+                        raw = Path(tempfile.gettempdir()) / f"ingest-bench-{pid}.pyspy"
+                        profile = top_frames(raw) if raw.exists() else None
+                    accepted[side] += found["accepted_requests"]
+                    runs.append(found)
+                    print(
+                        f"{side:9} run {i + 1}: {found['events_per_second']:>10,.0f} events/s, "
+                        f"p99 {found['latency_ms']['p99']} ms, server {found['server_cpu_cores']} "
+                        f"cores, clients {found['client_cpu_cores']} cores, "
+                        f"machine busy {found['machine_busy']:.0%}",
+                        file=sys.stderr,
+                    )
+        # Not a rate of refusals: every request must have been acknowledged and stored.
+        refused = [e for r in runs for e in r["errors"]]
+        if refused:
+            raise RuntimeError(f"requests refused: {refused[:3]}")
+        stored = {
+            "meterflow": asyncio.run(topic_usage(settings, settings.topics.events)),
+            "baseline": asyncio.run(_baseline_usage(base.dsn, schema, organization_id)),
+        }
+        for side in SIDES:
+            _sent(accepted[side], args.batch).check(f"{side} ingest", "all", stored[side])
+    finally:
+        asyncio.run(_teardown(settings))
+        asyncio.run(baseline.drop_schema(base.dsn, schema))
+    return {"machine": machine, "runs": runs, "profile": profile, **_summary(runs)}
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(side: str, *path: str) -> float:
+        values = []
+        for r in runs:
+            if r["side"] == side:
+                value: Any = r
+                for part in path:
+                    value = value[part]
+                values.append(value)
+        return report.median(values)
+
+    sides = {
+        side: {
+            "events_per_second": median(side, "events_per_second"),
+            "latency_p50_ms": median(side, "latency_ms", "p50"),
+            "latency_p99_ms": median(side, "latency_ms", "p99"),
+            "server_cpu_cores": median(side, "server_cpu_cores"),
+            "server_cpu_us_per_event": median(side, "server_cpu_us_per_event"),
+            "client_cpu_cores": median(side, "client_cpu_cores"),
+            "machine_busy": median(side, "machine_busy"),
+        }
+        for side in SIDES
+    }
+    mf, bl = sides["meterflow"], sides["baseline"]
+    return {
+        "medians": sides,
+        "ratio": round(report.ratio(mf["events_per_second"], bl["events_per_second"]), 2),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=1, help="METERFLOW_INGEST_WORKERS")
-    parser.add_argument("--server-src", type=Path, default=None, help="PYTHONPATH of the server")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per run and side")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients (connections)")
+    parser.add_argument("--batch", type=int, default=100, help="events per request")
+    parser.add_argument("--workers", type=int, default=1, help="server processes per side")
+    parser.add_argument("--client-processes", type=int, default=1)
+    parser.add_argument("--server-src", type=Path, default=None, help="meterflow's PYTHONPATH")
+    parser.add_argument("--profile", action="store_true", help="py-spy the first meterflow run")
     args = parser.parse_args()
     LocalStack.from_settings(Settings.from_env()).start()  # reuses a running Kafka and Postgres
-    result = run(
-        args.seconds, args.concurrency, args.batch, workers=args.workers, src=args.server_src
-    )
+    started_load = report.load_average()
+    result = run(args)
+    medians, ratio = result["medians"], result["ratio"]
+    mf, bl = medians["meterflow"], medians["baseline"]
     rows = [
-        ("events/s", f"{result['events_per_second']:,.0f}"),
-        ("events", f"{result['events']:,}"),
-        ("requests", f"{result['requests']:,} ({result['errors']} errors)"),
-        ("batch size x concurrency", f"{result['batch_size']} x {result['concurrency']}"),
-        ("server workers", str(result["server"]["workers"])),
-        (
-            "server CPU",
-            f"{result['server_cpu_us_per_event']} us/event, {result['server_cpu_cores']} cores",
-        ),
-        ("latency p50 / p99 / max", "{p50} / {p99} / {max} ms".format(**result["latency_ms"])),
-        ("duration", f"{result['seconds']} s"),
+        (label, mf[name], bl[name], report.ratio(mf[name], bl[name]) if name else None)
+        for label, name in (
+            ("events/s (median)", "events_per_second"),
+            ("latency p50 ms", "latency_p50_ms"),
+            ("latency p99 ms", "latency_p99_ms"),
+            ("server CPU us/event", "server_cpu_us_per_event"),
+            ("server CPU cores", "server_cpu_cores"),
+            ("client CPU cores", "client_cpu_cores"),
+            ("machine busy (0-1)", "machine_busy"),
+        )
     ]
-    report.print_table(["ingest batch endpoint", "result"], rows)
-    print(f"\nwritten to {report.write_json('ingest_batch', result)}")
+    print(
+        f"\n{args.runs} runs x {args.seconds:g} s per side, batches of {args.batch} from "
+        f"{args.concurrency} clients in {args.client_processes} process(es), {args.workers} "
+        f"server process(es) per side; load average {started_load} at the start, "
+        f"{report.load_average()} at the end\n"
+    )
+    report.print_table(
+        ["ingest batch endpoint", "meterflow", "baseline", "meterflow/baseline"], rows
+    )
+    print(f"\nmeterflow / baseline, events/s: {ratio:.2f}x")
+    if result["profile"]:
+        print("\nmeterflow server, py-spy top frames (own time, % of samples):")
+        for frame, share in result["profile"]["self"][:10]:
+            print(f"  {share:5.1f}%  {frame}")
+    fields = {"arguments": vars(args) | {"server_src": str(args.server_src or "installed")}}
+    report.write_record("ingest_batch", result.pop("machine"), fields | result)
 
 
 if __name__ == "__main__":

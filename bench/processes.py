@@ -1,9 +1,11 @@
 """meterflow services as real processes for the benchmarks: free ports, their environment,
-readiness, Prometheus samples, resident memory, and removing the topics Faust created."""
+readiness, Prometheus samples, resident memory, a scratch deployment on the shared Kafka and
+Postgres, and removing the topics Faust created."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,12 +13,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient
 
-from meterflow.settings import Settings
+from meterflow.db import connect, migrate
+from meterflow.settings import Settings, Topics
+from meterflow.topics import delete_topics, ensure_topics
 
 
 def free_port() -> int:
@@ -60,6 +67,27 @@ async def delete_app_topics(settings: Settings, app_id: str) -> None:
             await admin.delete_topics(names)
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_deployment(base: Settings) -> AsyncIterator[Settings]:
+    """A deployment of its own on `base`'s Kafka and Postgres: topics under a fresh
+    `bench-<id>.` prefix and a migrated `bench_<id>` schema, all removed on exit with the
+    topics the aggregator's Faust app made."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    await migrate(settings.dsn, schema=settings.db_schema)
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    try:
+        yield settings
+    finally:
+        await delete_app_topics(settings, f"{settings.topics.prefix}aggregator")
+        await delete_topics(settings.bootstrap_servers, settings.topics)
+        conn = await connect(settings.dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
+        finally:
+            await conn.close()
 
 
 def service_env(settings: Settings, **overrides: str) -> dict[str, str]:

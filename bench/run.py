@@ -274,18 +274,12 @@ async def ingest_baseline(
                 check_load("baseline warm-up", await post_batches(url, key, warmup, 2), len(warmup))
                 result = await post_batches(url, key, bodies, sizes.concurrency)
             check_load("baseline ingest", result, len(bodies))
-            row = await conn.fetchrow(
-                "SELECT count(*), count(*) FILTER (WHERE code = $1), "
-                "coalesce(sum((properties ->> $2)::numeric) FILTER (WHERE code = $1), 0) "
-                "FROM events WHERE organization_id = $3::uuid",
-                SUM_CODE,
-                SUM_FIELD,
-                organization_id,
+            total, stored_sum, gigabytes = await baseline.stored_totals(
+                conn, organization_id, SUM_CODE, SUM_FIELD
             )
         finally:
             await conn.close()
-        assert row is not None
-        stored = Usage(row[0] - row[1], row[1], Decimal(row[2]))
+        stored = Usage(total - stored_sum, stored_sum, gigabytes)
         sent_usage(bodies, warmup, sizes).check("baseline ingest", "all", stored)
         return result
     finally:

@@ -63,6 +63,16 @@ def event(subscription: str, i: int, timestamp: float, tag: str = "") -> dict[st
     }
 
 
+def count_event(transaction_id: str, subscription: str, timestamp: float) -> dict[str, Any]:
+    """One event of the count metric (no properties)."""
+    return {
+        "transaction_id": transaction_id,
+        "external_subscription_id": subscription,
+        "code": COUNT_CODE,
+        "timestamp": timestamp,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """What one subscription's current usage must say: events per code and the gigabytes."""

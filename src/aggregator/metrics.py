@@ -5,76 +5,63 @@ from __future__ import annotations
 import time
 from collections import Counter as Counts
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from meterflow.service_metrics import ServiceMetrics
 
 
-class AggregatorMetrics:
+class AggregatorMetrics(ServiceMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.events = Counter(
+        super().__init__()
+        self.events = self.counter(
             "meterflow_aggregator_events_total",
             "Events by outcome: applied, late, held, released, duplicate, replayed, dead_letter",
             ["outcome"],
-            registry=self.registry,
         )
-        self.duplicates = Counter(
+        self.duplicates = self.counter(
             "meterflow_aggregator_duplicates_total",
             "Events dropped as duplicates of an already counted transaction_id",
-            registry=self.registry,
         )
-        self.late = Counter(
+        self.late = self.counter(
             "meterflow_aggregator_late_events_total",
             "Events for an already closed period, kept as an adjustment for the next close",
-            registry=self.registry,
         )
-        self.dead_letters = Counter(
+        self.dead_letters = self.counter(
             "meterflow_aggregator_dead_letters_total",
             "Events sent to the dead-letter topic, by reason",
             ["reason"],
-            registry=self.registry,
         )
-        self.batch_size = Histogram(
+        self.batch_size = self.histogram(
             "meterflow_aggregator_batch_size",
             "Events per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
-            registry=self.registry,
         )
-        self.periods_closed = Counter(
+        self.periods_closed = self.counter(
             "meterflow_aggregator_periods_closed_total",
             "Billing periods closed and emitted to periods-closed",
-            registry=self.registry,
         )
-        self.watermark_lag = Gauge(
+        self.watermark_lag = self.gauge(
             "meterflow_aggregator_watermark_lag_seconds",
             "How far each owned events partition's watermark trails the last question to the "
             "broker (0 when caught up): periods close once it passes their end",
             ["partition"],
-            registry=self.registry,
         )
-        self.usage_failures = Counter(
+        self.usage_failures = self.counter(
             "meterflow_aggregator_usage_failures_total",
             "Current-usage requests that failed inside the aggregator (a bug: see the "
             "aggregator.usage_failed log line for the subscription and the charge)",
-            registry=self.registry,
         )
-        self.table_keys = Gauge(
-            "meterflow_aggregator_table_keys",
-            "Keys held in each table on this worker",
-            ["table"],
-            registry=self.registry,
+        self.table_keys = self.gauge(
+            "meterflow_aggregator_table_keys", "Keys held in each table on this worker", ["table"]
         )
 
-        self.freshness = Histogram(
+        self.freshness = self.histogram(
             "meterflow_aggregator_freshness_seconds",
             "Seconds from an event's acceptance (its record's timestamp) to its batch being "
             "applied, visible in current usage",
             buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
-            registry=self.registry,
         )
-        self.ready = Gauge(
+        self.ready = self.gauge(
             "meterflow_aggregator_ready",
             "1 while the worker answers current usage (catalog read, partitions owned)",
-            registry=self.registry,
         )
 
     def observe_freshness(self, accepted_ms: list[int]) -> None:

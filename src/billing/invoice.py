@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Unpack
 from zoneinfo import ZoneInfo
 
 from billing.charge_models.charge_amount import ChargeAmount
@@ -32,6 +33,7 @@ from billing.periods import (
     BillingPeriod,
     BillingTime,
     PlanInterval,
+    SubscriptionCalendar,
     full_period_containing,
     next_period,
     pro_rata_fraction,
@@ -162,23 +164,14 @@ def subscription_fee_period(
     closing: BillingPeriod,
     *,
     pay_in_advance: bool,
-    subscription_at: datetime,
-    interval: PlanInterval,
-    billing_time: BillingTime,
-    tz: ZoneInfo,
+    **calendar: Unpack[SubscriptionCalendar],
 ) -> BillingPeriod:
     """The period whose subscription fee the invoice closing `closing` bills: that period
     itself when paid in arrears, the next one when paid in advance. (The very first advance
     fee, for the first period, is billed when the subscription starts.)"""
     if not pay_in_advance:
         return closing
-    return next_period(
-        closing,
-        subscription_at=subscription_at,
-        interval=interval,
-        billing_time=billing_time,
-        tz=tz,
-    )
+    return next_period(closing, **calendar)
 
 
 def subscription_fee_cents(

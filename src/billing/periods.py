@@ -21,6 +21,7 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
+from typing import TypedDict, Unpack
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing.errors import OutsideSubscription, UnknownTimezone
@@ -51,6 +52,17 @@ _MONTHS_PER_PERIOD: dict[PlanInterval, int] = {
     PlanInterval.SEMIANNUAL: 6,
     PlanInterval.YEARLY: 12,
 }
+
+
+class SubscriptionCalendar(TypedDict):
+    """How a subscription's periods fall (the keywords every period function takes): its
+    start instant, its plan's interval, calendar or anniversary billing, and the billing
+    timezone."""
+
+    subscription_at: datetime
+    interval: PlanInterval
+    billing_time: BillingTime
+    tz: ZoneInfo
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -139,22 +151,18 @@ class _Ladder:
 
 
 def full_period_containing(
-    instant: datetime,
-    *,
-    subscription_at: datetime,
-    interval: PlanInterval,
-    billing_time: BillingTime,
-    tz: ZoneInfo,
+    instant: datetime, **calendar: Unpack[SubscriptionCalendar]
 ) -> BillingPeriod:
     """The whole (unclipped) period around the instant, from local midnight to local midnight.
 
     It differs from `period_containing` only for the first period, whose start is clipped to
     the subscription's start; this is the denominator when pro-rating a partial period.
     """
+    subscription_at, tz = calendar["subscription_at"], calendar["tz"]
     _require_aware("instant", instant)
     _require_aware("subscription_at", subscription_at)
-    interval = PlanInterval(interval)
-    billing_time = BillingTime(billing_time)
+    interval = PlanInterval(calendar["interval"])
+    billing_time = BillingTime(calendar["billing_time"])
     ladder = _Ladder.of(subscription_at.astimezone(tz).date(), interval, billing_time)
     index = ladder.estimate(instant.astimezone(tz).date())
     # The estimate works on local dates; settling it on UTC instants keeps the answer right
@@ -169,18 +177,12 @@ def full_period_containing(
     )
 
 
-def period_containing(
-    instant: datetime,
-    *,
-    subscription_at: datetime,
-    interval: PlanInterval,
-    billing_time: BillingTime,
-    tz: ZoneInfo,
-) -> BillingPeriod:
+def period_containing(instant: datetime, **calendar: Unpack[SubscriptionCalendar]) -> BillingPeriod:
     """The billing period of the subscription that contains the instant.
 
     Raises OutsideSubscription for an instant before the subscription started.
     """
+    subscription_at = calendar["subscription_at"]
     _require_aware("instant", instant)
     _require_aware("subscription_at", subscription_at)
     if instant < subscription_at:
@@ -188,51 +190,20 @@ def period_containing(
             f"{instant.isoformat()} precedes the subscription's start "
             f"{subscription_at.isoformat()}: no billing period contains it"
         )
-    full = full_period_containing(
-        instant,
-        subscription_at=subscription_at,
-        interval=interval,
-        billing_time=billing_time,
-        tz=tz,
-    )
+    full = full_period_containing(instant, **calendar)
     if full.start < subscription_at:
         return BillingPeriod(subscription_at, full.end)
     return full
 
 
-def first_period(
-    *,
-    subscription_at: datetime,
-    interval: PlanInterval,
-    billing_time: BillingTime,
-    tz: ZoneInfo,
-) -> BillingPeriod:
+def first_period(**calendar: Unpack[SubscriptionCalendar]) -> BillingPeriod:
     """The subscription's first period: from its start instant to the next boundary."""
-    return period_containing(
-        subscription_at,
-        subscription_at=subscription_at,
-        interval=interval,
-        billing_time=billing_time,
-        tz=tz,
-    )
+    return period_containing(calendar["subscription_at"], **calendar)
 
 
-def next_period(
-    period: BillingPeriod,
-    *,
-    subscription_at: datetime,
-    interval: PlanInterval,
-    billing_time: BillingTime,
-    tz: ZoneInfo,
-) -> BillingPeriod:
+def next_period(period: BillingPeriod, **calendar: Unpack[SubscriptionCalendar]) -> BillingPeriod:
     """The period that starts where the given one ends."""
-    return period_containing(
-        period.end,
-        subscription_at=subscription_at,
-        interval=interval,
-        billing_time=billing_time,
-        tz=tz,
-    )
+    return period_containing(period.end, **calendar)
 
 
 def local_days(period: BillingPeriod, tz: ZoneInfo) -> int:

@@ -16,8 +16,8 @@ from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
-from resources import applied_coupons, coupons, one_off_invoices, plans, subscriptions, wallets
-from resources.add_ons import list_add_ons
+from store import applied_coupons, coupons, one_off_invoices, plans, subscriptions, wallets
+from store.add_ons import list_add_ons
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
 

@@ -7,10 +7,10 @@ from aiohttp import web
 
 from console.pages import PREFIX, api, show, signed_in
 from console.sessions import Viewer
-from resources import billable_metrics, records
-from resources.add_ons import list_add_ons
-from resources.coupons import coupon_body, list_coupons
-from resources.plans import list_plans
+from store import billable_metrics, records
+from store.add_ons import list_add_ons
+from store.coupons import coupon_body, list_coupons
+from store.plans import list_plans
 
 LIST_ROWS = 100
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.money import SUPPORTED_CURRENCIES
-from resources.customers import PAYMENT_PROVIDERS
+from store.customers import PAYMENT_PROVIDERS
 
 TEXT_FIELDS = (
     "name",

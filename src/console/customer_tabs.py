@@ -10,9 +10,9 @@ from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
 from meterflow import db
 from read_model.invoices import invoice_of, invoice_row, list_invoices
-from resources import applied_coupons, credit_notes, invoice_actions, wallets
-from resources.applied_coupons import applied_coupon_body
-from resources.wallets import wallet_body
+from store import applied_coupons, credit_notes, invoice_actions, wallets
+from store.applied_coupons import applied_coupon_body
+from store.wallets import wallet_body
 
 TAB_ROWS = 100
 

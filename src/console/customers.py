@@ -16,8 +16,7 @@ from console.sessions import Viewer
 from meterflow.db import Conn
 from read_model.customers import customer_body
 from read_model.subscriptions import subscription_body
-from resources import customers, subscriptions
-from resources import customers as api_customers
+from store import customers, subscriptions
 from web.errors import ValidationFailed
 
 PAGE_SIZES = (20, 50, 100)
@@ -106,7 +105,7 @@ async def _save(
     if customer_id is not None:
         existing, locked = await _customer(request, viewer, customer_id)
     try:
-        body = await api_customers.save_customer(
+        body = await customers.save_customer(
             api(request),
             viewer.organization,
             customer_form.to_input(data),
@@ -150,7 +149,7 @@ async def _customer(
         row = await customers.customer_by_lago_id(conn, viewer.organization.id, customer_id)
         if row is None:
             raise not_found("customer")
-        locked = await api_customers.external_id_lock(conn, customer_id)
+        locked = await customers.external_id_lock(conn, customer_id)
     return customer_body(row), (say("external_id_locked") if locked else None)
 
 
@@ -219,7 +218,7 @@ async def confirm_delete(request: web.Request, viewer: Viewer) -> web.Response:
 async def delete_customer(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     await form(request, viewer)
     customer, _ = await _customer(request, viewer, customer_id_of(request))
-    await api_customers.delete_customer(api(request), viewer.organization, customer["external_id"])
+    await customers.delete_customer(api(request), viewer.organization, customer["external_id"])
     raise redirect(f"{PREFIX}/customers")
 
 

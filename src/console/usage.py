@@ -21,7 +21,7 @@ from console.dates import Dates
 from console.pages import PREFIX, SESSION_COOKIE, api, signed_in, state
 from console.rendering import render_fragment
 from console.sessions import Viewer
-from resources.current_usage import current_usage
+from store.current_usage import current_usage
 from web.errors import AggregatorUnavailable, ApiError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from meterflow import db
 from meterflow.db import Conn
 from meterflow.errors import ConfigurationError
 from meterflow.settings import Settings
-from resources import database
+from store import database
 
 _HASHER = PasswordHasher()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

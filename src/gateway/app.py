@@ -18,9 +18,9 @@ from ingest import routes as ingest_routes
 from ingest.broker import Broker
 from meterflow.metrics_http import metrics_app
 from meterflow.settings import Settings
-from resources import database
 from resources import routes as resource_routes
-from resources.catalog_publisher import CatalogPublisher
+from store import database
+from store.catalog_publisher import CatalogPublisher
 from web.context import CONTEXT, IngestContext
 from web.key_cache import KeyCache
 from web.metrics import IngestMetrics

@@ -1,4 +1,4 @@
-"""`meterflow create-organization`: the organization and its key (`resources.organizations`),
+"""`meterflow create-organization`: the organization and its key (`store.organizations`),
 its catalog record sent right away when Kafka answers, else by a running API's next drain."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import logging
 
 from ingest.broker import Broker
 from meterflow.settings import Settings
-from resources import database, organizations
-from resources.catalog_publisher import CatalogPublisher
+from store import database, organizations
+from store.catalog_publisher import CatalogPublisher
 from web.context import Organization
 from web.errors import BrokerUnavailable
 from web.metrics import IngestMetrics

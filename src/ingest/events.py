@@ -18,15 +18,10 @@ import orjson
 from aiohttp import web
 
 from billing.errors import InvalidEvent
-from billing.events import (
-    UsageEvent,
-    event_to_wire,
-    flat_properties,
-    parse_event,
-    parse_timestamp,
-    wire_timestamp,
-)
+from billing.events import UsageEvent, event_to_wire, flat_properties, parse_event
+from ingest.batch import accept_batch
 from ingest.broker import Message
+from ingest.stamps import Stamp, lago_instant, stamp_of_instant
 from meterflow.event_records import WireEvent, encode_event
 from web.context import IngestContext, Organization, context, organization
 from web.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
@@ -78,15 +73,10 @@ def wire_message(org: Organization, event: UsageEvent) -> tuple[bytes, bytes]:
     return event.external_subscription_id.encode(), value
 
 
-def _instant(value: datetime) -> str:
-    """Lago's event timestamp format: UTC with milliseconds."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def event_body(event: UsageEvent, received_at: datetime) -> dict[str, Any]:
     """The event as Lago answers it: the ids Lago assigns while processing are null, since
     processing happens downstream, after the answer."""
-    return _body(event, _instant(event.timestamp), iso(received_at))
+    return _body(event, lago_instant(event.timestamp), iso(received_at))
 
 
 def _body(event: UsageEvent, instant: str, created_at: str | None) -> dict[str, Any]:
@@ -107,15 +97,8 @@ def _body(event: UsageEvent, instant: str, created_at: str | None) -> dict[str, 
 
 class Accepted:
     """The Kafka records (as `wire_message`) and Lago's answer (as `event_body`) of one
-    request's accepted events, built as each is accepted; each distinct timestamp is
-    formatted once (events without one share `received_at`).
-
-    `add_well_formed` takes the common event straight from its JSON with as few checks as make
-    it certain, and declines (False) anything unusual (a missing, null or odd field, nested
-    properties, an amount): `validate_event` then accepts or refuses it, wording the error,
-    and `add` takes the event. Both paths accept the same events as the same records and
-    answers (unit tests, one of them generative, hold them to it).
-    """
+    request's events, validated one by one (`validate_event`): the general path, for what
+    `ingest.batch.accept_batch` declines. Each distinct timestamp is formatted once."""
 
     def __init__(self, org: Organization, received_at: datetime):
         self.organization_id = str(org.id)
@@ -123,13 +106,12 @@ class Accepted:
         self.created_at = iso(received_at)
         self.messages: list[Message] = []
         self.bodies: list[dict[str, Any]] = []
-        self._received = (wire_timestamp(received_at), _instant(received_at))
-        self._stamps: dict[object, tuple[str, str]] = {}
+        self._stamps: dict[datetime, Stamp] = {}
 
-    def _stamp(self, instant: datetime) -> tuple[str, str]:
+    def _stamp(self, instant: datetime) -> Stamp:
         stamp = self._stamps.get(instant)
         if stamp is None:
-            stamp = self._stamps[instant] = (wire_timestamp(instant), _instant(instant))
+            stamp = self._stamps[instant] = stamp_of_instant(instant)
         return stamp
 
     def add(self, event: UsageEvent) -> None:
@@ -154,70 +136,6 @@ class Accepted:
             value = orjson.dumps(wire)
         self.messages.append((event.external_subscription_id.encode(), value))
         self.bodies.append(_body(event, stamp[1], self.created_at))
-
-    def add_well_formed(self, raw: Any) -> bool:
-        if type(raw) is not dict or not raw.keys() <= EVENT_FIELDS:
-            return False
-        get = raw.get
-        transaction_id = get("transaction_id")
-        subscription_id = get("external_subscription_id")
-        code = get("code")
-        customer_id = get("external_customer_id")
-        if (
-            type(transaction_id) is not str
-            or type(subscription_id) is not str
-            or type(code) is not str
-            or not transaction_id.strip()
-            or not subscription_id.strip()
-            or not code.strip()
-            or (customer_id is not None and type(customer_id) is not str)
-            or get("precise_total_amount_cents") is not None
-        ):
-            return False
-        properties = flat_properties(get("properties"))
-        if properties is None:
-            return False
-        timestamp = get("timestamp")
-        stamp: tuple[str, str] | None
-        if timestamp is None:
-            stamp = self._received
-        else:
-            kind = type(timestamp)
-            if kind is not int and kind is not float and kind is not str:
-                return False
-            # Keyed by type too: True == 1 as a key, but a boolean is no timestamp.
-            stamp = self._stamps.get((kind, timestamp))
-            if stamp is None:
-                try:
-                    stamp = self._stamp(parse_timestamp(timestamp))
-                except InvalidEvent:
-                    return False
-                self._stamps[(kind, timestamp)] = stamp
-        wire = WireEvent(
-            self.organization_id,
-            transaction_id,
-            subscription_id,
-            code,
-            stamp[0],
-            properties,  # type: ignore[arg-type]  # flat_properties vetted every value
-            customer_id,
-        )
-        self.messages.append((subscription_id.encode(), encode_event(wire)))
-        self.bodies.append(
-            {
-                "lago_id": None,
-                "transaction_id": transaction_id,
-                "lago_customer_id": None,
-                "lago_subscription_id": None,
-                "external_subscription_id": subscription_id,
-                "code": code,
-                "timestamp": stamp[1],
-                "precise_total_amount_cents": None,
-                "properties": properties,
-                "created_at": self.created_at,
-            }
-        )
-        return True
 
 
 async def _produce(ctx: IngestContext, messages: list[Message]) -> None:
@@ -265,9 +183,16 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    """All or nothing: every event is validated before any is produced."""
+    """All or nothing: every event is validated before any is produced. The common batch in
+    one pass (`ingest.batch`), anything else event by event, which words the refusals."""
     ctx, org = context(request), organization(request)
     received_at = datetime.now(UTC)
+    common = accept_batch(await request.read(), str(org.id), received_at, ctx.ingest.max_batch)
+    if common is not None:
+        messages, answer = common
+        ctx.metrics.batch_size.observe(len(messages))
+        await _produce(ctx, messages)
+        return web.Response(body=answer, content_type="application/json")
     try:
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
@@ -286,8 +211,6 @@ async def create_batch(request: web.Request) -> web.Response:
     out = Accepted(org, received_at)
     errors: ErrorDetails = {}
     for i, raw in enumerate(raw_events):
-        if out.add_well_formed(raw):
-            continue
         try:
             out.add(validate_event(raw, received_at))
         except ValidationFailed as exc:

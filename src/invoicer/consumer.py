@@ -37,12 +37,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from invoicer import late_usage, repository, terms
-from invoicer.closed_period import LateUsage, PeriodClosed, parse_message
-from invoicer.errors import PoisonMessage
+from invoicer import late_usage
 from invoicer.metrics import InvoicerMetrics
-from invoicer.pricing import price_period
 from invoicer.settings import InvoicerSettings
+from invoicing import terms, write
+from invoicing.closed_period import LateUsage, PeriodClosed, parse_message
+from invoicing.errors import PoisonMessage
+from invoicing.pricing import price_period
 from meterflow.settings import Settings
 from read_model import drafts
 
@@ -146,7 +147,7 @@ class Invoicer:
         """The pool, created on first need (Postgres may be down when the invoicer starts)."""
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await repository.create_pool(
+                self._pool = await write.create_pool(
                     self.settings.dsn,
                     schema=self.settings.db_schema,
                     size=self.config.db_pool_size,
@@ -275,10 +276,10 @@ class Invoicer:
             invoiced = await terms.invoiced_usage(conn, closed)
             priced = price_period(closed, loaded.terms, invoiced)
             try:
-                invoice_id = await repository.insert_invoice(
+                invoice_id = await write.insert_invoice(
                     conn, closed, loaded, priced, loaded.pending_keys
                 )
-            except repository.AlreadyInvoiced:
+            except write.AlreadyInvoiced:
                 self.metrics.duplicates.inc()
                 return
         if self.config.fault == KILL_AFTER_DB_COMMIT:

@@ -15,12 +15,12 @@ from billing.invoice import (
     FeeKind,
 )
 from billing.invoice_terms import CustomerCoupon, PricedFee, TaxTerms
-from invoicer import repository, terms
-from invoicer.closed_period import (
+from invoicing import terms, write
+from invoicing.closed_period import (
     LateUsage,
     charge_json,
 )
-from invoicer.pricing import (
+from invoicing.pricing import (
     refresh_draft,
 )
 from meterflow.db import Conn
@@ -111,7 +111,7 @@ def _draft_fee(row: asyncpg.Record, tax_of: Mapping[str, TaxTerms]) -> PricedFee
     """A fee of a draft as pricing knows fees, with the taxes the draft applied to it."""
     return PricedFee(
         kind=FeeKind(row["fee_type"]),
-        **{name: row[name] for name in repository.FEE_ATTRIBUTES},
+        **{name: row[name] for name in write.FEE_ATTRIBUTES},
         charge_id=None if row["charge_id"] is None else str(row["charge_id"]),
         billable_metric_id=(
             None if row["billable_metric_id"] is None else str(row["billable_metric_id"])
@@ -165,8 +165,8 @@ async def _refresh(
     new_state = {c.applied_coupon_id: c.state for c in coupons if c.applied_coupon_id in used}
     new_state.update({c.applied_coupon_id: use.after for c, use in draft.coupon_uses})
     for key, state in new_state.items():
-        if (repository.coupon_left(state), state.terminated) == (
-            repository.coupon_left(current[key]),
+        if (write.coupon_left(state), state.terminated) == (
+            write.coupon_left(current[key]),
             ended[key],
         ):
             continue
@@ -222,6 +222,6 @@ async def _refresh(
         - invoice["credit_notes_amount_cents"]
         - invoice["prepaid_credit_amount_cents"],
         invoice_rows.applied_taxes(draft.fees, t, invoice["currency"]),
-        repository.coupon_credits(draft.coupon_uses, invoice["currency"]),
-        repository.coupon_uses_json(draft.coupon_uses),
+        write.coupon_credits(draft.coupon_uses, invoice["currency"]),
+        write.coupon_uses_json(draft.coupon_uses),
     )

@@ -3,39 +3,86 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from meterflow.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     """Integer setting `name`, or `default` when unset; ConfigurationError when malformed."""
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer; set it to a number") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
-    return value
+    return _env_number(env, name, default, minimum, int, "an integer; set it to a number")
 
 
 def env_seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
     """Duration setting `name` in (decimal) seconds, or `default` when unset."""
+    return _env_number(env, name, default, minimum, float, "a number; set it to seconds")
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _env_number(
+    env: Mapping[str, str],
+    name: str,
+    default: _Number,
+    minimum: _Number,
+    parse: Callable[[str], _Number],
+    expected: str,
+) -> _Number:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to seconds") from None
+        raise ConfigurationError(f"{name}={raw!r} is not {expected}") from None
     if value < minimum:
         raise ConfigurationError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+_T = TypeVar("_T")
+
+
+def setting(variable: str, default: _T, *, minimum: float = 0) -> _T:
+    """A field of a service's settings dataclass, read by `settings_from_env` from the
+    environment `variable`: an int or float default makes it a number (a float one, seconds)
+    of at least `minimum`; a str or None default takes the variable as it is, unset or
+    empty meaning the default."""
+    return field(default=default, metadata={"variable": variable, "minimum": minimum})
+
+
+_Settings = TypeVar("_Settings", bound="DataclassInstance")
+
+
+def settings_from_env(
+    cls: type[_Settings], env: Mapping[str, str] | None = None, **computed: object
+) -> _Settings:
+    """The settings dataclass `cls` read from `env` (default: the process environment): each
+    field declared with `setting` from its variable, `computed` ones as given, the rest at
+    their defaults."""
+    env = os.environ if env is None else env
+    values = dict(computed)
+    for f in fields(cls):
+        variable = f.metadata.get("variable")
+        if variable is None or f.name in values:
+            continue
+        minimum, default = f.metadata["minimum"], f.default
+        if isinstance(default, bool):
+            raise TypeError(f"{cls.__name__}.{f.name}: a setting is a number or a string")
+        if isinstance(default, int):
+            values[f.name] = env_int(env, variable, default, minimum=int(minimum))
+        elif isinstance(default, float):
+            values[f.name] = env_seconds(env, variable, default, minimum=float(minimum))
+        else:
+            values[f.name] = env.get(variable) or default
+    return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from meterflow.settings import Settings, env_int, env_seconds
+from meterflow.settings import Settings, setting, settings_from_env
 from operations.kafka_reading import partitions_of, reader
 from operations.lag import PartitionLag, consumer_lag
 
@@ -27,18 +26,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ExporterSettings:
-    host: str = "0.0.0.0"
-    port: int = 9105
-    interval: float = 5.0
+    host: str = setting("METERFLOW_EXPORTER_HOST", "0.0.0.0")
+    port: int = setting("METERFLOW_EXPORTER_PORT", 9105)
+    interval: float = setting("METERFLOW_EXPORTER_INTERVAL", 5.0, minimum=0.5)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ExporterSettings:
-        env = os.environ if env is None else env
-        return cls(
-            host=env.get("METERFLOW_EXPORTER_HOST") or "0.0.0.0",
-            port=env_int(env, "METERFLOW_EXPORTER_PORT", 9105),
-            interval=env_seconds(env, "METERFLOW_EXPORTER_INTERVAL", 5.0, minimum=0.5),
-        )
+        return settings_from_env(cls, env)
 
 
 @dataclass

@@ -6,7 +6,7 @@ as stored: totals are recomputed from the recomputed fees and those."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -33,14 +33,7 @@ class Difference:
     recomputed: str
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "invoice": self.invoice,
-            "external_subscription_id": self.external_subscription_id,
-            "line": self.line,
-            "field": self.field,
-            "stored": self.stored,
-            "recomputed": self.recomputed,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ class CreditsChanged(Exception):
 
 
 class WalletBalance(Protocol):
-    """A wallet's balances as read before they are used (`invoicer.pricing.WalletTerms`)."""
+    """A wallet's balances as read before they are used (`invoicing.pricing.WalletTerms`)."""
 
     @property
     def wallet_id(self) -> str: ...

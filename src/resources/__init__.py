@@ -1,2 +1,2 @@
-"""The Lago resources (customers, metrics, plans, subscriptions, taxes, coupons, wallets,
-organizations, invoices, current usage), each with its routes, payload rules and SQL."""
+"""The Lago API's route handlers, one module per resource: each reads the request, calls the
+resource's rules and SQL in `store`, and answers Lago's JSON."""

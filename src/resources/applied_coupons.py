@@ -1,217 +1,35 @@
-"""`/api/v1/applied_coupons`: coupons applied to customers."""
+"""`/api/v1/applied_coupons`: requests to `store.applied_coupons`, Lago JSON back."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from meterflow import db
-from meterflow.db import Conn
-from resources import coupons, customers
-from web.context import IngestContext, Organization, context, organization
+from store import customers
+from store.applied_coupons import (
+    applied_coupon_body,
+    applied_coupon_by_id,
+    apply_coupon,
+    list_applied_coupons,
+    terminate_applied_coupon,
+)
+from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import (
     INVALID,
-    Fields,
-    currency,
-    iso,
     ok,
     page_params,
     pagination_meta,
     read_wrapped,
 )
 
-_APPLIED_COUPON = (
-    "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.expiration_at, "
-    "c.status AS coupon_status, c.deleted_at AS coupon_deleted_at, "
-    "cu.external_id AS external_customer_id "
-    "FROM applied_coupons ac JOIN coupons c ON c.id = ac.coupon_id "
-    "JOIN customers cu ON cu.id = ac.customer_id "
-)
-
-
-async def applied_coupon_by_id(conn: Conn, applied_coupon_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(_APPLIED_COUPON + "WHERE ac.id = $1", applied_coupon_id)
-
-
-async def applications_of(conn: Conn, customer_id: uuid.UUID, coupon_id: uuid.UUID) -> int:
-    """How many times the coupon was applied to the customer, ended applications included."""
-    count = await conn.fetchval(
-        "SELECT count(*) FROM applied_coupons WHERE customer_id = $1 AND coupon_id = $2",
-        customer_id,
-        coupon_id,
-    )
-    return int(count)
-
-
-async def insert_applied_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    applied_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO applied_coupons (id, organization_id, coupon_id, customer_id, amount_cents, "
-        "amount_currency, percentage_rate, frequency, frequency_duration, "
-        "frequency_duration_remaining) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        applied_id,
-        org,
-        columns["coupon_id"],
-        columns["customer_id"],
-        columns["amount_cents"],
-        columns["amount_currency"],
-        columns["percentage_rate"],
-        columns["frequency"],
-        columns["frequency_duration"],
-    )
-    return applied_id
-
-
-async def end_customer_credits(conn: Conn, customer_id: uuid.UUID) -> None:
-    """Terminate the customer's applied coupons and wallets (its deletion, as in Lago)."""
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE customer_id = $1 AND status = 'active'",
-        customer_id,
-    )
-    await conn.execute(
-        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
-        "WHERE customer_id = $1 AND status = 'active'",
-        customer_id,
-    )
-
-
-async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE id = $1 AND status = 'active'",
-        applied_coupon_id,
-    )
-
-
-async def list_applied_coupons(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    status: str | None,
-    coupon_codes: list[str] | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE ac.organization_id = $1 AND ($2::text IS NULL OR cu.external_id = $2) "
-        "AND cu.deleted_at IS NULL AND ($3::text IS NULL OR ac.status = $3) "
-        "AND ($4::text[] IS NULL OR c.code = ANY($4::text[])) "
-    )
-    args = (org, external_customer_id, status, coupon_codes)
-    order = "ac.created_at DESC, ac.id"
-    return await db.fetch_page(
-        conn, _APPLIED_COUPON, where, args, order=order, limit=limit, offset=offset
-    )
-
-
-_APPLIED = {
-    "external_customer_id",
-    "coupon_code",
-    "frequency",
-    "frequency_duration",
-    "amount_cents",
-    "amount_currency",
-    "percentage_rate",
-}
-
-
-def applied_coupon_body(row: asyncpg.Record) -> dict[str, Any]:
-    remaining = row["amount_cents_remaining"]
-    if remaining is None and row["frequency"] == "once" and row["amount_cents"] is not None:
-        remaining = row["amount_cents"]
-    return {
-        "lago_id": str(row["id"]),
-        "lago_coupon_id": str(row["coupon_id"]),
-        "coupon_code": row["coupon_code"],
-        "coupon_name": row["coupon_name"],
-        "coupon_status": "terminated" if row["coupon_deleted_at"] else row["coupon_status"],
-        "coupon_deleted_at": iso(row["coupon_deleted_at"]),
-        "lago_customer_id": str(row["customer_id"]),
-        "external_customer_id": row["external_customer_id"],
-        "status": row["status"],
-        "amount_cents": row["amount_cents"],
-        "amount_cents_remaining": remaining if row["amount_cents"] is not None else None,
-        "amount_currency": row["amount_currency"],
-        "percentage_rate": coupons.rate_text(row["percentage_rate"]),
-        "frequency": row["frequency"],
-        "frequency_duration": row["frequency_duration"],
-        "frequency_duration_remaining": row["frequency_duration_remaining"],
-        "expiration_at": iso(row["expiration_at"]),
-        "created_at": iso(row["created_at"]),
-        "terminated_at": iso(row["terminated_at"]),
-        "credits": [],
-    }
-
 
 async def apply(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "applied_coupon")
     body = await apply_coupon(context(request), organization(request), raw)
     return ok({"applied_coupon": body})
-
-
-async def apply_coupon(
-    ctx: IngestContext, org: Organization, raw: dict[str, Any]
-) -> dict[str, Any]:
-    """Apply a coupon to a customer, with optional overrides of its amount, rate and
-    frequency. 404 for an unknown customer, or a coupon unknown, deleted or expired
-    (Lago looks among active coupons only); 422 `coupon_is_not_reusable` for a second
-    application of a non-reusable coupon (even once the first has ended, as in Lago),
-    `currencies_does_not_match` for a fixed amount in another currency than the
-    customer's."""
-    fields = Fields(raw, _APPLIED)
-    external_customer_id = fields.text("external_customer_id", required=True)
-    coupon_code = fields.text("coupon_code", required=True)
-    overrides: dict[str, Any] = {
-        "frequency": fields.text("frequency", choices=coupons.FREQUENCIES),
-        "frequency_duration": fields.integer("frequency_duration", minimum=1),
-        "amount_cents": fields.integer("amount_cents", minimum=0),
-        "amount_currency": currency(fields, "amount_currency"),
-        "percentage_rate": fields.decimal(
-            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
-        ),
-    }
-    fields.check()
-    assert external_customer_id is not None and coupon_code is not None
-    async with db.unit_of_work(ctx.db) as conn:
-        customer = await customers.customer_by_external_id(
-            conn, org.id, external_customer_id, lock=True
-        )
-        if customer is None:
-            raise NotFound("customer")
-        coupon = await coupons.coupon_by_code(conn, org.id, coupon_code)
-        if (
-            coupon is None
-            or coupon["status"] != "active"
-            or coupons.is_expired(coupon, datetime.now(UTC))
-        ):
-            raise NotFound("coupon")
-        terms = {name: coupon[name] for name in coupons.COUPON_COLUMNS}
-        terms.update({k: v for k, v in overrides.items() if fields.has(k)})
-        checked = Fields({}, ())
-        coupons.coupon_terms(checked, terms)
-        checked.check()
-        if not coupon["reusable"] and await applications_of(conn, customer["id"], coupon["id"]):
-            raise ValidationFailed({"coupon": ["coupon_is_not_reusable"]})
-        if (
-            terms["coupon_type"] == "fixed_amount"
-            and customer["currency"] is not None
-            and terms["amount_currency"] != customer["currency"]
-        ):
-            raise ValidationFailed({"currency": ["currencies_does_not_match"]})
-        applied_id = await insert_applied_coupon(
-            conn, org.id, {**terms, "coupon_id": coupon["id"], "customer_id": customer["id"]}
-        )
-        row = await applied_coupon_by_id(conn, applied_id)
-    assert row is not None
-    return applied_coupon_body(row)
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:

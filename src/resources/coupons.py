@@ -1,182 +1,34 @@
-"""`/api/v1/coupons` and `/api/v1/applied_coupons`: discounts, and the customers they
-are applied to.
-
-How the invoicer uses them (`invoicer.pricing`): every invoice takes the customer's active
-applied coupons, oldest first, off its fees before taxes. A `once` fixed amount carries
-what it did not use to the next invoices; a `recurring` one loses a period per invoice it
-reduces (its unused value in that period is lost); a `forever` one never runs out; a
-`once` percentage ends after one invoice. The new state is written in the transaction
-that inserts the invoice, so a replayed period cannot consume a coupon twice.
-
-Expiry (`expiration` `time_limit`): once `expiration_at` has passed, or once the coupon is
-deleted, it can no longer be applied; customers it was applied to keep it (as Lago's
-`terminated_at` says), except that deleting a coupon terminates its applications, as
-Lago's deletion does. Plan and billable-metric limits (`applies_to`) are not supported.
-"""
+"""`/api/v1/coupons`: requests to `store.coupons`, Lago JSON back."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
-
-import asyncpg
 from aiohttp import web
 
 from meterflow import db
-from meterflow.db import Conn
-from resources import crud, database
+from resources import crud
+from store import database
+from store.coupons import (
+    coupon_applied,
+    coupon_body,
+    coupon_by_code,
+    delete_coupon,
+    insert_coupon,
+    list_coupons,
+    parse_coupon,
+    update_coupon,
+)
 from web.context import context, organization
 from web.payload import (
-    MANDATORY,
-    Fields,
-    currency,
-    iso,
     ok,
     read_wrapped,
 )
-
-_COUPON = {
-    "name",
-    "code",
-    "description",
-    "coupon_type",
-    "amount_cents",
-    "amount_currency",
-    "reusable",
-    "percentage_rate",
-    "frequency",
-    "frequency_duration",
-    "expiration",
-    "expiration_at",
-    "applies_to",
-}
-# What an applied coupon's update may still change (Lago's rule).
-_ALWAYS_EDITABLE = ("name", "description", "expiration", "expiration_at")
-COUPON_TYPES = ("fixed_amount", "percentage")
-FREQUENCIES = ("once", "recurring", "forever")
-EXPIRATIONS = ("no_expiration", "time_limit")
-
-
-def rate_text(rate: Decimal | None) -> str | None:
-    if rate is None:
-        return None
-    return str(rate.normalize() + Decimal("0.0"))
-
-
-def is_expired(row: asyncpg.Record, now: datetime) -> bool:
-    at: datetime | None = row["expiration_at"]
-    return row["expiration"] == "time_limit" and at is not None and at <= now
-
-
-def coupon_body(row: asyncpg.Record) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    terminated_at = row["terminated_at"] or (row["expiration_at"] if is_expired(row, now) else None)
-    return {
-        "lago_id": str(row["id"]),
-        "name": row["name"],
-        "code": row["code"],
-        "description": row["description"],
-        "coupon_type": row["coupon_type"],
-        "amount_cents": row["amount_cents"],
-        "amount_currency": row["amount_currency"],
-        "reusable": row["reusable"],
-        "limited_plans": False,
-        "plan_codes": [],
-        "limited_billable_metrics": False,
-        "billable_metric_codes": [],
-        "percentage_rate": rate_text(row["percentage_rate"]),
-        "frequency": row["frequency"],
-        "frequency_duration": row["frequency_duration"],
-        "expiration": row["expiration"],
-        "expiration_at": iso(row["expiration_at"]),
-        "created_at": iso(row["created_at"]),
-        "terminated_at": iso(terminated_at),
-    }
-
-
-def coupon_terms(fields: Fields, merged: dict[str, Any]) -> None:
-    """Check the discount terms as a whole: each type and frequency has what it needs."""
-    if merged.get("coupon_type") == "fixed_amount":
-        for name in ("amount_cents", "amount_currency"):
-            if merged.get(name) is None and name not in fields.errors:
-                fields.add(name, MANDATORY)
-        merged["percentage_rate"] = None
-    elif merged.get("coupon_type") == "percentage":
-        if merged.get("percentage_rate") is None and "percentage_rate" not in fields.errors:
-            fields.add("percentage_rate", MANDATORY)
-        merged["amount_cents"] = merged["amount_currency"] = None
-    if merged.get("frequency") == "recurring":
-        if merged.get("frequency_duration") is None and "frequency_duration" not in fields.errors:
-            fields.add("frequency_duration", MANDATORY)
-    else:
-        merged["frequency_duration"] = None
-
-
-def parse_coupon(
-    raw: dict[str, Any], current: asyncpg.Record | None, *, applied: bool = False
-) -> dict[str, Any]:
-    """The coupon after this input; raises ValidationFailed. Once a coupon has been
-    applied, only its name, description and expiry change (the rest is ignored)."""
-    fields = Fields(raw, _COUPON)
-    creating = current is None
-
-    def required(name: str) -> bool:
-        # Lago sets a field an update names, null included, and a coupon cannot be without
-        # these: a null is refused as missing, never written.
-        return creating or fields.has(name)
-
-    given: dict[str, Any] = {
-        "name": fields.text("name", required=required("name")),
-        "code": fields.text("code", required=required("code")),
-        "description": fields.text("description", max_length=10_000),
-        "coupon_type": fields.text(
-            "coupon_type", required=required("coupon_type"), choices=COUPON_TYPES
-        ),
-        "amount_cents": fields.integer("amount_cents", minimum=0),
-        "amount_currency": currency(fields, "amount_currency"),
-        "percentage_rate": fields.decimal(
-            "percentage_rate", low=Decimal(0), high=Decimal(100), low_open=True
-        ),
-        "reusable": fields.flag("reusable"),
-        "frequency": fields.text("frequency", required=required("frequency"), choices=FREQUENCIES),
-        "frequency_duration": fields.integer("frequency_duration", minimum=1),
-        "expiration": fields.text(
-            "expiration", required=required("expiration"), choices=EXPIRATIONS
-        ),
-        "expiration_at": fields.instant("expiration_at"),
-    }
-    applies_to = fields.mapping("applies_to")
-    if applies_to and any(applies_to.get(k) for k in ("plan_codes", "billable_metric_codes")):
-        fields.add("applies_to", "not_supported")
-    merged: dict[str, Any] = (
-        {"reusable": True, "description": None, "expiration_at": None}
-        if current is None
-        else {name: current[name] for name in COUPON_COLUMNS}
-    )
-    editable = _ALWAYS_EDITABLE if applied else tuple(given)
-    merged.update({k: v for k, v in given.items() if fields.has(k) and k in editable})
-    if merged.get("reusable") is None:
-        merged["reusable"] = True
-    coupon_terms(fields, merged)
-    if merged.get("expiration") == "time_limit":
-        at = merged.get("expiration_at")
-        if at is None and "expiration_at" not in fields.errors:
-            fields.add("expiration_at", MANDATORY)
-        elif at is not None and fields.has("expiration_at") and at <= datetime.now(UTC):
-            fields.add("expiration_at", "invalid_date")
-    else:
-        merged["expiration_at"] = None
-    fields.check()
-    return merged
 
 
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = parse_coupon(await read_wrapped(request, "coupon"), None)
     async with db.unit_of_work(ctx.db) as conn:
-        await crud.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
+        await database.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
         row = await insert_coupon(conn, org.id, columns)
     return ok({"coupon": coupon_body(row)})
 
@@ -189,7 +41,7 @@ async def update(request: web.Request) -> web.Response:
         applied = await coupon_applied(conn, current["id"])
         columns = parse_coupon(raw, current, applied=applied)
         if columns["code"] != current["code"]:
-            await crud.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
+            await database.claim_code(conn, org.id, "coupon", columns["code"], coupon_by_code)
         row = await update_coupon(conn, current["id"], columns)
     return ok({"coupon": coupon_body(row)})
 
@@ -208,85 +60,6 @@ async def destroy(request: web.Request) -> web.Response:
         row = await crud.locked_by_code(conn, request, "coupon", coupon_by_code)
         deleted = await delete_coupon(conn, row["id"])
     return ok({"coupon": coupon_body(deleted)})
-
-
-COUPON_COLUMNS = (
-    "code",
-    "name",
-    "description",
-    "coupon_type",
-    "amount_cents",
-    "amount_currency",
-    "percentage_rate",
-    "frequency",
-    "frequency_duration",
-    "reusable",
-    "expiration",
-    "expiration_at",
-)
-
-
-async def coupon_by_code(
-    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
-) -> asyncpg.Record | None:
-    sql = "SELECT * FROM coupons WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
-    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
-
-
-async def insert_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    names = ", ".join(COUPON_COLUMNS)
-    params = ", ".join(f"${i}" for i in range(3, len(COUPON_COLUMNS) + 3))
-    row = await conn.fetchrow(
-        f"INSERT INTO coupons (id, organization_id, {names}) VALUES ($1, $2, {params}) RETURNING *",
-        uuid.uuid4(),
-        org,
-        *(columns[name] for name in COUPON_COLUMNS),
-    )
-    assert row is not None
-    return row
-
-
-async def update_coupon(
-    conn: Conn, coupon_id: uuid.UUID, columns: dict[str, Any]
-) -> asyncpg.Record:
-    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(COUPON_COLUMNS, start=2))
-    row = await conn.fetchrow(
-        f"UPDATE coupons SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
-        coupon_id,
-        *(columns[name] for name in COUPON_COLUMNS),
-    )
-    assert row is not None
-    return row
-
-
-async def delete_coupon(conn: Conn, coupon_id: uuid.UUID) -> asyncpg.Record:
-    """Soft-delete and terminate the coupon, and terminate its active applications."""
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE coupon_id = $1 AND status = 'active'",
-        coupon_id,
-    )
-    row = await conn.fetchrow(
-        "UPDATE coupons SET deleted_at = now(), status = 'terminated', "
-        "terminated_at = coalesce(terminated_at, now()), updated_at = now() "
-        "WHERE id = $1 RETURNING *",
-        coupon_id,
-    )
-    assert row is not None
-    return row
-
-
-async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
-    found = await conn.fetchval(
-        "SELECT 1 FROM applied_coupons WHERE coupon_id = $1 LIMIT 1", coupon_id
-    )
-    return found is not None
-
-
-async def list_coupons(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "coupons", org, limit, offset, live=True)
 
 
 def routes() -> list[web.RouteDef]:

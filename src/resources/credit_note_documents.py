@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from meterflow import db
-from resources import document_files
-from resources.credit_notes import note_body, note_row, parse_metadata
-from resources.documents_pdf import render_credit_note
+from resources.document_files import base_url
+from store import document_files
+from store.credit_notes import note_body, note_row, parse_metadata
+from store.documents_pdf import render_credit_note
 from web.context import context, organization
 from web.errors import ValidationFailed
 from web.payload import Fields, ok, read_json
@@ -79,7 +80,7 @@ async def download(request: web.Request) -> web.Response:
             "credit_notes",
             await note_body(conn, note),
             render_credit_note,
-            document_files.base_url(request),
+            base_url(request),
         )
     return ok({"credit_note": body})
 

@@ -1,5 +1,5 @@
-"""The steps most Lago resources take the same way: claim a unique code, answer one object
-found by its code, answer a page of the organization's objects."""
+"""The handler steps most Lago resources take the same way: lock the object the path names,
+answer one object found by its code, answer a page of the organization's objects."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import asyncpg
 from aiohttp import web
 
 from meterflow.db import Conn
-from resources import database
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
+from web.errors import NotFound
 from web.payload import ok, page_params, pagination_meta
 
 Lookup = Callable[[Conn, uuid.UUID, str], Awaitable[asyncpg.Record | None]]
@@ -36,14 +35,6 @@ async def locked_by_code(
     if row is None:
         raise NotFound(kind)
     return row
-
-
-async def claim_code(conn: Conn, org: uuid.UUID, kind: str, code: str, lookup: Lookup) -> None:
-    """Hold `code` for a new or renamed `kind` until the transaction ends, refused with
-    `value_already_exist` when one of the organization's already has it."""
-    await database.claim_name(conn, org, kind, code)
-    if await lookup(conn, org, code) is not None:
-        raise ValidationFailed({"code": ["value_already_exist"]})
 
 
 async def find_by_code(request: web.Request, kind: str, lookup: Lookup, body: Body) -> web.Response:

@@ -1,54 +1,22 @@
-"""`GET /api/v1/fees` and `GET /api/v1/fees/{lago_id}`: the fees of the organization's
-invoices (subscription, charge and add-on fees), each as its invoice shows it. Every fee of
-meterflow belongs to an invoice, which carries its payment status, so Lago's fee update and
-delete (for pay-in-advance fees billed on their own) have nothing to act on and are not
-served."""
+"""`/api/v1/fees`: requests to `store.fees`, Lago JSON back."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from meterflow.db import Conn
-from read_model.invoices import fee_body
+from store.fees import FEE_TYPES, FEES_FROM, fee_bodies
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, ok, page_params, pagination_meta, parse_instant
-
-_FEE_TYPES = ("subscription", "charge", "add_on")
-_FROM = (
-    "FROM fees f JOIN invoices i ON i.id = f.invoice_id JOIN customers c ON c.id = i.customer_id "
-    "LEFT JOIN subscriptions s ON s.id = i.subscription_id "
-)
-
-
-async def _bodies(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    """Each fee (with `external_customer_id` and `external_subscription_id`) as its invoice
-    shows it."""
-    invoices = {
-        r["id"]: r
-        for r in await conn.fetch(
-            "SELECT * FROM invoices WHERE id = ANY($1::uuid[])",
-            list({r["invoice_id"] for r in rows}),
-        )
-    }
-    return [
-        fee_body(
-            r,
-            invoices[r["invoice_id"]],
-            {"customer": r["external_customer_id"], "subscription": r["external_subscription_id"]},
-        )
-        for r in rows
-    ]
 
 
 def _filters(request: web.Request) -> tuple[Any, ...]:
     q = request.query
     errors: dict[str, list[str]] = {}
-    if q.get("fee_type") and q["fee_type"] not in _FEE_TYPES:
+    if q.get("fee_type") and q["fee_type"] not in FEE_TYPES:
         errors["fee_type"] = [INVALID]
     bounds = []
     for name in ("created_at_from", "created_at_to"):
@@ -85,18 +53,18 @@ async def find_all(request: web.Request) -> web.Response:
     )
     args = (org.id, *_filters(request))
     async with ctx.db.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) " + _FROM + where, *args)
+        total = await conn.fetchval("SELECT count(*) " + FEES_FROM + where, *args)
         rows = await conn.fetch(
             "SELECT f.*, c.external_id AS external_customer_id, "
             "s.external_id AS external_subscription_id "
-            + _FROM
+            + FEES_FROM
             + where
             + "ORDER BY f.created_at DESC, f.invoice_id, f.position LIMIT $10 OFFSET $11",
             *args,
             per_page,
             (page - 1) * per_page,
         )
-        bodies = await _bodies(conn, list(rows))
+        bodies = await fee_bodies(conn, list(rows))
     return ok({"fees": bodies, "meta": pagination_meta(page, per_page, int(total))})
 
 
@@ -110,14 +78,14 @@ async def find(request: web.Request) -> web.Response:
         row = await conn.fetchrow(
             "SELECT f.*, c.external_id AS external_customer_id, "
             "s.external_id AS external_subscription_id "
-            + _FROM
+            + FEES_FROM
             + "WHERE f.id = $1 AND i.organization_id = $2",
             fee_id,
             org.id,
         )
         if row is None:
             raise NotFound("fee")
-        (body,) = await _bodies(conn, [row])
+        (body,) = await fee_bodies(conn, [row])
     return ok({"fee": body})
 
 

@@ -1,28 +1,17 @@
-"""What can be done to an issued invoice: void it, change its payment status and metadata,
-and download its PDF (`file_url`, a secret link served without an API key, as Lago's
-presigned links are). Each change and its webhook commit together."""
+"""`/api/v1/invoices/{lago_id}/...` action: requests to `store.invoice_actions`, Lago JSON back."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
 from aiohttp import web
 
 from meterflow import db, webhook_outbox
-from meterflow.db import Conn
 from read_model.invoices import PAYMENT_STATUSES, extended_body, invoice_row
-from resources import credit_note_amounts, credit_notes, document_files
-from resources.documents_pdf import render_invoice
+from resources.document_files import base_url
+from store import credit_note_amounts, credit_notes
+from store.invoice_actions import UPDATE_FIELDS, VOID_FIELDS, invoice_file, parse_metadata
 from web.context import context, organization
 from web.errors import NotAllowed, ValidationFailed
-from web.payload import INVALID, Fields, iso, ok, read_json, read_wrapped
-
-_UPDATE = {"payment_status", "metadata"}
-_METADATA = {"id", "key", "value"}
-_VOID = {"generate_credit_note", "refund_amount", "credit_amount"}
+from web.payload import Fields, ok, read_json, read_wrapped
 
 
 async def void(request: web.Request) -> web.Response:
@@ -33,7 +22,7 @@ async def void(request: web.Request) -> web.Response:
     note Lago makes of a remainder is not supported."""
     ctx, org = context(request), organization(request)
     raw = await read_json(request) if request.can_read_body else {}
-    fields = Fields(raw if isinstance(raw, dict) else {}, _VOID)
+    fields = Fields(raw if isinstance(raw, dict) else {}, VOID_FIELDS)
     generate = bool(fields.flag("generate_credit_note"))
     refund = fields.integer("refund_amount", minimum=0) or 0
     credit = fields.integer("credit_amount", minimum=0)
@@ -65,34 +54,9 @@ async def void(request: web.Request) -> web.Response:
     return ok({"invoice": body})
 
 
-def _metadata(fields: Fields, raw: list[Any], current: list[dict[str, Any]]) -> list[Any]:
-    """The invoice's metadata after this input: an item with `id` updates that entry, one
-    without is added; entries not named are dropped (Lago replaces the list)."""
-    by_id = {m["lago_id"]: m for m in current}
-    out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"metadata.{i}", INVALID)
-            continue
-        entry = Fields(item, _METADATA, prefix=f"metadata.{i}.")
-        key = entry.text("key", required=True)
-        value = entry.text("value", required=True, max_length=140)
-        known = by_id.get(item.get("id") or "")
-        fields.merge(entry.errors)
-        out.append(
-            {
-                "lago_id": known["lago_id"] if known else str(uuid.uuid4()),
-                "key": key,
-                "value": value,
-                "created_at": known["created_at"] if known else iso(datetime.now(UTC)),
-            }
-        )
-    return out
-
-
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "invoice"), _UPDATE)
+    fields = Fields(await read_wrapped(request, "invoice"), UPDATE_FIELDS)
     payment_status = fields.text("payment_status", choices=PAYMENT_STATUSES)
     raw_metadata = fields.array("metadata")
     fields.check()
@@ -100,7 +64,7 @@ async def update(request: web.Request) -> web.Response:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
         metadata = invoice["metadata"]
         if raw_metadata is not None:
-            metadata = _metadata(fields, raw_metadata, invoice["metadata"])
+            metadata = parse_metadata(fields, raw_metadata, invoice["metadata"])
             fields.check()
         if payment_status is not None and invoice["status"] == "draft":
             raise ValidationFailed({"payment_status": ["invoice_not_finalized"]})
@@ -163,20 +127,8 @@ async def download(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await invoice_file(conn, org.id, invoice, document_files.base_url(request))
+        body = await invoice_file(conn, org.id, invoice, base_url(request))
     return ok({"invoice": body})
-
-
-async def invoice_file(
-    conn: Conn, org: uuid.UUID, invoice: asyncpg.Record, base_url: str
-) -> dict[str, Any]:
-    """The invoice's extended body with the `file_url` of its PDF (under `base_url`),
-    rendered and stored the first time (in the caller's transaction, the invoice row
-    locked); a draft's body comes without one."""
-    body = await extended_body(conn, invoice)
-    if invoice["status"] == "draft":
-        return body
-    return await document_files.with_file(conn, org, "invoices", body, render_invoice, base_url)
 
 
 def routes() -> list[web.RouteDef]:

@@ -2,10 +2,10 @@
 be now, from its current usage (asked of the aggregator, as `current_usage` does); or, with
 `plan_code`, the first invoice of a subscription to that plan not made yet (its first period,
 no usage; the customer named by `external_id`, or a new one from the given fields). Both are
-priced by the invoicer's own code (`invoicer.pricing`) with the customer's coupons, taxes,
+priced by the code the invoicer runs (`invoicing.pricing`) with the customer's coupons, taxes,
 credit notes and wallets as they stand.
 
-The preview is the real invoice write (`invoicer.repository.insert_invoice`) inside a
+The preview is the real invoice write (`invoicing.write.insert_invoice`) inside a
 transaction that is always rolled back: the answer is exactly what the invoicer would write,
 and nothing of it remains (no number, coupon, credit or webhook is used up).
 """
@@ -21,14 +21,14 @@ import orjson
 from aiohttp import web
 
 from billing.periods import BillingTime, PlanInterval, first_period, resolve_timezone
-from invoicer import repository as invoicer_repository
-from invoicer import terms as invoicer_terms
-from invoicer.closed_period import ChargeUsage, PeriodClosed
-from invoicer.pricing import price_period
+from invoicing import terms as invoicing_terms
+from invoicing import write as invoicing_write
+from invoicing.closed_period import ChargeUsage, PeriodClosed
+from invoicing.pricing import price_period
 from read_model.customers import customer_by_id
 from read_model.invoices import extended_body
-from resources import customers, plans, subscriptions
-from resources.current_usage import current_usage
+from store import customers, plans, subscriptions
+from store.current_usage import current_usage
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, currency, ok, read_json
@@ -90,9 +90,9 @@ def _closed(usage: dict[str, Any], subscription: Any, org: uuid.UUID) -> PeriodC
 async def _render(conn: Any, closed: PeriodClosed) -> dict[str, Any]:
     """The invoice the invoicer would write for `closed`, written in the caller's transaction
     (which the caller rolls back) and read back as the API shows it."""
-    loaded = await invoicer_terms.load(conn, closed)
+    loaded = await invoicing_terms.load(conn, closed)
     priced = price_period(closed, loaded.terms, {}, now=datetime.now(UTC))
-    invoice_id = await invoicer_repository.insert_invoice(conn, closed, loaded, priced)
+    invoice_id = await invoicing_write.insert_invoice(conn, closed, loaded, priced)
     invoice = await conn.fetchrow("SELECT * FROM invoices WHERE id = $1", invoice_id)
     assert invoice is not None
     return await extended_body(conn, invoice)

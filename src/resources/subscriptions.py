@@ -1,153 +1,34 @@
-"""`/api/v1/subscriptions`: create, read, list, update and terminate."""
+"""`/api/v1/subscriptions`: requests to `store.subscriptions`, Lago JSON back."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from billing.periods import BillingTime
 from meterflow import db, webhook_outbox
-from meterflow.db import Conn
-from read_model.subscriptions import SELECT_SUBSCRIPTION, subscription_body, subscription_by_id
-from resources import customers, database, plans, records
-from web.context import IngestContext, Organization, context, organization
+from read_model.subscriptions import subscription_body
+from store import records
+from store.subscriptions import (
+    STATUSES,
+    UPDATE_FIELDS,
+    create_subscription,
+    list_subscriptions,
+    refuse_unsupported,
+    subscription_by_external_id,
+    terminate,
+    update_subscription,
+)
+from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
-
-BILLING_TIMES = tuple(BillingTime)
-STATUSES = ("active", "pending", "canceled", "terminated")
-_CREATE = {
-    "external_customer_id",
-    "plan_code",
-    "external_id",
-    "name",
-    "billing_time",
-    "subscription_at",
-    "ending_at",
-    "plan_overrides",
-    "billing_entity_code",
-    "payment_method",
-    "invoice_custom_section",
-    "consolidate_invoice",
-    "purchase_order_number",
-    "activation_rules",
-}
-# billing_entity_code, payment_method, invoice_custom_section, consolidate_invoice and
-# purchase_order_number are accepted for compatibility with Lago's clients and not used yet.
-_UPDATE = {
-    "name",
-    "ending_at",
-    "subscription_at",
-    "plan_overrides",
-    "payment_method",
-    "invoice_custom_section",
-    "purchase_order_number",
-    "consolidate_invoice",
-}
-
-
-def _unsupported(fields: Fields) -> None:
-    if fields.mapping("plan_overrides"):
-        fields.add("plan_overrides", "not_supported")
-    if fields.array("activation_rules"):
-        fields.add("activation_rules", "not_supported")
-
-
-async def terminate(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
-    """End a subscription now: an active one is terminated, a pending one canceled."""
-    row = await subscription_by_id(conn, subscription_id)
-    now = datetime.now(UTC)
-    if row["status"] == "pending":
-        await update_subscription(conn, subscription_id, {"status": "canceled", "canceled_at": now})
-    elif row["status"] == "active":
-        await update_subscription(
-            conn, subscription_id, {"status": "terminated", "terminated_at": now}
-        )
-    body = await records.enqueue_subscription(conn, subscription_id)
-    if row["status"] == "active":
-        await webhook_outbox.emit(
-            conn, row["organization_id"], "subscription.terminated", subscription_id, body
-        )
-    return body
 
 
 async def create(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "subscription")
     body = await create_subscription(context(request), organization(request), raw)
     return ok({"subscription": body})
-
-
-async def create_subscription(
-    ctx: IngestContext, org: Organization, raw: dict[str, Any]
-) -> dict[str, Any]:
-    """Subscribe a customer to a plan from Lago's input object; returns the API body (the
-    live one unchanged when the same subscription is created again)."""
-    fields = Fields(raw, _CREATE)
-    external_customer_id = fields.text("external_customer_id", required=True)
-    plan_code = fields.text("plan_code", required=True)
-    external_id = fields.text("external_id", required=True)
-    name = fields.text("name")
-    billing_time = fields.text("billing_time", choices=BILLING_TIMES) or "calendar"
-    subscription_at = fields.instant("subscription_at")
-    ending_at = fields.instant("ending_at")
-    _unsupported(fields)
-    now = datetime.now(UTC)
-    start = subscription_at or now
-    if ending_at is not None and ending_at <= start:
-        fields.add("ending_at", "invalid_date")
-    fields.check()
-    assert external_customer_id and plan_code and external_id
-    async with db.unit_of_work(ctx.db) as conn:
-        plan = await plans.plan_by_code(conn, org.id, plan_code)
-        if plan is None:
-            raise NotFound("plan")
-        await database.claim_name(conn, org.id, "customer", external_customer_id)
-        await database.claim_name(conn, org.id, "subscription", external_id)
-        customer = await customers.customer_by_external_id(
-            conn, org.id, external_customer_id, lock=True
-        )
-        if customer is None:
-            # As in Lago, subscribing an unknown customer creates it.
-            customer_id = await customers.insert_customer(
-                conn,
-                org.id,
-                external_customer_id,
-                {"name": None, "email": None, "currency": None, "timezone": None, "attributes": {}},
-            )
-            created = await records.enqueue_customer(conn, customer_id)
-            await webhook_outbox.emit(conn, org.id, "customer.created", customer_id, created)
-        else:
-            customer_id = customer["id"]
-        existing = await subscription_by_external_id(conn, org.id, external_id)
-        if existing is not None and existing["status"] in ("active", "pending"):
-            if existing["plan_id"] == plan["id"] and existing["customer_id"] == customer_id:
-                return subscription_body(existing)
-            raise ValidationFailed({"external_id": ["value_already_exist"]})
-        pending = start > now
-        subscription_id = await insert_subscription(
-            conn,
-            org.id,
-            {
-                "external_id": external_id,
-                "customer_id": customer_id,
-                "plan_id": plan["id"],
-                "name": name,
-                "billing_time": billing_time,
-                "subscription_at": start,
-                "started_at": None if pending else start,
-                "ending_at": ending_at,
-                "status": "pending" if pending else "active",
-            },
-        )
-        body = await records.enqueue_subscription(conn, subscription_id)
-        if not pending:
-            await webhook_outbox.emit(conn, org.id, "subscription.started", subscription_id, body)
-    await ctx.catalog.drain_quietly()
-    return body
 
 
 def _status_param(request: web.Request) -> str | None:
@@ -196,14 +77,14 @@ async def find_all(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     status = _status_param(request)
-    fields = Fields(await read_wrapped(request, "subscription"), _UPDATE)
+    fields = Fields(await read_wrapped(request, "subscription"), UPDATE_FIELDS)
     changes: dict[str, Any] = {}
     if fields.has("name"):
         changes["name"] = fields.text("name")
     if fields.has("ending_at"):
         changes["ending_at"] = fields.instant("ending_at")
     subscription_at = fields.instant("subscription_at")
-    _unsupported(fields)
+    refuse_unsupported(fields)
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
         row = await subscription_by_external_id(
@@ -241,102 +122,6 @@ async def destroy(request: web.Request) -> web.Response:
         body = await terminate(conn, row["id"])
     await ctx.catalog.drain_quietly()
     return ok({"subscription": body})
-
-
-async def subscription_by_external_id(
-    conn: Conn, org: uuid.UUID, external_id: str, *, status: str | None = None
-) -> asyncpg.Record | None:
-    """The live subscription with this external id, else (or with `status`) the latest one."""
-    if status is not None:
-        return await conn.fetchrow(
-            SELECT_SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
-            "AND s.status = $3 ORDER BY s.created_at DESC LIMIT 1",
-            org,
-            external_id,
-            status,
-        )
-    return await conn.fetchrow(
-        SELECT_SUBSCRIPTION + "WHERE s.organization_id = $1 AND s.external_id = $2 "
-        "ORDER BY (s.status IN ('active', 'pending')) DESC, s.created_at DESC LIMIT 1",
-        org,
-        external_id,
-    )
-
-
-async def live_subscription_ids(conn: Conn, *, customer_id: uuid.UUID) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        "SELECT id FROM subscriptions WHERE customer_id = $1 AND status IN ('active', 'pending')",
-        customer_id,
-    )
-    return [r["id"] for r in rows]
-
-
-async def live_subscription_ids_of_plan(conn: Conn, plan_id: uuid.UUID) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        "SELECT id FROM subscriptions WHERE plan_id = $1 AND status IN ('active', 'pending')",
-        plan_id,
-    )
-    return [r["id"] for r in rows]
-
-
-async def insert_subscription(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    subscription_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO subscriptions (id, organization_id, external_id, customer_id, plan_id, "
-        "name, billing_time, subscription_at, started_at, ending_at, status) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        subscription_id,
-        org,
-        columns["external_id"],
-        columns["customer_id"],
-        columns["plan_id"],
-        columns["name"],
-        columns["billing_time"],
-        columns["subscription_at"],
-        columns["started_at"],
-        columns["ending_at"],
-        columns["status"],
-    )
-    return subscription_id
-
-
-async def update_subscription(
-    conn: Conn, subscription_id: uuid.UUID, columns: dict[str, Any]
-) -> None:
-    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
-    await conn.execute(
-        f"UPDATE subscriptions SET {sets}, version = version + 1, updated_at = now() WHERE id = $1",
-        subscription_id,
-        *columns.values(),
-    )
-
-
-async def bump_subscription(conn: Conn, subscription_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE subscriptions SET version = version + 1, updated_at = now() WHERE id = $1",
-        subscription_id,
-    )
-
-
-async def list_subscriptions(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    plan_code: str | None,
-    statuses: list[str],
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE s.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
-        "AND ($3::text IS NULL OR p.code = $3) AND s.status = ANY($4::text[]) "
-    )
-    args = (org, external_customer_id, plan_code, statuses)
-    order = "s.created_at DESC, s.id"
-    return await db.fetch_page(
-        conn, SELECT_SUBSCRIPTION, where, args, order=order, limit=limit, offset=offset
-    )
 
 
 def routes() -> list[web.RouteDef]:

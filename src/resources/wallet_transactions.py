@@ -1,25 +1,28 @@
-"""`/api/v1/wallet_transactions`: a wallet's top-ups and what invoices took."""
+"""`/api/v1/wallet_transactions`: requests to `store.wallet_transactions`, Lago JSON back."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from billing.money import minor_units
-from billing.wallet import cents_to_credits, credits_to_cents
 from meterflow import db
-from meterflow.db import Conn
-from resources import wallets
+from resources.wallets import wallet_of_request
+from store import wallets
+from store.wallet_transactions import (
+    TRANSACTION_FIELDS,
+    list_wallet_transactions,
+    settle_credits,
+    transaction_body,
+    wallet_transaction_of,
+    wallet_transactions_by_ids,
+)
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
+from web.errors import NotFound
 from web.payload import (
     Fields,
-    iso,
     ok,
     page_params,
     pagination_meta,
@@ -27,178 +30,10 @@ from web.payload import (
 )
 
 
-async def add_wallet_transaction(
-    conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]
-) -> uuid.UUID:
-    """Record a settled transaction and move the balance with it, in the caller's
-    transaction: inbound adds (granted credits to the granted part too), outbound takes
-    (from the granted part first, the order in which credits are consumed)."""
-    amount = columns["amount_cents"]
-    if columns["transaction_type"] == "inbound":
-        granted = amount if columns["transaction_status"] == "granted" else 0
-        await conn.execute(
-            "UPDATE wallets SET balance_cents = balance_cents + $2, "
-            "granted_balance_cents = granted_balance_cents + $3, updated_at = now() "
-            "WHERE id = $1",
-            wallet_id,
-            amount,
-            granted,
-        )
-    else:
-        await conn.execute(
-            "UPDATE wallets SET balance_cents = balance_cents - $2, "
-            "granted_balance_cents = granted_balance_cents - least(granted_balance_cents, $2), "
-            "updated_at = now() WHERE id = $1",
-            wallet_id,
-            amount,
-        )
-    transaction_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO wallet_transactions (id, wallet_id, status, source, transaction_status, "
-        "transaction_type, amount_cents, name, metadata, settled_at) "
-        "VALUES ($1, $2, 'settled', 'manual', $3, $4, $5, $6, $7, now())",
-        transaction_id,
-        wallet_id,
-        columns["transaction_status"],
-        columns["transaction_type"],
-        columns["amount_cents"],
-        columns["name"],
-        columns["metadata"],
-    )
-    return transaction_id
-
-
-_WALLET_TRANSACTION = (
-    "SELECT t.*, w.rate_amount, w.currency, w.priority, w.organization_id "
-    "FROM wallet_transactions t JOIN wallets w ON w.id = t.wallet_id "
-)
-
-
-async def wallet_transactions_by_ids(conn: Conn, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    # In the order given: transactions made together share created_at (one transaction).
-    rows = await conn.fetch(
-        _WALLET_TRANSACTION
-        + "WHERE t.id = ANY($1::uuid[]) ORDER BY array_position($1::uuid[], t.id)",
-        ids,
-    )
-    return list(rows)
-
-
-async def wallet_transaction_of(
-    conn: Conn, org: uuid.UUID, transaction_id: uuid.UUID
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        _WALLET_TRANSACTION + "WHERE w.organization_id = $1 AND t.id = $2", org, transaction_id
-    )
-
-
-async def list_wallet_transactions(
-    conn: Conn, wallet_id: uuid.UUID, filters: dict[str, str | None], limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE t.wallet_id = $1 AND ($2::text IS NULL OR t.status = $2) "
-        "AND ($3::text IS NULL OR t.transaction_status = $3) "
-        "AND ($4::text IS NULL OR t.transaction_type = $4) "
-    )
-    args = (
-        wallet_id,
-        filters["status"],
-        filters["transaction_status"],
-        filters["transaction_type"],
-    )
-    order = "t.created_at DESC, t.id"
-    return await db.fetch_page(
-        conn, _WALLET_TRANSACTION, where, args, order=order, limit=limit, offset=offset
-    )
-
-
-_TRANSACTION = {
-    "wallet_id",
-    "paid_credits",
-    "granted_credits",
-    "voided_credits",
-    "invoice_requires_successful_payment",
-    "metadata",
-    "name",
-    "ignore_paid_top_up_limits",
-    "purchase_order_number",
-    "payment_method",
-    "invoice_custom_section",
-}
-
-
-def transaction_body(row: asyncpg.Record) -> dict[str, Any]:
-    cur: str = row["currency"]
-    amount = Decimal(row["amount_cents"]).scaleb(-minor_units(cur))
-    return {
-        "lago_id": str(row["id"]),
-        "lago_wallet_id": str(row["wallet_id"]),
-        "lago_invoice_id": str(row["invoice_id"]) if row["invoice_id"] else None,
-        "lago_credit_note_id": None,
-        "lago_voided_invoice_id": None,
-        "status": row["status"],
-        "source": row["source"],
-        "transaction_status": row["transaction_status"],
-        "transaction_type": row["transaction_type"],
-        "amount": wallets.credits_text(amount),
-        "credit_amount": wallets.credits_text(
-            cents_to_credits(row["amount_cents"], row["rate_amount"], cur)
-        ),
-        "remaining_amount_cents": None,
-        "remaining_credit_amount": None,
-        "priority": row["priority"],
-        "invoice_requires_successful_payment": False,
-        "metadata": row["metadata"],
-        "name": row["name"],
-        "settled_at": iso(row["settled_at"]),
-        "failed_at": None,
-        "created_at": iso(row["created_at"]),
-        "applied_invoice_custom_sections": [],
-        "payment_method": None,
-        "purchase_order_number": None,
-    }
-
-
-async def settle_credits(
-    conn: Conn,
-    wallet: asyncpg.Record,
-    credits: dict[str, Decimal | None],
-    name: str | None,
-    metadata: list[dict[str, str]] | None,
-) -> list[uuid.UUID]:
-    """Settle the paid, granted and voided credits on the wallet (in that order)."""
-    out = []
-    for key, status, direction in (
-        ("paid_credits", "purchased", "inbound"),
-        ("granted_credits", "granted", "inbound"),
-        ("voided_credits", "voided", "outbound"),
-    ):
-        amount = credits.get(key)
-        if not amount:
-            continue
-        cents = credits_to_cents(amount, wallet["rate_amount"], wallet["currency"])
-        if direction == "outbound" and cents > wallet["balance_cents"]:
-            raise ValidationFailed({key: ["insufficient_credits"]})
-        out.append(
-            await add_wallet_transaction(
-                conn,
-                wallet["id"],
-                {
-                    "transaction_status": status,
-                    "transaction_type": direction,
-                    "amount_cents": cents,
-                    "name": name,
-                    "metadata": metadata or [],
-                },
-            )
-        )
-    return out
-
-
 async def top_up(request: web.Request) -> web.Response:
     """Paid, granted or voided credits on an active wallet; answers the transactions."""
     ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "wallet_transaction"), _TRANSACTION)
+    fields = Fields(await read_wrapped(request, "wallet_transaction"), TRANSACTION_FIELDS)
     raw_id = fields.text("wallet_id", required=True, max_length=64)
     credits = {
         k: fields.decimal(k, low=Decimal(0), high=wallets.MAX_AMOUNT)
@@ -245,7 +80,7 @@ async def find_transactions(request: web.Request) -> web.Response:
         for name in ("status", "transaction_status", "transaction_type")
     }
     async with ctx.db.acquire() as conn:
-        wallet = await wallets.wallet_of_request(conn, request)
+        wallet = await wallet_of_request(conn, request)
         rows, total = await list_wallet_transactions(
             conn, wallet["id"], filters, per_page, (page - 1) * per_page
         )

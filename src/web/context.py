@@ -39,7 +39,7 @@ class Producer(Protocol):
 
 
 class CatalogOutbox(Protocol):
-    """Sends the catalog changes a request committed (`resources.catalog_publisher`)."""
+    """Sends the catalog changes a request committed (`store.catalog_publisher`)."""
 
     async def drain_quietly(self) -> None: ...
 

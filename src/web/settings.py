@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meterflow.errors import ConfigurationError
-from meterflow.settings import env_int, env_seconds
+from meterflow.settings import setting, settings_from_env
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,48 +19,25 @@ class IngestSettings:
     metrics_port + i.
     """
 
-    host: str = "0.0.0.0"
-    port: int = 3000
-    metrics_port: int = 9101
-    max_batch: int = 100
-    produce_timeout: float = 10.0
-    db_pool_size: int = 10
-    max_body_bytes: int = 1024 * 1024
-    shutdown_grace: float = 30.0
-    outbox_interval: float = 5.0
+    host: str = setting("METERFLOW_INGEST_HOST", "0.0.0.0")
+    port: int = setting("METERFLOW_INGEST_PORT", 3000)
+    metrics_port: int = setting("METERFLOW_INGEST_METRICS_PORT", 9101)
+    max_batch: int = setting("METERFLOW_INGEST_MAX_BATCH", 100, minimum=1)
+    produce_timeout: float = setting("METERFLOW_INGEST_PRODUCE_TIMEOUT", 10.0, minimum=0.001)
+    db_pool_size: int = setting("METERFLOW_INGEST_DB_POOL_SIZE", 10, minimum=1)
+    max_body_bytes: int = setting("METERFLOW_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+    shutdown_grace: float = setting("METERFLOW_INGEST_SHUTDOWN_GRACE", 30.0, minimum=0.001)
+    outbox_interval: float = setting("METERFLOW_INGEST_OUTBOX_INTERVAL", 5.0, minimum=0.001)
     aggregator_url: str = "http://127.0.0.1:6066"
-    usage_timeout: float = 5.0
-    workers: int = 1
-    key_cache_seconds: float = 10.0
+    usage_timeout: float = setting("METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001)
+    workers: int = setting("METERFLOW_INGEST_WORKERS", 1, minimum=1)
+    key_cache_seconds: float = setting("METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
         env = os.environ if env is None else env
-        settings = cls(
-            host=env.get("METERFLOW_INGEST_HOST") or "0.0.0.0",
-            port=env_int(env, "METERFLOW_INGEST_PORT", 3000),
-            metrics_port=env_int(env, "METERFLOW_INGEST_METRICS_PORT", 9101),
-            max_batch=env_int(env, "METERFLOW_INGEST_MAX_BATCH", 100, minimum=1),
-            produce_timeout=env_seconds(
-                env, "METERFLOW_INGEST_PRODUCE_TIMEOUT", 10.0, minimum=0.001
-            ),
-            db_pool_size=env_int(env, "METERFLOW_INGEST_DB_POOL_SIZE", 10, minimum=1),
-            max_body_bytes=env_int(
-                env, "METERFLOW_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024
-            ),
-            shutdown_grace=env_seconds(env, "METERFLOW_INGEST_SHUTDOWN_GRACE", 30.0, minimum=0.001),
-            outbox_interval=env_seconds(
-                env, "METERFLOW_INGEST_OUTBOX_INTERVAL", 5.0, minimum=0.001
-            ),
-            aggregator_url=(env.get("METERFLOW_AGGREGATOR_URL") or "http://127.0.0.1:6066").rstrip(
-                "/"
-            ),
-            usage_timeout=env_seconds(env, "METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001),
-            workers=env_int(env, "METERFLOW_INGEST_WORKERS", 1, minimum=1),
-            key_cache_seconds=env_seconds(
-                env, "METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0
-            ),
-        )
+        aggregator_url = env.get("METERFLOW_AGGREGATOR_URL") or "http://127.0.0.1:6066"
+        settings = settings_from_env(cls, env, aggregator_url=aggregator_url.rstrip("/"))
         if settings.workers > 1 and settings.port == 0:
             raise ConfigurationError(
                 "METERFLOW_INGEST_WORKERS > 1 needs a fixed METERFLOW_INGEST_PORT (not 0) "

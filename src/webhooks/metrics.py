@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from prometheus_client import CollectorRegistry
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from meterflow.service_metrics import ServiceMetrics
 
 
-@dataclass
-class WebhookMetrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-
-    def __post_init__(self) -> None:
-        r = self.registry
-        self.attempts = Counter(
+class WebhookMetrics(ServiceMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        self.attempts = self.counter(
             "webhooks_attempts",
             "Delivery attempts, by outcome (succeeded, retrying, failed)",
             ["outcome"],
-            registry=r,
+            zero=("succeeded", "retrying", "failed"),
         )
-        for outcome in ("succeeded", "retrying", "failed"):
-            self.attempts.labels(outcome)  # at 0 from the start, so rates and alerts see them
-        self.latency = Histogram(
-            "webhooks_delivery_seconds", "Seconds a receiver took to answer", registry=r
+        self.latency = self.histogram(
+            "webhooks_delivery_seconds", "Seconds a receiver took to answer"
         )
-        self.commit_to_delivery = Histogram(
+        self.commit_to_delivery = self.histogram(
             "webhooks_commit_to_delivery_seconds",
             "Seconds from the change's commit to its webhook's successful delivery",
             buckets=(0.1, 0.5, 1, 2, 5, 15, 60, 300, 3600, 86400),
-            registry=r,
         )

@@ -10,27 +10,17 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Each runs as (or inside) a service of its own; one may not reach into another.
 SERVICES = {"ingest", "aggregator", "invoicer", "resources", "console", "webhooks", "operations"}
-# What services share: the pure domain, HTTP plumbing, the invoice read model, settings,
-# topics and database access.
-SHARED = {"billing", "web", "read_model", "meterflow"}
+# What services share: the pure domain, HTTP plumbing, the invoice read model, the Lago
+# resources' rules and SQL (`store`, which the API's handlers and the console both call),
+# invoicing (a closed period priced and written as an invoice: the invoicer's job, the
+# preview's answer), settings, topics and database access.
+SHARED = {"billing", "web", "read_model", "store", "meterflow", "invoicing"}
 # Composition roots wire the parts together (the HTTP app; the CLI and its registry of the
 # services it starts), so they may import every one of them.
 ROOTS = {"gateway", "meterflow.cli", "meterflow.services"}
 MAX_LINES = 500
-# Allowed on purpose, each with its reason; any other import across services is a breach.
-ALLOWED = {
-    # Issue 12: the console calls the same domain and data code as the API (no second copy
-    # of a rule), so it writes customers through the resources' own rules and SQL.
-    ("console", "resources"),
-}
 # Known and not yet taken down, each with its reason; this list may only shrink.
-PENDING = {
-    # The preview runs the invoicer's own pricing and invoice write (rolled back): they move
-    # out of the invoicer service with the same step.
-    "resources.invoice_preview imports invoicer",
-    "resources.invoice_preview imports invoicer.closed_period",
-    "resources.invoice_preview imports invoicer.pricing",
-}
+PENDING: set[str] = set()
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -78,8 +68,6 @@ def _breaches() -> list[str]:
             other = name.split(".")[0]
             if other == own or other not in local:
                 continue  # itself, the standard library or a third-party package
-            if (own, other) in ALLOWED:
-                continue
             if other == "gateway" or (other in SERVICES and own in SERVICES | SHARED):
                 breaches.append(f"{module} imports {name}")
     return breaches
@@ -92,7 +80,10 @@ def test_no_service_package_imports_another() -> None:
 def test_the_walk_sees_every_package_and_their_imports() -> None:
     """Guards the test itself: it reads real modules and real imports."""
     modules = dict(_modules())
-    assert {"ingest.events", "resources.customers", "web.payload", "gateway.app"} <= set(modules)
+    assert {"ingest.events", "resources.customers", "store.customers", "web.payload"} <= set(
+        modules
+    )
+    assert "gateway.app" in modules
     assert "web.errors" in _imported("ingest.events", modules["ingest.events"])
     assert "ingest.broker" in _imported("gateway.app", modules["gateway.app"])
 
@@ -112,3 +103,13 @@ def test_no_module_over_500_lines() -> None:
         if lines > MAX_LINES:
             longer[module] = lines
     assert longer == {}
+
+
+def test_the_console_and_the_api_meet_in_store() -> None:
+    """Issue 16: the console works through the resources' rules and SQL in `store`, never
+    through the API's handlers."""
+    modules = dict(_modules())
+    console = [m for m in modules if m.split(".")[0] == "console"]
+    reached = {n.split(".")[0] for m in console for n in _imported(m, modules[m])}
+    assert "store" in reached
+    assert "resources" not in reached

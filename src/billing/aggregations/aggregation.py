@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal
 from typing import ClassVar, Self
 
 from billing.aggregations.event_values import numeric_property
@@ -75,46 +75,6 @@ class Aggregation(ABC):
     @abstractmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
         """The state a `to_dict` snapshot describes."""
-
-
-def require_type(data: Mapping[str, object], aggregation_type: str) -> None:
-    if data.get("type") != aggregation_type:
-        raise ValueError(f"not a {aggregation_type} snapshot: type={data.get('type')!r}")
-
-
-def read_int(data: Mapping[str, object], key: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"snapshot field {key!r} must be a non-negative int, got {value!r}")
-    return value
-
-
-def read_str(data: Mapping[str, object], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"snapshot field {key!r} must be a string, got {value!r}")
-    return value
-
-
-def parse_decimal(text: object, key: str) -> Decimal:
-    if not isinstance(text, str):
-        raise ValueError(f"snapshot field {key!r} must be a decimal string, got {text!r}")
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise ValueError(f"snapshot field {key!r} is not a decimal: {text!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"snapshot field {key!r} must be finite, got {text!r}")
-    return value
-
-
-def parse_instant(text: object, key: str) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError(f"snapshot field {key!r} must be an ISO 8601 string, got {text!r}")
-    instant = datetime.fromisoformat(text)
-    if instant.tzinfo is None:
-        raise ValueError(f"snapshot field {key!r} must carry an offset, got {text!r}")
-    return instant.astimezone(UTC)
 
 
 def require_decimal(value: EventValue, aggregation_type: str) -> Decimal:

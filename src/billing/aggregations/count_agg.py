@@ -8,14 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Self
 
-from billing.aggregations.aggregation import (
-    Added,
-    Aggregation,
-    EventValue,
-    read_int,
-    require_aware,
-    require_type,
-)
+from billing.aggregations import snapshot
+from billing.aggregations.aggregation import Added, Aggregation, EventValue, require_aware
 
 
 @dataclass(slots=True)
@@ -50,5 +44,5 @@ class CountAggregation(Aggregation):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        require_type(data, cls.aggregation_type)
-        return cls(read_int(data, "events_count"))
+        snapshot.require_type(data, cls.aggregation_type)
+        return cls(snapshot.read_int(data, "events_count"))

@@ -8,17 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Self
 
-from billing.aggregations.aggregation import (
-    Aggregation,
-    EventValue,
-    parse_decimal,
-    parse_instant,
-    read_int,
-    read_str,
-    require_aware,
-    require_decimal,
-    require_type,
-)
+from billing.aggregations import snapshot
+from billing.aggregations.aggregation import Aggregation, EventValue, require_aware, require_decimal
 
 # (timestamp, transaction_id, value): the greatest key is the latest event. Events with the
 # same timestamp are ordered by transaction_id, then value, so every replica and every merge
@@ -65,15 +56,15 @@ class LatestAggregation(Aggregation):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        require_type(data, cls.aggregation_type)
+        snapshot.require_type(data, cls.aggregation_type)
         raw = data.get("latest")
         latest: _Latest | None = None
         if raw is not None:
             if not isinstance(raw, Mapping):
                 raise ValueError(f"snapshot field 'latest' must be an object, got {raw!r}")
             latest = (
-                parse_instant(raw.get("timestamp"), "latest.timestamp"),
-                read_str(raw, "transaction_id"),
-                parse_decimal(raw.get("value"), "latest.value"),
+                snapshot.parse_instant(raw.get("timestamp"), "latest.timestamp"),
+                snapshot.read_str(raw, "transaction_id"),
+                snapshot.parse_decimal(raw.get("value"), "latest.value"),
             )
-        return cls(latest, read_int(data, "events_count"))
+        return cls(latest, snapshot.read_int(data, "events_count"))

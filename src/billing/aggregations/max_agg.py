@@ -8,15 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Self
 
-from billing.aggregations.aggregation import (
-    Aggregation,
-    EventValue,
-    parse_decimal,
-    read_int,
-    require_aware,
-    require_decimal,
-    require_type,
-)
+from billing.aggregations import snapshot
+from billing.aggregations.aggregation import Aggregation, EventValue, require_aware, require_decimal
 
 
 @dataclass(slots=True)
@@ -54,7 +47,7 @@ class MaxAggregation(Aggregation):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        require_type(data, cls.aggregation_type)
+        snapshot.require_type(data, cls.aggregation_type)
         raw = data.get("maximum")
-        maximum = None if raw is None else parse_decimal(raw, "maximum")
-        return cls(maximum, read_int(data, "events_count"))
+        maximum = None if raw is None else snapshot.parse_decimal(raw, "maximum")
+        return cls(maximum, snapshot.read_int(data, "events_count"))

@@ -9,18 +9,14 @@ from decimal import Decimal
 from functools import reduce
 from typing import ClassVar, Self
 
+from billing.aggregations import snapshot
 from billing.aggregations.aggregation import (
     EXACT,
     Added,
     Aggregation,
     EventValue,
-    parse_decimal,
-    parse_instant,
-    read_int,
-    read_str,
     require_aware,
     require_decimal,
-    require_type,
 )
 from billing.periods import BillingPeriod
 
@@ -156,24 +152,24 @@ class SumAggregation(Aggregation):
         return amounts
 
     def to_dict(self) -> dict[str, object]:
-        snapshot: dict[str, object] = {
+        written: dict[str, object] = {
             "type": self.aggregation_type,
             "total": str(self.total),
             "events_count": self.events_count,
         }
         if self.events is not None:
             self.compact()
-            snapshot["events"] = [
+            written["events"] = [
                 [timestamp.isoformat(), transaction_id, str(value)]
                 for timestamp, transaction_id, value in self.events
             ]
         if self.tail_count:
-            snapshot["tail"] = [self.tail_count, str(self.tail_total)]
-        return snapshot
+            written["tail"] = [self.tail_count, str(self.tail_total)]
+        return written
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        require_type(data, cls.aggregation_type)
+        snapshot.require_type(data, cls.aggregation_type)
         events: list[EventAmount] | None = None
         raw = data.get("events")
         if raw is not None:
@@ -185,9 +181,9 @@ class SumAggregation(Aggregation):
                     raise ValueError(f"an event snapshot must be [timestamp, id, value]: {item!r}")
                 events.append(
                     (
-                        parse_instant(item[0], "events.timestamp"),
-                        read_str({"transaction_id": item[1]}, "transaction_id"),
-                        parse_decimal(item[2], "events.value"),
+                        snapshot.parse_instant(item[0], "events.timestamp"),
+                        snapshot.read_str({"transaction_id": item[1]}, "transaction_id"),
+                        snapshot.parse_decimal(item[2], "events.value"),
                     )
                 )
         tail_count, tail_total = 0, _ZERO
@@ -195,7 +191,7 @@ class SumAggregation(Aggregation):
         if tail is not None:
             if not isinstance(tail, list) or len(tail) != 2:
                 raise ValueError(f"snapshot field 'tail' must be [count, total], got {tail!r}")
-            tail_count = read_int({"tail": tail[0]}, "tail")
-            tail_total = parse_decimal(tail[1], "tail.total")
-        total = parse_decimal(data.get("total"), "total")
-        return cls(total, read_int(data, "events_count"), events, tail_count, tail_total)
+            tail_count = snapshot.read_int({"tail": tail[0]}, "tail")
+            tail_total = snapshot.parse_decimal(tail[1], "tail.total")
+        total = snapshot.parse_decimal(data.get("total"), "total")
+        return cls(total, snapshot.read_int(data, "events_count"), events, tail_count, tail_total)

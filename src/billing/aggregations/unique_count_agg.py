@@ -8,13 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Self
 
-from billing.aggregations.aggregation import (
-    Aggregation,
-    EventValue,
-    read_int,
-    require_aware,
-    require_type,
-)
+from billing.aggregations import snapshot
+from billing.aggregations.aggregation import Aggregation, EventValue, require_aware
 from billing.aggregations.event_values import unique_property
 
 
@@ -56,8 +51,8 @@ class UniqueCountAggregation(Aggregation):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        require_type(data, cls.aggregation_type)
+        snapshot.require_type(data, cls.aggregation_type)
         raw = data.get("values")
         if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
             raise ValueError(f"snapshot field 'values' must be a list of strings, got {raw!r}")
-        return cls({str(v) for v in raw}, read_int(data, "events_count"))
+        return cls({str(v) for v in raw}, snapshot.read_int(data, "events_count"))

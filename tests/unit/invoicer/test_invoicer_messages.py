@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from invoicer.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
-from invoicer.errors import PoisonMessage
 from invoicer.settings import InvoicerSettings
+from invoicing.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
+from invoicing.errors import PoisonMessage
 from meterflow.errors import ConfigurationError
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from billing.invoice import AppliedCoupon, CouponFrequency, CouponType
 from billing.invoice_terms import CustomerCoupon, TaxTerms
-from invoicer.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
-from invoicer.errors import PoisonMessage
-from invoicer.pricing import (
+from invoicing.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
+from invoicing.errors import PoisonMessage
+from invoicing.pricing import (
     ChargeTerms,
     PlanTerms,
     SubscriptionTerms,

@@ -16,14 +16,14 @@ from billing.invoice import (
     CouponType,
 )
 from billing.invoice_terms import CustomerCoupon, TaxTerms, WalletTerms
-from invoicer.closed_period import (
+from invoicing.closed_period import (
     Adjustment,
     LateUsage,
     PeriodClosed,
     charges_from_json,
 )
-from invoicer.errors import PoisonMessage
-from invoicer.pricing import (
+from invoicing.errors import PoisonMessage
+from invoicing.pricing import (
     ChargeTerms,
     InvoicedUsage,
     PlanTerms,

@@ -20,7 +20,7 @@ Choices worth knowing:
   computes the invoice): the customer's active applied coupons, oldest first, on the fees
   before taxes. A fixed-amount coupon in another currency than the invoice's is skipped
   (it stays for a later invoice in its currency). Their new state is written in the
-  invoice's transaction, guarded by the state read here (see `invoicer.repository`).
+  invoice's transaction, guarded by the state read here (see `invoicing.write`).
 - A draft is refreshed by late usage of its own period (`refresh_draft`): each affected
   charge fee is priced again on the merged aggregation state, price(invoiced + late), and
   the invoice's coupons and taxes are computed again by the same `invoice_totals` as at
@@ -68,8 +68,8 @@ from billing.periods import (
     resolve_timezone,
 )
 from billing.wallet import consume_prepaid, granted_first
-from invoicer.closed_period import ChargeUsage, LateUsage, PeriodClosed
-from invoicer.errors import PoisonMessage
+from invoicing.closed_period import ChargeUsage, LateUsage, PeriodClosed
+from invoicing.errors import PoisonMessage
 
 
 @dataclass(frozen=True, slots=True)

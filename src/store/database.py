@@ -1,16 +1,19 @@
-"""The SQL plumbing every resource shares: the pool, name claims, pages, and the INSERT and
-UPDATE of a row from its named columns."""
+"""The SQL plumbing every resource shares: the pool, name and code claims, pages, and the
+INSERT and UPDATE of a row from its named columns."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 from meterflow import db
 from meterflow.db import Conn
+from web.errors import ValidationFailed
+
+Lookup = Callable[[Conn, uuid.UUID, str], Awaitable[asyncpg.Record | None]]
 
 
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
@@ -23,6 +26,14 @@ async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{org}:{kind}:{name}"
     )
+
+
+async def claim_code(conn: Conn, org: uuid.UUID, kind: str, code: str, lookup: Lookup) -> None:
+    """Hold `code` for a new or renamed `kind` until the transaction ends, refused with
+    `value_already_exist` when one of the organization's already has it."""
+    await claim_name(conn, org, kind, code)
+    if await lookup(conn, org, code) is not None:
+        raise ValidationFailed({"code": ["value_already_exist"]})
 
 
 Row = asyncpg.Record

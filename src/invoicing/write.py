@@ -1,7 +1,5 @@
-"""Postgres access of the invoicer (asyncpg): the catalog it prices with (taxes, applied
-coupons and wallets included), and the invoices and fees it writes, each invoice with its
-fees and the coupons and credits it consumes in one transaction; late usage applied once
-(`late_usage`), refreshing its period's draft or waiting for the next invoice."""
+"""The invoice write (asyncpg): each invoice with its fees, its number and webhooks, and the
+coupons, wallets, credit notes and pending late usage it consumes, in one transaction."""
 
 from __future__ import annotations
 
@@ -17,11 +15,11 @@ from billing.invoice import (
     CouponUse,
 )
 from billing.invoice_terms import CustomerCoupon
-from invoicer import terms
-from invoicer.closed_period import (
+from invoicing import terms
+from invoicing.closed_period import (
     PeriodClosed,
 )
-from invoicer.pricing import (
+from invoicing.pricing import (
     PricedInvoice,
 )
 from meterflow import db, webhook_outbox

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from invoicer.errors import PoisonMessage
+from invoicing.errors import PoisonMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.db import Conn
 from read_model.customers import customer_body, customer_by_id
 from read_model.subscriptions import subscription_body, subscription_by_id
-from resources import billable_metrics, catalog_publisher, charges, plans
+from store import billable_metrics, catalog_publisher, charges, plans
 from web.payload import iso
 
 log = logging.getLogger(__name__)

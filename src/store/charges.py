@@ -10,7 +10,7 @@ import asyncpg
 from billing.charge_models import CHARGE_MODELS
 from billing.errors import InvalidChargeProperties
 from meterflow.db import Conn
-from resources import billable_metrics, taxes
+from store import billable_metrics, taxes
 from web.errors import NotFound
 from web.payload import (
     INVALID,

@@ -1,0 +1,1 @@
+"""Closed periods priced and written as invoices: shared by the invoicer and the preview."""

@@ -126,6 +126,17 @@ async def terminate_all(settings: Settings, organization_id: str, subscriptions:
         await producer.stop()
 
 
+def py_spy(worker: ServiceProcess, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the worker for 30 s, raw stacks to `path`."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--format", "raw", "-o", str(path), "--duration", "30"]
+    return subprocess.Popen(
+        [*command, "--pid", str(worker.proc.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def measure(
     base: Settings,
     subscriptions: int,
@@ -162,9 +173,12 @@ async def measure(
                 return await asyncio.to_thread(metrics, metrics_port)
 
             worker = ServiceProcess("aggregator", env, log_path)
+            spy = None
             try:
                 found["first_start_seconds"] = round(await worker.wait_http(port, "/ready"), 1)
                 started = time.monotonic()
+                if profile is not None:
+                    spy = py_spy(worker, profile.with_name(profile.name + ".apply"))
                 await produce_events(settings, organization_id, case_events(case, time.time() - 60))
 
                 async def applied() -> bool:
@@ -177,25 +191,10 @@ async def measure(
                 found["stalls_over_100ms_applying"] = stalls_over(await sample())
             finally:
                 worker.kill()
+                if spy is not None:
+                    spy.wait(60)
             worker = ServiceProcess("aggregator", env, log_path)
-            spy = None
-            if profile is not None:  # the restarted worker's first 30 s, as raw stacks
-                spy = subprocess.Popen(
-                    [
-                        str(Path(sys.executable).with_name("py-spy")),
-                        "record",
-                        "--format",
-                        "raw",
-                        "-o",
-                        str(profile),
-                        "--pid",
-                        str(worker.proc.pid),
-                        "--duration",
-                        "30",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            spy = None if profile is None else py_spy(worker, profile)
             try:
                 started = time.monotonic()
                 found["restart_ready_seconds"] = round(await worker.wait_http(port, "/ready"), 2)
@@ -242,7 +241,11 @@ def main() -> None:
     parser.add_argument("--store", choices=["rocksdb", "memory"], default="rocksdb")
     parser.add_argument("--close", action="store_true")
     parser.add_argument("--log", type=Path, help="keep the worker's log there")
-    parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the restart")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy raw stacks of the restart (and of the first run: PATH.apply)",
+    )
     args = parser.parse_args()
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres

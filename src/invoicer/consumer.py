@@ -28,7 +28,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from invoicer import late_usage
 from invoicer.metrics import InvoicerMetrics
+from invoicer.rounds import next_round
 from invoicer.settings import InvoicerSettings
 from invoicing import terms, write
 from invoicing.closed_period import LateUsage, PeriodClosed, parse_message
@@ -66,6 +67,14 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 FINALIZE_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, drafts.CreditsChanged)
 
 KILL_AFTER_DB_COMMIT = "kill_after_db_commit"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Pending:
+    """A message of the poll, read, waiting for its round."""
+
+    record: ConsumerRecord[Any, Any]
+    message: PeriodClosed | LateUsage
 
 
 def dead_letter_value(record: ConsumerRecord[Any, Any], reason: str, detail: str) -> bytes:
@@ -180,30 +189,45 @@ class Invoicer:
                 await finalizer
 
     async def _process_partition(
-        self, tp: TopicPartition, messages: list[ConsumerRecord[Any, Any]]
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
     ) -> None:
-        by_key: dict[bytes | None, list[ConsumerRecord[Any, Any]]] = {}
-        for message in messages:
-            by_key.setdefault(message.key, []).append(message)
         done: set[int] = set()
-
-        async def run_key(ordered: list[ConsumerRecord[Any, Any]]) -> None:
-            for message in ordered:
-                if not await self._handle(message):
-                    return
-                self.metrics.messages_done.inc()
-                done.add(message.offset)
-
-        await asyncio.gather(*(run_key(ordered) for ordered in by_key.values()))
+        pending: list[_Pending] = []
+        for record in records:
+            try:
+                pending.append(_Pending(record, parse_message(record.value)))
+            except PoisonMessage as exc:
+                if not await self._dead_letter(record, exc.reason, exc.detail):
+                    break
+                self._done(done, record)
+        while pending:
+            plan = next_round([p.message for p in pending], self.config.round_size)
+            finished: list[_Pending] = []
+            for i in plan.late:
+                if not await self._handle_late(pending[i]):
+                    break
+                finished.append(pending[i])
+            else:
+                finished += await self._invoice_round([pending[i] for i in plan.closes])
+            for item in finished:
+                self._done(done, item.record)
+            if self.stop.is_set() and len(finished) < len(plan.late) + len(plan.closes):
+                break  # stopped while waiting out a failure: the rest is delivered again
+            gone = {id(item) for item in finished}
+            pending = [p for p in pending if id(p) not in gone]
         # Commit only the unbroken run of finished offsets: anything after a message that
         # could not finish (stopped mid-outage) is delivered again.
         last = None
-        for message in messages:
-            if message.offset not in done:
+        for record in records:
+            if record.offset not in done:
                 break
-            last = message.offset
+            last = record.offset
         if last is not None:
             await self._commit(tp, last + 1)
+
+    def _done(self, done: set[int], record: ConsumerRecord[Any, Any]) -> None:
+        self.metrics.messages_done.inc()
+        done.add(record.offset)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
@@ -214,48 +238,80 @@ class Invoicer:
             # already written make those redeliveries no-ops.
             log.warning("invoicer.commit_failed partition=%s offset=%s error=%r", tp, offset, exc)
 
-    async def _handle(self, message: ConsumerRecord[Any, Any]) -> bool:
-        """True once the message is done (invoiced, a duplicate, or dead-lettered)."""
+    async def _handle_late(self, item: _Pending) -> bool:
+        """True once the late usage is applied (or a duplicate, or dead-lettered)."""
+        late = item.message
+        assert isinstance(late, LateUsage)
         delay = self.config.retry_initial
-        try:
-            closed = parse_message(message.value)
-        except PoisonMessage as exc:
-            return await self._dead_letter(message, exc.reason, exc.detail)
         while True:
             try:
-                async with self._pool_slots:
-                    if isinstance(closed, LateUsage):
-                        await self._apply_late(closed)
-                    else:
-                        await self._invoice(closed)
+                await self._apply_late(late)
                 return True
             except PoisonMessage as exc:
-                return await self._dead_letter(message, exc.reason, exc.detail)
-            except drafts.CreditsChanged as exc:
-                # Another invoice of the customer (or an API call) changed a coupon or a
-                # wallet after this one was priced: nothing was written; price it again.
-                self.metrics.failures.labels("credits_changed").inc()
-                log.info("invoicer.credits_changed period_key=%s detail=%s", closed.period_key, exc)
-                if not await self._sleep(self.config.retry_initial):
-                    return False
-                continue
+                return await self._dead_letter(item.record, exc.reason, exc.detail)
             except TRANSIENT as exc:
                 self.metrics.failures.labels("database_unavailable").inc()
                 log.warning(
-                    "invoicer.database_unavailable period_key=%s retry_in=%.1fs error=%r",
-                    closed.period_key,
+                    "invoicer.database_unavailable late_key=%s retry_in=%.1fs error=%r",
+                    late.late_key,
                     delay,
                     exc,
                 )
             except Exception as exc:
                 # A bug or corrupt data: dead-letter it with the reason rather than stall
                 # the partition forever or crash the worker.
-                log.exception("invoicer.unexpected_error period_key=%s", closed.period_key)
+                log.exception("invoicer.unexpected_error late_key=%s", late.late_key)
                 self.metrics.failures.labels("unexpected").inc()
-                return await self._dead_letter(message, "unexpected_error", repr(exc))
+                return await self._dead_letter(item.record, "unexpected_error", repr(exc))
             if not await self._sleep(delay):
                 return False
             delay = min(delay * 2, self.config.retry_max)
+
+    async def _invoice_round(self, batch: list[_Pending]) -> list[_Pending]:
+        """Invoice a round's closed periods together; returns those done (invoiced, already
+        invoiced or dead-lettered). Transient failures and credits changed meanwhile are
+        retried (the whole round, read again) until done or asked to stop."""
+        delay = self.config.retry_initial
+        while batch:
+            try:
+                return await self._try_round(batch)
+            except drafts.CreditsChanged as exc:
+                # Another invoice of a customer (or an API call) changed a coupon, a wallet
+                # or a credit note after the round was priced: nothing was written; again.
+                self.metrics.failures.labels("credits_changed").inc()
+                log.info("invoicer.credits_changed invoices=%d detail=%s", len(batch), exc)
+                if not await self._sleep(self.config.retry_initial):
+                    return []
+                continue
+            except write.AlreadyInvoiced as exc:
+                # A concurrent worker invoiced a period of the round: read it again.
+                log.info("invoicer.invoiced_meanwhile invoices=%d detail=%s", len(batch), exc)
+                continue
+            except TRANSIENT as exc:
+                self.metrics.failures.labels("database_unavailable").inc()
+                log.warning(
+                    "invoicer.database_unavailable invoices=%d retry_in=%.1fs error=%r",
+                    len(batch),
+                    delay,
+                    exc,
+                )
+            except Exception as exc:
+                # A bug or corrupt data: find the message by invoicing each alone, and
+                # dead-letter it with the reason rather than stall or crash the worker.
+                self.metrics.failures.labels("unexpected").inc()
+                if len(batch) > 1:
+                    log.warning("invoicer.round_failed invoices=%d error=%r", len(batch), exc)
+                    return [done for item in batch for done in await self._invoice_round([item])]
+                log.exception(
+                    "invoicer.unexpected_error period_key=%s", batch[0].message.period_key
+                )
+                if await self._dead_letter(batch[0].record, "unexpected_error", repr(exc)):
+                    return batch
+                return []
+            if not await self._sleep(delay):
+                return []
+            delay = min(delay * 2, self.config.retry_max)
+        return []
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait, unless asked to stop first; False when stopping."""
@@ -263,28 +319,67 @@ class Invoicer:
             await asyncio.wait_for(self.stop.wait(), seconds)
         return not self.stop.is_set()
 
-    async def _invoice(self, closed: PeriodClosed) -> None:
+    async def _try_round(self, batch: list[_Pending]) -> list[_Pending]:
+        """One read for the round, pricing, one write; then dead letters, metrics, logs."""
+        started = time.monotonic()
+        done: list[_Pending] = []
+        poison: list[tuple[_Pending, PoisonMessage]] = []
+        written: list[write.InvoiceToWrite] = []
+        customers: set[str] = set()
         pool = await self._db()
-        async with pool.acquire() as conn:
-            loaded = await terms.load(conn, closed)
-            if loaded.already_invoiced:
-                self.metrics.duplicates.inc()
-                log.debug("invoicer.duplicate period_key=%s", closed.period_key)
-                return
-            if loaded.pending:
-                closed = replace(closed, adjustments=closed.adjustments + loaded.pending)
-            invoiced = await terms.invoiced_usage(conn, closed)
-            priced = price_period(closed, loaded.terms, invoiced)
-            try:
-                invoice_id = await write.insert_invoice(
-                    conn, closed, loaded, priced, loaded.pending_keys
-                )
-            except write.AlreadyInvoiced:
-                self.metrics.duplicates.inc()
-                return
-        if self.config.fault == KILL_AFTER_DB_COMMIT:
+        async with self._pool_slots, pool.acquire() as conn:
+            loaded_all = await terms.load_many(conn, [item.message for item in batch])
+            read = time.monotonic()
+            for item, loaded in zip(batch, loaded_all, strict=True):
+                closed = item.message
+                assert isinstance(closed, PeriodClosed)
+                if loaded is None:
+                    poison.append((item, terms.not_found(closed)))
+                    continue
+                if loaded.already_invoiced:
+                    self.metrics.duplicates.inc()
+                    log.debug("invoicer.duplicate period_key=%s", closed.period_key)
+                    done.append(item)
+                    continue
+                if loaded.terms.customer_id in customers:
+                    continue  # the customer's next invoice: in the next round
+                customers.add(loaded.terms.customer_id)
+                if loaded.pending:
+                    closed = replace(closed, adjustments=closed.adjustments + loaded.pending)
+                try:
+                    priced = price_period(closed, loaded.terms, loaded.invoiced)
+                except PoisonMessage as exc:
+                    poison.append((item, exc))
+                    continue
+                written.append(write.InvoiceToWrite(closed, loaded, priced, loaded.pending_keys))
+                done.append(item)
+            priced_at = time.monotonic()
+            await write.write_invoices(conn, written)
+        if written and self.config.fault == KILL_AFTER_DB_COMMIT:
             log.warning("invoicer.fault_injected fault=%s", KILL_AFTER_DB_COMMIT)
             os.kill(os.getpid(), signal.SIGKILL)
+        for invoice in written:
+            self._issued(invoice)
+        if written:
+            self.metrics.round_invoices.observe(len(written))
+            self.metrics.round_seconds.observe(time.monotonic() - started)
+            log.info(
+                "invoicer.invoices_issued invoices=%d fees=%d round=%d read_s=%.3f price_s=%.3f "
+                "write_s=%.3f",
+                len(written),
+                sum(len(i.priced.fees) for i in written),
+                len(batch),
+                read - started,
+                priced_at - read,
+                time.monotonic() - priced_at,
+            )
+        for item, refused in poison:
+            if await self._dead_letter(item.record, refused.reason, refused.detail):
+                done.append(item)
+        return done
+
+    def _issued(self, invoice: write.InvoiceToWrite) -> None:
+        priced, closed = invoice.priced, invoice.closed
         totals = priced.totals
         self.metrics.invoices_issued.labels(priced.status).inc()
         self.metrics.invoiced_cents.labels(priced.currency).inc(totals.total_amount_cents)
@@ -292,10 +387,10 @@ class Invoicer:
             self.metrics.fees_written.labels(fee.kind.value).inc()
         lag = time.time() - closed.period_end.timestamp()
         self.metrics.period_end_to_invoice.observe(max(lag, 0.0))
-        log.info(
+        log.debug(
             "invoicer.invoice_issued invoice=%s period_key=%s subscription=%s status=%s "
             "currency=%s total_amount_cents=%d fees=%d",
-            invoice_id,
+            invoice.invoice_id,
             closed.period_key,
             closed.external_subscription_id,
             priced.status,

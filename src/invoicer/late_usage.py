@@ -15,7 +15,7 @@ from billing.invoice import (
     FeeKind,
 )
 from billing.invoice_terms import CustomerCoupon, PricedFee, TaxTerms
-from invoicing import terms, write
+from invoicing import credits, terms, write
 from invoicing.closed_period import (
     LateUsage,
     charge_json,
@@ -165,8 +165,8 @@ async def _refresh(
     new_state = {c.applied_coupon_id: c.state for c in coupons if c.applied_coupon_id in used}
     new_state.update({c.applied_coupon_id: use.after for c, use in draft.coupon_uses})
     for key, state in new_state.items():
-        if (write.coupon_left(state), state.terminated) == (
-            write.coupon_left(current[key]),
+        if (credits.coupon_left(state), state.terminated) == (
+            credits.coupon_left(current[key]),
             ended[key],
         ):
             continue
@@ -222,6 +222,6 @@ async def _refresh(
         - invoice["credit_notes_amount_cents"]
         - invoice["prepaid_credit_amount_cents"],
         invoice_rows.applied_taxes(draft.fees, t, invoice["currency"]),
-        write.coupon_credits(draft.coupon_uses, invoice["currency"]),
-        write.coupon_uses_json(draft.coupon_uses),
+        credits.coupon_credits(draft.coupon_uses, invoice["currency"]),
+        credits.coupon_uses_json(draft.coupon_uses),
     )

@@ -6,6 +6,9 @@ from prometheus_client import CollectorRegistry
 
 from meterflow.service_metrics import ServiceMetrics
 
+# Closed periods invoiced together, and how long a round's read, pricing and write took.
+_ROUND_SIZES = (1, 5, 25, 100, 250, 500, 1000, 2000)
+_ROUND_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # From a few seconds (a grace-less close) to days (a long close grace, a paused invoicer).
 _LAG_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400)
 
@@ -56,4 +59,14 @@ class InvoicerMetrics(ServiceMetrics):
             "invoicer_period_end_to_invoice_seconds",
             "Seconds from a period's end to its invoice being written",
             buckets=_LAG_BUCKETS,
+        )
+        self.round_invoices = self.histogram(
+            "invoicer_round_invoices",
+            "Invoices written by one round (one read and one write)",
+            buckets=_ROUND_SIZES,
+        )
+        self.round_seconds = self.histogram(
+            "invoicer_round_seconds",
+            "Seconds of a round that wrote invoices: its read, pricing and write",
+            buckets=_ROUND_SECONDS,
         )

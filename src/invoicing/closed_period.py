@@ -4,6 +4,7 @@ period's final totals, `type` "period_closed" or absent) and `LateUsage` (`type`
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,8 +85,14 @@ def _field(raw: Mapping[str, Any], name: str, kind: type, where: str = "") -> An
     return value
 
 
+# A uuid as str(uuid.UUID(...)) writes it: taken as it is, without building one.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(raw: Mapping[str, Any], name: str, where: str = "") -> str:
-    text = _field(raw, name, str, where)
+    text: str = _field(raw, name, str, where)
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
     try:
         return str(uuid.UUID(text))
     except ValueError:

@@ -40,10 +40,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property, lru_cache
 from typing import Any
 
 from billing.aggregations import Aggregation, SumAggregation, aggregation_from_dict
 from billing.charge_models import CHARGE_MODELS, ChargeAmount
+from billing.charge_models.charge_amount import ChargeUsage as ModelUsage
 from billing.credit_notes import CreditNoteTerms, available_cents, split_credit
 from billing.errors import BillingError
 from billing.invoice import (
@@ -84,7 +86,7 @@ class PlanTerms:
     pay_in_advance: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ChargeTerms:
     charge_id: str
     charge_model: str
@@ -96,6 +98,21 @@ class ChargeTerms:
     invoice_display_name: str | None
     # The charge's own taxes: when it has any, they replace the invoice's on its fees.
     taxes: tuple[TaxTerms, ...] = ()
+
+    @cached_property
+    def model_terms(self) -> Any:
+        """The properties as its charge model reads them (a ladder, a package...), read once
+        per charge: a batch's read gives every subscription of a plan the same terms.
+        Raises PoisonMessage when the model is unknown or refuses them."""
+        model = CHARGE_MODELS.get(self.charge_model)
+        if model is None:
+            raise PoisonMessage(
+                "unknown_charge_model", f"charge {self.charge_id} uses {self.charge_model!r}"
+            )
+        try:
+            return model.parse(self.properties)
+        except BillingError as exc:
+            raise PoisonMessage("invalid_charge_properties", f"{self.charge_id}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +163,10 @@ class PricedInvoice:
         )
 
 
+# The subscription fee of a period is a pure function of these terms, and the subscriptions
+# of a plan closing together mostly share them (calendar billing, one timezone).
+_plan_fee_cents = lru_cache(maxsize=4096)(plan_fee_cents)
+
 # Previously invoiced aggregation states, by (charge_id, usage period start).
 InvoicedUsage = Mapping[tuple[str, datetime], Sequence[Mapping[str, Any]]]
 
@@ -163,14 +184,10 @@ def _price(
     per_event: list[Decimal] | None = None
     if isinstance(state, SumAggregation) and state.events is not None:
         per_event = state.event_amounts()
-    model = CHARGE_MODELS.get(charge.charge_model)
-    if model is None:
-        raise PoisonMessage(
-            "unknown_charge_model", f"charge {charge.charge_id} uses {charge.charge_model!r}"
-        )
+    terms = charge.model_terms
     try:
-        return model.price(
-            units, charge.properties, events_count=events, per_event_amounts=per_event
+        return CHARGE_MODELS[charge.charge_model].amount(
+            terms, ModelUsage(units, events, per_event)
         )
     except BillingError as exc:
         raise PoisonMessage("invalid_charge_properties", f"{charge.charge_id}: {exc}") from exc
@@ -301,7 +318,7 @@ def _subscription_fee(
 ) -> PricedFee:
     plan = terms.plan
     tz = resolve_timezone(terms.timezone, terms.organization_timezone)
-    cents = plan_fee_cents(
+    cents = _plan_fee_cents(
         plan.amount_cents, period, terms.subscription_at, plan.interval, terms.billing_time, tz
     )
     if cents is None:

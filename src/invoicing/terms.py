@@ -4,11 +4,14 @@ terms (plan, charges, taxes, coupons, wallets, credit notes) and what its period
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+import asyncpg
+import orjson
 
 from billing.invoice import (
     AppliedCoupon,
@@ -77,11 +80,28 @@ _CREDIT_NOTES = credit_notes.AVAILABLE_JSON.format(customer="s.customer_id")
 
 
 # Late usage waiting for the subscription's next invoice: of periods before the closing one.
-_PENDING = "lu.subscription_id = s.id AND lu.outcome = 'pending' AND lu.period_start < $5"
+_PENDING = (
+    "lu.subscription_id = s.id AND lu.outcome = 'pending' AND lu.period_start < i.period_start"
+)
 
+# The aggregation states already invoiced for the (charge, usage period) pairs the message's
+# adjustments and the pending late usage bill on top of.
+_INVOICED = (
+    "SELECT coalesce(json_agg(json_build_object('charge_id', f.charge_id, "
+    "'usage_period_start', f.usage_period_start, 'aggregation', f.aggregation) "
+    "ORDER BY f.created_at, f.position), '[]') FROM fees f "
+    "WHERE f.subscription_id = s.id AND f.aggregation IS NOT NULL "
+    "AND (f.charge_id, f.usage_period_start) IN ("
+    "SELECT (a ->> 0)::uuid, (a ->> 1)::timestamptz FROM jsonb_array_elements(i.adjusted) a "
+    "UNION ALL SELECT (c ->> 'charge_id')::uuid, lu.period_start "
+    "FROM late_usage lu CROSS JOIN jsonb_array_elements(lu.charges) c "
+    f"WHERE {_PENDING})"
+)
 
+# One row per message of the batch (`n`, its index) whose subscription is in the catalog:
+# everything its invoice needs, in one round trip for the whole batch.
 _TERMS = (
-    "SELECT EXISTS (SELECT 1 FROM invoices WHERE period_key = $3) AS invoiced, "
+    "SELECT i.n, EXISTS (SELECT 1 FROM invoices WHERE period_key = i.period_key) AS invoiced, "
     "c.sequential_id AS customer_sequence, o.name AS organization_name, "
     "s.id, s.organization_id, s.customer_id, s.external_id, s.billing_time, "
     "s.subscription_at, c.timezone AS customer_timezone, c.attributes AS customer_attributes, "
@@ -97,7 +117,7 @@ _TERMS = (
     "'[]') FROM charge_taxes ct JOIN taxes t ON t.id = ct.tax_id WHERE ct.charge_id = ch.id)"
     ")), '[]') "
     "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
-    "WHERE ch.id = ANY($4::uuid[]) OR ch.id IN (SELECT (c ->> 'charge_id')::uuid "
+    "WHERE ch.id = ANY(i.charge_ids) OR ch.id IN (SELECT (c ->> 'charge_id')::uuid "
     "FROM late_usage lu CROSS JOIN jsonb_array_elements(lu.charges) c "
     f"WHERE {_PENDING})) AS charges, "
     "(SELECT coalesce(json_agg(json_build_object('late_key', lu.late_key, "
@@ -105,15 +125,20 @@ _TERMS = (
     f"ORDER BY lu.created_at, lu.late_key), '[]') FROM late_usage lu WHERE {_PENDING}) "
     "AS pending, "
     f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets, "
-    f"({_CREDIT_NOTES}) AS credit_notes "
-    "FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
-    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id "
-    "WHERE s.id = $1 AND s.organization_id = $2"
+    f"({_CREDIT_NOTES}) AS credit_notes, ({_INVOICED}) AS invoiced_usage "
+    "FROM (SELECT n, subscription_id, organization_id, period_key, period_start, "
+    "string_to_array(charge_ids, ',')::uuid[] AS charge_ids, adjusted::jsonb AS adjusted "
+    "FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], "
+    "$7::text[]) AS i(n, subscription_id, organization_id, period_key, period_start, "
+    "charge_ids, adjusted)) i "
+    "JOIN subscriptions s ON s.id = i.subscription_id AND s.organization_id = i.organization_id "
+    "JOIN customers c ON c.id = s.customer_id "
+    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id"
 )
 
 
 def _charge_ids(closed: PeriodClosed | LateUsage) -> set[str]:
-    ids = {c.charge_id for c in closed.charges}
+    ids = {c.charge_id for c in closed.charges}  # canonical uuid text (closed_period)
     ids.update(c.charge_id for a in closed.adjustments for c in a.charges)
     return ids
 
@@ -166,26 +191,83 @@ class Loaded:
     # oldest first, and their keys.
     pending: tuple[Adjustment, ...] = ()
     pending_keys: tuple[str, ...] = ()
+    # What earlier invoices billed for the periods its adjustments (and `pending`) price on.
+    invoiced: InvoicedUsage = field(default_factory=dict)
 
 
-async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
-    """The subscription, plan, customer and charges the message names, and whether the
-    period is already invoiced; PoisonMessage when the subscription is not in the catalog
-    (ingest writes Postgres before the aggregator can know a subscription, so a missing
-    one will never appear)."""
-    row = await conn.fetchrow(
+async def load_many(
+    conn: Conn, messages: Sequence[PeriodClosed | LateUsage]
+) -> list[Loaded | None]:
+    """For each message, in one round trip: the subscription, plan, customer and charges it
+    names, whether its period is already invoiced, the pending late usage its invoice bills
+    and what was invoiced before for every period it adjusts; None when the subscription is
+    not in the catalog (ingest writes Postgres before the aggregator can know a
+    subscription, so a missing one will never appear)."""
+    if not messages:
+        return []
+    rows = await conn.fetch(
         _TERMS,
-        uuid.UUID(closed.subscription_id),
-        uuid.UUID(closed.organization_id),
-        closed.period_key,
-        [uuid.UUID(i) for i in _charge_ids(closed)],
-        closed.period_start,
+        list(range(len(messages))),
+        [uuid.UUID(m.subscription_id) for m in messages],
+        [uuid.UUID(m.organization_id) for m in messages],
+        [m.period_key for m in messages],
+        [m.period_start for m in messages],
+        [",".join(_charge_ids(m)) for m in messages],
+        [_adjusted_json(m) for m in messages],
     )
-    if row is None:
-        raise PoisonMessage(
-            "subscription_not_found",
-            f"subscription {closed.subscription_id} of organization {closed.organization_id}",
+    found: list[Loaded | None] = [None] * len(messages)
+    shared: dict[str, ChargeTerms] = {}  # one snapshot: a charge reads the same in every row
+    for row in rows:
+        found[row["n"]] = _loaded(row, shared)
+    return found
+
+
+async def load(conn: Conn, message: PeriodClosed | LateUsage) -> Loaded:
+    """`load_many` of one message; PoisonMessage when its subscription is not in the catalog."""
+    (loaded,) = await load_many(conn, [message])
+    if loaded is None:
+        raise not_found(message)
+    return loaded
+
+
+def not_found(message: PeriodClosed | LateUsage) -> PoisonMessage:
+    """The poison of a message whose subscription is not in the catalog."""
+    return PoisonMessage(
+        "subscription_not_found",
+        f"subscription {message.subscription_id} of organization {message.organization_id}",
+    )
+
+
+def _adjusted_json(message: PeriodClosed | LateUsage) -> str:
+    """The (charge, usage period start) pairs the message adjusts, as the read takes them."""
+    if isinstance(message, LateUsage) or not message.adjustments:
+        return "[]"
+    pairs = [
+        (c.charge_id, a.period_start.isoformat()) for a in message.adjustments for c in a.charges
+    ]
+    return orjson.dumps(pairs).decode()
+
+
+def _charge_terms(c: dict[str, Any], shared: dict[str, ChargeTerms]) -> ChargeTerms:
+    """The charge's terms, built once per read (with its model's reading of its properties)."""
+    key = str(c["id"])
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = ChargeTerms(
+            charge_id=key,
+            charge_model=c["charge_model"],
+            properties=c["properties"] or {},
+            invoiceable=c["invoiceable"],
+            billable_metric_id=str(c["metric_id"]),
+            metric_code=c["metric_code"],
+            metric_name=c["metric_name"],
+            invoice_display_name=(c["attributes"] or {}).get("invoice_display_name"),
+            taxes=_tax_terms(c["taxes"]),
         )
+    return found
+
+
+def _loaded(row: asyncpg.Record, shared: dict[str, ChargeTerms]) -> Loaded:
     charges: list[dict[str, Any]] = row["charges"]
     plan_attributes: dict[str, Any] = row["plan_attributes"] or {}
     terms = SubscriptionTerms(
@@ -210,20 +292,7 @@ async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
             amount_currency=row["amount_currency"],
             pay_in_advance=row["pay_in_advance"],
         ),
-        charges={
-            str(c["id"]): ChargeTerms(
-                charge_id=str(c["id"]),
-                charge_model=c["charge_model"],
-                properties=c["properties"] or {},
-                invoiceable=c["invoiceable"],
-                billable_metric_id=str(c["metric_id"]),
-                metric_code=c["metric_code"],
-                metric_name=c["metric_name"],
-                invoice_display_name=(c["attributes"] or {}).get("invoice_display_name"),
-                taxes=_tax_terms(c["taxes"]),
-            )
-            for c in charges
-        },
+        charges={str(c["id"]): _charge_terms(c, shared) for c in charges},
         taxes=_tax_terms(row["taxes"]),
         coupons=tuple(
             CustomerCoupon(
@@ -256,24 +325,14 @@ async def load(conn: Conn, closed: PeriodClosed | LateUsage) -> Loaded:
             for p in row["pending"]
         ),
         pending_keys=tuple(p["late_key"] for p in row["pending"]),
+        invoiced=_invoiced_usage(row["invoiced_usage"]),
     )
 
 
-async def invoiced_usage(conn: Conn, closed: PeriodClosed) -> InvoicedUsage:
-    """The aggregation states already invoiced for each late period's charges."""
-    wanted = [(c.charge_id, a.period_start) for a in closed.adjustments for c in a.charges]
-    if not wanted:
-        return {}
-    rows = await conn.fetch(
-        "SELECT charge_id, usage_period_start, aggregation FROM fees "
-        "WHERE subscription_id = $1 AND charge_id = ANY($2::uuid[]) "
-        "AND usage_period_start = ANY($3::timestamptz[]) AND aggregation IS NOT NULL "
-        "ORDER BY created_at, position",
-        uuid.UUID(closed.subscription_id),
-        [uuid.UUID(c) for c, _ in wanted],
-        [s for _, s in wanted],
-    )
+def _invoiced_usage(rows: list[dict[str, Any]]) -> InvoicedUsage:
+    """The aggregation states already invoiced, by (charge, usage period start)."""
     out: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
     for r in rows:
-        out.setdefault((str(r["charge_id"]), r["usage_period_start"]), []).append(r["aggregation"])
+        key = (r["charge_id"], datetime.fromisoformat(r["usage_period_start"]))
+        out.setdefault(key, []).append(r["aggregation"])
     return out

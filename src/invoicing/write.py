@@ -1,31 +1,27 @@
-"""The invoice write (asyncpg): each invoice with its fees, its number and webhooks, and the
-coupons, wallets, credit notes and pending late usage it consumes, in one transaction."""
+"""The invoice write (asyncpg): a batch of invoices with their fees, numbers and webhooks, and
+the coupons, wallets, credit notes and pending late usage they consume, in one statement."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
+import orjson
 
-from billing.invoice import (
-    AppliedCoupon,
-    CouponUse,
-)
-from billing.invoice_terms import CustomerCoupon
-from invoicing import terms
-from invoicing.closed_period import (
-    PeriodClosed,
-)
-from invoicing.pricing import (
-    PricedInvoice,
-)
+from invoicing import credits
+from invoicing.closed_period import PeriodClosed
+from invoicing.pricing import PricedInvoice
+from invoicing.terms import Loaded
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from read_model import credit_notes, invoice_rows
-from read_model.drafts import CreditsChanged, consume_wallet
+from read_model import invoice_rows
+from read_model.drafts import CreditsChanged
 
 
 async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -46,12 +42,63 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
 
 
 class AlreadyInvoiced(Exception):
-    """The period got its invoice meanwhile (a concurrent redelivery): roll back, skip."""
+    """A period of the batch got its invoice meanwhile (a concurrent redelivery): the whole
+    batch rolled back; read it again (that period is then a duplicate) and write the rest."""
 
 
-# Fee columns written from parallel arrays (one element per fee), with their array types.
-_FEE_COLUMNS = (
+@dataclass(frozen=True, slots=True)
+class InvoiceToWrite:
+    """One priced invoice of a batch. `pending_keys` name the pending late usage it bills as
+    adjustments (`Loaded.pending`), marked as billed by the same statement."""
+
+    closed: PeriodClosed
+    loaded: Loaded
+    priced: PricedInvoice
+    pending_keys: tuple[str, ...] = ()
+    invoice_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def consumes_credits(self) -> bool:
+        p = self.priced
+        return bool(p.coupon_uses or p.wallet_uses or p.credit_note_uses or self.pending_keys)
+
+
+# The batch travels as one JSON document per table (a list of rows, each an object of these
+# columns), read in SQL by json_to_recordset: one C encoder call per table instead of one
+# array per column and a type check per element. The invoices' columns:
+_INVOICE_COLUMNS = (
     ("id", "uuid"),
+    ("organization_id", "uuid"),
+    ("customer_id", "uuid"),
+    ("subscription_id", "uuid"),
+    ("period_key", "text"),
+    ("prefix", "text"),
+    ("status", "text"),
+    ("currency", "text"),
+    ("issuing_date", "date"),
+    ("period_start", "timestamptz"),
+    ("period_end", "timestamptz"),
+    ("fees_amount_cents", "bigint"),
+    ("coupons_amount_cents", "bigint"),
+    ("taxes_amount_cents", "bigint"),
+    ("sub_total_excluding_taxes_amount_cents", "bigint"),
+    ("sub_total_including_taxes_amount_cents", "bigint"),
+    ("prepaid_credit_amount_cents", "bigint"),
+    ("credit_notes_amount_cents", "bigint"),
+    ("total_amount_cents", "bigint"),
+    ("billing_periods", "jsonb"),
+    ("grace_until", "timestamptz"),
+    ("closed_at", "timestamptz"),
+    ("applied_taxes", "jsonb"),
+    ("credits", "jsonb"),
+    ("prepaid_granted_credit_amount_cents", "bigint"),
+    ("coupon_uses", "jsonb"),
+)
+# The fees' columns:
+_FEE_COLUMNS = (
+    ("invoice_id", "uuid"),
+    ("subscription_id", "uuid"),
+    ("currency", "text"),
     ("position", "int"),
     ("fee_type", "text"),
     ("charge_id", "uuid"),
@@ -80,77 +127,189 @@ _FEE_COLUMNS = (
 # The fee columns written (and read back by late_usage) as they stand on each PricedFee
 # (item_code to is_adjustment), and the attributes of each fee's FeeTaxes written as its
 # four tax columns.
-FEE_ATTRIBUTES = tuple(name for name, _ in _FEE_COLUMNS[5:18])
-_FEE_TAX_ATTRIBUTES = ("precise_coupons_cents", "taxes_cents", "taxes_precise_cents", "taxes_rate")
+FEE_ATTRIBUTES = tuple(name for name, _ in _FEE_COLUMNS[7:20])
+_FEE_TAX_COLUMNS = (
+    ("precise_coupons_amount_cents", "precise_coupons_cents"),
+    ("taxes_amount_cents", "taxes_cents"),
+    ("taxes_precise_amount_cents", "taxes_precise_cents"),
+    ("taxes_rate", "taxes_rate"),
+)
 assert FEE_ATTRIBUTES[0] == "item_code" and FEE_ATTRIBUTES[-1] == "is_adjustment"
-_FIRST_FEE_PARAM = 26
-_FEE_NAMES = ", ".join(name for name, _ in _FEE_COLUMNS)
-_FEE_ARRAYS = ", ".join(
-    f"${_FIRST_FEE_PARAM + i}::{kind}[]" for i, (_, kind) in enumerate(_FEE_COLUMNS)
+# What the invoices consume: coupons' states (before and after), wallets' balances as read
+# and what they pay, credit notes' balances and what they pay, late usage.
+_COUPON_COLUMNS = (
+    ("id", "uuid"),
+    ("amount_after", "bigint"),
+    ("periods_after", "int"),
+    ("terminated", "bool"),
+    ("amount_before", "bigint"),
+    ("periods_before", "int"),
+)
+_WALLET_COLUMNS = (
+    ("id", "uuid"),
+    ("invoice_id", "uuid"),
+    ("cents", "bigint"),
+    ("granted", "bigint"),
+    ("balance", "bigint"),
+    ("granted_balance", "bigint"),
+)
+_CREDIT_NOTE_COLUMNS = (
+    ("id", "uuid"),
+    ("invoice_id", "uuid"),
+    ("cents", "bigint"),
+    ("balance", "bigint"),
+)
+_LATE_COLUMNS = (("late_key", "text"), ("invoice_id", "uuid"))
+_GROUPS = (
+    _INVOICE_COLUMNS,
+    _FEE_COLUMNS,
+    _COUPON_COLUMNS,
+    _WALLET_COLUMNS,
+    _CREDIT_NOTE_COLUMNS,
+    _LATE_COLUMNS,
 )
 
-# The invoice's webhooks (invoice.drafted or invoice.created), rendered when first sent.
+
+def _rows(group: tuple[tuple[str, str], ...], alias: str) -> str:
+    """`json_to_recordset($n) AS alias(name type, ...)` over the group's parameter."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in group)
+    return f"json_to_recordset(${_GROUPS.index(group) + 1}::text::json) AS {alias}({columns})"
+
+
+def _invoice_insert() -> tuple[str, str]:
+    """The invoices' columns and the values of each from the input row `i` and its
+    customer's next sequential id `q.n` (its number: the prefix, then n on 3 digits)."""
+    names, values = [], []
+    for name, _ in _INVOICE_COLUMNS:
+        if name == "prefix":
+            names += ["sequential_id", "number"]
+            values += [
+                "q.n",
+                "i.prefix || CASE WHEN q.n < 1000 THEN lpad(q.n::text, 3, '0') ELSE q.n::text END",
+            ]
+        else:
+            names.append(name)
+            values.append(f"i.{name}")
+    names += ["finalized_at", "prepaid_purchased_credit_amount_cents"]
+    values += [
+        "CASE WHEN i.status = 'finalized' THEN now() END",
+        "i.prepaid_credit_amount_cents - i.prepaid_granted_credit_amount_cents",
+    ]
+    return ", ".join(names), ", ".join(values)
+
+
+_INVOICE_NAMES, _INVOICE_VALUES = _invoice_insert()
+
+# The invoices' webhooks (invoice.drafted or invoice.created), rendered when first sent.
 _INVOICE_WEBHOOKS = webhook_outbox.FAN_OUT.format(
-    type="(CASE WHEN $7 = 'draft' THEN 'invoice.drafted' ELSE 'invoice.created' END)",
+    source="invoice inv, ",
+    type="(CASE WHEN inv.status = 'draft' THEN 'invoice.drafted' ELSE 'invoice.created' END)",
     object_type="'invoice'",
-    object_id="(SELECT id FROM invoice)",
+    object_id="inv.id",
     payload="NULL",
-    organization="$2",
+    organization="inv.organization_id",
 )
 
-# One statement, so one transaction: the customer's next sequential id, the invoice, its
-# fees and its webhooks. A second invoice for the period violates the unique period_key and
-# the statement rolls back whole, sequence increment included (no gap in the numbering).
-_WRITE_INVOICE = f"""
-WITH sequence AS (
-    INSERT INTO invoice_sequences (customer_id, last_sequential_id) VALUES ($3, 1)
+# One statement, so one transaction: each customer's next sequential id (one invoice per
+# customer in a batch), the invoices, their fees and webhooks, and what they consume (each
+# guarded by the state it was priced with; the counts say whether every guard held). A
+# second invoice for a period violates the unique period_key and the statement rolls back
+# whole, sequence increments included (no gap in the numbering).
+_WRITE_INVOICES = f"""
+WITH input AS (
+    SELECT * FROM {_rows(_INVOICE_COLUMNS, "i")}
+), sequence AS (
+    INSERT INTO invoice_sequences (customer_id, last_sequential_id)
+    SELECT customer_id, 1 FROM input ORDER BY customer_id
     ON CONFLICT (customer_id) DO UPDATE
         SET last_sequential_id = invoice_sequences.last_sequential_id + 1
-    RETURNING last_sequential_id AS n
+    RETURNING customer_id, last_sequential_id AS n
 ), invoice AS (
-    INSERT INTO invoices (id, organization_id, customer_id, subscription_id, period_key,
-        sequential_id, number, status, currency, issuing_date, period_start, period_end,
-        fees_amount_cents, coupons_amount_cents, taxes_amount_cents,
-        sub_total_excluding_taxes_amount_cents, sub_total_including_taxes_amount_cents,
-        prepaid_credit_amount_cents, credit_notes_amount_cents, total_amount_cents,
-        billing_periods, grace_until, finalized_at, closed_at, applied_taxes, credits,
-        prepaid_granted_credit_amount_cents, prepaid_purchased_credit_amount_cents)
-    SELECT $1, $2, $3, $4, $5, n,
-        $6 || CASE WHEN n < 1000 THEN lpad(n::text, 3, '0') ELSE n::text END,
-        $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-        CASE WHEN $7 = 'finalized' THEN now() END, $22, $23, $24, $25::bigint,
-        $17::bigint - $25::bigint
-    FROM sequence
-    RETURNING id, sequential_id
+    INSERT INTO invoices ({_INVOICE_NAMES})
+    SELECT {_INVOICE_VALUES}
+    FROM input i JOIN sequence q USING (customer_id)
+    RETURNING id, organization_id, status
 ), fee AS (
-    INSERT INTO fees (invoice_id, subscription_id, currency, {_FEE_NAMES})
-    SELECT invoice.id, $4, $8, f.*
-    FROM invoice, unnest({_FEE_ARRAYS}) AS f
+    INSERT INTO fees (id, {", ".join(name for name, _ in _FEE_COLUMNS)})
+    SELECT gen_random_uuid(), f.* FROM {_rows(_FEE_COLUMNS, "f")}
     RETURNING 1
 ), webhook AS ({_INVOICE_WEBHOOKS}    RETURNING 1
+), coupon AS (
+    UPDATE applied_coupons ac SET amount_cents_remaining = u.amount_after,
+        frequency_duration_remaining = u.periods_after,
+        status = CASE WHEN u.terminated THEN 'terminated' ELSE 'active' END,
+        terminated_at = CASE WHEN u.terminated THEN now() END, updated_at = now()
+    FROM {_rows(_COUPON_COLUMNS, "u")}
+    WHERE ac.id = u.id AND ac.status = 'active'
+        AND ac.amount_cents_remaining IS NOT DISTINCT FROM u.amount_before
+        AND ac.frequency_duration_remaining IS NOT DISTINCT FROM u.periods_before
+    RETURNING 1
+), wallet AS (
+    UPDATE wallets w SET balance_cents = w.balance_cents - u.cents,
+        granted_balance_cents = w.granted_balance_cents - u.granted,
+        consumed_amount_cents = w.consumed_amount_cents + u.cents,
+        last_consumed_credit_at = now(), updated_at = now()
+    FROM {_rows(_WALLET_COLUMNS, "u")}
+    WHERE w.id = u.id AND w.status = 'active' AND w.balance_cents = u.balance
+        AND w.granted_balance_cents = u.granted_balance
+    RETURNING w.id, u.invoice_id, u.cents
+), wallet_transaction AS (
+    INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source,
+        transaction_status, transaction_type, amount_cents, settled_at)
+    SELECT gen_random_uuid(), id, invoice_id, 'settled', 'manual', 'invoiced', 'outbound',
+        cents, now()
+    FROM wallet
+    RETURNING 1
+), credit_note AS (
+    UPDATE credit_notes cn SET balance_amount_cents = cn.balance_amount_cents - u.cents,
+        credit_status = CASE WHEN cn.balance_amount_cents = u.cents THEN 'consumed'
+            ELSE 'available' END,
+        updated_at = now()
+    FROM {_rows(_CREDIT_NOTE_COLUMNS, "u")}
+    WHERE cn.id = u.id AND cn.credit_status = 'available' AND cn.balance_amount_cents = u.balance
+    RETURNING cn.id, u.invoice_id, u.cents
+), credit_note_use AS (
+    INSERT INTO credit_note_uses (credit_note_id, invoice_id, amount_cents)
+    SELECT id, invoice_id, cents FROM credit_note
+    RETURNING 1
+), late AS (
+    UPDATE late_usage lu SET outcome = 'adjusted', invoice_id = u.invoice_id, updated_at = now()
+    FROM {_rows(_LATE_COLUMNS, "u")}
+    WHERE lu.late_key = u.late_key AND lu.outcome = 'pending'
+    RETURNING 1
 )
-SELECT sequential_id, (SELECT count(*) FROM fee) AS fees FROM invoice
+SELECT (SELECT count(*) FROM invoice) AS invoices, (SELECT count(*) FROM fee) AS fees,
+    (SELECT count(*) FROM coupon) AS coupons, (SELECT count(*) FROM wallet) AS wallets,
+    (SELECT count(*) FROM credit_note) AS credit_notes, (SELECT count(*) FROM late) AS late
 """
 
 
-async def insert_invoice(
-    conn: Conn,
-    closed: PeriodClosed,
-    loaded: terms.Loaded,
-    priced: PricedInvoice,
-    pending_keys: Sequence[str] = (),
-) -> uuid.UUID:
-    """Write the invoice and its fees atomically; AlreadyInvoiced (and nothing written)
-    when the period got its invoice meanwhile. `pending_keys` name the pending late usage
-    billed on it as adjustments (`terms.Loaded.pending`): marked as billed in the same
-    transaction, or CreditsChanged when another invoice billed one meanwhile."""
-    terms = loaded.terms
-    invoice_id = uuid.uuid4()
-    t = priced.totals
+def _document(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as the statement reads them: a JSON list of objects, one key per column."""
+    return orjson.dumps(rows, default=_plain).decode()
+
+
+def _named(rows: list[tuple[Any, ...]], group: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    names = [name for name, _ in group]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    """What orjson does not write itself: exact decimals as text (numeric columns read them
+    as written), other mappings as dicts."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _invoice_row(item: InvoiceToWrite) -> dict[str, Any]:
+    closed, loaded, priced = item.closed, item.loaded, item.priced
+    terms, t = loaded.terms, priced.totals
     organization_prefix = loaded.number_prefix or invoice_rows.document_prefix(
         loaded.organization_name, terms.organization_id
     )
-    prefix = f"{organization_prefix}-{loaded.customer_sequence:03d}-"
     billing_periods = [
         {
             "lago_subscription_id": terms.subscription_id,
@@ -163,178 +322,113 @@ async def insert_invoice(
             "invoicing_reason": priced.invoicing_reason,
         }
     ]
-    fees = priced.fees
-    columns: list[list[Any]] = [
-        [uuid.uuid4() for _ in fees],
-        list(range(len(fees))),
-        [f.kind.value for f in fees],
-        [None if f.charge_id is None else uuid.UUID(f.charge_id) for f in fees],
-        [None if f.billable_metric_id is None else uuid.UUID(f.billable_metric_id) for f in fees],
-        *([getattr(f, name) for f in fees] for name in FEE_ATTRIBUTES),
-        [None if f.aggregation is None else dict(f.aggregation) for f in fees],
-        [dict(f.amount_details) for f in fees],
-        *([getattr(ft, name) for ft in t.fee_taxes] for name in _FEE_TAX_ATTRIBUTES),
-        [
-            invoice_rows.fee_taxes(f, f.amount_cents - ft.precise_coupons_cents)
-            for f, ft in zip(fees, t.fee_taxes, strict=True)
-        ],
-    ]
-    applied_taxes = invoice_rows.applied_taxes(priced.fees, t, priced.currency)
-    credits = coupon_credits(priced.coupon_uses, priced.currency)
-    args = (invoice_id, closed, loaded, priced, prefix, billing_periods, applied_taxes, credits)
-    if (
-        not priced.coupon_uses
-        and not priced.wallet_uses
-        and not priced.credit_note_uses
-        and not pending_keys
-    ):
-        # One statement, atomic on its own: no BEGIN and COMMIT round trips.
-        await _write_invoice(conn, *args, columns)
-        return invoice_id
-    # The coupons' and wallets' new state commits with the invoice or not at all: a period
-    # already invoiced (AlreadyInvoiced) or a state changed since pricing (CreditsChanged)
-    # rolls everything back.
-    async with conn.transaction():
-        await _write_invoice(conn, *args, columns)
-        for coupon, use in priced.coupon_uses:
-            await _use_coupon(conn, coupon, use)
-        for wallet, cents in priced.wallet_uses:
-            await consume_wallet(conn, wallet, cents, invoice_id)
-        try:
-            await credit_notes.consume(conn, priced.credit_note_uses, invoice_id)
-        except credit_notes.CreditNoteChanged as exc:
-            raise CreditsChanged(f"credit note {exc}") from None
-        if priced.status == "draft" and priced.coupon_uses:
-            await conn.execute(
-                "UPDATE invoices SET coupon_uses = $2 WHERE id = $1",
-                invoice_id,
-                coupon_uses_json(priced.coupon_uses),
-            )
-        if pending_keys:
-            status = await conn.execute(
-                "UPDATE late_usage SET outcome = 'adjusted', invoice_id = $2, updated_at = now() "
-                "WHERE late_key = ANY($1::text[]) AND outcome = 'pending'",
-                list(pending_keys),
-                invoice_id,
-            )
-            if status != f"UPDATE {len(pending_keys)}":
-                raise CreditsChanged(f"pending late usage of {closed.subscription_id}")
-    return invoice_id
-
-
-def coupon_credits(
-    coupon_uses: Sequence[tuple[CustomerCoupon, CouponUse]], currency: str
-) -> list[dict[str, Any]]:
-    """The invoice's `credits`: what each coupon took, as Lago lists it."""
-    return [
-        {
-            "lago_id": str(uuid.uuid4()),
-            "amount_cents": use.amount_cents,
-            "amount_currency": currency,
-            "before_taxes": True,
-            "item": {
-                "lago_item_id": coupon.coupon_id,
-                "type": "coupon",
-                "code": coupon.coupon_code,
-                "name": coupon.coupon_name,
-            },
-        }
-        for coupon, use in coupon_uses
-    ]
-
-
-def coupon_left(state: AppliedCoupon) -> dict[str, Any]:
+    draft_coupons = priced.status == "draft" and priced.coupon_uses
     return {
-        "amount_cents_remaining": state.amount_cents_remaining,
-        "frequency_duration_remaining": state.frequency_duration_remaining,
+        "id": item.invoice_id,
+        "organization_id": terms.organization_id,
+        "customer_id": terms.customer_id,
+        "subscription_id": terms.subscription_id,
+        "period_key": priced.period_key,
+        "prefix": f"{organization_prefix}-{loaded.customer_sequence:03d}-",
+        "status": priced.status,
+        "currency": priced.currency,
+        "issuing_date": priced.issuing_date,
+        "period_start": closed.period_start,
+        "period_end": closed.period_end,
+        "fees_amount_cents": t.fees_amount_cents,
+        "coupons_amount_cents": t.coupons_amount_cents,
+        "taxes_amount_cents": t.taxes_amount_cents,
+        "sub_total_excluding_taxes_amount_cents": t.sub_total_excluding_taxes_amount_cents,
+        "sub_total_including_taxes_amount_cents": t.sub_total_including_taxes_amount_cents,
+        "prepaid_credit_amount_cents": t.prepaid_credit_amount_cents,
+        "credit_notes_amount_cents": t.credit_notes_amount_cents,
+        "total_amount_cents": t.total_amount_cents,
+        "billing_periods": billing_periods,
+        "grace_until": priced.grace_until,
+        "closed_at": closed.closed_at,
+        "applied_taxes": invoice_rows.applied_taxes(priced.fees, t, priced.currency),
+        "credits": credits.coupon_credits(priced.coupon_uses, priced.currency),
+        "prepaid_granted_credit_amount_cents": priced.prepaid_granted_cents,
+        "coupon_uses": credits.coupon_uses_json(priced.coupon_uses) if draft_coupons else [],
     }
 
 
-def coupon_uses_json(
-    coupon_uses: Sequence[tuple[CustomerCoupon, CouponUse]],
-) -> list[dict[str, Any]]:
-    """A draft's `coupon_uses`: each used coupon's state before the draft and after it."""
-    return [
-        {
-            "applied_coupon_id": coupon.applied_coupon_id,
-            "before": coupon_left(coupon.state),
-            "after": coupon_left(use.after),
+def _fee_rows(item: InvoiceToWrite) -> list[dict[str, Any]]:
+    priced = item.priced
+    head = {
+        "invoice_id": item.invoice_id,
+        "subscription_id": item.loaded.terms.subscription_id,
+        "currency": priced.currency,
+    }
+    rows = []
+    for position, (f, ft) in enumerate(zip(priced.fees, priced.totals.fee_taxes, strict=True)):
+        row = {
+            **head,
+            "position": position,
+            "fee_type": f.kind.value,
+            "charge_id": f.charge_id,
+            "billable_metric_id": f.billable_metric_id,
+            **{name: getattr(f, name) for name in FEE_ATTRIBUTES},
+            "aggregation": f.aggregation,
+            "amount_details": f.amount_details,
+            **{column: getattr(ft, name) for column, name in _FEE_TAX_COLUMNS},
+            "applied_taxes": invoice_rows.fee_taxes(f, f.amount_cents - ft.precise_coupons_cents),
         }
-        for coupon, use in coupon_uses
+        rows.append(row)
+    return rows
+
+
+async def write_invoices(conn: Conn, items: Sequence[InvoiceToWrite]) -> None:
+    """Write the batch's invoices, fees, webhooks and what they consume atomically (at most
+    one invoice per customer). AlreadyInvoiced (nothing written) when a period got its
+    invoice meanwhile; CreditsChanged (nothing written) when a coupon, wallet, credit note
+    or pending late usage is no longer in the state the invoice was priced with."""
+    if not items:
+        return
+    invoices = [_invoice_row(item) for item in items]
+    fees = [row for item in items for row in _fee_rows(item)]
+    consumed = credits.consumed_rows(items)
+    args = [_document(invoices), _document(fees)] + [
+        _document(_named(rows, group)) for rows, group in zip(consumed, _GROUPS[2:], strict=True)
     ]
+    if not any(consumed):
+        # One statement, atomic on its own: no BEGIN and COMMIT round trips.
+        await _execute(conn, args, len(items), len(fees))
+        return
+    # What they consume commits with the invoices or not at all.
+    async with conn.transaction():
+        row = await _execute(conn, args, len(items), len(fees))
+        for what, rows in zip(
+            ("coupons", "wallets", "credit_notes", "late"), consumed, strict=True
+        ):
+            if row[what] != len(rows):
+                raise CreditsChanged(f"{what}: {row[what]} of {len(rows)} still as priced")
 
 
-async def _write_invoice(
-    conn: Conn,
-    invoice_id: uuid.UUID,
-    closed: PeriodClosed,
-    loaded: terms.Loaded,
-    priced: PricedInvoice,
-    prefix: str,
-    billing_periods: list[dict[str, Any]],
-    applied_taxes: list[dict[str, Any]],
-    credits: list[dict[str, Any]],
-    columns: list[list[Any]],
-) -> None:
-    terms, t = loaded.terms, priced.totals
+async def _execute(conn: Conn, args: list[str], invoices: int, fees: int) -> asyncpg.Record:
     try:
-        row = await conn.fetchrow(
-            _WRITE_INVOICE,
-            invoice_id,
-            uuid.UUID(terms.organization_id),
-            uuid.UUID(terms.customer_id),
-            uuid.UUID(terms.subscription_id),
-            priced.period_key,
-            prefix,
-            priced.status,
-            priced.currency,
-            priced.issuing_date,
-            closed.period_start,
-            closed.period_end,
-            t.fees_amount_cents,
-            t.coupons_amount_cents,
-            t.taxes_amount_cents,
-            t.sub_total_excluding_taxes_amount_cents,
-            t.sub_total_including_taxes_amount_cents,
-            t.prepaid_credit_amount_cents,
-            t.credit_notes_amount_cents,
-            t.total_amount_cents,
-            billing_periods,
-            priced.grace_until,
-            closed.closed_at,
-            applied_taxes,
-            credits,
-            priced.prepaid_granted_cents,
-            *columns,
-        )
+        row = await conn.fetchrow(_WRITE_INVOICES, *args)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "invoices_period_key_key":
             raise
-        raise AlreadyInvoiced(priced.period_key) from None
-    assert row is not None and row["fees"] == len(priced.fees)
+        raise AlreadyInvoiced(exc.detail or "") from None
+    assert row is not None and (row["invoices"], row["fees"]) == (invoices, fees)
+    return row
 
 
-async def _use_coupon(conn: Conn, coupon: CustomerCoupon, use: CouponUse) -> None:
-    """Write the coupon's state after this invoice, if it is still the state priced with."""
-    before, after = coupon.state, use.after
-    status = await conn.execute(
-        "UPDATE applied_coupons SET amount_cents_remaining = $2, "
-        "frequency_duration_remaining = $3, "
-        "status = CASE WHEN $4 THEN 'terminated' ELSE 'active' END, "
-        "terminated_at = CASE WHEN $4 THEN now() END, updated_at = now() "
-        "WHERE id = $1 AND status = 'active' "
-        "AND amount_cents_remaining IS NOT DISTINCT FROM $5 "
-        "AND frequency_duration_remaining IS NOT DISTINCT FROM $6",
-        uuid.UUID(coupon.applied_coupon_id),
-        after.amount_cents_remaining,
-        after.frequency_duration_remaining,
-        after.terminated,
-        before.amount_cents_remaining,
-        before.frequency_duration_remaining,
-    )
-    if status != "UPDATE 1":
-        raise CreditsChanged(f"applied coupon {coupon.applied_coupon_id}")
+async def insert_invoice(
+    conn: Conn,
+    closed: PeriodClosed,
+    loaded: Loaded,
+    priced: PricedInvoice,
+    pending_keys: Sequence[str] = (),
+) -> uuid.UUID:
+    """`write_invoices` of one invoice (the preview's write); returns its id."""
+    item = InvoiceToWrite(closed, loaded, priced, tuple(pending_keys))
+    await write_invoices(conn, [item])
+    return item.invoice_id
 
 
+@lru_cache(maxsize=4096)  # the invoices of a batch mostly share their periods' bounds
 def iso_instant(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%SZ")

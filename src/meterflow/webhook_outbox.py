@@ -30,16 +30,18 @@ WEBHOOK_TYPES = {
 }
 
 # The rows of one change, one per endpoint of the organization that takes its type. Used
-# as is, or as a data-modifying CTE of a larger statement (the invoicer's invoice write).
+# as is, or as a data-modifying CTE of a larger statement (the invoicer's invoice write,
+# where `source` names the changed rows, "invoice inv, ", that the other fields read).
 FAN_OUT = """
 INSERT INTO webhooks (id, organization_id, webhook_endpoint_id, webhook_type, object_type,
     object_id, payload)
 SELECT gen_random_uuid(), e.organization_id, e.id, {type}, {object_type}, {object_id}, {payload}
-FROM webhook_endpoints e
+FROM {source}webhook_endpoints e
 WHERE e.organization_id = {organization} AND (e.event_types IS NULL OR {type} = ANY(e.event_types))
 """
 
 _EMIT = FAN_OUT.format(
+    source="",
     type="$2::text",
     object_type="$3::text",
     object_id="$4::uuid",

@@ -33,8 +33,8 @@ import aiohttp
 import orjson
 
 from bench import report
-from bench.aggregator_termination import create_count_plan, scratch_api
-from bench.freshness import api, expect_ok
+from bench.aggregator_termination import create_count_plan, scratch_api, subscribe_customers
+from bench.freshness import expect_ok
 from bench.workload import WrongTotals, count_event
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
@@ -119,18 +119,16 @@ async def create_catalog(
     session: aiohttp.ClientSession, url: str, subscriptions: int, zone: str, start: datetime
 ) -> None:
     await create_count_plan(session, url, PLAN, "weekly")
-    for i in range(subscriptions):
-        customer = {"external_id": f"pe-cust-{i}", "name": f"P {i}", "currency": "USD"}
-        customer["timezone"] = zone
-        await api(session, url, "/api/v1/customers", "customer", customer)
-        body = {
-            "external_customer_id": f"pe-cust-{i}",
-            "plan_code": PLAN,
-            "external_id": f"pe-sub-{i}",
-            "billing_time": "anniversary",
-            "subscription_at": start.isoformat(),
-        }
-        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+    await subscribe_customers(
+        session,
+        url,
+        subscriptions,
+        prefix="pe-",
+        plan=PLAN,
+        billing_time="anniversary",
+        subscription_at=start,
+        timezone=zone,
+    )
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -120,19 +121,42 @@ async def create_count_plan(
     await api(session, url, "/api/v1/plans", "plan", plan)
 
 
+async def subscribe_customers(
+    session: aiohttp.ClientSession,
+    url: str,
+    subscriptions: int,
+    *,
+    prefix: str,
+    plan: str,
+    billing_time: str,
+    subscription_at: datetime,
+    timezone: str | None = None,
+) -> None:
+    """Customers `<prefix>cust-<i>` (in `timezone`, else the organization's), each with
+    subscription `<prefix>sub-<i>` to `plan`, for i below `subscriptions`."""
+    for i in range(subscriptions):
+        customer = {"external_id": f"{prefix}cust-{i}", "name": f"Bench {i}", "currency": "USD"}
+        if timezone is not None:
+            customer["timezone"] = timezone
+        await api(session, url, "/api/v1/customers", "customer", customer)
+        body = {"external_customer_id": f"{prefix}cust-{i}", "plan_code": plan}
+        body |= {"external_id": f"{prefix}sub-{i}", "billing_time": billing_time}
+        body["subscription_at"] = subscription_at.isoformat()
+        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+
+
 async def create_catalog(session: aiohttp.ClientSession, url: str, subscriptions: int) -> None:
     await create_count_plan(session, url, PLAN, "monthly")
-    for i in range(subscriptions):
-        customer = {"external_id": f"cust-{i}", "name": f"Bench {i}", "currency": "USD"}
-        await api(session, url, "/api/v1/customers", "customer", customer)
-        body = {
-            "external_customer_id": f"cust-{i}",
-            "plan_code": PLAN,
-            "external_id": f"sub-{i}",
-            "billing_time": "calendar",
-            "subscription_at": current_period_start().isoformat(),
-        }
-        await api(session, url, "/api/v1/subscriptions", "subscription", body)
+    start = current_period_start()
+    await subscribe_customers(
+        session,
+        url,
+        subscriptions,
+        prefix="",
+        plan=PLAN,
+        billing_time="calendar",
+        subscription_at=start,
+    )
 
 
 async def background(session: aiohttp.ClientSession, url: str, rate: float) -> None:

@@ -66,10 +66,8 @@ class BillingDomain:
         kind = AGGREGATIONS[charge.aggregation_type]
         return kind.event_value(event.properties, charge.field_name or "")
 
-    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
-        cast(Aggregation, state).add(
-            cast(Any, value), event.timestamp, transaction_id=event.transaction_id
-        )
+    def add_many(self, state: UsageState, events: list[tuple[Any, datetime, str]]) -> None:
+        cast(Aggregation, state).add_many(events)
 
     def amount_cents(self, charge: ChargeTerms, state: UsageState, currency: str) -> int:
         priced = price_state(charge.charge_model, charge.properties, cast(Aggregation, state))

@@ -63,7 +63,8 @@ def test_the_aggregators_closed_period_prices_here() -> None:
             },
             received_at=END,
         )
-        domain.add(state, domain.value_of(aggregator_terms.charges[0], event), event)
+        value = domain.value_of(aggregator_terms.charges[0], event)
+        domain.add_many(state, [(value, event.timestamp, event.transaction_id)])
     charges = charge_totals(domain, aggregator_terms, START, END, {CHARGE: state.to_dict()})
     message = {
         "period_key": period_key(SUB, START),

@@ -7,8 +7,7 @@ from aiohttp import web
 from meterflow import db, webhook_outbox
 from read_model.invoices import PAYMENT_STATUSES, extended_body, invoice_row
 from resources.document_files import base_url
-from store import credit_note_amounts, credit_notes
-from store.invoice_actions import UPDATE_FIELDS, VOID_FIELDS, invoice_file, parse_metadata
+from store import credit_note_amounts, credit_notes, invoice_actions
 from web.context import context, organization
 from web.errors import NotAllowed, ValidationFailed
 from web.payload import Fields, ok, read_json, read_wrapped
@@ -22,7 +21,7 @@ async def void(request: web.Request) -> web.Response:
     note Lago makes of a remainder is not supported."""
     ctx, org = context(request), organization(request)
     raw = await read_json(request) if request.can_read_body else {}
-    fields = Fields(raw if isinstance(raw, dict) else {}, VOID_FIELDS)
+    fields = Fields(raw if isinstance(raw, dict) else {}, invoice_actions.VOID_FIELDS)
     generate = bool(fields.flag("generate_credit_note"))
     refund = fields.integer("refund_amount", minimum=0) or 0
     credit = fields.integer("credit_amount", minimum=0)
@@ -56,7 +55,7 @@ async def void(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "invoice"), UPDATE_FIELDS)
+    fields = Fields(await read_wrapped(request, "invoice"), invoice_actions.UPDATE_FIELDS)
     payment_status = fields.text("payment_status", choices=PAYMENT_STATUSES)
     raw_metadata = fields.array("metadata")
     fields.check()
@@ -64,7 +63,7 @@ async def update(request: web.Request) -> web.Response:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
         metadata = invoice["metadata"]
         if raw_metadata is not None:
-            metadata = parse_metadata(fields, raw_metadata, invoice["metadata"])
+            metadata = invoice_actions.parse_metadata(fields, raw_metadata, invoice["metadata"])
             fields.check()
         if payment_status is not None and invoice["status"] == "draft":
             raise ValidationFailed({"payment_status": ["invoice_not_finalized"]})
@@ -127,7 +126,7 @@ async def download(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await invoice_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await invoice_file(conn, org.id, invoice, base_url(request))
+        body = await invoice_actions.invoice_file(conn, org.id, invoice, base_url(request))
     return ok({"invoice": body})
 
 

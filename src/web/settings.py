@@ -44,7 +44,7 @@ class IngestSettings:
     usage_timeout: float = setting("METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001)
     workers: int = setting("METERFLOW_INGEST_WORKERS", 1, minimum=1)
     key_cache_seconds: float = setting("METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0)
-    kafka_compression: str | None = "lz4"  # METERFLOW_INGEST_KAFKA_COMPRESSION, "none": None
+    kafka_compression: str | None = "snappy"  # METERFLOW_INGEST_KAFKA_COMPRESSION ("none": None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -54,7 +54,9 @@ class IngestSettings:
             cls,
             env,
             aggregator_url=aggregator_url.rstrip("/"),
-            kafka_compression=_compression(env.get("METERFLOW_INGEST_KAFKA_COMPRESSION") or "lz4"),
+            kafka_compression=_compression(
+                env.get("METERFLOW_INGEST_KAFKA_COMPRESSION") or "snappy"
+            ),
         )
         if settings.workers > 1 and settings.port == 0:
             raise ConfigurationError(

@@ -54,9 +54,9 @@ def test_workers_default_to_one_and_need_a_fixed_port() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "codec"), [(None, "lz4"), ("", "lz4"), ("none", None), ("ZSTD", "zstd")]
+    ("value", "codec"), [(None, "snappy"), ("", "snappy"), ("none", None), ("ZSTD", "zstd")]
 )
-def test_kafka_compression_defaults_to_lz4_and_none_turns_it_off(
+def test_kafka_compression_defaults_to_snappy_and_none_turns_it_off(
     value: str | None, codec: str | None
 ) -> None:
     env = {} if value is None else {"METERFLOW_INGEST_KAFKA_COMPRESSION": value}

@@ -137,6 +137,28 @@ def _baseline_server(dsn: str, schema: str, workers: int) -> Iterator[tuple[str,
         yield f"http://127.0.0.1:{port}", pids[0]
 
 
+def _store_pids(side: str) -> list[int]:
+    """The processes of the side's store on this machine: Kafka's broker (a JVM running
+    kafka.Kafka) or Postgres (every postgres process). Other users of the shared stack count
+    too, so this is an upper bound."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        broker = "kafka.Kafka" in " ".join(proc.info["cmdline"] or ())
+        database = (proc.info["name"] or "").startswith("postgres")
+        if broker if side == "meterflow" else database:
+            found.append(proc.pid)
+    return found
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of the server process and its workers so far."""
     root = psutil.Process(pid)
@@ -217,7 +239,8 @@ def top_frames(raw: Path, count: int = 15) -> dict[str, list[tuple[str, float]]]
 def _measure(
     side: str, url: str, key: str, pid: int, template: bytes, tag: str, args: argparse.Namespace
 ) -> dict[str, Any]:
-    cpu, machine = _cpu_seconds(pid), psutil.cpu_times()
+    store = _store_pids(side)
+    cpu, store_cpu, machine = _cpu_seconds(pid), _cpu_of(store), psutil.cpu_times()
     results, elapsed = run_load(
         url + "/api/v1/events/batch",
         key,
@@ -228,6 +251,7 @@ def _measure(
         seconds=args.seconds,
     )
     server_cpu = _cpu_seconds(pid) - cpu
+    store_cpu = _cpu_of(store) - store_cpu
     after = psutil.cpu_times()
     busy = 1 - (after.idle - machine.idle) / max(1e-9, sum(after) - sum(machine))
     accepted = sum(r.accepted for r in results)
@@ -247,6 +271,8 @@ def _measure(
         },
         "server_cpu_cores": round(server_cpu / elapsed, 2),
         "server_cpu_us_per_event": round(server_cpu / events * 1e6, 2) if events else None,
+        "store_cpu_cores": round(store_cpu / elapsed, 2),
+        "store_cpu_us_per_event": round(store_cpu / events * 1e6, 2) if events else None,
         "client_cpu_cores": round(sum(r.cpu_seconds for r in results) / elapsed, 2),
         "client_processes": len(results),
         "machine_busy": round(busy, 2),
@@ -304,7 +330,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(
                         f"{side:9} run {i + 1}: {found['events_per_second']:>10,.0f} events/s, "
                         f"p99 {found['latency_ms']['p99']} ms, server {found['server_cpu_cores']} "
-                        f"cores, clients {found['client_cpu_cores']} cores, "
+                        f"cores, store {found['store_cpu_cores']}, "
+                        f"clients {found['client_cpu_cores']} cores, "
                         f"machine busy {found['machine_busy']:.0%}",
                         file=sys.stderr,
                     )
@@ -342,6 +369,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "latency_p99_ms": median(side, "latency_ms", "p99"),
             "server_cpu_cores": median(side, "server_cpu_cores"),
             "server_cpu_us_per_event": median(side, "server_cpu_us_per_event"),
+            "store_cpu_us_per_event": median(side, "store_cpu_us_per_event"),
+            "store_cpu_cores": median(side, "store_cpu_cores"),
             "client_cpu_cores": median(side, "client_cpu_cores"),
             "machine_busy": median(side, "machine_busy"),
         }
@@ -378,6 +407,8 @@ def main() -> None:
             ("latency p99 ms", "latency_p99_ms"),
             ("server CPU us/event", "server_cpu_us_per_event"),
             ("server CPU cores", "server_cpu_cores"),
+            ("Kafka / Postgres CPU us/event", "store_cpu_us_per_event"),
+            ("Kafka / Postgres CPU cores", "store_cpu_cores"),
             ("client CPU cores", "client_cpu_cores"),
             ("machine busy (0-1)", "machine_busy"),
         )

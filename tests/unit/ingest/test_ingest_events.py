@@ -21,7 +21,7 @@ from ingest.batch import accept_batch
 from ingest.broker import Message
 from ingest.events import Accepted, event_body, validate_event, wire_message
 from ingest.stamps import stamp_of, stamp_of_instant
-from meterflow.event_records import partition_for
+from meterflow.event_records import encode_event, encode_events, encode_packs, partition_for
 from web.context import Organization
 from web.errors import ValidationFailed
 
@@ -39,7 +39,10 @@ def fast(*raws: Any) -> Fast | None:
     """The one-pass batch's records and answers (read back), or None if it declined."""
     body = orjson.dumps({"events": list(raws)})
     found = accept_batch(body, str(ORG.id), RECEIVED, 1000)
-    return None if found is None else (found[0], orjson.loads(found[1])["events"])
+    if found is None:
+        return None
+    records = [(e.external_subscription_id.encode(), encode_event(e)) for e in found[0]]
+    return records, orjson.loads(found[1])["events"]
 
 
 def full(*raws: Any) -> Accepted:
@@ -244,3 +247,20 @@ def test_a_numbers_quick_stamp_equals_the_general_parse(value: Any) -> None:
             stamp_of.__wrapped__(value)
         return
     assert stamp_of.__wrapped__(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("events", "max_bytes"), [(1, 10_000), (5, 10_000), (5, 300), (1030, 10**7)]
+)
+def test_a_partitions_events_encoded_together_equal_their_packs(
+    events: int, max_bytes: int
+) -> None:
+    wires = accept_batch(
+        orjson.dumps({"events": [{**BASE, "transaction_id": f"tx-{i}"} for i in range(events)]}),
+        str(ORG.id),
+        RECEIVED,
+        2000,
+    )
+    assert wires is not None
+    expected = encode_packs([encode_event(e) for e in wires[0]], max_bytes)
+    assert encode_events(wires[0], max_bytes) == expected

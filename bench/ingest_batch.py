@@ -46,7 +46,7 @@ import orjson
 import psutil
 
 from bench import baseline, report
-from bench.http_load import TAG, run_load
+from bench.http_load import SERIAL, TAG, run_load
 from bench.run import topic_usage
 from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
@@ -62,10 +62,18 @@ SIDES = ("meterflow", "baseline")
 
 
 def body_template(size: int, subscriptions: int = 50) -> bytes:
-    """One batch body; `TAG` in each transaction id becomes the request's own tag."""
-    now = time.time() - 60
-    events = [event(f"ingest-{i % subscriptions}", i, now, tag=TAG.decode()) for i in range(size)]
-    return orjson.dumps({"events": events})
+    """One batch body; `TAG` in each transaction id becomes the request's own tag, and
+    `SERIAL` in the timestamps three digits of its own: the events of a request are each at
+    their own millisecond, and of consecutive requests some minutes apart (all in the last
+    hour), as a client's clock would stamp them, not a few values a memo would hold."""
+    hour_ago = (int(time.time()) - 3600) // 1000 * 1000  # its last three digits are 000
+    events = [
+        event(f"ingest-{i % subscriptions}", i, hour_ago, tag=TAG.decode()) for i in range(size)
+    ]
+    body = orjson.dumps({"events": events})
+    whole = f'"timestamp":{hour_ago}'.encode()
+    assert body.count(whole) == size, "every timestamp within the same second"
+    return body.replace(whole, f'"timestamp":{hour_ago // 1000}'.encode() + SERIAL)
 
 
 def _free_port() -> int:

@@ -1,10 +1,11 @@
-"""The five routes of a resource keyed by its code (`store.code_keyed`), written once: read
-the request, run the resource's step in one transaction, answer Lago's JSON."""
+"""The handler steps resources share: run a step on the object a path's `lago_id` names, and
+the five routes of a resource keyed by its code (`store.code_keyed`), written once."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -19,19 +20,37 @@ from web.errors import NotFound
 from web.payload import ok, page_params, pagination_meta, read_wrapped
 
 Step = Callable[[Conn, uuid.UUID], Awaitable[Body]]
+T = TypeVar("T")
+OwnedStep = Callable[[Conn, uuid.UUID, str], Awaitable[Body | None]]
+
+
+async def _run(
+    request: web.Request, step: Callable[[Conn, uuid.UUID], Awaitable[T]], *, write: bool
+) -> T:
+    """`step` with the organization's id: in one transaction when it `write`s."""
+    ctx, org = context(request), organization(request)
+    if not write:
+        async with ctx.db.acquire() as conn:
+            return await step(conn, org.id)
+    async with db.unit_of_work(ctx.db) as conn:
+        return await step(conn, org.id)
+
+
+async def by_lago_id(
+    request: web.Request, kind: str, step: OwnedStep, *, write: bool = True
+) -> web.Response:
+    """Run `step` on the object the path's `lago_id` names and answer `{kind: body}`."""
+    lago_id = request.match_info["lago_id"]
+    body = await _run(request, lambda conn, org: step(conn, org, lago_id), write=write)
+    return ok({kind: body})
 
 
 async def _answer(
     request: web.Request, spec: CodeKeyed, step: Step, *, write: bool
 ) -> web.Response:
-    ctx, org = context(request), organization(request)
-    if not write:
-        async with ctx.db.acquire() as conn:
-            return ok({spec.kind: await step(conn, org.id)})
-    async with db.unit_of_work(ctx.db) as conn:
-        body = await step(conn, org.id)
-    if spec.publishes:
-        await ctx.catalog.drain_quietly()
+    body = await _run(request, step, write=write)
+    if write and spec.publishes:
+        await context(request).catalog.drain_quietly()
     return ok({spec.kind: body})
 
 

@@ -44,8 +44,6 @@ def add_on_body(row: asyncpg.Record, taxes: list[asyncpg.Record]) -> dict[str, A
 
 add_on = database.code_lookup("add_ons", live=True)
 _WRITTEN = (*ADD_ON_COLUMNS, "amount_currency")
-_insert_row = database.inserter("add_ons", _WRITTEN)
-_update_row = database.updater("add_ons", _WRITTEN, versioned=False)
 
 
 async def render(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
@@ -104,23 +102,11 @@ async def _parse(
     return columns
 
 
-async def _with_taxes(
+async def _attach(
     conn: Conn, org: uuid.UUID, row: asyncpg.Record, columns: Mapping[str, Any]
-) -> asyncpg.Record:
+) -> None:
     if columns.get("tax_codes") is not None:
         await set_taxes(conn, org, row["id"], columns["tax_codes"])
-    return row
-
-
-async def _insert(conn: Conn, org: uuid.UUID, columns: Mapping[str, Any]) -> asyncpg.Record:
-    return await _with_taxes(conn, org, await _insert_row(conn, org, columns), columns)
-
-
-async def _update(
-    conn: Conn, current: asyncpg.Record, columns: Mapping[str, Any]
-) -> asyncpg.Record:
-    row = await _update_row(conn, current, columns)
-    return await _with_taxes(conn, current["organization_id"], row, columns)
 
 
 async def _delete(conn: Conn, current: asyncpg.Record) -> asyncpg.Record:
@@ -129,14 +115,17 @@ async def _delete(conn: Conn, current: asyncpg.Record) -> asyncpg.Record:
     return current
 
 
-async def _listing(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "add_ons", org, limit, offset, live=True)
-
-
 ADD_ONS = code_keyed.CodeKeyed(
-    "add_on", "add_ons", add_on, _parse, _insert, _update, _delete, render, _listing
+    "add_on",
+    "add_ons",
+    add_on,
+    _parse,
+    database.inserter("add_ons", _WRITTEN),
+    database.updater("add_ons", _WRITTEN, versioned=False),
+    _delete,
+    render,
+    database.lister("add_ons", live=True),
+    attach=_attach,
 )
 
 

@@ -176,10 +176,7 @@ async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.
     return plans
 
 
-async def list_billable_metrics(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "billable_metrics", org, limit, offset, live=True)
+list_billable_metrics = database.lister("billable_metrics", live=True)
 
 
 async def _parse(
@@ -223,5 +220,5 @@ BILLABLE_METRICS = code_keyed.CodeKeyed(
     _delete,
     _render,
     list_billable_metrics,
-    _changed,
+    changed=_changed,
 )

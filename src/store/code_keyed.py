@@ -21,8 +21,9 @@ Render = Callable[[Conn, list[Row]], Awaitable[list[Body]]]
 class CodeKeyed:
     """What one code-keyed resource does in the database. `parse` checks an input against
     the current row (None when creating) and returns its columns, raising ValidationFailed;
-    `delete` returns the row to answer with; `render` makes the bodies of many rows at once;
-    `changed` (resources on the catalog topic) runs after a create (before: None) or an
+    `attach` writes what hangs off the row (its taxes, its charges) after an insert or an
+    update; `delete` returns the row to answer with; `render` makes the bodies of many rows at
+    once; `changed` (resources on the catalog topic) runs after a create (before: None) or an
     update, in the same transaction."""
 
     kind: str
@@ -34,6 +35,7 @@ class CodeKeyed:
     delete: Callable[[Conn, Row], Awaitable[Row]]
     render: Render
     listing: Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[Row], int]]]
+    attach: Callable[[Conn, uuid.UUID, Row, Body], Awaitable[None]] | None = None
     changed: Callable[[Conn, Row | None, Row], Awaitable[None]] | None = None
 
     @property
@@ -54,22 +56,27 @@ async def answer(spec: CodeKeyed, conn: Conn, row: Row) -> Body:
     return (await spec.render(conn, [row]))[0]
 
 
+async def _written(
+    spec: CodeKeyed, conn: Conn, org: uuid.UUID, before: Row | None, row: Row, columns: Body
+) -> Body:
+    if spec.attach is not None:
+        await spec.attach(conn, org, row, columns)
+    if spec.changed is not None:
+        await spec.changed(conn, before, row)
+    return await answer(spec, conn, row)
+
+
 async def create(spec: CodeKeyed, conn: Conn, org: uuid.UUID, raw: Body) -> Body:
     columns = await spec.parse(conn, org, raw, None)
     await database.claim_code(conn, org, spec.kind, columns["code"], spec.lookup)
-    row = await spec.insert(conn, org, columns)
-    if spec.changed is not None:
-        await spec.changed(conn, None, row)
-    return await answer(spec, conn, row)
+    return await _written(spec, conn, org, None, await spec.insert(conn, org, columns), columns)
 
 
 async def update(spec: CodeKeyed, conn: Conn, org: uuid.UUID, current: Row, raw: Body) -> Body:
     columns = await spec.parse(conn, org, raw, current)
     await database.claim_changed_code(conn, org, spec.kind, current, columns["code"], spec.lookup)
     row = await spec.update(conn, current, columns)
-    if spec.changed is not None:
-        await spec.changed(conn, current, row)
-    return await answer(spec, conn, row)
+    return await _written(spec, conn, org, current, row, columns)
 
 
 async def delete(spec: CodeKeyed, conn: Conn, current: Row) -> Body:

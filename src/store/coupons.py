@@ -221,10 +221,7 @@ async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def list_coupons(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "coupons", org, limit, offset, live=True)
+list_coupons = database.lister("coupons", live=True)
 
 
 async def _parse(

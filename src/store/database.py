@@ -86,6 +86,20 @@ async def organization_page(
     )
 
 
+Lister = Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[asyncpg.Record], int]]]
+
+
+def lister(table: str, *, live: bool) -> Lister:
+    """`organization_page` of `table`, for a resource's list."""
+
+    async def page(
+        conn: Conn, org: uuid.UUID, limit: int, offset: int
+    ) -> tuple[list[asyncpg.Record], int]:
+        return await organization_page(conn, table, org, limit, offset, live=live)
+
+    return page
+
+
 def insert_row(table: str, names: Sequence[str], *, returning: bool = False) -> str:
     """`INSERT INTO table (id, organization_id, names...) VALUES ($1, $2, ...)`."""
     given = ("id", "organization_id", *names)
@@ -108,6 +122,13 @@ def update_row(
 def values(columns: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
     """The values of `names`, in order, for `insert_row` or `update_row`."""
     return [columns[name] for name in names]
+
+
+async def written_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
+    """The row an `INSERT` or `UPDATE ... RETURNING *` wrote (it must write one)."""
+    row = await conn.fetchrow(sql, *args)
+    assert row is not None
+    return row
 
 
 Inserter = Callable[[Conn, uuid.UUID, Mapping[str, Any]], Awaitable[asyncpg.Record]]

@@ -164,10 +164,6 @@ _COLUMNS = (
 )
 
 
-_insert_row = database.inserter("plans", _COLUMNS)
-_update_row = database.updater("plans", _COLUMNS, versioned=True)
-
-
 async def bump_plan(conn: Conn, plan_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE plans SET version = version + 1, updated_at = now() WHERE id = $1", plan_id
@@ -183,10 +179,7 @@ async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def list_plans(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "plans", org, limit, offset, live=True)
+list_plans = database.lister("plans", live=True)
 
 
 async def _parse(
@@ -208,24 +201,12 @@ async def _parse(
     return {**plan_columns(plan), "charges": new_charges, "tax_codes": plan.get("tax_codes")}
 
 
-async def _with_charges(
+async def _attach(
     conn: Conn, org: uuid.UUID, row: asyncpg.Record, columns: Mapping[str, Any]
-) -> asyncpg.Record:
+) -> None:
     if columns["charges"] is not None:
         await charges.replace_charges(conn, row["id"], columns["charges"])
     await set_taxes(conn, org, row["id"], columns["tax_codes"])
-    return row
-
-
-async def _insert(conn: Conn, org: uuid.UUID, columns: Mapping[str, Any]) -> asyncpg.Record:
-    return await _with_charges(conn, org, await _insert_row(conn, org, columns), columns)
-
-
-async def _update(
-    conn: Conn, current: asyncpg.Record, columns: Mapping[str, Any]
-) -> asyncpg.Record:
-    row = await _update_row(conn, current, columns)
-    return await _with_charges(conn, current["organization_id"], row, columns)
 
 
 async def _changed(conn: Conn, before: asyncpg.Record | None, after: asyncpg.Record) -> None:
@@ -253,5 +234,15 @@ async def _render(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]
 
 
 PLANS = code_keyed.CodeKeyed(
-    "plan", "plans", plan_by_code, _parse, _insert, _update, _delete, _render, list_plans, _changed
+    "plan",
+    "plans",
+    plan_by_code,
+    _parse,
+    database.inserter("plans", _COLUMNS),
+    database.updater("plans", _COLUMNS, versioned=True),
+    _delete,
+    _render,
+    list_plans,
+    attach=_attach,
+    changed=_changed,
 )

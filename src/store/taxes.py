@@ -111,10 +111,7 @@ async def delete_tax(conn: Conn, tax: asyncpg.Record) -> asyncpg.Record:
     return tax
 
 
-async def list_taxes(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "taxes", org, limit, offset, live=False)
+list_taxes = database.lister("taxes", live=False)
 
 
 async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[asyncpg.Record]:

@@ -1,22 +1,25 @@
-"""Throughput of one aggregator worker on the real Kafka (started, or reused when running):
-N events are produced to the events topic first, then one `meterflow aggregator` process
-reads them; the clock runs from the worker being ready until every event is accounted for
-(applied or dropped as a duplicate, read from its Prometheus metrics).
+"""Throughput of aggregator workers on the real Kafka (started, or reused when running):
+N events are produced to the events topic first, then `meterflow aggregator` processes of
+one consumer group read them (one, or each count of `--workers` in turn, each a fresh group
+reading the same topic from its beginning); the clock runs from every worker being ready
+until every event is accounted for (applied or dropped as a duplicate, summed over their
+Prometheus metrics). Also each run's CPU seconds (all its workers' processes): on a busy
+shared machine events per CPU second move less than events per second.
 
     .venv/bin/python bench/aggregator_throughput.py [--events 200000] [--subscriptions 100]
-        [--duplicates 0.05] [--batch-size 1000] [--pack 100] [--profile worker.svg]
+        [--duplicates 0.05] [--batch-size 1000] [--pack 100] [--workers 1,2]
+        [--profile worker.svg]
 
 Half the events are count_agg, half sum_agg; each `--pack` events are written as one
 record per partition, as ingest writes a batch request. Prints a table and writes JSON to
-bench/results/. Uses its own topics and Faust app id, removed afterwards.
+bench/results/. Uses its own topics and Faust app ids, removed afterwards.
 
 In the same run, a lean reference loop goes over the same record values in this process:
 msgspec decodes each record, a set drops duplicate (subscription, transaction) pairs, and a
 dict sums per (subscription, code) the count and the `gb` property (Decimal): the least
-work that gives the right totals, without Kafka, durability or billing periods. The worker's
+work that gives the right totals, without Kafka, durability or billing periods. The workers'
 rate is reported as a share of it (median of 3 passes), which moves less with the machine's
-load than either figure alone.
-"""
+load than either figure alone."""
 
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ if __package__ in (None, ""):  # run as `python bench/aggregator_throughput.py`
 
 import argparse
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -43,11 +45,18 @@ from typing import Any
 
 import msgspec
 import orjson
+import psutil
 from aiokafka import AIOKafkaProducer
 
 from aggregator.sample_catalog import SampleCatalog
 from bench import report
-from bench.processes import delete_app_topics, free_port, metrics, ready
+from bench.processes import (
+    ServiceProcess,
+    delete_app_topics,
+    free_port,
+    metrics,
+    service_env,
+)
 from billing.events import wire_timestamp
 from meterflow.event_records import packs
 from meterflow.settings import Settings, Topics
@@ -83,6 +92,13 @@ def reference_loop(values: list[bytes]) -> float:
             if "gb" in event.properties:
                 sums[key] = sums.get(key, Decimal(0)) + Decimal(event.properties["gb"])
     return events / (time.perf_counter() - started)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) the process used so far: on a busy machine
+    events per CPU second moves less than events per wall second."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 async def prefill(
@@ -142,87 +158,112 @@ async def prefill(
     return sent
 
 
+def done_events(ports: list[int]) -> float:
+    """Events the workers accounted for (applied or dropped as a duplicate), summed over
+    their Prometheus metrics."""
+    done = 0.0
+    for port in ports:
+        for key, value in metrics(port).items():
+            if key.startswith("meterflow_aggregator_events_total{") and (
+                '"applied"' in key or '"duplicate"' in key
+            ):
+                done += value
+    return done
+
+
+def measure(
+    settings: Settings, args: argparse.Namespace, sent: int, workers: int
+) -> dict[str, Any]:
+    """Start `workers` aggregator processes of one new app (one consumer group) on the
+    pre-filled topic; events per second from the moment all are ready until every event is
+    accounted for (events counted before that moment are left out of the rate)."""
+    app_id = f"{settings.topics.prefix}aggregator-{workers}w-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as data_dir:
+        procs: list[ServiceProcess] = []
+        ports: list[tuple[int, int]] = []
+        try:
+            for n in range(workers):
+                web_port, metrics_port = free_port(), free_port()
+                env = service_env(
+                    settings,
+                    METERFLOW_AGGREGATOR_APP_ID=app_id,
+                    METERFLOW_AGGREGATOR_PORT=str(web_port),
+                    METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
+                    METERFLOW_AGGREGATOR_DATA_DIR=f"{data_dir}/{n}",
+                    METERFLOW_AGGREGATOR_BATCH_SIZE=str(args.batch_size),
+                )
+                procs.append(ServiceProcess("aggregator", env, Path(data_dir) / f"{n}.log"))
+                ports.append((web_port, metrics_port))
+            launch = time.monotonic()
+            for proc, (web_port, _) in zip(procs, ports, strict=True):
+                asyncio.run(proc.wait_http(web_port, "/ready", timeout=120))
+            profiler = None
+            if args.profile and workers == 1:
+                # py-spy samples the worker while it works through the topic; stopped with
+                # SIGINT, it writes the profile (a flame graph for .svg, else collapsed).
+                kind = "flamegraph" if args.profile.endswith(".svg") else "raw"
+                spy = str(Path(sys.executable).with_name("py-spy"))
+                pid = str(procs[0].proc.pid)
+                profiler = subprocess.Popen(
+                    [spy, "record", "--pid", pid, "-o", args.profile, "-f", kind]
+                )
+            t0 = time.monotonic()
+            cpu0 = sum(_cpu_seconds(proc.proc.pid) for proc in procs)
+            metrics_ports = [m for _, m in ports]
+            done_at_start = done = done_events(metrics_ports)
+            while done < sent:
+                for proc in procs:
+                    if proc.proc.poll() is not None:
+                        raise proc.failed("exited")
+                time.sleep(0.2)
+                done = done_events(metrics_ports)
+            elapsed = time.monotonic() - t0
+            cpu = sum(_cpu_seconds(proc.proc.pid) for proc in procs) - cpu0
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
+            rate = (sent - done_at_start) / elapsed
+            return {
+                "workers": workers,
+                "startup_seconds": round(t0 - launch, 2),
+                "counted_before_all_ready": done_at_start,
+                "processing_seconds": round(elapsed, 2),
+                "events_per_second": round(rate, 1),
+                "events_per_second_per_worker": round(rate / workers, 1),
+                "workers_cpu_seconds": round(cpu, 2),
+                "events_per_worker_cpu_second": round((sent - done_at_start) / cpu, 1),
+            }
+        finally:
+            for proc in procs:
+                proc.stop()
+            asyncio.run(delete_app_topics(settings, app_id))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Settings.from_env()
     stack = LocalStack.from_settings(base)
     stack.start()
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = replace(stack.settings, topics=Topics(prefix=prefix))
-    app_id = f"{prefix}aggregator"
     org = "bench-org"
     asyncio.run(ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions))
     started = time.monotonic()
     values: list[bytes] = []
-    sent = asyncio.run(prefill(settings, args, org, values))
-    prefill_s = time.monotonic() - started
-    web_port, metrics_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("METERFLOW_")}
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-                "METERFLOW_TOPIC_PREFIX": prefix,
-                "METERFLOW_PARTITIONS": str(settings.partitions),
-                "METERFLOW_AGGREGATOR_APP_ID": app_id,
-                "METERFLOW_AGGREGATOR_PORT": str(web_port),
-                "METERFLOW_AGGREGATOR_METRICS_PORT": str(metrics_port),
-                "METERFLOW_AGGREGATOR_DATA_DIR": data_dir,
-                "METERFLOW_AGGREGATOR_BATCH_SIZE": str(args.batch_size),
-                "METERFLOW_LOG_LEVEL": "WARNING",
-            }
-        )
-        log = Path(data_dir) / "worker.log"
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "meterflow.cli", "aggregator"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            launch = time.monotonic()
-            while not ready(web_port):
-                if worker.poll() is not None or time.monotonic() - launch > 120:
-                    raise SystemExit(f"worker did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.1)
-            profiler = None
-            if args.profile:
-                # py-spy samples the worker while it works through the topic; stopped with
-                # SIGINT, it writes the flame graph.
-                kind = "flamegraph" if args.profile.endswith(".svg") else "raw"
-                spy = str(Path(sys.executable).with_name("py-spy"))
-                profiler = subprocess.Popen(
-                    [spy, "record", "--pid", str(worker.pid), "-o", args.profile, "-f", kind]
-                )
-            t0 = time.monotonic()
-            startup_s = t0 - launch
-            done = 0.0
-            sample: dict[str, float] = {}
-            while done < sent:
-                if worker.poll() is not None:
-                    raise SystemExit(f"worker exited:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
-                sample = metrics(metrics_port)
-                done = sum(
-                    v
-                    for k, v in sample.items()
-                    if k.startswith("meterflow_aggregator_events_total{")
-                    and ('"applied"' in k or '"duplicate"' in k)
-                )
-            elapsed = time.monotonic() - t0
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait(60)
-        finally:
-            worker.terminate()
-            worker.wait(60)
-    asyncio.run(delete_app_topics(settings, app_id))
-    asyncio.run(delete_topics(settings.bootstrap_servers, settings.topics))
-    batches = sample.get("meterflow_aggregator_batch_size_count", 0.0)
+    try:
+        sent = asyncio.run(prefill(settings, args, org, values))
+        prefill_s = time.monotonic() - started
+        runs = [measure(settings, args, sent, workers) for workers in args.workers]
+    finally:
+        asyncio.run(delete_topics(settings.bootstrap_servers, settings.topics))
     reference = report.median(reference_loop(values) for _ in range(3))
+    single = next((r for r in runs if r["workers"] == 1), None)
+    for found in runs:
+        found["share_of_reference"] = round(found["events_per_second"] / reference, 4)
+        if single is not None:
+            found["speedup_over_one_worker"] = round(
+                found["events_per_second"] / single["events_per_second"], 2
+            )
     return {
-        "benchmark": "aggregator_throughput",
-        "at": datetime.now(UTC).isoformat(),
         "machine": asyncio.run(report.machine_facts(settings)),
         "events": sent,
         "subscriptions": args.subscriptions,
@@ -231,14 +272,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "events_per_request": args.pack,
         "prefill_seconds": round(prefill_s, 2),
-        "worker_startup_seconds": round(startup_s, 2),
-        "processing_seconds": round(elapsed, 2),
-        "events_per_second": round(sent / elapsed, 1),
         "reference_loop_events_per_second": round(reference, 1),
-        "worker_share_of_reference": round(sent / elapsed / reference, 4),
-        "applied": sample.get('meterflow_aggregator_events_total{outcome="applied"}', 0.0),
-        "duplicates": sample.get('meterflow_aggregator_events_total{outcome="duplicate"}', 0.0),
-        "mean_batch": round(sent / batches, 1) if batches else None,
+        "runs": runs,
     }
 
 
@@ -256,15 +291,27 @@ def main() -> None:
         "(1: one record per event)",
     )
     parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1],
+        help="worker counts to measure in turn on the same pre-filled topic, e.g. 1,2 "
+        "(each a fresh consumer group reading it from the beginning)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="SVG",
-        help="write a py-spy profile of the worker while it processes: a flame graph for "
-        "a .svg name, collapsed stacks otherwise",
+        help="write a py-spy profile of the one-worker run while it processes: a flame "
+        "graph for a .svg name, collapsed stacks otherwise",
     )
     result = run(parser.parse_args())
-    rows = [(key, value) for key, value in result.items() if key != "machine"]
-    report.print_table(["aggregator throughput (one worker, pre-filled topic)", "result"], rows)
-    print(f"\nwritten to {report.write_json('aggregator_throughput', result)}")
+    rows = [(key, value) for key, value in result.items() if key not in ("machine", "runs")]
+    report.print_table(["aggregator throughput (pre-filled topic)", "result"], rows)
+    columns = [key for key in result["runs"][0] if key != "workers"]
+    print()
+    report.print_table(
+        ["workers", *columns], [[r["workers"], *(r[c] for c in columns)] for r in result["runs"]]
+    )
+    report.write_record("aggregator_throughput", result["machine"], result, module=None)
 
 
 if __name__ == "__main__":

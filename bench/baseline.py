@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -305,8 +306,8 @@ class BaselineServer:
         raw = await request.read()
         common = accept_batch(raw, organization_id, received_at, self.max_batch)
         if common is not None:
-            records, answer = common
-            rows = b"[" + b",".join(value for _, value in records) + b"]"
+            wires, answer = common
+            rows = msgspec.json.encode(wires)
             await self.pool.execute(INSERT_WIRE_SQL, organization_id, rows.decode())
             return web.Response(body=answer, content_type="application/json")
         body = orjson.loads(raw)

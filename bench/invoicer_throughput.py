@@ -356,7 +356,7 @@ async def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
         sides = [(BATCHED, args.round_size), (PER_PERIOD, 1)]
         for side, size in sides if i % 2 == 0 else sides[::-1]:
             profile = None
-            if args.profile is not None and i < 2 and (i == 0 or side == PER_PERIOD):
+            if args.profile is not None and i == 0:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profile = (
                     args.profile / f"invoicer-{side.replace(' ', '-')}-{report.timestamp()}.txt"

@@ -215,7 +215,9 @@ async def measure(base: Settings, case: Case) -> dict[str, Any]:
                 applied_s = time.monotonic() - started
                 # The table-size gauges are set by the worker's close timer (every 10 s).
                 deadline = time.monotonic() + 60
-                while sample.get(LEDGERS) != case.subscriptions and time.monotonic() < deadline:
+                # RocksDB's key count is its estimate: a key rewritten while still in its
+                # write buffer counts twice until compaction, so it may exceed S a little.
+                while sample.get(LEDGERS, 0) < case.subscriptions and time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
                     sample = await asyncio.to_thread(metrics, metrics_port)
                 await asyncio.sleep(SETTLE_SECONDS)
@@ -228,8 +230,8 @@ async def measure(base: Settings, case: Case) -> dict[str, Any]:
                 }
                 if outcomes != {APPLIED: float(case.events)}:
                     raise WrongTotals(f"aggregator outcomes {outcomes}, {case.events} sent")
-                ledgers = sample.get(LEDGERS)
-                if ledgers != case.subscriptions:
+                ledgers = sample.get(LEDGERS, 0)
+                if ledgers < case.subscriptions:
                     raise WrongTotals(f"{ledgers} ledgers for {case.subscriptions} subscriptions")
                 await check_usage(port, organization_id, case)
             finally:

@@ -141,6 +141,12 @@ class ServiceProcess:
         """Resident memory in bytes (the service runs in this one process, no children)."""
         return int(psutil.Process(self.proc.pid).memory_info().rss)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit, no flush."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -54,6 +54,7 @@ import asyncio
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from socket import gethostname
 from typing import Any, cast
 
 import faust
@@ -65,7 +66,7 @@ from aggregator.closing import PeriodCloser
 from aggregator.closing_driver import ClosingDriver
 from aggregator.current_usage import current_usage
 from aggregator.domain import Domain
-from aggregator.faust_store import FaustTableStore
+from aggregator.faust_store import ROCKSDB_OPTIONS, FaustTableStore
 from aggregator.ledger import Ledger, ledger_key
 from aggregator.markers import DedupeMarkers
 from aggregator.metrics import AggregatorMetrics
@@ -114,17 +115,23 @@ class Aggregator:
             value_serializer="raw",
             partitions=settings.partitions,
         )
-        table_options: dict[str, Any] = {
-            "partitions": settings.partitions,
-            # bytes in and out: values are orjson, encoded by FaustTableStore itself.
-            "key_type": bytes,
-            "value_type": bytes,
-        }
-        self.ledger_table = app.Table("ledgers", **table_options)
-        self.marker_table = app.Table("markers", **table_options)
+
+        def table(name: str) -> Any:
+            return app.Table(
+                name,
+                partitions=settings.partitions,
+                # bytes in and out: values are orjson, encoded by FaustTableStore itself.
+                key_type=bytes,
+                value_type=bytes,
+                # A copy each: Faust's RocksDB store pops keys from the dict it is given.
+                options=dict(ROCKSDB_OPTIONS) if agg.store == "rocksdb" else None,
+            )
+
+        self.ledger_table = table("ledgers")
+        self.marker_table = table("markers")
         self.ledgers = FaustTableStore(self.ledger_table)
         self.marker_segments = FaustTableStore(self.marker_table, raw=True)
-        self.progress_table = FaustTableStore(app.Table("progress", **table_options))
+        self.progress_table = FaustTableStore(table("progress"))
         self.progress = SourceProgress(
             self.progress_table, settings.bootstrap_servers, settings.topics.events
         )
@@ -158,10 +165,10 @@ class Aggregator:
         }
 
     def ready(self) -> bool:
-        """Recovered (below) and warmed up for this assignment: the closer's schedule seeded,
-        the dedupe marker index built, one current-usage answer computed (`seed`). Before,
-        the first requests would wait behind that work on the event loop (issue 15: 5 s and
-        a 503 right after "ready")."""
+        """Recovered (below) and warmed up for this assignment: the dedupe marker index
+        built, one current-usage answer computed (`ClosingDriver.seed`). Before, the first
+        requests would wait behind that work on the event loop (issue 15: 5 s and a 503
+        right after "ready")."""
         return self.recovered() and self.driver.warm_generation == self.generation
 
     def recovered(self) -> bool:
@@ -195,6 +202,7 @@ class Aggregator:
             )
             for e in batch
         ]
+        await self.markers.prepare()  # after recovery, built in slices (aggregator.markers)
         gaps = self.progress.gap_filled
         messages, expected = await self.progress.contiguous(messages)
         self.metrics.events.labels(outcome="gap_filled").inc(self.progress.gap_filled - gaps)
@@ -301,12 +309,13 @@ def create_app(
     app = faust.App(
         agg.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
-        store="memory://",
+        store="rocksdb://" if agg.store == "rocksdb" else "memory://",
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=agg.instance_id or f"{agg.app_id}@{gethostname()}:{agg.port}",
         broker_commit_interval=agg.commit_interval,
         broker_session_timeout=agg.session_timeout,
         broker_heartbeat_interval=max(0.5, agg.session_timeout / 4),
@@ -366,6 +375,11 @@ def create_app(
         await aggregator.driver.run()
 
     app.task(close_periods)
+
+    async def watch_event_loop() -> None:
+        await aggregator.metrics.watch_event_loop(lambda: bool(app.should_stop))
+
+    app.task(watch_event_loop)
 
     add_pages(app, aggregator)
 

@@ -26,6 +26,23 @@ def _zone(customer_tz: str | None, organization_tz: str | None) -> ZoneInfo:
     return resolve_timezone(customer_tz, organization_tz)
 
 
+@lru_cache(maxsize=65_536)
+def _period(
+    instant: datetime, subscription_at: datetime, interval: str, billing_time: str, tz: ZoneInfo
+) -> tuple[datetime, datetime]:
+    """The billing period containing `instant` (a pure function, cached: the period closer
+    asks it for every subscription after each assignment and again at each visit, and
+    subscriptions started at the same instant on the same terms share the answer)."""
+    found = period_containing(
+        instant,
+        subscription_at=subscription_at,
+        interval=PlanInterval(interval),
+        billing_time=BillingTime(billing_time),
+        tz=tz,
+    )
+    return found.start, found.end
+
+
 class BillingDomain:
     def parse_event(
         self, organization_id: str, raw: dict[str, Any], received_at: datetime
@@ -41,14 +58,13 @@ class BillingDomain:
         )
 
     def period(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
-        found = period_containing(
+        return _period(
             instant,
-            subscription_at=terms.subscription_at,
-            interval=PlanInterval(terms.interval),
-            billing_time=BillingTime(terms.billing_time),
-            tz=_zone(terms.timezone, terms.organization_timezone),
+            terms.subscription_at,
+            terms.interval,
+            terms.billing_time,
+            _zone(terms.timezone, terms.organization_timezone),
         )
-        return found.start, found.end
 
     def new_state(
         self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
@@ -65,10 +81,8 @@ class BillingDomain:
         kind = AGGREGATIONS[charge.aggregation_type]
         return kind.event_value(event.properties, charge.field_name or "")
 
-    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
-        cast(Aggregation, state).add(
-            cast(Any, value), event.timestamp, transaction_id=event.transaction_id
-        )
+    def add_many(self, state: UsageState, events: list[tuple[Any, datetime, str]]) -> None:
+        cast(Aggregation, state).add_many(events)
 
     def amount_cents(self, charge: ChargeTerms, state: UsageState, currency: str) -> int:
         priced = price_state(charge.charge_model, charge.properties, cast(Aggregation, state))

@@ -35,6 +35,7 @@ the next period closes in the same visit rides along with that close as `adjustm
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -145,12 +146,24 @@ class PeriodCloser:
         self.schedule.at(partition, key, due)
 
     def run_due(
-        self, partition: int, watermark: float, now: datetime, counts: Counter[str], limit: int
+        self,
+        partition: int,
+        watermark: float,
+        now: datetime,
+        counts: Counter[str],
+        limit: int,
+        seconds: float | None = None,
     ) -> list[str]:
-        """Visit up to `limit` subscriptions of the partition due by `watermark`; returns the
-        ledger keys visited (their outboxes may hold messages to send)."""
+        """Visit up to `limit` subscriptions of the partition due by `watermark`, and for at
+        most about `seconds` (the rest stay due); returns the ledger keys visited (their
+        outboxes may hold messages to send)."""
         keys = self.schedule.pop_due(partition, watermark, limit)
-        for key in keys:
+        deadline = None if seconds is None else time.perf_counter() + seconds
+        for done, key in enumerate(keys):
+            if deadline is not None and time.perf_counter() > deadline:
+                for left in keys[done:]:  # not visited: due again, as they were
+                    self.schedule.at(partition, left, watermark)
+                return keys[:done]
             try:
                 due = self.visit(key, partition, watermark, now, counts)
             except Exception:  # one subscription's bug must not stop the others closing
@@ -332,7 +345,9 @@ class PeriodCloser:
         ledger.value["held"] = keep
         return changed
 
-    def expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> None:
-        expired = self.markers.expire(now, owned)
+    def expire_markers(self, now: datetime, owned: set[int], counts: Counter[str]) -> bool:
+        """Expire one slice of the dedupe markers due; True while more are due."""
+        expired, more = self.markers.expire(now, owned)
         if expired:
             counts["marker_expired"] += expired
+        return more

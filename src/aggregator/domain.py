@@ -55,8 +55,8 @@ class Domain(Protocol):
     def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
         """What the charge's aggregation reads from the event; raises InvalidEvent."""
 
-    def add(self, state: UsageState, value: object, event: UsageEvent) -> None:
-        """Fold one event's value into the state."""
+    def add_many(self, state: UsageState, events: list[tuple[Any, datetime, str]]) -> None:
+        """Fold events (value, timestamp, transaction id) into the state, in order."""
 
     def amount_cents(self, charge: ChargeTerms, state: UsageState, currency: str) -> int:
         """The price of the state's usage under the charge's model, in minor units."""

@@ -1,5 +1,5 @@
-"""A Faust table (memory store) behind the aggregator's PartitionedStore interface, writing
-its changelog records itself and waiting for the broker's acknowledgement."""
+"""A Faust table (RocksDB or memory store) behind the aggregator's PartitionedStore interface,
+writing its changelog records itself and waiting for the broker's acknowledgement."""
 
 from __future__ import annotations
 
@@ -8,17 +8,33 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+from faust.types import TP
+
+# What each table's RocksDB (one per table and partition) may hold in memory: the write
+# buffers (memtables) and the block cache. Faust's defaults (64 MB x 3 buffers, a 2 GB
+# cache, per partition and table) would hold a million ledgers in RAM; these keep the
+# worker's resident memory flat as its state grows, and its state on disk.
+ROCKSDB_OPTIONS: dict[str, Any] = {
+    "driver": "rocksdict",
+    "write_buffer_size": 4 << 20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 16 << 20,
+    "block_cache_compressed_size": 0,
+}
 
 
 class FaustTableStore:
-    """A Faust table (memory store) behind the PartitionedStore interface.
+    """A Faust table behind the PartitionedStore interface.
 
-    Writes change the local store at once and queue their changelog record; `flush()`
-    hands the queued records to the producer and waits until the broker acknowledged them.
-    Faust's own `send_soon` buffer is bypassed: its flush gives up on a message that takes
-    more than 0.1 s, so an offset commit could overtake a changelog record still queued.
-    Values are serialised (orjson) when written, held decoded; with `raw=True` they are bytes
-    the caller encodes, held as written (the dedupe markers: compact in memory).
+    Values are bytes in the store (orjson, or with `raw=True` bytes the caller encodes) and
+    decoded on every `get`: in RocksDB they stay on disk, in memory they cost their bytes.
+    Writes change the local store at once and queue their changelog record; `flush()` hands
+    the queued records to the producer and waits until the broker acknowledged them, then
+    records (RocksDB) the highest acknowledged changelog offset per partition, so that a
+    restarted worker replays only the changelog written after it (Faust's own recovery
+    reads from that persisted offset on). Faust's own `send_soon` buffer is bypassed: its
+    flush gives up on a message that takes more than 0.1 s, so an offset commit could
+    overtake a changelog record still queued.
     """
 
     def __init__(self, table: Any, *, raw: bool = False) -> None:
@@ -34,26 +50,52 @@ class FaustTableStore:
     def _store(self) -> Any:
         return self.table.data
 
+    @property
+    def _rocks(self) -> bool:
+        return hasattr(self._store, "_dbs")
+
+    def get_raw(self, key: str) -> bytes | None:
+        store, bkey = self._store, key.encode()
+        if not self._rocks:
+            found: bytes | None = store.data.get(bkey)
+            return found
+        partition = store._key_index.get(bkey)
+        if partition is not None and partition in store._dbs:
+            value: bytes | None = store._dbs[partition].get(bkey)
+            if value is not None:
+                return value
+        for partition, db in list(store._dbs.items()):
+            value = db.get(bkey)
+            if value is not None:
+                store._key_index[bkey] = partition
+                return value
+        return None
+
     def get(self, key: str) -> Any | None:
-        store = self._store
-        raw = store.data.get(key.encode())
-        if isinstance(raw, bytes | bytearray) and not self.raw:
-            raw = orjson.loads(raw)
-            store.data[key.encode()] = raw
-        return raw
+        raw = self.get_raw(key)
+        if raw is None or self.raw:
+            return raw
+        return orjson.loads(raw)
 
     def put(self, partition: int, key: str, value: Any) -> None:
-        store = self._store
-        bkey = key.encode()
-        store.data[bkey] = value
-        store._key_partition[bkey] = partition
-        self.pending.append((partition, bkey, value if self.raw else orjson.dumps(value)))
+        encoded: bytes = value if self.raw else orjson.dumps(value)
+        store, bkey = self._store, key.encode()
+        if self._rocks:
+            store._db_for_partition(partition).put(bkey, encoded)
+            store._key_index[bkey] = partition
+        else:
+            store.data[bkey] = encoded
+            store._key_partition[bkey] = partition
+        self.pending.append((partition, bkey, encoded))
 
     def delete(self, partition: int, key: str) -> None:
-        store = self._store
-        bkey = key.encode()
-        store.data.pop(bkey, None)
-        store._key_partition.pop(bkey, None)
+        store, bkey = self._store, key.encode()
+        if self._rocks:
+            store._db_for_partition(partition).delete(bkey)
+            store._key_index.pop(bkey, None)
+        else:
+            store.data.pop(bkey, None)
+            store._key_partition.pop(bkey, None)
         self.pending.append((partition, bkey, None))
 
     async def flush(self) -> None:
@@ -69,13 +111,38 @@ class FaustTableStore:
                 await producer.send(topic, key, value, partition, None, None)
                 for partition, key, value in pending
             ]
-            await asyncio.gather(*futures)
+            sent = await asyncio.gather(*futures)
+            if self._rocks:
+                highest: dict[int, int] = {}
+                for metadata in sent:
+                    if metadata.offset > highest.get(metadata.partition, -1):
+                        highest[metadata.partition] = metadata.offset
+                for partition, offset in highest.items():
+                    if partition in self._store._dbs:
+                        self._store.set_persisted_offset(TP(topic, partition), offset)
+
+    def raw_items(self) -> Iterator[tuple[str, bytes]]:
+        """Every (key, encoded value) of the partitions held here, read lazily."""
+        store = self._store
+        if not self._rocks:
+            for bkey, value in list(store.data.items()):
+                yield bkey.decode(), value
+            return
+        for db in list(store._dbs.values()):
+            for bkey, value in db.items():
+                if bkey != store.offset_key:
+                    yield bkey.decode(), value
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        for bkey in list(self._store.data):
-            value = self.get(bkey.decode())
-            if value is not None:
-                yield bkey.decode(), value
+        for key, raw in self.raw_items():
+            yield key, raw if self.raw else orjson.loads(raw)
 
     def __len__(self) -> int:
-        return len(self._store.data)
+        """The number of keys (RocksDB: its estimate, which costs nothing to read)."""
+        store = self._store
+        if not self._rocks:
+            return len(store.data)
+        return sum(
+            db.property_int_value("rocksdb.estimate-num-keys") or 0
+            for db in list(store._dbs.values())
+        )

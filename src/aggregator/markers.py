@@ -31,10 +31,10 @@ differently writes new segments rather than overwriting an older one).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import sys
 from array import array
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
@@ -47,6 +47,9 @@ _SEGMENT = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes]]])
 _ENCODE = msgspec.msgpack.Encoder()
 
 SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the ledger keys
+# Markers indexed, or expired, between two yields to the event loop (about 20-50 ms here).
+BUILD_SLICE = 50_000
+EXPIRE_SLICE = 50_000
 _DAY = 86_400
 
 
@@ -62,8 +65,9 @@ def expiry_day(instant: datetime) -> int:
     return int(instant.timestamp()) // _DAY
 
 
-@dataclass(slots=True)
-class NewMarker:
+class NewMarker(msgspec.Struct, gc=False):
+    """A marker a batch sets (a Struct: one is built for every new event, in C)."""
+
     ledger_key: str
     hash: int
     partition: int
@@ -74,39 +78,61 @@ class NewMarker:
 class DedupeMarkers:
     def __init__(self, store: PartitionedStore) -> None:
         self.store = store
-        # ledger key -> expiry day -> hashes
+        # ledger key -> expiry day -> hashes; None until built from the store
         self._index: dict[str, dict[int, set[int]]] | None = None
-        self._segments_seen = -1
+        self._epoch = 0  # bumped by invalidate(): a build begun before it is stale
         self._count = 0
         # (expiry day, segment key) of every segment written or recovered
         self._expiry: list[tuple[int, str]] = []
 
     def invalidate(self) -> None:
-        """The table changed underneath (recovery, rebalance): rebuild before next use."""
+        """The table changes underneath (recovery, rebalance): rebuild before next use."""
         self._index = None
+        self._epoch += 1
+
+    @property
+    def built(self) -> bool:
+        return self._index is not None
+
+    async def prepare(self) -> None:
+        """Build the index from the store if it is not, giving the event loop back every
+        `BUILD_SLICE` markers (a million markers take about a second to index: one go would
+        stall the stream and current usage that long). A batch awaits this before it is
+        applied; should anything need the index meanwhile, it is built at once instead."""
+        while self._index is None:
+            epoch = self._epoch
+            index: dict[str, dict[int, set[int]]] = {}
+            expiry: list[tuple[int, str]] = []
+            count = since_yield = 0
+            stale = False
+            for key, segment in self.store.items():
+                count += _index_segment(index, expiry, key, segment)
+                since_yield += len(segment) // 8
+                if since_yield >= BUILD_SLICE:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+                    if self._index is not None or epoch != self._epoch:
+                        stale = True  # built meanwhile, or the table moved: start again
+                        break
+            if not stale:
+                heapq.heapify(expiry)
+                self._index, self._expiry, self._count = index, expiry, count
 
     def _ensured(self) -> dict[str, dict[int, set[int]]]:
-        if self._index is None or len(self.store) != self._segments_seen:
+        if self._index is None:
             index: dict[str, dict[int, set[int]]] = {}
             expiry: list[tuple[int, str]] = []
             count = 0
             for key, segment in self.store.items():
-                _partition, day, entries = _SEGMENT.decode(segment)
-                expiry.append((day, key))
-                for ledger_key, packed in entries:
-                    held = index.setdefault(ledger_key, {}).setdefault(day, set())
-                    before = len(held)
-                    held.update(_unpack(packed))
-                    count += len(held) - before
+                count += _index_segment(index, expiry, key, segment)
             heapq.heapify(expiry)
             self._index, self._expiry, self._count = index, expiry, count
-            self._segments_seen = len(self.store)
         return self._index
 
     def seen(self, ledger_key: str, hashed: int) -> bool:
         """Whether the subscription counted an event with this transaction id hash."""
         index = self._index
-        if index is None or len(self.store) != self._segments_seen:
+        if index is None:
             index = self._ensured()
         days = index.get(ledger_key)
         if days:
@@ -138,15 +164,17 @@ class DedupeMarkers:
                     before = len(held)
                     held.update(hashes)
                     self._count += len(held) - before
-        self._segments_seen = len(self.store)
 
-    def expire(self, now: datetime, owned: set[int]) -> int:
-        """Delete the segments of owned partitions whose expiry day has ended; returns how
-        many markers went."""
+    def expire(self, now: datetime, owned: set[int], limit: int = EXPIRE_SLICE) -> tuple[int, bool]:
+        """Delete segments of owned partitions whose expiry day has ended, up to about
+        `limit` markers' worth; returns how many markers went and whether more are due
+        (the caller gives the event loop back and calls again)."""
         today = expiry_day(now)
         index = self._ensured()
-        removed = 0
+        removed = work = 0
         while self._expiry and self._expiry[0][0] < today:
+            if work >= limit:
+                return removed, True
             day, key = heapq.heappop(self._expiry)
             partition = int(key.split("\x1f", 1)[0])
             if partition not in owned:
@@ -155,7 +183,9 @@ class DedupeMarkers:
             if segment is None:
                 continue
             self.store.delete(partition, key)
-            for ledger_key, _packed in _SEGMENT.decode(segment)[2]:
+            entries = _SEGMENT.decode(segment)[2]
+            work += 1 + sum(len(packed) for _, packed in entries) // 8
+            for ledger_key, _packed in entries:
                 days = index.get(ledger_key)
                 held = None if days is None else days.pop(day, None)
                 if held is not None:
@@ -163,12 +193,26 @@ class DedupeMarkers:
                     self._count -= len(held)
                 if days is not None and not days:
                     del index[ledger_key]
-        self._segments_seen = len(self.store)
-        return removed
+        return removed, False
 
     def __len__(self) -> int:
-        self._ensured()
+        """Markers held (as of the last build: reading it never builds the index)."""
         return self._count
+
+
+def _index_segment(
+    index: dict[str, dict[int, set[int]]], expiry: list[tuple[int, str]], key: str, segment: bytes
+) -> int:
+    """Add one stored segment to an index being built; returns the markers it added."""
+    _partition, day, entries = _SEGMENT.decode(segment)
+    expiry.append((day, key))
+    added = 0
+    for ledger_key, packed in entries:
+        held = index.setdefault(ledger_key, {}).setdefault(day, set())
+        before = len(held)
+        held.update(_unpack(packed))
+        added += len(held) - before
+    return added
 
 
 def _pack(hashes: list[int]) -> bytes:

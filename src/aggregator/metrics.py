@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter as Counts
+from collections.abc import Callable
 
 from meterflow.service_metrics import ServiceMetrics
 
@@ -59,10 +61,33 @@ class AggregatorMetrics(ServiceMetrics):
             "applied, visible in current usage",
             buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
         )
+        self.loop_stall = self.histogram(
+            "meterflow_aggregator_loop_stall_seconds",
+            "How much later than asked a 20 ms timer on the worker's event loop woke up: "
+            "the time something held the loop (a batch, a tick of the closer, recovery)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.loop_stall_max = self.gauge(
+            "meterflow_aggregator_loop_stall_max_seconds",
+            "The longest event-loop stall since the worker started",
+        )
+        self._stall_max = 0.0
         self.ready = self.gauge(
             "meterflow_aggregator_ready",
             "1 while the worker answers current usage (catalog read, partitions owned)",
         )
+
+    async def watch_event_loop(self, stopping: Callable[[], bool], every: float = 0.02) -> None:
+        """Sleep `every` seconds again and again; how much later than asked each wake-up came
+        is how long something held the event loop (a stall), observed in `loop_stall`."""
+        while not stopping():
+            asked = time.perf_counter()
+            await asyncio.sleep(every)
+            stall = max(0.0, time.perf_counter() - asked - every)
+            self.loop_stall.observe(stall)
+            if stall > self._stall_max:
+                self._stall_max = stall
+                self.loop_stall_max.set(stall)
 
     def observe_freshness(self, accepted_ms: list[int]) -> None:
         now_s = time.time()

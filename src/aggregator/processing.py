@@ -23,14 +23,14 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
-from aggregator.ledger import LATE, PERIODS, Ledger, ledger_key
+from aggregator.fold import Fold, PeriodCache
+from aggregator.ledger import Ledger, ledger_key
 from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
@@ -48,10 +48,6 @@ from meterflow.event_records import (
 log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
-# The catalog states `terminated_at` to the second, as Lago's API writes it: the events of
-# the second it names (stamped before the DELETE, within that second) count in the final
-# period rather than being refused as after the termination.
-TERMINATION_RESOLUTION = timedelta(seconds=1)
 PERIODS_CLOSED = "periods_closed"
 
 
@@ -160,24 +156,6 @@ class BatchResult:
         self.counts: Counter[str] = Counter()
 
 
-class PeriodCache:
-    """The last billing period found per subscription: most events of a batch fall in the
-    same period, and finding one costs more than the rest of folding an event. Terms are
-    rebuilt whenever the catalog changes, so a cached period never outlives its terms."""
-
-    def __init__(self, domain: Domain) -> None:
-        self.domain = domain
-        self._last: dict[str, tuple[SubscriptionTerms, datetime, datetime]] = {}
-
-    def find(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
-        cached = self._last.get(terms.subscription_id)
-        if cached is not None and cached[0] is terms and cached[1] <= instant < cached[2]:
-            return cached[1], cached[2]
-        start, end = self.domain.period(terms, instant)
-        self._last[terms.subscription_id] = (terms, start, end)
-        return start, end
-
-
 class EventProcessor:
     """Dedupes, holds, buckets and folds events into ledgers (pure: no I/O)."""
 
@@ -198,17 +176,24 @@ class EventProcessor:
 
     def apply_batch(self, messages: list[SourceMessage], now: datetime) -> BatchResult:
         result = BatchResult()
+        fold = Fold(self.domain, self.periods, self.windows, now)
         for message in messages:
-            for event in self._events(message, result):
+            items = self._events(message, result)
+            if not items:
+                continue
+            packed = message.value is not None and message.value[:1] == b"["
+            received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+            for index, raw in enumerate(items):
                 try:
-                    self._apply_event(event, now, result)
+                    self._apply_event(message, index, packed, raw, received_at, result, fold)
                 except Exception as exc:  # one bad event must never stop the worker
                     log.exception(
                         "aggregator.event_failed partition=%d offset=%d index=%d",
                         message.partition,
                         message.offset,
-                        event.index,
+                        index,
                     )
+                    event = SourceEvent(message, index, raw, packed, received_at)
                     self._dead_letter(
                         result,
                         message.key,
@@ -217,6 +202,7 @@ class EventProcessor:
                         "internal_error",
                         repr(exc),
                     )
+        fold.apply()
         for key, ledger in result.ledgers.items():
             if ledger.value["late"]:
                 _visit(result, key, 0.0)  # late usage leaves at once, as its own message
@@ -228,8 +214,9 @@ class EventProcessor:
         `aggregator.markers`), before the next batch is applied."""
         self.markers.write(list(result.markers.values()))
 
-    def _events(self, message: SourceMessage, result: BatchResult) -> list[SourceEvent]:
-        """The record's events; a record that is not JSON at all is dead-lettered whole.
+    def _events(self, message: SourceMessage, result: BatchResult) -> list[Any]:
+        """The record's events (`WireEvent`s in the common case, else as JSON decoded); a
+        record that is not JSON at all is dead-lettered whole.
 
         Not tied to a ledger, such dead letters are sent again if the record is redelivered
         (at least once)."""
@@ -241,14 +228,9 @@ class EventProcessor:
         if message.value is None:
             self._dead_letter(result, message.key, source, b"", "invalid_event", "empty message")
             return []
-        packed = message.value[:1] == b"["
-        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
         canonical = decode_events(message.value)  # the common case, validated in one pass
         if canonical is not None and 0 < len(canonical) <= PACK_LIMIT:
-            return [
-                SourceEvent(message, i, wire, packed, received_at)
-                for i, wire in enumerate(canonical)
-            ]
+            return canonical
         try:
             items = decode_record(message.value)
         except orjson.JSONDecodeError as exc:
@@ -261,8 +243,9 @@ class EventProcessor:
                 result, message.key, source, message.value, "invalid_event", "an empty pack"
             )
             return []
-        events = [SourceEvent(message, i, raw, packed, received_at) for i, raw in enumerate(items)]
-        for extra in events[PACK_LIMIT:]:
+        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+        for index in range(PACK_LIMIT, len(items)):
+            extra = SourceEvent(message, index, items[index], True, received_at)
             self._dead_letter(
                 result,
                 message.key,
@@ -271,7 +254,7 @@ class EventProcessor:
                 "invalid_event",
                 f"a pack holds at most {PACK_LIMIT} events",
             )
-        return events[:PACK_LIMIT]
+        return items[:PACK_LIMIT]
 
     def _ledger(self, result: BatchResult, key: str, partition: int) -> Ledger:
         ledger = result.ledgers.get(key)
@@ -298,12 +281,23 @@ class EventProcessor:
         )
         result.counts[f"dead_letter:{reason}"] += 1
 
-    def _apply_event(self, source: SourceEvent, now: datetime, result: BatchResult) -> None:
-        message = source.message
+    def _apply_event(
+        self,
+        message: SourceMessage,
+        index: int,
+        packed: bool,
+        raw: Any,
+        received_at: datetime,
+        result: BatchResult,
+        fold: Fold,
+    ) -> None:
+        """One event of a record: dropped as replayed or duplicate, held, dead-lettered, or
+        folded (its place decided now, its values added by `fold.apply`)."""
         try:
-            event = self._decode(source.raw, source.received_at)
+            event = self._decode(raw, received_at)
         except InvalidEvent as exc:
             # Not tied to a ledger: a redelivery dead-letters it again (at least once).
+            source = SourceEvent(message, index, raw, packed, received_at)
             self._dead_letter(
                 result,
                 message.key,
@@ -314,25 +308,22 @@ class EventProcessor:
                 exc.field,
             )
             return
+        partition = message.partition
         lkey = ledger_key(event.organization_id, event.external_subscription_id)
-        ledger = self._ledger(result, lkey, message.partition)
+        ledger = result.ledgers.get(lkey) or self._ledger(result, lkey, partition)
         hashed = marker_hash(event.transaction_id)
-        at = source.position
-        seen = (lkey, hashed) in result.markers or self.markers.seen(lkey, hashed)
-        if at <= ledger.applied(message.partition):
+        at = position(message.offset, index)
+        mkey = (lkey, hashed)
+        seen = mkey in result.markers or self.markers.seen(lkey, hashed)
+        if at <= ledger.applied(partition):
             result.counts["replayed"] += 1
             if not seen:
                 # The ledger's record survived a crash that lost this event's marker: the
                 # event was the first with its transaction id, so it set the marker.
-                result.markers[(lkey, hashed)] = NewMarker(
-                    lkey,
-                    hashed,
-                    message.partition,
-                    at,
-                    expiry_day(now + self.windows.hold + self.windows.late),
-                )
+                day = expiry_day(fold.now + self.windows.hold + self.windows.late)
+                result.markers[mkey] = NewMarker(lkey, hashed, partition, at, day)
             return
-        ledger.mark_applied(message.partition, at)
+        ledger.mark_applied(partition, at)
         if message.requeue_of is not None:
             # A copy requeued from the dead-letter topic (meterflow.event_records.
             # REQUEUE_HEADER): the marker its dead-lettered original set yields to it, once.
@@ -342,39 +333,37 @@ class EventProcessor:
         if duplicate:
             result.counts["duplicate"] += 1
             return
-        marker = NewMarker(lkey, hashed, message.partition, at, 0)
-        result.markers[(lkey, hashed)] = marker
+        marker = NewMarker(lkey, hashed, partition, at, 0)
+        result.markers[mkey] = marker
         terms = self.catalog.terms(event.organization_id, event.external_subscription_id)
         if terms is None:
+            source = SourceEvent(message, index, raw, packed, received_at)
             ledger.value["held"].append(
                 {
-                    "p": message.partition,
+                    "p": partition,
                     "o": message.offset,
-                    "i": source.index if source.packed else None,
+                    "i": index if packed else None,
                     "ts": message.timestamp_ms,
                     "key": message.key.decode("utf-8", "replace") if message.key else None,
                     "value": source.payload().decode("utf-8"),
                 }
             )
-            marker.day = expiry_day(now + self.windows.hold + self.windows.late)
+            marker.day = expiry_day(fold.now + self.windows.hold + self.windows.late)
             result.counts["held"] += 1
             _visit(result, lkey, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
             return
         if ledger.value["held"]:
-            self.release_held(ledger, terms, now, result.counts)
-        outcome, expires = fold_event(
-            self.domain, self.periods, ledger, terms, event, now, self.windows
-        )
-        marker.day = expiry_day(expires)
-        if outcome.startswith("dead_letter:"):
-            reason = outcome.split(":", 1)[1]
+            self.release_held(ledger, terms, fold.now, result.counts)
+        outcome, marker.day = fold.event(ledger, terms, event)
+        if outcome[0] == "d":  # dead_letter:<reason>
+            source = SourceEvent(message, index, raw, packed, received_at)
             ledger.enqueue(
                 DEAD_LETTER,
                 event.external_subscription_id,
                 dead_letter_value(
                     source.source(),
                     source.payload(),
-                    reason,
+                    outcome.split(":", 1)[1],
                     f"event {event.transaction_id}",
                 ),
             )
@@ -421,12 +410,11 @@ class EventProcessor:
         """Fold the events held while the subscription was unknown, in arrival order."""
         held = sorted(ledger.value["held"], key=lambda h: (h["p"], h["o"], h.get("i") or 0))
         ledger.value["held"] = []
+        fold = Fold(self.domain, self.periods, self.windows, now)
         for item in held:
             received_at = datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)
             event = self._decode(orjson.loads(item["value"]), received_at)
-            outcome, _ = fold_event(
-                self.domain, self.periods, ledger, terms, event, now, self.windows
-            )
+            outcome, _ = fold.event(ledger, terms, event)
             if outcome.startswith("dead_letter:"):
                 reason = outcome.split(":", 1)[1]
                 ledger.enqueue(
@@ -434,62 +422,10 @@ class EventProcessor:
                 )
             counts[outcome] += 1
             counts["released"] += 1
-
-
-@lru_cache(maxsize=4096)
-def _later(instant: datetime, wait: timedelta) -> datetime:
-    """instant + wait, cached: a batch adds the same few (its `now`, its periods' ends)."""
-    return instant + wait
+        fold.apply()  # before anything reads the states (the closer, the batch's next events)
 
 
 def _visit(result: BatchResult, key: str, due: float) -> None:
     held = result.visits.get(key)
     if held is None or due < held:
         result.visits[key] = due
-
-
-def fold_event(
-    domain: Domain,
-    periods: PeriodCache,
-    ledger: Ledger,
-    terms: SubscriptionTerms,
-    event: UsageEvent,
-    now: datetime,
-    windows: Windows,
-) -> tuple[str, datetime]:
-    """Fold one new event into its period (or the late bucket).
-
-    Returns the outcome (`applied`, `late` or `dead_letter:<reason>`) and until when the
-    event's dedupe marker must be kept.
-    """
-    keep_until = _later(now, windows.late)
-    charges = terms.charges_for_metric(event.code)
-    if not charges:
-        return "dead_letter:no_charge_for_code", keep_until
-    if event.timestamp < terms.subscription_at:
-        return "dead_letter:before_subscription_start", keep_until
-    if (
-        terms.terminated_at is not None
-        and event.timestamp >= terms.terminated_at + TERMINATION_RESOLUTION
-    ):
-        return "dead_letter:after_termination", keep_until
-    try:
-        start, end = periods.find(terms, event.timestamp)
-    except BillingError as exc:
-        log.warning("aggregator.period_failed subscription=%s error=%r", terms.subscription_id, exc)
-        return "dead_letter:no_billing_period", keep_until
-    closed_until = ledger.closed_until
-    bucket = PERIODS
-    if closed_until is not None and start < closed_until:
-        if now - end > windows.late:
-            return "dead_letter:too_late", keep_until
-        bucket = LATE
-    try:
-        values = [domain.value_of(charge, event) for charge in charges]
-    except InvalidEvent:
-        return "dead_letter:invalid_property", keep_until
-    for charge, value in zip(charges, values, strict=True):
-        domain.add(ledger.state(domain, bucket, start, end, charge), value, event)
-    if bucket == LATE:
-        return "late", keep_until
-    return "applied", max(keep_until, _later(end, windows.skew + windows.late))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import faust
@@ -15,6 +16,13 @@ from meterflow.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+# The cyclic garbage collector's thresholds for the worker (Python's default: 700, 10, 10).
+# A batch allocates a few objects per event (decoded events, their properties, queued
+# values), none of them in cycles, and the default made the collector run every few hundred
+# events, each full pass walking all of Faust's and the tables' objects: about a third of
+# the fold's time. Cycles still get collected, after 50,000 allocations instead of 700.
+GC_THRESHOLDS = (50_000, 20, 20)
+
 
 def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
     """Create the topics if missing, serve metrics, and run the Faust worker.
@@ -23,6 +31,7 @@ def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
     worker shutdown); SIGKILL loses nothing either (see `aggregator.app`).
     """
     agg = agg or AggregatorSettings.from_env()
+    gc.set_threshold(*GC_THRESHOLDS)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(

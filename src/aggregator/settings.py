@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterflow.errors import ConfigurationError
 from meterflow.settings import setting, settings_from_env
 
 
@@ -28,6 +29,12 @@ class AggregatorSettings:
     fetch_max_wait: float = setting("METERFLOW_AGGREGATOR_FETCH_MAX_WAIT", 0.1, minimum=0.001)
     commit_interval: float = setting("METERFLOW_AGGREGATOR_COMMIT_INTERVAL", 2.0, minimum=0.1)
     session_timeout: float = setting("METERFLOW_AGGREGATOR_SESSION_TIMEOUT", 30.0, minimum=1.0)
+    # The consumer's static group membership (Kafka's group.instance.id): a worker restarted
+    # under the same id takes its partitions back at once, instead of after the session
+    # timeout of the member it replaces. Unique per worker; empty: "<app id>@<host>:<port>".
+    instance_id: str = setting("METERFLOW_AGGREGATOR_INSTANCE_ID", "")
+    # Where the tables live: "rocksdb" (on disk, the default) or "memory".
+    store: str = setting("METERFLOW_AGGREGATOR_STORE", "rocksdb")
     fault: str | None = setting("METERFLOW_AGGREGATOR_FAULT", None)  # tests only
 
     @classmethod
@@ -36,9 +43,16 @@ class AggregatorSettings:
         prefix = env.get("METERFLOW_TOPIC_PREFIX", "meterflow.")
         state_dir = Path(env.get("METERFLOW_STATE_DIR") or ".state")
         data_dir = env.get("METERFLOW_AGGREGATOR_DATA_DIR") or state_dir / "aggregator"
-        return settings_from_env(
+        found = settings_from_env(
             cls,
             env,
             app_id=env.get("METERFLOW_AGGREGATOR_APP_ID") or f"{prefix}aggregator",
             data_dir=Path(data_dir).resolve(),
         )
+        if found.store not in ("rocksdb", "memory"):
+            raise ConfigurationError(
+                f"METERFLOW_AGGREGATOR_STORE={found.store!r}: use 'rocksdb' (state on disk, "
+                "the default) or 'memory' (state in RAM, rebuilt from the changelogs at every "
+                "start)"
+            )
+        return found

@@ -9,7 +9,7 @@ from console.customers import customer_id_of, customer_of, customer_page
 from console.pages import PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
 from meterflow import db
-from read_model.invoices import invoice_of, invoice_row, list_invoices
+from read_model.invoices import invoice_of, list_invoices
 from store import applied_coupons, credit_notes, invoice_actions, wallets
 from store.applied_coupons import applied_coupon_body
 from store.wallets import wallet_body
@@ -96,11 +96,11 @@ async def invoice_pdf(request: web.Request, viewer: Viewer) -> web.StreamRespons
     """The invoice's PDF (rendered on the first request, as the API's download does)."""
     await form(request, viewer)
     async with db.unit_of_work(api(request).db) as conn:
-        row = await invoice_row(
-            conn, viewer.organization.id, request.match_info["invoice_id"], lock=True
-        )
         body = await invoice_actions.invoice_file(
-            conn, viewer.organization.id, row, f"{request.scheme}://{request.host}"
+            conn,
+            viewer.organization.id,
+            request.match_info["invoice_id"],
+            f"{request.scheme}://{request.host}",
         )
     if not body.get("file_url"):
         raise redirect(f"{PREFIX}/invoices/{body['lago_id']}")

@@ -9,15 +9,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from console import sessions
-from console.pages import (
-    PREFIX,
-    SESSION_COOKIE,
-    SIGN_IN_COOKIE,
-    form,
-    show,
-    signed_in,
-    state,
-)
+from console.pages import PREFIX, SESSION_COOKIE, SIGN_IN_COOKIE, form, show, signed_in, state
 from console.sessions import SignInRefused, Viewer
 from web.context import context
 

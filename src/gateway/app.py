@@ -69,7 +69,12 @@ def _resources(broker: Broker) -> Callable[[web.Application], AsyncIterator[None
 def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
     """The API application; its metrics are served by `create_metrics_app(app)`."""
     metrics = IngestMetrics()
-    broker = Broker(settings.bootstrap_servers, timeout=ingest.produce_timeout, metrics=metrics)
+    broker = Broker(
+        settings.bootstrap_servers,
+        timeout=ingest.produce_timeout,
+        metrics=metrics,
+        compression=ingest.kafka_compression,
+    )
     app = web.Application(
         middlewares=[measured, lago_errors, api_key], client_max_size=ingest.max_body_bytes
     )

@@ -17,6 +17,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from gateway.app import create_app, create_metrics_app
@@ -105,13 +106,20 @@ async def serve(settings: Settings, ingest: IngestSettings) -> None:
         await server.stop()
 
 
+def _run(settings: Settings, ingest: IngestSettings) -> None:
+    """serve() on uvloop's event loop: libuv's sockets and loop cost the ingest hot path
+    (HTTP in, Kafka out, a few thousand writes a second) less than asyncio's own."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, ingest))
+
+
 def _worker(settings: Settings, ingest: IngestSettings) -> None:
     # Not the supervisor's handlers (inherited by fork): until serve() installs its own, a
     # signal ends the worker at once. Then SIGTERM from the supervisor, or SIGINT from a
     # terminal's Ctrl-C (the whole process group gets it), stops it gracefully.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    asyncio.run(serve(settings, ingest))
+    _run(settings, ingest)
 
 
 def _supervise(settings: Settings, ingest: IngestSettings) -> int:
@@ -156,5 +164,5 @@ def main(settings: Settings) -> int:
     ingest = IngestSettings.from_env()
     if ingest.workers > 1:
         return _supervise(settings, ingest)
-    asyncio.run(serve(settings, ingest))
+    _run(settings, ingest)
     return 0

@@ -5,8 +5,9 @@ Kafka record and Lago's answer built with as little Python as makes them certain
 timestamp, flat properties of scalars, no precise amount) and declines (None) anything else,
 valid or not: `ingest.events` then reads that body the general way, event by event, which
 accepts the same events as the same records and answers and words every refusal in Lago's
-shape (a generative unit test holds the two paths to it). The records are
-`meterflow.event_records.WireEvent`s, the one wire schema, written by its encoder.
+shape (a generative unit test holds the two paths to it). The events are
+`meterflow.event_records.WireEvent`s, the one wire schema, which the broker encodes a
+partition's pack at a time (`Broker.send_events`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Annotated
 import msgspec
 
 from billing.errors import InvalidEvent
-from ingest.broker import Message
 from ingest.stamps import Stamp, stamp_of, stamp_of_instant
-from meterflow.event_records import WireEvent, encode_event
+from meterflow.event_records import WireEvent
 from web.payload import iso
 
 _Id = Annotated[str, msgspec.Meta(min_length=1)]  # not blank either: checked per event
@@ -72,10 +72,10 @@ _ENCODER = msgspec.json.Encoder()
 
 def accept_batch(
     body: bytes, organization_id: str, received_at: datetime, max_batch: int
-) -> tuple[list[Message], bytes] | None:
-    """(Kafka records, Lago's answer body) of a common batch of 1 to `max_batch` events
-    received at `received_at`; None when the body is anything else (see the module
-    docstring)."""
+) -> tuple[list[WireEvent], bytes] | None:
+    """The events of a common batch of 1 to `max_batch` events received at `received_at`,
+    in their order, and Lago's answer body; None when the body is anything else (see the
+    module docstring)."""
     try:
         events = _DECODER.decode(body).events
     except msgspec.DecodeError:  # ValidationError included
@@ -84,7 +84,7 @@ def accept_batch(
         return None
     received: Stamp = stamp_of_instant(received_at)
     created_at = iso(received_at) or ""  # never empty: received_at is an instant
-    messages: list[Message] = []
+    wires: list[WireEvent] = []
     answers: list[EventAnswer] = []
     for event in events:
         transaction_id = event.transaction_id
@@ -103,16 +103,17 @@ def accept_batch(
         properties = event.properties
         if properties is None:
             properties = {}
-        wire = WireEvent(
-            organization_id,
-            transaction_id,
-            subscription_id,
-            code,
-            stamp[0],
-            properties,
-            event.external_customer_id,
+        wires.append(
+            WireEvent(
+                organization_id,
+                transaction_id,
+                subscription_id,
+                code,
+                stamp[0],
+                properties,
+                event.external_customer_id,
+            )
         )
-        messages.append((subscription_id.encode(), encode_event(wire)))
         answers.append(
             EventAnswer(
                 transaction_id=transaction_id,
@@ -123,4 +124,4 @@ def accept_batch(
                 created_at=created_at,
             )
         )
-    return messages, _ENCODER.encode(BatchAnswer(answers))
+    return wires, _ENCODER.encode(BatchAnswer(answers))

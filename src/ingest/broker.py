@@ -21,13 +21,13 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from meterflow.event_records import encode_packs, partition_for
+from meterflow.event_records import WireEvent, encode_events, encode_packs, partition_for
 from web.errors import BrokerUnavailable
 from web.metrics import IngestMetrics
 
@@ -134,9 +134,17 @@ class Broker:
     serves the catalog) while Kafka is down, and event endpoints answer 503 until it is back.
     """
 
-    def __init__(self, bootstrap: str, *, timeout: float, metrics: IngestMetrics):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        timeout: float,
+        metrics: IngestMetrics,
+        compression: str | None = None,
+    ):
         self._bootstrap = bootstrap
         self._timeout = timeout
+        self._compression = compression
         self._metrics = metrics
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -165,6 +173,7 @@ class Broker:
                 request_timeout_ms=timeout_ms,
                 linger_ms=2,
                 max_batch_size=MAX_BATCH_BYTES,
+                compression_type=self._compression,
             )
             try:
                 await asyncio.wait_for(producer.start(), self._timeout)
@@ -192,28 +201,64 @@ class Broker:
         Raises BrokerUnavailable if any is not acknowledged within the timeout: the caller
         then answers 503 and the client resends (duplicates are dropped downstream).
         """
+
+        def by_partition(partitions: list[int]) -> dict[int, list[Record]]:
+            grouped: dict[int, list[Record]] = {}
+            for message in messages:
+                partition = partitions[partition_for(message[0], len(partitions))]
+                group = grouped.get(partition)
+                if group is None:
+                    grouped[partition] = [message]
+                else:
+                    group.append(message)
+            if pack:
+                limit = MAX_BATCH_BYTES - _RECORD_OVERHEAD
+                return {
+                    p: [(None, v) for v in encode_packs([v for _, v in group], limit)]
+                    for p, group in grouped.items()
+                }
+            return grouped
+
+        await self._send(topic, len(messages), by_partition)
+
+    async def send_events(self, topic: str, events: Sequence[WireEvent]) -> None:
+        """As `send_all` with `pack`, for events keyed by external_subscription_id: each
+        partition's events, in their order, are encoded together (`encode_events`: a pack
+        in one call)."""
+
+        def by_partition(partitions: list[int]) -> dict[int, list[Record]]:
+            grouped: dict[int, list[WireEvent]] = {}
+            known: dict[str, list[WireEvent]] = {}  # a key's partition's group
+            for event in events:
+                key = event.external_subscription_id
+                group = known.get(key)
+                if group is None:
+                    partition = partitions[partition_for(key.encode(), len(partitions))]
+                    group = known[key] = grouped.setdefault(partition, [])
+                group.append(event)
+            limit = MAX_BATCH_BYTES - _RECORD_OVERHEAD
+            return {p: [(None, v) for v in encode_events(e, limit)] for p, e in grouped.items()}
+
+        await self._send(topic, len(events), by_partition)
+
+    async def _send(
+        self,
+        topic: str,
+        count: int,
+        by_partition: Callable[[list[int]], dict[int, list[Record]]],
+    ) -> None:
+        """Records (from `by_partition` of the topic's partitions) to their lanes, then wait
+        for every acknowledgement; `count` (messages or events) is for the log."""
         producer = await self._ensure_producer()
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                partitions = sorted(await producer.partitions_for(topic))
-                grouped: dict[int, list[Record]] = {}
-                for message in messages:
-                    key, value = message
-                    if len(key) + len(value) + _RECORD_OVERHEAD > MAX_RECORD_BYTES:
-                        raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
-                    partition = partitions[partition_for(key, len(partitions))]
-                    group = grouped.get(partition)
-                    if group is None:
-                        grouped[partition] = [message]
-                    else:
-                        group.append(message)
-                if pack:
-                    limit = MAX_BATCH_BYTES - _RECORD_OVERHEAD
-                    grouped = {
-                        p: [(None, v) for v in encode_packs([v for _, v in group], limit)]
-                        for p, group in grouped.items()
-                    }
+                grouped = by_partition(sorted(await producer.partitions_for(topic)))
+                for records in grouped.values():
+                    for key, value in records:
+                        size = len(value) + (len(key) if key else 0) + _RECORD_OVERHEAD
+                        if size > MAX_RECORD_BYTES:
+                            raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
                 lanes = [(self._lane(producer, topic, p), group) for p, group in grouped.items()]
                 if any(lane.full for lane, _ in lanes):
                     raise KafkaTimeoutError("records waiting for the broker fill the buffer")
@@ -225,9 +270,7 @@ class Broker:
         except (KafkaError, TimeoutError) as exc:
             self.healthy = False
             self._metrics.produce_failures.inc()
-            log.warning(
-                "kafka.produce_failed topic=%s messages=%d error=%r", topic, len(messages), exc
-            )
+            log.warning("kafka.produce_failed topic=%s messages=%d error=%r", topic, count, exc)
             raise BrokerUnavailable({"broker": ["unavailable"]}) from exc
         finally:
             self._metrics.produce_latency.observe(time.perf_counter() - started)

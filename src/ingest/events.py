@@ -11,6 +11,7 @@ record of its own, keyed by external_subscription_id (UTF-8).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,12 +140,19 @@ class Accepted:
 
 
 async def _produce(ctx: IngestContext, messages: list[Message]) -> None:
+    await _counted(
+        ctx, len(messages), ctx.broker.send_all(ctx.settings.topics.events, messages, pack=True)
+    )
+
+
+async def _counted(ctx: IngestContext, count: int, sent: Awaitable[None]) -> None:
+    """Await a send of `count` events, counting them accepted or rejected."""
     try:
-        await ctx.broker.send_all(ctx.settings.topics.events, messages, pack=True)
+        await sent
     except ApiError as exc:
-        ctx.metrics.events_rejected.labels(exc.code).inc(len(messages))
+        ctx.metrics.events_rejected.labels(exc.code).inc(count)
         raise
-    ctx.metrics.events_accepted.inc(len(messages))
+    ctx.metrics.events_accepted.inc(count)
 
 
 def _rejected(ctx: IngestContext, exc: ApiError, count: int = 1) -> ApiError:
@@ -189,9 +197,9 @@ async def create_batch(request: web.Request) -> web.Response:
     received_at = datetime.now(UTC)
     common = accept_batch(await request.read(), str(org.id), received_at, ctx.ingest.max_batch)
     if common is not None:
-        messages, answer = common
-        ctx.metrics.batch_size.observe(len(messages))
-        await _produce(ctx, messages)
+        wires, answer = common
+        ctx.metrics.batch_size.observe(len(wires))
+        await _counted(ctx, len(wires), ctx.broker.send_events(ctx.settings.topics.events, wires))
         return web.Response(body=answer, content_type="application/json")
     try:
         body = await read_json(request)

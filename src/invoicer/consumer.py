@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -358,8 +359,7 @@ class Invoicer:
         if written and self.config.fault == KILL_AFTER_DB_COMMIT:
             log.warning("invoicer.fault_injected fault=%s", KILL_AFTER_DB_COMMIT)
             os.kill(os.getpid(), signal.SIGKILL)
-        for invoice in written:
-            self._issued(invoice)
+        self._issued(written)
         if written:
             self.metrics.round_invoices.observe(len(written))
             self.metrics.round_seconds.observe(time.monotonic() - started)
@@ -378,26 +378,37 @@ class Invoicer:
                 done.append(item)
         return done
 
-    def _issued(self, invoice: write.InvoiceToWrite) -> None:
-        priced, closed = invoice.priced, invoice.closed
-        totals = priced.totals
-        self.metrics.invoices_issued.labels(priced.status).inc()
-        self.metrics.invoiced_cents.labels(priced.currency).inc(totals.total_amount_cents)
-        for fee in priced.fees:
-            self.metrics.fees_written.labels(fee.kind.value).inc()
-        lag = time.time() - closed.period_end.timestamp()
-        self.metrics.period_end_to_invoice.observe(max(lag, 0.0))
-        log.debug(
-            "invoicer.invoice_issued invoice=%s period_key=%s subscription=%s status=%s "
-            "currency=%s total_amount_cents=%d fees=%d",
-            invoice.invoice_id,
-            closed.period_key,
-            closed.external_subscription_id,
-            priced.status,
-            priced.currency,
-            totals.total_amount_cents,
-            len(priced.fees),
-        )
+    def _issued(self, written: list[write.InvoiceToWrite]) -> None:
+        """Metrics of a round's invoices, each label counted once per round."""
+        statuses: Counter[str] = Counter()
+        cents: Counter[str] = Counter()
+        fees: Counter[str] = Counter()
+        now = time.time()
+        for invoice in written:
+            priced, closed = invoice.priced, invoice.closed
+            statuses[priced.status] += 1
+            cents[priced.currency] += priced.totals.total_amount_cents
+            fees.update(fee.kind.value for fee in priced.fees)
+            lag = now - closed.period_end.timestamp()
+            self.metrics.period_end_to_invoice.observe(max(lag, 0.0))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "invoicer.invoice_issued invoice=%s period_key=%s subscription=%s "
+                    "status=%s currency=%s total_amount_cents=%d fees=%d",
+                    invoice.invoice_id,
+                    closed.period_key,
+                    closed.external_subscription_id,
+                    priced.status,
+                    priced.currency,
+                    priced.totals.total_amount_cents,
+                    len(priced.fees),
+                )
+        for status, count in statuses.items():
+            self.metrics.invoices_issued.labels(status).inc(count)
+        for currency, amount in cents.items():
+            self.metrics.invoiced_cents.labels(currency).inc(amount)
+        for kind, count in fees.items():
+            self.metrics.fees_written.labels(kind).inc(count)
 
     async def _apply_late(self, late: LateUsage) -> None:
         pool = await self._db()

@@ -130,6 +130,16 @@ def encode_packs(events: Sequence[bytes], max_bytes: int) -> list[bytes]:
     return values
 
 
+def encode_events(events: Sequence[WireEvent], max_bytes: int) -> list[bytes]:
+    """Record values for one partition's events, in order, as `encode_packs` makes them:
+    usually one, encoded in one call (a pack is the JSON array of its events)."""
+    if len(events) <= PACK_LIMIT:
+        value = _ENCODER.encode(events[0] if len(events) == 1 else events)
+        if len(value) <= max_bytes:
+            return [value]
+    return encode_packs([_ENCODER.encode(event) for event in events], max_bytes)
+
+
 def packs(
     events: Iterable[tuple[bytes, bytes]], partitions: int, max_bytes: int = 512 * 1024
 ) -> list[tuple[int, bytes]]:

@@ -234,22 +234,26 @@ def invoice_body(
     return body
 
 
+async def owned_row(
+    conn: Conn, table: str, kind: str, org: uuid.UUID, raw_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    """The organization's row of `table` whose id is `raw_id` (locked until the transaction
+    ends when asked), or `{kind}_not_found`, a malformed id included."""
+    try:
+        row_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise NotFound(kind) from None
+    sql = f"SELECT * FROM {table} WHERE id = $1 AND organization_id = $2"
+    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), row_id, org)
+    if row is None:
+        raise NotFound(kind)
+    return row
+
+
 async def invoice_row(
     conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False
 ) -> asyncpg.Record:
-    try:
-        invoice_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise NotFound("invoice") from None
-    row = await conn.fetchrow(
-        "SELECT * FROM invoices WHERE id = $1 AND organization_id = $2"
-        + (" FOR UPDATE" if lock else ""),
-        invoice_id,
-        org,
-    )
-    if row is None:
-        raise NotFound("invoice")
-    return row
+    return await owned_row(conn, "invoices", "invoice", org, raw_id, lock=lock)
 
 
 async def extended_body(conn: Conn, invoice: asyncpg.Record) -> dict[str, Any]:

@@ -7,28 +7,15 @@ import uuid
 from aiohttp import web
 
 from meterflow import db
-from store import customers
-from store.applied_coupons import (
-    applied_coupon_body,
-    applied_coupon_by_id,
-    apply_coupon,
-    list_applied_coupons,
-    terminate_applied_coupon,
-)
+from store import applied_coupons, customers
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import (
-    INVALID,
-    ok,
-    page_params,
-    pagination_meta,
-    read_wrapped,
-)
+from web.payload import INVALID, ok, page_params, pagination_meta, read_wrapped
 
 
 async def apply(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "applied_coupon")
-    body = await apply_coupon(context(request), organization(request), raw)
+    body = await applied_coupons.apply_coupon(context(request), organization(request), raw)
     return ok({"applied_coupon": body})
 
 
@@ -41,7 +28,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
     codes = request.query.getall("coupon_code[]", []) or None
     async with ctx.db.acquire() as conn:
         await customers.check_customer(conn, org.id, external_customer_id)
-        rows, total = await list_applied_coupons(
+        rows, total = await applied_coupons.list_applied_coupons(
             conn,
             org.id,
             external_customer_id=external_customer_id,
@@ -52,7 +39,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
         )
     return ok(
         {
-            "applied_coupons": [applied_coupon_body(r) for r in rows],
+            "applied_coupons": [applied_coupons.applied_coupon_body(r) for r in rows],
             "meta": pagination_meta(page, per_page, total),
         }
     )
@@ -79,13 +66,13 @@ async def remove(request: web.Request) -> web.Response:
         )
         if customer is None:
             raise NotFound("customer")
-        row = await applied_coupon_by_id(conn, applied_id)
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
         if row is None or row["customer_id"] != customer["id"]:
             raise NotFound("applied_coupon")
-        await terminate_applied_coupon(conn, applied_id)
-        row = await applied_coupon_by_id(conn, applied_id)
+        await applied_coupons.terminate_applied_coupon(conn, applied_id)
+        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
     assert row is not None
-    return ok({"applied_coupon": applied_coupon_body(row)})
+    return ok({"applied_coupon": applied_coupons.applied_coupon_body(row)})
 
 
 def routes() -> list[web.RouteDef]:

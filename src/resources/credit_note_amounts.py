@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meterflow import db
-from store.credit_note_amounts import amounts_of, applied_taxes, creditable_invoice, parse_items
+from store import credit_note_amounts
 from web.context import context, organization
 from web.payload import Fields, ok, read_wrapped
 
@@ -14,11 +14,11 @@ async def estimate(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), {"invoice_id", "items"})
     invoice_id = fields.text("invoice_id", required=True)
-    items = parse_items(fields, fields.array("items", required=True) or [])
+    items = credit_note_amounts.parse_items(fields, fields.array("items", required=True) or [])
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
-        invoice = await creditable_invoice(conn, org.id, invoice_id)
-        amounts, chosen = await amounts_of(conn, invoice, items)
+        invoice = await credit_note_amounts.creditable_invoice(conn, org.id, invoice_id)
+        amounts, chosen = await credit_note_amounts.amounts_of(conn, invoice, items)
     paid = invoice["payment_status"] == "succeeded"
     return ok(
         {
@@ -38,7 +38,7 @@ async def estimate(request: web.Request) -> web.Response:
                 "items": [
                     {"lago_fee_id": str(fee["id"]), "amount_cents": cents} for fee, cents in chosen
                 ],
-                "applied_taxes": applied_taxes(invoice, amounts),
+                "applied_taxes": credit_note_amounts.applied_taxes(invoice, amounts),
             }
         }
     )

@@ -4,18 +4,19 @@ served at a secret link as an invoice's is)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from meterflow import db
+from meterflow.db import Conn
+from resources import crud
 from resources.document_files import base_url
-from store import document_files
-from store.credit_notes import note_body, note_row, parse_metadata
-from store.documents_pdf import render_credit_note
-from web.context import context, organization
+from store import credit_notes
+from store.credit_notes import parse_metadata
 from web.errors import ValidationFailed
-from web.payload import Fields, ok, read_json
+from web.payload import Fields, read_json
 
 
 async def _metadata_input(request: web.Request) -> dict[str, str | None]:
@@ -29,18 +30,15 @@ async def _metadata_input(request: web.Request) -> dict[str, str | None]:
     return metadata
 
 
-async def _set_metadata(request: web.Request, change: Any) -> web.Response:
+async def _set_metadata(
+    request: web.Request, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> web.Response:
     """Apply `change(current) -> new` to the credit note's metadata and answer the result."""
-    ctx, org = context(request), organization(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        metadata = change(dict(note["metadata"] or {}))
-        await conn.execute(
-            "UPDATE credit_notes SET metadata = $2, updated_at = now() WHERE id = $1",
-            note["id"],
-            metadata or {},
-        )
-    return ok({"metadata": metadata})
+
+    async def step(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any] | None:
+        return await credit_notes.change_metadata(conn, org, lago_id, change)
+
+    return await crud.by_lago_id(request, "metadata", step)
 
 
 async def replace_metadata(request: web.Request) -> web.Response:
@@ -69,20 +67,12 @@ async def delete_metadata_key(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    """Render the credit note's PDF the first time (announced by `credit_note.generated`);
-    answer the credit note with its `file_url`."""
-    ctx, org = context(request), organization(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        body = await document_files.with_file(
-            conn,
-            org.id,
-            "credit_notes",
-            await note_body(conn, note),
-            render_credit_note,
-            base_url(request),
-        )
-    return ok({"credit_note": body})
+    url = base_url(request)
+
+    async def step(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+        return await credit_notes.note_file(conn, org, lago_id, url)
+
+    return await crud.by_lago_id(request, "credit_note", step)
 
 
 def routes() -> list[web.RouteDef]:

@@ -2,96 +2,66 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
 from aiohttp import web
 
 from meterflow import db
+from meterflow.db import Conn
+from resources import crud
 from resources.credit_note_amounts import estimate
+from store import credit_notes
 from store.credit_note_amounts import amounts_of, creditable_invoice, parse_items
-from store.credit_notes import (
-    CREATE_FIELDS,
-    CREDIT_STATUSES,
-    REASONS,
-    REFUND_STATUSES,
-    issue,
-    list_credit_notes,
-    note_body,
-    note_row,
-    parse_metadata,
-)
 from web.context import context, organization
-from web.errors import NotAllowed, ValidationFailed
+from web.errors import ValidationFailed
 from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
 
 
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "credit_note"), CREATE_FIELDS)
+    fields = Fields(await read_wrapped(request, "credit_note"), credit_notes.CREATE_FIELDS)
     invoice_id = fields.text("invoice_id", required=True)
-    reason = fields.text("reason", choices=REASONS) or "other"
+    reason = fields.text("reason", choices=credit_notes.REASONS) or "other"
     description = fields.text("description", max_length=10_000)
     credit = fields.integer("credit_amount_cents", minimum=0) or 0
     refund = fields.integer("refund_amount_cents", minimum=0) or 0
     if fields.integer("offset_amount_cents", minimum=0):
         fields.add("offset_amount_cents", "not_supported")
     items = parse_items(fields, fields.array("items", required=True) or [])
-    metadata = parse_metadata(fields)
+    metadata = credit_notes.parse_metadata(fields)
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await amounts_of(conn, invoice, items)
-        body = await issue(
+        body = await credit_notes.issue(
             conn, org.id, invoice, chosen, amounts, reason, description, credit, refund, metadata
         )
     return ok({"credit_note": body})
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        body = await note_body(conn, await note_row(conn, org.id, request.match_info["lago_id"]))
-    return ok({"credit_note": body})
+    async def step(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+        return await credit_notes.note_body(conn, await credit_notes.note_row(conn, org, lago_id))
+
+    return await crud.by_lago_id(request, "credit_note", step, write=False)
 
 
 async def update(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), {"refund_status", "metadata"})
-    refund_status = fields.text("refund_status", required=True, choices=REFUND_STATUSES)
-    metadata = parse_metadata(fields)
+    status = fields.text("refund_status", required=True, choices=credit_notes.REFUND_STATUSES)
+    metadata = credit_notes.parse_metadata(fields)
     fields.check()
-    async with db.unit_of_work(ctx.db) as conn:
-        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        if not note["refund_amount_cents"]:
-            raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
-        updated = await conn.fetchrow(
-            "UPDATE credit_notes SET refund_status = $2, metadata = coalesce($3, metadata), "
-            "updated_at = now() WHERE id = $1 RETURNING *",
-            note["id"],
-            refund_status,
-            metadata,
-        )
-        assert updated is not None
-        body = await note_body(conn, updated)
-    return ok({"credit_note": body})
+
+    async def step(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+        return await credit_notes.set_refund_status(conn, org, lago_id, status, metadata)
+
+    return await crud.by_lago_id(request, "credit_note", step)
 
 
 async def void(request: web.Request) -> web.Response:
-    """Void what is left to credit; only a credit note with an available balance can be."""
-    ctx, org = context(request), organization(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        note = await note_row(conn, org.id, request.match_info["lago_id"], lock=True)
-        if note["credit_status"] != "available":
-            raise NotAllowed(code="no_voidable_amount")
-        voided = await conn.fetchrow(
-            "UPDATE credit_notes SET credit_status = 'voided', balance_amount_cents = 0, "
-            "voided_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
-            note["id"],
-        )
-        assert voided is not None
-        body = await note_body(conn, voided)
-    return ok({"credit_note": body})
+    return await crud.by_lago_id(request, "credit_note", credit_notes.void_note)
 
 
 def _filters(request: web.Request) -> tuple[Any, ...]:
@@ -105,9 +75,9 @@ def _filters(request: web.Request) -> tuple[Any, ...]:
             errors[name] = ["invalid_date"]
             dates.append(None)
     for name, allowed in (
-        ("reason", REASONS),
-        ("credit_status", CREDIT_STATUSES),
-        ("refund_status", REFUND_STATUSES),
+        ("reason", credit_notes.REASONS),
+        ("credit_status", credit_notes.CREDIT_STATUSES),
+        ("refund_status", credit_notes.REFUND_STATUSES),
     ):
         if q.get(name) and q[name] not in allowed:
             errors[name] = [INVALID]
@@ -129,7 +99,7 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        bodies, total = await list_credit_notes(
+        bodies, total = await credit_notes.list_credit_notes(
             conn, org.id, _filters(request), per_page, (page - 1) * per_page
         )
     return ok({"credit_notes": bodies, "meta": pagination_meta(page, per_page, total)})

@@ -1,56 +1,112 @@
-"""The handler steps most Lago resources take the same way: lock the object the path names,
-answer one object found by its code, answer a page of the organization's objects."""
+"""The handler steps resources share: run a step on the object a path's `lago_id` names, and
+the five routes of a resource keyed by its code (`store.code_keyed`), written once."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TypeVar
 
 import asyncpg
 from aiohttp import web
 
+from meterflow import db
 from meterflow.db import Conn
+from store import code_keyed
+from store.code_keyed import CodeKeyed
+from store.database import Body
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import ok, page_params, pagination_meta
+from web.payload import ok, page_params, pagination_meta, read_wrapped
 
-Lookup = Callable[[Conn, uuid.UUID, str], Awaitable[asyncpg.Record | None]]
-Lister = Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[asyncpg.Record], int]]]
-Body = Callable[[asyncpg.Record], dict[str, Any]]
-
-
-class LockingLookup(Protocol):
-    def __call__(
-        self, conn: Conn, org: uuid.UUID, code: str, /, *, lock: bool = False
-    ) -> Awaitable[asyncpg.Record | None]: ...
+Step = Callable[[Conn, uuid.UUID], Awaitable[Body]]
+T = TypeVar("T")
+OwnedStep = Callable[[Conn, uuid.UUID, str], Awaitable[Body | None]]
 
 
-async def locked_by_code(
-    conn: Conn, request: web.Request, kind: str, lookup: LockingLookup
-) -> asyncpg.Record:
-    """The object the path's `code` names, locked until the transaction ends, or
-    `{kind}_not_found`."""
-    row = await lookup(conn, organization(request).id, request.match_info["code"], lock=True)
-    if row is None:
-        raise NotFound(kind)
-    return row
-
-
-async def find_by_code(request: web.Request, kind: str, lookup: Lookup, body: Body) -> web.Response:
-    """`GET .../{code}`: the object as `{kind: body}`, or `{kind}_not_found`."""
+async def _run(
+    request: web.Request, step: Callable[[Conn, uuid.UUID], Awaitable[T]], *, write: bool
+) -> T:
+    """`step` with the organization's id: in one transaction when it `write`s."""
     ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        row = await lookup(conn, org.id, request.match_info["code"])
-    if row is None:
-        raise NotFound(kind)
-    return ok({kind: body(row)})
+    if not write:
+        async with ctx.db.acquire() as conn:
+            return await step(conn, org.id)
+    async with db.unit_of_work(ctx.db) as conn:
+        return await step(conn, org.id)
 
 
-async def find_page(request: web.Request, key: str, lister: Lister, body: Body) -> web.Response:
-    """`GET ...`: a page of the organization's objects as `{key: [...], meta}`."""
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await lister(conn, org.id, per_page, (page - 1) * per_page)
-    return ok({key: [body(r) for r in rows], "meta": pagination_meta(page, per_page, total)})
+async def by_lago_id(
+    request: web.Request, kind: str, step: OwnedStep, *, write: bool = True
+) -> web.Response:
+    """Run `step` on the object the path's `lago_id` names and answer `{kind: body}`."""
+    lago_id = request.match_info["lago_id"]
+    body = await _run(request, lambda conn, org: step(conn, org, lago_id), write=write)
+    return ok({kind: body})
+
+
+async def _answer(
+    request: web.Request, spec: CodeKeyed, step: Step, *, write: bool
+) -> web.Response:
+    body = await _run(request, step, write=write)
+    if write and spec.publishes:
+        await context(request).catalog.drain_quietly()
+    return ok({spec.kind: body})
+
+
+def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
+    """`POST`, `GET` (a page) on `/api/v1/{plural}`, and `GET`, `PUT`, `DELETE` on
+    `/api/v1/{plural}/{code}` (`{kind}_not_found` when no object has that code)."""
+
+    async def named(
+        conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
+    ) -> asyncpg.Record:
+        row = await spec.lookup(conn, org, request.match_info["code"], lock=lock)
+        if row is None:
+            raise NotFound(spec.kind)
+        return row
+
+    async def create(request: web.Request) -> web.Response:
+        raw = await read_wrapped(request, spec.kind)
+        return await _answer(
+            request, spec, lambda c, o: code_keyed.create(spec, c, o, raw), write=True
+        )
+
+    async def update(request: web.Request) -> web.Response:
+        raw = await read_wrapped(request, spec.kind)
+
+        async def step(conn: Conn, org: uuid.UUID) -> Body:
+            current = await named(conn, org, request, lock=True)
+            return await code_keyed.update(spec, conn, org, current, raw)
+
+        return await _answer(request, spec, step, write=True)
+
+    async def destroy(request: web.Request) -> web.Response:
+        async def step(conn: Conn, org: uuid.UUID) -> Body:
+            return await code_keyed.delete(spec, conn, await named(conn, org, request, lock=True))
+
+        return await _answer(request, spec, step, write=True)
+
+    async def find(request: web.Request) -> web.Response:
+        async def step(conn: Conn, org: uuid.UUID) -> Body:
+            return await code_keyed.answer(spec, conn, await named(conn, org, request, lock=False))
+
+        return await _answer(request, spec, step, write=False)
+
+    async def find_all(request: web.Request) -> web.Response:
+        ctx, org = context(request), organization(request)
+        page, per_page = page_params(request)
+        async with ctx.db.acquire() as conn:
+            bodies, total = await code_keyed.page(
+                spec, conn, org.id, per_page, (page - 1) * per_page
+            )
+        return ok({spec.plural: bodies, "meta": pagination_meta(page, per_page, total)})
+
+    path = f"/api/v1/{spec.plural}"
+    return [
+        web.post(path, create),
+        web.get(path, find_all),
+        web.get(path + "/{code}", find),
+        web.put(path + "/{code}", update),
+        web.delete(path + "/{code}", destroy),
+    ]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from store import customers, subscriptions
-from store.current_usage import current_usage
+from store import current_usage, customers, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 
@@ -25,7 +24,7 @@ async def find(request: web.Request) -> web.Response:
         )
     if subscription is None or subscription["external_customer_id"] != external_customer_id:
         raise NotFound("subscription")
-    body = await current_usage(ctx, org, external_subscription_id)
+    body = await current_usage.current_usage(ctx, org, external_subscription_id)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -4,41 +4,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from read_model.customers import (
-    customer_body,
-)
-from store.customers import (
-    customer_by_external_id,
-    delete_customer,
-    list_customers,
-    save_customer,
-    with_taxes,
-)
+from read_model.customers import customer_body
+from store import customers
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import (
-    ok,
-    page_params,
-    pagination_meta,
-    read_wrapped,
-)
+from web.payload import ok, page_params, pagination_meta, read_wrapped
 
 
 async def upsert(request: web.Request) -> web.Response:
     """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
     the previous ones; an empty list removes them; an unknown code is 404 `tax_not_found`)."""
     raw = await read_wrapped(request, "customer")
-    body = await save_customer(context(request), organization(request), raw)
+    body = await customers.save_customer(context(request), organization(request), raw)
     return ok({"customer": body})
 
 
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
-        row = await customer_by_external_id(conn, org.id, request.match_info["external_id"])
+        row = await customers.customer_by_external_id(
+            conn, org.id, request.match_info["external_id"]
+        )
         if row is None:
             raise NotFound("customer")
-        body = (await with_taxes(conn, [customer_body(row)]))[0]
+        body = (await customers.with_taxes(conn, [customer_body(row)]))[0]
     return ok({"customer": body})
 
 
@@ -46,10 +35,10 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
-        rows, total = await list_customers(
+        rows, total = await customers.list_customers(
             conn, org.id, per_page, (page - 1) * per_page, request.query.get("search_term")
         )
-        bodies = await with_taxes(conn, [customer_body(r) for r in rows])
+        bodies = await customers.with_taxes(conn, [customer_body(r) for r in rows])
     return ok(
         {
             "customers": bodies,
@@ -59,7 +48,7 @@ async def find_all(request: web.Request) -> web.Response:
 
 
 async def destroy(request: web.Request) -> web.Response:
-    body = await delete_customer(
+    body = await customers.delete_customer(
         context(request), organization(request), request.match_info["external_id"]
     )
     return ok({"customer": body})

@@ -6,7 +6,7 @@ import uuid
 
 from aiohttp import web
 
-from store.document_files import FILE_KINDS
+from store import document_files
 from web.context import context
 from web.errors import NotFound
 
@@ -17,7 +17,7 @@ def base_url(request: web.Request) -> str:
 
 async def file(request: web.Request) -> web.Response:
     """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
-    kind = FILE_KINDS.get(request.match_info["kind"])
+    kind = document_files.FILE_KINDS.get(request.match_info["kind"])
     try:
         object_id = uuid.UUID(request.match_info["object_id"])
     except ValueError:

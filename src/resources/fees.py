@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from store.fees import FEE_TYPES, FEES_FROM, fee_bodies
+from store import fees
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, ok, page_params, pagination_meta, parse_instant
@@ -16,7 +16,7 @@ from web.payload import INVALID, ok, page_params, pagination_meta, parse_instant
 def _filters(request: web.Request) -> tuple[Any, ...]:
     q = request.query
     errors: dict[str, list[str]] = {}
-    if q.get("fee_type") and q["fee_type"] not in FEE_TYPES:
+    if q.get("fee_type") and q["fee_type"] not in fees.FEE_TYPES:
         errors["fee_type"] = [INVALID]
     bounds = []
     for name in ("created_at_from", "created_at_to"):
@@ -53,18 +53,18 @@ async def find_all(request: web.Request) -> web.Response:
     )
     args = (org.id, *_filters(request))
     async with ctx.db.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) " + FEES_FROM + where, *args)
+        total = await conn.fetchval("SELECT count(*) " + fees.FEES_FROM + where, *args)
         rows = await conn.fetch(
             "SELECT f.*, c.external_id AS external_customer_id, "
             "s.external_id AS external_subscription_id "
-            + FEES_FROM
+            + fees.FEES_FROM
             + where
             + "ORDER BY f.created_at DESC, f.invoice_id, f.position LIMIT $10 OFFSET $11",
             *args,
             per_page,
             (page - 1) * per_page,
         )
-        bodies = await fee_bodies(conn, list(rows))
+        bodies = await fees.fee_bodies(conn, list(rows))
     return ok({"fees": bodies, "meta": pagination_meta(page, per_page, int(total))})
 
 
@@ -78,14 +78,14 @@ async def find(request: web.Request) -> web.Response:
         row = await conn.fetchrow(
             "SELECT f.*, c.external_id AS external_customer_id, "
             "s.external_id AS external_subscription_id "
-            + FEES_FROM
+            + fees.FEES_FROM
             + "WHERE f.id = $1 AND i.organization_id = $2",
             fee_id,
             org.id,
         )
         if row is None:
             raise NotFound("fee")
-        (body,) = await fee_bodies(conn, [row])
+        (body,) = await fees.fee_bodies(conn, [row])
     return ok({"fee": body})
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from store.one_off_invoices import create_one_off_invoice
+from store import one_off_invoices
 from web.context import context, organization
 from web.payload import ok, read_wrapped
 
 
 async def create(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "invoice")
-    body = await create_one_off_invoice(context(request), organization(request), raw)
+    body = await one_off_invoices.create_one_off_invoice(
+        context(request), organization(request), raw
+    )
     return ok({"invoice": body})
 
 

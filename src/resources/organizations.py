@@ -5,16 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meterflow import db
-from store import records, subscriptions, taxes
-from store.organizations import (
-    bump_customers_on_organization_timezone,
-    enqueue_organization,
-    live_subscription_ids_on_organization_timezone,
-    organization_row,
-    parse_settings,
-    settings_body,
-    update_organization,
-)
+from store import organizations, records, subscriptions, taxes
 from web.context import context, organization
 from web.payload import ok, read_wrapped
 
@@ -23,9 +14,9 @@ async def update(request: web.Request) -> web.Response:
     """Change the caller's organization. A new timezone is republished with every customer
     that has none of its own and their live subscriptions (their periods follow it)."""
     ctx, org = context(request), organization(request)
-    given = parse_settings(await read_wrapped(request, "organization"))
+    given = organizations.parse_settings(await read_wrapped(request, "organization"))
     async with db.unit_of_work(ctx.db) as conn:
-        current = await organization_row(conn, org.id, lock=True)
+        current = await organizations.organization_row(conn, org.id, lock=True)
         attributes = {**(current["attributes"] or {}), **given}
         attributes.pop("timezone", None)
         if "billing_configuration" in given:
@@ -34,20 +25,22 @@ async def update(request: web.Request) -> web.Response:
                 **given["billing_configuration"],
             }
         timezone = given.get("timezone") or current["timezone"]
-        row = await update_organization(conn, org.id, timezone, attributes)
-        await enqueue_organization(conn, row)
+        row = await organizations.update_organization(conn, org.id, timezone, attributes)
+        await organizations.enqueue_organization(conn, row)
         if timezone != current["timezone"]:
-            for customer_id in await bump_customers_on_organization_timezone(conn, org.id):
-                await records.enqueue_customer(conn, customer_id)
-            for subscription_id in await live_subscription_ids_on_organization_timezone(
+            for customer_id in await organizations.bump_customers_on_organization_timezone(
                 conn, org.id
             ):
+                await records.enqueue_customer(conn, customer_id)
+            for (
+                subscription_id
+            ) in await organizations.live_subscription_ids_on_organization_timezone(conn, org.id):
                 await subscriptions.bump_subscription(conn, subscription_id)
                 await records.enqueue_subscription(conn, subscription_id)
         applied = await taxes.organization_taxes(conn, org.id)
     ctx.keys.forget(org.id)
     await ctx.catalog.drain_quietly()
-    return ok({"organization": settings_body(row, applied)})
+    return ok({"organization": organizations.settings_body(row, applied)})
 
 
 def routes() -> list[web.RouteDef]:

@@ -9,17 +9,7 @@ from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from read_model.subscriptions import subscription_body
-from store import records
-from store.subscriptions import (
-    STATUSES,
-    UPDATE_FIELDS,
-    create_subscription,
-    list_subscriptions,
-    refuse_unsupported,
-    subscription_by_external_id,
-    terminate,
-    update_subscription,
-)
+from store import records, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
@@ -27,13 +17,13 @@ from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
 
 async def create(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "subscription")
-    body = await create_subscription(context(request), organization(request), raw)
+    body = await subscriptions.create_subscription(context(request), organization(request), raw)
     return ok({"subscription": body})
 
 
 def _status_param(request: web.Request) -> str | None:
     status = request.query.get("status")
-    if status is not None and status not in STATUSES:
+    if status is not None and status not in subscriptions.STATUSES:
         raise ValidationFailed({"status": ["value_is_invalid"]})
     return status
 
@@ -42,7 +32,7 @@ async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     status = _status_param(request)
     async with ctx.db.acquire() as conn:
-        row = await subscription_by_external_id(
+        row = await subscriptions.subscription_by_external_id(
             conn, org.id, request.match_info["external_id"], status=status
         )
     if row is None:
@@ -54,10 +44,10 @@ async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
     statuses = request.query.getall("status[]", []) or ["active"]
-    if any(s not in STATUSES for s in statuses):
+    if any(s not in subscriptions.STATUSES for s in statuses):
         raise ValidationFailed({"status": ["value_is_invalid"]})
     async with ctx.db.acquire() as conn:
-        rows, total = await list_subscriptions(
+        rows, total = await subscriptions.list_subscriptions(
             conn,
             org.id,
             external_customer_id=request.query.get("external_customer_id"),
@@ -77,17 +67,17 @@ async def find_all(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     status = _status_param(request)
-    fields = Fields(await read_wrapped(request, "subscription"), UPDATE_FIELDS)
+    fields = Fields(await read_wrapped(request, "subscription"), subscriptions.UPDATE_FIELDS)
     changes: dict[str, Any] = {}
     if fields.has("name"):
         changes["name"] = fields.text("name")
     if fields.has("ending_at"):
         changes["ending_at"] = fields.instant("ending_at")
     subscription_at = fields.instant("subscription_at")
-    refuse_unsupported(fields)
+    subscriptions.refuse_unsupported(fields)
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
-        row = await subscription_by_external_id(
+        row = await subscriptions.subscription_by_external_id(
             conn, org.id, request.match_info["external_id"], status=status
         )
         if row is None:
@@ -101,7 +91,7 @@ async def update(request: web.Request) -> web.Response:
                 changes["started_at"] = subscription_at
         if not changes:
             return ok({"subscription": subscription_body(row)})
-        await update_subscription(conn, row["id"], changes)
+        await subscriptions.update_subscription(conn, row["id"], changes)
         body = await records.enqueue_subscription(conn, row["id"])
         if changes.get("status") == "active":
             await webhook_outbox.emit(conn, org.id, "subscription.started", row["id"], body)
@@ -114,12 +104,12 @@ async def destroy(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     status = _status_param(request)
     async with db.unit_of_work(ctx.db) as conn:
-        row = await subscription_by_external_id(
+        row = await subscriptions.subscription_by_external_id(
             conn, org.id, request.match_info["external_id"], status=status
         )
         if row is None or row["status"] not in ("active", "pending"):
             raise NotFound("subscription")
-        body = await terminate(conn, row["id"])
+        body = await subscriptions.terminate(conn, row["id"])
     await ctx.catalog.drain_quietly()
     return ok({"subscription": body})
 

@@ -10,30 +10,18 @@ from aiohttp import web
 
 from meterflow import db
 from resources.wallets import wallet_of_request
-from store import wallets
-from store.wallet_transactions import (
-    TRANSACTION_FIELDS,
-    list_wallet_transactions,
-    settle_credits,
-    transaction_body,
-    wallet_transaction_of,
-    wallet_transactions_by_ids,
-)
+from store import wallet_transactions, wallets
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import (
-    Fields,
-    ok,
-    page_params,
-    pagination_meta,
-    read_wrapped,
-)
+from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
 
 
 async def top_up(request: web.Request) -> web.Response:
     """Paid, granted or voided credits on an active wallet; answers the transactions."""
     ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "wallet_transaction"), TRANSACTION_FIELDS)
+    fields = Fields(
+        await read_wrapped(request, "wallet_transaction"), wallet_transactions.TRANSACTION_FIELDS
+    )
     raw_id = fields.text("wallet_id", required=True, max_length=64)
     credits = {
         k: fields.decimal(k, low=Decimal(0), high=wallets.MAX_AMOUNT)
@@ -54,9 +42,9 @@ async def top_up(request: web.Request) -> web.Response:
             or wallets.is_expired(wallet, datetime.now(UTC))
         ):
             raise NotFound("wallet")
-        ids = await settle_credits(conn, wallet, credits, name, metadata)
-        rows = await wallet_transactions_by_ids(conn, ids)
-    return ok({"wallet_transactions": [transaction_body(r) for r in rows]})
+        ids = await wallet_transactions.settle_credits(conn, wallet, credits, name, metadata)
+        rows = await wallet_transactions.wallet_transactions_by_ids(conn, ids)
+    return ok({"wallet_transactions": [wallet_transactions.transaction_body(r) for r in rows]})
 
 
 async def find_transaction(request: web.Request) -> web.Response:
@@ -66,10 +54,10 @@ async def find_transaction(request: web.Request) -> web.Response:
     except ValueError:
         raise NotFound("wallet_transaction") from None
     async with ctx.db.acquire() as conn:
-        row = await wallet_transaction_of(conn, org.id, transaction_id)
+        row = await wallet_transactions.wallet_transaction_of(conn, org.id, transaction_id)
     if row is None:
         raise NotFound("wallet_transaction")
-    return ok({"wallet_transaction": transaction_body(row)})
+    return ok({"wallet_transaction": wallet_transactions.transaction_body(row)})
 
 
 async def find_transactions(request: web.Request) -> web.Response:
@@ -81,12 +69,12 @@ async def find_transactions(request: web.Request) -> web.Response:
     }
     async with ctx.db.acquire() as conn:
         wallet = await wallet_of_request(conn, request)
-        rows, total = await list_wallet_transactions(
+        rows, total = await wallet_transactions.list_wallet_transactions(
             conn, wallet["id"], filters, per_page, (page - 1) * per_page
         )
     return ok(
         {
-            "wallet_transactions": [transaction_body(r) for r in rows],
+            "wallet_transactions": [wallet_transactions.transaction_body(r) for r in rows],
             "meta": pagination_meta(page, per_page, total),
         }
     )

@@ -10,34 +10,17 @@ from aiohttp import web
 
 from meterflow import db
 from meterflow.db import Conn
-from store import customers
-from store.wallets import (
-    EDITABLE,
-    WALLET_FIELDS,
-    create_wallet,
-    list_wallets,
-    refuse_unsupported,
-    terminate_wallet,
-    update_wallet,
-    wallet_body,
-    wallet_by_code,
-    wallet_by_id,
-)
+from store import customers, wallets
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import (
-    INVALID,
-    Fields,
-    ok,
-    page_params,
-    pagination_meta,
-    read_wrapped,
-)
+from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
 
 
 async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
     raw = await read_wrapped(request, "wallet")
-    body = await create_wallet(context(request), organization(request), raw, external_customer_id)
+    body = await wallets.create_wallet(
+        context(request), organization(request), raw, external_customer_id
+    )
     return ok({"wallet": body})
 
 
@@ -59,14 +42,14 @@ async def wallet_of_request(
             wallet_id = uuid.UUID(request.match_info["lago_id"])
         except ValueError:
             raise NotFound("wallet") from None
-        row = await wallet_by_id(conn, org.id, wallet_id, lock=lock)
+        row = await wallets.wallet_by_id(conn, org.id, wallet_id, lock=lock)
     else:
         customer = await customers.customer_by_external_id(
             conn, org.id, request.match_info["external_customer_id"]
         )
         if customer is None:
             raise NotFound("customer")
-        row = await wallet_by_code(conn, customer["id"], request.match_info["code"])
+        row = await wallets.wallet_by_code(conn, customer["id"], request.match_info["code"])
     if row is None:
         raise NotFound("wallet")
     return row
@@ -75,13 +58,13 @@ async def wallet_of_request(
 async def find(request: web.Request) -> web.Response:
     async with context(request).db.acquire() as conn:
         row = await wallet_of_request(conn, request)
-    return ok({"wallet": wallet_body(row)})
+    return ok({"wallet": wallets.wallet_body(row)})
 
 
 async def update(request: web.Request) -> web.Response:
     """Change the name, code, priority, expiry or metadata (Lago's editable fields)."""
     ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "wallet"), WALLET_FIELDS)
+    fields = Fields(await read_wrapped(request, "wallet"), wallets.WALLET_FIELDS)
     given: dict[str, Any] = {
         "name": fields.text("name"),
         "code": fields.text("code"),
@@ -91,8 +74,8 @@ async def update(request: web.Request) -> web.Response:
     }
     if given["priority"] is not None and given["priority"] > 50:
         fields.add("priority", INVALID)
-    refuse_unsupported(fields)
-    for name in WALLET_FIELDS - set(EDITABLE):
+    wallets.refuse_unsupported(fields)
+    for name in wallets.WALLET_FIELDS - set(wallets.EDITABLE):
         if fields.raw.get(name) is not None and name not in (
             "applies_to",
             "recurring_transaction_rules",
@@ -112,20 +95,20 @@ async def update(request: web.Request) -> web.Response:
         columns.update({k: v for k, v in given.items() if fields.has(k) and k != "metadata"})
         columns["priority"] = columns["priority"] or 50
         columns["attributes"] = attributes
-        await update_wallet(conn, row["id"], columns)
-        updated = await wallet_by_id(conn, org.id, row["id"])
+        await wallets.update_wallet(conn, row["id"], columns)
+        updated = await wallets.wallet_by_id(conn, org.id, row["id"])
     assert updated is not None
-    return ok({"wallet": wallet_body(updated)})
+    return ok({"wallet": wallets.wallet_body(updated)})
 
 
 async def terminate(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with db.unit_of_work(ctx.db) as conn:
         row = await wallet_of_request(conn, request, lock=True)
-        await terminate_wallet(conn, row["id"])
-        updated = await wallet_by_id(conn, org.id, row["id"])
+        await wallets.terminate_wallet(conn, row["id"])
+        updated = await wallets.wallet_by_id(conn, org.id, row["id"])
     assert updated is not None
-    return ok({"wallet": wallet_body(updated)})
+    return ok({"wallet": wallets.wallet_body(updated)})
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
@@ -133,7 +116,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
     page, per_page = page_params(request)
     async with ctx.db.acquire() as conn:
         await customers.check_customer(conn, org.id, external_customer_id)
-        rows, total = await list_wallets(
+        rows, total = await wallets.list_wallets(
             conn,
             org.id,
             external_customer_id=external_customer_id,
@@ -142,7 +125,10 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
             offset=(page - 1) * per_page,
         )
     return ok(
-        {"wallets": [wallet_body(r) for r in rows], "meta": pagination_meta(page, per_page, total)}
+        {
+            "wallets": [wallets.wallet_body(r) for r in rows],
+            "meta": pagination_meta(page, per_page, total),
+        }
     )
 
 

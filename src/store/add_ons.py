@@ -4,19 +4,15 @@ the add-on's own taxes."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
-from meterflow import db
 from meterflow.db import Conn
-from store import taxes
+from store import code_keyed, database, taxes
 from store.taxes import check_tax_codes, tax_body
-from web.payload import (
-    Fields,
-    currency,
-    iso,
-)
+from web.payload import Fields, currency, iso
 
 _FIELDS = {
     "name",
@@ -46,21 +42,18 @@ def add_on_body(row: asyncpg.Record, taxes: list[asyncpg.Record]) -> dict[str, A
     }
 
 
-async def add_on(
-    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
-) -> asyncpg.Record | None:
-    """The organization's live add-on called `code`."""
-    return await conn.fetchrow(
-        "SELECT * FROM add_ons WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
-        + (" FOR UPDATE" if lock else ""),
-        org,
-        code,
-    )
+add_on = database.code_lookup("add_ons", live=True)
+_WRITTEN = (*ADD_ON_COLUMNS, "amount_currency")
+
+
+async def render(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """The add-ons' bodies, each with its taxes."""
+    found = await taxes.taxes_of(conn, "add_on", [r["id"] for r in rows])
+    return [add_on_body(r, found[r["id"]]) for r in rows]
 
 
 async def add_on_with_taxes(conn: Conn, row: asyncpg.Record) -> dict[str, Any]:
-    found = await taxes.taxes_of(conn, "add_on", [row["id"]])
-    return add_on_body(row, found[row["id"]])
+    return (await render(conn, [row]))[0]
 
 
 def parse_add_on(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str, Any]:
@@ -101,18 +94,43 @@ async def check_taxes(conn: Conn, org: uuid.UUID, raw: dict[str, Any]) -> None:
     )
 
 
+async def _parse(
+    conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
+) -> dict[str, Any]:
+    columns = parse_add_on(raw, current)
+    await check_taxes(conn, org, raw)
+    return columns
+
+
+async def _attach(
+    conn: Conn, org: uuid.UUID, row: asyncpg.Record, columns: Mapping[str, Any]
+) -> None:
+    if columns.get("tax_codes") is not None:
+        await set_taxes(conn, org, row["id"], columns["tax_codes"])
+
+
+async def _delete(conn: Conn, current: asyncpg.Record) -> asyncpg.Record:
+    """Soft: issued invoices keep their fees of it."""
+    await conn.execute("UPDATE add_ons SET deleted_at = now() WHERE id = $1", current["id"])
+    return current
+
+
+ADD_ONS = code_keyed.CodeKeyed(
+    "add_on",
+    "add_ons",
+    add_on,
+    _parse,
+    database.inserter("add_ons", _WRITTEN),
+    database.updater("add_ons", _WRITTEN, versioned=False),
+    _delete,
+    render,
+    database.lister("add_ons", live=True),
+    attach=_attach,
+)
+
+
 async def list_add_ons(
     conn: Conn, org: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of the organization's add-ons, newest first, and how many there are."""
-    rows, total = await db.fetch_page(
-        conn,
-        "SELECT * FROM add_ons ",
-        "WHERE organization_id = $1 AND deleted_at IS NULL ",
-        (org,),
-        order="created_at DESC, id",
-        limit=limit,
-        offset=offset,
-    )
-    found = await taxes.taxes_of(conn, "add_on", [r["id"] for r in rows])
-    return [add_on_body(r, found[r["id"]]) for r in rows], total
+    return await code_keyed.page(ADD_ONS, conn, org, limit, offset)

@@ -14,11 +14,7 @@ from meterflow.db import Conn
 from store import coupons, customers
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import (
-    Fields,
-    currency,
-    iso,
-)
+from web.payload import Fields, currency, iso
 
 _APPLIED_COUPON = (
     "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.expiration_at, "

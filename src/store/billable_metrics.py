@@ -9,7 +9,7 @@ import asyncpg
 
 from billing.aggregations import AGGREGATIONS
 from meterflow.db import Conn
-from store import database
+from store import code_keyed, database, plans, records
 from web.payload import INVALID, Fields
 
 _ALLOWED = {
@@ -125,14 +125,7 @@ def current_metric(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def billable_metric_by_code(
-    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
-) -> asyncpg.Record | None:
-    sql = (
-        "SELECT * FROM billable_metrics WHERE organization_id = $1 AND code = $2 "
-        "AND deleted_at IS NULL"
-    )
-    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+billable_metric_by_code = database.code_lookup("billable_metrics", live=True)
 
 
 async def billable_metrics_by_ids(
@@ -164,16 +157,8 @@ _COLUMNS = (
 )
 
 
-async def insert_billable_metric(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    metric_id = uuid.uuid4()
-    sql = database.insert_row("billable_metrics", _COLUMNS)
-    await conn.execute(sql, metric_id, org, *database.values(columns, _COLUMNS))
-    return metric_id
-
-
-async def update_billable_metric(conn: Conn, metric_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    sql = database.update_row("billable_metrics", _COLUMNS, versioned=True)
-    await conn.execute(sql, metric_id, *database.values(columns, _COLUMNS))
+insert_billable_metric = database.inserter("billable_metrics", _COLUMNS)
+update_billable_metric = database.updater("billable_metrics", _COLUMNS, versioned=True)
 
 
 async def plans_using_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
@@ -187,15 +172,53 @@ async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.
     """Soft-delete the metric and remove its charges; returns the plans that lost one."""
     plans = await plans_using_metric(conn, metric_id)
     await conn.execute("DELETE FROM charges WHERE billable_metric_id = $1", metric_id)
-    await conn.execute(
-        "UPDATE billable_metrics SET deleted_at = now(), version = version + 1, "
-        "updated_at = now() WHERE id = $1",
-        metric_id,
-    )
+    await database.soft_delete(conn, "billable_metrics", metric_id, versioned=True)
     return plans
 
 
-async def list_billable_metrics(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "billable_metrics", org, limit, offset, live=True)
+list_billable_metrics = database.lister("billable_metrics", live=True)
+
+
+async def _parse(
+    conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
+) -> dict[str, Any]:
+    return metric_columns(parse_metric(raw, None if current is None else current_metric(current)))
+
+
+async def _republish_plans(conn: Conn, plan_ids: list[uuid.UUID]) -> None:
+    """Plans nest their charges' metric code: their records go again."""
+    for plan_id in plan_ids:
+        await plans.bump_plan(conn, plan_id)
+        await records.enqueue_plan(conn, plan_id)
+
+
+async def _changed(conn: Conn, before: asyncpg.Record | None, after: asyncpg.Record) -> None:
+    await records.enqueue_billable_metric(conn, after["id"])
+    if before is not None and before["code"] != after["code"]:
+        await _republish_plans(conn, await plans_using_metric(conn, after["id"]))
+
+
+async def _delete(conn: Conn, current: asyncpg.Record) -> asyncpg.Record:
+    """As Lago does, the charges built on the metric go too (their plans republish)."""
+    plan_ids = await delete_billable_metric(conn, current["id"])
+    await records.enqueue_billable_metric(conn, current["id"])
+    await _republish_plans(conn, plan_ids)
+    return current
+
+
+async def _render(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [records.billable_metric_body(r) for r in rows]
+
+
+BILLABLE_METRICS = code_keyed.CodeKeyed(
+    "billable_metric",
+    "billable_metrics",
+    billable_metric_by_code,
+    _parse,
+    insert_billable_metric,
+    update_billable_metric,
+    _delete,
+    _render,
+    list_billable_metrics,
+    changed=_changed,
+)

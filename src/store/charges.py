@@ -12,10 +12,7 @@ from billing.errors import InvalidChargeProperties
 from meterflow.db import Conn
 from store import billable_metrics, taxes
 from web.errors import NotFound
-from web.payload import (
-    INVALID,
-    Fields,
-)
+from web.payload import INVALID, Fields
 
 
 async def charges_of(

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from meterflow.db import Conn
-from store import database
+from store import code_keyed, database
 from web.payload import (
     MANDATORY,
     Fields,
@@ -191,41 +191,14 @@ COUPON_COLUMNS = (
 )
 
 
-async def coupon_by_code(
-    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
-) -> asyncpg.Record | None:
-    sql = "SELECT * FROM coupons WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
-    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+coupon_by_code = database.code_lookup("coupons", live=True)
+insert_coupon = database.inserter("coupons", COUPON_COLUMNS)
+update_coupon = database.updater("coupons", COUPON_COLUMNS, versioned=False)
 
 
-async def insert_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    names = ", ".join(COUPON_COLUMNS)
-    params = ", ".join(f"${i}" for i in range(3, len(COUPON_COLUMNS) + 3))
-    row = await conn.fetchrow(
-        f"INSERT INTO coupons (id, organization_id, {names}) VALUES ($1, $2, {params}) RETURNING *",
-        uuid.uuid4(),
-        org,
-        *(columns[name] for name in COUPON_COLUMNS),
-    )
-    assert row is not None
-    return row
-
-
-async def update_coupon(
-    conn: Conn, coupon_id: uuid.UUID, columns: dict[str, Any]
-) -> asyncpg.Record:
-    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(COUPON_COLUMNS, start=2))
-    row = await conn.fetchrow(
-        f"UPDATE coupons SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
-        coupon_id,
-        *(columns[name] for name in COUPON_COLUMNS),
-    )
-    assert row is not None
-    return row
-
-
-async def delete_coupon(conn: Conn, coupon_id: uuid.UUID) -> asyncpg.Record:
+async def delete_coupon(conn: Conn, coupon: asyncpg.Record) -> asyncpg.Record:
     """Soft-delete and terminate the coupon, and terminate its active applications."""
+    coupon_id = coupon["id"]
     await conn.execute(
         "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
         "updated_at = now() WHERE coupon_id = $1 AND status = 'active'",
@@ -248,7 +221,24 @@ async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def list_coupons(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "coupons", org, limit, offset, live=True)
+list_coupons = database.lister("coupons", live=True)
+
+
+async def _parse(
+    conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
+) -> dict[str, Any]:
+    applied = current is not None and await coupon_applied(conn, current["id"])
+    return parse_coupon(raw, current, applied=applied)
+
+
+COUPONS = code_keyed.CodeKeyed(
+    "coupon",
+    "coupons",
+    coupon_by_code,
+    _parse,
+    insert_coupon,
+    update_coupon,
+    delete_coupon,
+    code_keyed.each(coupon_body),
+    list_coupons,
+)

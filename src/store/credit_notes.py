@@ -12,6 +12,7 @@ invoices (`read_model.credit_notes`), then `consumed`; voiding drops what is lef
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,10 +23,12 @@ from billing.credit_notes import CreditNoteAmounts
 from meterflow import webhook_outbox
 from meterflow.db import Conn
 from read_model.customers import customer_body, customer_by_id
-from read_model.invoices import fee_body
+from read_model.invoices import fee_body, owned_row
 from read_model.subscriptions import subscription_by_id
+from store import database, document_files
 from store.credit_note_amounts import applied_taxes
-from web.errors import NotFound, ValidationFailed
+from store.documents_pdf import render_credit_note
+from web.errors import NotAllowed, ValidationFailed
 from web.payload import INVALID, Fields, iso
 
 REASONS = (
@@ -244,19 +247,70 @@ async def _insert(
 async def note_row(
     conn: Conn, org: uuid.UUID, raw_id: str, *, lock: bool = False
 ) -> asyncpg.Record:
-    try:
-        note_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise NotFound("credit_note") from None
-    row = await conn.fetchrow(
-        "SELECT * FROM credit_notes WHERE id = $1 AND organization_id = $2"
-        + (" FOR UPDATE" if lock else ""),
-        note_id,
-        org,
+    return await owned_row(conn, "credit_notes", "credit_note", org, raw_id, lock=lock)
+
+
+async def set_refund_status(
+    conn: Conn,
+    org: uuid.UUID,
+    lago_id: str,
+    refund_status: str | None,
+    metadata: dict[str, str | None] | None,
+) -> dict[str, Any]:
+    """A refund status (and metadata, when given) on a credit note that refunds something."""
+    note = await note_row(conn, org, lago_id, lock=True)
+    if not note["refund_amount_cents"]:
+        raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
+    updated = await database.written_row(
+        conn,
+        "UPDATE credit_notes SET refund_status = $2, metadata = coalesce($3, metadata), "
+        "updated_at = now() WHERE id = $1 RETURNING *",
+        note["id"],
+        refund_status,
+        metadata,
     )
-    if row is None:
-        raise NotFound("credit_note")
-    return row
+    return await note_body(conn, updated)
+
+
+async def void_note(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+    """Void what is left to credit; only a credit note with an available balance can be."""
+    note = await note_row(conn, org, lago_id, lock=True)
+    if note["credit_status"] != "available":
+        raise NotAllowed(code="no_voidable_amount")
+    voided = await database.written_row(
+        conn,
+        "UPDATE credit_notes SET credit_status = 'voided', balance_amount_cents = 0, "
+        "voided_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
+        note["id"],
+    )
+    return await note_body(conn, voided)
+
+
+async def change_metadata(
+    conn: Conn,
+    org: uuid.UUID,
+    lago_id: str,
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> dict[str, Any] | None:
+    """Apply `change(current) -> new` to the credit note's metadata; returns the new one."""
+    note = await note_row(conn, org, lago_id, lock=True)
+    metadata = change(dict(note["metadata"] or {}))
+    await conn.execute(
+        "UPDATE credit_notes SET metadata = $2, updated_at = now() WHERE id = $1",
+        note["id"],
+        metadata or {},
+    )
+    return metadata
+
+
+async def note_file(conn: Conn, org: uuid.UUID, lago_id: str, base_url: str) -> dict[str, Any]:
+    """The credit note's body with the `file_url` of its PDF, rendered and stored the first
+    time (announced by `credit_note.generated`)."""
+    note = await note_row(conn, org, lago_id, lock=True)
+    body = await note_body(conn, note)
+    return await document_files.with_file(
+        conn, org, "credit_notes", body, render_credit_note, base_url
+    )
 
 
 async def list_credit_notes(

@@ -12,21 +12,12 @@ import asyncpg
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from read_model.customers import (
-    ADDRESS_FIELDS,
-    CUSTOMER_TEXT_FIELDS,
-    SELECT_CUSTOMER,
-)
+from read_model.customers import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, SELECT_CUSTOMER
 from store import applied_coupons, database, records, subscriptions, taxes
 from store.taxes import check_tax_codes, tax_body
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import (
-    INVALID,
-    Fields,
-    currency,
-    iso,
-)
+from web.payload import INVALID, Fields, currency, iso
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -346,11 +337,7 @@ async def update_customer(conn: Conn, customer_id: uuid.UUID, columns: dict[str,
 
 
 async def mark_customer_deleted(conn: Conn, customer_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE customers SET deleted_at = now(), version = version + 1, updated_at = now() "
-        "WHERE id = $1",
-        customer_id,
-    )
+    await database.soft_delete(conn, "customers", customer_id, versioned=True)
 
 
 async def customer_by_lago_id(

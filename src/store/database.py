@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -14,10 +14,31 @@ from meterflow.db import Conn
 from web.errors import ValidationFailed
 
 Lookup = Callable[[Conn, uuid.UUID, str], Awaitable[asyncpg.Record | None]]
+Body = dict[str, Any]
+
+
+class LockingLookup(Protocol):
+    def __call__(
+        self, conn: Conn, org: uuid.UUID, code: str, /, *, lock: bool = False
+    ) -> Awaitable[asyncpg.Record | None]: ...
 
 
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
     return await db.create_pool(dsn, schema=schema, size=size, init=db.use_orjson)
+
+
+def code_lookup(table: str, *, live: bool) -> LockingLookup:
+    """The organization's row of `table` with this `code` (`live`: not deleted), locked until
+    the transaction ends when asked."""
+    sql = f"SELECT * FROM {table} WHERE organization_id = $1 AND code = $2"
+    sql += " AND deleted_at IS NULL" if live else ""
+
+    async def lookup(
+        conn: Conn, org: uuid.UUID, code: str, /, *, lock: bool = False
+    ) -> asyncpg.Record | None:
+        return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+
+    return lookup
 
 
 async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
@@ -34,6 +55,16 @@ async def claim_code(conn: Conn, org: uuid.UUID, kind: str, code: str, lookup: L
     await claim_name(conn, org, kind, code)
     if await lookup(conn, org, code) is not None:
         raise ValidationFailed({"code": ["value_already_exist"]})
+
+
+async def claim_changed_code(
+    conn: Conn, org: uuid.UUID, kind: str, current: asyncpg.Record, code: str, lookup: Lookup
+) -> bool:
+    """`claim_code` when an update renames the object; whether it did."""
+    if code == current["code"]:
+        return False
+    await claim_code(conn, org, kind, code, lookup)
+    return True
 
 
 Row = asyncpg.Record
@@ -53,6 +84,20 @@ async def organization_page(
         limit=limit,
         offset=offset,
     )
+
+
+Lister = Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[asyncpg.Record], int]]]
+
+
+def lister(table: str, *, live: bool) -> Lister:
+    """`organization_page` of `table`, for a resource's list."""
+
+    async def page(
+        conn: Conn, org: uuid.UUID, limit: int, offset: int
+    ) -> tuple[list[asyncpg.Record], int]:
+        return await organization_page(conn, table, org, limit, offset, live=live)
+
+    return page
 
 
 def insert_row(table: str, names: Sequence[str], *, returning: bool = False) -> str:
@@ -77,3 +122,49 @@ def update_row(
 def values(columns: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
     """The values of `names`, in order, for `insert_row` or `update_row`."""
     return [columns[name] for name in names]
+
+
+async def written_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
+    """The row an `INSERT` or `UPDATE ... RETURNING *` wrote (it must write one)."""
+    row = await conn.fetchrow(sql, *args)
+    assert row is not None
+    return row
+
+
+Inserter = Callable[[Conn, uuid.UUID, Mapping[str, Any]], Awaitable[asyncpg.Record]]
+Updater = Callable[[Conn, asyncpg.Record, Mapping[str, Any]], Awaitable[asyncpg.Record]]
+
+
+def inserter(table: str, names: Sequence[str]) -> Inserter:
+    """Insert a new row of `table` for an organization from its `names` columns; returns it."""
+    sql = insert_row(table, names, returning=True)
+
+    async def insert(conn: Conn, org: uuid.UUID, columns: Mapping[str, Any]) -> asyncpg.Record:
+        row = await conn.fetchrow(sql, uuid.uuid4(), org, *values(columns, names))
+        assert row is not None
+        return row
+
+    return insert
+
+
+def updater(table: str, names: Sequence[str], *, versioned: bool) -> Updater:
+    """Write the `names` columns over a row of `table` (see `update_row`); returns it."""
+    sql = update_row(table, names, versioned=versioned, returning=True)
+
+    async def update(
+        conn: Conn, current: asyncpg.Record, columns: Mapping[str, Any]
+    ) -> asyncpg.Record:
+        row = await conn.fetchrow(sql, current["id"], *values(columns, names))
+        assert row is not None
+        return row
+
+    return update
+
+
+async def soft_delete(conn: Conn, table: str, row_id: uuid.UUID, *, versioned: bool) -> None:
+    """Mark a row of `table` deleted (readers skip it; invoices that name it keep it); a
+    `versioned` row also gets its version bumped, so its catalog record says so."""
+    bump = "version = version + 1, " if versioned else ""
+    await conn.execute(
+        f"UPDATE {table} SET deleted_at = now(), {bump}updated_at = now() WHERE id = $1", row_id
+    )

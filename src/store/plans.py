@@ -4,20 +4,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import asyncpg
 
 from billing.periods import PlanInterval
 from meterflow.db import Conn
-from store import database, taxes
-from store.taxes import tax_body
-from web.payload import (
-    INVALID,
-    Fields,
-    currency,
-)
+from store import charges, code_keyed, database, records, subscriptions, taxes
+from store.taxes import check_tax_codes, tax_body
+from web.errors import ValidationFailed
+from web.payload import INVALID, Fields, currency
 
 INTERVALS = tuple(PlanInterval)
 
@@ -147,11 +144,7 @@ async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str,
     return bodies
 
 
-async def plan_by_code(
-    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
-) -> asyncpg.Record | None:
-    sql = "SELECT * FROM plans WHERE organization_id = $1 AND code = $2 AND deleted_at IS NULL"
-    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+plan_by_code = database.code_lookup("plans", live=True)
 
 
 async def plan_by_id(conn: Conn, plan_id: uuid.UUID) -> asyncpg.Record:
@@ -171,29 +164,9 @@ _COLUMNS = (
 )
 
 
-async def insert_plan(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    plan_id = uuid.uuid4()
-    sql = database.insert_row("plans", _COLUMNS)
-    await conn.execute(sql, plan_id, org, *database.values(columns, _COLUMNS))
-    return plan_id
-
-
-async def update_plan(conn: Conn, plan_id: uuid.UUID, columns: dict[str, Any]) -> None:
-    sql = database.update_row("plans", _COLUMNS, versioned=True)
-    await conn.execute(sql, plan_id, *database.values(columns, _COLUMNS))
-
-
 async def bump_plan(conn: Conn, plan_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE plans SET version = version + 1, updated_at = now() WHERE id = $1", plan_id
-    )
-
-
-async def delete_plan(conn: Conn, plan_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE plans SET deleted_at = now(), version = version + 1, updated_at = now() "
-        "WHERE id = $1",
-        plan_id,
     )
 
 
@@ -206,7 +179,70 @@ async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def list_plans(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "plans", org, limit, offset, live=True)
+list_plans = database.lister("plans", live=True)
+
+
+async def _parse(
+    conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
+) -> dict[str, Any]:
+    """The plan's columns, its `charges` (None: an update keeps them) and `tax_codes`. When
+    `charges` is given it becomes the plan's full charge list (a charge keeps its lago_id
+    when its `id` is sent back)."""
+    fields = Fields(raw, PLAN_FIELDS)
+    raw_charges = fields.array("charges")
+    known = await taxes.known_tax_codes(conn, org, fields.raw.get("tax_codes"))
+    check_tax_codes(fields.raw.get("tax_codes"), known)
+    plan = plan_fields(fields, None if current is None else current_plan(current), known)
+    new_charges = None
+    if current is None or raw_charges is not None:
+        existing = set() if current is None else await charges.charge_ids_of(conn, current["id"])
+        new_charges = await charges.parse_charges(conn, org, fields, raw_charges or [], existing)
+    fields.check()
+    return {**plan_columns(plan), "charges": new_charges, "tax_codes": plan.get("tax_codes")}
+
+
+async def _attach(
+    conn: Conn, org: uuid.UUID, row: asyncpg.Record, columns: Mapping[str, Any]
+) -> None:
+    if columns["charges"] is not None:
+        await charges.replace_charges(conn, row["id"], columns["charges"])
+    await set_taxes(conn, org, row["id"], columns["tax_codes"])
+
+
+async def _changed(conn: Conn, before: asyncpg.Record | None, after: asyncpg.Record) -> None:
+    await records.enqueue_plan(conn, after["id"])
+    if before is None:
+        return
+    # Subscriptions carry their plan's code, amount and interval: republish them.
+    for subscription_id in await subscriptions.live_subscription_ids_of_plan(conn, after["id"]):
+        await subscriptions.bump_subscription(conn, subscription_id)
+        await records.enqueue_subscription(conn, subscription_id)
+
+
+async def _delete(conn: Conn, current: asyncpg.Record) -> asyncpg.Record:
+    """Delete a plan no live subscription uses (Lago terminates them; meterflow asks the
+    caller to terminate them first, so no usage is dropped by surprise)."""
+    if await plan_in_use(conn, current["id"]):
+        raise ValidationFailed({"plan": ["attached_to_live_subscriptions"]})
+    await database.soft_delete(conn, "plans", current["id"], versioned=True)
+    await records.enqueue_plan(conn, current["id"])
+    return current
+
+
+async def _render(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return await with_taxes(conn, await records.plan_bodies(conn, rows))
+
+
+PLANS = code_keyed.CodeKeyed(
+    "plan",
+    "plans",
+    plan_by_code,
+    _parse,
+    database.inserter("plans", _COLUMNS),
+    database.updater("plans", _COLUMNS, versioned=True),
+    _delete,
+    _render,
+    list_plans,
+    attach=_attach,
+    changed=_changed,
+)

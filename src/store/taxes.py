@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from meterflow.db import Conn
-from store import database
+from store import code_keyed, database
 from web.errors import NotFound
 from web.payload import Fields, is_text, iso
 
@@ -73,11 +73,7 @@ def tax_fields(raw: dict[str, Any], current: asyncpg.Record | None) -> dict[str,
     return merged
 
 
-async def tax_by_code(
-    conn: Conn, org: uuid.UUID, code: str, *, lock: bool = False
-) -> asyncpg.Record | None:
-    sql = "SELECT * FROM taxes WHERE organization_id = $1 AND code = $2"
-    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), org, code)
+tax_by_code = database.code_lookup("taxes", live=False)
 
 
 async def known_tax_codes(conn: Conn, org: uuid.UUID, wanted: Any) -> set[str]:
@@ -105,28 +101,17 @@ async def taxes_by_codes(conn: Conn, org: uuid.UUID, codes: list[str]) -> list[a
 _COLUMNS = ("code", "name", "rate", "description", "applied_to_organization")
 
 
-async def insert_tax(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    sql = database.insert_row("taxes", _COLUMNS, returning=True)
-    row = await conn.fetchrow(sql, uuid.uuid4(), org, *database.values(columns, _COLUMNS))
-    assert row is not None
-    return row
+insert_tax = database.inserter("taxes", _COLUMNS)
+update_tax = database.updater("taxes", _COLUMNS, versioned=False)
 
 
-async def update_tax(conn: Conn, tax_id: uuid.UUID, columns: dict[str, Any]) -> asyncpg.Record:
-    sql = database.update_row("taxes", _COLUMNS, versioned=False, returning=True)
-    row = await conn.fetchrow(sql, tax_id, *database.values(columns, _COLUMNS))
-    assert row is not None
-    return row
+async def delete_tax(conn: Conn, tax: asyncpg.Record) -> asyncpg.Record:
+    """Delete the tax; customers and plans lose it, issued invoices keep their snapshot."""
+    await conn.execute("DELETE FROM taxes WHERE id = $1", tax["id"])
+    return tax
 
 
-async def delete_tax(conn: Conn, tax_id: uuid.UUID) -> None:
-    await conn.execute("DELETE FROM taxes WHERE id = $1", tax_id)
-
-
-async def list_taxes(
-    conn: Conn, org: uuid.UUID, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    return await database.organization_page(conn, "taxes", org, limit, offset, live=False)
+list_taxes = database.lister("taxes", live=False)
 
 
 async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[asyncpg.Record]:
@@ -169,3 +154,22 @@ async def replace_taxes_of(
     await conn.execute(
         f"INSERT INTO {table} ({column}, tax_id) SELECT $1, unnest($2::uuid[])", owner_id, tax_ids
     )
+
+
+async def _parse(
+    conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
+) -> dict[str, Any]:
+    return tax_fields(raw, current)
+
+
+TAXES = code_keyed.CodeKeyed(
+    "tax",
+    "taxes",
+    tax_by_code,
+    _parse,
+    insert_tax,
+    update_tax,
+    delete_tax,
+    code_keyed.each(tax_body),
+    list_taxes,
+)

@@ -14,9 +14,7 @@ from meterflow import db
 from meterflow.db import Conn
 from store import wallets
 from web.errors import ValidationFailed
-from web.payload import (
-    iso,
-)
+from web.payload import iso
 
 
 async def add_wallet_transaction(

@@ -33,12 +33,7 @@ from meterflow.db import Conn
 from store import customers, database, wallet_transactions
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import (
-    INVALID,
-    Fields,
-    currency,
-    iso,
-)
+from web.payload import INVALID, Fields, currency, iso
 
 WALLET_FIELDS = {
     "external_customer_id",

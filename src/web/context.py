@@ -12,6 +12,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from meterflow.event_records import WireEvent
 from meterflow.settings import Settings
 from web.key_cache import KeyCache
 from web.metrics import IngestMetrics
@@ -36,6 +37,8 @@ class Producer(Protocol):
     async def send_all(
         self, topic: str, messages: Sequence[tuple[bytes, bytes]], *, pack: bool = False
     ) -> None: ...
+
+    async def send_events(self, topic: str, events: Sequence[WireEvent]) -> None: ...
 
 
 class CatalogOutbox(Protocol):

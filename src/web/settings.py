@@ -9,6 +9,18 @@ from dataclasses import dataclass
 from meterflow.errors import ConfigurationError
 from meterflow.settings import setting, settings_from_env
 
+_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+def _compression(value: str) -> str | None:
+    """A Kafka codec aiokafka knows, or None for `none`."""
+    name = value.strip().lower() or "none"
+    if name not in _COMPRESSIONS:
+        raise ConfigurationError(
+            f"METERFLOW_INGEST_KAFKA_COMPRESSION={value!r}: use one of {', '.join(_COMPRESSIONS)}"
+        )
+    return None if name == "none" else name
+
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
@@ -32,12 +44,20 @@ class IngestSettings:
     usage_timeout: float = setting("METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001)
     workers: int = setting("METERFLOW_INGEST_WORKERS", 1, minimum=1)
     key_cache_seconds: float = setting("METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0)
+    kafka_compression: str | None = "snappy"  # METERFLOW_INGEST_KAFKA_COMPRESSION ("none": None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
         env = os.environ if env is None else env
         aggregator_url = env.get("METERFLOW_AGGREGATOR_URL") or "http://127.0.0.1:6066"
-        settings = settings_from_env(cls, env, aggregator_url=aggregator_url.rstrip("/"))
+        settings = settings_from_env(
+            cls,
+            env,
+            aggregator_url=aggregator_url.rstrip("/"),
+            kafka_compression=_compression(
+                env.get("METERFLOW_INGEST_KAFKA_COMPRESSION") or "snappy"
+            ),
+        )
         if settings.workers > 1 and settings.port == 0:
             raise ConfigurationError(
                 "METERFLOW_INGEST_WORKERS > 1 needs a fixed METERFLOW_INGEST_PORT (not 0) "

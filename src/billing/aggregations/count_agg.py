@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Self
 
 from billing.aggregations import snapshot
-from billing.aggregations.aggregation import Aggregation, EventValue, require_aware
+from billing.aggregations.aggregation import Added, Aggregation, EventValue, require_aware
 
 
 @dataclass(slots=True)
@@ -27,6 +27,11 @@ class CountAggregation(Aggregation):
     def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
         require_aware(timestamp)
         self.events_count += 1
+
+    def add_many(self, events: Sequence[Added]) -> None:
+        for _, timestamp, _ in events:
+            require_aware(timestamp)
+        self.events_count += len(events)
 
     def merge(self, other: Self) -> Self:
         return type(self)(self.events_count + other.events_count)

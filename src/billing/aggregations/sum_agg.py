@@ -12,6 +12,7 @@ from typing import ClassVar, Self
 from billing.aggregations import snapshot
 from billing.aggregations.aggregation import (
     EXACT,
+    Added,
     Aggregation,
     EventValue,
     require_aware,
@@ -95,6 +96,17 @@ class SumAggregation(Aggregation):
             self.events.append((instant, transaction_id, number))
             if len(self.events) >= _COMPACT_AT:
                 self.compact()
+
+    def add_many(self, events: Sequence[Added]) -> None:
+        if self.events is not None:  # kept one by one, compacted as they come
+            Aggregation.add_many(self, events)  # (a slots dataclass: no zero-argument super)
+            return
+        total = self.total
+        for value, timestamp, _ in events:
+            total = EXACT.add(total, require_decimal(value, self.aggregation_type))
+            require_aware(timestamp)
+        self.total = total
+        self.events_count += len(events)
 
     def compact(self) -> None:
         """Fold the kept events past the prefix the charge reads into the tail."""

@@ -66,13 +66,13 @@ def test_markers_expire_by_day_and_only_on_owned_partitions() -> None:
     markers.write([NewMarker("o1\x1fs1", a, 0, 10, soon), NewMarker("o1\x1fs1", b, 0, 11, later)])
     assert len(store) == 2 and len(markers) == 2
     # Partitions owned by another worker are left alone.
-    assert markers.expire(now + timedelta(days=30), {1}) == 0
+    assert markers.expire(now + timedelta(days=30), {1}) == (0, False)
     markers.invalidate()  # as after the rebalance that moved them
-    assert markers.expire(now + timedelta(days=2), {0}) == 1
+    assert markers.expire(now + timedelta(days=2), {0}) == (1, False)
     assert not markers.seen("o1\x1fs1", a)
     assert markers.seen("o1\x1fs1", b)
     assert len(store) == 1 and len(markers) == 1
-    assert markers.expire(now + timedelta(days=11), {0}) == 1
+    assert markers.expire(now + timedelta(days=11), {0}) == (1, False)
     assert len(store) == 0 and len(markers) == 0
 
 

@@ -93,3 +93,30 @@ def test_kept_event_amounts_do_not_depend_on_batching(a: list[Event], b: list[Ev
     merged = kept(a).merge(kept(b))
     assert merged.event_amounts() == kept(a + b).event_amounts()
     assert aggregation_from_dict(merged.to_dict()).to_dict() == kept(b + a).to_dict()
+
+
+@pytest.mark.parametrize("kind", sorted(AGGREGATIONS))
+def test_add_many_is_one_add_per_event(kind: str) -> None:
+    """The aggregator folds a batch's events of one state in one `add_many` call."""
+
+    @PROPERTY_SETTINGS
+    @given(events_for(kind), events_for(kind))
+    def check(before: list[Event], batch: list[Event]) -> None:
+        one_by_one = state_of(kind, before + batch)
+        at_once = state_of(kind, before)
+        at_once.add_many(batch)
+        assert at_once.to_dict() == one_by_one.to_dict()
+
+    check()
+
+
+@PROPERTY_SETTINGS
+@given(events_for("sum_agg"))
+def test_add_many_keeps_events_like_add(batch: list[Event]) -> None:
+    one_by_one = SumAggregation.initialize(PERIOD, keep_events=True)
+    for value, timestamp, transaction_id in batch:
+        one_by_one.add(value, timestamp, transaction_id)
+    at_once = SumAggregation.initialize(PERIOD, keep_events=True)
+    at_once.add_many(batch)
+    assert at_once.to_dict() == one_by_one.to_dict()
+    assert at_once.event_amounts() == one_by_one.event_amounts()

@@ -51,3 +51,18 @@ def test_workers_default_to_one_and_need_a_fixed_port() -> None:
         IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "0"})
     with pytest.raises(ConfigurationError, match="METERFLOW_INGEST_PORT"):
         IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "2", "METERFLOW_INGEST_PORT": "0"})
+
+
+@pytest.mark.parametrize(
+    ("value", "codec"), [(None, "snappy"), ("", "snappy"), ("none", None), ("ZSTD", "zstd")]
+)
+def test_kafka_compression_defaults_to_snappy_and_none_turns_it_off(
+    value: str | None, codec: str | None
+) -> None:
+    env = {} if value is None else {"METERFLOW_INGEST_KAFKA_COMPRESSION": value}
+    assert IngestSettings.from_env(env).kafka_compression == codec
+
+
+def test_an_unknown_kafka_compression_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match="none, gzip, snappy, lz4, zstd"):
+        IngestSettings.from_env({"METERFLOW_INGEST_KAFKA_COMPRESSION": "brotli"})

@@ -13,7 +13,8 @@ from aggregator.catalog_view import ChargeTerms as AggregatorCharge
 from aggregator.catalog_view import SubscriptionTerms as AggregatorTerms
 from aggregator.closing import charge_totals, period_key
 from invoicing.closed_period import parse_period_closed
-from invoicing.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
+from invoicing.pricing import price_period
+from invoicing.subscription_terms import ChargeTerms, PlanTerms, SubscriptionTerms
 
 ORG, SUB, CHARGE, METRIC = (str(uuid.uuid4()) for _ in range(4))
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -63,7 +64,8 @@ def test_the_aggregators_closed_period_prices_here() -> None:
             },
             received_at=END,
         )
-        domain.add(state, domain.value_of(aggregator_terms.charges[0], event), event)
+        value = domain.value_of(aggregator_terms.charges[0], event)
+        domain.add_many(state, [(value, event.timestamp, event.transaction_id)])
     charges = charge_totals(domain, aggregator_terms, START, END, {CHARGE: state.to_dict()})
     message = {
         "period_key": period_key(SUB, START),

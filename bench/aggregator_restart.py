@@ -1,0 +1,261 @@
+"""A worker restarted with a million open keys: how long until it answers current usage again,
+how long its event loop stalls meanwhile, and then while it closes every period at once.
+
+    .venv/bin/python -m bench.aggregator_restart [--subscriptions 500000] [--store rocksdb]
+        [--close]
+
+One `meterflow aggregator` process on its own topics: a catalog of S subscriptions (a plan
+with two charges, so 2 x S open (subscription, charge, period) keys), then one event per key,
+each with its own transaction id (2 x S dedupe markers). Once it has applied them all (and
+committed), the worker is killed with SIGKILL and started again on the same data directory.
+Measured: seconds from the new process's start to `/ready`, and to the first right answer of
+current usage for a sample of 200 subscriptions (checked: one event per charge); resident
+memory before the kill and after the restart; the event loop's longest stall, from the
+worker's own `meterflow_aggregator_loop_stall_seconds` histogram (stalls over 100 ms counted
+per phase). `--close` then terminates every subscription (one catalog record each): the
+worker closes S periods and emits S `periods_closed` messages; measured: seconds until its
+counter shows them all, and the stalls over 100 ms meanwhile. `--store memory` runs the
+same with the memory store (the state before issue 15's work: rebuilt from the changelogs).
+Prints a table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/aggregator_restart.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import dataclasses
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from aggregator.sample_catalog import SampleCatalog
+from bench import report
+from bench.memory import APPLIED, Case, case_events, produce_catalog, subscription
+from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
+from bench.workload import Usage, current_period_start, produce_events, usage_from_meterflow
+from meterflow.settings import Settings, Topics
+from meterflow.stack.local import LocalStack
+from meterflow.topics import delete_topics, ensure_topics
+
+STALLS = "meterflow_aggregator_loop_stall_seconds"
+STALL_MAX = "meterflow_aggregator_loop_stall_max_seconds"
+CLOSED = "meterflow_aggregator_periods_closed_total"
+SAMPLE = 200
+TIMEOUT = 1200.0
+
+
+def stalls_over(sample: dict[str, float], limit: str = "0.1") -> float:
+    """Stalls longer than `limit` seconds so far (histogram count minus its `le` bucket)."""
+    return sample.get(f"{STALLS}_count", 0.0) - sample.get(f'{STALLS}_bucket{{le="{limit}"}}', 0.0)
+
+
+async def answers(port: int, organization_id: str, picks: list[int]) -> bool:
+    """Every picked subscription's current usage shows its one event per charge."""
+    expected = Usage(1, 1, Decimal(1))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for i in picks:
+            url = (
+                f"http://127.0.0.1:{port}/current-usage/{subscription(i)}"
+                f"?organization_id={organization_id}"
+            )
+            try:
+                async with session.get(url) as response:
+                    if response.status != 200:
+                        return False
+                    body = orjson.loads(await response.read())
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+            expected.check("meterflow", subscription(i), usage_from_meterflow(body))
+    return True
+
+
+async def wait_for(worker: ServiceProcess, what: str, check: Any, started: float) -> float:
+    while not await check():
+        if worker.proc.poll() is not None:
+            raise worker.failed("exited")
+        if time.monotonic() - started > TIMEOUT:
+            raise worker.failed(f"{what} not reached within {TIMEOUT}s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def terminate_all(settings: Settings, organization_id: str, subscriptions: int) -> None:
+    """A termination record (version 2, terminated now) for every subscription."""
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
+    )
+    await producer.start()
+    try:
+        pending = []
+        starts = current_period_start().isoformat()
+        for i in range(subscriptions):
+            record = SampleCatalog(organization_id).subscription(
+                subscription(i),
+                customer="bench-customer",
+                plan_code="bench-plan",
+                subscription_at=starts,
+                terminated_at=now,
+            )
+            record = dataclasses.replace(record, version=2)
+            pending.append(
+                await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+            )
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def py_spy(worker: ServiceProcess, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the worker for 30 s, raw stacks to `path`."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--format", "raw", "-o", str(path), "--duration", "30"]
+    return subprocess.Popen(
+        [*command, "--pid", str(worker.proc.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def measure(
+    base: Settings,
+    subscriptions: int,
+    store: str,
+    close: bool,
+    keep_log: Path | None,
+    profile: Path | None,
+) -> dict[str, Any]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = replace(base, topics=Topics(prefix=prefix))
+    app_id = f"{prefix}aggregator"
+    organization_id = str(uuid.uuid4())
+    case = Case(subscriptions, 1)
+    picks = random.Random(7).sample(range(subscriptions), min(SAMPLE, subscriptions))
+    found: dict[str, Any] = {"subscriptions": subscriptions, "keys": case.keys, "store": store}
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    try:
+        await produce_catalog(settings, organization_id, subscriptions)
+        with tempfile.TemporaryDirectory() as tmp:
+            port, metrics_port = free_port(), free_port()
+            env = service_env(
+                settings,
+                METERFLOW_STATE_DIR=tmp,
+                METERFLOW_AGGREGATOR_APP_ID=app_id,
+                METERFLOW_AGGREGATOR_PORT=str(port),
+                METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
+                METERFLOW_AGGREGATOR_DATA_DIR=str(Path(tmp) / "aggregator"),
+                METERFLOW_AGGREGATOR_STORE=store,
+                METERFLOW_LOG_LEVEL="INFO",
+            )
+            log_path = Path(tmp) / "aggregator.log"
+
+            async def sample() -> dict[str, float]:
+                return await asyncio.to_thread(metrics, metrics_port)
+
+            worker = ServiceProcess("aggregator", env, log_path)
+            spy = None
+            try:
+                found["first_start_seconds"] = round(await worker.wait_http(port, "/ready"), 1)
+                started = time.monotonic()
+                if profile is not None:
+                    spy = py_spy(worker, profile.with_name(profile.name + ".apply"))
+                await produce_events(settings, organization_id, case_events(case, time.time() - 60))
+
+                async def applied() -> bool:
+                    return (await sample()).get(APPLIED, 0.0) >= case.events
+
+                applying = await wait_for(worker, "applied", applied, started)
+                found["apply_seconds"] = round(applying, 1)
+                await asyncio.sleep(5)  # offsets committed (every 2 s)
+                found["rss_before_kill_mb"] = round(worker.rss() / 2**20)
+                found["stalls_over_100ms_applying"] = stalls_over(await sample())
+            finally:
+                worker.kill()
+                if spy is not None:
+                    spy.wait(60)
+            worker = ServiceProcess("aggregator", env, log_path)
+            spy = None if profile is None else py_spy(worker, profile)
+            try:
+                started = time.monotonic()
+                found["restart_ready_seconds"] = round(await worker.wait_http(port, "/ready"), 2)
+
+                async def right() -> bool:
+                    return await answers(port, organization_id, picks)
+
+                found["restart_answers_seconds"] = round(
+                    await wait_for(worker, "answers", right, started), 2
+                )
+                after = await sample()
+                found["rss_after_restart_mb"] = round(worker.rss() / 2**20)
+                found["restart_stall_max_ms"] = round(after.get(STALL_MAX, 0.0) * 1000, 1)
+                found["stalls_over_100ms_restart"] = stalls_over(after)
+                if close:
+                    before = stalls_over(after)
+                    started = time.monotonic()
+                    await terminate_all(settings, organization_id, subscriptions)
+
+                    async def closed() -> bool:
+                        return (await sample()).get(CLOSED, 0.0) >= subscriptions
+
+                    found["close_all_seconds"] = round(
+                        await wait_for(worker, "closes", closed, started), 1
+                    )
+                    done = await sample()
+                    found["stalls_over_100ms_closing"] = stalls_over(done) - before
+                    found["stall_max_ms_overall"] = round(done.get(STALL_MAX, 0.0) * 1000, 1)
+            finally:
+                worker.stop()
+                if spy is not None:
+                    spy.wait(60)
+                if keep_log is not None:
+                    shutil.copyfile(log_path, keep_log)
+    finally:
+        await delete_app_topics(settings, app_id)
+        await delete_topics(settings.bootstrap_servers, settings.topics)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=500_000)
+    parser.add_argument("--store", choices=["rocksdb", "memory"], default="rocksdb")
+    parser.add_argument("--close", action="store_true")
+    parser.add_argument("--log", type=Path, help="keep the worker's log there")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy raw stacks of the restart (and of the first run: PATH.apply)",
+    )
+    args = parser.parse_args()
+    base = Settings.from_env()
+    LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
+    machine = asyncio.run(report.machine_facts(base))
+    found = asyncio.run(
+        measure(base, args.subscriptions, args.store, args.close, args.log, args.profile)
+    )
+    report.print_table(["measure", "value"], [[k, v] for k, v in found.items()])
+    report.write_record("aggregator_restart", machine, found)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The steps of a resource the API keys by its `code` (coupons, taxes, add-ons, billable
+metrics, plans), written once: parse the input, claim the code, write the row, answer bodies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from meterflow.db import Conn
+from store import database
+from store.database import Body, LockingLookup
+
+Row = asyncpg.Record
+Render = Callable[[Conn, list[Row]], Awaitable[list[Body]]]
+
+
+@dataclass(frozen=True)
+class CodeKeyed:
+    """What one code-keyed resource does in the database. `parse` checks an input against
+    the current row (None when creating) and returns its columns, raising ValidationFailed;
+    `attach` writes what hangs off the row (its taxes, its charges) after an insert or an
+    update; `delete` returns the row to answer with; `render` makes the bodies of many rows at
+    once; `changed` (resources on the catalog topic) runs after a create (before: None) or an
+    update, in the same transaction."""
+
+    kind: str
+    plural: str
+    lookup: LockingLookup
+    parse: Callable[[Conn, uuid.UUID, Body, Row | None], Awaitable[Body]]
+    insert: Callable[[Conn, uuid.UUID, Body], Awaitable[Row]]
+    update: Callable[[Conn, Row, Body], Awaitable[Row]]
+    delete: Callable[[Conn, Row], Awaitable[Row]]
+    render: Render
+    listing: Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[Row], int]]]
+    attach: Callable[[Conn, uuid.UUID, Row, Body], Awaitable[None]] | None = None
+    changed: Callable[[Conn, Row | None, Row], Awaitable[None]] | None = None
+
+    @property
+    def publishes(self) -> bool:
+        return self.changed is not None
+
+
+def each(body: Callable[[Row], Body]) -> Render:
+    """`render` for a resource whose body needs nothing but its row."""
+
+    async def render(conn: Conn, rows: list[Row]) -> list[Body]:
+        return [body(r) for r in rows]
+
+    return render
+
+
+async def answer(spec: CodeKeyed, conn: Conn, row: Row) -> Body:
+    return (await spec.render(conn, [row]))[0]
+
+
+async def _written(
+    spec: CodeKeyed, conn: Conn, org: uuid.UUID, before: Row | None, row: Row, columns: Body
+) -> Body:
+    if spec.attach is not None:
+        await spec.attach(conn, org, row, columns)
+    if spec.changed is not None:
+        await spec.changed(conn, before, row)
+    return await answer(spec, conn, row)
+
+
+async def create(spec: CodeKeyed, conn: Conn, org: uuid.UUID, raw: Body) -> Body:
+    columns = await spec.parse(conn, org, raw, None)
+    await database.claim_code(conn, org, spec.kind, columns["code"], spec.lookup)
+    return await _written(spec, conn, org, None, await spec.insert(conn, org, columns), columns)
+
+
+async def update(spec: CodeKeyed, conn: Conn, org: uuid.UUID, current: Row, raw: Body) -> Body:
+    columns = await spec.parse(conn, org, raw, current)
+    await database.claim_changed_code(conn, org, spec.kind, current, columns["code"], spec.lookup)
+    row = await spec.update(conn, current, columns)
+    return await _written(spec, conn, org, current, row, columns)
+
+
+async def delete(spec: CodeKeyed, conn: Conn, current: Row) -> Body:
+    return await answer(spec, conn, await spec.delete(conn, current))
+
+
+async def page(
+    spec: CodeKeyed, conn: Conn, org: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Body], int]:
+    """A page of the organization's objects as bodies, newest first, and how many there are."""
+    rows, total = await spec.listing(conn, org, limit, offset)
+    return await spec.render(conn, rows), total

@@ -7,10 +7,11 @@ import uuid
 from aiohttp import web
 
 from meterflow import db
+from resources import crud
 from store import applied_coupons, customers
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, ok, page_params, pagination_meta, read_wrapped
+from web.payload import INVALID, ok, read_wrapped
 
 
 async def apply(request: web.Request) -> web.Response:
@@ -20,28 +21,16 @@ async def apply(request: web.Request) -> web.Response:
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
     status = request.query.get("status") or None
     if status is not None and status not in ("active", "terminated"):
         raise ValidationFailed({"status": [INVALID]})
-    codes = request.query.getall("coupon_code[]", []) or None
-    async with ctx.db.acquire() as conn:
-        await customers.check_customer(conn, org.id, external_customer_id)
-        rows, total = await applied_coupons.list_applied_coupons(
-            conn,
-            org.id,
-            external_customer_id=external_customer_id,
-            status=status,
-            coupon_codes=codes,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
-    return ok(
-        {
-            "applied_coupons": [applied_coupons.applied_coupon_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    filters = {
+        "external_customer_id": external_customer_id,
+        "status": status,
+        "coupon_codes": request.query.getall("coupon_code[]", []) or None,
+    }
+    return await crud.answer_page(
+        request, "applied_coupons", applied_coupons.list_applied_coupons, filters
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -14,7 +14,7 @@ from meterflow import db
 from meterflow.db import Conn
 from store import code_keyed
 from store.code_keyed import CodeKeyed
-from store.database import Body
+from store.database import Body, Filters, Pager
 from web.context import context, organization
 from web.errors import NotFound
 from web.payload import ok, page_params, pagination_meta, read_wrapped
@@ -43,6 +43,21 @@ async def by_lago_id(
     lago_id = request.match_info["lago_id"]
     body = await _run(request, lambda conn, org: step(conn, org, lago_id), write=write)
     return ok({kind: body})
+
+
+async def answer_page(
+    request: web.Request, key: str, pager: Pager, filters: Any, *, owner: Any = None
+) -> web.Response:
+    """`GET` a list: the page the query asks for, of `owner`'s objects (by default the
+    organization's) kept by `filters`, as `{key: [...], meta}`."""
+    page, per_page = page_params(request)
+
+    async def step(conn: Conn, org: uuid.UUID) -> tuple[list[Body], int]:
+        whose = org if owner is None else owner
+        return await pager(conn, whose, filters, per_page, (page - 1) * per_page)
+
+    bodies, total = await _run(request, step, write=False)
+    return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
 
 
 async def _answer(
@@ -94,13 +109,12 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
         return await _answer(request, spec, step, write=False)
 
     async def find_all(request: web.Request) -> web.Response:
-        ctx, org = context(request), organization(request)
-        page, per_page = page_params(request)
-        async with ctx.db.acquire() as conn:
-            bodies, total = await code_keyed.page(
-                spec, conn, org.id, per_page, (page - 1) * per_page
-            )
-        return ok({spec.plural: bodies, "meta": pagination_meta(page, per_page, total)})
+        return await answer_page(request, spec.plural, pager, {})
+
+    async def pager(
+        conn: Conn, org: uuid.UUID, filters: Filters, limit: int, offset: int
+    ) -> tuple[list[Body], int]:
+        return await code_keyed.page(spec, conn, org, limit, offset)
 
     path = f"/api/v1/{spec.plural}"
     return [

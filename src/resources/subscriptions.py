@@ -9,10 +9,11 @@ from aiohttp import web
 
 from meterflow import db, webhook_outbox
 from read_model.subscriptions import subscription_body
+from resources import crud
 from store import records, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
+from web.payload import Fields, ok, read_wrapped
 
 
 async def create(request: web.Request) -> web.Response:
@@ -41,26 +42,16 @@ async def find(request: web.Request) -> web.Response:
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
     statuses = request.query.getall("status[]", []) or ["active"]
     if any(s not in subscriptions.STATUSES for s in statuses):
         raise ValidationFailed({"status": ["value_is_invalid"]})
-    async with ctx.db.acquire() as conn:
-        rows, total = await subscriptions.list_subscriptions(
-            conn,
-            org.id,
-            external_customer_id=request.query.get("external_customer_id"),
-            plan_code=request.query.get("plan_code"),
-            statuses=statuses,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
-    return ok(
-        {
-            "subscriptions": [subscription_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    filters = {
+        "external_customer_id": request.query.get("external_customer_id"),
+        "plan_code": request.query.get("plan_code"),
+        "statuses": statuses,
+    }
+    return await crud.answer_page(
+        request, "subscriptions", subscriptions.list_subscriptions, filters
     )
 
 

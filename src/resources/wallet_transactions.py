@@ -9,11 +9,12 @@ from decimal import Decimal
 from aiohttp import web
 
 from meterflow import db
+from resources import crud
 from resources.wallets import wallet_of_request
 from store import wallet_transactions, wallets
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
+from web.payload import Fields, ok, read_wrapped
 
 
 async def top_up(request: web.Request) -> web.Response:
@@ -61,22 +62,18 @@ async def find_transaction(request: web.Request) -> web.Response:
 
 
 async def find_transactions(request: web.Request) -> web.Response:
-    ctx = context(request)
-    page, per_page = page_params(request)
     filters = {
         name: request.query.get(name) or None
         for name in ("status", "transaction_status", "transaction_type")
     }
-    async with ctx.db.acquire() as conn:
+    async with context(request).db.acquire() as conn:
         wallet = await wallet_of_request(conn, request)
-        rows, total = await wallet_transactions.list_wallet_transactions(
-            conn, wallet["id"], filters, per_page, (page - 1) * per_page
-        )
-    return ok(
-        {
-            "wallet_transactions": [wallet_transactions.transaction_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    return await crud.answer_page(
+        request,
+        "wallet_transactions",
+        wallet_transactions.list_wallet_transactions,
+        filters,
+        owner=wallet["id"],
     )
 
 

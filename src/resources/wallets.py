@@ -10,10 +10,11 @@ from aiohttp import web
 
 from meterflow import db
 from meterflow.db import Conn
+from resources import crud
 from store import customers, wallets
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
+from web.payload import INVALID, Fields, ok, read_wrapped
 
 
 async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
@@ -112,24 +113,11 @@ async def terminate(request: web.Request) -> web.Response:
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        await customers.check_customer(conn, org.id, external_customer_id)
-        rows, total = await wallets.list_wallets(
-            conn,
-            org.id,
-            external_customer_id=external_customer_id,
-            currency=request.query.get("currency") or None,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
-    return ok(
-        {
-            "wallets": [wallets.wallet_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
-    )
+    filters = {
+        "external_customer_id": external_customer_id,
+        "currency": request.query.get("currency") or None,
+    }
+    return await crud.answer_page(request, "wallets", wallets.list_wallets, filters)
 
 
 async def find_all(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ import asyncpg
 
 from meterflow import db
 from meterflow.db import Conn
-from store import coupons, customers
+from store import coupons, customers, database
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, currency, iso
@@ -80,26 +80,26 @@ async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> 
     )
 
 
+APPLIED_COUPONS = database.Listing(
+    _APPLIED_COUPON,
+    "ac.organization_id = {} AND cu.deleted_at IS NULL",
+    {
+        "external_customer_id": "cu.external_id = {}",
+        "status": "ac.status = {}",
+        "coupon_codes": "c.code = ANY({}::text[])",
+    },
+    "ac.created_at DESC, ac.id",
+)
+
+
 async def list_applied_coupons(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    status: str | None,
-    coupon_codes: list[str] | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE ac.organization_id = $1 AND ($2::text IS NULL OR cu.external_id = $2) "
-        "AND cu.deleted_at IS NULL AND ($3::text IS NULL OR ac.status = $3) "
-        "AND ($4::text[] IS NULL OR c.code = ANY($4::text[])) "
-    )
-    args = (org, external_customer_id, status, coupon_codes)
-    order = "ac.created_at DESC, ac.id"
-    return await db.fetch_page(
-        conn, _APPLIED_COUPON, where, args, order=order, limit=limit, offset=offset
-    )
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of applied coupons (of the customer `external_customer_id` names, if any, who
+    must exist) as the API shows them, and how many match."""
+    await customers.check_customer(conn, org, filters.get("external_customer_id"))
+    rows, total = await database.listed(APPLIED_COUPONS, conn, org, filters, limit, offset)
+    return [applied_coupon_body(r) for r in rows], total
 
 
 _APPLIED = {

@@ -224,22 +224,21 @@ async def bump_subscription(conn: Conn, subscription_id: uuid.UUID) -> None:
     )
 
 
+SUBSCRIPTIONS = database.Listing(
+    SELECT_SUBSCRIPTION,
+    "s.organization_id = {}",
+    {
+        "external_customer_id": "c.external_id = {}",
+        "plan_code": "p.code = {}",
+        "statuses": "s.status = ANY({}::text[])",
+    },
+    "s.created_at DESC, s.id",
+)
+
+
 async def list_subscriptions(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    plan_code: str | None,
-    statuses: list[str],
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE s.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
-        "AND ($3::text IS NULL OR p.code = $3) AND s.status = ANY($4::text[]) "
-    )
-    args = (org, external_customer_id, plan_code, statuses)
-    order = "s.created_at DESC, s.id"
-    return await db.fetch_page(
-        conn, SELECT_SUBSCRIPTION, where, args, order=order, limit=limit, offset=offset
-    )
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of subscriptions as the API shows them, and how many match."""
+    rows, total = await database.listed(SUBSCRIPTIONS, conn, org, filters, limit, offset)
+    return [subscription_body(r) for r in rows], total

@@ -10,9 +10,8 @@ import asyncpg
 
 from billing.money import minor_units
 from billing.wallet import cents_to_credits, credits_to_cents
-from meterflow import db
 from meterflow.db import Conn
-from store import wallets
+from store import database, wallets
 from web.errors import ValidationFailed
 from web.payload import iso
 
@@ -82,24 +81,26 @@ async def wallet_transaction_of(
     )
 
 
+WALLET_TRANSACTIONS = database.Listing(
+    _WALLET_TRANSACTION,
+    "t.wallet_id = {}",
+    {
+        "status": "t.status = {}",
+        "transaction_status": "t.transaction_status = {}",
+        "transaction_type": "t.transaction_type = {}",
+    },
+    "t.created_at DESC, t.id",
+)
+
+
 async def list_wallet_transactions(
-    conn: Conn, wallet_id: uuid.UUID, filters: dict[str, str | None], limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE t.wallet_id = $1 AND ($2::text IS NULL OR t.status = $2) "
-        "AND ($3::text IS NULL OR t.transaction_status = $3) "
-        "AND ($4::text IS NULL OR t.transaction_type = $4) "
+    conn: Conn, wallet_id: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of a wallet's transactions as the API shows them, and how many match."""
+    rows, total = await database.listed(
+        WALLET_TRANSACTIONS, conn, wallet_id, filters, limit, offset
     )
-    args = (
-        wallet_id,
-        filters["status"],
-        filters["transaction_status"],
-        filters["transaction_type"],
-    )
-    order = "t.created_at DESC, t.id"
-    return await db.fetch_page(
-        conn, _WALLET_TRANSACTION, where, args, order=order, limit=limit, offset=offset
-    )
+    return [transaction_body(r) for r in rows], total
 
 
 TRANSACTION_FIELDS = {

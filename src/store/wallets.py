@@ -262,21 +262,19 @@ async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:
     )
 
 
+WALLETS = database.Listing(
+    _SELECT_WALLET,
+    "w.organization_id = {} AND c.deleted_at IS NULL",
+    {"external_customer_id": "c.external_id = {}", "currency": "w.currency = {}"},
+    "w.created_at DESC, w.id",
+)
+
+
 async def list_wallets(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    currency: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE w.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
-        "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
-    )
-    args = (org, external_customer_id, currency)
-    order = "w.created_at DESC, w.id"
-    return await db.fetch_page(
-        conn, _SELECT_WALLET, where, args, order=order, limit=limit, offset=offset
-    )
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of wallets (of the customer `external_customer_id` names, if any, who must
+    exist) as the API shows them, and how many match."""
+    await customers.check_customer(conn, org, filters.get("external_customer_id"))
+    rows, total = await database.listed(WALLETS, conn, org, filters, limit, offset)
+    return [wallet_body(r) for r in rows], total

@@ -36,13 +36,28 @@ async def _run(
         return await step(conn, org.id)
 
 
+async def answer(
+    request: web.Request,
+    kind: str,
+    step: Callable[[Conn, uuid.UUID], Awaitable[Any]],
+    *,
+    write: bool = True,
+    publishes: bool = False,
+) -> web.Response:
+    """Run `step` (in one transaction when it `write`s) and answer `{kind: body}`; when it
+    `publishes`, the catalog changes it queued go to Kafka first."""
+    body = await _run(request, step, write=write)
+    if publishes:
+        await context(request).catalog.drain_quietly()
+    return ok({kind: body})
+
+
 async def by_lago_id(
     request: web.Request, kind: str, step: OwnedStep, *, write: bool = True
 ) -> web.Response:
     """Run `step` on the object the path's `lago_id` names and answer `{kind: body}`."""
     lago_id = request.match_info["lago_id"]
-    body = await _run(request, lambda conn, org: step(conn, org, lago_id), write=write)
-    return ok({kind: body})
+    return await answer(request, kind, lambda conn, org: step(conn, org, lago_id), write=write)
 
 
 async def answer_page(
@@ -60,18 +75,12 @@ async def answer_page(
     return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
 
 
-async def _answer(
-    request: web.Request, spec: CodeKeyed, step: Step, *, write: bool
-) -> web.Response:
-    body = await _run(request, step, write=write)
-    if write and spec.publishes:
-        await context(request).catalog.drain_quietly()
-    return ok({spec.kind: body})
-
-
 def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
     """`POST`, `GET` (a page) on `/api/v1/{plural}`, and `GET`, `PUT`, `DELETE` on
     `/api/v1/{plural}/{code}` (`{kind}_not_found` when no object has that code)."""
+
+    async def written(request: web.Request, step: Step) -> web.Response:
+        return await answer(request, spec.kind, step, publishes=spec.publishes)
 
     async def named(
         conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
@@ -83,9 +92,7 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
 
     async def create(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
-        return await _answer(
-            request, spec, lambda c, o: code_keyed.create(spec, c, o, raw), write=True
-        )
+        return await written(request, lambda c, o: code_keyed.create(spec, c, o, raw))
 
     async def update(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
@@ -94,19 +101,19 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
             current = await named(conn, org, request, lock=True)
             return await code_keyed.update(spec, conn, org, current, raw)
 
-        return await _answer(request, spec, step, write=True)
+        return await written(request, step)
 
     async def destroy(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
             return await code_keyed.delete(spec, conn, await named(conn, org, request, lock=True))
 
-        return await _answer(request, spec, step, write=True)
+        return await written(request, step)
 
     async def find(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
             return await code_keyed.answer(spec, conn, await named(conn, org, request, lock=False))
 
-        return await _answer(request, spec, step, write=False)
+        return await answer(request, spec.kind, step, write=False)
 
     async def find_all(request: web.Request) -> web.Response:
         return await answer_page(request, spec.plural, pager, {})

@@ -60,24 +60,12 @@ async def insert_applied_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, A
 
 async def end_customer_credits(conn: Conn, customer_id: uuid.UUID) -> None:
     """Terminate the customer's applied coupons and wallets (its deletion, as in Lago)."""
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE customer_id = $1 AND status = 'active'",
-        customer_id,
-    )
-    await conn.execute(
-        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
-        "WHERE customer_id = $1 AND status = 'active'",
-        customer_id,
-    )
+    await database.terminate_active(conn, "applied_coupons", "customer_id", customer_id)
+    await database.terminate_active(conn, "wallets", "customer_id", customer_id)
 
 
 async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE id = $1 AND status = 'active'",
-        applied_coupon_id,
-    )
+    await database.terminate_active(conn, "applied_coupons", "id", applied_coupon_id)
 
 
 APPLIED_COUPONS = database.Listing(
@@ -194,5 +182,21 @@ async def apply_coupon(
             conn, org.id, {**terms, "coupon_id": coupon["id"], "customer_id": customer["id"]}
         )
         row = await applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return applied_coupon_body(row)
+
+
+async def remove_applied_coupon(
+    conn: Conn, org: uuid.UUID, external_customer_id: str, applied_id: uuid.UUID
+) -> dict[str, Any]:
+    """Terminate one of the customer's applied coupons: later invoices no longer use it."""
+    customer = await customers.customer_by_external_id(conn, org, external_customer_id, lock=True)
+    if customer is None:
+        raise NotFound("customer")
+    row = await applied_coupon_by_id(conn, applied_id)
+    if row is None or row["customer_id"] != customer["id"]:
+        raise NotFound("applied_coupon")
+    await terminate_applied_coupon(conn, applied_id)
+    row = await applied_coupon_by_id(conn, applied_id)
     assert row is not None
     return applied_coupon_body(row)

@@ -22,7 +22,7 @@ from store import applied_coupons, database, records, subscriptions, taxes
 from store.taxes import check_tax_codes, tax_body
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, currency, iso
+from web.payload import Fields, currency, iso
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -109,15 +109,10 @@ def _address(fields: Fields, raw: dict[str, Any]) -> dict[str, Any]:
 
 def _metadata(fields: Fields, raw: list[Any]) -> list[dict[str, Any]]:
     out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"metadata.{i}", INVALID)
-            continue
-        entry = Fields(item, _METADATA, prefix=f"metadata.{i}.")
+    for _, _, entry in fields.each("metadata", raw, _METADATA):
         key = entry.text("key", required=True)
         value = entry.text("value", required=True)
         display = entry.flag("display_in_invoice")
-        fields.merge(entry.errors)
         out.append(
             {
                 "lago_id": str(uuid.uuid4()),

@@ -209,3 +209,13 @@ async def listed(
         limit=limit,
         offset=offset,
     )
+
+
+async def terminate_active(conn: Conn, table: str, column: str, value: uuid.UUID) -> None:
+    """Terminate, now, the active rows of `table` (applied coupons, wallets) whose `column`
+    is `value`: later invoices no longer use them."""
+    await conn.execute(
+        f"UPDATE {table} SET status = 'terminated', terminated_at = now(), updated_at = now() "
+        f"WHERE {column} = $1 AND status = 'active'",
+        value,
+    )

@@ -14,6 +14,7 @@ from meterflow.db import Conn
 from read_model.invoices import fee_body
 from store import database
 from web.errors import NotFound
+from web.payload import object_id
 
 FEE_TYPES = ("subscription", "charge", "add_on")
 
@@ -72,10 +73,7 @@ async def list_fees(
 
 async def fee_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
     """One of the organization's fees, or `fee_not_found` (a malformed id included)."""
-    try:
-        fee_id = uuid.UUID(lago_id)
-    except ValueError:
-        raise NotFound("fee") from None
+    fee_id = object_id(lago_id, "fee")
     row = await conn.fetchrow(
         FEES.select + "WHERE f.id = $1 AND i.organization_id = $2", fee_id, org
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +13,8 @@ from billing.money import minor_units
 from billing.wallet import cents_to_credits, credits_to_cents
 from meterflow.db import Conn
 from store import database, wallets
-from web.errors import ValidationFailed
-from web.payload import iso
+from web.errors import NotFound, ValidationFailed
+from web.payload import iso, object_id
 
 
 async def add_wallet_transaction(
@@ -184,3 +185,32 @@ async def settle_credits(
             )
         )
     return out
+
+
+async def top_up(
+    conn: Conn,
+    org: uuid.UUID,
+    wallet_id: uuid.UUID,
+    credits: dict[str, Decimal | None],
+    name: str | None,
+    metadata: list[dict[str, str]] | None,
+) -> list[dict[str, Any]]:
+    """Paid, granted or voided credits on an active wallet (locked); the transactions."""
+    wallet = await wallets.wallet_by_id(conn, org, wallet_id, lock=True)
+    if (
+        wallet is None
+        or wallet["status"] != "active"
+        or wallets.is_expired(wallet, datetime.now(UTC))
+    ):
+        raise NotFound("wallet")
+    ids = await settle_credits(conn, wallet, credits, name, metadata)
+    return [transaction_body(r) for r in await wallet_transactions_by_ids(conn, ids)]
+
+
+async def transaction_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+    """One of the organization's wallet transactions, or `wallet_transaction_not_found`."""
+    transaction_id = object_id(lago_id, "wallet_transaction")
+    row = await wallet_transaction_of(conn, org, transaction_id)
+    if row is None:
+        raise NotFound("wallet_transaction")
+    return transaction_body(row)

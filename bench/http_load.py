@@ -1,11 +1,11 @@
 """A lean HTTP/1.1 load generator for batch endpoints: keep-alive connections in client
-processes of their own, each request a pre-built body with fresh transaction ids.
+processes of their own, each request a pre-built body with fresh transaction ids (and timestamps).
 
 The client has to cost less than the servers it measures, on a machine they share: a
 general-purpose client (aiohttp's) spent about as much CPU per request as the server, and
 building each body as Python dicts more than that. Here a request is one bytes template
-with the run's tag substituted (one C call), written to a socket; an answer is read with
-a `Content-Length` and its status checked, nothing else parsed. Each client process
+with the request's tag and serial substituted (two C calls), written to a socket; an answer
+is read with a `Content-Length` and its status checked, nothing else parsed. Each client process
 reports its own CPU time, so a benchmark can tell whether the clients were the limit.
 """
 
@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 TAG = b"~RUN~"  # where a request's body template takes its unique tag
+# Where it takes three digits of its own (the request's serial modulo 1,000), e.g. in its
+# events' timestamps, so that a server cannot serve them from a memo of the last request's.
+SERIAL = b"~NNN~"
 
 
 @dataclass(slots=True)
@@ -99,7 +102,9 @@ async def _clients(
         n = 0
         while time.monotonic() < until:
             # Same length for every request: the tag is fixed-width.
-            body = template.replace(TAG, f"{tag}{index:03d}{n:09d}".encode())
+            body = template.replace(TAG, f"{tag}{index:03d}{n:09d}".encode()).replace(
+                SERIAL, f"{(n * 7 + index) % 1000:03d}".encode()
+            )
             n += 1
             started = time.perf_counter()
             status, answer = await conn.request(_request_head(url, api_key, len(body)) + body)
@@ -143,7 +148,8 @@ def run_load(
     seconds: float,
 ) -> tuple[list[ClientResult], float]:
     """`clients` connections spread over `processes` client processes post the template for
-    `seconds`, each request with `tag` + a serial in place of `TAG`; returns each process's
+    `seconds`, each request with `tag` + a serial in place of `TAG` and three digits of its
+    own in place of `SERIAL`; returns each process's
     result and the wall time from the common start to the last answer."""
     context = multiprocessing.get_context("fork")
     out: multiprocessing.SimpleQueue[ClientResult] = context.SimpleQueue()

@@ -46,7 +46,7 @@ import orjson
 import psutil
 
 from bench import baseline, report
-from bench.http_load import TAG, run_load
+from bench.http_load import SERIAL, TAG, run_load
 from bench.run import topic_usage
 from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
@@ -62,10 +62,18 @@ SIDES = ("meterflow", "baseline")
 
 
 def body_template(size: int, subscriptions: int = 50) -> bytes:
-    """One batch body; `TAG` in each transaction id becomes the request's own tag."""
-    now = time.time() - 60
-    events = [event(f"ingest-{i % subscriptions}", i, now, tag=TAG.decode()) for i in range(size)]
-    return orjson.dumps({"events": events})
+    """One batch body; `TAG` in each transaction id becomes the request's own tag, and
+    `SERIAL` in the timestamps three digits of its own: the events of a request are each at
+    their own millisecond, and of consecutive requests some minutes apart (all in the last
+    hour), as a client's clock would stamp them, not a few values a memo would hold."""
+    hour_ago = (int(time.time()) - 3600) // 1000 * 1000  # its last three digits are 000
+    events = [
+        event(f"ingest-{i % subscriptions}", i, hour_ago, tag=TAG.decode()) for i in range(size)
+    ]
+    body = orjson.dumps({"events": events})
+    whole = f'"timestamp":{hour_ago}'.encode()
+    assert body.count(whole) == size, "every timestamp within the same second"
+    return body.replace(whole, f'"timestamp":{hour_ago // 1000}'.encode() + SERIAL)
 
 
 def _free_port() -> int:
@@ -126,15 +134,15 @@ def _server(settings: Settings, workers: int, src: Path | None) -> Iterator[tupl
 
 
 @contextmanager
-def _baseline_server(dsn: str, schema: str, workers: int) -> Iterator[tuple[str, int]]:
-    """`workers` baseline processes sharing a free port: yields (base URL, first pid)."""
+def _baseline_server(dsn: str, schema: str, workers: int) -> Iterator[tuple[str, list[int]]]:
+    """`workers` baseline processes sharing a free port: yields (base URL, their pids)."""
     port = _free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(report.REPO), env.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "bench.baseline", "--dsn", dsn, "--schema", schema]
     command += ["--port", str(port), "--reuse-port"]
     with _processes([command] * workers, env, port) as pids:
-        yield f"http://127.0.0.1:{port}", pids[0]
+        yield f"http://127.0.0.1:{port}", pids
 
 
 def _store_pids(side: str) -> list[int]:
@@ -237,10 +245,17 @@ def top_frames(raw: Path, count: int = 15) -> dict[str, list[tuple[str, float]]]
 
 
 def _measure(
-    side: str, url: str, key: str, pid: int, template: bytes, tag: str, args: argparse.Namespace
+    side: str,
+    url: str,
+    key: str,
+    pids: list[int],
+    template: bytes,
+    tag: str,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     store = _store_pids(side)
-    cpu, store_cpu, machine = _cpu_seconds(pid), _cpu_of(store), psutil.cpu_times()
+    cpu = sum(_cpu_seconds(pid) for pid in pids)
+    store_cpu, machine = _cpu_of(store), psutil.cpu_times()
     results, elapsed = run_load(
         url + "/api/v1/events/batch",
         key,
@@ -250,7 +265,7 @@ def _measure(
         processes=args.client_processes,
         seconds=args.seconds,
     )
-    server_cpu = _cpu_seconds(pid) - cpu
+    server_cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu
     store_cpu = _cpu_of(store) - store_cpu
     after = psutil.cpu_times()
     busy = 1 - (after.idle - machine.idle) / max(1e-9, sum(after) - sum(machine))
@@ -280,6 +295,34 @@ def _measure(
     }
 
 
+def _run_side(
+    side: str,
+    server: tuple[str, str, list[int]],
+    template: bytes,
+    run: int,
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One measured run of a side (py-spy on meterflow's first with `--profile`): its figures
+    and the profile's top frames, if taken."""
+    url, key, pids = server
+    spied = args.profile and run == 0 and side == "meterflow"
+    spy = _profile(pids[0], args.seconds) if spied else None
+    found = _measure(side, url, key, pids, template, f"{side[0]}{run}-", args)
+    profile = None
+    if spy is not None:
+        spy.wait()
+        raw = Path(tempfile.gettempdir()) / f"ingest-bench-{pids[0]}.pyspy"
+        profile = top_frames(raw) if raw.exists() else None
+    print(
+        f"{side:9} run {run + 1}: {found['events_per_second']:>10,.0f} events/s, "
+        f"p99 {found['latency_ms']['p99']} ms, server {found['server_cpu_cores']} cores, "
+        f"store {found['store_cpu_cores']}, clients {found['client_cpu_cores']} cores, "
+        f"machine busy {found['machine_busy']:.0%}",
+        file=sys.stderr,
+    )
+    return found, profile
+
+
 def _sent(requests: int, size: int) -> Usage:
     one = Usage.expected(size)
     return Usage(one.calls * requests, one.storage_events * requests, one.gigabytes * requests)
@@ -300,13 +343,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         organization_id, baseline_key = asyncio.run(_baseline_setup(base.dsn, schema))
         with (
             _server(settings, args.workers, args.server_src) as (mf_url, mf_pid),
-            _baseline_server(base.dsn, schema, args.workers) as (bl_url, bl_pid),
+            _baseline_server(base.dsn, schema, args.workers) as (bl_url, bl_pids),
         ):
             servers = {
-                "meterflow": (mf_url, key, mf_pid),
-                "baseline": (bl_url, baseline_key, bl_pid),
+                "meterflow": (mf_url, key, [mf_pid]),
+                "baseline": (bl_url, baseline_key, bl_pids),
             }
-            for side, (url, side_key, _) in servers.items():  # connections, caches, JIT-free
+            # Warm-up: connections, pools, key caches (not measured; its events are checked).
+            for side, (url, side_key, _) in servers.items():
                 warm, _ = run_load(
                     url + "/api/v1/events/batch", side_key, template, tag=f"w{side[0]}",
                     clients=2, processes=1, seconds=WARMUP_SECONDS,
@@ -314,27 +358,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 accepted[side] += sum(r.accepted for r in warm)
             for i in range(args.runs):
                 for side in SIDES if i % 2 == 0 else SIDES[::-1]:
-                    url, side_key, pid = servers[side]
-                    spy = (
-                        _profile(pid, args.seconds)
-                        if args.profile and i == 0 and side == "meterflow"
-                        else None
-                    )
-                    found = _measure(side, url, side_key, pid, template, f"{side[0]}{i}-", args)
-                    if spy is not None:
-                        spy.wait()
-                        raw = Path(tempfile.gettempdir()) / f"ingest-bench-{pid}.pyspy"
-                        profile = top_frames(raw) if raw.exists() else None
+                    found, spied = _run_side(side, servers[side], template, i, args)
+                    profile = spied or profile
                     accepted[side] += found["accepted_requests"]
                     runs.append(found)
-                    print(
-                        f"{side:9} run {i + 1}: {found['events_per_second']:>10,.0f} events/s, "
-                        f"p99 {found['latency_ms']['p99']} ms, server {found['server_cpu_cores']} "
-                        f"cores, store {found['store_cpu_cores']}, "
-                        f"clients {found['client_cpu_cores']} cores, "
-                        f"machine busy {found['machine_busy']:.0%}",
-                        file=sys.stderr,
-                    )
         # Not a rate of refusals: every request must have been acknowledged and stored.
         refused = [e for r in runs for e in r["errors"]]
         if refused:

@@ -59,9 +59,12 @@ class Fold:
         self.keep_until = now + windows.late
         self.keep_day = expiry_day(self.keep_until)
         self._period_days: dict[datetime, int] = {}
-        # id(state) -> the state and its events to add, as (value, timestamp, transaction
-        # id); the state is held here, so its id is not reused meanwhile.
-        self._additions: dict[int, tuple[UsageState, list[tuple[Any, datetime, str]]]] = {}
+        # (id(ledger), bucket, period start, charge id) -> the state and its events to add,
+        # as (value, timestamp, transaction id). The ledger outlives the fold (the batch
+        # holds it), so its id is not reused meanwhile.
+        self._additions: dict[
+            tuple[int, str, datetime, str], tuple[UsageState, list[tuple[Any, datetime, str]]]
+        ] = {}
 
     def event(self, ledger: Ledger, terms: SubscriptionTerms, event: UsageEvent) -> tuple[str, int]:
         """Fold one new event into its period (or the late bucket).
@@ -99,12 +102,14 @@ class Fold:
         except InvalidEvent:
             return "dead_letter:invalid_property", self.keep_day
         additions = self._additions
+        added = (None, instant, event.transaction_id)
         for charge, value in zip(charges, values, strict=True):
-            state = ledger.state(domain, bucket, start, end, charge)
-            queued = additions.get(id(state))
+            ident = (id(ledger), bucket, start, charge.charge_id)
+            queued = additions.get(ident)
             if queued is None:
-                queued = additions[id(state)] = (state, [])
-            queued[1].append((value, instant, event.transaction_id))
+                state = ledger.state(domain, bucket, start, end, charge)
+                queued = additions[ident] = (state, [])
+            queued[1].append(added if value is None else (value, instant, event.transaction_id))
         if bucket == LATE:
             return "late", self.keep_day
         day = self._period_days.get(end)

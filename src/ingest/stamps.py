@@ -1,4 +1,4 @@
-"""An event's timestamp as the wire and Lago's answer write it, worked out once per value."""
+"""An event's timestamp as the wire and Lago's answer write it, from the digits it came with."""
 
 from __future__ import annotations
 
@@ -22,27 +22,52 @@ def stamp_of_instant(instant: datetime) -> Stamp:
     return wire_timestamp(instant), lago_instant(instant)
 
 
-def _stamp_of_seconds(seconds: int, micros: int) -> Stamp:
-    instant = _EPOCH + timedelta(seconds=seconds, microseconds=micros)
-    return f"{seconds}.{micros:06d}", instant.isoformat(timespec="milliseconds")[:-6] + "Z"
+@lru_cache(maxsize=4096)  # a stream's timestamps share their seconds
+def _second(whole: str) -> str | None:
+    """`YYYY-MM-DDTHH:MM:SS` of whole epoch seconds (ASCII digits), None past year 9999."""
+    seconds = int(whole)
+    if seconds >= _YEAR_10000:
+        return None
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
 
 
-@lru_cache(maxsize=65536, typed=True)  # typed: 1 and 1.0 are one key otherwise
+def _from_digits(whole: str, fraction: str) -> Stamp | None:
+    """The stamp of `whole.fraction` epoch seconds, its fraction cut at six digits."""
+    second = _second(whole)
+    if second is None:
+        return None
+    micros = (fraction + "000000")[:6]
+    return f"{whole}.{micros}", f"{second}.{micros[:3]}Z"
+
+
+@lru_cache(maxsize=4096, typed=True)  # typed: 1 and 1.0 are one key otherwise
+def _general(value: int | float | str) -> Stamp:
+    return stamp_of_instant(parse_timestamp(value))
+
+
 def stamp_of(value: int | float | str) -> Stamp:
     """The stamp of a timestamp as Lago's API takes it (`billing.events.parse_timestamp`:
     epoch seconds as a number or a decimal string, or ISO 8601), sub-microsecond digits cut;
     raises `InvalidEvent` as that does.
 
-    Numbers, what clients nearly always send, skip the Decimal arithmetic: an integer is
-    whole seconds, and a float's shortest repr (what `parse_timestamp` reads through
-    `Decimal(str(value))`) gives the digits to cut at six decimals. Anything else (a
-    negative, an exponent, beyond year 9999, a string) is read the general way."""
+    Epoch seconds, what clients send, are read from their digits, without Decimal or
+    datetime arithmetic: an integer's, a float's shortest repr (what `parse_timestamp` reads
+    through `Decimal(str(value))`), or a plain decimal string's (ASCII digits, no sign, no
+    leading zero, no blank). Anything else (a negative, an exponent, beyond year 9999, ISO
+    8601) is read the general way."""
     kind = type(value)
+    found: Stamp | None = None
     if kind is int:
-        if 0 <= value < _YEAR_10000:  # type: ignore[operator]
-            return _stamp_of_seconds(value, 0)  # type: ignore[arg-type]
-    elif kind is float:
-        whole, dot, fraction = repr(value).partition(".")
-        if dot and whole.isdigit() and fraction.isdigit() and int(whole) < _YEAR_10000:
-            return _stamp_of_seconds(int(whole), int((fraction + "00000")[:6]))
-    return stamp_of_instant(parse_timestamp(value))
+        if value >= 0:  # type: ignore[operator]
+            found = _from_digits(str(value), "")
+    elif kind is float or kind is str:
+        text = repr(value) if kind is float else value
+        whole, dot, fraction = text.partition(".")  # type: ignore[union-attr]
+        if (
+            whole.isdigit()
+            and whole.isascii()
+            and (whole == "0" or whole[0] != "0")
+            and (fraction.isdigit() and fraction.isascii() if dot else kind is str)
+        ):
+            found = _from_digits(whole, fraction)
+    return found if found is not None else _general(value)

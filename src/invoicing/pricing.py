@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from billing.aggregations import Aggregation, SumAggregation, aggregation_from_dict
@@ -58,7 +58,6 @@ from billing.invoice import (
 from billing.invoice_terms import (
     CustomerCoupon,
     PricedFee,
-    TaxTerms,
     WalletTerms,
     invoice_totals,
 )
@@ -72,68 +71,7 @@ from billing.periods import (
 from billing.wallet import consume_prepaid, granted_first
 from invoicing.closed_period import ChargeUsage, LateUsage, PeriodClosed
 from invoicing.errors import PoisonMessage
-
-
-@dataclass(frozen=True, slots=True)
-class PlanTerms:
-    plan_id: str
-    code: str
-    name: str
-    invoice_display_name: str | None
-    interval: str
-    amount_cents: int
-    amount_currency: str
-    pay_in_advance: bool
-
-
-@dataclass(frozen=True)
-class ChargeTerms:
-    charge_id: str
-    charge_model: str
-    properties: Mapping[str, Any]
-    invoiceable: bool
-    billable_metric_id: str
-    metric_code: str
-    metric_name: str
-    invoice_display_name: str | None
-    # The charge's own taxes: when it has any, they replace the invoice's on its fees.
-    taxes: tuple[TaxTerms, ...] = ()
-
-    @cached_property
-    def model_terms(self) -> Any:
-        """The properties as its charge model reads them (a ladder, a package...), read once
-        per charge: a batch's read gives every subscription of a plan the same terms.
-        Raises PoisonMessage when the model is unknown or refuses them."""
-        model = CHARGE_MODELS.get(self.charge_model)
-        if model is None:
-            raise PoisonMessage(
-                "unknown_charge_model", f"charge {self.charge_id} uses {self.charge_model!r}"
-            )
-        try:
-            return model.parse(self.properties)
-        except BillingError as exc:
-            raise PoisonMessage("invalid_charge_properties", f"{self.charge_id}: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionTerms:
-    """What the catalog in Postgres says about the subscription being invoiced."""
-
-    subscription_id: str
-    organization_id: str
-    customer_id: str
-    external_id: str
-    billing_time: str
-    subscription_at: datetime
-    timezone: str | None
-    organization_timezone: str | None
-    invoice_grace_period_days: int
-    plan: PlanTerms
-    charges: Mapping[str, ChargeTerms]
-    taxes: tuple[TaxTerms, ...] = ()
-    coupons: tuple[CustomerCoupon, ...] = ()
-    wallets: tuple[WalletTerms, ...] = ()
-    credit_notes: tuple[CreditNoteTerms, ...] = ()
+from invoicing.subscription_terms import ChargeTerms, InvoicedUsage, SubscriptionTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +104,6 @@ class PricedInvoice:
 # The subscription fee of a period is a pure function of these terms, and the subscriptions
 # of a plan closing together mostly share them (calendar billing, one timezone).
 _plan_fee_cents = lru_cache(maxsize=4096)(plan_fee_cents)
-
-# Previously invoiced aggregation states, by (charge_id, usage period start).
-InvoicedUsage = Mapping[tuple[str, datetime], Sequence[Mapping[str, Any]]]
 
 
 def _restore(snapshot: Mapping[str, Any]) -> Aggregation | None:
@@ -251,17 +186,12 @@ def _usage_fee(
         before = Decimal(before_cents).scaleb(-minor_units(currency))
         amount_cents = max(0, amount_cents - before_cents)
         precise_amount = max(Decimal(0), precise_amount - before)
-    return PricedFee(
-        kind=FeeKind.CHARGE,
-        item_code=charge.metric_code,
-        item_name=charge.metric_name,
-        invoice_display_name=charge.invoice_display_name,
-        amount_cents=amount_cents,
-        precise_amount=precise_amount,
-        units=units,
-        events_count=usage.events_count,
-        from_date=period.start,
-        to_date=period.end,
+    item = (charge.metric_code, charge.metric_name, charge.invoice_display_name)
+    return _fee(
+        FeeKind.CHARGE,
+        item,
+        period,
+        (amount_cents, precise_amount, units, usage.events_count),
         charge_id=charge.charge_id,
         billable_metric_id=charge.billable_metric_id,
         usage_period_start=period.start,
@@ -325,19 +255,37 @@ def _subscription_fee(
         # The aggregator closed the period on other boundaries than today's catalog gives
         # (the customer's timezone changed since): bill it as the whole period it was.
         cents = plan.amount_cents
+    precise = Decimal(cents).scaleb(-minor_units(currency))
+    item = (plan.code, plan.name, plan.invoice_display_name)
+    amounts = (cents, precise, Decimal(1), None)
+    return _fee(
+        FeeKind.SUBSCRIPTION, item, period, amounts, pay_in_advance=advance, taxes=terms.taxes
+    )
+
+
+def _fee(
+    kind: FeeKind,
+    item: tuple[str, str, str | None],
+    period: BillingPeriod,
+    amounts: tuple[int, Decimal, Decimal, int | None],
+    **more: Any,
+) -> PricedFee:
+    """A fee over `period` of the item (code, name, display name) it bills, for its amount
+    (cents, precise amount, units, events count); `more` are the kind's own fields."""
+    code, name, display_name = item
+    cents, precise, units, events = amounts
     return PricedFee(
-        kind=FeeKind.SUBSCRIPTION,
-        item_code=plan.code,
-        item_name=plan.name,
-        invoice_display_name=plan.invoice_display_name,
+        kind=kind,
+        item_code=code,
+        item_name=name,
+        invoice_display_name=display_name,
         amount_cents=cents,
-        precise_amount=Decimal(cents).scaleb(-minor_units(currency)),
-        units=Decimal(1),
-        events_count=None,
+        precise_amount=precise,
+        units=units,
+        events_count=events,
         from_date=period.start,
         to_date=period.end,
-        pay_in_advance=advance,
-        taxes=terms.taxes,
+        **more,
     )
 
 

@@ -26,7 +26,7 @@ from invoicing.closed_period import (
     charges_from_json,
 )
 from invoicing.errors import PoisonMessage
-from invoicing.pricing import (
+from invoicing.subscription_terms import (
     ChargeTerms,
     InvoicedUsage,
     PlanTerms,

@@ -205,3 +205,28 @@ async def test_two_workers_and_a_rebalance_still_invoice_each_period_once(
         "FROM invoices GROUP BY customer_id"
     )
     assert all(list(r["ids"]) == list(range(1, 11)) for r in sequences)
+
+
+async def test_a_period_that_cannot_be_written_leaves_the_rest_of_its_round_invoiced(
+    kit: Any, start_invoicer: Callable[..., Any]
+) -> None:
+    """Four customers' periods invoiced in rounds; one has more units than its price can be
+    computed for (an unexpected error, not a known poison): the round is invoiced period by
+    period, so only that one is dead-lettered."""
+    catalogs = [await kit.catalog() for _ in range(4)]
+    messages = [
+        c.closed(utc(2026, 2, 1), utc(2026, 3, 1), [c.usage(c.standard_charge, "standard", 10)])
+        for c in catalogs
+    ]
+    huge = {**messages[1]["charges"][0], "units": "1" + "0" * 30, "events_count": 1}
+    messages[1] = {**messages[1], "charges": [huge]}
+    await kit.publish(*messages)
+    async with start_invoicer() as invoicer:
+        await kit.wait_for_invoices(3)
+        await _drained(invoicer, 4)
+    letters = await kit.dead_letters(1)
+    assert [(d["reason"], d["source"]["service"]) for d in letters] == [
+        ("unexpected_error", "invoicer")
+    ]
+    assert await kit.invoices() == 3
+    assert await kit.db.fetchval("SELECT count(*) FROM fees") == 3 * 2

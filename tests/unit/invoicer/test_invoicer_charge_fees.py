@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import orjson
 
 from invoicing.closed_period import parse_period_closed
-from invoicing.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
+from invoicing.pricing import price_period
+from invoicing.subscription_terms import ChargeTerms, PlanTerms, SubscriptionTerms
 from read_model.invoice_rows import document_prefix
 
 SUB, ORG, METRIC = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())

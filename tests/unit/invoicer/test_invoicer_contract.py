@@ -13,7 +13,8 @@ from aggregator.catalog_view import ChargeTerms as AggregatorCharge
 from aggregator.catalog_view import SubscriptionTerms as AggregatorTerms
 from aggregator.closing import charge_totals, period_key
 from invoicing.closed_period import parse_period_closed
-from invoicing.pricing import ChargeTerms, PlanTerms, SubscriptionTerms, price_period
+from invoicing.pricing import price_period
+from invoicing.subscription_terms import ChargeTerms, PlanTerms, SubscriptionTerms
 
 ORG, SUB, CHARGE, METRIC = (str(uuid.uuid4()) for _ in range(4))
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,8 @@ from billing.invoice import AppliedCoupon, CouponFrequency, CouponType
 from billing.invoice_terms import CustomerCoupon, TaxTerms, WalletTerms
 from invoicing.closed_period import PeriodClosed, parse_period_closed
 from invoicing.errors import PoisonMessage
-from invoicing.pricing import PlanTerms, SubscriptionTerms, price_period
+from invoicing.pricing import price_period
+from invoicing.subscription_terms import PlanTerms, SubscriptionTerms
 
 SUB, ORG = str(uuid.uuid4()), str(uuid.uuid4())
 FEB, MAR = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)

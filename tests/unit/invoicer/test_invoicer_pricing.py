@@ -15,13 +15,8 @@ from billing.invoice import AppliedCoupon, CouponFrequency, CouponType
 from billing.invoice_terms import CustomerCoupon, TaxTerms
 from invoicing.closed_period import LateUsage, PeriodClosed, parse_message, parse_period_closed
 from invoicing.errors import PoisonMessage
-from invoicing.pricing import (
-    ChargeTerms,
-    PlanTerms,
-    SubscriptionTerms,
-    price_period,
-    refresh_draft,
-)
+from invoicing.pricing import price_period, refresh_draft
+from invoicing.subscription_terms import ChargeTerms, PlanTerms, SubscriptionTerms
 
 SUB = str(uuid.uuid4())
 ORG = str(uuid.uuid4())

@@ -17,8 +17,9 @@ and the argument rests on three facts:
    `send_soon` buffer is not used for them: its flush gives up on a message after 0.1 s,
    so a commit could overtake a record still queued there.
 3. A table changelog record is one Kafka record: after a crash it is there whole or not
-   at all, and recovery (memory store, so always from the changelog's beginning) replays
-   the records of a partition in order.
+   at all, and recovery replays the records of a partition in order (the RocksDB store from
+   the last offset it recorded as acknowledged, `FaustTableStore.flush`; the memory store
+   from the changelog's beginning).
 
 From (1) and (2): a committed offset never passes an event whose effects are not durable.
 The opposite does happen (effects durable, offset not committed: SIGKILL before the next
@@ -35,8 +36,11 @@ One more guard, because faust-streaming 0.15.3 does not always deliver every mes
 around the seek to committed offsets when a worker starts, it can hand a message to the
 agent twice, or acknowledge one without handing it over at all (and then commit past it).
 The `progress` table records, per source partition, the next offset to apply (written
-after the batch's effects are durable); a batch drops messages below it and fills any
-hole above it by reading the missing offsets straight from Kafka (`SourceProgress.contiguous`).
+after the batch's effects are durable, its acknowledgement awaited by the next batch: it may
+lag one batch behind after a crash, never run ahead); a batch drops messages below it and
+fills any hole above it by reading the missing offsets straight from Kafka
+(`SourceProgress.contiguous`); what such a read brings back was applied already, and the
+ledgers' `applied` positions skip it.
 
 Messages the ledger decides to send (closed periods, dead letters of known subscriptions)
 go into the ledger's outbox in the same record as the state change, and leave it only
@@ -151,6 +155,7 @@ class Aggregator:
         self.driver = ClosingDriver(self)
         self.catalog_reader.on_change.append(self.driver.on_catalog)
         self._outbox_lock = asyncio.Lock()
+        self._progress_sent: asyncio.Future[None] | None = None
         # Set once the producer knows the events topic's partitions (see learn_partitions).
         self.routing_ready = asyncio.Event()
         # Counts rebalances (revocations and assignments): a write computed before one of
@@ -203,6 +208,11 @@ class Aggregator:
             for e in batch
         ]
         await self.markers.prepare()  # after recovery, built in slices (aggregator.markers)
+        if self._progress_sent is not None:
+            # The last batch's progress, sent while this batch was being collected; a record
+            # the broker refused fails this batch (the progress stays behind: safe).
+            await self._progress_sent
+            self._progress_sent = None
         gaps = self.progress.gap_filled
         messages, expected = await self.progress.contiguous(messages)
         self.metrics.events.labels(outcome="gap_filled").inc(self.progress.gap_filled - gaps)
@@ -214,9 +224,13 @@ class Aggregator:
         await self.marker_segments.flush()
         self.metrics.observe_freshness([m.timestamp_ms for m in messages])
         # Then the progress, never ahead of the effects it vouches for. Should anything
-        # above fail, the old progress stays, and the next batch reads this one again.
+        # above fail, the old progress stays, and the next batch reads this one again. Its
+        # acknowledgement is awaited by the next batch, not this one: progress that is
+        # behind (a crash before it is durable, with the offsets committed) only makes the
+        # next run read the batch again and skip it as replayed, and the round trip overlaps
+        # the next batch's collection instead of idling the worker.
         self.progress.advance(expected)
-        await self.progress_table.flush()
+        self._progress_sent = asyncio.ensure_future(self.progress_table.flush())
         self.driver.after_batch(result.ledgers, result.visits)
         self.metrics.batch_size.observe(len(messages))
         self.metrics.record(result.counts)
@@ -279,7 +293,7 @@ class Aggregator:
                 return
             for key, (partition, ids) in sent.items():
                 # Read again: the stream may have changed the ledger while we awaited.
-                value = self.ledgers.get(key)
+                value = self.ledgers.get(key, partition)
                 if value is None:
                     continue
                 ledger = Ledger(value, partition)

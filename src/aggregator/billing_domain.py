@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from aggregator.catalog_view import ChargeTerms, SubscriptionTerms
 from aggregator.domain import UsageEvent, UsageState
-from billing.aggregations import AGGREGATIONS, Aggregation, SumAggregation
-from billing.charge_models import kept_events, price_state
+from billing.aggregations import AGGREGATIONS, Aggregation
+from billing.charge_models import charge_state, price_state
 from billing.events import parse_event
 from billing.periods import (
     BillingPeriod,
@@ -69,14 +69,13 @@ class BillingDomain:
     def new_state(
         self, charge: ChargeTerms, start: datetime, end: datetime, data: dict[str, Any] | None
     ) -> UsageState:
-        kind = AGGREGATIONS[charge.aggregation_type]
-        state = kind.initialize(BillingPeriod(start, end)) if data is None else kind.from_dict(data)
-        kept = kept_events(charge.charge_model, charge.properties)
-        if kept is not None and isinstance(state, SumAggregation):
-            # Also for a state restored without them: the charge gained free units or
-            # per-transaction bounds mid-period (see SumAggregation.event_amounts).
-            state.keep_events(kept)
-        return state
+        return charge_state(
+            charge.aggregation_type,
+            charge.charge_model,
+            charge.properties,
+            BillingPeriod(start, end),
+            data,
+        )
 
     def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
         kind = AGGREGATIONS[charge.aggregation_type]

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from billing.aggregations import AGGREGATIONS, Aggregation, SumAggregation
-from billing.charge_models import kept_events
+from billing.aggregations import AGGREGATIONS, Aggregation
+from billing.charge_models import charge_state
 from billing.errors import BillingError
 from billing.events import parse_event
 from billing.periods import (
@@ -55,11 +55,7 @@ def period_of(terms: Terms, instant: datetime) -> BillingPeriod:
 
 
 def new_state(charge: ChargeTerms, period: BillingPeriod) -> Aggregation:
-    state = AGGREGATIONS[charge.aggregation_type].initialize(period)
-    kept = kept_events(charge.charge_model, charge.properties)
-    if kept is not None and isinstance(state, SumAggregation):
-        state.keep_events(kept)  # the events a percentage charge prices one by one
-    return state
+    return charge_state(charge.aggregation_type, charge.charge_model, charge.properties, period)
 
 
 class ScratchUsage:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from billing.aggregations import Aggregation, SumAggregation
+from billing.aggregations import AGGREGATIONS, Aggregation, SumAggregation
 from billing.aggregations.sum_agg import KeptEvents
 from billing.charge_models import (
     graduated,
@@ -18,6 +18,7 @@ from billing.charge_models import (
 )
 from billing.charge_models.charge_amount import ChargeAmount, ChargeModel, ChargeUsage, TierCharge
 from billing.errors import InvalidChargeProperties
+from billing.periods import BillingPeriod
 
 CHARGE_MODELS: Mapping[str, ChargeModel[Any]] = MappingProxyType(
     {
@@ -48,6 +49,25 @@ def kept_events(charge_model: str, properties: Mapping[str, object]) -> KeptEven
         return None
 
 
+def charge_state(
+    aggregation_type: str,
+    charge_model: str,
+    properties: Mapping[str, object],
+    period: BillingPeriod,
+    snapshot: Mapping[str, object] | None = None,
+) -> Aggregation:
+    """A charge's usage state for the period: a fresh one, or the one `snapshot` describes.
+    A sum priced event by event keeps the events `kept_events` names, also when restored
+    from a snapshot that kept none (the charge gained those terms mid-period: see
+    SumAggregation.event_amounts)."""
+    kind = AGGREGATIONS[aggregation_type]
+    state = kind.initialize(period) if snapshot is None else kind.from_dict(snapshot)
+    kept = kept_events(charge_model, properties)
+    if kept is not None and isinstance(state, SumAggregation):
+        state.keep_events(kept)
+    return state
+
+
 def price_state(
     charge_model: str, properties: Mapping[str, object], state: Aggregation
 ) -> ChargeAmount:
@@ -67,6 +87,7 @@ __all__ = [
     "ChargeModel",
     "ChargeUsage",
     "TierCharge",
+    "charge_state",
     "kept_events",
     "price_state",
 ]

@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,11 +45,19 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
 from aggregator.sample_catalog import SampleCatalog
+from aggregator.store import MemoryStore
 from bench import report
 from bench.memory import APPLIED, Case, case_events, produce_catalog, subscription
 from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
-from bench.workload import Usage, current_period_start, produce_events, usage_from_meterflow
+from bench.workload import (
+    Usage,
+    WrongTotals,
+    current_period_start,
+    produce_events,
+    usage_from_meterflow,
+)
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
@@ -235,11 +243,58 @@ async def measure(
     return found
 
 
+async def marker_slices(markers: int, per_batch: int = 1_000) -> dict[str, Any]:
+    """In this process: `markers` dedupe markers written as a worker writes them (a segment
+    per batch of `per_batch`, each marker its own subscription, all due the same day), then
+    the index built again from the segments and every marker expired at once; the longest
+    time between two yields to the event loop is the longest stall each can cause."""
+    day = expiry_day(datetime.now(UTC))
+    store = MemoryStore()
+    writer = DedupeMarkers(store)
+    for b in range(markers // per_batch):
+        writer.write(
+            [
+                NewMarker(f"o\x1fs{i}", marker_hash(f"t{b}-{i}"), 0, b * per_batch + i, day)
+                for i in range(per_batch)
+            ]
+        )
+    rebuilt = DedupeMarkers(store)
+    longest = 0.0
+    started = last = time.perf_counter()
+
+    async def watch() -> None:
+        nonlocal longest, last
+        while not rebuilt.built:
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+            await asyncio.sleep(0)
+
+    await asyncio.gather(rebuilt.prepare(), watch())
+    build = time.perf_counter() - started
+    slices, more, expired = [], True, 0
+    started = time.perf_counter()
+    while more:
+        at = time.perf_counter()
+        gone, more = rebuilt.expire(datetime.now(UTC) + timedelta(days=2), {0})
+        slices.append(time.perf_counter() - at)
+        expired += gone
+    if expired != markers:
+        raise WrongTotals(f"{expired} markers expired of {markers}")
+    return {
+        "markers_in_process": markers,
+        "marker_index_build_seconds": round(build, 2),
+        "marker_index_longest_slice_ms": round(longest * 1000, 1),
+        "marker_expiry_seconds": round(time.perf_counter() - started, 2),
+        "marker_expiry_longest_slice_ms": round(max(slices) * 1000, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--subscriptions", type=int, default=500_000)
     parser.add_argument("--store", choices=["rocksdb", "memory"], default="rocksdb")
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--markers", type=int, default=1_000_000, help="the in-process part")
     parser.add_argument("--log", type=Path, help="keep the worker's log there")
     parser.add_argument(
         "--profile",
@@ -250,9 +305,11 @@ def main() -> None:
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
     machine = asyncio.run(report.machine_facts(base))
-    found = asyncio.run(
-        measure(base, args.subscriptions, args.store, args.close, args.log, args.profile)
-    )
+    found = asyncio.run(marker_slices(args.markers))
+    if args.subscriptions:
+        found |= asyncio.run(
+            measure(base, args.subscriptions, args.store, args.close, args.log, args.profile)
+        )
     report.print_table(["measure", "value"], [[k, v] for k, v in found.items()])
     report.write_record("aggregator_restart", machine, found)
 

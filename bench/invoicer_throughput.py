@@ -41,6 +41,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import psutil
 from aiokafka import AIOKafkaProducer
 
 from bench import report
@@ -253,6 +254,30 @@ async def _py_spy(output: Path | None) -> AsyncIterator[None]:
         await asyncio.to_thread(spy.wait, 30)
 
 
+def _invoicer_settings(settings: Settings, run_id: str) -> tuple[Settings, str]:
+    """The invoicer's settings with its Postgres connections named, so the bench finds its
+    backends (and their CPU) in pg_stat_activity among the other users of the stack."""
+    name = f"bench-invoicer-{run_id}"
+    dsn = settings.dsn
+    return replace(
+        settings, database_url=f"{dsn}{'&' if '?' in dsn else '?'}application_name={name}"
+    ), name
+
+
+async def _backend_cpu(conn: asyncpg.Connection, application_name: str) -> float:
+    """CPU seconds (user + system) the invoicer's Postgres backends used since they started
+    (they are the invoicer's pool: opened after the clock started, still open)."""
+    pids = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name
+    )
+    total = 0.0
+    for row in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(row["pid"]).cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def top_frames(raw: Path, count: int = 12) -> list[tuple[str, float]]:
     """The functions most often on the stack (inclusive share of the samples, event loop
     and benchmark frames left out), from py-spy's raw output."""
@@ -300,9 +325,10 @@ async def run(
             await producer.flush()
         finally:
             await producer.stop()
-        invoicer = Invoicer(settings, config)
+        invoicer_settings, application_name = _invoicer_settings(settings, run_id)
+        invoicer = Invoicer(invoicer_settings, config)
         async with _py_spy(profile):
-            started = time.monotonic()
+            started, cpu_started = time.monotonic(), time.process_time()
             await invoicer.start()
             task = asyncio.create_task(invoicer.run())
             first: tuple[float, int] | None = None
@@ -313,7 +339,8 @@ async def run(
                     if first is None and count:
                         first = (time.monotonic(), count)
                     await asyncio.sleep(0.05)
-                finished = time.monotonic()
+                finished, cpu = time.monotonic(), time.process_time() - cpu_started
+                database_cpu = await _backend_cpu(conn, application_name)
             finally:
                 invoicer.stop.set()
                 await task
@@ -345,6 +372,8 @@ async def run(
         "invoices_per_second": round((n - first[1]) / steady, 1) if steady else None,
         "end_to_end_per_second": round(n / (finished - started), 1),
         "fees_per_second": round(fees / (finished - started), 1),
+        "invoicer_cpu_us_per_invoice": round(cpu / n * 1e6, 1),
+        "postgres_cpu_us_per_invoice": round(database_cpu / n * 1e6, 1),
         "load_average_after": report.load_average(),
         "top_frames": top_frames(profile) if profile is not None and profile.exists() else None,
     }
@@ -364,7 +393,9 @@ async def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
             result = await run(args.n, args.subscriptions, round_size=size, profile=profile)
             print(
                 f"run {i + 1} {side}: {result['invoices_per_second']:,.0f} invoices/s "
-                f"(end to end {result['end_to_end_per_second']:,.0f}/s, "
+                f"(end to end {result['end_to_end_per_second']:,.0f}/s, CPU per invoice: "
+                f"invoicer {result['invoicer_cpu_us_per_invoice']:,.0f} us, "
+                f"Postgres {result['postgres_cpu_us_per_invoice']:,.0f} us, "
                 f"load {result['load_average_after']})",
                 flush=True,
             )
@@ -387,15 +418,22 @@ def main() -> None:
     medians = {
         side: {
             key: report.median(r[key] for r in results if r["side"] == side)
-            for key in ("invoices_per_second", "end_to_end_per_second")
+            for key in (
+                "invoices_per_second",
+                "end_to_end_per_second",
+                "invoicer_cpu_us_per_invoice",
+                "postgres_cpu_us_per_invoice",
+            )
         }
         for side in (BATCHED, PER_PERIOD)
     }
-    rows: list[tuple[str, float, float | None, str]] = [
+    rows: list[tuple[str, float, float | None, float | None, float | None, str]] = [
         (
             f"{side} (round {args.round_size if side == BATCHED else 1})",
             medians[side]["invoices_per_second"],
             medians[side]["end_to_end_per_second"],
+            medians[side]["invoicer_cpu_us_per_invoice"],
+            medians[side]["postgres_cpu_us_per_invoice"],
             ", ".join(f"{r['invoices_per_second']:,.0f}" for r in results if r["side"] == side),
         )
         for side in (BATCHED, PER_PERIOD)
@@ -403,9 +441,21 @@ def main() -> None:
     ratio = report.ratio(
         medians[BATCHED]["invoices_per_second"], medians[PER_PERIOD]["invoices_per_second"]
     )
-    rows.append(("batched / per period", ratio, None, "medians"))
+    cpu_ratio = report.ratio(
+        medians[PER_PERIOD]["invoicer_cpu_us_per_invoice"],
+        medians[BATCHED]["invoicer_cpu_us_per_invoice"],
+    )
+    rows.append(("batched / per period", ratio, None, cpu_ratio, None, "medians"))
     report.print_table(
-        ["invoicer, invoices/s (median)", "first to last", "end to end", "runs"], rows
+        [
+            "invoicer, invoices/s (median)",
+            "first to last",
+            "end to end",
+            "invoicer CPU us/invoice",
+            "Postgres CPU us/invoice",
+            "runs",
+        ],
+        rows,
     )
     for r in results:
         for frame, share in r["top_frames"] or []:

@@ -17,8 +17,9 @@ and the argument rests on three facts:
    `send_soon` buffer is not used for them: its flush gives up on a message after 0.1 s,
    so a commit could overtake a record still queued there.
 3. A table changelog record is one Kafka record: after a crash it is there whole or not
-   at all, and recovery (memory store, so always from the changelog's beginning) replays
-   the records of a partition in order.
+   at all, and recovery replays the records of a partition in order (the RocksDB store from
+   the last offset it recorded as acknowledged, `FaustTableStore.flush`; the memory store
+   from the changelog's beginning).
 
 From (1) and (2): a committed offset never passes an event whose effects are not durable.
 The opposite does happen (effects durable, offset not committed: SIGKILL before the next
@@ -292,7 +293,7 @@ class Aggregator:
                 return
             for key, (partition, ids) in sent.items():
                 # Read again: the stream may have changed the ledger while we awaited.
-                value = self.ledgers.get(key)
+                value = self.ledgers.get(key, partition)
                 if value is None:
                     continue
                 ledger = Ledger(value, partition)

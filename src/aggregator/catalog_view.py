@@ -271,7 +271,8 @@ class CatalogReader:
             if end == 0:
                 self.ready.set()
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                # 500 records (about 20 ms here) between two yields to the event loop.
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
                 changed: list[CatalogRecord] = []
                 for messages in batches.values():
                     for message in messages:
@@ -281,7 +282,9 @@ class CatalogReader:
                 if not self.ready.is_set() and await consumer.position(tp) >= end:
                     log.info("aggregator.catalog_loaded records=%d", self.view.records_applied)
                     self.ready.set()
-                if changed:
+                # Not while loading: what was there at start is scheduled as a whole, once
+                # loaded (the period closer seeds every subscription after an assignment).
+                if changed and self.ready.is_set():
                     for callback in self.on_change:
                         callback(changed)
         finally:

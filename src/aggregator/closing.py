@@ -180,7 +180,7 @@ class PeriodCloser:
         """Do what is due for one subscription; returns when it is due next (or None)."""
         organization_id, external_id = key.split("\x1f", 1)
         terms = self.catalog.terms(organization_id, external_id)
-        value = self.ledgers.get(key)
+        value = self.ledgers.get(key, partition)
         if terms is None and value is None:
             return None
         ledger = Ledger(value, partition)

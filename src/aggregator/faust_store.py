@@ -54,25 +54,29 @@ class FaustTableStore:
     def _rocks(self) -> bool:
         return hasattr(self._store, "_dbs")
 
-    def get_raw(self, key: str) -> bytes | None:
+    def get_raw(self, key: str, partition: int | None = None) -> bytes | None:
+        """The stored bytes of `key`: in `partition`'s database first when the caller knows
+        it, else (or when not there) in each database this worker holds (bloom filters make
+        a miss cheap)."""
         store, bkey = self._store, key.encode()
         if not self._rocks:
             found: bytes | None = store.data.get(bkey)
             return found
-        partition = store._key_index.get(bkey)
-        if partition is not None and partition in store._dbs:
-            value: bytes | None = store._dbs[partition].get(bkey)
+        dbs = store._dbs
+        if partition is not None:
+            db = dbs.get(partition)
+            value: bytes | None = None if db is None else db.get(bkey)
             if value is not None:
                 return value
-        for partition, db in list(store._dbs.items()):
-            value = db.get(bkey)
-            if value is not None:
-                store._key_index[bkey] = partition
-                return value
+        for held, db in list(dbs.items()):
+            if held != partition:
+                value = db.get(bkey)
+                if value is not None:
+                    return value
         return None
 
-    def get(self, key: str) -> Any | None:
-        raw = self.get_raw(key)
+    def get(self, key: str, partition: int | None = None) -> Any | None:
+        raw = self.get_raw(key, partition)
         if raw is None or self.raw:
             return raw
         return orjson.loads(raw)
@@ -82,7 +86,6 @@ class FaustTableStore:
         store, bkey = self._store, key.encode()
         if self._rocks:
             store._db_for_partition(partition).put(bkey, encoded)
-            store._key_index[bkey] = partition
         else:
             store.data[bkey] = encoded
             store._key_partition[bkey] = partition
@@ -92,7 +95,6 @@ class FaustTableStore:
         store, bkey = self._store, key.encode()
         if self._rocks:
             store._db_for_partition(partition).delete(bkey)
-            store._key_index.pop(bkey, None)
         else:
             store.data.pop(bkey, None)
             store._key_partition.pop(bkey, None)

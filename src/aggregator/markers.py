@@ -1,14 +1,14 @@
 """Dedupe markers: the transaction ids each subscription has counted, as 64-bit hashes, kept
 until the period they fell in is closed and the late window has passed.
 
-Compact by design (issue 15): in memory, per subscription (ledger key), one set of 64-bit
-integers per expiry day (the UTC day after which its markers may go; all the events of one
-period share it), about 60 bytes a marker; on the changelog, one record per (source
-partition, batch, expiry day), whatever the number of subscriptions the batch touched, held
-in memory as written: msgpack `[partition, day, [[ledger key, hashes], ...]]` with the hashes
-packed as little-endian uint64 (8 bytes a marker), at most `SEGMENT_LIMIT` markers a record
-so that it stays well under Kafka's 1 MB message limit. Expiry pops whole days from a heap:
-it costs what expires.
+Compact by design (issue 15): in memory, per subscription (ledger key), its 64-bit hashes
+(one int while it holds one, else a set: about 60 bytes a marker); on the changelog and in
+RocksDB, one record per (source partition, batch, expiry day: the UTC day after which its
+markers may go; all the events of one period share it), whatever the number of
+subscriptions the batch touched: msgpack `[partition, day, [[ledger key, hashes], ...]]`
+with the hashes packed as little-endian uint64 (8 bytes a marker), at most `SEGMENT_LIMIT`
+markers a record so that it stays well under Kafka's 1 MB message limit. Expiry pops whole
+days from a heap: it costs what expires.
 
 Why a hash and not the transaction id: the id can be long (Lago allows any string) and the
 set is held in RAM. The hash is BLAKE2b of the id (8-byte digest), so two ids collide by
@@ -38,18 +38,21 @@ from array import array
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
+from typing import cast
 
 import msgspec
 
 from aggregator.store import PartitionedStore
 
+Index = dict[str, "int | set[int]"]
+
 _SEGMENT = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes]]])
 _ENCODE = msgspec.msgpack.Encoder()
 
 SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the ledger keys
-# Markers indexed, or expired, between two yields to the event loop (about 20-50 ms here).
-BUILD_SLICE = 50_000
-EXPIRE_SLICE = 50_000
+# Markers indexed, or expired, between two yields to the event loop (2 to 35 ms here).
+BUILD_SLICE = 2_000
+EXPIRE_SLICE = 2_000
 _DAY = 86_400
 
 
@@ -79,7 +82,9 @@ class DedupeMarkers:
     def __init__(self, store: PartitionedStore) -> None:
         self.store = store
         # ledger key -> expiry day -> hashes; None until built from the store
-        self._index: dict[str, dict[int, set[int]]] | None = None
+        # ledger key -> its hashes: one int while it holds one (most subscriptions between
+        # two batches), else a set; None until built from the store
+        self._index: Index | None = None
         self._epoch = 0  # bumped by invalidate(): a build begun before it is stale
         self._count = 0
         # (expiry day, segment key) of every segment written or recovered
@@ -101,7 +106,7 @@ class DedupeMarkers:
         applied; should anything need the index meanwhile, it is built at once instead."""
         while self._index is None:
             epoch = self._epoch
-            index: dict[str, dict[int, set[int]]] = {}
+            index: Index = {}
             expiry: list[tuple[int, str]] = []
             count = since_yield = 0
             stale = False
@@ -118,9 +123,9 @@ class DedupeMarkers:
                 heapq.heapify(expiry)
                 self._index, self._expiry, self._count = index, expiry, count
 
-    def _ensured(self) -> dict[str, dict[int, set[int]]]:
+    def _ensured(self) -> Index:
         if self._index is None:
-            index: dict[str, dict[int, set[int]]] = {}
+            index: Index = {}
             expiry: list[tuple[int, str]] = []
             count = 0
             for key, segment in self.store.items():
@@ -134,12 +139,12 @@ class DedupeMarkers:
         index = self._index
         if index is None:
             index = self._ensured()
-        days = index.get(ledger_key)
-        if days:
-            for held in days.values():
-                if hashed in held:
-                    return True
-        return False
+        held = index.get(ledger_key)
+        if held is None:
+            return False
+        if type(held) is int:
+            return held == hashed
+        return hashed in held  # type: ignore[operator]
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store a batch's new markers: one segment per (partition, expiry day) and
@@ -160,10 +165,7 @@ class DedupeMarkers:
                 self.store.put(partition, key, _ENCODE.encode((partition, day, entries)))
                 heapq.heappush(self._expiry, (day, key))
                 for ledger_key, hashes in by_ledger.items():
-                    held = index.setdefault(ledger_key, {}).setdefault(day, set())
-                    before = len(held)
-                    held.update(hashes)
-                    self._count += len(held) - before
+                    self._count += _add(index, ledger_key, hashes)
 
     def expire(self, now: datetime, owned: set[int], limit: int = EXPIRE_SLICE) -> tuple[int, bool]:
         """Delete segments of owned partitions whose expiry day has ended, up to about
@@ -175,7 +177,7 @@ class DedupeMarkers:
         while self._expiry and self._expiry[0][0] < today:
             if work >= limit:
                 return removed, True
-            day, key = heapq.heappop(self._expiry)
+            _day, key = heapq.heappop(self._expiry)
             partition = int(key.split("\x1f", 1)[0])
             if partition not in owned:
                 continue
@@ -185,14 +187,10 @@ class DedupeMarkers:
             self.store.delete(partition, key)
             entries = _SEGMENT.decode(segment)[2]
             work += 1 + sum(len(packed) for _, packed in entries) // 8
-            for ledger_key, _packed in entries:
-                days = index.get(ledger_key)
-                held = None if days is None else days.pop(day, None)
-                if held is not None:
-                    removed += len(held)
-                    self._count -= len(held)
-                if days is not None and not days:
-                    del index[ledger_key]
+            for ledger_key, packed in entries:
+                gone = _remove(index, ledger_key, _unpack(packed))
+                removed += gone
+                self._count -= gone
         return removed, False
 
     def __len__(self) -> int:
@@ -200,19 +198,51 @@ class DedupeMarkers:
         return self._count
 
 
-def _index_segment(
-    index: dict[str, dict[int, set[int]]], expiry: list[tuple[int, str]], key: str, segment: bytes
-) -> int:
+def _index_segment(index: Index, expiry: list[tuple[int, str]], key: str, segment: bytes) -> int:
     """Add one stored segment to an index being built; returns the markers it added."""
     _partition, day, entries = _SEGMENT.decode(segment)
     expiry.append((day, key))
-    added = 0
-    for ledger_key, packed in entries:
-        held = index.setdefault(ledger_key, {}).setdefault(day, set())
-        before = len(held)
-        held.update(_unpack(packed))
-        added += len(held) - before
-    return added
+    return sum(_add(index, ledger_key, _unpack(packed)) for ledger_key, packed in entries)
+
+
+def _add(index: Index, ledger_key: str, hashes: list[int]) -> int:
+    """Add a subscription's hashes to the index; returns how many were new."""
+    held = index.get(ledger_key)
+    if held is None:
+        if len(hashes) == 1:
+            index[ledger_key] = hashes[0]
+            return 1
+        index[ledger_key] = fresh = set(hashes)
+        return len(fresh)
+    if type(held) is int:
+        held = index[ledger_key] = {held}
+    grown = cast(set[int], held)
+    before = len(grown)
+    grown.update(hashes)
+    return len(grown) - before
+
+
+def _remove(index: Index, ledger_key: str, hashes: list[int]) -> int:
+    """Remove a subscription's expired hashes (those of one segment) from the index;
+    returns how many went. The segments are where a hash's expiry day is kept: a hash is
+    written to a second segment only when the index lost it (see `processing`), so removing
+    one segment's hashes never removes a marker another segment still keeps."""
+    held = index.get(ledger_key)
+    if held is None:
+        return 0
+    if type(held) is int:
+        if held in hashes:
+            del index[ledger_key]
+            return 1
+        return 0
+    kept = cast(set[int], held)
+    before = len(kept)
+    kept.difference_update(hashes)
+    if not kept:
+        del index[ledger_key]
+    elif len(kept) == 1:
+        index[ledger_key] = next(iter(kept))
+    return before - len(kept)
 
 
 def _pack(hashes: list[int]) -> bytes:

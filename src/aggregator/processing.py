@@ -259,7 +259,7 @@ class EventProcessor:
     def _ledger(self, result: BatchResult, key: str, partition: int) -> Ledger:
         ledger = result.ledgers.get(key)
         if ledger is None:
-            ledger = Ledger(self.ledgers.get(key), partition)
+            ledger = Ledger(self.ledgers.get(key, partition), partition)
             result.ledgers[key] = ledger
         return ledger
 

@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 
 class PartitionedStore(Protocol):
-    def get(self, key: str) -> Any | None: ...
+    def get(self, key: str, partition: int | None = None) -> Any | None:
+        """The key's value; `partition`, when the caller knows it, is where to look first."""
+        ...
 
     def put(self, partition: int, key: str, value: Any) -> None: ...
 
@@ -29,7 +31,7 @@ class MemoryStore:
         self.partitions: dict[str, int] = {}
         self.writes = 0
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str, partition: int | None = None) -> Any | None:
         return self.data.get(key)
 
     def put(self, partition: int, key: str, value: Any) -> None:

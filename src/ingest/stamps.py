@@ -31,6 +31,39 @@ def _second(whole: str) -> str | None:
     return (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
 
 
+@lru_cache(maxsize=4096)  # a stream's timestamps share their seconds
+def _second_of(seconds: int) -> str | None:
+    return _second(str(seconds))
+
+
+def _from_micros(micros: int) -> Stamp | None:
+    """The stamp of non-negative epoch microseconds."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    second = _second_of(seconds)
+    if second is None:
+        return None
+    # "1" and the fraction's six digits: zero-padded without a format spec (`:06d` costs
+    # ten times str() on this Python).
+    digits = str(fraction + 1_000_000)
+    return f"{seconds}.{digits[1:]}", f"{second}.{digits[1:4]}Z"
+
+
+def _micros_of_float(value: float) -> int | None:
+    """The microseconds `parse_timestamp` reads from a float in [0, 2**32): its shortest
+    repr's digits cut at six decimals, found without formatting the float (the repr costs
+    about a microsecond here). Below 2**32 a float's neighbours are less than a microsecond
+    apart, so at most one whole microsecond reads back as the float: if one does, the
+    shortest repr is that one; if none does, the repr lies strictly between the same two
+    whole microseconds as the float itself."""
+    if not 0.0 <= value < 4294967296.0:
+        return None
+    numerator, denominator = value.as_integer_ratio()
+    floor = numerator * 1_000_000 // denominator
+    if (floor + 1) / 1_000_000 == value:  # correctly rounded, as reading its repr would be
+        return floor + 1
+    return floor
+
+
 def _from_digits(whole: str, fraction: str) -> Stamp | None:
     """The stamp of `whole.fraction` epoch seconds, its fraction cut at six digits."""
     second = _second(whole)
@@ -57,17 +90,20 @@ def stamp_of(value: int | float | str) -> Stamp:
     8601) is read the general way."""
     kind = type(value)
     found: Stamp | None = None
-    if kind is int:
+    if kind is float:
+        micros = _micros_of_float(value)  # type: ignore[arg-type]
+        if micros is not None:
+            found = _from_micros(micros)
+    elif kind is int:
         if value >= 0:  # type: ignore[operator]
             found = _from_digits(str(value), "")
-    elif kind is float or kind is str:
-        text = repr(value) if kind is float else value
-        whole, dot, fraction = text.partition(".")  # type: ignore[union-attr]
+    elif kind is str:
+        whole, dot, fraction = value.partition(".")  # type: ignore[union-attr]
         if (
             whole.isdigit()
             and whole.isascii()
             and (whole == "0" or whole[0] != "0")
-            and (fraction.isdigit() and fraction.isascii() if dot else kind is str)
+            and (not dot or (fraction.isdigit() and fraction.isascii()))
         ):
             found = _from_digits(whole, fraction)
     return found if found is not None else _general(value)

@@ -7,12 +7,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
-import orjson
+import msgspec
 
 from invoicing import credits
 from invoicing.closed_period import PeriodClosed
@@ -125,16 +124,10 @@ _FEE_COLUMNS = (
     ("applied_taxes", "jsonb"),
 )
 # The fee columns written (and read back by late_usage) as they stand on each PricedFee
-# (item_code to is_adjustment), and the attributes of each fee's FeeTaxes written as its
-# four tax columns.
+# (item_code to is_adjustment).
 FEE_ATTRIBUTES = tuple(name for name, _ in _FEE_COLUMNS[7:20])
-_FEE_TAX_COLUMNS = (
-    ("precise_coupons_amount_cents", "precise_coupons_cents"),
-    ("taxes_amount_cents", "taxes_cents"),
-    ("taxes_precise_amount_cents", "taxes_precise_cents"),
-    ("taxes_rate", "taxes_rate"),
-)
 assert FEE_ATTRIBUTES[0] == "item_code" and FEE_ATTRIBUTES[-1] == "is_adjustment"
+_FEE_NAMES = [name for name, _ in _FEE_COLUMNS]
 # What the invoices consume: coupons' states (before and after), wallets' balances as read
 # and what they pay, credit notes' balances and what they pay, late usage.
 _COUPON_COLUMNS = (
@@ -285,8 +278,9 @@ SELECT (SELECT count(*) FROM invoice) AS invoices, (SELECT count(*) FROM fee) AS
 
 
 def _document(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows as the statement reads them: a JSON list of objects, one key per column."""
-    return orjson.dumps(rows, default=_plain).decode()
+    """The rows as the statement reads them: a JSON list of objects, one key per column
+    (msgspec writes decimals as their exact text, which numeric columns read as written)."""
+    return _ENCODER.encode(rows).decode()
 
 
 def _named(rows: list[tuple[Any, ...]], group: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
@@ -295,19 +289,19 @@ def _named(rows: list[tuple[Any, ...]], group: tuple[tuple[str, str], ...]) -> l
 
 
 def _plain(value: Any) -> Any:
-    """What orjson does not write itself: exact decimals as text (numeric columns read them
-    as written), other mappings as dicts."""
-    if isinstance(value, Decimal):
-        return str(value)
+    """What msgspec does not write itself: mappings other than dicts, as dicts."""
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_ENCODER = msgspec.json.Encoder(enc_hook=_plain)
+
+
 def _invoice_row(item: InvoiceToWrite) -> dict[str, Any]:
     closed, loaded, priced = item.closed, item.loaded, item.priced
     terms, t = loaded.terms, priced.totals
-    organization_prefix = loaded.number_prefix or invoice_rows.document_prefix(
+    organization_prefix = loaded.number_prefix or _document_prefix(
         loaded.organization_name, terms.organization_id
     )
     billing_periods = [
@@ -362,16 +356,33 @@ def _fee_rows(item: InvoiceToWrite) -> list[dict[str, Any]]:
     }
     rows = []
     for position, (f, ft) in enumerate(zip(priced.fees, priced.totals.fee_taxes, strict=True)):
+        # The columns spelt out, not looped over: this runs for every fee of every round
+        # (write_invoices checks the keys against _FEE_COLUMNS once per round).
         row = {
             **head,
             "position": position,
             "fee_type": f.kind.value,
             "charge_id": f.charge_id,
             "billable_metric_id": f.billable_metric_id,
-            **{name: getattr(f, name) for name in FEE_ATTRIBUTES},
+            "item_code": f.item_code,
+            "item_name": f.item_name,
+            "invoice_display_name": f.invoice_display_name,
+            "amount_cents": f.amount_cents,
+            "precise_amount": f.precise_amount,
+            "units": f.units,
+            "events_count": f.events_count,
+            "pay_in_advance": f.pay_in_advance,
+            "invoiceable": f.invoiceable,
+            "from_date": f.from_date,
+            "to_date": f.to_date,
+            "usage_period_start": f.usage_period_start,
+            "is_adjustment": f.is_adjustment,
             "aggregation": f.aggregation,
             "amount_details": f.amount_details,
-            **{column: getattr(ft, name) for column, name in _FEE_TAX_COLUMNS},
+            "precise_coupons_amount_cents": ft.precise_coupons_cents,
+            "taxes_amount_cents": ft.taxes_cents,
+            "taxes_precise_amount_cents": ft.taxes_precise_cents,
+            "taxes_rate": ft.taxes_rate,
             "applied_taxes": invoice_rows.fee_taxes(f, f.amount_cents - ft.precise_coupons_cents),
         }
         rows.append(row)
@@ -387,6 +398,7 @@ async def write_invoices(conn: Conn, items: Sequence[InvoiceToWrite]) -> None:
         return
     invoices = [_invoice_row(item) for item in items]
     fees = [row for item in items for row in _fee_rows(item)]
+    assert not fees or list(fees[0]) == _FEE_NAMES, "a fee row's keys are not _FEE_COLUMNS"
     consumed = credits.consumed_rows(items)
     args = [_document(invoices), _document(fees)] + [
         _document(_named(rows, group)) for rows, group in zip(consumed, _GROUPS[2:], strict=True)
@@ -427,6 +439,10 @@ async def insert_invoice(
     item = InvoiceToWrite(closed, loaded, priced, tuple(pending_keys))
     await write_invoices(conn, [item])
     return item.invoice_id
+
+
+# A round's invoices mostly share their organization: its prefix is worked out once.
+_document_prefix = lru_cache(maxsize=1024)(invoice_rows.document_prefix)
 
 
 @lru_cache(maxsize=4096)  # the invoices of a batch mostly share their periods' bounds

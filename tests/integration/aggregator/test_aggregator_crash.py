@@ -6,6 +6,7 @@ recomputation from the events, exactly."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -140,19 +141,24 @@ async def test_sigkill_during_100k_events_never_double_counts_nor_loses(
     )
 
 
+# The documented run is 1,000,000 events (about 3 minutes on the shared 2-core machine);
+# METERFLOW_CRASH_TEST_EVENTS makes it smaller where a CI runner is slower.
+CRASH_TEST_EVENTS = int(os.environ.get("METERFLOW_CRASH_TEST_EVENTS") or 1_000_000)
+
+
 @pytest.mark.timeout(900)
 async def test_sigkill_every_few_seconds_during_a_million_events(
     settings: Settings, worker_factory: Any, unique: str
 ) -> None:
     """Issue 15: 1,000,000 events, 10% of them client retries, a SIGKILL every 2 to 5 s of
-    work; the totals equal a recount."""
+    work (each restart on the worker's own RocksDB state); the totals equal a recount."""
     await crash_run(
         settings,
         worker_factory,
         unique,
         subscriptions=100,
-        unique_events=900_000,
-        retries=100_000,
+        unique_events=CRASH_TEST_EVENTS - CRASH_TEST_EVENTS // 10,
+        retries=CRASH_TEST_EVENTS // 10,
         kills=8,
         wait=(2.0, 5.0),
     )

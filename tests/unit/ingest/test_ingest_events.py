@@ -237,6 +237,9 @@ def test_a_body_of_another_shape_takes_the_full_path(body: bytes) -> None:
     value=st.integers(min_value=-5, max_value=2**40)
     | st.floats(min_value=-1, max_value=3e11, allow_nan=False)
     | st.floats(min_value=0, max_value=1e-3)
+    | st.integers(min_value=0, max_value=2**32 * 10**7).map(lambda n: n / 10**7)
+    | st.integers(min_value=0, max_value=2**32 * 10**6).map(lambda n: n / 10**6)
+    | st.integers(min_value=0, max_value=2**32 * 10**3).map(lambda n: n / 10**3)
     | st.decimals(min_value=0, max_value=4e9, places=7).map(str)
     | st.integers(min_value=0, max_value=2**36).map(str)
     | st.text(alphabet="0123456789. e-+", max_size=14)
@@ -258,7 +261,8 @@ def assert_stamped_as_the_general_parse(value: Any) -> None:
 @pytest.mark.parametrize(
     "value",
     ["0001.5", "00.5", "0.5", "12", " 12.5", "12.", ".5", "1e3", "12.5000009", "\u0661\u0662.5",
-     "2026-03-01T10:00:00.123456+05:30", 253402300799.999, 253402300800, 0, 0.0, 1e-7, True],
+     "2026-03-01T10:00:00.123456+05:30", 253402300799.999, 253402300800, 0, 0.0, 1e-7, True,
+     4294967295.9999995, 4294967296.0, 4294967296.000001, 1795794123.0000005, 0.0000015],
 )  # fmt: skip
 def test_unusual_timestamps_stamp_as_the_general_parse(value: Any) -> None:
     assert_stamped_as_the_general_parse(value)

@@ -47,7 +47,7 @@ import psutil
 
 from bench import baseline, report
 from bench.http_load import SERIAL, TAG, run_load
-from bench.run import topic_usage
+from bench.run import drop_schema, topic_usage
 from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
 from meterflow.db import connect, migrate
@@ -187,11 +187,7 @@ async def _setup(settings: Settings) -> str:
 
 async def _teardown(settings: Settings) -> None:
     await delete_topics(settings.bootstrap_servers, settings.topics)
-    conn = await connect(settings.dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(settings, settings.db_schema)
 
 
 async def _baseline_setup(dsn: str, schema: str) -> tuple[str, str]:

@@ -11,8 +11,7 @@ from console.sessions import Viewer
 from meterflow import db
 from read_model.invoices import invoice_of, list_invoices
 from store import applied_coupons, credit_notes, invoice_actions, wallets
-from store.applied_coupons import applied_coupon_body
-from store.wallets import wallet_body
+from store.database import Pager
 
 TAB_ROWS = 100
 
@@ -26,36 +25,26 @@ async def invoices_tab(request: web.Request, viewer: Viewer) -> web.Response:
     return await customer_page(request, viewer, "invoices", invoices=bodies, total=total)
 
 
+async def _listed_tab(
+    request: web.Request, viewer: Viewer, tab: str, key: str, pager: Pager
+) -> web.Response:
+    """A tab listing the customer's objects (applied coupons, wallets), at most TAB_ROWS."""
+    customer = await customer_of(request, viewer, customer_id_of(request))
+    whose = {"external_customer_id": customer["external_id"]}
+    async with api(request).db.acquire() as conn:
+        bodies, _ = await pager(conn, viewer.organization.id, whose, TAB_ROWS, 0)
+    return await customer_page(request, viewer, tab, **{key: bodies})
+
+
 @signed_in
 async def coupons_tab(request: web.Request, viewer: Viewer) -> web.Response:
-    customer = await customer_of(request, viewer, customer_id_of(request))
-    async with api(request).db.acquire() as conn:
-        rows, _ = await applied_coupons.list_applied_coupons(
-            conn,
-            viewer.organization.id,
-            external_customer_id=customer["external_id"],
-            status=None,
-            coupon_codes=None,
-            limit=TAB_ROWS,
-            offset=0,
-        )
-    bodies = [applied_coupon_body(r) for r in rows]
-    return await customer_page(request, viewer, "coupons", applied_coupons=bodies)
+    pager = applied_coupons.list_applied_coupons
+    return await _listed_tab(request, viewer, "coupons", "applied_coupons", pager)
 
 
 @signed_in
 async def wallets_tab(request: web.Request, viewer: Viewer) -> web.Response:
-    customer = await customer_of(request, viewer, customer_id_of(request))
-    async with api(request).db.acquire() as conn:
-        rows, _ = await wallets.list_wallets(
-            conn,
-            viewer.organization.id,
-            external_customer_id=customer["external_id"],
-            currency=None,
-            limit=TAB_ROWS,
-            offset=0,
-        )
-    return await customer_page(request, viewer, "wallets", wallets=[wallet_body(r) for r in rows])
+    return await _listed_tab(request, viewer, "wallets", "wallets", wallets.list_wallets)
 
 
 @signed_in

@@ -15,7 +15,6 @@ from console.pages import PREFIX, api, form, not_found, parse_id, redirect, show
 from console.sessions import Viewer
 from meterflow.db import Conn
 from read_model.customers import customer_body
-from read_model.subscriptions import subscription_body
 from store import customers, subscriptions
 from web.errors import ValidationFailed
 
@@ -190,16 +189,11 @@ async def subscriptions_of(
     request: web.Request, viewer: Viewer, external_customer_id: str, statuses: list[str]
 ) -> list[dict[str, Any]]:
     async with api(request).db.acquire() as conn:
-        rows, _ = await subscriptions.list_subscriptions(
-            conn,
-            viewer.organization.id,
-            external_customer_id=external_customer_id,
-            plan_code=None,
-            statuses=statuses,
-            limit=100,
-            offset=0,
+        filters = {"external_customer_id": external_customer_id, "statuses": statuses}
+        bodies, _ = await subscriptions.list_subscriptions(
+            conn, viewer.organization.id, filters, 100, 0
         )
-    return [subscription_body(r) for r in rows]
+    return bodies
 
 
 @signed_in

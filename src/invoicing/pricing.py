@@ -42,6 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from billing.aggregations import Aggregation, SumAggregation, aggregation_from_dict
 from billing.charge_models import CHARGE_MODELS, ChargeAmount
@@ -106,6 +107,9 @@ class PricedInvoice:
 _plan_fee_cents = lru_cache(maxsize=4096)(plan_fee_cents)
 
 
+_SUM = SumAggregation.aggregation_type
+
+
 def _restore(snapshot: Mapping[str, Any]) -> Aggregation | None:
     try:
         return aggregation_from_dict(snapshot)
@@ -164,7 +168,11 @@ def _charge_fee(
     charge = _charge_terms(terms, usage)
     if not charge.invoiceable:
         return None
-    priced = _price(charge, usage.units, usage.events_count, _restore(usage.aggregation))
+    # Only a sum's state prices differently from its units (per-event amounts): the other
+    # snapshots are not rebuilt just to be ignored.
+    snapshot = usage.aggregation
+    state = _restore(snapshot) if snapshot.get("type") == _SUM else None
+    priced = _price(charge, usage.units, usage.events_count, state)
     return _usage_fee(terms, charge, usage, period, currency, priced)
 
 
@@ -289,6 +297,16 @@ def _fee(
     )
 
 
+@lru_cache(maxsize=1024)  # a round's subscriptions mostly share these
+def _calendar(
+    timezone: str | None, organization_timezone: str | None, interval: str, billing_time: str
+) -> tuple[ZoneInfo, PlanInterval, BillingTime]:
+    """The catalog's timezone, plan interval and billing time as billing's types; raises
+    BillingError or ValueError (not cached) when the catalog holds what they refuse."""
+    tz = resolve_timezone(timezone, organization_timezone)
+    return tz, PlanInterval(interval), BillingTime(billing_time)
+
+
 def price_period(
     closed: PeriodClosed,
     terms: SubscriptionTerms,
@@ -300,9 +318,9 @@ def price_period(
     currency = closed.currency or terms.plan.amount_currency
     try:
         minor_units(currency)
-        tz = resolve_timezone(terms.timezone, terms.organization_timezone)
-        interval = PlanInterval(terms.plan.interval)
-        billing_time = BillingTime(terms.billing_time)
+        tz, interval, billing_time = _calendar(
+            terms.timezone, terms.organization_timezone, terms.plan.interval, terms.billing_time
+        )
     except (BillingError, ValueError) as exc:
         raise PoisonMessage("invalid_catalog", str(exc)) from exc
     closing = BillingPeriod(closed.period_start, closed.period_end)

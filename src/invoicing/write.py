@@ -301,7 +301,7 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_plain)
 def _invoice_row(item: InvoiceToWrite) -> dict[str, Any]:
     closed, loaded, priced = item.closed, item.loaded, item.priced
     terms, t = loaded.terms, priced.totals
-    organization_prefix = loaded.number_prefix or invoice_rows.document_prefix(
+    organization_prefix = loaded.number_prefix or _document_prefix(
         loaded.organization_name, terms.organization_id
     )
     billing_periods = [
@@ -439,6 +439,10 @@ async def insert_invoice(
     item = InvoiceToWrite(closed, loaded, priced, tuple(pending_keys))
     await write_invoices(conn, [item])
     return item.invoice_id
+
+
+# A round's invoices mostly share their organization: its prefix is worked out once.
+_document_prefix = lru_cache(maxsize=1024)(invoice_rows.document_prefix)
 
 
 @lru_cache(maxsize=4096)  # the invoices of a batch mostly share their periods' bounds

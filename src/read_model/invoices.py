@@ -16,7 +16,7 @@ from meterflow.db import Conn
 from read_model.customers import customer_body, customer_by_id
 from read_model.subscriptions import subscription_body, subscription_by_id
 from web.errors import NotFound
-from web.payload import iso
+from web.payload import iso, object_id
 
 STATUSES = ("draft", "finalized", "voided", "failed", "pending")
 
@@ -239,10 +239,7 @@ async def owned_row(
 ) -> asyncpg.Record:
     """The organization's row of `table` whose id is `raw_id` (locked until the transaction
     ends when asked), or `{kind}_not_found`, a malformed id included."""
-    try:
-        row_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise NotFound(kind) from None
+    row_id = object_id(raw_id, kind)
     sql = f"SELECT * FROM {table} WHERE id = $1 AND organization_id = $2"
     row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), row_id, org)
     if row is None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
-from meterflow import db
-from store import applied_coupons, customers
+from meterflow.db import Conn
+from resources import crud
+from store import applied_coupons
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, ok, page_params, pagination_meta, read_wrapped
+from web.errors import ValidationFailed
+from web.payload import INVALID, object_id, ok, read_wrapped
 
 
 async def apply(request: web.Request) -> web.Response:
@@ -20,28 +22,16 @@ async def apply(request: web.Request) -> web.Response:
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
     status = request.query.get("status") or None
     if status is not None and status not in ("active", "terminated"):
         raise ValidationFailed({"status": [INVALID]})
-    codes = request.query.getall("coupon_code[]", []) or None
-    async with ctx.db.acquire() as conn:
-        await customers.check_customer(conn, org.id, external_customer_id)
-        rows, total = await applied_coupons.list_applied_coupons(
-            conn,
-            org.id,
-            external_customer_id=external_customer_id,
-            status=status,
-            coupon_codes=codes,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
-    return ok(
-        {
-            "applied_coupons": [applied_coupons.applied_coupon_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    filters = {
+        "external_customer_id": external_customer_id,
+        "status": status,
+        "coupon_codes": request.query.getall("coupon_code[]", []) or None,
+    }
+    return await crud.answer_page(
+        request, "applied_coupons", applied_coupons.list_applied_coupons, filters
     )
 
 
@@ -55,24 +45,14 @@ async def find_all_of_customer(request: web.Request) -> web.Response:
 
 async def remove(request: web.Request) -> web.Response:
     """Terminate one of the customer's applied coupons: later invoices no longer use it."""
-    ctx, org = context(request), organization(request)
-    try:
-        applied_id = uuid.UUID(request.match_info["applied_coupon_id"])
-    except ValueError:
-        raise NotFound("applied_coupon") from None
-    async with db.unit_of_work(ctx.db) as conn:
-        customer = await customers.customer_by_external_id(
-            conn, org.id, request.match_info["external_customer_id"], lock=True
-        )
-        if customer is None:
-            raise NotFound("customer")
-        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
-        if row is None or row["customer_id"] != customer["id"]:
-            raise NotFound("applied_coupon")
-        await applied_coupons.terminate_applied_coupon(conn, applied_id)
-        row = await applied_coupons.applied_coupon_by_id(conn, applied_id)
-    assert row is not None
-    return ok({"applied_coupon": applied_coupons.applied_coupon_body(row)})
+    applied_id = object_id(request.match_info["applied_coupon_id"], "applied_coupon")
+    external_customer_id = request.match_info["external_customer_id"]
+
+    async def step(conn: Conn, org: uuid.UUID) -> dict[str, Any]:
+        remove = applied_coupons.remove_applied_coupon
+        return await remove(conn, org, external_customer_id, applied_id)
+
+    return await crud.answer(request, "applied_coupon", step)
 
 
 def routes() -> list[web.RouteDef]:

@@ -16,7 +16,7 @@ from store import credit_notes
 from store.credit_note_amounts import amounts_of, creditable_invoice, parse_items
 from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
+from web.payload import INVALID, Fields, ok, read_wrapped
 
 
 async def create(request: web.Request) -> web.Response:
@@ -96,13 +96,8 @@ def _filters(request: web.Request) -> tuple[Any, ...]:
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        bodies, total = await credit_notes.list_credit_notes(
-            conn, org.id, _filters(request), per_page, (page - 1) * per_page
-        )
-    return ok({"credit_notes": bodies, "meta": pagination_meta(page, per_page, total)})
+    pager = credit_notes.list_credit_notes
+    return await crud.answer_page(request, "credit_notes", pager, _filters(request))
 
 
 def routes() -> list[web.RouteDef]:

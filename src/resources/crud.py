@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -14,7 +14,7 @@ from meterflow import db
 from meterflow.db import Conn
 from store import code_keyed
 from store.code_keyed import CodeKeyed
-from store.database import Body
+from store.database import Body, Filters, Pager
 from web.context import context, organization
 from web.errors import NotFound
 from web.payload import ok, page_params, pagination_meta, read_wrapped
@@ -36,27 +36,51 @@ async def _run(
         return await step(conn, org.id)
 
 
+async def answer(
+    request: web.Request,
+    kind: str,
+    step: Callable[[Conn, uuid.UUID], Awaitable[Any]],
+    *,
+    write: bool = True,
+    publishes: bool = False,
+) -> web.Response:
+    """Run `step` (in one transaction when it `write`s) and answer `{kind: body}`; when it
+    `publishes`, the catalog changes it queued go to Kafka first."""
+    body = await _run(request, step, write=write)
+    if publishes:
+        await context(request).catalog.drain_quietly()
+    return ok({kind: body})
+
+
 async def by_lago_id(
     request: web.Request, kind: str, step: OwnedStep, *, write: bool = True
 ) -> web.Response:
     """Run `step` on the object the path's `lago_id` names and answer `{kind: body}`."""
     lago_id = request.match_info["lago_id"]
-    body = await _run(request, lambda conn, org: step(conn, org, lago_id), write=write)
-    return ok({kind: body})
+    return await answer(request, kind, lambda conn, org: step(conn, org, lago_id), write=write)
 
 
-async def _answer(
-    request: web.Request, spec: CodeKeyed, step: Step, *, write: bool
+async def answer_page(
+    request: web.Request, key: str, pager: Pager, filters: Any, *, owner: Any = None
 ) -> web.Response:
-    body = await _run(request, step, write=write)
-    if write and spec.publishes:
-        await context(request).catalog.drain_quietly()
-    return ok({spec.kind: body})
+    """`GET` a list: the page the query asks for, of `owner`'s objects (by default the
+    organization's) kept by `filters`, as `{key: [...], meta}`."""
+    page, per_page = page_params(request)
+
+    async def step(conn: Conn, org: uuid.UUID) -> tuple[list[Body], int]:
+        whose = org if owner is None else owner
+        return await pager(conn, whose, filters, per_page, (page - 1) * per_page)
+
+    bodies, total = await _run(request, step, write=False)
+    return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
 
 
 def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
     """`POST`, `GET` (a page) on `/api/v1/{plural}`, and `GET`, `PUT`, `DELETE` on
     `/api/v1/{plural}/{code}` (`{kind}_not_found` when no object has that code)."""
+
+    async def written(request: web.Request, step: Step) -> web.Response:
+        return await answer(request, spec.kind, step, publishes=spec.publishes)
 
     async def named(
         conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
@@ -68,9 +92,7 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
 
     async def create(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
-        return await _answer(
-            request, spec, lambda c, o: code_keyed.create(spec, c, o, raw), write=True
-        )
+        return await written(request, lambda c, o: code_keyed.create(spec, c, o, raw))
 
     async def update(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
@@ -79,28 +101,27 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
             current = await named(conn, org, request, lock=True)
             return await code_keyed.update(spec, conn, org, current, raw)
 
-        return await _answer(request, spec, step, write=True)
+        return await written(request, step)
 
     async def destroy(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
             return await code_keyed.delete(spec, conn, await named(conn, org, request, lock=True))
 
-        return await _answer(request, spec, step, write=True)
+        return await written(request, step)
 
     async def find(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
             return await code_keyed.answer(spec, conn, await named(conn, org, request, lock=False))
 
-        return await _answer(request, spec, step, write=False)
+        return await answer(request, spec.kind, step, write=False)
 
     async def find_all(request: web.Request) -> web.Response:
-        ctx, org = context(request), organization(request)
-        page, per_page = page_params(request)
-        async with ctx.db.acquire() as conn:
-            bodies, total = await code_keyed.page(
-                spec, conn, org.id, per_page, (page - 1) * per_page
-            )
-        return ok({spec.plural: bodies, "meta": pagination_meta(page, per_page, total)})
+        return await answer_page(request, spec.plural, pager, {})
+
+    async def pager(
+        conn: Conn, org: uuid.UUID, filters: Filters, limit: int, offset: int
+    ) -> tuple[list[Body], int]:
+        return await code_keyed.page(spec, conn, org, limit, offset)
 
     path = f"/api/v1/{spec.plural}"
     return [

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from read_model.customers import customer_body
+from resources import crud
 from store import customers
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import ok, page_params, pagination_meta, read_wrapped
+from web.payload import ok, read_wrapped
 
 
 async def upsert(request: web.Request) -> web.Response:
@@ -32,19 +33,8 @@ async def find(request: web.Request) -> web.Response:
 
 
 async def find_all(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        rows, total = await customers.list_customers(
-            conn, org.id, per_page, (page - 1) * per_page, request.query.get("search_term")
-        )
-        bodies = await customers.with_taxes(conn, [customer_body(r) for r in rows])
-    return ok(
-        {
-            "customers": bodies,
-            "meta": pagination_meta(page, per_page, total),
-        }
-    )
+    filters = {"search_term": request.query.get("search_term")}
+    return await crud.answer_page(request, "customers", customers.customer_page, filters)
 
 
 async def destroy(request: web.Request) -> web.Response:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from store import document_files
@@ -17,20 +15,9 @@ def base_url(request: web.Request) -> str:
 
 async def file(request: web.Request) -> web.Response:
     """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
-    kind = document_files.FILE_KINDS.get(request.match_info["kind"])
-    try:
-        object_id = uuid.UUID(request.match_info["object_id"])
-    except ValueError:
-        kind = None
-    if kind is None:
-        raise NotFound("file")
-    table, column, _ = kind
+    path = request.match_info
     async with context(request).db.acquire() as conn:
-        pdf = await conn.fetchval(
-            f"SELECT pdf FROM {table} WHERE {column} = $1 AND token = $2",
-            object_id,
-            request.match_info["token"],
-        )
+        pdf = await document_files.stored_pdf(conn, path["kind"], path["object_id"], path["token"])
     if pdf is None:
         raise NotFound("file")
     return web.Response(body=pdf, content_type="application/pdf")

@@ -20,9 +20,10 @@ from read_model.invoices import (
     invoice_row,
     list_invoices,
 )
+from resources import crud
 from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, ok, page_params, pagination_meta
+from web.payload import INVALID, ok
 
 
 def _date_param(request: web.Request, name: str, errors: dict[str, list[str]]) -> date | None:
@@ -50,8 +51,6 @@ def _choices(
 async def find_all(request: web.Request) -> web.Response:
     """Filters: external_customer_id, status / statuses[], payment_status /
     payment_statuses[], invoice_type, currency, issuing_date_from, issuing_date_to."""
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
     errors: dict[str, list[str]] = {}
     date_from = _date_param(request, "issuing_date_from", errors)
     date_to = _date_param(request, "issuing_date_to", errors)
@@ -70,16 +69,11 @@ async def find_all(request: web.Request) -> web.Response:
         request.query.get("invoice_type") or None,
         request.query.get("currency") or None,
     )
-    async with ctx.db.acquire() as conn:
-        bodies, total = await list_invoices(conn, org.id, filters, per_page, (page - 1) * per_page)
-    return ok({"invoices": bodies, "meta": pagination_meta(page, per_page, total)})
+    return await crud.answer_page(request, "invoices", list_invoices, filters)
 
 
 async def find(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with ctx.db.acquire() as conn:
-        body = await invoice_of(conn, org.id, request.match_info["lago_id"])
-    return ok({"invoice": body})
+    return await crud.by_lago_id(request, "invoice", invoice_of, write=False)
 
 
 async def finalize(request: web.Request) -> web.Response:

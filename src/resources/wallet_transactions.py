@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from aiohttp import web
 
-from meterflow import db
+from meterflow.db import Conn
+from resources import crud
 from resources.wallets import wallet_of_request
 from store import wallet_transactions, wallets
-from web.context import context, organization
-from web.errors import NotFound
-from web.payload import Fields, ok, page_params, pagination_meta, read_wrapped
+from web.context import context
+from web.payload import Fields, object_id, read_wrapped
 
 
 async def top_up(request: web.Request) -> web.Response:
     """Paid, granted or voided credits on an active wallet; answers the transactions."""
-    ctx, org = context(request), organization(request)
     fields = Fields(
         await read_wrapped(request, "wallet_transaction"), wallet_transactions.TRANSACTION_FIELDS
     )
@@ -30,53 +29,32 @@ async def top_up(request: web.Request) -> web.Response:
     name = fields.text("name")
     metadata = wallets.parse_metadata(fields, "metadata")
     fields.check()
-    try:
-        wallet_id = uuid.UUID(raw_id or "")
-    except ValueError:
-        raise NotFound("wallet") from None
-    async with db.unit_of_work(ctx.db) as conn:
-        wallet = await wallets.wallet_by_id(conn, org.id, wallet_id, lock=True)
-        if (
-            wallet is None
-            or wallet["status"] != "active"
-            or wallets.is_expired(wallet, datetime.now(UTC))
-        ):
-            raise NotFound("wallet")
-        ids = await wallet_transactions.settle_credits(conn, wallet, credits, name, metadata)
-        rows = await wallet_transactions.wallet_transactions_by_ids(conn, ids)
-    return ok({"wallet_transactions": [wallet_transactions.transaction_body(r) for r in rows]})
+    wallet_id = object_id(raw_id, "wallet")
+
+    async def step(conn: Conn, org: uuid.UUID) -> list[dict[str, Any]]:
+        return await wallet_transactions.top_up(conn, org, wallet_id, credits, name, metadata)
+
+    return await crud.answer(request, "wallet_transactions", step)
 
 
 async def find_transaction(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    try:
-        transaction_id = uuid.UUID(request.match_info["lago_id"])
-    except ValueError:
-        raise NotFound("wallet_transaction") from None
-    async with ctx.db.acquire() as conn:
-        row = await wallet_transactions.wallet_transaction_of(conn, org.id, transaction_id)
-    if row is None:
-        raise NotFound("wallet_transaction")
-    return ok({"wallet_transaction": wallet_transactions.transaction_body(row)})
+    step = wallet_transactions.transaction_of
+    return await crud.by_lago_id(request, "wallet_transaction", step, write=False)
 
 
 async def find_transactions(request: web.Request) -> web.Response:
-    ctx = context(request)
-    page, per_page = page_params(request)
     filters = {
         name: request.query.get(name) or None
         for name in ("status", "transaction_status", "transaction_type")
     }
-    async with ctx.db.acquire() as conn:
+    async with context(request).db.acquire() as conn:
         wallet = await wallet_of_request(conn, request)
-        rows, total = await wallet_transactions.list_wallet_transactions(
-            conn, wallet["id"], filters, per_page, (page - 1) * per_page
-        )
-    return ok(
-        {
-            "wallet_transactions": [wallet_transactions.transaction_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
+    return await crud.answer_page(
+        request,
+        "wallet_transactions",
+        wallet_transactions.list_wallet_transactions,
+        filters,
+        owner=wallet["id"],
     )
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from meterflow import db
 from meterflow.db import Conn
+from resources import crud
 from store import customers, wallets
 from web.context import context, organization
-from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, ok, page_params, pagination_meta, read_wrapped
+from web.errors import NotFound
+from web.payload import object_id, ok, read_wrapped
 
 
 async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
@@ -38,10 +38,7 @@ async def wallet_of_request(
     """The wallet the path names: by lago_id, or by customer and code."""
     org = organization(request)
     if "lago_id" in request.match_info:
-        try:
-            wallet_id = uuid.UUID(request.match_info["lago_id"])
-        except ValueError:
-            raise NotFound("wallet") from None
+        wallet_id = object_id(request.match_info["lago_id"], "wallet")
         row = await wallets.wallet_by_id(conn, org.id, wallet_id, lock=lock)
     else:
         customer = await customers.customer_by_external_id(
@@ -63,73 +60,30 @@ async def find(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     """Change the name, code, priority, expiry or metadata (Lago's editable fields)."""
-    ctx, org = context(request), organization(request)
-    fields = Fields(await read_wrapped(request, "wallet"), wallets.WALLET_FIELDS)
-    given: dict[str, Any] = {
-        "name": fields.text("name"),
-        "code": fields.text("code"),
-        "priority": fields.integer("priority", minimum=1),
-        "expiration_at": fields.instant("expiration_at"),
-        "metadata": fields.mapping("metadata"),
-    }
-    if given["priority"] is not None and given["priority"] > 50:
-        fields.add("priority", INVALID)
-    wallets.refuse_unsupported(fields)
-    for name in wallets.WALLET_FIELDS - set(wallets.EDITABLE):
-        if fields.raw.get(name) is not None and name not in (
-            "applies_to",
-            "recurring_transaction_rules",
-            "paid_top_up_max_amount_cents",
-            "paid_top_up_min_amount_cents",
-        ):
-            fields.add(name, "not_editable")
-    fields.check()
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await wallet_of_request(conn, request, lock=True)
-        if row["status"] != "active":
-            raise ValidationFailed({"wallet": ["wallet_not_active"]})
-        attributes = dict(row["attributes"] or {})
-        if fields.has("metadata"):
-            attributes["metadata"] = given["metadata"]
-        columns = {k: row[k] for k in ("name", "code", "priority", "expiration_at")}
-        columns.update({k: v for k, v in given.items() if fields.has(k) and k != "metadata"})
-        columns["priority"] = columns["priority"] or 50
-        columns["attributes"] = attributes
-        await wallets.update_wallet(conn, row["id"], columns)
-        updated = await wallets.wallet_by_id(conn, org.id, row["id"])
-    assert updated is not None
-    return ok({"wallet": wallets.wallet_body(updated)})
+    fields, given = wallets.parse_update(await read_wrapped(request, "wallet"))
+
+    async def step(conn: Conn, org: uuid.UUID) -> dict[str, Any]:
+        wallet = await wallet_of_request(conn, request, lock=True)
+        return await wallets.change_wallet(conn, org, wallet, fields, given)
+
+    return await crud.answer(request, "wallet", step)
 
 
 async def terminate(request: web.Request) -> web.Response:
-    ctx, org = context(request), organization(request)
-    async with db.unit_of_work(ctx.db) as conn:
-        row = await wallet_of_request(conn, request, lock=True)
-        await wallets.terminate_wallet(conn, row["id"])
-        updated = await wallets.wallet_by_id(conn, org.id, row["id"])
-    assert updated is not None
-    return ok({"wallet": wallets.wallet_body(updated)})
+    async def step(conn: Conn, org: uuid.UUID) -> dict[str, Any]:
+        return await wallets.end_wallet(
+            conn, org, await wallet_of_request(conn, request, lock=True)
+        )
+
+    return await crud.answer(request, "wallet", step)
 
 
 async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
-    ctx, org = context(request), organization(request)
-    page, per_page = page_params(request)
-    async with ctx.db.acquire() as conn:
-        await customers.check_customer(conn, org.id, external_customer_id)
-        rows, total = await wallets.list_wallets(
-            conn,
-            org.id,
-            external_customer_id=external_customer_id,
-            currency=request.query.get("currency") or None,
-            limit=per_page,
-            offset=(page - 1) * per_page,
-        )
-    return ok(
-        {
-            "wallets": [wallets.wallet_body(r) for r in rows],
-            "meta": pagination_meta(page, per_page, total),
-        }
-    )
+    filters = {
+        "external_customer_id": external_customer_id,
+        "currency": request.query.get("currency") or None,
+    }
+    return await crud.answer_page(request, "wallets", wallets.list_wallets, filters)
 
 
 async def find_all(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ import asyncpg
 
 from meterflow import db
 from meterflow.db import Conn
-from store import coupons, customers
+from store import coupons, customers, database
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, currency, iso
@@ -60,46 +60,34 @@ async def insert_applied_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, A
 
 async def end_customer_credits(conn: Conn, customer_id: uuid.UUID) -> None:
     """Terminate the customer's applied coupons and wallets (its deletion, as in Lago)."""
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE customer_id = $1 AND status = 'active'",
-        customer_id,
-    )
-    await conn.execute(
-        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
-        "WHERE customer_id = $1 AND status = 'active'",
-        customer_id,
-    )
+    await database.terminate_active(conn, "applied_coupons", "customer_id", customer_id)
+    await database.terminate_active(conn, "wallets", "customer_id", customer_id)
 
 
 async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE id = $1 AND status = 'active'",
-        applied_coupon_id,
-    )
+    await database.terminate_active(conn, "applied_coupons", "id", applied_coupon_id)
+
+
+APPLIED_COUPONS = database.Listing(
+    _APPLIED_COUPON,
+    "ac.organization_id = {} AND cu.deleted_at IS NULL",
+    {
+        "external_customer_id": "cu.external_id = {}",
+        "status": "ac.status = {}",
+        "coupon_codes": "c.code = ANY({}::text[])",
+    },
+    "ac.created_at DESC, ac.id",
+)
 
 
 async def list_applied_coupons(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    status: str | None,
-    coupon_codes: list[str] | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE ac.organization_id = $1 AND ($2::text IS NULL OR cu.external_id = $2) "
-        "AND cu.deleted_at IS NULL AND ($3::text IS NULL OR ac.status = $3) "
-        "AND ($4::text[] IS NULL OR c.code = ANY($4::text[])) "
-    )
-    args = (org, external_customer_id, status, coupon_codes)
-    order = "ac.created_at DESC, ac.id"
-    return await db.fetch_page(
-        conn, _APPLIED_COUPON, where, args, order=order, limit=limit, offset=offset
-    )
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of applied coupons (of the customer `external_customer_id` names, if any, who
+    must exist) as the API shows them, and how many match."""
+    await customers.check_customer(conn, org, filters.get("external_customer_id"))
+    rows, total = await database.listed(APPLIED_COUPONS, conn, org, filters, limit, offset)
+    return [applied_coupon_body(r) for r in rows], total
 
 
 _APPLIED = {
@@ -194,5 +182,21 @@ async def apply_coupon(
             conn, org.id, {**terms, "coupon_id": coupon["id"], "customer_id": customer["id"]}
         )
         row = await applied_coupon_by_id(conn, applied_id)
+    assert row is not None
+    return applied_coupon_body(row)
+
+
+async def remove_applied_coupon(
+    conn: Conn, org: uuid.UUID, external_customer_id: str, applied_id: uuid.UUID
+) -> dict[str, Any]:
+    """Terminate one of the customer's applied coupons: later invoices no longer use it."""
+    customer = await customers.customer_by_external_id(conn, org, external_customer_id, lock=True)
+    if customer is None:
+        raise NotFound("customer")
+    row = await applied_coupon_by_id(conn, applied_id)
+    if row is None or row["customer_id"] != customer["id"]:
+        raise NotFound("applied_coupon")
+    await terminate_applied_coupon(conn, applied_id)
+    row = await applied_coupon_by_id(conn, applied_id)
     assert row is not None
     return applied_coupon_body(row)

@@ -39,16 +39,11 @@ def _filters(fields: Fields) -> list[dict[str, Any]] | None:
     if raw is None:
         return None
     out: list[dict[str, Any]] = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"filters.{i}", INVALID)
-            continue
-        f = Fields(item, _FILTER, prefix=f"filters.{i}.")
+    for i, _, f in fields.each("filters", raw, _FILTER):
         key = f.text("key", required=True)
         values = f.strings("values")
         if not values:
             f.add("values", "value_is_mandatory")
-        fields.merge(f.errors)
         if key is not None and values:
             if any(existing["key"] == key for existing in out):
                 fields.add(f"filters.{i}.key", "value_already_exist")

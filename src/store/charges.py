@@ -126,16 +126,11 @@ def _filters(
 ) -> list[dict[str, Any]]:
     allowed = {f["key"]: set(f["values"]) for f in metric["filters"]} if metric else {}
     out = []
-    for j, item in enumerate(raw):
+    for j, _, f in fields.each(f"charges.{i}.filters", raw, _CHARGE_FILTER):
         where = f"charges.{i}.filters.{j}"
-        if not isinstance(item, dict):
-            fields.add(where, INVALID)
-            continue
-        f = Fields(item, _CHARGE_FILTER, prefix=f"{where}.")
         name = f.text("invoice_display_name")
         properties = f.mapping("properties", required=True) or {}
         values = f.mapping("values", required=True) or {}
-        fields.merge(f.errors)
         _properties(fields, model, properties, f"{where}.properties")
         for key, chosen in values.items():
             ok_values = (
@@ -165,11 +160,7 @@ async def parse_charges(
         conn, org, [m for m in metric_ids if m is not None]
     )
     out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"charges.{i}", INVALID)
-            continue
-        c = Fields(item, _CHARGE, prefix=f"charges.{i}.")
+    for i, _, c in fields.each("charges", raw, _CHARGE):
         charge_id = _uuid(c.text("id", max_length=64))
         if c.has("id") and (charge_id is None or charge_id not in existing_ids):
             c.add("id", "charge_not_found")
@@ -200,7 +191,6 @@ async def parse_charges(
             c.add("applied_pricing_unit", "not_supported")
         c.flag("accepts_target_wallet")
         raw_filters = c.array("filters") or []
-        fields.merge(c.errors)
         _properties(fields, model, properties, f"charges.{i}.properties")
         filters = _filters(fields, model, raw_filters, metric, i)
         out.append(

@@ -199,11 +199,7 @@ update_coupon = database.updater("coupons", COUPON_COLUMNS, versioned=False)
 async def delete_coupon(conn: Conn, coupon: asyncpg.Record) -> asyncpg.Record:
     """Soft-delete and terminate the coupon, and terminate its active applications."""
     coupon_id = coupon["id"]
-    await conn.execute(
-        "UPDATE applied_coupons SET status = 'terminated', terminated_at = now(), "
-        "updated_at = now() WHERE coupon_id = $1 AND status = 'active'",
-        coupon_id,
-    )
+    await database.terminate_active(conn, "applied_coupons", "coupon_id", coupon_id)
     row = await conn.fetchrow(
         "UPDATE coupons SET deleted_at = now(), status = 'terminated', "
         "terminated_at = coalesce(terminated_at, now()), updated_at = now() "

@@ -54,14 +54,9 @@ def _credited(fee: asyncpg.Record, rates: dict[str, Decimal]) -> CreditedFee:
 
 def parse_items(fields: Fields, raw: list[Any]) -> list[tuple[str, int]]:
     out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"items.{i}", INVALID)
-            continue
-        entry = Fields(item, _ITEM, prefix=f"items.{i}.")
+    for _, _, entry in fields.each("items", raw, _ITEM):
         fee_id = entry.text("fee_id", required=True)
         cents = entry.integer("amount_cents", required=True, minimum=1)
-        fields.merge(entry.errors)
         if fee_id is not None and cents is not None:
             out.append((fee_id, cents))
     return out

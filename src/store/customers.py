@@ -12,12 +12,17 @@ import asyncpg
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from read_model.customers import ADDRESS_FIELDS, CUSTOMER_TEXT_FIELDS, SELECT_CUSTOMER
+from read_model.customers import (
+    ADDRESS_FIELDS,
+    CUSTOMER_TEXT_FIELDS,
+    SELECT_CUSTOMER,
+    customer_body,
+)
 from store import applied_coupons, database, records, subscriptions, taxes
 from store.taxes import check_tax_codes, tax_body
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, currency, iso
+from web.payload import Fields, currency, iso
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
@@ -104,15 +109,10 @@ def _address(fields: Fields, raw: dict[str, Any]) -> dict[str, Any]:
 
 def _metadata(fields: Fields, raw: list[Any]) -> list[dict[str, Any]]:
     out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"metadata.{i}", INVALID)
-            continue
-        entry = Fields(item, _METADATA, prefix=f"metadata.{i}.")
+    for _, _, entry in fields.each("metadata", raw, _METADATA):
         key = entry.text("key", required=True)
         value = entry.text("value", required=True)
         display = entry.flag("display_in_invoice")
-        fields.merge(entry.errors)
         out.append(
             {
                 "lago_id": str(uuid.uuid4()),
@@ -390,6 +390,15 @@ async def list_customers(
     return await db.fetch_page(
         conn, SELECT_CUSTOMER, where, args, order=order, limit=limit, offset=offset
     )
+
+
+async def customer_page(
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of customers (`search_term` filters them) with their taxes, as the API shows
+    them, and how many match."""
+    rows, total = await list_customers(conn, org, limit, offset, filters.get("search_term"))
+    return await with_taxes(conn, [customer_body(r) for r in rows]), total
 
 
 async def check_customer(conn: Conn, org: uuid.UUID, external_id: str | None) -> None:

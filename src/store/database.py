@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -167,4 +168,54 @@ async def soft_delete(conn: Conn, table: str, row_id: uuid.UUID, *, versioned: b
     bump = "version = version + 1, " if versioned else ""
     await conn.execute(
         f"UPDATE {table} SET deleted_at = now(), {bump}updated_at = now() WHERE id = $1", row_id
+    )
+
+
+Filters = Mapping[str, Any]
+# A list as the API answers it: (conn, owner, filters, limit, offset) -> (bodies, total);
+# filters are most often `Filters`, a few lists take a tuple of their own.
+Pager = Callable[[Conn, Any, Any, int, int], Awaitable[tuple[list[Body], int]]]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How a list reads its rows: `select` (up to its WHERE, joins included), `owner` (the
+    condition naming whose rows they are, `{}` where its value goes), the `filters` a caller
+    may set, by name (SQL with `{}` for the value; a filter left None is not applied), and
+    the `order`, newest first."""
+
+    select: str
+    owner: str
+    filters: Mapping[str, str]
+    order: str
+
+
+async def listed(
+    listing: Listing, conn: Conn, owner: Any, filters: Filters, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """One page of the rows `listing` reads for `owner`, and how many match in all."""
+    args = [owner]
+    where = [listing.owner.replace("{}", "$1")]
+    for name, condition in listing.filters.items():
+        if filters.get(name) is not None:
+            args.append(filters[name])
+            where.append(condition.replace("{}", f"${len(args)}"))
+    return await db.fetch_page(
+        conn,
+        listing.select,
+        "WHERE " + " AND ".join(where) + " ",
+        args,
+        order=listing.order,
+        limit=limit,
+        offset=offset,
+    )
+
+
+async def terminate_active(conn: Conn, table: str, column: str, value: uuid.UUID) -> None:
+    """Terminate, now, the active rows of `table` (applied coupons, wallets) whose `column`
+    is `value`: later invoices no longer use them."""
+    await conn.execute(
+        f"UPDATE {table} SET status = 'terminated', terminated_at = now(), updated_at = now() "
+        f"WHERE {column} = $1 AND status = 'active'",
+        value,
     )

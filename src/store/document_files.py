@@ -47,3 +47,20 @@ async def with_file(
         await webhook_outbox.emit(conn, organization_id, webhook, object_id, body)
     body["file_url"] = f"{base_url}/files/{kind}/{object_id}/{token}.pdf"
     return body
+
+
+async def stored_pdf(conn: Conn, kind: str, raw_id: str, token: str) -> bytes | None:
+    """The PDF a `file_url` names (`kind` as in the URL, the object's id, the secret token),
+    or None: whoever holds the link may read it, nobody can guess it."""
+    found = FILE_KINDS.get(kind)
+    try:
+        object_id = uuid.UUID(raw_id)
+    except ValueError:
+        return None
+    if found is None:
+        return None
+    table, column, _ = found
+    pdf: bytes | None = await conn.fetchval(
+        f"SELECT pdf FROM {table} WHERE {column} = $1 AND token = $2", object_id, token
+    )
+    return pdf

@@ -5,12 +5,16 @@ delete (for pay-in-advance fees billed on their own) have nothing to act on and 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
 
 from meterflow.db import Conn
 from read_model.invoices import fee_body
+from store import database
+from web.errors import NotFound
+from web.payload import object_id
 
 FEE_TYPES = ("subscription", "charge", "add_on")
 
@@ -39,3 +43,41 @@ async def fee_bodies(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, A
         )
         for r in rows
     ]
+
+
+FEES = database.Listing(
+    "SELECT f.*, c.external_id AS external_customer_id, "
+    "s.external_id AS external_subscription_id " + FEES_FROM,
+    "i.organization_id = {}",
+    {
+        "external_customer_id": "c.external_id = {}",
+        "external_subscription_id": "s.external_id = {}",
+        "currency": "f.currency = {}",
+        "fee_type": "f.fee_type = {}",
+        "billable_metric_code": "(f.fee_type = 'charge' AND f.item_code = {})",
+        "payment_status": "i.payment_status = {}",
+        "created_at_from": "f.created_at >= {}",
+        "created_at_to": "f.created_at <= {}",
+    },
+    "f.created_at DESC, f.invoice_id, f.position",
+)
+
+
+async def list_fees(
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the organization's fees as the API shows them, and how many match."""
+    rows, total = await database.listed(FEES, conn, org, filters, limit, offset)
+    return await fee_bodies(conn, rows), total
+
+
+async def fee_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+    """One of the organization's fees, or `fee_not_found` (a malformed id included)."""
+    fee_id = object_id(lago_id, "fee")
+    row = await conn.fetchrow(
+        FEES.select + "WHERE f.id = $1 AND i.organization_id = $2", fee_id, org
+    )
+    if row is None:
+        raise NotFound("fee")
+    (body,) = await fee_bodies(conn, [row])
+    return body

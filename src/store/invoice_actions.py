@@ -14,7 +14,7 @@ from read_model.invoices import extended_body, invoice_row
 from store import credit_note_amounts, credit_notes, database, document_files
 from store.documents_pdf import render_invoice
 from web.errors import NotAllowed, ValidationFailed
-from web.payload import INVALID, Fields, iso
+from web.payload import Fields, iso
 
 UPDATE_FIELDS = {"payment_status", "metadata"}
 
@@ -30,15 +30,10 @@ def parse_metadata(fields: Fields, raw: list[Any], current: list[dict[str, Any]]
     without is added; entries not named are dropped (Lago replaces the list)."""
     by_id = {m["lago_id"]: m for m in current}
     out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            fields.add(f"metadata.{i}", INVALID)
-            continue
-        entry = Fields(item, _METADATA, prefix=f"metadata.{i}.")
+    for _, item, entry in fields.each("metadata", raw, _METADATA):
         key = entry.text("key", required=True)
         value = entry.text("value", required=True, max_length=140)
         known = by_id.get(item.get("id") or "")
-        fields.merge(entry.errors)
         out.append(
             {
                 "lago_id": known["lago_id"] if known else str(uuid.uuid4()),

@@ -23,7 +23,7 @@ from meterflow import db
 from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.db import Conn
 from meterflow.errors import ConfigurationError
-from store import catalog_publisher
+from store import catalog_publisher, records, subscriptions, taxes
 from store.taxes import tax_body
 from web.auth import key_digest, new_api_key
 from web.context import Organization
@@ -69,30 +69,6 @@ async def open_organization(
     return org, key
 
 
-_SETTINGS = {
-    "webhook_url",
-    "webhook_urls",
-    "country",
-    "default_currency",
-    "address_line1",
-    "address_line2",
-    "state",
-    "zipcode",
-    "email",
-    "city",
-    "legal_name",
-    "legal_number",
-    "document_numbering",
-    "document_number_prefix",
-    "net_payment_term",
-    "tax_identification_number",
-    "timezone",
-    "email_settings",
-    "billing_configuration",
-    "finalize_zero_amount_invoice",
-}
-
-
 _TEXT = (
     "webhook_url",
     "address_line1",
@@ -105,6 +81,21 @@ _TEXT = (
     "legal_number",
     "tax_identification_number",
 )
+
+
+_SETTINGS = {
+    *_TEXT,
+    "webhook_urls",
+    "country",
+    "default_currency",
+    "document_numbering",
+    "document_number_prefix",
+    "net_payment_term",
+    "timezone",
+    "email_settings",
+    "billing_configuration",
+    "finalize_zero_amount_invoice",
+}
 
 
 _BILLING = {"invoice_footer", "invoice_grace_period", "document_locale"}
@@ -194,24 +185,6 @@ def settings_body(row: asyncpg.Record, taxes: list[asyncpg.Record]) -> dict[str,
     }
 
 
-async def enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
-    await catalog_publisher.enqueue(
-        conn,
-        CatalogRecord(
-            kind=CatalogKind.ORGANIZATION,
-            lago_id=str(row["id"]),
-            organization_id=str(row["id"]),
-            version=row["version"],
-            body={
-                "lago_id": str(row["id"]),
-                "name": row["name"],
-                "timezone": row["timezone"],
-                "created_at": iso(row["created_at"]),
-            },
-        ),
-    )
-
-
 async def insert_organization(
     conn: Conn, name: str, timezone: str, key_digest: bytes
 ) -> Organization:
@@ -275,3 +248,26 @@ async def live_subscription_ids_on_organization_timezone(
         org,
     )
     return [r["id"] for r in rows]
+
+
+async def change_settings(conn: Conn, org: uuid.UUID, given: dict[str, Any]) -> dict[str, Any]:
+    """Apply `parse_settings`' changes. A new timezone is republished with every customer
+    that has none of its own and their live subscriptions (their periods follow it)."""
+    current = await organization_row(conn, org, lock=True)
+    attributes = {**(current["attributes"] or {}), **given}
+    attributes.pop("timezone", None)
+    if "billing_configuration" in given:
+        attributes["billing_configuration"] = {
+            **((current["attributes"] or {}).get("billing_configuration") or {}),
+            **given["billing_configuration"],
+        }
+    timezone = given.get("timezone") or current["timezone"]
+    row = await update_organization(conn, org, timezone, attributes)
+    await records.enqueue_organization(conn, row)
+    if timezone != current["timezone"]:
+        for customer_id in await bump_customers_on_organization_timezone(conn, org):
+            await records.enqueue_customer(conn, customer_id)
+        for subscription_id in await live_subscription_ids_on_organization_timezone(conn, org):
+            await subscriptions.bump_subscription(conn, subscription_id)
+            await records.enqueue_subscription(conn, subscription_id)
+    return settings_body(row, await taxes.organization_taxes(conn, org))

@@ -25,15 +25,23 @@ log = logging.getLogger(__name__)
 
 
 async def _enqueue(
-    conn: Conn, kind: CatalogKind, row: asyncpg.Record, body: dict[str, Any]
+    conn: Conn,
+    kind: CatalogKind,
+    row: asyncpg.Record,
+    body: dict[str, Any],
+    *,
+    organization_id: uuid.UUID | None = None,
 ) -> None:
+    """Queue `row`'s catalog record (`body`; none once deleted); `organization_id`: the
+    owner, when the row does not name it (an organization is its own)."""
+    owner = row["organization_id"] if organization_id is None else organization_id
     deleted = "deleted_at" in row and row["deleted_at"] is not None
     log.info(
         "catalog.changed kind=%s lago_id=%s version=%d organization_id=%s deleted=%s",
         kind.value,
         row["id"],
         row["version"],
-        row["organization_id"],
+        owner,
         deleted,
     )
     await catalog_publisher.enqueue(
@@ -41,11 +49,23 @@ async def _enqueue(
         CatalogRecord(
             kind=kind,
             lago_id=str(row["id"]),
-            organization_id=str(row["organization_id"]),
+            organization_id=str(owner),
             version=row["version"],
             body=None if deleted else body,
         ),
     )
+
+
+async def enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
+    """Queue the organization's catalog record: its name and timezone (the default of its
+    customers' billing periods)."""
+    body = {
+        "lago_id": str(row["id"]),
+        "name": row["name"],
+        "timezone": row["timezone"],
+        "created_at": iso(row["created_at"]),
+    }
+    await _enqueue(conn, CatalogKind.ORGANIZATION, row, body, organization_id=row["id"])
 
 
 async def enqueue_customer(conn: Conn, customer_id: uuid.UUID) -> dict[str, Any]:

@@ -80,6 +80,59 @@ async def terminate(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
     return body
 
 
+def parse_update(raw: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
+    """The changes an update asks for (name, ending_at) and its new `subscription_at`, if
+    any; raises ValidationFailed naming every bad field."""
+    fields = Fields(raw, UPDATE_FIELDS)
+    changes: dict[str, Any] = {}
+    if fields.has("name"):
+        changes["name"] = fields.text("name")
+    if fields.has("ending_at"):
+        changes["ending_at"] = fields.instant("ending_at")
+    subscription_at = fields.instant("subscription_at")
+    refuse_unsupported(fields)
+    fields.check()
+    return changes, subscription_at
+
+
+async def change_subscription(
+    conn: Conn,
+    org: uuid.UUID,
+    external_id: str,
+    status: str | None,
+    changes: dict[str, Any],
+    subscription_at: datetime | None,
+) -> dict[str, Any]:
+    """Apply `parse_update`'s changes; a pending subscription may get a new start (reached
+    already: it starts now, announced by `subscription.started`)."""
+    row = await subscription_by_external_id(conn, org, external_id, status=status)
+    if row is None:
+        raise NotFound("subscription")
+    if subscription_at is not None:
+        if row["status"] != "pending":
+            raise ValidationFailed({"subscription_at": ["cannot_change_started_subscription"]})
+        changes = {**changes, "subscription_at": subscription_at}
+        if subscription_at <= datetime.now(UTC):
+            changes.update(status="active", started_at=subscription_at)
+    if not changes:
+        return subscription_body(row)
+    await update_subscription(conn, row["id"], changes)
+    body = await records.enqueue_subscription(conn, row["id"])
+    if changes.get("status") == "active":
+        await webhook_outbox.emit(conn, org, "subscription.started", row["id"], body)
+    return body
+
+
+async def terminate_now(
+    conn: Conn, org: uuid.UUID, external_id: str, status: str | None
+) -> dict[str, Any]:
+    """Terminate now (Lago's DELETE): the subscription stays readable with its end time."""
+    row = await subscription_by_external_id(conn, org, external_id, status=status)
+    if row is None or row["status"] not in ("active", "pending"):
+        raise NotFound("subscription")
+    return await terminate(conn, row["id"])
+
+
 async def create_subscription(
     ctx: IngestContext, org: Organization, raw: dict[str, Any]
 ) -> dict[str, Any]:
@@ -224,22 +277,21 @@ async def bump_subscription(conn: Conn, subscription_id: uuid.UUID) -> None:
     )
 
 
+SUBSCRIPTIONS = database.Listing(
+    SELECT_SUBSCRIPTION,
+    "s.organization_id = {}",
+    {
+        "external_customer_id": "c.external_id = {}",
+        "plan_code": "p.code = {}",
+        "statuses": "s.status = ANY({}::text[])",
+    },
+    "s.created_at DESC, s.id",
+)
+
+
 async def list_subscriptions(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    plan_code: str | None,
-    statuses: list[str],
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE s.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
-        "AND ($3::text IS NULL OR p.code = $3) AND s.status = ANY($4::text[]) "
-    )
-    args = (org, external_customer_id, plan_code, statuses)
-    order = "s.created_at DESC, s.id"
-    return await db.fetch_page(
-        conn, SELECT_SUBSCRIPTION, where, args, order=order, limit=limit, offset=offset
-    )
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of subscriptions as the API shows them, and how many match."""
+    rows, total = await database.listed(SUBSCRIPTIONS, conn, org, filters, limit, offset)
+    return [subscription_body(r) for r in rows], total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,11 +11,10 @@ import asyncpg
 
 from billing.money import minor_units
 from billing.wallet import cents_to_credits, credits_to_cents
-from meterflow import db
 from meterflow.db import Conn
-from store import wallets
-from web.errors import ValidationFailed
-from web.payload import iso
+from store import database, wallets
+from web.errors import NotFound, ValidationFailed
+from web.payload import iso, object_id
 
 
 async def add_wallet_transaction(
@@ -82,24 +82,26 @@ async def wallet_transaction_of(
     )
 
 
+WALLET_TRANSACTIONS = database.Listing(
+    _WALLET_TRANSACTION,
+    "t.wallet_id = {}",
+    {
+        "status": "t.status = {}",
+        "transaction_status": "t.transaction_status = {}",
+        "transaction_type": "t.transaction_type = {}",
+    },
+    "t.created_at DESC, t.id",
+)
+
+
 async def list_wallet_transactions(
-    conn: Conn, wallet_id: uuid.UUID, filters: dict[str, str | None], limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE t.wallet_id = $1 AND ($2::text IS NULL OR t.status = $2) "
-        "AND ($3::text IS NULL OR t.transaction_status = $3) "
-        "AND ($4::text IS NULL OR t.transaction_type = $4) "
+    conn: Conn, wallet_id: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of a wallet's transactions as the API shows them, and how many match."""
+    rows, total = await database.listed(
+        WALLET_TRANSACTIONS, conn, wallet_id, filters, limit, offset
     )
-    args = (
-        wallet_id,
-        filters["status"],
-        filters["transaction_status"],
-        filters["transaction_type"],
-    )
-    order = "t.created_at DESC, t.id"
-    return await db.fetch_page(
-        conn, _WALLET_TRANSACTION, where, args, order=order, limit=limit, offset=offset
-    )
+    return [transaction_body(r) for r in rows], total
 
 
 TRANSACTION_FIELDS = {
@@ -183,3 +185,32 @@ async def settle_credits(
             )
         )
     return out
+
+
+async def top_up(
+    conn: Conn,
+    org: uuid.UUID,
+    wallet_id: uuid.UUID,
+    credits: dict[str, Decimal | None],
+    name: str | None,
+    metadata: list[dict[str, str]] | None,
+) -> list[dict[str, Any]]:
+    """Paid, granted or voided credits on an active wallet (locked); the transactions."""
+    wallet = await wallets.wallet_by_id(conn, org, wallet_id, lock=True)
+    if (
+        wallet is None
+        or wallet["status"] != "active"
+        or wallets.is_expired(wallet, datetime.now(UTC))
+    ):
+        raise NotFound("wallet")
+    ids = await settle_credits(conn, wallet, credits, name, metadata)
+    return [transaction_body(r) for r in await wallet_transactions_by_ids(conn, ids)]
+
+
+async def transaction_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
+    """One of the organization's wallet transactions, or `wallet_transaction_not_found`."""
+    transaction_id = object_id(lago_id, "wallet_transaction")
+    row = await wallet_transaction_of(conn, org, transaction_id)
+    if row is None:
+        raise NotFound("wallet_transaction")
+    return transaction_body(row)

@@ -203,6 +203,61 @@ async def create_wallet(
     return wallet_body(wallet)
 
 
+def parse_update(raw: dict[str, Any]) -> tuple[Fields, dict[str, Any]]:
+    """The fields an update names and their values: Lago's editable ones (name, code,
+    priority, expiry, metadata); raises ValidationFailed naming every bad field."""
+    fields = Fields(raw, WALLET_FIELDS)
+    given: dict[str, Any] = {
+        "name": fields.text("name"),
+        "code": fields.text("code"),
+        "priority": fields.integer("priority", minimum=1),
+        "expiration_at": fields.instant("expiration_at"),
+        "metadata": fields.mapping("metadata"),
+    }
+    if given["priority"] is not None and given["priority"] > 50:
+        fields.add("priority", INVALID)
+    refuse_unsupported(fields)
+    for name in WALLET_FIELDS - set(EDITABLE):
+        if fields.raw.get(name) is not None and name not in (
+            "applies_to",
+            "recurring_transaction_rules",
+            "paid_top_up_max_amount_cents",
+            "paid_top_up_min_amount_cents",
+        ):
+            fields.add(name, "not_editable")
+    fields.check()
+    return fields, given
+
+
+async def change_wallet(
+    conn: Conn, org: uuid.UUID, wallet: asyncpg.Record, fields: Fields, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply `parse_update`'s changes to an active wallet (locked)."""
+    if wallet["status"] != "active":
+        raise ValidationFailed({"wallet": ["wallet_not_active"]})
+    attributes = dict(wallet["attributes"] or {})
+    if fields.has("metadata"):
+        attributes["metadata"] = given["metadata"]
+    columns = {k: wallet[k] for k in ("name", "code", "priority", "expiration_at")}
+    columns.update({k: v for k, v in given.items() if fields.has(k) and k != "metadata"})
+    columns["priority"] = columns["priority"] or 50
+    columns["attributes"] = attributes
+    await update_wallet(conn, wallet["id"], columns)
+    return await wallet_of(conn, org, wallet["id"])
+
+
+async def end_wallet(conn: Conn, org: uuid.UUID, wallet: asyncpg.Record) -> dict[str, Any]:
+    """Terminate the wallet (locked): no invoice takes its credits any more."""
+    await terminate_wallet(conn, wallet["id"])
+    return await wallet_of(conn, org, wallet["id"])
+
+
+async def wallet_of(conn: Conn, org: uuid.UUID, wallet_id: uuid.UUID) -> dict[str, Any]:
+    row = await wallet_by_id(conn, org, wallet_id)
+    assert row is not None
+    return wallet_body(row)
+
+
 _SELECT_WALLET = (
     "SELECT w.*, c.external_id AS external_customer_id FROM wallets w "
     "JOIN customers c ON c.id = w.customer_id "
@@ -255,28 +310,22 @@ async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any
 
 
 async def terminate_wallet(conn: Conn, wallet_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE wallets SET status = 'terminated', terminated_at = now(), updated_at = now() "
-        "WHERE id = $1 AND status = 'active'",
-        wallet_id,
-    )
+    await database.terminate_active(conn, "wallets", "id", wallet_id)
+
+
+WALLETS = database.Listing(
+    _SELECT_WALLET,
+    "w.organization_id = {} AND c.deleted_at IS NULL",
+    {"external_customer_id": "c.external_id = {}", "currency": "w.currency = {}"},
+    "w.created_at DESC, w.id",
+)
 
 
 async def list_wallets(
-    conn: Conn,
-    org: uuid.UUID,
-    *,
-    external_customer_id: str | None,
-    currency: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[asyncpg.Record], int]:
-    where = (
-        "WHERE w.organization_id = $1 AND ($2::text IS NULL OR c.external_id = $2) "
-        "AND c.deleted_at IS NULL AND ($3::text IS NULL OR w.currency = $3) "
-    )
-    args = (org, external_customer_id, currency)
-    order = "w.created_at DESC, w.id"
-    return await db.fetch_page(
-        conn, _SELECT_WALLET, where, args, order=order, limit=limit, offset=offset
-    )
+    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of wallets (of the customer `external_customer_id` names, if any, who must
+    exist) as the API shows them, and how many match."""
+    await customers.check_customer(conn, org, filters.get("external_customer_id"))
+    rows, total = await database.listed(WALLETS, conn, org, filters, limit, offset)
+    return [wallet_body(r) for r in rows], total

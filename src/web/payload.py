@@ -3,7 +3,8 @@ collects every problem into Lago's ``error_details`` instead of stopping at the 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import uuid
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
@@ -13,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from billing.money import SUPPORTED_CURRENCIES
-from web.errors import BadRequest, ErrorDetails, ValidationFailed
+from web.errors import BadRequest, ErrorDetails, NotFound, ValidationFailed
 
 MANDATORY = "value_is_mandatory"
 INVALID = "value_is_invalid"
@@ -92,6 +93,20 @@ class Fields:
 
     def has(self, name: str) -> bool:
         return name in self.raw
+
+    def each(
+        self, name: str, raw: list[Any], allowed: Collection[str]
+    ) -> Iterator[tuple[int, dict[str, Any], Fields]]:
+        """Each object of the array `name` (its items `raw`), with its index and a Fields of
+        its own whose problems (named `name.i.field`) join these once the caller has read
+        it; an item that is no object is refused as invalid."""
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                self.add(f"{name}.{i}", INVALID)
+                continue
+            entry = Fields(item, allowed, prefix=f"{self.prefix}{name}.{i}.")
+            yield i, item, entry
+            self.merge(entry.errors)
 
     def _get(self, name: str, required: bool) -> Any:
         value = self.raw.get(name)
@@ -282,3 +297,12 @@ def iso(instant: datetime | None) -> str | None:
 
 def ok(body: Any) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def object_id(raw: str | None, kind: str) -> uuid.UUID:
+    """The id a path or input names, or `{kind}_not_found` when it is no id at all (no
+    object can have it)."""
+    try:
+        return uuid.UUID(raw or "")
+    except ValueError:
+        raise NotFound(kind) from None

@@ -64,14 +64,17 @@ from meterflow.topics import delete_topics, ensure_topics
 
 STALLS = "meterflow_aggregator_loop_stall_seconds"
 STALL_MAX = "meterflow_aggregator_loop_stall_max_seconds"
+BUSY = "meterflow_aggregator_loop_busy_seconds"
+BUSY_MAX = "meterflow_aggregator_loop_busy_max_seconds"
 CLOSED = "meterflow_aggregator_periods_closed_total"
 SAMPLE = 200
 TIMEOUT = 1200.0
 
 
-def stalls_over(sample: dict[str, float], limit: str = "0.1") -> float:
-    """Stalls longer than `limit` seconds so far (histogram count minus its `le` bucket)."""
-    return sample.get(f"{STALLS}_count", 0.0) - sample.get(f'{STALLS}_bucket{{le="{limit}"}}', 0.0)
+def stalls_over(sample: dict[str, float], limit: str = "0.1", name: str = STALLS) -> float:
+    """Stalls longer than `limit` seconds so far (histogram count minus its `le` bucket);
+    with `name=BUSY`, those where the loop's own CPU time was longer."""
+    return sample.get(f"{name}_count", 0.0) - sample.get(f'{name}_bucket{{le="{limit}"}}', 0.0)
 
 
 async def answers(port: int, organization_id: str, picks: list[int]) -> bool:
@@ -196,7 +199,9 @@ async def measure(
                 found["apply_seconds"] = round(applying, 1)
                 await asyncio.sleep(5)  # offsets committed (every 2 s)
                 found["rss_before_kill_mb"] = round(worker.rss() / 2**20)
-                found["stalls_over_100ms_applying"] = stalls_over(await sample())
+                applied_sample = await sample()
+                found["stalls_over_100ms_applying"] = stalls_over(applied_sample)
+                found["busy_over_100ms_applying"] = stalls_over(applied_sample, name=BUSY)
             finally:
                 worker.kill()
                 if spy is not None:
@@ -217,8 +222,11 @@ async def measure(
                 found["rss_after_restart_mb"] = round(worker.rss() / 2**20)
                 found["restart_stall_max_ms"] = round(after.get(STALL_MAX, 0.0) * 1000, 1)
                 found["stalls_over_100ms_restart"] = stalls_over(after)
+                found["restart_busy_max_ms"] = round(after.get(BUSY_MAX, 0.0) * 1000, 1)
+                found["busy_over_100ms_restart"] = stalls_over(after, name=BUSY)
                 if close:
                     before = stalls_over(after)
+                    busy_before = stalls_over(after, name=BUSY)
                     started = time.monotonic()
                     await terminate_all(settings, organization_id, subscriptions)
 
@@ -230,6 +238,8 @@ async def measure(
                     )
                     done = await sample()
                     found["stalls_over_100ms_closing"] = stalls_over(done) - before
+                    found["busy_over_100ms_closing"] = stalls_over(done, name=BUSY) - busy_before
+                    found["busy_max_ms_overall"] = round(done.get(BUSY_MAX, 0.0) * 1000, 1)
                     found["stall_max_ms_overall"] = round(done.get(STALL_MAX, 0.0) * 1000, 1)
             finally:
                 worker.stop()

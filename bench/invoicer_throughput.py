@@ -13,6 +13,11 @@ credits and a tenth a credit note, so their invoices consume them (guarded write
 counts from the first invoice in Postgres to the last (the consumer group's join before it is
 reported apart, as `end to end`). Checks: N invoices, one per period, each customer's invoices
 numbered 1..k, and every cent the coupons, wallets and credit notes lost is on an invoice.
+Since wall-clock rates swing with the machine's load, each run also reports CPU per invoice:
+the invoicer's (this process's CPU time over the run: the invoicer runs in it, the bench's
+own polling is a few queries a second) and its Postgres backends' (found by the
+application_name the bench gives the invoicer's connections; psutil over their whole life,
+which starts with the run). The ratio row's CPU column is per period / batched.
 `--profile DIR` records each side's first run with py-spy (raw stacks) and reports its top
 frames. Prints a table of medians and writes JSON to bench/results/ (git-ignored). Uses its
 own topics and database schema, removed afterwards.

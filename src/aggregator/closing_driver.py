@@ -156,6 +156,7 @@ class ClosingDriver:
         self.watermarks.advance(self.worker.progress.applied(owned))
         now = datetime.now(UTC)
         counts: Counter[str] = Counter()
+        total: Counter[str] = Counter()
         for partition in sorted(owned):
             mark = self.watermarks.mark(partition)
             if mark is None:
@@ -170,6 +171,9 @@ class ClosingDriver:
                 # Each slice's messages leave before the next slice is visited: a tick that
                 # closes a million periods never holds them all, nor the loop, at once.
                 await self.worker.flush_outboxes(keys)
+                self.worker.metrics.record(counts)  # counted as they leave, slice by slice
+                total.update(counts)
+                counts.clear()
                 due = self.worker.closer.schedule.next_due(partition)
                 if due is None or due > mark:
                     break
@@ -182,7 +186,8 @@ class ClosingDriver:
                 return
         await self.worker.flush_tables()
         self.worker.metrics.record(counts)
-        if counts:
-            log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        total.update(counts)
+        if total:
+            log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(total.items())))
         self.worker.metrics.table_keys.labels(table="ledgers").set(len(self.worker.ledgers))
         self.worker.metrics.table_keys.labels(table="markers").set(len(self.worker.markers))

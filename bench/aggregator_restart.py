@@ -43,18 +43,23 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
-from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
 from bench import report
-from bench.memory import APPLIED, Case, case_events, produce_catalog, subscription
+from bench.memory import (
+    APPLIED,
+    Case,
+    case_events,
+    produce_catalog,
+    send_catalog,
+    subscription,
+    subscription_record,
+)
 from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
 from bench.workload import (
     Usage,
     WrongTotals,
-    current_period_start,
     produce_events,
     usage_from_meterflow,
 )
@@ -110,31 +115,13 @@ async def wait_for(worker: ServiceProcess, what: str, check: Any, started: float
 async def terminate_all(settings: Settings, organization_id: str, subscriptions: int) -> None:
     """A termination record (version 2, terminated now) for every subscription."""
     now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
+    await send_catalog(
+        settings,
+        (
+            dataclasses.replace(subscription_record(organization_id, i, now), version=2)
+            for i in range(subscriptions)
+        ),
     )
-    await producer.start()
-    try:
-        pending = []
-        starts = current_period_start().isoformat()
-        for i in range(subscriptions):
-            record = SampleCatalog(organization_id).subscription(
-                subscription(i),
-                customer="bench-customer",
-                plan_code="bench-plan",
-                subscription_at=starts,
-                terminated_at=now,
-            )
-            record = dataclasses.replace(record, version=2)
-            pending.append(
-                await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
-            )
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
 
 
 def py_spy(worker: ServiceProcess, path: Path) -> subprocess.Popen[bytes]:

@@ -41,7 +41,7 @@ import asyncio
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -64,6 +64,7 @@ from bench.workload import (
     produce_events,
     usage_from_meterflow,
 )
+from meterflow.catalog import CatalogRecord
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
@@ -92,26 +93,23 @@ def subscription(i: int) -> str:
     return f"mem-{i}"
 
 
-async def produce_catalog(settings: Settings, organization_id: str, subscriptions: int) -> None:
-    sample = SampleCatalog(organization_id)
-    sample.organization()
-    sample.customer("bench-customer")
-    sample.metric(COUNT_CODE, "count_agg")
-    sample.metric(SUM_CODE, "sum_agg", SUM_FIELD)
-    sample.plan("bench-plan", [COUNT_CODE, SUM_CODE])
-    starts = current_period_start().isoformat()
-    records = list(sample.records)
-    for i in range(subscriptions):
-        # A SampleCatalog of its own per record: its version numbering scans every record
-        # it holds, quadratic for 100,000 subscriptions.
-        records.append(
-            SampleCatalog(organization_id).subscription(
-                subscription(i),
-                customer="bench-customer",
-                plan_code="bench-plan",
-                subscription_at=starts,
-            )
-        )
+def subscription_record(
+    organization_id: str, i: int, terminated_at: str | None = None
+) -> CatalogRecord:
+    """Subscription `i` to the bench plan, started in the current period. A SampleCatalog of
+    its own per record: its version numbering scans every record it holds, quadratic for
+    100,000 subscriptions."""
+    return SampleCatalog(organization_id).subscription(
+        subscription(i),
+        customer="bench-customer",
+        plan_code="bench-plan",
+        subscription_at=current_period_start().isoformat(),
+        terminated_at=terminated_at,
+    )
+
+
+async def send_catalog(settings: Settings, records: Iterable[CatalogRecord]) -> None:
+    """The records on the catalog topic, acknowledged 10,000 at a time."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
     )
@@ -128,6 +126,17 @@ async def produce_catalog(settings: Settings, organization_id: str, subscription
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+
+
+async def produce_catalog(settings: Settings, organization_id: str, subscriptions: int) -> None:
+    sample = SampleCatalog(organization_id)
+    sample.organization()
+    sample.customer("bench-customer")
+    sample.metric(COUNT_CODE, "count_agg")
+    sample.metric(SUM_CODE, "sum_agg", SUM_FIELD)
+    sample.plan("bench-plan", [COUNT_CODE, SUM_CODE])
+    subscriptions_records = (subscription_record(organization_id, i) for i in range(subscriptions))
+    await send_catalog(settings, [*sample.records, *subscriptions_records])
 
 
 def case_events(case: Case, timestamp: float) -> Iterator[dict[str, Any]]:

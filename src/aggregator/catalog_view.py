@@ -11,7 +11,6 @@ memory either way, never a database query per event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.topics import reader
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +256,7 @@ class CatalogReader:
         self.on_change: list[Callable[[list[CatalogRecord]], None]] = []
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
+        async with reader(self.bootstrap) as consumer:
             tp = TopicPartition(self.topic, 0)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
@@ -287,9 +280,6 @@ class CatalogReader:
                 if changed and self.ready.is_set():
                     for callback in self.on_change:
                         callback(changed)
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
 
     def _apply(self, value: bytes | None) -> CatalogRecord | None:
         """The record, once taken into the view (None if invalid or older than held)."""

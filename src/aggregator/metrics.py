@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 from collections import Counter as Counts
 from collections.abc import Callable
 
 from meterflow.service_metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+# A cyclic garbage collection this long is logged (aggregator.gc_pause) as well as counted.
+GC_PAUSE_LOGGED = 0.05
 
 
 class PeakHistogram:
@@ -93,10 +99,37 @@ class AggregatorMetrics(ServiceMetrics):
             "a stall the worker's own code caused",
             "The most event-loop CPU time between two wake-ups of that timer since start",
         )
+        self.gc_pause = PeakHistogram(
+            self,
+            "meterflow_aggregator_gc_pause",
+            "Seconds each cyclic garbage collection held the worker (all its threads)",
+            "The longest garbage collection since the worker started",
+        )
         self.ready = self.gauge(
             "meterflow_aggregator_ready",
             "1 while the worker answers current usage (catalog read, partitions owned)",
         )
+
+    def watch_gc(self) -> None:
+        """Time Python's cyclic garbage collections (a full one walks every object not
+        frozen: at a million subscriptions' worth of state, the loop's longest stalls)."""
+        started: list[float] = []
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                seconds = time.perf_counter() - started.pop()
+                self.gc_pause.observe(seconds)
+                if seconds >= GC_PAUSE_LOGGED:
+                    log.warning(
+                        "aggregator.gc_pause generation=%d seconds=%.3f collected=%d",
+                        info["generation"],
+                        seconds,
+                        info["collected"],
+                    )
+
+        gc.callbacks.append(callback)
 
     async def watch_event_loop(self, stopping: Callable[[], bool], every: float = 0.02) -> None:
         """Sleep `every` seconds again and again; how much later than asked each wake-up came

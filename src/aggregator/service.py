@@ -39,6 +39,7 @@ def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
     )
     app, aggregator = create_app(settings, agg)
     aggregator.metrics.ready.set_function(lambda: float(aggregator.ready()))
+    aggregator.metrics.watch_gc()
     server, _ = start_http_server(
         agg.metrics_port, addr=agg.host, registry=aggregator.metrics.registry
     )

@@ -125,6 +125,15 @@ def values(columns: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
     return [columns[name] for name in names]
 
 
+async def insert_new(
+    conn: Conn, table: str, org: uuid.UUID, names: Sequence[str], columns: Mapping[str, Any]
+) -> uuid.UUID:
+    """Insert a new row of `table` for an organization from its `names` columns; its id."""
+    row_id = uuid.uuid4()
+    await conn.execute(insert_row(table, names), row_id, org, *values(columns, names))
+    return row_id
+
+
 async def written_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
     """The row an `INSERT` or `UPDATE ... RETURNING *` wrote (it must write one)."""
     row = await conn.fetchrow(sql, *args)
@@ -175,6 +184,17 @@ Filters = Mapping[str, Any]
 # A list as the API answers it: (conn, owner, filters, limit, offset) -> (bodies, total);
 # filters are most often `Filters`, a few lists take a tuple of their own.
 Pager = Callable[[Conn, Any, Any, int, int], Awaitable[tuple[list[Body], int]]]
+# The API bodies of many rows at once.
+Render = Callable[[Conn, list[asyncpg.Record]], Awaitable[list[Body]]]
+
+
+def each(body: Callable[[asyncpg.Record], Body]) -> Render:
+    """`Render` for a resource whose body needs nothing but its row."""
+
+    async def render(conn: Conn, rows: list[asyncpg.Record]) -> list[Body]:
+        return [body(r) for r in rows]
+
+    return render
 
 
 @dataclass(frozen=True)
@@ -209,6 +229,26 @@ async def listed(
         limit=limit,
         offset=offset,
     )
+
+
+def pager(
+    listing: Listing,
+    render: Render,
+    *,
+    check: Callable[[Conn, Any, Filters], Awaitable[None]] | None = None,
+) -> Pager:
+    """The list `listing` reads, as the API answers it: a page of bodies and how many match.
+    `check` refuses filters that name what does not exist (a customer), before any read."""
+
+    async def page(
+        conn: Conn, owner: Any, filters: Filters, limit: int, offset: int
+    ) -> tuple[list[Body], int]:
+        if check is not None:
+            await check(conn, owner, filters)
+        rows, total = await listed(listing, conn, owner, filters, limit, offset)
+        return await render(conn, rows), total
+
+    return page
 
 
 async def terminate_active(conn: Conn, table: str, column: str, value: uuid.UUID) -> None:

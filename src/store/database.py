@@ -42,6 +42,16 @@ def code_lookup(table: str, *, live: bool) -> LockingLookup:
     return lookup
 
 
+def id_lookup(table: str) -> Callable[[Conn, uuid.UUID], Awaitable[asyncpg.Record]]:
+    """The row of `table` with this id, which the caller knows is there (deleted or not)."""
+    sql = f"SELECT * FROM {table} WHERE id = $1"
+
+    async def lookup(conn: Conn, row_id: uuid.UUID) -> asyncpg.Record:
+        return await db.existing_row(conn, sql, row_id)
+
+    return lookup
+
+
 async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
     """Serialise, until the transaction ends, every request creating or renaming a `kind`
     called `name` in this organization: check-then-insert cannot race into a duplicate."""
@@ -120,6 +130,24 @@ def update_row(
     return f"UPDATE {table} SET {', '.join([*sets, 'updated_at = now()'])} WHERE id = $1{tail}"
 
 
+def payload_columns(
+    payload: Mapping[str, Any], names: Sequence[str], kept: Sequence[str]
+) -> dict[str, Any]:
+    """The columns `names` of a row written from `payload`: each its field of that name (None
+    when absent), but `attributes`, a JSON object of its fields `kept` (see `stored_payload`)."""
+    columns = {name: payload.get(name) for name in names}
+    columns["attributes"] = {name: payload.get(name) for name in kept}
+    return columns
+
+
+def stored_payload(row: asyncpg.Record | None, names: Sequence[str]) -> dict[str, Any] | None:
+    """The payload a row was written from (None for no row): its columns `names`
+    (`attributes` excepted) and the fields its `attributes` column keeps."""
+    if row is None:
+        return None
+    return {**{name: row[name] for name in names if name != "attributes"}, **row["attributes"]}
+
+
 def values(columns: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
     """The values of `names`, in order, for `insert_row` or `update_row`."""
     return [columns[name] for name in names]
@@ -134,13 +162,6 @@ async def insert_new(
     return row_id
 
 
-async def written_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
-    """The row an `INSERT` or `UPDATE ... RETURNING *` wrote (it must write one)."""
-    row = await conn.fetchrow(sql, *args)
-    assert row is not None
-    return row
-
-
 Inserter = Callable[[Conn, uuid.UUID, Mapping[str, Any]], Awaitable[asyncpg.Record]]
 Updater = Callable[[Conn, asyncpg.Record, Mapping[str, Any]], Awaitable[asyncpg.Record]]
 
@@ -150,9 +171,7 @@ def inserter(table: str, names: Sequence[str]) -> Inserter:
     sql = insert_row(table, names, returning=True)
 
     async def insert(conn: Conn, org: uuid.UUID, columns: Mapping[str, Any]) -> asyncpg.Record:
-        row = await conn.fetchrow(sql, uuid.uuid4(), org, *values(columns, names))
-        assert row is not None
-        return row
+        return await db.existing_row(conn, sql, uuid.uuid4(), org, *values(columns, names))
 
     return insert
 
@@ -164,9 +183,7 @@ def updater(table: str, names: Sequence[str], *, versioned: bool) -> Updater:
     async def update(
         conn: Conn, current: asyncpg.Record, columns: Mapping[str, Any]
     ) -> asyncpg.Record:
-        row = await conn.fetchrow(sql, current["id"], *values(columns, names))
-        assert row is not None
-        return row
+        return await db.existing_row(conn, sql, current["id"], *values(columns, names))
 
     return update
 

@@ -55,7 +55,7 @@ async def test_the_catalog_pages_list_what_the_api_created(
     listed = await _pages(http, base)
     assert "1 plan." in listed["plans"] and "Basic" in listed["plans"]
     assert "15.00 EUR" in listed["plans"] and "<code>calls</code> standard" in listed["plans"]
-    assert "1 metric." in listed["metrics"] and "count_agg" in listed["metrics"]
+    assert "1 billable metric." in listed["metrics"] and "count_agg" in listed["metrics"]
     assert "1 coupon." in listed["coupons"] and "25.00 EUR" in listed["coupons"]
     assert "never" in listed["coupons"] and "Welcome" in listed["coupons"]
     assert '<span class="status active">active</span>' in listed["coupons"]

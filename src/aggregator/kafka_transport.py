@@ -65,7 +65,7 @@ def install(app: faust.App, fetch_max_wait_ms: int) -> None:
             except BaseException:
                 _close(coros[1])
                 raise
-            return await super().wait_first(_resumed(first, step), coros[1])
+            return await super().wait_first(_finish(first, step), coros[1])
 
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             made: AIOKafkaConsumerThread = thread(self, loop=self.loop, beacon=self.beacon)
@@ -95,6 +95,11 @@ def _resumed(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, A
                 step = coro.send(sent)
             except StopIteration as done:
                 return done.value
+
+
+async def _finish(coro: Coroutine[Any, Any, Any], step: Any) -> Any:
+    """`_resumed` as a coroutine object (what `wait_first` takes for an awaitable)."""
+    return await _resumed(coro, step)
 
 
 def _close(waitable: WaitArgT) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
-from console.pages import PREFIX, api, form, redirect, show, signed_in
+from console.pages import CUSTOMER, PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
 from store import applied_coupons, coupons, one_off_invoices, plans, subscriptions, wallets
 from store.add_ons import list_add_ons
@@ -272,8 +272,9 @@ def _pages(kind: str, build: FormBuilder, apply: Apply, done_tab: str) -> tuple[
     return show_form, submit
 
 
-def routes() -> list[web.RouteDef]:
-    table = []
+def _action_routes() -> web.RouteTableDef:
+    """Each action's form (`GET .../{kind}/new`) and its submission (`POST`, same path)."""
+    table = web.RouteTableDef()
     for kind, build, apply, done in (
         ("subscriptions", _plan_form, _assign_plan, ""),
         ("coupons", _coupon_form, _apply_coupon, "/coupons"),
@@ -281,6 +282,9 @@ def routes() -> list[web.RouteDef]:
         ("add_ons", _add_on_form, _add_add_on, "/invoices"),
     ):
         show_form, submit = _pages(kind, build, apply, done)
-        path = f"{PREFIX}/customers/{{customer_id}}/{kind}/new"
-        table += [web.get(path, show_form), web.post(path, submit)]
+        table.get(f"{CUSTOMER}/{kind}/new")(show_form)
+        table.post(f"{CUSTOMER}/{kind}/new")(submit)
     return table
+
+
+ROUTES = _action_routes()

@@ -5,53 +5,42 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console.pages import PREFIX, api, show, signed_in
+from console.pages import PREFIX, Handler, api, show, signed_in
 from console.sessions import Viewer
-from store import billable_metrics, records
-from store.add_ons import list_add_ons
-from store.coupons import coupon_body, list_coupons
-from store.plans import list_plans
+from store import code_keyed
+from store.add_ons import ADD_ONS
+from store.billable_metrics import BILLABLE_METRICS
+from store.code_keyed import CodeKeyed
+from store.coupons import COUPONS
+from store.plans import PLANS
 
 LIST_ROWS = 100
 
 
-@signed_in
-async def plans(request: web.Request, viewer: Viewer) -> web.Response:
-    async with api(request).db.acquire() as conn:
-        rows, total = await list_plans(conn, viewer.organization.id, LIST_ROWS, 0)
-        bodies = await records.plan_bodies(conn, rows)
-    return show(request, viewer, "plans.html", section="plans", plans=bodies, total=total)
+def _listing(section: str, spec: CodeKeyed) -> Handler:
+    """The page `{section}.html`: the organization's latest LIST_ROWS objects of `spec`, as
+    the API's list answers them, and how many there are."""
+
+    @signed_in
+    async def page(request: web.Request, viewer: Viewer) -> web.Response:
+        async with api(request).db.acquire() as conn:
+            bodies, total = await code_keyed.page(spec, conn, viewer.organization.id, LIST_ROWS, 0)
+        values = {section: bodies}
+        return show(request, viewer, f"{section}.html", section=section, total=total, **values)
+
+    return page
 
 
-@signed_in
-async def metrics(request: web.Request, viewer: Viewer) -> web.Response:
-    async with api(request).db.acquire() as conn:
-        rows, total = await billable_metrics.list_billable_metrics(
-            conn, viewer.organization.id, LIST_ROWS, 0
-        )
-    bodies = [records.billable_metric_body(r) for r in rows]
-    return show(request, viewer, "metrics.html", section="metrics", metrics=bodies, total=total)
+def _catalog_routes() -> web.RouteTableDef:
+    table = web.RouteTableDef()
+    for section, spec in (
+        ("plans", PLANS),
+        ("metrics", BILLABLE_METRICS),
+        ("coupons", COUPONS),
+        ("add_ons", ADD_ONS),
+    ):
+        table.get(f"{PREFIX}/{section}")(_listing(section, spec))
+    return table
 
 
-@signed_in
-async def coupons(request: web.Request, viewer: Viewer) -> web.Response:
-    async with api(request).db.acquire() as conn:
-        rows, total = await list_coupons(conn, viewer.organization.id, LIST_ROWS, 0)
-    bodies = [coupon_body(r) for r in rows]
-    return show(request, viewer, "coupons.html", section="coupons", coupons=bodies, total=total)
-
-
-@signed_in
-async def add_ons(request: web.Request, viewer: Viewer) -> web.Response:
-    async with api(request).db.acquire() as conn:
-        bodies, total = await list_add_ons(conn, viewer.organization.id, LIST_ROWS, 0)
-    return show(request, viewer, "add_ons.html", section="add_ons", add_ons=bodies, total=total)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get(f"{PREFIX}/plans", plans),
-        web.get(f"{PREFIX}/metrics", metrics),
-        web.get(f"{PREFIX}/coupons", coupons),
-        web.get(f"{PREFIX}/add_ons", add_ons),
-    ]
+ROUTES = _catalog_routes()

@@ -6,16 +6,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from console.customers import customer_id_of, customer_of, customer_page
-from console.pages import PREFIX, api, form, redirect, show, signed_in
+from console.pages import CUSTOMER, PREFIX, api, form, redirect, show, signed_in
 from console.sessions import Viewer
 from meterflow import db
 from read_model.invoices import invoice_of, list_invoices
 from store import applied_coupons, credit_notes, invoice_actions, wallets
 from store.database import Pager
 
+ROUTES = web.RouteTableDef()
+
 TAB_ROWS = 100
 
 
+@ROUTES.get(f"{CUSTOMER}/invoices")
 @signed_in
 async def invoices_tab(request: web.Request, viewer: Viewer) -> web.Response:
     customer = await customer_of(request, viewer, customer_id_of(request))
@@ -36,17 +39,20 @@ async def _listed_tab(
     return await customer_page(request, viewer, tab, **{key: bodies})
 
 
+@ROUTES.get(f"{CUSTOMER}/coupons")
 @signed_in
 async def coupons_tab(request: web.Request, viewer: Viewer) -> web.Response:
     pager = applied_coupons.list_applied_coupons
     return await _listed_tab(request, viewer, "coupons", "applied_coupons", pager)
 
 
+@ROUTES.get(f"{CUSTOMER}/wallets")
 @signed_in
 async def wallets_tab(request: web.Request, viewer: Viewer) -> web.Response:
     return await _listed_tab(request, viewer, "wallets", "wallets", wallets.list_wallets)
 
 
+@ROUTES.get(f"{CUSTOMER}/credit_notes")
 @signed_in
 async def credit_notes_tab(request: web.Request, viewer: Viewer) -> web.Response:
     customer = await customer_of(request, viewer, customer_id_of(request))
@@ -62,6 +68,7 @@ def _of_customer(external_id: str) -> tuple[str | None, ...]:
     return (external_id, None, None, None, None, None, None, None)
 
 
+@ROUTES.get(f"{PREFIX}/invoices/{{invoice_id}}")
 @signed_in
 async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
     async with api(request).db.acquire() as conn:
@@ -80,6 +87,7 @@ async def invoice_page(request: web.Request, viewer: Viewer) -> web.Response:
     )
 
 
+@ROUTES.post(f"{PREFIX}/invoices/{{invoice_id}}/pdf")
 @signed_in
 async def invoice_pdf(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     """The invoice's PDF (rendered on the first request, as the API's download does)."""
@@ -94,15 +102,3 @@ async def invoice_pdf(request: web.Request, viewer: Viewer) -> web.StreamRespons
     if not body.get("file_url"):
         raise redirect(f"{PREFIX}/invoices/{body['lago_id']}")
     raise redirect(body["file_url"])
-
-
-def routes() -> list[web.RouteDef]:
-    one = f"{PREFIX}/customers/{{customer_id}}"
-    return [
-        web.get(f"{one}/invoices", invoices_tab),
-        web.get(f"{one}/coupons", coupons_tab),
-        web.get(f"{one}/wallets", wallets_tab),
-        web.get(f"{one}/credit_notes", credit_notes_tab),
-        web.get(f"{PREFIX}/invoices/{{invoice_id}}", invoice_page),
-        web.post(f"{PREFIX}/invoices/{{invoice_id}}/pdf", invoice_pdf),
-    ]

@@ -11,12 +11,24 @@ from aiohttp import web
 from console import customer_form
 from console.dates import timezone_choices
 from console.messages import field_errors, say
-from console.pages import PREFIX, api, form, not_found, parse_id, redirect, show, signed_in
+from console.pages import (
+    CUSTOMER,
+    PREFIX,
+    api,
+    form,
+    not_found,
+    parse_id,
+    redirect,
+    show,
+    signed_in,
+)
 from console.sessions import Viewer
 from meterflow.db import Conn
 from read_model.customers import customer_body
 from store import customers, subscriptions
 from web.errors import ValidationFailed
+
+ROUTES = web.RouteTableDef()
 
 PAGE_SIZES = (20, 50, 100)
 STATUSES = ["active", "pending", "terminated", "canceled"]
@@ -29,6 +41,7 @@ def _page_params(request: web.Request) -> tuple[int, int]:
     return page, per_page
 
 
+@ROUTES.get(f"{PREFIX}/customers")
 @signed_in
 async def customer_list(request: web.Request, viewer: Viewer) -> web.Response:
     search = request.query.get("q", "").strip()[:200]
@@ -91,6 +104,7 @@ def _form_page(
     )
 
 
+@ROUTES.get(f"{PREFIX}/customers/new")
 @signed_in
 async def new_customer(request: web.Request, viewer: Viewer) -> web.Response:
     return _form_page(request, viewer, values=customer_form.from_posted({}))
@@ -124,6 +138,7 @@ async def _save(
     raise redirect(f"{PREFIX}/customers/{body['lago_id']}")
 
 
+@ROUTES.post(f"{PREFIX}/customers")
 @signed_in
 async def create_customer(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     return await _save(request, viewer, None)
@@ -152,6 +167,7 @@ async def _customer(
     return customer_body(row), (say("external_id_locked") if locked else None)
 
 
+@ROUTES.get(f"{CUSTOMER}/edit")
 @signed_in
 async def edit_customer(request: web.Request, viewer: Viewer) -> web.Response:
     customer, locked = await _customer(request, viewer, customer_id_of(request))
@@ -159,6 +175,7 @@ async def edit_customer(request: web.Request, viewer: Viewer) -> web.Response:
     return _form_page(request, viewer, values=values, customer=customer, locked=locked)
 
 
+@ROUTES.post(CUSTOMER)
 @signed_in
 async def update_customer(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     return await _save(request, viewer, customer_id_of(request))
@@ -196,6 +213,7 @@ async def subscriptions_of(
     return bodies
 
 
+@ROUTES.get(CUSTOMER)
 @signed_in
 async def overview(request: web.Request, viewer: Viewer) -> web.Response:
     customer, _ = await _customer(request, viewer, customer_id_of(request))
@@ -203,28 +221,16 @@ async def overview(request: web.Request, viewer: Viewer) -> web.Response:
     return await customer_page(request, viewer, "overview", subscriptions=subscriptions)
 
 
+@ROUTES.get(f"{CUSTOMER}/delete")
 @signed_in
 async def confirm_delete(request: web.Request, viewer: Viewer) -> web.Response:
     return await customer_page(request, viewer, "delete")
 
 
+@ROUTES.post(f"{CUSTOMER}/delete")
 @signed_in
 async def delete_customer(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     await form(request, viewer)
     customer, _ = await _customer(request, viewer, customer_id_of(request))
     await customers.delete_customer(api(request), viewer.organization, customer["external_id"])
     raise redirect(f"{PREFIX}/customers")
-
-
-def routes() -> list[web.RouteDef]:
-    one = f"{PREFIX}/customers/{{customer_id}}"
-    return [
-        web.get(f"{PREFIX}/customers", customer_list),
-        web.post(f"{PREFIX}/customers", create_customer),
-        web.get(f"{PREFIX}/customers/new", new_customer),
-        web.get(one, overview),
-        web.post(one, update_customer),
-        web.get(f"{one}/edit", edit_customer),
-        web.get(f"{one}/delete", confirm_delete),
-        web.post(f"{one}/delete", delete_customer),
-    ]

@@ -28,6 +28,8 @@ from web.errors import AggregatorUnavailable, ApiError, DatabaseUnavailable, Not
 log = logging.getLogger(__name__)
 
 PREFIX = "/console"
+# One customer's pages (its view, tabs and actions) lie below this path.
+CUSTOMER = f"{PREFIX}/customers/{{customer_id}}"
 SESSION_COOKIE = "meterflow_session"
 # The sign-in form's CSRF token before any session exists (double-submit: cookie and field).
 SIGN_IN_COOKIE = "meterflow_sign_in"

@@ -14,18 +14,23 @@ from console.settings import ConsoleSettings
 STATIC = Path(__file__).parent / "static"
 
 
+ROUTES = web.RouteTableDef()
+
+
+@ROUTES.get(f"{PREFIX}/")
+@ROUTES.get(PREFIX)
 async def home(request: web.Request) -> web.StreamResponse:
     raise redirect(f"{PREFIX}/customers")
 
 
+ROUTES.static(f"{PREFIX}/static", STATIC, append_version=False)
+
+
 def routes() -> list[web.AbstractRouteDef]:
-    table: list[web.AbstractRouteDef] = [
-        web.get(PREFIX, home),
-        web.get(f"{PREFIX}/", home),
-        web.static(f"{PREFIX}/static", STATIC, append_version=False),
-    ]
+    """The console's own routes, then each page module's table."""
+    table: list[web.AbstractRouteDef] = [*ROUTES]
     for module in (sign_in, customers, actions, usage, customer_tabs, catalog):
-        table.extend(module.routes())
+        table.extend(module.ROUTES)
     return table
 
 

@@ -13,6 +13,8 @@ from console.pages import PREFIX, SESSION_COOKIE, SIGN_IN_COOKIE, form, show, si
 from console.sessions import SignInRefused, Viewer
 from web.context import context
 
+ROUTES = web.RouteTableDef()
+
 
 def _next(raw: str | None) -> str:
     """Where to go after signing in: a console path only (never another site)."""
@@ -50,10 +52,12 @@ def _sign_in_page(
     return response
 
 
+@ROUTES.get(f"{PREFIX}/sign-in")
 async def sign_in_form(request: web.Request) -> web.Response:
     return _sign_in_page(request, request.cookies.get(SIGN_IN_COOKIE) or sessions.new_token())
 
 
+@ROUTES.post(f"{PREFIX}/sign-in")
 async def sign_in(request: web.Request) -> web.StreamResponse:
     data = await request.post()
     cookie = request.cookies.get(SIGN_IN_COOKIE, "")
@@ -95,6 +99,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+@ROUTES.post(f"{PREFIX}/sign-out")
 @signed_in
 async def sign_out(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     await form(request, viewer)
@@ -103,11 +108,3 @@ async def sign_out(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     response = web.HTTPSeeOther(f"{PREFIX}/sign-in")
     response.del_cookie(SESSION_COOKIE, path=PREFIX)
     raise response
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get(f"{PREFIX}/sign-in", sign_in_form),
-        web.post(f"{PREFIX}/sign-in", sign_in),
-        web.post(f"{PREFIX}/sign-out", sign_out),
-    ]

@@ -18,11 +18,13 @@ from aiohttp import web
 from console import sessions
 from console.customers import STATUSES, customer_id_of, customer_of, customer_page, subscriptions_of
 from console.dates import Dates
-from console.pages import PREFIX, SESSION_COOKIE, api, signed_in, state
+from console.pages import CUSTOMER, PREFIX, SESSION_COOKIE, api, signed_in, state
 from console.rendering import render_fragment
 from console.sessions import Viewer
 from store.current_usage import current_usage
 from web.errors import AggregatorUnavailable, ApiError
+
+ROUTES = web.RouteTableDef()
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def _fragment(viewer: Viewer, customer: dict[str, Any], usages: list[dict[str, A
     )
 
 
+@ROUTES.get(f"{CUSTOMER}/usage")
 @signed_in
 async def usage_tab(request: web.Request, viewer: Viewer) -> web.Response:
     customer = await customer_of(request, viewer, customer_id_of(request))
@@ -105,6 +108,7 @@ def _event(html: str) -> bytes:
     return f"event: usage\n{data}\n".encode()
 
 
+@ROUTES.get(f"{CUSTOMER}/usage/stream")
 @signed_in
 async def usage_stream(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     """`text/event-stream` of the tab's HTML: one `usage` event at once, then one each time
@@ -136,8 +140,3 @@ async def usage_stream(request: web.Request, viewer: Viewer) -> web.StreamRespon
                 await asyncio.wait_for(console.closing.wait(), console.settings.usage_interval)
     log.info("console.usage_stream_closed customer_id=%s", customer["lago_id"])
     return response
-
-
-def routes() -> list[web.RouteDef]:
-    one = f"{PREFIX}/customers/{{customer_id}}"
-    return [web.get(f"{one}/usage", usage_tab), web.get(f"{one}/usage/stream", usage_stream)]

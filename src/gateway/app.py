@@ -86,7 +86,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         keys=KeyCache(ingest.key_cache_seconds),
     )
     app.cleanup_ctx.append(_resources(broker))
-    for table in (ingest_routes.routes(), resource_routes.routes(), webhook_endpoints.routes()):
+    for table in (ingest_routes.routes(), resource_routes.routes(), webhook_endpoints.ROUTES):
         app.add_routes(table)
     console_routes.install(app, ConsoleSettings.from_env())
     return app

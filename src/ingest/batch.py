@@ -18,9 +18,8 @@ from typing import Annotated
 import msgspec
 
 from billing.errors import InvalidEvent
-from ingest.stamps import Stamp, stamp_of, stamp_of_instant
+from ingest.stamps import micros_of_instant, stamp_of, stamp_of_micros
 from meterflow.event_records import WireEvent
-from web.payload import iso
 
 _Id = Annotated[str, msgspec.Meta(min_length=1)]  # not blank either: checked per event
 # Integers of int64 (msgspec bounds no wider); orjson, the general path's reader, reads
@@ -46,18 +45,19 @@ class BatchInput(msgspec.Struct, forbid_unknown_fields=True):
     events: list[EventInput]
 
 
-class EventAnswer(msgspec.Struct, kw_only=True):
+class EventAnswer(msgspec.Struct):
     """An accepted event as Lago answers it: the ids Lago assigns while processing are null,
-    since processing happens downstream, after the answer (`ingest.events.event_body`)."""
+    since processing happens downstream, after the answer (`ingest.events.event_body`).
+    Built positionally (no defaults: a keyword call costs more), nulls included."""
 
-    lago_id: None = None
+    lago_id: None
     transaction_id: str
-    lago_customer_id: None = None
-    lago_subscription_id: None = None
+    lago_customer_id: None
+    lago_subscription_id: None
     external_subscription_id: str
     code: str
     timestamp: str
-    precise_total_amount_cents: None = None
+    precise_total_amount_cents: None
     properties: dict[str, _Scalar]
     created_at: str
 
@@ -82,8 +82,12 @@ def accept_batch(
         return None
     if not 0 < len(events) <= max_batch:
         return None
-    received: Stamp = stamp_of_instant(received_at)
-    created_at = iso(received_at) or ""  # never empty: received_at is an instant
+    # The time of receipt from the same digits as any epoch timestamp, and Lago's
+    # created_at (seconds) from its wire stamp's ISO form.
+    received = stamp_of_micros(micros_of_instant(received_at))
+    if received is None:
+        return None
+    created_at = received[1][:19] + "Z"
     wires: list[WireEvent] = []
     answers: list[EventAnswer] = []
     for event in events:
@@ -116,12 +120,16 @@ def accept_batch(
         )
         answers.append(
             EventAnswer(
-                transaction_id=transaction_id,
-                external_subscription_id=subscription_id,
-                code=code,
-                timestamp=stamp[1],
-                properties=properties,
-                created_at=created_at,
+                None,
+                transaction_id,
+                None,
+                None,
+                subscription_id,
+                code,
+                stamp[1],
+                None,
+                properties,
+                created_at,
             )
         )
     return wires, _ENCODER.encode(BatchAnswer(answers))

@@ -31,6 +31,8 @@ from web.context import IngestContext, context, organization
 from web.errors import BrokerUnavailable, NotFound, ValidationFailed
 from web.payload import ok, page_params, pagination_meta, parse_instant
 
+ROUTES = web.RouteTableDef()
+
 log = logging.getLogger(__name__)
 
 # Records read back per partition (the debugger's window).
@@ -124,6 +126,7 @@ def _matches(event: dict[str, Any], code: str | None, low: Any, high: Any) -> bo
     )
 
 
+@ROUTES.get("/api/v1/events")
 async def find_all(request: web.Request) -> web.Response:
     """Filters: external_subscription_id, code, timestamp_from, timestamp_to."""
     page, per_page = page_params(request)
@@ -145,6 +148,7 @@ async def find_all(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.get("/api/v1/events/{transaction_id}")
 async def find(request: web.Request) -> web.Response:
     """The latest event with this transaction_id (of `external_subscription_id` if given)."""
     transaction_id = request.match_info["transaction_id"]
@@ -155,10 +159,3 @@ async def find(request: web.Request) -> web.Response:
         ):
             return ok({"event": event})
     raise NotFound("event")
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/api/v1/events", find_all),
-        web.get("/api/v1/events/{transaction_id}", find),
-    ]

@@ -28,6 +28,8 @@ from web.context import IngestContext, Organization, context, organization
 from web.errors import ApiError, BadRequest, ErrorDetails, ValidationFailed
 from web.payload import INVALID, MANDATORY, UNKNOWN, iso, ok, read_json
 
+ROUTES = web.RouteTableDef()
+
 log = logging.getLogger(__name__)
 
 EVENT_FIELDS = frozenset(
@@ -165,6 +167,7 @@ def _rejected(ctx: IngestContext, exc: ApiError, count: int = 1) -> ApiError:
     return exc
 
 
+@ROUTES.post("/api/v1/events")
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     received_at = datetime.now(UTC)
@@ -190,6 +193,7 @@ async def create(request: web.Request) -> web.Response:
     return ok({"event": out.bodies[0]})
 
 
+@ROUTES.post("/api/v1/events/batch")
 async def create_batch(request: web.Request) -> web.Response:
     """All or nothing: every event is validated before any is produced. The common batch in
     one pass (`ingest.batch`), anything else event by event, which words the refusals."""
@@ -231,10 +235,3 @@ async def create_batch(request: web.Request) -> web.Response:
         raise ValidationFailed(errors)
     await _produce(ctx, out.messages)
     return ok({"events": out.bodies})
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/events", create),
-        web.post("/api/v1/events/batch", create_batch),
-    ]

@@ -7,5 +7,5 @@ from aiohttp import web
 from ingest import event_debugger, events
 
 
-def routes() -> list[web.RouteDef]:
-    return [*events.routes(), *event_debugger.routes()]
+def routes() -> list[web.AbstractRouteDef]:
+    return [*events.ROUTES, *event_debugger.ROUTES]

@@ -194,13 +194,10 @@ def _invoice_insert() -> tuple[str, str]:
 _INVOICE_NAMES, _INVOICE_VALUES = _invoice_insert()
 
 # The invoices' webhooks (invoice.drafted or invoice.created), rendered when first sent.
-_INVOICE_WEBHOOKS = webhook_outbox.FAN_OUT.format(
-    source="invoice inv, ",
-    type="(CASE WHEN inv.status = 'draft' THEN 'invoice.drafted' ELSE 'invoice.created' END)",
-    object_type="'invoice'",
-    object_id="inv.id",
-    payload="NULL",
-    organization="inv.organization_id",
+_INVOICE_WEBHOOKS = webhook_outbox.fan_out(
+    "SELECT organization_id, CASE WHEN status = 'draft' THEN 'invoice.drafted' "
+    "ELSE 'invoice.created' END AS webhook_type, 'invoice' AS object_type, id AS object_id, "
+    "NULL::json AS payload FROM invoice"
 )
 
 # One statement, so one transaction: each customer's next sequential id (one invoice per

@@ -62,7 +62,8 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
 
 
 async def existing_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
-    """The one row `sql` reads, which the caller knows is there (its id was just read)."""
+    """The one row `sql` reads (or writes, `RETURNING *`), which the caller knows is there
+    (its id was just read)."""
     row = await conn.fetchrow(sql, *args)
     assert row is not None
     return row

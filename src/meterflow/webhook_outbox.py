@@ -29,24 +29,25 @@ WEBHOOK_TYPES = {
     "credit_note.generated": "credit_note",
 }
 
-# The rows of one change, one per endpoint of the organization that takes its type. Used
-# as is, or as a data-modifying CTE of a larger statement (the invoicer's invoice write,
-# where `source` names the changed rows, "invoice inv, ", that the other fields read).
-FAN_OUT = """
+
+def fan_out(changes: str) -> str:
+    """The statement writing the rows of some changes, one per endpoint of the change's
+    organization that takes its type. `changes` is a SELECT of each change's
+    organization_id, webhook_type, object_type, object_id and payload: one change from
+    parameters (`emit`), or the invoices a larger statement writes (the invoicer's)."""
+    return f"""
 INSERT INTO webhooks (id, organization_id, webhook_endpoint_id, webhook_type, object_type,
     object_id, payload)
-SELECT gen_random_uuid(), e.organization_id, e.id, {type}, {object_type}, {object_id}, {payload}
-FROM {source}webhook_endpoints e
-WHERE e.organization_id = {organization} AND (e.event_types IS NULL OR {type} = ANY(e.event_types))
+SELECT gen_random_uuid(), e.organization_id, e.id, c.webhook_type, c.object_type, c.object_id,
+    c.payload
+FROM ({changes}) c JOIN webhook_endpoints e ON e.organization_id = c.organization_id
+WHERE e.event_types IS NULL OR c.webhook_type = ANY(e.event_types)
 """
 
-_EMIT = FAN_OUT.format(
-    source="",
-    type="$2::text",
-    object_type="$3::text",
-    object_id="$4::uuid",
-    payload="$5::json",
-    organization="$1::uuid",
+
+_EMIT = fan_out(
+    "SELECT $1::uuid AS organization_id, $2::text AS webhook_type, $3::text AS object_type, "
+    "$4::uuid AS object_id, $5::json AS payload"
 )
 
 

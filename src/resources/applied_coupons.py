@@ -14,19 +14,25 @@ from web.context import context, organization
 from web.errors import ValidationFailed
 from web.payload import INVALID, object_id, ok, read_wrapped
 
+ROUTES = web.RouteTableDef()
+OF_CUSTOMER = "/api/v1/customers/{external_customer_id}/applied_coupons"
 
+
+@ROUTES.post("/api/v1/applied_coupons")
 async def apply(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "applied_coupon")
     body = await applied_coupons.apply_coupon(context(request), organization(request), raw)
     return ok({"applied_coupon": body})
 
 
-async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+@ROUTES.get("/api/v1/applied_coupons")
+@ROUTES.get(OF_CUSTOMER)
+async def find_all(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in ("active", "terminated"):
         raise ValidationFailed({"status": [INVALID]})
     filters = {
-        "external_customer_id": external_customer_id,
+        "external_customer_id": crud.listed_customer(request),
         "status": status,
         "coupon_codes": request.query.getall("coupon_code[]", []) or None,
     }
@@ -35,14 +41,7 @@ async def _list(request: web.Request, external_customer_id: str | None) -> web.R
     )
 
 
-async def find_all_applied(request: web.Request) -> web.Response:
-    return await _list(request, request.query.get("external_customer_id") or None)
-
-
-async def find_all_of_customer(request: web.Request) -> web.Response:
-    return await _list(request, request.match_info["external_customer_id"])
-
-
+@ROUTES.delete(OF_CUSTOMER + "/{applied_coupon_id}")
 async def remove(request: web.Request) -> web.Response:
     """Terminate one of the customer's applied coupons: later invoices no longer use it."""
     applied_id = object_id(request.match_info["applied_coupon_id"], "applied_coupon")
@@ -53,14 +52,3 @@ async def remove(request: web.Request) -> web.Response:
         return await remove(conn, org, external_customer_id, applied_id)
 
     return await crud.answer(request, "applied_coupon", step)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/applied_coupons", apply),
-        web.get("/api/v1/applied_coupons", find_all_applied),
-        web.get("/api/v1/customers/{external_customer_id}/applied_coupons", find_all_of_customer),
-        web.delete(
-            "/api/v1/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", remove
-        ),
-    ]

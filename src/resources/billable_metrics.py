@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from resources import crud
 from store.billable_metrics import BILLABLE_METRICS
 
-
-def routes() -> list[web.RouteDef]:
-    return crud.code_keyed_routes(BILLABLE_METRICS)
+ROUTES = crud.code_keyed_routes(BILLABLE_METRICS)

@@ -9,7 +9,10 @@ from store import credit_note_amounts
 from web.context import context, organization
 from web.payload import Fields, ok, read_wrapped
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.post("/api/v1/credit_notes/estimate")
 async def estimate(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), {"invoice_id", "items"})

@@ -18,6 +18,9 @@ from store.credit_notes import parse_metadata
 from web.errors import ValidationFailed
 from web.payload import Fields, read_json
 
+ROUTES = web.RouteTableDef()
+NOTE = "/api/v1/credit_notes/{lago_id}"
+
 
 async def _metadata_input(request: web.Request) -> dict[str, str | None]:
     raw = await read_json(request)
@@ -41,20 +44,24 @@ async def _set_metadata(
     return await crud.by_lago_id(request, "metadata", step)
 
 
+@ROUTES.post(f"{NOTE}/metadata")
 async def replace_metadata(request: web.Request) -> web.Response:
     given = await _metadata_input(request)
     return await _set_metadata(request, lambda current: given)
 
 
+@ROUTES.patch(f"{NOTE}/metadata")
 async def merge_metadata(request: web.Request) -> web.Response:
     given = await _metadata_input(request)
     return await _set_metadata(request, lambda current: {**current, **given})
 
 
+@ROUTES.delete(f"{NOTE}/metadata")
 async def delete_metadata(request: web.Request) -> web.Response:
     return await _set_metadata(request, lambda current: None)
 
 
+@ROUTES.delete(f"{NOTE}/metadata/{{key}}")
 async def delete_metadata_key(request: web.Request) -> web.Response:
     key = request.match_info["key"]
 
@@ -66,6 +73,7 @@ async def delete_metadata_key(request: web.Request) -> web.Response:
     return await _set_metadata(request, without)
 
 
+@ROUTES.post(f"{NOTE}/download")
 async def download(request: web.Request) -> web.Response:
     url = base_url(request)
 
@@ -73,14 +81,3 @@ async def download(request: web.Request) -> web.Response:
         return await credit_notes.note_file(conn, org, lago_id, url)
 
     return await crud.by_lago_id(request, "credit_note", step)
-
-
-def routes() -> list[web.RouteDef]:
-    path = "/api/v1/credit_notes/{lago_id}"
-    return [
-        web.post(f"{path}/metadata", replace_metadata),
-        web.patch(f"{path}/metadata", merge_metadata),
-        web.delete(f"{path}/metadata", delete_metadata),
-        web.delete(f"{path}/metadata/{{key}}", delete_metadata_key),
-        web.post(f"{path}/download", download),
-    ]

@@ -11,14 +11,16 @@ from aiohttp import web
 from meterflow import db
 from meterflow.db import Conn
 from resources import crud
-from resources.credit_note_amounts import estimate
 from store import credit_notes
 from store.credit_note_amounts import amounts_of, creditable_invoice, parse_items
 from web.context import context, organization
 from web.errors import ValidationFailed
 from web.payload import INVALID, Fields, ok, read_wrapped
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.post("/api/v1/credit_notes")
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     fields = Fields(await read_wrapped(request, "credit_note"), credit_notes.CREATE_FIELDS)
@@ -41,6 +43,7 @@ async def create(request: web.Request) -> web.Response:
     return ok({"credit_note": body})
 
 
+@ROUTES.get("/api/v1/credit_notes/{lago_id}")
 async def find(request: web.Request) -> web.Response:
     async def step(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
         return await credit_notes.note_body(conn, await credit_notes.note_row(conn, org, lago_id))
@@ -48,6 +51,7 @@ async def find(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "credit_note", step, write=False)
 
 
+@ROUTES.put("/api/v1/credit_notes/{lago_id}")
 async def update(request: web.Request) -> web.Response:
     fields = Fields(await read_wrapped(request, "credit_note"), {"refund_status", "metadata"})
     status = fields.text("refund_status", required=True, choices=credit_notes.REFUND_STATUSES)
@@ -60,6 +64,7 @@ async def update(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "credit_note", step)
 
 
+@ROUTES.put("/api/v1/credit_notes/{lago_id}/void")
 async def void(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "credit_note", credit_notes.void_note)
 
@@ -84,7 +89,7 @@ def _filters(request: web.Request) -> tuple[Any, ...]:
     if errors:
         raise ValidationFailed(errors)
     return (
-        request.match_info.get("external_customer_id") or q.get("external_customer_id") or None,
+        crud.listed_customer(request),
         q.get("invoice_number") or None,
         dates[0],
         dates[1],
@@ -95,18 +100,8 @@ def _filters(request: web.Request) -> tuple[Any, ...]:
     )
 
 
+@ROUTES.get("/api/v1/credit_notes")
+@ROUTES.get("/api/v1/customers/{external_customer_id}/credit_notes")
 async def find_all(request: web.Request) -> web.Response:
     pager = credit_notes.list_credit_notes
     return await crud.answer_page(request, "credit_notes", pager, _filters(request))
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/credit_notes", create),
-        web.get("/api/v1/credit_notes", find_all),
-        web.post("/api/v1/credit_notes/estimate", estimate),
-        web.get("/api/v1/credit_notes/{lago_id}", find),
-        web.put("/api/v1/credit_notes/{lago_id}", update),
-        web.put("/api/v1/credit_notes/{lago_id}/void", void),
-        web.get("/api/v1/customers/{external_customer_id}/credit_notes", find_all),
-    ]

@@ -60,6 +60,13 @@ async def by_lago_id(
     return await answer(request, kind, lambda conn, org: step(conn, org, lago_id), write=write)
 
 
+def listed_customer(request: web.Request) -> str | None:
+    """The customer a list is narrowed to: the path's `external_customer_id` (on a
+    customer's own list), else the query's, else none."""
+    path_or_query = request.match_info.get("external_customer_id")
+    return path_or_query or request.query.get("external_customer_id") or None
+
+
 async def answer_page(
     request: web.Request, key: str, pager: Pager, filters: Any, *, owner: Any = None
 ) -> web.Response:
@@ -75,9 +82,11 @@ async def answer_page(
     return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
 
 
-def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
+def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
     """`POST`, `GET` (a page) on `/api/v1/{plural}`, and `GET`, `PUT`, `DELETE` on
     `/api/v1/{plural}/{code}` (`{kind}_not_found` when no object has that code)."""
+    routes = web.RouteTableDef()
+    path = f"/api/v1/{spec.plural}"
 
     async def written(request: web.Request, step: Step) -> web.Response:
         return await answer(request, spec.kind, step, publishes=spec.publishes)
@@ -90,10 +99,12 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
             raise NotFound(spec.kind)
         return row
 
+    @routes.post(path)
     async def create(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
         return await written(request, lambda c, o: code_keyed.create(spec, c, o, raw))
 
+    @routes.put(path + "/{code}")
     async def update(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
 
@@ -103,18 +114,21 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
 
         return await written(request, step)
 
+    @routes.delete(path + "/{code}")
     async def destroy(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
             return await code_keyed.delete(spec, conn, await named(conn, org, request, lock=True))
 
         return await written(request, step)
 
+    @routes.get(path + "/{code}")
     async def find(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
             return await code_keyed.answer(spec, conn, await named(conn, org, request, lock=False))
 
         return await answer(request, spec.kind, step, write=False)
 
+    @routes.get(path)
     async def find_all(request: web.Request) -> web.Response:
         return await answer_page(request, spec.plural, pager, {})
 
@@ -123,11 +137,4 @@ def code_keyed_routes(spec: CodeKeyed) -> list[web.RouteDef]:
     ) -> tuple[list[Body], int]:
         return await code_keyed.page(spec, conn, org, limit, offset)
 
-    path = f"/api/v1/{spec.plural}"
-    return [
-        web.post(path, create),
-        web.get(path, find_all),
-        web.get(path + "/{code}", find),
-        web.put(path + "/{code}", update),
-        web.delete(path + "/{code}", destroy),
-    ]
+    return routes

@@ -8,7 +8,10 @@ from store import current_usage, customers, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.get("/api/v1/customers/{external_customer_id}/current_usage")
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     external_customer_id = request.match_info["external_customer_id"]
@@ -26,7 +29,3 @@ async def find(request: web.Request) -> web.Response:
         raise NotFound("subscription")
     body = await current_usage.current_usage(ctx, org, external_subscription_id)
     return web.Response(body=body, content_type="application/json")
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/api/v1/customers/{external_customer_id}/current_usage", find)]

@@ -11,7 +11,10 @@ from web.context import context, organization
 from web.errors import NotFound
 from web.payload import ok, read_wrapped
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.post("/api/v1/customers")
 async def upsert(request: web.Request) -> web.Response:
     """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
     the previous ones; an empty list removes them; an unknown code is 404 `tax_not_found`)."""
@@ -20,6 +23,7 @@ async def upsert(request: web.Request) -> web.Response:
     return ok({"customer": body})
 
 
+@ROUTES.get("/api/v1/customers/{external_id}")
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
@@ -32,22 +36,15 @@ async def find(request: web.Request) -> web.Response:
     return ok({"customer": body})
 
 
+@ROUTES.get("/api/v1/customers")
 async def find_all(request: web.Request) -> web.Response:
     filters = {"search_term": request.query.get("search_term")}
     return await crud.answer_page(request, "customers", customers.customer_page, filters)
 
 
+@ROUTES.delete("/api/v1/customers/{external_id}")
 async def destroy(request: web.Request) -> web.Response:
     body = await customers.delete_customer(
         context(request), organization(request), request.match_info["external_id"]
     )
     return ok({"customer": body})
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/customers", upsert),
-        web.get("/api/v1/customers", find_all),
-        web.get("/api/v1/customers/{external_id}", find),
-        web.delete("/api/v1/customers/{external_id}", destroy),
-    ]

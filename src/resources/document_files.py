@@ -8,11 +8,14 @@ from store import document_files
 from web.context import context
 from web.errors import NotFound
 
+ROUTES = web.RouteTableDef()
+
 
 def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
+@ROUTES.get("/files/{kind}/{object_id}/{token}.pdf")
 async def file(request: web.Request) -> web.Response:
     """The PDF behind a `file_url`: whoever holds the link may read it, nobody can guess it."""
     path = request.match_info
@@ -21,7 +24,3 @@ async def file(request: web.Request) -> web.Response:
     if pdf is None:
         raise NotFound("file")
     return web.Response(body=pdf, content_type="application/pdf")
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/files/{kind}/{object_id}/{token}.pdf", file)]

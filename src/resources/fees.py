@@ -11,6 +11,8 @@ from store import fees
 from web.errors import ValidationFailed
 from web.payload import INVALID, parse_instant
 
+ROUTES = web.RouteTableDef()
+
 
 def _filters(request: web.Request) -> dict[str, Any]:
     q = request.query
@@ -37,15 +39,13 @@ _EQUALS = (
 )
 
 
+@ROUTES.get("/api/v1/fees")
 async def find_all(request: web.Request) -> web.Response:
     """Filters: external_customer_id, external_subscription_id, currency, fee_type,
     billable_metric_code, payment_status, created_at_from, created_at_to."""
     return await crud.answer_page(request, "fees", fees.list_fees, _filters(request))
 
 
+@ROUTES.get("/api/v1/fees/{lago_id}")
 async def find(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "fee", fees.fee_of, write=False)
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/api/v1/fees", find_all), web.get("/api/v1/fees/{lago_id}", find)]

@@ -14,7 +14,11 @@ from resources.document_files import base_url
 from store import invoice_actions
 from web.payload import Fields, read_json, read_wrapped
 
+ROUTES = web.RouteTableDef()
+INVOICE = "/api/v1/invoices/{lago_id}"
 
+
+@ROUTES.post(f"{INVOICE}/void")
 async def void(request: web.Request) -> web.Response:
     """See `store.invoice_actions.void_invoice`; a body is optional."""
     raw = await read_json(request) if request.can_read_body else {}
@@ -32,6 +36,7 @@ async def void(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "invoice", step)
 
 
+@ROUTES.put(INVOICE)
 async def update(request: web.Request) -> web.Response:
     fields = Fields(await read_wrapped(request, "invoice"), invoice_actions.UPDATE_FIELDS)
     payment_status = fields.text("payment_status", choices=PAYMENT_STATUSES)
@@ -46,18 +51,24 @@ async def update(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "invoice", step)
 
 
+# The spec says POST, Lago's Python client sends PUT: both are served.
+@ROUTES.post(f"{INVOICE}/lose_dispute")
+@ROUTES.put(f"{INVOICE}/lose_dispute")
 async def lose_dispute(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "invoice", invoice_actions.lose_dispute)
 
 
+@ROUTES.put(f"{INVOICE}/refresh")
 async def refresh(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "invoice", invoice_actions.current_invoice, write=False)
 
 
+@ROUTES.post(f"{INVOICE}/retry")
 async def retry(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "invoice", invoice_actions.retry_invoice, write=False)
 
 
+@ROUTES.post(f"{INVOICE}/download")
 async def download(request: web.Request) -> web.Response:
     """Render the PDF on the first download (announced by `invoice.generated`) and answer the
     invoice with its `file_url`; a draft has no PDF yet (Lago answers it without one)."""
@@ -67,16 +78,3 @@ async def download(request: web.Request) -> web.Response:
         return await invoice_actions.invoice_file(conn, org, lago_id, url)
 
     return await crud.by_lago_id(request, "invoice", step)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.put("/api/v1/invoices/{lago_id}", update),
-        web.post("/api/v1/invoices/{lago_id}/void", void),
-        web.post("/api/v1/invoices/{lago_id}/download", download),
-        # The spec says POST, Lago's Python client sends PUT: both are served.
-        web.post("/api/v1/invoices/{lago_id}/lose_dispute", lose_dispute),
-        web.put("/api/v1/invoices/{lago_id}/lose_dispute", lose_dispute),
-        web.put("/api/v1/invoices/{lago_id}/refresh", refresh),
-        web.post("/api/v1/invoices/{lago_id}/retry", retry),
-    ]

@@ -33,6 +33,8 @@ from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import Fields, currency, ok, read_json
 
+ROUTES = web.RouteTableDef()
+
 _INPUT = {
     "customer",
     "subscriptions",
@@ -167,6 +169,7 @@ async def _new_subscription(
     )
 
 
+@ROUTES.post("/api/v1/invoices/preview")
 async def preview(request: web.Request) -> web.Response:
     """Input: `customer.external_id` and `subscriptions.external_ids` (one subscription: its
     next invoice from current usage), or `customer` and `plan_code` (with `billing_time`,
@@ -206,7 +209,3 @@ async def preview(request: web.Request) -> web.Response:
             raise _RolledBack(await _render(conn, closed))
     except _RolledBack as done:
         return ok({"invoice": done.body})
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.post("/api/v1/invoices/preview", preview)]

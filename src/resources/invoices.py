@@ -25,6 +25,8 @@ from web.context import context, organization
 from web.errors import ValidationFailed
 from web.payload import INVALID, ok
 
+ROUTES = web.RouteTableDef()
+
 
 def _date_param(request: web.Request, name: str, errors: dict[str, list[str]]) -> date | None:
     raw = request.query.get(name)
@@ -48,6 +50,8 @@ def _choices(
     return values or None
 
 
+@ROUTES.get("/api/v1/invoices")
+@ROUTES.get("/api/v1/customers/{external_customer_id}/invoices")
 async def find_all(request: web.Request) -> web.Response:
     """Filters: external_customer_id, status / statuses[], payment_status /
     payment_statuses[], invoice_type, currency, issuing_date_from, issuing_date_to."""
@@ -59,9 +63,7 @@ async def find_all(request: web.Request) -> web.Response:
     if errors:
         raise ValidationFailed(errors)
     filters = (
-        request.match_info.get("external_customer_id")
-        or request.query.get("external_customer_id")
-        or None,
+        crud.listed_customer(request),
         statuses,
         payment_statuses,
         date_from,
@@ -72,10 +74,12 @@ async def find_all(request: web.Request) -> web.Response:
     return await crud.answer_page(request, "invoices", list_invoices, filters)
 
 
+@ROUTES.get("/api/v1/invoices/{lago_id}")
 async def find(request: web.Request) -> web.Response:
     return await crud.by_lago_id(request, "invoice", invoice_of, write=False)
 
 
+@ROUTES.put("/api/v1/invoices/{lago_id}/finalize")
 async def finalize(request: web.Request) -> web.Response:
     """Finalize a draft now, before its grace period ends; any other invoice is returned
     as it is, as Lago does."""
@@ -88,12 +92,3 @@ async def finalize(request: web.Request) -> web.Response:
             invoice = updated or invoice
         body = await extended_body(conn, invoice)
     return ok({"invoice": body})
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/api/v1/invoices", find_all),
-        web.get("/api/v1/customers/{external_customer_id}/invoices", find_all),
-        web.get("/api/v1/invoices/{lago_id}", find),
-        web.put("/api/v1/invoices/{lago_id}/finalize", finalize),
-    ]

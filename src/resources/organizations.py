@@ -13,7 +13,10 @@ from store import organizations
 from web.context import context, organization
 from web.payload import read_wrapped
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.put("/api/v1/organizations")
 async def update(request: web.Request) -> web.Response:
     """Change the caller's organization. A new timezone is republished with every customer
     that has none of its own and their live subscriptions (their periods follow it)."""
@@ -26,7 +29,3 @@ async def update(request: web.Request) -> web.Response:
     answer = await crud.answer(request, "organization", step, publishes=True)
     ctx.keys.forget(organization(request).id)
     return answer
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.put("/api/v1/organizations", update)]

@@ -9,6 +9,7 @@ from resources import (
     applied_coupons,
     billable_metrics,
     coupons,
+    credit_note_amounts,
     credit_note_documents,
     credit_notes,
     current_usage,
@@ -44,6 +45,7 @@ _RESOURCES = (
     one_off_invoices,
     invoice_actions,
     credit_notes,
+    credit_note_amounts,
     invoice_preview,
     fees,
     credit_note_documents,
@@ -51,5 +53,5 @@ _RESOURCES = (
 )
 
 
-def routes() -> list[web.RouteDef]:
-    return [route for resource in _RESOURCES for route in resource.routes()]
+def routes() -> list[web.AbstractRouteDef]:
+    return [route for resource in _RESOURCES for route in resource.ROUTES]

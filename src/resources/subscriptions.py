@@ -15,7 +15,10 @@ from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
 from web.payload import ok, read_wrapped
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.post("/api/v1/subscriptions")
 async def create(request: web.Request) -> web.Response:
     raw = await read_wrapped(request, "subscription")
     body = await subscriptions.create_subscription(context(request), organization(request), raw)
@@ -29,6 +32,7 @@ def _status_param(request: web.Request) -> str | None:
     return status
 
 
+@ROUTES.get("/api/v1/subscriptions/{external_id}")
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     status = _status_param(request)
@@ -41,6 +45,7 @@ async def find(request: web.Request) -> web.Response:
     return ok({"subscription": subscription_body(row)})
 
 
+@ROUTES.get("/api/v1/subscriptions")
 async def find_all(request: web.Request) -> web.Response:
     statuses = request.query.getall("status[]", []) or ["active"]
     if any(s not in subscriptions.STATUSES for s in statuses):
@@ -55,6 +60,7 @@ async def find_all(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.put("/api/v1/subscriptions/{external_id}")
 async def update(request: web.Request) -> web.Response:
     status = _status_param(request)
     changes, at = subscriptions.parse_update(await read_wrapped(request, "subscription"))
@@ -66,6 +72,7 @@ async def update(request: web.Request) -> web.Response:
     return await crud.answer(request, "subscription", step, publishes=True)
 
 
+@ROUTES.delete("/api/v1/subscriptions/{external_id}")
 async def destroy(request: web.Request) -> web.Response:
     status = _status_param(request)
     external_id = request.match_info["external_id"]
@@ -74,13 +81,3 @@ async def destroy(request: web.Request) -> web.Response:
         return await subscriptions.terminate_now(conn, org, external_id, status)
 
     return await crud.answer(request, "subscription", step, publishes=True)
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/subscriptions", create),
-        web.get("/api/v1/subscriptions", find_all),
-        web.get("/api/v1/subscriptions/{external_id}", find),
-        web.put("/api/v1/subscriptions/{external_id}", update),
-        web.delete("/api/v1/subscriptions/{external_id}", destroy),
-    ]

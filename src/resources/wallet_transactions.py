@@ -15,7 +15,10 @@ from store import wallet_transactions, wallets
 from web.context import context
 from web.payload import Fields, object_id, read_wrapped
 
+ROUTES = web.RouteTableDef()
 
+
+@ROUTES.post("/api/v1/wallet_transactions")
 async def top_up(request: web.Request) -> web.Response:
     """Paid, granted or voided credits on an active wallet; answers the transactions."""
     fields = Fields(
@@ -37,11 +40,13 @@ async def top_up(request: web.Request) -> web.Response:
     return await crud.answer(request, "wallet_transactions", step)
 
 
+@ROUTES.get("/api/v1/wallet_transactions/{lago_id}")
 async def find_transaction(request: web.Request) -> web.Response:
     step = wallet_transactions.transaction_of
     return await crud.by_lago_id(request, "wallet_transaction", step, write=False)
 
 
+@ROUTES.get("/api/v1/wallets/{lago_id}/wallet_transactions")
 async def find_transactions(request: web.Request) -> web.Response:
     filters = {
         name: request.query.get(name) or None
@@ -56,11 +61,3 @@ async def find_transactions(request: web.Request) -> web.Response:
         filters,
         owner=wallet["id"],
     )
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/api/v1/wallets/{lago_id}/wallet_transactions", find_transactions),
-        web.post("/api/v1/wallet_transactions", top_up),
-        web.get("/api/v1/wallet_transactions/{lago_id}", find_transaction),
-    ]

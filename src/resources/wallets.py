@@ -15,21 +15,20 @@ from web.context import context, organization
 from web.errors import NotFound
 from web.payload import object_id, ok, read_wrapped
 
+ROUTES = web.RouteTableDef()
+OF_CUSTOMER = "/api/v1/customers/{external_customer_id}/wallets"
 
-async def _create(request: web.Request, external_customer_id: str | None) -> web.Response:
+
+@ROUTES.post("/api/v1/wallets")
+@ROUTES.post(OF_CUSTOMER)
+async def create(request: web.Request) -> web.Response:
+    """A wallet for the body's customer, or on a customer's path for that customer."""
     raw = await read_wrapped(request, "wallet")
+    external_customer_id = request.match_info.get("external_customer_id")
     body = await wallets.create_wallet(
         context(request), organization(request), raw, external_customer_id
     )
     return ok({"wallet": body})
-
-
-async def create(request: web.Request) -> web.Response:
-    return await _create(request, None)
-
-
-async def create_for_customer(request: web.Request) -> web.Response:
-    return await _create(request, request.match_info["external_customer_id"])
 
 
 async def wallet_of_request(
@@ -52,12 +51,16 @@ async def wallet_of_request(
     return row
 
 
+@ROUTES.get("/api/v1/wallets/{lago_id}")
+@ROUTES.get(OF_CUSTOMER + "/{code}")
 async def find(request: web.Request) -> web.Response:
     async with context(request).db.acquire() as conn:
         row = await wallet_of_request(conn, request)
     return ok({"wallet": wallets.wallet_body(row)})
 
 
+@ROUTES.put("/api/v1/wallets/{lago_id}")
+@ROUTES.put(OF_CUSTOMER + "/{code}")
 async def update(request: web.Request) -> web.Response:
     """Change the name, code, priority, expiry or metadata (Lago's editable fields)."""
     fields, given = wallets.parse_update(await read_wrapped(request, "wallet"))
@@ -69,6 +72,8 @@ async def update(request: web.Request) -> web.Response:
     return await crud.answer(request, "wallet", step)
 
 
+@ROUTES.delete("/api/v1/wallets/{lago_id}")
+@ROUTES.delete(OF_CUSTOMER + "/{code}")
 async def terminate(request: web.Request) -> web.Response:
     async def step(conn: Conn, org: uuid.UUID) -> dict[str, Any]:
         return await wallets.end_wallet(
@@ -78,33 +83,11 @@ async def terminate(request: web.Request) -> web.Response:
     return await crud.answer(request, "wallet", step)
 
 
-async def _list(request: web.Request, external_customer_id: str | None) -> web.Response:
+@ROUTES.get("/api/v1/wallets")
+@ROUTES.get(OF_CUSTOMER)
+async def find_all(request: web.Request) -> web.Response:
     filters = {
-        "external_customer_id": external_customer_id,
+        "external_customer_id": crud.listed_customer(request),
         "currency": request.query.get("currency") or None,
     }
     return await crud.answer_page(request, "wallets", wallets.list_wallets, filters)
-
-
-async def find_all(request: web.Request) -> web.Response:
-    return await _list(request, request.query.get("external_customer_id") or None)
-
-
-async def find_all_of_customer(request: web.Request) -> web.Response:
-    return await _list(request, request.match_info["external_customer_id"])
-
-
-def routes() -> list[web.RouteDef]:
-    customer_wallet = "/api/v1/customers/{external_customer_id}/wallets"
-    return [
-        web.post("/api/v1/wallets", create),
-        web.get("/api/v1/wallets", find_all),
-        web.get("/api/v1/wallets/{lago_id}", find),
-        web.put("/api/v1/wallets/{lago_id}", update),
-        web.delete("/api/v1/wallets/{lago_id}", terminate),
-        web.post(customer_wallet, create_for_customer),
-        web.get(customer_wallet, find_all_of_customer),
-        web.get(customer_wallet + "/{code}", find),
-        web.put(customer_wallet + "/{code}", update),
-        web.delete(customer_wallet + "/{code}", terminate),
-    ]

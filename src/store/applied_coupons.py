@@ -39,55 +39,26 @@ async def applications_of(conn: Conn, customer_id: uuid.UUID, coupon_id: uuid.UU
     return int(count)
 
 
+_INSERTED = (
+    "coupon_id",
+    "customer_id",
+    "amount_cents",
+    "amount_currency",
+    "percentage_rate",
+    "frequency",
+    "frequency_duration",
+    "frequency_duration_remaining",
+)
+
+
 async def insert_applied_coupon(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    applied_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO applied_coupons (id, organization_id, coupon_id, customer_id, amount_cents, "
-        "amount_currency, percentage_rate, frequency, frequency_duration, "
-        "frequency_duration_remaining) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        applied_id,
-        org,
-        columns["coupon_id"],
-        columns["customer_id"],
-        columns["amount_cents"],
-        columns["amount_currency"],
-        columns["percentage_rate"],
-        columns["frequency"],
-        columns["frequency_duration"],
-    )
-    return applied_id
-
-
-async def end_customer_credits(conn: Conn, customer_id: uuid.UUID) -> None:
-    """Terminate the customer's applied coupons and wallets (its deletion, as in Lago)."""
-    await database.terminate_active(conn, "applied_coupons", "customer_id", customer_id)
-    await database.terminate_active(conn, "wallets", "customer_id", customer_id)
+    """A new application; all of its `frequency_duration` remains."""
+    remaining = {**columns, "frequency_duration_remaining": columns["frequency_duration"]}
+    return await database.insert_new(conn, "applied_coupons", org, _INSERTED, remaining)
 
 
 async def terminate_applied_coupon(conn: Conn, applied_coupon_id: uuid.UUID) -> None:
     await database.terminate_active(conn, "applied_coupons", "id", applied_coupon_id)
-
-
-APPLIED_COUPONS = database.Listing(
-    _APPLIED_COUPON,
-    "ac.organization_id = {} AND cu.deleted_at IS NULL",
-    {
-        "external_customer_id": "cu.external_id = {}",
-        "status": "ac.status = {}",
-        "coupon_codes": "c.code = ANY({}::text[])",
-    },
-    "ac.created_at DESC, ac.id",
-)
-
-
-async def list_applied_coupons(
-    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of applied coupons (of the customer `external_customer_id` names, if any, who
-    must exist) as the API shows them, and how many match."""
-    await customers.check_customer(conn, org, filters.get("external_customer_id"))
-    rows, total = await database.listed(APPLIED_COUPONS, conn, org, filters, limit, offset)
-    return [applied_coupon_body(r) for r in rows], total
 
 
 _APPLIED = {
@@ -200,3 +171,23 @@ async def remove_applied_coupon(
     row = await applied_coupon_by_id(conn, applied_id)
     assert row is not None
     return applied_coupon_body(row)
+
+
+APPLIED_COUPONS = database.Listing(
+    _APPLIED_COUPON,
+    "ac.organization_id = {} AND cu.deleted_at IS NULL",
+    {
+        "external_customer_id": "cu.external_id = {}",
+        "status": "ac.status = {}",
+        "coupon_codes": "c.code = ANY({}::text[])",
+    },
+    "ac.created_at DESC, ac.id",
+)
+
+# A page of applied coupons (of the customer `external_customer_id` names, if any, who must
+# exist) as the API shows them, and how many match.
+list_applied_coupons = database.pager(
+    APPLIED_COUPONS,
+    database.each(applied_coupon_body),
+    check=customers.check_filtered_customer,
+)

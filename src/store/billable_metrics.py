@@ -88,36 +88,17 @@ def parse_metric(raw: dict[str, Any], current: dict[str, Any] | None = None) -> 
 
 
 def metric_columns(metric: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "code": metric["code"],
-        "name": metric["name"],
-        "aggregation_type": metric["aggregation_type"],
-        "field_name": metric.get("field_name"),
-        "recurring": bool(metric.get("recurring")),
-        "filters": metric.get("filters") or [],
-        "attributes": {
-            k: metric.get(k)
-            for k in (
-                "description",
-                "expression",
-                "rounding_function",
-                "rounding_precision",
-                "weighted_interval",
-            )
-        },
-    }
+    columns = database.payload_columns(metric, _COLUMNS, _ATTRIBUTES)
+    return {**columns, "recurring": bool(columns["recurring"]), "filters": columns["filters"] or []}
 
 
-def current_metric(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "code": row["code"],
-        "name": row["name"],
-        "aggregation_type": row["aggregation_type"],
-        "field_name": row["field_name"],
-        "recurring": row["recurring"],
-        "filters": row["filters"],
-        **row["attributes"],
-    }
+_ATTRIBUTES = (
+    "description",
+    "expression",
+    "rounding_function",
+    "rounding_precision",
+    "weighted_interval",
+)
 
 
 billable_metric_by_code = database.code_lookup("billable_metrics", live=True)
@@ -135,10 +116,7 @@ async def billable_metrics_by_ids(
     return {r["id"]: r for r in rows}
 
 
-async def billable_metric_by_id(conn: Conn, metric_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT * FROM billable_metrics WHERE id = $1", metric_id)
-    assert row is not None
-    return row
+billable_metric_by_id = database.id_lookup("billable_metrics")
 
 
 _COLUMNS = (
@@ -177,7 +155,7 @@ list_billable_metrics = database.lister("billable_metrics", live=True)
 async def _parse(
     conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
 ) -> dict[str, Any]:
-    return metric_columns(parse_metric(raw, None if current is None else current_metric(current)))
+    return metric_columns(parse_metric(raw, database.stored_payload(current, _COLUMNS)))
 
 
 async def _republish_plans(conn: Conn, plan_ids: list[uuid.UUID]) -> None:

@@ -11,10 +11,9 @@ import asyncpg
 
 from meterflow.db import Conn
 from store import database
-from store.database import Body, LockingLookup
+from store.database import Body, LockingLookup, Render
 
 Row = asyncpg.Record
-Render = Callable[[Conn, list[Row]], Awaitable[list[Body]]]
 
 
 @dataclass(frozen=True)
@@ -41,15 +40,6 @@ class CodeKeyed:
     @property
     def publishes(self) -> bool:
         return self.changed is not None
-
-
-def each(body: Callable[[Row], Body]) -> Render:
-    """`render` for a resource whose body needs nothing but its row."""
-
-    async def render(conn: Conn, rows: list[Row]) -> list[Body]:
-        return [body(r) for r in rows]
-
-    return render
 
 
 async def answer(spec: CodeKeyed, conn: Conn, row: Row) -> Body:

@@ -235,6 +235,6 @@ COUPONS = code_keyed.CodeKeyed(
     insert_coupon,
     update_coupon,
     delete_coupon,
-    code_keyed.each(coupon_body),
+    database.each(coupon_body),
     list_coupons,
 )

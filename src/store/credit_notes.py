@@ -21,11 +21,11 @@ import asyncpg
 
 from billing.credit_notes import CreditNoteAmounts
 from meterflow import webhook_outbox
-from meterflow.db import Conn
+from meterflow.db import Conn, existing_row
 from read_model.customers import customer_body, customer_by_id
 from read_model.invoices import fee_body, owned_row
 from read_model.subscriptions import subscription_by_id
-from store import database, document_files
+from store import document_files
 from store.credit_note_amounts import applied_taxes
 from store.documents_pdf import render_credit_note
 from web.errors import NotAllowed, ValidationFailed
@@ -261,7 +261,7 @@ async def set_refund_status(
     note = await note_row(conn, org, lago_id, lock=True)
     if not note["refund_amount_cents"]:
         raise ValidationFailed({"refund_status": ["nothing_to_refund"]})
-    updated = await database.written_row(
+    updated = await existing_row(
         conn,
         "UPDATE credit_notes SET refund_status = $2, metadata = coalesce($3, metadata), "
         "updated_at = now() WHERE id = $1 RETURNING *",
@@ -277,7 +277,7 @@ async def void_note(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:
     note = await note_row(conn, org, lago_id, lock=True)
     if note["credit_status"] != "available":
         raise NotAllowed(code="no_voidable_amount")
-    voided = await database.written_row(
+    voided = await existing_row(
         conn,
         "UPDATE credit_notes SET credit_status = 'voided', balance_amount_cents = 0, "
         "voided_at = now(), updated_at = now() WHERE id = $1 RETURNING *",

@@ -18,7 +18,7 @@ from read_model.customers import (
     SELECT_CUSTOMER,
     customer_body,
 )
-from store import applied_coupons, database, records, subscriptions, taxes
+from store import database, records, subscriptions, taxes
 from store.taxes import check_tax_codes, tax_body
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
@@ -289,7 +289,9 @@ async def delete_customer(
             conn, customer_id=row["id"]
         ):
             await subscriptions.terminate(conn, subscription_id)
-        await applied_coupons.end_customer_credits(conn, row["id"])
+        # Its applied coupons and wallets end with it, as in Lago.
+        await database.terminate_active(conn, "applied_coupons", "customer_id", row["id"])
+        await database.terminate_active(conn, "wallets", "customer_id", row["id"])
         await mark_customer_deleted(conn, row["id"])
         body = await records.enqueue_customer(conn, row["id"])
     await ctx.catalog.drain_quietly()
@@ -405,3 +407,8 @@ async def check_customer(conn: Conn, org: uuid.UUID, external_id: str | None) ->
     """`customer_not_found` when the path names a customer the organization does not have."""
     if external_id is not None and await customer_by_external_id(conn, org, external_id) is None:
         raise NotFound("customer")
+
+
+async def check_filtered_customer(conn: Conn, org: uuid.UUID, filters: database.Filters) -> None:
+    """`check_customer` of the customer a list's `external_customer_id` filter names."""
+    await check_customer(conn, org, filters.get("external_customer_id"))

@@ -42,6 +42,16 @@ def code_lookup(table: str, *, live: bool) -> LockingLookup:
     return lookup
 
 
+def id_lookup(table: str) -> Callable[[Conn, uuid.UUID], Awaitable[asyncpg.Record]]:
+    """The row of `table` with this id, which the caller knows is there (deleted or not)."""
+    sql = f"SELECT * FROM {table} WHERE id = $1"
+
+    async def lookup(conn: Conn, row_id: uuid.UUID) -> asyncpg.Record:
+        return await db.existing_row(conn, sql, row_id)
+
+    return lookup
+
+
 async def claim_name(conn: Conn, org: uuid.UUID, kind: str, name: str) -> None:
     """Serialise, until the transaction ends, every request creating or renaming a `kind`
     called `name` in this organization: check-then-insert cannot race into a duplicate."""
@@ -120,16 +130,36 @@ def update_row(
     return f"UPDATE {table} SET {', '.join([*sets, 'updated_at = now()'])} WHERE id = $1{tail}"
 
 
+def payload_columns(
+    payload: Mapping[str, Any], names: Sequence[str], kept: Sequence[str]
+) -> dict[str, Any]:
+    """The columns `names` of a row written from `payload`: each its field of that name (None
+    when absent), but `attributes`, a JSON object of its fields `kept` (see `stored_payload`)."""
+    columns = {name: payload.get(name) for name in names}
+    columns["attributes"] = {name: payload.get(name) for name in kept}
+    return columns
+
+
+def stored_payload(row: asyncpg.Record | None, names: Sequence[str]) -> dict[str, Any] | None:
+    """The payload a row was written from (None for no row): its columns `names`
+    (`attributes` excepted) and the fields its `attributes` column keeps."""
+    if row is None:
+        return None
+    return {**{name: row[name] for name in names if name != "attributes"}, **row["attributes"]}
+
+
 def values(columns: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
     """The values of `names`, in order, for `insert_row` or `update_row`."""
     return [columns[name] for name in names]
 
 
-async def written_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
-    """The row an `INSERT` or `UPDATE ... RETURNING *` wrote (it must write one)."""
-    row = await conn.fetchrow(sql, *args)
-    assert row is not None
-    return row
+async def insert_new(
+    conn: Conn, table: str, org: uuid.UUID, names: Sequence[str], columns: Mapping[str, Any]
+) -> uuid.UUID:
+    """Insert a new row of `table` for an organization from its `names` columns; its id."""
+    row_id = uuid.uuid4()
+    await conn.execute(insert_row(table, names), row_id, org, *values(columns, names))
+    return row_id
 
 
 Inserter = Callable[[Conn, uuid.UUID, Mapping[str, Any]], Awaitable[asyncpg.Record]]
@@ -141,9 +171,7 @@ def inserter(table: str, names: Sequence[str]) -> Inserter:
     sql = insert_row(table, names, returning=True)
 
     async def insert(conn: Conn, org: uuid.UUID, columns: Mapping[str, Any]) -> asyncpg.Record:
-        row = await conn.fetchrow(sql, uuid.uuid4(), org, *values(columns, names))
-        assert row is not None
-        return row
+        return await db.existing_row(conn, sql, uuid.uuid4(), org, *values(columns, names))
 
     return insert
 
@@ -155,9 +183,7 @@ def updater(table: str, names: Sequence[str], *, versioned: bool) -> Updater:
     async def update(
         conn: Conn, current: asyncpg.Record, columns: Mapping[str, Any]
     ) -> asyncpg.Record:
-        row = await conn.fetchrow(sql, current["id"], *values(columns, names))
-        assert row is not None
-        return row
+        return await db.existing_row(conn, sql, current["id"], *values(columns, names))
 
     return update
 
@@ -175,6 +201,17 @@ Filters = Mapping[str, Any]
 # A list as the API answers it: (conn, owner, filters, limit, offset) -> (bodies, total);
 # filters are most often `Filters`, a few lists take a tuple of their own.
 Pager = Callable[[Conn, Any, Any, int, int], Awaitable[tuple[list[Body], int]]]
+# The API bodies of many rows at once.
+Render = Callable[[Conn, list[asyncpg.Record]], Awaitable[list[Body]]]
+
+
+def each(body: Callable[[asyncpg.Record], Body]) -> Render:
+    """`Render` for a resource whose body needs nothing but its row."""
+
+    async def render(conn: Conn, rows: list[asyncpg.Record]) -> list[Body]:
+        return [body(r) for r in rows]
+
+    return render
 
 
 @dataclass(frozen=True)
@@ -209,6 +246,26 @@ async def listed(
         limit=limit,
         offset=offset,
     )
+
+
+def pager(
+    listing: Listing,
+    render: Render,
+    *,
+    check: Callable[[Conn, Any, Filters], Awaitable[None]] | None = None,
+) -> Pager:
+    """The list `listing` reads, as the API answers it: a page of bodies and how many match.
+    `check` refuses filters that name what does not exist (a customer), before any read."""
+
+    async def page(
+        conn: Conn, owner: Any, filters: Filters, limit: int, offset: int
+    ) -> tuple[list[Body], int]:
+        if check is not None:
+            await check(conn, owner, filters)
+        rows, total = await listed(listing, conn, owner, filters, limit, offset)
+        return await render(conn, rows), total
+
+    return page
 
 
 async def terminate_active(conn: Conn, table: str, column: str, value: uuid.UUID) -> None:

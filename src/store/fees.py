@@ -62,13 +62,7 @@ FEES = database.Listing(
     "f.created_at DESC, f.invoice_id, f.position",
 )
 
-
-async def list_fees(
-    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of the organization's fees as the API shows them, and how many match."""
-    rows, total = await database.listed(FEES, conn, org, filters, limit, offset)
-    return await fee_bodies(conn, rows), total
+list_fees = database.pager(FEES, fee_bodies)
 
 
 async def fee_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meterflow import webhook_outbox
-from meterflow.db import Conn
+from meterflow.db import Conn, existing_row
 from read_model.invoices import extended_body, invoice_row
-from store import credit_note_amounts, credit_notes, database, document_files
+from store import credit_note_amounts, credit_notes, document_files
 from store.documents_pdf import render_invoice
 from web.errors import NotAllowed, ValidationFailed
 from web.payload import Fields, iso
@@ -79,7 +79,7 @@ async def void_invoice(
             await credit_notes.issue(
                 conn, org, invoice, chosen, amounts, "other", None, credited, refund
             )
-    voided = await database.written_row(
+    voided = await existing_row(
         conn,
         "UPDATE invoices SET status = 'voided', voided_at = now(), updated_at = now() "
         "WHERE id = $1 RETURNING *",
@@ -108,7 +108,7 @@ async def update_invoice(
     if payment_status is not None and invoice["status"] == "draft":
         raise ValidationFailed({"payment_status": ["invoice_not_finalized"]})
     changed = payment_status is not None and payment_status != invoice["payment_status"]
-    updated = await database.written_row(
+    updated = await existing_row(
         conn,
         "UPDATE invoices SET payment_status = coalesce($2, payment_status), metadata = $3, "
         "updated_at = now() WHERE id = $1 RETURNING *",
@@ -127,7 +127,7 @@ async def lose_dispute(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, An
     invoice = await invoice_row(conn, org, lago_id, lock=True)
     if invoice["status"] != "finalized":
         raise NotAllowed(code="not_disputable")
-    updated = await database.written_row(
+    updated = await existing_row(
         conn,
         "UPDATE invoices SET payment_dispute_lost_at = coalesce(payment_dispute_lost_at, "
         "now()), updated_at = now() WHERE id = $1 RETURNING *",

@@ -90,36 +90,17 @@ def plan_fields(
 
 
 def plan_columns(plan: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "code": plan["code"],
-        "name": plan["name"],
-        "interval": plan["interval"],
-        "amount_cents": plan["amount_cents"],
-        "amount_currency": plan["amount_currency"],
-        "pay_in_advance": bool(plan.get("pay_in_advance")),
-        "attributes": {
-            k: plan.get(k)
-            for k in (
-                "invoice_display_name",
-                "description",
-                "bill_charges_monthly",
-                "bill_fixed_charges_monthly",
-                "metadata",
-            )
-        },
-    }
+    columns = database.payload_columns(plan, _COLUMNS, _ATTRIBUTES)
+    return {**columns, "pay_in_advance": bool(columns["pay_in_advance"])}
 
 
-def current_plan(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "code": row["code"],
-        "name": row["name"],
-        "interval": row["interval"],
-        "amount_cents": row["amount_cents"],
-        "amount_currency": row["amount_currency"],
-        "pay_in_advance": row["pay_in_advance"],
-        **row["attributes"],
-    }
+_ATTRIBUTES = (
+    "invoice_display_name",
+    "description",
+    "bill_charges_monthly",
+    "bill_fixed_charges_monthly",
+    "metadata",
+)
 
 
 async def set_taxes(
@@ -147,10 +128,7 @@ async def with_taxes(conn: Conn, bodies: list[dict[str, Any]]) -> list[dict[str,
 plan_by_code = database.code_lookup("plans", live=True)
 
 
-async def plan_by_id(conn: Conn, plan_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT * FROM plans WHERE id = $1", plan_id)
-    assert row is not None
-    return row
+plan_by_id = database.id_lookup("plans")
 
 
 _COLUMNS = (
@@ -192,7 +170,7 @@ async def _parse(
     raw_charges = fields.array("charges")
     known = await taxes.known_tax_codes(conn, org, fields.raw.get("tax_codes"))
     check_tax_codes(fields.raw.get("tax_codes"), known)
-    plan = plan_fields(fields, None if current is None else current_plan(current), known)
+    plan = plan_fields(fields, database.stored_payload(current, _COLUMNS), known)
     new_charges = None
     if current is None or raw_charges is not None:
         existing = set() if current is None else await charges.charge_ids_of(conn, current["id"])

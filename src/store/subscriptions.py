@@ -238,25 +238,21 @@ async def live_subscription_ids_of_plan(conn: Conn, plan_id: uuid.UUID) -> list[
     return [r["id"] for r in rows]
 
 
+_INSERTED = (
+    "external_id",
+    "customer_id",
+    "plan_id",
+    "name",
+    "billing_time",
+    "subscription_at",
+    "started_at",
+    "ending_at",
+    "status",
+)
+
+
 async def insert_subscription(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    subscription_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO subscriptions (id, organization_id, external_id, customer_id, plan_id, "
-        "name, billing_time, subscription_at, started_at, ending_at, status) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        subscription_id,
-        org,
-        columns["external_id"],
-        columns["customer_id"],
-        columns["plan_id"],
-        columns["name"],
-        columns["billing_time"],
-        columns["subscription_at"],
-        columns["started_at"],
-        columns["ending_at"],
-        columns["status"],
-    )
-    return subscription_id
+    return await database.insert_new(conn, "subscriptions", org, _INSERTED, columns)
 
 
 async def update_subscription(
@@ -288,10 +284,4 @@ SUBSCRIPTIONS = database.Listing(
     "s.created_at DESC, s.id",
 )
 
-
-async def list_subscriptions(
-    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of subscriptions as the API shows them, and how many match."""
-    rows, total = await database.listed(SUBSCRIPTIONS, conn, org, filters, limit, offset)
-    return [subscription_body(r) for r in rows], total
+list_subscriptions = database.pager(SUBSCRIPTIONS, database.each(subscription_body))

@@ -170,6 +170,6 @@ TAXES = code_keyed.CodeKeyed(
     insert_tax,
     update_tax,
     delete_tax,
-    code_keyed.each(tax_body),
+    database.each(tax_body),
     list_taxes,
 )

@@ -82,28 +82,6 @@ async def wallet_transaction_of(
     )
 
 
-WALLET_TRANSACTIONS = database.Listing(
-    _WALLET_TRANSACTION,
-    "t.wallet_id = {}",
-    {
-        "status": "t.status = {}",
-        "transaction_status": "t.transaction_status = {}",
-        "transaction_type": "t.transaction_type = {}",
-    },
-    "t.created_at DESC, t.id",
-)
-
-
-async def list_wallet_transactions(
-    conn: Conn, wallet_id: uuid.UUID, filters: database.Filters, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of a wallet's transactions as the API shows them, and how many match."""
-    rows, total = await database.listed(
-        WALLET_TRANSACTIONS, conn, wallet_id, filters, limit, offset
-    )
-    return [transaction_body(r) for r in rows], total
-
-
 TRANSACTION_FIELDS = {
     "wallet_id",
     "paid_credits",
@@ -214,3 +192,18 @@ async def transaction_of(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, 
     if row is None:
         raise NotFound("wallet_transaction")
     return transaction_body(row)
+
+
+WALLET_TRANSACTIONS = database.Listing(
+    _WALLET_TRANSACTION,
+    "t.wallet_id = {}",
+    {
+        "status": "t.status = {}",
+        "transaction_status": "t.transaction_status = {}",
+        "transaction_type": "t.transaction_type = {}",
+    },
+    "t.created_at DESC, t.id",
+)
+
+# A page of a wallet's transactions (its id the owner) as the API shows them.
+list_wallet_transactions = database.pager(WALLET_TRANSACTIONS, database.each(transaction_body))

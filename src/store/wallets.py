@@ -298,10 +298,7 @@ _UPDATED = ("name", "code", "priority", "expiration_at", "attributes")
 
 
 async def insert_wallet(conn: Conn, org: uuid.UUID, columns: dict[str, Any]) -> uuid.UUID:
-    wallet_id = uuid.uuid4()
-    sql = database.insert_row("wallets", _CREATED)
-    await conn.execute(sql, wallet_id, org, *database.values(columns, _CREATED))
-    return wallet_id
+    return await database.insert_new(conn, "wallets", org, _CREATED, columns)
 
 
 async def update_wallet(conn: Conn, wallet_id: uuid.UUID, columns: dict[str, Any]) -> None:
@@ -320,12 +317,8 @@ WALLETS = database.Listing(
     "w.created_at DESC, w.id",
 )
 
-
-async def list_wallets(
-    conn: Conn, org: uuid.UUID, filters: database.Filters, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of wallets (of the customer `external_customer_id` names, if any, who must
-    exist) as the API shows them, and how many match."""
-    await customers.check_customer(conn, org, filters.get("external_customer_id"))
-    rows, total = await database.listed(WALLETS, conn, org, filters, limit, offset)
-    return [wallet_body(r) for r in rows], total
+# A page of wallets (of the customer `external_customer_id` names, if any, who must exist)
+# as the API shows them, and how many match.
+list_wallets = database.pager(
+    WALLETS, database.each(wallet_body), check=customers.check_filtered_customer
+)

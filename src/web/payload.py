@@ -4,10 +4,10 @@ collects every problem into Lago's ``error_details`` instead of stopping at the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -68,6 +68,19 @@ def parse_instant(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+_T = TypeVar("_T")
+
+
+def _of(kind: type[_T]) -> Callable[[Any], _T | None]:
+    """A `Fields._read` parse: the value itself when it is a `kind`."""
+    return lambda value: value if isinstance(value, kind) else None
+
+
+def _is_number(value: Any, kinds: Any) -> bool:
+    """One of `kinds` (int, float, str), JSON's true and false excepted (bool is an int)."""
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
 class Fields:
     """Typed, validated access to one input object; problems gather in `errors`.
 
@@ -114,6 +127,15 @@ class Fields:
             self.add(name, MANDATORY)
         return value
 
+    def _read(self, name: str, required: bool, parse: Callable[[Any], _T | None]) -> _T | None:
+        """The field as `parse` reads it; None when it is absent, or when `parse` finds no
+        valid value in it (refused as invalid)."""
+        value = self._get(name, required)
+        parsed = None if value is None else parse(value)
+        if parsed is None and value is not None:
+            self.add(name, INVALID)
+        return parsed
+
     def text(
         self,
         name: str,
@@ -122,11 +144,8 @@ class Fields:
         max_length: int = 255,
         choices: Collection[str] | None = None,
     ) -> str | None:
-        value = self._get(name, required)
+        value = self._read(name, required, lambda v: v if is_text(v, max_length) else None)
         if value is None:
-            return None
-        if not is_text(value, max_length):
-            self.add(name, INVALID)
             return None
         if required and not value.strip():
             self.add(name, MANDATORY)
@@ -139,28 +158,20 @@ class Fields:
     def integer(
         self, name: str, *, required: bool = False, minimum: int | None = None
     ) -> int | None:
-        value = self._get(name, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.add(name, INVALID)
-            return None
-        if (minimum is not None and value < minimum) or abs(value) >= 2**63:
-            self.add(name, INVALID)
-            return None
-        return value
+        def parse(value: Any) -> int | None:
+            if not _is_number(value, int) or abs(value) >= 2**63:
+                return None
+            return value if minimum is None or value >= minimum else None
+
+        return self._read(name, required, parse)
 
     def number(self, name: str, *, minimum: float | None = None) -> float | int | None:
-        value = self._get(name, False)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.add(name, INVALID)
-            return None
-        if minimum is not None and value < minimum:
-            self.add(name, INVALID)
-            return None
-        return value
+        def parse(value: Any) -> float | int | None:
+            if not _is_number(value, int | float):
+                return None
+            return value if minimum is None or value >= minimum else None
+
+        return self._read(name, False, parse)
 
     def decimal(
         self,
@@ -173,57 +184,33 @@ class Fields:
     ) -> Decimal | None:
         """A finite decimal in [low, high] (or (low, high] with `low_open`), sent as a string
         (as Lago's spec has amounts and rates) or as a JSON number (as its clients send)."""
-        raw = self._get(name, required)
-        if raw is None:
-            return None
-        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            self.add(name, INVALID)
-            return None
-        try:
-            value = Decimal(str(raw).strip())
-        except InvalidOperation:
-            self.add(name, INVALID)
-            return None
-        if not value.is_finite() or value < low or (low_open and value == low) or value > high:
-            self.add(name, INVALID)
-            return None
-        return value
+
+        def parse(raw: Any) -> Decimal | None:
+            if not _is_number(raw, str | int | float):
+                return None
+            try:
+                value = Decimal(str(raw).strip())
+            except InvalidOperation:
+                return None
+            if not value.is_finite() or value < low or (low_open and value == low):
+                return None
+            return value if value <= high else None
+
+        return self._read(name, required, parse)
 
     def flag(self, name: str, *, required: bool = False) -> bool | None:
-        value = self._get(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self.add(name, INVALID)
-            return None
-        return value
+        return self._read(name, required, _of(bool))
 
     def mapping(self, name: str, *, required: bool = False) -> dict[str, Any] | None:
-        value = self._get(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            self.add(name, INVALID)
-            return None
-        return value
+        return self._read(name, required, _of(dict))
 
     def array(self, name: str, *, required: bool = False) -> list[Any] | None:
-        value = self._get(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            self.add(name, INVALID)
-            return None
-        return value
+        return self._read(name, required, _of(list))
 
     def strings(self, name: str) -> list[str] | None:
-        values = self.array(name)
-        if values is None:
-            return None
-        if not all(is_text(v) for v in values):
-            self.add(name, INVALID)
-            return None
-        return values
+        return self._read(
+            name, False, lambda v: v if isinstance(v, list) and all(map(is_text, v)) else None
+        )
 
     def timezone(self, name: str) -> str | None:
         value = self.text(name)

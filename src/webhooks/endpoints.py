@@ -18,6 +18,8 @@ from web.errors import NotFound, ValidationFailed
 from web.payload import INVALID, Fields, iso, ok, page_params, pagination_meta, read_wrapped
 from webhooks.signing import signing_keys
 
+ROUTES = web.RouteTableDef()
+
 _FIELDS = {"webhook_url", "signature_algo", "name", "event_types"}
 ALGORITHMS = ("hmac", "jwt")
 
@@ -76,6 +78,7 @@ async def _write(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
     return row
 
 
+@ROUTES.post("/api/v1/webhook_endpoints")
 async def create(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = _parse(await read_wrapped(request, "webhook_endpoint"))
@@ -91,6 +94,7 @@ async def create(request: web.Request) -> web.Response:
     return ok({"webhook_endpoint": endpoint_body(row)})
 
 
+@ROUTES.put("/api/v1/webhook_endpoints/{lago_id}")
 async def update(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     columns = _parse(await read_wrapped(request, "webhook_endpoint"))
@@ -106,6 +110,7 @@ async def update(request: web.Request) -> web.Response:
     return ok({"webhook_endpoint": endpoint_body(row)})
 
 
+@ROUTES.get("/api/v1/webhook_endpoints/{lago_id}")
 async def find(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
@@ -113,6 +118,7 @@ async def find(request: web.Request) -> web.Response:
     return ok({"webhook_endpoint": endpoint_body(row)})
 
 
+@ROUTES.get("/api/v1/webhook_endpoints")
 async def find_all(request: web.Request) -> web.Response:
     ctx, org = context(request), organization(request)
     page, per_page = page_params(request)
@@ -135,6 +141,7 @@ async def find_all(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.delete("/api/v1/webhook_endpoints/{lago_id}")
 async def destroy(request: web.Request) -> web.Response:
     """Delete the endpoint; the webhooks still queued for it go with it."""
     ctx, org = context(request), organization(request)
@@ -144,6 +151,7 @@ async def destroy(request: web.Request) -> web.Response:
     return ok({"webhook_endpoint": endpoint_body(row)})
 
 
+@ROUTES.get("/api/v1/webhooks/json_public_key")
 async def public_key(request: web.Request) -> web.Response:
     """The organization's RSA public key (PEM, base64-encoded, as Lago serves it)."""
     ctx, org = context(request), organization(request)
@@ -153,21 +161,10 @@ async def public_key(request: web.Request) -> web.Response:
     return ok({"webhook": {"public_key": encoded}})
 
 
+@ROUTES.get("/api/v1/webhooks/public_key")
 async def public_key_text(request: web.Request) -> web.Response:
     """The deprecated plain-text form of `json_public_key`."""
     ctx, org = context(request), organization(request)
     async with ctx.db.acquire() as conn:
         keys = await signing_keys(conn, org.id)
     return web.Response(text=base64.b64encode(keys.public_key_pem()).decode())
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/api/v1/webhook_endpoints", create),
-        web.get("/api/v1/webhook_endpoints", find_all),
-        web.get("/api/v1/webhook_endpoints/{lago_id}", find),
-        web.put("/api/v1/webhook_endpoints/{lago_id}", update),
-        web.delete("/api/v1/webhook_endpoints/{lago_id}", destroy),
-        web.get("/api/v1/webhooks/json_public_key", public_key),
-        web.get("/api/v1/webhooks/public_key", public_key_text),
-    ]

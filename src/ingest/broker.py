@@ -6,12 +6,13 @@ accumulator lookup each): `send_all` groups a request's records by partition, co
 Kafka's default partitioner does (`meterflow.event_records.partition_for`: murmur2, as the
 Java client and the aggregator's routing), optionally packs each partition's records into
 as few as possible (`meterflow.event_records`), and appends them to that partition's
-`PartitionLane`. A lane coalesces the records of
-concurrent requests into one record batch, submitted with `AIOKafkaProducer.send_batch` while
-the previous batch of the partition is acknowledged, so a request waits on one future per
-partition. `send_batch` goes through the same accumulator and sender as `send`: the batch
-gets the idempotent producer's id, epoch and sequence when it is drained, and a retriable
-failure re-enqueues it with the same sequence, so retries add no duplicates.
+`PartitionLane`. A lane coalesces the records of concurrent requests into one record
+batch, submitted with `AIOKafkaProducer.send_batch` while the previous batch of the
+partition is acknowledged, and a request waits on one future that its batches'
+acknowledgements resolve (`Broker._acknowledged`). `send_batch` goes through the same
+accumulator and sender as `send`: the batch gets the idempotent producer's id, epoch and
+sequence when it is drained, and a retriable failure re-enqueues it with the same sequence,
+so retries add no duplicates.
 """
 
 from __future__ import annotations
@@ -125,6 +126,19 @@ class PartitionLane:
 def _consume_exception(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _failure_of(acked: asyncio.Future[None]) -> BaseException | None:
+    """A done batch's failure (a lane never cancels one; if that changed, it still fails)."""
+    if acked.cancelled():
+        cancelled: BaseException = KafkaTimeoutError("a batch was cancelled unacknowledged")
+        return cancelled
+    return acked.exception()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Broker:
@@ -252,21 +266,20 @@ class Broker:
         producer = await self._ensure_producer()
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                grouped = by_partition(sorted(await producer.partitions_for(topic)))
-                for records in grouped.values():
-                    for key, value in records:
-                        size = len(value) + (len(key) if key else 0) + _RECORD_OVERHEAD
-                        if size > MAX_RECORD_BYTES:
-                            raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
-                lanes = [(self._lane(producer, topic, p), group) for p, group in grouped.items()]
-                if any(lane.full for lane, _ in lanes):
-                    raise KafkaTimeoutError("records waiting for the broker fill the buffer")
-                acks = [acked for lane, group in lanes for acked in lane.add(group)]
-                for acked in acks:
-                    # Shielded: a batch is shared with other requests, whose wait must
-                    # not be cancelled with this one's.
-                    await asyncio.shield(acked)
+            partitions = producer.client.cluster.partitions_for_topic(topic)
+            if partitions is None:  # not known yet: ask the broker, within the deadline
+                async with asyncio.timeout(self._timeout):
+                    partitions = await producer.partitions_for(topic)
+            grouped = by_partition(sorted(partitions))
+            for records in grouped.values():
+                for key, value in records:
+                    size = len(value) + (len(key) if key else 0) + _RECORD_OVERHEAD
+                    if size > MAX_RECORD_BYTES:
+                        raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
+            lanes = [(self._lane(producer, topic, p), group) for p, group in grouped.items()]
+            if any(lane.full for lane, _ in lanes):
+                raise KafkaTimeoutError("records waiting for the broker fill the buffer")
+            await self._acknowledged([acked for lane, group in lanes for acked in lane.add(group)])
         except (KafkaError, TimeoutError) as exc:
             self.healthy = False
             self._metrics.produce_failures.inc()
@@ -275,6 +288,41 @@ class Broker:
         finally:
             self._metrics.produce_latency.observe(time.perf_counter() - started)
         self.healthy = True
+
+    async def _acknowledged(self, acks: list[asyncio.Future[None]]) -> None:
+        """Wait until every batch of a request is acknowledged: the first batch's failure,
+        or TimeoutError after the produce timeout. The batches are shared with other
+        requests, so their futures are never awaited (a cancelled wait would cancel them):
+        one future and one timer per request, resolved by callbacks on the batches (cheaper
+        than a shield per batch inside `asyncio.timeout`, on every request)."""
+        if not acks:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        remaining = len(acks)
+
+        def acknowledged(acked: asyncio.Future[None]) -> None:
+            nonlocal remaining
+            if waiter.done():
+                return
+            failure = _failure_of(acked)
+            if failure is not None:
+                waiter.set_exception(failure)
+                return
+            remaining -= 1
+            if not remaining:
+                waiter.set_result(None)
+
+        for acked in acks:
+            acked.add_done_callback(acknowledged)
+        timer = loop.call_later(self._timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if remaining:  # failed, timed out or cancelled: the batches keep no callback
+                for acked in acks:
+                    acked.remove_done_callback(acknowledged)
 
     async def close(self) -> None:
         """Submit what the lanes hold, flush what is queued and disconnect."""

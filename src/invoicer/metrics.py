@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
-from meterflow.service_metrics import ServiceMetrics
+from meterflow.service_metrics import ServiceMetrics, counter, histogram
 
 # Closed periods invoiced together, and how long a round's read, pricing and write took.
 _ROUND_SIZES = (1, 5, 25, 100, 250, 500, 1000, 2000)
@@ -14,59 +12,53 @@ _LAG_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86
 
 
 class InvoicerMetrics(ServiceMetrics):
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        super().__init__(registry)
-        self.messages_done = self.counter(
-            "invoicer_messages_done",
-            "periods-closed messages finished (invoiced, duplicate or dead-lettered)",
-        )
-        self.invoices_issued = self.counter(
-            "invoicer_invoices_issued", "Invoices written, by status", ["status"]
-        )
-        self.invoiced_cents = self.counter(
-            "invoicer_invoiced_amount_cents",
-            "Sum of total_amount_cents of the invoices written, by currency",
-            ["currency"],
-        )
-        self.fees_written = self.counter(
-            "invoicer_fees_written", "Fees written, by fee type", ["fee_type"]
-        )
-        self.duplicates = self.counter(
-            "invoicer_duplicate_periods",
-            "Closed periods already invoiced (redelivery or replay), skipped",
-        )
-        self.dead_lettered = self.counter(
-            "invoicer_dead_lettered",
-            "Messages sent to the dead-letter topic, by reason",
-            ["reason"],
-        )
-        self.failures = self.counter(
-            "invoicer_failures",
-            "Failed attempts, by kind (database_unavailable is retried, others are not)",
-            ["kind"],
-            zero=("kafka_unavailable", "credits_changed", "database_unavailable", "unexpected"),
-        )
-        self.finalized = self.counter(
-            "invoicer_drafts_finalized", "Draft invoices finalized when their grace ended"
-        )
-        self.late_usage = self.counter(
-            "invoicer_late_usage",
-            "late_usage messages by outcome: refreshed (a draft), pending (for the next "
-            "invoice), duplicate (applied before)",
-            ["outcome"],
-        )
-        self.period_end_to_invoice = self.histogram(
-            "invoicer_period_end_to_invoice_seconds",
-            "Seconds from a period's end to its invoice being written",
-            buckets=_LAG_BUCKETS,
-        )
-        self.round_invoices = self.histogram(
-            "invoicer_round_invoices",
-            "Invoices written by one round (one read and one write)",
-            buckets=_ROUND_SIZES,
-        )
-        self.round_seconds = self.histogram(
-            "invoicer_round_seconds",
-            "Seconds of a round that wrote invoices: its read, pricing and write",
-            buckets=_ROUND_SECONDS,
-        )
+    messages_done = counter(
+        "invoicer_messages_done",
+        "periods-closed messages finished (invoiced, duplicate or dead-lettered)",
+    )
+    invoices_issued = counter("invoicer_invoices_issued", "Invoices written, by status", ["status"])
+    invoiced_cents = counter(
+        "invoicer_invoiced_amount_cents",
+        "Sum of total_amount_cents of the invoices written, by currency",
+        ["currency"],
+    )
+    fees_written = counter("invoicer_fees_written", "Fees written, by fee type", ["fee_type"])
+    duplicates = counter(
+        "invoicer_duplicate_periods",
+        "Closed periods already invoiced (redelivery or replay), skipped",
+    )
+    dead_lettered = counter(
+        "invoicer_dead_lettered",
+        "Messages sent to the dead-letter topic, by reason",
+        ["reason"],
+    )
+    failures = counter(
+        "invoicer_failures",
+        "Failed attempts, by kind (database_unavailable is retried, others are not)",
+        ["kind"],
+        zero=("kafka_unavailable", "credits_changed", "database_unavailable", "unexpected"),
+    )
+    finalized = counter(
+        "invoicer_drafts_finalized", "Draft invoices finalized when their grace ended"
+    )
+    late_usage = counter(
+        "invoicer_late_usage",
+        "late_usage messages by outcome: refreshed (a draft), pending (for the next "
+        "invoice), duplicate (applied before)",
+        ["outcome"],
+    )
+    period_end_to_invoice = histogram(
+        "invoicer_period_end_to_invoice_seconds",
+        "Seconds from a period's end to its invoice being written",
+        buckets=_LAG_BUCKETS,
+    )
+    round_invoices = histogram(
+        "invoicer_round_invoices",
+        "Invoices written by one round (one read and one write)",
+        buckets=_ROUND_SIZES,
+    )
+    round_seconds = histogram(
+        "invoicer_round_seconds",
+        "Seconds of a round that wrote invoices: its read, pricing and write",
+        buckets=_ROUND_SECONDS,
+    )

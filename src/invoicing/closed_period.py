@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from billing.money import as_decimal
 from invoicing.errors import PoisonMessage
 
 
@@ -115,11 +116,9 @@ def _charge(raw: Any, where: str) -> ChargeUsage:
         raise PoisonMessage("invalid_message", f"{where} must be an object")
     units_text = _field(raw, "units", str, where)
     try:
-        units = Decimal(units_text)
-    except InvalidOperation:
-        raise PoisonMessage("invalid_message", f"{where}units is not a decimal") from None
-    if not units.is_finite():
-        raise PoisonMessage("invalid_message", f"{where}units must be finite")
+        units = as_decimal(units_text)
+    except ValueError:
+        raise PoisonMessage("invalid_message", f"{where}units is not a finite decimal") from None
     events_count = _field(raw, "events_count", int, where)
     aggregation = raw.get("aggregation") or {}
     if not isinstance(aggregation, dict):

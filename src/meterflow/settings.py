@@ -85,27 +85,26 @@ def settings_from_env(
     return cls(**values)
 
 
+class _Topic:
+    """One topic of a `Topics`: its name after the deployment's prefix."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, topics: Topics, owner: type[Topics]) -> str:
+        return f"{topics.prefix}{self.name}"
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """The Kafka topics of one meterflow deployment, all sharing one name prefix."""
 
     prefix: str = "meterflow."
 
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}events"
-
-    @property
-    def catalog(self) -> str:
-        return f"{self.prefix}catalog"
-
-    @property
-    def periods_closed(self) -> str:
-        return f"{self.prefix}periods-closed"
-
-    @property
-    def dead_letter(self) -> str:
-        return f"{self.prefix}dead-letter"
+    events = _Topic("events")
+    catalog = _Topic("catalog")
+    periods_closed = _Topic("periods-closed")
+    dead_letter = _Topic("dead-letter")
 
 
 @dataclass(frozen=True, slots=True)

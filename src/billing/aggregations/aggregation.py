@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Context, Decimal
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 from billing.aggregations.event_values import numeric_property
 from billing.periods import BillingPeriod
@@ -75,6 +75,19 @@ class Aggregation(ABC):
     @abstractmethod
     def from_dict(cls, data: Mapping[str, object]) -> Self:
         """The state a `to_dict` snapshot describes."""
+
+
+# What max_agg and latest_agg keep the greatest of: a value, or a (timestamp,
+# transaction_id, value) key.
+_Key = TypeVar("_Key", Decimal, tuple[datetime, str, Decimal])
+
+
+def greatest(kept: _Key | None, candidate: _Key | None) -> _Key | None:
+    """The greater of two optional keys (None: no event yet); `kept` on a tie, so that a
+    state changes only for a strictly greater one."""
+    if kept is None or candidate is None:
+        return candidate if kept is None else kept
+    return candidate if candidate > kept else kept
 
 
 def require_decimal(value: EventValue, aggregation_type: str) -> Decimal:

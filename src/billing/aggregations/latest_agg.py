@@ -9,7 +9,13 @@ from decimal import Decimal
 from typing import ClassVar, Self
 
 from billing.aggregations import snapshot
-from billing.aggregations.aggregation import Aggregation, EventValue, require_aware, require_decimal
+from billing.aggregations.aggregation import (
+    Aggregation,
+    EventValue,
+    greatest,
+    require_aware,
+    require_decimal,
+)
 
 # (timestamp, transaction_id, value): the greatest key is the latest event. Events with the
 # same timestamp are ordered by transaction_id, then value, so every replica and every merge
@@ -32,13 +38,12 @@ class LatestAggregation(Aggregation):
             transaction_id,
             require_decimal(value, self.aggregation_type),
         )
-        if self.latest is None or candidate > self.latest:
-            self.latest = candidate
+        self.latest = greatest(self.latest, candidate)
         self.events_count += 1
 
     def merge(self, other: Self) -> Self:
-        keys = [k for k in (self.latest, other.latest) if k is not None]
-        return type(self)(max(keys) if keys else None, self.events_count + other.events_count)
+        latest = greatest(self.latest, other.latest)
+        return type(self)(latest, self.events_count + other.events_count)
 
     def result(self) -> Decimal:
         return Decimal(0) if self.latest is None else self.latest[2]

@@ -9,7 +9,13 @@ from decimal import Decimal
 from typing import ClassVar, Self
 
 from billing.aggregations import snapshot
-from billing.aggregations.aggregation import Aggregation, EventValue, require_aware, require_decimal
+from billing.aggregations.aggregation import (
+    Aggregation,
+    EventValue,
+    greatest,
+    require_aware,
+    require_decimal,
+)
 
 
 @dataclass(slots=True)
@@ -24,15 +30,12 @@ class MaxAggregation(Aggregation):
     def add(self, value: EventValue, timestamp: datetime, transaction_id: str = "") -> None:
         number = require_decimal(value, self.aggregation_type)
         require_aware(timestamp)
-        if self.maximum is None or number > self.maximum:
-            self.maximum = number
+        self.maximum = greatest(self.maximum, number)
         self.events_count += 1
 
     def merge(self, other: Self) -> Self:
-        candidates = [m for m in (self.maximum, other.maximum) if m is not None]
-        return type(self)(
-            max(candidates) if candidates else None, self.events_count + other.events_count
-        )
+        maximum = greatest(self.maximum, other.maximum)
+        return type(self)(maximum, self.events_count + other.events_count)
 
     def result(self) -> Decimal:
         # Lago answers 0 for a period without events.

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from billing.money import as_decimal
 
 
 def require_type(data: Mapping[str, object], aggregation_type: str) -> None:
@@ -31,12 +33,9 @@ def parse_decimal(text: object, key: str) -> Decimal:
     if not isinstance(text, str):
         raise ValueError(f"snapshot field {key!r} must be a decimal string, got {text!r}")
     try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise ValueError(f"snapshot field {key!r} is not a decimal: {text!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"snapshot field {key!r} must be finite, got {text!r}")
-    return value
+        return as_decimal(text)
+    except ValueError as exc:
+        raise ValueError(f"snapshot field {key!r} must be a finite decimal, got {text!r}") from exc
 
 
 def parse_instant(text: object, key: str) -> datetime:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meterflow.errors import StackError
-from meterflow.stack.processes import read_pid, terminate
+from meterflow.stack.processes import HomePath, read_pid, terminate
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,9 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def libs(self) -> Path:
-        return self.home / "libs"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "broker.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "broker.pid"
+    libs = HomePath("libs")
+    log_file = HomePath("broker.log")
+    pid_file = HomePath("broker.pid")
 
     def pid(self) -> int | None:
         return read_pid(self.pid_file)

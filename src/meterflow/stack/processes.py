@@ -6,8 +6,24 @@ import contextlib
 import signal
 import time
 from pathlib import Path
+from typing import Protocol
 
 import psutil
+
+
+class HomePath:
+    """A file or folder of a local server, under its `home` folder."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, server: _HasHome, owner: type) -> Path:
+        return server.home / self.name
+
+
+class _HasHome(Protocol):
+    @property
+    def home(self) -> Path: ...
 
 
 def read_pid(pid_file: Path) -> int | None:

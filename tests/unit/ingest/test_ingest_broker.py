@@ -1,7 +1,9 @@
 """PartitionLane against a stand-in producer: concurrent requests' records share one batch
 per partition, in order; the next batch fills while one is unacknowledged; a failure reaches
 every request whose records the batch holds; a lane stuck on an unanswering broker refuses
-more records instead of growing."""
+more records instead of growing. A request's wait on its batches ends with the last
+acknowledgement, the first failure or the produce timeout, and never cancels a batch that
+other requests share."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from prometheus_client import CollectorRegistry
 
-from ingest.broker import MAX_QUEUED_BATCHES, PartitionLane
+from ingest.broker import MAX_QUEUED_BATCHES, Broker, PartitionLane
+from web.metrics import IngestMetrics
 
 
 class Batch:
@@ -137,3 +141,44 @@ async def test_a_record_no_batch_takes_is_refused_not_dropped() -> None:
     lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
     with pytest.raises(MessageSizeTooLargeError):
         lane.add(records("huge"))
+
+
+def batches(count: int) -> list[asyncio.Future[None]]:
+    loop = asyncio.get_running_loop()
+    return [loop.create_future() for _ in range(count)]
+
+
+def broker(timeout: float) -> Broker:
+    return Broker("127.0.0.1:1", timeout=timeout, metrics=IngestMetrics(CollectorRegistry()))
+
+
+async def test_a_request_waits_for_every_batch_it_touched() -> None:
+    acks = batches(3)
+    acks[0].set_result(None)  # acknowledged before the request waits
+    wait = asyncio.ensure_future(broker(5)._acknowledged(acks))
+    await settle()
+    acks[1].set_result(None)
+    await settle()
+    assert not wait.done()
+    acks[2].set_result(None)
+    await wait
+
+
+async def test_a_failed_batch_fails_the_request_at_once() -> None:
+    acks = batches(2)
+    wait = asyncio.ensure_future(broker(5)._acknowledged(acks))
+    acks[1].set_exception(KafkaConnectionError())
+    with pytest.raises(KafkaConnectionError):
+        await wait
+
+
+async def test_a_timed_out_or_cancelled_request_leaves_the_shared_batches_alone() -> None:
+    acks = batches(2)
+    with pytest.raises(TimeoutError):
+        await broker(0.01)._acknowledged(acks)
+    wait = asyncio.ensure_future(broker(5)._acknowledged(acks))
+    await settle()
+    wait.cancel()
+    await settle()
+    assert not any(ack.done() for ack in acks)
+    assert all(not ack._callbacks for ack in acks)  # nothing left behind either

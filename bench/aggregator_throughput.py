@@ -8,7 +8,13 @@ shared machine events per CPU second move less than events per second.
 
     .venv/bin/python bench/aggregator_throughput.py [--events 200000] [--subscriptions 100]
         [--duplicates 0.05] [--batch-size 1000] [--pack 100] [--workers 1,2]
+        [--compare-src /work/main/src] [--repeat 3] [--worker-env NAME=VALUE]
         [--profile worker.svg]
+
+`--compare-src` runs each measure a second time with the workers importing another source
+tree (another commit's `src`), alternating which goes first, on the same pre-filled topic:
+the ratio of the two medians is what a busy shared machine moves least. `--profile` samples
+only the thread holding the GIL (py-spy `--gil`): where the worker's Python time goes.
 
 Half the events are count_agg, half sum_agg; each `--pack` events are written as one
 record per partition, as ingest writes a batch request. Prints a table and writes JSON to
@@ -172,11 +178,13 @@ def done_events(ports: list[int]) -> float:
 
 
 def measure(
-    settings: Settings, args: argparse.Namespace, sent: int, workers: int
+    settings: Settings, args: argparse.Namespace, sent: int, workers: int, source: str = ""
 ) -> dict[str, Any]:
     """Start `workers` aggregator processes of one new app (one consumer group) on the
     pre-filled topic; events per second from the moment all are ready until every event is
-    accounted for (events counted before that moment are left out of the rate)."""
+    accounted for (events counted before that moment are left out of the rate). `source`,
+    when given, is the source tree the workers import (PYTHONPATH), to compare two commits
+    in one run."""
     app_id = f"{settings.topics.prefix}aggregator-{workers}w-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as data_dir:
         procs: list[ServiceProcess] = []
@@ -191,6 +199,8 @@ def measure(
                     METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
                     METERFLOW_AGGREGATOR_DATA_DIR=f"{data_dir}/{n}",
                     METERFLOW_AGGREGATOR_BATCH_SIZE=str(args.batch_size),
+                    **dict(item.split("=", 1) for item in args.worker_env),
+                    **({"PYTHONPATH": source} if source else {}),
                 )
                 procs.append(ServiceProcess("aggregator", env, Path(data_dir) / f"{n}.log"))
                 ports.append((web_port, metrics_port))
@@ -205,7 +215,7 @@ def measure(
                 spy = str(Path(sys.executable).with_name("py-spy"))
                 pid = str(procs[0].proc.pid)
                 profiler = subprocess.Popen(
-                    [spy, "record", "--pid", pid, "-o", args.profile, "-f", kind]
+                    [spy, "record", "--gil", "--pid", pid, "-o", args.profile, "-f", kind]
                 )
             t0 = time.monotonic()
             cpu0 = sum(_cpu_seconds(proc.proc.pid) for proc in procs)
@@ -225,6 +235,7 @@ def measure(
             rate = (sent - done_at_start) / elapsed
             return {
                 "workers": workers,
+                "source": source or "this tree",
                 "startup_seconds": round(t0 - launch, 2),
                 "counted_before_all_ready": done_at_start,
                 "processing_seconds": round(elapsed, 2),
@@ -252,16 +263,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         sent = asyncio.run(prefill(settings, args, org, values))
         prefill_s = time.monotonic() - started
-        runs = [measure(settings, args, sent, workers) for workers in args.workers]
+        runs = []
+        for repeat in range(args.repeat):
+            for workers in args.workers:
+                # Alternating which tree goes first, so neither always meets the warmer broker.
+                trees = ["", args.compare_src] if args.compare_src else [""]
+                for source in trees if repeat % 2 == 0 else trees[::-1]:
+                    runs.append(measure(settings, args, sent, workers, source))
     finally:
         asyncio.run(delete_topics(settings.bootstrap_servers, settings.topics))
     reference = report.median(reference_loop(values) for _ in range(3))
-    single = next((r for r in runs if r["workers"] == 1), None)
     for found in runs:
         found["share_of_reference"] = round(found["events_per_second"] / reference, 4)
-        if single is not None:
+        single = [
+            r["events_per_second"]
+            for r in runs
+            if r["workers"] == 1 and r["source"] == found["source"]
+        ]
+        if single:
             found["speedup_over_one_worker"] = round(
-                found["events_per_second"] / single["events_per_second"], 2
+                found["events_per_second"] / report.median(single), 2
             )
     return {
         "machine": asyncio.run(report.machine_facts(settings)),
@@ -274,7 +295,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "prefill_seconds": round(prefill_s, 2),
         "reference_loop_events_per_second": round(reference, 1),
         "runs": runs,
+        "medians": _medians(runs),
     }
+
+
+def _medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (source tree, workers): the median events/s per worker and CPU second, and, with
+    `--compare-src`, this tree's median over the other's."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for found in runs:
+        groups.setdefault((found["source"], found["workers"]), []).append(found)
+    rows = [
+        {
+            "source": source,
+            "workers": workers,
+            "runs": len(found),
+            "events_per_second_per_worker": report.median(
+                r["events_per_second_per_worker"] for r in found
+            ),
+            "events_per_worker_cpu_second": report.median(
+                r["events_per_worker_cpu_second"] for r in found
+            ),
+        }
+        for (source, workers), found in groups.items()
+    ]
+    for row in rows:
+        other = [r for r in rows if r["workers"] == row["workers"] and r is not row]
+        if other and row["source"] == "this tree":
+            row["ratio_to_other_tree"] = round(
+                row["events_per_second_per_worker"] / other[0]["events_per_second_per_worker"], 3
+            )
+    return rows
 
 
 def main() -> None:
@@ -298,19 +349,50 @@ def main() -> None:
         "(each a fresh consumer group reading it from the beginning)",
     )
     parser.add_argument(
+        "--compare-src",
+        metavar="DIR",
+        default="",
+        help="also run the workers from this source tree (e.g. /work/main/src), alternating "
+        "with this one on the same pre-filled topic, and report the ratio of the medians",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure each worker count this many times"
+    )
+    parser.add_argument(
+        "--worker-env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="an environment variable for the workers (repeatable), e.g. "
+        "METERFLOW_AGGREGATOR_BATCH_WITHIN=0.05",
+    )
+    parser.add_argument(
         "--profile",
         metavar="SVG",
         help="write a py-spy profile of the one-worker run while it processes: a flame "
         "graph for a .svg name, collapsed stacks otherwise",
     )
     result = run(parser.parse_args())
-    rows = [(key, value) for key, value in result.items() if key not in ("machine", "runs")]
+    rows = [
+        (key, value) for key, value in result.items() if key not in ("machine", "runs", "medians")
+    ]
     report.print_table(["aggregator throughput (pre-filled topic)", "result"], rows)
     columns = [key for key in result["runs"][0] if key != "workers"]
     print()
     report.print_table(
         ["workers", *columns], [[r["workers"], *(r[c] for c in columns)] for r in result["runs"]]
     )
+    print()
+    medians = result["medians"]
+    mcolumns = [
+        "source",
+        "workers",
+        "runs",
+        "events_per_second_per_worker",
+        "events_per_worker_cpu_second",
+        "ratio_to_other_tree",
+    ]
+    report.print_table(mcolumns, [[row.get(c, "") for c in mcolumns] for row in medians])
     report.write_record("aggregator_throughput", result["machine"], result, module=None)
 
 

@@ -8,7 +8,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from aggregator.catalog_view import ChargeTerms, SubscriptionTerms
-from aggregator.domain import UsageEvent, UsageState
+from aggregator.domain import UsageEvent, UsageState, ValueReader
 from billing.aggregations import AGGREGATIONS, Aggregation
 from billing.charge_models import charge_state, price_state
 from billing.events import parse_event
@@ -78,8 +78,10 @@ class BillingDomain:
         )
 
     def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
-        kind = AGGREGATIONS[charge.aggregation_type]
-        return kind.event_value(event.properties, charge.field_name or "")
+        return self.value_reader(charge)(event.properties, charge.field_name or "")
+
+    def value_reader(self, charge: ChargeTerms) -> ValueReader:
+        return AGGREGATIONS[charge.aggregation_type].event_value
 
     def add_many(self, state: UsageState, events: list[tuple[Any, datetime, str]]) -> None:
         cast(Aggregation, state).add_many(events)

@@ -4,6 +4,7 @@ keep an aggregation state, price units. `BillingDomain` is the real one (package
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -23,6 +24,10 @@ class UsageEvent(msgspec.Struct, frozen=True, gc=False):
     code: str
     timestamp: datetime
     properties: dict[str, Any]
+
+
+# (event properties, field name) -> the value an aggregation adds; raises InvalidEvent
+ValueReader = Callable[[Mapping[str, Any] | None, str], object]
 
 
 class UsageState(Protocol):
@@ -54,6 +59,10 @@ class Domain(Protocol):
 
     def value_of(self, charge: ChargeTerms, event: UsageEvent) -> object:
         """What the charge's aggregation reads from the event; raises InvalidEvent."""
+
+    def value_reader(self, charge: ChargeTerms) -> ValueReader:
+        """What `value_of` calls: (event properties, the charge's field name) -> the value
+        (looked up once per charge and batch, called for every event)."""
 
     def add_many(self, state: UsageState, events: list[tuple[Any, datetime, str]]) -> None:
         """Fold events (value, timestamp, transaction id) into the state, in order."""

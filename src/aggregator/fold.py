@@ -1,14 +1,17 @@
 """Folding new events into their ledgers: each event's period and bucket decided at once,
-its values gathered per aggregation state and added when the batch ends, one call a state."""
+its values gathered per aggregation state and added when the batch ends, one call a state.
+Once an event of a (ledger, metric code) has been placed, the next ones of that code whose
+instant falls in the same span take the same place without deciding again (a `Lane`)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from aggregator.catalog_view import SubscriptionTerms
-from aggregator.domain import Domain, UsageEvent, UsageState
+from aggregator.domain import Domain, UsageEvent, UsageState, ValueReader
 from aggregator.ledger import LATE, PERIODS, Ledger
 from aggregator.markers import expiry_day
 from billing.errors import BillingError, InvalidEvent
@@ -42,6 +45,23 @@ class PeriodCache:
         return start, end
 
 
+@dataclass(slots=True)
+class Lane:
+    """Where a (ledger, metric code)'s events go while their instant stays in [low, high):
+    inside the period the lane was opened for, not before the subscription started and
+    not after its termination, every rule of `Fold.event` decides as it did for the event
+    that opened it (the closed period bound and `now` do not move during a fold). `reads`
+    holds, per charge of the code, the aggregation's value reader with its field, and the
+    queue the value goes to."""
+
+    terms: SubscriptionTerms
+    low: datetime
+    high: datetime
+    outcome: str
+    day: int
+    reads: list[tuple[ValueReader, str, list[tuple[Any, datetime, str]]]]
+
+
 class Fold:
     """The folding of one batch (or of a ledger's held events) at `now`.
 
@@ -65,6 +85,7 @@ class Fold:
         self._additions: dict[
             tuple[int, str, datetime, str], tuple[UsageState, list[tuple[Any, datetime, str]]]
         ] = {}
+        self._lanes: dict[tuple[int, str], Lane] = {}
 
     def event(self, ledger: Ledger, terms: SubscriptionTerms, event: UsageEvent) -> tuple[str, int]:
         """Fold one new event into its period (or the late bucket).
@@ -72,6 +93,31 @@ class Fold:
         Returns the outcome (`applied`, `late` or `dead_letter:<reason>`) and the expiry
         day of the event's dedupe marker (`aggregator.markers.expiry_day`).
         """
+        instant = event.timestamp
+        lane = self._lanes.get((id(ledger), event.code))
+        if lane is None or lane.terms is not terms or not lane.low <= instant < lane.high:
+            return self._place(ledger, terms, event)
+        reads = lane.reads
+        if len(reads) == 1:  # one charge per metric: no value to hold back
+            read, field_name, queue = reads[0]
+            try:
+                value = read(event.properties, field_name)
+            except InvalidEvent:
+                return "dead_letter:invalid_property", self.keep_day
+            queue.append((value, instant, event.transaction_id))
+            return lane.outcome, lane.day
+        try:
+            values = [read(event.properties, field_name) for read, field_name, _ in reads]
+        except InvalidEvent:
+            return "dead_letter:invalid_property", self.keep_day
+        for (_, _, queue), value in zip(reads, values, strict=True):
+            queue.append((value, instant, event.transaction_id))
+        return lane.outcome, lane.day
+
+    def _place(
+        self, ledger: Ledger, terms: SubscriptionTerms, event: UsageEvent
+    ) -> tuple[str, int]:
+        """`event` by every rule, then a lane for the events of its code that follow."""
         charges = terms.charges_for_metric(event.code)
         if not charges:
             return "dead_letter:no_charge_for_code", self.keep_day
@@ -97,29 +143,43 @@ class Fold:
                 return "dead_letter:too_late", self.keep_day
             bucket = LATE
         domain = self.domain
+        readers = [(domain.value_reader(charge), charge.field_name or "") for charge in charges]
         try:
-            values = [domain.value_of(charge, event) for charge in charges]
+            values = [read(event.properties, field_name) for read, field_name in readers]
         except InvalidEvent:
             return "dead_letter:invalid_property", self.keep_day
         additions = self._additions
-        added = (None, instant, event.transaction_id)
-        for charge, value in zip(charges, values, strict=True):
+        reads = []
+        for charge, (read, field_name), value in zip(charges, readers, values, strict=True):
             ident = (id(ledger), bucket, start, charge.charge_id)
             queued = additions.get(ident)
             if queued is None:
                 state = ledger.state(domain, bucket, start, end, charge)
                 queued = additions[ident] = (state, [])
-            queued[1].append(added if value is None else (value, instant, event.transaction_id))
+            queued[1].append((value, instant, event.transaction_id))
+            reads.append((read, field_name, queued[1]))
         if bucket == LATE:
-            return "late", self.keep_day
+            outcome, day = "late", self.keep_day
+        else:
+            outcome, day = "applied", self._expiry_day(end)
+        low = max(start, terms.subscription_at)
+        high = end
+        if terms.terminated_at is not None:
+            high = min(end, terms.terminated_at + TERMINATION_RESOLUTION)
+        self._lanes[(id(ledger), event.code)] = Lane(terms, low, high, outcome, day, reads)
+        return outcome, day
+
+    def _expiry_day(self, end: datetime) -> int:
+        """The expiry day of the markers of events in a period ending at `end`."""
         day = self._period_days.get(end)
         if day is None:
             kept = max(self.keep_until, end + self.windows.skew + self.windows.late)
             day = self._period_days[end] = expiry_day(kept)
-        return "applied", day
+        return day
 
     def apply(self) -> None:
         """Add every queued event to its state."""
         for state, events in self._additions.values():
             self.domain.add_many(state, events)
         self._additions.clear()
+        self._lanes.clear()

@@ -35,6 +35,7 @@ import asyncio
 import heapq
 import sys
 from array import array
+from collections.abc import Container
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
@@ -145,6 +146,18 @@ class DedupeMarkers:
         if type(held) is int:
             return held == hashed
         return hashed in held  # type: ignore[operator]
+
+    def held(self, ledger_key: str) -> Container[int]:
+        """The subscription's hashes (what `seen` asks, looked up once per batch)."""
+        index = self._index
+        if index is None:
+            index = self._ensured()
+        held = index.get(ledger_key)
+        if held is None:
+            return ()
+        if type(held) is int:
+            return (held,)
+        return cast(set[int], held)
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store a batch's new markers: one segment per (partition, expiry day) and

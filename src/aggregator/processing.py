@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,18 +143,37 @@ class SourceEvent:
         return self.message.value or b""
 
 
+@dataclass(slots=True)
+class BatchSubscription:
+    """One subscription as a batch found it (catalog and markers do not change while a
+    batch is applied): its ledger key and ledger, its terms (None while unknown), the
+    transaction id hashes it counted before, and those this batch counts (hash -> the
+    marker the batch sets)."""
+
+    key: str
+    ledger: Ledger
+    terms: SubscriptionTerms | None
+    held: Container[int]
+    fresh: dict[int, NewMarker]
+
+
 class BatchResult:
     """What one batch did: ledgers and markers to write, dead letters to send, counts."""
 
     def __init__(self) -> None:
         self.ledgers: dict[str, Ledger] = {}
+        # (organization id, external subscription id) -> what the batch found of it
+        self.subscriptions: dict[tuple[str, str], BatchSubscription] = {}
         # Ledger key -> when the period closer must visit it (Unix seconds): held events
         # expire, late usage is sent at once.
         self.visits: dict[str, float] = {}
-        # (ledger key, transaction id hash) -> the marker this batch sets
-        self.markers: dict[tuple[str, int], NewMarker] = {}
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
+
+    @property
+    def markers(self) -> list[NewMarker]:
+        """The markers this batch sets."""
+        return [m for sub in self.subscriptions.values() for m in sub.fresh.values()]
 
 
 class EventProcessor:
@@ -212,7 +232,7 @@ class EventProcessor:
     def remember(self, result: BatchResult) -> None:
         """Write the batch's dedupe markers: only once its ledgers are durable (see
         `aggregator.markers`), before the next batch is applied."""
-        self.markers.write(list(result.markers.values()))
+        self.markers.write(result.markers)
 
     def _events(self, message: SourceMessage, result: BatchResult) -> list[Any]:
         """The record's events (`WireEvent`s in the common case, else as JSON decoded); a
@@ -256,12 +276,20 @@ class EventProcessor:
             )
         return items[:PACK_LIMIT]
 
-    def _ledger(self, result: BatchResult, key: str, partition: int) -> Ledger:
+    def _subscription(
+        self, result: BatchResult, event: UsageEvent, partition: int
+    ) -> BatchSubscription:
+        """What the batch looks up once per subscription: its ledger (read on the partition
+        of its first event), terms and dedupe markers."""
+        ident = (event.organization_id, event.external_subscription_id)
+        key = ledger_key(*ident)
         ledger = result.ledgers.get(key)
         if ledger is None:
-            ledger = Ledger(self.ledgers.get(key, partition), partition)
-            result.ledgers[key] = ledger
-        return ledger
+            ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
+        found = result.subscriptions[ident] = BatchSubscription(
+            key, ledger, self.catalog.terms(*ident), self.markers.held(key), {}
+        )
+        return found
 
     def _dead_letter(
         self,
@@ -309,19 +337,20 @@ class EventProcessor:
             )
             return
         partition = message.partition
-        lkey = ledger_key(event.organization_id, event.external_subscription_id)
-        ledger = result.ledgers.get(lkey) or self._ledger(result, lkey, partition)
+        sub = result.subscriptions.get((event.organization_id, event.external_subscription_id))
+        if sub is None:
+            sub = self._subscription(result, event, partition)
+        ledger, lkey = sub.ledger, sub.key
         hashed = marker_hash(event.transaction_id)
-        at = position(message.offset, index)
-        mkey = (lkey, hashed)
-        seen = mkey in result.markers or self.markers.seen(lkey, hashed)
+        at = message.offset * PACK_LIMIT + index  # meterflow.event_records.position
+        seen = hashed in sub.fresh or hashed in sub.held
         if at <= ledger.applied(partition):
             result.counts["replayed"] += 1
             if not seen:
                 # The ledger's record survived a crash that lost this event's marker: the
                 # event was the first with its transaction id, so it set the marker.
                 day = expiry_day(fold.now + self.windows.hold + self.windows.late)
-                result.markers[mkey] = NewMarker(lkey, hashed, partition, at, day)
+                sub.fresh[hashed] = NewMarker(lkey, hashed, partition, at, day)
             return
         ledger.mark_applied(partition, at)
         if message.requeue_of is not None:
@@ -333,9 +362,8 @@ class EventProcessor:
         if duplicate:
             result.counts["duplicate"] += 1
             return
-        marker = NewMarker(lkey, hashed, partition, at, 0)
-        result.markers[mkey] = marker
-        terms = self.catalog.terms(event.organization_id, event.external_subscription_id)
+        marker = sub.fresh[hashed] = NewMarker(lkey, hashed, partition, at, 0)
+        terms = sub.terms
         if terms is None:
             source = SourceEvent(message, index, raw, packed, received_at)
             ledger.value["held"].append(

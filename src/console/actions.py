@@ -49,6 +49,16 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _input(
+    data: Mapping[str, Any], names: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The form's fields as the API's input: each of `names` (None when left blank, for the
+    API to say what is missing), each of `optional` only when filled in."""
+    raw = {name: _text(data, name) for name in names}
+    raw.update({name: _text(data, name) for name in optional if _text(data, name) is not None})
+    return raw
+
+
 def _local_instant(value: str | None, zone: str) -> str | None:
     """A `datetime-local` value read in the customer's timezone, as ISO 8601 with offset."""
     if value is None:
@@ -83,13 +93,9 @@ async def _add_on_options(ctx: IngestContext, org: Organization) -> Options:
 async def _assign_plan(
     ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
 ) -> None:
-    raw = {
-        "external_customer_id": customer["external_id"],
-        "plan_code": _text(data, "plan_code"),
-        "external_id": _text(data, "external_id"),
-        "name": _text(data, "name"),
-        "billing_time": _text(data, "billing_time") or "calendar",
-    }
+    raw = _input(data, ("plan_code", "external_id", "name", "billing_time"))
+    raw["external_customer_id"] = customer["external_id"]
+    raw["billing_time"] = raw["billing_time"] or "calendar"
     start = _local_instant(_text(data, "subscription_at"), customer["applicable_timezone"])
     if start is not None:
         raw["subscription_at"] = start
@@ -99,33 +105,23 @@ async def _assign_plan(
 async def _apply_coupon(
     ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
 ) -> None:
-    raw = {
-        "external_customer_id": customer["external_id"],
-        "coupon_code": _text(data, "coupon_code"),
-    }
+    raw = _input(data, ("coupon_code",))
+    raw["external_customer_id"] = customer["external_id"]
     await applied_coupons.apply_coupon(ctx, org, raw)
 
 
 async def _add_wallet(
     ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
 ) -> None:
-    raw: dict[str, Any] = {
-        "currency": _text(data, "currency"),
-        "rate_amount": _text(data, "rate_amount"),
-    }
-    for name in ("name", "code", "paid_credits", "granted_credits"):
-        if _text(data, name) is not None:
-            raw[name] = _text(data, name)
+    optional = ("name", "code", "paid_credits", "granted_credits")
+    raw = _input(data, ("currency", "rate_amount"), optional)
     await wallets.create_wallet(ctx, org, raw, customer["external_id"])
 
 
 async def _add_add_on(
     ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
 ) -> None:
-    fee: dict[str, Any] = {"add_on_code": _text(data, "add_on_code")}
-    for name in ("units", "description"):
-        if _text(data, name) is not None:
-            fee[name] = _text(data, name)
+    fee = _input(data, ("add_on_code",), ("units", "description"))
     raw = {"external_customer_id": customer["external_id"], "fees": [fee]}
     try:
         await one_off_invoices.create_one_off_invoice(ctx, org, raw)

@@ -120,11 +120,9 @@ ADD_ONS = code_keyed.CodeKeyed(
     "add_ons",
     add_on,
     _parse,
-    database.inserter("add_ons", _WRITTEN),
-    database.updater("add_ons", _WRITTEN, versioned=False),
+    _WRITTEN,
     _delete,
     render,
-    database.lister("add_ons", live=True),
     attach=_attach,
 )
 

@@ -130,10 +130,6 @@ _COLUMNS = (
 )
 
 
-insert_billable_metric = database.inserter("billable_metrics", _COLUMNS)
-update_billable_metric = database.updater("billable_metrics", _COLUMNS, versioned=True)
-
-
 async def plans_using_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.fetch(
         "SELECT DISTINCT plan_id FROM charges WHERE billable_metric_id = $1", metric_id
@@ -147,9 +143,6 @@ async def delete_billable_metric(conn: Conn, metric_id: uuid.UUID) -> list[uuid.
     await conn.execute("DELETE FROM charges WHERE billable_metric_id = $1", metric_id)
     await database.soft_delete(conn, "billable_metrics", metric_id, versioned=True)
     return plans
-
-
-list_billable_metrics = database.lister("billable_metrics", live=True)
 
 
 async def _parse(
@@ -188,10 +181,8 @@ BILLABLE_METRICS = code_keyed.CodeKeyed(
     "billable_metrics",
     billable_metric_by_code,
     _parse,
-    insert_billable_metric,
-    update_billable_metric,
+    _COLUMNS,
     _delete,
     _render,
-    list_billable_metrics,
     changed=_changed,
 )

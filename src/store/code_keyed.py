@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import asyncpg
 
@@ -23,23 +24,36 @@ class CodeKeyed:
     `attach` writes what hangs off the row (its taxes, its charges) after an insert or an
     update; `delete` returns the row to answer with; `render` makes the bodies of many rows at
     once; `changed` (resources on the catalog topic) runs after a create (before: None) or an
-    update, in the same transaction."""
+    update, in the same transaction. The rows live in the table `plural`, written from their
+    `columns` (versioned when the resource publishes) and listed newest first (`live`: the
+    ones not deleted)."""
 
     kind: str
     plural: str
     lookup: LockingLookup
     parse: Callable[[Conn, uuid.UUID, Body, Row | None], Awaitable[Body]]
-    insert: Callable[[Conn, uuid.UUID, Body], Awaitable[Row]]
-    update: Callable[[Conn, Row, Body], Awaitable[Row]]
+    columns: tuple[str, ...]
     delete: Callable[[Conn, Row], Awaitable[Row]]
     render: Render
-    listing: Callable[[Conn, uuid.UUID, int, int], Awaitable[tuple[list[Row], int]]]
     attach: Callable[[Conn, uuid.UUID, Row, Body], Awaitable[None]] | None = None
     changed: Callable[[Conn, Row | None, Row], Awaitable[None]] | None = None
+    live: bool = True
 
     @property
     def publishes(self) -> bool:
         return self.changed is not None
+
+    @cached_property
+    def insert(self) -> database.Inserter:
+        return database.inserter(self.plural, self.columns)
+
+    @cached_property
+    def update(self) -> database.Updater:
+        return database.updater(self.plural, self.columns, versioned=self.publishes)
+
+    @cached_property
+    def listing(self) -> database.Lister:
+        return database.lister(self.plural, live=self.live)
 
 
 async def answer(spec: CodeKeyed, conn: Conn, row: Row) -> Body:

@@ -192,8 +192,6 @@ COUPON_COLUMNS = (
 
 
 coupon_by_code = database.code_lookup("coupons", live=True)
-insert_coupon = database.inserter("coupons", COUPON_COLUMNS)
-update_coupon = database.updater("coupons", COUPON_COLUMNS, versioned=False)
 
 
 async def delete_coupon(conn: Conn, coupon: asyncpg.Record) -> asyncpg.Record:
@@ -217,9 +215,6 @@ async def coupon_applied(conn: Conn, coupon_id: uuid.UUID) -> bool:
     return found is not None
 
 
-list_coupons = database.lister("coupons", live=True)
-
-
 async def _parse(
     conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
 ) -> dict[str, Any]:
@@ -232,9 +227,8 @@ COUPONS = code_keyed.CodeKeyed(
     "coupons",
     coupon_by_code,
     _parse,
-    insert_coupon,
-    update_coupon,
+    COUPON_COLUMNS,
     delete_coupon,
     database.each(coupon_body),
-    list_coupons,
 )
+list_coupons = COUPONS.listing

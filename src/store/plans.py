@@ -157,9 +157,6 @@ async def plan_in_use(conn: Conn, plan_id: uuid.UUID) -> bool:
     return found is not None
 
 
-list_plans = database.lister("plans", live=True)
-
-
 async def _parse(
     conn: Conn, org: uuid.UUID, raw: dict[str, Any], current: asyncpg.Record | None
 ) -> dict[str, Any]:
@@ -216,11 +213,10 @@ PLANS = code_keyed.CodeKeyed(
     "plans",
     plan_by_code,
     _parse,
-    database.inserter("plans", _COLUMNS),
-    database.updater("plans", _COLUMNS, versioned=True),
+    _COLUMNS,
     _delete,
     _render,
-    list_plans,
     attach=_attach,
     changed=_changed,
 )
+list_plans = PLANS.listing

@@ -72,16 +72,7 @@ async def enqueue_customer(conn: Conn, customer_id: uuid.UUID) -> dict[str, Any]
     """Queue the customer's catalog record; returns its API body."""
     row = await customer_by_id(conn, customer_id)
     body = customer_body(row)
-    await catalog_publisher.enqueue(
-        conn,
-        CatalogRecord(
-            kind=CatalogKind.CUSTOMER,
-            lago_id=str(row["id"]),
-            organization_id=str(row["organization_id"]),
-            version=row["version"],
-            body=None if row["deleted_at"] is not None else body,
-        ),
-    )
+    await _enqueue(conn, CatalogKind.CUSTOMER, row, body)
     return body
 
 

@@ -101,17 +101,10 @@ async def taxes_by_codes(conn: Conn, org: uuid.UUID, codes: list[str]) -> list[a
 _COLUMNS = ("code", "name", "rate", "description", "applied_to_organization")
 
 
-insert_tax = database.inserter("taxes", _COLUMNS)
-update_tax = database.updater("taxes", _COLUMNS, versioned=False)
-
-
 async def delete_tax(conn: Conn, tax: asyncpg.Record) -> asyncpg.Record:
     """Delete the tax; customers and plans lose it, issued invoices keep their snapshot."""
     await conn.execute("DELETE FROM taxes WHERE id = $1", tax["id"])
     return tax
-
-
-list_taxes = database.lister("taxes", live=False)
 
 
 async def organization_taxes(conn: Conn, org: uuid.UUID) -> list[asyncpg.Record]:
@@ -167,9 +160,8 @@ TAXES = code_keyed.CodeKeyed(
     "taxes",
     tax_by_code,
     _parse,
-    insert_tax,
-    update_tax,
+    _COLUMNS,
     delete_tax,
     database.each(tax_body),
-    list_taxes,
+    live=False,
 )

@@ -19,7 +19,7 @@ from invoicing.pricing import PricedInvoice
 from invoicing.terms import Loaded
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from read_model import invoice_rows
+from read_model import credit_notes, drafts, invoice_rows
 from read_model.drafts import CreditsChanged
 
 
@@ -138,20 +138,8 @@ _COUPON_COLUMNS = (
     ("amount_before", "bigint"),
     ("periods_before", "int"),
 )
-_WALLET_COLUMNS = (
-    ("id", "uuid"),
-    ("invoice_id", "uuid"),
-    ("cents", "bigint"),
-    ("granted", "bigint"),
-    ("balance", "bigint"),
-    ("granted_balance", "bigint"),
-)
-_CREDIT_NOTE_COLUMNS = (
-    ("id", "uuid"),
-    ("invoice_id", "uuid"),
-    ("cents", "bigint"),
-    ("balance", "bigint"),
-)
+_WALLET_COLUMNS = drafts.USE_COLUMNS
+_CREDIT_NOTE_COLUMNS = credit_notes.USE_COLUMNS
 _LATE_COLUMNS = (("late_key", "text"), ("invoice_id", "uuid"))
 _GROUPS = (
     _INVOICE_COLUMNS,
@@ -165,8 +153,7 @@ _GROUPS = (
 
 def _rows(group: tuple[tuple[str, str], ...], alias: str) -> str:
     """`json_to_recordset($n) AS alias(name type, ...)` over the group's parameter."""
-    columns = ", ".join(f"{name} {kind}" for name, kind in group)
-    return f"json_to_recordset(${_GROUPS.index(group) + 1}::text::json) AS {alias}({columns})"
+    return db.json_recordset(group, _GROUPS.index(group) + 1, alias)
 
 
 def _invoice_insert() -> tuple[str, str]:
@@ -234,35 +221,8 @@ WITH input AS (
         AND ac.amount_cents_remaining IS NOT DISTINCT FROM u.amount_before
         AND ac.frequency_duration_remaining IS NOT DISTINCT FROM u.periods_before
     RETURNING 1
-), wallet AS (
-    UPDATE wallets w SET balance_cents = w.balance_cents - u.cents,
-        granted_balance_cents = w.granted_balance_cents - u.granted,
-        consumed_amount_cents = w.consumed_amount_cents + u.cents,
-        last_consumed_credit_at = now(), updated_at = now()
-    FROM {_rows(_WALLET_COLUMNS, "u")}
-    WHERE w.id = u.id AND w.status = 'active' AND w.balance_cents = u.balance
-        AND w.granted_balance_cents = u.granted_balance
-    RETURNING w.id, u.invoice_id, u.cents
-), wallet_transaction AS (
-    INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source,
-        transaction_status, transaction_type, amount_cents, settled_at)
-    SELECT gen_random_uuid(), id, invoice_id, 'settled', 'manual', 'invoiced', 'outbound',
-        cents, now()
-    FROM wallet
-    RETURNING 1
-), credit_note AS (
-    UPDATE credit_notes cn SET balance_amount_cents = cn.balance_amount_cents - u.cents,
-        credit_status = CASE WHEN cn.balance_amount_cents = u.cents THEN 'consumed'
-            ELSE 'available' END,
-        updated_at = now()
-    FROM {_rows(_CREDIT_NOTE_COLUMNS, "u")}
-    WHERE cn.id = u.id AND cn.credit_status = 'available' AND cn.balance_amount_cents = u.balance
-    RETURNING cn.id, u.invoice_id, u.cents
-), credit_note_use AS (
-    INSERT INTO credit_note_uses (credit_note_id, invoice_id, amount_cents)
-    SELECT id, invoice_id, cents FROM credit_note
-    RETURNING 1
-), late AS (
+), {drafts.CONSUMED.format(uses=_rows(_WALLET_COLUMNS, "u"))},
+{credit_notes.CONSUMED.format(uses=_rows(_CREDIT_NOTE_COLUMNS, "u"))}, late AS (
     UPDATE late_usage lu SET outcome = 'adjusted', invoice_id = u.invoice_id, updated_at = now()
     FROM {_rows(_LATE_COLUMNS, "u")}
     WHERE lu.late_key = u.late_key AND lu.outcome = 'pending'

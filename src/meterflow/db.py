@@ -61,6 +61,13 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
         yield conn
 
 
+def json_recordset(columns: Sequence[tuple[str, str]], parameter: int, alias: str) -> str:
+    """`json_to_recordset($parameter) AS alias(name type, ...)`: the rows of a JSON list of
+    objects sent as text, one key per column (one encoder call instead of an array a column)."""
+    names = ", ".join(f"{name} {kind}" for name, kind in columns)
+    return f"json_to_recordset(${parameter}::text::json) AS {alias}({names})"
+
+
 async def existing_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:
     """The one row `sql` reads (or writes, `RETURNING *`), which the caller knows is there
     (its id was just read)."""

@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Protocol
 
 import asyncpg
+import orjson
 
 from billing.credit_notes import split_credit
 from billing.wallet import consume_prepaid, granted_first
 from meterflow import webhook_outbox
-from meterflow.db import Conn
+from meterflow.db import Conn, json_recordset
 from read_model import credit_notes
 
 
@@ -43,38 +44,61 @@ class _Wallet:
     granted_balance_cents: int
 
 
-async def consume_wallet(
-    conn: Conn, wallet: WalletBalance, cents: int, invoice_id: uuid.UUID
+# What wallets pay (`{uses}`: a recordset `u` of USE_COLUMNS, `granted` the part of `cents`
+# taken from granted credits): each wallet whose balances are still those read, less what it
+# pays, and an outbound (invoiced) transaction for it. The CTEs `wallet` (a row per wallet
+# taken) and `wallet_transaction` of the invoicer's batch write and of `consume_wallets`.
+USE_COLUMNS = (
+    ("id", "uuid"),
+    ("invoice_id", "uuid"),
+    ("cents", "bigint"),
+    ("granted", "bigint"),
+    ("balance", "bigint"),
+    ("granted_balance", "bigint"),
+)
+CONSUMED = """wallet AS (
+    UPDATE wallets w SET balance_cents = w.balance_cents - u.cents,
+        granted_balance_cents = w.granted_balance_cents - u.granted,
+        consumed_amount_cents = w.consumed_amount_cents + u.cents,
+        last_consumed_credit_at = now(), updated_at = now()
+    FROM {uses}
+    WHERE w.id = u.id AND w.status = 'active' AND w.balance_cents = u.balance
+        AND w.granted_balance_cents = u.granted_balance
+    RETURNING w.id, u.invoice_id, u.cents
+), wallet_transaction AS (
+    INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source,
+        transaction_status, transaction_type, amount_cents, settled_at)
+    SELECT gen_random_uuid(), id, invoice_id, 'settled', 'manual', 'invoiced', 'outbound',
+        cents, now()
+    FROM wallet
+    RETURNING 1
+)"""
+_CONSUME = (
+    f"WITH {CONSUMED.format(uses=json_recordset(USE_COLUMNS, 1, 'u'))} SELECT count(*) FROM wallet"
+)
+
+
+async def consume_wallets(
+    conn: Conn, uses: list[tuple[WalletBalance, int]], invoice_id: uuid.UUID
 ) -> int:
-    """Take `cents` from the wallet for the invoice (its granted credits first), if its
-    balances are still those read; records the outbound (invoiced) transaction and
-    returns the granted part."""
-    granted, _ = granted_first(cents, wallet.granted_balance_cents)
-    wallet_id = wallet.wallet_id
-    status = await conn.execute(
-        "UPDATE wallets SET balance_cents = balance_cents - $2, "
-        "granted_balance_cents = granted_balance_cents - $3, "
-        "consumed_amount_cents = consumed_amount_cents + $2, last_consumed_credit_at = now(), "
-        "updated_at = now() WHERE id = $1 AND status = 'active' AND balance_cents = $4 "
-        "AND granted_balance_cents = $5",
-        uuid.UUID(wallet_id),
-        cents,
-        granted,
-        wallet.balance_cents,
-        wallet.granted_balance_cents,
-    )
-    if status != "UPDATE 1":
-        raise CreditsChanged(f"wallet {wallet_id}")
-    await conn.execute(
-        "INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source, "
-        "transaction_status, transaction_type, amount_cents, settled_at) "
-        "VALUES ($1, $2, $3, 'settled', 'manual', 'invoiced', 'outbound', $4, now())",
-        uuid.uuid4(),
-        uuid.UUID(wallet_id),
-        invoice_id,
-        cents,
-    )
-    return granted
+    """Take each use's cents from its wallet for the invoice (granted credits first), if its
+    balances are still those read (else CreditsChanged); records the outbound (invoiced)
+    transactions and returns the granted part of them all."""
+    granted = [granted_first(cents, wallet.granted_balance_cents)[0] for wallet, cents in uses]
+    rows = [
+        {
+            "id": wallet.wallet_id,
+            "invoice_id": str(invoice_id),
+            "cents": cents,
+            "granted": part,
+            "balance": wallet.balance_cents,
+            "granted_balance": wallet.granted_balance_cents,
+        }
+        for (wallet, cents), part in zip(uses, granted, strict=True)
+    ]
+    if rows and await conn.fetchval(_CONSUME, orjson.dumps(rows).decode()) != len(rows):
+        raise CreditsChanged("wallets " + ", ".join(wallet.wallet_id for wallet, _ in uses))
+    return sum(granted)
 
 
 async def due_drafts(conn: Conn, now: datetime) -> list[uuid.UUID]:
@@ -118,13 +142,12 @@ async def finalize_draft(conn: Conn, invoice_id: uuid.UUID, now: datetime) -> as
         await credit_notes.consume(conn, credited, invoice_id)
         due -= sum(cents for _, cents in credited)
         paid = consume_prepaid(due, [w["balance_cents"] for w in wallets])
-        granted = 0
-        for wallet, cents in zip(wallets, paid, strict=True):
-            if cents:
-                terms = _Wallet(
-                    str(wallet["id"]), wallet["balance_cents"], wallet["granted_balance_cents"]
-                )
-                granted += await consume_wallet(conn, terms, cents, invoice_id)
+        uses: list[tuple[WalletBalance, int]] = [
+            (_Wallet(str(w["id"]), w["balance_cents"], w["granted_balance_cents"]), cents)
+            for w, cents in zip(wallets, paid, strict=True)
+            if cents
+        ]
+        granted = await consume_wallets(conn, uses, invoice_id)
         row = await conn.fetchrow(
             "UPDATE invoices SET status = 'finalized', grace_until = NULL, finalized_at = $2, "
             "updated_at = $2, prepaid_credit_amount_cents = prepaid_credit_amount_cents + $3, "

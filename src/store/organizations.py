@@ -14,31 +14,20 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from meterflow import db
-from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.db import Conn
 from meterflow.errors import ConfigurationError
-from store import catalog_publisher, records, subscriptions, taxes
+from store import records, subscriptions, taxes
 from store.taxes import tax_body
 from web.auth import key_digest, new_api_key
 from web.context import Organization
 from web.payload import INVALID, Fields, currency, is_timezone, iso
 
 log = logging.getLogger(__name__)
-
-
-def organization_body(org: Organization) -> dict[str, object]:
-    return {
-        "lago_id": str(org.id),
-        "name": org.name,
-        "timezone": org.timezone,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
 
 
 async def open_organization(
@@ -56,16 +45,7 @@ async def open_organization(
     key = new_api_key()
     async with db.unit_of_work(pool) as conn:
         org = await insert_organization(conn, name, timezone, key_digest(key))
-        await catalog_publisher.enqueue(
-            conn,
-            CatalogRecord(
-                kind=CatalogKind.ORGANIZATION,
-                lago_id=str(org.id),
-                organization_id=str(org.id),
-                version=1,
-                body=organization_body(org),
-            ),
-        )
+        await records.enqueue_organization(conn, await organization_row(conn, org.id))
     return org, key
 
 

@@ -94,9 +94,9 @@ class Ledger:
         return self._applied.get(partition, -1)
 
     def mark_applied(self, partition: int, at: int) -> None:
+        """Record `at` as applied (into the value by `seal`: this runs for every event)."""
         if at > self._applied.get(partition, -1):
             self._applied[partition] = at
-            self.value["applied"][str(partition)] = at
 
     @property
     def closed_until(self) -> datetime | None:
@@ -124,7 +124,8 @@ class Ledger:
         return live
 
     def seal(self) -> dict[str, Any]:
-        """Serialise the live states into the value and return it."""
+        """Serialise the live states and the applied positions into the value and return it."""
+        self.value["applied"] = {str(p): at for p, at in self._applied.items()}
         for (bucket, start, charge_id), live in self._states.items():
             period = self.value[bucket].get(iso(start))
             if period is not None:

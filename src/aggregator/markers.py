@@ -40,7 +40,6 @@ import asyncio
 import heapq
 import sys
 from array import array
-from collections.abc import Container
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
@@ -160,24 +159,6 @@ class DedupeMarkers:
         if type(held) is list:
             return any(_holds(part, hashed) for part in held)
         return hashed in cast(BigDay, held)
-
-    def held(self, ledger_key: str) -> Container[int]:
-        """The subscription's hashes (what `seen` asks, looked up once per batch): a set of
-        at most `SMALL` per day, unpacked once for the batch's many lookups, else the index's
-        own parts (searched in place)."""
-        index = self._index
-        if index is None:
-            index = self._ensured()
-        held = index.get(ledger_key)
-        if held is None:
-            return ()
-        if type(held) is int:
-            return (held & _HASH,)
-        if type(held) is bytes:
-            return set(_unpack(held[8:]))
-        if type(held) is list:
-            return _Days(held)
-        return cast(Container[int], held)  # a BigDay: its __contains__ takes the ints asked
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store a batch's new markers: one segment per (partition, expiry day) and
@@ -307,18 +288,6 @@ def _in_bucket(bucket: bytes, needle: bytes) -> bool:
 Part: TypeAlias = "int | bytes | BigDay"
 Held: TypeAlias = "Part | list[Part]"
 _HASH = (1 << 64) - 1
-
-
-class _Days:
-    """A subscription's hashes of several expiry days, as one Container."""
-
-    __slots__ = ("parts",)
-
-    def __init__(self, parts: list[Part]) -> None:
-        self.parts = parts
-
-    def __contains__(self, hashed: object) -> bool:
-        return type(hashed) is int and any(_holds(part, hashed) for part in self.parts)
 
 
 def _in_packed(packed: bytes, hashed: int) -> bool:

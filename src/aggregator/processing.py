@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections import Counter
-from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -145,15 +144,13 @@ class SourceEvent:
 
 @dataclass(slots=True)
 class BatchSubscription:
-    """One subscription as a batch found it (catalog and markers do not change while a
-    batch is applied): its ledger key and ledger, its terms (None while unknown), the
-    transaction id hashes it counted before, and those this batch counts (hash -> the
-    marker the batch sets)."""
+    """One subscription as a batch found it (the catalog does not change while a batch is
+    applied): its ledger key and ledger, its terms (None while unknown), and the
+    transaction id hashes this batch counts (hash -> the marker the batch sets)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
-    held: Container[int]
     fresh: dict[int, NewMarker]
 
 
@@ -276,14 +273,14 @@ class EventProcessor:
         self, result: BatchResult, event: UsageEvent, partition: int
     ) -> BatchSubscription:
         """What the batch looks up once per subscription: its ledger (read on the partition
-        of its first event), terms and dedupe markers."""
+        of its first event) and terms."""
         ident = (event.organization_id, event.external_subscription_id)
         key = ledger_key(*ident)
         ledger = result.ledgers.get(key)
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
         found = result.subscriptions[ident] = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), self.markers.held(key), {}
+            key, ledger, self.catalog.terms(*ident), {}
         )
         return found
 
@@ -339,7 +336,7 @@ class EventProcessor:
         ledger, lkey = sub.ledger, sub.key
         hashed = marker_hash(event.transaction_id)
         at = message.offset * PACK_LIMIT + index  # meterflow.event_records.position
-        seen = hashed in sub.fresh or hashed in sub.held
+        seen = hashed in sub.fresh or self.markers.seen(lkey, hashed)
         if at <= ledger.applied(partition):
             result.counts["replayed"] += 1
             if not seen:

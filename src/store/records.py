@@ -31,9 +31,10 @@ async def _enqueue(
     body: dict[str, Any],
     *,
     organization_id: uuid.UUID | None = None,
-) -> None:
-    """Queue `row`'s catalog record (`body`; none once deleted); `organization_id`: the
-    owner, when the row does not name it (an organization is its own)."""
+) -> dict[str, Any]:
+    """Queue `row`'s catalog record (`body`; none once deleted) and return `body`;
+    `organization_id`: the owner, when the row does not name it (an organization is its
+    own)."""
     owner = row["organization_id"] if organization_id is None else organization_id
     deleted = "deleted_at" in row and row["deleted_at"] is not None
     log.info(
@@ -54,6 +55,7 @@ async def _enqueue(
             body=None if deleted else body,
         ),
     )
+    return body
 
 
 async def enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
@@ -71,9 +73,7 @@ async def enqueue_organization(conn: Conn, row: asyncpg.Record) -> None:
 async def enqueue_customer(conn: Conn, customer_id: uuid.UUID) -> dict[str, Any]:
     """Queue the customer's catalog record; returns its API body."""
     row = await customer_by_id(conn, customer_id)
-    body = customer_body(row)
-    await _enqueue(conn, CatalogKind.CUSTOMER, row, body)
-    return body
+    return await _enqueue(conn, CatalogKind.CUSTOMER, row, customer_body(row))
 
 
 def billable_metric_body(row: asyncpg.Record) -> dict[str, Any]:
@@ -97,9 +97,7 @@ def billable_metric_body(row: asyncpg.Record) -> dict[str, Any]:
 
 async def enqueue_billable_metric(conn: Conn, metric_id: uuid.UUID) -> dict[str, Any]:
     row = await billable_metrics.billable_metric_by_id(conn, metric_id)
-    body = billable_metric_body(row)
-    await _enqueue(conn, CatalogKind.BILLABLE_METRIC, row, body)
-    return body
+    return await _enqueue(conn, CatalogKind.BILLABLE_METRIC, row, billable_metric_body(row))
 
 
 def charge_body(row: asyncpg.Record) -> dict[str, Any]:
@@ -157,13 +155,9 @@ async def plan_bodies(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str, 
 
 async def enqueue_plan(conn: Conn, plan_id: uuid.UUID) -> dict[str, Any]:
     row = await plans.plan_by_id(conn, plan_id)
-    body = (await plan_bodies(conn, [row]))[0]
-    await _enqueue(conn, CatalogKind.PLAN, row, body)
-    return body
+    return await _enqueue(conn, CatalogKind.PLAN, row, (await plan_bodies(conn, [row]))[0])
 
 
 async def enqueue_subscription(conn: Conn, subscription_id: uuid.UUID) -> dict[str, Any]:
     row = await subscription_by_id(conn, subscription_id)
-    body = subscription_body(row)
-    await _enqueue(conn, CatalogKind.SUBSCRIPTION, row, body)
-    return body
+    return await _enqueue(conn, CatalogKind.SUBSCRIPTION, row, subscription_body(row))

@@ -113,6 +113,8 @@ class ClosingDriver:
                 await asyncio.sleep(0)
                 if generation != self.worker.generation:
                     return False
+        # The schedule and the marker index just built are long-lived too (see above).
+        gc.freeze()
         self._seeded_generation = generation
         return True
 

@@ -117,15 +117,18 @@ class AggregatorMetrics(ServiceMetrics):
 
         def callback(phase: str, info: dict[str, int]) -> None:
             if phase == "start":
-                started[:] = [time.perf_counter()]
+                started[:] = [time.perf_counter(), time.thread_time()]
             elif started:
-                seconds = time.perf_counter() - started.pop()
+                seconds = time.perf_counter() - started[0]
+                cpu = time.thread_time() - started[1]
+                started.clear()
                 self.gc_pause.observe(seconds)
                 if seconds >= GC_PAUSE_LOGGED:
                     log.warning(
-                        "aggregator.gc_pause generation=%d seconds=%.3f collected=%d",
+                        "aggregator.gc_pause generation=%d seconds=%.3f cpu=%.3f collected=%d",
                         info["generation"],
                         seconds,
+                        cpu,
                         info["collected"],
                     )
 

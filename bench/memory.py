@@ -4,6 +4,7 @@ again once it has applied K keys' events from a pre-filled topic.
 
     .venv/bin/python -m bench.memory [--subscriptions 10000,100000] [--marker-subscriptions 10000]
         [--events-per-key 10] [--runs 1]
+    .venv/bin/python -m bench.memory --index   # the dedupe marker index alone, in-process
 
 Each case starts a fresh worker on its own topics: the catalog (one plan with two charges,
 count_agg and sum_agg, and S subscriptions) is on the catalog topic before it starts, so
@@ -38,8 +39,11 @@ if __package__ in (None, ""):  # run as `python bench/memory.py`: make `bench` i
 
 import argparse
 import asyncio
+import itertools
 import tempfile
 import time
+import timeit
+import tracemalloc
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -51,7 +55,9 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from aggregator.markers import DedupeMarkers, NewMarker, marker_hash
 from aggregator.sample_catalog import SampleCatalog
+from aggregator.store import MemoryStore
 from bench import report
 from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
 from bench.workload import (
@@ -298,6 +304,51 @@ def derive(results: list[dict[str, Any]]) -> dict[str, float]:
     return found
 
 
+def index_bytes(subscriptions: int, per_subscription: int) -> dict[str, float]:
+    """In this process: the dedupe marker index (`aggregator.markers`) of `subscriptions` x
+    `per_subscription` markers, written in batches of 1,000 as a worker writes them, then
+    built again from the segments under tracemalloc: its bytes a marker, with and without
+    the ledger-key strings (the catalog and the ledgers hold those too), and a lookup's
+    time (half hits, half misses; the best of 7 rounds)."""
+    store = MemoryStore()
+    writer = DedupeMarkers(store)
+    made = (
+        NewMarker(f"o\x1fs{s}", marker_hash(f"t{j}-{s}"), s % 4, j * subscriptions + s, 20_000)
+        for j in range(per_subscription)
+        for s in range(subscriptions)
+    )
+    while batch := list(itertools.islice(made, 1_000)):
+        writer.write(batch)
+    index = DedupeMarkers(store)
+    tracemalloc.start()
+    index.seen("", 0)  # built here
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    keys = sum(sys.getsizeof(f"o\x1fs{s}") for s in range(subscriptions))
+    probes = [
+        (f"o\x1fs{s % subscriptions}", marker_hash(f"t0-{s % subscriptions}")) for s in range(5_000)
+    ]
+    probes += [(key, hashed ^ 1) for key, hashed in probes]
+    seen = index.seen
+
+    def look() -> None:
+        for key, hashed in probes:
+            seen(key, hashed)
+
+    best = min(timeit.repeat(look, number=1, repeat=7))  # the least disturbed of 7 rounds
+    markers = subscriptions * per_subscription
+    return {
+        "subscriptions": subscriptions,
+        "markers_per_subscription": per_subscription,
+        "index_bytes_per_marker": round(size / markers, 1),
+        "without_key_strings": round((size - keys) / markers, 1),
+        "lookup_ns": round(best / len(probes) * 1e9),
+    }
+
+
+INDEX_CASES = [(1_000_000, 1), (100_000, 2), (10_000, 20), (100, 2_000), (1, 1_000_000)]
+
+
 def cases_for(
     subscriptions: list[int], marker_subscriptions: int, events_per_key: int
 ) -> list[Case]:
@@ -358,7 +409,13 @@ def main() -> None:
     parser.add_argument("--marker-subscriptions", type=int, default=10_000)
     parser.add_argument("--events-per-key", type=int, default=10)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--index", action="store_true", help="the marker index alone")
     args = parser.parse_args()
+    if args.index:
+        found = [index_bytes(*case) for case in INDEX_CASES]
+        report.print_table(list(found[0]), [list(r.values()) for r in found])
+        report.write_record("memory-index", {}, {"cases": found}, module="memory")
+        return
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
     machine = asyncio.run(report.machine_facts(base))

@@ -143,15 +143,7 @@ class Aggregator:
         self.processor = EventProcessor(
             domain, self.catalog, self.ledgers, self.markers, self.windows
         )
-        self.closer = PeriodCloser(
-            domain,
-            self.catalog,
-            self.ledgers,
-            self.markers,
-            self.processor,
-            self.windows,
-            settings.partitions,
-        )
+        self.closer = PeriodCloser(self.processor, settings.partitions)
         self.driver = ClosingDriver(self)
         self.catalog_reader.on_change.append(self.driver.on_catalog)
         self._outbox_lock = asyncio.Lock()

@@ -11,7 +11,7 @@ memory either way, never a database query per event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.topics import reader
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +257,7 @@ class CatalogReader:
         self.on_change: list[Callable[[list[CatalogRecord]], None]] = []
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
+        async with reader(self.bootstrap) as consumer:
             tp = TopicPartition(self.topic, 0)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
@@ -279,6 +273,12 @@ class CatalogReader:
                         record = self._apply(message.value)
                         if record is not None:
                             changed.append(record)
+                if changed and not self.ready.is_set():
+                    # Long-lived from here on: out of the cyclic collector's sight at once,
+                    # so no collection while the catalog loads (a full one, or each of the
+                    # gc.collect() Faust's stores run at a rebalance) walks what is loaded,
+                    # about 0.4 s at 500,000 subscriptions. O(1): it moves a list.
+                    gc.freeze()
                 if not self.ready.is_set() and await consumer.position(tp) >= end:
                     log.info("aggregator.catalog_loaded records=%d", self.view.records_applied)
                     self.ready.set()
@@ -287,9 +287,6 @@ class CatalogReader:
                 if changed and self.ready.is_set():
                     for callback in self.on_change:
                         callback(changed)
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
 
     def _apply(self, value: bytes | None) -> CatalogRecord | None:
         """The record, once taken into the view (None if invalid or older than held)."""

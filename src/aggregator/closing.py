@@ -40,19 +40,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregator.catalog_view import CatalogView, SubscriptionTerms
+from aggregator.catalog_view import SubscriptionTerms
 from aggregator.domain import Domain
 from aggregator.ledger import Ledger, instant, iso, ledger_key
-from aggregator.markers import DedupeMarkers
 from aggregator.processing import (
     DEAD_LETTER,
     PERIODS_CLOSED,
     EventProcessor,
-    Windows,
     held_dead_letter,
 )
 from aggregator.schedule import CloseSchedule
-from aggregator.store import PartitionedStore
 from meterflow.event_records import partition_for
 
 # A subscription far behind (say, created years back) catches up a bounded number of
@@ -118,22 +115,12 @@ def charge_totals(
 class PeriodCloser:
     """Visits of due subscriptions (pure: no I/O); the app drives it from watermarks."""
 
-    def __init__(
-        self,
-        domain: Domain,
-        catalog: CatalogView,
-        ledgers: PartitionedStore,
-        markers: DedupeMarkers,
-        processor: EventProcessor,
-        windows: Windows,
-        partitions: int,
-    ) -> None:
-        self.domain = domain
-        self.catalog = catalog
-        self.ledgers = ledgers
-        self.markers = markers
+    def __init__(self, processor: EventProcessor, partitions: int) -> None:
+        # The processor's parts: released held events are folded through the processor.
         self.processor = processor
-        self.windows = windows
+        self.domain, self.catalog = processor.domain, processor.catalog
+        self.ledgers, self.markers = processor.ledgers, processor.markers
+        self.windows = processor.windows
         self.partitions = partitions
         self.schedule = CloseSchedule()
 

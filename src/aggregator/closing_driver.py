@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from aggregator.allocator import FreeMemoryReturner
 from aggregator.ledger import Ledger
 from aggregator.watermark import EndOffsets, Watermarks
 from meterflow.event_records import partition_for
@@ -40,6 +41,7 @@ class ClosingDriver:
         # Set when something may be due now: the closer runs at once instead of at its
         # next interval (a termination, a watermark that moved past a due visit).
         self.wake = asyncio.Event()
+        self.free_memory = FreeMemoryReturner()
         self._seeded_generation = -1
         self.warm_generation = -1
 
@@ -111,6 +113,8 @@ class ClosingDriver:
                 await asyncio.sleep(0)
                 if generation != self.worker.generation:
                     return False
+        # The schedule and the marker index just built are long-lived too (see above).
+        gc.freeze()
         self._seeded_generation = generation
         return True
 
@@ -191,3 +195,4 @@ class ClosingDriver:
             log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(total.items())))
         self.worker.metrics.table_keys.labels(table="ledgers").set(len(self.worker.ledgers))
         self.worker.metrics.table_keys.labels(table="markers").set(len(self.worker.markers))
+        await self.free_memory.maybe()

@@ -1,14 +1,19 @@
 """Dedupe markers: the transaction ids each subscription has counted, as 64-bit hashes, kept
 until the period they fell in is closed and the late window has passed.
 
-Compact by design (issue 15): in memory, per subscription (ledger key), its 64-bit hashes
-(one int while it holds one, else a set: about 60 bytes a marker); on the changelog and in
-RocksDB, one record per (source partition, batch, expiry day: the UTC day after which its
-markers may go; all the events of one period share it), whatever the number of
-subscriptions the batch touched: msgpack `[partition, day, [[ledger key, hashes], ...]]`
-with the hashes packed as little-endian uint64 (8 bytes a marker), at most `SEGMENT_LIMIT`
-markers a record so that it stays well under Kafka's 1 MB message limit. Expiry pops whole
-days from a heap: it costs what expires.
+Compact by design (issue 15): in memory, per subscription (ledger key) and expiry day, its
+64-bit hashes, with no Python object per marker: one int (`day << 64 | hash`) while it holds
+one, bytes (the day, then the hashes packed 8 bytes each, searched in C) up to `SMALL`,
+beyond that a `BigDay` (buckets of packed hashes by the hash's low bits); a subscription
+with hashes of several days keeps a list of its days. About 10 to 15 bytes a marker beside
+each subscription's entry (a set of ints cost 70 to 160 bytes a marker by tracemalloc).
+On the changelog and in RocksDB, one record per (source partition, batch, expiry day: the
+UTC day after which its markers may go; all the events of one period share it), whatever
+the number of subscriptions the batch touched: msgpack
+`[partition, day, [[ledger key, hashes], ...]]` with the hashes packed as little-endian
+uint64 (8 bytes a marker), at most `SEGMENT_LIMIT` markers a record so that it stays well
+under Kafka's 1 MB message limit. Expiry pops whole days from a heap and drops a
+subscription's whole day of hashes at once: it costs what expires.
 
 Why a hash and not the transaction id: the id can be long (Lago allows any string) and the
 set is held in RAM. The hash is BLAKE2b of the id (8-byte digest), so two ids collide by
@@ -38,13 +43,13 @@ from array import array
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
-from typing import cast
+from typing import TypeAlias, cast
 
 import msgspec
 
 from aggregator.store import PartitionedStore
 
-Index = dict[str, "int | set[int]"]
+Index: TypeAlias = "dict[str, Held]"
 
 _SEGMENT = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes]]])
 _ENCODE = msgspec.msgpack.Encoder()
@@ -54,6 +59,9 @@ SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the le
 BUILD_SLICE = 2_000
 EXPIRE_SLICE = 2_000
 _DAY = 86_400
+# Hashes of one (subscription, expiry day) searched as packed bytes (a linear scan in C, 512
+# bytes at most); beyond, a BigDay.
+SMALL = 64
 
 
 def marker_hash(transaction_id: str) -> int:
@@ -143,8 +151,14 @@ class DedupeMarkers:
         if held is None:
             return False
         if type(held) is int:
-            return held == hashed
-        return hashed in held  # type: ignore[operator]
+            return held & _HASH == hashed
+        if type(held) is bytes:  # inline _in_packed: most lookups miss, at once
+            needle = hashed.to_bytes(8, "little")
+            at = held.find(needle, 8)
+            return at > 0 and (not at & 7 or _in_packed(held, hashed))
+        if type(held) is list:
+            return any(_holds(part, hashed) for part in held)
+        return hashed in cast(BigDay, held)
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store a batch's new markers: one segment per (partition, expiry day) and
@@ -165,7 +179,7 @@ class DedupeMarkers:
                 self.store.put(partition, key, _ENCODE.encode((partition, day, entries)))
                 heapq.heappush(self._expiry, (day, key))
                 for ledger_key, hashes in by_ledger.items():
-                    self._count += _add(index, ledger_key, hashes)
+                    self._count += _add(index, ledger_key, day, hashes)
 
     def expire(self, now: datetime, owned: set[int], limit: int = EXPIRE_SLICE) -> tuple[int, bool]:
         """Delete segments of owned partitions whose expiry day has ended, up to about
@@ -177,7 +191,7 @@ class DedupeMarkers:
         while self._expiry and self._expiry[0][0] < today:
             if work >= limit:
                 return removed, True
-            _day, key = heapq.heappop(self._expiry)
+            day, key = heapq.heappop(self._expiry)
             partition = int(key.split("\x1f", 1)[0])
             if partition not in owned:
                 continue
@@ -187,8 +201,8 @@ class DedupeMarkers:
             self.store.delete(partition, key)
             entries = _SEGMENT.decode(segment)[2]
             work += 1 + sum(len(packed) for _, packed in entries) // 8
-            for ledger_key, packed in entries:
-                gone = _remove(index, ledger_key, _unpack(packed))
+            for ledger_key, _packed in entries:
+                gone = _drop_day(index, ledger_key, day)
                 removed += gone
                 self._count -= gone
         return removed, False
@@ -202,47 +216,184 @@ def _index_segment(index: Index, expiry: list[tuple[int, str]], key: str, segmen
     """Add one stored segment to an index being built; returns the markers it added."""
     _partition, day, entries = _SEGMENT.decode(segment)
     expiry.append((day, key))
-    return sum(_add(index, ledger_key, _unpack(packed)) for ledger_key, packed in entries)
+    return sum(_add(index, ledger_key, day, _unpack(packed)) for ledger_key, packed in entries)
 
 
-def _add(index: Index, ledger_key: str, hashes: list[int]) -> int:
-    """Add a subscription's hashes to the index; returns how many were new."""
+class BigDay:
+    """More than `SMALL` hashes of one (subscription, expiry day), in buckets of packed bytes
+    chosen by the hash's low bits (linear hashing: when the hashes outnumber `BUCKET` times
+    the buckets, one bucket splits in two, so growing never rehashes them all at once). A
+    lookup searches one bucket of about `BUCKET` hashes; about 9 bytes a hash."""
+
+    __slots__ = ("buckets", "day", "level", "size", "split")
+    BUCKET = 32
+
+    def __init__(self, day: int, hashes: list[int]) -> None:
+        self.day = day
+        self.buckets = [b""]
+        self.level = self.split = self.size = 0
+        self.add(hashes)
+
+    def __contains__(self, hashed: int) -> bool:
+        at = hashed & ((1 << self.level) - 1)
+        if at < self.split:
+            at = hashed & ((2 << self.level) - 1)
+        bucket, needle = self.buckets[at], hashed.to_bytes(8, "little")
+        found = bucket.find(needle)
+        return found >= 0 and (not found & 7 or _in_bucket(bucket, needle))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, hashes: list[int]) -> int:
+        buckets = self.buckets
+        before = self.size
+        for hashed in hashes:
+            at = hashed & ((1 << self.level) - 1)
+            if at < self.split:
+                at = hashed & ((2 << self.level) - 1)
+            needle = hashed.to_bytes(8, "little")
+            if not _in_bucket(buckets[at], needle):
+                buckets[at] += needle
+                self.size += 1
+                if self.size > self.BUCKET * len(buckets):
+                    self._split()
+        return self.size - before
+
+    def _split(self) -> None:
+        """Split the next bucket in turn by the hash bit above the level's."""
+        bit = 1 << self.level
+        low: list[int] = []
+        high: list[int] = []
+        for hashed in _unpack(self.buckets[self.split]):
+            (high if hashed & bit else low).append(hashed)
+        self.buckets[self.split] = _pack(low)
+        self.buckets.append(_pack(high))
+        self.split += 1
+        if self.split == bit:
+            self.level += 1
+            self.split = 0
+
+
+def _in_bucket(bucket: bytes, needle: bytes) -> bool:
+    """Whether packed hashes hold `needle` (8 bytes) at a hash's place."""
+    at = bucket.find(needle)
+    while at > 0 and at & 7:  # found across two hashes: look on
+        at = bucket.find(needle, at + 1)
+    return at >= 0
+
+
+# A subscription's hashes: one day's (an int, `day << 64 | hash`, while it holds one; packed
+# bytes, the day then the hashes, 8 bytes each; or a BigDay), or several days' in a list.
+Part: TypeAlias = "int | bytes | BigDay"
+Held: TypeAlias = "Part | list[Part]"
+_HASH = (1 << 64) - 1
+
+
+def _in_packed(packed: bytes, hashed: int) -> bool:
+    """Whether packed day hashes (after their 8-byte day) hold `hashed` at a hash's place."""
+    needle = hashed.to_bytes(8, "little")
+    at = packed.find(needle, 8)
+    while at > 0 and at & 7:  # found across two hashes: look on
+        at = packed.find(needle, at + 1)
+    return at > 0
+
+
+def _holds(part: Part, hashed: int) -> bool:
+    if type(part) is int:
+        return part & _HASH == hashed
+    if type(part) is bytes:
+        return _in_packed(part, hashed)
+    return hashed in cast(BigDay, part)
+
+
+def _day_of(part: Part) -> int:
+    if type(part) is int:
+        return part >> 64
+    if type(part) is bytes:
+        return int.from_bytes(part[:8], "little")
+    return cast(BigDay, part).day
+
+
+def _size(part: Part) -> int:
+    if type(part) is int:
+        return 1
+    return len(part) // 8 - 1 if type(part) is bytes else len(cast(BigDay, part))
+
+
+def _new_part(day: int, hashes: list[int]) -> tuple[Part, int]:
+    """A day's part holding `hashes`, and how many distinct hashes it holds."""
+    if len(hashes) == 1:
+        return day << 64 | hashes[0], 1
+    fresh = list(dict.fromkeys(hashes))
+    if len(fresh) > SMALL:
+        return BigDay(day, fresh), len(fresh)
+    if len(fresh) == 1:
+        return day << 64 | fresh[0], 1
+    return day.to_bytes(8, "little") + _pack(fresh), len(fresh)
+
+
+def _grown(part: Part, day: int, hashes: list[int]) -> tuple[Part, int]:
+    """The day's part with `hashes` added, and how many of them were new."""
+    if type(part) is int:
+        fresh = [h for h in hashes if h != part & _HASH]
+        if not fresh:
+            return part, 0
+        grown, size = _new_part(day, [part & _HASH, *fresh])
+        return grown, size - 1
+    if type(part) is bytes:
+        fresh = [h for h in dict.fromkeys(hashes) if not _in_packed(part, h)]
+        if len(part) // 8 - 1 + len(fresh) > SMALL:
+            return BigDay(day, [*_unpack(part[8:]), *fresh]), len(fresh)
+        return part + _pack(fresh), len(fresh)
+    big = cast(BigDay, part)
+    return big, big.add(hashes)
+
+
+def _add(index: Index, ledger_key: str, day: int, hashes: list[int]) -> int:
+    """Add a subscription's hashes of one expiry day to the index; returns how many were new
+    (a replay may have written a hash to a second segment of the same day)."""
     held = index.get(ledger_key)
     if held is None:
-        if len(hashes) == 1:
-            index[ledger_key] = hashes[0]
-            return 1
-        index[ledger_key] = fresh = set(hashes)
-        return len(fresh)
-    if type(held) is int:
-        held = index[ledger_key] = {held}
-    grown = cast(set[int], held)
-    before = len(grown)
-    grown.update(hashes)
-    return len(grown) - before
+        index[ledger_key], added = _new_part(day, hashes)
+        return added
+    if not isinstance(held, list):
+        if _day_of(held) == day:
+            index[ledger_key], added = _grown(held, day, hashes)
+            return added
+        part, added = _new_part(day, hashes)
+        index[ledger_key] = [held, part]
+        return added
+    parts = held
+    for i, part in enumerate(parts):
+        if _day_of(part) == day:
+            parts[i], added = _grown(part, day, hashes)
+            return added
+    part, added = _new_part(day, hashes)
+    parts.append(part)
+    return added
 
 
-def _remove(index: Index, ledger_key: str, hashes: list[int]) -> int:
-    """Remove a subscription's expired hashes (those of one segment) from the index;
-    returns how many went. The segments are where a hash's expiry day is kept: a hash is
-    written to a second segment only when the index lost it (see `processing`), so removing
-    one segment's hashes never removes a marker another segment still keeps."""
+def _drop_day(index: Index, ledger_key: str, day: int) -> int:
+    """Remove a subscription's hashes of an expired day (those of every segment of that
+    day: they all expire together); returns how many went. A hash is written to a second
+    segment only when the index lost it (see `processing`), so no other day keeps it."""
     held = index.get(ledger_key)
     if held is None:
         return 0
-    if type(held) is int:
-        if held in hashes:
-            del index[ledger_key]
-            return 1
-        return 0
-    kept = cast(set[int], held)
-    before = len(kept)
-    kept.difference_update(hashes)
+    if not isinstance(held, list):
+        if _day_of(held) != day:
+            return 0
+        del index[ledger_key]
+        return _size(held)
+    parts = held
+    kept = [part for part in parts if _day_of(part) != day]
+    gone = sum(_size(part) for part in parts) - sum(_size(part) for part in kept)
     if not kept:
         del index[ledger_key]
-    elif len(kept) == 1:
-        index[ledger_key] = next(iter(kept))
-    return before - len(kept)
+    elif len(kept) < len(parts):
+        index[ledger_key] = kept[0] if len(kept) == 1 else kept
+    return gone
 
 
 def _pack(hashes: list[int]) -> bytes:

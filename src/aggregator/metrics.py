@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 from collections import Counter as Counts
 from collections.abc import Callable
 
 from meterflow.service_metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+# A cyclic garbage collection this long is logged (aggregator.gc_pause) as well as counted.
+GC_PAUSE_LOGGED = 0.05
+
+
+class PeakHistogram:
+    """A histogram of seconds (`<name>_seconds`) and a gauge of the largest value it has
+    observed since the worker started (`<name>_max_seconds`)."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def __init__(self, metrics: ServiceMetrics, name: str, documentation: str, peak: str) -> None:
+        self.histogram = metrics.histogram(f"{name}_seconds", documentation, buckets=self.BUCKETS)
+        self.peak = metrics.gauge(f"{name}_max_seconds", peak)
+        self._peak = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.histogram.observe(seconds)
+        if seconds > self._peak:
+            self._peak = seconds
+            self.peak.set(seconds)
 
 
 class AggregatorMetrics(ServiceMetrics):
@@ -61,31 +85,54 @@ class AggregatorMetrics(ServiceMetrics):
             "applied, visible in current usage",
             buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
         )
-        self.loop_stall = self.histogram(
-            "meterflow_aggregator_loop_stall_seconds",
+        self.loop_stall = PeakHistogram(
+            self,
+            "meterflow_aggregator_loop_stall",
             "How much later than asked a 20 ms timer on the worker's event loop woke up: "
             "the time something held the loop (a batch, a tick of the closer, recovery)",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-        )
-        self.loop_stall_max = self.gauge(
-            "meterflow_aggregator_loop_stall_max_seconds",
             "The longest event-loop stall since the worker started",
         )
-        self.loop_busy = self.histogram(
-            "meterflow_aggregator_loop_busy_seconds",
+        self.loop_busy = PeakHistogram(
+            self,
+            "meterflow_aggregator_loop_busy",
             "The event loop thread's CPU time between two wake-ups of that timer: the part of "
             "a stall the worker's own code caused",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-        )
-        self.loop_busy_max = self.gauge(
-            "meterflow_aggregator_loop_busy_max_seconds",
             "The most event-loop CPU time between two wake-ups of that timer since start",
         )
-        self._stall_max = self._busy_max = 0.0
+        self.gc_pause = PeakHistogram(
+            self,
+            "meterflow_aggregator_gc_pause",
+            "Seconds each cyclic garbage collection held the worker (all its threads)",
+            "The longest garbage collection since the worker started",
+        )
         self.ready = self.gauge(
             "meterflow_aggregator_ready",
             "1 while the worker answers current usage (catalog read, partitions owned)",
         )
+
+    def watch_gc(self) -> None:
+        """Time Python's cyclic garbage collections (a full one walks every object not
+        frozen: at a million subscriptions' worth of state, the loop's longest stalls)."""
+        started: list[float] = []
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[:] = [time.perf_counter(), time.thread_time()]
+            elif started:
+                seconds = time.perf_counter() - started[0]
+                cpu = time.thread_time() - started[1]
+                started.clear()
+                self.gc_pause.observe(seconds)
+                if seconds >= GC_PAUSE_LOGGED:
+                    log.warning(
+                        "aggregator.gc_pause generation=%d seconds=%.3f cpu=%.3f collected=%d",
+                        info["generation"],
+                        seconds,
+                        cpu,
+                        info["collected"],
+                    )
+
+        gc.callbacks.append(callback)
 
     async def watch_event_loop(self, stopping: Callable[[], bool], every: float = 0.02) -> None:
         """Sleep `every` seconds again and again; how much later than asked each wake-up came
@@ -99,12 +146,6 @@ class AggregatorMetrics(ServiceMetrics):
             busy = time.thread_time() - cpu
             self.loop_stall.observe(stall)
             self.loop_busy.observe(busy)
-            if stall > self._stall_max:
-                self._stall_max = stall
-                self.loop_stall_max.set(stall)
-            if busy > self._busy_max:
-                self._busy_max = busy
-                self.loop_busy_max.set(busy)
 
     def observe_freshness(self, accepted_ms: list[int]) -> None:
         now_s = time.time()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -176,23 +176,19 @@ class BatchResult:
         return [m for sub in self.subscriptions.values() for m in sub.fresh.values()]
 
 
+@dataclass(eq=False)
 class EventProcessor:
     """Dedupes, holds, buckets and folds events into ledgers (pure: no I/O)."""
 
-    def __init__(
-        self,
-        domain: Domain,
-        catalog: CatalogView,
-        ledgers: PartitionedStore,
-        markers: DedupeMarkers,
-        windows: Windows,
-    ) -> None:
-        self.domain = domain
-        self.catalog = catalog
-        self.ledgers = ledgers
-        self.markers = markers
-        self.windows = windows
-        self.periods = PeriodCache(domain)
+    domain: Domain
+    catalog: CatalogView
+    ledgers: PartitionedStore
+    markers: DedupeMarkers
+    windows: Windows
+    periods: PeriodCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.periods = PeriodCache(self.domain)
 
     def apply_batch(self, messages: list[SourceMessage], now: datetime) -> BatchResult:
         result = BatchResult()

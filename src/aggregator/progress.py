@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from aggregator.processing import SourceMessage
 from aggregator.store import PartitionedStore
 from meterflow.event_records import requeued_from
+from meterflow.topics import reader
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,8 @@ class SourceProgress:
     async def read_range(self, partition: int, start: int, end: int) -> list[SourceMessage]:
         """Messages [start, end) of one events partition, read with a plain consumer."""
         tp = TopicPartition(self.topic, partition)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
         found: list[SourceMessage] = []
-        try:
+        async with reader(self.bootstrap_servers) as consumer:
             consumer.assign([tp])
             consumer.seek(tp, start)
             while await consumer.position(tp) < end:
@@ -112,8 +106,6 @@ class SourceProgress:
                                 requeued_from(record.headers),
                             )
                         )
-        finally:
-            await consumer.stop()
         return found
 
     def forget(self) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
@@ -66,3 +68,28 @@ async def delete_topics(bootstrap: str, topics: Topics) -> None:
             await admin.delete_topics(names)
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def reader(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer outside any group (it commits nothing, moves no one's offsets), from the
+    earliest offset unless told where."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=15000,
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        try:
+            await consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka's stop() of a consumer without a group leaks the cancellation of
+            # its own internal task; pass on only a cancellation aimed at us.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise

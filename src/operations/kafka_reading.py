@@ -3,36 +3,12 @@ records fetched by position."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-
-@contextlib.asynccontextmanager
-async def reader(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A consumer outside any group (it commits nothing, moves no one's offsets)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        request_timeout_ms=15000,
-    )
-    await consumer.start()
-    try:
-        yield consumer
-    finally:
-        try:
-            await consumer.stop()
-        except asyncio.CancelledError:
-            # aiokafka's stop() of a consumer without a group leaks the cancellation of
-            # its own internal task; pass on only a cancellation aimed at us.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
+from meterflow.topics import reader as reader  # where operations take it from
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -205,7 +205,7 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
             "s2", customer="c1", plan_code="p1", subscription_at="2026-01-01T00:00:00Z"
         )
     )
-    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(processor, 4)
     counts = tick(closer, NOW, {partition_for(b"s2", 4)})
     assert counts["released"] == 3
     assert units(ledgers, sub="s2") == 3
@@ -217,7 +217,7 @@ def test_unknown_subscription_is_held_then_applied_once_it_appears(
 def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: CatalogView) -> None:
     processor, ledgers, _markers = make(domain, catalog)
     apply(processor, [message(0, "t0", external_subscription_id="s9")], NOW)
-    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(processor, 4)
     counts = tick(closer, NOW + timedelta(hours=2), set(range(4)))
     assert counts["dead_letter:unknown_subscription"] == 1
     value = ledgers.get(ledger_key("o1", "s9"))
@@ -230,7 +230,7 @@ def test_period_closes_after_grace_with_totals_and_late_events_become_adjustment
 ) -> None:
     processor, ledgers, _markers = make(domain, catalog)
     apply(processor, [message(0, "a"), message(1, "b", code="gb", properties={"gb": "1.5"})], NOW)
-    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(processor, 4)
     owned = {partition_for(b"s1", 4)}
     feb_1 = datetime(2026, 2, 1, tzinfo=UTC)
     assert tick(closer, feb_1 + timedelta(minutes=59), owned)["period_closed"] == 0
@@ -275,7 +275,7 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
             terminated_at="2026-03-10T12:00:00Z",
         )
     )
-    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(processor, 4)
     tick(closer, datetime(2026, 6, 1, tzinfo=UTC), {partition_for(b"s3", 4)})
     value = ledgers.get(ledger_key("o1", "s3"))
     assert value is not None and value["final"]
@@ -296,9 +296,9 @@ def test_a_subscription_without_events_closes_its_periods_and_termination_ends_t
 def test_markers_expire_after_period_end_plus_grace_and_late_window(
     domain: Any, catalog: CatalogView
 ) -> None:
-    processor, ledgers, markers = make(domain, catalog)
+    processor, _ledgers, markers = make(domain, catalog)
     apply(processor, [message(0, "a")], NOW)
-    closer = PeriodCloser(domain, catalog, ledgers, processor.markers, processor, WINDOWS, 4)
+    closer = PeriodCloser(processor, 4)
     expiry = datetime(2026, 2, 1, tzinfo=UTC) + WINDOWS.skew + WINDOWS.late
     # Kept until the end of the (UTC) day the expiry falls in.
     tick(closer, expiry.replace(hour=23, minute=59), {0})

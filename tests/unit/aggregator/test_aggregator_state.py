@@ -90,3 +90,55 @@ def test_the_store_setting_is_rocksdb_unless_memory_is_asked_for() -> None:
     assert AggregatorSettings.from_env({"METERFLOW_AGGREGATOR_STORE": "memory"}).store == "memory"
     with pytest.raises(ConfigurationError, match="METERFLOW_AGGREGATOR_STORE"):
         AggregatorSettings.from_env({"METERFLOW_AGGREGATOR_STORE": "redis"})
+
+
+@pytest.mark.parametrize("per_batch", [1, 7, 100, 3_000])
+def test_the_compact_index_answers_as_a_set_would(
+    monkeypatch: pytest.MonkeyPatch, per_batch: int
+) -> None:
+    """Packed bytes, sorted arrays with their latest hashes, several expiry days of one
+    subscription, a hash replayed into a second segment, expiry by day, a rebuild from the
+    segments: every answer and count as a plain set of (subscription, day, hash) gives."""
+    monkeypatch.setattr(markers_module, "SMALL", 16)
+    store = MemoryStore()
+    markers = DedupeMarkers(store)
+    truth: set[tuple[str, int, int]] = set()
+    days = [expiry_day(NOW) + d for d in (1, 2, 3)]
+    position = 0
+    for b in range(12):
+        batch = []
+        for i in range(per_batch):
+            key, day = f"o\x1fs{i % 3}", days[(b + i) % 3]
+            hashed = marker_hash(f"t{b}-{i}")
+            batch.append(NewMarker(key, hashed, i % 2, position, day))
+            truth.add((key, day, hashed))
+            position += 1
+        markers.write(batch)
+    replayed = next(iter(truth))  # written again to another segment of its day
+    markers.write([NewMarker(replayed[0], replayed[2], 0, position, replayed[1])])
+    assert len(markers) == len(truth)
+    for key in ("o\x1fs0", "o\x1fs1", "o\x1fs2"):
+        assert not markers.seen(key, marker_hash("never"))
+    for key, _day, hashed in truth:
+        assert markers.seen(key, hashed)
+    assert not markers.seen("o\x1fs9", next(iter(truth))[2])
+    gone, more = markers.expire(datetime.fromtimestamp((days[0] + 1) * 86_400, UTC), {0, 1}, 10**9)
+    assert not more and gone == sum(1 for t in truth if t[1] == days[0])
+    truth = {t for t in truth if t[1] != days[0]}
+    rebuilt = DedupeMarkers(store)
+    for index in (markers, rebuilt):
+        for key, _day, hashed in truth:
+            assert index.seen(key, hashed)
+    assert len(rebuilt) == len(truth) == len(markers)
+
+
+def test_packed_hashes_are_found_only_at_a_hash_s_place() -> None:
+    """8 bytes that straddle two packed hashes (the second half of one, the first half of
+    the next) are not a hash the subscription holds."""
+    a, b = marker_hash("a"), marker_hash("b")
+    packed = (7).to_bytes(8, "little") + a.to_bytes(8, "little") + b.to_bytes(8, "little")
+    straddling = int.from_bytes(packed[12:20], "little")
+    day = int.from_bytes(packed[4:12], "little")
+    assert markers_module._in_packed(packed, a) and markers_module._in_packed(packed, b)
+    assert not markers_module._in_packed(packed, straddling)
+    assert not markers_module._in_packed(packed, day) and not markers_module._in_packed(packed, 7)

@@ -58,7 +58,7 @@ def closer_with(domain: Any, catalog: CatalogView) -> tuple[PeriodCloser, Memory
     ledgers = MemoryStore()
     markers = DedupeMarkers(MemoryStore())
     processor = EventProcessor(domain, catalog, ledgers, markers, WINDOWS)
-    return PeriodCloser(domain, catalog, ledgers, markers, processor, WINDOWS, 4), ledgers
+    return PeriodCloser(processor, 4), ledgers
 
 
 def test_a_termination_closes_once_the_watermark_passes_the_moment_it_was_seen(

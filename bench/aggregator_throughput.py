@@ -208,7 +208,7 @@ def measure(
             for proc, (web_port, _) in zip(procs, ports, strict=True):
                 asyncio.run(proc.wait_http(web_port, "/ready", timeout=120))
             profiler = None
-            if args.profile and workers == 1:
+            if args.profile and workers == 1 and not source:
                 # py-spy samples the worker while it works through the topic; stopped with
                 # SIGINT, it writes the profile (a flame graph for .svg, else collapsed).
                 kind = "flamegraph" if args.profile.endswith(".svg") else "raw"

@@ -134,13 +134,19 @@ async def send_catalog(settings: Settings, records: Iterable[CatalogRecord]) -> 
         await producer.stop()
 
 
-async def produce_catalog(settings: Settings, organization_id: str, subscriptions: int) -> None:
+def bench_plan(organization_id: str) -> SampleCatalog:
+    """The benchmarks' organization, customer, two metrics (count, sum of gb) and their plan."""
     sample = SampleCatalog(organization_id)
     sample.organization()
     sample.customer("bench-customer")
     sample.metric(COUNT_CODE, "count_agg")
     sample.metric(SUM_CODE, "sum_agg", SUM_FIELD)
     sample.plan("bench-plan", [COUNT_CODE, SUM_CODE])
+    return sample
+
+
+async def produce_catalog(settings: Settings, organization_id: str, subscriptions: int) -> None:
+    sample = bench_plan(organization_id)
     subscriptions_records = (subscription_record(organization_id, i) for i in range(subscriptions))
     await send_catalog(settings, [*sample.records, *subscriptions_records])
 

@@ -43,7 +43,6 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from aggregator.sample_catalog import SampleCatalog
 from bench import baseline, freshness, memory, report
 from bench.workload import (
     CHARGES,
@@ -309,12 +308,7 @@ async def timed_gets(
 
 async def prefill(settings: Settings, organization_id: str, dataset: Dataset) -> None:
     """The catalog and the dataset's events on the events topic (not timed)."""
-    sample = SampleCatalog(organization_id)
-    sample.organization()
-    sample.customer("bench-customer")
-    sample.metric(COUNT_CODE, "count_agg")
-    sample.metric(SUM_CODE, "sum_agg", SUM_FIELD)
-    sample.plan("bench-plan", [COUNT_CODE, SUM_CODE])
+    sample = memory.bench_plan(organization_id)
     for subscription in dataset.tiers:
         sample.subscription(
             subscription,

@@ -339,7 +339,7 @@ class EventProcessor:
             sub = self._subscription(result, event, partition)
         ledger, lkey = sub.ledger, sub.key
         hashed = marker_hash(event.transaction_id)
-        at = message.offset * PACK_LIMIT + index  # meterflow.event_records.position
+        at = position(message.offset, index)
         seen = hashed in sub.fresh or self.markers.seen(lkey, hashed)
         if at <= ledger.applied(partition):
             result.counts["replayed"] += 1

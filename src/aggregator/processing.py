@@ -31,7 +31,7 @@ from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
 from aggregator.fold import Fold, PeriodCache
 from aggregator.ledger import Ledger, ledger_key
-from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
+from aggregator.markers import DedupeMarkers, MarkerBatch, expiry_day, marker_hash
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
 from meterflow.event_records import (
@@ -146,12 +146,12 @@ class SourceEvent:
 class BatchSubscription:
     """One subscription as a batch found it (the catalog does not change while a batch is
     applied): its ledger key and ledger, its terms (None while unknown), and the
-    transaction id hashes this batch counts (hash -> the marker the batch sets)."""
+    transaction id hashes this batch sets markers for (`BatchResult.marks`)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
-    fresh: dict[int, NewMarker]
+    fresh: set[int]
 
 
 class BatchResult:
@@ -165,15 +165,11 @@ class BatchResult:
         # expire, late usage is sent at once.
         self.visits: dict[str, float] = {}
         self.dead_letters: list[DeadLetter] = []
+        self.marks = MarkerBatch()  # the markers this batch sets
         self.counts: Counter[str] = Counter()
         # The folded events' outcomes (applied, late, dead_letter:<reason>), into `counts`
         # when the batch ends.
         self.outcomes: dict[str, int] = {}
-
-    @property
-    def markers(self) -> list[NewMarker]:
-        """The markers this batch sets."""
-        return [m for sub in self.subscriptions.values() for m in sub.fresh.values()]
 
 
 @dataclass(eq=False)
@@ -192,6 +188,7 @@ class EventProcessor:
 
     def apply_batch(self, messages: list[SourceMessage], now: datetime) -> BatchResult:
         result = BatchResult()
+        result.marks.checked = self.markers.generation  # unless a requeued copy says otherwise
         fold = Fold(self.domain, self.periods, self.windows, now)
         for message in messages:
             items = self._events(message, result)
@@ -229,7 +226,7 @@ class EventProcessor:
     def remember(self, result: BatchResult) -> None:
         """Write the batch's dedupe markers: only once its ledgers are durable (see
         `aggregator.markers`), before the next batch is applied."""
-        self.markers.write(result.markers)
+        self.markers.write_batch(result.marks)
 
     def _events(self, message: SourceMessage, result: BatchResult) -> list[Any]:
         """The record's events (`WireEvent`s in the common case, else as JSON decoded); a
@@ -284,7 +281,7 @@ class EventProcessor:
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
         found = result.subscriptions[ident] = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), {}
+            key, ledger, self.catalog.terms(*ident), set()
         )
         return found
 
@@ -347,19 +344,21 @@ class EventProcessor:
                 # The ledger's record survived a crash that lost this event's marker: the
                 # event was the first with its transaction id, so it set the marker.
                 day = expiry_day(fold.now + self.windows.hold + self.windows.late)
-                sub.fresh[hashed] = NewMarker(lkey, hashed, partition, at, day)
+                sub.fresh.add(hashed)
+                result.marks.add(lkey, hashed, partition, at, day)
             return
         ledger.mark_applied(partition, at)
         if message.requeue_of is not None:
             # A copy requeued from the dead-letter topic (meterflow.event_records.
             # REQUEUE_HEADER): the marker its dead-lettered original set yields to it, once.
             duplicate = not ledger.take_requeue(message.requeue_of)
+            result.marks.checked = None  # its hash may be held: the original's marker
         else:
             duplicate = seen
         if duplicate:
             result.counts["duplicate"] += 1
             return
-        marker = sub.fresh[hashed] = NewMarker(lkey, hashed, partition, at, 0)
+        sub.fresh.add(hashed)
         terms = sub.terms
         if terms is None:
             source = SourceEvent(message, index, raw, packed, received_at)
@@ -373,13 +372,19 @@ class EventProcessor:
                     "value": source.payload().decode("utf-8"),
                 }
             )
-            marker.day = expiry_day(fold.now + self.windows.hold + self.windows.late)
+            day = expiry_day(fold.now + self.windows.hold + self.windows.late)
+            result.marks.add(lkey, hashed, partition, at, day)
             result.counts["held"] += 1
             _visit(result, lkey, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
             return
         if ledger.value["held"]:
             self.release_held(ledger, terms, fold.now, result.counts)
-        outcome, marker.day = fold.event(ledger, terms, event)
+        try:
+            outcome, day = fold.event(ledger, terms, event)
+        except Exception:  # dead-lettered by the caller: its marker kept as a dead letter's
+            result.marks.add(lkey, hashed, partition, at, fold.keep_day)
+            raise
+        result.marks.add(lkey, hashed, partition, at, day)
         if outcome[0] == "d":  # dead_letter:<reason>
             source = SourceEvent(message, index, raw, packed, received_at)
             ledger.enqueue(

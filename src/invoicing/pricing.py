@@ -59,6 +59,7 @@ from billing.invoice import (
 from billing.invoice_terms import (
     CustomerCoupon,
     PricedFee,
+    TaxTerms,
     WalletTerms,
     invoice_totals,
 )
@@ -72,7 +73,7 @@ from billing.periods import (
 from billing.wallet import consume_prepaid, granted_first
 from invoicing.closed_period import ChargeUsage, LateUsage, PeriodClosed
 from invoicing.errors import PoisonMessage
-from invoicing.subscription_terms import ChargeTerms, InvoicedUsage, SubscriptionTerms
+from invoicing.subscription_terms import ChargeTerms, InvoicedUsage, PlanTerms, SubscriptionTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +101,6 @@ class PricedInvoice:
         return sum(
             granted_first(cents, w.granted_balance_cents)[0] for w, cents in self.wallet_uses
         )
-
-
-# The subscription fee of a period is a pure function of these terms, and the subscriptions
-# of a plan closing together mostly share them (calendar billing, one timezone).
-_plan_fee_cents = lru_cache(maxsize=4096)(plan_fee_cents)
 
 
 _SUM = SumAggregation.aggregation_type
@@ -194,12 +190,18 @@ def _usage_fee(
         before = Decimal(before_cents).scaleb(-minor_units(currency))
         amount_cents = max(0, amount_cents - before_cents)
         precise_amount = max(Decimal(0), precise_amount - before)
-    item = (charge.metric_code, charge.metric_name, charge.invoice_display_name)
-    return _fee(
-        FeeKind.CHARGE,
-        item,
-        period,
-        (amount_cents, precise_amount, units, usage.events_count),
+    # Built in one call (no intermediate tuples or keyword dicts): one per fee of a round.
+    return PricedFee(
+        kind=FeeKind.CHARGE,
+        item_code=charge.metric_code,
+        item_name=charge.metric_name,
+        invoice_display_name=charge.invoice_display_name,
+        amount_cents=amount_cents,
+        precise_amount=precise_amount,
+        units=units,
+        events_count=usage.events_count,
+        from_date=period.start,
+        to_date=period.end,
         charge_id=charge.charge_id,
         billable_metric_id=charge.billable_metric_id,
         usage_period_start=period.start,
@@ -254,46 +256,47 @@ def _adjustment_fee(
 def _subscription_fee(
     terms: SubscriptionTerms, period: BillingPeriod, currency: str, advance: bool
 ) -> PricedFee:
-    plan = terms.plan
-    tz = resolve_timezone(terms.timezone, terms.organization_timezone)
-    cents = _plan_fee_cents(
-        plan.amount_cents, period, terms.subscription_at, plan.interval, terms.billing_time, tz
+    calendar = (terms.subscription_at, terms.billing_time, terms.timezone)
+    return _plan_fee(
+        terms.plan, period, currency, advance, terms.taxes, calendar, terms.organization_timezone
+    )
+
+
+# The subscription fee is a pure function of these terms, and the subscriptions of a plan
+# closing together mostly share them (calendar billing, one timezone): one fee (frozen) for
+# all of them.
+@lru_cache(maxsize=4096)
+def _plan_fee(
+    plan: PlanTerms,
+    period: BillingPeriod,
+    currency: str,
+    advance: bool,
+    taxes: tuple[TaxTerms, ...],
+    calendar: tuple[datetime, str, str | None],
+    organization_timezone: str | None,
+) -> PricedFee:
+    subscription_at, billing_time, timezone = calendar
+    tz = resolve_timezone(timezone, organization_timezone)
+    cents = plan_fee_cents(
+        plan.amount_cents, period, subscription_at, plan.interval, billing_time, tz
     )
     if cents is None:
         # The aggregator closed the period on other boundaries than today's catalog gives
         # (the customer's timezone changed since): bill it as the whole period it was.
         cents = plan.amount_cents
-    precise = Decimal(cents).scaleb(-minor_units(currency))
-    item = (plan.code, plan.name, plan.invoice_display_name)
-    amounts = (cents, precise, Decimal(1), None)
-    return _fee(
-        FeeKind.SUBSCRIPTION, item, period, amounts, pay_in_advance=advance, taxes=terms.taxes
-    )
-
-
-def _fee(
-    kind: FeeKind,
-    item: tuple[str, str, str | None],
-    period: BillingPeriod,
-    amounts: tuple[int, Decimal, Decimal, int | None],
-    **more: Any,
-) -> PricedFee:
-    """A fee over `period` of the item (code, name, display name) it bills, for its amount
-    (cents, precise amount, units, events count); `more` are the kind's own fields."""
-    code, name, display_name = item
-    cents, precise, units, events = amounts
     return PricedFee(
-        kind=kind,
-        item_code=code,
-        item_name=name,
-        invoice_display_name=display_name,
+        kind=FeeKind.SUBSCRIPTION,
+        item_code=plan.code,
+        item_name=plan.name,
+        invoice_display_name=plan.invoice_display_name,
         amount_cents=cents,
-        precise_amount=precise,
-        units=units,
-        events_count=events,
+        precise_amount=Decimal(cents).scaleb(-minor_units(currency)),
+        units=Decimal(1),
+        events_count=None,
         from_date=period.start,
         to_date=period.end,
-        **more,
+        pay_in_advance=advance,
+        taxes=taxes,
     )
 
 

@@ -190,18 +190,12 @@ def _usage_fee(
         before = Decimal(before_cents).scaleb(-minor_units(currency))
         amount_cents = max(0, amount_cents - before_cents)
         precise_amount = max(Decimal(0), precise_amount - before)
-    # Built in one call (no intermediate tuples or keyword dicts): one per fee of a round.
-    return PricedFee(
-        kind=FeeKind.CHARGE,
-        item_code=charge.metric_code,
-        item_name=charge.metric_name,
-        invoice_display_name=charge.invoice_display_name,
-        amount_cents=amount_cents,
-        precise_amount=precise_amount,
-        units=units,
-        events_count=usage.events_count,
-        from_date=period.start,
-        to_date=period.end,
+    item = (charge.metric_code, charge.metric_name, charge.invoice_display_name)
+    return _fee(
+        FeeKind.CHARGE,
+        item,
+        period,
+        (amount_cents, precise_amount, units, usage.events_count),
         charge_id=charge.charge_id,
         billable_metric_id=charge.billable_metric_id,
         usage_period_start=period.start,
@@ -284,19 +278,35 @@ def _plan_fee(
         # The aggregator closed the period on other boundaries than today's catalog gives
         # (the customer's timezone changed since): bill it as the whole period it was.
         cents = plan.amount_cents
+    precise = Decimal(cents).scaleb(-minor_units(currency))
+    item = (plan.code, plan.name, plan.invoice_display_name)
+    amounts = (cents, precise, Decimal(1), None)
+    return _fee(FeeKind.SUBSCRIPTION, item, period, amounts, pay_in_advance=advance, taxes=taxes)
+
+
+def _fee(
+    kind: FeeKind,
+    item: tuple[str, str, str | None],
+    period: BillingPeriod,
+    amounts: tuple[int, Decimal, Decimal, int | None],
+    **more: Any,
+) -> PricedFee:
+    """A fee over `period` of the item (code, name, display name) it bills, for its amount
+    (cents, precise amount, units, events count); `more` are the kind's own fields."""
+    code, name, display_name = item
+    cents, precise, units, events = amounts
     return PricedFee(
-        kind=FeeKind.SUBSCRIPTION,
-        item_code=plan.code,
-        item_name=plan.name,
-        invoice_display_name=plan.invoice_display_name,
+        kind=kind,
+        item_code=code,
+        item_name=name,
+        invoice_display_name=display_name,
         amount_cents=cents,
-        precise_amount=Decimal(cents).scaleb(-minor_units(currency)),
-        units=Decimal(1),
-        events_count=None,
+        precise_amount=precise,
+        units=units,
+        events_count=events,
         from_date=period.start,
         to_date=period.end,
-        pay_in_advance=advance,
-        taxes=taxes,
+        **more,
     )
 
 

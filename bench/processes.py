@@ -69,13 +69,18 @@ async def delete_app_topics(settings: Settings, app_id: str) -> None:
         await admin.close()
 
 
+def isolated(base: Settings) -> Settings:
+    """`base` with topics under a fresh `bench-<id>.` prefix and a `bench_<id>` schema name."""
+    run_id = uuid.uuid4().hex[:8]
+    return replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+
+
 @contextlib.asynccontextmanager
 async def scratch_deployment(base: Settings) -> AsyncIterator[Settings]:
     """A deployment of its own on `base`'s Kafka and Postgres: topics under a fresh
     `bench-<id>.` prefix and a migrated `bench_<id>` schema, all removed on exit with the
     topics the aggregator's Faust app made."""
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    settings = isolated(base)
     await migrate(settings.dsn, schema=settings.db_schema)
     await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     try:
@@ -155,3 +160,33 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def meterflow_services(
+    settings: Settings, aggregator_env: dict[str, str], data_dir: Path
+) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess, dict[str, int]]]:
+    ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics")}
+    env = service_env(
+        settings,
+        METERFLOW_STATE_DIR=str(data_dir),
+        METERFLOW_INGEST_HOST="127.0.0.1",
+        METERFLOW_INGEST_PORT=str(ports["api"]),
+        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
+        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
+        METERFLOW_AGGREGATOR_APP_ID=f"{settings.topics.prefix}aggregator",
+        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+        METERFLOW_AGGREGATOR_DATA_DIR=str(data_dir / "aggregator"),
+        **aggregator_env,
+    )
+    ingest = ServiceProcess("ingest", env, data_dir / "ingest.log")
+    aggregator = ServiceProcess("aggregator", env, data_dir / "aggregator.log")
+    try:
+        await ingest.wait_http(ports["api_metrics"], "/metrics")
+        await aggregator.wait_http(ports["agg"], "/ready")
+        yield ingest, aggregator, ports
+    finally:
+        ingest.stop()
+        aggregator.stop()

@@ -59,7 +59,7 @@ import psutil
 from aggregator.settings import AggregatorSettings
 from bench import baseline, report
 from bench.probes import POLL_STEP, PROBE, probe_event, probe_loop, summary
-from bench.processes import ServiceProcess, meterflow_services, metrics, scratch_deployment
+from bench.processes import ServiceProcess, metrics, pipeline, scratch_deployment
 from bench.steady_load import BATCH, Load, LoadProcess, expected_load, load_subscriptions
 from bench.workload import (
     CHARGES,
@@ -152,6 +152,26 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what:
         await asyncio.sleep(0.2)
 
 
+async def probed_under_load(
+    batch_url: str,
+    api_key: str,
+    load: Load,
+    send: Callable[[int], Awaitable[None]],
+    count: Callable[[], Awaitable[int]],
+) -> tuple[list[float], dict[str, Any], float]:
+    """The steady load started, probes from its warm-up to its end: the probes' delays,
+    what the load had accepted, and the seconds it ran."""
+    generator = LoadProcess(batch_url, api_key, load)
+    try:
+        await asyncio.sleep(load.warmup)
+        until = generator.started + load.seconds
+        delays = await probe_loop(send, count, load.probe_interval, until)
+        background = await generator.result()
+    finally:
+        generator.stop()
+    return delays, background, time.monotonic() - generator.started
+
+
 def cpu_seconds(proc: ServiceProcess) -> float:
     times = psutil.Process(proc.proc.pid).cpu_times()
     return float(times.user + times.system)
@@ -169,10 +189,10 @@ async def freshness_meterflow(
             kept.mkdir(parents=True)
         place = contextlib.nullcontext(str(kept)) if logs else tempfile.TemporaryDirectory()
         with place as tmp:
-            async with meterflow_services(settings, aggregator_env, Path(tmp)) as services:
-                ingest, aggregator, ports = services
-                api_url = f"http://127.0.0.1:{ports['api']}"
-                agg_url = f"http://127.0.0.1:{ports['agg']}"
+            overrides = {"METERFLOW_INGEST_OUTBOX_INTERVAL": "0.5", **aggregator_env}
+            async with pipeline(settings, Path(tmp), overrides=overrides) as services:
+                ingest, aggregator = services.services["ingest"], services.services["aggregator"]
+                api_url, agg_url = services.api_url, services.aggregator_url
                 headers = {"Authorization": f"Bearer {key}"}
                 timeout = aiohttp.ClientTimeout(total=30)
                 async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
@@ -202,15 +222,9 @@ async def freshness_meterflow(
                         return found.calls if found else 0
 
                     cpu = {"ingest": cpu_seconds(ingest), "aggregator": cpu_seconds(aggregator)}
-                    generator = LoadProcess(f"{api_url}/api/v1/events/batch", key, load)
-                    try:
-                        await asyncio.sleep(load.warmup)
-                        until = generator.started + load.seconds
-                        delays = await probe_loop(send, count, load.probe_interval, until)
-                        background = await generator.result()
-                    finally:
-                        generator.stop()
-                    busy = time.monotonic() - generator.started
+                    delays, background, busy = await probed_under_load(
+                        f"{api_url}/api/v1/events/batch", key, load, send, count
+                    )
                     cpu = {
                         name: round((cpu_seconds(proc) - cpu[name]) / busy, 2)
                         for name, proc in (("ingest", ingest), ("aggregator", aggregator))
@@ -233,7 +247,7 @@ async def freshness_meterflow(
                     Usage(len(delays), 0, Decimal(0)).check(
                         "meterflow (public API)", PROBE, usage_from_meterflow(orjson.loads(body))
                     )
-                    samples = metrics(ports["agg_metrics"])
+                    samples = metrics(services.ports["agg_metrics"])
                     applied = samples.get('meterflow_aggregator_events_total{outcome="applied"}')
                     if applied != sent.calls + sent.storage_events + len(delays):
                         raise WrongTotals(f"aggregator applied {applied} events")
@@ -301,17 +315,10 @@ async def freshness_baseline(base: Settings, load: Load) -> dict[str, Any]:
 
             process = psutil.Process(server.pid)
             cpu = sum(process.cpu_times()[:2])
-            generator = LoadProcess(f"{url}/api/v1/events/batch", key, load)
-            try:
-                await asyncio.sleep(load.warmup)
-                until = generator.started + load.seconds
-                delays = await probe_loop(send, count, load.probe_interval, until)
-                background = await generator.result()
-            finally:
-                generator.stop()
-            busy = round(
-                (sum(process.cpu_times()[:2]) - cpu) / (time.monotonic() - generator.started), 2
+            delays, background, seconds = await probed_under_load(
+                f"{url}/api/v1/events/batch", key, load, send, count
             )
+            busy = round((sum(process.cpu_times()[:2]) - cpu) / seconds, 2)
         if background["error_count"]:
             raise WrongTotals(f"baseline refused background load: {background['errors']}")
         conn = await connect(base.dsn, schema=schema)

@@ -162,31 +162,69 @@ class ServiceProcess:
                 self.proc.wait(10)
 
 
+class Pipeline:
+    """meterflow's services as real processes on free ports (see `pipeline`)."""
+
+    def __init__(self, settings: Settings, data_dir: Path, names: tuple[str, ...]) -> None:
+        self.ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
+        self.settings, self.data_dir, self.names = settings, data_dir, names
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def aggregator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['agg']}"
+
+    def env(self, overrides: dict[str, str]) -> dict[str, str]:
+        ports = self.ports
+        return service_env(
+            self.settings,
+            METERFLOW_STATE_DIR=str(self.data_dir),
+            METERFLOW_INGEST_HOST="127.0.0.1",
+            METERFLOW_INGEST_PORT=str(ports["api"]),
+            METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+            METERFLOW_AGGREGATOR_URL=self.aggregator_url,
+            METERFLOW_AGGREGATOR_APP_ID=f"{self.settings.topics.prefix}aggregator",
+            METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+            METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+            METERFLOW_AGGREGATOR_DATA_DIR=str(self.data_dir / "aggregator"),
+            METERFLOW_INVOICER_GROUP=f"{self.settings.topics.prefix}invoicer",
+            METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
+            METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+            **overrides,
+        )
+
+
+# Where each service answers once it is up: (port name, path).
+_UP = {
+    "ingest": ("api_metrics", "/metrics"),
+    "aggregator": ("agg", "/ready"),
+    "invoicer": ("inv", "/metrics"),
+}
+
+
 @contextlib.asynccontextmanager
-async def meterflow_services(
-    settings: Settings, aggregator_env: dict[str, str], data_dir: Path
-) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess, dict[str, int]]]:
-    ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics")}
-    env = service_env(
-        settings,
-        METERFLOW_STATE_DIR=str(data_dir),
-        METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(ports["api"]),
-        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
-        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
-        METERFLOW_AGGREGATOR_APP_ID=f"{settings.topics.prefix}aggregator",
-        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
-        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
-        METERFLOW_AGGREGATOR_DATA_DIR=str(data_dir / "aggregator"),
-        **aggregator_env,
-    )
-    ingest = ServiceProcess("ingest", env, data_dir / "ingest.log")
-    aggregator = ServiceProcess("aggregator", env, data_dir / "aggregator.log")
+async def pipeline(
+    settings: Settings,
+    data_dir: Path,
+    names: tuple[str, ...] = ("ingest", "aggregator"),
+    overrides: dict[str, str] | None = None,
+) -> AsyncIterator[Pipeline]:
+    """The services `names` started on `settings`' topics and schema (their files and logs in
+    `data_dir`, `overrides` added to their environment), yielded once each answers; stopped
+    on exit."""
+    started = Pipeline(settings, data_dir, names)
+    env = started.env(overrides or {})
     try:
-        await ingest.wait_http(ports["api_metrics"], "/metrics")
-        await aggregator.wait_http(ports["agg"], "/ready")
-        yield ingest, aggregator, ports
+        for name in names:
+            started.services[name] = ServiceProcess(name, env, data_dir / f"{name}.log")
+        for name, service in started.services.items():
+            port, path = _UP[name]
+            await service.wait_http(started.ports[port], path)
+        yield started
     finally:
-        ingest.stop()
-        aggregator.stop()
+        for service in started.services.values():
+            service.stop()

@@ -289,7 +289,7 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, 2 runs (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 runs (~3 min)")
     parser.add_argument("--huge", action="store_true", help="also a period of 10M events")
     parser.add_argument("--runs", type=int, default=0, help="runs per measure and side")
     parser.add_argument(

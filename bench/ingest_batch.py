@@ -47,7 +47,7 @@ import psutil
 
 from bench import baseline, report
 from bench.http_load import SERIAL, TAG, run_load
-from bench.run import drop_schema, topic_usage
+from bench.suite_ingest import drop_schema, topic_usage
 from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
 from meterflow.db import connect, migrate

@@ -64,9 +64,7 @@ def run(domain: Any, catalog: CatalogView, seconds: float) -> tuple[Any, dict[st
     return ledgers.get(ledger_key("o1", "s1")), counts, slices
 
 
-def test_a_batch_in_slices_counts_what_it_counts_at_once(
-    domain: Any, catalog: CatalogView
-) -> None:
+def test_a_batch_in_slices_counts_what_it_counts_at_once(domain: Any, catalog: CatalogView) -> None:
     whole, whole_counts, one = run(domain, catalog, float("inf"))
     sliced, sliced_counts, many = run(domain, catalog, 0.0)
     assert (one, many) == (1, 5)  # no time left: one record a slice, at least one

@@ -38,7 +38,7 @@ import orjson
 
 from bench import report
 from bench.freshness import api, expect_ok
-from bench.processes import ServiceProcess, free_port, scratch_deployment, service_env
+from bench.processes import pipeline, scratch_deployment
 from bench.workload import COUNT_CODE, WrongTotals, count_event, current_period_start
 from gateway.organizations import create_organization
 from meterflow.settings import Settings
@@ -50,53 +50,20 @@ INVOICE_TIMEOUT = 60.0
 
 
 @contextlib.asynccontextmanager
-async def services(settings: Settings, data_dir: Path) -> AsyncIterator[int]:
-    """ingest, aggregator and invoicer on their default closing settings; yields the API
-    port."""
-    ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
-    env = service_env(
-        settings,
-        METERFLOW_STATE_DIR=str(data_dir),
-        METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(ports["api"]),
-        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
-        METERFLOW_AGGREGATOR_APP_ID=f"{settings.topics.prefix}aggregator",
-        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
-        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
-        METERFLOW_AGGREGATOR_DATA_DIR=str(data_dir / "aggregator"),
-        METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
-        METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
-        METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
-    )
-    started = [
-        ServiceProcess(name, env, data_dir / f"{name}.log")
-        for name in ("ingest", "aggregator", "invoicer")
-    ]
-    try:
-        await started[0].wait_http(ports["api_metrics"], "/metrics")
-        await started[1].wait_http(ports["agg"], "/ready")
-        await started[2].wait_http(ports["inv"], "/metrics")
-        yield ports["api"]
-    finally:
-        for service in started:
-            service.stop()
-
-
-@contextlib.asynccontextmanager
 async def scratch_api(
     base: Settings, organization: str
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    """The pipeline (`services`) on a scratch deployment, and a session of a new
+    """The pipeline (ingest, aggregator, invoicer) on a scratch deployment, and a session of a new
     organization's API key: yields (session, the API's base URL)."""
     async with scratch_deployment(base) as settings:
         _org, key = await create_organization(settings, organization)
         with tempfile.TemporaryDirectory() as tmp:
-            async with services(settings, Path(tmp)) as port:
+            names = ("ingest", "aggregator", "invoicer")
+            async with pipeline(settings, Path(tmp), names) as services:
                 headers = {"Authorization": f"Bearer {key}"}
                 timeout = aiohttp.ClientTimeout(total=30)
                 async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-                    yield session, f"http://127.0.0.1:{port}"
+                    yield session, services.api_url
 
 
 async def create_count_plan(

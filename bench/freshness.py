@@ -43,13 +43,11 @@ if __package__ in (None, ""):  # run as `python bench/freshness.py`: make `bench
 import argparse
 import asyncio
 import contextlib
-import os
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -60,13 +58,9 @@ import psutil
 
 from aggregator.settings import AggregatorSettings
 from bench import baseline, report
-from bench.processes import (
-    ServiceProcess,
-    free_port,
-    metrics,
-    scratch_deployment,
-    service_env,
-)
+from bench.probes import POLL_STEP, PROBE, probe_event, probe_loop, summary
+from bench.processes import ServiceProcess, metrics, pipeline, scratch_deployment
+from bench.steady_load import BATCH, Load, LoadProcess, expected_load, load_subscriptions
 from bench.workload import (
     CHARGES,
     COUNT_CODE,
@@ -76,7 +70,6 @@ from bench.workload import (
     WrongTotals,
     current_period,
     current_period_start,
-    event,
     usage_from_baseline,
     usage_from_meterflow,
 )
@@ -85,198 +78,9 @@ from meterflow.db import connect
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
 
-PROBE = "probe"
 CUSTOMER = "bench-customer"
 PLAN = "bench-plan"
-BATCH = 100
-POLL_STEP = 0.01
-VISIBLE_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 180.0
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    rate: float
-    seconds: float
-    warmup: float
-    probe_interval: float
-    subscriptions: int
-
-
-def load_subscriptions(load: Load) -> list[str]:
-    return [f"load-{i}" for i in range(load.subscriptions)]
-
-
-# -- the load generator (a process of its own) ---------------------------------------------
-
-
-async def generate_load(
-    url: str, api_key: str, rate: float, seconds: float, subscriptions: int, tag: str
-) -> dict[str, Any]:
-    """Batches of 100 at `rate` events/s for `seconds`, at most 8 in flight (a batch that
-    cannot start on time starts as soon as one returns: the achieved rate shows it).
-    Returns what was accepted, summed as the current usage must show it."""
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-    interval = BATCH / rate
-    batches = max(1, round(rate * seconds / BATCH))
-    in_flight = asyncio.Semaphore(8)
-    stamp = datetime.now(UTC).timestamp() - 60
-    calls = storage = accepted = 0
-    gigabytes = Decimal(0)
-    errors: list[str] = []
-    latencies: list[float] = []
-
-    async def post(session: aiohttp.ClientSession, made: list[dict[str, Any]]) -> None:
-        nonlocal calls, storage, accepted, gigabytes
-        try:
-            started = time.perf_counter()
-            async with session.post(url, data=orjson.dumps({"events": made})) as response:
-                answer = await response.read()
-                status = response.status
-            latencies.append(time.perf_counter() - started)
-        finally:
-            in_flight.release()
-        if status != 200:
-            errors.append(f"{status}: {answer[:200]!r}")
-            return
-        accepted += len(made)
-        for wire in made:
-            if wire["code"] == COUNT_CODE:
-                calls += 1
-            else:
-                storage += 1
-                gigabytes += Decimal(wire["properties"][SUM_FIELD])
-
-    connector = aiohttp.TCPConnector(limit=8)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        started = time.monotonic()
-        tasks = []
-        for k in range(batches):
-            delay = started + k * interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await in_flight.acquire()
-            made = [
-                event(f"load-{i % subscriptions}", i, stamp, tag=tag)
-                for i in range(k * BATCH, (k + 1) * BATCH)
-            ]
-            tasks.append(asyncio.create_task(post(session, made)))
-        await asyncio.gather(*tasks)
-        elapsed = time.monotonic() - started
-    return {
-        "target_rate": rate,
-        "seconds": round(elapsed, 2),
-        "sent": batches * BATCH,
-        "accepted": accepted,
-        "achieved_rate": round(accepted / elapsed, 1),
-        "errors": errors[:5],
-        "error_count": len(errors),
-        "latency_p50_ms": round(report.p50(latencies) * 1000, 2),
-        "latency_p99_ms": round(report.p99(latencies) * 1000, 2),
-        "usage": {"calls": calls, "storage_events": storage, "gigabytes": str(gigabytes)},
-    }
-
-
-class LoadProcess:
-    """`python -m bench.freshness --load URL` (its API key in the environment)."""
-
-    def __init__(self, url: str, api_key: str, load: Load) -> None:
-        env = dict(os.environ, BENCH_API_KEY=api_key)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.freshness",
-                "--load",
-                url,
-                "--rate",
-                str(load.rate),
-                "--seconds",
-                str(load.seconds),
-                "--subscriptions",
-                str(load.subscriptions),
-            ],
-            env=env,
-            cwd=report.REPO,
-            stdout=subprocess.PIPE,
-        )
-        self.started = time.monotonic()
-
-    async def result(self) -> dict[str, Any]:
-        out, _ = await asyncio.to_thread(self.proc.communicate)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"load generator exited with {self.proc.returncode}")
-        found: dict[str, Any] = orjson.loads(out)
-        return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def expected_load(found: dict[str, Any]) -> Usage:
-    usage = found["usage"]
-    return Usage(usage["calls"], usage["storage_events"], Decimal(usage["gigabytes"]))
-
-
-# -- the probe loop -----------------------------------------------------------------------
-
-
-async def probe_loop(
-    send: Callable[[int], Awaitable[None]],
-    count: Callable[[], Awaitable[int]],
-    interval: float,
-    until: float,
-) -> list[float]:
-    """A sender posts probe n every `interval` (after probe n - 1's 200, so they stay in
-    order) and notes when its 200 arrived; a reader polls the probe count every POLL_STEP
-    and gives each newly counted probe its delay. A probe counted before its 200 was read
-    gets 0."""
-    answered: list[float] = []  # perf_counter() of each probe's 200
-    delays: dict[int, float] = {}
-    counted = 0  # highest count read so far
-
-    async def sender() -> None:
-        n = 0
-        while time.monotonic() < until:
-            tick = time.monotonic()
-            await send(n)
-            answered.append(time.perf_counter())
-            if n < counted:
-                delays[n] = 0.0
-            n += 1
-            await asyncio.sleep(max(0.0, tick + interval - time.monotonic()))
-
-    task = asyncio.create_task(sender())
-    try:
-        while not task.done() or len(delays) < len(answered):
-            if task.done() and task.exception() is not None:
-                await task
-            found = await count()
-            now = time.perf_counter()
-            if found > len(answered) + (0 if task.done() else 1) or found < counted:
-                raise WrongTotals(f"probe count {found} after {len(answered)} probes answered")
-            counted = found
-            for n in range(len(delays), min(found, len(answered))):
-                delays[n] = now - answered[n]
-            waiting = len(delays)
-            if waiting < len(answered) and now - answered[waiting] > VISIBLE_TIMEOUT:
-                raise WrongTotals(f"probe {waiting} not visible {VISIBLE_TIMEOUT}s after its 200")
-            await asyncio.sleep(POLL_STEP)
-        await task
-    finally:
-        task.cancel()
-    return [delays[n] for n in range(len(answered))]
-
-
-def probe_event(n: int) -> dict[str, Any]:
-    return {
-        "transaction_id": f"probe-{n}",
-        "external_subscription_id": PROBE,
-        "code": COUNT_CODE,
-        "timestamp": round(time.time(), 3),
-    }
 
 
 async def expect_ok(response: aiohttp.ClientResponse, what: str) -> bytes:
@@ -284,18 +88,6 @@ async def expect_ok(response: aiohttp.ClientResponse, what: str) -> bytes:
     if response.status != 200:
         raise WrongTotals(f"{what} answered {response.status}: {body[:300]!r}")
     return body
-
-
-def summary(side: str, delays: list[float], load: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "side": side,
-        "probes": len(delays),
-        "p50_ms": round(report.p50(delays) * 1000, 2),
-        "p99_ms": round(report.p99(delays) * 1000, 2),
-        "max_ms": round(max(delays) * 1000, 2) if delays else None,
-        "background": {k: v for k, v in load.items() if k != "usage"},
-        "delays_ms": [round(d * 1000, 1) for d in delays],
-    }
 
 
 # -- meterflow ----------------------------------------------------------------------------
@@ -360,34 +152,24 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what:
         await asyncio.sleep(0.2)
 
 
-@contextlib.asynccontextmanager
-async def meterflow_services(
-    settings: Settings, aggregator_env: dict[str, str], data_dir: Path
-) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess, dict[str, int]]]:
-    ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics")}
-    env = service_env(
-        settings,
-        METERFLOW_STATE_DIR=str(data_dir),
-        METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(ports["api"]),
-        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
-        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
-        METERFLOW_AGGREGATOR_APP_ID=f"{settings.topics.prefix}aggregator",
-        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
-        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
-        METERFLOW_AGGREGATOR_DATA_DIR=str(data_dir / "aggregator"),
-        **aggregator_env,
-    )
-    ingest = ServiceProcess("ingest", env, data_dir / "ingest.log")
-    aggregator = ServiceProcess("aggregator", env, data_dir / "aggregator.log")
+async def probed_under_load(
+    batch_url: str,
+    api_key: str,
+    load: Load,
+    send: Callable[[int], Awaitable[None]],
+    count: Callable[[], Awaitable[int]],
+) -> tuple[list[float], dict[str, Any], float]:
+    """The steady load started, probes from its warm-up to its end: the probes' delays,
+    what the load had accepted, and the seconds it ran."""
+    generator = LoadProcess(batch_url, api_key, load)
     try:
-        await ingest.wait_http(ports["api_metrics"], "/metrics")
-        await aggregator.wait_http(ports["agg"], "/ready")
-        yield ingest, aggregator, ports
+        await asyncio.sleep(load.warmup)
+        until = generator.started + load.seconds
+        delays = await probe_loop(send, count, load.probe_interval, until)
+        background = await generator.result()
     finally:
-        ingest.stop()
-        aggregator.stop()
+        generator.stop()
+    return delays, background, time.monotonic() - generator.started
 
 
 def cpu_seconds(proc: ServiceProcess) -> float:
@@ -407,10 +189,10 @@ async def freshness_meterflow(
             kept.mkdir(parents=True)
         place = contextlib.nullcontext(str(kept)) if logs else tempfile.TemporaryDirectory()
         with place as tmp:
-            async with meterflow_services(settings, aggregator_env, Path(tmp)) as services:
-                ingest, aggregator, ports = services
-                api_url = f"http://127.0.0.1:{ports['api']}"
-                agg_url = f"http://127.0.0.1:{ports['agg']}"
+            overrides = {"METERFLOW_INGEST_OUTBOX_INTERVAL": "0.5", **aggregator_env}
+            async with pipeline(settings, Path(tmp), overrides=overrides) as services:
+                ingest, aggregator = services.services["ingest"], services.services["aggregator"]
+                api_url, agg_url = services.api_url, services.aggregator_url
                 headers = {"Authorization": f"Bearer {key}"}
                 timeout = aiohttp.ClientTimeout(total=30)
                 async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
@@ -440,15 +222,9 @@ async def freshness_meterflow(
                         return found.calls if found else 0
 
                     cpu = {"ingest": cpu_seconds(ingest), "aggregator": cpu_seconds(aggregator)}
-                    generator = LoadProcess(f"{api_url}/api/v1/events/batch", key, load)
-                    try:
-                        await asyncio.sleep(load.warmup)
-                        until = generator.started + load.seconds
-                        delays = await probe_loop(send, count, load.probe_interval, until)
-                        background = await generator.result()
-                    finally:
-                        generator.stop()
-                    busy = time.monotonic() - generator.started
+                    delays, background, busy = await probed_under_load(
+                        f"{api_url}/api/v1/events/batch", key, load, send, count
+                    )
                     cpu = {
                         name: round((cpu_seconds(proc) - cpu[name]) / busy, 2)
                         for name, proc in (("ingest", ingest), ("aggregator", aggregator))
@@ -471,7 +247,7 @@ async def freshness_meterflow(
                     Usage(len(delays), 0, Decimal(0)).check(
                         "meterflow (public API)", PROBE, usage_from_meterflow(orjson.loads(body))
                     )
-                    samples = metrics(ports["agg_metrics"])
+                    samples = metrics(services.ports["agg_metrics"])
                     applied = samples.get('meterflow_aggregator_events_total{outcome="applied"}')
                     if applied != sent.calls + sent.storage_events + len(delays):
                         raise WrongTotals(f"aggregator applied {applied} events")
@@ -539,17 +315,10 @@ async def freshness_baseline(base: Settings, load: Load) -> dict[str, Any]:
 
             process = psutil.Process(server.pid)
             cpu = sum(process.cpu_times()[:2])
-            generator = LoadProcess(f"{url}/api/v1/events/batch", key, load)
-            try:
-                await asyncio.sleep(load.warmup)
-                until = generator.started + load.seconds
-                delays = await probe_loop(send, count, load.probe_interval, until)
-                background = await generator.result()
-            finally:
-                generator.stop()
-            busy = round(
-                (sum(process.cpu_times()[:2]) - cpu) / (time.monotonic() - generator.started), 2
+            delays, background, seconds = await probed_under_load(
+                f"{url}/api/v1/events/batch", key, load, send, count
             )
+            busy = round((sum(process.cpu_times()[:2]) - cpu) / seconds, 2)
         if background["error_count"]:
             raise WrongTotals(f"baseline refused background load: {background['errors']}")
         conn = await connect(base.dsn, schema=schema)
@@ -687,22 +456,8 @@ def main() -> None:
         "--logs", type=Path, default=None, help="keep meterflow's service logs in this directory"
     )
     parser.add_argument("--side", choices=("meterflow", "baseline", "both"), default="both")
-    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", metavar="SCHEMA", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.load:  # the load generator's own process
-        found = asyncio.run(
-            generate_load(
-                args.load,
-                os.environ["BENCH_API_KEY"],
-                args.rate,
-                args.seconds,
-                args.subscriptions,
-                tag=f"{uuid.uuid4().hex[:6]}-",
-            )
-        )
-        sys.stdout.buffer.write(orjson.dumps(found))
-        return
     if args.serve_baseline:
         asyncio.run(serve_baseline(args.serve_baseline))
         return

@@ -5,11 +5,13 @@ side in one run: each side's servers in processes of their own on the real Kafka
 percentiles, each side's server CPU and the clients' own CPU.
 
     .venv/bin/python -m bench.ingest_batch [--seconds 8] [--runs 3] [--concurrency 8]
-        [--batch 100] [--workers 1] [--client-processes 1] [--server-src DIR] [--profile]
+        [--batch 100] [--workers N] [--client-processes 1] [--server-src DIR] [--profile]
 
 meterflow is `meterflow ingest` answering once Kafka acknowledged every event (`acks=all`,
 idempotent producer); the baseline is `bench.baseline` answering once its INSERT committed.
-`--workers N` gives each side N server processes sharing its port (SO_REUSEPORT).
+Each side runs as many server processes sharing its port (SO_REUSEPORT) as `meterflow ingest`
+starts by default (METERFLOW_INGEST_WORKERS, `auto`: one per core, at most 4), or
+`--workers N` each.
 The runs alternate which side goes first, the table shows medians and the ratio
 meterflow/baseline, and the JSON (bench/results/) keeps every run. Every request carries
 fresh transaction ids; afterwards the events on meterflow's topic and the baseline's rows are
@@ -47,7 +49,7 @@ import psutil
 
 from bench import baseline, report
 from bench.http_load import SERIAL, TAG, run_load
-from bench.run import drop_schema, topic_usage
+from bench.suite_ingest import drop_schema, topic_usage
 from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
 from meterflow.db import connect, migrate
@@ -55,6 +57,7 @@ from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.stack.processes import terminate
 from meterflow.topics import delete_topics, ensure_topics
+from web.settings import IngestSettings
 
 SERVER_START_TIMEOUT = 60.0
 WARMUP_SECONDS = 2.0
@@ -111,21 +114,29 @@ def _processes(commands: list[list[str]], env: dict[str, str], port: int) -> Ite
         log.close()
 
 
-@contextmanager
-def _server(settings: Settings, workers: int, src: Path | None) -> Iterator[tuple[str, int]]:
-    """`meterflow ingest` in a child process on free ports: yields (base URL, pid)."""
-    port = _free_port()
+def _server_env(settings: Settings, workers: int | None) -> dict[str, str]:
+    """`meterflow ingest`'s environment on free ports; its workers as `meterflow up` starts
+    them (the variable as set, else `auto`) unless `workers` is given."""
     env = dict(os.environ)
     env.update(
         METERFLOW_TOPIC_PREFIX=settings.topics.prefix,
         METERFLOW_DB_SCHEMA=settings.db_schema,
         METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(port),
+        METERFLOW_INGEST_PORT=str(_free_port()),
         METERFLOW_INGEST_METRICS_PORT=str(_free_port()),
-        METERFLOW_INGEST_WORKERS=str(workers),
         KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
         DATABASE_URL=settings.dsn,
     )
+    if workers is not None:
+        env["METERFLOW_INGEST_WORKERS"] = str(workers)
+    return env
+
+
+@contextmanager
+def _server(env: dict[str, str], src: Path | None) -> Iterator[tuple[str, int]]:
+    """`meterflow ingest` in a child process with `env`: yields (base URL, pid)."""
+    env = dict(env)
+    port = int(env["METERFLOW_INGEST_PORT"])
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "meterflow.cli", "ingest"]
@@ -330,6 +341,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
     schema = f"bench_baseline_{run_id}"
     template = body_template(args.batch)
+    server_env = _server_env(settings, args.workers)
+    workers = IngestSettings.from_env(server_env).workers  # the baseline's as many
     machine = asyncio.run(report.machine_facts(base))
     runs: list[dict[str, Any]] = []
     accepted = dict.fromkeys(SIDES, 0)
@@ -338,8 +351,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         key = asyncio.run(_setup(settings))
         organization_id, baseline_key = asyncio.run(_baseline_setup(base.dsn, schema))
         with (
-            _server(settings, args.workers, args.server_src) as (mf_url, mf_pid),
-            _baseline_server(base.dsn, schema, args.workers) as (bl_url, bl_pids),
+            _server(server_env, args.server_src) as (mf_url, mf_pid),
+            _baseline_server(base.dsn, schema, workers) as (bl_url, bl_pids),
         ):
             servers = {
                 "meterflow": (mf_url, key, [mf_pid]),
@@ -371,7 +384,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         asyncio.run(_teardown(settings))
         asyncio.run(baseline.drop_schema(base.dsn, schema))
-    return {"machine": machine, "runs": runs, "profile": profile, **_summary(runs)}
+    return {
+        "machine": machine,
+        "workers": workers,
+        "runs": runs,
+        "profile": profile,
+        **_summary(runs),
+    }
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -412,7 +431,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per side")
     parser.add_argument("--concurrency", type=int, default=8, help="clients (connections)")
     parser.add_argument("--batch", type=int, default=100, help="events per request")
-    parser.add_argument("--workers", type=int, default=1, help="server processes per side")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server processes per side (default: auto)"
+    )
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--server-src", type=Path, default=None, help="meterflow's PYTHONPATH")
     parser.add_argument("--profile", action="store_true", help="py-spy the first meterflow run")
@@ -438,7 +459,7 @@ def main() -> None:
     ]
     print(
         f"\n{args.runs} runs x {args.seconds:g} s per side, batches of {args.batch} from "
-        f"{args.concurrency} clients in {args.client_processes} process(es), {args.workers} "
+        f"{args.concurrency} clients in {args.client_processes} process(es), {result['workers']} "
         f"server process(es) per side; load average {started_load} at the start, "
         f"{report.load_average()} at the end\n"
     )

@@ -69,13 +69,18 @@ async def delete_app_topics(settings: Settings, app_id: str) -> None:
         await admin.close()
 
 
+def isolated(base: Settings) -> Settings:
+    """`base` with topics under a fresh `bench-<id>.` prefix and a `bench_<id>` schema name."""
+    run_id = uuid.uuid4().hex[:8]
+    return replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+
+
 @contextlib.asynccontextmanager
 async def scratch_deployment(base: Settings) -> AsyncIterator[Settings]:
     """A deployment of its own on `base`'s Kafka and Postgres: topics under a fresh
     `bench-<id>.` prefix and a migrated `bench_<id>` schema, all removed on exit with the
     topics the aggregator's Faust app made."""
-    run_id = uuid.uuid4().hex[:8]
-    settings = replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
+    settings = isolated(base)
     await migrate(settings.dsn, schema=settings.db_schema)
     await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     try:
@@ -155,3 +160,71 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class Pipeline:
+    """meterflow's services as real processes on free ports (see `pipeline`)."""
+
+    def __init__(self, settings: Settings, data_dir: Path, names: tuple[str, ...]) -> None:
+        self.ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
+        self.settings, self.data_dir, self.names = settings, data_dir, names
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def aggregator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['agg']}"
+
+    def env(self, overrides: dict[str, str]) -> dict[str, str]:
+        ports = self.ports
+        return service_env(
+            self.settings,
+            METERFLOW_STATE_DIR=str(self.data_dir),
+            METERFLOW_INGEST_HOST="127.0.0.1",
+            METERFLOW_INGEST_PORT=str(ports["api"]),
+            METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+            METERFLOW_AGGREGATOR_URL=self.aggregator_url,
+            METERFLOW_AGGREGATOR_APP_ID=f"{self.settings.topics.prefix}aggregator",
+            METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+            METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+            METERFLOW_AGGREGATOR_DATA_DIR=str(self.data_dir / "aggregator"),
+            METERFLOW_INVOICER_GROUP=f"{self.settings.topics.prefix}invoicer",
+            METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
+            METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+            **overrides,
+        )
+
+
+# Where each service answers once it is up: (port name, path).
+_UP = {
+    "ingest": ("api_metrics", "/metrics"),
+    "aggregator": ("agg", "/ready"),
+    "invoicer": ("inv", "/metrics"),
+}
+
+
+@contextlib.asynccontextmanager
+async def pipeline(
+    settings: Settings,
+    data_dir: Path,
+    names: tuple[str, ...] = ("ingest", "aggregator"),
+    overrides: dict[str, str] | None = None,
+) -> AsyncIterator[Pipeline]:
+    """The services `names` started on `settings`' topics and schema (their files and logs in
+    `data_dir`, `overrides` added to their environment), yielded once each answers; stopped
+    on exit."""
+    started = Pipeline(settings, data_dir, names)
+    env = started.env(overrides or {})
+    try:
+        for name in names:
+            started.services[name] = ServiceProcess(name, env, data_dir / f"{name}.log")
+        for name, service in started.services.items():
+            port, path = _UP[name]
+            await service.wait_http(started.ports[port], path)
+        yield started
+    finally:
+        for service in started.services.values():
+            service.stop()

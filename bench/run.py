@@ -25,53 +25,23 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` impo
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
-import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-import aiohttp
-import asyncpg
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-from bench import baseline, freshness, memory, report
-from bench.workload import (
-    CHARGES,
-    COUNT_CODE,
-    SUBSCRIPTION_AT,
-    SUM_CODE,
-    SUM_FIELD,
-    Dataset,
-    LoadResult,
-    Usage,
-    WrongTotals,
-    batch_bodies,
-    current_period,
-    post_batches,
-    produce_events,
-    stored_events,
-    usage_from_baseline,
-    usage_from_meterflow,
-)
-from gateway.organizations import create_organization
-from gateway.service import IngestServer
-from meterflow.db import connect, migrate
-from meterflow.event_records import decode_record
-from meterflow.settings import Settings, Topics
+from bench import baseline, freshness, memory, report, steady_load
+from bench.processes import isolated
+from bench.suite_ingest import IngestLoad, ingest_baseline, ingest_meterflow, latency_ms
+from bench.suite_usage import aggregate_baseline, aggregate_meterflow, load_baseline, prefill
+from bench.workload import Dataset, WrongTotals, batch_bodies
+from meterflow.db import connect
+from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
-from web.settings import IngestSettings
-
-log = logging.getLogger("bench")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,361 +123,6 @@ class Measure:
         return [self.name, self.unit, mf, bl, shown, max(len(self.meterflow), len(self.baseline))]
 
 
-def isolated(base: Settings) -> Settings:
-    """The stack's settings with topics and a meterflow schema nobody else uses."""
-    run_id = uuid.uuid4().hex[:8]
-    return replace(base, topics=Topics(prefix=f"bench-{run_id}."), db_schema=f"bench_{run_id}")
-
-
-async def drop_schema(settings: Settings, schema: str) -> None:
-    conn = await connect(settings.dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-async def topic_usage(settings: Settings, topic: str) -> Usage:
-    """Every record of a topic read back from its beginning, counted by code, with the
-    summed gigabytes (what meterflow holds after ingest, before any aggregation)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    calls = storage = 0
-    gigabytes = Decimal(0)
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp, end in ends.items() if end > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
-            for tp, messages in batches.items():
-                for message in messages:
-                    for wire in decode_record(message.value):  # one event, or a pack of them
-                        if wire["code"] == SUM_CODE:
-                            storage += 1
-                            gigabytes += Decimal(str(wire["properties"][SUM_FIELD]))
-                        elif wire["code"] == COUNT_CODE:
-                            calls += 1
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return Usage(calls, storage, gigabytes)
-
-
-def sent_usage(bodies: list[bytes], warmup: list[bytes], sizes: Sizes) -> Usage:
-    """What the ingest measure sends: both body lists number their events from 0."""
-    parts = [
-        Usage.expected(len(bodies) * sizes.batch),
-        Usage.expected(len(warmup) * sizes.batch),
-    ]
-    return Usage(
-        sum(u.calls for u in parts),
-        sum(u.storage_events for u in parts),
-        sum((u.gigabytes for u in parts), Decimal(0)),
-    )
-
-
-def latency_ms(result: LoadResult) -> tuple[float, float]:
-    return report.p50(result.latencies) * 1000, report.p99(result.latencies) * 1000
-
-
-def check_load(side: str, result: LoadResult, batches: int) -> None:
-    if result.errors or result.accepted_batches != batches:
-        raise WrongTotals(
-            f"{side}: {result.accepted_batches} of {batches} batches accepted; "
-            f"first errors: {result.errors[:3]}"
-        )
-
-
-# -- (1) ingest: HTTP batch endpoint to durable storage -----------------------------------
-
-
-async def ingest_meterflow(
-    base: Settings, bodies: list[bytes], warmup: list[bytes], sizes: Sizes
-) -> LoadResult:
-    """Batches through meterflow's own ingest app to Kafka (acks=all, idempotent producer)."""
-    settings = isolated(base)
-    await migrate(settings.dsn, schema=settings.db_schema)
-    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
-    try:
-        if sizes.stored_events:
-            await produce_events(settings, str(uuid.uuid4()), stored_events(sizes.stored_events))
-        _, key = await create_organization(settings, "bench")
-        config = IngestSettings(host="127.0.0.1", port=0, metrics_port=0)
-        async with IngestServer(settings, config) as server:
-            url = server.url + "/api/v1/events/batch"
-            check_load("meterflow warm-up", await post_batches(url, key, warmup, 2), len(warmup))
-            result = await post_batches(url, key, bodies, sizes.concurrency)
-        check_load("meterflow ingest", result, len(bodies))
-        stored = await topic_usage(settings, settings.topics.events)
-        sent_usage(bodies, warmup, sizes).check("meterflow ingest", "all", stored)
-        return result
-    finally:
-        await delete_topics(settings.bootstrap_servers, settings.topics)
-        await drop_schema(settings, settings.db_schema)
-
-
-async def ingest_baseline(
-    base: Settings, bodies: list[bytes], warmup: list[bytes], sizes: Sizes
-) -> LoadResult:
-    """The same bodies to the baseline endpoint: one INSERT per batch, answered after commit."""
-    schema = f"bench_baseline_{uuid.uuid4().hex[:8]}"
-    await baseline.create_schema(base.dsn, schema)
-    try:
-        organization_id, key = str(uuid.uuid4()), uuid.uuid4().hex
-        conn = await connect(base.dsn, schema=schema)
-        try:
-            if sizes.stored_events:
-                await copy_rows(conn, str(uuid.uuid4()), stored_events(sizes.stored_events))
-            await baseline.add_api_key(conn, key, organization_id)
-            server = baseline.BaselineServer(
-                base.dsn, schema, CHARGES, current_period(datetime.now(UTC))
-            )
-            async with server:
-                url = server.url + "/api/v1/events/batch"
-                check_load("baseline warm-up", await post_batches(url, key, warmup, 2), len(warmup))
-                result = await post_batches(url, key, bodies, sizes.concurrency)
-            check_load("baseline ingest", result, len(bodies))
-            total, stored_sum, gigabytes = await baseline.stored_totals(
-                conn, organization_id, SUM_CODE, SUM_FIELD
-            )
-        finally:
-            await conn.close()
-        stored = Usage(total - stored_sum, stored_sum, gigabytes)
-        sent_usage(bodies, warmup, sizes).check("baseline ingest", "all", stored)
-        return result
-    finally:
-        await baseline.drop_schema(base.dsn, schema)
-
-
-# -- (2) and (3): aggregation, then current usage as a period's events grow ---------------
-
-
-async def timed_gets(
-    session: aiohttp.ClientSession, url: str, requests: int
-) -> tuple[list[float], dict[str, Any]]:
-    """`requests` sequential GETs (one warm-up first); their latencies and the last answer."""
-    latencies: list[float] = []
-    body: dict[str, Any] = {}
-    for i in range(requests + 1):
-        started = time.perf_counter()
-        async with session.get(url) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise WrongTotals(f"GET {url} answered {response.status}: {raw[:300]!r}")
-        if i:
-            latencies.append(time.perf_counter() - started)
-        body = orjson.loads(raw)
-    return latencies, body
-
-
-async def prefill(settings: Settings, organization_id: str, dataset: Dataset) -> None:
-    """The catalog and the dataset's events on the events topic (not timed)."""
-    sample = memory.bench_plan(organization_id)
-    for subscription in dataset.tiers:
-        sample.subscription(
-            subscription,
-            customer="bench-customer",
-            plan_code="bench-plan",
-            subscription_at=SUBSCRIPTION_AT.isoformat(),
-        )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for record in sample.records:
-            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
-    await produce_events(settings, organization_id, dataset.events())
-
-
-class AggregatorWorker:
-    """One `meterflow aggregator` process on free ports with an app id of its own."""
-
-    def __init__(self, settings: Settings, app_id: str, data_dir: Path) -> None:
-        from bench.processes import free_port
-
-        self.settings = settings
-        self.app_id = app_id
-        self.port, self.metrics_port = free_port(), free_port()
-        self.log_path = data_dir / "worker.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("METERFLOW_")}
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-                "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
-                "METERFLOW_PARTITIONS": str(settings.partitions),
-                "METERFLOW_AGGREGATOR_APP_ID": app_id,
-                "METERFLOW_AGGREGATOR_PORT": str(self.port),
-                "METERFLOW_AGGREGATOR_METRICS_PORT": str(self.metrics_port),
-                "METERFLOW_AGGREGATOR_DATA_DIR": str(data_dir),
-                "METERFLOW_LOG_LEVEL": "WARNING",
-            }
-        )
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "meterflow.cli", "aggregator"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def failed(self, what: str) -> RuntimeError:
-        tail = self.log_path.read_text(errors="replace")[-3000:]
-        return RuntimeError(f"aggregator worker {what}:\n{tail}")
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise self.failed(f"exited with {self.proc.returncode}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(self.url + "/ready") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-        raise self.failed(f"not ready after {timeout}s")
-
-    async def accounted(self, session: aiohttp.ClientSession) -> float:
-        """Events applied or dropped as duplicates so far (its Prometheus counters)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            async with session.get(url) as response:
-                text = await response.text()
-        except (aiohttp.ClientError, OSError):
-            return 0.0
-        total = 0.0
-        for line in text.splitlines():
-            sample, _, value = line.rpartition(" ")
-            if sample.startswith("meterflow_aggregator_events_total{") and (
-                '"applied"' in sample or '"duplicate"' in sample
-            ):
-                total += float(value)
-        return total
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-@dataclass(slots=True)
-class UsageRun:
-    """One run of one side: aggregation throughput, and current-usage latencies per tier."""
-
-    events_per_second: float
-    latencies: dict[str, list[float]]
-
-
-async def aggregate_meterflow(
-    settings: Settings, organization_id: str, dataset: Dataset, run: int, sizes: Sizes
-) -> UsageRun:
-    """A fresh worker reads the pre-filled topic; the clock runs from the worker being ready
-    until every event is accounted for (as in bench/aggregator_throughput.py)."""
-    from bench.processes import delete_app_topics
-
-    app_id = f"{settings.topics.prefix}aggregator-{run}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        worker = AggregatorWorker(settings, app_id, Path(data_dir))
-        try:
-            timeout = aiohttp.ClientTimeout(total=30)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                await worker.wait_ready(session)
-                started = time.perf_counter()
-                while await worker.accounted(session) < dataset.total:
-                    if worker.proc.poll() is not None:
-                        raise worker.failed("exited while aggregating")
-                    await asyncio.sleep(0.05)
-                elapsed = time.perf_counter() - started
-                latencies = {}
-                for subscription, expected in dataset.expected().items():
-                    url = (
-                        f"{worker.url}/current-usage/{subscription}"
-                        f"?organization_id={organization_id}"
-                    )
-                    found, body = await timed_gets(session, url, sizes.latency_requests)
-                    expected.check("meterflow", subscription, usage_from_meterflow(body))
-                    latencies[subscription] = found
-        finally:
-            worker.stop()
-            await delete_app_topics(settings, app_id)
-    return UsageRun(dataset.total / elapsed, latencies)
-
-
-async def load_baseline(
-    base: Settings, schema: str, organization_id: str, dataset: Dataset
-) -> None:
-    """The same events as rows (COPY, not timed), then ANALYZE as a database would have."""
-    await baseline.create_schema(base.dsn, schema)
-    conn = await connect(base.dsn, schema=schema)
-    try:
-        await copy_rows(conn, organization_id, dataset.events())
-    finally:
-        await conn.close()
-
-
-async def copy_rows(
-    conn: asyncpg.Connection, organization_id: str, events: Iterable[dict[str, Any]]
-) -> None:
-    """Events into the baseline's table with COPY, then ANALYZE (not timed)."""
-    chunk: list[dict[str, Any]] = []
-    for wire in events:
-        chunk.append(wire)
-        if len(chunk) >= 50_000:
-            await baseline.copy_events(conn, organization_id, chunk)
-            chunk = []
-    if chunk:
-        await baseline.copy_events(conn, organization_id, chunk)
-    await conn.execute("ANALYZE events")
-
-
-async def aggregate_baseline(
-    base: Settings, schema: str, organization_id: str, key: str, dataset: Dataset, sizes: Sizes
-) -> UsageRun:
-    """Read-time SQL: every subscription's usage of the period in one grouped query (what a
-    billing run reads), then per-subscription current usage through the HTTP endpoint."""
-    period = current_period(datetime.now(UTC))
-    conn = await connect(base.dsn, schema=schema)
-    try:
-        started = time.perf_counter()
-        totals = await baseline.usage_of_all(conn, organization_id, *period, SUM_FIELD)
-        elapsed = time.perf_counter() - started
-    finally:
-        await conn.close()
-    for subscription, expected in dataset.expected().items():
-        calls = totals.get((subscription, COUNT_CODE), (0, Decimal(0)))
-        storage = totals.get((subscription, SUM_CODE), (0, Decimal(0)))
-        expected.check(
-            "baseline (all subscriptions)",
-            subscription,
-            Usage(calls[0], storage[0], storage[1]),
-        )
-    latencies = {}
-    async with baseline.BaselineServer(base.dsn, schema, CHARGES, period) as server:
-        headers = {"Authorization": f"Bearer {key}"}
-        async with aiohttp.ClientSession(headers=headers) as session:
-            for subscription, expected in dataset.expected().items():
-                url = f"{server.url}/current-usage/{subscription}"
-                found, body = await timed_gets(session, url, sizes.latency_requests)
-                expected.check("baseline", subscription, usage_from_baseline(body))
-                latencies[subscription] = found
-    return UsageRun(dataset.total / elapsed, latencies)
-
-
 # -- the suite ----------------------------------------------------------------------------
 
 
@@ -539,13 +154,18 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
 
     # (1) ingest
     progress(f"ingest: {sizes.ingest_events:,} events, {sizes.runs} runs per side")
-    bodies = batch_bodies("bench", sizes.ingest_events, sizes.batch)
-    warmup = batch_bodies("warmup", 10 * sizes.batch, sizes.batch)
+    sent = IngestLoad(
+        bodies=batch_bodies("bench", sizes.ingest_events, sizes.batch),
+        warmup=batch_bodies("warmup", 10 * sizes.batch, sizes.batch),
+        batch=sizes.batch,
+        concurrency=sizes.concurrency,
+        stored_events=sizes.stored_events,
+    )
     mf_ingest, bl_ingest = await alternate(
         "ingest",
         sizes.runs,
-        lambda _: ingest_meterflow(base, bodies, warmup, sizes),
-        lambda _: ingest_baseline(base, bodies, warmup, sizes),
+        lambda _: ingest_meterflow(base, sent),
+        lambda _: ingest_baseline(base, sent),
     )
     throughput = measures["ingest"]
     throughput.meterflow = [sizes.ingest_events / r.seconds for r in mf_ingest]
@@ -581,8 +201,12 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
         mf_usage, bl_usage = await alternate(
             "aggregation and current usage",
             sizes.runs,
-            lambda run: aggregate_meterflow(settings, organization_id, dataset, run, sizes),
-            lambda _: aggregate_baseline(base, schema, organization_id, key, dataset, sizes),
+            lambda run: aggregate_meterflow(
+                settings, organization_id, dataset, run, sizes.latency_requests
+            ),
+            lambda _: aggregate_baseline(
+                base, schema, organization_id, key, dataset, sizes.latency_requests
+            ),
         )
     finally:
         await delete_topics(settings.bootstrap_servers, settings.topics)
@@ -623,7 +247,7 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
         progress(f"invoicing done: {invoicing.row()}")
 
     # (5) freshness under a steady load, and (6) aggregator memory per key (meterflow only)
-    load = freshness.Load(
+    load = steady_load.Load(
         rate=sizes.freshness_rate,
         seconds=sizes.freshness_seconds,
         warmup=3.0,
@@ -665,7 +289,7 @@ async def suite(base: Settings, sizes: Sizes, measures: dict[str, Measure]) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, 2 runs (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 runs (~3 min)")
     parser.add_argument("--huge", action="store_true", help="also a period of 10M events")
     parser.add_argument("--runs", type=int, default=0, help="runs per measure and side")
     parser.add_argument(

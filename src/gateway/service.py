@@ -1,9 +1,8 @@
 """`meterflow ingest`: run the API and its metrics until SIGTERM or SIGINT, then stop
 accepting connections, finish the requests in flight, flush the producer and close the pool.
 
-With METERFLOW_INGEST_WORKERS > 1 the command supervises that many worker processes, each a
-whole ingest app (its own producer, pool and outbox loop) listening on the same port with
-SO_REUSEPORT; a signal is passed on to every worker, and if one dies the others are stopped.
+With METERFLOW_INGEST_WORKERS > 1 (`auto`, the default, is one per core) the command runs
+that many such processes sharing the API port (`gateway.workers`).
 """
 
 from __future__ import annotations
@@ -11,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import multiprocessing
 import signal
-import threading
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
 from aiohttp import web
 
 from gateway.app import create_app, create_metrics_app
+from gateway.workers import supervise
 from meterflow.settings import Settings
 from web.settings import IngestSettings
 
@@ -36,10 +34,14 @@ def _bound_port(site: web.TCPSite) -> int:
 
 
 class IngestServer:
-    """The API app and its metrics app, each on its own TCP site (port 0: any free port)."""
+    """The API app and its metrics app, each on its own TCP site (port 0: any free port);
+    the metrics listen on `metrics_host`, by default where the API does."""
 
-    def __init__(self, settings: Settings, ingest: IngestSettings):
+    def __init__(
+        self, settings: Settings, ingest: IngestSettings, *, metrics_host: str | None = None
+    ):
         self.ingest = ingest
+        self._metrics_host = ingest.host if metrics_host is None else metrics_host
         self.app = create_app(settings, ingest)
         self._api = web.AppRunner(self.app, access_log=None, shutdown_timeout=ingest.shutdown_grace)
         self._metrics = web.AppRunner(create_metrics_app(self.app), access_log=None)
@@ -53,7 +55,7 @@ class IngestServer:
 
     @property
     def metrics_url(self) -> str:
-        host = "127.0.0.1" if self.ingest.host in ("0.0.0.0", "") else self.ingest.host
+        host = "127.0.0.1" if self._metrics_host in ("0.0.0.0", "") else self._metrics_host
         return f"http://{host}:{self.metrics_port}/metrics"
 
     async def start(self) -> None:
@@ -63,7 +65,7 @@ class IngestServer:
             self._api, self.ingest.host, self.ingest.port, reuse_port=self.ingest.workers > 1
         )
         await api_site.start()
-        metrics_site = web.TCPSite(self._metrics, self.ingest.host, self.ingest.metrics_port)
+        metrics_site = web.TCPSite(self._metrics, self._metrics_host, self.ingest.metrics_port)
         await metrics_site.start()
         self.port, self.metrics_port = _bound_port(api_site), _bound_port(metrics_site)
         log.info("ingest.listening url=%s metrics=%s", self.url, self.metrics_url)
@@ -91,14 +93,26 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
-async def serve(settings: Settings, ingest: IngestSettings) -> None:
+Started = Callable[[IngestServer], None]
+
+
+async def serve(
+    settings: Settings,
+    ingest: IngestSettings,
+    *,
+    metrics_host: str | None = None,
+    started: Started | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT; `started` is told once both sites listen."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = IngestServer(settings, ingest)
+    server = IngestServer(settings, ingest, metrics_host=metrics_host)
     await server.start()
     _tune_gc()
+    if started is not None:
+        started(server)
     try:
         await stop.wait()
         log.info("ingest.stopping reason=signal")
@@ -106,63 +120,22 @@ async def serve(settings: Settings, ingest: IngestSettings) -> None:
         await server.stop()
 
 
-def _run(settings: Settings, ingest: IngestSettings) -> None:
+def run(
+    settings: Settings,
+    ingest: IngestSettings,
+    *,
+    metrics_host: str | None = None,
+    started: Started | None = None,
+) -> None:
     """serve() on uvloop's event loop: libuv's sockets and loop cost the ingest hot path
     (HTTP in, Kafka out, a few thousand writes a second) less than asyncio's own."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(settings, ingest))
-
-
-def _worker(settings: Settings, ingest: IngestSettings) -> None:
-    # Not the supervisor's handlers (inherited by fork): until serve() installs its own, a
-    # signal ends the worker at once. Then SIGTERM from the supervisor, or SIGINT from a
-    # terminal's Ctrl-C (the whole process group gets it), stops it gracefully.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    _run(settings, ingest)
-
-
-def _supervise(settings: Settings, ingest: IngestSettings) -> int:
-    """Run `ingest.workers` worker processes until a signal or the first one to exit."""
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        stopping.set()
-
-    # Before the workers start, so that a signal meanwhile cannot orphan them.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    context = multiprocessing.get_context("fork")  # nothing runs yet to be forked mid-way
-    workers = []
-    for index in range(ingest.workers):
-        metrics_port = ingest.metrics_port + index if ingest.metrics_port else 0
-        worker = context.Process(
-            target=_worker,
-            args=(settings, replace(ingest, metrics_port=metrics_port)),
-            name=f"ingest-worker-{index}",
-        )
-        worker.start()
-        workers.append(worker)
-    log.info("ingest.workers_started count=%d", len(workers))
-    while not stopping.wait(0.5):
-        gone = [w for w in workers if not w.is_alive()]
-        if gone:
-            log.error("ingest.worker_exited name=%s exitcode=%s", gone[0].name, gone[0].exitcode)
-            break
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()  # SIGTERM: each finishes its requests and flushes
-    for worker in workers:
-        worker.join(ingest.shutdown_grace + ingest.produce_timeout + 5)
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
-    return 0 if stopping.is_set() else 1
+        runner.run(serve(settings, ingest, metrics_host=metrics_host, started=started))
 
 
 def main(settings: Settings) -> int:
     ingest = IngestSettings.from_env()
     if ingest.workers > 1:
-        return _supervise(settings, ingest)
-    _run(settings, ingest)
+        return supervise(settings, ingest, run)
+    run(settings, ingest)
     return 0

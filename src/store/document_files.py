@@ -4,6 +4,7 @@ the `file_url`, a link with a secret token (as Lago's presigned links are), no A
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,8 @@ async def with_file(
 ) -> dict[str, Any]:
     """`body` (the object's API body) with the `file_url` of its PDF under `base_url`,
     rendering and storing it (with its webhook) the first time, in the caller's transaction
-    (the object's row locked)."""
+    (the object's row locked). Rendering takes about a tenth of a second (the font is
+    parsed and subset): it runs in a thread, off the event loop."""
     table, column, webhook = FILE_KINDS[kind]
     object_id = uuid.UUID(body["lago_id"])
     token = await conn.fetchval(f"SELECT token FROM {table} WHERE {column} = $1", object_id)
@@ -41,7 +43,7 @@ async def with_file(
             f"INSERT INTO {table} ({column}, token, pdf) VALUES ($1, $2, $3)",
             object_id,
             token,
-            render(body, issuer),
+            await asyncio.to_thread(render, body, issuer),
         )
         body["file_url"] = f"{base_url}/files/{kind}/{object_id}/{token}.pdf"
         await webhook_outbox.emit(conn, organization_id, webhook, object_id, body)

@@ -1,11 +1,19 @@
 """The PDFs of invoices and credit notes (fpdf2), from the objects as the API shows them: the
 issuer, the customer's billing information, the lines, the totals, and every date in the
-customer's timezone."""
+customer's timezone.
+
+Text is set in DejaVu Sans (Debian's `fonts-dejavu-core`, embedded as a subset), which covers
+Latin, Greek and Cyrillic scripts; without it, in the core PDF fonts, which print what is not
+Latin-1 as '?' (logged once, with the fix)."""
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,10 +21,33 @@ from fpdf import FPDF
 
 from billing.money import minor_units
 
+log = logging.getLogger(__name__)
 
-def _latin1(text: Any) -> str:
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+UNICODE_FAMILY = "DejaVu"
+_FACES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+
+
+def _text(value: Any) -> str:
+    return str(value if value is not None else "")
+
+
+def _latin1(value: Any) -> str:
     """The core PDF fonts speak Latin-1: other characters print as '?'."""
-    return str(text if text is not None else "").encode("latin-1", "replace").decode("latin-1")
+    return _text(value).encode("latin-1", "replace").decode("latin-1")
+
+
+@functools.cache
+def _unicode_faces(font_dir: Path) -> dict[str, Path] | None:
+    faces = {style: font_dir / name for style, name in _FACES.items()}
+    if all(path.is_file() for path in faces.values()):
+        return faces
+    log.warning(
+        "pdf.font_missing dir=%s: invoices and credit notes print characters outside "
+        "Latin-1 as '?'; install Debian's fonts-dejavu-core for every script they use",
+        font_dir,
+    )
+    return None
 
 
 def money(cents: int, currency: str) -> str:
@@ -37,21 +68,28 @@ class _Document:
     def __init__(self, title: str, issuer: str, customer: dict[str, Any]) -> None:
         self.tz = ZoneInfo(customer.get("applicable_timezone") or "UTC")
         self.pdf = FPDF(format="A4")
-        self.pdf.set_title(_latin1(title))
-        self.pdf.set_author(_latin1(issuer))
+        faces = _unicode_faces(FONT_DIR)
+        self.family = "Helvetica"
+        self.text: Callable[[Any], str] = _latin1
+        if faces is not None:
+            for style, path in faces.items():
+                self.pdf.add_font(UNICODE_FAMILY, style, str(path))
+            self.family, self.text = UNICODE_FAMILY, _text
+        self.pdf.set_title(self.text(title))
+        self.pdf.set_author(self.text(issuer))
         self.pdf.add_page()
-        self.pdf.set_font("Helvetica", "B", 18)
-        self.pdf.cell(0, 10, _latin1(title), new_x="LMARGIN", new_y="NEXT")
-        self.pdf.set_font("Helvetica", "", 10)
+        self.pdf.set_font(self.family, "B", 18)
+        self.pdf.cell(0, 10, self.text(title), new_x="LMARGIN", new_y="NEXT")
+        self.pdf.set_font(self.family, "", 10)
         self.customer = customer
 
     def facts(self, *lines: str) -> None:
         for line in lines:
-            self.pdf.cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+            self.pdf.cell(0, 6, self.text(line), new_x="LMARGIN", new_y="NEXT")
         self.pdf.ln(4)
-        self.pdf.set_font("Helvetica", "B", 11)
+        self.pdf.set_font(self.family, "B", 11)
         self.pdf.cell(0, 7, "Bill to", new_x="LMARGIN", new_y="NEXT")
-        self.pdf.set_font("Helvetica", "", 10)
+        self.pdf.set_font(self.family, "", 10)
         c = self.customer
         address: tuple[Any, ...] = (
             c.get("legal_name") or c.get("name") or c["external_id"],
@@ -64,19 +102,19 @@ class _Document:
         )
         for part in address:
             if part:
-                self.pdf.cell(0, 5, _latin1(part), new_x="LMARGIN", new_y="NEXT")
+                self.pdf.cell(0, 5, self.text(part), new_x="LMARGIN", new_y="NEXT")
         self.pdf.ln(4)
 
     def table(self, rows: list[tuple[str, str, str, str]]) -> None:
         widths = (90, 30, 25, 45)
-        self.pdf.set_font("Helvetica", "B", 10)
+        self.pdf.set_font(self.family, "B", 10)
         for width, title in zip(widths, ("Item", "Period", "Units", "Amount"), strict=True):
             self.pdf.cell(width, 7, title, border="B")
         self.pdf.ln()
-        self.pdf.set_font("Helvetica", "", 9)
+        self.pdf.set_font(self.family, "", 9)
         for row in rows:
             for width, text in zip(widths, row, strict=True):
-                self.pdf.cell(width, 6, _latin1(text)[:60])
+                self.pdf.cell(width, 6, self.text(text)[:60])
             self.pdf.ln()
         self.pdf.ln(3)
 
@@ -92,9 +130,9 @@ class _Document:
 
     def totals(self, rows: list[tuple[str, int]], label: str, total: int, currency: str) -> bytes:
         for name, cents in rows:
-            self.pdf.cell(145, 6, _latin1(name), align="R")
+            self.pdf.cell(145, 6, self.text(name), align="R")
             self.pdf.cell(45, 6, money(cents, currency), align="R", new_x="LMARGIN", new_y="NEXT")
-        self.pdf.set_font("Helvetica", "B", 11)
+        self.pdf.set_font(self.family, "B", 11)
         self.pdf.cell(145, 8, label, align="R")
         self.pdf.cell(45, 8, money(total, currency), align="R", new_x="LMARGIN", new_y="NEXT")
         return bytes(self.pdf.output())

@@ -14,6 +14,7 @@ import time
 import httpx
 from lago_python_client.client import Client
 from lago_python_client.models import Customer, Event
+from prometheus_client.parser import text_string_to_metric_families
 
 from meterflow.settings import Settings
 
@@ -84,7 +85,13 @@ async def test_create_organization_then_serve_then_sigterm(settings: Settings) -
         )
         assert event.transaction_id == "t-1"
         metrics = httpx.get(f"http://127.0.0.1:{env['METERFLOW_INGEST_METRICS_PORT']}/metrics").text
-        assert "ingest_events_accepted_total 1.0" in metrics
+        accepted = [  # one series per worker (`auto`: one per core), or one without a label
+            s.value
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == "ingest_events_accepted_total"
+        ]
+        assert sum(accepted) == 1.0
     finally:
         proc.send_signal(signal.SIGTERM)
         _, raw_stderr = await asyncio.to_thread(proc.communicate, None, 60)

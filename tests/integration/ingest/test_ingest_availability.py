@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.service import IngestServer
 from meterflow.catalog import CatalogKind
@@ -138,21 +139,10 @@ async def test_stopping_finishes_requests_in_flight(
     assert {f"{n}-{i}" for n in answered for i in range(100)} <= stored
 
 
-def _free_port_pair() -> int:
-    """A free port whose successor is free too (worker 1 serves metrics on port + 1)."""
-    for _ in range(50):
-        port = closed_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
-
-
 async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, tenant: Any) -> None:
-    port, metrics_port = closed_port(), _free_port_pair()
+    """Two workers serve one port; one `/metrics` shows each worker's series under its
+    `worker` label; SIGTERM stops them all with exit status 0."""
+    port, metrics_port = closed_port(), closed_port()
     env = {
         **os.environ,
         "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
@@ -167,23 +157,23 @@ async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, te
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "meterflow.cli", "ingest", env=env
     )
-    metrics_urls = [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in range(2)]
     try:
         async with aiohttp.ClientSession() as plain:
 
-            async def accepted(url: str) -> float | None:
+            async def accepted() -> dict[str, float] | None:
+                """Each answering worker's accepted events, by its `worker` label."""
                 try:
-                    async with plain.get(url) as response:
+                    async with plain.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
                         text = await response.text()
                 except aiohttp.ClientError:
                     return None
-                line = next(
-                    x for x in text.splitlines() if x.startswith("ingest_events_accepted_total")
-                )
-                return float(line.split()[-1])
+                up = _values(text, "ingest_worker_up")
+                if sorted(up.values()) != [1.0, 1.0]:
+                    return None
+                return _values(text, "ingest_events_accepted_total")
 
             deadline = time.monotonic() + 60
-            while None in [await accepted(url) for url in metrics_urls]:
+            while await accepted() is None:
                 assert proc.returncode is None and time.monotonic() < deadline
                 await asyncio.sleep(0.2)
             event = {"transaction_id": "t", "external_subscription_id": "s", "code": "calls"}
@@ -199,11 +189,22 @@ async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, te
                     ) as response,
                 ):
                     assert response.status == 200
-            counts = [await accepted(url) for url in metrics_urls]
-        assert sum(c or 0 for c in counts) == 24 * 5
-        assert all(counts), f"both workers served requests: {counts}"
+            counts = await accepted()
+        assert counts is not None and sorted(counts) == ["0", "1"]
+        assert sum(counts.values()) == 24 * 5
+        assert all(counts.values()), f"both workers served requests: {counts}"
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 60)
     assert code == 0
+
+
+def _values(exposition: str, sample: str) -> dict[str, float]:
+    """worker label -> value of `sample` in a Prometheus exposition."""
+    return {
+        s.labels["worker"]: s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.name == sample
+    }

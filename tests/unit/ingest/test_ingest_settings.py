@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from meterflow.errors import ConfigurationError
 from web.auth import key_digest, new_api_key
-from web.settings import IngestSettings
+from web.settings import MAX_AUTO_WORKERS, IngestSettings, auto_workers
 
 
 def test_defaults() -> None:
@@ -44,11 +46,17 @@ def test_api_keys_are_random_and_stored_as_sha256() -> None:
     assert len(key_digest(a)) == 32 and key_digest(a) == key_digest(a) != key_digest(b)
 
 
-def test_workers_default_to_one_and_need_a_fixed_port() -> None:
-    assert IngestSettings.from_env({}).workers == 1
+def test_workers_default_to_one_per_core_and_need_a_fixed_port() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert IngestSettings.from_env({}).workers == max(1, min(MAX_AUTO_WORKERS, cores))
+    assert IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "auto"}).workers == auto_workers()
     assert IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "3"}).workers == 3
+    # `auto` on port 0 (tests: any free port) is one process: workers share a fixed port.
+    assert IngestSettings.from_env({"METERFLOW_INGEST_PORT": "0"}).workers == 1
     with pytest.raises(ConfigurationError, match="METERFLOW_INGEST_WORKERS"):
         IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "0"})
+    with pytest.raises(ConfigurationError, match="METERFLOW_INGEST_WORKERS"):
+        IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "many"})
     with pytest.raises(ConfigurationError, match="METERFLOW_INGEST_PORT"):
         IngestSettings.from_env({"METERFLOW_INGEST_WORKERS": "2", "METERFLOW_INGEST_PORT": "0"})
 

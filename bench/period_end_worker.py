@@ -71,7 +71,7 @@ async def read_closes(settings: Settings) -> dict[str, int]:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batches.values():
                 for record in records:

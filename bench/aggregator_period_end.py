@@ -12,6 +12,20 @@ until a few seconds before the end (answered 200); then the bench polls
 `GET /api/v1/invoices?external_customer_id=...` every 100 ms until every invoice is there
 and checks it bills exactly those events. Prints each delay after the end, writes JSON to
 bench/results/. One run per midnight: run it again at the next one for another.
+
+    .venv/bin/python -m bench.aggregator_period_end --worker 1000000 [--end last|next]
+
+The same period end at scale, the aggregator alone (no ingest, no invoicer): its catalog
+written straight to the catalog topic (S subscriptions, customers in the zone, the weekly
+plan with two charges), one event per charge on the events topic, then one worker started.
+`--end next` waits for the soonest local midnight at least `--lead` seconds away; `--end
+last` takes the latest one past, so every period is due as soon as the worker has applied
+the events (the closer waits for the stream to be read past the end + clock skew either
+way). Measured from the instant the periods are due (the end + skew, or the last event
+applied if later) until the worker's `periods_closed` counter shows S: seconds, closes per
+second, the event loop's stalls meanwhile (its own histograms, by bucket; the longest since
+start); then the periods-closed topic is read whole: S distinct `period_key`s, each with both
+charges and one event on each, or the run fails.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import orjson
 from bench import report
 from bench.aggregator_termination import create_count_plan, scratch_api, subscribe_customers
 from bench.freshness import expect_ok
+from bench.period_end_worker import last_midnight, measure_worker, midnights
 from bench.workload import WrongTotals, count_event
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
@@ -43,17 +58,13 @@ PLAN = "bench-weekly"
 EVENTS = 20
 
 
-def next_midnight(now: datetime, max_wait: timedelta) -> tuple[str, datetime] | None:
-    """(zone, UTC instant) of the soonest local midnight in [now + 90 s, now + max_wait]."""
+def next_midnight(
+    now: datetime, max_wait: timedelta, lead: float = 90.0
+) -> tuple[str, datetime] | None:
+    """(zone, UTC instant) of the soonest local midnight in [now + lead s, now + max_wait]."""
     best: tuple[str, datetime] | None = None
-    for name in sorted(zoneinfo.available_timezones()):
-        if name.startswith(("Etc/", "SystemV/")) or "/" not in name:
-            continue
-        zone = zoneinfo.ZoneInfo(name)
-        local = now.astimezone(zone)
-        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
-        at = midnight.astimezone(UTC)
-        if now + timedelta(seconds=90) <= at <= now + max_wait and (best is None or at < best[1]):
+    for name, at in midnights(now, days=1):
+        if now + timedelta(seconds=lead) <= at <= now + max_wait and (best is None or at < best[1]):
             best = (name, at)
     return best
 
@@ -135,10 +146,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--subscriptions", type=int, default=5)
     parser.add_argument("--max-wait", type=float, default=20.0, help="minutes")
+    parser.add_argument("--worker", type=int, default=0, help="S subscriptions, worker alone")
+    parser.add_argument("--end", choices=["last", "next"], default="last")
+    parser.add_argument("--lead", type=float, default=90.0, help="seconds to set up (next)")
     args = parser.parse_args()
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
     machine = asyncio.run(report.machine_facts(base))
+    if args.worker:
+        now = datetime.now(UTC)
+        chosen = (
+            last_midnight(now)
+            if args.end == "last"
+            else next_midnight(now, timedelta(minutes=args.max_wait), args.lead)
+        )
+        if chosen is None:
+            raise SystemExit(f"no local midnight within {args.max_wait} minutes")
+        print(f"period end {chosen[1].isoformat()} ({chosen[0]} midnight)", flush=True)
+        found = asyncio.run(measure_worker(base, args.worker, *chosen))
+        report.print_table(["measure", "value"], [[k, v] for k, v in found.items()])
+        report.write_record("aggregator_period_end_worker", machine, found)
+        return
     result = asyncio.run(run(base, args))
     report.print_table(
         ["zone", "period end", "invoices", "median s after end", "max s"],

@@ -189,6 +189,8 @@ async def measure(
                 applied_sample = await sample()
                 found["stalls_over_100ms_applying"] = stalls_over(applied_sample)
                 found["busy_over_100ms_applying"] = stalls_over(applied_sample, name=BUSY)
+                found["applying_stall_max_ms"] = round(applied_sample.get(STALL_MAX, 0.0) * 1e3)
+                found["applying_busy_max_ms"] = round(applied_sample.get(BUSY_MAX, 0.0) * 1e3)
             finally:
                 worker.kill()
                 if spy is not None:

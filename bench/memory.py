@@ -20,6 +20,10 @@ all and the worker has been quiet for a few seconds, RSS is read again.
 - bytes per dedupe marker = the extra growth of the case with E events per key over the
   E = 1 case with the same S, divided by the extra events: every event leaves a marker
   (its transaction id, kept until the period is closed and the late window has passed).
+  That amortises the worker's bounded buffers, which fill as it writes (RocksDB's shared
+  48 MB, the allocator's arenas), over the markers; with two E (`--events-per-key 10,30`)
+  the slope between them too: the loaded RSS difference over the extra markers, what one
+  more marker costs once those have filled.
 - catalog bytes per subscription = the idle RSS difference between the two sizes of S,
   divided by the difference in subscriptions.
 
@@ -100,16 +104,22 @@ def subscription(i: int) -> str:
 
 
 def subscription_record(
-    organization_id: str, i: int, terminated_at: str | None = None
+    organization_id: str,
+    i: int,
+    terminated_at: str | None = None,
+    *,
+    subscription_at: datetime | None = None,
+    billing_time: str = "calendar",
 ) -> CatalogRecord:
-    """Subscription `i` to the bench plan, started in the current period. A SampleCatalog of
-    its own per record: its version numbering scans every record it holds, quadratic for
-    100,000 subscriptions."""
+    """Subscription `i` to the bench plan, started in the current period (or at
+    `subscription_at`). A SampleCatalog of its own per record: its version numbering scans
+    every record it holds, quadratic for 100,000 subscriptions."""
     return SampleCatalog(organization_id).subscription(
         subscription(i),
         customer="bench-customer",
         plan_code="bench-plan",
-        subscription_at=current_period_start().isoformat(),
+        subscription_at=(subscription_at or current_period_start()).isoformat(),
+        billing_time=billing_time,
         terminated_at=terminated_at,
     )
 
@@ -134,14 +144,17 @@ async def send_catalog(settings: Settings, records: Iterable[CatalogRecord]) -> 
         await producer.stop()
 
 
-def bench_plan(organization_id: str) -> SampleCatalog:
-    """The benchmarks' organization, customer, two metrics (count, sum of gb) and their plan."""
-    sample = SampleCatalog(organization_id)
+def bench_plan(
+    organization_id: str, *, interval: str = "monthly", timezone: str | None = None
+) -> SampleCatalog:
+    """The benchmarks' organization (in `timezone`), customer, two metrics (count, sum of gb)
+    and their plan."""
+    sample = SampleCatalog(organization_id, organization_timezone=timezone)
     sample.organization()
     sample.customer("bench-customer")
     sample.metric(COUNT_CODE, "count_agg")
     sample.metric(SUM_CODE, "sum_agg", SUM_FIELD)
-    sample.plan("bench-plan", [COUNT_CODE, SUM_CODE])
+    sample.plan("bench-plan", [COUNT_CODE, SUM_CODE], interval=interval)
     return sample
 
 
@@ -307,6 +320,17 @@ def derive(results: list[dict[str, Any]]) -> dict[str, float]:
             extra = med(subs, per_key, "growth_bytes") - med(subs, 1, "growth_bytes")
             found["bytes_per_marker"] = extra / (subs * 2 * (per_key - 1))
             found["bytes_per_marker_at"] = subs
+    # The slope between the two largest marker cases of one S: what one more marker costs
+    # once the worker's bounded buffers (RocksDB's 48 MB budget, the allocator's arenas, the
+    # producer's buffers) have filled, which the amortised figure above divides by its
+    # markers too.
+    for subs in {s for s, _ in cases}:
+        marked = sorted(e for s, e in cases if s == subs and e > 1)
+        if len(marked) >= 2:
+            low, high = marked[-2], marked[-1]
+            extra = med(subs, high, "rss_loaded_bytes") - med(subs, low, "rss_loaded_bytes")
+            found["bytes_per_marker_slope"] = extra / (subs * 2 * (high - low))
+            found["bytes_per_marker_slope_between"] = subs * 2 * low, subs * 2 * high
     return found
 
 
@@ -356,11 +380,12 @@ INDEX_CASES = [(1_000_000, 1), (100_000, 2), (10_000, 20), (100, 2_000), (1, 1_0
 
 
 def cases_for(
-    subscriptions: list[int], marker_subscriptions: int, events_per_key: int
+    subscriptions: list[int], marker_subscriptions: int, events_per_key: int | list[int]
 ) -> list[Case]:
     found = [Case(s, 1) for s in subscriptions]
-    if marker_subscriptions and events_per_key > 1:
-        found.append(Case(marker_subscriptions, events_per_key))
+    per_key = [events_per_key] if isinstance(events_per_key, int) else events_per_key
+    if marker_subscriptions:
+        found.extend(Case(marker_subscriptions, e) for e in per_key if e > 1)
     return found
 
 
@@ -413,7 +438,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--subscriptions", type=sizes, default=[10_000, 100_000])
     parser.add_argument("--marker-subscriptions", type=int, default=10_000)
-    parser.add_argument("--events-per-key", type=int, default=10)
+    parser.add_argument(
+        "--events-per-key", type=sizes, default=[10], help="two (10,30) give the slope too"
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--index", action="store_true", help="the marker index alone")
     args = parser.parse_args()

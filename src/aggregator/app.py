@@ -148,6 +148,7 @@ class Aggregator:
         self.catalog_reader.on_change.append(self.driver.on_catalog)
         self._outbox_lock = asyncio.Lock()
         self._progress_sent: asyncio.Future[None] | None = None
+        self._markers_sent: list[asyncio.Future[None]] = []
         # Set once the producer knows the events topic's partitions (see learn_partitions).
         self.routing_ready = asyncio.Event()
         # Counts rebalances (revocations and assignments): a write computed before one of
@@ -208,13 +209,19 @@ class Aggregator:
         gaps = self.progress.gap_filled
         messages, expected = await self.progress.contiguous(messages)
         self.metrics.events.labels(outcome="gap_filled").inc(self.progress.gap_filled - gaps)
-        result = self.processor.apply_batch(messages, datetime.now(UTC))
-        # Durable before this batch's offsets can be acknowledged (and so committed): the
-        # ledgers, then (only then written) the dedupe markers.
-        await self.ledgers.flush()
-        self.processor.remember(result)
-        await self.marker_segments.flush()
-        self.metrics.observe_freshness([m.timestamp_ms for m in messages])
+        while messages:
+            # A slice of the batch at a time (`METERFLOW_AGGREGATOR_SLICE_SECONDS` of events),
+            # its ledgers durable before the next is applied: the event loop is given back
+            # between them (a batch of 1,000 packs holds some 25,000 events: applied in one
+            # go, it held the loop for up to a second when they were subscriptions' first
+            # events: issue 15). A slice is what a smaller batch would be, with one
+            # difference that only helps: the progress (and with it the watermarks the
+            # closer trusts) advances once the whole batch is durable.
+            messages = await self.apply_slice(messages)
+        # Every slice's markers durable too (each slice's left once its ledgers were
+        # acknowledged), before the batch's offsets can be.
+        sent, self._markers_sent = self._markers_sent, []
+        await asyncio.gather(*sent)
         # Then the progress, never ahead of the effects it vouches for. Should anything
         # above fail, the old progress stays, and the next batch reads this one again. Its
         # acknowledgement is awaited by the next batch, not this one: progress that is
@@ -223,8 +230,23 @@ class Aggregator:
         # the next batch's collection instead of idling the worker.
         self.progress.advance(expected)
         self._progress_sent = asyncio.ensure_future(self.progress_table.flush())
-        self.driver.after_batch(result.ledgers, result.visits)
-        self.metrics.batch_size.observe(len(messages))
+        self.driver.progressed()
+        self.metrics.batch_size.observe(len(batch))
+
+    async def apply_slice(self, messages: list[SourceMessage]) -> list[SourceMessage]:
+        """Apply the messages a slice's time allows and make their ledgers durable; then
+        write their dedupe markers, sent while the next slice is applied (the batch awaits
+        them before it ends). Returns the messages left."""
+        result = self.processor.apply_batch(messages, datetime.now(UTC), self.agg.slice_seconds)
+        applied, rest = messages[: result.taken], messages[result.taken :]
+        # Durable before this batch's offsets can be acknowledged (and so committed): the
+        # ledgers, then (only then written) the dedupe markers. The next slice finds these
+        # markers in the index at once.
+        await self.ledgers.flush()
+        self.processor.remember(result)
+        self._markers_sent.append(asyncio.ensure_future(self.marker_segments.flush()))
+        self.metrics.observe_freshness([m.timestamp_ms for m in applied])
+        self.driver.plan_visits(result.ledgers, result.visits)
         self.metrics.record(result.counts)
         for letter in result.dead_letters:
             await self.app.producer.send(
@@ -235,9 +257,10 @@ class Aggregator:
                 None,
                 None,
             )
-        await self.flush_outboxes(
-            [k for k, ledger in result.ledgers.items() if ledger.value["outbox"]]
-        )
+        outboxes = [k for k, ledger in result.ledgers.items() if ledger.value["outbox"]]
+        if outboxes:  # (it awaits the markers sent above first)
+            await self.flush_outboxes(outboxes)
+        return rest
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()

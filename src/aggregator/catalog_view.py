@@ -15,10 +15,10 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from aiokafka import TopicPartition
 
 from meterflow.catalog import CatalogKind, CatalogRecord
@@ -35,8 +35,12 @@ def parse_instant(raw: str) -> datetime:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class ChargeTerms:
+# The terms are built on a subscription's first event and kept (a million subscriptions: some
+# eight million objects). As msgspec Structs with gc=False they are out of the cyclic
+# collector's sight, as the frozen catalog they are made of: tracked, they were walked by
+# every middle and full collection while a worker met its subscriptions' first events, up
+# to 0.3 s a collection at 100,000 subscriptions (issue 15). They hold no cycle.
+class ChargeTerms(msgspec.Struct, frozen=True, gc=False):
     """One charge of a plan joined with its billable metric."""
 
     charge_id: str
@@ -50,8 +54,7 @@ class ChargeTerms:
     metric: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionTerms:
+class SubscriptionTerms(msgspec.Struct, frozen=True, gc=False):
     """Everything the aggregator needs to bucket and price one subscription's events."""
 
     organization_id: str
@@ -68,7 +71,7 @@ class SubscriptionTerms:
     currency: str
     charges: tuple[ChargeTerms, ...]
     # The charges by metric code, asked for every event (filled in __post_init__).
-    by_code: dict[str, tuple[ChargeTerms, ...]] = field(default_factory=dict, compare=False)
+    by_code: dict[str, tuple[ChargeTerms, ...]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for charge in self.charges:

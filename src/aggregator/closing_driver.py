@@ -45,15 +45,19 @@ class ClosingDriver:
         self._seeded_generation = -1
         self.warm_generation = -1
 
-    def after_batch(self, ledgers: dict[str, Ledger], visits: dict[str, float]) -> None:
-        """Schedule the visits a batch asked for; wake the closer when a watermark moved
-        with something due (a termination waiting for the stream to pass it)."""
+    def plan_visits(self, ledgers: dict[str, Ledger], visits: dict[str, float]) -> None:
+        """Schedule the visits a batch (or a slice of one) asked for; wake the closer when one
+        is due now (held events expired, late usage to send)."""
         for key, due in visits.items():
             self.worker.closer.plan_ledger(ledgers[key].partition, key, due)
+        if visits and min(visits.values()) <= time.time():
+            self.wake.set()
+
+    def progressed(self) -> None:
+        """A batch's progress advanced: wake the closer when a watermark moved past something
+        due (a termination waiting for the stream to pass it)."""
         moved = self.watermarks.advance(self.worker.progress.known())
         now = time.time()
-        if visits and min(visits.values()) <= now:
-            self.wake.set()
         for partition in moved:
             next_due = self.worker.closer.schedule.next_due(partition)
             if next_due is not None and next_due <= now:

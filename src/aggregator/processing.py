@@ -1,9 +1,11 @@
 """Folding a batch of source messages into subscription ledgers, exactly once in effect.
 
-A batch is applied synchronously (no await between reading a ledger and writing it
-back), so the period closer, which runs on the same event loop, never sees a half-applied
-batch. Every touched ledger is written once; the batch's new dedupe markers are written by
-`remember`, once the ledgers are durable.
+A batch (or a slice of one: `apply_batch` stops when its time is up, and the app makes the
+slice durable before it applies the rest, as it would a smaller batch) is applied
+synchronously (no await between reading a ledger and writing it back), so the period closer,
+which runs on the same event loop, never sees a half-applied one. Every touched ledger is
+written once; the batch's new dedupe markers are written by `remember`, once the ledgers are
+durable.
 
 Replay rules (why redelivery never double counts; the full argument is in `aggregator.app`):
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -166,6 +170,7 @@ class BatchResult:
         self.visits: dict[str, float] = {}
         self.dead_letters: list[DeadLetter] = []
         self.counts: Counter[str] = Counter()
+        self.taken = 0  # messages applied: the first `taken` of those given to apply_batch
         # The folded events' outcomes (applied, late, dead_letter:<reason>), into `counts`
         # when the batch ends.
         self.outcomes: dict[str, int] = {}
@@ -190,10 +195,19 @@ class EventProcessor:
     def __post_init__(self) -> None:
         self.periods = PeriodCache(self.domain)
 
-    def apply_batch(self, messages: list[SourceMessage], now: datetime) -> BatchResult:
+    def apply_batch(
+        self, messages: list[SourceMessage], now: datetime, seconds: float = math.inf
+    ) -> BatchResult:
+        """Apply messages in order until they are done or `seconds` have passed (whole
+        records, at least one); `result.taken` says how many. The caller makes them durable
+        before applying the rest (`aggregator.app`)."""
         result = BatchResult()
         fold = Fold(self.domain, self.periods, self.windows, now)
+        deadline = time.perf_counter() + seconds
         for message in messages:
+            if result.taken and time.perf_counter() >= deadline:
+                break
+            result.taken += 1
             items = self._events(message, result)
             if not items:
                 continue

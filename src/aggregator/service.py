@@ -9,6 +9,7 @@ import logging
 import faust
 from prometheus_client import start_http_server
 
+from aggregator.allocator import limit_arenas
 from aggregator.app import create_app
 from aggregator.settings import AggregatorSettings
 from meterflow.settings import Settings
@@ -34,6 +35,7 @@ def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
     SIGTERM stops consuming, commits what was processed and flushes the producer (Faust's
     worker shutdown); SIGKILL loses nothing either (see `aggregator.app`).
     """
+    limit_arenas()  # before Faust, Kafka and RocksDB start their threads
     agg = agg or AggregatorSettings.from_env()
     gc.set_threshold(*GC_THRESHOLDS)
     loop = asyncio.new_event_loop()

@@ -19,8 +19,9 @@ own polling is a few queries a second) and its Postgres backends' (found by the
 application_name the bench gives the invoicer's connections; psutil over their whole life,
 which starts with the run). The ratio row's CPU column is per period / batched.
 `--profile DIR` records each side's first run with py-spy (raw stacks) and reports its top
-frames. Prints a table of medians and writes JSON to bench/results/ (git-ignored). Uses its
-own topics and database schema, removed afterwards.
+frames. The bench's process collects garbage as `meterflow invoicer` does
+(`invoicer.service.tune_gc`). Prints a table of medians and writes JSON to bench/results/
+(git-ignored). Uses its own topics and database schema, removed afterwards.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from aiokafka import AIOKafkaProducer
 from bench import report
 from bench.workload import WrongTotals
 from invoicer.consumer import Invoicer
+from invoicer.service import tune_gc
 from invoicer.settings import InvoicerSettings
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
@@ -419,6 +421,7 @@ def main() -> None:
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
     machine = asyncio.run(report.machine_facts(base))
+    tune_gc()
     results = asyncio.run(compare(args))
     medians = {
         side: {

@@ -154,6 +154,11 @@ class InvoiceTotals:
     applied_taxes: tuple[AppliedTax, ...] = ()
 
 
+_ZERO = Decimal(0)
+# The share and taxes of a fee with neither coupons nor taxes (one object, it is frozen).
+_UNTAXED = FeeTaxes(_ZERO, _ZERO, 0, _ZERO)
+
+
 def _non_negative(name: str, cents: int) -> int:
     if isinstance(cents, bool) or not isinstance(cents, int) or cents < 0:
         raise InvalidInvoiceInput(f"{name} must be a non-negative integer of cents: {cents!r}")
@@ -275,8 +280,10 @@ def compute_invoice(
     """
     minor_units(currency)  # refuses an unknown currency before any arithmetic
     for fee in fees:
-        _non_negative(f"fee {fee.code!r} amount_cents", fee.amount_cents)
-        if any(not rate.is_finite() or rate < 0 for rate in fee.tax_rates):
+        cents = fee.amount_cents
+        if type(cents) is not int or cents < 0:
+            _non_negative(f"fee {fee.code!r} amount_cents", cents)
+        if fee.tax_rates and any(not rate.is_finite() or rate < 0 for rate in fee.tax_rates):
             raise InvalidInvoiceInput(f"fee {fee.code!r} has a negative or non-finite tax rate")
     _non_negative("credit_notes_available_cents", credit_notes_available_cents)
     _non_negative("wallet_balance_cents", wallet_balance_cents)
@@ -299,7 +306,14 @@ def compute_invoice(
     for fee in fees:
         # Each fee bears the coupons in proportion to its amount, so a coupon lowers the
         # tax of every fee it discounts, as Lago spreads it.
-        share = Decimal(coupons_cents) * fee.amount_cents / fees_cents if fees_cents else Decimal(0)
+        if not coupons_cents:
+            share = _ZERO  # what the proportion gives without coupons, exactly
+        else:
+            share = Decimal(coupons_cents) * fee.amount_cents / fees_cents
+        if not fee.tax_rates:
+            # No tax: nothing to add up (the sums below give these same zeros).
+            fee_taxes.append(_UNTAXED if share is _ZERO else FeeTaxes(share, _ZERO, 0, _ZERO))
+            continue
         base = fee.amount_cents - share
         precise = sum((base * rate / _HUNDRED for rate in fee.tax_rates), Decimal(0))
         fee_taxes.append(
@@ -313,8 +327,12 @@ def compute_invoice(
     )
     # Lago sums the taxes' precise amounts and rounds that sum once; each applied tax
     # shows its own rounded amount, so they may differ from the total by a cent.
-    taxes_cents = round_cents(
-        sum((tax.taxable_base_cents * tax.rate / _HUNDRED for tax in applied), Decimal(0))
+    taxes_cents = (
+        round_cents(
+            sum((tax.taxable_base_cents * tax.rate / _HUNDRED for tax in applied), Decimal(0))
+        )
+        if applied
+        else 0
     )
 
     sub_total_excluding = fees_cents - coupons_cents

@@ -89,22 +89,24 @@ def invoice_totals(
     fitting = [c for c in coupons if _coupon_fits(c.state, currency)]
     totals = compute_invoice(
         currency,
-        [
-            Fee(
-                f.kind,
-                f.amount_cents,
-                tuple(t.rate for t in f.taxes),
-                f.item_code,
-                tuple(t.code for t in f.taxes),
-            )
-            for f in fees
-        ],
+        [_fee(f) if f.taxes else Fee(f.kind, f.amount_cents, code=f.item_code) for f in fees],
         coupons=[c.state for c in fitting],
         credit_notes_available_cents=credit_notes_cents,
         wallet_balance_cents=sum(w.balance_cents for w in wallets),
     )
     by_id = {c.applied_coupon_id: c for c in fitting}
     return totals, tuple((by_id[use.code], use) for use in totals.coupon_uses)
+
+
+def _fee(f: PricedFee) -> Fee:
+    """The invoice line of a taxed fee, with its taxes' rates and codes."""
+    return Fee(
+        f.kind,
+        f.amount_cents,
+        tuple(t.rate for t in f.taxes),
+        f.item_code,
+        tuple(t.code for t in f.taxes),
+    )
 
 
 def _coupon_fits(coupon: AppliedCoupon, currency: str) -> bool:

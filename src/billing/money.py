@@ -60,16 +60,29 @@ def as_decimal(amount: MoneyInput) -> Decimal:
     return value
 
 
+# The minor unit of 0 to 4 decimal places, as quantize takes it.
+_EXPONENTS = tuple(Decimal(1).scaleb(-places) for places in range(5))
+_ONE = Decimal(1)
+
+
+def _exact(amount: MoneyInput) -> Decimal:
+    """`as_decimal`, without its conversion for a finite Decimal (the pricing hot path)."""
+    if type(amount) is Decimal and amount.is_finite():
+        return amount
+    return as_decimal(amount)
+
+
 def round_amount(amount: MoneyInput, currency: str) -> Decimal:
     """Round half up to the currency's minor unit (12.345 USD -> 12.35)."""
-    exponent = Decimal(1).scaleb(-minor_units(currency))
-    return as_decimal(amount).quantize(exponent, rounding=ROUND_HALF_UP)
+    exponent = _EXPONENTS[minor_units(currency)]
+    return _exact(amount).quantize(exponent, rounding=ROUND_HALF_UP)
 
 
 def to_cents(amount: MoneyInput, currency: str) -> int:
     """The amount in integer minor units, as Lago's `amount_cents` (12.345 USD -> 1235)."""
-    rounded = round_amount(amount, currency)
-    return int(rounded.scaleb(minor_units(currency)))
+    places = minor_units(currency)
+    rounded = _exact(amount).quantize(_EXPONENTS[places], rounding=ROUND_HALF_UP)
+    return int(rounded.scaleb(places))
 
 
 def from_cents(cents: int, currency: str) -> Decimal:
@@ -81,4 +94,4 @@ def from_cents(cents: int, currency: str) -> Decimal:
 
 def round_cents(cents: MoneyInput) -> int:
     """Round a precise (fractional) cents figure half up to whole minor units."""
-    return int(as_decimal(cents).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(_exact(cents).quantize(_ONE, rounding=ROUND_HALF_UP))

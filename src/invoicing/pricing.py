@@ -59,6 +59,7 @@ from billing.invoice import (
 from billing.invoice_terms import (
     CustomerCoupon,
     PricedFee,
+    TaxTerms,
     WalletTerms,
     invoice_totals,
 )
@@ -72,7 +73,7 @@ from billing.periods import (
 from billing.wallet import consume_prepaid, granted_first
 from invoicing.closed_period import ChargeUsage, LateUsage, PeriodClosed
 from invoicing.errors import PoisonMessage
-from invoicing.subscription_terms import ChargeTerms, InvoicedUsage, SubscriptionTerms
+from invoicing.subscription_terms import ChargeTerms, InvoicedUsage, PlanTerms, SubscriptionTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +101,6 @@ class PricedInvoice:
         return sum(
             granted_first(cents, w.granted_balance_cents)[0] for w, cents in self.wallet_uses
         )
-
-
-# The subscription fee of a period is a pure function of these terms, and the subscriptions
-# of a plan closing together mostly share them (calendar billing, one timezone).
-_plan_fee_cents = lru_cache(maxsize=4096)(plan_fee_cents)
 
 
 _SUM = SumAggregation.aggregation_type
@@ -254,10 +250,29 @@ def _adjustment_fee(
 def _subscription_fee(
     terms: SubscriptionTerms, period: BillingPeriod, currency: str, advance: bool
 ) -> PricedFee:
-    plan = terms.plan
-    tz = resolve_timezone(terms.timezone, terms.organization_timezone)
-    cents = _plan_fee_cents(
-        plan.amount_cents, period, terms.subscription_at, plan.interval, terms.billing_time, tz
+    calendar = (terms.subscription_at, terms.billing_time, terms.timezone)
+    return _plan_fee(
+        terms.plan, period, currency, advance, terms.taxes, calendar, terms.organization_timezone
+    )
+
+
+# The subscription fee is a pure function of these terms, and the subscriptions of a plan
+# closing together mostly share them (calendar billing, one timezone): one fee (frozen) for
+# all of them.
+@lru_cache(maxsize=4096)
+def _plan_fee(
+    plan: PlanTerms,
+    period: BillingPeriod,
+    currency: str,
+    advance: bool,
+    taxes: tuple[TaxTerms, ...],
+    calendar: tuple[datetime, str, str | None],
+    organization_timezone: str | None,
+) -> PricedFee:
+    subscription_at, billing_time, timezone = calendar
+    tz = resolve_timezone(timezone, organization_timezone)
+    cents = plan_fee_cents(
+        plan.amount_cents, period, subscription_at, plan.interval, billing_time, tz
     )
     if cents is None:
         # The aggregator closed the period on other boundaries than today's catalog gives
@@ -266,9 +281,7 @@ def _subscription_fee(
     precise = Decimal(cents).scaleb(-minor_units(currency))
     item = (plan.code, plan.name, plan.invoice_display_name)
     amounts = (cents, precise, Decimal(1), None)
-    return _fee(
-        FeeKind.SUBSCRIPTION, item, period, amounts, pay_in_advance=advance, taxes=terms.taxes
-    )
+    return _fee(FeeKind.SUBSCRIPTION, item, period, amounts, pay_in_advance=advance, taxes=taxes)
 
 
 def _fee(

@@ -3,14 +3,13 @@ terms (plan, charges, taxes, coupons, wallets, credit notes) and what its period
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-import asyncpg
 import orjson
 
 from billing.invoice import (
@@ -98,9 +97,33 @@ _INVOICED = (
     f"WHERE {_PENDING})"
 )
 
-# One row per message of the batch (`n`, its index) whose subscription is in the catalog:
-# everything its invoice needs, in one round trip for the whole batch.
+# The charges a batch names (its messages' and their pending late usage's), read once for
+# the whole batch (`i`: the batch's input rows): a plan's charges are the same in every row.
+_BATCH_CHARGES = (
+    "SELECT coalesce(json_agg(json_build_object('id', ch.id, 'charge_model', ch.charge_model, "
+    "'properties', ch.properties, 'invoiceable', ch.invoiceable, 'attributes', ch.attributes, "
+    "'metric_id', bm.id, 'metric_code', bm.code, 'metric_name', bm.name, "
+    "'taxes', (SELECT coalesce(json_agg(json_build_object('id', t.id, 'code', t.code, "
+    "'name', t.name, 'rate', t.rate::text, 'description', t.description) ORDER BY t.code), "
+    "'[]') FROM charge_taxes ct JOIN taxes t ON t.id = ct.tax_id WHERE ct.charge_id = ch.id)"
+    ")), '[]') "
+    "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
+    "WHERE ch.id IN (SELECT unnest(charge_ids) FROM i UNION "
+    "SELECT (c ->> 'charge_id')::uuid FROM i JOIN late_usage lu "
+    "ON lu.subscription_id = i.subscription_id AND lu.outcome = 'pending' "
+    "AND lu.period_start < i.period_start CROSS JOIN jsonb_array_elements(lu.charges) c)"
+)
+
+# One JSON document for the whole batch, in one round trip: a row per message (`n`, its
+# index) whose subscription is in the catalog, with everything its invoice needs, and the
+# batch's charges once (one orjson call reads it all, instead of a decoder call per column
+# of every row).
 _TERMS = (
+    "WITH i AS (SELECT n, subscription_id, organization_id, period_key, period_start, "
+    "string_to_array(charge_ids, ',')::uuid[] AS charge_ids, adjusted::jsonb AS adjusted "
+    "FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], "
+    "$7::text[]) AS i(n, subscription_id, organization_id, period_key, period_start, "
+    "charge_ids, adjusted)), found AS ("
     "SELECT i.n, EXISTS (SELECT 1 FROM invoices WHERE period_key = i.period_key) AS invoiced, "
     "c.sequential_id AS customer_sequence, o.name AS organization_name, "
     "s.id, s.organization_id, s.customer_id, s.external_id, s.billing_time, "
@@ -109,31 +132,18 @@ _TERMS = (
     "p.id AS plan_id, p.code AS plan_code, "
     "p.name AS plan_name, p.attributes AS plan_attributes, p.interval, p.amount_cents, "
     "p.amount_currency, p.pay_in_advance, "
-    "(SELECT coalesce(json_agg(json_build_object('id', ch.id, 'charge_model', ch.charge_model, "
-    "'properties', ch.properties, 'invoiceable', ch.invoiceable, 'attributes', ch.attributes, "
-    "'metric_id', bm.id, 'metric_code', bm.code, 'metric_name', bm.name, "
-    "'taxes', (SELECT coalesce(json_agg(json_build_object('id', t.id, 'code', t.code, "
-    "'name', t.name, 'rate', t.rate::text, 'description', t.description) ORDER BY t.code), "
-    "'[]') FROM charge_taxes ct JOIN taxes t ON t.id = ct.tax_id WHERE ct.charge_id = ch.id)"
-    ")), '[]') "
-    "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
-    "WHERE ch.id = ANY(i.charge_ids) OR ch.id IN (SELECT (c ->> 'charge_id')::uuid "
-    "FROM late_usage lu CROSS JOIN jsonb_array_elements(lu.charges) c "
-    f"WHERE {_PENDING})) AS charges, "
     "(SELECT coalesce(json_agg(json_build_object('late_key', lu.late_key, "
     "'period_start', lu.period_start, 'period_end', lu.period_end, 'charges', lu.charges) "
     f"ORDER BY lu.created_at, lu.late_key), '[]') FROM late_usage lu WHERE {_PENDING}) "
     "AS pending, "
     f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets, "
     f"({_CREDIT_NOTES}) AS credit_notes, ({_INVOICED}) AS invoiced_usage "
-    "FROM (SELECT n, subscription_id, organization_id, period_key, period_start, "
-    "string_to_array(charge_ids, ',')::uuid[] AS charge_ids, adjusted::jsonb AS adjusted "
-    "FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], "
-    "$7::text[]) AS i(n, subscription_id, organization_id, period_key, period_start, "
-    "charge_ids, adjusted)) i "
-    "JOIN subscriptions s ON s.id = i.subscription_id AND s.organization_id = i.organization_id "
+    "FROM i JOIN subscriptions s ON s.id = i.subscription_id "
+    "AND s.organization_id = i.organization_id "
     "JOIN customers c ON c.id = s.customer_id "
-    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id"
+    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id) "
+    "SELECT json_build_object('rows', (SELECT coalesce(json_agg(found), '[]') FROM found), "
+    f"'charges', ({_BATCH_CHARGES}))::text"
 )
 
 
@@ -205,20 +215,24 @@ async def load_many(
     subscription, so a missing one will never appear)."""
     if not messages:
         return []
-    rows = await conn.fetch(
+    document = await conn.fetchval(
         _TERMS,
         list(range(len(messages))),
-        [uuid.UUID(m.subscription_id) for m in messages],
-        [uuid.UUID(m.organization_id) for m in messages],
+        [m.subscription_id for m in messages],  # canonical uuid text (closed_period)
+        [m.organization_id for m in messages],
         [m.period_key for m in messages],
         [m.period_start for m in messages],
         [",".join(_charge_ids(m)) for m in messages],
         [_adjusted_json(m) for m in messages],
     )
+    batch = orjson.loads(document)
     found: list[Loaded | None] = [None] * len(messages)
-    shared: dict[str, ChargeTerms] = {}  # one snapshot: a charge reads the same in every row
-    for row in rows:
-        found[row["n"]] = _loaded(row, shared)
+    # One snapshot of the catalog: every row shares the batch's charges and, per plan, one
+    # PlanTerms (they read the same in every row of one statement).
+    charges = {c["id"]: _charge_terms(c) for c in batch["charges"]}
+    plans: dict[str, PlanTerms] = {}
+    for row in batch["rows"]:
+        found[row["n"]] = _loaded(row, charges, plans)
     return found
 
 
@@ -248,51 +262,61 @@ def _adjusted_json(message: PeriodClosed | LateUsage) -> str:
     return orjson.dumps(pairs).decode()
 
 
-def _charge_terms(c: dict[str, Any], shared: dict[str, ChargeTerms]) -> ChargeTerms:
-    """The charge's terms, built once per read (with its model's reading of its properties)."""
-    key = str(c["id"])
-    found = shared.get(key)
+def _charge_terms(c: dict[str, Any]) -> ChargeTerms:
+    """The charge's terms as read (its model reads its properties once, on first use)."""
+    return ChargeTerms(
+        charge_id=str(c["id"]),
+        charge_model=c["charge_model"],
+        properties=c["properties"] or {},
+        invoiceable=c["invoiceable"],
+        billable_metric_id=str(c["metric_id"]),
+        metric_code=c["metric_code"],
+        metric_name=c["metric_name"],
+        invoice_display_name=(c["attributes"] or {}).get("invoice_display_name"),
+        taxes=_tax_terms(c["taxes"]),
+    )
+
+
+def _plan(row: dict[str, Any], plans: dict[str, PlanTerms]) -> PlanTerms:
+    """The row's plan, built once per read."""
+    found = plans.get(row["plan_id"])
     if found is None:
-        found = shared[key] = ChargeTerms(
-            charge_id=key,
-            charge_model=c["charge_model"],
-            properties=c["properties"] or {},
-            invoiceable=c["invoiceable"],
-            billable_metric_id=str(c["metric_id"]),
-            metric_code=c["metric_code"],
-            metric_name=c["metric_name"],
-            invoice_display_name=(c["attributes"] or {}).get("invoice_display_name"),
-            taxes=_tax_terms(c["taxes"]),
+        found = plans[row["plan_id"]] = PlanTerms(
+            plan_id=row["plan_id"],
+            code=row["plan_code"],
+            name=row["plan_name"],
+            invoice_display_name=(row["plan_attributes"] or {}).get("invoice_display_name"),
+            interval=row["interval"],
+            amount_cents=row["amount_cents"],
+            amount_currency=row["amount_currency"],
+            pay_in_advance=row["pay_in_advance"],
         )
     return found
 
 
-def _loaded(row: asyncpg.Record, shared: dict[str, ChargeTerms]) -> Loaded:
-    charges: list[dict[str, Any]] = row["charges"]
-    plan_attributes: dict[str, Any] = row["plan_attributes"] or {}
+@lru_cache(maxsize=4096)  # a batch's subscriptions mostly share their start
+def _instant(text: str) -> datetime:
+    """A timestamptz as Postgres writes it in JSON, as the UTC datetime asyncpg would give."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _loaded(
+    row: dict[str, Any], charges: Mapping[str, ChargeTerms], plans: dict[str, PlanTerms]
+) -> Loaded:
     terms = SubscriptionTerms(
-        subscription_id=str(row["id"]),
-        organization_id=str(row["organization_id"]),
-        customer_id=str(row["customer_id"]),
+        subscription_id=row["id"],
+        organization_id=row["organization_id"],
+        customer_id=row["customer_id"],
         external_id=row["external_id"],
         billing_time=row["billing_time"],
-        subscription_at=row["subscription_at"],
+        subscription_at=_instant(row["subscription_at"]),
         timezone=row["customer_timezone"],
         organization_timezone=row["organization_timezone"],
         invoice_grace_period_days=grace_days(
             row["customer_attributes"] or {}, row["organization_attributes"] or {}
         ),
-        plan=PlanTerms(
-            plan_id=str(row["plan_id"]),
-            code=row["plan_code"],
-            name=row["plan_name"],
-            invoice_display_name=plan_attributes.get("invoice_display_name"),
-            interval=row["interval"],
-            amount_cents=row["amount_cents"],
-            amount_currency=row["amount_currency"],
-            pay_in_advance=row["pay_in_advance"],
-        ),
-        charges={str(c["id"]): _charge_terms(c, shared) for c in charges},
+        plan=_plan(row, plans),
+        charges=charges,
         taxes=_tax_terms(row["taxes"]),
         coupons=tuple(
             CustomerCoupon(

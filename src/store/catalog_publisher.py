@@ -24,6 +24,11 @@ from web.metrics import IngestMetrics
 log = logging.getLogger(__name__)
 
 _BATCH = 500
+# The advisory lock one drain at a time holds, of all the ingest processes (one per core by
+# default) of a deployment (its schema): so the records of an object reach Kafka in the order
+# they were written, and the compacted topic keeps the latest version, not whichever drain
+# sent last.
+_DRAIN_LOCK = 0x6D66_6361  # "mfca", with the schema's hash
 
 
 class CatalogPublisher:
@@ -86,7 +91,9 @@ async def enqueue(conn: Conn, record: CatalogRecord) -> None:
 
 
 async def claim_outbox(conn: Conn, limit: int) -> list[tuple[int, CatalogRecord]]:
-    """The oldest unsent records, locked so that concurrent drains skip them."""
+    """The oldest unsent records, once no other drain (of any process) is sending: a
+    concurrent drain waits for this transaction, and then finds these records deleted."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", _DRAIN_LOCK)
     rows = await conn.fetch(
         "SELECT id, kind, lago_id, organization_id, version, body FROM catalog_outbox "
         "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",

@@ -118,14 +118,12 @@ def held_dead_letter(item: dict[str, Any], reason: str, detail: str) -> dict[str
 
 @dataclass(slots=True)
 class SourceEvent:
-    """One event of a record: the record, its index in it, the event as decoded, and when
-    the broker received the record."""
+    """One event of a record: the record, its index in it, the event as decoded."""
 
     message: SourceMessage
     index: int
     raw: Any
     packed: bool
-    received_at: datetime
 
     @property
     def position(self) -> int:
@@ -251,9 +249,8 @@ class EventProcessor:
                 result, message.key, source, message.value, "invalid_event", "an empty pack"
             )
             return []
-        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
         for index in range(PACK_LIMIT, len(items)):
-            extra = SourceEvent(message, index, items[index], True, received_at)
+            extra = SourceEvent(message, index, items[index], True)
             self._dead_letter(
                 result,
                 message.key,
@@ -304,17 +301,16 @@ class EventProcessor:
         folded (its place decided now, its values added by `fold.apply`). One loop for the
         record, with what every event reads taken once: the hot path of the worker."""
         packed = message.value is not None and message.value[:1] == b"["
-        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
         partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
         subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
         seen_before, fold_event = self.markers.seen, fold.event
         for index, raw in enumerate(items):
             try:
                 try:
-                    event = self._decode(raw, received_at)
+                    event = self._decode(raw, message.timestamp_ms)
                 except InvalidEvent as exc:
                     # Not tied to a ledger: a redelivery dead-letters it again (at least once).
-                    source = SourceEvent(message, index, raw, packed, received_at)
+                    source = SourceEvent(message, index, raw, packed)
                     self._dead_letter(
                         result,
                         message.key,
@@ -353,7 +349,7 @@ class EventProcessor:
                 sub.fresh.add(hashed)
                 terms = sub.terms
                 if terms is None:
-                    self._hold(SourceEvent(message, index, raw, packed, received_at), sub, result)
+                    self._hold(SourceEvent(message, index, raw, packed), sub, result)
                     marks.add(lkey, hashed, partition, at, self._held_day(fold))
                     continue
                 if ledger.value["held"]:
@@ -365,7 +361,7 @@ class EventProcessor:
                     raise
                 marks.add(lkey, hashed, partition, at, day)
                 if outcome[0] == "d":  # dead_letter:<reason>
-                    source = SourceEvent(message, index, raw, packed, received_at)
+                    source = SourceEvent(message, index, raw, packed)
                     ledger.enqueue(
                         DEAD_LETTER,
                         event.external_subscription_id,
@@ -385,7 +381,7 @@ class EventProcessor:
                     offset,
                     index,
                 )
-                source = SourceEvent(message, index, raw, packed, received_at)
+                source = SourceEvent(message, index, raw, packed)
                 self._dead_letter(
                     result,
                     message.key,
@@ -416,7 +412,9 @@ class EventProcessor:
         result.counts["held"] += 1
         _visit(result, sub.key, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
 
-    def _decode(self, item: Any, received_at: datetime) -> UsageEvent:
+    def _decode(self, item: Any, received_ms: int) -> UsageEvent:
+        """The event, validated; `received_ms`: when the broker received its record (the
+        instant of an event that names none)."""
         if isinstance(item, WireEvent):
             try:
                 instant = wire_instant(item.timestamp)
@@ -445,6 +443,7 @@ class EventProcessor:
         if not isinstance(organization_id, str) or not organization_id:
             raise InvalidEvent("missing or not a string", "organization_id")
         try:
+            received_at = datetime.fromtimestamp(received_ms / 1000, tz=UTC)
             return self.domain.parse_event(organization_id, raw, received_at)
         except InvalidEvent:
             raise
@@ -459,8 +458,7 @@ class EventProcessor:
         ledger.value["held"] = []
         fold = Fold(self.domain, self.periods, self.windows, now)
         for item in held:
-            received_at = datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)
-            event = self._decode(orjson.loads(item["value"]), received_at)
+            event = self._decode(orjson.loads(item["value"]), item["ts"])
             outcome, _ = fold.event(ledger, terms, event)
             if outcome.startswith("dead_letter:"):
                 reason = outcome.split(":", 1)[1]

@@ -55,8 +55,9 @@ from bench.memory import (
     send_catalog,
     subscription,
     subscription_record,
+    worker_env,
 )
-from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
+from bench.processes import ServiceProcess, delete_app_topics, metrics
 from bench.workload import (
     Usage,
     WrongTotals,
@@ -154,16 +155,8 @@ async def measure(
     try:
         await produce_catalog(settings, organization_id, subscriptions)
         with tempfile.TemporaryDirectory() as tmp:
-            port, metrics_port = free_port(), free_port()
-            env = service_env(
-                settings,
-                METERFLOW_STATE_DIR=tmp,
-                METERFLOW_AGGREGATOR_APP_ID=app_id,
-                METERFLOW_AGGREGATOR_PORT=str(port),
-                METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
-                METERFLOW_AGGREGATOR_DATA_DIR=str(Path(tmp) / "aggregator"),
-                METERFLOW_AGGREGATOR_STORE=store,
-                METERFLOW_LOG_LEVEL="INFO",
+            env, port, metrics_port = worker_env(
+                settings, app_id, tmp, METERFLOW_AGGREGATOR_STORE=store, METERFLOW_LOG_LEVEL="INFO"
             )
             log_path = Path(tmp) / "aggregator.log"
 

@@ -211,6 +211,24 @@ async def check_usage(port: int, organization_id: str, case: Case) -> None:
         await asyncio.gather(*(reader(session) for _ in range(16)))
 
 
+def worker_env(
+    settings: Settings, app_id: str, tmp: str, **overrides: str
+) -> tuple[dict[str, str], int, int]:
+    """One benchmarked aggregator's environment in the scratch directory `tmp`: its state
+    there, its own app id and free ports (returned: the web view's, the metrics')."""
+    port, metrics_port = free_port(), free_port()
+    env = service_env(
+        settings,
+        METERFLOW_STATE_DIR=tmp,
+        METERFLOW_AGGREGATOR_APP_ID=app_id,
+        METERFLOW_AGGREGATOR_PORT=str(port),
+        METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
+        METERFLOW_AGGREGATOR_DATA_DIR=str(Path(tmp) / "aggregator"),
+        **overrides,
+    )
+    return env, port, metrics_port
+
+
 async def measure(base: Settings, case: Case) -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = replace(base, topics=Topics(prefix=prefix))
@@ -220,15 +238,7 @@ async def measure(base: Settings, case: Case) -> dict[str, Any]:
     try:
         await produce_catalog(settings, organization_id, case.subscriptions)
         with tempfile.TemporaryDirectory() as tmp:
-            port, metrics_port = free_port(), free_port()
-            env = service_env(
-                settings,
-                METERFLOW_STATE_DIR=tmp,
-                METERFLOW_AGGREGATOR_APP_ID=app_id,
-                METERFLOW_AGGREGATOR_PORT=str(port),
-                METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
-                METERFLOW_AGGREGATOR_DATA_DIR=str(Path(tmp) / "aggregator"),
-            )
+            env, port, metrics_port = worker_env(settings, app_id, tmp)
             worker = ServiceProcess("aggregator", env, Path(tmp) / "aggregator.log")
             try:
                 startup = await worker.wait_http(port, "/ready")

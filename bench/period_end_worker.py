@@ -18,8 +18,16 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.aggregator_restart import BUSY, BUSY_MAX, CLOSED, STALL_MAX, STALLS, stalls_over
-from bench.memory import APPLIED, Case, bench_plan, case_events, send_catalog, subscription_record
-from bench.processes import ServiceProcess, delete_app_topics, free_port, metrics, service_env
+from bench.memory import (
+    APPLIED,
+    Case,
+    bench_plan,
+    case_events,
+    send_catalog,
+    subscription_record,
+    worker_env,
+)
+from bench.processes import ServiceProcess, delete_app_topics, metrics
 from bench.workload import WrongTotals, produce_events
 from meterflow.settings import Settings, Topics
 from meterflow.topics import delete_topics, ensure_topics, reader
@@ -63,7 +71,7 @@ async def read_closes(settings: Settings) -> dict[str, int]:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batches.values():
                 for record in records:
@@ -96,15 +104,8 @@ async def measure_worker(base: Settings, subscriptions: int, zone: str, end: dat
         stamp = min(time.time(), end.timestamp()) - 60  # inside the period
         await produce_events(settings, organization_id, case_events(case, stamp))
         with tempfile.TemporaryDirectory() as tmp:
-            port, metrics_port = free_port(), free_port()
-            env = service_env(
-                settings,
-                METERFLOW_STATE_DIR=tmp,
-                METERFLOW_AGGREGATOR_APP_ID=app_id,
-                METERFLOW_AGGREGATOR_PORT=str(port),
-                METERFLOW_AGGREGATOR_METRICS_PORT=str(metrics_port),
-                METERFLOW_AGGREGATOR_DATA_DIR=str(Path(tmp) / "aggregator"),
-                METERFLOW_AGGREGATOR_CLOCK_SKEW=str(SKEW),
+            env, port, metrics_port = worker_env(
+                settings, app_id, tmp, METERFLOW_AGGREGATOR_CLOCK_SKEW=str(SKEW)
             )
             worker = ServiceProcess("aggregator", env, Path(tmp) / "aggregator.log")
 

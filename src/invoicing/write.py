@@ -28,11 +28,18 @@ async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     connection goes back to the pool without the default reset query's round trip."""
 
 
+# The invoicer's statements take whole batches as array and JSON parameters, which a plan
+# cannot profit from seeing: one generic plan each, never planned again per execution (a
+# batch of one closed period made Postgres plan the read anew each time, about 2.5 ms).
+_SESSION = {"plan_cache_mode": "force_generic_plan"}
+
+
 async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
     return await db.create_pool(
         dsn,
         schema=schema,
         size=size,
+        settings=_SESSION,
         init=db.use_orjson,
         reset=_keep_session,
         timeout=10,

@@ -163,6 +163,17 @@ def _rows(group: tuple[tuple[str, str], ...], alias: str) -> str:
     return db.json_recordset(group, _GROUPS.index(group) + 1, alias)
 
 
+def _positional(group: tuple[tuple[str, str], ...], alias: str) -> str:
+    """The group's columns, each read by its position from the rows `alias` of a jsonb
+    list of lists (a fee row a list): jsonb reads an element by index without parsing the
+    row's other keys again, and a jsonb column takes its element as it is (JSON null as
+    SQL NULL, as json_to_recordset reads it)."""
+    return ", ".join(
+        f"nullif({alias} -> {i}, 'null')" if kind == "jsonb" else f"({alias} ->> {i})::{kind}"
+        for i, (_, kind) in enumerate(group)
+    )
+
+
 def _invoice_insert() -> tuple[str, str]:
     """The invoices' columns and the values of each from the input row `i` and its
     customer's next sequential id `q.n` (its number: the prefix, then n on 3 digits)."""
@@ -215,7 +226,8 @@ WITH input AS (
     RETURNING id, organization_id, status
 ), fee AS (
     INSERT INTO fees (id, {", ".join(name for name, _ in _FEE_COLUMNS)})
-    SELECT gen_random_uuid(), f.* FROM {_rows(_FEE_COLUMNS, "f")}
+    SELECT gen_random_uuid(), {_positional(_FEE_COLUMNS, "f")}
+    FROM jsonb_array_elements(${_GROUPS.index(_FEE_COLUMNS) + 1}::text::jsonb) f
     RETURNING 1
 ), webhook AS ({_INVOICE_WEBHOOKS}    RETURNING 1
 ), coupon AS (
@@ -241,9 +253,10 @@ SELECT (SELECT count(*) FROM invoice) AS invoices, (SELECT count(*) FROM fee) AS
 """
 
 
-def _document(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows as the statement reads them: a JSON list of objects, one key per column
-    (msgspec writes decimals as their exact text, which numeric columns read as written)."""
+def _document(rows: Sequence[Mapping[str, Any]] | Sequence[list[Any]]) -> str:
+    """The rows as the statement reads them: a JSON list of objects, one key per column, or
+    of lists, a value per column in order (msgspec writes decimals as their exact text,
+    which numeric columns read as written)."""
     return _ENCODER.encode(rows).decode()
 
 
@@ -363,8 +376,9 @@ async def write_invoices(conn: Conn, items: Sequence[InvoiceToWrite]) -> None:
     invoices = [_invoice_row(item) for item in items]
     fees = [row for item in items for row in _fee_rows(item)]
     assert not fees or list(fees[0]) == _FEE_NAMES, "a fee row's keys are not _FEE_COLUMNS"
+    fee_values = [list(row.values()) for row in fees]  # in _FEE_COLUMNS' order, as checked
     consumed = credits.consumed_rows(items)
-    args = [_document(invoices), _document(fees)] + [
+    args = [_document(invoices), _document(fee_values)] + [
         _document(_named(rows, group)) for rows, group in zip(consumed, _GROUPS[2:], strict=True)
     ]
     if not any(consumed):

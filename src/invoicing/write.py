@@ -135,6 +135,7 @@ _FEE_COLUMNS = (
 FEE_ATTRIBUTES = tuple(name for name, _ in _FEE_COLUMNS[7:20])
 assert FEE_ATTRIBUTES[0] == "item_code" and FEE_ATTRIBUTES[-1] == "is_adjustment"
 _FEE_NAMES = [name for name, _ in _FEE_COLUMNS]
+_INVOICE_KEYS = [name for name, _ in _INVOICE_COLUMNS]
 # What the invoices consume: coupons' states (before and after), wallets' balances as read
 # and what they pay, credit notes' balances and what they pay, late usage.
 _COUPON_COLUMNS = (
@@ -164,14 +165,18 @@ def _rows(group: tuple[tuple[str, str], ...], alias: str) -> str:
 
 
 def _positional(group: tuple[tuple[str, str], ...], alias: str) -> str:
-    """The group's columns, each read by its position from the rows `alias` of a jsonb
-    list of lists (a fee row a list): jsonb reads an element by index without parsing the
-    row's other keys again, and a jsonb column takes its element as it is (JSON null as
-    SQL NULL, as json_to_recordset reads it)."""
-    return ", ".join(
-        f"nullif({alias} -> {i}, 'null')" if kind == "jsonb" else f"({alias} ->> {i})::{kind}"
-        for i, (_, kind) in enumerate(group)
+    """`SELECT` of the group's columns from its parameter, a jsonb list of lists (a row a
+    list), each column read by its position: jsonb reads an element by index without
+    parsing the row again per column, and a jsonb column takes its element as it is (JSON
+    null as SQL NULL, as json_to_recordset reads it)."""
+    columns = ", ".join(
+        f"nullif({alias} -> {i}, 'null') AS {name}"
+        if kind == "jsonb"
+        else f"({alias} ->> {i})::{kind} AS {name}"
+        for i, (name, kind) in enumerate(group)
     )
+    parameter = _GROUPS.index(group) + 1
+    return f"SELECT {columns} FROM jsonb_array_elements(${parameter}::text::jsonb) {alias}"
 
 
 def _invoice_insert() -> tuple[str, str]:
@@ -212,7 +217,7 @@ _INVOICE_WEBHOOKS = webhook_outbox.fan_out(
 # whole, sequence increments included (no gap in the numbering).
 _WRITE_INVOICES = f"""
 WITH input AS (
-    SELECT * FROM {_rows(_INVOICE_COLUMNS, "i")}
+    {_positional(_INVOICE_COLUMNS, "i")}
 ), sequence AS (
     INSERT INTO invoice_sequences (customer_id, last_sequential_id)
     SELECT customer_id, 1 FROM input ORDER BY customer_id
@@ -226,8 +231,7 @@ WITH input AS (
     RETURNING id, organization_id, status
 ), fee AS (
     INSERT INTO fees (id, {", ".join(name for name, _ in _FEE_COLUMNS)})
-    SELECT gen_random_uuid(), {_positional(_FEE_COLUMNS, "f")}
-    FROM jsonb_array_elements(${_GROUPS.index(_FEE_COLUMNS) + 1}::text::jsonb) f
+    SELECT gen_random_uuid(), f.* FROM ({_positional(_FEE_COLUMNS, "f")}) f
     RETURNING 1
 ), webhook AS ({_INVOICE_WEBHOOKS}    RETURNING 1
 ), coupon AS (
@@ -378,7 +382,9 @@ async def write_invoices(conn: Conn, items: Sequence[InvoiceToWrite]) -> None:
     assert not fees or list(fees[0]) == _FEE_NAMES, "a fee row's keys are not _FEE_COLUMNS"
     fee_values = [list(row.values()) for row in fees]  # in _FEE_COLUMNS' order, as checked
     consumed = credits.consumed_rows(items)
-    args = [_document(invoices), _document(fee_values)] + [
+    assert list(invoices[0]) == _INVOICE_KEYS, "an invoice row's keys are not _INVOICE_COLUMNS"
+    invoice_values = [list(row.values()) for row in invoices]  # in their order, as checked
+    args = [_document(invoice_values), _document(fee_values)] + [
         _document(_named(rows, group)) for rows, group in zip(consumed, _GROUPS[2:], strict=True)
     ]
     if not any(consumed):

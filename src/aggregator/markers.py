@@ -7,10 +7,9 @@ one, bytes (the day, then the hashes packed 8 bytes each, searched in C) up to `
 beyond that a `BigDay` (buckets of packed hashes by the hash's low bits, each with a byte
 a hash searched first); a subscription with hashes of several days keeps a list of its
 days. About 10 to 15 bytes a marker beside each subscription's entry (a set of ints cost 70
-to 160 bytes a marker by tracemalloc); the structures are in `aggregator.marker_index`.
-A batch indexes each marker as it sets it (`mark`: its later events find it, and the bucket
-is still in the cache) and gathers them by partition, day and subscription
-(`MarkerBatch`) for their segments.
+to 160 bytes a marker by tracemalloc). A batch's new markers come grouped by subscription
+and day (`MarkerBatch`), each group added at once, unsearched when the batch looked them
+all up in this same index.
 On the changelog and in RocksDB, one record per (source partition, batch, expiry day: the
 UTC day after which its markers may go; all the events of one period share it), whatever
 the number of subscriptions the batch touched: msgpack
@@ -29,9 +28,7 @@ subscription, so ids of different subscriptions never compete.
 
 Why no position: a marker is written only after the ledger holding its event's effect has
 been acknowledged by the broker (`Aggregator.flush_tables` flushes the ledgers, then the
-markers), so a marker never outlives its event's effect. (The in-memory index holds a
-batch's markers from the moment they are set; should its ledgers never become durable, the
-batch fails and the worker ends, index and all.) An event whose position is at or
+markers), so a marker never outlives its event's effect. An event whose position is at or
 below its ledger's `applied` was applied already (the ledger decides, `aggregator.processing`);
 above it, a marker found means another event carried the same transaction id.
 
@@ -44,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import sys
+from array import array
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
@@ -51,20 +50,9 @@ from typing import TypeAlias, cast
 
 import msgspec
 
-from aggregator.marker_index import (
-    HASH,
-    BigDay,
-    Index,
-    Part,
-    add_hashes,
-    drop_day,
-    holds,
-    in_packed,
-    pack,
-    tagged,
-    unpack,
-)
 from aggregator.store import PartitionedStore
+
+Index: TypeAlias = "dict[str, Held]"
 
 _SEGMENT = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes]]])
 _ENCODE = msgspec.msgpack.Encoder()
@@ -74,6 +62,9 @@ SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the le
 BUILD_SLICE = 2_000
 EXPIRE_SLICE = 2_000
 _DAY = 86_400
+# Hashes of one (subscription, expiry day) searched as packed bytes (a linear scan in C, 512
+# bytes at most); beyond, a BigDay.
+SMALL = 64
 
 
 def marker_hash(transaction_id: str) -> int:
@@ -103,15 +94,15 @@ Marks: TypeAlias = "dict[str, tuple[list[int], list[int]]]"
 
 class MarkerBatch:
     """The markers a batch sets, grouped as they are stored: (partition, expiry day) ->
-    ledger key -> (hashes, their positions), in the order they were set. `indexed`: the
-    index generation (`DedupeMarkers.generation`) they were indexed in as they were set
-    (`DedupeMarkers.mark`); None when they are to be indexed as they are written."""
+    ledger key -> (hashes, their positions), in the order they were set. `checked`: the
+    index generation (`DedupeMarkers.generation`) that every hash was looked up in and not
+    found, the same hash never added twice; None when that is not so."""
 
-    __slots__ = ("groups", "indexed")
+    __slots__ = ("checked", "groups")
 
-    def __init__(self, indexed: int | None = None) -> None:
+    def __init__(self, checked: int | None = None) -> None:
         self.groups: dict[tuple[int, int], Marks] = {}
-        self.indexed = indexed
+        self.checked = checked
 
     def add(self, ledger_key: str, hashed: int, partition: int, position: int, day: int) -> None:
         group = self.groups.get((partition, day))
@@ -213,50 +204,18 @@ class DedupeMarkers:
         if held is None:
             return False
         if type(held) is int:
-            return held & HASH == hashed
-        if type(held) is bytes:  # inline in_packed: most lookups miss, at once
+            return held & _HASH == hashed
+        if type(held) is bytes:  # inline _in_packed: most lookups miss, at once
             needle = hashed.to_bytes(8, "little")
             at = held.find(needle, 8)
-            return at > 0 and (not at & 7 or in_packed(held, hashed))
+            return at > 0 and (not at & 7 or _in_packed(held, hashed))
         if type(held) is BigDay:  # inline BigDay.__contains__: most lookups of a busy one
             at = hashed & held.low
             if at < held.split:
                 at = hashed & held.high
             found = held.tags[at].find(hashed >> 56)
-            return found >= 0 and tagged(held, at, found, hashed)
-        return any(holds(part, hashed) for part in cast("list[Part]", held))
-
-    def mark(
-        self,
-        batch: MarkerBatch,
-        ledger_key: str,
-        hashed: int,
-        partition: int,
-        position: int,
-        day: int,
-        again: bool = False,
-    ) -> None:
-        """A marker a batch sets (`seen` just said the subscription holds no such hash, or
-        `again`: it may, a requeued copy's): indexed at once, so that the batch's later
-        events find it, while its bucket is in the cache; its segment is stored by
-        `write_batch`, once the ledgers are durable (should they never be, the worker
-        ends, and the index with it)."""
-        batch.add(ledger_key, hashed, partition, position, day)
-        index = self._index if self._index is not None else self._ensured()
-        big = index.get(ledger_key)
-        if type(big) is not BigDay or big.day != day or again:
-            self._count += add_hashes(index, ledger_key, day, [hashed], not again)
-            return
-        at = hashed & big.low
-        if at < big.split:
-            at = hashed & big.high
-        needle = hashed.to_bytes(8, "little")
-        big.buckets[at] += needle
-        big.tags[at] += needle[7:]
-        big.size += 1
-        self._count += 1
-        if big.size > big.BUCKET * len(big.buckets):
-            big._split()
+            return found >= 0 and _tagged(held, at, found, hashed)
+        return any(_holds(part, hashed) for part in cast("list[Part]", held))
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store markers given one by one (`write_batch` takes a batch's, grouped)."""
@@ -267,21 +226,20 @@ class DedupeMarkers:
 
     def write_batch(self, batch: MarkerBatch) -> None:
         """Store a batch's new markers: one segment per (partition, expiry day) and
-        `SEGMENT_LIMIT` markers; each subscription's hashes added to the index at once,
-        unless they were as they were set (`mark`) and the index was not rebuilt since."""
-        indexed = self._index is not None and batch.indexed == self._epoch
+        `SEGMENT_LIMIT` markers, each subscription's hashes added to the index at once
+        (unsearched when the batch checked them all in this very index)."""
+        new = self._index is not None and batch.checked == self._epoch
         index = self._ensured()
         for (partition, day), ledgers in batch.groups.items():
             for chunk in _chunks(ledgers):
                 low = min(min(positions) for _, positions in chunk.values())
                 high = max(max(positions) for _, positions in chunk.values())
                 key = f"{partition}\x1f{day}\x1f{low}-{high}"
-                entries = [(ledger_key, pack(hashes)) for ledger_key, (hashes, _) in chunk.items()]
+                entries = [(ledger_key, _pack(hashes)) for ledger_key, (hashes, _) in chunk.items()]
                 self.store.put(partition, key, _ENCODE.encode((partition, day, entries)))
                 heapq.heappush(self._expiry, (day, key))
-                if not indexed:
-                    for ledger_key, (hashes, _) in chunk.items():
-                        self._count += add_hashes(index, ledger_key, day, hashes)
+                for ledger_key, (hashes, _) in chunk.items():
+                    self._count += _add(index, ledger_key, day, hashes, new)
 
     def expire(self, now: datetime, owned: set[int], limit: int = EXPIRE_SLICE) -> tuple[int, bool]:
         """Delete segments of owned partitions whose expiry day has ended, up to about
@@ -304,7 +262,7 @@ class DedupeMarkers:
             entries = _SEGMENT.decode(segment)[2]
             work += 1 + sum(len(packed) for _, packed in entries) // 8
             for ledger_key, _packed in entries:
-                gone = drop_day(index, ledger_key, day)
+                gone = _drop_day(index, ledger_key, day)
                 removed += gone
                 self._count -= gone
         return removed, False
@@ -318,4 +276,224 @@ def _index_segment(index: Index, expiry: list[tuple[int, str]], key: str, segmen
     """Add one stored segment to an index being built; returns the markers it added."""
     _partition, day, entries = _SEGMENT.decode(segment)
     expiry.append((day, key))
-    return sum(add_hashes(index, ledger_key, day, unpack(packed)) for ledger_key, packed in entries)
+    return sum(_add(index, ledger_key, day, _unpack(packed)) for ledger_key, packed in entries)
+
+
+class BigDay:
+    """More than `SMALL` hashes of one (subscription, expiry day), in buckets of packed bytes
+    chosen by the hash's low bits (linear hashing: when the hashes outnumber `BUCKET` times
+    the buckets, one bucket splits in two, so growing never rehashes them all at once).
+
+    Beside each bucket, its tags: the top byte of each of its hashes, in the same order. A
+    lookup first searches the tags (memchr over about `BUCKET` bytes, one cache line or two
+    of a working set far larger than the caches) and reads the bucket itself only for a
+    tag found (about one lookup in six that miss): a batch's lookups, mostly misses, cost
+    one memory access each rather than a scan of the whole bucket. About 11 bytes a hash.
+    `low` and `high` are the masks of the level's bits and of one bit more (buckets below
+    `split` have split already)."""
+
+    __slots__ = ("buckets", "day", "high", "level", "low", "size", "split", "tags")
+    BUCKET = 48
+
+    def __init__(self, day: int, hashes: list[int]) -> None:
+        self.day = day
+        self.buckets = [b""]
+        self.tags = [b""]
+        self.level = self.split = self.size = self.low = 0
+        self.high = 1
+        self.add(hashes)
+
+    def __contains__(self, hashed: int) -> bool:
+        at = hashed & self.low
+        if at < self.split:
+            at = hashed & self.high
+        found = self.tags[at].find(hashed >> 56)
+        return found >= 0 and _tagged(self, at, found, hashed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, hashes: list[int], new: bool = False) -> int:
+        """Add the hashes not held yet (all of them, unsearched, when the caller knows them
+        `new`: distinct and not held); returns how many. The splits they will need are made
+        first (a bucket never grows far past `BUCKET`, and one loop with no split in it
+        places them all)."""
+        while self.size + len(hashes) > self.BUCKET * len(self.buckets):
+            self._split()
+        buckets, tags, low, high, split = self.buckets, self.tags, self.low, self.high, self.split
+        added = 0
+        for hashed in hashes:
+            at = hashed & low
+            if at < split:
+                at = hashed & high
+            if not new:
+                found = tags[at].find(hashed >> 56)
+                if found >= 0 and _tagged(self, at, found, hashed):
+                    continue
+            needle = hashed.to_bytes(8, "little")
+            buckets[at] += needle
+            tags[at] += needle[7:]
+            added += 1
+        self.size += added
+        return added
+
+    def _split(self) -> None:
+        """Split the next bucket in turn by the hash bit above the level's."""
+        bit = 1 << self.level
+        low: list[int] = []
+        high: list[int] = []
+        for hashed in _unpack(self.buckets[self.split]):
+            (high if hashed & bit else low).append(hashed)
+        stay, move = _pack(low), _pack(high)
+        self.buckets[self.split], self.tags[self.split] = stay, stay[7::8]
+        self.buckets.append(move)
+        self.tags.append(move[7::8])
+        self.split += 1
+        if self.split == bit:
+            self.level += 1
+            self.split = 0
+            self.low, self.high = (1 << self.level) - 1, (2 << self.level) - 1
+
+
+def _tagged(big: BigDay, at: int, found: int, hashed: int) -> bool:
+    """Whether bucket `at` holds `hashed`, its tag found at `found` in the bucket's tags."""
+    tags, bucket, tag = big.tags[at], big.buckets[at], hashed >> 56
+    needle = hashed.to_bytes(8, "little")
+    while found >= 0:
+        if bucket[found * 8 : found * 8 + 8] == needle:
+            return True
+        found = tags.find(tag, found + 1)
+    return False
+
+
+# A subscription's hashes: one day's (an int, `day << 64 | hash`, while it holds one; packed
+# bytes, the day then the hashes, 8 bytes each; or a BigDay), or several days' in a list.
+Part: TypeAlias = "int | bytes | BigDay"
+Held: TypeAlias = "Part | list[Part]"
+_HASH = (1 << 64) - 1
+
+
+def _in_packed(packed: bytes, hashed: int) -> bool:
+    """Whether packed day hashes (after their 8-byte day) hold `hashed` at a hash's place."""
+    needle = hashed.to_bytes(8, "little")
+    at = packed.find(needle, 8)
+    while at > 0 and at & 7:  # found across two hashes: look on
+        at = packed.find(needle, at + 1)
+    return at > 0
+
+
+def _holds(part: Part, hashed: int) -> bool:
+    if type(part) is int:
+        return part & _HASH == hashed
+    if type(part) is bytes:
+        return _in_packed(part, hashed)
+    return hashed in cast(BigDay, part)
+
+
+def _day_of(part: Part) -> int:
+    if type(part) is int:
+        return part >> 64
+    if type(part) is bytes:
+        return int.from_bytes(part[:8], "little")
+    return cast(BigDay, part).day
+
+
+def _size(part: Part) -> int:
+    if type(part) is int:
+        return 1
+    return len(part) // 8 - 1 if type(part) is bytes else len(cast(BigDay, part))
+
+
+def _new_part(day: int, hashes: list[int]) -> tuple[Part, int]:
+    """A day's part holding `hashes`, and how many distinct hashes it holds."""
+    if len(hashes) == 1:
+        return day << 64 | hashes[0], 1
+    fresh = list(dict.fromkeys(hashes))
+    if len(fresh) > SMALL:
+        return BigDay(day, fresh), len(fresh)
+    if len(fresh) == 1:
+        return day << 64 | fresh[0], 1
+    return day.to_bytes(8, "little") + _pack(fresh), len(fresh)
+
+
+def _grown(part: Part, day: int, hashes: list[int], new: bool) -> tuple[Part, int]:
+    """The day's part with `hashes` added, and how many of them were new (all, when the
+    caller knows them `new`, see `BigDay.add`)."""
+    if type(part) is int:
+        fresh = [h for h in hashes if h != part & _HASH]
+        if not fresh:
+            return part, 0
+        grown, size = _new_part(day, [part & _HASH, *fresh])
+        return grown, size - 1
+    if type(part) is bytes:
+        if new:
+            fresh = hashes
+        else:
+            held = set(_unpack(part[8:]))  # (one set, not a search per hash)
+            fresh = [h for h in dict.fromkeys(hashes) if h not in held]
+        if len(part) // 8 - 1 + len(fresh) > SMALL:
+            return BigDay(day, [*_unpack(part[8:]), *fresh]), len(fresh)
+        return part + _pack(fresh), len(fresh)
+    big = cast(BigDay, part)
+    return big, big.add(hashes, new)
+
+
+def _add(index: Index, ledger_key: str, day: int, hashes: list[int], new: bool = False) -> int:
+    """Add a subscription's hashes of one expiry day to the index; returns how many were new
+    (a replay may have written a hash to a second segment of the same day; `new`: the
+    caller knows they are all distinct and not held)."""
+    held = index.get(ledger_key)
+    if held is None:
+        index[ledger_key], added = _new_part(day, hashes)
+        return added
+    if not isinstance(held, list):
+        if _day_of(held) == day:
+            index[ledger_key], added = _grown(held, day, hashes, new)
+            return added
+        part, added = _new_part(day, hashes)
+        index[ledger_key] = [held, part]
+        return added
+    for i, part in enumerate(held):
+        if _day_of(part) == day:
+            held[i], added = _grown(part, day, hashes, new)
+            return added
+    part, added = _new_part(day, hashes)
+    held.append(part)
+    return added
+
+
+def _drop_day(index: Index, ledger_key: str, day: int) -> int:
+    """Remove a subscription's hashes of an expired day (those of every segment of that
+    day: they all expire together); returns how many went. A hash is written to a second
+    segment only when the index lost it (see `processing`), so no other day keeps it."""
+    held = index.get(ledger_key)
+    if held is None:
+        return 0
+    if not isinstance(held, list):
+        if _day_of(held) != day:
+            return 0
+        del index[ledger_key]
+        return _size(held)
+    kept = [part for part in held if _day_of(part) != day]
+    gone = sum(_size(part) for part in held) - sum(_size(part) for part in kept)
+    if not kept:
+        del index[ledger_key]
+    elif len(kept) < len(held):
+        index[ledger_key] = kept[0] if len(kept) == 1 else kept
+    return gone
+
+
+def _pack(hashes: list[int]) -> bytes:
+    packed = array("Q", hashes)
+    if packed.itemsize != 8:  # pragma: no cover - every platform Python runs on today
+        raise RuntimeError("array('Q') is not 64-bit here")
+    if sys.byteorder == "big":  # pragma: no cover
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(data: bytes) -> list[int]:
+    packed = array("Q", data)
+    if sys.byteorder == "big":  # pragma: no cover
+        packed.byteswap()
+    return packed.tolist()

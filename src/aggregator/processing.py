@@ -147,11 +147,13 @@ class SourceEvent:
 @dataclass(slots=True)
 class BatchSubscription:
     """One subscription as a batch found it (the catalog does not change while a batch is
-    applied): its ledger key and ledger, and its terms (None while unknown)."""
+    applied): its ledger key and ledger, its terms (None while unknown), and the
+    transaction id hashes this batch sets markers for (`BatchResult.marks`)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
+    fresh: set[int]
 
 
 class BatchResult:
@@ -194,7 +196,7 @@ class EventProcessor:
         records, at least one); `result.taken` says how many. The caller makes them durable
         before applying the rest (`aggregator.app`)."""
         result = BatchResult()
-        result.marks.indexed = self.markers.generation  # (each marker indexed as it is set)
+        result.marks.checked = self.markers.generation  # unless a requeued copy says otherwise
         fold = Fold(self.domain, self.periods, self.windows, now)
         deadline = time.perf_counter() + seconds
         for message in messages:
@@ -270,7 +272,7 @@ class EventProcessor:
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
         found = result.subscriptions[ident] = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident)
+            key, ledger, self.catalog.terms(*ident), set()
         )
         return found
 
@@ -301,8 +303,7 @@ class EventProcessor:
         packed = message.value is not None and message.value[:1] == b"["
         partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
         subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
-        seen_before, mark, fold_event = self.markers.seen, self.markers.mark, fold.event
-        again = requeue_of is not None  # a requeued copy's hash may be held: its original's
+        seen_before, fold_event = self.markers.seen, fold.event
         for index, raw in enumerate(items):
             try:
                 try:
@@ -326,13 +327,14 @@ class EventProcessor:
                 ledger, lkey = sub.ledger, sub.key
                 hashed = marker_hash(event.transaction_id)
                 at = position(offset, index)
-                seen = seen_before(lkey, hashed)  # (this batch's markers included)
+                seen = hashed in sub.fresh or seen_before(lkey, hashed)
                 if at <= ledger.applied(partition):
                     result.counts["replayed"] += 1
                     if not seen:
                         # The ledger's record survived a crash that lost this event's marker:
                         # the event was the first with its transaction id, so it set the marker.
-                        mark(marks, lkey, hashed, partition, at, self._held_day(fold))
+                        sub.fresh.add(hashed)
+                        marks.add(lkey, hashed, partition, at, self._held_day(fold))
                     continue
                 ledger.mark_applied(partition, at)
                 if requeue_of is not None:
@@ -340,22 +342,24 @@ class EventProcessor:
                     # REQUEUE_HEADER): the marker its dead-lettered original set yields to
                     # it, once.
                     seen = not ledger.take_requeue(requeue_of)
+                    marks.checked = None  # its hash may be held: the original's marker
                 if seen:
                     result.counts["duplicate"] += 1
                     continue
+                sub.fresh.add(hashed)
                 terms = sub.terms
                 if terms is None:
                     self._hold(SourceEvent(message, index, raw, packed), sub, result)
-                    mark(marks, lkey, hashed, partition, at, self._held_day(fold), again)
+                    marks.add(lkey, hashed, partition, at, self._held_day(fold))
                     continue
                 if ledger.value["held"]:
                     self.release_held(ledger, terms, fold.now, result.counts)
                 try:
                     outcome, day = fold_event(ledger, terms, event)
                 except Exception:  # dead-lettered below: its marker kept as a dead letter's
-                    mark(marks, lkey, hashed, partition, at, fold.keep_day, again)
+                    marks.add(lkey, hashed, partition, at, fold.keep_day)
                     raise
-                mark(marks, lkey, hashed, partition, at, day, again)
+                marks.add(lkey, hashed, partition, at, day)
                 if outcome[0] == "d":  # dead_letter:<reason>
                     source = SourceEvent(message, index, raw, packed)
                     ledger.enqueue(

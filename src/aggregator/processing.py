@@ -35,7 +35,7 @@ from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
 from aggregator.fold import Fold, PeriodCache
 from aggregator.ledger import Ledger, ledger_key
-from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
+from aggregator.markers import DedupeMarkers, MarkerBatch, expiry_day, marker_hash
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
 from meterflow.event_records import (
@@ -118,14 +118,12 @@ def held_dead_letter(item: dict[str, Any], reason: str, detail: str) -> dict[str
 
 @dataclass(slots=True)
 class SourceEvent:
-    """One event of a record: the record, its index in it, the event as decoded, and when
-    the broker received the record."""
+    """One event of a record: the record, its index in it, the event as decoded."""
 
     message: SourceMessage
     index: int
     raw: Any
     packed: bool
-    received_at: datetime
 
     @property
     def position(self) -> int:
@@ -150,12 +148,12 @@ class SourceEvent:
 class BatchSubscription:
     """One subscription as a batch found it (the catalog does not change while a batch is
     applied): its ledger key and ledger, its terms (None while unknown), and the
-    transaction id hashes this batch counts (hash -> the marker the batch sets)."""
+    transaction id hashes this batch sets markers for (`BatchResult.marks`)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
-    fresh: dict[int, NewMarker]
+    fresh: set[int]
 
 
 class BatchResult:
@@ -169,16 +167,12 @@ class BatchResult:
         # expire, late usage is sent at once.
         self.visits: dict[str, float] = {}
         self.dead_letters: list[DeadLetter] = []
+        self.marks = MarkerBatch()  # the markers this batch sets
         self.counts: Counter[str] = Counter()
         self.taken = 0  # messages applied: the first `taken` of those given to apply_batch
         # The folded events' outcomes (applied, late, dead_letter:<reason>), into `counts`
         # when the batch ends.
         self.outcomes: dict[str, int] = {}
-
-    @property
-    def markers(self) -> list[NewMarker]:
-        """The markers this batch sets."""
-        return [m for sub in self.subscriptions.values() for m in sub.fresh.values()]
 
 
 @dataclass(eq=False)
@@ -202,6 +196,7 @@ class EventProcessor:
         records, at least one); `result.taken` says how many. The caller makes them durable
         before applying the rest (`aggregator.app`)."""
         result = BatchResult()
+        result.marks.checked = self.markers.generation  # unless a requeued copy says otherwise
         fold = Fold(self.domain, self.periods, self.windows, now)
         deadline = time.perf_counter() + seconds
         for message in messages:
@@ -211,27 +206,7 @@ class EventProcessor:
             items = self._events(message, result)
             if not items:
                 continue
-            packed = message.value is not None and message.value[:1] == b"["
-            received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
-            for index, raw in enumerate(items):
-                try:
-                    self._apply_event(message, index, packed, raw, received_at, result, fold)
-                except Exception as exc:  # one bad event must never stop the worker
-                    log.exception(
-                        "aggregator.event_failed partition=%d offset=%d index=%d",
-                        message.partition,
-                        message.offset,
-                        index,
-                    )
-                    event = SourceEvent(message, index, raw, packed, received_at)
-                    self._dead_letter(
-                        result,
-                        message.key,
-                        event.source(),
-                        event.payload(),
-                        "internal_error",
-                        repr(exc),
-                    )
+            self._apply_record(message, items, result, fold)
         fold.apply()
         result.counts.update(result.outcomes)
         for key, ledger in result.ledgers.items():
@@ -243,7 +218,7 @@ class EventProcessor:
     def remember(self, result: BatchResult) -> None:
         """Write the batch's dedupe markers: only once its ledgers are durable (see
         `aggregator.markers`), before the next batch is applied."""
-        self.markers.write(result.markers)
+        self.markers.write_batch(result.marks)
 
     def _events(self, message: SourceMessage, result: BatchResult) -> list[Any]:
         """The record's events (`WireEvent`s in the common case, else as JSON decoded); a
@@ -274,9 +249,8 @@ class EventProcessor:
                 result, message.key, source, message.value, "invalid_event", "an empty pack"
             )
             return []
-        received_at = datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
         for index in range(PACK_LIMIT, len(items)):
-            extra = SourceEvent(message, index, items[index], True, received_at)
+            extra = SourceEvent(message, index, items[index], True)
             self._dead_letter(
                 result,
                 message.key,
@@ -298,7 +272,7 @@ class EventProcessor:
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
         found = result.subscriptions[ident] = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), {}
+            key, ledger, self.catalog.terms(*ident), set()
         )
         return found
 
@@ -320,96 +294,127 @@ class EventProcessor:
         )
         result.counts[f"dead_letter:{reason}"] += 1
 
-    def _apply_event(
-        self,
-        message: SourceMessage,
-        index: int,
-        packed: bool,
-        raw: Any,
-        received_at: datetime,
-        result: BatchResult,
-        fold: Fold,
+    def _apply_record(
+        self, message: SourceMessage, items: list[Any], result: BatchResult, fold: Fold
     ) -> None:
-        """One event of a record: dropped as replayed or duplicate, held, dead-lettered, or
-        folded (its place decided now, its values added by `fold.apply`)."""
-        try:
-            event = self._decode(raw, received_at)
-        except InvalidEvent as exc:
-            # Not tied to a ledger: a redelivery dead-letters it again (at least once).
-            source = SourceEvent(message, index, raw, packed, received_at)
-            self._dead_letter(
-                result,
-                message.key,
-                source.source(),
-                source.payload(),
-                "invalid_event",
-                exc.reason,
-                exc.field,
-            )
-            return
-        partition = message.partition
-        sub = result.subscriptions.get((event.organization_id, event.external_subscription_id))
-        if sub is None:
-            sub = self._subscription(result, event, partition)
-        ledger, lkey = sub.ledger, sub.key
-        hashed = marker_hash(event.transaction_id)
-        at = position(message.offset, index)
-        seen = hashed in sub.fresh or self.markers.seen(lkey, hashed)
-        if at <= ledger.applied(partition):
-            result.counts["replayed"] += 1
-            if not seen:
-                # The ledger's record survived a crash that lost this event's marker: the
-                # event was the first with its transaction id, so it set the marker.
-                day = expiry_day(fold.now + self.windows.hold + self.windows.late)
-                sub.fresh[hashed] = NewMarker(lkey, hashed, partition, at, day)
-            return
-        ledger.mark_applied(partition, at)
-        if message.requeue_of is not None:
-            # A copy requeued from the dead-letter topic (meterflow.event_records.
-            # REQUEUE_HEADER): the marker its dead-lettered original set yields to it, once.
-            duplicate = not ledger.take_requeue(message.requeue_of)
-        else:
-            duplicate = seen
-        if duplicate:
-            result.counts["duplicate"] += 1
-            return
-        marker = sub.fresh[hashed] = NewMarker(lkey, hashed, partition, at, 0)
-        terms = sub.terms
-        if terms is None:
-            source = SourceEvent(message, index, raw, packed, received_at)
-            ledger.value["held"].append(
-                {
-                    "p": partition,
-                    "o": message.offset,
-                    "i": index if packed else None,
-                    "ts": message.timestamp_ms,
-                    "key": message.key.decode("utf-8", "replace") if message.key else None,
-                    "value": source.payload().decode("utf-8"),
-                }
-            )
-            marker.day = expiry_day(fold.now + self.windows.hold + self.windows.late)
-            result.counts["held"] += 1
-            _visit(result, lkey, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
-            return
-        if ledger.value["held"]:
-            self.release_held(ledger, terms, fold.now, result.counts)
-        outcome, marker.day = fold.event(ledger, terms, event)
-        if outcome[0] == "d":  # dead_letter:<reason>
-            source = SourceEvent(message, index, raw, packed, received_at)
-            ledger.enqueue(
-                DEAD_LETTER,
-                event.external_subscription_id,
-                dead_letter_value(
+        """A record's events, each dropped as replayed or duplicate, held, dead-lettered, or
+        folded (its place decided now, its values added by `fold.apply`). One loop for the
+        record, with what every event reads taken once: the hot path of the worker."""
+        packed = message.value is not None and message.value[:1] == b"["
+        partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
+        subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
+        seen_before, fold_event = self.markers.seen, fold.event
+        for index, raw in enumerate(items):
+            try:
+                try:
+                    event = self._decode(raw, message.timestamp_ms)
+                except InvalidEvent as exc:
+                    # Not tied to a ledger: a redelivery dead-letters it again (at least once).
+                    source = SourceEvent(message, index, raw, packed)
+                    self._dead_letter(
+                        result,
+                        message.key,
+                        source.source(),
+                        source.payload(),
+                        "invalid_event",
+                        exc.reason,
+                        exc.field,
+                    )
+                    continue
+                sub = subscriptions.get((event.organization_id, event.external_subscription_id))
+                if sub is None:
+                    sub = self._subscription(result, event, partition)
+                ledger, lkey = sub.ledger, sub.key
+                hashed = marker_hash(event.transaction_id)
+                at = position(offset, index)
+                seen = hashed in sub.fresh or seen_before(lkey, hashed)
+                if at <= ledger.applied(partition):
+                    result.counts["replayed"] += 1
+                    if not seen:
+                        # The ledger's record survived a crash that lost this event's marker:
+                        # the event was the first with its transaction id, so it set the marker.
+                        sub.fresh.add(hashed)
+                        marks.add(lkey, hashed, partition, at, self._held_day(fold))
+                    continue
+                ledger.mark_applied(partition, at)
+                if requeue_of is not None:
+                    # A copy requeued from the dead-letter topic (meterflow.event_records.
+                    # REQUEUE_HEADER): the marker its dead-lettered original set yields to
+                    # it, once.
+                    seen = not ledger.take_requeue(requeue_of)
+                    marks.checked = None  # its hash may be held: the original's marker
+                if seen:
+                    result.counts["duplicate"] += 1
+                    continue
+                sub.fresh.add(hashed)
+                terms = sub.terms
+                if terms is None:
+                    self._hold(SourceEvent(message, index, raw, packed), sub, result)
+                    marks.add(lkey, hashed, partition, at, self._held_day(fold))
+                    continue
+                if ledger.value["held"]:
+                    self.release_held(ledger, terms, fold.now, result.counts)
+                try:
+                    outcome, day = fold_event(ledger, terms, event)
+                except Exception:  # dead-lettered below: its marker kept as a dead letter's
+                    marks.add(lkey, hashed, partition, at, fold.keep_day)
+                    raise
+                marks.add(lkey, hashed, partition, at, day)
+                if outcome[0] == "d":  # dead_letter:<reason>
+                    source = SourceEvent(message, index, raw, packed)
+                    ledger.enqueue(
+                        DEAD_LETTER,
+                        event.external_subscription_id,
+                        dead_letter_value(
+                            source.source(),
+                            source.payload(),
+                            outcome.split(":", 1)[1],
+                            f"event {event.transaction_id}",
+                        ),
+                    )
+                # (a plain dict: a Counter's += costs 2.5 times as much)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            except Exception as exc:  # one bad event must never stop the worker
+                log.exception(
+                    "aggregator.event_failed partition=%d offset=%d index=%d",
+                    partition,
+                    offset,
+                    index,
+                )
+                source = SourceEvent(message, index, raw, packed)
+                self._dead_letter(
+                    result,
+                    message.key,
                     source.source(),
                     source.payload(),
-                    outcome.split(":", 1)[1],
-                    f"event {event.transaction_id}",
-                ),
-            )
-        outcomes = result.outcomes  # a plain dict: a Counter's += costs 2.5 times as much
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                    "internal_error",
+                    repr(exc),
+                )
 
-    def _decode(self, item: Any, received_at: datetime) -> UsageEvent:
+    def _held_day(self, fold: Fold) -> int:
+        """The expiry day of the marker of an event held (or replayed): kept as long as it
+        may wait for its subscription, then the late window."""
+        return expiry_day(fold.now + self.windows.hold + self.windows.late)
+
+    def _hold(self, source: SourceEvent, sub: BatchSubscription, result: BatchResult) -> None:
+        """Keep an event of a subscription not known yet in its ledger until it is."""
+        message = source.message
+        sub.ledger.value["held"].append(
+            {
+                "p": message.partition,
+                "o": message.offset,
+                "i": source.index if source.packed else None,
+                "ts": message.timestamp_ms,
+                "key": message.key.decode("utf-8", "replace") if message.key else None,
+                "value": source.payload().decode("utf-8"),
+            }
+        )
+        result.counts["held"] += 1
+        _visit(result, sub.key, message.timestamp_ms / 1000 + self.windows.hold.total_seconds())
+
+    def _decode(self, item: Any, received_ms: int) -> UsageEvent:
+        """The event, validated; `received_ms`: when the broker received its record (the
+        instant of an event that names none)."""
         if isinstance(item, WireEvent):
             try:
                 instant = wire_instant(item.timestamp)
@@ -438,6 +443,7 @@ class EventProcessor:
         if not isinstance(organization_id, str) or not organization_id:
             raise InvalidEvent("missing or not a string", "organization_id")
         try:
+            received_at = datetime.fromtimestamp(received_ms / 1000, tz=UTC)
             return self.domain.parse_event(organization_id, raw, received_at)
         except InvalidEvent:
             raise
@@ -452,8 +458,7 @@ class EventProcessor:
         ledger.value["held"] = []
         fold = Fold(self.domain, self.periods, self.windows, now)
         for item in held:
-            received_at = datetime.fromtimestamp(item["ts"] / 1000, tz=UTC)
-            event = self._decode(orjson.loads(item["value"]), received_at)
+            event = self._decode(orjson.loads(item["value"]), item["ts"])
             outcome, _ = fold.event(ledger, terms, event)
             if outcome.startswith("dead_letter:"):
                 reason = outcome.split(":", 1)[1]

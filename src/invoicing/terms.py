@@ -108,22 +108,19 @@ _BATCH_CHARGES = (
     "'[]') FROM charge_taxes ct JOIN taxes t ON t.id = ct.tax_id WHERE ct.charge_id = ch.id)"
     ")), '[]') "
     "FROM charges ch JOIN billable_metrics bm ON bm.id = ch.billable_metric_id "
-    "WHERE ch.id IN (SELECT unnest(charge_ids) FROM i UNION "
-    "SELECT (c ->> 'charge_id')::uuid FROM i JOIN late_usage lu "
-    "ON lu.subscription_id = i.subscription_id AND lu.outcome = 'pending' "
-    "AND lu.period_start < i.period_start CROSS JOIN jsonb_array_elements(lu.charges) c)"
+    "WHERE ch.id IN (SELECT unnest(string_to_array(ids, ',')::uuid[]) FROM unnest($6::text[]) "
+    "AS ids UNION SELECT (c ->> 'charge_id')::uuid "
+    "FROM unnest($2::uuid[], $5::timestamptz[]) AS b(subscription_id, period_start) "
+    "JOIN late_usage lu ON lu.subscription_id = b.subscription_id AND lu.outcome = 'pending' "
+    "AND lu.period_start < b.period_start CROSS JOIN jsonb_array_elements(lu.charges) c)"
 )
 
 # One JSON document for the whole batch, in one round trip: a row per message (`n`, its
 # index) whose subscription is in the catalog, with everything its invoice needs, and the
 # batch's charges once (one orjson call reads it all, instead of a decoder call per column
-# of every row).
+# of every row). The invoicer's pool runs it with one generic plan (`write.create_pool`).
 _TERMS = (
-    "WITH i AS (SELECT n, subscription_id, organization_id, period_key, period_start, "
-    "string_to_array(charge_ids, ',')::uuid[] AS charge_ids, adjusted::jsonb AS adjusted "
-    "FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], "
-    "$7::text[]) AS i(n, subscription_id, organization_id, period_key, period_start, "
-    "charge_ids, adjusted)), found AS ("
+    "SELECT json_build_object('rows', (SELECT coalesce(json_agg(found), '[]') FROM ("
     "SELECT i.n, EXISTS (SELECT 1 FROM invoices WHERE period_key = i.period_key) AS invoiced, "
     "c.sequential_id AS customer_sequence, o.name AS organization_name, "
     "s.id, s.organization_id, s.customer_id, s.external_id, s.billing_time, "
@@ -138,11 +135,14 @@ _TERMS = (
     "AS pending, "
     f"({_TAXES}) AS taxes, ({_COUPONS}) AS coupons, ({_WALLETS}) AS wallets, "
     f"({_CREDIT_NOTES}) AS credit_notes, ({_INVOICED}) AS invoiced_usage "
-    "FROM i JOIN subscriptions s ON s.id = i.subscription_id "
-    "AND s.organization_id = i.organization_id "
+    "FROM (SELECT n, subscription_id, organization_id, period_key, period_start, "
+    "adjusted::jsonb AS adjusted "
+    "FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], "
+    "$7::text[]) AS i(n, subscription_id, organization_id, period_key, period_start, "
+    "adjusted)) i "
+    "JOIN subscriptions s ON s.id = i.subscription_id AND s.organization_id = i.organization_id "
     "JOIN customers c ON c.id = s.customer_id "
-    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id) "
-    "SELECT json_build_object('rows', (SELECT coalesce(json_agg(found), '[]') FROM found), "
+    "JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id) found), "
     f"'charges', ({_BATCH_CHARGES}))::text"
 )
 

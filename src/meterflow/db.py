@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeAlias
@@ -44,11 +44,18 @@ async def use_orjson(conn: asyncpg.Connection[asyncpg.Record]) -> None:
 
 
 async def create_pool(
-    dsn: str, *, schema: str = "public", size: int = 10, **options: Any
+    dsn: str,
+    *,
+    schema: str = "public",
+    size: int = 10,
+    settings: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections use `schema`; `options` go to asyncpg (init, timeouts...)."""
+    """A pool whose connections use `schema` (and the session `settings` given); `options`
+    go to asyncpg (init, timeouts...)."""
+    server_settings = {"search_path": schema, **(settings or {})}
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, server_settings={"search_path": schema}, **options
+        dsn, min_size=1, max_size=size, server_settings=server_settings, **options
     )
     assert pool is not None
     return pool

@@ -29,7 +29,8 @@ def _ingest_endpoints() -> Endpoints:
 
     s = IngestSettings.from_env()
     metrics = _metrics_url(s.metrics_port)
-    return Endpoints(f"Lago API http://127.0.0.1:{s.port}  metrics {metrics}", metrics)
+    processes = f"  ({s.workers} processes)" if s.workers > 1 else ""
+    return Endpoints(f"Lago API http://127.0.0.1:{s.port}  metrics {metrics}{processes}", metrics)
 
 
 def _aggregator_endpoints() -> Endpoints:

@@ -208,3 +208,44 @@ def _values(exposition: str, sample: str) -> dict[str, float]:
         for s in family.samples
         if s.name == sample
     }
+
+
+async def test_workers_stop_by_themselves_when_their_supervisor_is_killed(
+    settings: Settings,
+) -> None:
+    """SIGKILL of `meterflow ingest` (no SIGTERM to pass on) leaves no worker serving."""
+    port = closed_port()
+    env = {
+        **os.environ,
+        "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
+        "METERFLOW_DB_SCHEMA": settings.db_schema,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "DATABASE_URL": settings.dsn,
+        "METERFLOW_INGEST_HOST": "127.0.0.1",
+        "METERFLOW_INGEST_PORT": str(port),
+        "METERFLOW_INGEST_METRICS_PORT": str(closed_port()),
+        "METERFLOW_INGEST_WORKERS": "2",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meterflow.cli", "ingest", env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _accepts(port):
+            assert proc.returncode is None and time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+    finally:
+        proc.kill()
+        await proc.wait()
+    deadline = time.monotonic() + 30
+    while _accepts(port):
+        assert time.monotonic() < deadline, "a worker still serves after its supervisor died"
+        await asyncio.sleep(0.2)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

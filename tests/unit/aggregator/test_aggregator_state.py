@@ -142,3 +142,21 @@ def test_packed_hashes_are_found_only_at_a_hash_s_place() -> None:
     assert markers_module._in_packed(packed, a) and markers_module._in_packed(packed, b)
     assert not markers_module._in_packed(packed, straddling)
     assert not markers_module._in_packed(packed, day) and not markers_module._in_packed(packed, 7)
+
+
+def test_a_big_day_reads_a_bucket_only_for_a_tag_it_holds_and_answers_as_a_set() -> None:
+    """Hashes sharing their top byte (the tag searched first) and their bucket, added as a
+    batch that was checked (unsearched) and one that was not: the tags say where to look,
+    the bucket decides."""
+    same_tag = [(0xAB << 56) | (n << 8) for n in range(1, 400)]
+    others = [marker_hash(f"t{n}") for n in range(2_000)]
+    big = markers_module.BigDay(7, same_tag[:200])
+    assert big.add(others, new=True) == 2_000
+    assert big.add([*same_tag[100:300], others[5]]) == 100  # only the new ones count
+    assert len(big) == 2_300 and len(big.buckets) == len(big.tags) > 1
+    for hashed in (*same_tag[:300], *others):
+        assert hashed in big
+    for hashed in (*same_tag[300:], (0xAB << 56) | 1, marker_hash("never")):
+        assert hashed not in big
+    for bucket, tags in zip(big.buckets, big.tags, strict=True):
+        assert tags == bucket[7::8]

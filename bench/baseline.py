@@ -322,8 +322,8 @@ class BaselineServer:
                 status=422,
             )
         await insert_events(self.pool, organization_id, parsed)
-        answer = {"events": [event_body(e, received_at) for e in parsed]}
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        accepted = {"events": [event_body(e, received_at) for e in parsed]}
+        return web.Response(body=orjson.dumps(accepted), content_type="application/json")
 
     async def usage(self, request: web.Request) -> web.Response:
         organization_id = await self._organization(request)

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from bench import report
-from bench.ingest_batch import _cpu_seconds, _server, _setup, _teardown
+from bench.ingest_batch import _cpu_seconds, _server, _server_env, _setup, _teardown
 from console.users import create_user
 from meterflow.db import connect
 from meterflow.settings import Settings, Topics
@@ -156,7 +156,7 @@ def run(customers: int, requests: int) -> dict[str, Any]:
         key = asyncio.run(_setup(settings))
         org = asyncio.run(_fill(settings, customers))
         asyncio.run(create_user(settings, org, email, PASSWORD))
-        with _server(settings, 1, None) as (url, pid):
+        with _server(_server_env(settings, 1), None) as (url, pid):
             timings = asyncio.run(_measure(url, key, email, requests, pid))
     finally:
         asyncio.run(_teardown(settings))

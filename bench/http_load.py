@@ -94,11 +94,14 @@ async def _clients(
     url: str, api_key: str, template: bytes, tag: str, clients: int, until: float
 ) -> ClientResult:
     parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"{url}: the load needs a host and a port")
+    host, port = parts.hostname, parts.port
     loop = asyncio.get_running_loop()
     result = ClientResult()
 
     async def client(index: int) -> None:
-        _, conn = await loop.create_connection(_Connection, parts.hostname, parts.port)
+        _, conn = await loop.create_connection(_Connection, host, port)
         n = 0
         while time.monotonic() < until:
             # Same length for every request: the tag is fixed-width.

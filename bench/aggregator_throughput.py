@@ -243,6 +243,7 @@ def measure(
                 "events_per_second_per_worker": round(rate / workers, 1),
                 "workers_cpu_seconds": round(cpu, 2),
                 "events_per_worker_cpu_second": round((sent - done_at_start) / cpu, 1),
+                "load_average": report.load_average(),  # (1 min, as the run ended)
             }
         finally:
             for proc in procs:

@@ -333,12 +333,17 @@ async def test_a_subscription_with_a_huge_batch_writes_bounded_marker_segments(
     monkeypatch.setattr(markers_module, "SEGMENT_LIMIT", 2_000)
     processor, _, markers = make(domain, catalog)
     records = [pack(o, *(message(0, f"t{o}-{i}") for i in range(100))) for o in range(50)]
-    apply(processor, records, NOW)
-    assert len(markers) == 3
+    again = pack(50, *(message(0, f"t{o}-7") for o in range(40)))  # duplicates in the batch
+    result = apply(processor, [*records, again], NOW)
+    assert len(markers) == 3 and result.counts["duplicate"] == 40
     recovered = DedupeMarkers(markers)
     await recovered.prepare()
-    assert len(recovered) == 5_000
-    assert recovered.seen(ledger_key("o1", "s1"), marker_hash("t49-99"))
+    # The live index (the batch's markers added at once, unsearched) and one rebuilt from
+    # the segments agree.
+    for index in (processor.markers, recovered):
+        assert len(index) == 5_000
+        assert all(index.seen(ledger_key("o1", "s1"), marker_hash(f"t{n}-99")) for n in range(50))
+        assert not index.seen(ledger_key("o1", "s1"), marker_hash("t50-0"))
     full = [("o1\x1fs1", markers_module._pack(list(range(SEGMENT_LIMIT))))]
     assert len(markers_module._ENCODE.encode((0, 20_000, full))) < 512 * 1024
 

@@ -25,7 +25,7 @@ way). Measured from the instant the periods are due (the end + skew, or the last
 applied if later) until the worker's `periods_closed` counter shows S: seconds, closes per
 second, the event loop's stalls meanwhile (its own histograms, by bucket; the longest since
 start); then the periods-closed topic is read whole: S distinct `period_key`s, each with both
-charges and one event on each, or the run fails.
+charges and one event on each (none with `--no-events`), or the run fails.
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--worker", type=int, default=0, help="S subscriptions, worker alone")
     parser.add_argument("--end", choices=["last", "next"], default="last")
     parser.add_argument("--lead", type=float, default=90.0, help="seconds to set up (next)")
+    parser.add_argument("--no-events", action="store_true", help="close periods without events")
     args = parser.parse_args()
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
@@ -163,7 +164,7 @@ def main() -> None:
         if chosen is None:
             raise SystemExit(f"no local midnight within {args.max_wait} minutes")
         print(f"period end {chosen[1].isoformat()} ({chosen[0]} midnight)", flush=True)
-        found = asyncio.run(measure_worker(base, args.worker, *chosen))
+        found = asyncio.run(measure_worker(base, args.worker, *chosen, not args.no_events))
         report.print_table(["measure", "value"], [[k, v] for k, v in found.items()])
         report.write_record("aggregator_period_end_worker", machine, found)
         return

@@ -83,14 +83,17 @@ async def read_closes(settings: Settings) -> dict[str, int]:
     return found
 
 
-async def measure_worker(base: Settings, subscriptions: int, zone: str, end: datetime) -> Any:
+async def measure_worker(
+    base: Settings, subscriptions: int, zone: str, end: datetime, events: bool = True
+) -> Any:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = replace(base, topics=Topics(prefix=prefix))
     app_id = f"{prefix}aggregator"
     organization_id = str(uuid.uuid4())
     start = (end.astimezone(zoneinfo.ZoneInfo(zone)) - timedelta(days=7)).astimezone(UTC)
-    case = Case(subscriptions, 1)
+    case = Case(subscriptions, 1 if events else 0)
     found: dict[str, Any] = {"subscriptions": subscriptions, "zone": zone, "end": end.isoformat()}
+    found["events"] = case.events
     await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
     try:
         sample = bench_plan(organization_id, interval="weekly", timezone=zone)
@@ -148,7 +151,7 @@ async def measure_worker(base: Settings, subscriptions: int, zone: str, end: dat
             finally:
                 worker.stop()
         closes = await read_closes(settings)
-        wrong = {key: n for key, n in closes.items() if n != 2}
+        wrong = {key: n for key, n in closes.items() if n != 2 * case.events_per_key}
         if len(closes) != subscriptions or wrong:
             raise WrongTotals(f"{len(closes)} periods emitted of {subscriptions}; wrong: {wrong}")
         found["periods_emitted"] = len(closes)

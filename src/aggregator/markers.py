@@ -287,8 +287,8 @@ class BigDay:
     Beside each bucket, its tags: the top byte of each of its hashes, in the same order. A
     lookup first searches the tags (memchr over about `BUCKET` bytes, one cache line or two
     of a working set far larger than the caches) and reads the bucket itself only for a
-    tag found (about one lookup in six that miss): a batch's lookups, mostly misses, cost
-    one memory access each rather than a scan of the whole bucket. About 11 bytes a hash.
+    tag found (about one lookup in five that miss): a batch's lookups, mostly misses, cost
+    one memory access each rather than a scan of the whole bucket. About 12 bytes a hash.
     `low` and `high` are the masks of the level's bits and of one bit more (buckets below
     `split` have split already)."""
 
@@ -297,7 +297,8 @@ class BigDay:
 
     def __init__(self, day: int, hashes: list[int]) -> None:
         self.day = day
-        self.buckets = [b""]
+        # Buckets grow in place; tags stay bytes (one block: a missing lookup's one read).
+        self.buckets = [bytearray()]
         self.tags = [b""]
         self.level = self.split = self.size = self.low = 0
         self.high = 1
@@ -345,8 +346,8 @@ class BigDay:
         for hashed in _unpack(self.buckets[self.split]):
             (high if hashed & bit else low).append(hashed)
         stay, move = _pack(low), _pack(high)
-        self.buckets[self.split], self.tags[self.split] = stay, stay[7::8]
-        self.buckets.append(move)
+        self.buckets[self.split], self.tags[self.split] = bytearray(stay), stay[7::8]
+        self.buckets.append(bytearray(move))
         self.tags.append(move[7::8])
         self.split += 1
         if self.split == bit:
@@ -492,7 +493,7 @@ def _pack(hashes: list[int]) -> bytes:
     return packed.tobytes()
 
 
-def _unpack(data: bytes) -> list[int]:
+def _unpack(data: bytes | bytearray) -> list[int]:
     packed = array("Q", data)
     if sys.byteorder == "big":  # pragma: no cover
         packed.byteswap()

@@ -302,7 +302,7 @@ async def measure(base: Settings, case: Case) -> dict[str, Any]:
     }
 
 
-def derive(results: list[dict[str, Any]]) -> dict[str, float]:
+def derive(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians per case, then bytes per key, per marker and catalog bytes per subscription."""
 
     def med(subs: int, per_key: int, field: str) -> float:
@@ -313,7 +313,7 @@ def derive(results: list[dict[str, Any]]) -> dict[str, float]:
         )
 
     cases = sorted({(r["subscriptions"], r["events_per_key"]) for r in results})
-    found: dict[str, float] = {}
+    found: dict[str, Any] = {}
     single = [s for s, e in cases if e == 1]
     if single:
         largest = max(single)
@@ -455,9 +455,9 @@ def main() -> None:
     parser.add_argument("--index", action="store_true", help="the marker index alone")
     args = parser.parse_args()
     if args.index:
-        found = [index_bytes(*case) for case in INDEX_CASES]
-        report.print_table(list(found[0]), [list(r.values()) for r in found])
-        report.write_record("memory-index", {}, {"cases": found}, module="memory")
+        index = [index_bytes(*case) for case in INDEX_CASES]
+        report.print_table(list(index[0]), [list(r.values()) for r in index])
+        report.write_record("memory-index", {}, {"cases": index}, module="memory")
         return
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres

@@ -306,7 +306,7 @@ def _medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for found in runs:
         groups.setdefault((found["source"], found["workers"]), []).append(found)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "source": source,
             "workers": workers,

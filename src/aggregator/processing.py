@@ -250,12 +250,9 @@ class EventProcessor:
             )
             return []
         for index in range(PACK_LIMIT, len(items)):
-            extra = SourceEvent(message, index, items[index], True)
-            self._dead_letter(
+            self._dead_letter_event(
                 result,
-                message.key,
-                extra.source(),
-                extra.payload(),
+                SourceEvent(message, index, items[index], True),
                 "invalid_event",
                 f"a pack holds at most {PACK_LIMIT} events",
             )
@@ -294,6 +291,19 @@ class EventProcessor:
         )
         result.counts[f"dead_letter:{reason}"] += 1
 
+    def _dead_letter_event(
+        self,
+        result: BatchResult,
+        source: SourceEvent,
+        reason: str,
+        detail: str,
+        field: str | None = None,
+    ) -> None:
+        """One event of a record dead-lettered, under its record's key."""
+        self._dead_letter(
+            result, source.message.key, source.source(), source.payload(), reason, detail, field
+        )
+
     def _apply_record(
         self, message: SourceMessage, items: list[Any], result: BatchResult, fold: Fold
     ) -> None:
@@ -310,12 +320,9 @@ class EventProcessor:
                     event = self._decode(raw, message.timestamp_ms)
                 except InvalidEvent as exc:
                     # Not tied to a ledger: a redelivery dead-letters it again (at least once).
-                    source = SourceEvent(message, index, raw, packed)
-                    self._dead_letter(
+                    self._dead_letter_event(
                         result,
-                        message.key,
-                        source.source(),
-                        source.payload(),
+                        SourceEvent(message, index, raw, packed),
                         "invalid_event",
                         exc.reason,
                         exc.field,
@@ -381,14 +388,8 @@ class EventProcessor:
                     offset,
                     index,
                 )
-                source = SourceEvent(message, index, raw, packed)
-                self._dead_letter(
-                    result,
-                    message.key,
-                    source.source(),
-                    source.payload(),
-                    "internal_error",
-                    repr(exc),
+                self._dead_letter_event(
+                    result, SourceEvent(message, index, raw, packed), "internal_error", repr(exc)
                 )
 
     def _held_day(self, fold: Fold) -> int:

@@ -139,11 +139,9 @@ async def test_stopping_finishes_requests_in_flight(
     assert {f"{n}-{i}" for n in answered for i in range(100)} <= stored
 
 
-async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, tenant: Any) -> None:
-    """Two workers serve one port; one `/metrics` shows each worker's series under its
-    `worker` label; SIGTERM stops them all with exit status 0."""
-    port, metrics_port = closed_port(), closed_port()
-    env = {
+def _two_workers(settings: Settings, port: int, metrics_port: int) -> dict[str, str]:
+    """The environment of a `meterflow ingest` with two workers on the test's topics."""
+    return {
         **os.environ,
         "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
         "METERFLOW_DB_SCHEMA": settings.db_schema,
@@ -154,6 +152,13 @@ async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, te
         "METERFLOW_INGEST_METRICS_PORT": str(metrics_port),
         "METERFLOW_INGEST_WORKERS": "2",
     }
+
+
+async def test_workers_share_the_port_and_stop_on_sigterm(settings: Settings, tenant: Any) -> None:
+    """Two workers serve one port; one `/metrics` shows each worker's series under its
+    `worker` label; SIGTERM stops them all with exit status 0."""
+    port, metrics_port = closed_port(), closed_port()
+    env = _two_workers(settings, port, metrics_port)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "meterflow.cli", "ingest", env=env
     )
@@ -215,17 +220,7 @@ async def test_workers_stop_by_themselves_when_their_supervisor_is_killed(
 ) -> None:
     """SIGKILL of `meterflow ingest` (no SIGTERM to pass on) leaves no worker serving."""
     port = closed_port()
-    env = {
-        **os.environ,
-        "METERFLOW_TOPIC_PREFIX": settings.topics.prefix,
-        "METERFLOW_DB_SCHEMA": settings.db_schema,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "DATABASE_URL": settings.dsn,
-        "METERFLOW_INGEST_HOST": "127.0.0.1",
-        "METERFLOW_INGEST_PORT": str(port),
-        "METERFLOW_INGEST_METRICS_PORT": str(closed_port()),
-        "METERFLOW_INGEST_WORKERS": "2",
-    }
+    env = _two_workers(settings, port, closed_port())
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "meterflow.cli", "ingest", env=env
     )

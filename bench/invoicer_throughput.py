@@ -20,8 +20,8 @@ application_name the bench gives the invoicer's connections; psutil over their w
 which starts with the run). The ratio row's CPU column is per period / batched.
 `--profile DIR` records each side's first run with py-spy (raw stacks) and reports its top
 frames. The bench's process collects garbage as `meterflow invoicer` does
-(`invoicer.service.tune_gc`). Prints a table of medians and writes JSON to bench/results/
-(git-ignored). Uses its own topics and database schema, removed afterwards.
+(`meterflow.collector.collect_less_often`). Prints a table of medians and writes JSON to
+bench/results/ (git-ignored). Uses its own topics and database schema, removed afterwards.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ from aiokafka import AIOKafkaProducer
 from bench import report
 from bench.workload import WrongTotals
 from invoicer.consumer import Invoicer
-from invoicer.service import tune_gc
+from invoicer.service import YOUNG_COLLECTION_EVERY
 from invoicer.settings import InvoicerSettings
+from meterflow.collector import collect_less_often
 from meterflow.db import connect, migrate
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
@@ -421,7 +422,7 @@ def main() -> None:
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
     machine = asyncio.run(report.machine_facts(base))
-    tune_gc()
+    collect_less_often(YOUNG_COLLECTION_EVERY)
     results = asyncio.run(compare(args))
     medians = {
         side: {

@@ -8,7 +8,6 @@ that many such processes sharing the API port (`gateway.workers`).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from gateway.app import create_app, create_metrics_app
 from gateway.workers import supervise
+from meterflow.collector import collect_less_often
 from meterflow.settings import Settings
 from web.settings import IngestSettings
 
@@ -83,16 +83,6 @@ class IngestServer:
         await self.stop()
 
 
-def _tune_gc() -> None:
-    """A batch request allocates some thousand short-lived dicts and lists (the parsed JSON,
-    records, the answer), which refcounting frees; the default thresholds ran a collection
-    every few hundred of them, and full ones walked every module object too. Collect less
-    often, and leave what startup built (modules, the app) out of collections."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
-
-
 Started = Callable[[IngestServer], None]
 
 
@@ -110,7 +100,7 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     server = IngestServer(settings, ingest, metrics_host=metrics_host)
     await server.start()
-    _tune_gc()
+    collect_less_often(GC_THRESHOLD)
     if started is not None:
         started(server)
     try:

@@ -35,7 +35,13 @@ from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
 from aggregator.fold import Fold, PeriodCache
 from aggregator.ledger import Ledger, ledger_key
-from aggregator.markers import DedupeMarkers, MarkerBatch, expiry_day, marker_hash
+from aggregator.markers import (
+    DedupeMarkers,
+    MarkerBatch,
+    expiry_day,
+    legacy_marker_hash,
+    marker_hash,
+)
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
 from meterflow.event_records import (
@@ -147,13 +153,15 @@ class SourceEvent:
 @dataclass(slots=True)
 class BatchSubscription:
     """One subscription as a batch found it (the catalog does not change while a batch is
-    applied): its ledger key and ledger, its terms (None while unknown), and the
-    transaction id hashes this batch sets markers for (`BatchResult.marks`)."""
+    applied): its ledger key and ledger, its terms (None while unknown), the
+    transaction id hashes this batch sets markers for (`BatchResult.marks`), and whether
+    it holds markers of version 1 (`aggregator.markers`: looked up by that hash too)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
     fresh: set[int]
+    legacy: bool
 
 
 class BatchResult:
@@ -269,7 +277,7 @@ class EventProcessor:
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
         found = result.subscriptions[ident] = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), set()
+            key, ledger, self.catalog.terms(*ident), set(), self.markers.legacy(key)
         )
         return found
 
@@ -335,6 +343,8 @@ class EventProcessor:
                 hashed = marker_hash(event.transaction_id)
                 at = position(offset, index)
                 seen = hashed in sub.fresh or seen_before(lkey, hashed)
+                if not seen and sub.legacy:  # counted before version 2, by its BLAKE2b hash
+                    seen = seen_before(lkey, legacy_marker_hash(event.transaction_id))
                 if at <= ledger.applied(partition):
                     result.counts["replayed"] += 1
                     if not seen:

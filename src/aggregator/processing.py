@@ -322,6 +322,7 @@ class EventProcessor:
         partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
         subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
         seen_before, fold_event = self.markers.seen, fold.event
+        first = position(offset, 0)  # (an event's position: first + its index)
         for index, raw in enumerate(items):
             try:
                 try:
@@ -341,11 +342,12 @@ class EventProcessor:
                     sub = self._subscription(result, event, partition)
                 ledger, lkey = sub.ledger, sub.key
                 hashed = marker_hash(event.transaction_id)
-                at = position(offset, index)
+                at = first + index
                 seen = hashed in sub.fresh or seen_before(lkey, hashed)
                 if not seen and sub.legacy:  # counted before version 2, by its BLAKE2b hash
                     seen = seen_before(lkey, legacy_marker_hash(event.transaction_id))
-                if at <= ledger.applied(partition):
+                applied = ledger.applied_at  # (Ledger.applied, inline: the hot path)
+                if at <= applied.get(partition, -1):
                     result.counts["replayed"] += 1
                     if not seen:
                         # The ledger's record survived a crash that lost this event's marker:
@@ -353,7 +355,7 @@ class EventProcessor:
                         sub.fresh.add(hashed)
                         marks.add(lkey, hashed, partition, at, self._held_day(fold))
                     continue
-                ledger.mark_applied(partition, at)
+                applied[partition] = at  # (Ledger.mark_applied: `at` is above it)
                 if requeue_of is not None:
                     # A copy requeued from the dead-letter topic (meterflow.event_records.
                     # REQUEUE_HEADER): the marker its dead-lettered original set yields to

@@ -184,4 +184,6 @@ def render_credit_note(note: dict[str, Any], issuer: str) -> bytes:
     rows.extend(_tax_rows(note["applied_taxes"]))
     rows.append(("Credited", note["credit_amount_cents"]))
     rows.append(("Refunded", note["refund_amount_cents"]))
+    if note["offset_amount_cents"]:
+        rows.append(("Deducted from the invoice", note["offset_amount_cents"]))
     return doc.totals(rows, "Total", note["total_amount_cents"], currency)

@@ -14,7 +14,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -188,23 +188,25 @@ class CatalogView:
         elif isinstance(found, set):
             found.discard(ext)
 
-    def affected(self, record: CatalogRecord) -> list[tuple[str, str]]:
+    def affected(self, record: CatalogRecord) -> Iterator[tuple[str, str]]:
         """(organization_id, external_subscription_id) of the subscriptions whose terms the
-        record may have changed."""
+        record may have changed: lazily, from a copy of the index taken now (a plan,
+        metric or organization change may concern a million; the caller takes them in
+        slices)."""
         org = record.organization_id
         body = record.body or _NOTHING
+        found: Iterable[str]
         if record.kind is CatalogKind.SUBSCRIPTION:
             ext = body.get("external_id")
-            return [] if ext is None else [(org, ext)]
-        found: Iterable[str]
-        if record.kind is CatalogKind.CUSTOMER and "external_id" in body:
+            found = () if ext is None else (ext,)
+        elif record.kind is CatalogKind.CUSTOMER and "external_id" in body:
             of_customer = self._by_customer.get(org, {}).get(body["external_id"], ())
-            found = (of_customer,) if isinstance(of_customer, str) else of_customer
+            found = (of_customer,) if isinstance(of_customer, str) else list(of_customer)
         elif record.kind is CatalogKind.PLAN and "code" in body:
-            found = self._by_plan.get(org, {}).get(body["code"], ())
+            found = list(self._by_plan.get(org, {}).get(body["code"], ()))
         else:  # organization, billable metric (or a deleted object): any of the org's
-            found = self._subscriptions.get(org, {})
-        return [(org, ext) for ext in found]
+            found = list(self._subscriptions.get(org, ()))
+        return ((org, ext) for ext in found)
 
     def termination_seen(self, organization_id: str, external_subscription_id: str) -> float:
         """When this worker first saw the subscription's termination (Unix seconds; 0 when

@@ -14,7 +14,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -45,7 +45,8 @@ class CatalogView:
     """The latest version of every catalog object, indexed the ways the aggregator asks.
 
     Per subscription it holds one compact `SubscriptionTerms` (its own fields, interned
-    strings, a reference to its plan's shared `PlanTerms`) and three index entries; the raw
+    strings, a reference to its plan's shared `PlanTerms`) under its external id, and its
+    external id in its customer's entry of an index by customer; the raw
     records of subscriptions and customers are not kept. A change costs what it touches: a
     subscription's record replaces its entry; a plan or metric change drops the organization's
     plan terms (a few objects), and each subscription of the plan takes the new ones at its
@@ -59,13 +60,12 @@ class CatalogView:
         self._plans: dict[str, dict[str, dict[str, Any]]] = {}  # org -> code -> body
         self._plan_terms: dict[str, dict[str, PlanTerms | None]] = {}  # org -> code -> terms
         self._org_timezone: dict[str, str | None] = {}
-        # Customers and subscriptions: many, kept compact; by lago id and by external id.
+        # Customers and subscriptions: many, kept compact. Customers by lago id (a deleted
+        # one's record names only that) and by external id; subscriptions by external id.
         self._customer_ids: dict[str, CustomerEntry] = {}
         self._customers: dict[str, dict[str, CustomerEntry]] = {}  # org -> external id ->
-        self._subscription_ids: dict[str, SubscriptionTerms | Pending] = {}
         self._subscriptions: dict[str, dict[str, SubscriptionTerms | Pending]] = {}
-        # Which subscriptions a plan's or a customer's change concerns (external ids).
-        self._by_plan: dict[str, dict[str, set[str]]] = {}
+        # Which subscriptions a customer's change concerns (external ids).
         self._by_customer: dict[str, dict[str, str | set[str]]] = {}
         # The versions of deleted customers and subscriptions (an older record is ignored).
         self._deleted: dict[str, int] = {}
@@ -143,24 +143,30 @@ class CatalogView:
         return True
 
     def _apply_subscription(self, record: CatalogRecord) -> bool:
-        held = self._subscription_ids.get(record.lago_id)
-        if not self._newer(record, None if held is None else held.version):
-            return False
         org = shared(record.organization_id) or ""
         body = record.body
+        subscriptions = self._subscriptions.setdefault(org, {})
+        if body is not None:
+            held = subscriptions.get(body.get("external_id"))  # type: ignore[arg-type]
+            if held is not None and held.subscription_id != record.lago_id:
+                held = None  # another subscription under that id: the later record wins
+        else:  # ingest never deletes a subscription (it terminates them): searched
+            held = next(
+                (h for h in subscriptions.values() if h.subscription_id == record.lago_id),
+                None,
+            )
+        if not self._newer(record, None if held is None else held.version):
+            return False
         entry = (
             None if body is None else subscription_entry(org, record.lago_id, record.version, body)
         )
         if held is not None:
             self._unindex(held)
         if entry is None:
-            self._subscription_ids.pop(record.lago_id, None)
             self._deleted[record.lago_id] = record.version
             return True
-        self._subscription_ids[record.lago_id] = entry
         ext = entry.external_subscription_id
-        self._subscriptions.setdefault(org, {})[ext] = entry
-        self._by_plan.setdefault(org, {}).setdefault(entry.plan_code, set()).add(ext)
+        subscriptions[ext] = entry
         of_customer = self._by_customer.setdefault(org, {})
         found = of_customer.get(entry.external_customer_id)
         if found is None or found == ext:
@@ -180,7 +186,6 @@ class CatalogView:
         if subscriptions.get(ext) is not held:
             return  # another lago id took the external id since
         del subscriptions[ext]
-        self._by_plan.get(org, {}).get(held.plan_code, set()).discard(ext)
         of_customer = self._by_customer.get(org, {})
         found = of_customer.get(held.external_customer_id)
         if found == ext:
@@ -190,23 +195,25 @@ class CatalogView:
 
     def affected(self, record: CatalogRecord) -> Iterator[tuple[str, str]]:
         """(organization_id, external_subscription_id) of the subscriptions whose terms the
-        record may have changed: lazily, from a copy of the index taken now (a plan,
+        record may have changed: lazily, over a copy of the index taken now (a plan,
         metric or organization change may concern a million; the caller takes them in
-        slices)."""
+        slices). A plan's are found by reading the organization's subscriptions (no index
+        by plan: 40 bytes a subscription for a rare change)."""
         org = record.organization_id
         body = record.body or _NOTHING
-        found: Iterable[str]
         if record.kind is CatalogKind.SUBSCRIPTION:
             ext = body.get("external_id")
-            found = () if ext is None else (ext,)
-        elif record.kind is CatalogKind.CUSTOMER and "external_id" in body:
+            return iter(() if ext is None else ((org, ext),))
+        if record.kind is CatalogKind.CUSTOMER and "external_id" in body:
             of_customer = self._by_customer.get(org, {}).get(body["external_id"], ())
             found = (of_customer,) if isinstance(of_customer, str) else list(of_customer)
-        elif record.kind is CatalogKind.PLAN and "code" in body:
-            found = list(self._by_plan.get(org, {}).get(body["code"], ()))
-        else:  # organization, billable metric (or a deleted object): any of the org's
-            found = list(self._subscriptions.get(org, ()))
-        return ((org, ext) for ext in found)
+            return ((org, ext) for ext in found)
+        entries = list(self._subscriptions.get(org, {}).values())
+        if record.kind is CatalogKind.PLAN and "code" in body:
+            code = body["code"]
+            return ((org, e.external_subscription_id) for e in entries if e.plan_code == code)
+        # organization, billable metric (or a deleted object): any of the org's
+        return ((org, e.external_subscription_id) for e in entries)
 
     def termination_seen(self, organization_id: str, external_subscription_id: str) -> float:
         """When this worker first saw the subscription's termination (Unix seconds; 0 when
@@ -219,7 +226,7 @@ class CatalogView:
 
     def __len__(self) -> int:
         """The subscriptions known."""
-        return len(self._subscription_ids)
+        return sum(len(of_org) for of_org in self._subscriptions.values())
 
     def terms(
         self, organization_id: str, external_subscription_id: str
@@ -252,7 +259,6 @@ class CatalogView:
             held, plan=plan, timezone=timezone, organization_timezone=organization_timezone
         )
         subscriptions[external_subscription_id] = fresh
-        self._subscription_ids[fresh.subscription_id] = fresh
         return fresh
 
     def _plan(self, organization_id: str, code: str) -> PlanTerms | None:

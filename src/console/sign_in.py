@@ -77,11 +77,14 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         )
     lifetime = timedelta(seconds=state(request).settings.session_seconds)
     try:
-        token = await sessions.sign_in(context(request).db, email, password, lifetime)
+        token = await sessions.sign_in(
+            context(request).db, email, password, lifetime, request.remote
+        )
     except SignInRefused as exc:
         if exc.wait is not None:
             seconds = math.ceil(exc.wait.total_seconds())
-            message = f"Too many failed sign-ins for this email: wait {seconds} s, then try again."
+            source = "for this email" if exc.throttled == "email" else "from your network address"
+            message = f"Too many failed sign-ins {source}: wait {seconds} s, then try again."
             return _sign_in_page(request, cookie, email=email, error=message, status=429)
         message = "That email and password do not match a console user."
         return _sign_in_page(request, cookie, email=email, error=message, status=401)

@@ -82,6 +82,31 @@ async def test_repeated_failed_sign_ins_are_slowed_down(
         assert response.status == 429, "even the right password waits its turn"
 
 
+async def test_one_password_tried_on_many_emails_is_slowed_down_by_address(
+    console_server: IngestServer,
+    http: aiohttp.ClientSession,
+    operator_factory: Callable[..., Any],
+    db: asyncpg.Connection,
+) -> None:
+    operator: Operator = await operator_factory()
+    async with http.get(f"{console_server.url}/console/sign-in") as page:
+        token = csrf_of(await page.text())
+    statuses = []
+    for i in range(20):
+        form = {"csrf_token": token, "email": f"guess-{i}@example.com", "password": "Summer2026!"}
+        async with http.post(f"{console_server.url}/console/sign-in", data=form) as response:
+            statuses.append(response.status)
+    assert statuses == [401] * 20, "each email failed once: no email is throttled"
+    failures = await db.fetchval(
+        "SELECT failures FROM console_sign_in_failures WHERE subject LIKE 'address:%'"
+    )
+    assert failures == 20
+    form = {"csrf_token": token, "email": operator.email, "password": operator.password}
+    async with http.post(f"{console_server.url}/console/sign-in", data=form) as response:
+        assert response.status == 429, "the address waits, even with a right password"
+        assert "Too many failed sign-ins from your network address" in await response.text()
+
+
 async def test_a_form_without_its_csrf_token_is_refused(
     console_server: IngestServer, http: aiohttp.ClientSession, operator_factory: Callable[..., Any]
 ) -> None:

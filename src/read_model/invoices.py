@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -193,7 +193,9 @@ def invoice_body(
         "issuing_date": issuing.isoformat(),
         "payment_dispute_lost_at": iso(invoice["payment_dispute_lost_at"]),
         "payment_due_date": (issuing + timedelta(days=net_payment_term)).isoformat(),
-        "payment_overdue": False,
+        "payment_overdue": invoice["status"] == "finalized"
+        and invoice["payment_status"] in ("pending", "failed")
+        and issuing + timedelta(days=net_payment_term) < datetime.now(UTC).date(),
         "net_payment_term": net_payment_term,
         "invoice_type": invoice["invoice_type"],
         "status": invoice["status"],

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from resources import (
     add_ons,
+    analytics,
     applied_coupons,
     billable_metrics,
     coupons,
@@ -50,6 +51,7 @@ _RESOURCES = (
     fees,
     credit_note_documents,
     document_files,
+    analytics,
 )
 
 

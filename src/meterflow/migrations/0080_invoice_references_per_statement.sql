@@ -12,8 +12,7 @@
 -- never deletes these rows, and a DELETE of one (by hand) takes a SHARE lock on invoices
 -- or fees first, so it waits for every transaction writing them, then refuses (customers,
 -- subscriptions, add-ons still referenced) or cascades (an organization's invoices, an
--- invoice's fees) as the foreign keys did. The references themselves never change: an
--- UPDATE that sets one is refused.
+-- invoice's fees) as the foreign keys did.
 
 ALTER TABLE invoices
     DROP CONSTRAINT invoices_organization_id_fkey,
@@ -69,25 +68,44 @@ CREATE TRIGGER fees_references AFTER INSERT ON fees
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION fees_references_exist();
 
--- Only an UPDATE that names a reference column fires these (none of meterflow's does).
-CREATE FUNCTION references_never_change() RETURNS trigger
+-- An UPDATE that sets a reference (a one-off invoice's fee gets its add-on so) is checked
+-- row by row: only an UPDATE that names a reference column fires these, and none of the
+-- invoicer's does.
+CREATE FUNCTION changed_references_exist() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    RAISE foreign_key_violation
-        USING MESSAGE = format('%s %s: its references never change', TG_TABLE_NAME, OLD.id),
-              TABLE = TG_TABLE_NAME;
+    IF TG_TABLE_NAME = 'fees' THEN
+        IF NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = NEW.invoice_id)
+           OR (NEW.add_on_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM add_ons a WHERE a.id = NEW.add_on_id)) THEN
+            RAISE foreign_key_violation
+                USING MESSAGE = format('fee %s names invoice %s and add-on %s: one of them '
+                                       'does not exist', NEW.id, NEW.invoice_id, NEW.add_on_id),
+                      TABLE = 'fees';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = NEW.organization_id)
+       OR NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = NEW.customer_id)
+       OR (NEW.subscription_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = NEW.subscription_id)) THEN
+        RAISE foreign_key_violation
+            USING MESSAGE = format('invoice %s names organization %s, customer %s and '
+                                   'subscription %s: one of them does not exist', NEW.id,
+                                   NEW.organization_id, NEW.customer_id, NEW.subscription_id),
+                  TABLE = 'invoices';
+    END IF;
+    RETURN NEW;
 END $$;
-CREATE TRIGGER invoices_references_kept BEFORE UPDATE OF organization_id, customer_id,
+CREATE TRIGGER invoices_references_changed BEFORE UPDATE OF organization_id, customer_id,
     subscription_id ON invoices FOR EACH ROW
     WHEN (OLD.organization_id IS DISTINCT FROM NEW.organization_id
           OR OLD.customer_id IS DISTINCT FROM NEW.customer_id
           OR OLD.subscription_id IS DISTINCT FROM NEW.subscription_id)
-    EXECUTE FUNCTION references_never_change();
-CREATE TRIGGER fees_references_kept BEFORE UPDATE OF invoice_id, add_on_id ON fees
+    EXECUTE FUNCTION changed_references_exist();
+CREATE TRIGGER fees_references_changed BEFORE UPDATE OF invoice_id, add_on_id ON fees
     FOR EACH ROW
     WHEN (OLD.invoice_id IS DISTINCT FROM NEW.invoice_id
           OR OLD.add_on_id IS DISTINCT FROM NEW.add_on_id)
-    EXECUTE FUNCTION references_never_change();
+    EXECUTE FUNCTION changed_references_exist();
 
 -- Deletes. An organization's invoices go with it (ON DELETE CASCADE before); its
 -- customers and subscriptions, which go with it by their own foreign keys, then find no

@@ -61,12 +61,15 @@ async def test_an_invoice_or_fee_naming_what_does_not_exist_is_refused(
     one_off = await _invoice(db, catalog, subscription="", sequence=2)  # no subscription: fine
     await db.execute(_FEE, uuid.uuid4(), one_off, None)
     assert await db.fetchval("SELECT count(*) FROM invoices") == 2
-    with pytest.raises(asyncpg.ForeignKeyViolationError, match="never change"):
+    # An update that sets a reference is checked too (a one-off invoice's fee gets its
+    # add-on so).
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
         await db.execute(
             "UPDATE invoices SET customer_id = $1 WHERE id = $2", uuid.uuid4(), invoice
         )
-    with pytest.raises(asyncpg.ForeignKeyViolationError, match="never change"):
-        await db.execute("UPDATE fees SET invoice_id = $1", invoice)
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
+        await db.execute("UPDATE fees SET add_on_id = $1", uuid.uuid4())
+    await db.execute("UPDATE fees SET invoice_id = $1", invoice)
     # An update that sets a reference to what it is changes nothing and passes.
     await db.execute(
         "UPDATE invoices SET customer_id = customer_id, status = 'finalized' WHERE id = $1",

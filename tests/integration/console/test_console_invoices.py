@@ -86,6 +86,10 @@ async def test_an_add_on_invoiced_from_the_console_with_its_pdf_and_credit_note(
     assert "Paid</dt><dd>-200.00 EUR" in html and "Amount due</dt><dd><strong>0.00 EUR" in html
     paid = await call_api(console_server.url, key, "GET", f"invoices/{lago_id}")
     assert paid["invoice"]["payment_status"] == "succeeded"
+    async with http.get(f"{console_server.url}/console/revenue") as page:
+        html = await page.text()
+    this_month = re.search(r"<td>(\d{4}-\d{2})</td>\s*<td class=\"num\">([^<]+)</td>", html)
+    assert this_month is not None and this_month.group(2) == "200.00 EUR", html[-2000:]
 
 
 async def test_a_coupon_and_prepaid_credits_from_the_actions_menu(

@@ -220,9 +220,12 @@ class CatalogView:
         it never did)."""
         return self._termination_seen.get((organization_id, external_subscription_id), 0.0)
 
-    def subscription_ids(self) -> list[tuple[str, str]]:
-        """(organization_id, external_subscription_id) of every known subscription."""
-        return [(org, ext) for org, held in self._subscriptions.items() for ext in held]
+    def subscription_ids(self) -> Iterator[tuple[str, str]]:
+        """(organization_id, external_subscription_id) of every known subscription, lazily
+        over a copy of the external ids taken now (a million: a few milliseconds), so that
+        a caller may yield to the event loop between two slices of them."""
+        taken = [(org, list(of_org)) for org, of_org in self._subscriptions.items()]
+        return ((org, ext) for org, exts in taken for ext in exts)
 
     def __len__(self) -> int:
         """The subscriptions known."""

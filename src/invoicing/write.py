@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from billing.value import value
 from invoicing import credits
 from invoicing.closed_period import PeriodClosed
 from invoicing.pricing import PricedInvoice
@@ -52,7 +53,7 @@ class AlreadyInvoiced(Exception):
     batch rolled back; read it again (that period is then a duplicate) and write the rest."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InvoiceToWrite:
     """One priced invoice of a batch. `pending_keys` name the pending late usage it bills as
     adjustments (`Loaded.pending`), marked as billed by the same statement."""

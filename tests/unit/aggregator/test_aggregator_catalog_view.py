@@ -118,7 +118,7 @@ def test_a_subscription_waits_for_its_plan_and_metric_and_moves_plans() -> None:
     terms = view.terms("o1", "s1")
     assert terms is not None and terms.interval == "weekly"
     assert list(view.affected(sample.plan("p1", ["calls"]))) == []
-    assert len(view) == 1 and view.subscription_ids() == [("o1", "s1")]
+    assert len(view) == 1 and list(view.subscription_ids()) == [("o1", "s1")]
 
 
 def test_a_deleted_customer_or_subscription_ignores_its_older_versions() -> None:

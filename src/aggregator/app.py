@@ -406,7 +406,9 @@ def create_app(
     app.task(close_periods)
 
     async def watch_event_loop() -> None:
-        await aggregator.metrics.watch_event_loop(lambda: bool(app.should_stop))
+        await aggregator.metrics.watch_event_loop(
+            lambda: bool(app.should_stop), sample_every=agg.loop_sample_every
+        )
 
     app.task(watch_event_loop)
 

@@ -9,11 +9,15 @@ import time
 from collections import Counter as Counts
 from collections.abc import Callable
 
+from aggregator.loop_sampler import LoopSampler
 from meterflow.service_metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 # A cyclic garbage collection this long is logged (aggregator.gc_pause) as well as counted.
 GC_PAUSE_LOGGED = 0.05
+# A wake-up of the loop's watcher after this much of the loop's own CPU is logged
+# (aggregator.loop_busy), with what the loop sampler saw meanwhile when it runs.
+LOOP_BUSY_LOGGED = 0.1
 
 
 class PeakHistogram:
@@ -134,18 +138,36 @@ class AggregatorMetrics(ServiceMetrics):
 
         gc.callbacks.append(callback)
 
-    async def watch_event_loop(self, stopping: Callable[[], bool], every: float = 0.02) -> None:
+    async def watch_event_loop(
+        self, stopping: Callable[[], bool], every: float = 0.02, sample_every: float = 0.0
+    ) -> None:
         """Sleep `every` seconds again and again; how much later than asked each wake-up came
-        is how long something held the event loop (a stall), observed in `loop_stall`."""
-        while not stopping():
-            asked, cpu = time.perf_counter(), time.thread_time()
-            await asyncio.sleep(every)
-            stall = max(0.0, time.perf_counter() - asked - every)
-            # The loop's own CPU meanwhile: a stall the OS caused (a busy machine not running
-            # the process) uses none, one the worker's code caused uses all of it.
-            busy = time.thread_time() - cpu
-            self.loop_stall.observe(stall)
-            self.loop_busy.observe(busy)
+        is how long something held the event loop (a stall), observed in `loop_stall`. With a
+        sample every `sample_every` seconds, a wake-up after over LOOP_BUSY_LOGGED of the
+        loop's CPU is logged with what the loop ran meanwhile (`aggregator.loop_sampler`)."""
+        sampler = LoopSampler(sample_every) if sample_every > 0 else None
+        if sampler is not None:
+            sampler.start()
+        try:
+            while not stopping():
+                asked, cpu = time.perf_counter(), time.thread_time()
+                await asyncio.sleep(every)
+                stall = max(0.0, time.perf_counter() - asked - every)
+                # The loop's own CPU meanwhile: a stall the OS caused (a busy machine not
+                # running the process) uses none, one the worker's code caused uses all of it.
+                busy = time.thread_time() - cpu
+                self.loop_stall.observe(stall)
+                self.loop_busy.observe(busy)
+                if busy >= LOOP_BUSY_LOGGED:
+                    log.warning(
+                        "aggregator.loop_busy cpu=%.3f stall=%.3f ran=%r",
+                        busy,
+                        stall,
+                        "" if sampler is None else sampler.summary(asked),
+                    )
+        finally:
+            if sampler is not None:
+                sampler.stop()
 
     def observe_freshness(self, accepted_ms: list[int]) -> None:
         now_s = time.time()

@@ -257,29 +257,39 @@ class Aggregator:
                 None,
                 None,
             )
-        outboxes = [k for k, ledger in result.ledgers.items() if ledger.value["outbox"]]
+        outboxes = {
+            k: (ledger.partition, ledger.value)
+            for k, ledger in result.ledgers.items()
+            if ledger.value["outbox"]
+        }
         if outboxes:  # (it awaits the markers sent above first)
-            await self.flush_outboxes(outboxes)
+            await self.flush_outboxes(list(outboxes), outboxes)
         return rest
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()
         await self.marker_segments.flush()
 
-    async def flush_outboxes(self, keys: list[str]) -> None:
+    async def flush_outboxes(
+        self, keys: list[str], known: dict[str, tuple[int, dict[str, Any]]] | None = None
+    ) -> None:
         """Send what the ledgers' outboxes hold, then remove what the broker acknowledged.
 
-        The ledgers are made durable first: a message never leaves before the state change
-        that produced it could survive a crash."""
+        `known` holds ledgers the caller just wrote, by key: (partition, value), so they are
+        not read back (a value the stream changed since holds at least these messages; its
+        new ones are the stream's to send). The ledgers are made durable first: a message
+        never leaves before the state change that produced it could survive a crash."""
         await self.flush_tables()
         if not keys:
             return
+        known = known or {}
         async with self._outbox_lock:
             generation = self.generation
             sent: dict[str, tuple[int, set[int]]] = {}
             futures = []
             for key in keys:
-                value = self.ledgers.get(key)
+                held = known.get(key)
+                value = self.ledgers.get(key) if held is None else held[1]
                 if not value or not value["outbox"]:
                     continue
                 sent[key] = (value["p"], {message["id"] for message in value["outbox"]})

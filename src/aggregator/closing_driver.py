@@ -178,7 +178,7 @@ class ClosingDriver:
                 )
                 # Each slice's messages leave before the next slice is visited: a tick that
                 # closes a million periods never holds them all, nor the loop, at once.
-                await self.worker.flush_outboxes(keys)
+                await self.worker.flush_outboxes(keys, self.worker.closer.take_outboxes())
                 self.worker.metrics.record(counts)  # counted as they leave, slice by slice
                 total.update(counts)
                 counts.clear()

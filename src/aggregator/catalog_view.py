@@ -14,88 +14,61 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 from aiokafka import TopicPartition
 
+from aggregator.catalog_terms import (
+    ChargeTerms,
+    CustomerEntry,
+    Pending,
+    PlanTerms,
+    SubscriptionTerms,
+    plan_terms,
+    shared,
+    subscription_entry,
+)
 from meterflow.catalog import CatalogKind, CatalogRecord
 from meterflow.topics import reader
+
+__all__ = ["CatalogReader", "CatalogView", "ChargeTerms", "PlanTerms", "SubscriptionTerms"]
 
 log = logging.getLogger(__name__)
 
 
-def parse_instant(raw: str) -> datetime:
-    """An ISO 8601 instant from the catalog ('Z' or an offset) as an aware datetime."""
-    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"instant without timezone: {raw!r}")
-    return value
-
-
-# The terms are built on a subscription's first event and kept (a million subscriptions: some
-# eight million objects). As msgspec Structs with gc=False they are out of the cyclic
-# collector's sight, as the frozen catalog they are made of: tracked, they were walked by
-# every middle and full collection while a worker met its subscriptions' first events, up
-# to 0.3 s a collection at 100,000 subscriptions (issue 15). They hold no cycle.
-class ChargeTerms(msgspec.Struct, frozen=True, gc=False):
-    """One charge of a plan joined with its billable metric."""
-
-    charge_id: str
-    charge_model: str
-    properties: dict[str, Any]
-    charge: dict[str, Any]
-    metric_id: str
-    metric_code: str
-    aggregation_type: str
-    field_name: str | None
-    metric: dict[str, Any]
-
-
-class SubscriptionTerms(msgspec.Struct, frozen=True, gc=False):
-    """Everything the aggregator needs to bucket and price one subscription's events."""
-
-    organization_id: str
-    subscription_id: str
-    external_subscription_id: str
-    external_customer_id: str
-    plan_code: str
-    interval: str
-    billing_time: str
-    subscription_at: datetime
-    terminated_at: datetime | None
-    timezone: str | None
-    organization_timezone: str | None
-    currency: str
-    charges: tuple[ChargeTerms, ...]
-    # The charges by metric code, asked for every event (filled in __post_init__).
-    by_code: dict[str, tuple[ChargeTerms, ...]] = msgspec.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for charge in self.charges:
-            self.by_code[charge.metric_code] = (*self.by_code.get(charge.metric_code, ()), charge)
-
-    def charges_for_metric(self, code: str) -> tuple[ChargeTerms, ...]:
-        return self.by_code.get(code, ())
+_NOTHING: dict[str, Any] = {}
 
 
 class CatalogView:
-    """The latest version of every catalog object, indexed the ways the aggregator asks."""
+    """The latest version of every catalog object, indexed the ways the aggregator asks.
+
+    Per subscription it holds one compact `SubscriptionTerms` (its own fields, interned
+    strings, a reference to its plan's shared `PlanTerms`) under its external id, and its
+    external id in its customer's entry of an index by customer; the raw
+    records of subscriptions and customers are not kept. A change costs what it touches: a
+    subscription's record replaces its entry; a plan or metric change drops the organization's
+    plan terms (a few objects), and each subscription of the plan takes the new ones at its
+    next lookup (one Struct copy); a timezone change the same way.
+    """
 
     def __init__(self) -> None:
+        # Organizations, billable metrics and plans: few, kept as records.
         self._objects: dict[tuple[CatalogKind, str], CatalogRecord] = {}
-        # (organization_id, external_id) -> lago_id
-        self._subscriptions: dict[tuple[str, str], str] = {}
-        self._customers: dict[tuple[str, str], str] = {}
-        self._plans: dict[tuple[str, str], str] = {}
-        self._terms: dict[tuple[str, str], SubscriptionTerms | None] = {}
-        # Which subscriptions a change of another object may concern: by organization, by
-        # (organization, external customer id) and by (organization, plan code).
-        self._by_org: dict[str, set[Any]] = {}
-        self._by_customer: dict[tuple[str, Any], set[str]] = {}
-        self._by_plan: dict[tuple[str, Any], set[str]] = {}
+        self._metrics: dict[str, dict[str, Any]] = {}  # billable metric lago id -> body
+        self._plans: dict[str, dict[str, dict[str, Any]]] = {}  # org -> code -> body
+        self._plan_terms: dict[str, dict[str, PlanTerms | None]] = {}  # org -> code -> terms
+        self._org_timezone: dict[str, str | None] = {}
+        # Customers and subscriptions: many, kept compact. Customers by lago id (a deleted
+        # one's record names only that) and by external id; subscriptions by external id.
+        self._customer_ids: dict[str, CustomerEntry] = {}
+        self._customers: dict[str, dict[str, CustomerEntry]] = {}  # org -> external id ->
+        self._subscriptions: dict[str, dict[str, SubscriptionTerms | Pending]] = {}
+        # Which subscriptions a customer's change concerns (external ids).
+        self._by_customer: dict[str, dict[str, str | set[str]]] = {}
+        # The versions of deleted customers and subscriptions (an older record is ignored).
+        self._deleted: dict[str, int] = {}
         # (organization_id, external_id) -> when this worker first saw the termination
         # (Unix seconds): the period closer waits for the stream to pass it.
         self._termination_seen: dict[tuple[str, str], float] = {}
@@ -104,144 +77,205 @@ class CatalogView:
 
     def apply(self, record: CatalogRecord) -> bool:
         """Take a record into the view; older versions than the one held are ignored."""
+        kind = record.kind
+        if kind is CatalogKind.SUBSCRIPTION:
+            applied = self._apply_subscription(record)
+        elif kind is CatalogKind.CUSTOMER:
+            applied = self._apply_customer(record)
+        else:
+            applied = self._apply_object(record)
+        if applied:
+            self.records_applied += 1
+        return applied
+
+    def _newer(self, record: CatalogRecord, held: int | None) -> bool:
+        if held is None:
+            held = self._deleted.get(record.lago_id)
+        return held is None or held <= record.version
+
+    def _apply_object(self, record: CatalogRecord) -> bool:
         ident = (record.kind, record.lago_id)
         held = self._objects.get(ident)
-        if held is not None and held.version > record.version:
+        if not self._newer(record, None if held is None else held.version):
             return False
         self._objects[ident] = record
-        body = record.body
-        index = {
-            CatalogKind.SUBSCRIPTION: self._subscriptions,
-            CatalogKind.CUSTOMER: self._customers,
-            CatalogKind.PLAN: self._plans,
-        }.get(record.kind)
-        if index is not None:
-            if held is not None and held.body is not None:
-                old_key = (held.organization_id, _external_key(held.kind, held.body))
-                if index.get(old_key) == record.lago_id:
-                    del index[old_key]
+        org, body = shared(record.organization_id) or "", record.body
+        if record.kind is CatalogKind.ORGANIZATION:
+            self._org_timezone[record.lago_id] = shared((body or _NOTHING).get("timezone"))
+        elif record.kind is CatalogKind.BILLABLE_METRIC:
+            self._metrics.pop(record.lago_id, None)
             if body is not None:
-                index[(record.organization_id, _external_key(record.kind, body))] = record.lago_id
-        if record.kind is CatalogKind.SUBSCRIPTION:
-            self._index_subscription(record, None if held is None else held.body)
-        # Any change may alter how a subscription is priced; terms are cheap to rebuild.
-        self._terms.clear()
-        self.records_applied += 1
+                self._metrics[record.lago_id] = body
+            self._plan_terms.pop(org, None)  # any plan of the organization may charge it
+        elif record.kind is CatalogKind.PLAN:
+            plans = self._plans.setdefault(org, {})
+            terms = self._plan_terms.setdefault(org, {})
+            if held is not None and held.body is not None:
+                old = held.body["code"]
+                if plans.get(old) is held.body:
+                    del plans[old]
+                terms.pop(old, None)
+            if body is not None:
+                plans[shared(body["code"]) or ""] = body
+                terms.pop(body["code"], None)
         return True
 
-    def _index_subscription(self, record: CatalogRecord, old: dict[str, Any] | None) -> None:
-        org = record.organization_id
-        if old is not None:
-            ext = old.get("external_id")
-            self._by_org.get(org, set()).discard(ext)
-            self._by_customer.get((org, old.get("external_customer_id")), set()).discard(ext)
-            self._by_plan.get((org, old.get("plan_code")), set()).discard(ext)
+    def _apply_customer(self, record: CatalogRecord) -> bool:
+        held = self._customer_ids.get(record.lago_id)
+        if not self._newer(record, None if held is None else held.version):
+            return False
+        org = shared(record.organization_id) or ""
+        customers = self._customers.setdefault(org, {})
+        if held is not None and customers.get(held.external_id) is held:
+            del customers[held.external_id]
         body = record.body
         if body is None:
-            return
-        ext = body.get("external_id")
-        if not isinstance(ext, str):
-            return
-        self._by_org.setdefault(org, set()).add(ext)
-        self._by_customer.setdefault((org, body.get("external_customer_id")), set()).add(ext)
-        self._by_plan.setdefault((org, body.get("plan_code")), set()).add(ext)
-        terminated = body.get("terminated_at")
-        if terminated and (old is None or old.get("terminated_at") != terminated):
-            self._termination_seen[(org, ext)] = self.clock()
+            self._customer_ids.pop(record.lago_id, None)
+            self._deleted[record.lago_id] = record.version
+            return True
+        entry = CustomerEntry(
+            record.lago_id,
+            shared(body["external_id"]) or "",
+            shared(body.get("timezone")),
+            record.version,
+        )
+        self._customer_ids[record.lago_id] = customers[entry.external_id] = entry
+        return True
 
-    def affected(self, record: CatalogRecord) -> list[tuple[str, str]]:
+    def _apply_subscription(self, record: CatalogRecord) -> bool:
+        org = shared(record.organization_id) or ""
+        body = record.body
+        subscriptions = self._subscriptions.setdefault(org, {})
+        if body is not None:
+            held = subscriptions.get(body.get("external_id"))  # type: ignore[arg-type]
+            if held is not None and held.subscription_id != record.lago_id:
+                held = None  # another subscription under that id: the later record wins
+        else:  # ingest never deletes a subscription (it terminates them): searched
+            held = next(
+                (h for h in subscriptions.values() if h.subscription_id == record.lago_id),
+                None,
+            )
+        if not self._newer(record, None if held is None else held.version):
+            return False
+        entry = (
+            None if body is None else subscription_entry(org, record.lago_id, record.version, body)
+        )
+        if held is not None:
+            self._unindex(held)
+        if entry is None:
+            self._deleted[record.lago_id] = record.version
+            return True
+        ext = entry.external_subscription_id
+        subscriptions[ext] = entry
+        of_customer = self._by_customer.setdefault(org, {})
+        found = of_customer.get(entry.external_customer_id)
+        if found is None or found == ext:
+            of_customer[entry.external_customer_id] = ext
+        elif isinstance(found, str):
+            of_customer[entry.external_customer_id] = {found, ext}
+        else:
+            found.add(ext)
+        terminated = entry.terminated_at
+        if terminated is not None and (held is None or held.terminated_at != terminated):
+            self._termination_seen[(org, ext)] = self.clock()
+        return True
+
+    def _unindex(self, held: SubscriptionTerms | Pending) -> None:
+        org, ext = held.organization_id, held.external_subscription_id
+        subscriptions = self._subscriptions.get(org, {})
+        if subscriptions.get(ext) is not held:
+            return  # another lago id took the external id since
+        del subscriptions[ext]
+        of_customer = self._by_customer.get(org, {})
+        found = of_customer.get(held.external_customer_id)
+        if found == ext:
+            del of_customer[held.external_customer_id]
+        elif isinstance(found, set):
+            found.discard(ext)
+
+    def affected(self, record: CatalogRecord) -> Iterator[tuple[str, str]]:
         """(organization_id, external_subscription_id) of the subscriptions whose terms the
-        record may have changed."""
+        record may have changed: lazily, over a copy of the index taken now (a plan,
+        metric or organization change may concern a million; the caller takes them in
+        slices). A plan's are found by reading the organization's subscriptions (no index
+        by plan: 40 bytes a subscription for a rare change)."""
         org = record.organization_id
-        body = record.body or {}
+        body = record.body or _NOTHING
         if record.kind is CatalogKind.SUBSCRIPTION:
             ext = body.get("external_id")
-            return [] if ext is None else [(org, ext)]
+            return iter(() if ext is None else ((org, ext),))
         if record.kind is CatalogKind.CUSTOMER and "external_id" in body:
-            found = self._by_customer.get((org, body["external_id"]), set())
-        elif record.kind is CatalogKind.PLAN and "code" in body:
-            found = self._by_plan.get((org, body["code"]), set())
-        else:  # organization, billable metric (or a deleted object): any of the org's
-            found = self._by_org.get(org, set())
-        return [(org, ext) for ext in found]
+            of_customer = self._by_customer.get(org, {}).get(body["external_id"], ())
+            found = (of_customer,) if isinstance(of_customer, str) else list(of_customer)
+            return ((org, ext) for ext in found)
+        entries = list(self._subscriptions.get(org, {}).values())
+        if record.kind is CatalogKind.PLAN and "code" in body:
+            code = body["code"]
+            return ((org, e.external_subscription_id) for e in entries if e.plan_code == code)
+        # organization, billable metric (or a deleted object): any of the org's
+        return ((org, e.external_subscription_id) for e in entries)
 
     def termination_seen(self, organization_id: str, external_subscription_id: str) -> float:
         """When this worker first saw the subscription's termination (Unix seconds; 0 when
         it never did)."""
         return self._termination_seen.get((organization_id, external_subscription_id), 0.0)
 
-    def _body(self, kind: CatalogKind, lago_id: str | None) -> dict[str, Any] | None:
-        if lago_id is None:
-            return None
-        record = self._objects.get((kind, lago_id))
-        return None if record is None else record.body
+    def subscription_ids(self) -> Iterator[tuple[str, str]]:
+        """(organization_id, external_subscription_id) of every known subscription, lazily
+        over a copy of the external ids taken now (a million: a few milliseconds), so that
+        a caller may yield to the event loop between two slices of them."""
+        taken = [(org, list(of_org)) for org, of_org in self._subscriptions.items()]
+        return ((org, ext) for org, exts in taken for ext in exts)
 
-    def subscription_ids(self) -> list[tuple[str, str]]:
-        """(organization_id, external_subscription_id) of every known subscription."""
-        return list(self._subscriptions)
+    def __len__(self) -> int:
+        """The subscriptions known."""
+        return sum(len(of_org) for of_org in self._subscriptions.values())
 
     def terms(
         self, organization_id: str, external_subscription_id: str
     ) -> SubscriptionTerms | None:
         """The subscription with its plan, charges, metrics and timezone, or None while
         any of them is still unknown."""
-        key = (organization_id, external_subscription_id)
-        if key not in self._terms:
-            self._terms[key] = self._build_terms(organization_id, external_subscription_id)
-        return self._terms[key]
-
-    def _build_terms(self, org: str, external_id: str) -> SubscriptionTerms | None:
-        sub = self._body(CatalogKind.SUBSCRIPTION, self._subscriptions.get((org, external_id)))
-        if sub is None:
+        subscriptions = self._subscriptions.get(organization_id)
+        if subscriptions is None:
             return None
-        plan = self._body(CatalogKind.PLAN, self._plans.get((org, sub["plan_code"])))
+        held = subscriptions.get(external_subscription_id)
+        if not isinstance(held, SubscriptionTerms):
+            return None
+        plan = self._plan(organization_id, held.plan_code)
         if plan is None:
             return None
-        customer = self._body(
-            CatalogKind.CUSTOMER, self._customers.get((org, sub["external_customer_id"]))
+        customer = self._customers.get(organization_id, _NO_CUSTOMERS).get(
+            held.external_customer_id
         )
-        organization = self._body(CatalogKind.ORGANIZATION, org)
-        charges = []
-        for charge in plan.get("charges") or []:
-            metric = self._body(CatalogKind.BILLABLE_METRIC, charge.get("billable_metric_id"))
-            if metric is None:
-                return None
-            charges.append(
-                ChargeTerms(
-                    charge_id=charge["lago_id"],
-                    charge_model=charge["charge_model"],
-                    properties=charge.get("properties") or {},
-                    charge=charge,
-                    metric_id=charge["billable_metric_id"],
-                    metric_code=metric["code"],
-                    aggregation_type=metric["aggregation_type"],
-                    field_name=metric.get("field_name"),
-                    metric=metric,
-                )
-            )
-        started = sub.get("subscription_at") or sub.get("started_at")
-        if not isinstance(started, str):
-            return None
-        terminated = sub.get("terminated_at")
-        return SubscriptionTerms(
-            organization_id=org,
-            subscription_id=sub["lago_id"],
-            external_subscription_id=external_id,
-            external_customer_id=sub["external_customer_id"],
-            plan_code=sub["plan_code"],
-            interval=plan["interval"],
-            billing_time=sub.get("billing_time") or "calendar",
-            subscription_at=parse_instant(started),
-            terminated_at=parse_instant(terminated) if terminated else None,
-            timezone=(customer or {}).get("timezone"),
-            organization_timezone=(organization or {}).get("timezone"),
-            currency=plan.get("amount_currency") or "USD",
-            charges=tuple(charges),
+        timezone = None if customer is None else customer.timezone
+        organization_timezone = self._org_timezone.get(organization_id)
+        if (
+            held.plan is plan
+            and held.timezone == timezone
+            and held.organization_timezone == organization_timezone
+        ):
+            return held
+        # What it shares changed (or was never resolved): a new object, so that whatever was
+        # derived from the old one (a cached period) is derived again.
+        fresh = msgspec.structs.replace(
+            held, plan=plan, timezone=timezone, organization_timezone=organization_timezone
         )
+        subscriptions[external_subscription_id] = fresh
+        return fresh
+
+    def _plan(self, organization_id: str, code: str) -> PlanTerms | None:
+        of_org = self._plan_terms.get(organization_id)
+        if of_org is None:
+            of_org = self._plan_terms[organization_id] = {}
+        if code in of_org:
+            return of_org[code]
+        plan = self._plans.get(organization_id, _NOTHING).get(code)
+        found = of_org[code] = None if plan is None else plan_terms(plan, self._metrics)
+        return found
 
 
-def _external_key(kind: CatalogKind, body: dict[str, Any]) -> str:
-    return str(body["code"] if kind is CatalogKind.PLAN else body["external_id"])
+_NO_CUSTOMERS: dict[str, CustomerEntry] = {}
 
 
 class CatalogReader:

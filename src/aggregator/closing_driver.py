@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ class ClosingDriver:
         self.free_memory = FreeMemoryReturner()
         self._seeded_generation = -1
         self.warm_generation = -1
+        self._planning: set[asyncio.Future[None]] = set()  # catalog changes planned in slices
 
     def plan_visits(self, ledgers: dict[str, Ledger], visits: dict[str, float]) -> None:
         """Schedule the visits a batch (or a slice of one) asked for; wake the closer when one
@@ -65,12 +68,32 @@ class ClosingDriver:
 
     def on_catalog(self, records: list[Any]) -> None:
         """Catalog records changed the view: visit the subscriptions they concern once the
-        stream has passed this instant (a termination closes then)."""
+        stream has passed this instant (a termination closes then). A change concerning
+        more than a slice (a plan, a metric, a timezone: up to every subscription) is
+        planned in slices that give the event loop back."""
         now = time.time()
         for record in records:
-            for organization_id, external_id in self.worker.catalog.affected(record):
-                self.worker.closer.plan(organization_id, external_id, now)
+            affected = self.worker.catalog.affected(record)
+            if not self._plan_slice(affected, now):
+                task = asyncio.ensure_future(self._plan_rest(affected, now))
+                self._planning.add(task)
+                task.add_done_callback(self._planning.discard)
         self.wake.set()
+
+    def _plan_slice(self, affected: Iterator[tuple[str, str]], now: float) -> bool:
+        """Plan up to SLICE of `affected`; True once none is left."""
+        taken = 0
+        for organization_id, external_id in itertools.islice(affected, SLICE):
+            self.worker.closer.plan(organization_id, external_id, now)
+            taken += 1
+        return taken < SLICE
+
+    async def _plan_rest(self, affected: Iterator[tuple[str, str]], now: float) -> None:
+        done = False
+        while not done:
+            await asyncio.sleep(0)
+            done = self._plan_slice(affected, now)
+            self.wake.set()
 
     async def run(self) -> None:
         """The period closer's loop: a tick at every wake-up, or every `close_interval`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from console import sessions
 from console.pages import PREFIX, SESSION_COOKIE, SIGN_IN_COOKIE, form, show, signed_in, state
 from console.sessions import SignInRefused, Viewer
+from console.settings import Network
 from web.context import context
 
 ROUTES = web.RouteTableDef()
@@ -21,6 +23,24 @@ def _next(raw: str | None) -> str:
     if raw and raw.startswith(PREFIX + "/") and not raw.startswith("//"):
         return raw
     return f"{PREFIX}/customers"
+
+
+def client_address(request: web.Request, proxies: tuple[Network, ...]) -> str | None:
+    """The address failed sign-ins are counted under: the connection's peer or, while that
+    is a trusted proxy, the hop before it in `X-Forwarded-For` (read from the right, so a
+    client cannot name itself)."""
+    address = request.remote
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    while address is not None and hops:
+        try:
+            trusted = any(ipaddress.ip_address(address) in net for net in proxies)
+        except ValueError:
+            return address
+        if not trusted:
+            return address
+        address = hops.pop()
+    return address
 
 
 def _sign_in_page(
@@ -77,11 +97,13 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         )
     lifetime = timedelta(seconds=state(request).settings.session_seconds)
     try:
-        token = await sessions.sign_in(context(request).db, email, password, lifetime)
+        address = client_address(request, state(request).settings.proxies)
+        token = await sessions.sign_in(context(request).db, email, password, lifetime, address)
     except SignInRefused as exc:
         if exc.wait is not None:
             seconds = math.ceil(exc.wait.total_seconds())
-            message = f"Too many failed sign-ins for this email: wait {seconds} s, then try again."
+            source = "for this email" if exc.throttled == "email" else "from your network address"
+            message = f"Too many failed sign-ins {source}: wait {seconds} s, then try again."
             return _sign_in_page(request, cookie, email=email, error=message, status=429)
         message = "That email and password do not match a console user."
         return _sign_in_page(request, cookie, email=email, error=message, status=401)

@@ -2,7 +2,10 @@
 the catalog (usage with the same aggregation, fees with the same charge models and
 subscription-fee rule as the invoicer, all from `billing`), diffed to the cent against the
 invoice and fee rows in Postgres. Coupons, taxes, credit notes and prepaid credits are taken
-as stored: totals are recomputed from the recomputed fees and those."""
+as stored: totals are recomputed from the recomputed fees and those. The catalog keeps no
+history, so an invoice issued before its plan last changed has its fees' amounts taken as
+stored (their units and events are still checked), and a fee whose metric changed since
+is taken as stored whole; each says so in the invoice's unchecked lines."""
 
 from __future__ import annotations
 
@@ -17,7 +20,15 @@ from billing.periods import BillingPeriod, resolve_timezone
 from meterflow.db import connect
 from meterflow.settings import Settings
 from operations.events_replay import replay_events
-from operations.terms import Filters, StoredFee, StoredInvoice, Terms, load_invoices, load_terms
+from operations.terms import (
+    ChargeTerms,
+    Filters,
+    StoredFee,
+    StoredInvoice,
+    Terms,
+    load_invoices,
+    load_terms,
+)
 from operations.usage import ScratchUsage, new_state
 
 
@@ -46,11 +57,8 @@ class Reconciled:
 
 
 def _charge_fee(
-    terms: Terms, fee: StoredFee, scratch: ScratchUsage, currency: str
-) -> dict[str, object] | None:
-    charge = next((c for c in terms.charges if c.charge_id == fee.charge_id), None)
-    if charge is None:
-        return None
+    terms: Terms, charge: ChargeTerms, fee: StoredFee, scratch: ScratchUsage, currency: str
+) -> dict[str, object]:
     start = fee.usage_period_start or fee.from_date
     found = scratch.usage.get((terms.subscription_id, charge.charge_id, start))
     state = found.state if found else new_state(charge, BillingPeriod(start, fee.to_date))
@@ -95,19 +103,36 @@ def reconcile_invoice(invoice: StoredInvoice, terms: Terms, scratch: ScratchUsag
                 )
             )
 
+    issued = invoice.created_at
+    repriced = terms.plan_updated_at > issued
     fees_cents = 0
     for fee in invoice.fees:
         recomputed: dict[str, object] | None = None
+        charge = next((c for c in terms.charges if c.charge_id == fee.charge_id), None)
         if fee.is_adjustment:
             unchecked.append(f"{fee.item_code}: a late-usage adjustment, taken as stored")
-        elif fee.fee_type == "charge":
-            recomputed = _charge_fee(terms, fee, scratch, invoice.currency)
-            if recomputed is None:
-                unchecked.append(f"{fee.item_code}: its charge is no longer in the plan")
-        elif fee.fee_type == "subscription":
+        elif fee.fee_type == "charge" and charge is None:
+            unchecked.append(f"{fee.item_code}: its charge is no longer in the plan")
+        elif charge is not None and charge.metric_updated_at > issued:
+            unchecked.append(
+                f"{fee.item_code}: taken as stored, its metric changed at "
+                f"{charge.metric_updated_at.isoformat()}, after the invoice was issued"
+            )
+        elif charge is not None:
+            recomputed = _charge_fee(terms, charge, fee, scratch, invoice.currency)
+        elif fee.fee_type == "subscription" and not repriced:
             recomputed = _subscription_fee(terms, fee)
-        else:
+        elif fee.fee_type != "subscription":
             unchecked.append(f"{fee.item_code}: {fee.fee_type} fees are taken as stored")
+        plan_fee = fee.fee_type == "subscription" and not fee.is_adjustment
+        if repriced and (recomputed is not None or plan_fee):
+            # Units and events still follow from the events; the price in force then is gone.
+            if recomputed is not None:
+                recomputed["amount_cents"] = fee.amount_cents
+            unchecked.append(
+                f"{fee.item_code}: amount taken as stored, the plan changed at "
+                f"{terms.plan_updated_at.isoformat()}, after the invoice was issued"
+            )
         if recomputed is None:
             fees_cents += fee.amount_cents
             continue

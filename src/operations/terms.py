@@ -20,11 +20,15 @@ class ChargeTerms:
     metric_code: str
     aggregation_type: str
     field_name: str | None
+    # When the charge's billable metric last changed (its aggregation decides the units).
+    metric_updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """One subscription as the catalog holds it now."""
+    """One subscription as the catalog holds it now. The catalog keeps no history:
+    `plan_updated_at` (any change of the plan, its charges or their metrics) tells which
+    invoices were priced under terms that are gone."""
 
     subscription_id: str
     external_id: str
@@ -39,6 +43,7 @@ class Terms:
     pay_in_advance: bool
     subscription_at: datetime
     terminated_at: datetime | None
+    plan_updated_at: datetime
     charges: tuple[ChargeTerms, ...]
 
     def covers(self, instant: datetime) -> bool:
@@ -67,11 +72,12 @@ SELECT s.id::text AS subscription_id, s.external_id, s.organization_id::text AS 
        o.timezone AS organization_timezone, coalesce(c.currency, p.amount_currency) AS currency,
        p.interval, s.billing_time, p.amount_cents AS plan_amount_cents, p.pay_in_advance,
        s.subscription_at,
-       s.terminated_at,
+       s.terminated_at, p.updated_at AS plan_updated_at,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'charge_id', ch.id::text, 'charge_model', ch.charge_model,
                     'properties', ch.properties, 'metric_code', m.code,
-                    'aggregation_type', m.aggregation_type, 'field_name', m.field_name)
+                    'aggregation_type', m.aggregation_type, 'field_name', m.field_name,
+                    'metric_updated_at', m.updated_at)
                   ORDER BY ch.position)
                  FROM charges ch JOIN billable_metrics m ON m.id = ch.billable_metric_id
                  WHERE ch.plan_id = p.id), '[]'::jsonb)::text AS charges
@@ -95,10 +101,15 @@ async def load_terms(conn: asyncpg.Connection, filters: Filters) -> list[Terms]:
     )
     found = []
     for row in rows:
-        charges = tuple(ChargeTerms(**c) for c in orjson.loads(row["charges"]))
+        charges = tuple(
+            ChargeTerms(
+                **{**c, "metric_updated_at": datetime.fromisoformat(c["metric_updated_at"])}
+            )
+            for c in orjson.loads(row["charges"])
+        )
         values = dict(row)
         del values["charges"]
-        found.append(Terms(**values, charges=charges))
+        found.append(Terms(**values, charges=tuple(charges)))
     return found
 
 
@@ -135,6 +146,7 @@ class StoredInvoice:
     credit_notes_amount_cents: int
     prepaid_credit_amount_cents: int
     total_amount_cents: int
+    created_at: datetime
     fees: tuple[StoredFee, ...]
 
 
@@ -143,7 +155,8 @@ SELECT i.id::text AS invoice_id, i.number, i.subscription_id::text AS subscripti
        i.organization_id::text AS organization_id, i.status, i.currency, i.period_start,
        i.period_end, i.fees_amount_cents, i.coupons_amount_cents, i.taxes_amount_cents,
        i.sub_total_excluding_taxes_amount_cents, i.sub_total_including_taxes_amount_cents,
-       i.credit_notes_amount_cents, i.prepaid_credit_amount_cents, i.total_amount_cents
+       i.credit_notes_amount_cents, i.prepaid_credit_amount_cents, i.total_amount_cents,
+       i.created_at
 FROM invoices i
 WHERE i.invoice_type = 'subscription'
   AND ($1::uuid[] IS NULL OR i.subscription_id = ANY($1::uuid[]))

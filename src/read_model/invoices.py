@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -167,6 +167,16 @@ def _credits(invoice: asyncpg.Record) -> list[dict[str, Any]]:
     ]
 
 
+def amount_due(invoice: asyncpg.Record) -> int:
+    """What the invoice still asks of the customer: its total less its credit notes' offsets
+    and the payments recorded against it."""
+    return int(
+        invoice["total_amount_cents"]
+        - invoice["offset_amount_cents"]
+        - invoice["paid_amount_cents"]
+    )
+
+
 def invoice_body(
     invoice: asyncpg.Record,
     customer: asyncpg.Record,
@@ -188,7 +198,9 @@ def invoice_body(
         "issuing_date": issuing.isoformat(),
         "payment_dispute_lost_at": iso(invoice["payment_dispute_lost_at"]),
         "payment_due_date": (issuing + timedelta(days=net_payment_term)).isoformat(),
-        "payment_overdue": False,
+        "payment_overdue": invoice["status"] == "finalized"
+        and invoice["payment_status"] in ("pending", "failed")
+        and issuing + timedelta(days=net_payment_term) < datetime.now(UTC).date(),
         "net_payment_term": net_payment_term,
         "invoice_type": invoice["invoice_type"],
         "status": invoice["status"],
@@ -205,9 +217,9 @@ def invoice_body(
         "prepaid_purchased_credit_amount_cents": invoice["prepaid_purchased_credit_amount_cents"],
         "progressive_billing_credit_amount_cents": 0,
         "total_amount_cents": total,
-        "total_due_amount_cents": total,
-        "total_paid_amount_cents": 0,
-        "total_offsetted_credit_note_amount_cents": 0,
+        "total_due_amount_cents": amount_due(invoice),
+        "total_paid_amount_cents": invoice["paid_amount_cents"],
+        "total_offsetted_credit_note_amount_cents": invoice["offset_amount_cents"],
         "version_number": VERSION_NUMBER,
         "self_billed": False,
         "voided_at": iso(invoice["voided_at"]),

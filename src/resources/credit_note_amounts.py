@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meterflow import db
+from read_model.invoices import amount_due
 from store import credit_note_amounts
 from web.context import context, organization
 from web.payload import Fields, ok, read_wrapped
@@ -22,7 +23,7 @@ async def estimate(request: web.Request) -> web.Response:
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await credit_note_amounts.creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await credit_note_amounts.amounts_of(conn, invoice, items)
-    paid = invoice["payment_status"] == "succeeded"
+    paid, total = invoice["payment_status"] == "succeeded", amounts.total_cents
     return ok(
         {
             "estimated_credit_note": {
@@ -33,9 +34,9 @@ async def estimate(request: web.Request) -> web.Response:
                 "precise_taxes_amount_cents": str(amounts.taxes_precise),
                 "taxes_rate": float(amounts.taxes_rate),
                 "sub_total_excluding_taxes_amount_cents": amounts.sub_total_excluding_taxes_cents,
-                "max_creditable_amount_cents": amounts.total_cents,
-                "max_refundable_amount_cents": amounts.total_cents if paid else 0,
-                "max_offsettable_amount_cents": 0,
+                "max_creditable_amount_cents": total,
+                "max_refundable_amount_cents": total if paid else 0,
+                "max_offsettable_amount_cents": 0 if paid else min(total, amount_due(invoice)),
                 "coupons_adjustment_amount_cents": amounts.coupons_adjustment_cents,
                 "precise_coupons_adjustment_amount_cents": str(amounts.coupons_adjustment_precise),
                 "items": [

@@ -29,16 +29,16 @@ async def create(request: web.Request) -> web.Response:
     description = fields.text("description", max_length=10_000)
     credit = fields.integer("credit_amount_cents", minimum=0) or 0
     refund = fields.integer("refund_amount_cents", minimum=0) or 0
-    if fields.integer("offset_amount_cents", minimum=0):
-        fields.add("offset_amount_cents", "not_supported")
+    offset = fields.integer("offset_amount_cents", minimum=0) or 0
     items = parse_items(fields, fields.array("items", required=True) or [])
     metadata = credit_notes.parse_metadata(fields)
     fields.check()
     async with db.unit_of_work(ctx.db) as conn:
         invoice = await creditable_invoice(conn, org.id, invoice_id)
         amounts, chosen = await amounts_of(conn, invoice, items)
+        split = credit_notes.Split(credit, refund, offset)
         body = await credit_notes.issue(
-            conn, org.id, invoice, chosen, amounts, reason, description, credit, refund, metadata
+            conn, org.id, invoice, chosen, amounts, reason, description, split, metadata
         )
     return ok({"credit_note": body})
 

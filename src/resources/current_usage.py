@@ -1,12 +1,16 @@
-"""`GET /api/v1/customers/{id}/current_usage`: the aggregator's answer via `store.current_usage`."""
+"""`GET /api/v1/customers/{id}/current_usage`: the aggregator's answer via `store.current_usage`;
+`GET /api/v1/customers/{id}/past_usage`: the closed periods' usage from `read_model.past_usage`."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from read_model import past_usage
+from resources import crud
 from store import current_usage, customers, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
+from web.payload import INVALID
 
 ROUTES = web.RouteTableDef()
 
@@ -29,3 +33,28 @@ async def find(request: web.Request) -> web.Response:
         raise NotFound("subscription")
     body = await current_usage.current_usage(ctx, org, external_subscription_id)
     return web.Response(body=body, content_type="application/json")
+
+
+@ROUTES.get("/api/v1/customers/{external_customer_id}/past_usage")
+async def find_past(request: web.Request) -> web.Response:
+    ctx, org = context(request), organization(request)
+    external_customer_id = request.match_info["external_customer_id"]
+    q = request.query
+    external_subscription_id = q.get("external_subscription_id")
+    if not external_subscription_id:
+        raise ValidationFailed({"external_subscription_id": ["value_is_mandatory"]})
+    raw_count = q.get("periods_count") or None
+    if raw_count is not None and (not raw_count.isdigit() or int(raw_count) < 1):
+        raise ValidationFailed({"periods_count": [INVALID]})
+    async with ctx.db.acquire() as conn:
+        if await customers.customer_by_external_id(conn, org.id, external_customer_id) is None:
+            raise NotFound("customer")
+        ids = await past_usage.subscriptions_of(
+            conn, org.id, external_customer_id, external_subscription_id
+        )
+    if not ids:
+        raise NotFound("subscription")
+    query = past_usage.PastUsageQuery(
+        ids, q.get("billable_metric_code") or None, None if raw_count is None else int(raw_count)
+    )
+    return await crud.answer_page(request, "usage_periods", past_usage.past_usage, query)

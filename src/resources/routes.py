@@ -6,6 +6,7 @@ from aiohttp import web
 
 from resources import (
     add_ons,
+    analytics,
     applied_coupons,
     billable_metrics,
     coupons,
@@ -21,6 +22,7 @@ from resources import (
     invoices,
     one_off_invoices,
     organizations,
+    payments,
     plans,
     subscriptions,
     taxes,
@@ -50,6 +52,8 @@ _RESOURCES = (
     fees,
     credit_note_documents,
     document_files,
+    analytics,
+    payments,
 )
 
 

@@ -46,12 +46,13 @@ async def find(request: web.Request) -> web.Response:
 
 
 @ROUTES.get("/api/v1/subscriptions")
+@ROUTES.get("/api/v1/customers/{external_customer_id}/subscriptions")
 async def find_all(request: web.Request) -> web.Response:
     statuses = request.query.getall("status[]", []) or ["active"]
     if any(s not in subscriptions.STATUSES for s in statuses):
         raise ValidationFailed({"status": ["value_is_invalid"]})
     filters = {
-        "external_customer_id": request.query.get("external_customer_id"),
+        "external_customer_id": crud.listed_customer(request),
         "plan_code": request.query.get("plan_code"),
         "statuses": statuses,
     }

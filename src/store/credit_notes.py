@@ -4,15 +4,17 @@ estimate and void; and `/api/v1/customers/{id}/credit_notes`.
 
 Lago's rules: only a finalized invoice takes credit notes; an item credits at most what is
 left of its fee; coupons and taxes are prorated per item (`billing.credit_notes`); the
-credited plus the refunded amount equal the credit note's total; a refund needs a paid
-invoice. What is credited is the credit note's balance, consumed by the customer's next
-invoices (`read_model.credit_notes`), then `consumed`; voiding drops what is left.
+credited, refunded and offset amounts add up to the credit note's total; a refund needs a paid
+invoice, an offset an unpaid one and at most what the invoice still asks. What is credited
+is the credit note's balance, consumed by the customer's next invoices
+(`read_model.credit_notes`), then `consumed`; voiding drops what is left, not an offset.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +25,7 @@ from billing.credit_notes import CreditNoteAmounts
 from meterflow import webhook_outbox
 from meterflow.db import Conn, existing_row
 from read_model.customers import customer_body, customer_by_id
-from read_model.invoices import fee_body, owned_row
+from read_model.invoices import amount_due, fee_body, owned_row
 from read_model.subscriptions import subscription_by_id
 from store import document_files
 from store.credit_note_amounts import applied_taxes
@@ -45,6 +47,16 @@ REFUND_STATUSES = ("pending", "succeeded", "failed")
 
 
 CREDIT_STATUSES = ("available", "consumed", "voided")
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Where a credit note's total goes: the customer's balance (`credit`), back to the
+    customer (`refund`), off the invoice's amount due (`offset`); cents, adding up to it."""
+
+    credit: int
+    refund: int
+    offset: int
 
 
 CREATE_FIELDS = {
@@ -92,7 +104,7 @@ def credit_note_body(
         "balance_amount_cents": note["balance_amount_cents"],
         "credit_amount_cents": note["credit_amount_cents"],
         "refund_amount_cents": note["refund_amount_cents"],
-        "offset_amount_cents": 0,
+        "offset_amount_cents": note["offset_amount_cents"],
         "coupons_adjustment_amount_cents": note["coupons_adjustment_amount_cents"],
         "created_at": iso(note["created_at"]),
         "updated_at": iso(note["updated_at"]),
@@ -158,18 +170,30 @@ async def issue(
     amounts: CreditNoteAmounts,
     reason: str,
     description: str | None,
-    credit: int,
-    refund: int,
+    split: Split,
     metadata: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Write a credit note of `chosen` (fee, cents) items on `invoice` and announce it
-    (`credit_note.created`); 422 when credit and refund do not make its total, or a refund
-    is asked of an unpaid invoice. Returns its API body."""
-    if credit + refund != amounts.total_cents:
+    """Write a credit note of `chosen` (fee, cents) items on `invoice` (locked by the caller)
+    and announce it (`credit_note.created`); 422 when its split does not make its total, a
+    refund is asked of an unpaid invoice, or an offset of a paid one or of more than it still
+    asks. Returns its API body."""
+    if split.credit + split.refund + split.offset != amounts.total_cents:
         raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
-    if refund and invoice["payment_status"] != "succeeded":
+    paid = invoice["payment_status"] == "succeeded"
+    if split.refund and not paid:
         raise ValidationFailed({"refund_amount_cents": ["cannot_refund_unpaid_invoice"]})
-    note = await _insert(conn, org, invoice, reason, description, credit, refund, amounts)
+    if split.offset and paid:
+        raise ValidationFailed({"offset_amount_cents": ["cannot_offset_paid_invoice"]})
+    if split.offset > amount_due(invoice):
+        raise ValidationFailed({"offset_amount_cents": ["higher_than_remaining_invoice_amount"]})
+    note = await _insert(conn, org, invoice, reason, description, split, amounts)
+    if split.offset:
+        await conn.execute(
+            "UPDATE invoices SET offset_amount_cents = offset_amount_cents + $2, "
+            "updated_at = now() WHERE id = $1",
+            invoice["id"],
+            split.offset,
+        )
     if metadata:
         with_metadata = await conn.fetchrow(
             "UPDATE credit_notes SET metadata = $2 WHERE id = $1 RETURNING *",
@@ -198,8 +222,7 @@ async def _insert(
     invoice: asyncpg.Record,
     reason: str,
     description: str | None,
-    credit: int,
-    refund: int,
+    split: Split,
     amounts: CreditNoteAmounts,
 ) -> asyncpg.Record:
     customer = await customer_by_id(conn, invoice["customer_id"])
@@ -214,8 +237,9 @@ async def _insert(
         "taxes_rate, taxes_amount_cents, precise_taxes_amount_cents, "
         "coupons_adjustment_amount_cents, precise_coupons_adjustment_amount_cents, "
         "sub_total_excluding_taxes_amount_cents, total_amount_cents, credit_amount_cents, "
-        "refund_amount_cents, balance_amount_cents, applied_taxes) VALUES ($1, $2, $3, $4, $5, "
-        "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $20, $22) "
+        "refund_amount_cents, offset_amount_cents, balance_amount_cents, applied_taxes) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+        "$18, $19, $20, $21, $22, $20, $23) "
         "RETURNING *",
         uuid.uuid4(),
         org,
@@ -225,8 +249,8 @@ async def _insert(
         f"{invoice['number']}-CN{sequence:03d}",
         reason,
         description,
-        "available" if credit else None,
-        "pending" if refund else None,
+        "available" if split.credit else None,
+        "pending" if split.refund else None,
         invoice["currency"],
         datetime.now(UTC).astimezone(tz).date(),
         amounts.taxes_rate,
@@ -236,8 +260,9 @@ async def _insert(
         amounts.coupons_adjustment_precise,
         amounts.sub_total_excluding_taxes_cents,
         amounts.total_cents,
-        credit,
-        refund,
+        split.credit,
+        split.refund,
+        split.offset,
         applied_taxes(invoice, amounts),
     )
     assert row is not None

@@ -3,8 +3,11 @@ issuer, the customer's billing information, the lines, the totals, and every dat
 customer's timezone.
 
 Text is set in DejaVu Sans (Debian's `fonts-dejavu-core`, embedded as a subset), which covers
-Latin, Greek and Cyrillic scripts; without it, in the core PDF fonts, which print what is not
-Latin-1 as '?' (logged once, with the fix)."""
+Latin, Greek and Cyrillic scripts. A document with characters it lacks (Chinese, Japanese,
+Korean) also embeds WenQuanYi Micro Hei (`fonts-wqy-microhei`) for them; loading it costs
+about a second, so only such documents do. Without DejaVu, text is set in the core PDF fonts,
+which print what is not Latin-1 as '?'; without WenQuanYi, those characters are left blank
+(either logged once, with the fix)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
+from fpdf.fonts import TTFFont
 
 from billing.money import minor_units
 
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 UNICODE_FAMILY = "DejaVu"
 _FACES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+CJK_FAMILY = "WenQuanYi"
 
 
 def _text(value: Any) -> str:
@@ -46,6 +52,18 @@ def _unicode_faces(font_dir: Path) -> dict[str, Path] | None:
         "pdf.font_missing dir=%s: invoices and credit notes print characters outside "
         "Latin-1 as '?'; install Debian's fonts-dejavu-core for every script they use",
         font_dir,
+    )
+    return None
+
+
+@functools.cache
+def _cjk_font(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    log.warning(
+        "pdf.cjk_font_missing path=%s: invoices and credit notes leave Chinese, Japanese and "
+        "Korean characters blank; install Debian's fonts-wqy-microhei",
+        path,
     )
     return None
 
@@ -74,7 +92,10 @@ class _Document:
         if faces is not None:
             for style, path in faces.items():
                 self.pdf.add_font(UNICODE_FAMILY, style, str(path))
-            self.family, self.text = UNICODE_FAMILY, _text
+            self.family, self.text = UNICODE_FAMILY, self._unicode_text
+            font = self.pdf.fonts[UNICODE_FAMILY.lower()]
+            assert isinstance(font, TTFFont)
+            self.covered = font.cmap
         self.pdf.set_title(self.text(title))
         self.pdf.set_author(self.text(issuer))
         self.pdf.add_page()
@@ -82,6 +103,17 @@ class _Document:
         self.pdf.cell(0, 10, self.text(title), new_x="LMARGIN", new_y="NEXT")
         self.pdf.set_font(self.family, "", 10)
         self.customer = customer
+
+    def _unicode_text(self, value: Any) -> str:
+        """The text as it is; the first character DejaVu lacks brings in the CJK fallback."""
+        text = _text(value)
+        if self.covered and any(ord(c) not in self.covered for c in text):
+            self.covered = {}
+            cjk = _cjk_font(CJK_FONT)
+            if cjk is not None:
+                self.pdf.add_font(CJK_FAMILY, "", str(cjk))
+                self.pdf.set_fallback_fonts([CJK_FAMILY], exact_match=False)
+        return text
 
     def facts(self, *lines: str) -> None:
         for line in lines:
@@ -184,4 +216,6 @@ def render_credit_note(note: dict[str, Any], issuer: str) -> bytes:
     rows.extend(_tax_rows(note["applied_taxes"]))
     rows.append(("Credited", note["credit_amount_cents"]))
     rows.append(("Refunded", note["refund_amount_cents"]))
+    if note["offset_amount_cents"]:
+        rows.append(("Deducted from the invoice", note["offset_amount_cents"]))
     return doc.totals(rows, "Total", note["total_amount_cents"], currency)

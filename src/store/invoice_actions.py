@@ -76,9 +76,8 @@ async def void_invoice(
             credited = amounts.total_cents - refund if credit is None else credit
             if credited < 0 or credited + refund != amounts.total_cents:
                 raise ValidationFailed({"credit_amount": ["does_not_match_invoice_remainder"]})
-            await credit_notes.issue(
-                conn, org, invoice, chosen, amounts, "other", None, credited, refund
-            )
+            split = credit_notes.Split(credited, refund, 0)
+            await credit_notes.issue(conn, org, invoice, chosen, amounts, "other", None, split)
     voided = await existing_row(
         conn,
         "UPDATE invoices SET status = 'voided', voided_at = now(), updated_at = now() "

@@ -1,6 +1,7 @@
 """Scratch usage counts the events topic as the pipeline does (packs, first transaction id
 wins, events outside the subscription or without a charge left out), and reconcile reports
-exactly the fields a stored invoice disagrees on."""
+exactly the fields a stored invoice disagrees on, checking only units and events of an
+invoice priced under a plan that changed since."""
 
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ from operations.usage import ScratchUsage
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 12, 1, tzinfo=UTC)
-CALLS = ChargeTerms("ch-calls", "standard", {"amount": "0.01"}, "calls", "count_agg", None)
-GB = ChargeTerms("ch-gb", "standard", {"amount": "0.50"}, "gb", "sum_agg", "gb")
+# The catalog as it was when the invoice was issued (2 December) and had been since October.
+CATALOG_AT = datetime(2026, 10, 1, tzinfo=UTC)
+ISSUED = datetime(2026, 12, 2, tzinfo=UTC)
+CALLS = ChargeTerms(
+    "ch-calls", "standard", {"amount": "0.01"}, "calls", "count_agg", None, CATALOG_AT
+)
+GB = ChargeTerms("ch-gb", "standard", {"amount": "0.50"}, "gb", "sum_agg", "gb", CATALOG_AT)
 TERMS = Terms(
     subscription_id="s-1",
     external_id="sub-1",
@@ -32,6 +38,7 @@ TERMS = Terms(
     pay_in_advance=False,
     subscription_at=START,
     terminated_at=None,
+    plan_updated_at=CATALOG_AT,
     charges=(CALLS, GB),
 )
 
@@ -123,6 +130,7 @@ def stored_invoice(calls_cents: int, total: int) -> StoredInvoice:
         0,
         0,
         total,
+        ISSUED,
         fees,
     )
 
@@ -143,4 +151,31 @@ def test_reconcile_names_each_field_that_differs() -> None:
     found = reconcile_invoice(wrong, TERMS, recount())
     assert [(d.line, d.field, d.stored, d.recomputed) for d in found.differences] == [
         ("calls", "amount_cents", "3", "2"),
+    ]
+
+
+def test_a_plan_changed_since_the_invoice_leaves_its_amounts_unchecked() -> None:
+    later = datetime(2026, 12, 15, tzinfo=UTC)
+    dearer = replace(CALLS, properties={"amount": "0.05"})
+    repriced = replace(TERMS, plan_amount_cents=2000, plan_updated_at=later, charges=(dearer, GB))
+    found = reconcile_invoice(stored_invoice(2, 1127), repriced, recount())
+    assert (found.differences, found.recomputed_total_cents) == ([], 1127)
+    assert [note.split(":")[0] for note in found.unchecked] == ["basic", "calls", "gb"]
+    assert all("the plan changed at 2026-12-15" in note for note in found.unchecked)
+
+    # Units still follow from the events: a wrong count is still found.
+    wrong = stored_invoice(2, 1127)
+    calls = replace(wrong.fees[1], events_count=3)
+    wrong = replace(wrong, fees=(wrong.fees[0], calls, wrong.fees[2]))
+    found = reconcile_invoice(wrong, repriced, recount())
+    assert [(d.line, d.field) for d in found.differences] == [("calls", "events_count")]
+
+    # A metric changed since: its fee is taken as stored whole.
+    recounted = replace(GB, aggregation_type="max_agg", metric_updated_at=later)
+    changed = replace(repriced, charges=(dearer, recounted))
+    found = reconcile_invoice(stored_invoice(2, 1127), changed, recount())
+    assert found.differences == []
+    assert [n for n in found.unchecked if n.startswith("gb")] == [
+        "gb: taken as stored, its metric changed at 2026-12-15T00:00:00+00:00, "
+        "after the invoice was issued"
     ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from gateway.service import IngestServer
 from support.console import Operator, csrf_of, sign_in
@@ -80,6 +81,73 @@ async def test_repeated_failed_sign_ins_are_slowed_down(
     form = {"csrf_token": token, "email": operator.email, "password": operator.password}
     async with http.post(f"{console_server.url}/console/sign-in", data=form) as response:
         assert response.status == 429, "even the right password waits its turn"
+
+
+async def test_one_password_tried_on_many_emails_is_slowed_down_by_address(
+    console_server: IngestServer,
+    http: aiohttp.ClientSession,
+    operator_factory: Callable[..., Any],
+    db: asyncpg.Connection,
+) -> None:
+    operator: Operator = await operator_factory()
+    async with http.get(f"{console_server.url}/console/sign-in") as page:
+        token = csrf_of(await page.text())
+    statuses = []
+    for i in range(20):
+        form = {"csrf_token": token, "email": f"guess-{i}@example.com", "password": "Summer2026!"}
+        async with http.post(f"{console_server.url}/console/sign-in", data=form) as response:
+            statuses.append(response.status)
+    assert statuses == [401] * 20, "each email failed once: no email is throttled"
+    failures = await db.fetchval(
+        "SELECT failures FROM console_sign_in_failures WHERE subject LIKE 'address:%'"
+    )
+    assert failures == 20
+    form = {"csrf_token": token, "email": operator.email, "password": operator.password}
+    # No proxy is trusted: a client naming another address in X-Forwarded-For changes nothing.
+    spoofed = {"X-Forwarded-For": "198.51.100.9"}
+    async with http.post(
+        f"{console_server.url}/console/sign-in", data=form, headers=spoofed
+    ) as response:
+        assert response.status == 429, "the address waits, even with a right password"
+        assert "Too many failed sign-ins from your network address" in await response.text()
+
+
+@pytest.fixture
+def proxied_console(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> IngestServer:
+    """The console behind a reverse proxy on 127.0.0.1, trusted to say who its clients are."""
+    monkeypatch.setenv("METERFLOW_CONSOLE_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")
+    server: IngestServer = request.getfixturevalue("console_server")
+    return server
+
+
+async def test_behind_a_trusted_proxy_failures_count_per_forwarded_client(
+    proxied_console: IngestServer,
+    http: aiohttp.ClientSession,
+    operator_factory: Callable[..., Any],
+    db: asyncpg.Connection,
+) -> None:
+    operator: Operator = await operator_factory()
+    url = f"{proxied_console.url}/console/sign-in"
+    async with http.get(url) as page:
+        token = csrf_of(await page.text())
+    # The client wrote 192.0.2.1 itself; the proxies appended what they saw, from the right.
+    sprayer = {"X-Forwarded-For": "192.0.2.1, 203.0.113.7, 10.1.2.3"}
+    for i in range(20):
+        form = {"csrf_token": token, "email": f"guess-{i}@example.com", "password": "Summer2026!"}
+        async with http.post(url, data=form, headers=sprayer) as response:
+            assert response.status == 401
+    subjects = await db.fetch(
+        "SELECT subject, failures FROM console_sign_in_failures WHERE subject LIKE 'address:%'"
+    )
+    assert [tuple(s) for s in subjects] == [("address:203.0.113.7", 20)]
+    form = {"csrf_token": token, "email": operator.email, "password": operator.password}
+    async with http.post(url, data=form, headers=sprayer, allow_redirects=False) as response:
+        assert response.status == 429
+    neighbour = {"X-Forwarded-For": "203.0.113.8"}
+    async with http.post(url, data=form, headers=neighbour, allow_redirects=False) as response:
+        assert response.status == 303, "another client behind the same proxy signs in"
 
 
 async def test_a_form_without_its_csrf_token_is_refused(

@@ -260,6 +260,12 @@ async def test_terminating_a_subscription(tenant: Any, call: Call, read_catalog:
     assert found.status == "terminated"
     active = await call(lago.subscriptions.find_all, {"external_customer_id": "new-cust"})
     assert active["subscriptions"] == []
+    # The customer's own list (no client method): the same filters under its path.
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {tenant.api_key}"}) as http:
+        url = f"{lago.api_url}/api/v1/customers/new-cust/subscriptions"
+        async with http.get(url, params={"status[]": "terminated"}) as response:
+            listed = await response.json()
+    assert [s["external_id"] for s in listed["subscriptions"]] == ["s-9"]
     every = await call(
         lago.subscriptions.find_all, {"status[]": ["active", "terminated"], "plan_code": "basic"}
     )

@@ -1,6 +1,7 @@
 """Credit notes through Lago's Python client: estimated, created on a one-off invoice,
 consumed by the customer's next subscription invoices (written by the real invoicer from
-periods-closed), oldest first, and voided; amounts worked out by hand."""
+periods-closed), oldest first, and voided; offsets deducted from an unpaid invoice's amount
+due; amounts worked out by hand."""
 
 from __future__ import annotations
 
@@ -122,6 +123,26 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
         "WHERE invoice_type = 'subscription' ORDER BY period_start"
     )
     assert [tuple(r) for r in rows] == [(1500, 1500, 0), (1000, 1000, 0)]
+    # January asks nothing any more (the credit note paid it): its fee cannot be offset.
+    january_id = await db.fetchval(
+        "SELECT id FROM invoices WHERE invoice_type = 'subscription' ORDER BY period_start"
+    )
+    january = await call(lago.invoices.find, str(january_id))
+    f = next(fee for fee in january.fees.__root__ if fee.amount_cents)
+    try:
+        await call(
+            lago.credit_notes.create,
+            CreditNote(
+                invoice_id=january.lago_id,
+                items=Items(__root__=[Item(fee_id=f.lago_id, amount_cents=f.amount_cents)]),
+                offset_amount_cents=f.amount_cents,
+            ),
+        )
+        raise AssertionError("an offset larger than the invoice's amount due was accepted")
+    except LagoApiError as exc:
+        assert exc.response["error_details"] == {
+            "offset_amount_cents": ["higher_than_remaining_invoice_amount"]
+        }
     found = await call(lago.credit_notes.find, note.lago_id)
     assert (found.credit_status, found.balance_amount_cents) == ("available", 3500)
     listed = await call(
@@ -228,3 +249,84 @@ async def test_a_draft_takes_credit_notes_when_it_is_finalized(
     assert [(n.credit_status, n.balance_amount_cents) for n in notes["credit_notes"]] == [
         ("consumed", 0)
     ]
+
+
+async def test_an_offset_deducts_from_the_amount_due_of_an_unpaid_invoice_only(
+    kit: Any, settings: Settings, server: Any, call: Any, db: asyncpg.Connection
+) -> None:
+    from lago_python_client.client import Client
+
+    org, key = await create_organization(settings, "Acme", "UTC")
+    lago = Client(api_key=key, api_url=server.url)
+    catalog = await kit.catalog(organization_id=org.id, subscription_at=utc(2026, 1, 1))
+    await call(lago.taxes.create, Tax(name="VAT", code="vat", rate=20.0))
+    await call(
+        lago.add_ons.create,
+        AddOn(
+            name="Setup", code="setup", amount_cents=10000, amount_currency="EUR", tax_codes=["vat"]
+        ),
+    )
+    # 2 x 100.00 EUR + 20 % VAT = 240.00 EUR, not paid.
+    one_off = await call(
+        lago.invoices.create,
+        OneOffInvoice(
+            external_customer_id=catalog.external_customer_id,
+            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup", units=2)]),
+        ),
+    )
+    fee_id = one_off.fees.__root__[0].lago_id
+    items = Items(__root__=[Item(fee_id=fee_id, amount_cents=5000)])
+    estimated = await call(
+        lago.credit_notes.estimate, CreditNoteEstimate(invoice_id=one_off.lago_id, items=items)
+    )
+    assert (estimated.max_offsettable_amount_cents, estimated.max_refundable_amount_cents) == (
+        6000,
+        0,
+    )
+    # 50.00 of the fee + 10.00 VAT: 10.00 to the customer's balance, 50.00 off the invoice.
+    note = await call(
+        lago.credit_notes.create,
+        CreditNote(
+            invoice_id=one_off.lago_id,
+            items=items,
+            credit_amount_cents=1000,
+            offset_amount_cents=5000,
+        ),
+    )
+    assert (note.offset_amount_cents, note.credit_amount_cents, note.balance_amount_cents) == (
+        5000,
+        1000,
+        1000,
+    )
+    assert (note.credit_status, note.refund_status) == ("available", None)
+    invoice = await call(lago.invoices.find, one_off.lago_id)
+    assert (
+        invoice.total_amount_cents,
+        invoice.total_offsetted_credit_note_amount_cents,
+        invoice.total_due_amount_cents,
+    ) == (24000, 5000, 19000)
+    # Voiding drops what is left to credit; the offset stays deducted.
+    await call(lago.credit_notes.void, note.lago_id)
+    assert (await call(lago.invoices.find, one_off.lago_id)).total_due_amount_cents == 19000
+    assert (
+        await db.fetchval(
+            "SELECT offset_amount_cents FROM credit_notes WHERE id = $1", note.lago_id
+        )
+        == 5000
+    )
+
+    await call(lago.invoices.update, Invoice(payment_status="succeeded"), one_off.lago_id)
+    estimated = await call(
+        lago.credit_notes.estimate, CreditNoteEstimate(invoice_id=one_off.lago_id, items=items)
+    )
+    assert estimated.max_offsettable_amount_cents == 0, "the invoice is paid"
+    try:
+        await call(
+            lago.credit_notes.create,
+            CreditNote(invoice_id=one_off.lago_id, items=items, offset_amount_cents=6000),
+        )
+        raise AssertionError("a paid invoice took an offset")
+    except LagoApiError as exc:
+        assert exc.response["error_details"] == {
+            "offset_amount_cents": ["cannot_offset_paid_invoice"]
+        }

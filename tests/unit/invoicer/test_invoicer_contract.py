@@ -10,6 +10,7 @@ import orjson
 
 from aggregator.billing_domain import BillingDomain
 from aggregator.catalog_view import ChargeTerms as AggregatorCharge
+from aggregator.catalog_view import PlanTerms as AggregatorPlan
 from aggregator.catalog_view import SubscriptionTerms as AggregatorTerms
 from aggregator.closing import charge_totals, period_key
 from invoicing.closed_period import parse_period_closed
@@ -29,24 +30,26 @@ def test_the_aggregators_closed_period_prices_here() -> None:
         external_subscription_id="sub-1",
         external_customer_id="cust-1",
         plan_code="p",
-        interval="monthly",
         billing_time="calendar",
         subscription_at=START,
         terminated_at=None,
         timezone=None,
         organization_timezone=None,
-        currency="EUR",
-        charges=(
-            AggregatorCharge(
-                charge_id=CHARGE,
-                charge_model="standard",
-                properties=properties,
-                charge={},
-                metric_id=METRIC,
-                metric_code="gb",
-                aggregation_type="sum_agg",
-                field_name="gb",
-                metric={},
+        plan=AggregatorPlan(
+            interval="monthly",
+            currency="EUR",
+            charges=(
+                AggregatorCharge(
+                    charge_id=CHARGE,
+                    charge_model="standard",
+                    properties=properties,
+                    charge={},
+                    metric_id=METRIC,
+                    metric_code="gb",
+                    aggregation_type="sum_agg",
+                    field_name="gb",
+                    metric={},
+                ),
             ),
         ),
     )

@@ -93,6 +93,7 @@ async def measure_worker(
     end: datetime,
     events: bool = True,
     profile: Path | None = None,
+    keep_log: Path | None = None,
 ) -> Any:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = replace(base, topics=Topics(prefix=prefix))
@@ -170,8 +171,10 @@ async def measure_worker(
                 if spy is not None:
                     stop_py_spy(spy)
                 worker.stop()
-                if profile is not None:
-                    shutil.copyfile(Path(tmp) / "aggregator.log", profile.with_suffix(".log"))
+                if profile is not None and keep_log is None:
+                    keep_log = profile.with_suffix(".log")
+                if keep_log is not None:
+                    shutil.copyfile(Path(tmp) / "aggregator.log", keep_log)
         closes = await read_closes(settings)
         wrong = {key: n for key, n in closes.items() if n != 2 * case.events_per_key}
         if len(closes) != subscriptions or wrong:

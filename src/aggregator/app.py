@@ -120,8 +120,7 @@ class Aggregator:
         )
         self.events_topic = app.topic(
             settings.topics.events,
-            key_serializer="raw",
-            value_serializer="raw",
+            schema=kafka_transport.RawRecords(),  # raw bytes, handed over undecoded
             partitions=settings.partitions,
         )
 
@@ -373,6 +372,7 @@ def create_app(
         canonical_url=f"http://{agg.host}:{agg.port}",
         autodiscover=False,
         stream_buffer_maxsize=max(4096, agg.batch_size * 2),
+        Monitor=kafka_transport.QuietMonitor,  # no statistics per record (read by nothing)
     )
     kafka_transport.install(app, round(agg.fetch_max_wait * 1000))
     aggregator = Aggregator(app, settings, agg, domain)

@@ -4,39 +4,23 @@ Lago JSON back."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
 
 from aiohttp import web
 
-from meterflow.db import Conn
 from resources import crud
 from store import payments
+from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, Fields, read_wrapped
+from web.payload import INVALID, ok, read_wrapped
 
 ROUTES = web.RouteTableDef()
 
 
 @ROUTES.post("/api/v1/payments")
 async def create(request: web.Request) -> web.Response:
-    fields = Fields(await read_wrapped(request, "payment"), payments.CREATE_FIELDS)
-    invoice_id = fields.text("invoice_id", required=True)
-    cents = fields.integer("amount_cents", required=True, minimum=1)
-    reference = fields.text("reference", required=True)
-    raw_paid_at = fields.text("paid_at")
-    paid_at = datetime.now(UTC).date()
-    if raw_paid_at is not None:
-        try:
-            paid_at = date.fromisoformat(raw_paid_at)
-        except ValueError:
-            fields.add("paid_at", "invalid_date")
-    fields.check()
-    assert invoice_id is not None and cents is not None and reference is not None
-
-    async def step(conn: Conn, org: uuid.UUID) -> dict[str, object]:
-        return await payments.record(conn, org, invoice_id, cents, reference, paid_at)
-
-    return await crud.answer(request, "payment", step)
+    raw = await read_wrapped(request, "payment")
+    body = await payments.create_payment(context(request), organization(request), raw)
+    return ok({"payment": body})
 
 
 @ROUTES.get("/api/v1/payments/{lago_id}")

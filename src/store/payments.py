@@ -7,16 +7,17 @@ becomes `succeeded` (`invoice.payment_status_updated`)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
 
-from meterflow import webhook_outbox
+from meterflow import db, webhook_outbox
 from meterflow.db import Conn
 from read_model.invoices import amount_due, extended_body, invoice_row, owned_row
+from web.context import IngestContext, Organization
 from web.errors import ValidationFailed
-from web.payload import iso
+from web.payload import Fields, iso
 
 CREATE_FIELDS = {"invoice_id", "amount_cents", "reference", "paid_at"}
 
@@ -61,6 +62,28 @@ async def _body_of(conn: Conn, payment_id: uuid.UUID) -> dict[str, Any]:
     return payment_body(row)
 
 
+async def create_payment(
+    ctx: IngestContext, org: Organization, raw: dict[str, Any]
+) -> dict[str, Any]:
+    """Record a payment from Lago's input object (`invoice_id`, `amount_cents`, `reference`,
+    `paid_at`, by default today); returns its API body."""
+    fields = Fields(raw, CREATE_FIELDS)
+    invoice_id = fields.text("invoice_id", required=True)
+    cents = fields.integer("amount_cents", required=True, minimum=1)
+    reference = fields.text("reference", required=True)
+    raw_paid_at = fields.text("paid_at")
+    paid_at = datetime.now(UTC).date()
+    if raw_paid_at is not None:
+        try:
+            paid_at = date.fromisoformat(raw_paid_at)
+        except ValueError:
+            fields.add("paid_at", "invalid_date")
+    fields.check()
+    assert invoice_id is not None and cents is not None and reference is not None
+    async with db.unit_of_work(ctx.db) as conn:
+        return await record(conn, org.id, invoice_id, cents, reference, paid_at)
+
+
 async def record(
     conn: Conn, org: uuid.UUID, invoice_id: str, cents: int, reference: str, paid_at: date
 ) -> dict[str, Any]:
@@ -100,6 +123,21 @@ async def record(
         body = await extended_body(conn, updated)
         await webhook_outbox.emit(conn, org, "invoice.payment_status_updated", updated["id"], body)
     return await _body_of(conn, payment_id)
+
+
+async def payable_invoices(
+    conn: Conn, org: uuid.UUID, customer_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """The customer's finalized invoices that still ask something (id, number, currency,
+    due), oldest first: what a payment can be recorded against."""
+    return await conn.fetch(
+        "SELECT id, number, currency, due FROM (SELECT id, number, currency, issuing_date, "
+        "total_amount_cents - offset_amount_cents - paid_amount_cents AS due FROM invoices "
+        "WHERE organization_id = $1 AND customer_id = $2 AND status = 'finalized' "
+        "AND payment_status <> 'succeeded') payable WHERE due > 0 ORDER BY issuing_date, number",
+        org,
+        customer_id,
+    )
 
 
 async def find(conn: Conn, org: uuid.UUID, lago_id: str) -> dict[str, Any]:

@@ -78,25 +78,25 @@ class Ledger:
     them, then serialised once: a batch writes each touched ledger exactly once.
     """
 
-    __slots__ = ("_applied", "_states", "value")
+    __slots__ = ("_states", "applied_at", "value")
 
     def __init__(self, value: dict[str, Any] | None, partition: int) -> None:
         self.value: dict[str, Any] = new_ledger_value(partition) if value is None else _copy(value)
         self._states: dict[tuple[str, datetime, str], UsageState] = {}
         # value["applied"] by int partition: read for every event of a batch
-        self._applied = {int(p): int(at) for p, at in self.value["applied"].items()}
+        self.applied_at = {int(p): int(at) for p, at in self.value["applied"].items()}
 
     @property
     def partition(self) -> int:
         return int(self.value["p"])
 
     def applied(self, partition: int) -> int:
-        return self._applied.get(partition, -1)
+        return self.applied_at.get(partition, -1)
 
     def mark_applied(self, partition: int, at: int) -> None:
         """Record `at` as applied (into the value by `seal`: this runs for every event)."""
-        if at > self._applied.get(partition, -1):
-            self._applied[partition] = at
+        if at > self.applied_at.get(partition, -1):
+            self.applied_at[partition] = at
 
     @property
     def closed_until(self) -> datetime | None:
@@ -125,7 +125,7 @@ class Ledger:
 
     def seal(self) -> dict[str, Any]:
         """Serialise the live states and the applied positions into the value and return it."""
-        self.value["applied"] = {str(p): at for p, at in self._applied.items()}
+        self.value["applied"] = {str(p): at for p, at in self.applied_at.items()}
         for (bucket, start, charge_id), live in self._states.items():
             period = self.value[bucket].get(iso(start))
             if period is not None:

@@ -10,21 +10,35 @@ days. About 10 to 15 bytes a marker beside each subscription's entry (a set of i
 to 160 bytes a marker by tracemalloc). A batch's new markers come grouped by subscription
 and day (`MarkerBatch`), each group added at once, unsearched when the batch looked them
 all up in this same index.
+The index itself is `aggregator.marker_index`.
 On the changelog and in RocksDB, one record per (source partition, batch, expiry day: the
 UTC day after which its markers may go; all the events of one period share it), whatever
 the number of subscriptions the batch touched: msgpack
-`[partition, day, [[ledger key, hashes], ...]]` with the hashes packed as little-endian
-uint64 (8 bytes a marker), at most `SEGMENT_LIMIT` markers a record so that it stays well
-under Kafka's 1 MB message limit. Expiry pops whole days from a heap and drops a
+`[partition, day, [[ledger key, hashes], ...], version]` with the hashes packed as
+little-endian uint64 (8 bytes a marker), at most `SEGMENT_LIMIT` markers a record so that it
+stays well under Kafka's 1 MB message limit. Expiry pops whole days from a heap and drops a
 subscription's whole day of hashes at once: it costs what expires.
 
 Why a hash and not the transaction id: the id can be long (Lago allows any string) and the
-set is held in RAM. The hash is BLAKE2b of the id (8-byte digest), so two ids collide by
-chance only: for a subscription holding n markers, a new id is taken for a duplicate with
-probability at most n / 2^64 (5.4e-12 with a hundred million markers live in one
-subscription), and over all of that subscription's n events the expected number of such
-false drops is about n^2 / 2^65 (0.0003 for n = 10^8). A marker set is scoped to its
-subscription, so ids of different subscriptions never compete.
+set is held in RAM. Two versions of the hash (the segment's last element; a segment without
+one is version 1):
+- version 2 (written since issue 15's fourth round): XXH3-64 of the id's UTF-8 bytes (the
+  `xxhash` package), about a tenth of BLAKE2b's cost a call here (0.13 against 1.3 us);
+- version 1: BLAKE2b of the id (8-byte digest). Segments written so are still read: while a
+  subscription holds version-1 markers (`DedupeMarkers.legacy`), an event its version-2
+  hash does not find is looked up by its BLAKE2b hash too, until those days expire.
+Collisions: XXH3 is not a cryptographic hash, but it passes SMHasher's distribution tests,
+so for ids that are not built to collide two ids share a hash by chance only: for a
+subscription holding n markers, a new id is taken for a duplicate with probability at most
+n / 2^64 (5.4e-12 with a hundred million markers live in one subscription; twice that while
+it also holds version-1 markers, looked up under both hashes), and over all of that
+subscription's n events the expected number of such false drops is about n^2 / 2^65
+(0.0003 for n = 10^8). A marker set is scoped to its subscription and lives only until its
+period's late window ends, so ids of different subscriptions or of long-closed periods
+never compete. Ids built to collide: only a holder of the organization's API key writes
+events (the transaction id is the producer's), and a colliding pair drops that producer's
+own second event, which it could as well not have sent; no one else can make another
+organization's events vanish.
 
 Why no position: a marker is written only after the ledger holding its event's effect has
 been acknowledged by the broker (`Aggregator.flush_tables` flushes the ledgers, then the
@@ -41,20 +55,43 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import sys
-from array import array
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
 from typing import TypeAlias, cast
 
 import msgspec
+from xxhash import xxh3_64_intdigest
 
+from aggregator.marker_index import (
+    HASH_MASK,
+    BigDay,
+    Index,
+    Part,
+    add_hashes,
+    drop_day,
+    holds,
+    in_packed,
+    pack,
+    tagged,
+    unpack,
+)
 from aggregator.store import PartitionedStore
 
-Index: TypeAlias = "dict[str, Held]"
+VERSION = 2  # of the hash a segment's markers hold (see the module docstring)
 
-_SEGMENT = msgspec.msgpack.Decoder(tuple[int, int, list[tuple[str, bytes]]])
+
+class Segment(msgspec.Struct, array_like=True, gc=False):
+    """A changelog record of markers; `version` 1 when the record has none (written before
+    version 2)."""
+
+    partition: int
+    day: int
+    entries: list[tuple[str, bytes]]
+    version: int = 1
+
+
+_SEGMENT = msgspec.msgpack.Decoder(Segment)
 _ENCODE = msgspec.msgpack.Encoder()
 
 SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the ledger keys
@@ -62,13 +99,16 @@ SEGMENT_LIMIT = 60_000  # hashes per changelog record: about 480 KB, plus the le
 BUILD_SLICE = 2_000
 EXPIRE_SLICE = 2_000
 _DAY = 86_400
-# Hashes of one (subscription, expiry day) searched as packed bytes (a linear scan in C, 512
-# bytes at most); beyond, a BigDay.
-SMALL = 64
 
 
 def marker_hash(transaction_id: str) -> int:
-    """The 64-bit hash a marker holds for a transaction id."""
+    """The 64-bit hash a marker holds for a transaction id (version 2: XXH3-64)."""
+    return xxh3_64_intdigest(transaction_id.encode())
+
+
+def legacy_marker_hash(transaction_id: str) -> int:
+    """The hash of version 1 (BLAKE2b, 8-byte digest), which segments written before
+    version 2 hold."""
     return int.from_bytes(blake2b(transaction_id.encode(), digest_size=8).digest(), "little")
 
 
@@ -136,6 +176,28 @@ def _chunks(marks: Marks) -> list[Marks]:
     return chunks
 
 
+class _Build:
+    """An index being built from stored segments."""
+
+    __slots__ = ("count", "expiry", "index", "legacy")
+
+    def __init__(self) -> None:
+        self.index: Index = {}
+        self.expiry: list[tuple[int, str]] = []  # (expiry day, segment key)
+        self.legacy: dict[str, set[int]] = {}  # ledger key -> days of its version-1 markers
+        self.count = 0
+
+    def segment(self, key: str, raw: bytes) -> None:
+        """Add one stored segment."""
+        segment = _SEGMENT.decode(raw)
+        day, index = segment.day, self.index
+        self.expiry.append((day, key))
+        for ledger_key, packed in segment.entries:
+            self.count += add_hashes(index, ledger_key, day, unpack(packed))
+            if segment.version == 1:
+                self.legacy.setdefault(ledger_key, set()).add(day)
+
+
 class DedupeMarkers:
     def __init__(self, store: PartitionedStore) -> None:
         self.store = store
@@ -145,6 +207,8 @@ class DedupeMarkers:
         self._count = 0
         # (expiry day, segment key) of every segment written or recovered
         self._expiry: list[tuple[int, str]] = []
+        # ledger key -> the expiry days for which it holds version-1 (BLAKE2b) markers
+        self._legacy: dict[str, set[int]] = {}
 
     def invalidate(self) -> None:
         """The table changes underneath (recovery, rebalance): rebuild before next use."""
@@ -160,6 +224,12 @@ class DedupeMarkers:
         """Bumped whenever the index is invalidated (see `MarkerBatch.checked`)."""
         return self._epoch
 
+    def legacy(self, ledger_key: str) -> bool:
+        """Whether the subscription holds version-1 markers: its events are looked up by
+        `legacy_marker_hash` too (builds the index if need be)."""
+        self._ensured()
+        return ledger_key in self._legacy
+
     async def prepare(self) -> None:
         """Build the index from the store if it is not, giving the event loop back every
         `BUILD_SLICE` markers (a million markers take about a second to index: one go would
@@ -167,12 +237,11 @@ class DedupeMarkers:
         applied; should anything need the index meanwhile, it is built at once instead."""
         while self._index is None:
             epoch = self._epoch
-            index: Index = {}
-            expiry: list[tuple[int, str]] = []
-            count = since_yield = 0
+            build = _Build()
+            since_yield = 0
             stale = False
             for key, segment in self.store.items():
-                count += _index_segment(index, expiry, key, segment)
+                build.segment(key, segment)
                 since_yield += len(segment) // 8
                 if since_yield >= BUILD_SLICE:
                     since_yield = 0
@@ -181,18 +250,20 @@ class DedupeMarkers:
                         stale = True  # built meanwhile, or the table moved: start again
                         break
             if not stale:
-                heapq.heapify(expiry)
-                self._index, self._expiry, self._count = index, expiry, count
+                self._built(build)
+
+    def _built(self, build: _Build) -> None:
+        heapq.heapify(build.expiry)
+        self._index, self._expiry, self._count = build.index, build.expiry, build.count
+        self._legacy = build.legacy
 
     def _ensured(self) -> Index:
         if self._index is None:
-            index: Index = {}
-            expiry: list[tuple[int, str]] = []
-            count = 0
+            build = _Build()
             for key, segment in self.store.items():
-                count += _index_segment(index, expiry, key, segment)
-            heapq.heapify(expiry)
-            self._index, self._expiry, self._count = index, expiry, count
+                build.segment(key, segment)
+            self._built(build)
+            assert self._index is not None
         return self._index
 
     def seen(self, ledger_key: str, hashed: int) -> bool:
@@ -204,18 +275,18 @@ class DedupeMarkers:
         if held is None:
             return False
         if type(held) is int:
-            return held & _HASH == hashed
-        if type(held) is bytes:  # inline _in_packed: most lookups miss, at once
+            return held & HASH_MASK == hashed
+        if type(held) is bytes:  # inline in_packed: most lookups miss, at once
             needle = hashed.to_bytes(8, "little")
             at = held.find(needle, 8)
-            return at > 0 and (not at & 7 or _in_packed(held, hashed))
+            return at > 0 and (not at & 7 or in_packed(held, hashed))
         if type(held) is BigDay:  # inline BigDay.__contains__: most lookups of a busy one
             at = hashed & held.low
             if at < held.split:
                 at = hashed & held.high
             found = held.tags[at].find(hashed >> 56)
-            return found >= 0 and _tagged(held, at, found, hashed)
-        return any(_holds(part, hashed) for part in cast("list[Part]", held))
+            return found >= 0 and tagged(held, at, found, hashed)
+        return any(holds(part, hashed) for part in cast("list[Part]", held))
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store markers given one by one (`write_batch` takes a batch's, grouped)."""
@@ -235,11 +306,13 @@ class DedupeMarkers:
                 low = min(min(positions) for _, positions in chunk.values())
                 high = max(max(positions) for _, positions in chunk.values())
                 key = f"{partition}\x1f{day}\x1f{low}-{high}"
-                entries = [(ledger_key, _pack(hashes)) for ledger_key, (hashes, _) in chunk.items()]
-                self.store.put(partition, key, _ENCODE.encode((partition, day, entries)))
+                entries = [(ledger_key, pack(hashes)) for ledger_key, (hashes, _) in chunk.items()]
+                self.store.put(
+                    partition, key, _ENCODE.encode(Segment(partition, day, entries, VERSION))
+                )
                 heapq.heappush(self._expiry, (day, key))
                 for ledger_key, (hashes, _) in chunk.items():
-                    self._count += _add(index, ledger_key, day, hashes, new)
+                    self._count += add_hashes(index, ledger_key, day, hashes, new)
 
     def expire(self, now: datetime, owned: set[int], limit: int = EXPIRE_SLICE) -> tuple[int, bool]:
         """Delete segments of owned partitions whose expiry day has ended, up to about
@@ -259,242 +332,23 @@ class DedupeMarkers:
             if segment is None:
                 continue
             self.store.delete(partition, key)
-            entries = _SEGMENT.decode(segment)[2]
-            work += 1 + sum(len(packed) for _, packed in entries) // 8
-            for ledger_key, _packed in entries:
-                gone = _drop_day(index, ledger_key, day)
+            stored = _SEGMENT.decode(segment)
+            work += 1 + sum(len(packed) for _, packed in stored.entries) // 8
+            for ledger_key, _packed in stored.entries:
+                gone = drop_day(index, ledger_key, day)
                 removed += gone
                 self._count -= gone
+                if stored.version == 1:
+                    self._forget_legacy(ledger_key, day)
         return removed, False
+
+    def _forget_legacy(self, ledger_key: str, day: int) -> None:
+        days = self._legacy.get(ledger_key)
+        if days is not None:
+            days.discard(day)
+            if not days:
+                del self._legacy[ledger_key]
 
     def __len__(self) -> int:
         """Markers held (as of the last build: reading it never builds the index)."""
         return self._count
-
-
-def _index_segment(index: Index, expiry: list[tuple[int, str]], key: str, segment: bytes) -> int:
-    """Add one stored segment to an index being built; returns the markers it added."""
-    _partition, day, entries = _SEGMENT.decode(segment)
-    expiry.append((day, key))
-    return sum(_add(index, ledger_key, day, _unpack(packed)) for ledger_key, packed in entries)
-
-
-class BigDay:
-    """More than `SMALL` hashes of one (subscription, expiry day), in buckets of packed bytes
-    chosen by the hash's low bits (linear hashing: when the hashes outnumber `BUCKET` times
-    the buckets, one bucket splits in two, so growing never rehashes them all at once).
-
-    Beside each bucket, its tags: the top byte of each of its hashes, in the same order. A
-    lookup first searches the tags (memchr over about `BUCKET` bytes, one cache line or two
-    of a working set far larger than the caches) and reads the bucket itself only for a
-    tag found (about one lookup in five that miss): a batch's lookups, mostly misses, cost
-    one memory access each rather than a scan of the whole bucket. About 12 bytes a hash.
-    `low` and `high` are the masks of the level's bits and of one bit more (buckets below
-    `split` have split already)."""
-
-    __slots__ = ("buckets", "day", "high", "level", "low", "size", "split", "tags")
-    BUCKET = 48
-
-    def __init__(self, day: int, hashes: list[int]) -> None:
-        self.day = day
-        # Buckets grow in place; tags stay bytes (one block: a missing lookup's one read).
-        self.buckets = [bytearray()]
-        self.tags = [b""]
-        self.level = self.split = self.size = self.low = 0
-        self.high = 1
-        self.add(hashes)
-
-    def __contains__(self, hashed: int) -> bool:
-        at = hashed & self.low
-        if at < self.split:
-            at = hashed & self.high
-        found = self.tags[at].find(hashed >> 56)
-        return found >= 0 and _tagged(self, at, found, hashed)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, hashes: list[int], new: bool = False) -> int:
-        """Add the hashes not held yet (all of them, unsearched, when the caller knows them
-        `new`: distinct and not held); returns how many. The splits they will need are made
-        first (a bucket never grows far past `BUCKET`, and one loop with no split in it
-        places them all)."""
-        while self.size + len(hashes) > self.BUCKET * len(self.buckets):
-            self._split()
-        buckets, tags, low, high, split = self.buckets, self.tags, self.low, self.high, self.split
-        added = 0
-        for hashed in hashes:
-            at = hashed & low
-            if at < split:
-                at = hashed & high
-            if not new:
-                found = tags[at].find(hashed >> 56)
-                if found >= 0 and _tagged(self, at, found, hashed):
-                    continue
-            needle = hashed.to_bytes(8, "little")
-            buckets[at] += needle
-            tags[at] += needle[7:]
-            added += 1
-        self.size += added
-        return added
-
-    def _split(self) -> None:
-        """Split the next bucket in turn by the hash bit above the level's."""
-        bit = 1 << self.level
-        low: list[int] = []
-        high: list[int] = []
-        for hashed in _unpack(self.buckets[self.split]):
-            (high if hashed & bit else low).append(hashed)
-        stay, move = _pack(low), _pack(high)
-        self.buckets[self.split], self.tags[self.split] = bytearray(stay), stay[7::8]
-        self.buckets.append(bytearray(move))
-        self.tags.append(move[7::8])
-        self.split += 1
-        if self.split == bit:
-            self.level += 1
-            self.split = 0
-            self.low, self.high = (1 << self.level) - 1, (2 << self.level) - 1
-
-
-def _tagged(big: BigDay, at: int, found: int, hashed: int) -> bool:
-    """Whether bucket `at` holds `hashed`, its tag found at `found` in the bucket's tags."""
-    tags, bucket, tag = big.tags[at], big.buckets[at], hashed >> 56
-    needle = hashed.to_bytes(8, "little")
-    while found >= 0:
-        if bucket[found * 8 : found * 8 + 8] == needle:
-            return True
-        found = tags.find(tag, found + 1)
-    return False
-
-
-# A subscription's hashes: one day's (an int, `day << 64 | hash`, while it holds one; packed
-# bytes, the day then the hashes, 8 bytes each; or a BigDay), or several days' in a list.
-Part: TypeAlias = "int | bytes | BigDay"
-Held: TypeAlias = "Part | list[Part]"
-_HASH = (1 << 64) - 1
-
-
-def _in_packed(packed: bytes, hashed: int) -> bool:
-    """Whether packed day hashes (after their 8-byte day) hold `hashed` at a hash's place."""
-    needle = hashed.to_bytes(8, "little")
-    at = packed.find(needle, 8)
-    while at > 0 and at & 7:  # found across two hashes: look on
-        at = packed.find(needle, at + 1)
-    return at > 0
-
-
-def _holds(part: Part, hashed: int) -> bool:
-    if type(part) is int:
-        return part & _HASH == hashed
-    if type(part) is bytes:
-        return _in_packed(part, hashed)
-    return hashed in cast(BigDay, part)
-
-
-def _day_of(part: Part) -> int:
-    if type(part) is int:
-        return part >> 64
-    if type(part) is bytes:
-        return int.from_bytes(part[:8], "little")
-    return cast(BigDay, part).day
-
-
-def _size(part: Part) -> int:
-    if type(part) is int:
-        return 1
-    return len(part) // 8 - 1 if type(part) is bytes else len(cast(BigDay, part))
-
-
-def _new_part(day: int, hashes: list[int]) -> tuple[Part, int]:
-    """A day's part holding `hashes`, and how many distinct hashes it holds."""
-    if len(hashes) == 1:
-        return day << 64 | hashes[0], 1
-    fresh = list(dict.fromkeys(hashes))
-    if len(fresh) > SMALL:
-        return BigDay(day, fresh), len(fresh)
-    if len(fresh) == 1:
-        return day << 64 | fresh[0], 1
-    return day.to_bytes(8, "little") + _pack(fresh), len(fresh)
-
-
-def _grown(part: Part, day: int, hashes: list[int], new: bool) -> tuple[Part, int]:
-    """The day's part with `hashes` added, and how many of them were new (all, when the
-    caller knows them `new`, see `BigDay.add`)."""
-    if type(part) is int:
-        fresh = [h for h in hashes if h != part & _HASH]
-        if not fresh:
-            return part, 0
-        grown, size = _new_part(day, [part & _HASH, *fresh])
-        return grown, size - 1
-    if type(part) is bytes:
-        if new:
-            fresh = hashes
-        else:
-            held = set(_unpack(part[8:]))  # (one set, not a search per hash)
-            fresh = [h for h in dict.fromkeys(hashes) if h not in held]
-        if len(part) // 8 - 1 + len(fresh) > SMALL:
-            return BigDay(day, [*_unpack(part[8:]), *fresh]), len(fresh)
-        return part + _pack(fresh), len(fresh)
-    big = cast(BigDay, part)
-    return big, big.add(hashes, new)
-
-
-def _add(index: Index, ledger_key: str, day: int, hashes: list[int], new: bool = False) -> int:
-    """Add a subscription's hashes of one expiry day to the index; returns how many were new
-    (a replay may have written a hash to a second segment of the same day; `new`: the
-    caller knows they are all distinct and not held)."""
-    held = index.get(ledger_key)
-    if held is None:
-        index[ledger_key], added = _new_part(day, hashes)
-        return added
-    if not isinstance(held, list):
-        if _day_of(held) == day:
-            index[ledger_key], added = _grown(held, day, hashes, new)
-            return added
-        part, added = _new_part(day, hashes)
-        index[ledger_key] = [held, part]
-        return added
-    for i, part in enumerate(held):
-        if _day_of(part) == day:
-            held[i], added = _grown(part, day, hashes, new)
-            return added
-    part, added = _new_part(day, hashes)
-    held.append(part)
-    return added
-
-
-def _drop_day(index: Index, ledger_key: str, day: int) -> int:
-    """Remove a subscription's hashes of an expired day (those of every segment of that
-    day: they all expire together); returns how many went. A hash is written to a second
-    segment only when the index lost it (see `processing`), so no other day keeps it."""
-    held = index.get(ledger_key)
-    if held is None:
-        return 0
-    if not isinstance(held, list):
-        if _day_of(held) != day:
-            return 0
-        del index[ledger_key]
-        return _size(held)
-    kept = [part for part in held if _day_of(part) != day]
-    gone = sum(_size(part) for part in held) - sum(_size(part) for part in kept)
-    if not kept:
-        del index[ledger_key]
-    elif len(kept) < len(held):
-        index[ledger_key] = kept[0] if len(kept) == 1 else kept
-    return gone
-
-
-def _pack(hashes: list[int]) -> bytes:
-    packed = array("Q", hashes)
-    if packed.itemsize != 8:  # pragma: no cover - every platform Python runs on today
-        raise RuntimeError("array('Q') is not 64-bit here")
-    if sys.byteorder == "big":  # pragma: no cover
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def _unpack(data: bytes | bytearray) -> list[int]:
-    packed = array("Q", data)
-    if sys.byteorder == "big":  # pragma: no cover
-        packed.byteswap()
-    return packed.tolist()

@@ -35,7 +35,13 @@ from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
 from aggregator.fold import Fold, PeriodCache
 from aggregator.ledger import Ledger, ledger_key
-from aggregator.markers import DedupeMarkers, MarkerBatch, expiry_day, marker_hash
+from aggregator.markers import (
+    DedupeMarkers,
+    MarkerBatch,
+    expiry_day,
+    legacy_marker_hash,
+    marker_hash,
+)
 from aggregator.store import PartitionedStore
 from billing.errors import BillingError, InvalidEvent
 from meterflow.event_records import (
@@ -147,13 +153,15 @@ class SourceEvent:
 @dataclass(slots=True)
 class BatchSubscription:
     """One subscription as a batch found it (the catalog does not change while a batch is
-    applied): its ledger key and ledger, its terms (None while unknown), and the
-    transaction id hashes this batch sets markers for (`BatchResult.marks`)."""
+    applied): its ledger key and ledger, its terms (None while unknown), the
+    transaction id hashes this batch sets markers for (`BatchResult.marks`), and whether
+    it holds markers of version 1 (`aggregator.markers`: looked up by that hash too)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
     fresh: set[int]
+    legacy: bool
 
 
 class BatchResult:
@@ -269,7 +277,7 @@ class EventProcessor:
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
         found = result.subscriptions[ident] = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), set()
+            key, ledger, self.catalog.terms(*ident), set(), self.markers.legacy(key)
         )
         return found
 
@@ -314,6 +322,7 @@ class EventProcessor:
         partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
         subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
         seen_before, fold_event = self.markers.seen, fold.event
+        first = position(offset, 0)  # (an event's position: first + its index)
         for index, raw in enumerate(items):
             try:
                 try:
@@ -333,9 +342,12 @@ class EventProcessor:
                     sub = self._subscription(result, event, partition)
                 ledger, lkey = sub.ledger, sub.key
                 hashed = marker_hash(event.transaction_id)
-                at = position(offset, index)
+                at = first + index
                 seen = hashed in sub.fresh or seen_before(lkey, hashed)
-                if at <= ledger.applied(partition):
+                if not seen and sub.legacy:  # counted before version 2, by its BLAKE2b hash
+                    seen = seen_before(lkey, legacy_marker_hash(event.transaction_id))
+                applied = ledger.applied_at  # (Ledger.applied, inline: the hot path)
+                if at <= applied.get(partition, -1):
                     result.counts["replayed"] += 1
                     if not seen:
                         # The ledger's record survived a crash that lost this event's marker:
@@ -343,7 +355,7 @@ class EventProcessor:
                         sub.fresh.add(hashed)
                         marks.add(lkey, hashed, partition, at, self._held_day(fold))
                     continue
-                ledger.mark_applied(partition, at)
+                applied[partition] = at  # (Ledger.mark_applied: `at` is above it)
                 if requeue_of is not None:
                     # A copy requeued from the dead-letter topic (meterflow.event_records.
                     # REQUEUE_HEADER): the marker its dead-lettered original set yields to

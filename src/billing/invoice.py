@@ -38,6 +38,7 @@ from billing.periods import (
     next_period,
     pro_rata_fraction,
 )
+from billing.value import value
 
 _HUNDRED = Decimal(100)
 
@@ -61,7 +62,7 @@ class CouponFrequency(enum.StrEnum):
     FOREVER = "forever"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Fee:
     """One invoice line, already rounded to minor units, with the tax rates (percent) on it."""
 
@@ -107,7 +108,7 @@ class AppliedCoupon:
         return self.amount_cents
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CouponUse:
     """What one coupon took off this invoice, and its state after it."""
 
@@ -116,7 +117,7 @@ class CouponUse:
     after: AppliedCoupon
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FeeTaxes:
     """What one fee bears: its share of the coupons and its taxes (both in precise cents)."""
 
@@ -126,7 +127,7 @@ class FeeTaxes:
     taxes_rate: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AppliedTax:
     """One tax over the whole invoice: the bases it applies to and its rounded amount."""
 
@@ -136,7 +137,7 @@ class AppliedTax:
     amount_cents: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InvoiceTotals:
     """An invoice's totals with Lago's field names, all in minor units."""
 

@@ -19,6 +19,7 @@ from billing.invoice import (
     InvoiceTotals,
     compute_invoice,
 )
+from billing.value import value
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class TaxTerms:
     description: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CustomerCoupon:
     """An applied coupon of the customer as read before pricing; `state.code` is the
     applied coupon's id, so that each use maps back to its row."""
@@ -42,7 +43,7 @@ class CustomerCoupon:
     state: AppliedCoupon
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WalletTerms:
     """An active wallet of the customer, its balance as read before pricing."""
 
@@ -52,7 +53,7 @@ class WalletTerms:
     granted_balance_cents: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PricedFee:
     kind: FeeKind
     item_code: str

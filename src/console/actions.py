@@ -1,22 +1,35 @@
-"""The customer's Actions: assign a plan, apply a coupon, add prepaid credits. Each form is
+"""The customer's Actions: assign a plan, apply a coupon, add prepaid credits, invoice an
+add-on, record a payment. Each form is
 turned into the API's input object and handed to the API's own function, so every rule
 (and every error code, said beside its field) is the API's."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from billing.money import minor_units
 from console.customers import customer_id_of, customer_of
 from console.messages import field_errors, say
 from console.pages import CUSTOMER, PREFIX, api, form, redirect, show, signed_in
+from console.rendering import money
 from console.sessions import Viewer
-from store import applied_coupons, coupons, one_off_invoices, plans, subscriptions, wallets
+from store import (
+    applied_coupons,
+    coupons,
+    one_off_invoices,
+    payments,
+    plans,
+    subscriptions,
+    wallets,
+)
 from store.add_ons import list_add_ons
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
@@ -88,6 +101,38 @@ async def _add_on_options(ctx: IngestContext, org: Organization) -> Options:
         (b["code"], f"{b['name']} ({b['code']}, {b['amount_cents']} {b['amount_currency']} cents)")
         for b in bodies
     ]
+
+
+async def _payable(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> list[Any]:
+    async with ctx.db.acquire() as conn:
+        return await payments.payable_invoices(conn, org.id, uuid.UUID(customer["lago_id"]))
+
+
+def _in_cents(amount: str | None, currency: str | None) -> Any:
+    """An amount in the currency's units as its smallest unit (150.5 EUR: 15050); what is no
+    such amount is passed on as it is, for the API to refuse it."""
+    if amount is None or currency is None:
+        return amount
+    try:
+        cents = Decimal(amount).scaleb(minor_units(currency))
+    except InvalidOperation:
+        return amount
+    return int(cents) if cents == cents.to_integral_value() else amount
+
+
+async def _record_payment(
+    ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
+) -> None:
+    raw = _input(data, ("invoice_id", "reference"), ("paid_at",))
+    currency = {str(i["id"]): i["currency"] for i in await _payable(ctx, org, customer)}
+    raw["amount_cents"] = _in_cents(_text(data, "amount"), currency.get(raw["invoice_id"] or ""))
+    try:
+        await payments.create_payment(ctx, org, raw)
+    except ValidationFailed as exc:  # the amount is this form's `amount`
+        details = {
+            ("amount" if k == "amount_cents" else k): v for k, v in exc.error_details.items()
+        }
+        raise ValidationFailed(details) from exc
 
 
 async def _assign_plan(
@@ -184,6 +229,24 @@ async def _add_on_form(ctx: IngestContext, org: Organization, customer: dict[str
     )
 
 
+async def _payment_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
+    options = [
+        (str(i["id"]), f"{i['number']} ({money(i['due'], i['currency'])} due)")
+        for i in await _payable(ctx, org, customer)
+    ]
+    return Action(
+        "Record a payment",
+        "Record payment",
+        [
+            Field("invoice_id", "Invoice", required=True, options=options),
+            Field("amount", "Amount", required=True, hint="In the invoice's currency, e.g. 150.00"),
+            Field("reference", "Reference", required=True, hint="The transfer's or cheque's."),
+            Field("paid_at", "Paid on", type="date", hint="Blank: today."),
+        ],
+        "Money the customer paid outside meterflow. Once nothing is left due, the invoice is paid.",
+    )
+
+
 async def _wallet_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
     return Action(
         "Add prepaid credits",
@@ -208,7 +271,12 @@ async def _wallet_form(ctx: IngestContext, org: Organization, customer: dict[str
 
 FormBuilder = Callable[[IngestContext, Organization, dict[str, Any]], Awaitable[Action]]
 Apply = Callable[[IngestContext, Organization, dict[str, Any], Mapping[str, Any]], Awaitable[None]]
-_ERROR_FIELDS = {"plan": "plan_code", "coupon": "coupon_code", "add_on": "add_on_code"}
+_ERROR_FIELDS = {
+    "plan": "plan_code",
+    "coupon": "coupon_code",
+    "add_on": "add_on_code",
+    "invoice": "invoice_id",
+}
 
 
 def _defaults(kind: str, customer: dict[str, Any]) -> dict[str, Any]:
@@ -276,6 +344,7 @@ def _action_routes() -> web.RouteTableDef:
         ("coupons", _coupon_form, _apply_coupon, "/coupons"),
         ("wallets", _wallet_form, _add_wallet, "/wallets"),
         ("add_ons", _add_on_form, _add_add_on, "/invoices"),
+        ("payments", _payment_form, _record_payment, "/invoices"),
     ):
         show_form, submit = _pages(kind, build, apply, done)
         table.get(f"{CUSTOMER}/{kind}/new")(show_form)

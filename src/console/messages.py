@@ -25,6 +25,10 @@ _SAID = {
     "coupon_not_found": "No such coupon, or it is terminated or expired.",
     "unknown_field": "Not a field of this form.",
     "add_on_not_found": "No such add-on in your organization.",
+    "invoice_not_found": "No such invoice of this customer.",
+    "invoice_not_finalized": "Not a finalized invoice: a draft or a voided one takes no payment.",
+    "invoice_already_paid": "This invoice is already paid.",
+    "higher_than_remaining_invoice_amount": "More than the invoice still asks.",
 }
 
 

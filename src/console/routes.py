@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import actions, catalog, customer_tabs, customers, sign_in, usage
+from console import actions, catalog, customer_tabs, customers, revenue, sign_in, usage
 from console.pages import CONSOLE, PREFIX, ConsoleState, redirect
 from console.settings import ConsoleSettings
 
@@ -29,7 +29,7 @@ ROUTES.static(f"{PREFIX}/static", STATIC, append_version=False)
 def routes() -> list[web.AbstractRouteDef]:
     """The console's own routes, then each page module's table."""
     table: list[web.AbstractRouteDef] = [*ROUTES]
-    for module in (sign_in, customers, actions, usage, customer_tabs, catalog):
+    for module in (sign_in, customers, actions, usage, customer_tabs, catalog, revenue):
         table.extend(module.ROUTES)
     return table
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -16,10 +15,11 @@ import msgspec
 import orjson
 
 from billing.money import as_decimal
+from billing.value import value
 from invoicing.errors import PoisonMessage
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ChargeUsage:
     """A charge's final totals over one period, as the aggregator closed them."""
 
@@ -33,7 +33,7 @@ class ChargeUsage:
     aggregation: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Adjustment:
     """Late events of a period already closed (and invoiced), to bill on this invoice."""
 
@@ -42,7 +42,7 @@ class Adjustment:
     charges: tuple[ChargeUsage, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PeriodClosed:
     period_key: str
     organization_id: str
@@ -59,7 +59,7 @@ class PeriodClosed:
     closed_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LateUsage:
     """Totals of the events that arrived for an already closed period since the last such
     message; `late_key` is unique per message (a resend carries the same one)."""

@@ -70,13 +70,14 @@ from billing.periods import (
     PlanInterval,
     resolve_timezone,
 )
+from billing.value import value
 from billing.wallet import consume_prepaid, granted_first
 from invoicing.closed_period import ChargeUsage, LateUsage, PeriodClosed
 from invoicing.errors import PoisonMessage
 from invoicing.subscription_terms import ChargeTerms, InvoicedUsage, PlanTerms, SubscriptionTerms
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PricedInvoice:
     period_key: str
     currency: str

@@ -13,6 +13,7 @@ from billing.charge_models import CHARGE_MODELS
 from billing.credit_notes import CreditNoteTerms
 from billing.errors import BillingError
 from billing.invoice_terms import CustomerCoupon, TaxTerms, WalletTerms
+from billing.value import value
 from invoicing.errors import PoisonMessage
 
 
@@ -57,7 +58,7 @@ class ChargeTerms:
             raise PoisonMessage("invalid_charge_properties", f"{self.charge_id}: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SubscriptionTerms:
     """What the catalog in Postgres says about the subscription being invoiced."""
 

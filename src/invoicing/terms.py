@@ -4,7 +4,7 @@ terms (plan, charges, taxes, coupons, wallets, credit notes) and what its period
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -18,6 +18,7 @@ from billing.invoice import (
     CouponType,
 )
 from billing.invoice_terms import CustomerCoupon, TaxTerms, WalletTerms
+from billing.value import value
 from invoicing.closed_period import (
     Adjustment,
     LateUsage,
@@ -187,7 +188,7 @@ def applied_coupon_state(row: Mapping[str, Any]) -> AppliedCoupon:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Loaded:
     """The catalog terms of a closed period, and what numbering its invoice needs."""
 

@@ -98,7 +98,8 @@ GROUP BY 1, 2 ORDER BY 1, 2
 """,
     "overdue_balances": """
 , overdue AS (
-    SELECT f.id, f.currency, f.total_amount_cents - f.offset_amount_cents AS due,
+    SELECT f.id, f.currency,
+           f.total_amount_cents - f.offset_amount_cents - f.paid_amount_cents AS due,
            date_trunc('month', f.issuing_date + coalesce(
                (c.attributes ->> 'net_payment_term')::int, 0))::date AS month
     FROM finalized f JOIN customers c ON c.id = f.customer_id

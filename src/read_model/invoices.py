@@ -168,8 +168,13 @@ def _credits(invoice: asyncpg.Record) -> list[dict[str, Any]]:
 
 
 def amount_due(invoice: asyncpg.Record) -> int:
-    """What the invoice still asks of the customer: its total less its credit notes' offsets."""
-    return int(invoice["total_amount_cents"] - invoice["offset_amount_cents"])
+    """What the invoice still asks of the customer: its total less its credit notes' offsets
+    and the payments recorded against it."""
+    return int(
+        invoice["total_amount_cents"]
+        - invoice["offset_amount_cents"]
+        - invoice["paid_amount_cents"]
+    )
 
 
 def invoice_body(
@@ -213,7 +218,7 @@ def invoice_body(
         "progressive_billing_credit_amount_cents": 0,
         "total_amount_cents": total,
         "total_due_amount_cents": amount_due(invoice),
-        "total_paid_amount_cents": 0,
+        "total_paid_amount_cents": invoice["paid_amount_cents"],
         "total_offsetted_credit_note_amount_cents": invoice["offset_amount_cents"],
         "version_number": VERSION_NUMBER,
         "self_billed": False,

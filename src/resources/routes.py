@@ -22,6 +22,7 @@ from resources import (
     invoices,
     one_off_invoices,
     organizations,
+    payments,
     plans,
     subscriptions,
     taxes,
@@ -52,6 +53,7 @@ _RESOURCES = (
     credit_note_documents,
     document_files,
     analytics,
+    payments,
 )
 
 

@@ -8,11 +8,12 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from billing.money import to_cents
+from billing.value import value
 
 Terms = TypeVar("Terms")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TierCharge:
     """One tier's share of a tiered charge (Lago's amount_details ranges)."""
 
@@ -25,7 +26,7 @@ class TierCharge:
     amount: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ChargeAmount:
     """A priced charge: the units, the precise (unrounded) amount and how it was reached.
 
@@ -45,7 +46,7 @@ class ChargeAmount:
         return to_cents(self.amount, currency)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ChargeUsage:
     """What a period's events amount to for one charge: its units, how many events made
     them and, for a charge model that decides event by event, each event's value in time

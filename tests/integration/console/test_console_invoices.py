@@ -71,6 +71,26 @@ async def test_an_add_on_invoiced_from_the_console_with_its_pdf_and_credit_note(
     async with http.get(invoice_url) as page:
         assert number in await page.text()
 
+    # The customer paid by bank transfer: recorded from the Actions menu.
+    async with http.get(f"{customer_url}/payments/new") as page:
+        assert "(200.00 EUR due)" in await page.text()
+    payment = {"csrf_token": token, "invoice_id": lago_id, "amount": "250", "reference": "wire-7"}
+    async with http.post(f"{customer_url}/payments/new", data=payment) as response:
+        assert response.status == 422
+        assert 'id="amount-error">More than the invoice still asks.' in await response.text()
+    payment["amount"] = "200.00"
+    async with http.post(f"{customer_url}/payments/new", data=payment) as response:
+        assert response.url.path.endswith("/invoices")
+    async with http.get(invoice_url) as page:
+        html = await page.text()
+    assert "Paid</dt><dd>-200.00 EUR" in html and "Amount due</dt><dd><strong>0.00 EUR" in html
+    paid = await call_api(console_server.url, key, "GET", f"invoices/{lago_id}")
+    assert paid["invoice"]["payment_status"] == "succeeded"
+    async with http.get(f"{console_server.url}/console/revenue") as page:
+        html = await page.text()
+    this_month = re.search(r"<td>(\d{4}-\d{2})</td>\s*<td class=\"num\">([^<]+)</td>", html)
+    assert this_month is not None and this_month.group(2) == "200.00 EUR", html[-2000:]
+
 
 async def test_a_coupon_and_prepaid_credits_from_the_actions_menu(
     console_server: IngestServer, http: aiohttp.ClientSession, operator_factory: Callable[..., Any]

@@ -15,6 +15,12 @@ from gateway.service import IngestServer
 from support.console import Operator, csrf_of, sign_in
 
 
+async def _sign_in_token(http: aiohttp.ClientSession, server_url: str) -> str:
+    """The CSRF token of a freshly opened sign-in form (its cookie stays in `http`)."""
+    async with http.get(f"{server_url}/console/sign-in") as page:
+        return csrf_of(await page.text())
+
+
 async def test_a_signed_out_visitor_is_sent_to_sign_in(
     console_server: IngestServer, http: aiohttp.ClientSession
 ) -> None:
@@ -31,8 +37,7 @@ async def test_sign_in_opens_a_server_side_session_with_a_safe_cookie(
     db: asyncpg.Connection,
 ) -> None:
     operator: Operator = await operator_factory()
-    async with http.get(f"{console_server.url}/console/sign-in") as page:
-        token = csrf_of(await page.text())
+    token = await _sign_in_token(http, console_server.url)
     form = {"csrf_token": token, "email": operator.email.upper(), "password": operator.password}
     async with http.post(
         f"{console_server.url}/console/sign-in", data=form, allow_redirects=False
@@ -67,8 +72,7 @@ async def test_repeated_failed_sign_ins_are_slowed_down(
     console_server: IngestServer, http: aiohttp.ClientSession, operator_factory: Callable[..., Any]
 ) -> None:
     operator: Operator = await operator_factory()
-    async with http.get(f"{console_server.url}/console/sign-in") as page:
-        token = csrf_of(await page.text())
+    token = await _sign_in_token(http, console_server.url)
     statuses = []
     for _ in range(5):
         form = {"csrf_token": token, "email": operator.email, "password": "wrong password!"}
@@ -90,8 +94,7 @@ async def test_one_password_tried_on_many_emails_is_slowed_down_by_address(
     db: asyncpg.Connection,
 ) -> None:
     operator: Operator = await operator_factory()
-    async with http.get(f"{console_server.url}/console/sign-in") as page:
-        token = csrf_of(await page.text())
+    token = await _sign_in_token(http, console_server.url)
     statuses = []
     for i in range(20):
         form = {"csrf_token": token, "email": f"guess-{i}@example.com", "password": "Summer2026!"}
@@ -130,8 +133,7 @@ async def test_behind_a_trusted_proxy_failures_count_per_forwarded_client(
 ) -> None:
     operator: Operator = await operator_factory()
     url = f"{proxied_console.url}/console/sign-in"
-    async with http.get(url) as page:
-        token = csrf_of(await page.text())
+    token = await _sign_in_token(http, proxied_console.url)
     # The client wrote 192.0.2.1 itself; the proxies appended what they saw, from the right.
     sprayer = {"X-Forwarded-For": "192.0.2.1, 203.0.113.7, 10.1.2.3"}
     for i in range(20):

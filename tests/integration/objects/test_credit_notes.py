@@ -31,6 +31,27 @@ from meterflow.settings import Settings
 __all__ = ["kit", "start_invoicer"]
 
 
+async def _taxed_one_off(lago: Any, call: Any, external_customer_id: str) -> Any:
+    """A 20 % VAT, a 100.00 EUR add-on taxed with it, and a one-off invoice of two, not paid:
+    2 x 100.00 EUR + 20 % VAT = 240.00 EUR."""
+    await call(lago.taxes.create, Tax(name="VAT", code="vat", rate=20.0))
+    await call(
+        lago.add_ons.create,
+        AddOn(
+            name="Setup", code="setup", amount_cents=10000, amount_currency="EUR", tax_codes=["vat"]
+        ),
+    )
+    one_off = await call(
+        lago.invoices.create,
+        OneOffInvoice(
+            external_customer_id=external_customer_id,
+            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup", units=2)]),
+        ),
+    )
+    assert one_off.total_amount_cents == 24000
+    return one_off
+
+
 async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
     kit: Any,
     start_invoicer: Any,
@@ -48,22 +69,7 @@ async def test_credit_note_consumed_by_next_subscription_invoices_then_voided(
     )
     # The kit's customer (EUR) and its subscription to a 10.00 EUR monthly plan from 1 Jan.
     catalog = await kit.catalog(organization_id=org.id, subscription_at=utc(2026, 1, 1))
-    await call(lago.taxes.create, Tax(name="VAT", code="vat", rate=20.0))
-    await call(
-        lago.add_ons.create,
-        AddOn(
-            name="Setup", code="setup", amount_cents=10000, amount_currency="EUR", tax_codes=["vat"]
-        ),
-    )
-    # One-off: 2 x 100.00 EUR + 20 % VAT = 240.00 EUR.
-    one_off = await call(
-        lago.invoices.create,
-        OneOffInvoice(
-            external_customer_id=catalog.external_customer_id,
-            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup", units=2)]),
-        ),
-    )
-    assert one_off.total_amount_cents == 24000
+    one_off = await _taxed_one_off(lago, call, catalog.external_customer_id)
     fee_id = one_off.fees.__root__[0].lago_id
     items = Items(__root__=[Item(fee_id=fee_id, amount_cents=5000)])
 
@@ -259,21 +265,7 @@ async def test_an_offset_deducts_from_the_amount_due_of_an_unpaid_invoice_only(
     org, key = await create_organization(settings, "Acme", "UTC")
     lago = Client(api_key=key, api_url=server.url)
     catalog = await kit.catalog(organization_id=org.id, subscription_at=utc(2026, 1, 1))
-    await call(lago.taxes.create, Tax(name="VAT", code="vat", rate=20.0))
-    await call(
-        lago.add_ons.create,
-        AddOn(
-            name="Setup", code="setup", amount_cents=10000, amount_currency="EUR", tax_codes=["vat"]
-        ),
-    )
-    # 2 x 100.00 EUR + 20 % VAT = 240.00 EUR, not paid.
-    one_off = await call(
-        lago.invoices.create,
-        OneOffInvoice(
-            external_customer_id=catalog.external_customer_id,
-            fees=InvoiceFeesList(__root__=[InvoiceFee(add_on_code="setup", units=2)]),
-        ),
-    )
+    one_off = await _taxed_one_off(lago, call, catalog.external_customer_id)
     fee_id = one_off.fees.__root__[0].lago_id
     items = Items(__root__=[Item(fee_id=fee_id, amount_cents=5000)])
     estimated = await call(

@@ -1,6 +1,7 @@
 """The same objects through Lago's JavaScript client (lago-javascript-client from npm,
 installed by the test into the state directory): add-ons, a one-off invoice, its PDF,
-credit notes, voids, webhook endpoints, the JWT public key and events read back."""
+credit notes, voids, webhook endpoints, the JWT public key, events read back, a manual
+payment, the gross revenue report and a customer's subscriptions."""
 
 from __future__ import annotations
 
@@ -86,3 +87,8 @@ async def test_objects_through_the_javascript_client(
     assert (out["endpoint"], out["endpoints"]) == ("jwt", 1)
     assert out["public_key"] == "-----BEGIN PUBLIC KEY-----"
     assert out["event"] == "js-sub" and out["events"] == ["js-tx"]
+    # 2 x 30.00, paid by one manual payment; the voided invoice is no revenue.
+    assert out["payment"]["amount"] == 6000 and len(out["payment"]["invoices"]) == 1
+    assert (out["paid"], out["customer_payments"]) == ("succeeded", 1)
+    assert out["gross"] == [6000, 1]
+    assert out["customer_subscriptions"] == 0

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from aggregator.catalog_view import CatalogView
-from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
+from aggregator.markers import (
+    DedupeMarkers,
+    NewMarker,
+    expiry_day,
+    legacy_marker_hash,
+    marker_hash,
+)
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
 from meterflow.catalog import CatalogKind, CatalogRecord
@@ -80,4 +86,6 @@ def test_marker_hashes_are_stable_64_bit_values() -> None:
     """Stable across processes (a restarted worker recovers them), unlike hash()."""
     assert marker_hash("tx_1") == marker_hash("tx_1") != marker_hash("tx_2")
     assert 0 <= marker_hash("tx_1") < 2**64
-    assert marker_hash("tx_1") == 0x8185C0BBA57AB486  # BLAKE2b-64 of the UTF-8 id, little-endian
+    assert marker_hash("tx_1") == 0x03A06DBAFCE201F7  # XXH3-64 of the UTF-8 id (version 2)
+    # Version 1, still read: BLAKE2b-64 of the UTF-8 id, little-endian.
+    assert legacy_marker_hash("tx_1") == 0x8185C0BBA57AB486

@@ -6,14 +6,22 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
+from aggregator import marker_index
 from aggregator import markers as markers_module
 from aggregator.catalog_view import CatalogView
 from aggregator.closing import PeriodCloser, period_key
 from aggregator.ledger import ledger_key
-from aggregator.markers import SEGMENT_LIMIT, DedupeMarkers, marker_hash
+from aggregator.markers import (
+    SEGMENT_LIMIT,
+    DedupeMarkers,
+    expiry_day,
+    legacy_marker_hash,
+    marker_hash,
+)
 from aggregator.processing import BatchResult, EventProcessor, SourceMessage, Windows
 from aggregator.sample_catalog import SampleCatalog
 from aggregator.store import MemoryStore
@@ -344,8 +352,9 @@ async def test_a_subscription_with_a_huge_batch_writes_bounded_marker_segments(
         assert len(index) == 5_000
         assert all(index.seen(ledger_key("o1", "s1"), marker_hash(f"t{n}-99")) for n in range(50))
         assert not index.seen(ledger_key("o1", "s1"), marker_hash("t50-0"))
-    full = [("o1\x1fs1", markers_module._pack(list(range(SEGMENT_LIMIT))))]
-    assert len(markers_module._ENCODE.encode((0, 20_000, full))) < 512 * 1024
+    full = [("o1\x1fs1", marker_index.pack(list(range(SEGMENT_LIMIT))))]
+    segment = markers_module.Segment(0, 20_000, full, markers_module.VERSION)
+    assert len(markers_module._ENCODE.encode(segment)) < 512 * 1024
 
 
 def test_a_copy_requeued_from_the_dead_letters_counts_once(
@@ -363,3 +372,51 @@ def test_a_copy_requeued_from_the_dead_letters_counts_once(
     result = apply(processor, [requeued, again], NOW)
     assert result.counts["dead_letter:no_charge_for_code"] == 1
     assert result.counts["duplicate"] == 1
+
+
+def _version_1_segment(store: MemoryStore, partition: int, day: int, ids: list[str]) -> None:
+    """A marker segment as the aggregator wrote it before version 2: `[partition, day,
+    entries]` with BLAKE2b hashes, no version element."""
+    hashes = marker_index.pack([legacy_marker_hash(txn) for txn in ids])
+    raw = msgspec.msgpack.encode((partition, day, [(ledger_key("o1", "s1"), hashes)]))
+    store.put(partition, f"{partition}\x1f{day}\x1f0-{len(ids) - 1}", raw)
+
+
+def test_markers_of_version_1_still_dedupe_beside_version_2_and_expire(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """A changelog written before the XXH3 hash (version 2) keeps working: its BLAKE2b
+    markers are recovered and found (an event counted then, delivered again now, is a
+    duplicate), the markers written now are version 2, a worker recovering both kinds
+    finds both, a replay of applied offsets is still skipped, and once the old day expires
+    the subscription is looked up by one hash again."""
+    processor, ledgers, markers = make(domain, catalog)
+    old_day = expiry_day(NOW + timedelta(days=2))
+    _version_1_segment(markers, 0, old_day, ["old-1", "old-2"])
+    key = ledger_key("o1", "s1")
+    assert processor.markers.legacy(key)
+    first = [message(2, "old-1"), message(3, "old-2"), message(4, "new-1")]
+    result = apply(processor, first, NOW)
+    assert result.counts["duplicate"] == 2 and result.counts["applied"] == 1
+    assert units(ledgers) == 1
+    written = [
+        markers_module._SEGMENT.decode(raw)
+        for name, raw in markers.data.items()
+        if not name.endswith("-1")
+    ]
+    assert [segment.version for segment in written] == [2]
+    assert processor.markers.seen(key, marker_hash("new-1"))
+    assert not processor.markers.seen(key, legacy_marker_hash("new-1"))
+    # A worker recovering both kinds of segment (a restart, a rebalance).
+    recovered, _, _ = make(domain, catalog)
+    recovered.ledgers, recovered.markers = ledgers, DedupeMarkers(markers)
+    again = apply(recovered, [*first, message(5, "old-1"), message(6, "new-1")], NOW)
+    assert again.counts["replayed"] == 3 and again.counts["duplicate"] == 2
+    more = apply(recovered, [message(7, "old-2"), message(8, "new-2")], NOW)
+    assert more.counts["duplicate"] == 1 and more.counts["applied"] == 1
+    assert units(ledgers) == 2
+    # The version-1 day expires (the version-2 markers, of the period, stay).
+    removed, _ = recovered.markers.expire(NOW + timedelta(days=4), {0})
+    assert removed == 2 and not recovered.markers.legacy(key)
+    assert recovered.markers.seen(key, marker_hash("new-2"))
+    assert not DedupeMarkers(markers).legacy(key)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aggregator import marker_index
 from aggregator import markers as markers_module
 from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
 from aggregator.settings import AggregatorSettings
@@ -99,7 +100,7 @@ def test_the_compact_index_answers_as_a_set_would(
     """Packed bytes, sorted arrays with their latest hashes, several expiry days of one
     subscription, a hash replayed into a second segment, expiry by day, a rebuild from the
     segments: every answer and count as a plain set of (subscription, day, hash) gives."""
-    monkeypatch.setattr(markers_module, "SMALL", 16)
+    monkeypatch.setattr(marker_index, "SMALL", 16)
     store = MemoryStore()
     markers = DedupeMarkers(store)
     truth: set[tuple[str, int, int]] = set()
@@ -139,9 +140,9 @@ def test_packed_hashes_are_found_only_at_a_hash_s_place() -> None:
     packed = (7).to_bytes(8, "little") + a.to_bytes(8, "little") + b.to_bytes(8, "little")
     straddling = int.from_bytes(packed[12:20], "little")
     day = int.from_bytes(packed[4:12], "little")
-    assert markers_module._in_packed(packed, a) and markers_module._in_packed(packed, b)
-    assert not markers_module._in_packed(packed, straddling)
-    assert not markers_module._in_packed(packed, day) and not markers_module._in_packed(packed, 7)
+    assert marker_index.in_packed(packed, a) and marker_index.in_packed(packed, b)
+    assert not marker_index.in_packed(packed, straddling)
+    assert not marker_index.in_packed(packed, day) and not marker_index.in_packed(packed, 7)
 
 
 def test_a_big_day_reads_a_bucket_only_for_a_tag_it_holds_and_answers_as_a_set() -> None:
@@ -150,7 +151,7 @@ def test_a_big_day_reads_a_bucket_only_for_a_tag_it_holds_and_answers_as_a_set()
     the bucket decides."""
     same_tag = [(0xAB << 56) | (n << 8) for n in range(1, 400)]
     others = [marker_hash(f"t{n}") for n in range(2_000)]
-    big = markers_module.BigDay(7, same_tag[:200])
+    big = marker_index.BigDay(7, same_tag[:200])
     assert big.add(others, new=True) == 2_000
     assert big.add([*same_tag[100:300], others[5]]) == 100  # only the new ones count
     assert len(big) == 2_300 and len(big.buckets) == len(big.tags) > 1

@@ -99,4 +99,24 @@ await lago.events.createEvent({
 });
 out.event = (await lago.events.findEvent("js-tx")).data.event.external_subscription_id;
 out.events = (await lago.events.findAllEvents()).data.events.map((e) => e.transaction_id);
+
+const paid = (
+  await lago.invoices.createInvoice({
+    invoice: { external_customer_id: "js-1", fees: [{ add_on_code: "training", units: "2" }] },
+  })
+).data.invoice;
+const payment = (
+  await lago.payments.createPayment({
+    payment: { invoice_id: paid.lago_id, amount_cents: paid.total_amount_cents, reference: "js-wire" },
+  })
+).data.payment;
+out.payment = { amount: payment.amount_cents, invoices: payment.invoice_ids };
+out.paid = (await lago.invoices.findInvoice(paid.lago_id)).data.invoice.payment_status;
+out.customer_payments = (await lago.customers.findAllCustomerPayments("js-1")).data.payments.length;
+// Two months, so that a run at a month's turn still sees the invoice.
+const gross = (await lago.analytics.findAllGrossRevenues({ currency: "EUR", months: 2 })).data;
+out.gross = gross.gross_revenues.reduce((sum, g) => [sum[0] + g.amount_cents, sum[1] + g.invoices_count], [0, 0]);
+out.customer_subscriptions = (
+  await lago.customers.findAllCustomerSubscriptions("js-1")
+).data.subscriptions.length;
 console.log(JSON.stringify(out));

@@ -150,6 +150,12 @@ def main() -> None:
     parser.add_argument("--end", choices=["last", "next"], default="last")
     parser.add_argument("--lead", type=float, default=90.0, help="seconds to set up (next)")
     parser.add_argument("--no-events", action="store_true", help="close periods without events")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="--worker: py-spy's Chrome trace of the worker there (read by bench.stall_profile)",
+    )
+    parser.add_argument("--log", type=Path, help="--worker: keep the worker's log there")
     args = parser.parse_args()
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
@@ -164,7 +170,9 @@ def main() -> None:
         if chosen is None:
             raise SystemExit(f"no local midnight within {args.max_wait} minutes")
         print(f"period end {chosen[1].isoformat()} ({chosen[0]} midnight)", flush=True)
-        found = asyncio.run(measure_worker(base, args.worker, *chosen, not args.no_events))
+        found = asyncio.run(
+            measure_worker(base, args.worker, *chosen, not args.no_events, args.profile, args.log)
+        )
         report.print_table(["measure", "value"], [[k, v] for k, v in found.items()])
         report.write_record("aggregator_period_end_worker", machine, found)
         return

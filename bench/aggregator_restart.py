@@ -32,7 +32,6 @@ import asyncio
 import dataclasses
 import random
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -58,6 +57,7 @@ from bench.memory import (
     worker_env,
 )
 from bench.processes import ServiceProcess, delete_app_topics, metrics
+from bench.stall_profile import py_spy, stop_py_spy
 from bench.workload import (
     Usage,
     WrongTotals,
@@ -125,17 +125,6 @@ async def terminate_all(settings: Settings, organization_id: str, subscriptions:
     )
 
 
-def py_spy(worker: ServiceProcess, path: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling the worker for 30 s, raw stacks to `path`."""
-    spy = str(Path(sys.executable).with_name("py-spy"))
-    command = [spy, "record", "--format", "raw", "-o", str(path), "--duration", "30"]
-    return subprocess.Popen(
-        [*command, "--pid", str(worker.proc.pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def measure(
     base: Settings,
     subscriptions: int,
@@ -156,7 +145,12 @@ async def measure(
         await produce_catalog(settings, organization_id, subscriptions)
         with tempfile.TemporaryDirectory() as tmp:
             env, port, metrics_port = worker_env(
-                settings, app_id, tmp, METERFLOW_AGGREGATOR_STORE=store, METERFLOW_LOG_LEVEL="INFO"
+                settings,
+                app_id,
+                tmp,
+                METERFLOW_AGGREGATOR_STORE=store,
+                METERFLOW_LOG_LEVEL="INFO",
+                METERFLOW_AGGREGATOR_LOOP_SAMPLE_EVERY="0.005",  # what ran in a long wake-up
             )
             log_path = Path(tmp) / "aggregator.log"
 
@@ -173,7 +167,7 @@ async def measure(
                 found["stalls_over_100ms_first_start"] = stalls_over(at_ready)
                 found["busy_over_100ms_first_start"] = stalls_over(at_ready, name=BUSY)
                 if profile is not None:
-                    spy = py_spy(worker, profile.with_name(profile.name + ".apply"))
+                    spy = py_spy(worker.proc.pid, profile.with_name(profile.stem + ".apply.json"))
                 await produce_events(settings, organization_id, case_events(case, time.time() - 60))
 
                 async def applied() -> bool:
@@ -193,11 +187,11 @@ async def measure(
                 found["applying_stall_max_ms"] = round(applied_sample.get(STALL_MAX, 0.0) * 1e3)
                 found["applying_busy_max_ms"] = round(applied_sample.get(BUSY_MAX, 0.0) * 1e3)
             finally:
-                worker.kill()
                 if spy is not None:
-                    spy.wait(60)
+                    stop_py_spy(spy)
+                worker.kill()
             worker = ServiceProcess("aggregator", env, log_path)
-            spy = None if profile is None else py_spy(worker, profile)
+            spy = None if profile is None else py_spy(worker.proc.pid, profile)
             try:
                 started = time.monotonic()
                 found["restart_ready_seconds"] = round(await worker.wait_http(port, "/ready"), 2)
@@ -232,9 +226,9 @@ async def measure(
                     found["busy_max_ms_overall"] = round(done.get(BUSY_MAX, 0.0) * 1000, 1)
                     found["stall_max_ms_overall"] = round(done.get(STALL_MAX, 0.0) * 1000, 1)
             finally:
-                worker.stop()
                 if spy is not None:
-                    spy.wait(60)
+                    stop_py_spy(spy)
+                worker.stop()
                 if keep_log is not None:
                     shutil.copyfile(log_path, keep_log)
     finally:
@@ -299,7 +293,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy raw stacks of the restart (and of the first run: PATH.apply)",
+        help="py-spy Chrome traces of the restart there, and of the first run's apply "
+        "beside it (NAME.apply.json); read them with bench.stall_profile",
     )
     args = parser.parse_args()
     base = Settings.from_env()

@@ -5,7 +5,7 @@ same invoicer invoicing each period on its own (`round_size=1`: a read and a wri
 period), alternating which goes first, in the same run.
 
     .venv/bin/python -m bench.invoicer_throughput [N] [--subscriptions 1000] [--runs 3]
-        [--round-size 1000] [--profile DIR]
+        [--round-size 1000] [--side both|batched|per-period] [--profile DIR]
 
 Each closed period carries two charges (standard and graduated), so each invoice has three
 fees; a quarter of the customers have a fixed-amount coupon, a quarter a wallet of prepaid
@@ -390,7 +390,11 @@ async def run(
 async def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for i in range(args.runs):
-        sides = [(BATCHED, args.round_size), (PER_PERIOD, 1)]
+        sides = [
+            (side, size)
+            for side, size in ((BATCHED, args.round_size), (PER_PERIOD, 1))
+            if args.side in ("both", side.replace(" ", "-"))
+        ]
         for side, size in sides if i % 2 == 0 else sides[::-1]:
             profile = None
             if args.profile is not None and i == 0:
@@ -417,6 +421,9 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="runs per side")
     parser.add_argument("--round-size", type=int, default=InvoicerSettings().round_size)
+    parser.add_argument(
+        "--side", choices=("both", "batched", "per-period"), default="both", help="sides to run"
+    )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
     args = parser.parse_args()
     base = Settings.from_env()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import time
 import uuid
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 from aiokafka import TopicPartition
 
 from bench.aggregator_restart import BUSY, BUSY_MAX, CLOSED, STALL_MAX, STALLS, stalls_over
@@ -28,6 +30,7 @@ from bench.memory import (
     worker_env,
 )
 from bench.processes import ServiceProcess, delete_app_topics, metrics
+from bench.stall_profile import py_spy, stop_py_spy
 from bench.workload import WrongTotals, produce_events
 from meterflow.settings import Settings, Topics
 from meterflow.topics import delete_topics, ensure_topics, reader
@@ -84,7 +87,13 @@ async def read_closes(settings: Settings) -> dict[str, int]:
 
 
 async def measure_worker(
-    base: Settings, subscriptions: int, zone: str, end: datetime, events: bool = True
+    base: Settings,
+    subscriptions: int,
+    zone: str,
+    end: datetime,
+    events: bool = True,
+    profile: Path | None = None,
+    keep_log: Path | None = None,
 ) -> Any:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = replace(base, topics=Topics(prefix=prefix))
@@ -108,9 +117,14 @@ async def measure_worker(
         await produce_events(settings, organization_id, case_events(case, stamp))
         with tempfile.TemporaryDirectory() as tmp:
             env, port, metrics_port = worker_env(
-                settings, app_id, tmp, METERFLOW_AGGREGATOR_CLOCK_SKEW=str(SKEW)
+                settings,
+                app_id,
+                tmp,
+                METERFLOW_AGGREGATOR_CLOCK_SKEW=str(SKEW),
+                METERFLOW_AGGREGATOR_LOOP_SAMPLE_EVERY="0.005",  # what ran in a long wake-up
             )
             worker = ServiceProcess("aggregator", env, Path(tmp) / "aggregator.log")
+            spy = None if profile is None else py_spy(worker.proc.pid, profile)
 
             async def sample_now() -> dict[str, float]:
                 return await asyncio.to_thread(metrics, metrics_port)
@@ -137,8 +151,13 @@ async def measure_worker(
                 due = max(end.timestamp() + SKEW, time.time())
                 await asyncio.sleep(max(0.0, due - time.time() - 0.5))
                 before = await sample_now()
+                cpu_before = sum(psutil.Process(worker.proc.pid).cpu_times()[:2])
                 done = await until("closes", CLOSED, subscriptions)
                 closed_at = time.time()
+                cpu = sum(psutil.Process(worker.proc.pid).cpu_times()[:2]) - cpu_before
+                # The worker's CPU (all its threads) per close: steadier than the rate on a
+                # machine whose other processes take the cores in turns.
+                found["cpu_us_per_close"] = round(cpu / subscriptions * 1e6)
                 found["close_seconds"] = round(closed_at - due, 1)
                 found["closes_per_second"] = round(subscriptions / max(closed_at - due, 1e-3))
                 found["stalls_over_closing"] = over(before, done, STALLS)
@@ -149,7 +168,13 @@ async def measure_worker(
                 found["busy_max_ms_before_closing"] = round(before.get(BUSY_MAX, 0.0) * 1e3)
                 found["rss_mb"] = round(worker.rss() / 2**20)
             finally:
+                if spy is not None:
+                    stop_py_spy(spy)
                 worker.stop()
+                if profile is not None and keep_log is None:
+                    keep_log = profile.with_suffix(".log")
+                if keep_log is not None:
+                    shutil.copyfile(Path(tmp) / "aggregator.log", keep_log)
         closes = await read_closes(settings)
         wrong = {key: n for key, n in closes.items() if n != 2 * case.events_per_key}
         if len(closes) != subscriptions or wrong:

@@ -123,6 +123,9 @@ class PeriodCloser:
         self.windows = processor.windows
         self.partitions = partitions
         self.schedule = CloseSchedule()
+        # Ledgers visited with messages in their outbox, by key: (partition, value as
+        # written), for the sender to take (`take_outboxes`) instead of reading them back.
+        self.outboxes: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def plan(self, organization_id: str, external_id: str, due: float) -> None:
         """Visit the subscription once its partition's watermark reaches `due`."""
@@ -184,7 +187,14 @@ class PeriodCloser:
             changed |= self._expire_held(ledger, watermark, counts)
         if changed:
             self.ledgers.put(partition, key, ledger.seal())
+        if ledger.value["outbox"]:
+            self.outboxes[key] = (partition, ledger.value)
         return self.next_due(ledger, terms)
+
+    def take_outboxes(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """The ledgers with an outbox visited since the last call (see `outboxes`)."""
+        taken, self.outboxes = self.outboxes, {}
+        return taken
 
     def _close_at(
         self, terms: SubscriptionTerms, start: datetime, end: datetime

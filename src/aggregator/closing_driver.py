@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator.allocator import FreeMemoryReturner
 from aggregator.ledger import Ledger
+from aggregator.metrics import collect_young
 from aggregator.watermark import EndOffsets, Watermarks
 from meterflow.event_records import partition_for
 
@@ -130,6 +131,7 @@ class ClosingDriver:
             if partition_for(external_id.encode(), partitions) in owned:
                 self.worker.closer.plan(organization_id, external_id, 0.0)
             if i % SLICE == SLICE - 1:
+                collect_young()
                 await asyncio.sleep(0)
                 if generation != self.worker.generation:
                     return False
@@ -196,12 +198,11 @@ class ClosingDriver:
                 max(0.0, asked_at - mark)
             )
             for _ in range(MAX_SLICES):
-                keys = self.worker.closer.run_due(
-                    partition, mark, now, counts, SLICE, SLICE_SECONDS
-                )
+                self.worker.closer.run_due(partition, mark, now, counts, SLICE, SLICE_SECONDS)
+                collect_young()  # each visit replaced its schedule entry (see there)
                 # Each slice's messages leave before the next slice is visited: a tick that
                 # closes a million periods never holds them all, nor the loop, at once.
-                await self.worker.flush_outboxes(keys)
+                await self.worker.flush_outboxes(self.worker.closer.take_outboxes())
                 self.worker.metrics.record(counts)  # counted as they leave, slice by slice
                 total.update(counts)
                 counts.clear()

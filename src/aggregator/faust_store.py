@@ -29,6 +29,9 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 # of cache, which filled as a worker wrote and looked like memory per key or per marker).
 # Index and filter blocks live in the cache too, so they do not grow outside it.
 SHARED_CACHE_BYTES = 32 << 20
+# Changelog records handed to the producer between two yields to the event loop (a flush
+# of a slice's 500 ledgers, or of a batch's, in one go held it too long: issue 15).
+YIELD_EVERY = 200
 SHARED_WRITE_BUFFER_BYTES = 16 << 20
 
 
@@ -153,10 +156,11 @@ class FaustTableStore:
             pending, self.pending = self.pending, []
             producer = self.table.app.producer
             topic = self.table.changelog_topic.get_topic_name()
-            futures = [
-                await producer.send(topic, key, value, partition, None, None)
-                for partition, key, value in pending
-            ]
+            futures = []
+            for n, (partition, key, value) in enumerate(pending):
+                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # the order is kept: the lock is held
+                futures.append(await producer.send(topic, key, value, partition, None, None))
             sent = await asyncio.gather(*futures)
             if self._rocks:
                 highest: dict[int, int] = {}

@@ -6,14 +6,60 @@ import asyncio
 import gc
 import logging
 import time
-from collections import Counter as Counts
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
+from aggregator.loop_sampler import LoopSampler
 from meterflow.service_metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 # A cyclic garbage collection this long is logged (aggregator.gc_pause) as well as counted.
 GC_PAUSE_LOGGED = 0.05
+# A wake-up of the loop's watcher after this much of the loop's own CPU is logged
+# (aggregator.loop_busy), with what the loop sampler saw meanwhile when it runs.
+LOOP_BUSY_LOGGED = 0.1
+
+
+def collect_young() -> None:
+    """Collect the youngest generation now, between two slices of work.
+
+    Python collects it once allocations outnumber deallocations by a threshold (50,000
+    here), counting every object freed, an old one too. A slice that replaces old objects by
+    new ones (the closer pops a subscription's frozen schedule entry and pushes its next)
+    leaves the young generation growing with nothing counted, until one collection walks it
+    all: a million schedule entries replaced cost one collection of 86 ms of CPU
+    in-process, and a worker applying first events at 500,000 subscriptions logged one of
+    215 ms (`aggregator.gc_pause generation=0`, issue 15). Collected every slice, it holds
+    one slice's survivors: about 0.1 ms."""
+    gc.collect(0)
+
+
+def largest_containers(generation: int, top: int = 5) -> str:
+    """What the collector tracks in the generation after `generation` (where a collection of
+    it moved its survivors): how many objects, the commonest types, and the largest lists,
+    dicts, sets and tuples by length."""
+    objects = gc.get_objects(min(generation + 1, 2))
+    kinds = Counter(type(o).__name__ for o in objects)
+    found = [
+        (len(o), type(o).__name__, _first_key(o))
+        for o in objects
+        if isinstance(o, list | dict | set | tuple)
+    ]
+    found.sort(key=lambda item: item[0], reverse=True)
+    return (
+        f"objects={len(objects)} types="
+        + ",".join(f"{kind}:{n}" for kind, n in kinds.most_common(top))
+        + " largest="
+        + " | ".join(f"{kind}[{n}] {sample}" for n, kind, sample in found[:top])
+    )
+
+
+def _first_key(container: list[Any] | dict[Any, Any] | set[Any] | tuple[Any, ...]) -> str:
+    """A hint of what a container holds: its first item (a dict's first key), shortened."""
+    for item in container:
+        return repr(item)[:80]
+    return ""
 
 
 class PeakHistogram:
@@ -110,9 +156,11 @@ class AggregatorMetrics(ServiceMetrics):
             "1 while the worker answers current usage (catalog read, partitions owned)",
         )
 
-    def watch_gc(self) -> None:
+    def watch_gc(self, diagnose: bool = False) -> None:
         """Time Python's cyclic garbage collections (a full one walks every object not
-        frozen: at a million subscriptions' worth of state, the loop's longest stalls)."""
+        frozen: at a million subscriptions' worth of state, the loop's longest stalls). With
+        `diagnose`, a collection over 100 ms also logs the largest containers it left in the
+        generation its survivors moved to (`aggregator.gc_largest`): what it had to walk."""
         started: list[float] = []
 
         def callback(phase: str, info: dict[str, int]) -> None:
@@ -131,28 +179,48 @@ class AggregatorMetrics(ServiceMetrics):
                         cpu,
                         info["collected"],
                     )
+                if diagnose and seconds >= LOOP_BUSY_LOGGED:
+                    log.warning("aggregator.gc_largest %s", largest_containers(info["generation"]))
 
         gc.callbacks.append(callback)
 
-    async def watch_event_loop(self, stopping: Callable[[], bool], every: float = 0.02) -> None:
+    async def watch_event_loop(
+        self, stopping: Callable[[], bool], every: float = 0.02, sample_every: float = 0.0
+    ) -> None:
         """Sleep `every` seconds again and again; how much later than asked each wake-up came
-        is how long something held the event loop (a stall), observed in `loop_stall`."""
-        while not stopping():
-            asked, cpu = time.perf_counter(), time.thread_time()
-            await asyncio.sleep(every)
-            stall = max(0.0, time.perf_counter() - asked - every)
-            # The loop's own CPU meanwhile: a stall the OS caused (a busy machine not running
-            # the process) uses none, one the worker's code caused uses all of it.
-            busy = time.thread_time() - cpu
-            self.loop_stall.observe(stall)
-            self.loop_busy.observe(busy)
+        is how long something held the event loop (a stall), observed in `loop_stall`. With a
+        sample every `sample_every` seconds, a wake-up after over LOOP_BUSY_LOGGED of the
+        loop's CPU is logged with what the loop ran meanwhile (`aggregator.loop_sampler`)."""
+        sampler = LoopSampler(sample_every) if sample_every > 0 else None
+        if sampler is not None:
+            sampler.start()
+        try:
+            while not stopping():
+                asked, cpu = time.perf_counter(), time.thread_time()
+                await asyncio.sleep(every)
+                stall = max(0.0, time.perf_counter() - asked - every)
+                # The loop's own CPU meanwhile: a stall the OS caused (a busy machine not
+                # running the process) uses none, one the worker's code caused uses all of it.
+                busy = time.thread_time() - cpu
+                self.loop_stall.observe(stall)
+                self.loop_busy.observe(busy)
+                if busy >= LOOP_BUSY_LOGGED:
+                    log.warning(
+                        "aggregator.loop_busy cpu=%.3f stall=%.3f ran=%r",
+                        busy,
+                        stall,
+                        "" if sampler is None else sampler.summary(asked),
+                    )
+        finally:
+            if sampler is not None:
+                sampler.stop()
 
     def observe_freshness(self, accepted_ms: list[int]) -> None:
         now_s = time.time()
         for ms in accepted_ms:
             self.freshness.observe(max(0.0, now_s - ms / 1000))
 
-    def record(self, counts: Counts[str]) -> None:
+    def record(self, counts: Counter[str]) -> None:
         for name, n in counts.items():
             if name.startswith("dead_letter:"):
                 self.dead_letters.labels(reason=name.split(":", 1)[1]).inc(n)

@@ -45,7 +45,7 @@ def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
     )
     app, aggregator = create_app(settings, agg)
     aggregator.metrics.ready.set_function(lambda: float(aggregator.ready()))
-    aggregator.metrics.watch_gc()
+    aggregator.metrics.watch_gc(diagnose=agg.loop_sample_every > 0)
     server, _ = start_http_server(
         agg.metrics_port, addr=agg.host, registry=aggregator.metrics.registry
     )

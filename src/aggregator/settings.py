@@ -38,6 +38,10 @@ class AggregatorSettings:
     instance_id: str = setting("METERFLOW_AGGREGATOR_INSTANCE_ID", "")
     # Where the tables live: "rocksdb" (on disk, the default) or "memory".
     store: str = setting("METERFLOW_AGGREGATOR_STORE", "rocksdb")
+    # Seconds between two samples of where the event loop is (a thread of its own; 0: none),
+    # so that a wake-up after over 100 ms of the loop's CPU is logged with what ran
+    # (aggregator.loop_busy); 0.005 is a sample per GIL switch interval.
+    loop_sample_every: float = setting("METERFLOW_AGGREGATOR_LOOP_SAMPLE_EVERY", 0.0, minimum=0.0)
     fault: str | None = setting("METERFLOW_AGGREGATOR_FAULT", None)  # tests only
 
     @classmethod

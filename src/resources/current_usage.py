@@ -1,22 +1,27 @@
 """`GET /api/v1/customers/{id}/current_usage`: the aggregator's answer via `store.current_usage`;
-`GET /api/v1/customers/{id}/past_usage`: the closed periods' usage from `read_model.past_usage`."""
+`.../projected_usage`: that answer carried to the period's end (`store.projected_usage`);
+`.../past_usage`: the closed periods' usage from `read_model.past_usage`."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import orjson
 from aiohttp import web
 
 from read_model import past_usage
 from resources import crud
-from store import current_usage, customers, subscriptions
+from store import current_usage, customers, projected_usage, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID
+from web.payload import INVALID, ok
 
 ROUTES = web.RouteTableDef()
 
 
-@ROUTES.get("/api/v1/customers/{external_customer_id}/current_usage")
-async def find(request: web.Request) -> web.Response:
+async def _current(request: web.Request) -> bytes:
+    """The current usage, as the aggregator answers it, of the subscription the query names
+    (the path's customer's: 404 otherwise)."""
     ctx, org = context(request), organization(request)
     external_customer_id = request.match_info["external_customer_id"]
     external_subscription_id = request.query.get("external_subscription_id")
@@ -31,8 +36,26 @@ async def find(request: web.Request) -> web.Response:
         )
     if subscription is None or subscription["external_customer_id"] != external_customer_id:
         raise NotFound("subscription")
-    body = await current_usage.current_usage(ctx, org, external_subscription_id)
+    return await current_usage.current_usage(ctx, org, external_subscription_id)
+
+
+@ROUTES.get("/api/v1/customers/{external_customer_id}/current_usage")
+async def find(request: web.Request) -> web.Response:
+    body = await _current(request)
     return web.Response(body=body, content_type="application/json")
+
+
+@ROUTES.get("/api/v1/customers/{external_customer_id}/projected_usage")
+async def find_projected(request: web.Request) -> web.Response:
+    body = await _current(request)
+    usage = orjson.loads(body)["customer_usage"]
+    charge_ids = [line["charge"]["lago_id"] for line in usage["charges_usage"]]
+    async with context(request).db.acquire() as conn:
+        properties = await projected_usage.charge_properties(
+            conn, organization(request).id, charge_ids
+        )
+    projected = projected_usage.project(usage, properties, datetime.now(UTC))
+    return ok({"customer_projected_usage": projected})
 
 
 @ROUTES.get("/api/v1/customers/{external_customer_id}/past_usage")

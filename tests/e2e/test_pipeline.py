@@ -208,6 +208,17 @@ async def test_usage_to_invoice_through_the_running_services(
     assert {c.billable_metric.code: c.amount_cents for c in usage.charges_usage} == expected_cents
     assert usage.amount_cents == 5550
     assert usage.from_datetime == month_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Projected to the month's end: counts and sums at their pace so far, priced again; the
+    # seats (a maximum) stay a level.
+    projected = await asyncio.to_thread(lago.customers.projected_usage, "cust-tokyo", "sub-tokyo")
+    lines = {c.billable_metric.code: c for c in projected.charges_usage}
+    assert (lines["seats"].projected_units, lines["seats"].projected_amount_cents) == ("13", 3000)
+    calls = Decimal(lines["api_calls"].projected_units)
+    assert calls >= 120
+    assert abs(lines["api_calls"].projected_amount_cents - calls * 5) <= 1, "0.05 a call"
+    assert projected.projected_amount_cents == sum(
+        c.projected_amount_cents for c in projected.charges_usage
+    )
 
     terminated = await asyncio.to_thread(lago.subscriptions.destroy, "sub-tokyo")
     assert terminated.status == "terminated"

@@ -28,6 +28,11 @@ class CatalogKind(StrEnum):
     SUBSCRIPTION = "subscription"
 
 
+# The kinds by value: a dict lookup, where `CatalogKind(value)` (Enum's __call__) was a third
+# of decoding a record while a restarted worker reads its catalog (issue 15).
+_KINDS = {kind.value: kind for kind in CatalogKind}
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogRecord:
     kind: CatalogKind
@@ -53,9 +58,10 @@ class CatalogRecord:
 
     @classmethod
     def decode(cls, value: bytes) -> CatalogRecord:
+        """A record read from the topic; KeyError for an unknown kind or a missing field."""
         raw = orjson.loads(value)
         return cls(
-            kind=CatalogKind(raw["kind"]),
+            kind=_KINDS[raw["kind"]],
             lago_id=raw["lago_id"],
             organization_id=raw["organization_id"],
             version=int(raw["version"]),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import tracemalloc
+from types import SimpleNamespace
 
 import pytest
 
 from aggregator.catalog_view import CatalogView
+from aggregator.closing_driver import SLICE, ClosingDriver
 from aggregator.sample_catalog import SampleCatalog
 from meterflow.catalog import CatalogKind, CatalogRecord
 
@@ -180,3 +183,35 @@ def test_a_change_at_30000_subscriptions_costs_what_it_touches(kind: str) -> Non
         view.terms(organization_id, external_id)
     renewed = time.perf_counter() - started
     assert renewed / 30_000 < 10e-6  # per subscription, lazily (a loaded machine: 5x)
+
+
+class PlannedVisits:
+    """A stand-in for the period closer: records what the driver plans."""
+
+    def __init__(self) -> None:
+        self.planned: list[tuple[str, str]] = []
+
+    def plan(self, organization_id: str, external_id: str, due: float) -> None:
+        self.planned.append((organization_id, external_id))
+
+
+async def test_a_plan_change_is_planned_in_slices_that_give_the_loop_back() -> None:
+    """The closing driver plans a change concerning many subscriptions 500 at a time, with
+    the event loop given back between two slices (a million at once: seconds)."""
+    sample, view = loaded(2_400)
+    closer = PlannedVisits()
+    settings = SimpleNamespace(
+        bootstrap_servers="unused:9092", topics=SimpleNamespace(events="unused")
+    )
+    worker = SimpleNamespace(catalog=view, closer=closer, settings=settings)
+    driver = ClosingDriver(worker)  # type: ignore[arg-type]
+    driver.on_catalog([sample.plan("p1", ["calls"], unit_amount="0.02")])
+    assert len(closer.planned) == SLICE  # the first slice at once
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert len(closer.planned) == 2 * SLICE  # one more slice a turn of the loop
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sorted(closer.planned) == sorted(("o1", f"s{i}") for i in range(0, 2_400, 2))
+    driver.on_catalog([sample.customer("c2", timezone="Asia/Kolkata")])
+    assert len(closer.planned) == 1_200 + SLICE

@@ -77,6 +77,7 @@ from aggregator.metrics import AggregatorMetrics, collect_young
 from aggregator.pages import add_pages
 from aggregator.processing import (
     PERIODS_CLOSED,
+    BatchResult,
     EventProcessor,
     SourceMessage,
     Windows,
@@ -213,15 +214,32 @@ class Aggregator:
         gaps = self.progress.gap_filled
         messages, expected = await self.progress.contiguous(messages)
         self.metrics.events.labels(outcome="gap_filled").inc(self.progress.gap_filled - gaps)
+        previous: tuple[BatchResult, list[SourceMessage], asyncio.Future[None]] | None = None
         while messages:
             # A slice of the batch at a time (`METERFLOW_AGGREGATOR_SLICE_SECONDS` of events),
-            # its ledgers durable before the next is applied: the event loop is given back
-            # between them (a batch of 1,000 packs holds some 25,000 events: applied in one
-            # go, it held the loop for up to a second when they were subscriptions' first
-            # events: issue 15). A slice is what a smaller batch would be, with one
-            # difference that only helps: the progress (and with it the watermarks the
-            # closer trusts) advances once the whole batch is durable.
-            messages = await self.apply_slice(messages)
+            # the event loop given back between them (a batch of 1,000 packs holds some
+            # 25,000 events: applied in one go, it held the loop for up to a second when they
+            # were subscriptions' first events: issue 15). A slice is what a smaller batch
+            # would be, with one difference that only helps: the progress (and with it the
+            # watermarks the closer trusts) advances once the whole batch is durable. Its
+            # ledgers' acknowledgement is awaited while the next slice is applied (its
+            # markers are in the index at once, for the next slice to find; written to the
+            # table only once those ledgers are durable, `finish_slice`).
+            if previous is not None and previous[0].marks.indexed != self.markers.generation:
+                # The index was rebuilt (a rebalance) without the last slice's markers: they
+                # must be in it before the next slice is looked up in it.
+                await self.finish_slice(*previous)
+                previous = None
+            result = self.processor.apply_batch(messages, datetime.now(UTC), self.agg.slice_seconds)
+            applied, messages = messages[: result.taken], messages[result.taken :]
+            self.markers.index_batch(result.marks)
+            durable = asyncio.ensure_future(self.ledgers.flush())
+            if previous is not None:
+                await self.finish_slice(*previous)
+            previous = (result, applied, durable)
+            await asyncio.sleep(0)  # (awaiting a flush already done gives nothing back)
+        if previous is not None:
+            await self.finish_slice(*previous)
         # Every slice's markers durable too (each slice's left once its ledgers were
         # acknowledged), before the batch's offsets can be.
         sent, self._markers_sent = self._markers_sent, []
@@ -237,16 +255,12 @@ class Aggregator:
         self.driver.progressed()
         self.metrics.batch_size.observe(len(batch))
 
-    async def apply_slice(self, messages: list[SourceMessage]) -> list[SourceMessage]:
-        """Apply the messages a slice's time allows and make their ledgers durable; then
-        write their dedupe markers, sent while the next slice is applied (the batch awaits
-        them before it ends). Returns the messages left."""
-        result = self.processor.apply_batch(messages, datetime.now(UTC), self.agg.slice_seconds)
-        applied, rest = messages[: result.taken], messages[result.taken :]
-        # Durable before this batch's offsets can be acknowledged (and so committed): the
-        # ledgers, then (only then written) the dedupe markers. The next slice finds these
-        # markers in the index at once.
-        await self.ledgers.flush()
+    async def finish_slice(
+        self, result: BatchResult, applied: list[SourceMessage], sent: asyncio.Future[None]
+    ) -> None:
+        """Once a slice's ledgers are durable (`sent`), write its dedupe markers, sent while
+        the batch goes on (it awaits them before it ends), and what the slice has to send."""
+        await sent
         collect_young()  # a slice's survivors only (aggregator.metrics.collect_young)
         self.processor.remember(result)
         self._markers_sent.append(asyncio.ensure_future(self.marker_segments.flush()))
@@ -269,7 +283,6 @@ class Aggregator:
         }
         if outboxes:  # (it awaits the markers sent above first)
             await self.flush_outboxes(outboxes)
-        return rest
 
     async def flush_tables(self) -> None:
         await self.ledgers.flush()

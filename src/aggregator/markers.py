@@ -136,13 +136,16 @@ class MarkerBatch:
     """The markers a batch sets, grouped as they are stored: (partition, expiry day) ->
     ledger key -> (hashes, their positions), in the order they were set. `checked`: the
     index generation (`DedupeMarkers.generation`) that every hash was looked up in and not
-    found, the same hash never added twice; None when that is not so."""
+    found, the same hash never added twice; None when that is not so. `indexed`: see
+    `DedupeMarkers.index_batch`."""
 
-    __slots__ = ("checked", "groups")
+    __slots__ = ("checked", "groups", "indexed")
 
     def __init__(self, checked: int | None = None) -> None:
         self.groups: dict[tuple[int, int], Marks] = {}
         self.checked = checked
+        # The index generation `DedupeMarkers.index_batch` added them to, if it did.
+        self.indexed: int | None = None
 
     def add(self, ledger_key: str, hashed: int, partition: int, position: int, day: int) -> None:
         group = self.groups.get((partition, day))
@@ -300,6 +303,7 @@ class DedupeMarkers:
         `SEGMENT_LIMIT` markers, each subscription's hashes added to the index at once
         (unsearched when the batch checked them all in this very index)."""
         new = self._index is not None and batch.checked == self._epoch
+        indexed = self._index is not None and batch.indexed == self._epoch
         index = self._ensured()
         for (partition, day), ledgers in batch.groups.items():
             for chunk in _chunks(ledgers):
@@ -311,8 +315,22 @@ class DedupeMarkers:
                     partition, key, _ENCODE.encode(Segment(partition, day, entries, VERSION))
                 )
                 heapq.heappush(self._expiry, (day, key))
-                for ledger_key, (hashes, _) in chunk.items():
-                    self._count += add_hashes(index, ledger_key, day, hashes, new)
+                if not indexed:
+                    for ledger_key, (hashes, _) in chunk.items():
+                        self._count += add_hashes(index, ledger_key, day, hashes, new)
+
+    def index_batch(self, batch: MarkerBatch) -> None:
+        """Add a batch's markers to the index before `write_batch` writes them: the app
+        applies a batch's next slice while the last one's ledgers are being acknowledged
+        (the segments must wait for that; the next slice must find these hashes). Only the
+        index: it goes with the process, and a rebuilt one (`invalidate`) lacks them until
+        `write_batch`, which then adds them."""
+        new = self._index is not None and batch.checked == self._epoch
+        index = self._ensured()
+        for (_partition, day), ledgers in batch.groups.items():
+            for ledger_key, (hashes, _) in ledgers.items():
+                self._count += add_hashes(index, ledger_key, day, hashes, new)
+        batch.indexed = self._epoch
 
     def expire(self, now: datetime, owned: set[int], limit: int = EXPIRE_SLICE) -> tuple[int, bool]:
         """Delete segments of owned partitions whose expiry day has ended, up to about

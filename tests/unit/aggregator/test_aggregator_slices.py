@@ -70,3 +70,34 @@ def test_a_batch_in_slices_counts_what_it_counts_at_once(domain: Any, catalog: C
     assert (one, many) == (1, 5)  # no time left: one record a slice, at least one
     assert sliced_counts == whole_counts == {"applied": 6, "duplicate": 3}
     assert sliced["periods"] == whole["periods"]
+
+
+def test_a_slice_finds_the_last_slices_markers_before_they_are_written(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """The app applies the next slice while the last one's ledgers are acknowledged: the
+    last slice's markers are in the index at once (`index_batch`), their segments written
+    later (`remember`), counted once; an index rebuilt in between (a rebalance) lacks them
+    until they are written, which then adds them."""
+    for rebuilt in (False, True):
+        ledgers, segments = MemoryStore(), MemoryStore()
+        markers = DedupeMarkers(segments)
+        processor = EventProcessor(domain, catalog, ledgers, markers, WINDOWS)
+        left, pending, counts = batch(), [], {}
+        while left:
+            result = processor.apply_batch(left, NOW, 0.0)
+            markers.index_batch(result.marks)
+            pending.append(result)
+            left = left[result.taken :]
+            for name, n in result.counts.items():
+                counts[name] = counts.get(name, 0) + n
+        assert counts == {"applied": 6, "duplicate": 3} and segments.writes == 0
+        assert len(markers) == 6
+        if rebuilt:
+            markers.invalidate()
+        for result in pending:
+            processor.remember(result)
+        assert len(markers) == 6 and segments.writes == 4  # (one slice sets none)
+        assert len(DedupeMarkers(segments)._ensured()) == 1  # one subscription, all six
+        value = ledgers.get(ledger_key("o1", "s1"))
+        assert value is not None and value["applied"] == {"0": 4 * 1024}

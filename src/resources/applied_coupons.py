@@ -10,9 +10,8 @@ from aiohttp import web
 from meterflow.db import Conn
 from resources import crud
 from store import applied_coupons
-from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, object_id, ok, read_wrapped
+from web.payload import INVALID, object_id
 
 ROUTES = web.RouteTableDef()
 OF_CUSTOMER = "/api/v1/customers/{external_customer_id}/applied_coupons"
@@ -20,9 +19,7 @@ OF_CUSTOMER = "/api/v1/customers/{external_customer_id}/applied_coupons"
 
 @ROUTES.post("/api/v1/applied_coupons")
 async def apply(request: web.Request) -> web.Response:
-    raw = await read_wrapped(request, "applied_coupon")
-    body = await applied_coupons.apply_coupon(context(request), organization(request), raw)
-    return ok({"applied_coupon": body})
+    return await crud.created(request, "applied_coupon", applied_coupons.apply_coupon)
 
 
 @ROUTES.get("/api/v1/applied_coupons")

@@ -15,7 +15,7 @@ from meterflow.db import Conn
 from store import code_keyed
 from store.code_keyed import CodeKeyed
 from store.database import Body, Filters, Pager
-from web.context import context, organization
+from web.context import IngestContext, Organization, context, organization
 from web.errors import NotFound
 from web.payload import ok, page_params, pagination_meta, read_wrapped
 
@@ -50,6 +50,15 @@ async def answer(
     if publishes:
         await context(request).catalog.drain_quietly()
     return ok({kind: body})
+
+
+Create = Callable[[IngestContext, Organization, dict[str, Any]], Awaitable[Body]]
+
+
+async def created(request: web.Request, kind: str, create: Create) -> web.Response:
+    """`POST` one object: the body's `{kind: {...}}` handed to `create`, `{kind: body}` back."""
+    raw = await read_wrapped(request, kind)
+    return ok({kind: await create(context(request), organization(request), raw)})
 
 
 async def by_lago_id(

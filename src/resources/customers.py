@@ -9,7 +9,7 @@ from resources import crud
 from store import customers
 from web.context import context, organization
 from web.errors import NotFound
-from web.payload import ok, read_wrapped
+from web.payload import ok
 
 ROUTES = web.RouteTableDef()
 
@@ -18,9 +18,7 @@ ROUTES = web.RouteTableDef()
 async def upsert(request: web.Request) -> web.Response:
     """Create or update; `tax_codes`, when sent, become the customer's taxes (replacing
     the previous ones; an empty list removes them; an unknown code is 404 `tax_not_found`)."""
-    raw = await read_wrapped(request, "customer")
-    body = await customers.save_customer(context(request), organization(request), raw)
-    return ok({"customer": body})
+    return await crud.created(request, "customer", customers.save_customer)
 
 
 @ROUTES.get("/api/v1/customers/{external_id}")

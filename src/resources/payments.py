@@ -9,18 +9,15 @@ from aiohttp import web
 
 from resources import crud
 from store import payments
-from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, ok, read_wrapped
+from web.payload import INVALID
 
 ROUTES = web.RouteTableDef()
 
 
 @ROUTES.post("/api/v1/payments")
 async def create(request: web.Request) -> web.Response:
-    raw = await read_wrapped(request, "payment")
-    body = await payments.create_payment(context(request), organization(request), raw)
-    return ok({"payment": body})
+    return await crud.created(request, "payment", payments.create_payment)
 
 
 @ROUTES.get("/api/v1/payments/{lago_id}")

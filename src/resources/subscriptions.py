@@ -20,9 +20,7 @@ ROUTES = web.RouteTableDef()
 
 @ROUTES.post("/api/v1/subscriptions")
 async def create(request: web.Request) -> web.Response:
-    raw = await read_wrapped(request, "subscription")
-    body = await subscriptions.create_subscription(context(request), organization(request), raw)
-    return ok({"subscription": body})
+    return await crud.created(request, "subscription", subscriptions.create_subscription)
 
 
 def _status_param(request: web.Request) -> str | None:

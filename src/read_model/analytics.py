@@ -25,6 +25,7 @@ from datetime import date
 from typing import Any
 
 from meterflow.db import Conn
+from read_model.invoices import AMOUNT_DUE_SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class Window:
 
 
 # $1 organization, $2 first month, $3 months, $4 currency, $5 external customer id.
-_MONTHS = """
+_MONTHS = f"""
 WITH months AS (
     SELECT (date_trunc('month', $2::date) + make_interval(months => n))::date AS month
     FROM generate_series(0, $3::int - 1) n
@@ -52,7 +53,8 @@ WITH months AS (
     SELECT DISTINCT currency FROM invoices
     WHERE organization_id = $1 AND status = 'finalized' AND ($4::text IS NULL OR currency = $4)
 ), finalized AS (
-    SELECT i.*, date_trunc('month', i.issuing_date)::date AS month
+    SELECT i.*, date_trunc('month', i.issuing_date)::date AS month, {AMOUNT_DUE_SQL} AS due,
+           i.issuing_date + coalesce((c.attributes ->> 'net_payment_term')::int, 0) AS due_date
     FROM invoices i JOIN customers c ON c.id = i.customer_id
     WHERE i.organization_id = $1 AND i.status = 'finalized'
       AND ($5::text IS NULL OR c.external_id = $5)
@@ -98,13 +100,9 @@ GROUP BY 1, 2 ORDER BY 1, 2
 """,
     "overdue_balances": """
 , overdue AS (
-    SELECT f.id, f.currency,
-           f.total_amount_cents - f.offset_amount_cents - f.paid_amount_cents AS due,
-           date_trunc('month', f.issuing_date + coalesce(
-               (c.attributes ->> 'net_payment_term')::int, 0))::date AS month
-    FROM finalized f JOIN customers c ON c.id = f.customer_id
-    WHERE f.payment_status IN ('pending', 'failed')
-      AND f.issuing_date + coalesce((c.attributes ->> 'net_payment_term')::int, 0) < $6::date
+    SELECT f.id, f.currency, f.due, date_trunc('month', f.due_date)::date AS month
+    FROM finalized f
+    WHERE f.payment_status IN ('pending', 'failed') AND f.due_date < $6::date
 )
 SELECT m.month, cur.currency, coalesce(sum(o.due), 0) AS amount_cents,
        coalesce(array_agg(o.id::text ORDER BY o.id) FILTER (WHERE o.id IS NOT NULL), '{}')

@@ -167,6 +167,10 @@ def _credits(invoice: asyncpg.Record) -> list[dict[str, Any]]:
     ]
 
 
+# `amount_due` in SQL, over the invoices row named `i`.
+AMOUNT_DUE_SQL = "(i.total_amount_cents - i.offset_amount_cents - i.paid_amount_cents)"
+
+
 def amount_due(invoice: asyncpg.Record) -> int:
     """What the invoice still asks of the customer: its total less its credit notes' offsets
     and the payments recorded against it."""

@@ -14,7 +14,13 @@ import asyncpg
 
 from meterflow import db, webhook_outbox
 from meterflow.db import Conn
-from read_model.invoices import amount_due, extended_body, invoice_row, owned_row
+from read_model.invoices import (
+    AMOUNT_DUE_SQL,
+    amount_due,
+    extended_body,
+    invoice_row,
+    owned_row,
+)
 from web.context import IngestContext, Organization
 from web.errors import ValidationFailed
 from web.payload import Fields, iso
@@ -131,10 +137,10 @@ async def payable_invoices(
     """The customer's finalized invoices that still ask something (id, number, currency,
     due), oldest first: what a payment can be recorded against."""
     return await conn.fetch(
-        "SELECT id, number, currency, due FROM (SELECT id, number, currency, issuing_date, "
-        "total_amount_cents - offset_amount_cents - paid_amount_cents AS due FROM invoices "
-        "WHERE organization_id = $1 AND customer_id = $2 AND status = 'finalized' "
-        "AND payment_status <> 'succeeded') payable WHERE due > 0 ORDER BY issuing_date, number",
+        "SELECT id, number, currency, due FROM (SELECT i.id, i.number, i.currency, "
+        f"i.issuing_date, {AMOUNT_DUE_SQL} AS due FROM invoices i "
+        "WHERE i.organization_id = $1 AND i.customer_id = $2 AND i.status = 'finalized' "
+        "AND i.payment_status <> 'succeeded') payable WHERE due > 0 ORDER BY issuing_date, number",
         org,
         customer_id,
     )

@@ -33,7 +33,7 @@ from meterflow.db import Conn
 from store import customers, database, wallet_transactions
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, currency, iso
+from web.payload import INVALID, Fields, currency, iso, isos
 
 WALLET_FIELDS = {
     "external_customer_id",
@@ -96,8 +96,7 @@ def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
         "credits_balance": credits_text(balance),
         "balance_cents": row["balance_cents"],
         "consumed_credits": credits_text(cents_to_credits(row["consumed_amount_cents"], rate, cur)),
-        "created_at": iso(row["created_at"]),
-        "expiration_at": iso(row["expiration_at"]),
+        **isos(row, "created_at", "expiration_at"),
         "last_balance_sync_at": iso(row["updated_at"]),
         "last_consumed_credit_at": iso(row["last_consumed_credit_at"]),
         "terminated_at": iso(row["terminated_at"] or (row["expiration_at"] if expired else None)),

@@ -21,6 +21,7 @@ minor units (`billing.wallet`). Choices where Lago depends on what meterflow lac
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -243,6 +244,25 @@ async def change_wallet(
     columns["attributes"] = attributes
     await update_wallet(conn, wallet["id"], columns)
     return await wallet_of(conn, org, wallet["id"])
+
+
+async def change_metadata(
+    conn: Conn,
+    wallet: asyncpg.Record,
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> dict[str, Any] | None:
+    """Store `change(current)` as the wallet's (locked, active) metadata; returns it."""
+    if wallet["status"] != "active":
+        raise ValidationFailed({"wallet": ["wallet_not_active"]})
+    attributes = dict(wallet["attributes"] or {})
+    attributes["metadata"] = change(dict(attributes.get("metadata") or {}))
+    await conn.execute(
+        "UPDATE wallets SET attributes = $2, updated_at = now() WHERE id = $1",
+        wallet["id"],
+        attributes,
+    )
+    result: dict[str, Any] | None = attributes["metadata"]
+    return result
 
 
 async def end_wallet(conn: Conn, org: uuid.UUID, wallet: asyncpg.Record) -> dict[str, Any]:

@@ -91,6 +91,16 @@ async def answer_page(
     return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
 
 
+async def named(
+    spec: CodeKeyed, conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
+) -> asyncpg.Record:
+    """The object the path's `code` names (`{kind}_not_found` when none has it)."""
+    row = await spec.lookup(conn, org, request.match_info["code"], lock=lock)
+    if row is None:
+        raise NotFound(spec.kind)
+    return row
+
+
 def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
     """`POST`, `GET` (a page) on `/api/v1/{plural}`, and `GET`, `PUT`, `DELETE` on
     `/api/v1/{plural}/{code}` (`{kind}_not_found` when no object has that code)."""
@@ -99,14 +109,6 @@ def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
 
     async def written(request: web.Request, step: Step) -> web.Response:
         return await answer(request, spec.kind, step, publishes=spec.publishes)
-
-    async def named(
-        conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
-    ) -> asyncpg.Record:
-        row = await spec.lookup(conn, org, request.match_info["code"], lock=lock)
-        if row is None:
-            raise NotFound(spec.kind)
-        return row
 
     @routes.post(path)
     async def create(request: web.Request) -> web.Response:
@@ -118,7 +120,7 @@ def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
         raw = await read_wrapped(request, spec.kind)
 
         async def step(conn: Conn, org: uuid.UUID) -> Body:
-            current = await named(conn, org, request, lock=True)
+            current = await named(spec, conn, org, request, lock=True)
             return await code_keyed.update(spec, conn, org, current, raw)
 
         return await written(request, step)
@@ -126,14 +128,18 @@ def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
     @routes.delete(path + "/{code}")
     async def destroy(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
-            return await code_keyed.delete(spec, conn, await named(conn, org, request, lock=True))
+            return await code_keyed.delete(
+                spec, conn, await named(spec, conn, org, request, lock=True)
+            )
 
         return await written(request, step)
 
     @routes.get(path + "/{code}")
     async def find(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
-            return await code_keyed.answer(spec, conn, await named(conn, org, request, lock=False))
+            return await code_keyed.answer(
+                spec, conn, await named(spec, conn, org, request, lock=False)
+            )
 
         return await answer(request, spec.kind, step, write=False)
 

@@ -57,11 +57,19 @@ def crossed(
     return sorted(out, key=lambda t: t.value)
 
 
-def watched_value(alert_type: str, metric_code: str | None, usage: Mapping[str, Any]) -> Decimal:
-    """What an alert of `alert_type` watches in a `customer_usage` body: its amount in cents,
-    or one metric's amount in cents or units (summed over that metric's charges)."""
+def watched_value(
+    alert_type: str,
+    metric_code: str | None,
+    usage: Mapping[str, Any],
+    lifetime_before: Decimal = Decimal(0),
+) -> Decimal:
+    """What an alert of `alert_type` watches in a `customer_usage` body: its amount in cents
+    (plus, for lifetime usage, the cents before this period: `lifetime_before`), or one
+    metric's amount in cents or units (summed over that metric's charges)."""
     if alert_type == "current_usage_amount":
         return Decimal(usage["amount_cents"])
+    if alert_type == "lifetime_usage_amount":
+        return lifetime_before + Decimal(usage["amount_cents"])
     lines = [c for c in usage["charges_usage"] if c["billable_metric"]["code"] == metric_code]
     key = "units" if alert_type == "billable_metric_current_usage_units" else "amount_cents"
     return sum((Decimal(str(c[key])) for c in lines), Decimal(0))

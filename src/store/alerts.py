@@ -65,8 +65,6 @@ async def parse_alert(
         if not creating and fields.has(name) and fields.raw[name] is None:
             fields.add(name, MANDATORY)
     alert_type = columns["alert_type"]
-    if alert_type == "lifetime_usage_amount":
-        fields.add("alert_type", "not_supported")  # lifetime usage is not kept yet
     if alert_type in METRIC_TYPES and metric_code is None and not kept.get("billable_metric_id"):
         fields.add("billable_metric_code", MANDATORY)
     elif alert_type not in METRIC_TYPES and metric_code is not None:

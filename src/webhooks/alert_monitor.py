@@ -24,6 +24,7 @@ import orjson
 from billing.alert_thresholds import Threshold, crossed, json_number, threshold, watched_value
 from meterflow import webhook_outbox
 from meterflow.db import Conn
+from store import lifetime_usage
 from web.payload import iso
 from webhooks.metrics import WebhookMetrics
 
@@ -115,8 +116,17 @@ class AlertMonitor:
             return 0
         triggered = 0
         async with self.pool.acquire() as conn, conn.transaction():
-            for alert in await conn.fetch(_LOCK, subscription["subscription_id"], asked_at):
-                current = watched_value(alert["alert_type"], alert["billable_metric_code"], usage)
+            locked = await conn.fetch(_LOCK, subscription["subscription_id"], asked_at)
+            before = Decimal(0)
+            if any(a["alert_type"] == "lifetime_usage_amount" for a in locked):
+                lifetime = await lifetime_usage.before_now(
+                    conn, subscription["organization_id"], subscription["external_id"]
+                )
+                before = Decimal(lifetime["historical"] + lifetime["invoiced"])
+            for alert in locked:
+                current = watched_value(
+                    alert["alert_type"], alert["billable_metric_code"], usage, before
+                )
                 previous: Decimal = alert["previous_value"]
                 hits = crossed([threshold(t) for t in alert["thresholds"]], previous, current)
                 if hits:

@@ -91,7 +91,16 @@ async def test_crossing_thresholds_sends_alert_triggered_once_each(
             ]
         )
         alert = Alert(alert_type="current_usage_amount", code="spend", thresholds=spend)
-        await run(lago.subscriptions.create_alerts, "s1", AlertsList(alerts=[alert]))
+        lifetime = Alert(
+            alert_type="lifetime_usage_amount",
+            code="lifetime",
+            thresholds=AlertThresholdList(__root__=[AlertThreshold(value="1500")]),
+        )
+        await run(lago.subscriptions.create_alerts, "s1", AlertsList(alerts=[alert, lifetime]))
+        # 10.00 EUR of usage before meterflow: lifetime usage starts there.
+        stated = await run(lago.subscriptions.update_lifetime_usage, "s1", 1000)
+        assert stated.external_historical_usage_amount_cents == 1000
+        assert stated.invoiced_usage_amount_cents == 0
 
         stamp = int(datetime.now(UTC).timestamp())
 
@@ -107,12 +116,13 @@ async def test_crossing_thresholds_sends_alert_triggered_once_each(
             ]
             await run(lago.events.batch_create, BatchEvent(events=events))
 
-        def triggered(n: int) -> Callable[[], list[dict[str, Any]] | None]:
+        def triggered(n: int, code: str = "spend") -> Callable[[], list[dict[str, Any]] | None]:
             def probe() -> list[dict[str, Any]] | None:
                 found = [
                     r.payload
                     for r in receiver.requests
                     if r.payload["webhook_type"] == "alert.triggered"
+                    and r.payload["triggered_alert"]["alert_code"] == code
                 ]
                 return found if len(found) >= n else None
 
@@ -141,3 +151,10 @@ async def test_crossing_thresholds_sends_alert_triggered_once_each(
         ):
             seen = (await response.json())["alert"]
         assert seen["previous_value"] == 1200 and seen["last_processed_at"] is not None
+
+        # Lifetime: 10.00 stated + 12.00 this period crossed 15.00, once.
+        hits = await until(triggered(1, "lifetime"))
+        assert [h["triggered_alert"]["crossed_thresholds"][0]["value"] for h in hits] == ["1500"]
+        usage = await run(lago.subscriptions.lifetime_usage, "s1")
+        assert usage.current_usage_amount_cents == 1200
+        assert usage.external_historical_usage_amount_cents == 1000

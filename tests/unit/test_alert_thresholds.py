@@ -59,3 +59,4 @@ def test_the_watched_value_in_a_current_usage_body() -> None:
     assert watched_value("billable_metric_current_usage_amount", "calls", usage) == D(250)
     assert watched_value("billable_metric_current_usage_units", "calls", usage) == D("12.5")
     assert watched_value("billable_metric_current_usage_units", "other", usage) == D(0)
+    assert watched_value("lifetime_usage_amount", None, usage, D(10_000)) == D(11_234)

@@ -89,9 +89,9 @@ async def test_alerts_of_a_subscription(tenant: Any, call: Any, server: Any, db:
             "alerts.1.billable_metric_code": ["value_is_mandatory"],
         }
         assert (await send("GET", f"{url}/y"))[1]["code"] == "alert_not_found", "all or none"
-        lifetime = {**one, "code": "l", "alert_type": "lifetime_usage_amount"}
-        assert (await send("POST", url, {"alert": lifetime}))[1]["error_details"] == {
-            "alert_type": ["not_supported"]
+        metric_less = {**one, "code": "m", "billable_metric_code": "calls"}
+        assert (await send("POST", url, {"alert": metric_less}))[1]["error_details"] == {
+            "billable_metric_code": ["value_is_invalid"]
         }
         twice = {**one, "code": "t", "thresholds": [{"value": "1", "recurring": True}] * 2}
         assert (await send("POST", url, {"alert": twice}))[1]["error_details"] == {

@@ -1,8 +1,9 @@
 """The console in a real headless Chromium, against running services (ingest, which serves
-the console, and the aggregator) on the real Kafka and Postgres: sign in, add a customer
-with a timezone, assign a plan, watch the Usage tab follow events sent through the API
-without a reload, read a date in three timezones, edit the timezone, see the external ID
-locked; another organization's user gets 404, and a form without its CSRF token is refused.
+the console, the aggregator, and the webhooks service checking usage alerts) on the real
+Kafka and Postgres: sign in, add a customer with a timezone, assign a plan, watch the Usage
+tab follow events sent through the API without a reload (a usage alert's threshold crossed
+included), read a date in three timezones, edit the timezone, see the external ID locked;
+another organization's user gets 404, and a form without its CSRF token is refused.
 """
 
 from __future__ import annotations
@@ -16,41 +17,23 @@ from playwright.async_api import Browser, Page, expect
 
 from meterflow.settings import Settings
 from support.console import Operator, call_api, chromium, make_operator, sign_in_page
-from support.services import ServiceProcess, free_port, service_env
+from support.services import running_services
 
 SEEN = 30_000  # ms a browser expectation may wait (the aggregator learns the plan first)
 
 
 @pytest.fixture
 def services(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """ingest (API and console) and the aggregator on this test's topics and schema."""
-    ports = {name: free_port() for name in ("api", "api_metrics", "agg", "agg_metrics")}
-    env = service_env(
+    """ingest (API and console), the aggregator and the webhooks service (which checks usage
+    alerts) on this test's topics and schema."""
+    with running_services(
         settings,
         tmp_path,
-        METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(ports["api"]),
-        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
-        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
-        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
-        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
-        METERFLOW_AGGREGATOR_BATCH_WITHIN="0.05",
+        ("ingest", "aggregator", "webhooks"),
         METERFLOW_CONSOLE_USAGE_INTERVAL="0.3",
-    )
-    running = [
-        ServiceProcess(name, env, tmp_path / f"{name}.log") for name in ("ingest", "aggregator")
-    ]
-    for service in running:
-        service.start()
-    try:
-        ingest, aggregator = running
-        ingest.wait_http(f"http://127.0.0.1:{ports['api_metrics']}/metrics")
-        aggregator.wait_http(f"http://127.0.0.1:{ports['agg']}/ready")
+        METERFLOW_ALERTS_INTERVAL="0.3",
+    ) as ports:
         yield f"http://127.0.0.1:{ports['api']}"
-    finally:
-        codes = {s.name: s.stop() for s in reversed(running)}
-    assert codes == {"ingest": 0, "aggregator": 0}, "clean exit on SIGTERM, streams included"
 
 
 @pytest.fixture
@@ -149,6 +132,14 @@ async def test_an_operator_runs_a_customer_from_the_browser(
     await page.goto(customer_url)
     await _assign_plan(page)
 
+    alert = {
+        "alert_type": "current_usage_amount",
+        "code": "spend",
+        "name": "Spend",
+        "thresholds": [{"value": "100"}, {"value": "1000"}],
+    }
+    path = "subscriptions/sub-kolkata/alerts"
+    await call_api(services, operator.api_key, "POST", path, {"alert": alert})
     await page.get_by_role("link", name="Usage").click()
     usage = page.locator("section.usage")
     calls = usage.locator('tr[data-charge="api_calls"]')
@@ -161,6 +152,11 @@ async def test_an_operator_runs_a_customer_from_the_browser(
     await expect(calls.locator("[data-units]")).to_have_text("40", timeout=SEEN)
     await expect(usage.locator("[data-total]")).to_have_text("2.00 USD")
     assert await page.evaluate("window.sameDocument === true"), "updated without a reload"
+    # The alert's last checked value and its first threshold crossed, live too.
+    spend = usage.locator('tr[data-alert="spend"]')
+    await expect(spend.locator("[data-alert-value]")).to_have_text("2.00 USD", timeout=SEEN)
+    await expect(spend.locator("strong")).to_have_text("1.00 USD")
+    await expect(spend).not_to_contain_text("never")
 
     period_start = usage.locator("time.when").first
     await period_start.hover()

@@ -24,7 +24,7 @@ T = TypeVar("T")
 OwnedStep = Callable[[Conn, uuid.UUID, str], Awaitable[Body | None]]
 
 
-async def _run(
+async def run(
     request: web.Request, step: Callable[[Conn, uuid.UUID], Awaitable[T]], *, write: bool
 ) -> T:
     """`step` with the organization's id: in one transaction when it `write`s."""
@@ -46,7 +46,7 @@ async def answer(
 ) -> web.Response:
     """Run `step` (in one transaction when it `write`s) and answer `{kind: body}`; when it
     `publishes`, the catalog changes it queued go to Kafka first."""
-    body = await _run(request, step, write=write)
+    body = await run(request, step, write=write)
     if publishes:
         await context(request).catalog.drain_quietly()
     return ok({kind: body})
@@ -87,7 +87,7 @@ async def answer_page(
         whose = org if owner is None else owner
         return await pager(conn, whose, filters, per_page, (page - 1) * per_page)
 
-    bodies, total = await _run(request, step, write=False)
+    bodies, total = await run(request, step, write=False)
     return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
 
 

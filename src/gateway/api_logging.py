@@ -41,6 +41,8 @@ def _json(raw: bytes | None) -> Any:
         return {}
     if len(raw) > MAX_LOGGED_BYTES:
         return {"truncated": True, "bytes": len(raw)}
+    # Postgres' jsonb holds no NUL character: kept as U+FFFD.
+    raw = raw.replace(b"\\u0000", b"\\ufffd").replace(b"\x00", b"\xef\xbf\xbd")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

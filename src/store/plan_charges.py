@@ -54,7 +54,7 @@ def _named(charges: list[Body], charge_code: str) -> int:
 async def _plan_with(conn: Conn, org: uuid.UUID, plan: asyncpg.Record, inputs: list[Body]) -> Body:
     """Update the plan (locked) to exactly these charge inputs; errors of the one charge being
     written are named `charge.<field>` rather than `charges.<i>.<field>`."""
-    codes = [c.get("code") for c in inputs if c.get("code") is not None]
+    codes = [c["code"] for c in inputs if isinstance(c.get("code"), str)]
     if len(codes) != len(set(codes)):
         raise ValidationFailed({"charge.code": ["value_already_exist"]})
     try:

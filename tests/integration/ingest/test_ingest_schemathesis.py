@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from tests.integration.ingest.conftest import Tenant
 
@@ -31,8 +32,9 @@ def lago_spec() -> Path:
 
 
 PREFIX = "/api/v1"
-# Examples per operation and phase: the ~80 operations served stay under two minutes.
-MAX_EXAMPLES = "5"
+# Examples per operation and phase: the ~110 operations served take about four minutes
+# on the 2-core machine.
+MAX_EXAMPLES = "3"
 
 
 def served_operations(server: IngestServer) -> list[str]:
@@ -46,6 +48,7 @@ def served_operations(server: IngestServer) -> list[str]:
     return sorted(names)
 
 
+@pytest.mark.timeout(900)
 async def test_schemathesis_finds_no_server_error(
     server: IngestServer, tenant: Tenant, tmp_path: Path
 ) -> None:
@@ -97,7 +100,7 @@ async def test_schemathesis_finds_no_server_error(
         env={**os.environ, "NO_COLOR": "1"},
         cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=280)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=900)
     text = output.decode("utf-8", "replace")
     print(text[-4000:])
     assert process.returncode == 0, text[-6000:]

@@ -12,7 +12,8 @@ fees; a quarter of the customers have a fixed-amount coupon, a quarter a wallet 
 credits and a tenth a credit note, so their invoices consume them (guarded writes). The rate
 counts from the first invoice in Postgres to the last (the consumer group's join before it is
 reported apart, as `end to end`). Checks: N invoices, one per period, each customer's invoices
-numbered 1..k, and every cent the coupons, wallets and credit notes lost is on an invoice.
+numbered 1..k, and every cent the coupons, wallets and credit notes lost is on an invoice;
+each run prints a checksum of every money row it wrote (`bench.invoice_checksum`).
 Since wall-clock rates swing with the machine's load, each run also reports CPU per invoice:
 the invoicer's (this process's CPU time over the run: the invoicer runs in it, the bench's
 own polling is a few queries a second) and its Postgres backends' (found by the
@@ -51,6 +52,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from bench import report
+from bench.invoice_checksum import invoice_checksum
 from bench.workload import WrongTotals
 from invoicer.consumer import Invoicer
 from invoicer.service import YOUNG_COLLECTION_EVERY
@@ -356,6 +358,7 @@ async def run(
         assert first is not None
         taken = await _check(conn, n)
         fees = await conn.fetchval("SELECT count(*) FROM fees")
+        checksum = await invoice_checksum(conn)
     finally:
         await conn.close()
         await delete_topics(settings.bootstrap_servers, settings.topics)
@@ -375,6 +378,7 @@ async def run(
         "invoices": n,
         "fees": fees,
         "credits_taken_cents": taken,
+        "checksum": checksum,
         "seconds": round(steady, 3),
         "seconds_end_to_end": round(finished - started, 3),
         "invoices_per_second": round((n - first[1]) / steady, 1) if steady else None,
@@ -408,7 +412,7 @@ async def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
                 f"(end to end {result['end_to_end_per_second']:,.0f}/s, CPU per invoice: "
                 f"invoicer {result['invoicer_cpu_us_per_invoice']:,.0f} us, "
                 f"Postgres {result['postgres_cpu_us_per_invoice']:,.0f} us, "
-                f"load {result['load_average_after']})",
+                f"load {result['load_average_after']}, checksum {result['checksum'][:16]})",
                 flush=True,
             )
             results.append(result)

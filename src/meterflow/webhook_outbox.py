@@ -27,6 +27,7 @@ WEBHOOK_TYPES = {
     "invoice.payment_status_updated": "invoice",
     "credit_note.created": "credit_note",
     "credit_note.generated": "credit_note",
+    "alert.triggered": "triggered_alert",
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from meterflow.db import Conn, existing_row
-from web.payload import iso
+from web.payload import isos
 
 ADDRESS_FIELDS = ("address_line1", "address_line2", "city", "country", "state", "zipcode")
 
@@ -79,6 +79,5 @@ def customer_body(row: asyncpg.Record) -> dict[str, Any]:
         "integration_customers": [],
         "taxes": [],
         "applicable_invoice_custom_sections": [],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
+        **isos(row, "created_at", "updated_at"),
     }

@@ -16,7 +16,7 @@ from meterflow.db import Conn
 from read_model.customers import customer_body, customer_by_id
 from read_model.subscriptions import subscription_body, subscription_by_id
 from web.errors import NotFound
-from web.payload import iso, object_id
+from web.payload import iso, isos, object_id
 
 STATUSES = ("draft", "finalized", "voided", "failed", "pending")
 
@@ -109,8 +109,7 @@ def fee_body(
         "events_count": fee["events_count"],
         "pay_in_advance": fee["pay_in_advance"],
         "invoiceable": fee["invoiceable"],
-        "from_date": iso(fee["from_date"]),
-        "to_date": iso(fee["to_date"]),
+        **isos(fee, "from_date", "to_date"),
         "payment_status": invoice["payment_status"],
         "created_at": iso(fee["created_at"]),
         "succeeded_at": None,
@@ -230,8 +229,7 @@ def invoice_body(
         "file_url": None,
         "xml_url": None,
         "web_url": None,
-        "created_at": iso(invoice["created_at"]),
-        "updated_at": iso(invoice["updated_at"]),
+        **isos(invoice, "created_at", "updated_at"),
         "customer": customer_body(customer),
         "metadata": invoice["metadata"],
         "applied_taxes": _invoice_applied_taxes(invoice),

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from meterflow.db import Conn, existing_row
-from web.payload import iso
+from web.payload import isos
 
 SELECT_SUBSCRIPTION = (
     "SELECT s.*, c.external_id AS external_customer_id, c.timezone AS customer_timezone, "
@@ -37,12 +37,15 @@ def subscription_body(row: asyncpg.Record) -> dict[str, Any]:
         "plan_amount_cents": row["plan_amount_cents"],
         "plan_amount_currency": row["plan_amount_currency"],
         "status": row["status"],
-        "created_at": iso(row["created_at"]),
-        "canceled_at": iso(row["canceled_at"]),
-        "started_at": iso(row["started_at"]),
-        "ending_at": iso(row["ending_at"]),
-        "subscription_at": iso(row["subscription_at"]),
-        "terminated_at": iso(row["terminated_at"]),
+        **isos(
+            row,
+            "created_at",
+            "canceled_at",
+            "started_at",
+            "ending_at",
+            "subscription_at",
+            "terminated_at",
+        ),
         "previous_plan_code": None,
         "next_plan_code": None,
         "downgrade_plan_date": None,

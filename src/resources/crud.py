@@ -24,7 +24,7 @@ T = TypeVar("T")
 OwnedStep = Callable[[Conn, uuid.UUID, str], Awaitable[Body | None]]
 
 
-async def _run(
+async def run(
     request: web.Request, step: Callable[[Conn, uuid.UUID], Awaitable[T]], *, write: bool
 ) -> T:
     """`step` with the organization's id: in one transaction when it `write`s."""
@@ -46,7 +46,7 @@ async def answer(
 ) -> web.Response:
     """Run `step` (in one transaction when it `write`s) and answer `{kind: body}`; when it
     `publishes`, the catalog changes it queued go to Kafka first."""
-    body = await _run(request, step, write=write)
+    body = await run(request, step, write=write)
     if publishes:
         await context(request).catalog.drain_quietly()
     return ok({kind: body})
@@ -87,8 +87,18 @@ async def answer_page(
         whose = org if owner is None else owner
         return await pager(conn, whose, filters, per_page, (page - 1) * per_page)
 
-    bodies, total = await _run(request, step, write=False)
+    bodies, total = await run(request, step, write=False)
     return ok({key: bodies, "meta": pagination_meta(page, per_page, total)})
+
+
+async def named(
+    spec: CodeKeyed, conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
+) -> asyncpg.Record:
+    """The object the path's `code` names (`{kind}_not_found` when none has it)."""
+    row = await spec.lookup(conn, org, request.match_info["code"], lock=lock)
+    if row is None:
+        raise NotFound(spec.kind)
+    return row
 
 
 def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
@@ -100,14 +110,6 @@ def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
     async def written(request: web.Request, step: Step) -> web.Response:
         return await answer(request, spec.kind, step, publishes=spec.publishes)
 
-    async def named(
-        conn: Conn, org: uuid.UUID, request: web.Request, *, lock: bool
-    ) -> asyncpg.Record:
-        row = await spec.lookup(conn, org, request.match_info["code"], lock=lock)
-        if row is None:
-            raise NotFound(spec.kind)
-        return row
-
     @routes.post(path)
     async def create(request: web.Request) -> web.Response:
         raw = await read_wrapped(request, spec.kind)
@@ -118,7 +120,7 @@ def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
         raw = await read_wrapped(request, spec.kind)
 
         async def step(conn: Conn, org: uuid.UUID) -> Body:
-            current = await named(conn, org, request, lock=True)
+            current = await named(spec, conn, org, request, lock=True)
             return await code_keyed.update(spec, conn, org, current, raw)
 
         return await written(request, step)
@@ -126,14 +128,18 @@ def code_keyed_routes(spec: CodeKeyed) -> web.RouteTableDef:
     @routes.delete(path + "/{code}")
     async def destroy(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
-            return await code_keyed.delete(spec, conn, await named(conn, org, request, lock=True))
+            return await code_keyed.delete(
+                spec, conn, await named(spec, conn, org, request, lock=True)
+            )
 
         return await written(request, step)
 
     @routes.get(path + "/{code}")
     async def find(request: web.Request) -> web.Response:
         async def step(conn: Conn, org: uuid.UUID) -> Body:
-            return await code_keyed.answer(spec, conn, await named(conn, org, request, lock=False))
+            return await code_keyed.answer(
+                spec, conn, await named(spec, conn, org, request, lock=False)
+            )
 
         return await answer(request, spec.kind, step, write=False)
 

@@ -1,6 +1,8 @@
 """`GET /api/v1/customers/{id}/current_usage`: the aggregator's answer via `store.current_usage`;
 `.../projected_usage`: that answer carried to the period's end (`store.projected_usage`);
-`.../past_usage`: the closed periods' usage from `read_model.past_usage`."""
+`.../past_usage`: the closed periods' usage from `read_model.past_usage`;
+`/api/v1/subscriptions/{id}/lifetime_usage`: all of them and what came before
+(`store.lifetime_usage`)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from aiohttp import web
 
 from read_model import past_usage
 from resources import crud
-from store import current_usage, customers, projected_usage, subscriptions
+from store import current_usage, customers, lifetime_usage, projected_usage, subscriptions
 from web.context import context, organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, ok
+from web.payload import INVALID, Fields, ok, read_wrapped
 
 ROUTES = web.RouteTableDef()
 
@@ -81,3 +83,39 @@ async def find_past(request: web.Request) -> web.Response:
         ids, q.get("billable_metric_code") or None, None if raw_count is None else int(raw_count)
     )
     return await crud.answer_page(request, "usage_periods", past_usage.past_usage, query)
+
+
+LIFETIME = "/api/v1/subscriptions/{external_id}/lifetime_usage"
+
+
+async def _lifetime(request: web.Request, historical_cents: int | None) -> web.Response:
+    """The subscription's lifetime usage, after stating its historical amount when given."""
+    ctx, org = context(request), organization(request)
+    external_id = request.match_info["external_id"]
+    async with ctx.db.acquire() as conn:
+        subscription = await subscriptions.subscription_by_external_id(conn, org.id, external_id)
+        if subscription is None:
+            raise NotFound("subscription")
+        if historical_cents is not None:
+            await lifetime_usage.state_historical(conn, org.id, external_id, historical_cents)
+    usage = orjson.loads(await current_usage.current_usage(ctx, org, external_id))
+    async with ctx.db.acquire() as conn:
+        before = await lifetime_usage.before_now(conn, org.id, external_id)
+    body = lifetime_usage.lifetime_body(subscription, before, usage["customer_usage"])
+    return ok({"lifetime_usage": body})
+
+
+@ROUTES.get(LIFETIME)
+async def find_lifetime(request: web.Request) -> web.Response:
+    return await _lifetime(request, None)
+
+
+@ROUTES.put(LIFETIME)
+async def update_lifetime(request: web.Request) -> web.Response:
+    fields = Fields(
+        await read_wrapped(request, "lifetime_usage"), {"external_historical_usage_amount_cents"}
+    )
+    cents = fields.integer("external_historical_usage_amount_cents", required=True, minimum=0)
+    fields.check()
+    assert cents is not None
+    return await _lifetime(request, cents)

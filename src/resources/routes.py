@@ -6,6 +6,7 @@ from aiohttp import web
 
 from resources import (
     add_ons,
+    alerts,
     analytics,
     applied_coupons,
     billable_metrics,
@@ -54,6 +55,7 @@ _RESOURCES = (
     document_files,
     analytics,
     payments,
+    alerts,
 )
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from meterflow.db import Conn
 from resources import crud
+from resources.metadata import Change, Metadata, metadata_routes
 from store import customers, wallets
 from web.context import context, organization
 from web.errors import NotFound
@@ -45,7 +46,9 @@ async def wallet_of_request(
         )
         if customer is None:
             raise NotFound("customer")
-        row = await wallets.wallet_by_code(conn, customer["id"], request.match_info["code"])
+        row = await wallets.wallet_by_code(
+            conn, customer["id"], request.match_info["code"], lock=lock
+        )
     if row is None:
         raise NotFound("wallet")
     return row
@@ -91,3 +94,14 @@ async def find_all(request: web.Request) -> web.Response:
         "currency": request.query.get("currency") or None,
     }
     return await crud.answer_page(request, "wallets", wallets.list_wallets, filters)
+
+
+async def _change_metadata(
+    conn: Conn, org: uuid.UUID, request: web.Request, change: Change
+) -> Metadata | None:
+    return await wallets.change_metadata(
+        conn, await wallet_of_request(conn, request, lock=True), change
+    )
+
+
+metadata_routes(ROUTES, ("/api/v1/wallets/{lago_id}", OF_CUSTOMER + "/{code}"), _change_metadata)

@@ -14,7 +14,7 @@ from meterflow.db import Conn
 from store import coupons, customers, database
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import Fields, currency, iso
+from web.payload import Fields, currency, iso, isos
 
 _APPLIED_COUPON = (
     "SELECT ac.*, c.code AS coupon_code, c.name AS coupon_name, c.expiration_at, "
@@ -93,9 +93,7 @@ def applied_coupon_body(row: asyncpg.Record) -> dict[str, Any]:
         "frequency": row["frequency"],
         "frequency_duration": row["frequency_duration"],
         "frequency_duration_remaining": row["frequency_duration_remaining"],
-        "expiration_at": iso(row["expiration_at"]),
-        "created_at": iso(row["created_at"]),
-        "terminated_at": iso(row["terminated_at"]),
+        **isos(row, "expiration_at", "created_at", "terminated_at"),
         "credits": [],
     }
 

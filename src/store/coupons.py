@@ -30,6 +30,7 @@ from web.payload import (
     Fields,
     currency,
     iso,
+    isos,
 )
 
 _COUPON = {
@@ -93,8 +94,7 @@ def coupon_body(row: asyncpg.Record) -> dict[str, Any]:
         "frequency": row["frequency"],
         "frequency_duration": row["frequency_duration"],
         "expiration": row["expiration"],
-        "expiration_at": iso(row["expiration_at"]),
-        "created_at": iso(row["created_at"]),
+        **isos(row, "expiration_at", "created_at"),
         "terminated_at": iso(terminated_at),
     }
 

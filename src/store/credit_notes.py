@@ -31,7 +31,7 @@ from store import document_files
 from store.credit_note_amounts import applied_taxes
 from store.documents_pdf import render_credit_note
 from web.errors import NotAllowed, ValidationFailed
-from web.payload import INVALID, Fields, iso
+from web.payload import INVALID, Fields, isos
 
 REASONS = (
     "duplicated_charge",
@@ -106,9 +106,7 @@ def credit_note_body(
         "refund_amount_cents": note["refund_amount_cents"],
         "offset_amount_cents": note["offset_amount_cents"],
         "coupons_adjustment_amount_cents": note["coupons_adjustment_amount_cents"],
-        "created_at": iso(note["created_at"]),
-        "updated_at": iso(note["updated_at"]),
-        "voided_at": iso(note["voided_at"]),
+        **isos(note, "created_at", "updated_at", "voided_at"),
         "file_url": None,
         "self_billed": False,
         "customer": customer_body(customer),

@@ -21,6 +21,7 @@ minor units (`billing.wallet`). Choices where Lago depends on what meterflow lac
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,7 @@ from meterflow.db import Conn
 from store import customers, database, wallet_transactions
 from web.context import IngestContext, Organization
 from web.errors import NotFound, ValidationFailed
-from web.payload import INVALID, Fields, currency, iso
+from web.payload import INVALID, Fields, currency, iso, isos
 
 WALLET_FIELDS = {
     "external_customer_id",
@@ -96,8 +97,7 @@ def wallet_body(row: asyncpg.Record) -> dict[str, Any]:
         "credits_balance": credits_text(balance),
         "balance_cents": row["balance_cents"],
         "consumed_credits": credits_text(cents_to_credits(row["consumed_amount_cents"], rate, cur)),
-        "created_at": iso(row["created_at"]),
-        "expiration_at": iso(row["expiration_at"]),
+        **isos(row, "created_at", "expiration_at"),
         "last_balance_sync_at": iso(row["updated_at"]),
         "last_consumed_credit_at": iso(row["last_consumed_credit_at"]),
         "terminated_at": iso(row["terminated_at"] or (row["expiration_at"] if expired else None)),
@@ -244,6 +244,25 @@ async def change_wallet(
     columns["attributes"] = attributes
     await update_wallet(conn, wallet["id"], columns)
     return await wallet_of(conn, org, wallet["id"])
+
+
+async def change_metadata(
+    conn: Conn,
+    wallet: asyncpg.Record,
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> dict[str, Any] | None:
+    """Store `change(current)` as the wallet's (locked, active) metadata; returns it."""
+    if wallet["status"] != "active":
+        raise ValidationFailed({"wallet": ["wallet_not_active"]})
+    attributes = dict(wallet["attributes"] or {})
+    attributes["metadata"] = change(dict(attributes.get("metadata") or {}))
+    await conn.execute(
+        "UPDATE wallets SET attributes = $2, updated_at = now() WHERE id = $1",
+        wallet["id"],
+        attributes,
+    )
+    result: dict[str, Any] | None = attributes["metadata"]
+    return result
 
 
 async def end_wallet(conn: Conn, org: uuid.UUID, wallet: asyncpg.Record) -> dict[str, Any]:

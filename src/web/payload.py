@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, Protocol, TypeGuard, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -280,6 +280,17 @@ def iso(instant: datetime | None) -> str | None:
     if instant is None:
         return None
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Row(Protocol):
+    """A database row or a dict: columns by name."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def isos(row: Row, *columns: str) -> dict[str, str | None]:
+    """The row's timestamp columns under their own names, each in Lago's format (`iso`)."""
+    return {column: iso(row[column]) for column in columns}
 
 
 def ok(body: Any) -> web.Response:

@@ -17,6 +17,9 @@ class WebhookSettings:
 
     `fault` is for tests only: `kill_after_send` makes the process SIGKILL itself once a
     receiver answered, before the outcome is recorded.
+
+    The service also checks usage alerts (`webhooks.alert_monitor`): every `alerts_interval`
+    seconds, against the current usage the aggregator at `aggregator_url` answers.
     """
 
     metrics_host: str = setting("METERFLOW_WEBHOOKS_METRICS_HOST", "0.0.0.0")
@@ -30,6 +33,8 @@ class WebhookSettings:
     backoff_max: float = setting("METERFLOW_WEBHOOKS_BACKOFF_MAX", 3600.0, minimum=0.01)
     db_pool_size: int = setting("METERFLOW_WEBHOOKS_DB_POOL_SIZE", 4, minimum=1)
     jwt_issuer: str = setting("METERFLOW_WEBHOOKS_JWT_ISSUER", "meterflow")
+    alerts_interval: float = setting("METERFLOW_ALERTS_INTERVAL", 30.0, minimum=0.1)
+    aggregator_url: str = setting("METERFLOW_AGGREGATOR_URL", "http://127.0.0.1:6066")
     fault: str | None = setting("METERFLOW_WEBHOOKS_FAULT", None)
 
     @classmethod

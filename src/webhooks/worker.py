@@ -28,6 +28,7 @@ import orjson
 from meterflow import db
 from meterflow import webhook_outbox as outbox
 from meterflow.settings import Settings
+from webhooks.alert_monitor import AlertMonitor
 from webhooks.metrics import WebhookMetrics
 from webhooks.render import render
 from webhooks.settings import WebhookSettings
@@ -107,7 +108,23 @@ class WebhookWorker:
         return self._pool
 
     async def run(self) -> None:
-        """Claim and send due webhooks until `stop` is set."""
+        """Claim and send due webhooks, and check usage alerts, until `stop` is set."""
+        assert self._http is not None, "start() opens the HTTP session"
+        monitor = AlertMonitor(
+            self.pool,
+            self._http,
+            self.config.aggregator_url,
+            self.config.alerts_interval,
+            self.metrics,
+        )
+        alerts = asyncio.create_task(monitor.run(self.stop))
+        try:
+            await self._deliver_until_stopped()
+        finally:
+            self.stop.set()
+            await alerts
+
+    async def _deliver_until_stopped(self) -> None:
         while not self.stop.is_set():
             free = self.config.concurrency - len(self._in_flight)
             claimed = []

@@ -34,7 +34,7 @@ from lago_python_client.models import (
 
 from gateway.organizations import create_organization
 from meterflow.settings import Settings
-from support.services import ServiceProcess, free_port, service_env
+from support.services import running_services
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PLAN_CENTS = 10_000
@@ -43,38 +43,14 @@ PLAN_CENTS = 10_000
 @pytest.fixture
 def pipeline(settings: Settings, tmp_path: Path) -> Iterator[dict[str, int]]:
     """ingest, aggregator and invoicer running on this test's topics and schema."""
-    ports = {name: free_port() for name in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
-    env = service_env(
+    with running_services(
         settings,
         tmp_path,
-        METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(ports["api"]),
-        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
-        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
-        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
-        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
-        METERFLOW_AGGREGATOR_BATCH_WITHIN="0.05",
+        ("ingest", "aggregator", "invoicer"),
         METERFLOW_AGGREGATOR_CLOCK_SKEW="0",
         METERFLOW_AGGREGATOR_CLOSE_INTERVAL="0.5",
-        METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
-        METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
-    )
-    services = [
-        ServiceProcess(name, env, tmp_path / f"{name}.log")
-        for name in ("ingest", "aggregator", "invoicer")
-    ]
-    for service in services:
-        service.start()
-    try:
-        ingest, aggregator, invoicer = services
-        ingest.wait_http(f"http://127.0.0.1:{ports['api_metrics']}/metrics")
-        aggregator.wait_http(f"http://127.0.0.1:{ports['agg']}/ready")
-        invoicer.wait_http(f"http://127.0.0.1:{ports['inv']}/metrics")
+    ) as ports:
         yield ports
-    finally:
-        codes = {s.name: s.stop() for s in reversed(services)}
-    assert codes == {"ingest": 0, "aggregator": 0, "invoicer": 0}, "clean exit on SIGTERM"
 
 
 async def eventually(probe: Callable[[], Any], *, timeout: float = 60.0) -> Any:

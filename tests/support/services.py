@@ -3,6 +3,7 @@ end-to-end tests: start, wait until they answer, SIGTERM or SIGKILL, read their 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,51 @@ class ServiceProcess:
     def log_tail(self, lines: int = 80) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+# The URL each service answers 200 on once it is ready, by the ports `running_services` chose.
+_READY = {
+    "ingest": "http://127.0.0.1:{api_metrics}/metrics",
+    "aggregator": "http://127.0.0.1:{agg}/ready",
+    "invoicer": "http://127.0.0.1:{inv}/metrics",
+    "webhooks": "http://127.0.0.1:{hooks}/metrics",
+}
+
+
+@contextlib.contextmanager
+def running_services(
+    settings: Settings, state_dir: Path, names: tuple[str, ...], **overrides: str
+) -> Iterator[dict[str, int]]:
+    """The services `names` (ingest, aggregator, invoicer, webhooks) as processes on the
+    test's topics and schema, on free ports, with short intervals; yields the ports by name
+    once each answers. On exit each is sent SIGTERM and must exit 0."""
+    ports = {
+        name: free_port() for name in ("api", "api_metrics", "agg", "agg_metrics", "inv", "hooks")
+    }
+    env = service_env(
+        settings,
+        state_dir,
+        METERFLOW_INGEST_HOST="127.0.0.1",
+        METERFLOW_INGEST_PORT=str(ports["api"]),
+        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
+        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
+        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
+        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
+        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
+        METERFLOW_AGGREGATOR_BATCH_WITHIN="0.05",
+        METERFLOW_INVOICER_GROUP=f"{settings.topics.prefix}invoicer",
+        METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+        METERFLOW_WEBHOOKS_METRICS_PORT=str(ports["hooks"]),
+        METERFLOW_WEBHOOKS_POLL="0.05",
+        **overrides,
+    )
+    services = [ServiceProcess(name, env, state_dir / f"{name}.log") for name in names]
+    for service in services:
+        service.start()
+    try:
+        for service in services:
+            service.wait_http(_READY[service.name].format(**ports))
+        yield ports
+    finally:
+        codes = {s.name: s.stop() for s in reversed(services)}
+    assert codes == dict.fromkeys(names, 0), "clean exit on SIGTERM"

@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 
 from meterflow.settings import Settings
 from support.console import Operator, call_api, chromium, make_operator, sign_in_page
-from support.services import ServiceProcess, free_port, service_env
+from support.services import running_services
 
 SEEN = 30_000  # ms a browser expectation may wait (the aggregator learns the plan first)
 
@@ -24,33 +24,10 @@ SEEN = 30_000  # ms a browser expectation may wait (the aggregator learns the pl
 @pytest.fixture
 def services(settings: Settings, tmp_path: Path) -> Iterator[str]:
     """ingest (API and console) and the aggregator on this test's topics and schema."""
-    ports = {name: free_port() for name in ("api", "api_metrics", "agg", "agg_metrics")}
-    env = service_env(
-        settings,
-        tmp_path,
-        METERFLOW_INGEST_HOST="127.0.0.1",
-        METERFLOW_INGEST_PORT=str(ports["api"]),
-        METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-        METERFLOW_INGEST_OUTBOX_INTERVAL="0.5",
-        METERFLOW_AGGREGATOR_URL=f"http://127.0.0.1:{ports['agg']}",
-        METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
-        METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),
-        METERFLOW_AGGREGATOR_BATCH_WITHIN="0.05",
-        METERFLOW_CONSOLE_USAGE_INTERVAL="0.3",
-    )
-    running = [
-        ServiceProcess(name, env, tmp_path / f"{name}.log") for name in ("ingest", "aggregator")
-    ]
-    for service in running:
-        service.start()
-    try:
-        ingest, aggregator = running
-        ingest.wait_http(f"http://127.0.0.1:{ports['api_metrics']}/metrics")
-        aggregator.wait_http(f"http://127.0.0.1:{ports['agg']}/ready")
+    with running_services(
+        settings, tmp_path, ("ingest", "aggregator"), METERFLOW_CONSOLE_USAGE_INTERVAL="0.3"
+    ) as ports:
         yield f"http://127.0.0.1:{ports['api']}"
-    finally:
-        codes = {s.name: s.stop() for s in reversed(running)}
-    assert codes == {"ingest": 0, "aggregator": 0}, "clean exit on SIGTERM, streams included"
 
 
 @pytest.fixture

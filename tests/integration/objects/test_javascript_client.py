@@ -1,7 +1,8 @@
 """The same objects through Lago's JavaScript client (lago-javascript-client from npm,
 installed by the test into the state directory): add-ons, a one-off invoice, its PDF,
 credit notes, voids, webhook endpoints, the JWT public key, events read back, a manual
-payment, the gross revenue report and a customer's subscriptions."""
+payment, the gross revenue report, a customer's subscriptions, a plan's charges one at a
+time and its metadata."""
 
 from __future__ import annotations
 
@@ -92,3 +93,13 @@ async def test_objects_through_the_javascript_client(
     assert (out["paid"], out["customer_payments"]) == ("succeeded", 1)
     assert out["gross"] == [6000, 1]
     assert out["customer_subscriptions"] == 0
+    assert out["charge"] == {"code": "calls", "metric": "calls", "amount": "0.5"}
+    assert (out["charge_updated"], out["plan_charges"], out["charge_found"]) == (
+        "0.75",
+        ["calls"],
+        True,
+    )
+    assert out["charge_twice"]["error_details"] == {"charge.code": ["value_already_exist"]}
+    assert out["charge_deleted"] == "calls"
+    assert out["charge_gone"]["code"] == "charge_not_found"
+    assert out["plan_metadata"] == {"tier": "gold"}

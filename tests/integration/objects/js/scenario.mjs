@@ -119,4 +119,29 @@ out.gross = gross.gross_revenues.reduce((sum, g) => [sum[0] + g.amount_cents, su
 out.customer_subscriptions = (
   await lago.customers.findAllCustomerSubscriptions("js-1")
 ).data.subscriptions.length;
+const metric = (
+  await lago.billableMetrics.createBillableMetric({
+    billable_metric: { name: "Calls", code: "calls", aggregation_type: "count_agg" },
+  })
+).data.billable_metric;
+await lago.plans.createPlan({
+  plan: { name: "Pro", code: "pro", interval: "monthly", amount_cents: 1000, amount_currency: "EUR" },
+});
+const callsCharge = {
+  code: "calls",
+  billable_metric_id: metric.lago_id,
+  charge_model: "standard",
+  properties: { amount: "0.5" },
+};
+const charge = (await lago.plans.createPlanCharge("pro", { charge: callsCharge })).data.charge;
+out.charge = { code: charge.code, metric: charge.billable_metric_code, amount: charge.properties.amount };
+out.charge_updated = (
+  await lago.plans.updatePlanCharge("pro", "calls", { charge: { properties: { amount: "0.75" } } })
+).data.charge.properties.amount;
+out.plan_charges = (await lago.plans.findAllPlanCharges("pro")).data.charges.map((c) => c.code);
+out.charge_found = (await lago.plans.findPlanCharge("pro", "calls")).data.charge.lago_id === charge.lago_id;
+out.charge_twice = await lagoError(lago.plans.createPlanCharge("pro", { charge: callsCharge }));
+out.charge_deleted = (await lago.plans.destroyPlanCharge("pro", "calls")).data.charge.code;
+out.charge_gone = await lagoError(lago.plans.findPlanCharge("pro", "calls"));
+out.plan_metadata = (await lago.plans.mergePlanMetadata("pro", { metadata: { tier: "gold" } })).data.metadata;
 console.log(JSON.stringify(out));

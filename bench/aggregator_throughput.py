@@ -177,6 +177,16 @@ def done_events(ports: list[int]) -> float:
     return done
 
 
+def hot_path(env: dict[str, str]) -> str:
+    """`compiled` when workers started with `env` run the compiled hot path
+    (`aggregator.compiled`), else why not (a tree without it: `interpreted`)."""
+    probe = "import aggregator.compiled as c; print(c.why_interpreted() or 'compiled')"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "interpreted"
+
+
 def measure(
     settings: Settings, args: argparse.Namespace, sent: int, workers: int, source: str = ""
 ) -> dict[str, Any]:
@@ -203,6 +213,7 @@ def measure(
                     **({"PYTHONPATH": source} if source else {}),
                 )
                 procs.append(ServiceProcess("aggregator", env, Path(data_dir) / f"{n}.log"))
+                running = hot_path(env)
                 ports.append((web_port, metrics_port))
             launch = time.monotonic()
             for proc, (web_port, _) in zip(procs, ports, strict=True):
@@ -236,6 +247,7 @@ def measure(
             return {
                 "workers": workers,
                 "source": source or "this tree",
+                "hot_path": running,
                 "startup_seconds": round(t0 - launch, 2),
                 "counted_before_all_ready": done_at_start,
                 "processing_seconds": round(elapsed, 2),

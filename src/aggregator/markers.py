@@ -76,19 +76,12 @@ from aggregator.marker_index import (
     tagged,
     unpack,
 )
+from aggregator.marker_segments import NewMarker, Segment
 from aggregator.store import PartitionedStore
 
+__all__ = ["DedupeMarkers", "MarkerBatch", "NewMarker", "Segment", "expiry_day", "marker_hash"]
+
 VERSION = 2  # of the hash a segment's markers hold (see the module docstring)
-
-
-class Segment(msgspec.Struct, array_like=True, gc=False):
-    """A changelog record of markers; `version` 1 when the record has none (written before
-    version 2)."""
-
-    partition: int
-    day: int
-    entries: list[tuple[str, bytes]]
-    version: int = 1
 
 
 _SEGMENT = msgspec.msgpack.Decoder(Segment)
@@ -117,16 +110,6 @@ def expiry_day(instant: datetime) -> int:
     """The day (since the epoch, UTC) at whose end a marker kept until `instant` may go
     (cached: a batch asks for a few instants, its periods' ends)."""
     return int(instant.timestamp()) // _DAY
-
-
-class NewMarker(msgspec.Struct, gc=False):
-    """A marker given alone to `DedupeMarkers.write` (a batch's come as a `MarkerBatch`)."""
-
-    ledger_key: str
-    hash: int
-    partition: int
-    position: int
-    day: int  # expiry_day
 
 
 Marks: TypeAlias = "dict[str, tuple[list[int], list[int]]]"
@@ -238,7 +221,9 @@ class DedupeMarkers:
         `BUILD_SLICE` markers (a million markers take about a second to index: one go would
         stall the stream and current usage that long). A batch awaits this before it is
         applied; should anything need the index meanwhile, it is built at once instead."""
-        while self._index is None:
+        # (`self.built`, not `self._index is None`: mypy, and so mypyc, would take the
+        # attribute for None after the await below, which another task may have changed)
+        while not self.built:
             epoch = self._epoch
             build = _Build()
             since_yield = 0
@@ -249,25 +234,28 @@ class DedupeMarkers:
                 if since_yield >= BUILD_SLICE:
                     since_yield = 0
                     await asyncio.sleep(0)
-                    if self._index is not None or epoch != self._epoch:
+                    if self.built or epoch != self._epoch:
                         stale = True  # built meanwhile, or the table moved: start again
                         break
             if not stale:
                 self._built(build)
 
-    def _built(self, build: _Build) -> None:
+    def _built(self, build: _Build) -> Index:
         heapq.heapify(build.expiry)
         self._index, self._expiry, self._count = build.index, build.expiry, build.count
         self._legacy = build.legacy
+        return build.index
 
     def _ensured(self) -> Index:
-        if self._index is None:
+        index = self._index
+        if index is None:
             build = _Build()
             for key, segment in self.store.items():
                 build.segment(key, segment)
-            self._built(build)
-            assert self._index is not None
-        return self._index
+            # (returned, not read back: mypy, and so mypyc, would take the attribute for
+            # the None it was tested to be above)
+            index = self._built(build)
+        return index
 
     def seen(self, ledger_key: str, hashed: int) -> bool:
         """Whether the subscription counted an event with this transaction id hash."""

@@ -321,7 +321,10 @@ class EventProcessor:
         packed = message.value is not None and message.value[:1] == b"["
         partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
         subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
-        seen_before, fold_event = self.markers.seen, fold.event
+        # (methods called on the objects, not bound to locals first: compiled
+        # (`aggregator.compiled`), such a call is a direct C call, a bound one goes
+        # through Python's)
+        markers = self.markers
         first = position(offset, 0)  # (an event's position: first + its index)
         for index, raw in enumerate(items):
             try:
@@ -343,9 +346,9 @@ class EventProcessor:
                 ledger, lkey = sub.ledger, sub.key
                 hashed = marker_hash(event.transaction_id)
                 at = first + index
-                seen = hashed in sub.fresh or seen_before(lkey, hashed)
+                seen = hashed in sub.fresh or markers.seen(lkey, hashed)
                 if not seen and sub.legacy:  # counted before version 2, by its BLAKE2b hash
-                    seen = seen_before(lkey, legacy_marker_hash(event.transaction_id))
+                    seen = markers.seen(lkey, legacy_marker_hash(event.transaction_id))
                 applied = ledger.applied_at  # (Ledger.applied, inline: the hot path)
                 if at <= applied.get(partition, -1):
                     result.counts["replayed"] += 1
@@ -374,7 +377,7 @@ class EventProcessor:
                 if ledger.value["held"]:
                     self.release_held(ledger, terms, fold.now, result.counts)
                 try:
-                    outcome, day = fold_event(ledger, terms, event)
+                    outcome, day = fold.event(ledger, terms, event)
                 except Exception:  # dead-lettered below: its marker kept as a dead letter's
                     marks.add(lkey, hashed, partition, at, fold.keep_day)
                     raise
@@ -441,13 +444,13 @@ class EventProcessor:
             ):
                 blank = blank_field(item)
                 raise InvalidEvent("must not be empty", blank)
-            return UsageEvent(
-                organization_id=item.organization_id,
-                transaction_id=item.transaction_id,
-                external_subscription_id=item.external_subscription_id,
-                code=item.code,
-                timestamp=instant,
-                properties=item.properties,
+            return UsageEvent(  # (by position: cheaper than keywords, for every event)
+                item.organization_id,
+                item.transaction_id,
+                item.external_subscription_id,
+                item.code,
+                instant,
+                item.properties,
             )
         if not isinstance(item, dict):
             raise InvalidEvent("not a JSON object", None)

@@ -1,4 +1,5 @@
-"""The Usage tab: each active subscription's current period, total and charges, from the
+"""The Usage tab: each active subscription's current period, total, charges and usage alerts
+(how far each is, when one was last crossed), from the
 aggregator's live totals (the API's current-usage call), kept up to date by server-sent
 events: the server asks the aggregator every METERFLOW_CONSOLE_USAGE_INTERVAL seconds and
 sends the tab's new HTML only when a figure changed; the page does not poll."""
@@ -9,18 +10,22 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
+from billing.alert_thresholds import threshold
 from console import sessions
 from console.customers import STATUSES, customer_id_of, customer_of, customer_page, subscriptions_of
 from console.dates import Dates
 from console.pages import CUSTOMER, PREFIX, SESSION_COOKIE, api, signed_in, state
-from console.rendering import render_fragment
+from console.rendering import money, number, render_fragment
 from console.sessions import Viewer
+from store.alerts import alert_summaries
 from store.current_usage import current_usage
 from web.errors import AggregatorUnavailable, ApiError
 
@@ -55,6 +60,39 @@ def _charges(usage: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+_WATCHES = {
+    "current_usage_amount": "usage amount",
+    "billable_metric_current_usage_amount": "amount of",
+    "billable_metric_current_usage_units": "units of",
+    "lifetime_usage_amount": "lifetime usage amount",
+}
+
+
+def _alert(row: asyncpg.Record, currency: str) -> dict[str, Any]:
+    """An alert as the tab shows it: amounts in money, units as numbers; the thresholds the
+    last checked value reached are `crossed`."""
+
+    def shown(value: Decimal) -> str:
+        if row["alert_type"] == "billable_metric_current_usage_units":
+            return number(value)
+        return money(int(value), currency)
+
+    last: Decimal = row["previous_value"]
+    thresholds = [threshold(t) for t in row["thresholds"]]
+    return {
+        "code": row["code"],
+        "name": row["name"],
+        "watches": _WATCHES[row["alert_type"]],
+        "metric_code": row["metric_code"],
+        "value": shown(last) if row["last_processed_at"] else "not yet",
+        "thresholds": [
+            {"text": shown(t.value), "crossed": t.value <= last, "recurring": t.recurring}
+            for t in thresholds
+        ],
+        "last_triggered_at": row["last_triggered_at"],
+    }
+
+
 async def usage_of(
     request: web.Request, viewer: Viewer, customer: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -75,7 +113,16 @@ async def usage_of(
             out.append({"subscription": subscription, "usage": None, "problem": problem})
             continue
         usage = orjson.loads(raw)["customer_usage"]
-        out.append({"subscription": subscription, "usage": usage, "charges": _charges(usage)})
+        async with api(request).db.acquire() as conn:
+            rows = await alert_summaries(conn, uuid.UUID(subscription["lago_id"]))
+        out.append(
+            {
+                "subscription": subscription,
+                "usage": usage,
+                "charges": _charges(usage),
+                "alerts": [_alert(row, usage["currency"]) for row in rows],
+            }
+        )
     return out
 
 

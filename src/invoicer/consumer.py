@@ -210,8 +210,8 @@ class Invoicer:
                 finished.append(pending[i])
             else:
                 finished += await self._invoice_round([pending[i] for i in plan.closes])
-            for item in finished:
-                self._done(done, item.record)
+            done.update(item.record.offset for item in finished)
+            self.metrics.messages_done.inc(len(finished))
             if self.stop.is_set() and len(finished) < len(plan.late) + len(plan.closes):
                 break  # stopped while waiting out a failure: the rest is delivered again
             gone = {id(item) for item in finished}
@@ -380,18 +380,21 @@ class Invoicer:
 
     def _issued(self, written: list[write.InvoiceToWrite]) -> None:
         """Metrics of a round's invoices, each label counted once per round."""
-        statuses: Counter[str] = Counter()
+        statuses = Counter(invoice.priced.status for invoice in written)
+        fees = Counter(fee.kind.value for invoice in written for fee in invoice.priced.fees)
         cents: Counter[str] = Counter()
-        fees: Counter[str] = Counter()
+        # A round's periods mostly end together: each end's lag is worked out once.
+        ends = Counter(invoice.closed.period_end for invoice in written)
         now = time.time()
+        for end, count in ends.items():
+            lag = max(now - end.timestamp(), 0.0)
+            for _ in range(count):
+                self.metrics.period_end_to_invoice.observe(lag)
+        debug = log.isEnabledFor(logging.DEBUG)
         for invoice in written:
             priced, closed = invoice.priced, invoice.closed
-            statuses[priced.status] += 1
             cents[priced.currency] += priced.totals.total_amount_cents
-            fees.update(fee.kind.value for fee in priced.fees)
-            lag = now - closed.period_end.timestamp()
-            self.metrics.period_end_to_invoice.observe(max(lag, 0.0))
-            if log.isEnabledFor(logging.DEBUG):
+            if debug:
                 log.debug(
                     "invoicer.invoice_issued invoice=%s period_key=%s subscription=%s "
                     "status=%s currency=%s total_amount_cents=%d fees=%d",

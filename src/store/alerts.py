@@ -198,3 +198,16 @@ async def alert_bodies(conn: Conn, rows: list[asyncpg.Record]) -> list[dict[str,
         }
         for r in rows
     ]
+
+
+async def alert_summaries(conn: Conn, subscription_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The subscription's live alerts as the console shows them: type, metric code, the last
+    value checked, thresholds, and when one was last crossed."""
+    return await conn.fetch(
+        "SELECT a.code, a.name, a.alert_type, bm.code AS metric_code, a.previous_value, "
+        "a.thresholds, a.last_processed_at, (SELECT max(t.triggered_at) FROM triggered_alerts t "
+        "WHERE t.alert_id = a.id) AS last_triggered_at FROM alerts a "
+        "LEFT JOIN billable_metrics bm ON bm.id = a.billable_metric_id "
+        "WHERE a.subscription_id = $1 AND a.deleted_at IS NULL ORDER BY a.created_at",
+        subscription_id,
+    )

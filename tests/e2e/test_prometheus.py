@@ -53,6 +53,12 @@ def api(port: int, path: str) -> Any:
     return body["data"]
 
 
+def rule_names() -> list[str]:
+    """The alert rules of `deploy/prometheus/alerts.yml`: each must be loaded and evaluate."""
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+    return [rule["alert"] for group in groups for rule in group["rules"]]
+
+
 async def until(probe: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -138,7 +144,7 @@ async def scrape_and_check(
             groups = api(port, "rules")["groups"]
             rules = [r for g in groups for r in g["rules"]]
             bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
-            return True if len(rules) == 10 and not bad else (len(rules), bad)
+            return True if len(rules) == len(rule_names()) and not bad else (len(rules), bad)
 
         await until(rules_evaluated, "rules not evaluated cleanly")
     finally:

@@ -1,8 +1,9 @@
 """The console in a real headless Chromium, against running services (ingest, which serves
-the console, and the aggregator) on the real Kafka and Postgres: sign in, add a customer
-with a timezone, assign a plan, watch the Usage tab follow events sent through the API
-without a reload, read a date in three timezones, edit the timezone, see the external ID
-locked; another organization's user gets 404, and a form without its CSRF token is refused.
+the console, the aggregator, and the webhooks service checking usage alerts) on the real
+Kafka and Postgres: sign in, add a customer with a timezone, assign a plan, watch the Usage
+tab follow events sent through the API without a reload (a usage alert's threshold crossed
+included), read a date in three timezones, edit the timezone, see the external ID locked;
+another organization's user gets 404, and a form without its CSRF token is refused.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ SEEN = 30_000  # ms a browser expectation may wait (the aggregator learns the pl
 
 @pytest.fixture
 def services(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """ingest (API and console) and the aggregator on this test's topics and schema."""
+    """ingest (API and console), the aggregator and the webhooks service (which checks usage
+    alerts) on this test's topics and schema."""
     with running_services(
-        settings, tmp_path, ("ingest", "aggregator"), METERFLOW_CONSOLE_USAGE_INTERVAL="0.3"
+        settings,
+        tmp_path,
+        ("ingest", "aggregator", "webhooks"),
+        METERFLOW_CONSOLE_USAGE_INTERVAL="0.3",
+        METERFLOW_ALERTS_INTERVAL="0.3",
     ) as ports:
         yield f"http://127.0.0.1:{ports['api']}"
 
@@ -126,6 +132,14 @@ async def test_an_operator_runs_a_customer_from_the_browser(
     await page.goto(customer_url)
     await _assign_plan(page)
 
+    alert = {
+        "alert_type": "current_usage_amount",
+        "code": "spend",
+        "name": "Spend",
+        "thresholds": [{"value": "100"}, {"value": "1000"}],
+    }
+    path = "subscriptions/sub-kolkata/alerts"
+    await call_api(services, operator.api_key, "POST", path, {"alert": alert})
     await page.get_by_role("link", name="Usage").click()
     usage = page.locator("section.usage")
     calls = usage.locator('tr[data-charge="api_calls"]')
@@ -138,6 +152,11 @@ async def test_an_operator_runs_a_customer_from_the_browser(
     await expect(calls.locator("[data-units]")).to_have_text("40", timeout=SEEN)
     await expect(usage.locator("[data-total]")).to_have_text("2.00 USD")
     assert await page.evaluate("window.sameDocument === true"), "updated without a reload"
+    # The alert's last checked value and its first threshold crossed, live too.
+    spend = usage.locator('tr[data-alert="spend"]')
+    await expect(spend.locator("[data-alert-value]")).to_have_text("2.00 USD", timeout=SEEN)
+    await expect(spend.locator("strong")).to_have_text("1.00 USD")
+    await expect(spend).not_to_contain_text("never")
 
     period_start = usage.locator("time.when").first
     await period_start.hover()

@@ -72,6 +72,20 @@ async def test_a_build_overtaken_by_a_rebalance_starts_again(
     assert markers.seen("o\x1fnew", marker_hash("late")) and len(markers) == 501
 
 
+async def test_a_build_in_slices_overtaken_by_a_build_at_once_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Something needed the index while it was being built in slices (a lookup builds it at
+    once): the slices' build stops, the index stays the one built at once."""
+    monkeypatch.setattr(markers_module, "BUILD_SLICE", 100)
+    markers = DedupeMarkers(filled(10, 50, expiry_day(NOW)))
+    building = asyncio.create_task(markers.prepare())
+    await asyncio.sleep(0)
+    assert markers.seen("o\x1fs7", marker_hash("t9-7"))
+    await building
+    assert markers.built and len(markers) == 500
+
+
 def test_markers_expire_in_slices_until_nothing_is_due() -> None:
     day = expiry_day(NOW)
     store = filled(6, 1_000, day)

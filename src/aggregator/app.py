@@ -45,7 +45,8 @@ ledgers' `applied` positions skip it.
 Messages the ledger decides to send (closed periods, dead letters of known subscriptions)
 go into the ledger's outbox in the same record as the state change, and leave it only
 after the broker acknowledged them; a crash in between sends them again, which is why a
-closed period carries a deterministic `period_key`.
+closed period carries a deterministic `period_key`. The period closer's are known sent by
+one record per slice, not by rewriting each ledger (`aggregator.outbox_acks`).
 
 Tables are written through `FaustTableStore`, which names the changelog partition
 explicitly: a batch mixes partitions, and Faust would otherwise log each write to the
@@ -71,12 +72,13 @@ from aggregator.closing_driver import ClosingDriver
 from aggregator.current_usage import current_usage
 from aggregator.domain import Domain
 from aggregator.faust_store import ROCKSDB_OPTIONS, FaustTableStore
-from aggregator.ledger import Ledger, ledger_key
+from aggregator.ledger import ledger_key
 from aggregator.markers import DedupeMarkers
 from aggregator.metrics import AggregatorMetrics, collect_young
+from aggregator.outbox_acks import OutboxAcks
+from aggregator.outbox_sender import OutboxSender
 from aggregator.pages import add_pages
 from aggregator.processing import (
-    PERIODS_CLOSED,
     BatchResult,
     EventProcessor,
     SourceMessage,
@@ -88,11 +90,6 @@ from meterflow.event_records import requeued_from
 from meterflow.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Ledgers whose outbox is sent, or emptied, between two yields to the event loop: at a
-# million periods closed at once, a slice's 500 sends and 500 rewrites in one go held the
-# loop for over 100 ms of CPU on a loaded machine (issue 15).
-YIELD_EVERY = 100
 
 
 class Aggregator:
@@ -148,10 +145,11 @@ class Aggregator:
         self.processor = EventProcessor(
             domain, self.catalog, self.ledgers, self.markers, self.windows
         )
-        self.closer = PeriodCloser(self.processor, settings.partitions)
+        self.outbox_acks = OutboxAcks(self.progress_table)
+        self.closer = PeriodCloser(self.processor, settings.partitions, self.outbox_acks)
+        self.sender = OutboxSender(self)
         self.driver = ClosingDriver(self)
         self.catalog_reader.on_change.append(self.driver.on_catalog)
-        self._outbox_lock = asyncio.Lock()
         self._progress_sent: asyncio.Future[None] | None = None
         self._markers_sent: list[asyncio.Future[None]] = []
         # Set once the producer knows the events topic's partitions (see learn_partitions).
@@ -279,7 +277,7 @@ class Aggregator:
         outboxes = {
             k: (ledger.partition, ledger.value)
             for k, ledger in result.ledgers.items()
-            if ledger.value["outbox"]
+            if self.outbox_acks.unsent(ledger.partition, ledger.value["outbox"])
         }
         if outboxes:  # (it awaits the markers sent above first)
             await self.flush_outboxes(outboxes)
@@ -288,62 +286,13 @@ class Aggregator:
         await self.ledgers.flush()
         await self.marker_segments.flush()
 
-    async def flush_outboxes(self, ledgers: dict[str, tuple[int, dict[str, Any]]]) -> None:
-        """Send what the outboxes of `ledgers` hold, then remove what the broker acknowledged.
-
-        `ledgers` are values the caller just wrote, by key: (partition, value). They are
-        made durable first (a message never leaves before the state change that produced it
-        could survive a crash), and not read back: a value the stream changed since holds at
-        least these messages, and its new ones are the stream's to send, once durable."""
-        await self.flush_tables()
-        if not ledgers:
-            return
-        async with self._outbox_lock:
-            generation = self.generation
-            sent: dict[str, tuple[int, set[int]]] = {}
-            futures = []
-            for n, (key, (partition, value)) in enumerate(ledgers.items()):
-                if n % YIELD_EVERY == YIELD_EVERY - 1:
-                    await asyncio.sleep(0)  # (a bound on the loop's time, see YIELD_EVERY)
-                if not value["outbox"]:
-                    continue
-                sent[key] = (partition, {message["id"] for message in value["outbox"]})
-                for message in value["outbox"]:
-                    topic = (
-                        self.settings.topics.periods_closed
-                        if message["topic"] == PERIODS_CLOSED
-                        else self.settings.topics.dead_letter
-                    )
-                    futures.append(
-                        await self.app.producer.send(
-                            topic,
-                            message["key"].encode(),
-                            orjson.dumps(message["value"]),
-                            None,
-                            None,
-                            None,
-                        )
-                    )
-            await asyncio.gather(*futures)
-            if generation != self.generation or not self.recovered():
-                # Partitions moved (or are being restored) while we awaited: the table may
-                # not hold these ledgers, or hold them half restored, and writing would
-                # replace the owner's. Whoever owns them sends the outbox again, hence
-                # `period_key`.
-                return
-            for n, (key, (partition, ids)) in enumerate(sent.items()):
-                if n % YIELD_EVERY == YIELD_EVERY - 1:
-                    await asyncio.sleep(0)
-                    if generation != self.generation or not self.recovered():
-                        return  # (as above)
-                # Read again: the stream may have changed the ledger while we awaited.
-                stored = self.ledgers.get(key, partition)
-                if stored is None:
-                    continue
-                ledger = Ledger(stored, partition)
-                ledger.forget_sent(ids)
-                self.ledgers.put(partition, key, ledger.seal())
-            await self.flush_tables()
+    async def flush_outboxes(
+        self,
+        ledgers: dict[str, tuple[int, dict[str, Any]]],
+        epoch: tuple[int, int] | None = None,
+    ) -> None:
+        """Send what the outboxes of `ledgers` hold (`aggregator.outbox_sender`)."""
+        await self.sender.flush(ledgers, epoch)
 
     def usage(self, organization_id: str, external_subscription_id: str) -> dict[str, Any] | None:
         terms = self.catalog.terms(organization_id, external_subscription_id)
@@ -449,6 +398,7 @@ def create_app(
         aggregator.generation += 1
         aggregator.markers.invalidate()
         aggregator.progress.forget()
+        aggregator.outbox_acks.forget()
         aggregator.driver.wake.set()  # seed and warm up for the new assignment at once
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

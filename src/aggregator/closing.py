@@ -22,7 +22,9 @@ A visit computes the subscription's next due time itself.
 
 A close is written to the ledger's outbox in the same record that removes the period's
 totals and advances `closed_until`; the message leaves the outbox only once the broker has
-it. A crash in between sends it again: `period_key` lets the invoicer ignore the repeat.
+it (tagged with its slice's epoch, it is known sent by one record per slice, and dropped at
+the ledger's next write: `aggregator.outbox_acks`). A crash in between sends it again:
+`period_key` lets the invoicer ignore the repeat.
 
 Late usage (events of a period already closed, the ledger's `late` bucket) is not held for
 the next close: the subscription is visited at once and sends it as its own `late_usage`
@@ -43,6 +45,7 @@ from typing import Any
 from aggregator.catalog_view import SubscriptionTerms
 from aggregator.domain import Domain
 from aggregator.ledger import Ledger, instant, iso, ledger_key
+from aggregator.outbox_acks import OutboxAcks
 from aggregator.processing import (
     DEAD_LETTER,
     PERIODS_CLOSED,
@@ -50,6 +53,7 @@ from aggregator.processing import (
     held_dead_letter,
 )
 from aggregator.schedule import CloseSchedule
+from aggregator.store import MemoryStore
 from meterflow.event_records import partition_for
 
 # A subscription far behind (say, created years back) catches up a bounded number of
@@ -115,9 +119,12 @@ def charge_totals(
 class PeriodCloser:
     """Visits of due subscriptions (pure: no I/O); the app drives it from watermarks."""
 
-    def __init__(self, processor: EventProcessor, partitions: int) -> None:
+    def __init__(
+        self, processor: EventProcessor, partitions: int, acks: OutboxAcks | None = None
+    ) -> None:
         # The processor's parts: released held events are folded through the processor.
         self.processor = processor
+        self.acks = OutboxAcks(MemoryStore()) if acks is None else acks
         self.domain, self.catalog = processor.domain, processor.catalog
         self.ledgers, self.markers = processor.ledgers, processor.markers
         self.windows = processor.windows
@@ -126,6 +133,8 @@ class PeriodCloser:
         # Ledgers visited with messages in their outbox, by key: (partition, value as
         # written), for the sender to take (`take_outboxes`) instead of reading them back.
         self.outboxes: dict[str, tuple[int, dict[str, Any]]] = {}
+        # The epoch the current slice's messages are tagged with (`aggregator.outbox_acks`).
+        self.epoch = 0
 
     def plan(self, organization_id: str, external_id: str, due: float) -> None:
         """Visit the subscription once its partition's watermark reaches `due`."""
@@ -146,8 +155,9 @@ class PeriodCloser:
     ) -> list[str]:
         """Visit up to `limit` subscriptions of the partition due by `watermark`, and for at
         most about `seconds` (the rest stay due); returns the ledger keys visited (their
-        outboxes may hold messages to send)."""
+        outboxes may hold messages to send, tagged with the slice's `epoch`)."""
         keys = self.schedule.pop_due(partition, watermark, limit)
+        self.epoch = self.acks.next_epoch(partition)
         deadline = None if seconds is None else time.perf_counter() + seconds
         for done, key in enumerate(keys):
             if deadline is not None and time.perf_counter() > deadline:
@@ -174,6 +184,8 @@ class PeriodCloser:
         if terms is None and value is None:
             return None
         ledger = Ledger(value, partition)
+        self.acks.prune(ledger)  # (what the broker has leaves with the next write, if any)
+        seq = ledger.value["seq"]
         changed = False
         if terms is not None:
             if ledger.value["held"]:
@@ -186,6 +198,9 @@ class PeriodCloser:
         if ledger.value["held"]:
             changed |= self._expire_held(ledger, watermark, counts)
         if changed:
+            for message in ledger.value["outbox"]:
+                if message["id"] > seq:
+                    message["e"] = self.epoch
             self.ledgers.put(partition, key, ledger.seal())
         if ledger.value["outbox"]:
             self.outboxes[key] = (partition, ledger.value)

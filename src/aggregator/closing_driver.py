@@ -106,6 +106,9 @@ class ClosingDriver:
                 await self.tick()
             except Exception:  # the closer must keep going
                 log.exception("aggregator.tick_failed")
+                # A slice's messages may be unsent: a later slice's epoch must not vouch for
+                # them (`aggregator.outbox_acks`); the seed sends them first.
+                self._seeded_generation = -1
                 await asyncio.sleep(self.worker.agg.close_interval)
 
     async def seed(self, owned: set[int], generation: int) -> bool:
@@ -135,17 +138,40 @@ class ClosingDriver:
                 await asyncio.sleep(0)
                 if generation != self.worker.generation:
                     return False
+        # What outboxes hold that the broker may not have is sent now, each ledger rewritten
+        # without it, before any new epoch may vouch for it (`aggregator.outbox_acks`).
+        acks = self.worker.outbox_acks
+        acks.forget()
+        unsent: dict[str, tuple[int, dict[str, Any]]] = {}
         for i, (key, value) in enumerate(self.worker.ledgers.items()):
-            if value["p"] in owned and (value["held"] or value["outbox"] or value["late"]):
-                self.worker.closer.plan_ledger(value["p"], key, 0.0)
+            partition = value["p"]
+            if partition in owned:
+                if value["held"] or value["late"]:
+                    self.worker.closer.plan_ledger(partition, key, 0.0)
+                if acks.unsent(partition, value["outbox"]):
+                    acks.seen(partition, value["outbox"])
+                    unsent[key] = (partition, value)
             if i % SLICE == SLICE - 1:
+                if len(unsent) >= SLICE:
+                    unsent = await self._send_unsent(unsent)
                 await asyncio.sleep(0)
                 if generation != self.worker.generation:
                     return False
+        await self._send_unsent(unsent)
+        if generation != self.worker.generation:
+            return False
         # The schedule and the marker index just built are long-lived too (see above).
         gc.freeze()
         self._seeded_generation = generation
         return True
+
+    async def _send_unsent(
+        self, ledgers: dict[str, tuple[int, dict[str, Any]]]
+    ) -> dict[str, tuple[int, dict[str, Any]]]:
+        if ledgers:
+            log.info("aggregator.outboxes_resent ledgers=%d", len(ledgers))
+            await self.worker.flush_outboxes(ledgers)
+        return {}
 
     def warm_up(self, owned: set[int]) -> None:
         """Answer one owned subscription's current usage (the marker index is built by
@@ -198,11 +224,12 @@ class ClosingDriver:
                 max(0.0, asked_at - mark)
             )
             for _ in range(MAX_SLICES):
-                self.worker.closer.run_due(partition, mark, now, counts, SLICE, SLICE_SECONDS)
+                closer = self.worker.closer
+                closer.run_due(partition, mark, now, counts, SLICE, SLICE_SECONDS)
                 collect_young()  # each visit replaced its schedule entry (see there)
                 # Each slice's messages leave before the next slice is visited: a tick that
                 # closes a million periods never holds them all, nor the loop, at once.
-                await self.worker.flush_outboxes(self.worker.closer.take_outboxes())
+                await self.worker.flush_outboxes(closer.take_outboxes(), (partition, closer.epoch))
                 self.worker.metrics.record(counts)  # counted as they leave, slice by slice
                 total.update(counts)
                 counts.clear()

@@ -1,5 +1,5 @@
 """The customer's Actions: assign a plan, apply a coupon, add prepaid credits, invoice an
-add-on, record a payment. Each form is
+add-on, record a payment, add a usage alert. Each form is
 turned into the API's input object and handed to the API's own function, so every rule
 (and every error code, said beside its field) is the API's."""
 
@@ -21,8 +21,11 @@ from console.messages import field_errors, say
 from console.pages import CUSTOMER, PREFIX, api, form, redirect, show, signed_in
 from console.rendering import money
 from console.sessions import Viewer
+from meterflow import db
 from store import (
+    alerts,
     applied_coupons,
+    billable_metrics,
     coupons,
     one_off_invoices,
     payments,
@@ -269,6 +272,82 @@ async def _wallet_form(ctx: IngestContext, org: Organization, customer: dict[str
     )
 
 
+_ALERT_TYPES = [
+    ("current_usage_amount", "Usage amount of the period"),
+    ("billable_metric_current_usage_amount", "Amount of one metric in the period"),
+    ("billable_metric_current_usage_units", "Units of one metric in the period"),
+    ("lifetime_usage_amount", "Usage amount of the subscription's whole life"),
+]
+
+
+async def _alert_form(ctx: IngestContext, org: Organization, customer: dict[str, Any]) -> Action:
+    async with ctx.db.acquire() as conn:
+        subs, _ = await subscriptions.list_subscriptions(
+            conn, org.id, {"external_customer_id": customer["external_id"]}, 100, 0
+        )
+        metrics, _ = await billable_metrics.BILLABLE_METRICS.listing(conn, org.id, 100, 0)
+    return Action(
+        "Add a usage alert",
+        "Add alert",
+        [
+            Field(
+                "external_subscription_id",
+                "Subscription",
+                required=True,
+                options=[(s["external_id"], s["name"] or s["external_id"]) for s in subs],
+            ),
+            Field("alert_type", "Watches", required=True, options=_ALERT_TYPES),
+            Field(
+                "billable_metric_code",
+                "Metric",
+                hint="Only for the two kinds about one metric.",
+                options=[("", "-"), *((m["code"], f"{m['name']} ({m['code']})") for m in metrics)],
+            ),
+            Field("code", "Alert code", required=True),
+            Field("name", "Alert name"),
+            Field(
+                "thresholds",
+                "Thresholds",
+                required=True,
+                hint="Comma-separated, e.g. 50.00, 100.00: amounts in the plan's currency, "
+                "or units.",
+            ),
+            Field("recurring", "Then again every", hint="Optional: repeats above the highest."),
+        ],
+        "Checked every few seconds against the live usage; each crossing is sent once as the "
+        "webhook alert.triggered.",
+    )
+
+
+async def _add_alert(
+    ctx: IngestContext, org: Organization, customer: dict[str, Any], data: Mapping[str, Any]
+) -> None:
+    raw = _input(data, ("alert_type", "code"), ("name", "billable_metric_code"))
+    external_id = _text(data, "external_subscription_id") or ""
+    async with db.unit_of_work(ctx.db) as conn:
+        subscription = await subscriptions.subscription_by_external_id(conn, org.id, external_id)
+        if subscription is None or subscription["customer_id"] != uuid.UUID(customer["lago_id"]):
+            raise ValidationFailed({"external_subscription_id": ["value_is_mandatory"]})
+        units = raw["alert_type"] == "billable_metric_current_usage_units"
+        currency = None if units else subscription["plan_amount_currency"]
+        entered = [v.strip() for v in (_text(data, "thresholds") or "").split(",") if v.strip()]
+        every = _text(data, "recurring")
+        thresholds = [{"value": _in_cents(v, currency)} for v in entered]
+        if every is not None:
+            thresholds.append({"value": _in_cents(every, currency), "recurring": True})
+        if currency is not None and not all(isinstance(t["value"], int) for t in thresholds):
+            raise ValidationFailed({"thresholds": ["value_is_invalid"]})  # not whole cents
+        raw["thresholds"] = thresholds
+        try:
+            await alerts.create_alerts(conn, org.id, subscription, [raw])
+        except ValidationFailed as exc:  # a threshold's problem is the thresholds field's
+            details = {
+                ("thresholds" if k.startswith("thresholds") else k): v
+                for k, v in exc.error_details.items()
+            }
+            raise ValidationFailed(details) from exc
+
+
 FormBuilder = Callable[[IngestContext, Organization, dict[str, Any]], Awaitable[Action]]
 Apply = Callable[[IngestContext, Organization, dict[str, Any], Mapping[str, Any]], Awaitable[None]]
 _ERROR_FIELDS = {
@@ -276,6 +355,7 @@ _ERROR_FIELDS = {
     "coupon": "coupon_code",
     "add_on": "add_on_code",
     "invoice": "invoice_id",
+    "billable_metric": "billable_metric_code",
 }
 
 
@@ -345,6 +425,7 @@ def _action_routes() -> web.RouteTableDef:
         ("wallets", _wallet_form, _add_wallet, "/wallets"),
         ("add_ons", _add_on_form, _add_add_on, "/invoices"),
         ("payments", _payment_form, _record_payment, "/invoices"),
+        ("alerts", _alert_form, _add_alert, "/usage"),
     ):
         show_form, submit = _pages(kind, build, apply, done)
         table.get(f"{CUSTOMER}/{kind}/new")(show_form)

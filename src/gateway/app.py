@@ -14,6 +14,7 @@ from aiohttp import web
 
 from console import routes as console_routes
 from console.settings import ConsoleSettings
+from gateway.api_logging import api_logged, purge_loop
 from ingest import routes as ingest_routes
 from ingest.broker import Broker
 from meterflow.metrics_http import metrics_app
@@ -48,15 +49,17 @@ def _resources(broker: Broker) -> Callable[[web.Application], AsyncIterator[None
         )
         await broker.start()
         outbox = asyncio.create_task(publisher.run(ctx.ingest.outbox_interval))
+        purge = asyncio.create_task(purge_loop(pool, ctx.ingest.api_log_retention_days))
         log.info(
             "ingest.started topics_prefix=%s schema=%s",
             ctx.settings.topics.prefix,
             ctx.settings.db_schema,
         )
         yield
-        outbox.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await outbox
+        for task in (outbox, purge):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await publisher.drain_quietly()
         await broker.close()
         await client.close()
@@ -76,7 +79,8 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         compression=ingest.kafka_compression,
     )
     app = web.Application(
-        middlewares=[measured, lago_errors, api_key], client_max_size=ingest.max_body_bytes
+        middlewares=[measured, api_logged, lago_errors, api_key],
+        client_max_size=ingest.max_body_bytes,
     )
     app[CONTEXT] = IngestContext(
         settings=settings,

@@ -36,9 +36,10 @@ def next_round(pending: Sequence[PeriodClosed | LateUsage], limit: int) -> Round
     late: list[int] = []
     closes: list[int] = []
     for i, message in enumerate(pending):
-        keys = (message.subscription_id, message.period_key)
-        free = not any(key in held for key in keys)
-        held.update(keys)  # whatever comes later for them waits for this one
+        subscription, period = message.subscription_id, message.period_key
+        free = subscription not in held and period not in held
+        held.add(subscription)  # whatever comes later for them waits for this one
+        held.add(period)
         if not free:
             continue
         if isinstance(message, LateUsage):

@@ -146,7 +146,6 @@ _FEE_FROM_INVOICE = {
     "currency": "i.currency",
 }
 _FEE_STORED = _FEE_NAMES[1:]
-_INVOICE_KEYS = [name for name, _ in _INVOICE_COLUMNS]
 # What the invoices consume: coupons' states (before and after), wallets' balances as read
 # and what they pay, credit notes' balances and what they pay, late usage.
 _COUPON_COLUMNS = (
@@ -296,7 +295,10 @@ def _plain(value: Any) -> Any:
 _ENCODER = msgspec.json.Encoder(enc_hook=_plain)
 
 
-def _invoice_row(item: InvoiceToWrite) -> dict[str, Any]:
+def _invoice_row(item: InvoiceToWrite) -> list[Any]:
+    """The item's invoice as the statement reads it: a value per _INVOICE_COLUMNS, in their
+    order (a list, not a dict: this runs for every invoice of every round;
+    tests/unit/invoicer/test_invoice_write_rows.py reads each column back by its name)."""
     closed, loaded, priced = item.closed, item.loaded, item.priced
     terms, t = loaded.terms, priced.totals
     organization_prefix = loaded.number_prefix or _document_prefix(
@@ -315,71 +317,73 @@ def _invoice_row(item: InvoiceToWrite) -> dict[str, Any]:
         }
     ]
     draft_coupons = priced.status == "draft" and priced.coupon_uses
-    return {
-        "id": item.invoice_id,
-        "organization_id": terms.organization_id,
-        "customer_id": terms.customer_id,
-        "subscription_id": terms.subscription_id,
-        "period_key": priced.period_key,
-        "prefix": f"{organization_prefix}-{loaded.customer_sequence:03d}-",
-        "status": priced.status,
-        "currency": priced.currency,
-        "issuing_date": priced.issuing_date,
-        "period_start": closed.period_start,
-        "period_end": closed.period_end,
-        "fees_amount_cents": t.fees_amount_cents,
-        "coupons_amount_cents": t.coupons_amount_cents,
-        "taxes_amount_cents": t.taxes_amount_cents,
-        "sub_total_excluding_taxes_amount_cents": t.sub_total_excluding_taxes_amount_cents,
-        "sub_total_including_taxes_amount_cents": t.sub_total_including_taxes_amount_cents,
-        "prepaid_credit_amount_cents": t.prepaid_credit_amount_cents,
-        "credit_notes_amount_cents": t.credit_notes_amount_cents,
-        "total_amount_cents": t.total_amount_cents,
-        "billing_periods": billing_periods,
-        "grace_until": priced.grace_until,
-        "closed_at": closed.closed_at,
-        "applied_taxes": invoice_rows.applied_taxes(priced.fees, t, priced.currency),
-        "credits": credits.coupon_credits(priced.coupon_uses, priced.currency),
-        "prepaid_granted_credit_amount_cents": priced.prepaid_granted_cents,
-        "coupon_uses": credits.coupon_uses_json(priced.coupon_uses) if draft_coupons else [],
-    }
+    return [
+        item.invoice_id,  # id
+        terms.organization_id,  # organization_id
+        terms.customer_id,  # customer_id
+        terms.subscription_id,  # subscription_id
+        priced.period_key,  # period_key
+        f"{organization_prefix}-{loaded.customer_sequence:03d}-",  # prefix
+        priced.status,  # status
+        priced.currency,  # currency
+        priced.issuing_date,  # issuing_date
+        closed.period_start,  # period_start
+        closed.period_end,  # period_end
+        t.fees_amount_cents,  # fees_amount_cents
+        t.coupons_amount_cents,  # coupons_amount_cents
+        t.taxes_amount_cents,  # taxes_amount_cents
+        t.sub_total_excluding_taxes_amount_cents,  # sub_total_excluding_taxes_amount_cents
+        t.sub_total_including_taxes_amount_cents,  # sub_total_including_taxes_amount_cents
+        t.prepaid_credit_amount_cents,  # prepaid_credit_amount_cents
+        t.credit_notes_amount_cents,  # credit_notes_amount_cents
+        t.total_amount_cents,  # total_amount_cents
+        billing_periods,  # billing_periods
+        priced.grace_until,  # grace_until
+        closed.closed_at,  # closed_at
+        invoice_rows.applied_taxes(priced.fees, t, priced.currency),  # applied_taxes
+        credits.coupon_credits(priced.coupon_uses, priced.currency),  # credits
+        priced.prepaid_granted_cents,  # prepaid_granted_credit_amount_cents
+        credits.coupon_uses_json(priced.coupon_uses) if draft_coupons else [],  # coupon_uses
+    ]
 
 
-def _fee_rows(item: InvoiceToWrite, invoice: int) -> list[dict[str, Any]]:
-    """The item's fees, each naming its invoice by `invoice`, its index in the round."""
+def _fee_rows(item: InvoiceToWrite, invoice: int) -> list[list[Any]]:
+    """The item's fees, each naming its invoice by `invoice`, its index in the round: a
+    value per _FEE_COLUMNS, in their order (as _invoice_row's, tested by name)."""
     priced = item.priced
     rows = []
     for position, (f, ft) in enumerate(zip(priced.fees, priced.totals.fee_taxes, strict=True)):
-        # The columns spelt out, not looped over: this runs for every fee of every round
-        # (write_invoices checks the keys against _FEE_COLUMNS once per round).
-        row = {
-            "invoice": invoice,
-            "position": position,
-            "fee_type": f.kind.value,
-            "charge_id": f.charge_id,
-            "billable_metric_id": f.billable_metric_id,
-            "item_code": f.item_code,
-            "item_name": f.item_name,
-            "invoice_display_name": f.invoice_display_name,
-            "amount_cents": f.amount_cents,
-            "precise_amount": f.precise_amount,
-            "units": f.units,
-            "events_count": f.events_count,
-            "pay_in_advance": f.pay_in_advance,
-            "invoiceable": f.invoiceable,
-            "from_date": f.from_date,
-            "to_date": f.to_date,
-            "usage_period_start": f.usage_period_start,
-            "is_adjustment": f.is_adjustment,
-            "aggregation": f.aggregation,
-            "amount_details": f.amount_details,
-            "precise_coupons_amount_cents": ft.precise_coupons_cents,
-            "taxes_amount_cents": ft.taxes_cents,
-            "taxes_precise_amount_cents": ft.taxes_precise_cents,
-            "taxes_rate": ft.taxes_rate,
-            "applied_taxes": invoice_rows.fee_taxes(f, f.amount_cents - ft.precise_coupons_cents),
-        }
-        rows.append(row)
+        rows.append(
+            [
+                invoice,  # invoice
+                position,  # position
+                f.kind.value,  # fee_type
+                f.charge_id,  # charge_id
+                f.billable_metric_id,  # billable_metric_id
+                f.item_code,  # item_code
+                f.item_name,  # item_name
+                f.invoice_display_name,  # invoice_display_name
+                f.amount_cents,  # amount_cents
+                f.precise_amount,  # precise_amount
+                f.units,  # units
+                f.events_count,  # events_count
+                f.pay_in_advance,  # pay_in_advance
+                f.invoiceable,  # invoiceable
+                f.from_date,  # from_date
+                f.to_date,  # to_date
+                f.usage_period_start,  # usage_period_start
+                f.is_adjustment,  # is_adjustment
+                f.aggregation,  # aggregation
+                f.amount_details,  # amount_details
+                ft.precise_coupons_cents,  # precise_coupons_amount_cents
+                ft.taxes_cents,  # taxes_amount_cents
+                ft.taxes_precise_cents,  # taxes_precise_amount_cents
+                ft.taxes_rate,  # taxes_rate
+                invoice_rows.fee_taxes(
+                    f, f.amount_cents - ft.precise_coupons_cents
+                ),  # applied_taxes
+            ]
+        )
     return rows
 
 
@@ -392,12 +396,8 @@ async def write_invoices(conn: Conn, items: Sequence[InvoiceToWrite]) -> None:
         return
     invoices = [_invoice_row(item) for item in items]
     fees = [row for i, item in enumerate(items) for row in _fee_rows(item, i)]
-    assert not fees or list(fees[0]) == _FEE_NAMES, "a fee row's keys are not _FEE_COLUMNS"
-    fee_values = [list(row.values()) for row in fees]  # in _FEE_COLUMNS' order, as checked
     consumed = credits.consumed_rows(items)
-    assert list(invoices[0]) == _INVOICE_KEYS, "an invoice row's keys are not _INVOICE_COLUMNS"
-    invoice_values = [list(row.values()) for row in invoices]  # in their order, as checked
-    args = [_document(invoice_values), _document(fee_values)] + [
+    args = [_document(invoices), _document(fees)] + [
         _document(_named(rows, group)) for rows, group in zip(consumed, _GROUPS[2:], strict=True)
     ]
     if not any(consumed):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from store import credit_notes
 from store.credit_note_amounts import amounts_of, creditable_invoice, parse_items
 from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, Fields, ok, read_wrapped
+from web.payload import INVALID, Fields, ok, query_date, read_wrapped
 
 ROUTES = web.RouteTableDef()
 
@@ -72,13 +71,7 @@ async def void(request: web.Request) -> web.Response:
 def _filters(request: web.Request) -> tuple[Any, ...]:
     q = request.query
     errors: dict[str, list[str]] = {}
-    dates: list[date | None] = []
-    for name in ("issuing_date_from", "issuing_date_to"):
-        try:
-            dates.append(date.fromisoformat(q[name]) if q.get(name) else None)
-        except ValueError:
-            errors[name] = ["invalid_date"]
-            dates.append(None)
+    dates = [query_date(request, n, errors) for n in ("issuing_date_from", "issuing_date_to")]
     for name, allowed in (
         ("reason", credit_notes.REASONS),
         ("credit_status", credit_notes.CREDIT_STATUSES),

@@ -6,7 +6,7 @@ them, and finalizes a draft on request. Every query is scoped to the caller's or
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -23,20 +23,9 @@ from read_model.invoices import (
 from resources import crud
 from web.context import context, organization
 from web.errors import ValidationFailed
-from web.payload import INVALID, ok
+from web.payload import INVALID, ok, query_date
 
 ROUTES = web.RouteTableDef()
-
-
-def _date_param(request: web.Request, name: str, errors: dict[str, list[str]]) -> date | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = ["invalid_date"]
-        return None
 
 
 def _choices(
@@ -56,8 +45,8 @@ async def find_all(request: web.Request) -> web.Response:
     """Filters: external_customer_id, status / statuses[], payment_status /
     payment_statuses[], invoice_type, currency, issuing_date_from, issuing_date_to."""
     errors: dict[str, list[str]] = {}
-    date_from = _date_param(request, "issuing_date_from", errors)
-    date_to = _date_param(request, "issuing_date_to", errors)
+    date_from = query_date(request, "issuing_date_from", errors)
+    date_to = query_date(request, "issuing_date_to", errors)
     statuses = _choices(request, "status", STATUSES, errors)
     payment_statuses = _choices(request, "payment_status", PAYMENT_STATUSES, errors)
     if errors:

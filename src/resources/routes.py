@@ -8,6 +8,7 @@ from resources import (
     add_ons,
     alerts,
     analytics,
+    api_logs,
     applied_coupons,
     billable_metrics,
     coupons,
@@ -56,6 +57,7 @@ _RESOURCES = (
     analytics,
     payments,
     alerts,
+    api_logs,
 )
 
 

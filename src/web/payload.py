@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, TypeGuard, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +41,19 @@ async def read_wrapped(request: web.Request, root: str) -> dict[str, Any]:
     if not isinstance(inner, dict):
         raise BadRequest({root: [INVALID]})
     return inner
+
+
+def query_date(request: web.Request, name: str, errors: dict[str, list[str]]) -> date | None:
+    """The query's `name` as a day (`YYYY-MM-DD`); None when absent, or when it is no day
+    (then `invalid_date` joins `errors`)."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = ["invalid_date"]
+        return None
 
 
 def is_timezone(name: str) -> bool:

@@ -62,6 +62,7 @@ class IngestSettings:
     usage_timeout: float = setting("METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001)
     workers: int = 1  # METERFLOW_INGEST_WORKERS: a number or `auto` (`_workers`)
     key_cache_seconds: float = setting("METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0)
+    api_log_retention_days: int = setting("METERFLOW_API_LOG_RETENTION_DAYS", 30, minimum=1)
     kafka_compression: str | None = "snappy"  # METERFLOW_INGEST_KAFKA_COMPRESSION ("none": None)
 
     @classmethod

@@ -9,7 +9,7 @@ shared machine events per CPU second move less than events per second.
     .venv/bin/python bench/aggregator_throughput.py [--events 200000] [--subscriptions 100]
         [--duplicates 0.05] [--batch-size 1000] [--pack 100] [--workers 1,2]
         [--compare-src /work/main/src] [--repeat 3] [--worker-env NAME=VALUE]
-        [--profile worker.svg]
+        [--profile worker.svg [--profile-native]]
 
 `--compare-src` runs each measure a second time with the workers importing another source
 tree (another commit's `src`), alternating which goes first, on the same pre-filled topic:
@@ -225,9 +225,9 @@ def measure(
                 kind = "flamegraph" if args.profile.endswith(".svg") else "raw"
                 spy = str(Path(sys.executable).with_name("py-spy"))
                 pid = str(procs[0].proc.pid)
-                profiler = subprocess.Popen(
-                    [spy, "record", "--gil", "--pid", pid, "-o", args.profile, "-f", kind]
-                )
+                native = ["--native"] if args.profile_native else []
+                output = ["--pid", pid, "-o", args.profile, "-f", kind]
+                profiler = subprocess.Popen([spy, "record", "--gil", *native, *output])
             t0 = time.monotonic()
             cpu0 = sum(_cpu_seconds(proc.proc.pid) for proc in procs)
             metrics_ports = [m for _, m in ports]
@@ -384,6 +384,12 @@ def main() -> None:
         metavar="SVG",
         help="write a py-spy profile of the one-worker run while it processes: a flame "
         "graph for a .svg name, collapsed stacks otherwise",
+    )
+    parser.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: sample C frames too (py-spy --native), which shows the "
+        "compiled hot path's functions (aggregator.compiled) instead of their Python caller",
     )
     result = run(parser.parse_args())
     rows = [

@@ -80,6 +80,8 @@ def why_interpreted() -> str | None:
     stale = sorted(name for name, digest in _digests().items() if built.get(name) != digest)
     if stale:
         return f"sources changed since compiled ({', '.join(stale)}): run make"
+    if importlib.util.find_spec(f"{GROUP}__mypyc") is None:  # beside the package, in src/
+        return f"{GROUP}__mypyc, the compiled modules' runtime, is not importable"
     return None
 
 

@@ -7,9 +7,10 @@ when it went to the dead-letter topic; only then does its offset commit. Postgre
 unreachable pauses the message's partition with back-off and commits nothing, so a crash or
 an outage at any point loses no period and duplicates none.
 
-Within one poll, partitions run concurrently and so do different subscriptions of one
-partition; one subscription's periods stay in order, because late-event adjustments price
-on top of the invoices of earlier periods.
+Partitions run concurrently, each taking its next records once its own are done
+(`invoicer.partition_tasks`), and different subscriptions of one partition share rounds;
+one subscription's periods stay in order, because late-event adjustments price on top of
+the invoices of earlier periods.
 
 A `late_usage` message (events that arrived after their period closed) is applied in one
 transaction that records its `late_key` (`invoicer.late_usage.apply_late_usage`): it
@@ -36,10 +37,11 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from invoicer import late_usage
 from invoicer.metrics import InvoicerMetrics
+from invoicer.partition_tasks import PartitionTasks
 from invoicer.rounds import next_round
 from invoicer.settings import InvoicerSettings
 from invoicing import terms, write
@@ -168,24 +170,25 @@ class Invoicer:
         """Poll, invoice and commit until `stop` is set; the batch in flight completes."""
         assert self._consumer is not None, "start() first"
         finalizer = asyncio.create_task(self._finalize_loop())
+        partitions = PartitionTasks(self._consumer, self._process_partition, self.config.batch_size)
         try:
             while not self.stop.is_set():
                 try:
-                    batches = await self._consumer.getmany(
-                        timeout_ms=500, max_records=self.config.batch_size
-                    )
+                    await partitions.take()
+                except IllegalStateError:
+                    pass  # a partition went to another worker meanwhile: take again
                 except KafkaError as exc:
                     # The broker is away: nothing was taken, so nothing is lost; poll again.
                     self.metrics.failures.labels("kafka_unavailable").inc()
                     log.warning("invoicer.poll_failed error=%r", exc)
                     await self._sleep(self.config.retry_max)
                     continue
-                if batches:
-                    await asyncio.gather(
-                        *(self._process_partition(tp, msgs) for tp, msgs in batches.items())
-                    )
+                await partitions.finish_some()
         finally:
-            finalizer.cancel()
+            try:
+                await partitions.finish_all()
+            finally:
+                finalizer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await finalizer
 

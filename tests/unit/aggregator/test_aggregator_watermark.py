@@ -3,6 +3,7 @@ termination that closes once the stream has passed it (issue 11)."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -154,3 +155,20 @@ def test_a_subscription_terminated_the_instant_it_starts_closes_nothing_and_is_d
     value = ledgers.get(ledger_key("o1", "s1"))
     assert value is not None and value["final"] and value["outbox"] == []
     assert len(closer.schedule) == 0
+
+
+def test_visits_rescheduling_keys_never_rebuild_the_schedule_table() -> None:
+    """A popped key keeps its entry, replaced in place when the visit schedules it again:
+    deleting and inserting it filled the dict with deleted slots until an insert rebuilt
+    the table of every key (123 to 216 ms at a million keys, issue 15)."""
+    schedule = CloseSchedule()
+    for i in range(10_000):
+        schedule.at(i % 4, f"k{i}", 0.0)
+    size = sys.getsizeof(schedule._due)
+    for round_ in range(1, 6):
+        for partition in range(4):
+            for key in schedule.pop_due(partition, float(round_), 10_000):
+                schedule.at(partition, key, float(round_ + 1))
+        assert len(schedule) == 10_000
+    assert sys.getsizeof(schedule._due) == size
+    assert schedule.pop_due(0, 0.5, 10) == [] and schedule.next_due(0) == 6.0

@@ -43,6 +43,13 @@ def _period(
     return found.start, found.end
 
 
+@lru_cache(maxsize=4096)
+def _billing_period(start: datetime, end: datetime) -> BillingPeriod:
+    """The (immutable) period of these bounds, checked once: every ledger a batch reads
+    builds the states of its open period, mostly the same few periods."""
+    return BillingPeriod(start, end)
+
+
 class BillingDomain:
     def parse_event(
         self, organization_id: str, raw: dict[str, Any], received_at: datetime
@@ -73,7 +80,7 @@ class BillingDomain:
             charge.aggregation_type,
             charge.charge_model,
             charge.properties,
-            BillingPeriod(start, end),
+            _billing_period(start, end),
             data,
         )
 

@@ -85,7 +85,9 @@ class Fold:
         self._additions: dict[
             tuple[int, str, datetime, str], tuple[UsageState, list[tuple[Any, datetime, str]]]
         ] = {}
-        self._lanes: dict[tuple[int, str], Lane] = {}
+        # ledger -> metric code -> its lane (two lookups: no key tuple built per event;
+        # a Ledger hashes by identity)
+        self._lanes: dict[Ledger, dict[str, Lane]] = {}
 
     def event(self, ledger: Ledger, terms: SubscriptionTerms, event: UsageEvent) -> tuple[str, int]:
         """Fold one new event into its period (or the late bucket).
@@ -94,7 +96,8 @@ class Fold:
         day of the event's dedupe marker (`aggregator.markers.expiry_day`).
         """
         instant = event.timestamp
-        lane = self._lanes.get((id(ledger), event.code))
+        lanes = self._lanes.get(ledger)
+        lane = None if lanes is None else lanes.get(event.code)
         if lane is None or lane.terms is not terms or not lane.low <= instant < lane.high:
             return self._place(ledger, terms, event)
         reads = lane.reads
@@ -166,7 +169,10 @@ class Fold:
         high = end
         if terms.terminated_at is not None:
             high = min(end, terms.terminated_at + TERMINATION_RESOLUTION)
-        self._lanes[(id(ledger), event.code)] = Lane(terms, low, high, outcome, day, reads)
+        lanes = self._lanes.get(ledger)
+        if lanes is None:
+            lanes = self._lanes[ledger] = {}
+        lanes[event.code] = Lane(terms, low, high, outcome, day, reads)
         return outcome, day
 
     def _expiry_day(self, end: datetime) -> int:

@@ -122,18 +122,28 @@ class MarkerBatch:
     found, the same hash never added twice; None when that is not so. `indexed`: see
     `DedupeMarkers.index_batch`."""
 
-    __slots__ = ("checked", "groups", "indexed")
+    __slots__ = ("_day", "_group", "_partition", "checked", "groups", "indexed")
 
     def __init__(self, checked: int | None = None) -> None:
         self.groups: dict[tuple[int, int], Marks] = {}
         self.checked = checked
         # The index generation `DedupeMarkers.index_batch` added them to, if it did.
         self.indexed: int | None = None
+        # The group `add` used last and its (partition, day): a batch's events mostly share
+        # both, and comparing two ints costs less than building and hashing a key tuple.
+        self._partition = -1
+        self._day = -1
+        self._group: Marks = {}
 
     def add(self, ledger_key: str, hashed: int, partition: int, position: int, day: int) -> None:
-        group = self.groups.get((partition, day))
-        if group is None:
-            group = self.groups[(partition, day)] = {}
+        if partition == self._partition and day == self._day:
+            group = self._group
+        else:
+            found_group = self.groups.get((partition, day))
+            if found_group is None:
+                found_group = self.groups[(partition, day)] = {}
+            group = self._group = found_group
+            self._partition, self._day = partition, day
         found = group.get(ledger_key)
         if found is None:
             found = group[ledger_key] = ([], [])

@@ -169,8 +169,9 @@ class BatchResult:
 
     def __init__(self) -> None:
         self.ledgers: dict[str, Ledger] = {}
-        # (organization id, external subscription id) -> what the batch found of it
-        self.subscriptions: dict[tuple[str, str], BatchSubscription] = {}
+        # organization id -> external subscription id -> what the batch found of it (two
+        # lookups by the event's own strings: no key tuple built per event)
+        self.subscriptions: dict[str, dict[str, BatchSubscription]] = {}
         # Ledger key -> when the period closer must visit it (Unix seconds): held events
         # expire, late usage is sent at once.
         self.visits: dict[str, float] = {}
@@ -276,9 +277,10 @@ class EventProcessor:
         ledger = result.ledgers.get(key)
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
-        found = result.subscriptions[ident] = BatchSubscription(
+        found = BatchSubscription(
             key, ledger, self.catalog.terms(*ident), set(), self.markers.legacy(key)
         )
+        result.subscriptions.setdefault(event.organization_id, {})[ident[1]] = found
         return found
 
     def _dead_letter(
@@ -340,7 +342,12 @@ class EventProcessor:
                         exc.field,
                     )
                     continue
-                sub = subscriptions.get((event.organization_id, event.external_subscription_id))
+                organization = subscriptions.get(event.organization_id)
+                sub = (
+                    None
+                    if organization is None
+                    else organization.get(event.external_subscription_id)
+                )
                 if sub is None:
                     sub = self._subscription(result, event, partition)
                 ledger, lkey = sub.ledger, sub.key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import reduce
 from typing import ClassVar, Self
@@ -101,10 +101,16 @@ class SumAggregation(Aggregation):
         if self.events is not None:  # kept one by one, compacted as they come
             Aggregation.add_many(self, events)  # (a slots dataclass: no zero-argument super)
             return
-        total = self.total
+        # (the checks inline for the common case, a Decimal at a UTC instant: this loop runs
+        # once per event the aggregator folds)
+        total, add = self.total, EXACT.add
         for value, timestamp, _ in events:
-            total = EXACT.add(total, require_decimal(value, self.aggregation_type))
-            require_aware(timestamp)
+            if timestamp.tzinfo is not UTC:
+                require_aware(timestamp)
+            total = add(
+                total,
+                value if type(value) is Decimal else require_decimal(value, self.aggregation_type),
+            )
         self.total = total
         self.events_count += len(events)
 

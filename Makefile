@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # The aggregator's hot path compiled with mypyc (`aggregator.compiled`), rebuilt when a
 # source of it changes; without it the same sources run interpreted.
-HOT_PATH := $(addprefix src/aggregator/,marker_index.py markers.py fold.py processing.py compiled.py)
+HOT_PATH := $(addprefix src/aggregator/,sharded.py marker_index.py markers.py fold.py processing.py compiled.py)
 COMPILED := src/aggregator/compiled-sources.json
 
 .PHONY: up down test lint bench

@@ -30,7 +30,7 @@ from types import ModuleType
 log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parent
-HOT_PATH = ("marker_index", "markers", "fold", "processing")
+HOT_PATH = ("sharded", "marker_index", "markers", "fold", "processing")
 DIGESTS = PACKAGE / "compiled-sources.json"
 INTERPRETED_ENV = "METERFLOW_AGGREGATOR_INTERPRETED"
 GROUP = "aggregator_hot"

@@ -14,6 +14,7 @@ from aggregator.catalog_view import SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent, UsageState, ValueReader
 from aggregator.ledger import LATE, PERIODS, Ledger
 from aggregator.markers import expiry_day
+from aggregator.sharded import ShardedDict
 from billing.errors import BillingError, InvalidEvent
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class PeriodCache:
 
     def __init__(self, domain: Domain) -> None:
         self.domain = domain
-        self._last: dict[str, tuple[SubscriptionTerms, datetime, datetime]] = {}
+        self._last: ShardedDict[tuple[SubscriptionTerms, datetime, datetime]] = ShardedDict()
 
     def find(self, terms: SubscriptionTerms, instant: datetime) -> tuple[datetime, datetime]:
         cached = self._last.get(terms.subscription_id)

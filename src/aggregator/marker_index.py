@@ -7,7 +7,9 @@ import sys
 from array import array
 from typing import TypeAlias, cast
 
-Index: TypeAlias = "dict[str, Held]"
+from aggregator.sharded import ShardedDict
+
+Index: TypeAlias = "ShardedDict[Held]"
 
 # Hashes of one (subscription, expiry day) searched as packed bytes (a linear scan in C, 512
 # bytes at most); beyond, a BigDay.

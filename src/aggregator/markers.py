@@ -77,6 +77,7 @@ from aggregator.marker_index import (
     unpack,
 )
 from aggregator.marker_segments import NewMarker, Segment
+from aggregator.sharded import ShardedDict
 from aggregator.store import PartitionedStore
 
 __all__ = ["DedupeMarkers", "MarkerBatch", "NewMarker", "Segment", "expiry_day", "marker_hash"]
@@ -178,7 +179,7 @@ class _Build:
     __slots__ = ("count", "expiry", "index", "legacy")
 
     def __init__(self) -> None:
-        self.index: Index = {}
+        self.index: Index = ShardedDict()
         self.expiry: list[tuple[int, str]] = []  # (expiry day, segment key)
         self.legacy: dict[str, set[int]] = {}  # ledger key -> days of its version-1 markers
         self.count = 0

@@ -13,22 +13,26 @@ from __future__ import annotations
 import heapq
 import math
 
+from aggregator.sharded import ShardedDict
+
 # The due time of a key popped and not scheduled again. A popped key keeps its dict entry
 # (issue 15): deleting it and inserting it again at the visit fills the dict's entry table
 # with deleted slots, and every so often the insert that finds it full rebuilds the table
-# of every key held, 123 ms at a million keys in one slice of visits (in-process, load 6).
+# of every key held, 123 ms at a million keys in one slice of visits (in-process, load 6;
+# one dict then, `ShardedDict` since).
 NOT_HELD = math.inf
 
 
 class CloseSchedule:
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[float, str]]] = {}
-        self._due: dict[str, float] = {}
+        self._due: ShardedDict[float] = ShardedDict()
         self._held = 0
 
     def at(self, partition: int, key: str, due: float) -> None:
         """Visit `key` (a ledger key of `partition`) once the watermark reaches `due`."""
-        held = self._due.get(key, NOT_HELD)
+        held = self._due.get(key)
+        held = NOT_HELD if held is None else held
         if held <= due:
             return
         if held == NOT_HELD:

@@ -30,8 +30,9 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 # Index and filter blocks live in the cache too, so they do not grow outside it.
 SHARED_CACHE_BYTES = 32 << 20
 # Changelog records handed to the producer between two yields to the event loop (a flush
-# of a slice's 500 ledgers, or of a batch's, in one go held it too long: issue 15).
-YIELD_EVERY = 200
+# of a slice's 500 ledgers, or of a batch's, in one go held it too long: issue 15; 200 a
+# step, with 30 ms slices, still made turns over 100 ms while a worker applied first events).
+YIELD_EVERY = 50
 SHARED_WRITE_BUFFER_BYTES = 16 << 20
 
 

@@ -23,7 +23,7 @@ class AggregatorSettings:
     batch_size: int = setting("METERFLOW_AGGREGATOR_BATCH_SIZE", 1000, minimum=1)
     # Seconds of events applied between two yields to the event loop (a batch is applied,
     # and made durable, in slices).
-    slice_seconds: float = setting("METERFLOW_AGGREGATOR_SLICE_SECONDS", 0.03, minimum=0.0)
+    slice_seconds: float = setting("METERFLOW_AGGREGATOR_SLICE_SECONDS", 0.02, minimum=0.0)
     batch_within: float = setting("METERFLOW_AGGREGATOR_BATCH_WITHIN", 0.02, minimum=0.0)
     clock_skew: float = setting("METERFLOW_AGGREGATOR_CLOCK_SKEW", 5.0, minimum=0.0)
     close_interval: float = setting("METERFLOW_AGGREGATOR_CLOSE_INTERVAL", 1.0, minimum=0.05)

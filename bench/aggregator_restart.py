@@ -10,7 +10,8 @@ each with its own transaction id (2 x S dedupe markers). Once it has applied the
 committed), the worker is killed with SIGKILL and started again on the same data directory.
 Measured: seconds from the new process's start to `/ready`, and to the first right answer of
 current usage for a sample of 200 subscriptions (checked: one event per charge); resident
-memory before the kill and after the restart; the event loop's longest stall, from the
+memory before the kill and after the restart, and the state the worker keeps on disk
+(its data directory) before the kill; the event loop's longest stall, from the
 worker's own `meterflow_aggregator_loop_stall_seconds` histogram (stalls over 100 ms counted
 per phase). `--close` then terminates every subscription (one catalog record each): the
 worker closes S periods and emits S `periods_closed` messages; measured: seconds until its
@@ -75,6 +76,11 @@ BUSY_MAX = "meterflow_aggregator_loop_busy_max_seconds"
 CLOSED = "meterflow_aggregator_periods_closed_total"
 SAMPLE = 200
 TIMEOUT = 1200.0
+
+
+def disk_bytes(root: Path, log: Path) -> int:
+    """The bytes of every file under `root` but the worker's log."""
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file() and path != log)
 
 
 def stalls_over(sample: dict[str, float], limit: str = "0.1", name: str = STALLS) -> float:
@@ -177,6 +183,9 @@ async def measure(
                 found["apply_seconds"] = round(applying, 1)
                 await asyncio.sleep(5)  # offsets committed (every 2 s)
                 found["rss_before_kill_mb"] = round(worker.rss() / 2**20)
+                # What the worker keeps on disk (RocksDB: ledgers, marker segments), beside
+                # what it holds in RAM.
+                found["state_on_disk_mb"] = round(disk_bytes(Path(tmp), log_path) / 2**20)
                 applied_sample = await sample()
                 found["stalls_over_100ms_applying"] = stalls_over(applied_sample) - stalls_over(
                     at_ready

@@ -4,15 +4,19 @@ answer within a deadline so an HTTP client is never left waiting on an unreachab
 Records are not handed to aiokafka one by one (a future, a partitioner call and an
 accumulator lookup each): `send_all` groups a request's records by partition, computed as
 Kafka's default partitioner does (`meterflow.event_records.partition_for`: murmur2, as the
-Java client and the aggregator's routing), optionally packs each partition's records into
-as few as possible (`meterflow.event_records`), and appends them to that partition's
+Java client and the aggregator's routing), and appends them to that partition's
 `PartitionLane`. A lane coalesces the records of concurrent requests into one record
 batch, submitted with `AIOKafkaProducer.send_batch` while the previous batch of the
 partition is acknowledged, and a request waits on one future that its batches'
-acknowledgements resolve (`Broker._acknowledged`). `send_batch` goes through the same
-accumulator and sender as `send`: the batch gets the idempotent producer's id, epoch and
-sequence when it is drained, and a retriable failure re-enqueues it with the same sequence,
-so retries add no duplicates.
+acknowledgements resolve (`Broker._acknowledged`). Events travel as packs
+(`meterflow.event_records`): a lane merges the events of concurrent requests into one pack
+(`OpenPack`, up to `PACK_LIMIT` events a record), so that under load a record carries the
+events of many requests, not 25 of one: the aggregator's cost per record (Faust's
+delivery, a decode call, a position) is paid once for all of them.
+
+`send_batch` goes through the same accumulator and sender as `send`: the batch gets the
+idempotent producer's id, epoch and sequence when it is drained, and a retriable failure
+re-enqueues it with the same sequence, so retries add no duplicates.
 """
 
 from __future__ import annotations
@@ -23,12 +27,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from meterflow.event_records import WireEvent, encode_events, encode_packs, partition_for
+from meterflow.event_records import (
+    PACK_LIMIT,
+    WireEvent,
+    encode_event,
+    encode_events,
+    partition_for,
+)
 from web.errors import BrokerUnavailable
 from web.metrics import IngestMetrics
 
@@ -36,6 +47,8 @@ log = logging.getLogger(__name__)
 
 Message = tuple[bytes, bytes]  # (key, value)
 Record = tuple[bytes | None, bytes]  # what a lane sends: a pack has no key
+Part = tuple[bytes, int]  # a lone event's bytes (1) or a pack's, and how many events it holds
+_Item = TypeVar("_Item", Record, Part)
 
 # One record batch per partition may grow to this size (aiokafka's default is 16 KiB, which
 # split every request into several batches); it stays under the broker's default
@@ -49,6 +62,36 @@ MAX_RECORD_BYTES = 1024 * 1024
 # refuses records at once (the request gets a 503) instead of growing without bound.
 MAX_QUEUED_BATCHES = 4
 _RECORD_OVERHEAD = 64  # a record's framing, at most (varints, attributes, headers count)
+# A pack record's value at most (so that it fits a batch of its own).
+MAX_PACK_BYTES = MAX_BATCH_BYTES - _RECORD_OVERHEAD
+
+
+class OpenPack:
+    """Events merged into one pack record that is not written yet: its parts (lone events, or
+    packs' insides), and the future its requests wait on, resolved with the batch the record
+    goes into (`PartitionLane.place_pack`)."""
+
+    __slots__ = ("acked", "events", "parts", "size")
+
+    def __init__(self, acked: asyncio.Future[None]) -> None:
+        self.acked = acked
+        self.parts: list[bytes] = []
+        self.events = 0
+        self.size = 1  # the value's bytes: brackets, and a comma between parts
+
+    def takes(self, part: bytes, events: int) -> bool:
+        return self.events + events <= PACK_LIMIT and self.size + len(part) + 1 <= MAX_PACK_BYTES
+
+    def add(self, part: bytes, events: int) -> None:
+        # A pack's inside: what is between its brackets (both encoders write no blanks).
+        self.parts.append(part[1:-1] if events > 1 else part)
+        self.events += events
+        self.size += len(part) + 1
+
+    def value(self) -> bytes:
+        if self.events == 1:
+            return self.parts[0]  # a single event stays an object, as `encode_pack` writes it
+        return b"[" + b",".join(self.parts) + b"]"
 
 
 class PartitionLane:
@@ -57,7 +100,9 @@ class PartitionLane:
     (the sender keeps one produce request per partition in flight anyway).
 
     `add` returns the futures of the batches the records went into; each resolves when the
-    broker acknowledged its batch, or fails with the batch's error.
+    broker acknowledged its batch, or fails with the batch's error. `add_events` does the
+    same for events, merged into the lane's open pack, which becomes a record when it is
+    full or when its batch is about to leave (`place_pack`).
     """
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int):
@@ -69,12 +114,52 @@ class PartitionLane:
             collections.deque()
         )
         self._pump: asyncio.Task[None] | None = None
+        self._open: OpenPack | None = None
 
     @property
     def full(self) -> bool:
         return len(self._queued) >= MAX_QUEUED_BATCHES
 
+    def add_events(self, parts: Iterable[Part]) -> list[asyncio.Future[None]]:
+        """Events (lone, or packs, with their counts) into the open pack, in order."""
+        touched: list[asyncio.Future[None]] = []
+        for part, events in parts:
+            if self._open is not None and not self._open.takes(part, events):
+                self.place_pack()
+            if self._open is None:
+                acked = asyncio.get_running_loop().create_future()
+                acked.add_done_callback(_consume_exception)
+                self._open = OpenPack(acked)
+            self._open.add(part, events)
+            if not touched or touched[-1] is not self._open.acked:
+                touched.append(self._open.acked)
+        self._start()
+        return touched
+
+    def place_pack(self) -> None:
+        """The open pack as a record of the filling batch (or the next, when full); its
+        requests' future follows that batch's."""
+        pack, self._open = self._open, None
+        if pack is None:
+            return
+        try:
+            batch = self._append([(None, pack.value())])[-1]
+        except Exception as exc:  # its requests are answered with it (a 503: they resend)
+            pack.acked.set_exception(exc)
+        else:
+            batch.add_done_callback(lambda done: _follow(pack.acked, done))
+
     def add(self, messages: Iterable[Record]) -> list[asyncio.Future[None]]:
+        self.place_pack()  # (the order is the order of arrival)
+        touched = self._append(messages)
+        self._start()
+        return touched
+
+    def _start(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run())
+
+    def _append(self, messages: Iterable[Record]) -> list[asyncio.Future[None]]:
         filling = self._filling or self._new_batch()
         touched = [filling[1]]
         for key, value in messages:
@@ -87,8 +172,6 @@ class PartitionLane:
                     # aiokafka takes any first record; never drop one silently if that changes
                     raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
         self._filling = filling
-        if self._pump is None or self._pump.done():
-            self._pump = asyncio.create_task(self._run())
         return touched
 
     def _new_batch(self) -> tuple[BatchBuilder, asyncio.Future[None]]:
@@ -99,6 +182,8 @@ class PartitionLane:
 
     async def _run(self) -> None:
         while True:
+            if not self._queued:
+                self.place_pack()  # what merged while the last batch was on its way
             if self._queued:
                 builder, acked = self._queued.popleft()
             elif self._filling is not None and self._filling[0].record_count():
@@ -126,6 +211,32 @@ class PartitionLane:
 def _consume_exception(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _record_size(record: Record) -> int:
+    return len(record[1]) + (len(record[0]) if record[0] else 0)
+
+
+def _part_size(part: Part) -> int:
+    return len(part[0])
+
+
+def _parts(events: Sequence[WireEvent]) -> list[Part]:
+    """A partition's events as lane parts: one pack encoded in one call, or (too many or too
+    large for one record) each event alone, which the lane packs as they fit."""
+    values = encode_events(events, MAX_PACK_BYTES)
+    if len(values) == 1:
+        return [(values[0], len(events))]
+    return [(encode_event(event), 1) for event in events]
+
+
+def _follow(acked: asyncio.Future[None], batch: asyncio.Future[None]) -> None:
+    if not acked.done():
+        failure = _failure_of(batch)
+        if failure is None:
+            acked.set_result(None)
+        else:
+            acked.set_exception(failure)
 
 
 def _failure_of(acked: asyncio.Future[None]) -> BaseException | None:
@@ -210,7 +321,8 @@ class Broker:
         self, topic: str, messages: Sequence[Message], *, pack: bool = False
     ) -> None:
         """Queue every message, then wait until the broker acknowledged all of them. With
-        `pack`, each partition's messages travel as packs (`meterflow.event_records`).
+        `pack`, each partition's messages (encoded events) travel merged into packs
+        (`meterflow.event_records`, `OpenPack`).
 
         Raises BrokerUnavailable if any is not acknowledged within the timeout: the caller
         then answers 503 and the client resends (duplicates are dropped downstream).
@@ -225,22 +337,28 @@ class Broker:
                     grouped[partition] = [message]
                 else:
                     group.append(message)
-            if pack:
-                limit = MAX_BATCH_BYTES - _RECORD_OVERHEAD
-                return {
-                    p: [(None, v) for v in encode_packs([v for _, v in group], limit)]
-                    for p, group in grouped.items()
-                }
             return grouped
 
-        await self._send(topic, len(messages), by_partition)
+        if not pack:
+            await self._send(topic, len(messages), by_partition, PartitionLane.add, _record_size)
+            return
+
+        def events_by_partition(partitions: list[int]) -> dict[int, list[Part]]:
+            return {
+                p: [(value, 1) for _, value in group]
+                for p, group in by_partition(partitions).items()
+            }
+
+        await self._send(
+            topic, len(messages), events_by_partition, PartitionLane.add_events, _part_size
+        )
 
     async def send_events(self, topic: str, events: Sequence[WireEvent]) -> None:
         """As `send_all` with `pack`, for events keyed by external_subscription_id: each
         partition's events, in their order, are encoded together (`encode_events`: a pack
         in one call)."""
 
-        def by_partition(partitions: list[int]) -> dict[int, list[Record]]:
+        def by_partition(partitions: list[int]) -> dict[int, list[Part]]:
             grouped: dict[int, list[WireEvent]] = {}
             known: dict[str, list[WireEvent]] = {}  # a key's partition's group
             for event in events:
@@ -250,18 +368,20 @@ class Broker:
                     partition = partitions[partition_for(key.encode(), len(partitions))]
                     group = known[key] = grouped.setdefault(partition, [])
                 group.append(event)
-            limit = MAX_BATCH_BYTES - _RECORD_OVERHEAD
-            return {p: [(None, v) for v in encode_events(e, limit)] for p, e in grouped.items()}
+            return {p: _parts(e) for p, e in grouped.items()}
 
-        await self._send(topic, len(events), by_partition)
+        await self._send(topic, len(events), by_partition, PartitionLane.add_events, _part_size)
 
     async def _send(
         self,
         topic: str,
         count: int,
-        by_partition: Callable[[list[int]], dict[int, list[Record]]],
+        by_partition: Callable[[list[int]], dict[int, list[_Item]]],
+        add: Callable[[PartitionLane, list[_Item]], list[asyncio.Future[None]]],
+        size: Callable[[_Item], int],
     ) -> None:
-        """Records (from `by_partition` of the topic's partitions) to their lanes, then wait
+        """Records or events (from `by_partition` of the topic's partitions) to their lanes
+        (`add`: `PartitionLane.add` or `.add_events`; `size`: an item's bytes), then wait
         for every acknowledgement; `count` (messages or events) is for the log."""
         producer = await self._ensure_producer()
         started = time.perf_counter()
@@ -271,15 +391,14 @@ class Broker:
                 async with asyncio.timeout(self._timeout):
                     partitions = await producer.partitions_for(topic)
             grouped = by_partition(sorted(partitions))
-            for records in grouped.values():
-                for key, value in records:
-                    size = len(value) + (len(key) if key else 0) + _RECORD_OVERHEAD
-                    if size > MAX_RECORD_BYTES:
-                        raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
+            for items in grouped.values():
+                for item in items:
+                    if size(item) + _RECORD_OVERHEAD > MAX_RECORD_BYTES:
+                        raise MessageSizeTooLargeError(f"a record of {size(item)} bytes")
             lanes = [(self._lane(producer, topic, p), group) for p, group in grouped.items()]
             if any(lane.full for lane, _ in lanes):
                 raise KafkaTimeoutError("records waiting for the broker fill the buffer")
-            await self._acknowledged([acked for lane, group in lanes for acked in lane.add(group)])
+            await self._acknowledged([acked for lane, group in lanes for acked in add(lane, group)])
         except (KafkaError, TimeoutError) as exc:
             self.healthy = False
             self._metrics.produce_failures.inc()

@@ -1,20 +1,23 @@
 """PartitionLane against a stand-in producer: concurrent requests' records share one batch
 per partition, in order; the next batch fills while one is unacknowledged; a failure reaches
 every request whose records the batch holds; a lane stuck on an unanswering broker refuses
-more records instead of growing. A request's wait on its batches ends with the last
-acknowledgement, the first failure or the produce timeout, and never cancels a batch that
-other requests share."""
+more records instead of growing. Events of concurrent requests merge into one pack record
+(at most `PACK_LIMIT` events), in order, and a failure reaches every request of the pack.
+A request's wait on its batches ends with the last acknowledgement, the first failure or the
+produce timeout, and never cancels a batch that other requests share."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
 from ingest.broker import MAX_QUEUED_BATCHES, Broker, PartitionLane
+from meterflow.event_records import PACK_LIMIT, decode_record
 from web.metrics import IngestMetrics
 
 
@@ -141,6 +144,82 @@ async def test_a_record_no_batch_takes_is_refused_not_dropped() -> None:
     lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
     with pytest.raises(MessageSizeTooLargeError):
         lane.add(records("huge"))
+
+
+def events(*names: str) -> tuple[bytes, int]:
+    """A request's events for one partition as ingest encodes them: one object, or a pack."""
+    encoded = [orjson.dumps({"transaction_id": name}) for name in names]
+    return (encoded[0], 1) if len(encoded) == 1 else (b"[" + b",".join(encoded) + b"]", len(names))
+
+
+def sent_events(producer: Producer) -> list[list[list[str]]]:
+    """Per submitted batch, per record, its events' transaction ids (as the aggregator
+    decodes a record: a pack or a lone event)."""
+    return [
+        [[e["transaction_id"] for e in decode_record(value)] for _, value in batch.records]
+        for batch, _ in producer.sent
+    ]
+
+
+async def test_concurrent_requests_events_merge_into_one_pack_while_a_batch_is_out() -> None:
+    producer = Producer()
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    first = lane.add_events([events("a1", "a2")])
+    await settle()
+    assert sent_events(producer) == [[["a1", "a2"]]]
+    # While that batch is unacknowledged, three requests' events become one record.
+    later = [lane.add_events([events("b1", "b2")]), lane.add_events([events("c1")])]
+    later.append(lane.add_events([events("d1", "d2", "d3")]))
+    assert later[0] == later[1] == later[2], "one pack, one acknowledgement"
+    await settle()
+    assert len(producer.sent) == 1
+    producer.sent[0][1].set_result(None)
+    await settle()
+    assert sent_events(producer)[1] == [["b1", "b2", "c1", "d1", "d2", "d3"]]
+    assert first[0].done() and not later[0][0].done()
+    producer.sent[1][1].set_result(None)
+    await settle()
+    assert later[0][0].done() and later[0][0].exception() is None
+    await lane.wait_idle()
+
+
+async def test_a_pack_holds_at_most_pack_limit_events_and_keeps_the_order() -> None:
+    producer = Producer()
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    lane.add_events([events("first")])
+    await settle()  # out, unacknowledged: what follows merges
+    names = [f"e{n}" for n in range(PACK_LIMIT + 10)]
+    acks = lane.add_events([events(*names[i : i + 100]) for i in range(0, len(names), 100)])
+    assert len(acks) == 2  # the pack that filled, and the next
+    producer.sent[0][1].set_result(None)
+    await settle()
+    records = sent_events(producer)[1]
+    assert [len(r) for r in records] == [PACK_LIMIT - 24, 34]  # whole requests' parts
+    assert [name for record in records for name in record] == names
+    producer.sent[1][1].set_result(None)
+    await lane.wait_idle()
+    assert all(ack.done() and ack.exception() is None for ack in acks)
+
+
+async def test_a_failed_batch_fails_every_request_of_its_merged_pack() -> None:
+    producer = Producer()
+    lane = PartitionLane(producer, "events", 2)  # type: ignore[arg-type]
+    lane.add_events([events("a")])
+    await settle()
+    merged = [lane.add_events([events("b")]), lane.add_events([events("c", "d")])]
+    producer.sent[0][1].set_result(None)
+    await settle()
+    producer.sent[1][1].set_exception(KafkaConnectionError())
+    await settle()
+    for acks in merged:
+        with pytest.raises(KafkaConnectionError):
+            await asyncio.shield(acks[0])
+    later = lane.add_events([events("e")])
+    await settle()
+    producer.sent[2][1].set_result(None)
+    await asyncio.shield(later[0])
+    assert sent_events(producer)[1:] == [[["b", "c", "d"]], [["e"]]]
+    await lane.wait_idle()
 
 
 def batches(count: int) -> list[asyncio.Future[None]]:

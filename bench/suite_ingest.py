@@ -45,10 +45,11 @@ async def drop_schema(settings: Settings, schema: str) -> None:
         await conn.close()
 
 
-async def topic_usage(settings: Settings, topic: str) -> Usage:
+async def topic_usage(settings: Settings, topic: str) -> tuple[Usage, int]:
     """Every record of a topic read back from its beginning, counted by code, with the
-    summed gigabytes (what meterflow holds after ingest, before any aggregation)."""
-    calls = storage = 0
+    summed gigabytes (what meterflow holds after ingest, before any aggregation); and how
+    many records held them."""
+    calls = storage = records = 0
     gigabytes = Decimal(0)
     async with reader(settings.bootstrap_servers) as consumer:
         partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
@@ -59,6 +60,7 @@ async def topic_usage(settings: Settings, topic: str) -> Usage:
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
             for tp, messages in batches.items():
+                records += len(messages)
                 for message in messages:
                     for wire in decode_record(message.value):  # one event, or a pack of them
                         if wire["code"] == SUM_CODE:
@@ -68,7 +70,7 @@ async def topic_usage(settings: Settings, topic: str) -> Usage:
                             calls += 1
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
-    return Usage(calls, storage, gigabytes)
+    return Usage(calls, storage, gigabytes), records
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,7 @@ async def ingest_meterflow(base: Settings, load: IngestLoad) -> LoadResult:
             )
             result = await post_batches(url, key, load.bodies, load.concurrency)
         check_load("meterflow ingest", result, len(load.bodies))
-        stored = await topic_usage(settings, settings.topics.events)
+        stored, _ = await topic_usage(settings, settings.topics.events)
         load.sent().check("meterflow ingest", "all", stored)
         return result
     finally:

@@ -12,8 +12,9 @@ acknowledgements resolve (`Broker._acknowledged`). Events travel as packs
 (`meterflow.event_records`): a lane merges the events of concurrent requests into one pack
 (`OpenPack`, up to `PACK_LIMIT` events a record) while the partition's last batch is on its
 way and for a linger of 2 ms after (`PACK_LINGER_SECONDS`, as a producer's `linger_ms`), so
-that under load a record carries the events of many requests, not 25 of one: the aggregator's cost per record (Faust's
-delivery, a decode call, a position) is paid once for all of them.
+that under load a record carries the events of many requests, not 25 of one: the
+aggregator's cost per record (Faust's delivery, a decode call, a position) is paid once for
+all of them.
 
 `send_batch` goes through the same accumulator and sender as `send`: the batch gets the
 idempotent producer's id, epoch and sequence when it is drained, and a retriable failure

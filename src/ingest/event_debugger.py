@@ -5,10 +5,10 @@ Why the topic: the topic already holds every accepted event in order, so the hot
 (`POST /events`) writes nothing more. A per-event table would double every event's write
 cost for a page few people open, and the aggregator keeps totals and dedupe markers, not
 the events. The price is a window: each partition's last `WINDOW` records (a record is one
-event or a pack of events of one request or of several concurrent ones) are read per request, newest first; an older event
-answers 404 `event_not_found`. With `external_subscription_id` only the one partition it
-hashes to is read. An event's `lago_id` is derived from its place in the topic, stable
-across reads.
+event or a pack of events of one request or of several concurrent ones) are read per
+request, newest first; an older event answers 404 `event_not_found`. With
+`external_subscription_id` only the one partition it hashes to is read. An event's
+`lago_id` is derived from its place in the topic, stable across reads.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from meterflow.event_records import (
     PACK_LIMIT,
     WireEvent,
-    encode_event,
     encode_events,
     partition_for,
 )
@@ -224,15 +223,6 @@ def _part_size(part: Part) -> int:
     return len(part[0])
 
 
-def _parts(events: Sequence[WireEvent]) -> list[Part]:
-    """A partition's events as lane parts: one pack encoded in one call, or (too many or too
-    large for one record) each event alone, which the lane packs as they fit."""
-    values = encode_events(events, MAX_PACK_BYTES)
-    if len(values) == 1:
-        return [(values[0], len(events))]
-    return [(encode_event(event), 1) for event in events]
-
-
 def _follow(acked: asyncio.Future[None], batch: asyncio.Future[None]) -> None:
     if not acked.done():
         failure = _failure_of(batch)
@@ -371,7 +361,7 @@ class Broker:
                     partition = partitions[partition_for(key.encode(), len(partitions))]
                     group = known[key] = grouped.setdefault(partition, [])
                 group.append(event)
-            return {p: _parts(e) for p, e in grouped.items()}
+            return {p: encode_events(e, MAX_PACK_BYTES) for p, e in grouped.items()}
 
         await self._send(topic, len(events), by_partition, PartitionLane.add_events, _part_size)
 

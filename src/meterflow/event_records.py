@@ -130,14 +130,16 @@ def encode_packs(events: Sequence[bytes], max_bytes: int) -> list[bytes]:
     return values
 
 
-def encode_events(events: Sequence[WireEvent], max_bytes: int) -> list[bytes]:
-    """Record values for one partition's events, in order, as `encode_packs` makes them:
-    usually one, encoded in one call (a pack is the JSON array of its events)."""
+def encode_events(events: Sequence[WireEvent], max_bytes: int) -> list[tuple[bytes, int]]:
+    """One partition's events, in order, as parts of packs with how many events each holds:
+    usually one part, encoded in one call (a pack is the JSON array of its events); too many
+    or too large for one record, each event alone (ingest's lanes pack parts as they fit,
+    `ingest.broker.OpenPack`)."""
     if len(events) <= PACK_LIMIT:
         value = _ENCODER.encode(events[0] if len(events) == 1 else events)
         if len(value) <= max_bytes:
-            return [value]
-    return encode_packs([_ENCODER.encode(event) for event in events], max_bytes)
+            return [(value, len(events))]
+    return [(_ENCODER.encode(event), 1) for event in events]
 
 
 def packs(

@@ -10,7 +10,7 @@ COMPILED := src/aggregator/compiled-sources.json
 
 .PHONY: up down test lint bench
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml setup.py src/aggregator/bigday.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

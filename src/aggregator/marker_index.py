@@ -7,101 +7,14 @@ import sys
 from array import array
 from typing import TypeAlias, cast
 
+from aggregator.bigday import BigDay
 from aggregator.sharded import ShardedDict
 
 Index: TypeAlias = "ShardedDict[Held]"
 
 # Hashes of one (subscription, expiry day) searched as packed bytes (a linear scan in C, 512
-# bytes at most); beyond, a BigDay.
+# bytes at most); beyond, a BigDay (`aggregator/bigday.c`: a table of 64-bit slots).
 SMALL = 64
-
-
-class BigDay:
-    """More than `SMALL` hashes of one (subscription, expiry day), in buckets of packed bytes
-    chosen by the hash's low bits (linear hashing: when the hashes outnumber `BUCKET` times
-    the buckets, one bucket splits in two, so growing never rehashes them all at once).
-
-    Beside each bucket, its tags: the top byte of each of its hashes, in the same order. A
-    lookup first searches the tags (memchr over about `BUCKET` bytes, one cache line or two
-    of a working set far larger than the caches) and reads the bucket itself only for a
-    tag found (about one lookup in five that miss): a batch's lookups, mostly misses, cost
-    one memory access each rather than a scan of the whole bucket. About 12 bytes a hash.
-    `low` and `high` are the masks of the level's bits and of one bit more (buckets below
-    `split` have split already)."""
-
-    __slots__ = ("buckets", "day", "high", "level", "low", "size", "split", "tags")
-    BUCKET = 48
-
-    def __init__(self, day: int, hashes: list[int]) -> None:
-        self.day = day
-        # Buckets grow in place; tags stay bytes (one block: a missing lookup's one read).
-        self.buckets = [bytearray()]
-        self.tags = [b""]
-        self.level = self.split = self.size = self.low = 0
-        self.high = 1
-        self.add(hashes)
-
-    def __contains__(self, hashed: int) -> bool:
-        at = hashed & self.low
-        if at < self.split:
-            at = hashed & self.high
-        found = self.tags[at].find(hashed >> 56)
-        return found >= 0 and tagged(self, at, found, hashed)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, hashes: list[int], new: bool = False) -> int:
-        """Add the hashes not held yet (all of them, unsearched, when the caller knows them
-        `new`: distinct and not held); returns how many. The splits they will need are made
-        first (a bucket never grows far past `BUCKET`, and one loop with no split in it
-        places them all)."""
-        while self.size + len(hashes) > self.BUCKET * len(self.buckets):
-            self._split()
-        buckets, tags, low, high, split = self.buckets, self.tags, self.low, self.high, self.split
-        added = 0
-        for hashed in hashes:
-            at = hashed & low
-            if at < split:
-                at = hashed & high
-            if not new:
-                found = tags[at].find(hashed >> 56)
-                if found >= 0 and tagged(self, at, found, hashed):
-                    continue
-            needle = hashed.to_bytes(8, "little")
-            buckets[at] += needle
-            tags[at] += needle[7:]
-            added += 1
-        self.size += added
-        return added
-
-    def _split(self) -> None:
-        """Split the next bucket in turn by the hash bit above the level's."""
-        bit = 1 << self.level
-        low: list[int] = []
-        high: list[int] = []
-        for hashed in unpack(self.buckets[self.split]):
-            (high if hashed & bit else low).append(hashed)
-        stay, move = pack(low), pack(high)
-        self.buckets[self.split], self.tags[self.split] = bytearray(stay), stay[7::8]
-        self.buckets.append(bytearray(move))
-        self.tags.append(move[7::8])
-        self.split += 1
-        if self.split == bit:
-            self.level += 1
-            self.split = 0
-            self.low, self.high = (1 << self.level) - 1, (2 << self.level) - 1
-
-
-def tagged(big: BigDay, at: int, found: int, hashed: int) -> bool:
-    """Whether bucket `at` holds `hashed`, its tag found at `found` in the bucket's tags."""
-    tags, bucket, tag = big.tags[at], big.buckets[at], hashed >> 56
-    needle = hashed.to_bytes(8, "little")
-    while found >= 0:
-        if bucket[found * 8 : found * 8 + 8] == needle:
-            return True
-        found = tags.find(tag, found + 1)
-    return False
 
 
 # A subscription's hashes: one day's (an int, `day << 64 | hash`, while it holds one; packed
@@ -156,7 +69,7 @@ def new_part(day: int, hashes: list[int]) -> tuple[Part, int]:
 
 def grown(part: Part, day: int, hashes: list[int], new: bool) -> tuple[Part, int]:
     """The day's part with `hashes` added, and how many of them were new (all, when the
-    caller knows them `new`, see `BigDay.add`)."""
+    caller knows them `new`: packed bytes are then not searched first)."""
     if type(part) is int:
         fresh = [h for h in hashes if h != part & HASH_MASK]
         if not fresh:
@@ -173,7 +86,7 @@ def grown(part: Part, day: int, hashes: list[int], new: bool) -> tuple[Part, int
             return BigDay(day, [*unpack(part[8:]), *fresh]), len(fresh)
         return part + pack(fresh), len(fresh)
     big = cast(BigDay, part)
-    return big, big.add(hashes, new)
+    return big, big.add(hashes)
 
 
 def add_hashes(

@@ -4,12 +4,12 @@ until the period they fell in is closed and the late window has passed.
 Compact by design (issue 15): in memory, per subscription (ledger key) and expiry day, its
 64-bit hashes, with no Python object per marker: one int (`day << 64 | hash`) while it holds
 one, bytes (the day, then the hashes packed 8 bytes each, searched in C) up to `SMALL`,
-beyond that a `BigDay` (buckets of packed hashes by the hash's low bits, each with a byte
-a hash searched first); a subscription with hashes of several days keeps a list of its
-days. About 10 to 15 bytes a marker beside each subscription's entry (a set of ints cost 70
-to 160 bytes a marker by tracemalloc). A batch's new markers come grouped by subscription
-and day (`MarkerBatch`), each group added at once, unsearched when the batch looked them
-all up in this same index.
+beyond that a `BigDay` (`aggregator/bigday.c`: an open-addressing table of 64-bit slots,
+at most 3/4 full); a subscription with hashes of several days keeps a list of its days.
+About 8 to 21 bytes a marker beside each subscription's entry (a set of ints cost 70 to
+160 bytes a marker by tracemalloc). A batch's new markers come grouped by subscription and
+day (`MarkerBatch`), each group added at once, packed bytes unsearched when the batch looked
+them all up in this same index.
 The index itself is `aggregator.marker_index`.
 On the changelog and in RocksDB, one record per (source partition, batch, expiry day: the
 UTC day after which its markers may go; all the events of one period share it), whatever
@@ -63,9 +63,9 @@ from typing import TypeAlias, cast
 import msgspec
 from xxhash import xxh3_64_intdigest
 
+from aggregator.bigday import BigDay
 from aggregator.marker_index import (
     HASH_MASK,
-    BigDay,
     Index,
     Part,
     add_hashes,
@@ -73,7 +73,6 @@ from aggregator.marker_index import (
     holds,
     in_packed,
     pack,
-    tagged,
     unpack,
 )
 from aggregator.marker_segments import NewMarker, Segment
@@ -282,12 +281,8 @@ class DedupeMarkers:
             needle = hashed.to_bytes(8, "little")
             at = held.find(needle, 8)
             return at > 0 and (not at & 7 or in_packed(held, hashed))
-        if type(held) is BigDay:  # inline BigDay.__contains__: most lookups of a busy one
-            at = hashed & held.low
-            if at < held.split:
-                at = hashed & held.high
-            found = held.tags[at].find(hashed >> 56)
-            return found >= 0 and tagged(held, at, found, hashed)
+        if type(held) is BigDay:  # most lookups of a busy subscription
+            return hashed in held
         return any(holds(part, hashed) for part in cast("list[Part]", held))
 
     def write(self, markers: list[NewMarker]) -> None:

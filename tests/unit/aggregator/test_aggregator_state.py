@@ -4,12 +4,14 @@ built, and markers expire, in slices (issue 15: no stall over 100 ms at a millio
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aggregator import marker_index
 from aggregator import markers as markers_module
+from aggregator.bigday import BigDay
 from aggregator.markers import DedupeMarkers, NewMarker, expiry_day, marker_hash
 from aggregator.settings import AggregatorSettings
 from aggregator.store import MemoryStore
@@ -159,19 +161,23 @@ def test_packed_hashes_are_found_only_at_a_hash_s_place() -> None:
     assert not marker_index.in_packed(packed, day) and not marker_index.in_packed(packed, 7)
 
 
-def test_a_big_day_reads_a_bucket_only_for_a_tag_it_holds_and_answers_as_a_set() -> None:
-    """Hashes sharing their top byte (the tag searched first) and their bucket, added as a
-    batch that was checked (unsearched) and one that was not: the tags say where to look,
-    the bucket decides."""
-    same_tag = [(0xAB << 56) | (n << 8) for n in range(1, 400)]
-    others = [marker_hash(f"t{n}") for n in range(2_000)]
-    big = marker_index.BigDay(7, same_tag[:200])
-    assert big.add(others, new=True) == 2_000
-    assert big.add([*same_tag[100:300], others[5]]) == 100  # only the new ones count
-    assert len(big) == 2_300 and len(big.buckets) == len(big.tags) > 1
-    for hashed in (*same_tag[:300], *others):
+def test_a_big_day_answers_as_a_set_of_64_bit_ints_through_its_growth() -> None:
+    """Hashes that share their low bits, their high bits or both, 0 and 2**64 - 1, added
+    while the table doubles several times: each held once, found, and nothing else found;
+    an int that is no 64-bit hash is not held and cannot be added."""
+    low_alike = [n << 40 for n in range(1, 400)]
+    high_alike = [(0xAB << 56) | n for n in range(1, 400)]
+    others = [marker_hash(f"t{n}") for n in range(5_000)]
+    big = BigDay(7, low_alike[:200])
+    assert big.day == 7 and len(big) == 200
+    assert big.add([0, (1 << 64) - 1, *high_alike, *others]) == 2 + 399 + 5_000
+    assert big.add([*low_alike[100:], 0, others[5], others[5]]) == 199  # only the new count
+    held = {0, (1 << 64) - 1, *low_alike, *high_alike, *others}
+    assert len(big) == len(held)
+    for hashed in held:
         assert hashed in big
-    for hashed in (*same_tag[300:], (0xAB << 56) | 1, marker_hash("never")):
+    for hashed in ((0xAB << 56) | 400, 400 << 40, 1, marker_hash("never"), -1, 1 << 64):
         assert hashed not in big
-    for bucket, tags in zip(big.buckets, big.tags, strict=True):
-        assert tags == bucket[7::8]
+    with pytest.raises(OverflowError):
+        big.add([1 << 64])
+    assert sys.getsizeof(big) >= 8 * len(held) * 4 // 3  # its slots at most 3/4 full

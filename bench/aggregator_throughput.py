@@ -44,6 +44,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -107,61 +108,71 @@ def _cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-async def prefill(
-    settings: Settings, args: argparse.Namespace, org: str, values: list[bytes]
-) -> int:
+def sample_catalog(org: str, subscriptions: int) -> SampleCatalog:
+    """The organization's catalog: `calls` (count_agg) and `gb` (sum_agg) on one plan, and
+    that many subscriptions to it since 2020."""
     sample = SampleCatalog(org)
     sample.organization()
     sample.customer("c1")
     sample.metric("calls")
     sample.metric("gb", "sum_agg", "gb")
     sample.plan("p1", ["calls", "gb"])
-    for i in range(args.subscriptions):
+    for i in range(subscriptions):
         sample.subscription(
             f"s{i}", customer="c1", plan_code="p1", subscription_at="2020-01-01T00:00:00Z"
         )
+    return sample
+
+
+def event_records(
+    org: str, args: argparse.Namespace, partitions: int, timestamp: str
+) -> Iterator[tuple[int, bytes]]:
+    """The events as ingest writes them, (partition, record value): each `--pack` events (a
+    request) grouped into one record per partition, partitions as the default partitioner
+    picks them for the subscriptions' keys; `--duplicates` of them repeat an earlier
+    transaction id."""
+    rng = random.Random(7)
+    request: list[tuple[bytes, bytes]] = []
+    for n in range(args.events):
+        txn = f"t{rng.randrange(n)}" if n and rng.random() < args.duplicates else f"t{n}"
+        sub = f"s{zlib.crc32(txn.encode()) % args.subscriptions}"
+        gb = n % 2 == 0
+        wire = {
+            "organization_id": org,
+            "transaction_id": txn,
+            "external_subscription_id": sub,
+            "code": "gb" if gb else "calls",
+            "timestamp": timestamp,
+            "properties": {"gb": "0.25"} if gb else {},
+        }
+        request.append((sub.encode(), orjson.dumps(wire)))
+        if len(request) == args.pack or n == args.events - 1:
+            yield from packs(request, partitions)
+            request.clear()
+
+
+async def prefill(
+    settings: Settings, args: argparse.Namespace, org: str, values: list[bytes]
+) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
     )
     await producer.start()
-    rng = random.Random(7)
     ts = wire_timestamp(datetime.now(UTC))  # as ingest writes it
-    sent = 0
     try:
-        for record in sample.records:
+        for record in sample_catalog(org, args.subscriptions).records:
             await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
-        # Records as ingest writes them: each request's events grouped into one record per
-        # partition (a pack), keyed partitions as the default partitioner picks them.
         pending = []
-        request: list[tuple[bytes, bytes]] = []
-        for n in range(args.events):
-            txn = f"t{rng.randrange(n)}" if n and rng.random() < args.duplicates else f"t{n}"
-            sub = f"s{zlib.crc32(txn.encode()) % args.subscriptions}"
-            gb = n % 2 == 0
-            wire = {
-                "organization_id": org,
-                "transaction_id": txn,
-                "external_subscription_id": sub,
-                "code": "gb" if gb else "calls",
-                "timestamp": ts,
-                "properties": {"gb": "0.25"} if gb else {},
-            }
-            request.append((sub.encode(), orjson.dumps(wire)))
-            sent += 1
-            if len(request) == args.pack or n == args.events - 1:
-                for partition, value in packs(request, settings.partitions):
-                    values.append(value)
-                    pending.append(
-                        await producer.send(settings.topics.events, value, partition=partition)
-                    )
-                request.clear()
+        for partition, value in event_records(org, args, settings.partitions, ts):
+            values.append(value)
+            pending.append(await producer.send(settings.topics.events, value, partition=partition))
             if len(pending) >= 2_000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    return sent
+    return int(args.events)
 
 
 def done_events(ports: list[int]) -> float:

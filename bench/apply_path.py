@@ -1,9 +1,10 @@
 """The aggregator's hot path alone, in-process: the records `bench/aggregator_throughput.py`
 writes (same generator, same flags) applied the way a worker applies them, slice after
 slice (`EventProcessor.apply_batch`, each slice's markers indexed, then written), on
-in-memory stores: no Kafka, no Faust, no changelog. A worker's slices end after 0.02 s
-(`METERFLOW_AGGREGATOR_SLICE_SECONDS`); here after a fixed number of records, so that the
-slices do not vary with the speed measured.
+in-memory stores (ledgers held as orjson bytes, as the worker's tables hold them) and with
+the worker's garbage collector settings: no Kafka, no Faust, no changelog. A worker's
+slices end after 0.02 s (`METERFLOW_AGGREGATOR_SLICE_SECONDS`); here after a fixed number
+of records, so that the slices do not vary with the speed measured.
 
     .venv/bin/python -m bench.apply_path [--events 1500000] [--subscriptions 100]
         [--duplicates 0.05] [--pack 200] [--slice-records 40] [--repeat 3]
@@ -38,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import orjson
 
 from bench import report
 from bench.aggregator_throughput import event_records, sample_catalog
@@ -58,8 +60,19 @@ def apply_all(path: str, args: argparse.Namespace) -> dict[str, Any]:
     from aggregator.compiled import why_interpreted
     from aggregator.markers import DedupeMarkers
     from aggregator.processing import EventProcessor, SourceMessage, Windows
+    from aggregator.service import GC_THRESHOLDS
     from aggregator.settings import AggregatorSettings
     from aggregator.store import MemoryStore
+
+    class EncodedStore(MemoryStore):
+        """Ledgers as the worker's tables hold them: orjson bytes, decoded on every get."""
+
+        def get(self, key: str, partition: int | None = None) -> Any | None:
+            raw = self.data.get(key)
+            return None if raw is None else orjson.loads(raw)
+
+        def put(self, partition: int, key: str, value: Any) -> None:
+            super().put(partition, key, orjson.dumps(value))
 
     records = msgspec.msgpack.decode(Path(path).read_bytes(), type=list[tuple[int, bytes]])
     catalog = CatalogView()
@@ -72,7 +85,7 @@ def apply_all(path: str, args: argparse.Namespace) -> dict[str, Any]:
         late=timedelta(seconds=agg.late_window),
     )
     markers = DedupeMarkers(MemoryStore())
-    processor = EventProcessor(BillingDomain(), catalog, MemoryStore(), markers, windows)
+    processor = EventProcessor(BillingDomain(), catalog, EncodedStore(), markers, windows)
     offsets = [0] * PARTITIONS
     stamp = int(time.time() * 1000)
     messages = []
@@ -81,7 +94,9 @@ def apply_all(path: str, args: argparse.Namespace) -> dict[str, Any]:
         offsets[partition] += 1
     counts: dict[str, int] = {}
     slices = 0
+    gc.set_threshold(*GC_THRESHOLDS)  # the worker's (`aggregator.service`)
     gc.collect()
+    gc.freeze()
     started, wall = time.process_time(), time.perf_counter()
     for at in range(0, len(messages), args.slice_records):
         result = processor.apply_batch(messages[at : at + args.slice_records], datetime.now(UTC))

@@ -163,21 +163,22 @@ def test_packed_hashes_are_found_only_at_a_hash_s_place() -> None:
 
 def test_a_big_day_answers_as_a_set_of_64_bit_ints_through_its_growth() -> None:
     """Hashes that share their low bits, their high bits or both, 0 and 2**64 - 1, added
-    while the table doubles several times: each held once, found, and nothing else found;
-    an int that is no 64-bit hash is not held and cannot be added."""
+    while tables double and then split (past 49,152 hashes a table): each held once,
+    found, and nothing else found; an int that is no 64-bit hash is not held and cannot be
+    added."""
     low_alike = [n << 40 for n in range(1, 400)]
     high_alike = [(0xAB << 56) | n for n in range(1, 400)]
-    others = [marker_hash(f"t{n}") for n in range(5_000)]
+    others = [marker_hash(f"t{n}") for n in range(120_000)]
     big = BigDay(7, low_alike[:200])
-    assert big.day == 7 and len(big) == 200
-    assert big.add([0, (1 << 64) - 1, *high_alike, *others]) == 2 + 399 + 5_000
+    assert big.day == 7 and len(big) == 200 and big.tables == 1
+    assert big.add([0, (1 << 64) - 1, *high_alike, *others]) == 2 + 399 + 120_000
     assert big.add([*low_alike[100:], 0, others[5], others[5]]) == 199  # only the new count
     held = {0, (1 << 64) - 1, *low_alike, *high_alike, *others}
-    assert len(big) == len(held)
+    assert len(big) == len(held) and big.tables >= 2
     for hashed in held:
         assert hashed in big
     for hashed in ((0xAB << 56) | 400, 400 << 40, 1, marker_hash("never"), -1, 1 << 64):
         assert hashed not in big
     with pytest.raises(OverflowError):
         big.add([1 << 64])
-    assert sys.getsizeof(big) >= 8 * len(held) * 4 // 3  # its slots at most 3/4 full
+    assert 8 * len(held) * 4 // 3 <= sys.getsizeof(big) <= 8 * len(held) * 8 // 3 + 4_096

@@ -13,7 +13,7 @@ from aggregator.sharded import ShardedDict
 Index: TypeAlias = "ShardedDict[Held]"
 
 # Hashes of one (subscription, expiry day) searched as packed bytes (a linear scan in C, 512
-# bytes at most); beyond, a BigDay (`aggregator/bigday.c`: a table of 64-bit slots).
+# bytes at most); beyond, a BigDay (`aggregator/bigday.c`: tables of 64-bit slots).
 SMALL = 64
 
 

@@ -4,12 +4,12 @@ until the period they fell in is closed and the late window has passed.
 Compact by design (issue 15): in memory, per subscription (ledger key) and expiry day, its
 64-bit hashes, with no Python object per marker: one int (`day << 64 | hash`) while it holds
 one, bytes (the day, then the hashes packed 8 bytes each, searched in C) up to `SMALL`,
-beyond that a `BigDay` (`aggregator/bigday.c`: an open-addressing table of 64-bit slots,
-at most 3/4 full); a subscription with hashes of several days keeps a list of its days.
-About 8 to 21 bytes a marker beside each subscription's entry (a set of ints cost 70 to
-160 bytes a marker by tracemalloc). A batch's new markers come grouped by subscription and
-day (`MarkerBatch`), each group added at once, packed bytes unsearched when the batch looked
-them all up in this same index.
+beyond that a `BigDay` (`aggregator/bigday.c`: open-addressing tables of 64-bit slots,
+at most 3/4 full, under a directory); a subscription with hashes of several days keeps a
+list of its days. About 8 to 21 bytes a marker beside each subscription's entry (a set of
+ints cost 70 to 160 bytes a marker by tracemalloc). A batch's new markers come grouped by
+subscription and day (`MarkerBatch`), each group added at once, packed bytes unsearched
+when the batch looked them all up in this same index.
 The index itself is `aggregator.marker_index`.
 On the changelog and in RocksDB, one record per (source partition, batch, expiry day: the
 UTC day after which its markers may go; all the events of one period share it), whatever

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator import marker_index
 from aggregator import markers as markers_module
@@ -182,3 +184,30 @@ def test_a_big_day_answers_as_a_set_of_64_bit_ints_through_its_growth() -> None:
     with pytest.raises(OverflowError):
         big.add([1 << 64])
     assert 8 * len(held) * 4 // 3 <= sys.getsizeof(big) <= 8 * len(held) * 8 // 3 + 4_096
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from([0, 1, (1 << 64) - 1])),
+            max_size=300,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.integers(0, (1 << 64) - 1), max_size=50),
+)
+def test_a_big_day_holds_what_a_set_of_the_same_adds_holds(
+    adds: list[list[int]], probes: list[int]
+) -> None:
+    """Any sequence of adds (duplicates within and across them, 0, 2**64 - 1) leaves a
+    BigDay holding exactly what a set given the same would, each add counting what was new."""
+    big, held = BigDay(3, adds[0]), set(adds[0])
+    assert len(big) == len(held)
+    for hashes in adds[1:]:
+        assert big.add(hashes) == len(set(hashes) - held)
+        held.update(hashes)
+        assert len(big) == len(held)
+    for hashed in (*held, *probes):
+        assert (hashed in big) == (hashed in held)

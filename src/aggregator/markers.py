@@ -58,20 +58,17 @@ import heapq
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2b
-from typing import TypeAlias, cast
+from typing import TypeAlias
 
 import msgspec
 from xxhash import xxh3_64_intdigest
 
-from aggregator.bigday import BigDay
 from aggregator.marker_index import (
-    HASH_MASK,
+    Held,
     Index,
-    Part,
     add_hashes,
     drop_day,
-    holds,
-    in_packed,
+    held_holds,
     pack,
     unpack,
 )
@@ -267,23 +264,18 @@ class DedupeMarkers:
             index = self._built(build)
         return index
 
-    def seen(self, ledger_key: str, hashed: int) -> bool:
-        """Whether the subscription counted an event with this transaction id hash."""
+    def held(self, ledger_key: str) -> Held | None:
+        """The subscription's hashes as the index holds them now (`held_holds` answers for
+        them): a batch reads them once per subscription, as nothing changes the index
+        while a batch is applied (`index_batch` and `write_batch` run between slices)."""
         index = self._index
         if index is None:
             index = self._ensured()
-        held = index.get(ledger_key)
-        if held is None:
-            return False
-        if type(held) is int:
-            return held & HASH_MASK == hashed
-        if type(held) is bytes:  # inline in_packed: most lookups miss, at once
-            needle = hashed.to_bytes(8, "little")
-            at = held.find(needle, 8)
-            return at > 0 and (not at & 7 or in_packed(held, hashed))
-        if type(held) is BigDay:  # most lookups of a busy subscription
-            return hashed in held
-        return any(holds(part, hashed) for part in cast("list[Part]", held))
+        return index.get(ledger_key)
+
+    def seen(self, ledger_key: str, hashed: int) -> bool:
+        """Whether the subscription counted an event with this transaction id hash."""
+        return held_holds(self.held(ledger_key), hashed)
 
     def write(self, markers: list[NewMarker]) -> None:
         """Store markers given one by one (`write_batch` takes a batch's, grouped)."""

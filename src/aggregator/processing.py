@@ -35,6 +35,7 @@ from aggregator.catalog_view import CatalogView, SubscriptionTerms
 from aggregator.domain import Domain, UsageEvent
 from aggregator.fold import Fold, PeriodCache
 from aggregator.ledger import Ledger, ledger_key
+from aggregator.marker_index import Held, held_holds
 from aggregator.markers import (
     DedupeMarkers,
     MarkerBatch,
@@ -154,14 +155,16 @@ class SourceEvent:
 class BatchSubscription:
     """One subscription as a batch found it (the catalog does not change while a batch is
     applied): its ledger key and ledger, its terms (None while unknown), the
-    transaction id hashes this batch sets markers for (`BatchResult.marks`), and whether
-    it holds markers of version 1 (`aggregator.markers`: looked up by that hash too)."""
+    transaction id hashes this batch sets markers for (`BatchResult.marks`), whether it
+    holds markers of version 1 (`aggregator.markers`: looked up by that hash too), and its
+    markers in the index (read once: the index does not change while a batch is applied)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
     fresh: set[int]
     legacy: bool
+    held: Held | None  # its markers in the index (`DedupeMarkers.held`)
 
 
 class BatchResult:
@@ -277,8 +280,9 @@ class EventProcessor:
         ledger = result.ledgers.get(key)
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
+        markers = self.markers
         found = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), set(), self.markers.legacy(key)
+            key, ledger, self.catalog.terms(*ident), set(), markers.legacy(key), markers.held(key)
         )
         result.subscriptions.setdefault(event.organization_id, {})[ident[1]] = found
         return found
@@ -353,7 +357,7 @@ class EventProcessor:
                 ledger, lkey = sub.ledger, sub.key
                 hashed = marker_hash(event.transaction_id)
                 at = first + index
-                seen = hashed in sub.fresh or markers.seen(lkey, hashed)
+                seen = hashed in sub.fresh or held_holds(sub.held, hashed)
                 if not seen and sub.legacy:  # counted before version 2, by its BLAKE2b hash
                     seen = markers.seen(lkey, legacy_marker_hash(event.transaction_id))
                 applied = ledger.applied_at  # (Ledger.applied, inline: the hot path)

@@ -43,18 +43,12 @@ def holds(part: Part, hashed: int) -> bool:
 
 def held_holds(held: Held | None, hashed: int) -> bool:
     """Whether a subscription's hashes (what the index holds for its ledger key, None for
-    none) hold `hashed`; the common cases inline: most lookups miss, at once."""
+    none) hold `hashed`."""
     if held is None:
         return False
-    if type(held) is int:
-        return held & HASH_MASK == hashed
-    if type(held) is bytes:
-        needle = hashed.to_bytes(8, "little")
-        at = held.find(needle, 8)
-        return at > 0 and (not at & 7 or in_packed(held, hashed))
-    if type(held) is BigDay:  # most lookups of a busy subscription
-        return hashed in held
-    return any(holds(part, hashed) for part in cast("list[Part]", held))
+    if type(held) is list:
+        return any(holds(part, hashed) for part in held)
+    return holds(cast(Part, held), hashed)
 
 
 def day_of(part: Part) -> int:

@@ -153,18 +153,17 @@ class SourceEvent:
 
 @dataclass(slots=True)
 class BatchSubscription:
-    """One subscription as a batch found it (the catalog does not change while a batch is
-    applied): its ledger key and ledger, its terms (None while unknown), the
-    transaction id hashes this batch sets markers for (`BatchResult.marks`), whether it
-    holds markers of version 1 (`aggregator.markers`: looked up by that hash too), and its
-    markers in the index (read once: the index does not change while a batch is applied)."""
+    """One subscription as a batch found it (neither the catalog nor the marker index changes
+    while a batch is applied): its ledger key and ledger, its terms (None while unknown), the
+    transaction id hashes this batch sets markers for (`BatchResult.marks`), whether it holds
+    markers of version 1 (looked up by that hash too) and its markers (`DedupeMarkers.held`)."""
 
     key: str
     ledger: Ledger
     terms: SubscriptionTerms | None
     fresh: set[int]
     legacy: bool
-    held: Held | None  # its markers in the index (`DedupeMarkers.held`)
+    held: Held | None
 
 
 class BatchResult:
@@ -280,10 +279,8 @@ class EventProcessor:
         ledger = result.ledgers.get(key)
         if ledger is None:
             ledger = result.ledgers[key] = Ledger(self.ledgers.get(key, partition), partition)
-        markers = self.markers
-        found = BatchSubscription(
-            key, ledger, self.catalog.terms(*ident), set(), markers.legacy(key), markers.held(key)
-        )
+        terms, markers = self.catalog.terms(*ident), self.markers
+        found = BatchSubscription(key, ledger, terms, set(), markers.legacy(key), markers.held(key))
         result.subscriptions.setdefault(event.organization_id, {})[ident[1]] = found
         return found
 

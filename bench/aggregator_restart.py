@@ -252,7 +252,7 @@ async def marker_slices(markers: int, per_batch: int = 1_000) -> dict[str, Any]:
     the index built again from the segments and every marker expired at once; the longest
     time between two yields to the event loop is the longest stall each can cause."""
     day = expiry_day(datetime.now(UTC))
-    store = MemoryStore()
+    store = MemoryStore(raw=True)
     writer = DedupeMarkers(store)
     for b in range(markers // per_batch):
         writer.write(

@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as `python bench/apply_path.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -66,16 +67,6 @@ def apply_all(path: str, args: argparse.Namespace) -> dict[str, Any]:
     from aggregator.settings import AggregatorSettings
     from aggregator.store import MemoryStore
 
-    class EncodedStore(MemoryStore):
-        """Ledgers as the worker's tables hold them: orjson bytes, decoded on every get."""
-
-        def get(self, key: str, partition: int | None = None) -> Any | None:
-            raw = self.data.get(key)
-            return None if raw is None else orjson.loads(raw)
-
-        def put(self, partition: int, key: str, value: Any) -> None:
-            super().put(partition, key, orjson.dumps(value))
-
     records = msgspec.msgpack.decode(Path(path).read_bytes(), type=list[tuple[int, bytes]])
     catalog = CatalogView()
     for record in sample_catalog(ORG, args.subscriptions).records:
@@ -86,8 +77,9 @@ def apply_all(path: str, args: argparse.Namespace) -> dict[str, Any]:
         hold=timedelta(seconds=agg.hold_window),
         late=timedelta(seconds=agg.late_window),
     )
-    markers = DedupeMarkers(MemoryStore())
-    processor = EventProcessor(BillingDomain(), catalog, EncodedStore(), markers, windows)
+    ledgers, segments = _stores(MemoryStore)
+    markers = DedupeMarkers(segments)
+    processor = EventProcessor(BillingDomain(), catalog, ledgers, markers, windows)
     offsets = [0] * PARTITIONS
     stamp = int(time.time() * 1000)
     messages = []
@@ -114,6 +106,24 @@ def apply_all(path: str, args: argparse.Namespace) -> dict[str, Any]:
         "slices": slices,
         "counts": dict(sorted(counts.items())),
     }
+
+
+def _stores(memory_store: Any) -> tuple[Any, Any]:
+    """The ledgers' and the marker segments' stores, values encoded as a worker's tables hold
+    them. A tree from before `MemoryStore(raw=True)` (`47a4eb2` and older) held values as
+    given: its ledgers are encoded here, as its worker's tables encoded them."""
+    if "raw" in inspect.signature(memory_store).parameters:
+        return memory_store(), memory_store(raw=True)
+
+    class Encoded(memory_store):  # type: ignore[misc]
+        def get(self, key: str, partition: int | None = None) -> Any | None:
+            raw = self.data.get(key)
+            return None if raw is None else orjson.loads(raw)
+
+        def put(self, partition: int, key: str, value: Any) -> None:
+            super().put(partition, key, orjson.dumps(value))
+
+    return Encoded(), memory_store()
 
 
 def child_run(source: str, path: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -350,7 +350,7 @@ def index_bytes(subscriptions: int, per_subscription: int) -> dict[str, float]:
     built again from the segments under tracemalloc: its bytes a marker, with and without
     the ledger-key strings (the catalog and the ledgers hold those too), and a lookup's
     time (half hits, half misses; the best of 7 rounds)."""
-    store = MemoryStore()
+    store = MemoryStore(raw=True)
     writer = DedupeMarkers(store)
     made = (
         NewMarker(f"o\x1fs{s}", marker_hash(f"t{j}-{s}"), s % 4, j * subscriptions + s, 20_000)

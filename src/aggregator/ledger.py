@@ -30,8 +30,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from aggregator.catalog_view import ChargeTerms
 from aggregator.domain import Domain, UsageState
 
@@ -81,7 +79,14 @@ class Ledger:
     __slots__ = ("_states", "applied_at", "value")
 
     def __init__(self, value: dict[str, Any] | None, partition: int) -> None:
-        self.value: dict[str, Any] = new_ledger_value(partition) if value is None else _copy(value)
+        # `value` is the caller's own (a store's `get` decodes afresh): changed in place, it
+        # changes nothing stored until it is put back, so a batch failing half-way leaves
+        # the stored value as it was.
+        if value is None:
+            value = new_ledger_value(partition)
+        else:
+            value.setdefault("final", False)  # (absent from ledgers written before it)
+        self.value: dict[str, Any] = value
         self._states: dict[tuple[str, datetime, str], UsageState] = {}
         # value["applied"] by int partition: read for every event of a batch
         self.applied_at = {int(p): int(at) for p, at in self.value["applied"].items()}
@@ -116,10 +121,8 @@ class Ledger:
         live = self._states.get(ident)
         if live is None:
             period = self.value[bucket].setdefault(iso(start), {"end": iso(end), "charges": {}})
-            stored = period["charges"].get(charge.charge_id)
-            # A restored state must not share lists or dicts with the stored value.
-            data = None if stored is None else orjson.loads(orjson.dumps(stored))
-            live = domain.new_state(charge, start, end, data)
+            # (the ledger's own value: the state may keep its lists and dicts)
+            live = domain.new_state(charge, start, end, period["charges"].get(charge.charge_id))
             self._states[ident] = live
         return live
 
@@ -151,24 +154,3 @@ class Ledger:
 
     def forget_sent(self, ids: set[int]) -> None:
         self.value["outbox"] = [m for m in self.value["outbox"] if m["id"] not in ids]
-
-
-def _copy(value: dict[str, Any]) -> dict[str, Any]:
-    """A copy deep enough that changing it never changes the table's stored value
-    (a batch may fail half-way; the stored value must then be the old one)."""
-    return {
-        "p": value["p"],
-        "applied": dict(value["applied"]),
-        "periods": {
-            s: {"end": p["end"], "charges": dict(p["charges"])} for s, p in value["periods"].items()
-        },
-        "closed_until": value["closed_until"],
-        "final": value.get("final", False),
-        "late": {
-            s: {"end": p["end"], "charges": dict(p["charges"])} for s, p in value["late"].items()
-        },
-        "held": list(value["held"]),
-        "outbox": list(value["outbox"]),
-        "seq": value["seq"],
-        "requeued": list(value.get("requeued", [])),
-    }

@@ -64,7 +64,7 @@ def test_older_versions_are_ignored_and_deletion_forgets_the_subscription() -> N
 
 
 def test_markers_expire_by_day_and_only_on_owned_partitions() -> None:
-    store = MemoryStore()
+    store = MemoryStore(raw=True)
     markers = DedupeMarkers(store)
     now = datetime(2026, 3, 1, tzinfo=UTC)
     soon, later = expiry_day(now + timedelta(days=1)), expiry_day(now + timedelta(days=9))

@@ -70,7 +70,7 @@ def message(offset: int, txn: str, *, partition: int = 0, **overrides: Any) -> S
 
 
 def make(domain: Any, catalog: CatalogView) -> tuple[EventProcessor, MemoryStore, MemoryStore]:
-    ledgers, markers = MemoryStore(), MemoryStore()
+    ledgers, markers = MemoryStore(), MemoryStore(raw=True)
     processor = EventProcessor(domain, catalog, ledgers, DedupeMarkers(markers), WINDOWS)
     return processor, ledgers, markers
 

@@ -51,7 +51,7 @@ def batch() -> list[SourceMessage]:
 def run(domain: Any, catalog: CatalogView, seconds: float) -> tuple[Any, dict[str, int], int]:
     """The batch applied as the app applies it: slice after slice, each slice's markers
     written before the next (`Aggregator.apply_slice`). The ledger, the counts, the slices."""
-    ledgers, markers = MemoryStore(), MemoryStore()
+    ledgers, markers = MemoryStore(), MemoryStore(raw=True)
     processor = EventProcessor(domain, catalog, ledgers, DedupeMarkers(markers), WINDOWS)
     left, counts, slices = batch(), {}, 0
     while left:
@@ -80,7 +80,7 @@ def test_a_slice_finds_the_last_slices_markers_before_they_are_written(
     later (`remember`), counted once; an index rebuilt in between (a rebalance) lacks them
     until they are written, which then adds them."""
     for rebuilt in (False, True):
-        ledgers, segments = MemoryStore(), MemoryStore()
+        ledgers, segments = MemoryStore(), MemoryStore(raw=True)
         markers = DedupeMarkers(segments)
         processor = EventProcessor(domain, catalog, ledgers, markers, WINDOWS)
         left, pending, counts = batch(), [], {}

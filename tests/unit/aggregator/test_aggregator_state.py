@@ -24,7 +24,7 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 def filled(batches: int, per_batch: int, day: int) -> MemoryStore:
     """A store holding `batches` segments of `per_batch` markers, each its own subscription."""
-    store = MemoryStore()
+    store = MemoryStore(raw=True)
     writer = DedupeMarkers(store)
     for b in range(batches):
         writer.write(
@@ -119,7 +119,7 @@ def test_the_compact_index_answers_as_a_set_would(
     subscription, a hash replayed into a second segment, expiry by day, a rebuild from the
     segments: every answer and count as a plain set of (subscription, day, hash) gives."""
     monkeypatch.setattr(marker_index, "SMALL", 16)
-    store = MemoryStore()
+    store = MemoryStore(raw=True)
     markers = DedupeMarkers(store)
     truth: set[tuple[str, int, int]] = set()
     days = [expiry_day(NOW) + d for d in (1, 2, 3)]

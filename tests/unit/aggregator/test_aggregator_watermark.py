@@ -57,7 +57,7 @@ def test_the_schedule_keeps_each_key_at_its_earliest_due_time() -> None:
 
 def closer_with(domain: Any, catalog: CatalogView) -> tuple[PeriodCloser, MemoryStore]:
     ledgers = MemoryStore()
-    markers = DedupeMarkers(MemoryStore())
+    markers = DedupeMarkers(MemoryStore(raw=True))
     processor = EventProcessor(domain, catalog, ledgers, markers, WINDOWS)
     return PeriodCloser(processor, 4), ledgers
 

@@ -110,9 +110,9 @@ class Aggregator:
         self.agg = agg
         self.domain = domain
         self.metrics = AggregatorMetrics()
-        self.catalog = CatalogView()
+        self.catalog = CatalogView(settings.partitions)
         self.catalog_reader = CatalogReader(
-            settings.bootstrap_servers, settings.topics.catalog, self.catalog
+            settings.bootstrap_servers, settings.topics.catalog, self.catalog, partitioned=True
         )
         self.windows = Windows(
             skew=timedelta(seconds=agg.clock_skew),
@@ -445,6 +445,11 @@ def create_app(
     add_pages(app, aggregator)
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # (Faust sends the whole assignment, before the stream gets any of its events.)
+        events = settings.topics.events
+        aggregator.catalog_reader.assign(
+            frozenset(tp.partition for tp in assigned if tp.topic == events)
+        )
         # Recovery is about to change the marker segments and the progress held here.
         aggregator.generation += 1
         aggregator.markers.invalidate()

@@ -6,6 +6,12 @@ each worker reads it from the beginning at start (a plain consumer without a gro
 no committed offset can make it skip records) and then follows it. A Faust table fed
 from it would only copy the same records into a second changelog; lookups stay in
 memory either way, never a database query per event.
+
+A worker keeps only the subscriptions of the events partitions it owns (their events are
+the only ones it folds, their periods the only ones it closes), so that W workers hold
+1/W of the subscriptions each; organizations, metrics, plans and customers are kept
+whole. When its partitions change, it reads the topic again from the beginning, which
+takes the subscriptions of the partitions it gained and drops those it lost.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from aggregator.catalog_terms import (
     subscription_entry,
 )
 from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.event_records import partition_for
 from meterflow.topics import reader
 
 __all__ = ["CatalogReader", "CatalogView", "ChargeTerms", "PlanTerms", "SubscriptionTerms"]
@@ -53,7 +60,10 @@ class CatalogView:
     next lookup (one Struct copy); a timezone change the same way.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: int = 0) -> None:
+        # The events partitions whose subscriptions are kept, of `partitions` (None: all).
+        self.partitions = partitions
+        self.kept: frozenset[int] | None = None
         # Organizations, billable metrics and plans: few, kept as records.
         self._objects: dict[tuple[CatalogKind, str], CatalogRecord] = {}
         self._metrics: dict[str, dict[str, Any]] = {}  # billable metric lago id -> body
@@ -146,8 +156,15 @@ class CatalogView:
         org = shared(record.organization_id) or ""
         body = record.body
         subscriptions = self._subscriptions.setdefault(org, {})
+        ext = None if body is None else body.get("external_id")
+        if isinstance(ext, str) and not self.keeps(ext):
+            held = subscriptions.get(ext)
+            if held is not None:  # of a partition this worker no longer owns
+                self._unindex(held)
+                self._termination_seen.pop((org, ext), None)
+            return False
         if body is not None:
-            held = subscriptions.get(body.get("external_id"))  # type: ignore[arg-type]
+            held = subscriptions.get(ext)  # type: ignore[arg-type]
             if held is not None and held.subscription_id != record.lago_id:
                 held = None  # another subscription under that id: the later record wins
         else:  # ingest never deletes a subscription (it terminates them): searched
@@ -179,6 +196,13 @@ class CatalogView:
         if terminated is not None and (held is None or held.terminated_at != terminated):
             self._termination_seen[(org, ext)] = self.clock()
         return True
+
+    def keeps(self, external_subscription_id: str) -> bool:
+        """Whether the subscription's events partition is one whose subscriptions are kept."""
+        kept = self.kept
+        if kept is None:
+            return True
+        return partition_for(external_subscription_id.encode(), self.partitions) in kept
 
     def _unindex(self, held: SubscriptionTerms | Pending) -> None:
         org, ext = held.organization_id, held.external_subscription_id
@@ -283,27 +307,53 @@ class CatalogReader:
 
     `ready` is set once everything that was in the topic at start has been read, so the
     event stream never mistakes a known subscription for an unknown one after a restart.
+    With `partitioned`, it starts reading at the worker's first assignment (`assign`) and
+    reads again from the beginning at each change of it (the view keeps the subscriptions
+    of the partitions owned), not ready meanwhile.
     """
 
-    def __init__(self, bootstrap: str, topic: str, view: CatalogView) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, view: CatalogView, *, partitioned: bool = False
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.view = view
         self.ready = asyncio.Event()
         # Called with the records of each poll that changed the view.
         self.on_change: list[Callable[[list[CatalogRecord]], None]] = []
+        # Set when the topic is to be read from its beginning (at once, or at `assign`).
+        self._from_start = asyncio.Event()
+        if not partitioned:
+            self._from_start.set()
+        self.partitioned = partitioned
+
+    def assign(self, partitions: frozenset[int]) -> None:
+        """The worker now owns these events partitions: keep their subscriptions only, read
+        from the beginning again when they changed. Not ready from this call on (it is made
+        before the stream gets any event of the new assignment) until that read is done."""
+        if not self.partitioned or partitions == self.view.kept:
+            return
+        self.view.kept = partitions
+        self.ready.clear()
+        self._from_start.set()
 
     async def run(self) -> None:
         async with reader(self.bootstrap) as consumer:
             tp = TopicPartition(self.topic, 0)
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            if end == 0:
-                self.ready.set()
+            await self._from_start.wait()
+            end = 0
             while True:
+                if self._from_start.is_set():
+                    self._from_start.clear()
+                    await consumer.seek_to_beginning(tp)
+                    end = (await consumer.end_offsets([tp]))[tp]
+                    if end == 0:
+                        self.ready.set()
                 # 500 records (about 20 ms here) between two yields to the event loop.
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                if self._from_start.is_set():
+                    continue  # read under a view's former partitions: from the start again
                 changed: list[CatalogRecord] = []
                 for messages in batches.values():
                     for message in messages:
@@ -316,8 +366,17 @@ class CatalogReader:
                     # gc.collect() Faust's stores run at a rebalance) walks what is loaded,
                     # about 0.4 s at 500,000 subscriptions. O(1): it moves a list.
                     gc.freeze()
-                if not self.ready.is_set() and await consumer.position(tp) >= end:
-                    log.info("aggregator.catalog_loaded records=%d", self.view.records_applied)
+                if (
+                    not self.ready.is_set()
+                    and await consumer.position(tp) >= end
+                    and not self._from_start.is_set()  # (assigned again meanwhile)
+                ):
+                    log.info(
+                        "aggregator.catalog_loaded records=%d subscriptions=%d partitions=%s",
+                        self.view.records_applied,
+                        len(self.view),
+                        "all" if self.view.kept is None else sorted(self.view.kept),
+                    )
                     self.ready.set()
                 # Not while loading: what was there at start is scheduled as a whole, once
                 # loaded (the period closer seeds every subscription after an assignment).

@@ -223,4 +223,5 @@ class ClosingDriver:
             log.info("aggregator.tick %s", " ".join(f"{k}={v}" for k, v in sorted(total.items())))
         self.worker.metrics.table_keys.labels(table="ledgers").set(len(self.worker.ledgers))
         self.worker.metrics.table_keys.labels(table="markers").set(len(self.worker.markers))
+        self.worker.metrics.catalog_subscriptions.set(len(self.worker.catalog))
         await self.free_memory.maybe()

@@ -124,6 +124,10 @@ class AggregatorMetrics(ServiceMetrics):
         self.table_keys = self.gauge(
             "meterflow_aggregator_table_keys", "Keys held in each table on this worker", ["table"]
         )
+        self.catalog_subscriptions = self.gauge(
+            "meterflow_aggregator_catalog_subscriptions",
+            "Subscriptions in this worker's catalog view: those of the events partitions it owns",
+        )
 
         self.freshness = self.histogram(
             "meterflow_aggregator_freshness_seconds",

@@ -272,8 +272,7 @@ class EventProcessor:
     def _subscription(
         self, result: BatchResult, event: UsageEvent, partition: int
     ) -> BatchSubscription:
-        """What the batch looks up once per subscription: its ledger (read on the partition
-        of its first event) and terms."""
+        """Its ledger (read on its first event's partition) and terms, once per batch."""
         ident = (event.organization_id, event.external_subscription_id)
         key = ledger_key(*ident)
         ledger = result.ledgers.get(key)
@@ -324,9 +323,8 @@ class EventProcessor:
         packed = message.value is not None and message.value[:1] == b"["
         partition, offset, requeue_of = message.partition, message.offset, message.requeue_of
         subscriptions, marks, outcomes = result.subscriptions, result.marks, result.outcomes
-        # (methods called on the objects, not bound to locals first: compiled
-        # (`aggregator.compiled`), such a call is a direct C call, a bound one goes
-        # through Python's)
+        # (methods called on the objects, not bound to locals first: compiled, such a
+        # call is a direct C call, a bound one goes through Python's)
         markers = self.markers
         first = position(offset, 0)  # (an event's position: first + its index)
         for index, raw in enumerate(items):
@@ -368,9 +366,8 @@ class EventProcessor:
                     continue
                 applied[partition] = at  # (Ledger.mark_applied: `at` is above it)
                 if requeue_of is not None:
-                    # A copy requeued from the dead-letter topic (meterflow.event_records.
-                    # REQUEUE_HEADER): the marker its dead-lettered original set yields to
-                    # it, once.
+                    # A copy requeued from the dead-letter topic (event_records.REQUEUE_HEADER):
+                    # the marker its dead-lettered original set yields to it, once.
                     seen = not ledger.take_requeue(requeue_of)
                     marks.checked = None  # its hash may be held: the original's marker
                 if seen:
@@ -378,17 +375,20 @@ class EventProcessor:
                     continue
                 sub.fresh.add(hashed)
                 terms = sub.terms
-                if terms is None:
+                if terms is not None:
+                    if ledger.value["held"]:
+                        self.release_held(ledger, terms, fold.now, result.counts)
+                    try:
+                        outcome, day = fold.event(ledger, terms, event)
+                    except Exception:  # dead-lettered below: its marker kept as a dead letter's
+                        marks.add(lkey, hashed, partition, at, fold.keep_day)
+                        raise
+                elif self.catalog.keeps(event.external_subscription_id):
                     self._hold(SourceEvent(message, index, raw, packed), sub, result)
                     marks.add(lkey, hashed, partition, at, self._held_day(fold))
                     continue
-                if ledger.value["held"]:
-                    self.release_held(ledger, terms, fold.now, result.counts)
-                try:
-                    outcome, day = fold.event(ledger, terms, event)
-                except Exception:  # dead-lettered below: its marker kept as a dead letter's
-                    marks.add(lkey, hashed, partition, at, fold.keep_day)
-                    raise
+                else:  # its subscription's partition is another worker's (`CatalogView`)
+                    outcome, day = "dead_letter:wrong_partition", fold.keep_day
                 marks.add(lkey, hashed, partition, at, day)
                 if outcome[0] == "d":  # dead_letter:<reason>
                     source = SourceEvent(message, index, raw, packed)

@@ -174,7 +174,8 @@ async def test_partitions_moving_between_two_workers_never_double_count_nor_lose
 ) -> None:
     """A second worker joins mid-stream (partitions move to it, with their table state),
     then the first is SIGKILLed (its partitions move to the second, recovered from the
-    changelogs); in between, either worker answers for every subscription."""
+    changelogs); in between, either worker answers for every subscription, while each holds
+    only its own partitions' subscriptions in its catalog view."""
     subscriptions = 20
     rng = random.Random(unique)
     org = f"org-{unique}"
@@ -185,6 +186,9 @@ async def test_partitions_moving_between_two_workers_never_double_count_nor_lose
     half = len(stream) // 2
     await publish_requests(settings, stream[:half], rng)
     await first.wait_metric("meterflow_aggregator_events_total", 1, outcome="applied")
+    catalog = "meterflow_aggregator_catalog_subscriptions"
+    await first.wait_metric(catalog, subscriptions)
+    alone = await first.metric(catalog)  # (the topic may hold other tests' subscriptions)
     second = worker_factory()
     second.start()
     producing = asyncio.create_task(publish_requests(settings, stream[half:], rng))
@@ -195,6 +199,12 @@ async def test_partitions_moving_between_two_workers_never_double_count_nor_lose
         _, body = await worker.get("/ready")
         assert body["partitions"], body
         assert await usage_totals(worker, org, subscriptions) is not None
+    deadline = time.monotonic() + 30
+    while (held := [await w.metric(catalog) for w in (first, second)]) and not (
+        sum(held) == alone and max(held) < alone
+    ):
+        assert time.monotonic() < deadline, f"catalog views {held}, {alone} in all"
+        await asyncio.sleep(0.2)
     await asyncio.sleep(rng.uniform(0.3, 1.5))
     first.kill()
     await producing

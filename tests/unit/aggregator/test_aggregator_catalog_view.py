@@ -14,6 +14,7 @@ from aggregator.catalog_view import CatalogView
 from aggregator.closing_driver import SLICE, ClosingDriver
 from aggregator.sample_catalog import SampleCatalog
 from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.event_records import partition_for
 
 
 def two_plans(subscriptions: int) -> tuple[SampleCatalog, list[bytes]]:
@@ -215,3 +216,31 @@ async def test_a_plan_change_is_planned_in_slices_that_give_the_loop_back() -> N
     assert sorted(closer.planned) == sorted(("o1", f"s{i}") for i in range(0, 2_400, 2))
     driver.on_catalog([sample.customer("c2", timezone="Asia/Kolkata")])
     assert len(closer.planned) == 1_200 + SLICE
+
+
+def test_a_view_keeps_the_subscriptions_of_its_partitions_and_drops_those_it_lost() -> None:
+    """A worker's view holds the subscriptions of the events partitions it owns (hashed as
+    ingest keys their events); read again after its partitions changed, it takes the ones
+    it gained and drops the ones it lost, customers, plans and metrics kept whole."""
+    _, encoded = two_plans(40)
+    home = {f"s{i}": partition_for(f"s{i}".encode(), 4) for i in range(40)}
+    assert set(home.values()) == {0, 1, 2, 3}
+    view = CatalogView(4)
+    view.kept = frozenset({0, 1})
+    for value in encoded:
+        view.apply(CatalogRecord.decode(value))
+    held = {ext for _, ext in view.subscription_ids()}
+    assert held == {ext for ext, p in home.items() if p in (0, 1)}
+    assert len(view) == len(held)
+    assert all(view.terms("o1", ext) is not None for ext in held)
+    assert all(view.terms("o1", ext) is None for ext in set(home) - held)
+    view.kept = frozenset({1, 2})  # partitions moved: the topic read again
+    for value in encoded:
+        view.apply(CatalogRecord.decode(value))
+    assert {ext for _, ext in view.subscription_ids()} == {
+        ext for ext, p in home.items() if p in (1, 2)
+    }
+    assert all(view.terms("o1", ext) is None for ext, p in home.items() if p == 0)
+    # A customer's change concerns the subscriptions still held only.
+    of_c1 = sorted(view.affected(CatalogRecord.decode(encoded[1])))
+    assert of_c1 and all(home[ext] in (1, 2) for _, ext in of_c1)

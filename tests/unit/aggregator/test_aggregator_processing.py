@@ -233,6 +233,34 @@ def test_held_events_past_the_window_are_dead_lettered(domain: Any, catalog: Cat
     assert value["outbox"][0]["value"]["reason"] == "unknown_subscription"
 
 
+def test_an_unknown_subscription_of_another_workers_partition_is_dead_lettered_at_once(
+    domain: Any, catalog: CatalogView
+) -> None:
+    """A worker keeps the subscriptions of its own partitions only (`CatalogView.kept`): an
+    event whose subscription hashes to a partition it does not own came on the wrong one
+    (a producer writing to the topic directly); held, it would wait for a subscription this
+    worker never learns. One of a partition it owns is held as before."""
+    processor, ledgers, _markers = make(domain, catalog)
+    own = partition_for(b"s2", 4)
+    other = next(f"x{i}" for i in range(100) if partition_for(f"x{i}".encode(), 4) != own)
+    catalog.partitions, catalog.kept = 4, frozenset({own})
+    result = apply(
+        processor,
+        [
+            message(0, "t0", partition=own, external_subscription_id="s2"),
+            message(1, "t1", partition=own, external_subscription_id=other),
+            message(2, "t1", partition=own, external_subscription_id=other),
+        ],
+        NOW,
+    )
+    assert result.counts["held"] == 1
+    assert result.counts["dead_letter:wrong_partition"] == 1
+    assert result.counts["duplicate"] == 1  # its marker is set: a resend is no second letter
+    value = ledgers.get(ledger_key("o1", other))
+    assert value is not None and value["held"] == []
+    assert [m["value"]["reason"] for m in value["outbox"]] == ["wrong_partition"]
+
+
 def test_period_closes_after_grace_with_totals_and_late_events_become_adjustments(
     domain: Any, catalog: CatalogView
 ) -> None:

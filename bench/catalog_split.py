@@ -1,0 +1,168 @@
+"""The catalog a worker holds when several share the events partitions: each keeps the
+subscriptions of its own partitions only (`aggregator.catalog_view`), so W workers should
+hold 1/W of them each, in subscriptions and in resident memory.
+
+    .venv/bin/python -m bench.catalog_split [--subscriptions 20000,200000] [--workers 1,2]
+
+For each number of subscriptions S and of workers W: a catalog of S subscriptions (the
+bench plan, `bench.memory`) on fresh topics, then W `meterflow aggregator` processes of one
+app (one Faust group), no events. Once every worker is ready and their
+`meterflow_aggregator_catalog_subscriptions` gauges add up to S (each worker's view after
+the rebalance that gave it its partitions), and a few quiet seconds: each worker's
+partitions, subscriptions held and idle resident memory (median of 5 samples). Derived, per
+W: a worker's RSS growth between the two sizes divided by the growth of S, what the catalog
+costs each worker per subscription of the whole catalog (with W = 2, about half of W = 1's
+if the split works). Prints a table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/catalog_split.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+
+from bench import report
+from bench.memory import SETTLE_SECONDS, produce_catalog, rss_median, sizes, worker_env
+from bench.processes import ServiceProcess, delete_app_topics, metrics
+from meterflow.settings import Settings, Topics
+from meterflow.stack.local import LocalStack
+from meterflow.topics import delete_topics, ensure_topics
+
+HELD = "meterflow_aggregator_catalog_subscriptions"
+SPLIT_TIMEOUT = 300.0
+
+
+async def measure(base: Settings, subscriptions: int, workers: int) -> list[dict[str, Any]]:
+    """W workers on a catalog of S subscriptions: each one's share, once they add up."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = replace(base, topics=Topics(prefix=prefix))
+    app_id = f"{prefix}aggregator"
+    await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
+    procs: list[tuple[ServiceProcess, int, int]] = []
+    try:
+        await produce_catalog(settings, str(uuid.uuid4()), subscriptions)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                for w in range(workers):
+                    home = Path(tmp) / str(w)
+                    home.mkdir()
+                    env, port, metrics_port = worker_env(settings, app_id, str(home))
+                    procs.append(
+                        (
+                            ServiceProcess("aggregator", env, home / "aggregator.log"),
+                            port,
+                            metrics_port,
+                        )
+                    )
+                started = time.monotonic()
+                held: list[float] = []
+                while sum(held) != subscriptions or len(held) < workers:
+                    for proc, _, _ in procs:
+                        if proc.proc.poll() is not None:
+                            raise proc.failed("exited")
+                    if time.monotonic() - started > SPLIT_TIMEOUT:
+                        raise procs[0][0].failed(f"views {held} never added up to {subscriptions}")
+                    await asyncio.sleep(0.5)
+                    samples = [await asyncio.to_thread(metrics, m) for _, _, m in procs]
+                    held = [s.get(HELD, 0.0) for s in samples if s.get(HELD)]
+                for proc, port, _ in procs:
+                    await proc.wait_http(port, "/ready")
+                split_seconds = time.monotonic() - started
+                await asyncio.sleep(SETTLE_SECONDS)
+                found = []
+                for w, (proc, port, metrics_port) in enumerate(procs):
+                    ready = await _ready(port)
+                    found.append(
+                        {
+                            "subscriptions": subscriptions,
+                            "workers": workers,
+                            "worker": w,
+                            "partitions": ready["partitions"],
+                            "held": int((await asyncio.to_thread(metrics, metrics_port))[HELD]),
+                            "rss_idle_bytes": await rss_median(proc),
+                            "split_seconds": round(split_seconds, 1),
+                        }
+                    )
+                if sum(r["held"] for r in found) != subscriptions:
+                    raise RuntimeError(f"views {[r['held'] for r in found]} of {subscriptions}")
+                return found
+            finally:
+                for proc, _, _ in procs:
+                    proc.stop()
+    finally:
+        await delete_app_topics(settings, app_id)
+        await delete_topics(settings.bootstrap_servers, settings.topics)
+
+
+async def _ready(port: int) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/ready") as response,
+    ):
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+def derive(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per W: the mean over its workers of (RSS at the larger S - at the smaller) / growth of S."""
+    found: dict[str, float] = {}
+    for workers in sorted({r["workers"] for r in rows}):
+        mine = [r for r in rows if r["workers"] == workers]
+        low, high = min(r["subscriptions"] for r in mine), max(r["subscriptions"] for r in mine)
+        if low == high:
+            continue
+        per_worker = [
+            (
+                next(r for r in mine if r["subscriptions"] == high and r["worker"] == w)[
+                    "rss_idle_bytes"
+                ]
+                - next(r for r in mine if r["subscriptions"] == low and r["worker"] == w)[
+                    "rss_idle_bytes"
+                ]
+            )
+            / (high - low)
+            for w in range(workers)
+        ]
+        found[f"{workers} worker(s): RSS per subscription of the catalog, each"] = round(
+            sum(per_worker) / workers, 1
+        )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=sizes, default=[20_000, 200_000])
+    parser.add_argument("--workers", type=sizes, default=[1, 2])
+    args = parser.parse_args()
+    base = Settings.from_env()
+    LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
+    machine = asyncio.run(report.machine_facts(base))
+    rows: list[dict[str, Any]] = []
+    for workers in args.workers:
+        for subscriptions in args.subscriptions:
+            rows.extend(asyncio.run(measure(base, subscriptions, workers)))
+    columns = ["subscriptions", "workers", "worker", "partitions", "held", "split_seconds"]
+    report.print_table(
+        [*columns, "idle RSS MB"],
+        [[*(r[c] for c in columns), r["rss_idle_bytes"] / 2**20] for r in rows],
+    )
+    derived = derive(rows)
+    print()
+    report.print_table(["derived", "bytes"], [[k, v] for k, v in derived.items()])
+    report.write_record("catalog_split", machine, {"rows": rows, "derived": derived})
+
+
+if __name__ == "__main__":
+    main()

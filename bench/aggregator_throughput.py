@@ -254,9 +254,9 @@ def measure(
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
-            if sent - done_at_start < sent / 2:
+            if sent - done_at_start < sent / 4:
                 raise SystemExit(
-                    f"{done_at_start:,} of the {sent:,} events were counted before every "
+                    f"{done_at_start:,.0f} of the {sent:,} events were counted before every "
                     f"worker was ready: this run measures too little; give more --events"
                 )
             rate = (sent - done_at_start) / elapsed

@@ -200,7 +200,7 @@ class CatalogView:
     def keeps(self, external_subscription_id: str) -> bool:
         """Whether the subscription's events partition is one whose subscriptions are kept."""
         kept = self.kept
-        if kept is None:
+        if kept is None or len(kept) == self.partitions:  # (all of them: no id to hash)
             return True
         return partition_for(external_subscription_id.encode(), self.partitions) in kept
 

@@ -117,26 +117,16 @@ async def _ready(port: int) -> dict[str, Any]:
 
 def derive(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Per W: the mean over its workers of (RSS at the larger S - at the smaller) / growth of S."""
+    rss = {(r["workers"], r["subscriptions"], r["worker"]): r["rss_idle_bytes"] for r in rows}
     found: dict[str, float] = {}
     for workers in sorted({r["workers"] for r in rows}):
-        mine = [r for r in rows if r["workers"] == workers]
-        low, high = min(r["subscriptions"] for r in mine), max(r["subscriptions"] for r in mine)
+        sizes_seen = [r["subscriptions"] for r in rows if r["workers"] == workers]
+        low, high = min(sizes_seen), max(sizes_seen)
         if low == high:
             continue
-        per_worker = [
-            (
-                next(r for r in mine if r["subscriptions"] == high and r["worker"] == w)[
-                    "rss_idle_bytes"
-                ]
-                - next(r for r in mine if r["subscriptions"] == low and r["worker"] == w)[
-                    "rss_idle_bytes"
-                ]
-            )
-            / (high - low)
-            for w in range(workers)
-        ]
+        growth = sum(rss[workers, high, w] - rss[workers, low, w] for w in range(workers))
         found[f"{workers} worker(s): RSS per subscription of the catalog, each"] = round(
-            sum(per_worker) / workers, 1
+            growth / workers / (high - low), 1
         )
     return found
 

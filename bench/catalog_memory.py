@@ -2,18 +2,23 @@
 what a plan, metric or customer change costs, at S subscriptions.
 
     .venv/bin/python -m bench.catalog_memory [--subscriptions 100000] [--customers 0]
+        [--owned K/P]
     PYTHONPATH=/work/main/src .venv/bin/python -m bench.catalog_memory   # another tree
 
 The records are those of `bench.memory` (its plan with two charges; one customer, or with
 `--customers C` that many, the subscriptions spread over them), encoded as on the topic and
 decoded one by one as the worker's catalog reader does, 500 between two `gc.freeze()`.
-Measured: the resident memory (RSS) the view grew by and the Python objects it holds
-(tracemalloc, a second load), divided by S; microseconds a record to apply; a lookup's time
+With `--owned K/P`, the view keeps the subscriptions of K of P events partitions, as a
+worker of several does (it reads every record and keeps about K/P of them). Measured: the
+resident memory (RSS) the view grew by and the Python objects it holds (tracemalloc, a
+second load), divided by the subscriptions it holds; microseconds a record to apply (every
+record read, kept or not); a lookup's time
 (`terms`, every subscription once, then again); and for a change of the plan, of a metric
 and of the customer, the time to apply it, to list the subscriptions it concerns
 (`affected`), and to take every subscription's terms again after it (the cost the change
-leaves for their next events). It uses only what the view offered before issue 15's round,
-so it runs against an older tree too. Prints a table and writes JSON to bench/results/.
+leaves for their next events). Without `--owned` it uses only what the view offered
+before issue 15's round, so it runs against an older tree too (with it, from `a83cbac`).
+Prints a table and writes JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -93,12 +98,32 @@ def change_cost(view: CatalogView, record: CatalogRecord, count: int) -> dict[st
     }
 
 
-def measure(subscriptions: int, customers: int) -> dict[str, Any]:
+def owned_of(text: str) -> tuple[int, int]:
+    """`K/P` as (K, P): K of P partitions, 0 < K <= P."""
+    owned, _, partitions = text.partition("/")
+    try:
+        found = int(owned), int(partitions)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write K/P, e.g. 2/4") from None
+    if not 0 < found[0] <= found[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be within 1..P")
+    return found
+
+
+def new_view(owned: tuple[int, int] | None) -> CatalogView:
+    if owned is None:
+        return CatalogView()
+    view = CatalogView(owned[1])
+    view.kept = frozenset(range(owned[0]))
+    return view
+
+
+def measure(subscriptions: int, customers: int, owned: tuple[int, int] | None) -> dict[str, Any]:
     organization_id = str(uuid.uuid4())
     encoded = records(organization_id, subscriptions, customers)
     plan_records = len(encoded) - subscriptions
     gc.collect()
-    view = CatalogView()
+    view = new_view(owned)
     load(view, encoded[:plan_records])
     before = rss()
     started = time.perf_counter()
@@ -107,7 +132,8 @@ def measure(subscriptions: int, customers: int) -> dict[str, Any]:
     first = take_all(view)
     grown = rss() - before
     again = take_all(view)
-    traced = CatalogView()
+    held = len(view)
+    traced = new_view(owned)
     load(traced, encoded[:plan_records])
     tracemalloc.start()
     load(traced, encoded[plan_records:])
@@ -124,15 +150,17 @@ def measure(subscriptions: int, customers: int) -> dict[str, Any]:
     costs = {}
     for name, record in changes.items():
         newer = CatalogRecord(record.kind, record.lago_id, record.organization_id, 2, record.body)
-        costs[name] = change_cost(view, newer, subscriptions)
+        costs[name] = change_cost(view, newer, held)
     return {
         "subscriptions": subscriptions,
         "customers": customers or 1,
-        "rss_bytes_per_subscription": round(grown / subscriptions),
-        "object_bytes_per_subscription": round(objects / subscriptions),
+        "owned": "all" if owned is None else f"{owned[0]}/{owned[1]}",
+        "held": held,
+        "rss_bytes_per_subscription": round(grown / held),
+        "object_bytes_per_subscription": round(objects / held),
         "load_us_per_record": round(loaded / subscriptions * 1e6, 2),
-        "first_terms_us": round(first / subscriptions * 1e6, 2),
-        "lookup_us": round(again / subscriptions * 1e6, 2),
+        "first_terms_us": round(first / held * 1e6, 2),
+        "lookup_us": round(again / held * 1e6, 2),
         "changes": costs,
         "metric_codes": [COUNT_CODE, SUM_CODE],
     }
@@ -142,8 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--subscriptions", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=0)
+    parser.add_argument("--owned", type=owned_of, default=None, metavar="K/P")
     args = parser.parse_args()
-    found = measure(args.subscriptions, args.customers)
+    found = measure(args.subscriptions, args.customers, args.owned)
     flat = {k: v for k, v in found.items() if k not in ("changes", "metric_codes")}
     report.print_table(list(flat), [list(flat.values())])
     print()

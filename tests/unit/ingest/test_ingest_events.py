@@ -1,7 +1,7 @@
 """The ingest fast paths against the full ones: the one-pass batch (`ingest.batch`) accepts
 exactly what the full validation accepts, as the same records and answers; timestamps'
 quick forms equal the general parse; the batch encoder writes the same records and answers
-as the per-event functions; partitions follow Java's murmur2."""
+as the per-event functions; partitions follow Java's murmur2 and aiokafka's."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,14 @@ def test_partition_is_javas_murmur2_modulo_the_partition_count(
     key: bytes, java_murmur2: int, count: int
 ) -> None:
     assert partition_for(key, count) == (java_murmur2 & 0x7FFFFFFF) % count
+
+
+@settings(max_examples=2000, deadline=None)
+@given(key=st.binary(max_size=80), count=st.integers(min_value=1, max_value=64))
+def test_partition_is_the_python_producers_partition_for_any_key(key: bytes, count: int) -> None:
+    """Every key length (each tail of 0 to 3 bytes) and byte, against the partition
+    aiokafka's producer gives the key (its pure-Python murmur2)."""
+    assert partition_for(key, count) == (murmur2(key) & 0x7FFFFFFF) % count
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,12 @@ async def prefill(
     ts = wire_timestamp(datetime.now(UTC))  # as ingest writes it
     try:
         for record in sample_catalog(org, args.subscriptions).records:
-            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+            await producer.send(
+                settings.topics.catalog,
+                key=record.key,
+                value=record.encode(),
+                headers=record.headers,
+            )
         pending = []
         for partition, value in event_records(org, args, settings.partitions, ts):
             values.append(value)

@@ -7,7 +7,8 @@ what a plan, metric or customer change costs, at S subscriptions.
 
 The records are those of `bench.memory` (its plan with two charges; one customer, or with
 `--customers C` that many, the subscriptions spread over them), encoded as on the topic and
-decoded one by one as the worker's catalog reader does, 500 between two `gc.freeze()`.
+read one by one as the worker's catalog reader reads them (`CatalogView.take`: decoded,
+or skipped by their headers), 500 between two `gc.freeze()`.
 With `--owned K/P`, the view keeps the subscriptions of K of P events partitions, as a
 worker of several does (it reads every record and keeps about K/P of them). Measured: the
 resident memory (RSS) the view grew by and the Python objects it holds (tracemalloc, a
@@ -51,24 +52,36 @@ def rss() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
-def records(organization_id: str, subscriptions: int, customers: int) -> list[bytes]:
+Encoded = tuple[bytes, list[tuple[str, bytes]]]  # a record's value and headers
+
+
+def records(organization_id: str, subscriptions: int, customers: int) -> list[Encoded]:
     sample = bench_plan(organization_id)
     for c in range(customers):
         sample.customer(f"bench-customer-{c}", timezone="Europe/Paris")
     start = current_period_start().isoformat()
-    found = [record.encode() for record in sample.records]
+    found = [on_topic(record) for record in sample.records]
     for i in range(subscriptions):
         customer = f"bench-customer-{i % customers}" if customers else "bench-customer"
         record = SampleCatalog(organization_id).subscription(
             subscription(i), customer=customer, plan_code="bench-plan", subscription_at=start
         )
-        found.append(record.encode())
+        found.append(on_topic(record))
     return found
 
 
-def load(view: CatalogView, encoded: list[bytes]) -> None:
-    for i, value in enumerate(encoded):
-        view.apply(CatalogRecord.decode(value))
+def on_topic(record: CatalogRecord) -> Encoded:
+    """The record's value and headers (an older tree's records carry none)."""
+    return record.encode(), getattr(record, "headers", [])
+
+
+def load(view: CatalogView, encoded: list[Encoded]) -> None:
+    take = getattr(view, "take", None)  # (an older tree: decode and apply)
+    for i, (value, headers) in enumerate(encoded):
+        if take is None:
+            view.apply(CatalogRecord.decode(value))
+        else:
+            take(value, headers)
         if i % 500 == 499:
             gc.freeze()  # as the worker's reader does while it loads
     gc.freeze()

@@ -134,7 +134,12 @@ async def send_catalog(settings: Settings, records: Iterable[CatalogRecord]) -> 
         pending = []
         for record in records:
             pending.append(
-                await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+                await producer.send(
+                    settings.topics.catalog,
+                    key=record.key,
+                    value=record.encode(),
+                    headers=record.headers,
+                )
             )
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)

@@ -81,7 +81,12 @@ async def prefill(settings: Settings, organization_id: str, dataset: Dataset) ->
     await producer.start()
     try:
         for record in sample.records:
-            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+            await producer.send(
+                settings.topics.catalog,
+                key=record.key,
+                value=record.encode(),
+                headers=record.headers,
+            )
         await producer.flush()
     finally:
         await producer.stop()

@@ -11,7 +11,9 @@ A worker keeps only the subscriptions of the events partitions it owns (their ev
 the only ones it folds, their periods the only ones it closes), so that W workers hold
 1/W of the subscriptions each; organizations, metrics, plans and customers are kept
 whole. When its partitions change, it reads the topic again from the beginning, which
-takes the subscriptions of the partitions it gained and drops those it lost.
+takes the subscriptions of the partitions it gained and drops those it lost. A
+subscription's record names the subscription in its headers (`meterflow.catalog`), so a
+record of another worker's partitions is skipped without decoding its value.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -36,7 +38,7 @@ from aggregator.catalog_terms import (
     shared,
     subscription_entry,
 )
-from meterflow.catalog import CatalogKind, CatalogRecord
+from meterflow.catalog import CatalogKind, CatalogRecord, subscription_of
 from meterflow.event_records import partition_for
 from meterflow.topics import reader
 
@@ -158,10 +160,7 @@ class CatalogView:
         subscriptions = self._subscriptions.setdefault(org, {})
         ext = None if body is None else body.get("external_id")
         if isinstance(ext, str) and not self.keeps(ext):
-            held = subscriptions.get(ext)
-            if held is not None:  # of a partition this worker no longer owns
-                self._unindex(held)
-                self._termination_seen.pop((org, ext), None)
+            self.drop(org, ext)
             return False
         if body is not None:
             held = subscriptions.get(ext)  # type: ignore[arg-type]
@@ -197,10 +196,37 @@ class CatalogView:
             self._termination_seen[(org, ext)] = self.clock()
         return True
 
+    def take(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> CatalogRecord | None:
+        """A record as read from the topic: the record once applied, or None when older
+        than the one held or of a subscription this worker does not keep (skipped without
+        decoding when its headers name it, `meterflow.catalog`). ValueError, KeyError or
+        TypeError when it is invalid."""
+        if not self.keeps_all:
+            named = subscription_of(headers)
+            if named is not None and not self.keeps(named[1]):
+                self.drop(*named)
+                return None
+        record = CatalogRecord.decode(value)
+        return record if self.apply(record) else None
+
+    def drop(self, organization_id: str, external_subscription_id: str) -> None:
+        """Forget a subscription of a partition this worker no longer owns, if held."""
+        held = self._subscriptions.get(organization_id, _NO_SUBSCRIPTIONS).get(
+            external_subscription_id
+        )
+        if held is not None:
+            self._unindex(held)
+            self._termination_seen.pop((organization_id, external_subscription_id), None)
+
+    @property
+    def keeps_all(self) -> bool:
+        """Whether every subscription is kept (no partitions given, or all of them)."""
+        return self.kept is None or len(self.kept) == self.partitions
+
     def keeps(self, external_subscription_id: str) -> bool:
         """Whether the subscription's events partition is one whose subscriptions are kept."""
         kept = self.kept
-        if kept is None or len(kept) == self.partitions:  # (all of them: no id to hash)
+        if kept is None or self.keeps_all:  # (no id to hash)
             return True
         return partition_for(external_subscription_id.encode(), self.partitions) in kept
 
@@ -300,6 +326,7 @@ class CatalogView:
 
 
 _NO_CUSTOMERS: dict[str, CustomerEntry] = {}
+_NO_SUBSCRIPTIONS: dict[str, SubscriptionTerms | Pending] = {}
 
 
 class CatalogReader:
@@ -357,7 +384,7 @@ class CatalogReader:
                 changed: list[CatalogRecord] = []
                 for messages in batches.values():
                     for message in messages:
-                        record = self._apply(message.value)
+                        record = self._take(message.value, message.headers)
                         if record is not None:
                             changed.append(record)
                 if changed and not self.ready.is_set():
@@ -384,13 +411,15 @@ class CatalogReader:
                     for callback in self.on_change:
                         callback(changed)
 
-    def _apply(self, value: bytes | None) -> CatalogRecord | None:
-        """The record, once taken into the view (None if invalid or older than held)."""
+    def _take(
+        self, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> CatalogRecord | None:
+        """The record, once taken into the view (None if invalid, older than held or not
+        kept)."""
         if value is None:
             return None
         try:
-            record = CatalogRecord.decode(value)
-            return record if self.view.apply(record) else None
+            return self.view.take(value, headers)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("aggregator.catalog_record_invalid error=%r", exc)
             return None

@@ -2,7 +2,7 @@
 answer within a deadline so an HTTP client is never left waiting on an unreachable broker.
 
 Records are not handed to aiokafka one by one (a future, a partitioner call and an
-accumulator lookup each): `send_all` groups a request's records by partition, computed as
+accumulator lookup each): `send_records` groups a request's records by partition, computed as
 Kafka's default partitioner does (`meterflow.event_records.partition_for`: murmur2, as the
 Java client and the aggregator's routing), and appends them to that partition's
 `PartitionLane`. A lane coalesces the records of concurrent requests into one record
@@ -47,10 +47,13 @@ from web.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
-Message = tuple[bytes, bytes]  # (key, value)
-Record = tuple[bytes | None, bytes]  # what a lane sends: a pack has no key
+Headers = list[tuple[str, bytes]]  # (a list: aiokafka's record builder takes no other)
+Message = tuple[bytes, bytes]  # (key, value): an encoded event
+Keyed = tuple[bytes, bytes, Headers]  # (key, value, headers)
+Record = tuple[bytes | None, bytes, Headers]  # what a lane sends: a pack has neither
+_Grouped = TypeVar("_Grouped", Message, Keyed)
 Part = tuple[bytes, int]  # a lone event's bytes (1) or a pack's, and how many events it holds
-_Item = TypeVar("_Item", Record, Part)
+_Item = TypeVar("_Item", Keyed, Part)
 
 # One record batch per partition may grow to this size (aiokafka's default is 16 KiB, which
 # split every request into several batches); it stays under the broker's default
@@ -145,7 +148,7 @@ class PartitionLane:
         if pack is None:
             return
         try:
-            batch = self._append([(None, pack.value())])[-1]
+            batch = self._append([(None, pack.value(), [])])[-1]
         except Exception as exc:  # its requests are answered with it (a 503: they resend)
             pack.acked.set_exception(exc)
         else:
@@ -164,14 +167,15 @@ class PartitionLane:
     def _append(self, messages: Iterable[Record]) -> list[asyncio.Future[None]]:
         filling = self._filling or self._new_batch()
         touched = [filling[1]]
-        for key, value in messages:
-            if filling[0].append(key=key, value=value, timestamp=None) is None:
+        for key, value, headers in messages:
+            if filling[0].append(key=key, value=value, timestamp=None, headers=headers) is None:
                 # Full: queue it and start the next one.
                 self._queued.append(filling)
                 filling = self._new_batch()
                 touched.append(filling[1])
-                if filling[0].append(key=key, value=value, timestamp=None) is None:
-                    # aiokafka takes any first record; never drop one silently if that changes
+                if (
+                    filling[0].append(key=key, value=value, timestamp=None, headers=headers) is None
+                ):  # aiokafka takes any first record; never drop one silently if that changes
                     raise MessageSizeTooLargeError(f"a record of {len(value)} bytes")
         self._filling = filling
         return touched
@@ -215,8 +219,22 @@ def _consume_exception(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+def _grouped(items: Sequence[_Grouped], partitions: list[int]) -> dict[int, list[_Grouped]]:
+    """The items (keyed first) by the partition of `partitions` their key hashes to."""
+    grouped: dict[int, list[_Grouped]] = {}
+    for item in items:
+        partition = partitions[partition_for(item[0], len(partitions))]
+        group = grouped.get(partition)
+        if group is None:
+            grouped[partition] = [item]
+        else:
+            group.append(item)
+    return grouped
+
+
 def _record_size(record: Record) -> int:
-    return len(record[1]) + (len(record[0]) if record[0] else 0)
+    key, value, headers = record
+    return len(value) + (len(key) if key else 0) + sum(len(n) + len(v) for n, v in headers)
 
 
 def _part_size(part: Part) -> int:
@@ -310,44 +328,31 @@ class Broker:
             lane = self._lanes[(topic, partition)] = PartitionLane(producer, topic, partition)
         return lane
 
-    async def send_all(
-        self, topic: str, messages: Sequence[Message], *, pack: bool = False
-    ) -> None:
-        """Queue every message, then wait until the broker acknowledged all of them. With
-        `pack`, each partition's messages (encoded events) travel merged into packs
-        (`meterflow.event_records`, `OpenPack`).
+    async def send_records(self, topic: str, records: Sequence[Keyed]) -> None:
+        """Queue every record (each one Kafka record, at its key's partition), then wait
+        until the broker acknowledged all of them.
 
         Raises BrokerUnavailable if any is not acknowledged within the timeout: the caller
         then answers 503 and the client resends (duplicates are dropped downstream).
         """
 
-        def by_partition(partitions: list[int]) -> dict[int, list[Record]]:
-            grouped: dict[int, list[Record]] = {}
-            for message in messages:
-                partition = partitions[partition_for(message[0], len(partitions))]
-                group = grouped.get(partition)
-                if group is None:
-                    grouped[partition] = [message]
-                else:
-                    group.append(message)
-            return grouped
+        def by_partition(partitions: list[int]) -> dict[int, list[Keyed]]:
+            return _grouped(records, partitions)
 
-        if not pack:
-            await self._send(topic, len(messages), by_partition, PartitionLane.add, _record_size)
-            return
+        await self._send(topic, len(records), by_partition, PartitionLane.add, _record_size)
 
-        def events_by_partition(partitions: list[int]) -> dict[int, list[Part]]:
-            return {
-                p: [(value, 1) for _, value in group]
-                for p, group in by_partition(partitions).items()
-            }
+    async def send_packed(self, topic: str, messages: Sequence[Message]) -> None:
+        """As `send_records`, for encoded events: each partition's travel merged into packs
+        (`meterflow.event_records`, `OpenPack`)."""
 
-        await self._send(
-            topic, len(messages), events_by_partition, PartitionLane.add_events, _part_size
-        )
+        def by_partition(partitions: list[int]) -> dict[int, list[Part]]:
+            grouped = _grouped(messages, partitions)
+            return {p: [(value, 1) for _, value in group] for p, group in grouped.items()}
+
+        await self._send(topic, len(messages), by_partition, PartitionLane.add_events, _part_size)
 
     async def send_events(self, topic: str, events: Sequence[WireEvent]) -> None:
-        """As `send_all` with `pack`, for events keyed by external_subscription_id: each
+        """As `send_packed`, for events keyed by external_subscription_id: each
         partition's events, in their order, are encoded together (`encode_events`: a pack
         in one call)."""
 

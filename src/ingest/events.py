@@ -142,9 +142,7 @@ class Accepted:
 
 
 async def _produce(ctx: IngestContext, messages: list[Message]) -> None:
-    await _counted(
-        ctx, len(messages), ctx.broker.send_all(ctx.settings.topics.events, messages, pack=True)
-    )
+    await _counted(ctx, len(messages), ctx.broker.send_packed(ctx.settings.topics.events, messages))
 
 
 async def _counted(ctx: IngestContext, count: int, sent: Awaitable[None]) -> None:

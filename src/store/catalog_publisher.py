@@ -49,8 +49,9 @@ class CatalogPublisher:
                 claimed = await claim_outbox(conn, _BATCH)
                 if not claimed:
                     return sent
-                await self._broker.send_all(
-                    self._topic, [(record.key, record.encode()) for _, record in claimed]
+                await self._broker.send_records(
+                    self._topic,
+                    [(record.key, record.encode(), record.headers) for _, record in claimed],
                 )
                 await delete_outbox(conn, [outbox_id for outbox_id, _ in claimed])
             sent += len(claimed)

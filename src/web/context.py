@@ -34,9 +34,11 @@ class Producer(Protocol):
     @property
     def healthy(self) -> bool: ...
 
-    async def send_all(
-        self, topic: str, messages: Sequence[tuple[bytes, bytes]], *, pack: bool = False
+    async def send_records(
+        self, topic: str, records: Sequence[tuple[bytes, bytes, list[tuple[str, bytes]]]]
     ) -> None: ...
+
+    async def send_packed(self, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None: ...
 
     async def send_events(self, topic: str, events: Sequence[WireEvent]) -> None: ...
 

@@ -167,7 +167,12 @@ async def publish_catalog(settings: Settings, records: Iterable[CatalogRecord]) 
     await producer.start()
     try:
         for record in records:
-            await producer.send(settings.topics.catalog, key=record.key, value=record.encode())
+            await producer.send(
+                settings.topics.catalog,
+                key=record.key,
+                value=record.encode(),
+                headers=record.headers,
+            )
         await producer.flush()
     finally:
         await producer.stop()

@@ -74,11 +74,14 @@ def call() -> Callable[..., Any]:
     return _call
 
 
+Headers = list[tuple[str, bytes]]
+
+
 async def _read_topic(
     settings: Settings, topic: str, count: int, *, timeout: float = 20.0
-) -> list[tuple[bytes | None, dict[str, Any]]]:
+) -> list[tuple[bytes | None, dict[str, Any], Headers]]:
     """The first `count` records of `topic` (from the beginning, own consumer group), a pack
-    of events opened into its events (key None: a pack has none)."""
+    of events opened into its events (key None: a pack has none), with their headers."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
@@ -87,13 +90,17 @@ async def _read_topic(
         enable_auto_commit=False,
     )
     await consumer.start()
-    records: list[tuple[bytes | None, dict[str, Any]]] = []
+    records: list[tuple[bytes | None, dict[str, Any], Headers]] = []
     try:
         deadline = time.monotonic() + timeout
         while len(records) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
-                records.extend((m.key, item) for m in messages for item in decode_record(m.value))
+                records.extend(
+                    (m.key, item, list(m.headers))
+                    for m in messages
+                    for item in decode_record(m.value)
+                )
     finally:
         await consumer.stop()
     return records
@@ -106,17 +113,20 @@ def read_topic(settings: Settings) -> Callable[..., Any]:
     async def read(
         topic: str, count: int, *, timeout: float = 20.0
     ) -> list[tuple[bytes | None, dict[str, Any]]]:
-        return await _read_topic(settings, topic, count, timeout=timeout)
+        found = await _read_topic(settings, topic, count, timeout=timeout)
+        return [(key, value) for key, value, _ in found]
 
     return read
 
 
 @pytest.fixture
 def read_catalog(settings: Settings) -> Callable[..., Any]:
-    """`await read_catalog(count)`: the first catalog records, decoded."""
+    """`await read_catalog(count)`: the first catalog records, decoded;
+    `read_catalog(count, headers=True)`: each with its headers."""
 
-    async def read(count: int, *, timeout: float = 20.0) -> list[CatalogRecord]:
+    async def read(count: int, *, timeout: float = 20.0, headers: bool = False) -> list[Any]:
         raw = await _read_topic(settings, settings.topics.catalog, count, timeout=timeout)
-        return [CatalogRecord.decode(orjson.dumps(value)) for _, value in raw]
+        found = [(CatalogRecord.decode(orjson.dumps(value)), named) for _, value, named in raw]
+        return found if headers else [record for record, _ in found]
 
     return read

@@ -1,5 +1,7 @@
 """The catalog records ingest publishes are what the aggregator's catalog view needs: from
-them alone it rebuilds a subscription's terms (plan, charges, metrics, timezone)."""
+them alone it rebuilds a subscription's terms (plan, charges, metrics, timezone), and a
+subscription's record names it in its headers, so that a worker not owning its partition
+skips it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import Any
 from lago_python_client.models import BillableMetric, Charge, Charges, Customer, Plan, Subscription
 
 from aggregator.catalog_view import CatalogView
+from meterflow.catalog import subscription_of
+from meterflow.event_records import partition_for
 
 Call = Callable[..., Any]
 
@@ -52,9 +56,19 @@ async def test_aggregator_rebuilds_subscription_terms_from_ingest_records(
             subscription_at="2026-02-28T11:00:00Z",
         ),
     )
-    view = CatalogView()
-    for record in await read_catalog(5):
-        view.apply(record)
+    records = await read_catalog(5, headers=True)
+    named = [subscription_of(headers) for _, headers in records]
+    assert named == [None] * 4 + [(tenant.organization_id, "s-1")]
+    home = partition_for(b"s-1", 4)
+    views = {}
+    for kept in ({home}, set(range(4)) - {home}):
+        view = views[home in kept] = CatalogView(4)
+        view.kept = frozenset(kept)
+        for record, headers in records:
+            view.take(record.encode(), headers)
+    assert views[False].terms(tenant.organization_id, "s-1") is None
+    assert len(views[False]) == 0
+    view = views[True]
     terms = view.terms(tenant.organization_id, "s-1")
     assert terms is not None, "every object the subscription needs arrived"
     assert (terms.interval, terms.billing_time, terms.currency) == (

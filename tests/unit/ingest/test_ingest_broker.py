@@ -24,14 +24,17 @@ from web.metrics import IngestMetrics
 class Batch:
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self.records: list[tuple[bytes, bytes]] = []
+        self.records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
         self.closed = False
 
-    def append(self, *, key: bytes, value: bytes, timestamp: None) -> object | None:
+    def append(
+        self, *, key: bytes, value: bytes, timestamp: None, headers: list[tuple[str, bytes]]
+    ) -> object | None:
         assert not self.closed
+        assert isinstance(headers, list), "aiokafka's record builder takes a list only"
         if len(self.records) >= self.capacity:
             return None
-        self.records.append((key, value))
+        self.records.append((key, value, headers))
         return object()
 
     def close(self) -> None:
@@ -58,8 +61,8 @@ class Producer:
         return ack
 
 
-def records(*values: str) -> list[tuple[bytes, bytes]]:
-    return [(b"k", v.encode()) for v in values]
+def records(*values: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    return [(b"k", v.encode(), [(v, b"h")]) for v in values]
 
 
 async def settle() -> None:
@@ -156,7 +159,7 @@ def sent_events(producer: Producer) -> list[list[list[str]]]:
     """Per submitted batch, per record, its events' transaction ids (as the aggregator
     decodes a record: a pack or a lone event)."""
     return [
-        [[e["transaction_id"] for e in decode_record(value)] for _, value in batch.records]
+        [[e["transaction_id"] for e in decode_record(value)] for _, value, _ in batch.records]
         for batch, _ in producer.sent
     ]
 

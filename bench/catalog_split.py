@@ -9,7 +9,9 @@ bench plan, `bench.memory`) on fresh topics, then W `meterflow aggregator` proce
 app (one Faust group), no events. Once every worker is ready and their
 `meterflow_aggregator_catalog_subscriptions` gauges add up to S (each worker's view after
 the rebalance that gave it its partitions), and a few quiet seconds: each worker's
-partitions, subscriptions held and idle resident memory (median of 5 samples). Derived, per
+partitions, subscriptions held, how long its last read of the catalog took (`read_seconds`,
+its `meterflow_aggregator_catalog_read_seconds`: after a rebalance, the read for its new
+partitions), and idle resident memory (median of 5 samples). Derived, per
 W: a worker's RSS growth between the two sizes divided by the growth of S, what the catalog
 costs each worker per subscription of the whole catalog (with W = 2, about half of W = 1's
 if the split works). Prints a table and writes JSON to bench/results/.
@@ -41,6 +43,7 @@ from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
 
 HELD = "meterflow_aggregator_catalog_subscriptions"
+READ = "meterflow_aggregator_catalog_read_seconds"  # (None from a tree before it)
 SPLIT_TIMEOUT = 300.0
 
 
@@ -84,13 +87,15 @@ async def measure(base: Settings, subscriptions: int, workers: int) -> list[dict
                 found = []
                 for w, (proc, port, metrics_port) in enumerate(procs):
                     ready = await _ready(port)
+                    sample = await asyncio.to_thread(metrics, metrics_port)
                     found.append(
                         {
                             "subscriptions": subscriptions,
                             "workers": workers,
                             "worker": w,
                             "partitions": ready["partitions"],
-                            "held": int((await asyncio.to_thread(metrics, metrics_port))[HELD]),
+                            "held": int(sample[HELD]),
+                            "read_seconds": sample.get(READ),
                             "rss_idle_bytes": await rss_median(proc),
                             "split_seconds": round(split_seconds, 1),
                         }
@@ -143,7 +148,15 @@ def main() -> None:
     for workers in args.workers:
         for subscriptions in args.subscriptions:
             rows.extend(asyncio.run(measure(base, subscriptions, workers)))
-    columns = ["subscriptions", "workers", "worker", "partitions", "held", "split_seconds"]
+    columns = [
+        "subscriptions",
+        "workers",
+        "worker",
+        "partitions",
+        "held",
+        "read_seconds",
+        "split_seconds",
+    ]
     report.print_table(
         [*columns, "idle RSS MB"],
         [[*(r[c] for c in columns), r["rss_idle_bytes"] / 2**20] for r in rows],

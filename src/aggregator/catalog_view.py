@@ -353,6 +353,8 @@ class CatalogReader:
         if not partitioned:
             self._from_start.set()
         self.partitioned = partitioned
+        # How long the last read from the beginning took, until ready (seconds).
+        self.read_seconds = 0.0
 
     def assign(self, partitions: frozenset[int]) -> None:
         """The worker now owns these events partitions: keep their subscriptions only, read
@@ -369,10 +371,11 @@ class CatalogReader:
             tp = TopicPartition(self.topic, 0)
             consumer.assign([tp])
             await self._from_start.wait()
-            end = 0
+            end, started = 0, time.monotonic()
             while True:
                 if self._from_start.is_set():
                     self._from_start.clear()
+                    started = time.monotonic()
                     await consumer.seek_to_beginning(tp)
                     end = (await consumer.end_offsets([tp]))[tp]
                     if end == 0:
@@ -398,11 +401,14 @@ class CatalogReader:
                     and await consumer.position(tp) >= end
                     and not self._from_start.is_set()  # (assigned again meanwhile)
                 ):
+                    self.read_seconds = time.monotonic() - started
                     log.info(
-                        "aggregator.catalog_loaded records=%d subscriptions=%d partitions=%s",
+                        "aggregator.catalog_loaded records=%d subscriptions=%d partitions=%s"
+                        " seconds=%.2f",
                         self.view.records_applied,
                         len(self.view),
                         "all" if self.view.kept is None else sorted(self.view.kept),
+                        self.read_seconds,
                     )
                     self.ready.set()
                 # Not while loading: what was there at start is scheduled as a whole, once

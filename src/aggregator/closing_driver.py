@@ -224,4 +224,5 @@ class ClosingDriver:
         self.worker.metrics.table_keys.labels(table="ledgers").set(len(self.worker.ledgers))
         self.worker.metrics.table_keys.labels(table="markers").set(len(self.worker.markers))
         self.worker.metrics.catalog_subscriptions.set(len(self.worker.catalog))
+        self.worker.metrics.catalog_read_seconds.set(self.worker.catalog_reader.read_seconds)
         await self.free_memory.maybe()

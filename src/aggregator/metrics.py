@@ -128,6 +128,11 @@ class AggregatorMetrics(ServiceMetrics):
             "meterflow_aggregator_catalog_subscriptions",
             "Subscriptions in this worker's catalog view: those of the events partitions it owns",
         )
+        self.catalog_read_seconds = self.gauge(
+            "meterflow_aggregator_catalog_read_seconds",
+            "How long the last read of the catalog topic from its beginning took (at start, "
+            "and at each change of the worker's partitions), until the worker was ready again",
+        )
 
         self.freshness = self.histogram(
             "meterflow_aggregator_freshness_seconds",

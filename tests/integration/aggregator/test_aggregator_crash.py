@@ -205,6 +205,9 @@ async def test_partitions_moving_between_two_workers_never_double_count_nor_lose
     ):
         assert time.monotonic() < deadline, f"catalog views {held}, {alone} in all"
         await asyncio.sleep(0.2)
+    # Each read its catalog again for its new partitions, and says how long that took.
+    for worker in (first, second):
+        assert 0 < await worker.metric("meterflow_aggregator_catalog_read_seconds") < 30
     await asyncio.sleep(rng.uniform(0.3, 1.5))
     first.kill()
     await producing

@@ -225,10 +225,11 @@ class CatalogView:
 
     def keeps(self, external_subscription_id: str) -> bool:
         """Whether the subscription's events partition is one whose subscriptions are kept."""
-        kept = self.kept
-        if kept is None or self.keeps_all:  # (no id to hash)
+        if self.keeps_all:  # (no id to hash)
             return True
-        return partition_for(external_subscription_id.encode(), self.partitions) in kept
+        return partition_for(external_subscription_id.encode(), self.partitions) in (
+            self.kept or ()
+        )
 
     def _unindex(self, held: SubscriptionTerms | Pending) -> None:
         org, ext = held.organization_id, held.external_subscription_id

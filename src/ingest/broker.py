@@ -2,20 +2,20 @@
 answer within a deadline so an HTTP client is never left waiting on an unreachable broker.
 
 Records are not handed to aiokafka one by one (a future, a partitioner call and an
-accumulator lookup each): `send_records` groups a request's records by partition, computed as
-Kafka's default partitioner does (`meterflow.event_records.partition_for`: murmur2, as the
-Java client and the aggregator's routing), and appends them to that partition's
-`PartitionLane`. A lane coalesces the records of concurrent requests into one record
-batch, submitted with `AIOKafkaProducer.send_batch` while the previous batch of the
-partition is acknowledged, and a request waits on one future that its batches'
-acknowledgements resolve (`Broker._acknowledged`). Events travel as packs
+accumulator lookup each): `send_records`, `send_packed` and `send_events` group a request's
+records by partition, computed as Kafka's default partitioner does
+(`meterflow.event_records.partition_for`: murmur2, as the Java client and the aggregator's
+routing), and append them to that partition's `PartitionLane`. A lane coalesces the records
+of concurrent requests into one record batch, submitted with `AIOKafkaProducer.send_batch`
+while the previous batch of the partition is acknowledged, and a request waits on one future
+that its batches' acknowledgements resolve (`Broker._acknowledged`). Events travel as packs
 (`meterflow.event_records`): a lane merges the events of concurrent requests into one pack
 (`OpenPack`, up to `PACK_LIMIT` events a record) while the partition's last batch is on its
-way, so that under load a record carries the events of several requests, not 25 of one:
-the aggregator's cost per record (Faust's delivery, a decode call, a position) is paid once
-for all of them. (A linger before writing the pack, as a producer's `linger_ms`, made
-records of about 90 events rather than 50, but cost closed-loop clients a third of their
-rate: each batch of a partition waited it.)
+way, so that under load a record carries the events of several requests, not 25 of one: the
+aggregator's cost per record (Faust's delivery, a decode call, a position) is paid once for
+all of them. (A linger before writing the pack, as a producer's `linger_ms`, made records of
+about 90 events rather than 50, but cost closed-loop clients a third of their rate: each
+batch of a partition waited it.)
 
 `send_batch` goes through the same accumulator and sender as `send`: the batch gets the
 idempotent producer's id, epoch and sequence when it is drained, and a retriable failure

@@ -65,7 +65,8 @@ class CatalogView:
     def __init__(self, partitions: int = 0) -> None:
         # The events partitions whose subscriptions are kept, of `partitions` (None: all).
         self.partitions = partitions
-        self.kept: frozenset[int] | None = None
+        self._kept: frozenset[int] | None = None
+        self.keeps_all = True  # (kept None, or every partition: no id to hash)
         # Organizations, billable metrics and plans: few, kept as records.
         self._objects: dict[tuple[CatalogKind, str], CatalogRecord] = {}
         self._metrics: dict[str, dict[str, Any]] = {}  # billable metric lago id -> body
@@ -219,16 +220,21 @@ class CatalogView:
             self._termination_seen.pop((organization_id, external_subscription_id), None)
 
     @property
-    def keeps_all(self) -> bool:
-        """Whether every subscription is kept (no partitions given, or all of them)."""
-        return self.kept is None or len(self.kept) == self.partitions
+    def kept(self) -> frozenset[int] | None:
+        """The events partitions whose subscriptions are kept (None: all of them)."""
+        return self._kept
+
+    @kept.setter
+    def kept(self, partitions: frozenset[int] | None) -> None:
+        self._kept = partitions
+        self.keeps_all = partitions is None or len(partitions) == self.partitions
 
     def keeps(self, external_subscription_id: str) -> bool:
         """Whether the subscription's events partition is one whose subscriptions are kept."""
-        if self.keeps_all:  # (no id to hash)
+        if self.keeps_all:
             return True
         return partition_for(external_subscription_id.encode(), self.partitions) in (
-            self.kept or ()
+            self._kept or ()
         )
 
     def _unindex(self, held: SubscriptionTerms | Pending) -> None:

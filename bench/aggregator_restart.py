@@ -30,7 +30,6 @@ if __package__ in (None, ""):  # run as `python bench/aggregator_restart.py`
 
 import argparse
 import asyncio
-import dataclasses
 import random
 import shutil
 import tempfile
@@ -65,6 +64,7 @@ from bench.workload import (
     produce_events,
     usage_from_meterflow,
 )
+from meterflow.catalog import CatalogRecord
 from meterflow.settings import Settings, Topics
 from meterflow.stack.local import LocalStack
 from meterflow.topics import delete_topics, ensure_topics
@@ -119,15 +119,17 @@ async def wait_for(worker: ServiceProcess, what: str, check: Any, started: float
     return time.monotonic() - started
 
 
+def newer(record: CatalogRecord) -> CatalogRecord:
+    """The same record as version 2."""
+    return CatalogRecord(record.kind, record.lago_id, record.organization_id, 2, record.body)
+
+
 async def terminate_all(settings: Settings, organization_id: str, subscriptions: int) -> None:
     """A termination record (version 2, terminated now) for every subscription."""
     now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     await send_catalog(
         settings,
-        (
-            dataclasses.replace(subscription_record(organization_id, i, now), version=2)
-            for i in range(subscriptions)
-        ),
+        (newer(subscription_record(organization_id, i, now)) for i in range(subscriptions)),
     )
 
 

@@ -1,7 +1,11 @@
-"""The catalog topic's record headers: a subscription's record names its organization and
-external id, what a worker reads to skip it undecoded; other records name nothing."""
+"""The catalog topic's records: decoded to what was encoded, a wrong one refused naming its
+field; a subscription's record names its organization and external id in its headers, what
+a worker reads to skip it undecoded; other records name nothing."""
 
 from __future__ import annotations
+
+import orjson
+import pytest
 
 from aggregator.sample_catalog import SampleCatalog
 from meterflow.catalog import CatalogRecord, subscription_of
@@ -26,3 +30,21 @@ def test_other_records_and_foreign_headers_name_no_subscription() -> None:
     assert deleted.headers == []
     assert subscription_of(()) is None
     assert subscription_of((("trace", b"1"), ("external_id", b"s1"))) is None
+
+
+def test_a_record_decodes_to_what_was_encoded_and_a_wrong_one_is_named() -> None:
+    record = SampleCatalog("o1").plan("p1", [])
+    assert CatalogRecord.decode(record.encode()) == record
+    assert CatalogRecord.decode(record.encode()).kind is record.kind
+    good = orjson.loads(record.encode())
+    for change, field in (
+        ({"kind": "invoice"}, "kind"),
+        ({"version": "2"}, "version"),
+        ({"lago_id": None}, "lago_id"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            CatalogRecord.decode(orjson.dumps({**good, **change}))
+    with pytest.raises(ValueError, match="body"):
+        CatalogRecord.decode(orjson.dumps({k: v for k, v in good.items() if k != "body"}))
+    with pytest.raises(ValueError):
+        CatalogRecord.decode(b"{not json")

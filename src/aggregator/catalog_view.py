@@ -88,11 +88,12 @@ class CatalogView:
         self.records_applied = 0
         self.clock: Callable[[], float] = time.time  # Unix seconds (tests set their own)
 
-    def apply(self, record: CatalogRecord) -> bool:
-        """Take a record into the view; older versions than the one held are ignored."""
+    def apply(self, record: CatalogRecord, *, kept: bool = False) -> bool:
+        """Take a record into the view; older versions than the one held are ignored.
+        `kept`: the record's headers already showed its subscription kept (`take`)."""
         kind = record.kind
         if kind is CatalogKind.SUBSCRIPTION:
-            applied = self._apply_subscription(record)
+            applied = self._apply_subscription(record, kept)
         elif kind is CatalogKind.CUSTOMER:
             applied = self._apply_customer(record)
         else:
@@ -155,12 +156,12 @@ class CatalogView:
         self._customer_ids[record.lago_id] = customers[entry.external_id] = entry
         return True
 
-    def _apply_subscription(self, record: CatalogRecord) -> bool:
+    def _apply_subscription(self, record: CatalogRecord, kept: bool) -> bool:
         org = shared(record.organization_id) or ""
         body = record.body
         subscriptions = self._subscriptions.setdefault(org, {})
         ext = None if body is None else body.get("external_id")
-        if isinstance(ext, str) and not self.keeps(ext):
+        if isinstance(ext, str) and not kept and not self.keeps(ext):
             self.drop(org, ext)
             return False
         if body is not None:
@@ -202,13 +203,12 @@ class CatalogView:
         than the one held or of a subscription this worker does not keep (skipped without
         decoding when its headers name it, `meterflow.catalog`). ValueError, KeyError or
         TypeError when it is invalid."""
-        if not self.keeps_all:
-            named = subscription_of(headers)
-            if named is not None and not self.keeps(named[1]):
-                self.drop(*named)
-                return None
+        named = None if self.keeps_all else subscription_of(headers)
+        if named is not None and not self.keeps(named[1]):
+            self.drop(*named)
+            return None
         record = CatalogRecord.decode(value)
-        return record if self.apply(record) else None
+        return record if self.apply(record, kept=named is not None) else None
 
     def drop(self, organization_id: str, external_subscription_id: str) -> None:
         """Forget a subscription of a partition this worker no longer owns, if held."""

@@ -130,10 +130,13 @@ class PeriodCloser:
     def plan(self, organization_id: str, external_id: str, due: float) -> None:
         """Visit the subscription once its partition's watermark reaches `due`."""
         partition = partition_for(external_id.encode(), self.partitions)
-        self.schedule.at(partition, ledger_key(organization_id, external_id), due)
+        self.schedule.at(partition, organization_id, external_id, due)
 
     def plan_ledger(self, partition: int, key: str, due: float) -> None:
-        self.schedule.at(partition, key, due)
+        """Visit the subscription of a ledger (its key) once `partition`'s watermark reaches
+        `due`."""
+        organization_id, external_id = key.split("\x1f", 1)
+        self.schedule.at(partition, organization_id, external_id, due)
 
     def run_due(
         self,
@@ -143,32 +146,42 @@ class PeriodCloser:
         counts: Counter[str],
         limit: int,
         seconds: float | None = None,
-    ) -> list[str]:
+    ) -> list[tuple[str, str]]:
         """Visit up to `limit` subscriptions of the partition due by `watermark`, and for at
-        most about `seconds` (the rest stay due); returns the ledger keys visited (their
-        outboxes may hold messages to send)."""
-        keys = self.schedule.pop_due(partition, watermark, limit)
+        most about `seconds` (the rest stay due); returns those visited (organization id,
+        external id)."""
+        found = self.schedule.pop_due(partition, watermark, limit)
         deadline = None if seconds is None else time.perf_counter() + seconds
-        for done, key in enumerate(keys):
+        for done, (organization_id, external_id) in enumerate(found):
             if deadline is not None and time.perf_counter() > deadline:
-                for left in keys[done:]:  # not visited: due again, as they were
-                    self.schedule.at(partition, left, watermark)
-                return keys[:done]
+                for left in found[done:]:  # not visited: due again, as they were
+                    self.schedule.at(partition, *left, watermark)
+                return found[:done]
             try:
-                due = self.visit(key, partition, watermark, now, counts)
+                due = self.visit(organization_id, external_id, partition, watermark, now, counts)
             except Exception:  # one subscription's bug must not stop the others closing
-                log.exception("aggregator.visit_failed ledger=%r", key)
+                log.exception(
+                    "aggregator.visit_failed organization=%s subscription=%r",
+                    organization_id,
+                    external_id,
+                )
                 counts["visit_failed"] += 1
                 due = watermark + RETRY_AFTER
-            if due is not None:
-                self.schedule.at(partition, key, due)
-        return keys
+            if due is not None:  # (the schedule's own strings: see aggregator.schedule)
+                self.schedule.at(partition, organization_id, external_id, due)
+        return found
 
     def visit(
-        self, key: str, partition: int, watermark: float, now: datetime, counts: Counter[str]
+        self,
+        organization_id: str,
+        external_id: str,
+        partition: int,
+        watermark: float,
+        now: datetime,
+        counts: Counter[str],
     ) -> float | None:
         """Do what is due for one subscription; returns when it is due next (or None)."""
-        organization_id, external_id = key.split("\x1f", 1)
+        key = ledger_key(organization_id, external_id)
         terms = self.catalog.terms(organization_id, external_id)
         value = self.ledgers.get(key, partition)
         if terms is None and value is None:

@@ -14,7 +14,8 @@ from aggregator.ledger import ledger_key
 from aggregator.markers import DedupeMarkers
 from aggregator.processing import EventProcessor, Windows
 from aggregator.sample_catalog import SampleCatalog
-from aggregator.schedule import CloseSchedule
+from aggregator.schedule import SHARD_FROM, CloseSchedule
+from aggregator.sharded import ShardedDict
 from aggregator.store import MemoryStore
 from aggregator.watermark import Watermarks
 from meterflow.event_records import partition_for
@@ -38,21 +39,56 @@ def test_a_watermark_moves_once_progress_reaches_the_end_asked() -> None:
     assert marks.mark(0) is None
 
 
-def test_the_schedule_keeps_each_key_at_its_earliest_due_time() -> None:
+def test_the_schedule_keeps_each_subscription_at_its_earliest_due_time() -> None:
     schedule = CloseSchedule()
-    schedule.at(0, "a", 10.0)
-    schedule.at(0, "a", 20.0)  # later: ignored, the visit at 10 plans what follows
-    schedule.at(0, "b", 15.0)
-    schedule.at(0, "b", 5.0)  # earlier: supersedes
-    schedule.at(1, "c", 1.0)
+    schedule.at(0, "o", "a", 10.0)
+    schedule.at(0, "o", "a", 20.0)  # later: ignored, the visit at 10 plans what follows
+    schedule.at(0, "o", "b", 15.0)
+    schedule.at(0, "o", "b", 5.0)  # earlier: supersedes
+    schedule.at(0, "p", "b", 7.0)  # another organization's "b"
+    schedule.at(1, "o", "c", 1.0)
     assert schedule.next_due(0) == 5.0
-    assert schedule.pop_due(0, 9.0, 10) == ["b"]
+    assert schedule.pop_due(0, 9.0, 10) == [("o", "b"), ("p", "b")]
     assert schedule.pop_due(0, 9.0, 10) == []
-    assert schedule.pop_due(0, 100.0, 10) == ["a"]
+    assert schedule.next_due(0) == 10.0  # (o, b)'s entry at 15 was superseded: skipped
+    assert schedule.pop_due(0, 100.0, 10) == [("o", "a")]
     assert schedule.next_due(0) is None and len(schedule) == 1
     for i in range(5):
-        schedule.at(2, f"k{i}", float(i))
-    assert schedule.pop_due(2, 10.0, 3) == ["k0", "k1", "k2"]
+        schedule.at(2, "o", f"k{i}", float(i))
+    assert schedule.pop_due(2, 10.0, 3) == [("o", "k0"), ("o", "k1"), ("o", "k2")]
+
+
+def test_subscriptions_due_together_share_one_bucket_and_one_float() -> None:
+    """Calendar billing ends most periods at the same instant: those subscriptions cost a
+    bucket's two references each, their entries one float, and the strings are the
+    caller's (the catalog view's), handed back by pop_due."""
+    schedule = CloseSchedule()
+    names = [f"s{i}" for i in range(10)]
+    for name in names:
+        schedule.at(0, "o", name, float(100))  # a float object per call
+    entries = schedule._due["o"]
+    assert len({id(entries.get(name)) for name in names}) == 1
+    schedule.at(0, "o", "s3", 50.0)  # earlier: its entry in the bucket at 100 is stale
+    assert schedule.pop_due(0, 60.0, 10) == [("o", "s3")]
+    first = schedule.pop_due(0, 100.0, 4)  # a bucket taken in part, the rest due still
+    rest = schedule.pop_due(0, 100.0, 100)
+    assert len(first) == 4 and len(rest) == 5 and len(schedule) == 0
+    popped = {external_id: external_id for _, external_id in first + rest}
+    assert all(popped[name] is name for name in names if name != "s3")
+    assert schedule.next_due(0) is None
+
+
+def test_an_organizations_entries_are_sharded_once_they_are_many() -> None:
+    schedule = CloseSchedule()
+    schedule.at(0, "small", "x", 1.0)
+    for i in range(SHARD_FROM + 1):
+        schedule.at(i % 2, "big", f"k{i}", float(i % 7))
+    assert isinstance(schedule._due["small"], dict)
+    assert isinstance(schedule._due["big"], ShardedDict)
+    schedule.at(0, "big", "k0", 0.5)  # (found in its shard: held at 0.0, not moved)
+    assert len(schedule) == SHARD_FROM + 2
+    popped = schedule.pop_due(0, 100.0, 10**6) + schedule.pop_due(1, 100.0, 10**6)
+    assert len(popped) == SHARD_FROM + 2 == len(set(popped)) and len(schedule) == 0
 
 
 def closer_with(domain: Any, catalog: CatalogView) -> tuple[PeriodCloser, MemoryStore]:
@@ -158,17 +194,19 @@ def test_a_subscription_terminated_the_instant_it_starts_closes_nothing_and_is_d
 
 
 def test_visits_rescheduling_keys_never_rebuild_the_schedule_table() -> None:
-    """A popped key keeps its entry, replaced in place when the visit schedules it again:
-    deleting and inserting it filled the dict with deleted slots until an insert rebuilt
-    the table of every key (123 to 216 ms at a million keys, issue 15)."""
+    """A popped subscription keeps its entry, replaced in place when the visit schedules it
+    again: deleting and inserting it filled the dict with deleted slots until an insert
+    rebuilt the table of every key (123 to 216 ms at a million keys, issue 15)."""
     schedule = CloseSchedule()
     for i in range(10_000):
-        schedule.at(i % 4, f"k{i}", 0.0)
-    size = sys.getsizeof(schedule._due)
+        schedule.at(i % 4, "o", f"k{i}", 0.0)
+    entries = schedule._due["o"]
+    assert isinstance(entries, ShardedDict)
+    size = [sys.getsizeof(shard) for shard in entries._shards]
     for round_ in range(1, 6):
         for partition in range(4):
-            for key in schedule.pop_due(partition, float(round_), 10_000):
-                schedule.at(partition, key, float(round_ + 1))
+            for organization_id, external_id in schedule.pop_due(partition, float(round_), 10_000):
+                schedule.at(partition, organization_id, external_id, float(round_ + 1))
         assert len(schedule) == 10_000
-    assert sys.getsizeof(schedule._due) == size
+    assert [sys.getsizeof(shard) for shard in entries._shards] == size
     assert schedule.pop_due(0, 0.5, 10) == [] and schedule.next_due(0) == 6.0

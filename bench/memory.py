@@ -112,8 +112,7 @@ def subscription_record(
     billing_time: str = "calendar",
 ) -> CatalogRecord:
     """Subscription `i` to the bench plan, started in the current period (or at
-    `subscription_at`). A SampleCatalog of its own per record: its version numbering scans
-    every record it holds, quadratic for 100,000 subscriptions."""
+    `subscription_at`)."""
     return SampleCatalog(organization_id).subscription(
         subscription(i),
         customer="bench-customer",

@@ -16,11 +16,13 @@ class SampleCatalog:
     organization_id: str
     organization_timezone: str | None = None
     records: list[CatalogRecord] = field(default_factory=list)
+    # The last version written per object (a version is one more than the object's last).
+    versions: dict[tuple[CatalogKind, str], int] = field(default_factory=dict)
 
     def _record(
         self, kind: CatalogKind, lago_id: str, body: dict[str, Any] | None
     ) -> CatalogRecord:
-        version = 1 + sum(1 for r in self.records if (r.kind, r.lago_id) == (kind, lago_id))
+        version = self.versions[kind, lago_id] = self.versions.get((kind, lago_id), 0) + 1
         record = CatalogRecord(kind, lago_id, self.organization_id, version, body)
         self.records.append(record)
         return record

@@ -67,11 +67,13 @@ class CloseSchedule:
             buckets = self._buckets[partition] = {}
             self._heaps[partition] = []
         bucket = buckets.get(due)
-        if bucket is None:
-            bucket = buckets[due] = [due]
+        if bucket is None:  # (a list built whole: no room reserved for more, 40 bytes)
+            buckets[due] = [due, organization_id, external_id]
             heapq.heappush(self._heaps[partition], due)
-        bucket += (organization_id, external_id)
-        entries[external_id] = bucket[0]
+        else:
+            bucket += (organization_id, external_id)
+            due = bucket[0]  # (the float the bucket's entries share)
+        entries[external_id] = due
         if isinstance(entries, dict) and len(entries) > SHARD_FROM:
             sharded: ShardedDict[float] = ShardedDict()
             for key, value in entries.items():

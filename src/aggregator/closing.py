@@ -35,6 +35,7 @@ the next period closes in the same visit rides along with that close as `adjustm
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -134,9 +135,9 @@ class PeriodCloser:
 
     def plan_ledger(self, partition: int, key: str, due: float) -> None:
         """Visit the subscription of a ledger (its key) once `partition`'s watermark reaches
-        `due`."""
+        `due` (the organization's id as the catalog view holds it: interned)."""
         organization_id, external_id = key.split("\x1f", 1)
-        self.schedule.at(partition, organization_id, external_id, due)
+        self.schedule.at(partition, sys.intern(organization_id), external_id, due)
 
     def run_due(
         self,

@@ -129,13 +129,15 @@ class PeriodCloser:
         self.outboxes: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def plan(self, organization_id: str, external_id: str, due: float) -> None:
-        """Visit the subscription once its partition's watermark reaches `due`."""
+        """Visit the subscription once its partition's watermark reaches `due`. The schedule
+        keeps the strings it is given (see `aggregator.schedule`): the organization's id as
+        the catalog view holds it, interned, not a record's copy."""
         partition = partition_for(external_id.encode(), self.partitions)
-        self.schedule.at(partition, organization_id, external_id, due)
+        self.schedule.at(partition, sys.intern(organization_id), external_id, due)
 
     def plan_ledger(self, partition: int, key: str, due: float) -> None:
         """Visit the subscription of a ledger (its key) once `partition`'s watermark reaches
-        `due` (the organization's id as the catalog view holds it: interned)."""
+        `due`."""
         organization_id, external_id = key.split("\x1f", 1)
         self.schedule.at(partition, sys.intern(organization_id), external_id, due)
 

@@ -128,11 +128,15 @@ class PeriodCloser:
         # written), for the sender to take (`take_outboxes`) instead of reading them back.
         self.outboxes: dict[str, tuple[int, dict[str, Any]]] = {}
 
-    def plan(self, organization_id: str, external_id: str, due: float) -> None:
-        """Visit the subscription once its partition's watermark reaches `due`. The schedule
-        keeps the strings it is given (see `aggregator.schedule`): the organization's id as
-        the catalog view holds it, interned, not a record's copy."""
-        partition = partition_for(external_id.encode(), self.partitions)
+    def plan(
+        self, organization_id: str, external_id: str, due: float, partition: int | None = None
+    ) -> None:
+        """Visit the subscription once its partition's watermark reaches `due` (`partition`:
+        its events partition, when the caller already hashed its id). The schedule keeps
+        the strings it is given (see `aggregator.schedule`): the organization's id as the
+        catalog view holds it, interned, not a record's copy."""
+        if partition is None:
+            partition = partition_for(external_id.encode(), self.partitions)
         self.schedule.at(partition, sys.intern(organization_id), external_id, due)
 
     def plan_ledger(self, partition: int, key: str, due: float) -> None:

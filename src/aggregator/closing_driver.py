@@ -128,8 +128,9 @@ class ClosingDriver:
         self.warm_generation = generation
         partitions = self.worker.settings.partitions
         for i, (organization_id, external_id) in enumerate(self.worker.catalog.subscription_ids()):
-            if partition_for(external_id.encode(), partitions) in owned:
-                self.worker.closer.plan(organization_id, external_id, 0.0)
+            partition = partition_for(external_id.encode(), partitions)
+            if partition in owned:  # (hashed once: the id's partition goes along)
+                self.worker.closer.plan(organization_id, external_id, 0.0, partition)
             if i % SLICE == SLICE - 1:
                 collect_young()
                 await asyncio.sleep(0)

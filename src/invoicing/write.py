@@ -4,7 +4,7 @@ the coupons, wallets, credit notes and pending late usage they consume, in one s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import field
 from datetime import datetime
 from functools import lru_cache
@@ -131,6 +131,7 @@ _FEE_COLUMNS = (
     ("taxes_precise_amount_cents", "numeric"),
     ("taxes_rate", "numeric"),
     ("applied_taxes", "jsonb"),
+    ("id", "uuid"),
 )
 # The fee columns written (and read back by late_usage) as they stand on each PricedFee
 # (item_code to is_adjustment).
@@ -244,8 +245,8 @@ WITH input AS (
     FROM input i JOIN sequence q USING (customer_id)
     RETURNING id, organization_id, status
 ), fee AS (
-    INSERT INTO fees (id, {", ".join([*_FEE_FROM_INVOICE, *_FEE_STORED])})
-    SELECT gen_random_uuid(), {", ".join(_FEE_FROM_INVOICE.values())},
+    INSERT INTO fees ({", ".join([*_FEE_FROM_INVOICE, *_FEE_STORED])})
+    SELECT {", ".join(_FEE_FROM_INVOICE.values())},
         {", ".join(f"f.{name}" for name in _FEE_STORED)}
     FROM ({_positional(_FEE_COLUMNS, "f")}) f JOIN input i ON i.ordinal = f.invoice
     RETURNING 1
@@ -347,9 +348,10 @@ def _invoice_row(item: InvoiceToWrite) -> list[Any]:
     ]
 
 
-def _fee_rows(item: InvoiceToWrite, invoice: int) -> list[list[Any]]:
-    """The item's fees, each naming its invoice by `invoice`, its index in the round: a
-    value per _FEE_COLUMNS, in their order (as _invoice_row's, tested by name)."""
+def _fee_rows(item: InvoiceToWrite, invoice: int, ids: Iterator[str]) -> list[list[Any]]:
+    """The item's fees, each naming its invoice by `invoice`, its index in the round, and
+    with the next of `ids` as its own: a value per _FEE_COLUMNS, in their order (as
+    _invoice_row's, tested by name)."""
     priced = item.priced
     rows = []
     for position, (f, ft) in enumerate(zip(priced.fees, priced.totals.fee_taxes, strict=True)):
@@ -382,6 +384,7 @@ def _fee_rows(item: InvoiceToWrite, invoice: int) -> list[list[Any]]:
                 invoice_rows.fee_taxes(
                     f, f.amount_cents - ft.precise_coupons_cents
                 ),  # applied_taxes
+                next(ids),  # id
             ]
         )
     return rows
@@ -395,7 +398,10 @@ async def write_invoices(conn: Conn, items: Sequence[InvoiceToWrite]) -> None:
     if not items:
         return
     invoices = [_invoice_row(item) for item in items]
-    fees = [row for i, item in enumerate(items) for row in _fee_rows(item, i)]
+    # The fees' ids are drawn here, all at once: Postgres built without OpenSSL (the embedded
+    # stack's) opens and reads /dev/urandom for each gen_random_uuid(), about 2.7 us a call.
+    ids = iter(db.random_ids(sum(len(item.priced.fees) for item in items)))
+    fees = [row for i, item in enumerate(items) for row in _fee_rows(item, i, ids)]
     consumed = credits.consumed_rows(items)
     args = [_document(invoices), _document(fees)] + [
         _document(_named(rows, group)) for rows, group in zip(consumed, _GROUPS[2:], strict=True)

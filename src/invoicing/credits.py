@@ -11,6 +11,7 @@ from billing.invoice import AppliedCoupon, CouponUse
 from billing.invoice_terms import CustomerCoupon
 from billing.wallet import granted_first
 from invoicing.pricing import PricedInvoice
+from meterflow.db import new_ids
 
 
 class ConsumingInvoice(Protocol):
@@ -64,6 +65,8 @@ def consumed_rows(
                 (uuid.UUID(note.credit_note_id), item.invoice_id, cents, note.balance_cents)
             )
         late.extend((key, item.invoice_id) for key in item.pending_keys)
+    # Each wallet use's transaction, with an id drawn here (read_model.drafts.CONSUMED).
+    wallets = [(*use, id_) for use, id_ in zip(wallets, new_ids(len(wallets)), strict=True)]
     return coupons, wallets, notes, late
 
 

@@ -15,7 +15,7 @@ import orjson
 from billing.credit_notes import split_credit
 from billing.wallet import consume_prepaid, granted_first
 from meterflow import webhook_outbox
-from meterflow.db import Conn, json_recordset
+from meterflow.db import Conn, json_recordset, new_ids
 from read_model import credit_notes
 
 
@@ -46,8 +46,10 @@ class _Wallet:
 
 # What wallets pay (`{uses}`: a recordset `u` of USE_COLUMNS, `granted` the part of `cents`
 # taken from granted credits): each wallet whose balances are still those read, less what it
-# pays, and an outbound (invoiced) transaction for it. The CTEs `wallet` (a row per wallet
-# taken) and `wallet_transaction` of the invoicer's batch write and of `consume_wallets`.
+# pays, and an outbound (invoiced) transaction for it, whose id the writer drew
+# (`db.new_ids`: the embedded Postgres's gen_random_uuid() costs three system calls). The
+# CTEs `wallet` (a row per wallet taken) and `wallet_transaction` of the invoicer's batch
+# write and of `consume_wallets`.
 USE_COLUMNS = (
     ("id", "uuid"),
     ("invoice_id", "uuid"),
@@ -55,6 +57,7 @@ USE_COLUMNS = (
     ("granted", "bigint"),
     ("balance", "bigint"),
     ("granted_balance", "bigint"),
+    ("transaction_id", "uuid"),
 )
 CONSUMED = """wallet AS (
     UPDATE wallets w SET balance_cents = w.balance_cents - u.cents,
@@ -64,11 +67,11 @@ CONSUMED = """wallet AS (
     FROM {uses}
     WHERE w.id = u.id AND w.status = 'active' AND w.balance_cents = u.balance
         AND w.granted_balance_cents = u.granted_balance
-    RETURNING w.id, u.invoice_id, u.cents
+    RETURNING w.id, u.invoice_id, u.cents, u.transaction_id
 ), wallet_transaction AS (
     INSERT INTO wallet_transactions (id, wallet_id, invoice_id, status, source,
         transaction_status, transaction_type, amount_cents, settled_at)
-    SELECT gen_random_uuid(), id, invoice_id, 'settled', 'manual', 'invoiced', 'outbound',
+    SELECT transaction_id, id, invoice_id, 'settled', 'manual', 'invoiced', 'outbound',
         cents, now()
     FROM wallet
     RETURNING 1
@@ -93,8 +96,11 @@ async def consume_wallets(
             "granted": part,
             "balance": wallet.balance_cents,
             "granted_balance": wallet.granted_balance_cents,
+            "transaction_id": transaction_id,
         }
-        for (wallet, cents), part in zip(uses, granted, strict=True)
+        for (wallet, cents), part, transaction_id in zip(
+            uses, granted, new_ids(len(uses)), strict=True
+        )
     ]
     if rows and await conn.fetchval(_CONSUME, orjson.dumps(rows).decode()) != len(rows):
         raise CreditsChanged("wallets " + ", ".join(wallet.wallet_id for wallet, _ in uses))

@@ -1,5 +1,6 @@
 """The references of invoices and fees (migration 0080), checked once per statement: what the
-foreign keys refused is still refused, and what they cascaded still cascades."""
+foreign keys refused is still refused, and what they cascaded still cascades; the checks
+probe each inserted row's references by primary key (migration 0081)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,70 @@ async def test_deletes_refuse_or_cascade_as_the_foreign_keys_did(db: asyncpg.Con
     assert await db.fetchval("SELECT count(*) FROM invoices WHERE id = $1", other) == 0
     assert await db.fetchval("SELECT count(*) FROM fees WHERE invoice_id = $1", other) == 0
     assert await db.fetchval("SELECT count(*) FROM invoices") == 1  # the other customer's
+
+
+async def test_a_statement_reads_no_referenced_table_whole(db: asyncpg.Connection) -> None:
+    """A statement of a thousand invoices and their fees finds each one's customer,
+    subscription and invoice by its primary key: as NOT EXISTS under OR, Postgres ran the
+    checks as hashed subplans, which read the customers, subscriptions and invoices tables
+    whole at every statement (a cost growing with the tables, not with the rows written)."""
+    catalog = await insert_catalog(db)
+    org, plan = uuid.UUID(catalog.organization_id), uuid.UUID(catalog.plan_id)
+    await db.execute(
+        "INSERT INTO customers (id, organization_id, external_id, sequential_id, currency) "
+        "SELECT gen_random_uuid(), $1, 'c-' || n, n + 1, 'EUR' FROM generate_series(1, 1000) n",
+        org,
+    )
+    await db.execute(
+        "INSERT INTO subscriptions (id, organization_id, external_id, customer_id, plan_id, "
+        "billing_time, subscription_at, started_at, status) SELECT gen_random_uuid(), $1, "
+        "'s-' || c.external_id, c.id, $2, 'calendar', now(), now(), 'active' FROM customers c "
+        "WHERE c.external_id LIKE 'c-%'",
+        org,
+        plan,
+    )
+    pairs = await db.fetch("SELECT id, customer_id FROM subscriptions WHERE external_id LIKE 's-%'")
+    invoices = [uuid.uuid4() for _ in pairs]
+    scans = (
+        "SELECT relname, seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+        "WHERE schemaname = current_schema() "
+        "AND relname IN ('customers', 'subscriptions', 'invoices')"
+    )
+    async with db.transaction():  # the counts below are this transaction's so far
+        before = {
+            row["relname"]: (row["seq_scan"], row["idx_scan"]) for row in await db.fetch(scans)
+        }
+        await db.execute(
+            "INSERT INTO invoices (id, organization_id, customer_id, subscription_id, "
+            "period_key, sequential_id, number, status, currency, issuing_date, period_start, "
+            "period_end, fees_amount_cents, sub_total_excluding_taxes_amount_cents, "
+            "sub_total_including_taxes_amount_cents, total_amount_cents) "
+            "SELECT i, $1, c, s, 'key-' || s, 1, 'N-' || s, 'finalized', 'EUR', '2026-02-01', "
+            "now(), now(), 100, 100, 100, 100 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[]) "
+            "AS r(i, s, c)",
+            org,
+            invoices,
+            [p["id"] for p in pairs],
+            [p["customer_id"] for p in pairs],
+        )
+        await db.execute(
+            "INSERT INTO fees (id, invoice_id, position, fee_type, item_code, item_name, "
+            "amount_cents, precise_amount, currency, units, from_date, to_date) "
+            "SELECT gen_random_uuid(), i, p, 'charge', 'x', 'X', 100, 1, 'EUR', 1, now(), now() "
+            "FROM unnest($1::uuid[]) AS i, generate_series(0, 2) AS p",
+            invoices,
+        )
+        after = {
+            row["relname"]: (row["seq_scan"], row["idx_scan"]) for row in await db.fetch(scans)
+        }
+    done = {
+        name: (seq - before[name][0], index - before[name][1])
+        for name, (seq, index) in after.items()
+    }
+    # Each row's reference found by an index probe (3,000 fees for 1,000 invoices), none by
+    # a sequential scan.
+    assert done == {
+        "customers": (0, 1000),
+        "subscriptions": (0, 1000),
+        "invoices": (0, 3000),
+    }, done

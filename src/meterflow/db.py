@@ -81,7 +81,7 @@ def json_recordset(columns: Sequence[tuple[str, str]], parameter: int, alias: st
 # Each byte with a version 7 UUID's version nibble, and with its RFC 9562 variant bits.
 _VERSION_7 = bytes(0x70 | (b & 0x0F) for b in range(256))
 _VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
-_62 = (1 << 62) - 1
+_LOW_62_BITS = (1 << 62) - 1
 
 
 def new_ids(n: int) -> list[str]:
@@ -104,9 +104,9 @@ def new_id() -> uuid.UUID:
     """One id as `new_ids` draws them."""
     random = int.from_bytes(os.urandom(10), "big")  # 80 bits: 74 used
     millisecond = time.time_ns() // 1_000_000
-    return uuid.UUID(
-        int=millisecond << 80 | 0x7 << 76 | (random >> 62 & 0xFFF) << 64 | 0x2 << 62 | random & _62
-    )
+    version_and_rand_a = 0x7 << 76 | (random >> 62 & 0xFFF) << 64
+    variant_and_rand_b = 0x2 << 62 | random & _LOW_62_BITS
+    return uuid.UUID(int=millisecond << 80 | version_and_rand_a | variant_and_rand_b)
 
 
 async def existing_row(conn: Conn, sql: str, *args: Any) -> asyncpg.Record:

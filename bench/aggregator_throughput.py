@@ -52,7 +52,6 @@ from typing import Any
 
 import msgspec
 import orjson
-import psutil
 from aiokafka import AIOKafkaProducer
 
 from aggregator.sample_catalog import SampleCatalog
@@ -99,13 +98,6 @@ def reference_loop(values: list[bytes]) -> float:
             if "gb" in event.properties:
                 sums[key] = sums.get(key, Decimal(0)) + Decimal(event.properties["gb"])
     return events / (time.perf_counter() - started)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user and system, all threads) the process used so far: on a busy machine
-    events per CPU second moves less than events per wall second."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def sample_catalog(org: str, subscriptions: int) -> SampleCatalog:
@@ -245,7 +237,7 @@ def measure(
                 output = ["--pid", pid, "-o", args.profile, "-f", kind]
                 profiler = subprocess.Popen([spy, "record", "--gil", *native, *output])
             t0 = time.monotonic()
-            cpu0 = sum(_cpu_seconds(proc.proc.pid) for proc in procs)
+            cpu0 = sum(proc.cpu_seconds() for proc in procs)
             metrics_ports = [m for _, m in ports]
             done_at_start = done = done_events(metrics_ports)
             while done < sent:
@@ -255,7 +247,7 @@ def measure(
                 time.sleep(0.2)
                 done = done_events(metrics_ports)
             elapsed = time.monotonic() - t0
-            cpu = sum(_cpu_seconds(proc.proc.pid) for proc in procs) - cpu0
+            cpu = sum(proc.cpu_seconds() for proc in procs) - cpu0
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)

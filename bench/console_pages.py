@@ -31,7 +31,8 @@ from typing import Any
 import aiohttp
 
 from bench import report
-from bench.ingest_batch import _cpu_seconds, _server, _server_env, _setup, _teardown
+from bench.ingest_batch import _server, _server_env, _setup, _teardown
+from bench.processes import cpu_seconds
 from console.users import create_user
 from meterflow.db import connect
 from meterflow.settings import Settings, Topics
@@ -117,14 +118,14 @@ async def _time(
         async with http.get(url) as response:
             await response.read()
     out = []
-    cpu = _cpu_seconds(pid)
+    cpu = cpu_seconds(pid)
     for _ in range(requests):
         started = time.perf_counter()
         async with http.get(url) as response:
             await response.read()
             assert response.status == 200, url
         out.append(time.perf_counter() - started)
-    return out, (_cpu_seconds(pid) - cpu) / requests
+    return out, (cpu_seconds(pid) - cpu) / requests
 
 
 async def _measure(

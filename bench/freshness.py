@@ -5,6 +5,7 @@ the Postgres-per-event baseline (its own process), p50 / p99 / max over many pro
     .venv/bin/python -m bench.freshness [--rate 2000] [--seconds 30] [--warmup 3]
         [--probe-interval 0.075] [--subscriptions 50] [--runs 1]
         [--batch-size N] [--batch-within S] [--side meterflow|baseline|both]
+        [--workers N] [--probe-via owner|other]
 
 A load generator in a process of its own posts batches of 100 events to
 `POST /api/v1/events/batch` at `--rate` events/s for `--seconds`. After `--warmup` seconds a
@@ -18,6 +19,11 @@ endpoint (one SQL aggregate per charge). The delay ends when the answer that sho
 event has been read, so it includes one read (about a millisecond) and the 10 ms polling
 step. Probes do not wait for each other: probe n + 1 leaves `--probe-interval` after probe n
 (or at its 200, if that came later), so slow visibility does not thin out the sample.
+
+`--workers N` runs N aggregator workers of one app, which share the events partitions; the
+probe's usage is read from the worker owning its partition, or with `--probe-via other`
+from another worker, which Faust forwards to the owner (as it does for ingest's requests,
+which all go to one worker's URL).
 
 `--batch-size` and `--batch-within` set METERFLOW_AGGREGATOR_BATCH_SIZE and
 METERFLOW_AGGREGATOR_BATCH_WITHIN of the aggregator (default: the aggregator's own defaults),
@@ -59,7 +65,13 @@ import psutil
 from aggregator.settings import AggregatorSettings
 from bench import baseline, report
 from bench.probes import POLL_STEP, PROBE, probe_event, probe_loop, summary
-from bench.processes import ServiceProcess, metrics, pipeline, scratch_deployment
+from bench.processes import (
+    Pipeline,
+    metrics,
+    owned_partitions,
+    pipeline,
+    scratch_deployment,
+)
 from bench.steady_load import BATCH, Load, LoadProcess, expected_load, load_subscriptions
 from bench.workload import (
     CHARGES,
@@ -75,6 +87,7 @@ from bench.workload import (
 )
 from gateway.organizations import create_organization
 from meterflow.db import connect
+from meterflow.event_records import partition_for
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack
 
@@ -172,15 +185,17 @@ async def probed_under_load(
     return delays, background, time.monotonic() - generator.started
 
 
-def cpu_seconds(proc: ServiceProcess) -> float:
-    times = psutil.Process(proc.proc.pid).cpu_times()
-    return float(times.user + times.system)
-
-
 async def freshness_meterflow(
-    base: Settings, load: Load, aggregator_env: dict[str, str], logs: Path | None = None
+    base: Settings,
+    load: Load,
+    aggregator_env: dict[str, str],
+    logs: Path | None = None,
+    workers: int = 1,
+    probe_via: str = "owner",
 ) -> dict[str, Any]:
-    """One run; with `logs`, the services' logs stay in logs/freshness-<run id>/."""
+    """One run with `workers` aggregator workers, the probe's usage read from the worker
+    owning its partition (`probe_via` "owner") or from another one, which Faust forwards to
+    the owner ("other"); with `logs`, the services' logs stay in logs/freshness-<run id>/."""
     subscriptions = load_subscriptions(load)
     async with scratch_deployment(base) as settings:
         org, key = await create_organization(settings, "bench-freshness")
@@ -190,17 +205,20 @@ async def freshness_meterflow(
         place = contextlib.nullcontext(str(kept)) if logs else tempfile.TemporaryDirectory()
         with place as tmp:
             overrides = {"METERFLOW_INGEST_OUTBOX_INTERVAL": "0.5", **aggregator_env}
-            async with pipeline(settings, Path(tmp), overrides=overrides) as services:
-                ingest, aggregator = services.services["ingest"], services.services["aggregator"]
+            async with pipeline(
+                settings, Path(tmp), overrides=overrides, aggregators=workers
+            ) as services:
+                ingest, aggregators = services.services["ingest"], services.aggregators
                 api_url, agg_url = services.api_url, services.aggregator_url
+                probe_url = probe_worker_url(services, probe_via)
                 headers = {"Authorization": f"Bearer {key}"}
                 timeout = aiohttp.ClientTimeout(total=30)
                 async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
                     await create_catalog(session, api_url, [PROBE, *subscriptions])
                     query = f"?organization_id={org.id}"
 
-                    async def usage(subscription: str) -> Usage | None:
-                        url = f"{agg_url}/current-usage/{subscription}{query}"
+                    async def usage(subscription: str, via: str = agg_url) -> Usage | None:
+                        url = f"{via}/current-usage/{subscription}{query}"
                         async with session.get(url) as response:
                             if response.status == 404:  # catalog record not there yet
                                 return None
@@ -218,17 +236,20 @@ async def freshness_meterflow(
                             await expect_ok(response, "POST /api/v1/events")
 
                     async def count() -> int:
-                        found = await usage(PROBE)
+                        found = await usage(PROBE, probe_url)
                         return found.calls if found else 0
 
-                    cpu = {"ingest": cpu_seconds(ingest), "aggregator": cpu_seconds(aggregator)}
+                    def cpu_now() -> dict[str, float]:
+                        return {
+                            "ingest": ingest.cpu_seconds(),
+                            "aggregator": sum(a.cpu_seconds() for a in aggregators),
+                        }
+
+                    cpu = cpu_now()
                     delays, background, busy = await probed_under_load(
                         f"{api_url}/api/v1/events/batch", key, load, send, count
                     )
-                    cpu = {
-                        name: round((cpu_seconds(proc) - cpu[name]) / busy, 2)
-                        for name, proc in (("ingest", ingest), ("aggregator", aggregator))
-                    }
+                    cpu = {name: round((t - cpu[name]) / busy, 2) for name, t in cpu_now().items()}
                     if background["error_count"]:
                         raise WrongTotals(f"background load refused: {background['errors']}")
                     sent = expected_load(background)
@@ -247,16 +268,34 @@ async def freshness_meterflow(
                     Usage(len(delays), 0, Decimal(0)).check(
                         "meterflow (public API)", PROBE, usage_from_meterflow(orjson.loads(body))
                     )
-                    samples = metrics(services.ports["agg_metrics"])
-                    applied = samples.get('meterflow_aggregator_events_total{outcome="applied"}')
+                    samples = [metrics(port) for _, port in services.aggregator_ports]
+                    applied = sum(
+                        s.get('meterflow_aggregator_events_total{outcome="applied"}', 0.0)
+                        for s in samples
+                    )
                     if applied != sent.calls + sent.storage_events + len(delays):
                         raise WrongTotals(f"aggregator applied {applied} events")
-                    batches = samples.get("meterflow_aggregator_batch_size_count", 0.0)
+                    batches = sum(
+                        s.get("meterflow_aggregator_batch_size_count", 0.0) for s in samples
+                    )
     return summary("meterflow", delays, background) | {
+        "workers": workers,
+        "probe_via": probe_via,
         "cpu_cores_busy": cpu,
         "aggregator_batches": batches,
         "mean_batch": round(applied / batches, 1) if batches else None,
     }
+
+
+def probe_worker_url(services: Pipeline, via: str) -> str:
+    """The URL of the worker the probe's usage is read from: the one owning the probe's
+    partition, or ("other") another, which forwards the request to the owner."""
+    partition = partition_for(PROBE.encode(), services.settings.partitions)
+    owner = [partition in (owned_partitions(web) or ()) for web, _ in services.aggregator_ports]
+    if via == "other" and len(owner) < 2:
+        raise SystemExit("--probe-via other needs --workers 2 or more")
+    web, _ = services.aggregator_ports[owner.index(via == "owner")]
+    return f"http://127.0.0.1:{web}"
 
 
 def sum_usage(found: Any) -> Usage:
@@ -373,6 +412,8 @@ async def run(
     extra_env: dict[str, str] | None = None,
     fetch_max_wait_ms: int | None = None,
     logs: Path | None = None,
+    workers: int = 1,
+    probe_via: str = "owner",
 ) -> list[dict[str, Any]]:
     """One run of each side; each entry is one side's summary."""
     env = aggregator_settings(batch_size, batch_within) | (extra_env or {})
@@ -382,7 +423,7 @@ async def run(
     found = []
     for side in sides:
         if side == "meterflow":
-            result = await freshness_meterflow(base, load, env, logs)
+            result = await freshness_meterflow(base, load, env, logs, workers, probe_via)
             result["aggregator"] = {
                 "batch_size": effective.batch_size,
                 "batch_within": effective.batch_within,
@@ -400,9 +441,13 @@ def rows(results: list[dict[str, Any]]) -> list[list[object]]:
     table = []
     for r in results:
         agg = r.get("aggregator")
+        workers = r.get("workers", 1)
+        label = (
+            f"{r['side']}, {workers} workers, via {r['probe_via']}" if workers > 1 else r["side"]
+        )
         table.append(
             [
-                r["side"],
+                label,
                 f"{agg['batch_size']} / {agg['batch_within']}s / {agg['fetch_max_wait_ms']}ms"
                 if agg
                 else "-",
@@ -456,6 +501,13 @@ def main() -> None:
         "--logs", type=Path, default=None, help="keep meterflow's service logs in this directory"
     )
     parser.add_argument("--side", choices=("meterflow", "baseline", "both"), default="both")
+    parser.add_argument("--workers", type=int, default=1, help="meterflow's aggregator workers")
+    parser.add_argument(
+        "--probe-via",
+        choices=("owner", "other"),
+        default="owner",
+        help="read the probe's usage from the worker owning it, or from another (forwarded)",
+    )
     parser.add_argument("--serve-baseline", metavar="SCHEMA", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
@@ -478,6 +530,8 @@ def main() -> None:
                 extra_env=dict(item.split("=", 1) for item in args.aggregator_env),
                 fetch_max_wait_ms=args.fetch_max_wait_ms,
                 logs=args.logs,
+                workers=args.workers,
+                probe_via=args.probe_via,
             )
         )
     report.print_table(HEADERS, rows(results))

@@ -49,6 +49,7 @@ import psutil
 
 from bench import baseline, report
 from bench.http_load import SERIAL, TAG, run_load
+from bench.processes import cpu_seconds
 from bench.suite_ingest import drop_schema, topic_usage
 from bench.workload import SUM_CODE, SUM_FIELD, Usage, event
 from gateway.organizations import create_organization
@@ -178,17 +179,6 @@ def _cpu_of(pids: list[int]) -> float:
     return total
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of the server process and its workers so far."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 async def _setup(settings: Settings) -> str:
     await migrate(settings.dsn, schema=settings.db_schema)
     await ensure_topics(settings.bootstrap_servers, settings.topics, settings.partitions)
@@ -261,7 +251,7 @@ def _measure(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     store = _store_pids(side)
-    cpu = sum(_cpu_seconds(pid) for pid in pids)
+    cpu = sum(cpu_seconds(pid) for pid in pids)
     store_cpu, machine = _cpu_of(store), psutil.cpu_times()
     results, elapsed = run_load(
         url + "/api/v1/events/batch",
@@ -272,7 +262,7 @@ def _measure(
         processes=args.client_processes,
         seconds=args.seconds,
     )
-    server_cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu
+    server_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
     store_cpu = _cpu_of(store) - store_cpu
     after = psutil.cpu_times()
     busy = 1 - (after.idle - machine.idle) / max(1e-9, sum(after) - sum(machine))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -48,6 +49,19 @@ def metrics(port: int) -> dict[str, float]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) a process and its children (ingest's worker
+    processes) used so far: on a busy machine work per CPU second moves less than work per
+    wall second."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def ready(port: int, path: str = "/ready") -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
@@ -55,6 +69,16 @@ def ready(port: int, path: str = "/ready") -> bool:
             return status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
+
+
+def owned_partitions(port: int) -> set[int] | None:
+    """The events partitions an aggregator worker owns, as its `/ready` says; None while it
+    is not ready."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as response:
+            return set(json.load(response)["partitions"])
+    except (urllib.error.URLError, ConnectionError, TimeoutError):  # (503: an HTTPError)
+        return None
 
 
 async def delete_app_topics(settings: Settings, app_id: str) -> None:
@@ -142,6 +166,9 @@ class ServiceProcess:
             await asyncio.sleep(0.1)
         return time.monotonic() - started
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
     def rss(self) -> int:
         """Resident memory in bytes (the service runs in this one process, no children)."""
         return int(psutil.Process(self.proc.pid).memory_info().rss)
@@ -165,10 +192,18 @@ class ServiceProcess:
 class Pipeline:
     """meterflow's services as real processes on free ports (see `pipeline`)."""
 
-    def __init__(self, settings: Settings, data_dir: Path, names: tuple[str, ...]) -> None:
+    def __init__(
+        self, settings: Settings, data_dir: Path, names: tuple[str, ...], aggregators: int = 1
+    ) -> None:
         self.ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
+        # Every aggregator worker's (web, metrics) ports; the first worker's are in `ports`,
+        # and its URL is the one ingest asks (Faust routes a request to the owner).
+        self.aggregator_ports = [(self.ports["agg"], self.ports["agg_metrics"])] + [
+            (free_port(), free_port()) for _ in range(aggregators - 1)
+        ]
         self.settings, self.data_dir, self.names = settings, data_dir, names
         self.services: dict[str, ServiceProcess] = {}
+        self.aggregators: list[ServiceProcess] = []  # every worker, the first included
 
     @property
     def api_url(self) -> str:
@@ -177,6 +212,24 @@ class Pipeline:
     @property
     def aggregator_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['agg']}"
+
+    async def settled(self, timeout: float = 120) -> None:
+        """Wait until the aggregator workers (if more than one) share the events partitions
+        out between them, each ready: each answers for its own, Faust routes the rest."""
+        if len(self.aggregators) < 2:
+            return
+        deadline = time.monotonic() + timeout
+        every = set(range(self.settings.partitions))
+        while True:
+            owned = [owned_partitions(web) for web, _ in self.aggregator_ports]
+            held = [o for o in owned if o is not None]
+            if len(held) == len(owned) and sum(map(len, held)) == len(every) == len(
+                set().union(*held)
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise self.aggregators[0].failed(f"workers' partitions {owned} within {timeout}s")
+            await asyncio.sleep(0.2)
 
     def env(self, overrides: dict[str, str]) -> dict[str, str]:
         ports = self.ports
@@ -212,18 +265,36 @@ async def pipeline(
     data_dir: Path,
     names: tuple[str, ...] = ("ingest", "aggregator"),
     overrides: dict[str, str] | None = None,
+    aggregators: int = 1,
 ) -> AsyncIterator[Pipeline]:
     """The services `names` started on `settings`' topics and schema (their files and logs in
     `data_dir`, `overrides` added to their environment), yielded once each answers; stopped
-    on exit."""
-    started = Pipeline(settings, data_dir, names)
+    on exit. With "aggregator" among `names`, `aggregators` workers of the one app (one
+    consumer group), each with its own ports and data directory."""
+    started = Pipeline(settings, data_dir, names, aggregators)
     env = started.env(overrides or {})
+    waits: list[tuple[ServiceProcess, int, str]] = []
     try:
         for name in names:
-            started.services[name] = ServiceProcess(name, env, data_dir / f"{name}.log")
-        for name, service in started.services.items():
-            port, path = _UP[name]
-            await service.wait_http(started.ports[port], path)
+            port_name, path = _UP[name]
+            service = ServiceProcess(name, env, data_dir / f"{name}.log")
+            started.services[name] = service
+            waits.append((service, started.ports[port_name], path))
+        if "aggregator" in names:
+            started.aggregators.append(started.services["aggregator"])
+            for n, (web, metrics_port) in enumerate(started.aggregator_ports[1:], start=2):
+                worker_env = env | {
+                    "METERFLOW_AGGREGATOR_PORT": str(web),
+                    "METERFLOW_AGGREGATOR_METRICS_PORT": str(metrics_port),
+                    "METERFLOW_AGGREGATOR_DATA_DIR": str(data_dir / f"aggregator-{n}"),
+                }
+                worker = ServiceProcess("aggregator", worker_env, data_dir / f"aggregator-{n}.log")
+                started.services[f"aggregator-{n}"] = worker
+                started.aggregators.append(worker)
+                waits.append((worker, web, _UP["aggregator"][1]))
+        for service, port, path in waits:
+            await service.wait_http(port, path)
+        await started.settled()
         yield started
     finally:
         for service in started.services.values():

@@ -23,12 +23,6 @@ from meterflow.db import Conn
 from read_model import credit_notes, drafts, invoice_rows
 from read_model.drafts import CreditsChanged
 
-
-async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """The invoicer changes no session state (no SET, LISTEN or session locks), so a
-    connection goes back to the pool without the default reset query's round trip."""
-
-
 # The invoicer's statements take whole batches as array and JSON parameters, which a plan
 # cannot profit from seeing: one generic plan each, never planned again per execution (a
 # batch of one closed period made Postgres plan the read anew each time, about 2.5 ms).
@@ -42,7 +36,6 @@ async def create_pool(dsn: str, *, schema: str, size: int) -> asyncpg.Pool:
         size=size,
         settings=_SESSION,
         init=db.use_orjson,
-        reset=_keep_session,
         timeout=10,
         command_timeout=30,
     )

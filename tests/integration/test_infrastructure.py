@@ -3,11 +3,13 @@ with acks=all, and write and read Postgres through asyncpg in a migrated schema.
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from meterflow.db import connect, migrate, migration_files
+from meterflow.db import connect, create_pool, migrate, migration_files
 from meterflow.settings import Settings
 
 
@@ -84,3 +86,25 @@ async def test_postgres_schema_is_migrated_and_isolated(
         assert await other.fetchval("SHOW search_path") != settings.db_schema
     finally:
         await other.close()
+
+
+async def test_a_pooled_connection_goes_back_without_a_reset_query(settings: Settings) -> None:
+    """Pools release a connection with no statement of asyncpg's reset (`db._keep_session`):
+    what a transaction set with SET LOCAL is gone at its end anyway, and the schema stays."""
+    pool = await create_pool(settings.dsn, schema=settings.db_schema, size=1)
+    sent: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+            async with conn.transaction():
+                await conn.execute("SET LOCAL work_mem = '7MB'")
+            await asyncio.sleep(0.05)  # (asyncpg calls the loggers soon, not at once)
+            before_release = list(sent)
+        await asyncio.sleep(0.05)
+        assert before_release[-1] == "COMMIT;"
+        assert sent == before_release, "releasing the connection sent a statement"
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW work_mem") != "7MB"
+            assert await conn.fetchval("SHOW search_path") == settings.db_schema
+    finally:
+        await pool.close()

@@ -30,14 +30,11 @@ async def _current(request: web.Request) -> bytes:
     if not external_subscription_id:
         raise ValidationFailed({"external_subscription_id": ["value_is_mandatory"]})
     async with ctx.db.acquire() as conn:
-        customer = await customers.customer_by_external_id(conn, org.id, external_customer_id)
-        if customer is None:
-            raise NotFound("customer")
-        subscription = await subscriptions.subscription_by_external_id(
-            conn, org.id, external_subscription_id
+        missing = await subscriptions.missing_for_usage(
+            conn, org.id, external_customer_id, external_subscription_id
         )
-    if subscription is None or subscription["external_customer_id"] != external_customer_id:
-        raise NotFound("subscription")
+    if missing is not None:
+        raise NotFound(missing)
     return await current_usage.current_usage(ctx, org, external_subscription_id)
 
 

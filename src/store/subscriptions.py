@@ -222,6 +222,31 @@ async def subscription_by_external_id(
     )
 
 
+# What the current-usage routes look up before asking the aggregator, in one query: whether
+# the customer is there, and whose the subscription is (the live one, else the latest, as
+# `subscription_by_external_id` finds it).
+_USAGE_OWNER = """
+SELECT EXISTS (SELECT FROM customers WHERE organization_id = $1 AND external_id = $2
+        AND deleted_at IS NULL) AS customer_found,
+    (SELECT c.external_id FROM subscriptions s JOIN customers c ON c.id = s.customer_id
+     WHERE s.organization_id = $1 AND s.external_id = $3
+     ORDER BY (s.status IN ('active', 'pending')) DESC, s.created_at DESC LIMIT 1) AS owner
+"""
+
+
+async def missing_for_usage(
+    conn: Conn, org: uuid.UUID, external_customer_id: str, external_subscription_id: str
+) -> str | None:
+    """None when the customer is there and the subscription is the customer's; else what is
+    not found: "customer", or "subscription" (none with that id, or another customer's)."""
+    row = await db.existing_row(
+        conn, _USAGE_OWNER, org, external_customer_id, external_subscription_id
+    )
+    if not row["customer_found"]:
+        return "customer"
+    return None if row["owner"] == external_customer_id else "subscription"
+
+
 async def live_subscription_ids(conn: Conn, *, customer_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.fetch(
         "SELECT id FROM subscriptions WHERE customer_id = $1 AND status IN ('active', 'pending')",

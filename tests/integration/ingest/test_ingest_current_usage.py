@@ -48,6 +48,9 @@ async def test_current_usage_errors(tenant: Any, call: Call) -> None:
     assert (status, body["code"]) == (404, "subscription_not_found"), "sub-a is alice's"
     status, body = await _error(call, lago.customers.current_usage, "alice", "sub-x")
     assert (status, body["code"]) == (404, "subscription_not_found")
+    await call(lago.customers.destroy, "bob")
+    status, body = await _error(call, lago.customers.current_usage, "bob", "sub-a")
+    assert (status, body["code"]) == (404, "customer_not_found"), "bob is deleted"
     # No aggregator runs on this test's topics, so none knows sub-a: a 503 that says so.
     status, body = await _error(call, lago.customers.current_usage, "alice", "sub-a")
     assert status == 503

@@ -48,8 +48,8 @@ import orjson
 
 from bench import report
 from bench.aggregator_termination import create_count_plan, scratch_api, subscribe_customers
-from bench.freshness import expect_ok
 from bench.period_end_worker import last_midnight, measure_worker, midnights
+from bench.public_api import expect_ok
 from bench.workload import WrongTotals, count_event
 from meterflow.settings import Settings
 from meterflow.stack.local import LocalStack

@@ -37,8 +37,8 @@ import aiohttp
 import orjson
 
 from bench import report
-from bench.freshness import api, expect_ok
 from bench.processes import pipeline, scratch_deployment
+from bench.public_api import api, expect_ok
 from bench.workload import COUNT_CODE, WrongTotals, count_event, current_period_start
 from gateway.organizations import create_organization
 from meterflow.settings import Settings

@@ -39,8 +39,8 @@ import aiohttp
 import orjson
 
 from bench import report
-from bench.freshness import CUSTOMER, create_catalog, expect_ok, wait_until
 from bench.processes import ServiceProcess, pipeline, scratch_deployment
+from bench.public_api import CUSTOMER, create_catalog, expect_ok, wait_until
 from bench.workload import Usage, WrongTotals, current_period_start, event, usage_from_meterflow
 from gateway.organizations import create_organization
 from meterflow.settings import Settings

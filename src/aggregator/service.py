@@ -1,10 +1,13 @@
-"""`meterflow aggregator`: run one aggregator worker until SIGTERM or SIGINT."""
+"""`meterflow aggregator`: run one aggregator worker until SIGTERM or SIGINT, or with
+METERFLOW_AGGREGATOR_WORKERS > 1 that many worker processes of one app, which share the
+events partitions (`meterflow.workers`)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 
 import faust
 from prometheus_client import start_http_server
@@ -12,6 +15,7 @@ from prometheus_client import start_http_server
 from aggregator.allocator import limit_arenas
 from aggregator.app import create_app
 from aggregator.settings import AggregatorSettings
+from meterflow import workers
 from meterflow.settings import Settings
 from meterflow.topics import ensure_topics
 
@@ -28,15 +32,44 @@ log = logging.getLogger(__name__)
 # long. Full collections stay as rare (100 x 4 = 400 young ones, as 20 x 20 before).
 GC_THRESHOLDS = (50_000, 4, 100)
 
+# Seconds a worker of several may take to stop after SIGTERM (commit, flush, close the
+# stores) before its supervisor kills it.
+STOP_TIMEOUT = 60.0
 
-def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
-    """Create the topics if missing, serve metrics, and run the Faust worker.
+
+def main(settings: Settings) -> int:
+    agg = AggregatorSettings.from_env()
+    if agg.workers == 1:
+        return run(settings, agg)
+
+    def work(index: int, report: Callable[[int], None]) -> None:
+        raise SystemExit(run(settings, agg.worker(index), metrics_host="127.0.0.1", started=report))
+
+    pool = workers.Pool(
+        service="aggregator",
+        count=agg.workers,
+        metrics_host=agg.host,
+        metrics_port=agg.metrics_port,
+        up_metric="meterflow_aggregator_worker_up",
+        stop_timeout=STOP_TIMEOUT,
+    )
+    return workers.supervise(pool, work)
+
+
+def run(
+    settings: Settings,
+    agg: AggregatorSettings,
+    *,
+    metrics_host: str | None = None,
+    started: Callable[[int], None] | None = None,
+) -> int:
+    """Create the topics if missing, serve metrics (on `metrics_host`, by default where the
+    web view listens; `started` is told their port), and run the Faust worker.
 
     SIGTERM stops consuming, commits what was processed and flushes the producer (Faust's
     worker shutdown); SIGKILL loses nothing either (see `aggregator.app`).
     """
     limit_arenas()  # before Faust, Kafka and RocksDB start their threads
-    agg = agg or AggregatorSettings.from_env()
     gc.set_threshold(*GC_THRESHOLDS)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -46,17 +79,21 @@ def main(settings: Settings, agg: AggregatorSettings | None = None) -> int:
     app, aggregator = create_app(settings, agg)
     aggregator.metrics.ready.set_function(lambda: float(aggregator.ready()))
     aggregator.metrics.watch_gc(diagnose=agg.loop_sample_every > 0)
+    metrics_host = agg.host if metrics_host is None else metrics_host
     server, _ = start_http_server(
-        agg.metrics_port, addr=agg.host, registry=aggregator.metrics.registry
+        agg.metrics_port, addr=metrics_host, registry=aggregator.metrics.registry
     )
+    metrics_port = server.server_port
     log.info(
         "aggregator.starting app_id=%s web=http://%s:%d metrics=http://%s:%d/metrics",
         agg.app_id,
         agg.host,
         agg.port,
-        agg.host,
-        agg.metrics_port,
+        metrics_host,
+        metrics_port,
     )
+    if started is not None:
+        started(metrics_port)
     worker = faust.Worker(
         app,
         loop=loop,

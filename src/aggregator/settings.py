@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meterflow.errors import ConfigurationError
@@ -43,6 +43,9 @@ class AggregatorSettings:
     # (aggregator.loop_busy); 0.005 is a sample per GIL switch interval.
     loop_sample_every: float = setting("METERFLOW_AGGREGATOR_LOOP_SAMPLE_EVERY", 0.0, minimum=0.0)
     fault: str | None = setting("METERFLOW_AGGREGATOR_FAULT", None)  # tests only
+    # Worker processes `meterflow aggregator` runs (`meterflow.workers`), one app: worker i
+    # serves its web view on `port` + i and keeps its state in its own data directory.
+    workers: int = setting("METERFLOW_AGGREGATOR_WORKERS", 1, minimum=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AggregatorSettings:
@@ -62,4 +65,30 @@ class AggregatorSettings:
                 "the default) or 'memory' (state in RAM, rebuilt from the changelogs at every "
                 "start)"
             )
+        if found.workers > 1 and found.port == 0:
+            raise ConfigurationError(
+                f"METERFLOW_AGGREGATOR_WORKERS={found.workers} needs a fixed "
+                "METERFLOW_AGGREGATOR_PORT: worker i listens on that port + i, where the "
+                "others forward current-usage requests"
+            )
         return found
+
+    def worker(self, index: int) -> AggregatorSettings:
+        """Worker `index`'s own settings among `workers`: its web view on `port` + index, its
+        metrics on any free port (the supervising process serves them merged on
+        `metrics_port`), and its state beside the first worker's (which keeps `data_dir`, so
+        that a lone worker's state stays where it was)."""
+        data_dir = (
+            self.data_dir
+            if index == 0
+            else self.data_dir.with_name(f"{self.data_dir.name}-{index}")
+        )
+        instance_id = f"{self.instance_id}-{index}" if self.instance_id else ""
+        return replace(
+            self,
+            port=self.port + index,
+            metrics_port=0,
+            data_dir=data_dir,
+            instance_id=instance_id,
+            workers=1,
+        )

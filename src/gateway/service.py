@@ -2,7 +2,8 @@
 accepting connections, finish the requests in flight, flush the producer and close the pool.
 
 With METERFLOW_INGEST_WORKERS > 1 (`auto`, the default, is one per core) the command runs
-that many such processes sharing the API port (`gateway.workers`).
+that many such processes sharing the API port (SO_REUSEPORT: the kernel spreads the
+connections), each with its own producer, pool and outbox loop (`meterflow.workers`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import uvloop
 from aiohttp import web
 
 from gateway.app import create_app, create_metrics_app
-from gateway.workers import supervise
+from meterflow import workers
 from meterflow.collector import collect_less_often
 from meterflow.settings import Settings
 from web.settings import IngestSettings
@@ -125,7 +127,20 @@ def run(
 
 def main(settings: Settings) -> int:
     ingest = IngestSettings.from_env()
-    if ingest.workers > 1:
-        return supervise(settings, ingest, run)
-    run(settings, ingest)
-    return 0
+    if ingest.workers == 1:
+        run(settings, ingest)
+        return 0
+
+    def work(index: int, report: Callable[[int], None]) -> None:
+        alone = replace(ingest, metrics_port=0)  # its own, on 127.0.0.1: the pool's merges
+        run(settings, alone, metrics_host="127.0.0.1", started=lambda s: report(s.metrics_port))
+
+    pool = workers.Pool(
+        service="ingest",
+        count=ingest.workers,
+        metrics_host=ingest.host,
+        metrics_port=ingest.metrics_port,
+        up_metric="ingest_worker_up",
+        stop_timeout=ingest.shutdown_grace + ingest.produce_timeout + 5,
+    )
+    return workers.supervise(pool, work)

@@ -38,7 +38,10 @@ def _aggregator_endpoints() -> Endpoints:
 
     s = AggregatorSettings.from_env()
     usage = f"http://{s.host}:{s.port}"
-    return Endpoints(f"usage {usage}  metrics {_metrics_url(s.metrics_port)}", f"{usage}/ready")
+    last = s.port + s.workers - 1
+    workers = f"  ({s.workers} workers, usage on ports {s.port}-{last})" if s.workers > 1 else ""
+    metrics = _metrics_url(s.metrics_port)
+    return Endpoints(f"usage {usage}  metrics {metrics}{workers}", f"{usage}/ready")
 
 
 def _invoicer_endpoints() -> Endpoints:

@@ -46,7 +46,7 @@ class IngestSettings:
     Port 0 means "any free port" (tests use it). `workers` processes share the API port
     (SO_REUSEPORT, the kernel spreads connections); with more than one, the command's own
     process serves all their metrics on metrics_port, each series labelled with its worker
-    (`gateway.workers`).
+    (`meterflow.workers`).
     """
 
     host: str = setting("METERFLOW_INGEST_HOST", "0.0.0.0")

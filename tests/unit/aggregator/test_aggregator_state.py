@@ -111,6 +111,24 @@ def test_the_store_setting_is_rocksdb_unless_memory_is_asked_for() -> None:
         AggregatorSettings.from_env({"METERFLOW_AGGREGATOR_STORE": "redis"})
 
 
+def test_each_worker_of_several_has_its_own_port_state_and_instance_id() -> None:
+    env = {
+        "METERFLOW_AGGREGATOR_WORKERS": "3",
+        "METERFLOW_AGGREGATOR_PORT": "7000",
+        "METERFLOW_AGGREGATOR_DATA_DIR": "/srv/agg",
+        "METERFLOW_AGGREGATOR_INSTANCE_ID": "node-a",
+    }
+    found = [AggregatorSettings.from_env(env).worker(i) for i in range(3)]
+    assert [w.port for w in found] == [7000, 7001, 7002]
+    assert [str(w.data_dir) for w in found] == ["/srv/agg", "/srv/agg-1", "/srv/agg-2"]
+    assert [w.instance_id for w in found] == ["node-a-0", "node-a-1", "node-a-2"]
+    assert {(w.workers, w.metrics_port) for w in found} == {(1, 0)}
+    unnamed = AggregatorSettings.from_env({**env, "METERFLOW_AGGREGATOR_INSTANCE_ID": ""})
+    assert unnamed.worker(1).instance_id == "", "the default then differs by port"
+    with pytest.raises(ConfigurationError, match="needs a fixed METERFLOW_AGGREGATOR_PORT"):
+        AggregatorSettings.from_env({**env, "METERFLOW_AGGREGATOR_PORT": "0"})
+
+
 @pytest.mark.parametrize("per_batch", [1, 7, 100, 3_000])
 def test_the_compact_index_answers_as_a_set_would(
     monkeypatch: pytest.MonkeyPatch, per_batch: int

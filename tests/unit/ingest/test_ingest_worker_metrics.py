@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.workers import merge_expositions
+from meterflow.workers import merge_expositions
 from web.metrics import IngestMetrics
 
 
@@ -27,7 +27,8 @@ def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 def test_each_worker_s_series_keep_their_values_under_a_worker_label() -> None:
-    merged = merge_expositions([_worker(120, 0.004), None, _worker(80, 0.2)]).decode()
+    texts = [_worker(120, 0.004), None, _worker(80, 0.2)]
+    merged = merge_expositions(texts, "ingest_worker_up").decode()
     samples = _samples(merged)
     assert samples[("ingest_events_accepted_total", frozenset({("worker", "0")}))] == 120
     assert samples[("ingest_events_accepted_total", frozenset({("worker", "2")}))] == 80
@@ -55,7 +56,7 @@ def test_each_worker_s_series_keep_their_values_under_a_worker_label() -> None:
 
 
 def test_no_worker_answering_still_gives_a_valid_exposition() -> None:
-    samples = _samples(merge_expositions([None, None]).decode())
+    samples = _samples(merge_expositions([None, None], "ingest_worker_up").decode())
     assert samples == {
         ("ingest_worker_up", frozenset({("worker", "0")})): 0,
         ("ingest_worker_up", frozenset({("worker", "1")})): 0,

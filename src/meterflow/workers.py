@@ -1,13 +1,14 @@
-"""`meterflow ingest` as several worker processes sharing the API port (SO_REUSEPORT: the
-kernel spreads the connections), each a whole ingest app with its own producer, pool and
-outbox loop, and one `/metrics` for all of them.
+"""A service's command as several worker processes (METERFLOW_INGEST_WORKERS,
+METERFLOW_AGGREGATOR_WORKERS), each a whole instance of the service, with one `/metrics`
+for all of them.
 
-The command's own process supervises: it passes SIGTERM and SIGINT on to every worker (each
-finishes its requests and flushes its producer), stops the others if one exits, and serves
-`/metrics` on METERFLOW_INGEST_METRICS_PORT: every worker's own series, fetched from the
-worker at each scrape (each listens on a port of its own on 127.0.0.1) and labelled
-`worker="<i>"`, plus `ingest_worker_up{worker}`. Prometheus scrapes that one target and sums
-over `worker`. A worker whose supervisor is gone (SIGKILL) stops by itself.
+The command's own process supervises: it forks the workers before any event loop runs,
+passes SIGTERM and SIGINT on to every worker (each stops as it does alone), stops the others
+if one exits (`meterflow up` then restarts the service), and serves `/metrics` on the
+service's metrics port: every worker's own series, fetched from the worker at each scrape
+(each listens on a port of its own on 127.0.0.1 and reports it through a pipe) and labelled
+`worker="<i>"`, plus `<up metric>{worker}`. Prometheus scrapes that one target and sums over
+`worker`. A worker whose supervisor is gone (SIGKILL) stops by itself.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -33,9 +33,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from meterflow.settings import Settings
-from web.settings import IngestSettings
-
 log = logging.getLogger(__name__)
 
 # How long a scrape waits for workers that have not reported their metrics port yet (it
@@ -43,23 +40,21 @@ log = logging.getLogger(__name__)
 REPORT_WAIT = 10.0
 SCRAPE_TIMEOUT = 5.0
 
+# One worker's whole life in its process: `work(index, report)` runs worker `index` until a
+# signal, calling `report(port)` once its metrics listen on 127.0.0.1:<port>.
+Work = Callable[[int, Callable[[int], None]], None]
 
-class Server(Protocol):
-    @property
-    def metrics_port(self) -> int: ...
 
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """What the supervising process needs to know of the service's workers."""
 
-class Run(Protocol):
-    """`gateway.service.run`: one ingest app until a signal; `started` once it listens."""
-
-    def __call__(
-        self,
-        settings: Settings,
-        ingest: IngestSettings,
-        *,
-        metrics_host: str | None = ...,
-        started: Callable[[Server], None] | None = ...,
-    ) -> None: ...
+    service: str  # "ingest": names the processes and the log lines
+    count: int
+    metrics_host: str
+    metrics_port: int
+    up_metric: str  # the per-worker gauge added to the merged metrics
+    stop_timeout: float  # seconds a worker may take to stop after SIGTERM
 
 
 class _Families(Collector):
@@ -70,14 +65,14 @@ class _Families(Collector):
         return self._families
 
 
-def merge_expositions(texts: Sequence[str | None]) -> bytes:
+def merge_expositions(texts: Sequence[str | None], up_metric: str) -> bytes:
     """One Prometheus exposition of the workers' (None: did not answer), each sample
-    labelled with its worker's index, and `ingest_worker_up` per worker."""
+    labelled with its worker's index, and `up_metric` per worker."""
     families: dict[str, Metric] = {}
-    up = Metric("ingest_worker_up", "1 if the ingest worker answered this scrape", "gauge")
+    up = Metric(up_metric, "1 if the worker answered this scrape", "gauge")
     for index, text in enumerate(texts):
         worker = str(index)
-        up.add_sample("ingest_worker_up", {"worker": worker}, 0.0 if text is None else 1.0)
+        up.add_sample(up_metric, {"worker": worker}, 0.0 if text is None else 1.0)
         for family in text_string_to_metric_families(text or ""):
             merged = families.get(family.name)
             if merged is None:
@@ -92,40 +87,39 @@ def merge_expositions(texts: Sequence[str | None]) -> bytes:
     return generate_latest(registry)
 
 
-def _leave_with_parent(parent: int) -> None:
+def _leave_with_parent(parent: int, service: str) -> None:
     """SIGTERM this worker (a graceful stop) once its supervisor is gone."""
 
     def watch() -> None:
         while os.getppid() == parent:
             threading.Event().wait(1.0)
-        log.warning("ingest.supervisor_gone pid=%d", parent)
+        log.warning("%s.supervisor_gone pid=%d", service, parent)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
-def _worker(
-    settings: Settings, ingest: IngestSettings, run: Run, report: Connection, sock: socket.socket
-) -> None:
+def _worker(pool: Pool, index: int, work: Work, report: Connection, sock: socket.socket) -> None:
     sock.close()  # the supervisor's metrics listener, inherited by fork
-    # Not the supervisor's handlers (inherited by fork): until serve() installs its own, a
-    # signal ends the worker at once. Then SIGTERM from the supervisor, or SIGINT from a
-    # terminal's Ctrl-C (the whole process group gets it), stops it gracefully.
+    # Not the supervisor's handlers (inherited by fork): until the worker installs its own, a
+    # signal ends it at once. Then SIGTERM from the supervisor, or SIGINT from a terminal's
+    # Ctrl-C (the whole process group gets it), stops it gracefully.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _leave_with_parent(os.getppid())
+    _leave_with_parent(os.getppid(), pool.service)
 
-    def started(server: Server) -> None:
-        report.send(server.metrics_port)
+    def started(port: int) -> None:
+        report.send(port)
         report.close()
 
-    run(settings, replace(ingest, metrics_port=0), metrics_host="127.0.0.1", started=started)
+    work(index, started)
 
 
 class _Workers:
     """The worker processes, and the metrics ports they reported."""
 
-    def __init__(self, processes: Sequence[tuple[BaseProcess, Connection]]) -> None:
+    def __init__(self, pool: Pool, processes: Sequence[tuple[BaseProcess, Connection]]) -> None:
+        self.pool = pool
         self.processes = list(processes)
         self.ports: list[int | None] = [None] * len(processes)
         self.reported = asyncio.Event()
@@ -162,7 +156,7 @@ class _Workers:
                 return None
 
         texts = await asyncio.gather(*(scraped(port) for port in self.ports))
-        return merge_expositions(texts)
+        return merge_expositions(texts, self.pool.up_metric)
 
 
 async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Event) -> bool:
@@ -190,7 +184,12 @@ async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Eve
             while not stop.is_set():
                 gone = workers.gone()
                 if gone is not None:
-                    log.error("ingest.worker_exited name=%s exitcode=%s", gone.name, gone.exitcode)
+                    log.error(
+                        "%s.worker_exited name=%s exitcode=%s",
+                        workers.pool.service,
+                        gone.name,
+                        gone.exitcode,
+                    )
                     return False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
@@ -199,15 +198,8 @@ async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Eve
             await runner.cleanup()
 
 
-def _metrics_listener(ingest: IngestSettings) -> socket.socket:
-    """Bound before the workers start: a scrape meanwhile waits in the backlog."""
-    sock = socket.create_server((ingest.host, ingest.metrics_port), reuse_port=False)
-    sock.setblocking(False)
-    return sock
-
-
-def supervise(settings: Settings, ingest: IngestSettings, run: Run) -> int:
-    """Run `ingest.workers` worker processes (each `run`) until a signal (exit status 0) or
+def supervise(pool: Pool, work: Work) -> int:
+    """Run `pool.count` worker processes (each `work`) until a signal (exit status 0) or
     the first one to exit (1); see the module docstring."""
     stopping = threading.Event()
 
@@ -217,19 +209,28 @@ def supervise(settings: Settings, ingest: IngestSettings, run: Run) -> int:
     # Before the workers start, so that a signal meanwhile cannot orphan them.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sock = _metrics_listener(ingest)
+    # Bound before the workers start: a scrape meanwhile waits in the backlog.
+    sock = socket.create_server((pool.metrics_host, pool.metrics_port), reuse_port=False)
+    sock.setblocking(False)
     context = multiprocessing.get_context("fork")  # no loop runs yet to be forked mid-way
     processes = []
-    for index in range(ingest.workers):
+    for index in range(pool.count):
         receive, send = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker, args=(settings, ingest, run, send, sock), name=f"ingest-worker-{index}"
+            target=_worker,
+            args=(pool, index, work, send, sock),
+            name=f"{pool.service}-worker-{index}",
         )
         process.start()
         send.close()
         processes.append((process, receive))
-    log.info("ingest.workers_started count=%d metrics_port=%d", len(processes), ingest.metrics_port)
-    workers = _Workers(processes)
+    log.info(
+        "%s.workers_started count=%d metrics_port=%d",
+        pool.service,
+        len(processes),
+        pool.metrics_port,
+    )
+    workers = _Workers(pool, processes)
     try:
         signalled = asyncio.run(_watch(workers, sock, stopping))
     finally:
@@ -238,9 +239,9 @@ def supervise(settings: Settings, ingest: IngestSettings, run: Run) -> int:
         sock.close()
         for process, _ in processes:
             if process.is_alive():
-                process.terminate()  # SIGTERM: each finishes its requests and flushes
+                process.terminate()  # SIGTERM: each stops as it does alone
         for process, _ in processes:
-            process.join(ingest.shutdown_grace + ingest.produce_timeout + 5)
+            process.join(pool.stop_timeout)
             if process.is_alive():
                 process.kill()
                 process.join()

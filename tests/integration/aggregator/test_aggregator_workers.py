@@ -1,0 +1,75 @@
+"""`meterflow aggregator` with METERFLOW_AGGREGATOR_WORKERS=2: two worker processes of one
+app under the command's process share the events partitions, each answers current usage
+for every subscription (its own, or forwarded to the owner), one `/metrics` serves both
+under a `worker` label, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.aggregator.conftest import AggregatorProcess, publish_requests
+from tests.integration.aggregator.test_aggregator_crash import retried_workload, settle
+
+from meterflow.settings import Settings
+
+
+def two_free_ports() -> int:
+    """A port p such that p and p + 1 are both free (worker i listens on p + i)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+async def test_one_command_runs_two_workers_sharing_the_partitions(
+    settings: Settings, worker_factory: Any, unique: str, tmp_path: Path
+) -> None:
+    subscriptions = 20
+    rng = random.Random(unique)
+    org = f"org-{unique}"
+    stream, expected = await retried_workload(settings, org, rng, subscriptions, 4_000, 400)
+    port = two_free_ports()
+    command = worker_factory(METERFLOW_AGGREGATOR_WORKERS="2", METERFLOW_AGGREGATOR_PORT=str(port))
+    # The second worker's pages (its process is the command's child: never started here).
+    second = AggregatorProcess(
+        command.env | {"METERFLOW_AGGREGATOR_PORT": str(port + 1)}, tmp_path / "unused.log"
+    )
+    command.start()
+    await command.wait_ready()
+    deadline = time.monotonic() + 90
+    while True:
+        pages = [await worker.get("/ready") for worker in (command, second)]
+        owned = [set(body["partitions"]) for status, body in pages if status == 200]
+        if len(owned) == 2 and sorted([*owned[0], *owned[1]]) == list(range(settings.partitions)):
+            break
+        assert time.monotonic() < deadline, f"partitions {pages}:\n{command.log_tail()}"
+        await asyncio.sleep(0.3)
+    assert owned[0] and owned[1], f"each worker owns partitions: {owned}"
+
+    await publish_requests(settings, stream, rng)
+    for worker in (command, second):  # each answers every subscription, forwarding half
+        await settle(worker, org, subscriptions, expected)
+
+    up = [await command.metric("meterflow_aggregator_worker_up", worker=w) for w in "01"]
+    assert up == [1.0, 1.0]
+    applied = [
+        await command.metric("meterflow_aggregator_events_total", outcome="applied", worker=w)
+        for w in "01"
+    ]
+    assert all(applied) and sum(applied) == 4_000, applied
+
+    assert command.stop() == 0, command.log_tail()
+    for worker in (command, second):
+        assert await worker.get("/ready") == (0, None), "a worker outlived the command"

@@ -20,10 +20,11 @@ event has been read, so it includes one read (about a millisecond) and the 10 ms
 step. Probes do not wait for each other: probe n + 1 leaves `--probe-interval` after probe n
 (or at its 200, if that came later), so slow visibility does not thin out the sample.
 
-`--workers N` runs N aggregator workers of one app, which share the events partitions; the
-probe's usage is read from the worker owning its partition, or with `--probe-via other`
-from another worker, which Faust forwards to the owner (as it does for ingest's requests,
-which all go to one worker's URL).
+`--workers N` runs the aggregator with METERFLOW_AGGREGATOR_WORKERS=N: N workers of one app
+under its one command, which share the events partitions; the probe's usage is read from
+the worker owning its partition, or with `--probe-via other` from another worker, which
+Faust forwards to the owner (as it does for ingest's requests, which all go to one
+worker's URL).
 
 `--batch-size` and `--batch-within` set METERFLOW_AGGREGATOR_BATCH_SIZE and
 METERFLOW_AGGREGATOR_BATCH_WITHIN of the aggregator (default: the aggregator's own defaults),
@@ -68,6 +69,7 @@ from bench.probes import POLL_STEP, PROBE, probe_event, probe_loop, summary
 from bench.processes import (
     Pipeline,
     metrics,
+    over_workers,
     owned_partitions,
     pipeline,
     scratch_deployment,
@@ -140,7 +142,7 @@ async def freshness_meterflow(
             async with pipeline(
                 settings, Path(tmp), overrides=overrides, aggregators=workers
             ) as services:
-                ingest, aggregators = services.services["ingest"], services.aggregators
+                ingest, aggregator = services.services["ingest"], services.services["aggregator"]
                 api_url, agg_url = services.api_url, services.aggregator_url
                 probe_url = probe_worker_url(services, probe_via)
                 headers = {"Authorization": f"Bearer {key}"}
@@ -174,7 +176,7 @@ async def freshness_meterflow(
                     def cpu_now() -> dict[str, float]:
                         return {
                             "ingest": ingest.cpu_seconds(),
-                            "aggregator": sum(a.cpu_seconds() for a in aggregators),
+                            "aggregator": aggregator.cpu_seconds(),  # (its workers too)
                         }
 
                     cpu = cpu_now()
@@ -200,16 +202,11 @@ async def freshness_meterflow(
                     Usage(len(delays), 0, Decimal(0)).check(
                         "meterflow (public API)", PROBE, usage_from_meterflow(orjson.loads(body))
                     )
-                    samples = [metrics(port) for _, port in services.aggregator_ports]
-                    applied = sum(
-                        s.get('meterflow_aggregator_events_total{outcome="applied"}', 0.0)
-                        for s in samples
-                    )
+                    samples = over_workers(metrics(services.ports["agg_metrics"]))
+                    applied = samples.get('meterflow_aggregator_events_total{outcome="applied"}')
                     if applied != sent.calls + sent.storage_events + len(delays):
                         raise WrongTotals(f"aggregator applied {applied} events")
-                    batches = sum(
-                        s.get("meterflow_aggregator_batch_size_count", 0.0) for s in samples
-                    )
+                    batches = samples.get("meterflow_aggregator_batch_size_count", 0.0)
     return summary("meterflow", delays, background) | {
         "workers": workers,
         "probe_via": probe_via,
@@ -223,10 +220,11 @@ def probe_worker_url(services: Pipeline, via: str) -> str:
     """The URL of the worker the probe's usage is read from: the one owning the probe's
     partition, or ("other") another, which forwards the request to the owner."""
     partition = partition_for(PROBE.encode(), services.settings.partitions)
-    owner = [partition in (owned_partitions(web) or ()) for web, _ in services.aggregator_ports]
+    webs = services.aggregator_web_ports
+    owner = [partition in (owned_partitions(web) or ()) for web in webs]
     if via == "other" and len(owner) < 2:
         raise SystemExit("--probe-via other needs --workers 2 or more")
-    web, _ = services.aggregator_ports[owner.index(via == "owner")]
+    web = webs[owner.index(via == "owner")]
     return f"http://127.0.0.1:{web}"
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -46,6 +47,31 @@ def metrics(port: int) -> dict[str, float]:
         if line and not line.startswith("#"):
             sample, _, value = line.rpartition(" ")
             found[sample] = float(value)
+    return found
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """A port p such that p .. p + count - 1 are all free (aggregator worker i listens on the
+    base port + i)."""
+    for _ in range(100):
+        port = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for n in range(1, count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port + n))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no {count} free ports in a row")
+
+
+def over_workers(samples: dict[str, float]) -> dict[str, float]:
+    """`metrics()` samples summed over their `worker` label (a service's several workers)."""
+    found: dict[str, float] = {}
+    for sample, value in samples.items():
+        key = re.sub(r'(?<=\{)worker="\d+",?|,worker="\d+"', "", sample).replace("{}", "")
+        found[key] = found.get(key, 0.0) + value
     return found
 
 
@@ -195,15 +221,11 @@ class Pipeline:
     def __init__(
         self, settings: Settings, data_dir: Path, names: tuple[str, ...], aggregators: int = 1
     ) -> None:
-        self.ports = {n: free_port() for n in ("api", "api_metrics", "agg", "agg_metrics", "inv")}
-        # Every aggregator worker's (web, metrics) ports; the first worker's are in `ports`,
-        # and its URL is the one ingest asks (Faust routes a request to the owner).
-        self.aggregator_ports = [(self.ports["agg"], self.ports["agg_metrics"])] + [
-            (free_port(), free_port()) for _ in range(aggregators - 1)
-        ]
+        self.ports = {n: free_port() for n in ("api", "api_metrics", "agg_metrics", "inv")}
+        self.ports["agg"] = free_ports_in_a_row(aggregators)
         self.settings, self.data_dir, self.names = settings, data_dir, names
+        self.aggregators = aggregators  # METERFLOW_AGGREGATOR_WORKERS
         self.services: dict[str, ServiceProcess] = {}
-        self.aggregators: list[ServiceProcess] = []  # every worker, the first included
 
     @property
     def api_url(self) -> str:
@@ -213,22 +235,28 @@ class Pipeline:
     def aggregator_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['agg']}"
 
+    @property
+    def aggregator_web_ports(self) -> list[int]:
+        """Each aggregator worker's web port (the first's is the URL ingest asks)."""
+        return [self.ports["agg"] + i for i in range(self.aggregators)]
+
     async def settled(self, timeout: float = 120) -> None:
         """Wait until the aggregator workers (if more than one) share the events partitions
         out between them, each ready: each answers for its own, Faust routes the rest."""
-        if len(self.aggregators) < 2:
+        if self.aggregators < 2:
             return
         deadline = time.monotonic() + timeout
         every = set(range(self.settings.partitions))
         while True:
-            owned = [owned_partitions(web) for web, _ in self.aggregator_ports]
+            owned = [owned_partitions(web) for web in self.aggregator_web_ports]
             held = [o for o in owned if o is not None]
             if len(held) == len(owned) and sum(map(len, held)) == len(every) == len(
                 set().union(*held)
             ):
                 return
             if time.monotonic() > deadline:
-                raise self.aggregators[0].failed(f"workers' partitions {owned} within {timeout}s")
+                aggregator = self.services["aggregator"]
+                raise aggregator.failed(f"workers' partitions {owned} within {timeout}s")
             await asyncio.sleep(0.2)
 
     def env(self, overrides: dict[str, str]) -> dict[str, str]:
@@ -247,6 +275,7 @@ class Pipeline:
             METERFLOW_INVOICER_GROUP=f"{self.settings.topics.prefix}invoicer",
             METERFLOW_INVOICER_METRICS_HOST="127.0.0.1",
             METERFLOW_INVOICER_METRICS_PORT=str(ports["inv"]),
+            METERFLOW_AGGREGATOR_WORKERS=str(self.aggregators),
             **overrides,
         )
 
@@ -269,31 +298,16 @@ async def pipeline(
 ) -> AsyncIterator[Pipeline]:
     """The services `names` started on `settings`' topics and schema (their files and logs in
     `data_dir`, `overrides` added to their environment), yielded once each answers; stopped
-    on exit. With "aggregator" among `names`, `aggregators` workers of the one app (one
-    consumer group), each with its own ports and data directory."""
+    on exit. `aggregators`: the aggregator's METERFLOW_AGGREGATOR_WORKERS, its workers of
+    one app under its one command, on web ports in a row."""
     started = Pipeline(settings, data_dir, names, aggregators)
     env = started.env(overrides or {})
-    waits: list[tuple[ServiceProcess, int, str]] = []
     try:
         for name in names:
-            port_name, path = _UP[name]
-            service = ServiceProcess(name, env, data_dir / f"{name}.log")
-            started.services[name] = service
-            waits.append((service, started.ports[port_name], path))
-        if "aggregator" in names:
-            started.aggregators.append(started.services["aggregator"])
-            for n, (web, metrics_port) in enumerate(started.aggregator_ports[1:], start=2):
-                worker_env = env | {
-                    "METERFLOW_AGGREGATOR_PORT": str(web),
-                    "METERFLOW_AGGREGATOR_METRICS_PORT": str(metrics_port),
-                    "METERFLOW_AGGREGATOR_DATA_DIR": str(data_dir / f"aggregator-{n}"),
-                }
-                worker = ServiceProcess("aggregator", worker_env, data_dir / f"aggregator-{n}.log")
-                started.services[f"aggregator-{n}"] = worker
-                started.aggregators.append(worker)
-                waits.append((worker, web, _UP["aggregator"][1]))
-        for service, port, path in waits:
-            await service.wait_http(port, path)
+            started.services[name] = ServiceProcess(name, env, data_dir / f"{name}.log")
+        for name, service in started.services.items():
+            port, path = _UP[name]
+            await service.wait_http(started.ports[port], path)
         await started.settled()
         yield started
     finally:

@@ -1,11 +1,13 @@
 """The aggregator worker's HTTP pages: current usage (routed to the worker that owns the
-subscription's partition) and readiness."""
+subscription's partition; 503 while that worker cannot be reached) and readiness."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import faust
 from faust.web import Request, Response, View
 
@@ -40,10 +42,28 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
             return view.json(_error(404, "subscription_not_found"), status=404)
         return view.json(body)
 
-    routed = app.topic_route(aggregator.events_topic, match_info="external_subscription_id")(
-        usage_view
+    # (Faust types the routed view as taking the request alone; it passes the match on.)
+    routed = cast(
+        Callable[..., Awaitable[Response]],
+        app.topic_route(aggregator.events_topic, match_info="external_subscription_id")(usage_view),
     )
-    app.page("/current-usage/{external_subscription_id}")(routed)
+
+    async def owned_or_forwarded(
+        view: View, request: Request, external_subscription_id: str
+    ) -> Response:
+        try:
+            return await routed(view, request, external_subscription_id=external_subscription_id)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # The partition's owner (by the last rebalance) cannot be reached: down, until
+            # the group hands its partitions to the workers left. Unavailable, not a failure.
+            log.warning(
+                "aggregator.owner_unreachable subscription=%s error=%r",
+                external_subscription_id,
+                exc,
+            )
+            return view.json(_error(503, "owner_unavailable"), status=503)
+
+    app.page("/current-usage/{external_subscription_id}")(owned_or_forwarded)
 
     async def ready_view(view: View, request: Request) -> Response:
         ready = aggregator.ready()
@@ -57,7 +77,12 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
     app.page("/ready")(ready_view)
 
 
-_REASONS = {404: "Not Found", 422: "Unprocessable Entity", 500: "Internal Server Error"}
+_REASONS = {
+    404: "Not Found",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def _error(status: int, code: str) -> dict[str, Any]:

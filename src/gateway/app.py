@@ -17,6 +17,7 @@ from console.settings import ConsoleSettings
 from gateway.api_logging import api_logged, purge_loop
 from ingest import routes as ingest_routes
 from ingest.broker import Broker
+from meterflow.aggregator_usage import UsageClient
 from meterflow.metrics_http import metrics_app
 from meterflow.settings import Settings
 from resources import routes as resource_routes
@@ -87,6 +88,7 @@ def create_app(settings: Settings, ingest: IngestSettings) -> web.Application:
         ingest=ingest,
         metrics=metrics,
         broker=broker,
+        usage=UsageClient(ingest.aggregator_urls),
         keys=KeyCache(ingest.key_cache_seconds),
     )
     app.cleanup_ctx.append(_resources(broker))

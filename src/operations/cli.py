@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from meterflow.aggregator_usage import UsageClient, aggregator_urls
 from meterflow.errors import ConfigurationError
 from meterflow.settings import Settings
 from operations import dead_letters as dl
@@ -244,13 +245,12 @@ def _scope_filters(args: argparse.Namespace) -> Filters:
 
 
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    aggregator_url = os.environ.get("METERFLOW_AGGREGATOR_URL") or "http://127.0.0.1:6066"
     rows, scratch = await compare(
         settings,
         _scope_filters(args),
         args.since,
         args.until,
-        aggregator_url,
+        UsageClient(aggregator_urls(os.environ)),
         progress=not (args.json or args.no_progress),
     )
     differ = [r for r in rows if r.differs]

@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import orjson
 
+from meterflow.aggregator_usage import Unreachable, UsageClient
 from meterflow.db import connect
 from meterflow.settings import Settings
 from operations.events_replay import replay_events
@@ -26,7 +28,7 @@ class ReplayRow:
     charge: str
     period_start: datetime
     period_end: datetime
-    compared_with: str  # "invoice <number>", "live" or "nothing yet"
+    compared_with: str  # "invoice <number>", "live", "live unavailable" or "nothing yet"
     replay_units: Decimal
     replay_events: int
     recorded_units: Decimal | None
@@ -60,21 +62,26 @@ def _overlaps(start: datetime, end: datetime, since: datetime | None, until: dat
     return start < until and (since is None or end > since)
 
 
-async def _live_usage(aggregator_url: str, terms: Terms) -> dict[str, tuple[Decimal, int]]:
-    """units and events of each charge in the current period, from the aggregator."""
-    url = f"{aggregator_url}/current-usage/{terms.external_id}"
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as http,
-        http.get(url, params={"organization_id": terms.organization_id}) as response,
-    ):
-        if response.status != 200:
-            return {}
-        body = await response.json()
-    return {
-        c["charge"]["lago_id"]: (Decimal(c["units"]), int(c["events_count"]))
-        for c in body["customer_usage"]["charges_usage"]
-    }
+async def _live_usages(
+    usage: UsageClient, terms: list[Terms]
+) -> dict[str, dict[str, tuple[Decimal, int]]]:
+    """The units and events of each charge in the current period of each of `terms`, by
+    subscription id, from the aggregator (those no worker answers for now left out)."""
+    found: dict[str, dict[str, tuple[Decimal, int]]] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for t in terms:
+            try:
+                answer = await usage.get(http, t.external_id, t.organization_id)
+            except Unreachable:
+                continue
+            if answer.status != 200:
+                continue
+            charges = orjson.loads(answer.body)["customer_usage"]["charges_usage"]
+            found[t.subscription_id] = {
+                c["charge"]["lago_id"]: (Decimal(c["units"]), int(c["events_count"]))
+                for c in charges
+            }
+    return found
 
 
 def _recorded_by_invoice(invoice: StoredInvoice, charge_id: str) -> tuple[Decimal, int]:
@@ -94,12 +101,13 @@ async def compare(
     filters: Filters,
     since: datetime | None,
     until: datetime | None,
-    aggregator_url: str,
+    usage: UsageClient,
     *,
     progress: bool = True,
 ) -> tuple[list[ReplayRow], ScratchUsage]:
     """The replayed counts of every period of the selected subscriptions that overlaps
-    [since, until), against the invoices or the live ledgers."""
+    [since, until), against the invoices or the live ledgers (a current period no worker
+    answers for is compared with nothing: "live unavailable")."""
     now = datetime.now(UTC)
     until = until or now
     conn = await connect(settings.dsn, schema=settings.db_schema)
@@ -115,6 +123,14 @@ async def compare(
     current = {t.subscription_id: period_of(t, now) for t in terms if t.covers(now)}
     periods.update((sub, p.start) for sub, p in current.items())
     terms_by_id = {t.subscription_id: t for t in terms}
+    live_now = await _live_usages(
+        usage,
+        [
+            terms_by_id[sub]
+            for sub, p in current.items()
+            if (sub, p.start) not in by_period and _overlaps(p.start, p.end, since, until)
+        ],
+    )
     rows: list[ReplayRow] = []
     for subscription_id, start in sorted(periods, key=lambda p: (p[1], p[0])):
         t = terms_by_id[subscription_id]
@@ -123,13 +139,8 @@ async def compare(
         end = invoice.period_end if invoice is not None else period.end
         if not _overlaps(start, end, since, until):
             continue
-        live: dict[str, tuple[Decimal, int]] | None = None
-        if (
-            invoice is None
-            and subscription_id in current
-            and current[subscription_id].start == start
-        ):
-            live = await _live_usage(aggregator_url, t)
+        current_period = subscription_id in current and current[subscription_id].start == start
+        live = live_now.get(subscription_id) if current_period else None
         for charge in t.charges:
             found = scratch.usage.get((subscription_id, charge.charge_id, start))
             units = found.state.result() if found else Decimal(0)
@@ -142,6 +153,8 @@ async def compare(
             elif live is not None:
                 recorded = live.get(charge.charge_id, (Decimal(0), 0))
                 source = "live"
+            elif current_period:
+                source = "live unavailable"
             rows.append(
                 ReplayRow(
                     t.external_id,

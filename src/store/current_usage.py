@@ -1,12 +1,11 @@
-"""The aggregator's current-usage client: the live usage of one subscription, answered over
-HTTP by the aggregator worker that owns the subscription's partition."""
+"""The API's side of current usage: the aggregator's answer (`meterflow.aggregator_usage`)
+turned into Lago's body or Lago's error."""
 
 from __future__ import annotations
 
 import logging
 
-import aiohttp
-
+from meterflow.aggregator_usage import Unreachable
 from web.context import IngestContext, Organization
 from web.errors import AggregatorUnavailable, ApiError
 
@@ -18,26 +17,25 @@ async def current_usage(
 ) -> bytes:
     """The subscription's current usage as the aggregator answers it (Lago's JSON body);
     AggregatorUnavailable when no worker answers for it yet."""
-    url = f"{ctx.ingest.aggregator_url}/current-usage/{external_subscription_id}"
     try:
-        async with ctx.http.get(url, params={"organization_id": str(org.id)}) as response:
-            body = await response.read()
-            status = response.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        log.warning("usage.aggregator_unreachable url=%s error=%r", url, exc)
+        answer = await ctx.usage.get(ctx.http, external_subscription_id, str(org.id))
+    except Unreachable as exc:
         raise AggregatorUnavailable() from exc
-    if status == 404:
-        # The subscription is in Postgres but its catalog record has not reached the
-        # aggregator yet: a moment later it will answer.
+    if answer.status in (404, 503):
+        # 404: the subscription is in Postgres but its catalog record has not reached the
+        # aggregator yet; 503: no worker can answer for its partition now (not ready, or
+        # its owner is down until the others take its partitions over). A moment later it
+        # will answer.
         raise AggregatorUnavailable()
-    if status != 200:
+    if answer.status != 200:
         # The aggregator answered, so it is not unavailable: its failure is a bug, logged
         # there with the subscription and the charge (aggregator.usage_failed).
         log.error(
-            "usage.aggregator_failed subscription=%s status=%s body=%r",
+            "usage.aggregator_failed subscription=%s status=%s url=%s body=%r",
             external_subscription_id,
-            status,
-            body[:500],
+            answer.status,
+            answer.url,
+            answer.body[:500],
         )
         raise ApiError(code="usage_failed")
-    return body
+    return answer.body

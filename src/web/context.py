@@ -12,6 +12,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from meterflow.aggregator_usage import UsageClient
 from meterflow.event_records import WireEvent
 from meterflow.settings import Settings
 from web.key_cache import KeyCache
@@ -55,6 +56,7 @@ class IngestContext:
     ingest: IngestSettings
     metrics: IngestMetrics
     broker: Producer
+    usage: UsageClient
     pool: asyncpg.Pool | None = None
     publisher: CatalogOutbox | None = None
     client: aiohttp.ClientSession | None = None

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from meterflow.aggregator_usage import aggregator_urls
 from meterflow.errors import ConfigurationError
 from meterflow.settings import env_int, setting, settings_from_env
 
@@ -58,7 +59,8 @@ class IngestSettings:
     max_body_bytes: int = setting("METERFLOW_INGEST_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
     shutdown_grace: float = setting("METERFLOW_INGEST_SHUTDOWN_GRACE", 30.0, minimum=0.001)
     outbox_interval: float = setting("METERFLOW_INGEST_OUTBOX_INTERVAL", 5.0, minimum=0.001)
-    aggregator_url: str = "http://127.0.0.1:6066"
+    # METERFLOW_AGGREGATOR_URL: the workers asked for current usage (`aggregator_usage`)
+    aggregator_urls: tuple[str, ...] = ("http://127.0.0.1:6066",)
     usage_timeout: float = setting("METERFLOW_INGEST_USAGE_TIMEOUT", 5.0, minimum=0.001)
     workers: int = 1  # METERFLOW_INGEST_WORKERS: a number or `auto` (`_workers`)
     key_cache_seconds: float = setting("METERFLOW_INGEST_KEY_CACHE_SECONDS", 10.0, minimum=0.0)
@@ -68,11 +70,10 @@ class IngestSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
         env = os.environ if env is None else env
-        aggregator_url = env.get("METERFLOW_AGGREGATOR_URL") or "http://127.0.0.1:6066"
         settings = settings_from_env(
             cls,
             env,
-            aggregator_url=aggregator_url.rstrip("/"),
+            aggregator_urls=aggregator_urls(env),
             kafka_compression=_compression(
                 env.get("METERFLOW_INGEST_KAFKA_COMPRESSION") or "snappy"
             ),

@@ -23,6 +23,7 @@ import orjson
 
 from billing.alert_thresholds import Threshold, crossed, json_number, threshold, watched_value
 from meterflow import webhook_outbox
+from meterflow.aggregator_usage import Unreachable, UsageClient
 from meterflow.db import Conn
 from store import lifetime_usage
 from web.payload import iso
@@ -59,13 +60,13 @@ class AlertMonitor:
         self,
         pool: asyncpg.Pool,
         http: aiohttp.ClientSession,
-        aggregator_url: str,
+        usage: UsageClient,
         interval: float,
         metrics: WebhookMetrics,
     ) -> None:
         self.pool = pool
         self.http = http
-        self.aggregator_url = aggregator_url.rstrip("/")
+        self.usage = usage
         self.interval = interval
         self.metrics = metrics
 
@@ -93,19 +94,17 @@ class AlertMonitor:
     async def _usage(self, subscription: asyncpg.Record) -> dict[str, Any] | None:
         """The subscription's `customer_usage` as the aggregator answers it; None (logged)
         when no worker answers for it now: it is checked again at the next round."""
-        url = f"{self.aggregator_url}/current-usage/{subscription['external_id']}"
-        params = {"organization_id": str(subscription["organization_id"])}
         try:
-            async with self.http.get(url, params=params) as response:
-                body = await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("alerts.usage_unreachable url=%s error=%r", url, exc)
+            answer = await self.usage.get(
+                self.http, subscription["external_id"], str(subscription["organization_id"])
+            )
+        except Unreachable as exc:
+            log.warning("alerts.usage_unreachable error=%s", exc)
             return None
-        if status != 200:
-            log.warning("alerts.usage_unavailable url=%s status=%s", url, status)
+        if answer.status != 200:
+            log.warning("alerts.usage_unavailable url=%s status=%s", answer.url, answer.status)
             return None
-        usage: dict[str, Any] = orjson.loads(body)["customer_usage"]
+        usage: dict[str, Any] = orjson.loads(answer.body)["customer_usage"]
         return usage
 
     async def _check(self, subscription: asyncpg.Record) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from meterflow.aggregator_usage import aggregator_urls
 from meterflow.settings import setting, settings_from_env
 
 
@@ -19,7 +21,7 @@ class WebhookSettings:
     receiver answered, before the outcome is recorded.
 
     The service also checks usage alerts (`webhooks.alert_monitor`): every `alerts_interval`
-    seconds, against the current usage the aggregator at `aggregator_url` answers.
+    seconds, against the current usage the aggregator's workers at `aggregator_urls` answer.
     """
 
     metrics_host: str = setting("METERFLOW_WEBHOOKS_METRICS_HOST", "0.0.0.0")
@@ -34,12 +36,14 @@ class WebhookSettings:
     db_pool_size: int = setting("METERFLOW_WEBHOOKS_DB_POOL_SIZE", 4, minimum=1)
     jwt_issuer: str = setting("METERFLOW_WEBHOOKS_JWT_ISSUER", "meterflow")
     alerts_interval: float = setting("METERFLOW_ALERTS_INTERVAL", 30.0, minimum=0.1)
-    aggregator_url: str = setting("METERFLOW_AGGREGATOR_URL", "http://127.0.0.1:6066")
+    # METERFLOW_AGGREGATOR_URL: the workers asked for current usage (`aggregator_usage`)
+    aggregator_urls: tuple[str, ...] = ("http://127.0.0.1:6066",)
     fault: str | None = setting("METERFLOW_WEBHOOKS_FAULT", None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookSettings:
-        return settings_from_env(cls, env)
+        env = os.environ if env is None else env
+        return settings_from_env(cls, env, aggregator_urls=aggregator_urls(env))
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next try after `attempts` failed ones."""

@@ -27,6 +27,7 @@ import orjson
 
 from meterflow import db
 from meterflow import webhook_outbox as outbox
+from meterflow.aggregator_usage import UsageClient
 from meterflow.settings import Settings
 from webhooks.alert_monitor import AlertMonitor
 from webhooks.metrics import WebhookMetrics
@@ -113,7 +114,7 @@ class WebhookWorker:
         monitor = AlertMonitor(
             self.pool,
             self._http,
-            self.config.aggregator_url,
+            UsageClient(self.config.aggregator_urls),
             self.config.alerts_interval,
             self.metrics,
         )

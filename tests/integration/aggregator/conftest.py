@@ -245,6 +245,20 @@ async def publish_requests(
         await producer.stop()
 
 
+async def wait_partitions_shared(workers: list[AggregatorProcess], partitions: int) -> None:
+    """Until the workers are all ready and own disjoint, non-empty sets of partitions that
+    cover all `partitions` (fails after 90 s)."""
+    deadline = time.monotonic() + 90
+    while True:
+        pages = [await worker.get("/ready") for worker in workers]
+        owned = [set(body["partitions"]) for status, body in pages if status == 200]
+        every = sorted(p for mine in owned for p in mine)
+        if len(owned) == len(workers) and all(owned) and every == list(range(partitions)):
+            return
+        assert time.monotonic() < deadline, f"partitions {pages}:\n{workers[0].log_tail()}"
+        await asyncio.sleep(0.3)
+
+
 async def usage_totals(
     worker: AggregatorProcess, org: str, subscriptions: int
 ) -> dict[str, tuple[int, Decimal]] | None:

@@ -5,14 +5,16 @@ under a `worker` label, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.aggregator.conftest import AggregatorProcess, publish_requests
+from tests.integration.aggregator.conftest import (
+    AggregatorProcess,
+    publish_requests,
+    wait_partitions_shared,
+)
 from tests.integration.aggregator.test_aggregator_crash import retried_workload, settle
 
 from meterflow.settings import Settings
@@ -48,15 +50,7 @@ async def test_one_command_runs_two_workers_sharing_the_partitions(
     )
     command.start()
     await command.wait_ready()
-    deadline = time.monotonic() + 90
-    while True:
-        pages = [await worker.get("/ready") for worker in (command, second)]
-        owned = [set(body["partitions"]) for status, body in pages if status == 200]
-        if len(owned) == 2 and sorted([*owned[0], *owned[1]]) == list(range(settings.partitions)):
-            break
-        assert time.monotonic() < deadline, f"partitions {pages}:\n{command.log_tail()}"
-        await asyncio.sleep(0.3)
-    assert owned[0] and owned[1], f"each worker owns partitions: {owned}"
+    await wait_partitions_shared([command, second], settings.partitions)
 
     await publish_requests(settings, stream, rng)
     for worker in (command, second):  # each answers every subscription, forwarding half

@@ -62,15 +62,33 @@ async def test_current_usage_errors(tenant: Any, call: Call) -> None:
     }
 
 
-async def test_an_aggregator_that_fails_is_a_500_not_unavailable(
-    settings: Settings, ingest_config: Callable[..., Any]
+@pytest.mark.parametrize(
+    ("answer", "want"),
+    [
+        # A worker whose usage view failed (the real worker's side is
+        # tests/integration/aggregator/test_aggregator_usage_failure.py): not "unavailable".
+        (
+            {"status": 500, "error": "Internal Server Error", "code": "usage_failed"},
+            {"status": 500, "error": "Internal Server Error", "code": "usage_failed"},
+        ),
+        # A worker whose partition's owner is down (the real workers' side is
+        # tests/integration/aggregator/test_aggregator_failover.py): retry shortly.
+        (
+            {"status": 503, "error": "Service Unavailable", "code": "owner_unavailable"},
+            {"status": 503, "error": "Service Unavailable", "code": "aggregator_unavailable"},
+        ),
+    ],
+)
+async def test_what_the_workers_answer_is_told_apart(
+    settings: Settings,
+    ingest_config: Callable[..., Any],
+    answer: dict[str, Any],
+    want: dict[str, Any],
 ) -> None:
-    # A stand-in for an aggregator worker whose usage view failed (the real worker's side is
-    # tests/integration/aggregator/test_aggregator_usage_failure.py): the API must not call
-    # that "unavailable".
+    # Two workers named (METERFLOW_AGGREGATOR_URL): the first down, the second a stand-in
+    # answering `answer`.
     async def failed(request: web.Request) -> web.Response:
-        body = {"status": 500, "error": "Internal Server Error", "code": "usage_failed"}
-        return web.json_response({**body, "error_details": {}}, status=500)
+        return web.json_response({**answer, "error_details": {}}, status=answer["status"])
 
     aggregator = web.Application()
     aggregator.router.add_get("/current-usage/{external_subscription_id}", failed)
@@ -79,7 +97,8 @@ async def test_an_aggregator_that_fails_is_a_500_not_unavailable(
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        config = ingest_config(aggregator_url=f"http://127.0.0.1:{port}")
+        down = f"http://127.0.0.1:{free_port()}"
+        config = ingest_config(aggregator_urls=(down, f"http://127.0.0.1:{port}"))
         async with IngestServer(settings, config) as server:
             _, key = await create_organization(settings, "Acme", "UTC")
             lago = Client(api_key=key, api_url=server.url)
@@ -102,10 +121,5 @@ async def test_an_aggregator_that_fails_is_a_500_not_unavailable(
                 await asyncio.to_thread(lago.customers.current_usage, "alice", "s")
     finally:
         await runner.cleanup()
-    assert caught.value.status_code == 500
-    assert caught.value.response == {
-        "status": 500,
-        "error": "Internal Server Error",
-        "code": "usage_failed",
-        "error_details": {},
-    }
+    assert caught.value.status_code == want["status"]
+    assert caught.value.response == {**want, "error_details": {}}

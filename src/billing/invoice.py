@@ -340,17 +340,17 @@ def compute_invoice(
     sub_total_including = sub_total_excluding + taxes_cents
     credit_notes_cents = min(credit_notes_available_cents, sub_total_including)
     prepaid_cents = min(wallet_balance_cents, sub_total_including - credit_notes_cents)
-    return InvoiceTotals(
-        currency=currency,
-        fees_amount_cents=fees_cents,
-        coupons_amount_cents=coupons_cents,
-        sub_total_excluding_taxes_amount_cents=sub_total_excluding,
-        taxes_amount_cents=taxes_cents,
-        sub_total_including_taxes_amount_cents=sub_total_including,
-        credit_notes_amount_cents=credit_notes_cents,
-        prepaid_credit_amount_cents=prepaid_cents,
-        total_amount_cents=sub_total_including - credit_notes_cents - prepaid_cents,
-        coupon_uses=tuple(uses),
-        fee_taxes=tuple(fee_taxes),
-        applied_taxes=applied,
+    return InvoiceTotals(  # by position, each field named (billing.value)
+        currency,  # currency
+        fees_cents,  # fees_amount_cents
+        coupons_cents,  # coupons_amount_cents
+        sub_total_excluding,  # sub_total_excluding_taxes_amount_cents
+        taxes_cents,  # taxes_amount_cents
+        sub_total_including,  # sub_total_including_taxes_amount_cents
+        credit_notes_cents,  # credit_notes_amount_cents
+        prepaid_cents,  # prepaid_credit_amount_cents
+        sub_total_including - credit_notes_cents - prepaid_cents,  # total_amount_cents
+        tuple(uses),  # coupon_uses
+        tuple(fee_taxes),  # fee_taxes
+        applied,  # applied_taxes
     )

@@ -90,7 +90,7 @@ def invoice_totals(
     fitting = [c for c in coupons if _coupon_fits(c.state, currency)]
     totals = compute_invoice(
         currency,
-        [_fee(f) if f.taxes else Fee(f.kind, f.amount_cents, code=f.item_code) for f in fees],
+        [_fee(f) if f.taxes else Fee(f.kind, f.amount_cents, (), f.item_code) for f in fees],
         coupons=[c.state for c in fitting],
         credit_notes_available_cents=credit_notes_cents,
         wallet_balance_cents=sum(w.balance_cents for w in wallets),

@@ -35,8 +35,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -191,19 +190,26 @@ def _usage_fee(
         before = Decimal(before_cents).scaleb(-minor_units(currency))
         amount_cents = max(0, amount_cents - before_cents)
         precise_amount = max(Decimal(0), precise_amount - before)
-    item = (charge.metric_code, charge.metric_name, charge.invoice_display_name)
-    return _fee(
-        FeeKind.CHARGE,
-        item,
-        period,
-        (amount_cents, precise_amount, units, usage.events_count),
-        charge_id=charge.charge_id,
-        billable_metric_id=charge.billable_metric_id,
-        usage_period_start=period.start,
-        is_adjustment=adjusts is not None,
-        aggregation=usage.aggregation,
-        amount_details=amount_details(charge.charge_model, priced),
-        taxes=charge.taxes or terms.taxes,
+    return PricedFee(  # by position, each field named (billing.value)
+        FeeKind.CHARGE,  # kind
+        charge.metric_code,  # item_code
+        charge.metric_name,  # item_name
+        charge.invoice_display_name,  # invoice_display_name
+        amount_cents,  # amount_cents
+        precise_amount,  # precise_amount
+        units,  # units
+        usage.events_count,  # events_count
+        period.start,  # from_date
+        period.end,  # to_date
+        False,  # pay_in_advance
+        True,  # invoiceable
+        charge.charge_id,  # charge_id
+        charge.billable_metric_id,  # billable_metric_id
+        period.start,  # usage_period_start
+        adjusts is not None,  # is_adjustment
+        usage.aggregation,  # aggregation
+        amount_details(charge.charge_model, priced),  # amount_details
+        charge.taxes or terms.taxes,  # taxes
     )
 
 
@@ -279,35 +285,19 @@ def _plan_fee(
         # The aggregator closed the period on other boundaries than today's catalog gives
         # (the customer's timezone changed since): bill it as the whole period it was.
         cents = plan.amount_cents
-    precise = Decimal(cents).scaleb(-minor_units(currency))
-    item = (plan.code, plan.name, plan.invoice_display_name)
-    amounts = (cents, precise, Decimal(1), None)
-    return _fee(FeeKind.SUBSCRIPTION, item, period, amounts, pay_in_advance=advance, taxes=taxes)
-
-
-def _fee(
-    kind: FeeKind,
-    item: tuple[str, str, str | None],
-    period: BillingPeriod,
-    amounts: tuple[int, Decimal, Decimal, int | None],
-    **more: Any,
-) -> PricedFee:
-    """A fee over `period` of the item (code, name, display name) it bills, for its amount
-    (cents, precise amount, units, events count); `more` are the kind's own fields."""
-    code, name, display_name = item
-    cents, precise, units, events = amounts
     return PricedFee(
-        kind=kind,
-        item_code=code,
-        item_name=name,
-        invoice_display_name=display_name,
+        kind=FeeKind.SUBSCRIPTION,
+        item_code=plan.code,
+        item_name=plan.name,
+        invoice_display_name=plan.invoice_display_name,
         amount_cents=cents,
-        precise_amount=precise,
-        units=units,
-        events_count=events,
+        precise_amount=Decimal(cents).scaleb(-minor_units(currency)),
+        units=Decimal(1),
+        events_count=None,
         from_date=period.start,
         to_date=period.end,
-        **more,
+        pay_in_advance=advance,
+        taxes=taxes,
     )
 
 
@@ -376,26 +366,38 @@ def price_period(
     wallets = [] if draft else [w for w in terms.wallets if w.currency == currency]
     notes = () if draft else terms.credit_notes
     credit_cents = available_cents(notes, currency)
-    with _refused_as_poison():
+    try:
         totals, coupon_uses = invoice_totals(
             currency, fees, terms.coupons, wallets, credit_notes_cents=credit_cents
         )
-    paid = consume_prepaid(totals.prepaid_credit_amount_cents, [w.balance_cents for w in wallets])
+    except BillingError as exc:
+        raise _refused(exc) from exc
+    # Most customers have no wallet and no credit note: nothing to split between them.
+    wallet_uses: tuple[tuple[WalletTerms, int], ...] = ()
+    note_uses: tuple[tuple[CreditNoteTerms, int], ...] = ()
+    if notes:
+        note_uses = split_credit(totals.credit_notes_amount_cents, notes, currency)
+    if wallets:
+        paid = consume_prepaid(
+            totals.prepaid_credit_amount_cents, [w.balance_cents for w in wallets]
+        )
+        wallet_uses = tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents)
     subscription_fees = [f for f in fees if f.kind is FeeKind.SUBSCRIPTION]
-    return PricedInvoice(
-        period_key=closed.period_key,
-        currency=currency,
-        issuing_date=closing.end.astimezone(tz).date(),
-        status="draft" if draft else "finalized",
-        grace_until=grace_until if draft else None,
-        invoicing_reason=reason,
-        subscription_from=subscription_fees[-1].from_date if subscription_fees else closing.start,
-        subscription_to=subscription_fees[-1].to_date if subscription_fees else closing.end,
-        fees=tuple(fees),
-        totals=totals,
-        coupon_uses=coupon_uses,
-        wallet_uses=tuple((w, cents) for w, cents in zip(wallets, paid, strict=True) if cents),
-        credit_note_uses=split_credit(totals.credit_notes_amount_cents, notes, currency),
+    billed = subscription_fees[-1] if subscription_fees else None
+    return PricedInvoice(  # by position, each field named (billing.value)
+        closed.period_key,  # period_key
+        currency,  # currency
+        closing.end.astimezone(tz).date(),  # issuing_date
+        "draft" if draft else "finalized",  # status
+        grace_until if draft else None,  # grace_until
+        reason,  # invoicing_reason
+        closing.start if billed is None else billed.from_date,  # subscription_from
+        closing.end if billed is None else billed.to_date,  # subscription_to
+        tuple(fees),  # fees
+        totals,  # totals
+        coupon_uses,  # coupon_uses
+        wallet_uses,  # wallet_uses
+        note_uses,  # credit_note_uses
     )
 
 
@@ -437,8 +439,10 @@ def refresh_draft(
                 refreshed[i] = _merged_charge_fee(terms, fee, usage, currency)
                 changed.append(i)
                 break
-    with _refused_as_poison():
+    try:
         totals, coupon_uses = invoice_totals(currency, refreshed, coupons)
+    except BillingError as exc:
+        raise _refused(exc) from exc
     return RefreshedDraft(tuple(refreshed), totals, coupon_uses, tuple(changed))
 
 
@@ -466,10 +470,6 @@ def _merged_charge_fee(
     return fee if priced is None else replace(priced, taxes=fee.taxes)
 
 
-@contextmanager
-def _refused_as_poison() -> Iterator[None]:
+def _refused(exc: BillingError) -> PoisonMessage:
     """Input `invoice_totals`' arithmetic refuses is a poison message."""
-    try:
-        yield
-    except BillingError as exc:
-        raise PoisonMessage("invalid_invoice_input", str(exc)) from exc
+    return PoisonMessage("invalid_invoice_input", str(exc))

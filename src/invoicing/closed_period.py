@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any
 
 import msgspec
@@ -233,6 +234,7 @@ def _fast_uuid(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)  # a round's periods mostly share their bounds
 def _fast_instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -251,15 +253,15 @@ def _fast_charge(wire: _ChargeWire) -> ChargeUsage:
         units = as_decimal(wire.units)
     except ValueError:
         raise _Refused from None
-    return ChargeUsage(
-        charge_id=_fast_uuid(wire.charge_id),
-        charge_model=wire.charge_model,
-        billable_metric_id=_fast_uuid(wire.billable_metric_id),
-        billable_metric_code=wire.billable_metric_code,
-        aggregation_type=wire.aggregation_type,
-        units=units,
-        events_count=wire.events_count,
-        aggregation=aggregation,
+    return ChargeUsage(  # by position, each field named (billing.value)
+        _fast_uuid(wire.charge_id),  # charge_id
+        wire.charge_model,  # charge_model
+        _fast_uuid(wire.billable_metric_id),  # billable_metric_id
+        wire.billable_metric_code,  # billable_metric_code
+        wire.aggregation_type,  # aggregation_type
+        units,  # units
+        wire.events_count,  # events_count
+        aggregation,  # aggregation
     )
 
 
@@ -276,20 +278,20 @@ def _fast_period_closed(value: bytes) -> PeriodClosed:
     start, end = _fast_instant(wire.period_start), _fast_instant(wire.period_end)
     if not start < end:
         raise _Refused
-    return PeriodClosed(
-        period_key=wire.period_key,
-        organization_id=_fast_uuid(wire.organization_id),
-        subscription_id=_fast_uuid(wire.subscription_id),
-        external_subscription_id=wire.external_subscription_id,
-        external_customer_id=str(wire.external_customer_id or ""),
-        plan_code=str(wire.plan_code or ""),
-        currency=wire.currency,
-        period_start=start,
-        period_end=end,
-        terminated=bool(wire.terminated),
-        charges=tuple(_fast_charge(c) for c in wire.charges),
-        adjustments=(),
-        closed_at=None if wire.closed_at is None else _fast_instant(wire.closed_at),
+    return PeriodClosed(  # by position, each field named (billing.value)
+        wire.period_key,  # period_key
+        _fast_uuid(wire.organization_id),  # organization_id
+        _fast_uuid(wire.subscription_id),  # subscription_id
+        wire.external_subscription_id,  # external_subscription_id
+        str(wire.external_customer_id or ""),  # external_customer_id
+        str(wire.plan_code or ""),  # plan_code
+        wire.currency,  # currency
+        start,  # period_start
+        end,  # period_end
+        bool(wire.terminated),  # terminated
+        tuple(_fast_charge(c) for c in wire.charges),  # charges
+        (),  # adjustments
+        None if wire.closed_at is None else _fast_instant(wire.closed_at),  # closed_at
     )
 
 

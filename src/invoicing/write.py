@@ -374,9 +374,10 @@ def _fee_rows(item: InvoiceToWrite, invoice: int, ids: Iterator[str]) -> list[li
                 ft.taxes_cents,  # taxes_amount_cents
                 ft.taxes_precise_cents,  # taxes_precise_amount_cents
                 ft.taxes_rate,  # taxes_rate
-                invoice_rows.fee_taxes(
-                    f, f.amount_cents - ft.precise_coupons_cents
-                ),  # applied_taxes
+                # applied_taxes (most fees have none: no taxable base to work out)
+                invoice_rows.fee_taxes(f, f.amount_cents - ft.precise_coupons_cents)
+                if f.taxes
+                else {},
                 next(ids),  # id
             ]
         )

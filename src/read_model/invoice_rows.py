@@ -23,6 +23,8 @@ def applied_taxes(
     fees: Sequence[PricedFee], totals: InvoiceTotals, currency: str
 ) -> list[dict[str, Any]]:
     """The invoice's `applied_taxes`: each tax with its rate, base and amount."""
+    if not totals.applied_taxes:
+        return []
     tax_of = {tax.code: tax for fee in fees for tax in fee.taxes}
     return [
         {

@@ -2,9 +2,11 @@
 METERFLOW_AGGREGATOR_WORKERS), each a whole instance of the service, with one `/metrics`
 for all of them.
 
-The command's own process supervises: it forks the workers before any event loop runs,
-passes SIGTERM and SIGINT on to every worker (each stops as it does alone), stops the others
-if one exits (`meterflow up` then restarts the service), and serves `/metrics` on the
+The command's own process supervises: it forks the workers while no event loop runs,
+passes SIGTERM and SIGINT on to every worker (each stops as it does alone), starts a worker
+that exits again in its place, alone, with `meterflow up`'s back-off (`meterflow.restarts`:
+the others go on serving; at the fifth exit within a minute it stops them all and exits 1,
+and `meterflow up` restarts the service), and serves `/metrics` on the
 service's metrics port: every worker's own series, fetched from the worker at each scrape
 (each listens on a port of its own on 127.0.0.1 and reports it through a pipe) and labelled
 `worker="<i>"`, plus `<up metric>{worker}`. Prometheus scrapes that one target and sums over
@@ -21,6 +23,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -32,6 +35,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+from meterflow.restarts import RestartPolicy, describe_exit
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +127,22 @@ class _Workers:
         self.pool = pool
         self.processes = list(processes)
         self.ports: list[int | None] = [None] * len(processes)
-        self.reported = asyncio.Event()
+        self.reported = asyncio.Event()  # (made again by `listen`, in each loop's life)
 
     def listen(self) -> None:
         loop = asyncio.get_running_loop()
+        self.reported = asyncio.Event()
+        if None not in self.ports:
+            self.reported.set()
         for index, (_, conn) in enumerate(self.processes):
-            loop.add_reader(conn.fileno(), self._report, index, conn)
+            if self.ports[index] is None:
+                loop.add_reader(conn.fileno(), self._report, index, conn)
+
+    def replace(self, index: int, process: BaseProcess, conn: Connection) -> None:
+        """Worker `index` started again: its metrics port is the one it reports next."""
+        self.processes[index][1].close()
+        self.processes[index] = (process, conn)
+        self.ports[index] = None
 
     def _report(self, index: int, conn: Connection) -> None:
         asyncio.get_running_loop().remove_reader(conn.fileno())
@@ -138,8 +153,9 @@ class _Workers:
         if None not in self.ports:
             self.reported.set()
 
-    def gone(self) -> BaseProcess | None:
-        return next((p for p, _ in self.processes if not p.is_alive()), None)
+    def gone(self) -> int | None:
+        """The index of a worker that exited, if any."""
+        return next((i for i, (p, _) in enumerate(self.processes) if not p.is_alive()), None)
 
     async def exposition(self, session: aiohttp.ClientSession) -> bytes:
         if not self.reported.is_set():
@@ -159,8 +175,8 @@ class _Workers:
         return merge_expositions(texts, self.pool.up_metric)
 
 
-async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Event) -> bool:
-    """Serve the merged metrics until a signal (True) or a worker's exit (False)."""
+async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Event) -> int | None:
+    """Serve the merged metrics until a signal (None) or a worker's exit (its index)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -179,70 +195,112 @@ async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Eve
         app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock.dup()).start()  # (closed with the runner)
         try:
             while not stop.is_set():
                 gone = workers.gone()
                 if gone is not None:
-                    log.error(
-                        "%s.worker_exited name=%s exitcode=%s",
-                        workers.pool.service,
-                        gone.name,
-                        gone.exitcode,
-                    )
-                    return False
+                    # A signal that stopped the worker (a terminal's Ctrl-C reaches every
+                    # process of the group) may not have reached the loop's handler yet.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.2)
+                    return None if stop.is_set() else gone
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
-            return True
+            return None
         finally:
             await runner.cleanup()
 
 
-def supervise(pool: Pool, work: Work) -> int:
-    """Run `pool.count` worker processes (each `work`) until a signal (exit status 0) or
-    the first one to exit (1); see the module docstring."""
+def _start(
+    context: multiprocessing.context.ForkContext,
+    pool: Pool,
+    index: int,
+    work: Work,
+    sock: socket.socket,
+) -> tuple[BaseProcess, Connection]:
+    """Fork worker `index` (no event loop may run in this process meanwhile)."""
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_worker,
+        args=(pool, index, work, send, sock),
+        name=f"{pool.service}-worker-{index}",
+    )
+    process.start()
+    send.close()
+    return process, receive
+
+
+def supervise(pool: Pool, work: Work, policy: RestartPolicy | None = None) -> int:
+    """Run `pool.count` worker processes (each `work`) until a signal (exit status 0), each
+    started again when it exits, until one keeps exiting (1); see the module docstring."""
+    policy = policy or RestartPolicy()
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
         stopping.set()
 
-    # Before the workers start, so that a signal meanwhile cannot orphan them.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    def handle_signals() -> None:
+        # Before the workers start, so that a signal meanwhile cannot orphan them; again
+        # after each asyncio.run, which restores the defaults.
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    handle_signals()
     # Bound before the workers start: a scrape meanwhile waits in the backlog.
     sock = socket.create_server((pool.metrics_host, pool.metrics_port), reuse_port=False)
     sock.setblocking(False)
     context = multiprocessing.get_context("fork")  # no loop runs yet to be forked mid-way
-    processes = []
-    for index in range(pool.count):
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(
-            target=_worker,
-            args=(pool, index, work, send, sock),
-            name=f"{pool.service}-worker-{index}",
-        )
-        process.start()
-        send.close()
-        processes.append((process, receive))
+    workers = _Workers(pool, [_start(context, pool, i, work, sock) for i in range(pool.count)])
     log.info(
-        "%s.workers_started count=%d metrics_port=%d",
-        pool.service,
-        len(processes),
-        pool.metrics_port,
+        "%s.workers_started count=%d metrics_port=%d", pool.service, pool.count, pool.metrics_port
     )
-    workers = _Workers(pool, processes)
+    exits: list[list[float]] = [[] for _ in range(pool.count)]
+    status = 0
     try:
-        signalled = asyncio.run(_watch(workers, sock, stopping))
+        while (gone := asyncio.run(_watch(workers, sock, stopping))) is not None:
+            handle_signals()
+            process = workers.processes[gone][0]
+            exits[gone].append(time.monotonic())
+            recent = policy.recent(exits[gone], time.monotonic())
+            how = describe_exit(process.exitcode or 0)
+            if process.exitcode == 0:
+                # A worker stops by itself only when told to: stop the others too.
+                log.error("%s.worker_stopped name=%s: %s", pool.service, process.name, how)
+                status = 1
+                break
+            if policy.gives_up(recent):
+                log.error(
+                    "%s.worker_failing name=%s: %s, %d times within %.0f s; stopping the "
+                    "others (see the worker's log lines above for why)",
+                    pool.service,
+                    process.name,
+                    how,
+                    recent,
+                    policy.window,
+                )
+                status = 1
+                break
+            delay = policy.delay(recent)
+            log.error(
+                "%s.worker_exited name=%s: %s; starting it again in %.0f s",
+                pool.service,
+                process.name,
+                how,
+                delay,
+            )
+            if stopping.wait(delay):
+                break
+            workers.replace(gone, *_start(context, pool, gone, work, sock))
     finally:
-        signal.signal(signal.SIGTERM, stop)  # asyncio.run restored the defaults
-        signal.signal(signal.SIGINT, stop)
+        handle_signals()
         sock.close()
-        for process, _ in processes:
+        for process, _ in workers.processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: each stops as it does alone
-        for process, _ in processes:
+        for process, _ in workers.processes:
             process.join(pool.stop_timeout)
             if process.is_alive():
                 process.kill()
                 process.join()
-    return 0 if signalled else 1
+    return status

@@ -3,7 +3,7 @@ sliding window, giving up at the fifth within it; and exits described in words."
 
 from __future__ import annotations
 
-from meterflow.supervisor import RestartPolicy, describe_exit
+from meterflow.restarts import RestartPolicy, describe_exit
 
 
 def test_restart_delay_doubles_up_to_the_cap() -> None:

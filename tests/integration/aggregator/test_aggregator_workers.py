@@ -1,7 +1,7 @@
 """`meterflow aggregator` with METERFLOW_AGGREGATOR_WORKERS=2: two worker processes of one
 app under the command's process share the events partitions, each answers current usage
 for every subscription (its own, or forwarded to the owner), one `/metrics` serves both
-under a `worker` label, and SIGTERM stops them all."""
+under a `worker` label, a worker that dies is started again alone, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import psutil
 from tests.integration.aggregator.conftest import (
     AggregatorProcess,
     publish_requests,
@@ -63,6 +64,28 @@ async def test_one_command_runs_two_workers_sharing_the_partitions(
         for w in "01"
     ]
     assert all(applied) and sum(applied) == 4_000, applied
+
+    # A worker SIGKILLed is started again alone: the command and the other worker go on.
+    assert command.proc is not None
+    victim = next(
+        child
+        for child in psutil.Process(command.proc.pid).children()
+        if any(c.laddr.port == port + 1 for c in child.net_connections("tcp"))
+    )
+    victim.kill()
+    victim.wait(10)
+    assert (await second.get("/ready"))[0] == 0, "the victim's port answers no more"
+    status, body = await command.get("/ready")
+    assert status == 200 and body["partitions"], (status, body)
+    await wait_partitions_shared([command, second], settings.partitions)
+    assert command.proc.poll() is None, command.log_tail()
+    for worker in (command, second):
+        await settle(worker, org, subscriptions, expected)
+    log = command.log_path.read_text()
+    assert (
+        "aggregator.worker_exited name=aggregator-worker-1: killed by SIGKILL; "
+        "starting it again in 1 s"
+    ) in log
 
     assert command.stop() == 0, command.log_tail()
     for worker in (command, second):

@@ -1,6 +1,6 @@
 """When Kafka does not answer, events get a 503 in Lago's shape (never a 200 for an event
 that was not stored); metrics are served on their own port without a key; several workers
-share one port and stop together."""
+share one port, a worker that dies is started again alone, and they stop together."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.service import IngestServer
@@ -213,6 +214,65 @@ def _values(exposition: str, sample: str) -> dict[str, float]:
         for s in family.samples
         if s.name == sample
     }
+
+
+async def test_a_worker_that_dies_is_started_again_while_the_other_serves(
+    settings: Settings, tenant: Any
+) -> None:
+    """SIGKILL of one worker: the other goes on accepting events on the shared port, the
+    supervisor starts a new worker in its place, and SIGTERM still stops them all."""
+    port, metrics_port = closed_port(), closed_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meterflow.cli",
+        "ingest",
+        env=_two_workers(settings, port, metrics_port),
+    )
+    supervisor = psutil.Process(proc.pid)
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    event = {"transaction_id": "t", "external_subscription_id": "s", "code": "calls"}
+
+    async def both_up() -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession() as plain,
+                plain.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
+            ):
+                text = await response.text()
+        except aiohttp.ClientError:
+            return False
+        return sorted(_values(text, "ingest_worker_up").values()) == [1.0, 1.0]
+
+    try:
+        deadline = time.monotonic() + 60
+        while not await both_up():
+            assert proc.returncode is None and time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        first, second = supervisor.children()
+        first.kill()
+        first.wait(10)
+        for n in range(10):  # a new connection each: only the live worker listens now
+            async with (
+                aiohttp.ClientSession(headers=headers) as session,
+                session.post(
+                    f"http://127.0.0.1:{port}/api/v1/events",
+                    json={"event": {**event, "transaction_id": f"after-kill-{n}"}},
+                ) as response,
+            ):
+                assert response.status == 200, await response.text()
+        deadline = time.monotonic() + 60
+        while not (await both_up() and len(supervisor.children()) == 2):
+            assert proc.returncode is None, "the supervisor gave up on one SIGKILL"
+            assert time.monotonic() < deadline, "the killed worker was not started again"
+            await asyncio.sleep(0.2)
+        assert second in supervisor.children(), "the other worker was left running"
+        assert first.pid not in [c.pid for c in supervisor.children()]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 60)
+    assert code == 0
 
 
 async def test_workers_stop_by_themselves_when_their_supervisor_is_killed(

@@ -50,7 +50,7 @@ def main(settings: Settings) -> int:
         count=agg.workers,
         metrics_host=agg.host,
         metrics_port=agg.metrics_port,
-        up_metric="meterflow_aggregator_worker_up",
+        metric_prefix="meterflow_aggregator_worker",
         stop_timeout=STOP_TIMEOUT,
     )
     return workers.supervise(pool, work)

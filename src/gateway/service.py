@@ -140,7 +140,7 @@ def main(settings: Settings) -> int:
         count=ingest.workers,
         metrics_host=ingest.host,
         metrics_port=ingest.metrics_port,
-        up_metric="ingest_worker_up",
+        metric_prefix="ingest_worker",
         stop_timeout=ingest.shutdown_grace + ingest.produce_timeout + 5,
     )
     return workers.supervise(pool, work)

@@ -6,11 +6,12 @@ The command's own process supervises: it forks the workers while no event loop r
 passes SIGTERM and SIGINT on to every worker (each stops as it does alone), starts a worker
 that exits again in its place, alone, with `meterflow up`'s back-off (`meterflow.restarts`:
 the others go on serving; at the fifth exit within a minute it stops them all and exits 1,
-and `meterflow up` restarts the service), and serves `/metrics` on the
-service's metrics port: every worker's own series, fetched from the worker at each scrape
-(each listens on a port of its own on 127.0.0.1 and reports it through a pipe) and labelled
-`worker="<i>"`, plus `<up metric>{worker}`. Prometheus scrapes that one target and sums over
-`worker`. A worker whose supervisor is gone (SIGKILL) stops by itself.
+and `meterflow up` restarts the service), and serves `/metrics` on the service's metrics
+port: every worker's own series, fetched from the worker at each scrape (each listens on a
+port of its own on 127.0.0.1 and reports it through a pipe) and labelled `worker="<i>"`,
+plus `<prefix>_up{worker}` and `<prefix>_restarts_total{worker}`. Prometheus scrapes that
+one target and sums over `worker`. A worker whose supervisor is gone (SIGKILL) stops by
+itself.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class Pool:
     count: int
     metrics_host: str
     metrics_port: int
-    up_metric: str  # the per-worker gauge added to the merged metrics
+    # Names the per-worker series the merged metrics add: `<prefix>_up` (1 if the worker
+    # answered the scrape) and `<prefix>_restarts_total` (times it was started again).
+    metric_prefix: str
     stop_timeout: float  # seconds a worker may take to stop after SIGTERM
 
 
@@ -70,14 +73,19 @@ class _Families(Collector):
         return self._families
 
 
-def merge_expositions(texts: Sequence[str | None], up_metric: str) -> bytes:
+def merge_expositions(texts: Sequence[str | None], prefix: str, restarts: Sequence[int]) -> bytes:
     """One Prometheus exposition of the workers' (None: did not answer), each sample
-    labelled with its worker's index, and `up_metric` per worker."""
+    labelled with its worker's index, plus per worker `<prefix>_up` and
+    `<prefix>_restarts_total` (`restarts`, by index)."""
     families: dict[str, Metric] = {}
-    up = Metric(up_metric, "1 if the worker answered this scrape", "gauge")
+    up = Metric(f"{prefix}_up", "1 if the worker answered this scrape", "gauge")
+    started = Metric(
+        f"{prefix}_restarts", "times the worker was started again after it died", "counter"
+    )
     for index, text in enumerate(texts):
         worker = str(index)
-        up.add_sample(up_metric, {"worker": worker}, 0.0 if text is None else 1.0)
+        up.add_sample(f"{prefix}_up", {"worker": worker}, 0.0 if text is None else 1.0)
+        started.add_sample(f"{prefix}_restarts_total", {"worker": worker}, restarts[index])
         for family in text_string_to_metric_families(text or ""):
             merged = families.get(family.name)
             if merged is None:
@@ -88,7 +96,7 @@ def merge_expositions(texts: Sequence[str | None], up_metric: str) -> bytes:
                 s._replace(labels={**s.labels, "worker": worker}) for s in family.samples
             )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families([*families.values(), up]))
+    registry.register(_Families([*families.values(), up, started]))
     return generate_latest(registry)
 
 
@@ -127,6 +135,7 @@ class _Workers:
         self.pool = pool
         self.processes = list(processes)
         self.ports: list[int | None] = [None] * len(processes)
+        self.restarts = [0] * len(processes)
         self.reported = asyncio.Event()  # (made again by `listen`, in each loop's life)
 
     def listen(self) -> None:
@@ -143,6 +152,7 @@ class _Workers:
         self.processes[index][1].close()
         self.processes[index] = (process, conn)
         self.ports[index] = None
+        self.restarts[index] += 1
 
     def _report(self, index: int, conn: Connection) -> None:
         asyncio.get_running_loop().remove_reader(conn.fileno())
@@ -172,7 +182,7 @@ class _Workers:
                 return None
 
         texts = await asyncio.gather(*(scraped(port) for port in self.ports))
-        return merge_expositions(texts, self.pool.up_metric)
+        return merge_expositions(texts, self.pool.metric_prefix, self.restarts)
 
 
 async def _watch(workers: _Workers, sock: socket.socket, stopping: threading.Event) -> int | None:

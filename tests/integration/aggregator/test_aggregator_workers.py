@@ -81,6 +81,10 @@ async def test_one_command_runs_two_workers_sharing_the_partitions(
     assert command.proc.poll() is None, command.log_tail()
     for worker in (command, second):
         await settle(worker, org, subscriptions, expected)
+    restarts = [
+        await command.metric("meterflow_aggregator_worker_restarts_total", worker=w) for w in "01"
+    ]
+    assert restarts == [0.0, 1.0]
     log = command.log_path.read_text()
     assert (
         "aggregator.worker_exited name=aggregator-worker-1: killed by SIGKILL; "

@@ -233,6 +233,8 @@ async def test_a_worker_that_dies_is_started_again_while_the_other_serves(
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
     event = {"transaction_id": "t", "external_subscription_id": "s", "code": "calls"}
 
+    restarts: dict[str, float] = {}
+
     async def both_up() -> bool:
         try:
             async with (
@@ -242,6 +244,7 @@ async def test_a_worker_that_dies_is_started_again_while_the_other_serves(
                 text = await response.text()
         except aiohttp.ClientError:
             return False
+        restarts.update(_values(text, "ingest_worker_restarts_total"))
         return sorted(_values(text, "ingest_worker_up").values()) == [1.0, 1.0]
 
     try:
@@ -268,6 +271,7 @@ async def test_a_worker_that_dies_is_started_again_while_the_other_serves(
             await asyncio.sleep(0.2)
         assert second in supervisor.children(), "the other worker was left running"
         assert first.pid not in [c.pid for c in supervisor.children()]
+        assert sorted(restarts.values()) == [0.0, 1.0], restarts
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

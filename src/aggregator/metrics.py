@@ -121,6 +121,12 @@ class AggregatorMetrics(ServiceMetrics):
             "Current-usage requests that failed inside the aggregator (a bug: see the "
             "aggregator.usage_failed log line for the subscription and the charge)",
         )
+        self.usage_unavailable = self.counter(
+            "meterflow_aggregator_usage_unavailable_total",
+            "Current-usage requests answered 503 because the worker that owns the "
+            "subscription's partition could not be reached (down, until the group hands its "
+            "partitions to the others: aggregator.owner_unreachable)",
+        )
         self.table_keys = self.gauge(
             "meterflow_aggregator_table_keys", "Keys held in each table on this worker", ["table"]
         )

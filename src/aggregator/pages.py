@@ -4,6 +4,7 @@ subscription's partition; 503 while that worker cannot be reached) and readiness
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from aggregator.app import Aggregator
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY = 10.0  # seconds between two lines about an owner that cannot be reached
 
 
 def add_pages(app: faust.App, aggregator: Aggregator) -> None:
@@ -48,19 +51,29 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
         app.topic_route(aggregator.events_topic, match_info="external_subscription_id")(usage_view),
     )
 
+    last_logged = -LOG_EVERY  # the last owner_unreachable line (monotonic seconds)
+
     async def owned_or_forwarded(
         view: View, request: Request, external_subscription_id: str
     ) -> Response:
+        nonlocal last_logged
         try:
             return await routed(view, request, external_subscription_id=external_subscription_id)
         except (TimeoutError, aiohttp.ClientError) as exc:
             # The partition's owner (by the last rebalance) cannot be reached: down, until
-            # the group hands its partitions to the workers left. Unavailable, not a failure.
-            log.warning(
-                "aggregator.owner_unreachable subscription=%s error=%r",
-                external_subscription_id,
-                exc,
-            )
+            # the group hands its partitions to the workers left. Unavailable, not a failure;
+            # counted each time, logged once in LOG_EVERY seconds (every request for the
+            # owner's subscriptions fails alike until then).
+            aggregator.metrics.usage_unavailable.inc()
+            if time.monotonic() - last_logged >= LOG_EVERY:
+                last_logged = time.monotonic()
+                log.warning(
+                    "aggregator.owner_unreachable subscription=%s error=%r (logged once in "
+                    "%.0f s; meterflow_aggregator_usage_unavailable_total counts them all)",
+                    external_subscription_id,
+                    exc,
+                    LOG_EVERY,
+                )
             return view.json(_error(503, "owner_unavailable"), status=503)
 
     app.page("/current-usage/{external_subscription_id}")(owned_or_forwarded)

@@ -64,7 +64,9 @@ async def test_a_dead_worker_costs_only_its_own_subscriptions_until_the_rebalanc
         assert waiting, "the dead worker's subscriptions wait for the rebalance"
         assert all(b["status"] == 503 for b in waiting.values()), waiting
         assert {b["code"] for b in waiting.values()} == {"owner_unavailable"}
-        assert "aggregator.owner_unreachable" in second.log_path.read_text()
+        assert second.log_path.read_text().count("aggregator.owner_unreachable") == 1
+        counted = await second.metric("meterflow_aggregator_usage_unavailable_total")
+        assert counted >= len(waiting), "every 503 counted, one line logged"
 
         deadline = time.monotonic() + 120
         found: Totals | None = None

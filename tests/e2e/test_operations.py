@@ -25,6 +25,7 @@ from support.meterflow_up import (
     stack_with_catalog,
     wait_for_usage,
 )
+from support.services import free_port
 
 SUBS = [f"sub-{i}" for i in range(4)]
 
@@ -39,8 +40,8 @@ async def eventually(probe: Any, what: str, timeout: float = 90.0) -> Any:
         await asyncio.sleep(1)
 
 
-async def cli_json(up: MeterflowUp, *args: str) -> tuple[int, Any]:
-    done = await up.cli(*args, "--json")
+async def cli_json(up: MeterflowUp, *args: str, **env: str) -> tuple[int, Any]:
+    done = await up.cli(*args, "--json", **env)
     assert done.returncode in (0, 1) and done.stdout.startswith(("{", "[")), done.stderr[-3000:]
     return done.returncode, json.loads(done.stdout)
 
@@ -129,6 +130,14 @@ async def test_replay_and_reconcile_after_retries_and_a_sigkill_then_a_corrupted
             calls.values()
         ) + sum(gb.values())
         assert replay["events"]["duplicate"] == sum(calls.values()) + sum(gb.values())
+        # No aggregator worker answers: the current periods are compared with nothing
+        # (not with zero, which would be a difference on every row).
+        down = f"http://127.0.0.1:{free_port()}"
+        code, blind = await cli_json(up, "replay", METERFLOW_AGGREGATOR_URL=down)
+        assert (code, blind["differences"]) == (0, 0), blind
+        sources = {r["external_subscription_id"]: r["compared_with"] for r in blind["rows"]}
+        assert [sources[s].split()[0] for s in SUBS] == ["invoice", "invoice", "live", "live"]
+        assert {sources[s] for s in SUBS[2:]} == {"live unavailable"}
 
         code, reconciled = await cli_json(up, "reconcile")
         assert (code, reconciled["differences"]) == (0, 0), reconciled

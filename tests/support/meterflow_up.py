@@ -81,12 +81,14 @@ class MeterflowUp:
             )
             await asyncio.sleep(0.5)
 
-    async def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        """Run `meterflow <args>` with this stack's environment."""
+    async def cli(
+        self, *args: str, timeout: float = 120.0, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `meterflow <args>` with this stack's environment (and `env` over it)."""
         return await asyncio.to_thread(
             subprocess.run,
             [*CLI, *args],
-            env=self.env,
+            env={**self.env, **env},
             capture_output=True,
             text=True,
             timeout=timeout,

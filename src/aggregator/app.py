@@ -74,7 +74,7 @@ from aggregator.faust_store import ROCKSDB_OPTIONS, FaustTableStore
 from aggregator.ledger import Ledger, ledger_key
 from aggregator.markers import DedupeMarkers
 from aggregator.metrics import AggregatorMetrics, collect_young
-from aggregator.pages import add_pages
+from aggregator.pages import add_pages, forwarding_client
 from aggregator.processing import (
     PERIODS_CLOSED,
     BatchResult,
@@ -386,6 +386,7 @@ def create_app(
         autodiscover=False,
         stream_buffer_maxsize=max(4096, agg.batch_size * 2),
         Monitor=kafka_transport.QuietMonitor,  # no statistics per record (read by nothing)
+        HttpClient=forwarding_client,  # bounded forwards to a partition's owner
     )
     kafka_transport.install(app, round(agg.fetch_max_wait * 1000))
     aggregator = Aggregator(app, settings, agg, domain)

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between two lines about an owner that cannot be reached
+# How long a worker waits for the partition's owner it forwards a current-usage request to:
+# under ingest's METERFLOW_INGEST_USAGE_TIMEOUT (5 s), so that the worker answers 503
+# before its client gives up; aiohttp's default is 5 minutes, which an owner that never
+# answers (its machine gone: no refusal, or its process stopped) would hold each forwarding
+# connection for, until the forwards to every owner queued behind them.
+FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=3.0, connect=1.0)
+
+
+def forwarding_client() -> aiohttp.ClientSession:
+    """The HTTP client Faust forwards requests to other workers with (its `HttpClient`)."""
+    return aiohttp.ClientSession(timeout=FORWARD_TIMEOUT)
 
 
 def add_pages(app: faust.App, aggregator: Aggregator) -> None:

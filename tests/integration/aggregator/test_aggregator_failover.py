@@ -2,12 +2,15 @@
 through the client every service shares (`meterflow.aggregator_usage`, both workers in
 METERFLOW_AGGREGATOR_URL): when one is SIGKILLed, the other answers at once for its own
 subscriptions, says 503 `owner_unavailable` (not a failure) for the dead one's until the
-group hands it their partitions, and then answers for all of them, with the right totals."""
+group hands it their partitions, and then answers for all of them, with the right totals;
+when one stops answering without refusing (SIGSTOP: connections accepted, never answered),
+the other gives up forwarding to it within its forward timeout, before its client does."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from decimal import Decimal
 from typing import Any
@@ -78,3 +81,38 @@ async def test_a_dead_worker_costs_only_its_own_subscriptions_until_the_rebalanc
                 found = {s: totals(a) for s, a in answers.items()}
     _, body = await second.get("/ready")
     assert body["partitions"] == list(range(settings.partitions)), body
+
+
+async def test_an_owner_that_never_answers_costs_its_forwards_seconds_not_minutes(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    subscriptions = 20
+    rng = random.Random(unique)
+    org = f"org-{unique}"
+    stream, expected = await retried_workload(settings, org, rng, subscriptions, 400, 0)
+    first, second = (worker_factory(METERFLOW_AGGREGATOR_SESSION_TIMEOUT="30") for _ in "12")
+    for worker in (first, second):
+        worker.start()
+    await wait_partitions_shared([first, second], settings.partitions)
+    await publish_requests(settings, stream, rng)
+    await settle(second, org, subscriptions, expected)
+
+    client = UsageClient((second.url,))
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            started = time.monotonic()
+            answers = await asyncio.gather(
+                *(client.get(http, f"s{i}", org) for i in range(subscriptions))
+            )
+            took = time.monotonic() - started
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    statuses = sorted({a.status for a in answers})
+    assert statuses == [200, 503], statuses
+    assert all(totals(a) == expected[f"s{i}"] for i, a in enumerate(answers) if a.status == 200)
+    codes = {orjson.loads(a.body)["code"] for a in answers if a.status == 503}
+    assert codes == {"owner_unavailable"}
+    # The forward timeout (3 s), well under ingest's 5 s and aiohttp's default 5 minutes.
+    assert 2.5 < took < 4.5, took

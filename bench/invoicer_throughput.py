@@ -5,7 +5,7 @@ same invoicer invoicing each period on its own (`round_size=1`: a read and a wri
 period), alternating which goes first, in the same run.
 
     .venv/bin/python -m bench.invoicer_throughput [N] [--subscriptions 1000] [--runs 3]
-        [--round-size 1000] [--side both|batched|per-period] [--profile DIR]
+        [--round-size 1000] [--side both|batched|per-period] [--profile DIR] [--analyzed]
 
 Each closed period carries two charges (standard and graduated), so each invoice has three
 fees; a quarter of the customers have a fixed-amount coupon, a quarter a wallet of prepaid
@@ -15,14 +15,15 @@ reported apart, as `end to end`). Checks: N invoices, one per period, each custo
 numbered 1..k, and every cent the coupons, wallets and credit notes lost is on an invoice;
 each run prints a checksum of every money row it wrote (`bench.invoice_checksum`).
 Since wall-clock rates swing with the machine's load, each run also reports CPU per invoice:
-the invoicer's (this process's CPU time over the run: the invoicer runs in it, the bench's
-own polling is a few queries a second) and its Postgres backends' (found by the
-application_name the bench gives the invoicer's connections; psutil over their whole life,
-which starts with the run). The ratio row's CPU column is per period / batched.
-`--profile DIR` records each side's first run with py-spy (raw stacks) and reports its top
-frames. The bench's process collects garbage as `meterflow invoicer` does
-(`meterflow.collector.collect_less_often`). Prints a table of medians and writes JSON to
-bench/results/ (git-ignored). Uses its own topics and database schema, removed afterwards.
+the invoicer's (this process's CPU time over the run; the bench's own polling is a few
+queries a second) and its Postgres backends' (found by the application_name the bench gives
+the invoicer's pool; psutil over their whole life). The ratio row's CPU column is per period
+/ batched. `--profile DIR` records each side's first run with py-spy (raw stacks) and
+reports its top frames. `--analyzed`: the schema ANALYZEd with the catalog in and no invoice
+yet (a new deployment's statistics, which plans keep until the next ANALYZE). The bench's
+process collects garbage as `meterflow invoicer` does (`collect_less_often`). Prints a table
+of medians and writes JSON to bench/results/ (git-ignored). Uses its own topics and database
+schema, removed afterwards.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench import report
 from bench.invoice_checksum import invoice_checksum
+from bench.processes import cpu_seconds
 from bench.workload import WrongTotals
 from invoicer.consumer import Invoicer
 from invoicer.service import YOUNG_COLLECTION_EVERY
@@ -69,6 +71,8 @@ RANGES = [
     {"from_value": 101, "to_value": None, "per_unit_amount": "0.05", "flat_amount": "0"},
 ]
 BATCHED, PER_PERIOD = "batched", "per period"
+HEADERS = ["invoicer, invoices/s (median)", "first to last", "end to end"]
+HEADERS += ["invoicer CPU us/invoice", "Postgres CPU us/invoice", "runs"]
 _BILLED = "SELECT count(*) FROM invoices WHERE period_key NOT LIKE 'seed-%'"
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
@@ -283,8 +287,7 @@ async def _backend_cpu(conn: asyncpg.Connection, application_name: str) -> float
     total = 0.0
     for row in pids:
         with contextlib.suppress(psutil.Error):
-            times = psutil.Process(row["pid"]).cpu_times()
-            total += times.user + times.system
+            total += cpu_seconds(row["pid"])
     return total
 
 
@@ -309,6 +312,7 @@ async def run(
     *,
     round_size: int | None = None,
     profile: Path | None = None,
+    analyzed: bool = False,
 ) -> dict[str, Any]:
     """One measurement on topics and a schema of its own; `round_size` None is the
     invoicer's default."""
@@ -324,6 +328,8 @@ async def run(
     try:
         subscriptions = min(subscriptions, n)
         catalog = await _catalog(conn, subscriptions)
+        if analyzed:
+            await conn.execute("ANALYZE")
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5
         )
@@ -403,10 +409,11 @@ async def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
             profile = None
             if args.profile is not None and i == 0:
                 args.profile.mkdir(parents=True, exist_ok=True)
-                profile = (
-                    args.profile / f"invoicer-{side.replace(' ', '-')}-{report.timestamp()}.txt"
-                )
-            result = await run(args.n, args.subscriptions, round_size=size, profile=profile)
+                name = f"invoicer-{side.replace(' ', '-')}-{report.timestamp()}.txt"
+                profile = args.profile / name
+            result = await run(
+                args.n, args.subscriptions, round_size=size, profile=profile, analyzed=args.analyzed
+            )
             print(
                 f"run {i + 1} {side}: {result['invoices_per_second']:,.0f} invoices/s "
                 f"(end to end {result['end_to_end_per_second']:,.0f}/s, CPU per invoice: "
@@ -429,6 +436,7 @@ def main() -> None:
         "--side", choices=("both", "batched", "per-period"), default="both", help="sides to run"
     )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
+    parser.add_argument("--analyzed", action="store_true", help="ANALYZE before any invoice")
     args = parser.parse_args()
     base = Settings.from_env()
     LocalStack.from_settings(base).start()  # reuses a running Kafka and Postgres
@@ -466,17 +474,7 @@ def main() -> None:
         medians[BATCHED]["invoicer_cpu_us_per_invoice"],
     )
     rows.append(("batched / per period", ratio, None, cpu_ratio, None, "medians"))
-    report.print_table(
-        [
-            "invoicer, invoices/s (median)",
-            "first to last",
-            "end to end",
-            "invoicer CPU us/invoice",
-            "Postgres CPU us/invoice",
-            "runs",
-        ],
-        rows,
-    )
+    report.print_table(HEADERS, rows)
     for r in results:
         for frame, share in r["top_frames"] or []:
             print(f"  {r['side']} run: {share:5.1f}% {frame}")

@@ -119,7 +119,8 @@ _BATCH_CHARGES = (
 # One JSON document for the whole batch, in one round trip: a row per message (`n`, its
 # index) whose subscription is in the catalog, with everything its invoice needs, and the
 # batch's charges once (one orjson call reads it all, instead of a decoder call per column
-# of every row). The invoicer's pool runs it with one generic plan (`write.create_pool`).
+# of every row). The invoicer's pool runs it with one generic plan of index lookups
+# (`write.create_pool`).
 _TERMS = (
     "SELECT json_build_object('rows', (SELECT coalesce(json_agg(found), '[]') FROM ("
     "SELECT i.n, EXISTS (SELECT 1 FROM invoices WHERE period_key = i.period_key) AS invoiced, "

@@ -40,6 +40,7 @@ import asyncio
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -96,16 +97,16 @@ async def measure(
                         )
                     )
                 started = time.monotonic()
-                held: list[float] = []
-                while sum(held) != subscriptions or len(held) < workers:
-                    for proc, _, _ in procs:
-                        if proc.proc.poll() is not None:
-                            raise proc.failed("exited")
-                    if time.monotonic() - started > SPLIT_TIMEOUT:
-                        raise procs[0][0].failed(f"views {held} never added up to {subscriptions}")
-                    await asyncio.sleep(0.5)
-                    samples = [await asyncio.to_thread(metrics, m) for _, _, m in procs]
-                    held = [s.get(HELD, 0.0) for s in samples if s.get(HELD)]
+
+                def held(samples: list[dict[str, float]]) -> list[float]:
+                    return [s.get(HELD, 0.0) for s in samples if s.get(HELD)]
+
+                await _until(
+                    procs,
+                    SPLIT_TIMEOUT,
+                    lambda got: len(held(got)) == workers and sum(held(got)) == subscriptions,
+                    lambda got: f"views {held(got)} never added up to {subscriptions}",
+                )
                 for proc, port, _ in procs:
                     await proc.wait_http(port, "/ready")
                 split_seconds = time.monotonic() - started
@@ -145,21 +146,42 @@ async def measure(
         await delete_topics(settings.bootstrap_servers, settings.topics)
 
 
-async def _loaded(procs: list[tuple[ServiceProcess, int, int]], case: Case) -> list[dict[str, Any]]:
-    """Each worker's open keys and loaded RSS once the case's events are all applied."""
+async def _until(
+    procs: list[tuple[ServiceProcess, int, int]],
+    timeout: float,
+    done: Callable[[list[dict[str, float]]], bool],
+    failure: Callable[[list[dict[str, float]]], str],
+) -> list[dict[str, float]]:
+    """The workers' metrics once `done` holds of them (read every 0.5 s); fails, saying
+    `failure` of the last ones, when a worker exits or after `timeout` seconds."""
     started = time.monotonic()
-    applied = [0.0] * len(procs)
-    while sum(applied) < case.events:
+    samples: list[dict[str, float]] = [{} for _ in procs]
+    while not done(samples):
         for proc, _, _ in procs:
             if proc.proc.poll() is not None:
-                raise proc.failed("exited while applying")
-        if time.monotonic() - started > APPLY_TIMEOUT:
-            raise procs[0][0].failed(f"applied {applied} of {case.events}")
+                raise proc.failed("exited")
+        if time.monotonic() - started > timeout:
+            raise procs[0][0].failed(failure(samples))
         await asyncio.sleep(0.5)
         samples = [await asyncio.to_thread(metrics, m) for _, _, m in procs]
-        applied = [s.get(APPLIED, 0.0) for s in samples]
-    if sum(applied) != case.events:
-        raise RuntimeError(f"applied {applied}: more than the {case.events} events sent")
+    return samples
+
+
+async def _loaded(procs: list[tuple[ServiceProcess, int, int]], case: Case) -> list[dict[str, Any]]:
+    """Each worker's open keys and loaded RSS once the case's events are all applied."""
+
+    def applied(samples: list[dict[str, float]]) -> list[float]:
+        return [s.get(APPLIED, 0.0) for s in samples]
+
+    samples = await _until(
+        procs,
+        APPLY_TIMEOUT,
+        lambda got: sum(applied(got)) >= case.events,
+        lambda got: f"applied {applied(got)} of {case.events}",
+    )
+    counts = applied(samples)
+    if sum(counts) != case.events:
+        raise RuntimeError(f"applied {counts}: more than the {case.events} events sent")
     await asyncio.sleep(SETTLE_SECONDS)
     return [
         {
@@ -167,7 +189,7 @@ async def _loaded(procs: list[tuple[ServiceProcess, int, int]], case: Case) -> l
             "open_keys": int(count) // case.events_per_key,
             "rss_loaded_bytes": await rss_median(proc),
         }
-        for (proc, _, _), count in zip(procs, applied, strict=True)
+        for (proc, _, _), count in zip(procs, counts, strict=True)
     ]
 
 

@@ -17,11 +17,17 @@ from typing import Any
 
 import aiohttp
 import orjson
-from tests.integration.aggregator.conftest import publish_requests, wait_partitions_shared
+from tests.integration.aggregator.conftest import (
+    AggregatorProcess,
+    publish_requests,
+    wait_partitions_shared,
+)
 from tests.integration.aggregator.test_aggregator_crash import Totals, retried_workload, settle
 
 from meterflow.aggregator_usage import Answer, UsageClient
 from meterflow.settings import Settings
+
+SUBSCRIPTIONS = 20
 
 
 def totals(answer: Answer) -> tuple[int, Decimal]:
@@ -36,30 +42,47 @@ async def ask_all(
     return {f"s{i}": await client.get(http, f"s{i}", org) for i in range(subscriptions)}
 
 
-async def test_a_dead_worker_costs_only_its_own_subscriptions_until_the_rebalance(
-    settings: Settings, worker_factory: Any, unique: str
-) -> None:
-    subscriptions = 20
+async def two_workers(
+    settings: Settings,
+    worker_factory: Any,
+    unique: str,
+    *,
+    session_timeout: str,
+    events: int,
+    retries: int,
+) -> tuple[AggregatorProcess, AggregatorProcess, str, Totals]:
+    """Two workers (separate commands) sharing the partitions, with SUBSCRIPTIONS'
+    `events` (and `retries` resends) applied: the workers, the organization and its totals."""
     rng = random.Random(unique)
     org = f"org-{unique}"
-    stream, expected = await retried_workload(settings, org, rng, subscriptions, 2_000, 200)
-    # A dead member's partitions move after the session timeout: 20 s leaves the test a
-    # wide window to see the worker left alone before the rebalance.
-    first, second = (worker_factory(METERFLOW_AGGREGATOR_SESSION_TIMEOUT="20") for _ in "12")
+    stream, expected = await retried_workload(settings, org, rng, SUBSCRIPTIONS, events, retries)
+    overrides = {"METERFLOW_AGGREGATOR_SESSION_TIMEOUT": session_timeout}
+    first, second = (worker_factory(**overrides) for _ in "12")
     for worker in (first, second):
         worker.start()
     await wait_partitions_shared([first, second], settings.partitions)
     await publish_requests(settings, stream, rng)
-    await settle(second, org, subscriptions, expected)
+    await settle(second, org, SUBSCRIPTIONS, expected)
+    return first, second, org, expected
+
+
+async def test_a_dead_worker_costs_only_its_own_subscriptions_until_the_rebalance(
+    settings: Settings, worker_factory: Any, unique: str
+) -> None:
+    # A dead member's partitions move after the session timeout: 20 s leaves the test a
+    # wide window to see the worker left alone before the rebalance.
+    first, second, org, expected = await two_workers(
+        settings, worker_factory, unique, session_timeout="20", events=2_000, retries=200
+    )
 
     client = UsageClient((first.url, second.url))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        before = await ask_all(client, http, org, subscriptions)
+        before = await ask_all(client, http, org, SUBSCRIPTIONS)
         assert {s: totals(a) for s, a in before.items()} == expected
         assert {a.url.split("/current-usage")[0] for a in before.values()} == {first.url}
 
         first.kill()
-        alone = await ask_all(client, http, org, subscriptions)
+        alone = await ask_all(client, http, org, SUBSCRIPTIONS)
         assert {a.url.split("/current-usage")[0] for a in alone.values()} == {second.url}
         served = {s: totals(a) for s, a in alone.items() if a.status == 200}
         waiting = {s: orjson.loads(a.body) for s, a in alone.items() if a.status != 200}
@@ -76,7 +99,7 @@ async def test_a_dead_worker_costs_only_its_own_subscriptions_until_the_rebalanc
         while found != expected:
             assert time.monotonic() < deadline, f"after the rebalance: {found}"
             await asyncio.sleep(1.0)
-            answers = await ask_all(client, http, org, subscriptions)
+            answers = await ask_all(client, http, org, SUBSCRIPTIONS)
             if all(a.status == 200 for a in answers.values()):
                 found = {s: totals(a) for s, a in answers.items()}
     _, body = await second.get("/ready")
@@ -86,16 +109,9 @@ async def test_a_dead_worker_costs_only_its_own_subscriptions_until_the_rebalanc
 async def test_an_owner_that_never_answers_costs_its_forwards_seconds_not_minutes(
     settings: Settings, worker_factory: Any, unique: str
 ) -> None:
-    subscriptions = 20
-    rng = random.Random(unique)
-    org = f"org-{unique}"
-    stream, expected = await retried_workload(settings, org, rng, subscriptions, 400, 0)
-    first, second = (worker_factory(METERFLOW_AGGREGATOR_SESSION_TIMEOUT="30") for _ in "12")
-    for worker in (first, second):
-        worker.start()
-    await wait_partitions_shared([first, second], settings.partitions)
-    await publish_requests(settings, stream, rng)
-    await settle(second, org, subscriptions, expected)
+    first, second, org, expected = await two_workers(
+        settings, worker_factory, unique, session_timeout="30", events=400, retries=0
+    )
 
     client = UsageClient((second.url,))
     assert first.proc is not None
@@ -104,7 +120,7 @@ async def test_an_owner_that_never_answers_costs_its_forwards_seconds_not_minute
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             started = time.monotonic()
             answers = await asyncio.gather(
-                *(client.get(http, f"s{i}", org) for i in range(subscriptions))
+                *(client.get(http, f"s{i}", org) for i in range(SUBSCRIPTIONS))
             )
             took = time.monotonic() - started
     finally:

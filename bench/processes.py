@@ -267,7 +267,6 @@ class Pipeline:
             METERFLOW_INGEST_HOST="127.0.0.1",
             METERFLOW_INGEST_PORT=str(ports["api"]),
             METERFLOW_INGEST_METRICS_PORT=str(ports["api_metrics"]),
-            METERFLOW_AGGREGATOR_URL=self.aggregator_url,
             METERFLOW_AGGREGATOR_APP_ID=f"{self.settings.topics.prefix}aggregator",
             METERFLOW_AGGREGATOR_PORT=str(ports["agg"]),
             METERFLOW_AGGREGATOR_METRICS_PORT=str(ports["agg_metrics"]),

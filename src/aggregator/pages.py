@@ -1,5 +1,6 @@
 """The aggregator worker's HTTP pages: current usage (routed to the worker that owns the
-subscription's partition; 503 while that worker cannot be reached) and readiness."""
+subscription's partition; 503 while that worker cannot be reached or has not read its
+catalog, or this one cannot route yet) and readiness."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
             aggregator.metrics.usage_failures.inc()
             return view.json(_error(500, "usage_failed"), status=500)
         if body is None:
+            if not aggregator.catalog_reader.ready.is_set():
+                # Its catalog (re)read for its partitions is not done: a subscription it
+                # does not hold yet is not a subscription not found.
+                return view.json(_error(503, "not_ready"), status=503)
             return view.json(_error(404, "subscription_not_found"), status=404)
         return view.json(body)
 
@@ -68,6 +73,10 @@ def add_pages(app: faust.App, aggregator: Aggregator) -> None:
         view: View, request: Request, external_subscription_id: str
     ) -> Response:
         nonlocal last_logged
+        if not aggregator.routing_ready.is_set():
+            # Just started: Faust's router cannot place the subscription yet (it failed
+            # inside Faust, a 500). Another worker, or this one a moment later, answers.
+            return view.json(_error(503, "not_ready"), status=503)
         try:
             return await routed(view, request, external_subscription_id=external_subscription_id)
         except (TimeoutError, aiohttp.ClientError) as exc:

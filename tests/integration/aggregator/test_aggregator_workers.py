@@ -5,11 +5,14 @@ under a `worker` label, a worker that dies is started again alone, and SIGTERM s
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 from tests.integration.aggregator.conftest import (
     AggregatorProcess,
@@ -18,6 +21,7 @@ from tests.integration.aggregator.conftest import (
 )
 from tests.integration.aggregator.test_aggregator_crash import retried_workload, settle
 
+from meterflow.aggregator_usage import UsageClient
 from meterflow.settings import Settings
 
 
@@ -77,6 +81,21 @@ async def test_one_command_runs_two_workers_sharing_the_partitions(
     assert (await second.get("/ready"))[0] == 0, "the victim's port answers no more"
     status, body = await command.get("/ready")
     assert status == 200 and body["partitions"], (status, body)
+    # Until it is back, its subscriptions are unavailable (503), never failed: asked
+    # through both workers as ingest asks them, a request reaching the new worker before it
+    # can route one included.
+    client = UsageClient((command.url, second.url))
+    seen: set[int] = set()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        deadline = time.monotonic() + 90
+        while True:
+            answers = [await client.get(http, f"s{i}", org) for i in range(subscriptions)]
+            seen |= {a.status for a in answers}
+            if all(a.status == 200 for a in answers):
+                break
+            assert time.monotonic() < deadline, command.log_tail()
+            await asyncio.sleep(0.05)
+    assert seen == {200, 503}, seen
     await wait_partitions_shared([command, second], settings.partitions)
     assert command.proc.poll() is None, command.log_tail()
     for worker in (command, second):

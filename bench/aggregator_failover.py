@@ -46,9 +46,9 @@ from bench.processes import (
     ServiceProcess,
     free_port,
     free_ports_in_a_row,
-    owned_partitions,
     pipeline,
     scratch_deployment,
+    shared_partitions,
 )
 from bench.public_api import CUSTOMER, create_catalog, expect_ok, wait_until
 from bench.usage_api import post_events
@@ -81,19 +81,6 @@ def _aggregators(
         }
         started.append((ServiceProcess("aggregator", own, tmp / f"aggregator-{n}.log"), web))
     return started
-
-
-async def _shared(ports: list[int], partitions: int) -> list[set[int]]:
-    """Each worker's partitions once both are ready and they cover all of them."""
-    deadline = time.monotonic() + 180
-    while True:
-        owned = [await asyncio.to_thread(owned_partitions, p) for p in ports]
-        held = [o for o in owned if o]
-        if len(held) == len(ports) and set().union(*held) == set(range(partitions)):
-            return held
-        if time.monotonic() > deadline:
-            raise WrongTotals(f"the workers' partitions {owned} within 180 s")
-        await asyncio.sleep(0.2)
 
 
 def _victim(case: str, commands: list[tuple[ServiceProcess, int]], port: int) -> psutil.Process:
@@ -150,7 +137,7 @@ async def _run(
     commands: list[tuple[ServiceProcess, int]],
 ) -> dict[str, Any]:
     port = commands[0][1]
-    owned = await _shared([port, port + 1], args.partitions)
+    owned = await shared_partitions([port, port + 1], args.partitions, 180)
     dead = {s for s in subscriptions if partition_for(s.encode(), args.partitions) in owned[1]}
     url = f"{api_url}/api/v1/customers/{CUSTOMER}/current_usage"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:

@@ -107,6 +107,22 @@ def owned_partitions(port: int) -> set[int] | None:
         return None
 
 
+async def shared_partitions(ports: list[int], partitions: int, timeout: float) -> list[set[int]]:
+    """The events partitions of each aggregator worker (by its web port) once all are ready,
+    each owns some, none the same, and together all `partitions`; TimeoutError after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [await asyncio.to_thread(owned_partitions, port) for port in ports]
+        held = [o for o in owned if o]
+        every = set().union(*held)
+        if len(held) == len(ports) and sum(map(len, held)) == len(every) == partitions:
+            return held
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers' partitions {owned} within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
 async def delete_app_topics(settings: Settings, app_id: str) -> None:
     """The changelog and repartition topics Faust made for an app id."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
@@ -245,19 +261,10 @@ class Pipeline:
         out between them, each ready: each answers for its own, Faust routes the rest."""
         if self.aggregators < 2:
             return
-        deadline = time.monotonic() + timeout
-        every = set(range(self.settings.partitions))
-        while True:
-            owned = [owned_partitions(web) for web in self.aggregator_web_ports]
-            held = [o for o in owned if o is not None]
-            if len(held) == len(owned) and sum(map(len, held)) == len(every) == len(
-                set().union(*held)
-            ):
-                return
-            if time.monotonic() > deadline:
-                aggregator = self.services["aggregator"]
-                raise aggregator.failed(f"workers' partitions {owned} within {timeout}s")
-            await asyncio.sleep(0.2)
+        try:
+            await shared_partitions(self.aggregator_web_ports, self.settings.partitions, timeout)
+        except TimeoutError as exc:
+            raise self.services["aggregator"].failed(str(exc)) from None
 
     def env(self, overrides: dict[str, str]) -> dict[str, str]:
         ports = self.ports

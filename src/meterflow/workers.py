@@ -136,7 +136,7 @@ class _Workers:
         self.processes = list(processes)
         self.ports: list[int | None] = [None] * len(processes)
         self.restarts = [0] * len(processes)
-        self.reported = asyncio.Event()  # (made again by `listen`, in each loop's life)
+        self.reported: asyncio.Event  # made by `listen`, anew in each loop's life
 
     def listen(self) -> None:
         loop = asyncio.get_running_loop()
@@ -241,10 +241,10 @@ def _start(
     return process, receive
 
 
-def supervise(pool: Pool, work: Work, policy: RestartPolicy | None = None) -> int:
+def supervise(pool: Pool, work: Work) -> int:
     """Run `pool.count` worker processes (each `work`) until a signal (exit status 0), each
     started again when it exits, until one keeps exiting (1); see the module docstring."""
-    policy = policy or RestartPolicy()
+    policy = RestartPolicy()
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
